@@ -1,0 +1,260 @@
+"""Shared helpers for the side-by-side training benchmarks.
+
+Standard library only at import time, so the ONNX Runtime worker (which runs in
+its own venv with an older numpy/onnx and no rctc) can import it too.
+
+Peer protocol: every peer is a script in this folder that accepts
+``--peer P --model M --batch B [--warmup W --min-steps S --min-seconds T
+--max-steps X --seed N]`` and prints one JSON object as the last line of its
+standard output: ``ms_per_step_median``, ``ms_list``, ``peak_rss_bytes`` and
+optional ``note``, or an ``error`` string. :func:`run_in_subprocess` runs one
+peer in a fresh interpreter so that its peak RSS is its own. A new peer (for
+example the rctc runtime) plugs in by adding its name to :data:`PEER_SCRIPTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+#: peer name -> script (in this folder) that implements it.
+PEER_SCRIPTS: dict[str, str] = {
+    "torch_fp32": "peers_torch.py",
+    "torch_qat": "peers_torch.py",
+    "ort": "peers_ort.py",
+}
+
+MODELS: tuple[str, ...] = ("mlp", "lenet", "resnet8", "resnet20", "mobilenet", "tiny_transformer")
+
+NUM_THREADS = 2
+
+
+def thread_env(threads: int = NUM_THREADS) -> dict[str, str]:
+    """Environment for a child process pinned to ``threads`` intra-op threads."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence."""
+    if not values:
+        raise ValueError("median of an empty sequence")
+    return float(statistics.median(values))
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process in bytes (VmHWM, else ru_maxrss)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def current_rss_bytes() -> int:
+    """Current resident set size of this process in bytes (0 if unknown)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def time_steps(
+    step: Callable[[], object],
+    warmup: int = 5,
+    min_steps: int = 20,
+    min_seconds: float = 2.0,
+    max_steps: int = 2000,
+) -> list[float]:
+    """Run ``step`` ``warmup`` times, then time it until both ``min_steps`` steps
+    and ``min_seconds`` seconds are reached (at most ``max_steps`` steps).
+
+    Returns the wall-clock milliseconds of each timed step.
+    """
+    for _ in range(warmup):
+        step()
+    ms: list[float] = []
+    start = time.perf_counter()
+    while len(ms) < max_steps and (len(ms) < min_steps or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return ms
+
+
+def make_batch(
+    shape: Sequence[int],
+    dtype: str,
+    batch: int,
+    num_classes: int,
+    seed: int = 0,
+    int_high: int = 64,
+) -> tuple[Any, Any]:
+    """Random inputs ``[batch, *shape]`` of ``dtype`` and int64 labels in range.
+
+    Float inputs are standard normal; integer inputs (token ids) are uniform in
+    ``[0, int_high)``. numpy is imported lazily (works with numpy 1 and 2).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    full = (batch, *[int(d) for d in shape])
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        x = rng.integers(0, int_high, size=full).astype(dtype)
+    else:
+        x = rng.standard_normal(full).astype(dtype)
+    y = rng.integers(0, num_classes, size=(batch,)).astype(np.int64)
+    return x, y
+
+
+def result_dict(ms: list[float], **extra: Any) -> dict[str, Any]:
+    """The JSON result a peer prints: median, all step times, peak RSS, extras."""
+    out: dict[str, Any] = {
+        "ms_per_step_median": median(ms),
+        "ms_list": [round(v, 4) for v in ms],
+        "steps": len(ms),
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    out.update(extra)
+    return out
+
+
+def peer_args(argv: Sequence[str] | None = None, peers: Sequence[str] | None = None) -> Any:
+    """Parse the common peer command line (see module docstring)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run one benchmark peer and print JSON")
+    ap.add_argument("--peer", required=True, choices=list(peers) if peers else None)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--min-steps", type=int, default=20)
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--max-steps", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def run_in_subprocess(
+    peer: str,
+    model: str,
+    batch: int = 32,
+    timeout: float = 1800.0,
+    **options: int | float,
+) -> dict[str, Any]:
+    """Run one peer for one model in a fresh interpreter; return its JSON dict.
+
+    ``options`` are passed as ``--warmup``, ``--min-steps``, ``--min-seconds``,
+    ``--max-steps``, ``--seed``. Never raises for a failing peer: a crash, a
+    time-out or unparsable output comes back as ``{"error": ...}``.
+    """
+    if peer not in PEER_SCRIPTS:
+        return {"peer": peer, "model": model, "batch": batch, "error": f"unknown peer {peer!r}"}
+    cmd = [sys.executable, str(HERE / PEER_SCRIPTS[peer]), "--peer", peer, "--model", model,
+           "--batch", str(batch)]
+    for key, value in options.items():
+        cmd += ["--" + key.replace("_", "-"), str(value)]
+    base: dict[str, Any] = {"peer": peer, "model": model, "batch": batch}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(), timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {**base, "error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**base, "error": f"exit {proc.returncode}: {tail}"}
+    return {**base, **data}
+
+
+def _version(module: str) -> str:
+    try:
+        mod = __import__(module)
+        return str(getattr(mod, "__version__", "?"))
+    except Exception:  # noqa: BLE001 - any import failure just means "absent"
+        return "absent"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _blas_info() -> str:
+    try:
+        import numpy as np
+
+        cfg = np.show_config(mode="dicts")  # numpy >= 1.25
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - informational only
+        return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Description of this machine and the library versions of this interpreter."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads_per_peer": NUM_THREADS,
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "numpy_blas": _blas_info(),
+        "torch": _version("torch"),
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"),
+        "platform": platform.platform(),
+    }
+
+
+def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Markdown table of ``rows`` restricted to ``columns`` (missing cells empty).
+
+    Floats are shown with 3 significant decimals; keys ending in ``_bytes`` are
+    shown in MiB.
+    """
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if key.endswith("_bytes") and isinstance(value, int | float):
+            return f"{value / 2**20:.1f} MiB"
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(columns) + " |"
+    sep = "| " + " | ".join("---" for _ in columns) + " |"
+    body = ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body]) + "\n"

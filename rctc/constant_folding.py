@@ -1,0 +1,119 @@
+"""Constant folding at the ONNX level, before the model becomes IR.
+
+Folds Constant, ConstantOfShape, Shape of a static shape (so Shape-derived Reshape
+targets become constants), Identity chains and every deterministic node whose inputs are
+all constants. Evaluation uses ``onnx.reference`` for anything not handled inline, so
+folding follows the ONNX spec exactly. Folded tensors become initializers named after the
+node output they replace; Identity of an initializer keeps the initializer's own name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+# ops that rctc accepts only when folding removes them (no runtime kernel)
+FOLDABLE_ONLY = {
+    "Constant", "ConstantOfShape", "Shape", "Size", "Range", "Cast", "CastLike", "Slice",
+    "Equal", "Where", "Floor", "Ceil", "Gather", "Unsqueeze", "Squeeze", "Concat",
+}
+_NEVER_FOLD = {
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "Dropout",
+}
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # folding is best effort; strict inference runs later
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            out[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    return out
+
+
+def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: list[onnx.OperatorSetIdProto]) -> list:
+    if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        return [numpy_helper.to_array(node.attribute[0].t)]
+    if node.op_type == "Identity":
+        return [args[0]]
+    if node.op_type == "ConstantOfShape":
+        value = np.zeros(1, np.float32)
+        for a in node.attribute:
+            if a.name == "value":
+                value = numpy_helper.to_array(a.t)
+        return [np.full(tuple(int(d) for d in args[0]), value.reshape(-1)[0], dtype=value.dtype)]
+    ins = [f"in{i}" if a is not None else "" for i, a in enumerate(args)]
+    feeds = {f"in{i}": a for i, a in enumerate(args) if a is not None}
+    n = helper.make_node(node.op_type, ins, [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    n.attribute.extend(node.attribute)
+    vis_in = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()]
+    vis_out = [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None) for i in range(len(node.output))]
+    m = helper.make_model(helper.make_graph([n], "fold", vis_in, vis_out), opset_imports=list(opset))
+    return list(ReferenceEvaluator(m).run(None, feeds))
+
+
+def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelProto:
+    """Return a copy of ``model`` with its constant subgraphs folded into initializers."""
+    model_out = onnx.ModelProto()
+    model_out.CopyFrom(model)
+    graph = model_out.graph
+    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    renames: dict[str, str] = {}
+    for _ in range(max_rounds):
+        shapes = _static_shapes(model_out)
+        kept: list[onnx.NodeProto] = []
+        changed = False
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name in renames:
+                    node.input[i] = renames[name]
+            inputs = [i for i in node.input if i]
+            foldable = node.op_type not in _NEVER_FOLD and not node.domain and not any(
+                a.type == onnx.AttributeProto.GRAPH for a in node.attribute
+            )
+            if node.op_type == "Shape" and node.input[0] in shapes and foldable:
+                shape = np.array(shapes[node.input[0]], dtype=np.int64)
+                start = next((a.i for a in node.attribute if a.name == "start"), 0)
+                end = next((a.i for a in node.attribute if a.name == "end"), None)
+                consts[node.output[0]] = shape[start:end]
+                changed = True
+                continue
+            if foldable and all(i in consts for i in inputs):
+                if (
+                    node.op_type == "Identity"
+                    and node.input[0] in consts
+                    and node.output[0] not in graph_outputs
+                ):
+                    renames[node.output[0]] = node.input[0]
+                    changed = True
+                    continue
+                args = [consts[i] if i else None for i in node.input]
+                results = _eval_node(node, args, list(model_out.opset_import))
+                for name, arr in zip(node.output, results):
+                    if name:
+                        consts[name] = np.asarray(arr)
+                changed = True
+                continue
+            kept.append(node)
+        del graph.node[:]
+        graph.node.extend(kept)
+        if not changed:
+            break
+    for o in graph.output:
+        if o.name in renames:
+            o.name = renames[o.name]
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items() if name in used)
+    keep_vi = [vi for vi in graph.value_info if vi.name not in consts]
+    del graph.value_info[:]
+    graph.value_info.extend(keep_vi)
+    return model_out

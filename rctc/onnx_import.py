@@ -1,0 +1,242 @@
+"""ONNX frontend: load, check, normalise and convert an ONNX model into the rctc IR.
+
+Steps: safe loading (external data must stay in the model's folder) -> ``onnx.checker``
+-> old-IR clean-up (graph inputs that repeat initializer names) -> batch binding ->
+``onnx.version_converter`` to ``TARGET_OPSET`` -> constant folding (``fold_constants``)
+-> ``onnx.shape_inference`` -> unsupported-op check -> IR (``to_ir``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
+
+from rctc.constant_folding import FOLDABLE_ONLY, fold_constants
+from rctc.errors import RctcError, UnsupportedOpError
+from rctc.ir import Graph
+from rctc.onnx_attrs import attrs_from_proto
+
+TARGET_OPSET = 18
+
+# input slots that hold parameters, per op type (the rest of a node's float constants are consts)
+PARAM_SLOTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "BatchNormalization": (1, 2),
+    "LayerNormalization": (1, 2),
+    "Gather": (0,),
+    "Add": (0, 1),
+    "Sub": (0, 1),
+    "Mul": (0, 1),
+}
+BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Load an ONNX file, resolving external data only inside the model's folder."""
+    p = Path(path)
+    if not p.exists():
+        raise RctcError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise RctcError(f"{p}: is a directory, expected an .onnx file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise RctcError(f"{p}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or not ONNX?") from exc
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise RctcError(f"{p}: not an ONNX model (no graph nodes); is this the right file?")
+    base = p.resolve().parent
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        target = (base / info.location).resolve()
+        if os.path.isabs(info.location) or not target.is_relative_to(base):
+            raise RctcError(
+                f"{p}: tensor {tensor.name!r} points to external data {info.location!r} outside the model's "
+                "folder; refusing to read it (move the data file next to the model)"
+            )
+        if not target.exists():
+            raise RctcError(f"{p}: external data file {info.location!r} for {tensor.name!r} is missing")
+    try:
+        external_data_helper.load_external_data_for_model(model, str(base))
+    except Exception as exc:
+        raise RctcError(f"{p}: cannot read external data ({exc}); is the .data file complete?") from exc
+    return model
+
+
+def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
+    """Old IR versions list initializers as graph inputs too; they are not real inputs."""
+    init_names = {t.name for t in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name not in init_names]
+    if len(keep) != len(model.graph.input):
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
+
+
+def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
+    """Bind symbolic / unknown leading dims of graph inputs (and outputs) to the batch size."""
+    for vi in list(model.graph.input) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        for i, dim in enumerate(tt.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                continue
+            if i == 0:
+                dim.Clear()
+                dim.dim_value = batch_size
+            elif vi in model.graph.input:
+                raise RctcError(
+                    f"input {vi.name!r} has a symbolic dimension {dim.dim_param or '?'} at axis {i}; "
+                    "only the batch (first) dimension may be dynamic. Re-export with a fixed size"
+                )
+    for vi in model.graph.output:  # outputs are re-inferred
+        vi.type.tensor_type.ClearField("shape")
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 1
+
+
+def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
+    """Check, bind the batch dim, convert opsets, fold constants and infer shapes."""
+    if batch_size < 1:
+        raise RctcError(f"--batch-size must be >= 1, got {batch_size}")
+    model_copy = onnx.ModelProto()
+    model_copy.CopyFrom(model)
+    model = model_copy
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RctcError(f"{source}: invalid ONNX model: {first}") from exc
+    _drop_initializer_inputs(model)
+    _bind_batch(model, batch_size)
+    custom = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        bad = [f"{n.domain}::{n.op_type} ({n.name or '?'})" for n in model.graph.node if n.domain in custom]
+        raise UnsupportedOpError(f"{source}: unsupported custom-domain op(s): {', '.join(bad[:20])}")
+    if _opset(model) != TARGET_OPSET:
+        try:
+            model = version_converter.convert_version(model, TARGET_OPSET)
+        except Exception as exc:
+            raise RctcError(
+                f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
+            ) from exc
+    model = fold_constants(model)
+    try:
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        raise RctcError(f"{source}: shape inference failed: {str(exc).strip().splitlines()[0]}") from exc
+    return model
+
+
+def check_supported(model: onnx.ModelProto, supported: set[str], source: str = "model") -> None:
+    """Raise one error listing every unsupported op with its node names."""
+    bad: dict[str, list[str]] = {}
+    for i, n in enumerate(model.graph.node):
+        if n.op_type not in supported:
+            bad.setdefault(n.op_type, []).append(n.name or f"#{i}")
+    if bad:
+        parts = [f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" for op, names in bad.items()]
+        raise UnsupportedOpError(f"{source}: unsupported op(s): {'; '.join(parts)}. rctc cannot compile this model")
+
+
+def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...] | None, np.dtype | None]]:
+    out: dict[str, tuple[tuple[int, ...] | None, np.dtype | None]] = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+        shape = None
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shape = tuple(d.dim_value for d in tt.shape.dim)
+        out[vi.name] = (shape, dtype)
+    return out
+
+
+def to_ir(model: onnx.ModelProto, source: str = "model", original_inits: set[str] | None = None) -> Graph:
+    """Convert a normalised ONNX model into an IR Graph with params / buffers / consts marked."""
+    g = Graph(name=model.graph.name or "model")
+    infos = _value_infos(model)
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if original_inits is None:
+        original_inits = set(consts)
+    roles: dict[str, str] = {}
+    for n in model.graph.node:
+        for i, name in enumerate(n.input):
+            if name in consts and np.issubdtype(consts[name].dtype, np.floating):
+                if i in BUFFER_SLOTS.get(n.op_type, ()):
+                    roles[name] = "buffer"
+                elif i in PARAM_SLOTS.get(n.op_type, ()) and roles.get(name) != "buffer":
+                    arr = consts[name]
+                    is_weight = n.op_type in ("Conv", "Gemm", "MatMul", "BatchNormalization",
+                                              "LayerNormalization", "Gather")
+                    if is_weight or (name in original_inits and arr.size > 1):
+                        roles[name] = "param"
+    for name, arr in consts.items():
+        kind = roles.get(name, "const")
+        v = g.add_value(name, arr.shape, arr.dtype, kind, np.ascontiguousarray(arr))
+        if v.name != name:
+            raise RctcError(f"{source}: duplicate tensor name {name!r}")
+    for vi in model.graph.input:
+        shape, dtype = infos[vi.name]
+        if shape is None or dtype is None:
+            raise RctcError(f"{source}: input {vi.name!r} has no static shape/type after batch binding")
+        g.add_input(vi.name, shape, dtype)
+    for i, n in enumerate(model.graph.node):
+        ins = []
+        for name in n.input:
+            if name == "":
+                ins.append(None)
+            elif name in g.values:
+                ins.append(g.values[name])
+            else:
+                raise RctcError(f"{source}: node {n.name or n.op_type!r} reads {name!r}, which nothing defines")
+        outs: list[tuple[str, tuple[int, ...] | None, np.dtype | None]] = []
+        for j, name in enumerate(n.output):
+            shape, dtype = infos.get(name, (None, None)) if name else ((), np.dtype(np.float32))
+            if shape is None or dtype is None:
+                raise RctcError(
+                    f"{source}: shape inference gave no static shape for {name!r} ({n.op_type} "
+                    f"{n.name or i!r}); export the model with static shapes"
+                )
+            outs.append((name or f"{n.name or n.op_type}_unused{j}", shape, dtype))
+        node = g.add_node(n.op_type, ins, outs, attrs_from_proto(n.attribute), name=n.name or f"{n.op_type}_{i}")
+        for (name, _, _), v in zip(outs, node.outputs):
+            if v.name != name:
+                raise RctcError(f"{source}: tensor {name!r} is defined twice")
+    g.outputs = [g.value(o.name) for o in model.graph.output]
+    g.meta["model_inputs"] = [v.name for v in g.inputs]
+    g.meta["model_outputs"] = [v.name for v in g.outputs]
+    g.remove_unused()
+    g.verify()
+    return g
+
+
+def import_model(
+    model: onnx.ModelProto | str | os.PathLike[str], batch_size: int = 1, supported: set[str] | None = None
+) -> Graph:
+    """Load (if a path), normalise and convert an ONNX model to the IR, batch dim bound to ``batch_size``."""
+    source = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
+    proto = load_model(model) if not isinstance(model, onnx.ModelProto) else model
+    if supported is None:
+        from rctc.runtime.kernels import KERNELS
+
+        supported = set(KERNELS)
+    check_supported(proto, supported | FOLDABLE_ONLY, source)  # report everything before any work
+    original_inits = {t.name for t in proto.graph.initializer}
+    norm = normalize(proto, batch_size, source)
+    check_supported(norm, supported, source)
+    return to_ir(norm, source, original_inits)
+
+
+__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "to_ir"]

@@ -1,0 +1,82 @@
+"""Compile options: one dataclass, validated in one place, stored in the .rct."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from rctc.errors import RctcError
+
+MODES = ("rct", "qat", "fp32")
+LOSSES = ("cross-entropy", "mse")
+OPTIMIZERS = ("sgd", "momentum")
+ROUNDINGS = ("stochastic", "nearest")
+
+
+@dataclass
+class CompileOptions:
+    mode: str = "rct"
+    batch_size: int = 32
+    loss: str = "cross-entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    trainable: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
+    seed: int = 0
+    bits: int = 8
+    min_bits: int = 4
+    max_bits: int = 16
+    act_bits: int = 8
+    grad_bits: int = 8
+    rounding: str = "stochastic"
+    adjust_every: int = 20
+    gavg_low: float = 0.5
+    gavg_high: float = 4.0
+
+    def validate(self) -> CompileOptions:
+        def bad(msg: str) -> RctcError:
+            return RctcError(msg)
+
+        if self.mode not in MODES:
+            raise bad(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise bad(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.rounding not in ROUNDINGS:
+            raise bad(f"--rounding must be stochastic or nearest, got {self.rounding!r}")
+        if self.batch_size < 1:
+            raise bad(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise bad(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise bad(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.min_bits < 2:
+            raise bad(f"--min-bits must be >= 2, got {self.min_bits}")
+        if self.max_bits > 32:
+            raise bad(f"--max-bits must be <= 32, got {self.max_bits}")
+        if self.min_bits > self.max_bits:
+            raise bad(f"--min-bits ({self.min_bits}) is above --max-bits ({self.max_bits})")
+        if not self.min_bits <= self.bits <= self.max_bits:
+            raise bad(f"--bits {self.bits} is outside --min-bits..--max-bits ({self.min_bits}..{self.max_bits})")
+        for name in ("act_bits", "grad_bits"):
+            val = getattr(self, name)
+            if not 2 <= val <= 16:
+                raise bad(f"--{name.replace('_', '-')} must be in 2..16, got {val}")
+        if self.adjust_every < 0:
+            raise bad(f"--adjust-every must be >= 0 (0 disables the controller), got {self.adjust_every}")
+        if not 0 <= self.gavg_low < self.gavg_high:
+            raise bad(f"need 0 <= --gavg-low < --gavg-high, got {self.gavg_low} and {self.gavg_high}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompileOptions:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

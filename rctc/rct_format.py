@@ -1,0 +1,162 @@
+"""The .rct file: one self-describing, versioned, integrity-checked ONNX container.
+
+A .rct is an ONNX ModelProto (``onnx.load`` and Netron open it) whose graph is the full
+compiled graph (forward, loss, backward, updates; rctc's own ops in domain ``rctc``),
+whose initializers are the training state (parameters as integers in rct mode), and whose
+``metadata_props`` hold:
+
+  rctc.format    "rct"
+  rctc.version   the format version (``FORMAT_VERSION``)
+  rctc.meta      JSON: graph meta (mode, slots, options, ...), value kinds, state updates
+  rctc.sha256    SHA-256 over the serialised graph and the meta JSON
+
+Files are written atomically: temporary file in the same folder, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from rctc.errors import RctcError
+from rctc.ir import Graph
+from rctc.onnx_attrs import attrs_from_proto
+from rctc.onnx_export import graph_to_model
+
+FORMAT_VERSION = 1
+
+
+def _public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
+
+
+def graph_to_rct(g: Graph) -> onnx.ModelProto:
+    """Serialise the whole graph with its state and metadata."""
+    model = graph_to_model(g)
+    known = {i.name for i in model.graph.initializer}
+    for v in g.values.values():  # state nobody reads in this graph is still state
+        if v.kind in ("param", "buffer", "const") and v.name not in known and v.data is not None:
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(v.data), v.name))
+    values = {
+        v.name: {"kind": v.kind, "trainable": v.trainable, "meta": v.meta}
+        for v in g.values.values()
+        if v.kind != "temp" or v.meta
+    }
+    node_meta = {n.name: n.meta for n in g.nodes if n.meta}
+    meta = {
+        "graph": _public_meta(g.meta),
+        "values": values,
+        "nodes": node_meta,
+        "inputs": [v.name for v in g.inputs],
+        "state_updates": g.state_updates,
+    }
+    meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
+    digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True) + meta_json.encode()).hexdigest()
+    helper.set_model_props(
+        model,
+        {"rctc.format": "rct", "rctc.version": str(FORMAT_VERSION), "rctc.meta": meta_json, "rctc.sha256": digest},
+    )
+    return model
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, set):
+        return sorted(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename; never half-writes."""
+    p = Path(path)
+    if p.exists() and p.is_dir():
+        raise RctcError(f"{p}: is a directory; give a file name for the output")
+    folder = p.resolve().parent
+    if not folder.exists():
+        raise RctcError(f"{p}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise RctcError(f"{p}: cannot write ({exc.strerror or exc}); nothing was changed") from exc
+
+
+def save_rct(g: Graph, path: str | os.PathLike[str]) -> None:
+    atomic_write_bytes(path, graph_to_rct(g).SerializeToString())
+
+
+def load_rct(path: str | os.PathLike[str]) -> Graph:
+    """Load and integrity-check a .rct file into an IR Graph."""
+    p = Path(path)
+    if not p.exists():
+        raise RctcError(f"{p}: no such file; compile a model first with `rctc compile`")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise RctcError(f"{p}: not a readable .rct file ({type(exc).__name__}); is it truncated?") from exc
+    return rct_to_graph(model, str(p))
+
+
+def rct_to_graph(model: onnx.ModelProto, source: str = "model.rct") -> Graph:
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("rctc.format") != "rct":
+        raise RctcError(f"{source}: not an rctc .rct file (an ONNX model? compile it with `rctc compile` first)")
+    version = int(props.get("rctc.version", "0"))
+    if version != FORMAT_VERSION:
+        raise RctcError(f"{source}: .rct format version {version}, this rctc reads {FORMAT_VERSION}; recompile")
+    meta_json = props.get("rctc.meta", "")
+    digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True) + meta_json.encode()).hexdigest()
+    if digest != props.get("rctc.sha256"):
+        raise RctcError(f"{source}: integrity check failed (file changed or corrupt); recompile or restore it")
+    meta = json.loads(meta_json)
+    g = Graph(name=model.graph.name)
+    g.meta.update(meta["graph"])
+    vmeta = meta["values"]
+    for t in model.graph.initializer:
+        info = vmeta.get(t.name, {"kind": "const", "trainable": False, "meta": {}})
+        v = g.add_value(t.name, None, None, info["kind"], numpy_helper.to_array(t).copy())
+        v.trainable = info["trainable"]
+        v.meta = info["meta"]
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        shapes[vi.name] = (
+            tuple(d.dim_value for d in tt.shape.dim),
+            np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)),
+        )
+    for name in meta["inputs"]:
+        shape, dtype = shapes[name]
+        g.add_input(name, shape, dtype)
+    for n in model.graph.node:
+        ins = [g.values[i] if i else None for i in n.input]
+        outs = [(o, *shapes[o]) for o in n.output]
+        node = g.add_node(n.op_type, ins, outs, attrs_from_proto(n.attribute), name=n.name, domain=n.domain)
+        node.meta = meta["nodes"].get(n.name, {})
+        for o in node.outputs:
+            if o.name in vmeta:
+                o.meta = vmeta[o.name]["meta"]
+    g.outputs = [g.values[o.name] for o in model.graph.output]
+    g.state_updates = dict(meta["state_updates"])
+    g.verify()
+    return g

@@ -1,0 +1,3 @@
+"""The numpy runtime: executor, kernels, training loop."""
+
+from __future__ import annotations

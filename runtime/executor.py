@@ -1,0 +1,129 @@
+"""Executes a scheduled IR graph with a value environment.
+
+The schedule (which nodes, in which order, which values die after each node) is built
+once per requested output set, so a training step does no graph work in Python beyond
+calling kernels. Persistent state (parameters, buffers) lives in ``Value.data``; after a
+training step the values named in ``graph.state_updates`` are written back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rctc.errors import RctcError
+from rctc.ir import Graph, Node
+from rctc.runtime.kernels import KERNELS, KernelContext
+
+
+class KernelError(RctcError):
+    """A kernel raised; the message names the node, its op type and input shapes."""
+
+
+@dataclass
+class _Step:
+    node: Node
+    kernel: object
+    in_names: tuple[str | None, ...]
+    out_names: tuple[str, ...]
+    free_after: tuple[str, ...]
+
+
+class Executor:
+    """Runs (parts of) a graph. One Executor per graph; schedules are cached."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._schedules: dict[tuple[str, ...], list[_Step]] = {}
+        self.op_times: dict[str, float] | None = None
+        missing = sorted({n.op_type for n in graph.nodes if n.op_type not in KERNELS})
+        if missing:
+            raise RctcError(f"no runtime kernel for op(s): {', '.join(missing)}; this .rct needs a newer rctc")
+
+    def schedule(self, outputs: Sequence[str]) -> list[_Step]:
+        key = tuple(outputs)
+        if key in self._schedules:
+            return self._schedules[key]
+        g = self.graph
+        needed = g.ancestors([g.value(o) for o in outputs])
+        nodes = [n for n in g.nodes if n.name in needed]
+        keep = set(outputs)
+        last: dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for v in n.inputs:
+                if v is not None and v.kind == "temp":
+                    last[v.name] = i
+        free_at: dict[int, list[str]] = {}
+        for name, i in last.items():
+            if name not in keep:
+                free_at.setdefault(i, []).append(name)
+        steps = []
+        for i, n in enumerate(nodes):
+            # outputs nobody reads (e.g. optional BN stats) die right away
+            dead = [o.name for o in n.outputs if o.name not in last and o.name not in keep]
+            steps.append(
+                _Step(
+                    n,
+                    KERNELS[n.op_type],
+                    tuple(v.name if v is not None else None for v in n.inputs),
+                    tuple(o.name for o in n.outputs),
+                    tuple(free_at.get(i, [])) + tuple(dead),
+                )
+            )
+        self._schedules[key] = steps
+        return steps
+
+    def run(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        ctx: KernelContext | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Compute ``outputs`` from ``feeds`` plus the graph's constants and state."""
+        ctx = ctx or KernelContext()
+        env: dict[str, np.ndarray | None] = {}
+        for v in self.graph.values.values():
+            if v.kind != "temp" and v.kind != "input":
+                env[v.name] = v.data
+        env.update(feeds)
+        timing = self.op_times
+        for step in self.schedule(outputs):
+            args = [env[n] if n is not None else None for n in step.in_names]
+            t0 = time.perf_counter() if timing is not None else 0.0
+            try:
+                result = step.kernel(ctx, step.node, *args)
+            except RctcError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-raised with the node named
+                shapes = ", ".join("None" if a is None else f"{a.dtype}{list(np.shape(a))}" for a in args)
+                raise KernelError(
+                    f"node {step.node.name!r} ({step.node.op_type}) failed on inputs ({shapes}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if timing is not None:
+                timing[step.node.op_type] = timing.get(step.node.op_type, 0.0) + time.perf_counter() - t0
+            if len(step.out_names) == 1:
+                env[step.out_names[0]] = result if not isinstance(result, tuple) else result[0]
+            else:
+                for name, arr in zip(step.out_names, result):
+                    env[name] = arr
+            for name in step.free_after:
+                env.pop(name, None)
+        return {o: env[o] for o in outputs}
+
+    def train_step(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        ctx: KernelContext,
+    ) -> dict[str, np.ndarray]:
+        """Run one training step: compute ``outputs`` and every state update, then write state back."""
+        updates = self.graph.state_updates
+        wanted = list(dict.fromkeys(list(outputs) + list(updates.values())))
+        result = self.run(feeds, wanted, ctx)
+        for state, new in updates.items():
+            self.graph.values[state].data = result[new]
+        return {o: result[o] for o in outputs}

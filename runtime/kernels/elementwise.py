@@ -1,0 +1,178 @@
+"""Element-wise forward kernels: arithmetic with numpy broadcasting, activations, Cast, Dropout.
+
+Float32 inputs give float32 outputs (Python scalars are "weak" in numpy >= 2, and attribute
+scalars are converted to the input dtype explicitly), integer ops keep their integer dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rctc.ir import Node
+from rctc.runtime.kernels.registry import KernelContext, register
+
+# ONNX TensorProto.DataType -> numpy dtype (the types the runtime handles)
+ONNX_DTYPES: dict[int, np.dtype] = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
+    5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
+    10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+}
+
+
+def _scalar(v: Any, dtype: np.dtype) -> np.ndarray:
+    return np.asarray(v, dtype=dtype)
+
+
+@register("Add")
+def add(ctx: KernelContext, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.add(a, b)
+
+
+@register("Sub")
+def sub(ctx: KernelContext, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.subtract(a, b)
+
+
+@register("Mul")
+def mul(ctx: KernelContext, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.multiply(a, b)
+
+
+@register("Div")
+def div(ctx: KernelContext, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Float division; integer division truncates toward zero (C semantics, as onnxruntime)."""
+    if np.issubdtype(a.dtype, np.integer):
+        return (np.subtract(a, np.fmod(a, b)) // b).astype(np.result_type(a, b), copy=False)
+    return np.divide(a, b)
+
+
+@register("Pow")
+def pow_(ctx: KernelContext, node: Node, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """X ** Y; the output has X's dtype (ONNX), computed in X's float type when X is float."""
+    if np.issubdtype(x.dtype, np.floating):
+        return np.power(x, y.astype(x.dtype, copy=False))
+    if np.issubdtype(y.dtype, np.integer):
+        return np.power(x, y.astype(x.dtype, copy=False))
+    return np.power(x.astype(np.float64), y).astype(x.dtype)
+
+
+@register("Relu")
+def relu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, _scalar(0, x.dtype))
+
+
+@register("LeakyRelu")
+def leaky_relu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    alpha = _scalar(node.attrs.get("alpha", 0.01), x.dtype)
+    return np.where(x >= 0, x, x * alpha)
+
+
+@register("Sigmoid")
+def sigmoid(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    """Numerically stable: exp of a non-positive number only, one exp per element."""
+    e = np.exp(-np.abs(x))
+    one = _scalar(1, x.dtype)
+    return np.where(x >= 0, one, e) / (one + e)
+
+
+@register("Tanh")
+def tanh(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+@register("Sqrt")
+def sqrt(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return np.sqrt(x)
+
+
+@register("Exp")
+def exp(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return np.exp(x)
+
+
+@register("Neg")
+def neg(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return np.negative(x)
+
+
+@register("Clip")
+def clip(
+    ctx: KernelContext, node: Node, x: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None
+) -> np.ndarray:
+    """min/max from optional inputs (opset >= 11) or attributes (opset 6); min > max gives max."""
+    if lo is None and "min" in node.attrs:
+        lo = _scalar(node.attrs["min"], x.dtype)
+    if hi is None and "max" in node.attrs:
+        hi = _scalar(node.attrs["max"], x.dtype)
+    y = x
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo).astype(x.dtype, copy=False))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi).astype(x.dtype, copy=False))
+    return y.copy() if y is x else y
+
+
+@register("Sum")
+def sum_(ctx: KernelContext, node: Node, *xs: np.ndarray) -> np.ndarray:
+    """Variadic broadcasting sum (one new array, accumulated in place)."""
+    if not xs:
+        raise ValueError("Sum needs at least one input")
+    if len(xs) == 1:
+        return xs[0].copy()
+    shape = np.broadcast_shapes(*(x.shape for x in xs))
+    out = np.add(xs[0], xs[1])
+    if out.shape != shape:
+        out = np.broadcast_to(out, shape).copy()
+    for x in xs[2:]:
+        np.add(out, x, out=out)
+    return out
+
+
+@register("Identity")
+def identity(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+@register("Cast")
+def cast(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    """``to`` is an ONNX TensorProto type number (or a numpy dtype / name); float->int truncates."""
+    to = node.attrs["to"]
+    if isinstance(to, (int, np.integer)) and not isinstance(to, bool):
+        if int(to) not in ONNX_DTYPES:
+            raise ValueError(f"Cast to ONNX type {int(to)} is not supported by the numpy runtime")
+        dtype = ONNX_DTYPES[int(to)]
+    else:
+        dtype = np.dtype(to.decode() if isinstance(to, bytes) else to)
+    return x.astype(dtype)
+
+
+def _flag(v: np.ndarray | None) -> bool:
+    return v is not None and bool(np.asarray(v).reshape(-1)[0])
+
+
+@register("Dropout")
+def dropout(
+    ctx: KernelContext,
+    node: Node,
+    x: np.ndarray,
+    ratio: np.ndarray | None = None,
+    training_mode: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Inference: identity (+ all-true mask). Training (``ctx.training`` or ``training_mode`` input
+    true): inverted dropout, keep-mask drawn from ``ctx.rng``, kept values scaled by 1/(1-ratio)."""
+    want_mask = len(node.outputs) > 1
+    r = float(np.asarray(ratio).reshape(-1)[0]) if ratio is not None else float(node.attrs.get("ratio", 0.5))
+    if not (ctx.training or _flag(training_mode)) or r == 0.0:
+        return (x, np.ones(x.shape, dtype=bool)) if want_mask else x
+    if not 0.0 <= r <= 1.0:
+        raise ValueError(f"Dropout ratio {r} outside [0, 1]")
+    rdtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    mask = ctx.rng.random(x.shape, dtype=rdtype) >= r
+    if r >= 1.0:
+        y = np.zeros_like(x)
+    else:
+        y = x * mask
+        y *= _scalar(1.0 / (1.0 - r), x.dtype)
+    return (y, mask) if want_mask else y

@@ -140,8 +140,8 @@ def result_dict(ms: list[float], **extra: Any) -> dict[str, Any]:
     return out
 
 
-def peer_args(argv: Sequence[str] | None = None, peers: Sequence[str] | None = None) -> Any:
-    """Parse the common peer command line (see module docstring)."""
+def peer_parser(peers: Sequence[str] | None = None) -> Any:
+    """ArgumentParser for the common peer command line (see module docstring)."""
     import argparse
 
     ap = argparse.ArgumentParser(description="run one benchmark peer and print JSON")
@@ -153,7 +153,13 @@ def peer_args(argv: Sequence[str] | None = None, peers: Sequence[str] | None = N
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args(argv)
+    return ap
+
+
+def timing_kwargs(args: Any) -> dict[str, Any]:
+    """The :func:`time_steps` keyword arguments from parsed peer arguments."""
+    return {"warmup": args.warmup, "min_steps": args.min_steps, "min_seconds": args.min_seconds,
+            "max_steps": args.max_steps}
 
 
 def run_in_subprocess(
@@ -176,6 +182,8 @@ def run_in_subprocess(
     for key, value in options.items():
         cmd += ["--" + key.replace("_", "-"), str(value)]
     base: dict[str, Any] = {"peer": peer, "model": model, "batch": batch}
+    if hasattr(os, "getloadavg"):  # how busy the machine was when the peer started
+        base["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(), timeout=timeout,
                               check=False)
@@ -235,6 +243,8 @@ def machine_info() -> dict[str, Any]:
         "onnx": _version("onnx"),
         "onnxruntime": _version("onnxruntime"),
         "platform": platform.platform(),
+        # other work on the machine distorts the timings: record how busy it was
+        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ SPECS: dict[str, tuple[tuple[int, ...], str, int]] = {
     "tiny_transformer": ((16,), "int64", 4),
 }
 VOCAB = 64
+
+# torch.ao.quantization eager mode is deprecated but is the documented eager QAT API.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
+warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+warnings.filterwarnings("ignore", message=".*reduce_range will be deprecated.*")
 
 
 class MLP(nn.Module):
@@ -183,7 +189,8 @@ class TinyTransformer(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.ffn1, self.relu, self.ffn2 = nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d)
         self.head = nn.Linear(d, classes)
-        self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
+        # one QuantStub per quantised tensor (a stub's observer tracks one range)
+        self.quant_attn, self.quant_ffn, self.dequant = tq.QuantStub(), tq.QuantStub(), tq.DeQuantStub()
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         n, s, _ = t.shape
@@ -191,12 +198,12 @@ class TinyTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.tok(tokens) + self.pos
-        h = self.quant(self.ln1(x))
+        h = self.quant_attn(self.ln1(x))
         q, k, v = self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h))
         att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
         a = torch.matmul(att, v).transpose(1, 2).reshape(x.shape)
         x = x + self.dequant(self.o(a))
-        h = self.quant(self.ln2(x))
+        h = self.quant_ffn(self.ln2(x))
         x = x + self.dequant(self.ffn2(self.relu(self.ffn1(h))))
         return self.head(x.mean(dim=1))
 
@@ -239,6 +246,7 @@ def prepare_qat(model: nn.Module, name: str, backend: str = "x86") -> tuple[nn.M
 def _time_torch(name: str, qat: bool, batch: int, seed: int, **timing: Any) -> dict[str, Any]:
     torch.set_num_threads(_common.NUM_THREADS)
     torch.manual_seed(seed)
+    baseline_rss = _common.current_rss_bytes()
     shape, dtype, classes = SPECS[name]
     model = build_twin(name)
     note = "plain PyTorch FP32"
@@ -258,31 +266,37 @@ def _time_torch(name: str, qat: bool, batch: int, seed: int, **timing: Any) -> d
 
     ms = _common.time_steps(step, **timing)
     return _common.result_dict(
-        ms, note=note, threads=torch.get_num_threads(), torch=torch.__version__,
+        ms, note=note, rss_before_model_bytes=baseline_rss, threads=torch.get_num_threads(), torch=torch.__version__,
         params=sum(p.numel() for p in model.parameters()),
     )
 
 
-def time_torch_fp32(name: str, batch: int = 32, seed: int = 0, **timing: Any) -> dict[str, Any]:
+def time_torch_fp32(name: str, batch: int = 32, warmup: int = 5, min_steps: int = 20,
+                    min_seconds: float = 2.0, max_steps: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Time FP32 training steps of the twin of ``name`` in THIS process.
 
-    ``timing``: warmup, min_steps, min_seconds, max_steps (see ``_common.time_steps``).
-    For a clean peak RSS call it through ``_common.run_in_subprocess("torch_fp32", ...)``.
+    ``warmup`` untimed steps, then timed steps until ``min_steps`` and
+    ``min_seconds`` are both reached (at most ``max_steps``). Returns
+    ``ms_per_step_median``, ``ms_list``, ``peak_rss_bytes``, ``note`` ... For a
+    clean peak RSS call it through ``_common.run_in_subprocess("torch_fp32", ...)``.
     """
-    return _time_torch(name, False, batch, seed, **timing)
+    return _time_torch(name, False, batch, seed, warmup=warmup, min_steps=min_steps,
+                       min_seconds=min_seconds, max_steps=max_steps)
 
 
-def time_torch_qat(name: str, batch: int = 32, seed: int = 0, **timing: Any) -> dict[str, Any]:
-    """Time eager-mode QAT training steps of the twin of ``name`` in THIS process."""
-    return _time_torch(name, True, batch, seed, **timing)
+def time_torch_qat(name: str, batch: int = 32, warmup: int = 5, min_steps: int = 20,
+                   min_seconds: float = 2.0, max_steps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Time eager-mode QAT training steps of the twin of ``name`` in THIS process
+    (same arguments and result as :func:`time_torch_fp32`)."""
+    return _time_torch(name, True, batch, seed, warmup=warmup, min_steps=min_steps,
+                       min_seconds=min_seconds, max_steps=max_steps)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _common.peer_args(argv, peers=("torch_fp32", "torch_qat"))
+    args = _common.peer_parser(peers=("torch_fp32", "torch_qat")).parse_args(argv)
     fn = time_torch_qat if args.peer == "torch_qat" else time_torch_fp32
     try:
-        res = fn(args.model, batch=args.batch, seed=args.seed, warmup=args.warmup,
-                 min_steps=args.min_steps, min_seconds=args.min_seconds, max_steps=args.max_steps)
+        res = fn(args.model, batch=args.batch, seed=args.seed, **_common.timing_kwargs(args))
     except Exception as exc:  # noqa: BLE001 - reported to the parent as JSON
         res = {"error": f"{type(exc).__name__}: {exc}", "peak_rss_bytes": _common.peak_rss_bytes()}
     print(json.dumps(res))

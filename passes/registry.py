@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from rctc.pass_manager import Pass
-from rctc.passes import add_loss, add_optimizer, build_backward, canonicalize, mark_trainable
+from rctc.passes import (
+    add_loss,
+    add_optimizer,
+    assign_slots,
+    build_backward,
+    canonicalize,
+    fuse_updates,
+    insert_fake_quant,
+    insert_quant,
+    mark_trainable,
+)
 
 PASSES: dict[str, Pass] = {
     "canonicalize": canonicalize.run,
@@ -11,12 +21,17 @@ PASSES: dict[str, Pass] = {
     "add_loss": add_loss.run,
     "build_backward": build_backward.run,
     "add_optimizer": add_optimizer.run,
+    "insert_fake_quant": insert_fake_quant.run,
+    "assign_slots": assign_slots.run,
+    "insert_quant": insert_quant.run,
+    "fuse_updates": fuse_updates.run,
 }
 
 _TRAINING = ["canonicalize", "mark_trainable", "add_loss", "build_backward", "add_optimizer"]
 
 PIPELINES: dict[str, list[str]] = {
     "fp32": list(_TRAINING),
-    "qat": list(_TRAINING),
-    "rct": list(_TRAINING),
+    "qat": ["canonicalize", "mark_trainable", "insert_fake_quant", "add_loss", "build_backward", "add_optimizer"],
+    # parameters get their integer slots first, so insert_quant can read them directly
+    "rct": _TRAINING + ["assign_slots", "insert_quant", "fuse_updates"],
 }

@@ -1,2 +1,143 @@
-def main():
-    pass
+"""The ``rctc`` command line (click): a thin layer over the Python API.
+
+Every user-caused error is printed as one line ``rctc: error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from rctc.errors import RctcError
+from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
+
+
+def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn RctcError (and a few OS errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RctcError as exc:
+            click.echo(f"rctc: error: {exc}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("rctc: error: out of memory; use a smaller --batch-size", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rctc")
+def main() -> None:
+    """rctc: compile ONNX models into Resource Constrained Training graphs, estimate and train them."""
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .rct (default: MODEL.rct).")
+@click.option("--mode", type=click.Choice(MODES), default="rct", show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Binds the dynamic batch dimension.")
+@click.option("--loss", type=click.Choice(LOSSES), default="cross-entropy", show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Default learning rate (train --lr overrides).")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--trainable", multiple=True, help="Glob over parameter names to train (repeatable).")
+@click.option("--freeze", multiple=True, help="Glob over parameter names to freeze (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bits", type=int, default=8, show_default=True, help="RCT: starting weight bitwidth.")
+@click.option("--min-bits", type=int, default=4, show_default=True)
+@click.option("--max-bits", type=int, default=16, show_default=True)
+@click.option("--act-bits", type=int, default=8, show_default=True)
+@click.option("--grad-bits", type=int, default=8, show_default=True)
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default="stochastic", show_default=True)
+@click.option("--adjust-every", type=int, default=CompileOptions.adjust_every, show_default=True,
+              help="Bitwidth controller period in steps (0 disables).")
+@click.option("--gavg-low", type=float, default=CompileOptions.gavg_low, show_default=True)
+@click.option("--gavg-high", type=float, default=CompileOptions.gavg_high, show_default=True)
+@click.option("--print-between-passes", is_flag=True, help="Print the IR after every pass.")
+@click.option("--time-passes", is_flag=True, help="Print the time each pass took.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@fail_cleanly
+def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, time_passes: bool, as_json: bool,
+                **opts: Any) -> None:
+    """Lower an ONNX MODEL to a training graph (.rct)."""
+    from rctc.compiler import compile_graph
+    from rctc.rct_format import save_rct
+    from rctc.summary import graph_summary
+
+    opts["trainable"] = list(opts["trainable"])
+    opts["freeze"] = list(opts["freeze"])
+    options = CompileOptions(**opts)
+    echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo)
+    out = output or model.with_suffix(".rct")
+    save_rct(g, out)
+    summary = graph_summary(g)
+    summary["output"] = str(out)
+    summary["passes"] = [{"name": r.name, "ms": r.seconds * 1e3} for r in pm.runs]
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"compiled {model} -> {out}  ({summary['mode']} mode, batch {summary['batch_size']})")
+    click.echo(f"  nodes: {summary['nodes']['forward']} forward, {summary['nodes']['backward']} backward, "
+               f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
+               f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")
+    if time_passes:
+        click.echo(pm.timing_report())
+
+
+@main.command("predict")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", required=True, help=".npz with array x (or digits, a .csv, an image folder).")
+@click.option("--x-key", default="x", show_default=True)
+@click.option("--target", default=None, help="CSV: the label column to drop from the inputs.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .npz.")
+@click.option("--json", "as_json", is_flag=True)
+@fail_cleanly
+def predict_cmd(model: Path, data: str, x_key: str, target: str | None, output: Path, as_json: bool) -> None:
+    """Run the trained forward graph on DATA and write the model's outputs to an .npz."""
+    import io
+
+    from rctc.api import load
+    from rctc.data import load_data
+    from rctc.rct_format import atomic_write_bytes
+
+    m = load(model)
+    ds = load_data(data, x_key=x_key, target=target)
+    outs = m.predict(ds.x, source=ds.source)
+    buf = io.BytesIO()
+    np.savez(buf, **outs)
+    atomic_write_bytes(output, buf.getvalue())
+    info = {"output": str(output), "samples": len(ds), "arrays": {k: list(v.shape) for k, v in outs.items()}}
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"wrote {output}: " + ", ".join(f"{k} {v}" for k, v in info["arrays"].items()))
+
+
+from rctc import cli_train  # noqa: E402,F401  - registers train / eval / inspect / export / demo

@@ -9,7 +9,7 @@ training step the values named in ``graph.state_updates`` are written back.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,11 +119,17 @@ class Executor:
         feeds: Mapping[str, np.ndarray],
         outputs: Sequence[str],
         ctx: KernelContext,
+        guard: Callable[[dict[str, np.ndarray]], None] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run one training step: compute ``outputs`` and every state update, then write state back."""
+        """Run one training step: compute ``outputs`` and every state update, then write state back.
+
+        ``guard`` sees the outputs first and may raise to leave the state untouched.
+        """
         updates = self.graph.state_updates
         wanted = list(dict.fromkeys(list(outputs) + list(updates.values())))
         result = self.run(feeds, wanted, ctx)
+        if guard is not None:
+            guard(result)
         for state, new in updates.items():
             self.graph.values[state].data = result[new]
         return {o: result[o] for o in outputs}

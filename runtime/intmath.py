@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from rctc.runtime.quant import (
     choose_exponent,
     dequantize,

@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 ROUNDING_MODES = ("nearest", "stochastic")
-_MAX_SHIFT = 62
+_MAX_SHIFT = 63
+_INT64_MAX = 2**63 - 1
 
 
 def _check_bits(bits: int) -> int:
@@ -148,20 +149,27 @@ def _absmax_int(x: np.ndarray) -> int:
 def _shift_round(
     x: np.ndarray, s: int, absmax: int, rounding: str, rng: np.random.Generator | None
 ) -> np.ndarray:
-    """``floor((x + add) / 2^s)`` in int64; add = 2^(s-1) (nearest) or uniform [0, 2^s) (stochastic)."""
+    """``floor((x + add) / 2^s)`` for int64 ``x``, 0 <= s <= 63, integer ops only.
+
+    ``add`` is ``2^(s-1)`` (nearest, round half up) or uniform on ``[0, 2^s)``
+    (stochastic).  ``absmax`` bounds ``|x|``; when ``x + add`` could overflow int64
+    the sum is split as ``x = (x >> s) * 2^s + (x & (2^s - 1))`` and the low part
+    plus ``add`` (< 2^(s+1) <= 2^64) is formed in uint64.
+    """
     if s == 0:
         return x.copy()
-    if s > _MAX_SHIFT:
-        raise ValueError(f"shift {s} exceeds {_MAX_SHIFT}")
+    if not 0 < s <= _MAX_SHIFT:
+        raise ValueError(f"shift {s} is outside [0, {_MAX_SHIFT}]")
     if rounding == "nearest":
-        add: np.ndarray | np.int64 = np.int64(1 << (s - 1))
+        add: np.ndarray = np.asarray(1 << (s - 1), np.uint64)
     else:
         add = rng.integers(0, 1 << s, size=x.shape,  # type: ignore[union-attr]
-                           dtype=np.uint32 if s <= 32 else np.uint64).astype(np.int64)
-    if absmax + (1 << s) <= np.iinfo(np.int64).max:
-        return (x + add) >> s
-    # x + add could overflow int64: split x = (x >> s) * 2^s + (x & (2^s - 1)).
-    return (x >> s) + (((x & np.int64((1 << s) - 1)) + add) >> s)
+                           dtype=np.uint32 if s <= 32 else np.uint64)
+    if absmax + (1 << s) <= _INT64_MAX:
+        return (x + add.astype(np.int64)) >> s
+    low = (x & np.int64((1 << s) - 1)).view(np.uint64)
+    carry = ((low + add.astype(np.uint64)) >> np.uint64(s)).astype(np.int64)
+    return (x >> s) + carry
 
 
 def requantize(
@@ -211,11 +219,13 @@ def shift_left(q: np.ndarray, k: int, dtype: np.dtype | type | None = None) -> n
 def shift_right_round(q: np.ndarray, k: int) -> np.ndarray:
     """``q / 2^k`` rounded half up, ``(q + 2^(k-1)) >> k``, in q's dtype (never overflows).
 
-    Computed in int64 (overflow-safe for every int64 value); ``0 <= k <= 62``.
+    Computed in int64 (overflow-safe for every int64 value); ``k >= 0``.
     """
     x = np.asarray(q)
     k = int(k)
     if k < 0:
         raise ValueError(f"shift_right_round: k must be >= 0, got {k}")
     x64 = _as_int64(x, "shift_right_round")
+    if k > _MAX_SHIFT:  # |x| <= 2^63 <= 2^(k-1): (x + 2^(k-1)) / 2^k lies in [0, 1)
+        return np.zeros_like(x)
     return _shift_round(x64, k, _absmax_int(x64), "nearest", None).astype(x.dtype)

@@ -31,7 +31,13 @@ def _as_str(v: Any) -> str:
 
 
 def out_size(
-    in_size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: bool = False
+    in_size: int,
+    kernel: int,
+    stride: int,
+    dilation: int,
+    pad_begin: int,
+    pad_end: int,
+    ceil_mode: bool = False,
 ) -> int:
     """Output length of one spatial axis (ONNX/PyTorch rule, incl. pooling ``ceil_mode``).
 
@@ -111,9 +117,10 @@ def pad_spatial(
         return x
     if min(begins + ends) < 0:
         raise ValueError("negative pads are not supported")
-    shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], begins, ends))
+    shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], begins, ends, strict=True))
     out = np.full(shape, value, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(begins, x.shape[2:]))] = x
+    inner = tuple(slice(b, b + s) for b, s in zip(begins, x.shape[2:], strict=True))
+    out[(slice(None), slice(None)) + inner] = x
     return out
 
 
@@ -153,16 +160,16 @@ def im2col(
     dilations: Sequence[int],
     out_spatial: Sequence[int],
 ) -> np.ndarray:
-    """Columns ``(N, C*prod(kernel), prod(out))`` of the padded input, made with one copy.
+    """Columns ``(N, C*prod(kernel), prod(out))`` of the padded input, made with at most one copy.
+
+    When the windows tile the input exactly (1x1 kernel, stride 1) the result is a read-only view.
 
     Row index is ``c*prod(kernel) + flat kernel offset`` (matches ``W.reshape(M, -1)``), so with
     groups the array reshapes for free to ``(N, G, C/G*prod(kernel), P)``.
     """
     n, c = xp.shape[:2]
     view = window_view(xp, kernel, strides, dilations, out_spatial)
-    cols = np.empty((n, c * math.prod(kernel), math.prod(out_spatial)), dtype=xp.dtype)
-    cols.reshape(view.shape)[...] = view  # the one copy
-    return cols
+    return view.reshape(n, c * math.prod(kernel), math.prod(out_spatial))  # copies only if it must
 
 
 def col2im(
@@ -184,9 +191,9 @@ def col2im(
     acc = np.zeros((n, c) + padded, dtype=cols.dtype)
     cv = cols.reshape((n, c) + tuple(kernel) + tuple(out_spatial))
     for off in np.ndindex(*kernel):
+        starts = [off[i] * dilations[i] for i in range(k)]
         sl = tuple(
-            slice(off[i] * dilations[i], off[i] * dilations[i] + (out_spatial[i] - 1) * strides[i] + 1, strides[i])
-            for i in range(k)
+            slice(s, s + (o - 1) * st + 1, st) for s, o, st in zip(starts, out_spatial, strides, strict=True)
         )
         acc[(slice(None), slice(None)) + sl] += cv[(slice(None), slice(None)) + off]
     inner = tuple(slice(int(pads[i]), int(pads[i]) + int(x_shape[2 + i])) for i in range(k))

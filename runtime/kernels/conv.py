@@ -52,6 +52,8 @@ def conv_forward(
 
 
 @register("Conv")
-def conv(ctx: KernelContext, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def conv(
+    ctx: KernelContext, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None
+) -> np.ndarray:
     """ONNX Conv (opset 1-22 forms)."""
     return conv_forward(x, w, b, node.attrs)

@@ -21,9 +21,17 @@ def gemm(
     b2 = b.T if int(node.attrs.get("transB", 0)) else b
     y = np.matmul(a2, b2)
     if alpha != 1.0:
-        y *= np.asarray(alpha, dtype=y.dtype)
+        if np.issubdtype(y.dtype, np.floating):
+            y *= np.asarray(alpha, dtype=y.dtype)
+        else:
+            y = (y * alpha).astype(y.dtype)
     if c is not None and beta != 0.0:
-        cc = c if beta == 1.0 else c * np.asarray(beta, dtype=c.dtype)
+        if beta == 1.0:
+            cc = c
+        elif np.issubdtype(c.dtype, np.floating):
+            cc = c * np.asarray(beta, dtype=c.dtype)
+        else:
+            cc = (c * beta).astype(c.dtype)
         if np.broadcast_shapes(y.shape, cc.shape) != y.shape:
             raise ValueError(f"Gemm C of shape {c.shape} does not broadcast to {y.shape}")
         y += cc.astype(y.dtype, copy=False)

@@ -1,0 +1,88 @@
+"""assign_slots (rct mode): every parameter becomes an integer tensor with a bitwidth slot.
+
+Needs: a training graph whose updates are ``SGDUpdate`` / ``MomentumUpdate`` (add_optimizer).
+Leaves: each float parameter P replaced in place by integers q (P = q * 2^exp, the exponent
+chosen from P's initial max |value| at ``--bits``; stored in the int dtype of ``--max-bits``)
+with int32 scalar buffers ``P.exp`` and ``P.bits``; every float consumer reads
+``Dequantize(P, P.exp)``; updates become ``IntSGDUpdate`` / ``IntMomentumUpdate``, which
+add stochastically rounded updates to q and clip to the current bits (so no float copy of
+P exists in the training state); momentum velocities are integers with their own slot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rctc.ir import Graph, Value
+from rctc.options import CompileOptions
+from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, quantize
+from rctc.slots import bits_name, exp_name
+
+
+def make_slot(g: Graph, p: Value, bits: int, min_bits: int, max_bits: int) -> None:
+    """Quantise ``p`` in place to ``bits`` (storage dtype of ``max_bits``) and add its slot buffers."""
+    data = np.asarray(p.data, np.float64)
+    exp = choose_exponent(float(np.max(np.abs(data))) if data.size else 0.0, bits)
+    q, _ = quantize(data, bits, "nearest", exp=exp)
+    p.data = q.astype(int_dtype_for_bits(max_bits))
+    p.dtype = p.data.dtype
+    p.meta["slot"] = {"min_bits": min_bits, "max_bits": max_bits}
+    g.add_value(exp_name(p.name), (), np.int32, "buffer", np.array(exp, np.int32))
+    g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32))
+
+
+def _dequantize_uses(g: Graph, p: Value, float_dtype: np.dtype) -> None:
+    users = [(n, i) for n, i in p.uses if n.op_type not in ("SGDUpdate", "MomentumUpdate")]
+    if not users:
+        return
+    first = min(users, key=lambda u: g.nodes.index(u[0]))[0]
+    dq = g.add_node("Dequantize", [p, g.value(exp_name(p.name))], [(f"{p.name}.dq", p.shape, float_dtype)],
+                    name=f"{p.name}/dequantize", domain="rctc", before=first)
+    dq.meta["phase"] = "forward"
+    for n, i in users:
+        n.set_input(i, dq.outputs[0])
+
+
+def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
+    upd = next((n for n, _ in p.uses if n.op_type in ("SGDUpdate", "MomentumUpdate")), None)
+    if upd is None:
+        return
+    grad, lr = upd.inputs[1], upd.inputs[-1]
+    exp_v, bits_v = g.value(exp_name(p.name)), g.value(bits_name(p.name))
+    attrs = {"weight_decay": upd.attrs.get("weight_decay", 0.0), "rounding": options.rounding}
+    outs = [(f"{p.name}.q.new", p.shape, p.dtype)]
+    ins = [p, exp_v, bits_v, grad]
+    op = "IntSGDUpdate"
+    if upd.op_type == "MomentumUpdate":
+        vel = upd.inputs[2]
+        old_state = g.state_updates.pop(vel.name)
+        vel.data = np.zeros(vel.shape, int_dtype_for_bits(options.max_bits))
+        vel.dtype = vel.data.dtype
+        vel.meta["slot"] = {"min_bits": options.max_bits, "max_bits": options.max_bits}
+        g.add_value(exp_name(vel.name), (), np.int32, "buffer", np.array(0, np.int32))
+        g.add_value(bits_name(vel.name), (), np.int32, "buffer", np.array(options.max_bits, np.int32))
+        ins += [vel, g.value(exp_name(vel.name))]
+        outs += [(f"{vel.name}.q.new", vel.shape, vel.dtype), (f"{vel.name}.exp.new", (), np.int32)]
+        attrs["momentum"] = upd.attrs["momentum"]
+        attrs["velocity_bits"] = options.max_bits
+        op = "IntMomentumUpdate"
+        del old_state
+    node = g.add_node(op, ins + [lr], outs, attrs, name=f"{p.name}/int_update", domain="rctc", before=upd)
+    node.meta.update({"phase": "update", "param": p.name})
+    g.state_updates[p.name] = node.outputs[0].name
+    if op == "IntMomentumUpdate":
+        vel = upd.inputs[2]
+        g.state_updates[vel.name] = node.outputs[1].name
+        g.state_updates[exp_name(vel.name)] = node.outputs[2].name
+    g.remove_node(upd, force=True)
+
+
+def run(g: Graph, options: CompileOptions) -> None:
+    for p in g.params():
+        if not np.issubdtype(p.dtype, np.floating):
+            continue
+        float_dtype = p.dtype
+        make_slot(g, p, options.bits, options.min_bits, options.max_bits)
+        _dequantize_uses(g, p, float_dtype)
+        _int_update(g, p, options)
+    g.remove_unused()

@@ -1,0 +1,67 @@
+"""fuse_updates (rct mode): weight-gradient product + update become one integer update node.
+
+Needs: insert_quant (weight-gradient products are ``Int*`` ops followed by ``Dequantize``)
+and assign_slots (updates are ``IntSGDUpdate``).
+Leaves: for each parameter whose gradient is exactly one integer product (optionally
+transposed), a ``FusedIntUpdate`` node that computes the product exactly, scales it by the
+learning rate into units of the parameter's last bit, rounds stochastically, adds, clips to
+the current bitwidth and records Gavg - so no float gradient of the parameter's size is
+ever materialised. Parameters whose gradient is a sum of several products (a weight used
+twice) keep the unfused ``IntSGDUpdate`` on the float gradient.
+"""
+
+from __future__ import annotations
+
+from rctc.ir import Graph, Node
+from rctc.options import CompileOptions
+
+PRODUCTS = {"IntConvGradWeight", "IntGemm", "IntMatMul"}
+
+
+def _single_use(node: Node) -> bool:
+    return len(node.outputs[0].uses) == 1
+
+
+def _match(g: Graph, upd: Node) -> tuple[Node, Node, Node | None] | None:
+    grad = upd.inputs[3]
+    transpose = None
+    prod = grad.producer
+    if prod is not None and prod.op_type == "Transpose" and _single_use(prod) and prod.inputs[0].producer is not None:
+        transpose = prod
+        prod = prod.inputs[0].producer
+    if prod is None or prod.op_type != "Dequantize" or len(prod.inputs) != 2 or not _single_use(prod):
+        return None
+    acc_node = prod.inputs[0].producer
+    if acc_node is None or acc_node.op_type not in PRODUCTS or not _single_use(acc_node):
+        return None
+    if len(acc_node.outputs[1].uses) != 1:
+        return None
+    return acc_node, prod, transpose
+
+
+def run(g: Graph, options: CompileOptions) -> None:
+    for upd in [n for n in g.nodes if n.op_type == "IntSGDUpdate"]:
+        m = _match(g, upd)
+        if m is None:
+            continue
+        acc_node, dq, transpose = m
+        p, exp_v, bits_v, _, lr = upd.inputs
+        attrs = {f"product_{k}": v for k, v in acc_node.attrs.items()}
+        attrs.update({
+            "product": acc_node.op_type,
+            "alpha": float(dq.attrs.get("alpha", 1.0)),
+            "transpose": list(transpose.attrs["perm"]) if transpose is not None else [],
+            "weight_decay": upd.attrs.get("weight_decay", 0.0),
+            "rounding": upd.attrs.get("rounding", options.rounding),
+        })
+        fused = g.add_node("FusedIntUpdate", [p, exp_v, bits_v, *acc_node.inputs, lr],
+                           [(f"{p.name}.q.fused", p.shape, p.dtype)], attrs, name=f"{p.name}/fused_update",
+                           domain="rctc", before=upd)
+        fused.meta.update({"phase": "update", "param": p.name, "fwd": acc_node.meta.get("fwd"),
+                           "bits": acc_node.meta.get("bits")})
+        g.state_updates[p.name] = fused.outputs[0].name
+        g.remove_node(upd, force=True)
+        for n in (transpose, dq, acc_node):
+            if n is not None:
+                g.remove_node(n)
+    g.remove_unused()

@@ -1,0 +1,125 @@
+"""insert_quant (rct mode): GEMM-class products become integer ops on integer operands.
+
+Needs: assign_slots (parameters are integers read through ``Dequantize``).
+Leaves: every Conv / Gemm / MatMul (forward) and ConvGradInput / ConvGradWeight / Gemm /
+MatMul (backward) replaced by its ``Int*`` twin, which multiplies integers and accumulates
+exactly (int32, or int64 where the worst-case bound ``K * 2^(b1-1) * 2^(b2-1)`` needs it)
+and returns the accumulator with its exponent; a ``Dequantize`` node brings the
+accumulator back to float32 (adding a Conv bias / Gemm C) for the float element-wise ops.
+Operands: parameters are used as stored (their slot exponent); activations go through
+``QuantAct`` (``--act-bits``, nearest, per-tensor exponent from the batch max in training and
+from a running max in inference); errors (gradient values) go through ``QuantGrad``
+(``--grad-bits``, stochastic unless ``--rounding nearest``). Layout ops between a value and
+a product (Transpose, Reshape, Flatten, Squeeze, Unsqueeze) run on the integers, and each
+value is quantised once, so a weight-gradient product reuses the forward's quantised input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rctc.ir import Graph, Node, Value
+from rctc.options import CompileOptions
+from rctc.runtime.quant import int_dtype_for_bits
+
+GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
+LAYOUT_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+class _Quantiser:
+    def __init__(self, g: Graph, options: CompileOptions) -> None:
+        self.g = g
+        self.o = options
+        self.memo: dict[str, tuple[Value, Value, int]] = {}
+
+    def operand(self, v: Value, user: Node) -> tuple[Value, Value, int]:
+        """(integer value, exponent value, max bits) for a float operand ``v``."""
+        if v.name in self.memo:
+            return self.memo[v.name]
+        prod = v.producer
+        if prod is not None and prod.op_type == "Dequantize" and prod.inputs[0].kind == "param":
+            p = prod.inputs[0]
+            res = (p, prod.inputs[1], int(p.meta["slot"]["max_bits"]))
+        elif prod is not None and prod.op_type in LAYOUT_OPS and prod.inputs[0].kind != "param":
+            q, e, b = self.operand(prod.inputs[0], prod)
+            node = self.g.add_node(prod.op_type, [q] + list(prod.inputs[1:]), [(f"{v.name}.q", v.shape, q.dtype)],
+                                   dict(prod.attrs), name=f"{prod.name}.int", before=user)
+            node.meta.update(prod.meta)
+            res = (node.outputs[0], e, b)
+        else:
+            res = self._quantise(v, user)
+        self.memo[v.name] = res
+        return res
+
+    def _quantise(self, v: Value, user: Node) -> tuple[Value, Value, int]:
+        g, o = self.g, self.o
+        is_error = v.name.startswith("grad::") or (v.producer is not None and v.producer.meta.get("phase") == "backward")
+        after = v.producer
+        kw = {"after": after} if after is not None else {"before": g.nodes[0]}
+        if is_error:
+            node = g.add_node("QuantGrad", [v], [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.grad_bits)),
+                                                 (f"{v.name}.e", (), np.int32)],
+                              {"bits": o.grad_bits, "rounding": o.rounding}, name=f"{v.name}/quant", domain="rctc", **kw)
+            node.meta.update({"phase": "backward", "fwd": user.meta.get("fwd", user.name)})
+            return node.outputs[0], node.outputs[1], o.grad_bits
+        amax = g.add_value(f"{v.name}.amax", (), np.float32, "buffer", np.zeros((), np.float32))
+        node = g.add_node("QuantAct", [v, amax], [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.act_bits)),
+                                                  (f"{v.name}.e", (), np.int32), (f"{amax.name}.new", (), np.float32)],
+                          {"bits": o.act_bits, "momentum": 0.9}, name=f"{v.name}/quant", domain="rctc", **kw)
+        node.meta.update({"phase": "forward"})
+        g.state_updates[amax.name] = node.outputs[2].name
+        return node.outputs[0], node.outputs[1], o.act_bits
+
+
+def _contraction(node: Node) -> int:
+    """K, the length of the summed axis, for the accumulator bound."""
+    a, b = node.inputs[0], node.inputs[1]
+    if node.op_type == "Conv":
+        return int(math.prod(b.shape[1:]))
+    if node.op_type == "ConvGradInput":
+        w = b
+        return int(w.shape[0] // node.attrs.get("group", 1) * math.prod(w.shape[2:]))
+    if node.op_type == "ConvGradWeight":
+        return int(a.shape[0] * math.prod(a.shape[2:]))
+    if node.op_type == "Gemm":
+        return int(a.shape[0] if node.attrs.get("transA", 0) else a.shape[-1])
+    return int(a.shape[-1]) if len(a.shape) > 1 else int(a.shape[0])
+
+
+def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
+    out = node.outputs[0]
+    qa, ea, ba = qz.operand(node.inputs[0], node)
+    qb, eb, bb = qz.operand(node.inputs[1], node)
+    bound = _contraction(node) * (2 ** (ba - 1)) * (2 ** (bb - 1))
+    acc_dtype = np.int32 if bound < 2**31 else np.int64
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("alpha", "beta")}
+    phase = node.meta.get("phase", "forward")
+    inode = g.add_node(f"Int{node.op_type}", [qa, ea, qb, eb],
+                       [(f"{out.name}.acc", out.shape, acc_dtype), (f"{out.name}.acc_e", (), np.int32)],
+                       attrs, name=f"{node.name}.int", domain="rctc", before=node)
+    inode.meta.update(node.meta)
+    inode.meta["bits"] = [ba, bb]
+    bias = node.input(2) if node.op_type in ("Conv", "Gemm") else None
+    dq_attrs = {"alpha": float(node.attrs.get("alpha", 1.0)), "beta": float(node.attrs.get("beta", 1.0)),
+                "bias_axis": 1 if node.op_type == "Conv" else -1}
+    dq = g.add_node("Dequantize", [inode.outputs[0], inode.outputs[1]] + ([bias] if bias is not None else []),
+                    [(f"{out.name}.f", out.shape, out.dtype)], dq_attrs, name=f"{node.name}.dequantize",
+                    domain="rctc", before=node)
+    dq.meta.update({"phase": phase, "fwd": node.meta.get("fwd", node.name)})
+    g.replace_value(out, dq.outputs[0])
+    g.remove_node(node)
+
+
+def run(g: Graph, options: CompileOptions) -> None:
+    qz = _Quantiser(g, options)
+    for node in list(g.nodes):
+        if node.op_type in GEMM_OPS:
+            _lower(g, node, qz)
+    g.remove_unused()
+    g.toposort()
+    g.meta["rct"] = {"act_bits": options.act_bits, "grad_bits": options.grad_bits, "rounding": options.rounding}
+
+
+__all__ = ["GEMM_OPS", "run"]

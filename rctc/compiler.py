@@ -1,0 +1,33 @@
+"""The compile driver: ONNX -> IR -> pass pipeline of the chosen mode -> compiled Graph."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import onnx
+
+from rctc.ir import Graph
+from rctc.onnx_import import import_model
+from rctc.options import CompileOptions
+from rctc.pass_manager import PassManager
+
+
+def compile_graph(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    options: CompileOptions,
+    print_between: bool = False,
+    echo: Callable[[str], None] = print,
+) -> tuple[Graph, PassManager]:
+    """Import ``model`` and run the pipeline of ``options.mode``; returns the graph and the pass log."""
+    from rctc.passes.registry import PASSES, PIPELINES
+
+    options.validate()
+    g = import_model(model, options.batch_size)
+    g.meta["mode"] = options.mode
+    g.meta["options"] = options.to_dict()
+    g.meta["source"] = os.path.basename(str(model)) if not isinstance(model, onnx.ModelProto) else g.name
+    g.meta["step"] = 0
+    pm = PassManager(PASSES, print_between=print_between, echo=echo)
+    pm.run(g, PIPELINES[options.mode], options)
+    return g, pm

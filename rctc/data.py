@@ -1,0 +1,186 @@
+"""Training / evaluation data: loading, validation and conversion to the model's input.
+
+Sources: an ``.npz`` with arrays ``x`` and ``y`` (keys renamable), a ``.csv`` with a
+``--target`` column, a folder of images in class subfolders (needs Pillow), and the
+built-in ``digits`` (scikit-learn's 8x8 handwritten digits, bundled with rctc):
+``digits`` / ``digits:train`` is a seeded 80% split, ``digits:test`` the held-out 20%.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from rctc.errors import DataError
+
+DIGITS_SPLIT_SEED = 0
+DIGITS_TEST_FRACTION = 0.2
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
+
+
+@dataclass
+class Dataset:
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _digits(part: str) -> Dataset:
+    with resources.files("rctc").joinpath("data/digits.npz").open("rb") as f:
+        with np.load(f, allow_pickle=False) as z:
+            images = z["images"].astype(np.float32) / 16.0
+            target = z["target"].astype(np.int64)
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(target))
+    n_test = int(round(len(target) * DIGITS_TEST_FRACTION))
+    idx = {"test": order[:n_test], "train": order[n_test:], "all": order}.get(part)
+    if idx is None:
+        raise DataError(f"unknown digits split {part!r}; use digits, digits:train, digits:test or digits:all")
+    return Dataset(images[idx].reshape(len(idx), 64), target[idx], f"digits:{part}")
+
+
+def _npz(path: Path, x_key: str, y_key: str) -> Dataset:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}); save arrays with numpy.savez") from exc
+    with z:
+        if x_key not in z.files:
+            raise DataError(f"{path}: no array {x_key!r} (found: {', '.join(z.files) or 'none'}); use --x-key")
+        try:
+            x = z[x_key]
+            y = z[y_key] if y_key in z.files else None
+        except ValueError as exc:
+            raise DataError(f"{path}: array holds Python objects, which rctc does not load (no pickle)") from exc
+    return Dataset(x, y, str(path))
+
+
+def _csv(path: Path, target: str | None) -> Dataset:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DataError(f"{path}: empty CSV file")
+    header, body = rows[0], rows[1:]
+    if target is None:
+        raise DataError(f"{path}: a CSV needs --target COLUMN (columns: {', '.join(header)})")
+    if target not in header:
+        raise DataError(f"{path}: no column {target!r} (columns: {', '.join(header)}); check --target")
+    ti = header.index(target)
+    try:
+        table = np.array([[float(c) for c in r] for r in body if r], dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"{path}: non-numeric cell ({exc}); every column must be a number") from exc
+    if table.ndim != 2 or table.shape[1] != len(header):
+        raise DataError(f"{path}: rows have differing numbers of cells")
+    y = table[:, ti]
+    x = np.delete(table, ti, axis=1).astype(np.float32)
+    if np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    return Dataset(x, y, str(path))
+
+
+def _images(path: Path) -> Dataset:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as exc:
+        raise DataError("image folders need Pillow: pip install 'rctc[images]'") from exc
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
+    files = [(c, f) for ci, c in enumerate(classes) for f in sorted((path / c).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DataError(f"{path}: no images found; expected class subfolders with image files")
+    xs, ys = [], []
+    for c, f in files:
+        try:
+            with Image.open(f) as im:
+                xs.append(np.asarray(im, dtype=np.float32) / 255.0)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{f}: corrupt or unreadable image ({type(exc).__name__}); remove or replace it") from exc
+        ys.append(classes.index(c))
+    if len({x.shape for x in xs}) != 1:
+        raise DataError(f"{path}: images differ in size; resize them to one size")
+    x = np.stack(xs)
+    if x.ndim == 4:  # N,H,W,C -> N,C,H,W
+        x = x.transpose(0, 3, 1, 2)
+    return Dataset(x, np.array(ys, np.int64), str(path))
+
+
+def load_data(spec: str, x_key: str = "x", y_key: str = "y", target: str | None = None) -> Dataset:
+    """Load a data set from a path or a built-in name."""
+    if spec == "digits" or spec.startswith("digits:"):
+        return _digits(spec.split(":", 1)[1] if ":" in spec else "train")
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{spec}: no such data file or folder (built-in: digits, digits:test)")
+    if path.is_dir():
+        return _images(path)
+    if path.suffix.lower() == ".csv":
+        return _csv(path, target)
+    if path.suffix.lower() == ".npz":
+        return _npz(path, x_key, y_key)
+    raise DataError(f"{spec}: unknown data format {path.suffix!r}; use .npz, .csv, an image folder or digits")
+
+
+def fit_inputs(x: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, source: str) -> np.ndarray:
+    """Convert samples to the model input's per-sample ``shape`` and ``dtype``, or fail clearly."""
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"{source}: no samples in x")
+    per = int(np.prod(shape))
+    if tuple(x.shape[1:]) != tuple(shape):
+        if int(np.prod(x.shape[1:])) != per:
+            raise DataError(
+                f"{source}: samples have shape {list(x.shape[1:])}, the model wants {list(shape)} "
+                f"({per} values per sample)"
+            )
+        x = x.reshape((x.shape[0], *shape))
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+        raise DataError(f"{source}: x has non-numeric dtype {x.dtype}")
+    if np.issubdtype(dtype, np.integer):
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise DataError(f"{source}: x contains NaN or Inf")
+        if np.issubdtype(x.dtype, np.floating) and np.any(x != np.round(x)):
+            raise DataError(f"{source}: the model wants integer input (token ids) but x has fractions")
+        return x.astype(dtype)
+    x = x.astype(dtype)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
+        raise DataError(f"{source}: x contains NaN or Inf (first at sample {bad}); clean the data")
+    return x
+
+
+def check_labels(y: np.ndarray | None, n: int, num_classes: int | None, target_shape: tuple[int, ...] | None,
+                 source: str) -> np.ndarray:
+    """Validate targets: class labels for cross-entropy, float targets for MSE."""
+    if y is None:
+        raise DataError(f"{source}: no labels (array 'y' missing; use --y-key or --target)")
+    y = np.asarray(y)
+    if y.shape[0] != n:
+        raise DataError(f"{source}: x has {n} samples but y has {y.shape[0]}")
+    if num_classes is not None:
+        if y.ndim != 1:
+            raise DataError(f"{source}: class labels must be 1-D, got shape {list(y.shape)}")
+        if np.issubdtype(y.dtype, np.floating):
+            if not np.all(np.isfinite(y)):
+                raise DataError(f"{source}: y contains NaN or Inf")
+            if np.any(y != np.round(y)):
+                raise DataError(f"{source}: class labels must be integers")
+        y = y.astype(np.int64)
+        if y.min() < 0 or y.max() >= num_classes:
+            raise DataError(f"{source}: labels must be in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
+        return y
+    y = y.astype(np.float32)
+    if target_shape is not None and tuple(y.shape[1:]) != tuple(target_shape):
+        if int(np.prod(y.shape[1:])) != int(np.prod(target_shape)):
+            raise DataError(f"{source}: targets have shape {list(y.shape[1:])}, the model outputs {list(target_shape)}")
+        y = y.reshape((n, *target_shape))
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"{source}: y contains NaN or Inf")
+    return y

@@ -1,0 +1,132 @@
+"""Backward kernels of normalisation and softmax-family ops (rctc domain).
+
+Conventions (inputs; attributes) -> outputs:
+  BatchNormGrad(dy, x, scale, mean?, var?; epsilon, training_mode) -> (dx, dscale, dbias)
+      Channel axis 1. Mirrors the BatchNormalization forward kernel: batch statistics (biased
+      variance) when ``ctx.training`` or ``training_mode=1`` — the full gradient through the
+      mean and variance — otherwise the running ``mean``/``var`` inputs (an affine map).
+  LayerNormGrad(dy, x, scale; axis, epsilon) -> (dx, dscale, dbias)
+      Normalised over axes [axis, rank); dscale / dbias are summed down to the shapes of the
+      node's 2nd / 3rd outputs (the scale and bias shapes).
+  SoftmaxGrad(dy, y; axis) -> dx          y * (dy - sum(dy * y, axis)), y the forward output
+  LogSoftmaxGrad(dy, y; axis) -> dx       dy - exp(y) * sum(dy, axis), y the forward output
+
+All arithmetic runs in the dtype of ``x`` / ``y``; inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rctc.ir import Node
+from rctc.runtime.kernels.registry import KernelContext, register
+from rctc.runtime.kernels.training import sum_to
+
+
+def _chan(v: np.ndarray, ndim: int, dtype: np.dtype) -> np.ndarray:
+    return np.asarray(v).astype(dtype, copy=False).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _dt(node: Node, i: int, default: np.dtype) -> np.dtype:
+    dt = node.outputs[i].dtype if i < len(node.outputs) else None
+    return default if dt is None else dt
+
+
+@register("BatchNormGrad")
+def batch_norm_grad(
+    ctx: KernelContext,
+    node: Node,
+    dy: np.ndarray,
+    x: np.ndarray,
+    scale: np.ndarray,
+    mean: np.ndarray | None = None,
+    var: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    dt = x.dtype
+    nd = x.ndim
+    axes = (0,) + tuple(range(2, nd))
+    dy = dy.astype(dt, copy=False)
+    training = ctx.training or int(node.attrs.get("training_mode", 0)) == 1
+    if training:
+        m = x.size // x.shape[1]
+        bmean = x.mean(axis=axes, dtype=dt)
+        xhat = x - _chan(bmean, nd, dt)
+        inv = np.asarray(1, dt) / np.sqrt(np.mean(np.square(xhat), axis=axes, dtype=dt) + np.asarray(eps, dt))
+        xhat *= _chan(inv, nd, dt)
+        dbias = dy.sum(axis=axes, dtype=dt)
+        dscale = np.sum(dy * xhat, axis=axes, dtype=dt)
+        k = np.asarray(1.0 / m, dt)
+        dx = dy - _chan(dbias * k, nd, dt)
+        xhat *= _chan(dscale * k, nd, dt)
+        dx -= xhat
+        dx *= _chan(scale.astype(dt, copy=False) * inv, nd, dt)
+    else:
+        if mean is None or var is None:
+            raise ValueError("BatchNormGrad in inference mode needs the running mean and var inputs")
+        inv = np.asarray(1, dt) / np.sqrt(var.astype(dt, copy=False) + np.asarray(eps, dt))
+        xhat = (x - _chan(mean, nd, dt)) * _chan(inv, nd, dt)
+        dbias = dy.sum(axis=axes, dtype=dt)
+        dscale = np.sum(dy * xhat, axis=axes, dtype=dt)
+        dx = dy * _chan(scale.astype(dt, copy=False) * inv, nd, dt)
+    return (
+        dx.astype(_dt(node, 0, dt), copy=False),
+        dscale.astype(_dt(node, 1, scale.dtype), copy=False),
+        dbias.astype(_dt(node, 2, scale.dtype), copy=False),
+    )
+
+
+@register("LayerNormGrad")
+def layer_norm_grad(
+    ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    axis = int(node.attrs.get("axis", -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    dt = x.dtype
+    norm_axes = tuple(range(axis, x.ndim))
+    lead_axes = tuple(range(axis))
+    dy = dy.astype(dt, copy=False)
+    mu = x.mean(axis=norm_axes, keepdims=True, dtype=dt)
+    xhat = x - mu
+    inv = np.asarray(1, dt) / np.sqrt(np.mean(np.square(xhat), axis=norm_axes, keepdims=True, dtype=dt)
+                                      + np.asarray(eps, dt))
+    xhat *= inv
+    dbias = dy.sum(axis=lead_axes, dtype=dt)
+    dscale = np.sum(dy * xhat, axis=lead_axes, dtype=dt)
+    g = dy * scale.astype(dt, copy=False)
+    mg = g.mean(axis=norm_axes, keepdims=True, dtype=dt)
+    mgx = np.mean(g * xhat, axis=norm_axes, keepdims=True, dtype=dt)
+    g -= mg
+    xhat *= mgx
+    g -= xhat
+    g *= inv
+    sshape = tuple(node.outputs[1].shape) if node.outputs[1].shape is not None else scale.shape
+    bshape = tuple(node.outputs[2].shape) if node.outputs[2].shape is not None else scale.shape
+    return (
+        g.astype(_dt(node, 0, dt), copy=False),
+        sum_to(dscale, sshape).astype(_dt(node, 1, scale.dtype), copy=False),
+        sum_to(dbias, bshape).astype(_dt(node, 2, scale.dtype), copy=False),
+    )
+
+
+@register("SoftmaxGrad")
+def softmax_grad(ctx: KernelContext, node: Node, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    axis = int(node.attrs.get("axis", -1))
+    dt = y.dtype
+    dy = dy.astype(dt, copy=False)
+    s = np.sum(dy * y, axis=axis, keepdims=True, dtype=dt)
+    dx = dy - s
+    dx *= y
+    return dx.astype(_dt(node, 0, dt), copy=False)
+
+
+@register("LogSoftmaxGrad")
+def log_softmax_grad(ctx: KernelContext, node: Node, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    axis = int(node.attrs.get("axis", -1))
+    dt = y.dtype
+    dy = dy.astype(dt, copy=False)
+    p = np.exp(y)
+    p *= np.sum(dy, axis=axis, keepdims=True, dtype=dt)
+    dx = dy - p
+    return dx.astype(_dt(node, 0, dt), copy=False)

@@ -1,0 +1,79 @@
+"""Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate.
+
+The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
+``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
+kernel records Gavg = mean |u| and the saturated fraction in ``ctx.stats`` for the
+bitwidth controller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rctc.ir import Node
+from rctc.runtime.kernels.int_products import INT_PRODUCTS
+from rctc.runtime.kernels.quant_ops import round_array
+from rctc.runtime.kernels.registry import KernelContext, register
+from rctc.runtime.quant import choose_exponent
+
+
+def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
+    qmax = (1 << (int(bits) - 1)) - 1
+    du = round_array(u, str(node.attrs.get("rounding", "stochastic")), ctx.rng)
+    new = q.astype(np.int64) + du.astype(np.int64)
+    np.clip(new, -qmax, qmax, out=new)
+    param = node.meta.get("param", node.name)
+    ctx.stats.setdefault("gavg", {})[param] = float(np.mean(np.abs(u))) if u.size else 0.0
+    ctx.stats.setdefault("saturation", {})[param] = float(np.mean(np.abs(new) == qmax)) if new.size else 0.0
+    return new.astype(q.dtype)
+
+
+def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:
+    if wd == 0.0:
+        return g
+    return g + np.float32(wd * np.ldexp(1.0, e)) * q.astype(np.float32)
+
+
+@register("IntSGDUpdate")
+def int_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray, g: np.ndarray,
+                   lr: np.ndarray) -> np.ndarray:
+    ev = int(e)
+    geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0)))
+    u = geff.astype(np.float32) * np.float32(-float(lr) * np.ldexp(1.0, -ev))
+    return _apply(ctx, node, q, int(bits), u)
+
+
+@register("IntMomentumUpdate")
+def int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                        g: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
+    """Velocity in dynamic fixed point (its own exponent): v = mu * v + g; q += SR(-lr * v / 2^e)."""
+    ev = int(e)
+    mu = float(node.attrs["momentum"])
+    vbits = int(node.attrs["velocity_bits"])
+    geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0))).astype(np.float32)
+    v = np.float32(mu * np.ldexp(1.0, int(ve))) * vq.astype(np.float32) + geff
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    new_ve = choose_exponent(m, vbits)
+    qmax = (1 << (vbits - 1)) - 1
+    new_vq = np.clip(round_array(v * np.float32(np.ldexp(1.0, -new_ve)), str(node.attrs.get("rounding", "stochastic")),
+                                 ctx.rng), -qmax, qmax).astype(vq.dtype)
+    u = new_vq.astype(np.float32) * np.float32(-float(lr) * np.ldexp(1.0, new_ve - ev))
+    return _apply(ctx, node, q, int(bits), u), new_vq, np.array(new_ve, np.int32)
+
+
+@register("FusedIntUpdate")
+def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                     qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
+    attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
+    acc = INT_PRODUCTS[node.attrs["product"]](qa, qb, attrs)
+    perm = node.attrs.get("transpose") or None
+    if perm:
+        acc = acc.transpose(perm)
+    ev = int(e)
+    scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * np.ldexp(1.0, int(ea) + int(eb) - ev)
+    u = acc.astype(np.float64) * scale
+    wd = float(node.attrs.get("weight_decay", 0.0))
+    if wd:
+        u -= float(lr) * wd * q.astype(np.float64)
+    return _apply(ctx, node, q, int(bits), u.reshape(q.shape))

@@ -1,0 +1,105 @@
+"""Normalisation forward kernels: BatchNormalization, LayerNormalization, LRN (float32 in, float32 out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rctc.ir import Node
+from rctc.runtime.kernels.registry import KernelContext, register
+
+
+def _chan(v: np.ndarray, ndim: int, dtype: np.dtype) -> np.ndarray:
+    """Per-channel vector shaped to broadcast against an (N, C, ...) tensor."""
+    return v.astype(dtype, copy=False).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+@register("BatchNormalization")
+def batch_norm(
+    ctx: KernelContext,
+    node: Node,
+    x: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """ONNX BatchNormalization (opset 9-15 forms).
+
+    Training statistics are used when ``ctx.training`` is true or the node has
+    ``training_mode=1``; otherwise the running statistics (inference).
+
+    Running-variance choice: PyTorch updates its running var with the *unbiased* batch variance,
+    the ONNX spec (``running_var = input_var * momentum + current_var * (1 - momentum)`` with
+    ``current_var = ReduceVar(X)``) and onnxruntime's ``training_mode=1`` output use the *biased*
+    one (checked against onnxruntime 1.31 and onnx.reference). We match ONNX/onnxruntime, so an
+    exported model behaves the same in onnxruntime; normalisation always uses the biased variance.
+    """
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    dt = x.dtype
+    training = ctx.training or int(node.attrs.get("training_mode", 0)) == 1
+    if not training:
+        a = scale.astype(dt, copy=False) / np.sqrt(var.astype(dt, copy=False) + np.asarray(eps, dt))
+        b = bias.astype(dt, copy=False) - mean.astype(dt, copy=False) * a
+        y = x * _chan(a, x.ndim, dt)
+        y += _chan(b, x.ndim, dt)
+        return y if len(node.outputs) == 1 else (y,) + tuple(np.array(v, copy=True) for v in (mean, var))
+    axes = (0,) + tuple(range(2, x.ndim))
+    bmean = x.mean(axis=axes, dtype=dt)
+    centred = x - _chan(bmean, x.ndim, dt)
+    bvar = np.mean(np.square(centred), axis=axes, dtype=dt)
+    inv = scale.astype(dt, copy=False) / np.sqrt(bvar + np.asarray(eps, dt))
+    y = centred * _chan(inv, x.ndim, dt)
+    y += _chan(bias, x.ndim, dt)
+    if len(node.outputs) == 1:
+        return y
+    mom = float(node.attrs.get("momentum", 0.9))
+    m = np.asarray(mom, dtype=mean.dtype)
+    om = np.asarray(1.0 - mom, dtype=mean.dtype)
+    new_mean = mean * m + bmean.astype(mean.dtype) * om
+    new_var = var * m + bvar.astype(var.dtype) * om
+    return (y, new_mean, new_var)[: len(node.outputs)]
+
+
+@register("LayerNormalization")
+def layer_norm(
+    ctx: KernelContext, node: Node, x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """ONNX LayerNormalization (opset 17): normalise over axes [axis, rank); Mean/InvStdDev outputs
+    keep the reduced axes as size 1 and use the stash type (float32 unless stash_type says double)."""
+    axis = int(node.attrs.get("axis", -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    stash = np.dtype(np.float64) if int(node.attrs.get("stash_type", 1)) == 11 else np.dtype(np.float32)
+    if x.dtype == np.float64:
+        stash = np.dtype(np.float64)
+    axes = tuple(range(axis, x.ndim))
+    xs = x.astype(stash, copy=False)
+    mean = xs.mean(axis=axes, keepdims=True, dtype=stash)
+    centred = xs - mean
+    inv_std = 1.0 / np.sqrt(np.mean(np.square(centred), axis=axes, keepdims=True, dtype=stash)
+                            + np.asarray(eps, stash))
+    y = (centred * inv_std).astype(x.dtype, copy=False)
+    y *= scale.astype(x.dtype, copy=False)
+    if bias is not None:
+        y += bias.astype(x.dtype, copy=False)
+    outs: tuple[np.ndarray, ...] = (y, mean, inv_std)
+    return y if len(node.outputs) == 1 else outs[: len(node.outputs)]
+
+
+@register("LRN")
+def lrn(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    """y = x / (bias + alpha/size * sum of x^2 over channels [c - (size-1)//2, c + ceil((size-1)/2)])^beta."""
+    size = int(node.attrs["size"])
+    alpha = float(node.attrs.get("alpha", 1e-4))
+    beta = float(node.attrs.get("beta", 0.75))
+    bias = float(node.attrs.get("bias", 1.0))
+    dt = x.dtype
+    lo = (size - 1) // 2
+    sq = np.square(x)
+    padded = np.zeros((x.shape[0], x.shape[1] + size - 1) + x.shape[2:], dtype=dt)
+    padded[:, lo : lo + x.shape[1]] = sq
+    acc = padded[:, 0 : x.shape[1]].copy()
+    for j in range(1, size):  # loop over the (small) channel window, vectorised over the tensor
+        acc += padded[:, j : j + x.shape[1]]
+    denom = np.power(acc * np.asarray(alpha / size, dt) + np.asarray(bias, dt), np.asarray(beta, dt))
+    return x / denom

@@ -1,0 +1,210 @@
+"""The training loop over a compiled graph: batching, steps, NaN guard, evaluation.
+
+The trainer owns two seeded generators: ``data_rng`` (shuffling) and ``kernel_rng``
+(dropout masks, stochastic rounding). Both states are part of a checkpoint, so a
+resumed run continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rctc.errors import DataError, TrainingDiverged
+from rctc.ir import Graph
+from rctc.runtime.executor import Executor
+from rctc.runtime.kernels import KernelContext
+
+
+@dataclass
+class LRSchedule:
+    base: float
+    kind: str = "constant"
+    total_steps: int = 1
+    warmup_steps: int = 0
+    step_size: int = 0
+    gamma: float = 0.1
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.base * (step + 1) / self.warmup_steps
+        s = step - self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        if self.kind == "cosine":
+            return self.base * 0.5 * (1 + math.cos(math.pi * min(s, span) / span))
+        if self.kind == "step":
+            size = self.step_size or max(span // 3, 1)
+            return self.base * self.gamma ** (s // size)
+        return self.base
+
+
+@dataclass
+class StepRecord:
+    step: int
+    epoch: int
+    loss: float
+    accuracy: float | None
+    lr: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Runs training steps of one compiled graph and keeps the run state."""
+
+    def __init__(self, graph: Graph, seed: int = 0) -> None:
+        self.graph = graph
+        self.executor = Executor(graph)
+        self.meta = graph.meta
+        self.batch = int(graph.value(self.meta["model_inputs"][0]).shape[0])
+        self.data_rng = np.random.default_rng([seed, 1])
+        self.kernel_rng = np.random.default_rng([seed, 2])
+        self.hooks: list[Callable[[Trainer, StepRecord], None]] = []
+        self.step = int(self.meta.get("step", 0))
+
+    # ----- batching ------------------------------------------------------
+    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool, keep_last: bool) -> Iterator[tuple]:
+        n = len(x)
+        order = self.data_rng.permutation(n) if shuffle else np.arange(n)
+        full = n // self.batch
+        for b in range(full):
+            idx = order[b * self.batch:(b + 1) * self.batch]
+            yield x[idx], y[idx], np.ones(self.batch, np.float32)
+        rest = n - full * self.batch
+        if keep_last and rest:
+            idx = order[full * self.batch:]
+            yield self._pad(x[idx], y[idx], rest)
+
+    def _pad(self, x: np.ndarray, y: np.ndarray, rest: int) -> tuple:
+        pad = self.batch - rest
+        xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+        mask = np.concatenate([np.ones(rest, np.float32), np.zeros(pad, np.float32)])
+        return xp, yp, mask
+
+    def feeds(self, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray, lr: float | None) -> dict[str, np.ndarray]:
+        f = {self.meta["model_inputs"][0]: x, "sample_mask": mask}
+        if y is not None:
+            f[self.meta["target_input"]] = y
+        if lr is not None:
+            f[self.meta["lr_input"]] = np.asarray(lr, np.float32)
+        return f
+
+    # ----- one step ------------------------------------------------------
+    def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, lr: float, epoch: int = 0) -> StepRecord:
+        loss_name = self.meta["loss"]
+        logits_name = self.meta["logits"]
+        ctx = KernelContext(training=True, rng=self.kernel_rng, step=self.step)
+
+        def guard(out: dict[str, np.ndarray]) -> None:
+            if not np.isfinite(out[loss_name]):
+                raise TrainingDiverged(
+                    f"loss became {float(out[loss_name])} at step {self.step + 1}; training stopped and the last good "
+                    "model kept. Lower --lr"
+                )
+
+        out = self.executor.train_step(self.feeds(x, y, mask, lr), [loss_name, logits_name], ctx, guard)
+        self.step += 1
+        self.meta["step"] = self.step
+        acc = None
+        if self.meta.get("loss_kind") == "cross-entropy":
+            m = mask > 0
+            acc = float(np.mean(np.argmax(out[logits_name][m], axis=-1) == y[m])) if m.any() else None
+        rec = StepRecord(self.step, epoch, float(out[loss_name]), acc, lr, dict(ctx.stats))
+        for hook in self.hooks:
+            hook(self, rec)
+        return rec
+
+    def run_report(self) -> dict[str, Any]:
+        """Extra summary fields contributed by hooks (controller changes, measured energy)."""
+        report: dict[str, Any] = {}
+        for hook in self.hooks:
+            fn = getattr(hook, "report", None)
+            if fn is not None:
+                report.update(fn())
+        return report
+
+    # ----- inference -----------------------------------------------------
+    def forward(self, x: np.ndarray, outputs: list[str], y: np.ndarray | None = None) -> Iterator[tuple]:
+        """Batched inference-mode forward; yields (outputs dict, number of real samples)."""
+        n = len(x)
+        for start in range(0, n, self.batch):
+            xb = x[start:start + self.batch]
+            real = len(xb)
+            yb = y[start:start + self.batch] if y is not None else None
+            if real < self.batch:
+                pad = self.batch - real
+                xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+                if yb is not None:
+                    yb = np.concatenate([yb, np.zeros((pad, *yb.shape[1:]), yb.dtype)])
+            mask = np.zeros(self.batch, np.float32)
+            mask[:real] = 1
+            out = self.executor.run(self.feeds(xb, yb, mask, None), outputs, KernelContext(training=False))
+            yield {k: v[:real] if v.ndim and v.shape[0] == self.batch else v for k, v in out.items()}, real
+
+    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = list(self.meta["model_outputs"])
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        for out, _ in self.forward(x, names):
+            for k in names:
+                parts[k].append(out[k])
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        loss_name, logits_name = self.meta["loss"], self.meta["logits"]
+        total, n_all, correct = 0.0, 0, 0
+        for i, (out, real) in enumerate(self.forward(x, [loss_name, logits_name], y)):
+            total += float(out[loss_name]) * real
+            n_all += real
+            if self.meta.get("loss_kind") == "cross-entropy":
+                yb = y[i * self.batch:i * self.batch + real]
+                correct += int(np.sum(np.argmax(out[logits_name], axis=-1) == yb))
+        if n_all == 0:
+            raise DataError("no samples to evaluate")
+        res = {"loss": total / n_all, "samples": n_all}
+        if self.meta.get("loss_kind") == "cross-entropy":
+            res["accuracy"] = correct / n_all
+        else:
+            res["mse"] = res["loss"]
+        return res
+
+
+def run_training(
+    trainer: Trainer,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int | None,
+    steps: int | None,
+    schedule: LRSchedule,
+    shuffle: bool = True,
+    keep_last: bool = False,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Train for ``epochs`` or ``steps``; returns the summary (steps, seconds, ms/step, final loss)."""
+    per_epoch = len(x) // trainer.batch + (1 if keep_last and len(x) % trainer.batch else 0)
+    if per_epoch == 0:
+        raise DataError(f"{len(x)} samples are fewer than the compiled batch size {trainer.batch}; use --keep-last")
+    target = steps if steps is not None else (epochs or 1) * per_epoch
+    done, t0, last = 0, time.perf_counter(), None
+    epoch = trainer.step // per_epoch
+    while done < target:
+        for xb, yb, mb in trainer.batches(x, y, shuffle, keep_last):
+            last = trainer.train_step(xb, yb, mb, schedule(trainer.step), epoch)
+            done += 1
+            if on_step is not None:
+                on_step(last)
+            if done >= target:
+                break
+        epoch += 1
+    seconds = time.perf_counter() - t0
+    return {
+        "steps": done,
+        "seconds": seconds,
+        "ms_per_step": 1e3 * seconds / max(done, 1),
+        "final_loss": last.loss if last else None,
+        "final_accuracy": last.accuracy if last else None,
+    }

@@ -39,7 +39,7 @@ def _sum_to_add(g: Graph) -> None:
                 shape = out.shape if last else np.broadcast_shapes(acc.shape, v.shape)
                 acc = g.add_node("Add", [acc, v], [(f"{out.name}.sum{i}", shape, out.dtype)],
                                  name=f"{node.name}.add{i}", before=node).outputs[0]
-        g.replace_value(out, acc)
+        g.replace_value(out, acc, take_name=acc.producer is not None and acc.kind == 'temp')
         g.remove_node(node)
 
 
@@ -67,7 +67,7 @@ def _dropout_mask(g: Graph) -> None:
         x, y = node.inputs[0], node.outputs[0]
         new = g.add_node("Dropout", [x], [(f"{y.name}.d", y.shape, y.dtype), (f"{y.name}.mask", y.shape, np.bool_)],
                          {"ratio": float(ratio)}, name=f"{node.name}.train", before=node)
-        g.replace_value(y, new.outputs[0])
+        g.replace_value(y, new.outputs[0], take_name=True)
         for extra in node.outputs[1:]:
             if extra.uses:
                 g.replace_value(extra, new.outputs[1])

@@ -108,7 +108,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
                     [(f"{out.name}.f", out.shape, out.dtype)], dq_attrs, name=f"{node.name}.dequantize",
                     domain="rctc", before=node)
     dq.meta.update({"phase": phase, "fwd": node.meta.get("fwd", node.name)})
-    g.replace_value(out, dq.outputs[0])
+    g.replace_value(out, dq.outputs[0], take_name=True)
     g.remove_node(node)
 
 

@@ -52,7 +52,7 @@ def _bn_running_stats(g: Graph) -> None:
             before=node,
         )
         new.meta.update(node.meta)
-        g.replace_value(y, new.outputs[0])
+        g.replace_value(y, new.outputs[0], take_name=True)
         g.remove_node(node)
         g.state_updates[mean.name] = new.outputs[1].name
         g.state_updates[var.name] = new.outputs[2].name

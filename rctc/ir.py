@@ -277,13 +277,33 @@ class Graph:
                 del self.values[name]
         return removed
 
-    def replace_value(self, old: Value, new: Value) -> None:
-        """Replace every use of ``old`` by ``new``, graph outputs included."""
+    def replace_value(self, old: Value, new: Value, take_name: bool = False) -> None:
+        """Replace every use of ``old`` by ``new``, graph outputs included.
+
+        With ``take_name`` the new value also takes over the old one's name (the old value is
+        renamed), so names other code refers to (model outputs, meta) stay valid.
+        """
         old.replace_all_uses_with(new)
         self.outputs = [new if o is old else o for o in self.outputs]
         for k, v in list(self.state_updates.items()):
             if v == old.name:
                 self.state_updates[k] = new.name
+        if take_name:
+            name, tmp = old.name, self.unique_name(f"{old.name}.replaced")
+            self.rename_value(old, tmp)
+            self.rename_value(new, name)
+
+    def rename_value(self, v: Value, name: str) -> None:
+        if self.values.get(v.name) is not v:
+            raise IRError(f"value {v.name!r} is not in graph {self.name!r}")
+        if name in self.values and self.values[name] is not v:
+            raise IRError(f"cannot rename {v.name!r} to {name!r}: the name is taken")
+        for k, u in list(self.state_updates.items()):
+            if u == v.name:
+                self.state_updates[k] = name
+        del self.values[v.name]
+        v.name = name
+        self.values[name] = v
 
     # ----- algorithms (networkx) -----------------------------------------
     def to_networkx(self) -> nx.DiGraph:

@@ -8,13 +8,15 @@ Every product of the backward pass is its own node, tagged for the RCT lowering 
   runtime/kernels/grad_linear.py). Window attrs are copied with ``auto_pad`` resolved to explicit
   ``pads``: ``kernel_shape, strides, pads, dilations, group`` plus ``input_shape`` /
   ``weight_shape``.
-* Gemm (Y = alpha * A' @ B' + beta * C) -> dA and dB as one ONNX Gemm each (the transposes are
-  Gemm's transA/transB flags, alpha carried over); dC = beta * ReduceSumTo(dY, C.shape).
-* MatMul -> 2-D x 2-D: two Gemm nodes; N-D x 2-D (a linear layer over a batch of rows): dA as one
-  Gemm on dY viewed as rows, dB = Gemm(A rows, dY rows, transA=1) -- one GEMM over all batch
-  rows, no batched product + reduction; otherwise MatMul with a Transpose of the other operand,
-  summed to the operand's shape (ReduceSumTo) where its batch dims were broadcast. 1-D operands
-  are promoted with Reshape as numpy/ONNX do.
+* Gemm (Y = alpha * A' @ B' + beta * C) -> dA and dB as one ONNX Gemm each, always with
+  transA=0 (the canonical form canonicalize establishes): a transposed left operand is an explicit
+  ``Transpose`` node (a free view in the runtime), a transposed right operand is ``transB=1``;
+  alpha is carried over. dC = beta * ReduceSumTo(dY, C.shape) (a Mul only when beta != 1).
+* MatMul -> 2-D x 2-D: two Gemm nodes as above; N-D x 2-D (a linear layer over a batch of rows):
+  dA = Gemm(dY rows, B, transB=1) reshaped back, dB = Gemm(Transpose(A rows), dY rows) -- one
+  GEMM over all batch rows, no batched product + reduction; otherwise MatMul with a Transpose of
+  the other operand (swap of the last two axes), summed to the operand's shape (ReduceSumTo)
+  where its batch dims were broadcast. 1-D operands are promoted with Reshape as numpy/ONNX do.
 """
 
 from __future__ import annotations
@@ -66,43 +68,6 @@ def conv_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[V
 
 
 # ----------------------------------------------------------------------------- Gemm
-def _scale(b: BackwardBuilder, g: Value, factor: float, like: Value) -> Value:
-    if factor == 1.0:
-        return g
-    k = b.g.add_const(f"{like.name}.grad_scale", np.asarray(factor, dtype=g.dtype))
-    return b.like("Mul", [g, k], like, suffix=".scaled")
-
-
-@rule("Gemm")
-def gemm_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
-    """dA' = alpha dY B'^T, dB' = alpha A'^T dY, each one Gemm with transA/transB; dC = beta sum(dY)."""
-    dy = dys[0]
-    a, w, c = node.input(0), node.input(1), node.input(2)
-    assert dy is not None and a is not None and w is not None
-    alpha = float(node.attrs.get("alpha", 1.0))
-    beta = float(node.attrs.get("beta", 1.0))
-    ta, tb = int(node.attrs.get("transA", 0)), int(node.attrs.get("transB", 0))
-    grads: list[Value | None] = [None] * len(node.inputs)
-    if b.needs(a):
-        if not ta:  # dA = alpha dY B'^T
-            ins, attrs = [dy, w], {"transA": 0, "transB": 1 - tb}
-        else:  # dA = (alpha dY B'^T)^T = alpha B' dY^T
-            ins, attrs = [w, dy], {"transA": tb, "transB": 1}
-        grads[0] = _tag(b.like("Gemm", ins, a, {**attrs, "alpha": alpha}), 0)
-    if b.needs(w):
-        if not tb:  # dB = alpha A'^T dY
-            ins, attrs = [a, dy], {"transA": 1 - ta, "transB": 0}
-        else:  # dB = alpha dY^T A'
-            ins, attrs = [dy, a], {"transA": 1, "transB": ta}
-        grads[1] = _tag(b.like("Gemm", ins, w, {**attrs, "alpha": alpha}), 1)
-    if c is not None and b.needs(c):
-        grads[2] = _scale(b, b.reduce_to(dy, c), beta, c)
-        if grads[2] is not dy:
-            _tag(grads[2], 2)
-    return grads
-
-
-# ----------------------------------------------------------------------------- MatMul
 def _reshape(b: BackwardBuilder, v: Value, shape: tuple[int, ...], name: str) -> Value:
     if tuple(v.shape) == tuple(shape):
         return v
@@ -117,6 +82,43 @@ def _swap_last(b: BackwardBuilder, v: Value) -> Value:
     return b.op("Transpose", [v], [(f"{v.name}.T", shape, v.dtype)], {"perm": perm})[0]
 
 
+def _scale(b: BackwardBuilder, g: Value, factor: float, like: Value) -> Value:
+    if factor == 1.0:
+        return g
+    k = b.g.add_const(f"{like.name}.grad_scale", np.asarray(factor, dtype=g.dtype))
+    return b.like("Mul", [g, k], like, suffix=".scaled")
+
+
+@rule("Gemm")
+def gemm_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
+    """dA' = alpha dY B'^T, dB' = alpha A'^T dY, each one Gemm (transA=0); dC = beta sum(dY)."""
+    dy = dys[0]
+    a, w, c = node.input(0), node.input(1), node.input(2)
+    assert dy is not None and a is not None and w is not None
+    alpha = float(node.attrs.get("alpha", 1.0))
+    beta = float(node.attrs.get("beta", 1.0))
+    ta, tb = int(node.attrs.get("transA", 0)), int(node.attrs.get("transB", 0))
+    grads: list[Value | None] = [None] * len(node.inputs)
+    if b.needs(a):
+        if not ta:  # dA = alpha dY B'^T
+            ins, trans_b = [dy, w], 1 - tb
+        else:  # dA = (alpha dY B'^T)^T = alpha B' dY^T
+            ins, trans_b = [_swap_last(b, w) if tb else w, dy], 1
+        grads[0] = _tag(b.like("Gemm", ins, a, {"alpha": alpha, "transA": 0, "transB": trans_b}), 0)
+    if b.needs(w):
+        if not tb:  # dB = alpha A'^T dY
+            ins, trans_b = [a if ta else _swap_last(b, a), dy], 0
+        else:  # dB = alpha dY^T A'
+            ins, trans_b = [_swap_last(b, dy), a], ta
+        grads[1] = _tag(b.like("Gemm", ins, w, {"alpha": alpha, "transA": 0, "transB": trans_b}), 1)
+    if c is not None and b.needs(c):
+        grads[2] = _scale(b, b.reduce_to(dy, c), beta, c)
+        if grads[2] is not dy:
+            _tag(grads[2], 2)
+    return grads
+
+
+# ----------------------------------------------------------------------------- MatMul
 @rule("MatMul")
 def matmul_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
     """Y = A @ B (numpy semantics, batch dims broadcast both ways, 1-D operands promoted)."""
@@ -136,7 +138,7 @@ def matmul_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list
         if need_a:
             ga = b.op("Gemm", [dy2, w2], [(f"grad::{a2.name}", a2.shape, a.dtype)], {"transB": 1})[0]
         if need_w:
-            gw = b.op("Gemm", [a2, dy2], [(f"grad::{w2.name}", w2.shape, w.dtype)], {"transA": 1})[0]
+            gw = b.op("Gemm", [_swap_last(b, a2), dy2], [(f"grad::{w2.name}", w2.shape, w.dtype)])[0]
     elif len(w2.shape) == 2:  # (..., M, K) @ (K, N): fold the batch into the rows
         rows = math.prod(a2.shape[:-1])
         dy_rows = _reshape(b, dy2, (rows, n), f"{dy.name}.rows")
@@ -145,7 +147,7 @@ def matmul_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list
             ga = _reshape(b, g, tuple(a2.shape), f"grad::{a2.name}")
         if need_w:
             a_rows = _reshape(b, a2, (rows, k), f"{a2.name}.rows")
-            gw = b.op("Gemm", [a_rows, dy_rows], [(f"grad::{w2.name}", w2.shape, w.dtype)], {"transA": 1})[0]
+            gw = b.op("Gemm", [_swap_last(b, a_rows), dy_rows], [(f"grad::{w2.name}", w2.shape, w.dtype)])[0]
     else:
         if need_a:
             g = b.op("MatMul", [dy2, _swap_last(b, w2)], [(f"grad::{a2.name}.full", batch + (m, k), a.dtype)])[0]

@@ -17,7 +17,7 @@ reaches (stride > 1 with odd sizes) keep a zero gradient. Float32 stays float32.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,10 +46,10 @@ def _dy_by_channel(dy: np.ndarray) -> np.ndarray:
 
 def conv_grad_weight(
     dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-    pads: Sequence[int], group: int,
+    pads: Sequence[int], group: int, matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul,
 ) -> np.ndarray:
     """dW[m, c, *k] = sum_{n, p} dy[n, m, p] * window(x)[n, c, *k, p] as one (grouped) matmul."""
-    if x.dtype != dy.dtype:
+    if x.dtype != dy.dtype and dy.dtype.kind == "f":
         x = x.astype(dy.dtype)
     n, c = x.shape[:2]
     m = dy.shape[1]
@@ -59,25 +59,26 @@ def conv_grad_weight(
     view = window_view(xp, kernel, strides, dilations, outs)  # (N, C, *k, *out), no copy
     # columns laid out (C*K, N*P): the contraction axis N*P is contiguous for BLAS. Copied one
     # kernel offset at a time (several times faster than one copy of the 2k+2-D strided view).
-    cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(outs), dtype=dy.dtype)
+    cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(outs), dtype=x.dtype)
     for off in np.ndindex(*kernel):
         cols[(slice(None),) + off] = view[(slice(None), slice(None)) + off].swapaxes(0, 1)
     cols = cols.reshape(c * kk, -1)
     dy2 = _dy_by_channel(dy)  # (M, N*P)
     if group == 1:
-        dw = np.matmul(dy2, cols.T)
+        dw = matmul(dy2, cols.T)
     else:
         cg = c // group
-        dw = np.matmul(dy2.reshape(group, m // group, -1), cols.reshape(group, cg * kk, -1).transpose(0, 2, 1))
+        dw = matmul(dy2.reshape(group, m // group, -1), cols.reshape(group, cg * kk, -1).transpose(0, 2, 1))
     return dw.reshape((m, c // group) + tuple(kernel))
 
 
 def conv_grad_input(
     dy: np.ndarray, w: np.ndarray, x_shape: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
     dilations: Sequence[int], pads: Sequence[int], group: int,
+    matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul,
 ) -> np.ndarray:
     """dx = col2im(W^T @ dy): one (grouped) matmul, then prod(kernel) strided slice-adds."""
-    if w.dtype != dy.dtype:
+    if w.dtype != dy.dtype and dy.dtype.kind == "f":
         w = w.astype(dy.dtype)
     n, c = int(x_shape[0]), int(x_shape[1])
     m = dy.shape[1]
@@ -86,13 +87,13 @@ def conv_grad_input(
     kk = math.prod(kernel)
     dy2 = _dy_by_channel(dy)  # (M, N*P)
     if group == 1:
-        cols = np.matmul(w.reshape(m, -1).T, dy2)  # (C*K, N*P)
+        cols = matmul(w.reshape(m, -1).T, dy2)  # (C*K, N*P)
     else:
         mg, kg = m // group, (c // group) * kk
-        cols = np.matmul(w.reshape(group, mg, kg).transpose(0, 2, 1), dy2.reshape(group, mg, -1))  # (G, Kg, N*P)
+        cols = matmul(w.reshape(group, mg, kg).transpose(0, 2, 1), dy2.reshape(group, mg, -1))  # (G, Kg, N*P)
     cv = cols.reshape((c,) + tuple(kernel) + (n,) + tuple(outs))
     padded = tuple(int(x_shape[2 + i]) + pads[i] + pads[k + i] for i in range(k))
-    acc = np.zeros((c, n) + padded, dtype=dy.dtype)  # same (C, N) order as the columns
+    acc = np.zeros((c, n) + padded, dtype=cols.dtype)  # same (C, N) order as the columns
     for off in np.ndindex(*kernel):
         sl = tuple(
             slice(off[i] * dilations[i], off[i] * dilations[i] + (outs[i] - 1) * strides[i] + 1, strides[i])
@@ -100,7 +101,7 @@ def conv_grad_input(
         )
         acc[(slice(None), slice(None)) + sl] += cv[(slice(None),) + off]
     inner = tuple(slice(pads[i], pads[i] + int(x_shape[2 + i])) for i in range(k))
-    dx = np.empty((n, c) + tuple(int(s) for s in x_shape[2:]), dtype=dy.dtype)
+    dx = np.empty((n, c) + tuple(int(s) for s in x_shape[2:]), dtype=acc.dtype)
     dx[...] = acc[(slice(None), slice(None)) + inner].swapaxes(0, 1)
     return dx
 

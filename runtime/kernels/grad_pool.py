@@ -70,18 +70,22 @@ def max_pool_grad(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides:
     view = window_view(xp, kernel, strides, dilations, outs)  # (N, C, *k, *out), no copy
     sel = (slice(None), slice(None))
     offsets = list(np.ndindex(*kernel))
+    # argmax over kernel offsets, one vectorised pass per offset (strictly greater: ties keep
+    # the first maximum)
     best = view[sel + offsets[0]].copy()
-    arg = np.zeros(best.shape, dtype=np.int16 if len(offsets) < 2**15 else np.int32)
-    greater = np.empty(best.shape, dtype=bool)
+    arg = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+    hit = np.empty(best.shape, dtype=bool)
     for i, off in enumerate(offsets[1:], start=1):
         v = view[sel + off]
-        np.greater(v, best, out=greater)  # strictly greater: ties keep the first maximum
-        np.copyto(best, v, where=greater)
-        np.copyto(arg, i, where=greater)
+        np.greater(v, best, out=hit)
+        np.maximum(best, v, out=best)
+        arg[hit] = i
     acc = np.zeros(xp.shape, dtype=dy.dtype)
-    zero = np.zeros((), dtype=dy.dtype)
+    part = np.empty(dy.shape, dtype=dy.dtype)
     for i, off in enumerate(offsets):
-        acc[_slices(off, strides, dilations, outs)] += np.where(arg == i, dy, zero)
+        np.equal(arg, i, out=hit)
+        np.multiply(dy, hit, out=part)
+        acc[_slices(off, strides, dilations, outs)] += part
     return _unpad(acc, x.shape, pads)
 
 

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
+from torch_twins import torch_forward
 
 from rctc import models
 
@@ -163,73 +164,9 @@ def test_initializer_names_and_init() -> None:
     assert t["attn.k_proj.weight"].shape == (32, 32) and t["head.weight"].shape == (32, 4)
 
 
-# ---------------------------------------------------------------- torch twins from the spec
-def _torch_forward(name: str, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    t = {k: torch.from_numpy(np.array(v)) for k, v in p.items()}
-    t = {k: v.double() if v.dtype == torch.float32 else v for k, v in t.items()}
-
-    def lin(h, prefix):
-        return F.linear(h, t[f"{prefix}.weight"], t[f"{prefix}.bias"])
-
-    def bn(h, prefix):
-        return F.batch_norm(h, t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"],
-                            t[f"{prefix}.weight"], t[f"{prefix}.bias"], eps=1e-5)
-
-    def conv_bn(h, cprefix, bprefix, stride=1, groups=1):
-        w = t[f"{cprefix}.weight"]
-        return bn(F.conv2d(h, w, stride=stride, padding=w.shape[-1] // 2, groups=groups), bprefix)
-
-    if name == "tiny_transformer":
-        tok = torch.from_numpy(x)
-        h0 = F.embedding(tok, t["embed.weight"]) + t["pos_embed"]
-        h = F.layer_norm(h0, (32,), t["ln1.weight"], t["ln1.bias"], eps=1e-5)
-
-        def proj(z, prefix):
-            return z @ t[f"{prefix}.weight"] + t[f"{prefix}.bias"]
-
-        def split(z):
-            return z.reshape(z.shape[0], 16, 2, 16).transpose(1, 2)
-
-        q, k, v = (split(proj(h, f"attn.{s}_proj")) for s in "qkv")
-        a = torch.softmax(q @ k.transpose(-1, -2) / 4.0, dim=-1) @ v
-        h1 = h0 + proj(a.transpose(1, 2).reshape(-1, 16, 32), "attn.out_proj")
-        f = F.layer_norm(h1, (32,), t["ln2.weight"], t["ln2.bias"], eps=1e-5)
-        h2 = h1 + proj(torch.relu(proj(f, "ffn.fc1")), "ffn.fc2")
-        return proj(h2.mean(dim=1), "head").numpy()
-
-    h = torch.from_numpy(x).double()
-    if name == "mlp":
-        h = torch.relu(lin(torch.relu(lin(h, "fc1")), "fc2"))
-        return lin(h, "fc3").numpy()
-    if name == "lenet":
-        h = F.max_pool2d(torch.relu(F.conv2d(h, t["conv1.weight"], t["conv1.bias"], padding=1)), 2)
-        h = F.max_pool2d(torch.relu(F.conv2d(h, t["conv2.weight"], t["conv2.bias"], padding=1)), 2)
-        return lin(torch.relu(lin(h.flatten(1), "fc1")), "fc2").numpy()
-    if name == "mobilenet":
-        h = torch.clamp(conv_bn(h, "conv1", "bn1"), 0, 6)
-        for i, (c, stride) in enumerate(((16, 1), (32, 2), (64, 1), (64, 2))):
-            h = torch.clamp(conv_bn(h, f"layers.{i}.dw", f"layers.{i}.bn1", stride, groups=c), 0, 6)
-            h = torch.clamp(conv_bn(h, f"layers.{i}.pw", f"layers.{i}.bn2"), 0, 6)
-        return lin(h.mean(dim=(2, 3)), "fc").numpy()
-    blocks = 1 if name == "resnet8" else 3
-    h = torch.relu(conv_bn(h, "conv1", "bn1"))
-    for s, stride in ((1, 1), (2, 2), (3, 2)):
-        for b in range(blocks):
-            pre = f"layer{s}.{b}"
-            st = stride if b == 0 else 1
-            y = torch.relu(conv_bn(h, f"{pre}.conv1", f"{pre}.bn1", st))
-            y = conv_bn(y, f"{pre}.conv2", f"{pre}.bn2")
-            if f"{pre}.downsample.0.weight" in t:
-                h = conv_bn(h, f"{pre}.downsample.0", f"{pre}.downsample.1", st)
-            h = torch.relu(y + h)
-    return lin(h.mean(dim=(2, 3)), "fc").numpy()
-
-
 def test_matches_torch_twin(built: tuple[str, onnx.ModelProto]) -> None:
     name, model = built
     x = _inputs(name, 3, seed=7)
-    expected = _torch_forward(name, _params(model), x)
+    expected = torch_forward(name, _params(model), x)
     got = _ort(model, {models.input_spec(name)[0]: x})
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

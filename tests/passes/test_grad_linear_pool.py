@@ -157,6 +157,7 @@ def test_gemm_grad_nodes_are_separate_tagged_gemms() -> None:
     assert set(gemms) == {"data", "weight"}
     assert gemms["data"].outputs[0].name == "grad::a" and gemms["weight"].outputs[0].name == "grad::w"
     assert [n.op_type for n in bwd if n.meta.get("grad_role") == "bias"] == ["ReduceSumTo"]
+    assert all(n.attrs.get("transA", 0) == 0 for n in gemms.values())
 
 
 def test_gemm_grad_vs_torch() -> None:
@@ -200,7 +201,9 @@ def test_matmul_linear_layer_weight_grad_is_one_gemm() -> None:
     g, _, _ = _backward("MatMul", {"a": _rand(rng, 2, 3, 4), "w": _rand(rng, 4, 5)}, {}, (2, 3, 5), ["w"])
     products = [n for n in g.nodes if "grad_role" in n.meta]
     assert [(n.op_type, n.meta["grad_role"]) for n in products] == [("Gemm", "weight")]
-    assert products[0].attrs["transA"] == 1 and products[0].outputs[0].shape == (4, 5)
+    assert products[0].attrs.get("transA", 0) == 0 and products[0].outputs[0].shape == (4, 5)
+    assert products[0].inputs[0].producer.op_type == "Transpose"
+    assert products[0].inputs[0].shape == (4, 6)  # all 2*3 rows in one product
 
 
 def test_matmul_grad_vs_torch() -> None:

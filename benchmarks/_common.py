@@ -33,6 +33,9 @@ PEER_SCRIPTS: dict[str, str] = {
     "torch_fp32": "peers_torch.py",
     "torch_qat": "peers_torch.py",
     "ort": "peers_ort.py",
+    "rctc_rct": "peers_rctc.py",
+    "rctc_qat": "peers_rctc.py",
+    "rctc_fp32": "peers_rctc.py",
 }
 
 MODELS: tuple[str, ...] = ("mlp", "lenet", "resnet8", "resnet20", "mobilenet", "tiny_transformer")

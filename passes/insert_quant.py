@@ -20,12 +20,20 @@ import math
 
 import numpy as np
 
+from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.options import CompileOptions
 from rctc.runtime.quant import int_dtype_for_bits
 
 GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
 LAYOUT_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+# ops that rct mode runs in float32 on dequantised values (the energy model counts them as FP32)
+FLOAT_OPS = {
+    "Add", "Sub", "Mul", "Div", "Neg", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity",
+    "BatchNormalization", "LayerNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "ReduceMean", "ReduceSum", "Softmax", "LogSoftmax", "Concat", "Gather", "Expand", "Slice", "Cast",
+    "SoftmaxCrossEntropy", "MSELoss", "Dequantize",
+} | LAYOUT_OPS
 
 
 class _Quantiser:
@@ -112,7 +120,20 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     g.remove_node(node)
 
 
+def _check_lowerable(g: Graph) -> None:
+    """Every forward op on a gradient path needs an integer lowering or an allowed float form."""
+    fwd_with_grad = {n.meta.get("fwd") for n in g.nodes if n.meta.get("phase") == "backward"}
+    bad = [f"{n.op_type} ({n.name})" for n in g.nodes if n.meta.get("phase", "forward") == "forward"
+           and n.name in fwd_with_grad and n.op_type not in GEMM_OPS | FLOAT_OPS]
+    if bad:
+        raise UnsupportedOpError(
+            f"rct mode has no integer lowering for op(s) on a gradient path: {', '.join(bad)}; "
+            "freeze the layers before them (--freeze) or use --mode qat / fp32"
+        )
+
+
 def run(g: Graph, options: CompileOptions) -> None:
+    _check_lowerable(g)
     qz = _Quantiser(g, options)
     for node in list(g.nodes):
         if node.op_type in GEMM_OPS:

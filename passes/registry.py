@@ -13,6 +13,7 @@ from rctc.passes import (
     insert_fake_quant,
     insert_quant,
     mark_trainable,
+    plan_memory,
 )
 
 PASSES: dict[str, Pass] = {
@@ -25,13 +26,15 @@ PASSES: dict[str, Pass] = {
     "assign_slots": assign_slots.run,
     "insert_quant": insert_quant.run,
     "fuse_updates": fuse_updates.run,
+    "plan_memory": plan_memory.run,
 }
 
 _TRAINING = ["canonicalize", "mark_trainable", "add_loss", "build_backward", "add_optimizer"]
 
 PIPELINES: dict[str, list[str]] = {
-    "fp32": list(_TRAINING),
-    "qat": ["canonicalize", "mark_trainable", "insert_fake_quant", "add_loss", "build_backward", "add_optimizer"],
+    "fp32": _TRAINING + ["plan_memory"],
+    "qat": ["canonicalize", "mark_trainable", "insert_fake_quant", "add_loss", "build_backward", "add_optimizer",
+            "plan_memory"],
     # parameters get their integer slots first, so insert_quant can read them directly
-    "rct": _TRAINING + ["assign_slots", "insert_quant", "fuse_updates"],
+    "rct": _TRAINING + ["assign_slots", "insert_quant", "fuse_updates", "plan_memory"],
 }

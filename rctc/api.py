@@ -105,7 +105,9 @@ class CompiledModel:
         per_epoch = max(len(xs) // t.batch, 1)
         total = steps if steps is not None else (epochs or 1) * per_epoch
         sched = LRSchedule(lr or self.options.lr, lr_schedule, t.step + total, warmup_steps)
-        return run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step)
+        summary = run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step)
+        summary.update(t.run_report())
+        return summary
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, source: str = "data") -> dict[str, float]:
         xs = self._x(x, source)

@@ -110,7 +110,6 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     m.save(out_path)
     summary["output"] = str(out_path)
     summary["mode"] = m.mode
-    summary.update(t.run_report())
     if profile_ops:
         summary["op_times_ms"] = {k: v * 1e3 for k, v in sorted(t.executor.op_times.items(), key=lambda kv: -kv[1])}
     if as_json:

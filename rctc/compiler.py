@@ -1,4 +1,9 @@
-"""The compile driver: ONNX -> IR -> pass pipeline of the chosen mode -> compiled Graph."""
+"""The compile driver: ONNX -> IR -> pass pipeline of the chosen mode -> compiled Graph.
+
+The imported forward graph's structure (no weights) is kept in ``meta["forward_snapshot"]``
+so the analysis can build the qat / fp32 baselines of the same model through the same
+pipelines (``rctc.analysis.baseline``).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ def compile_graph(
     echo: Callable[[str], None] = print,
 ) -> tuple[Graph, PassManager]:
     """Import ``model`` and run the pipeline of ``options.mode``; returns the graph and the pass log."""
+    from rctc.analysis.baseline import snapshot_forward
     from rctc.passes.registry import PASSES, PIPELINES
 
     options.validate()
@@ -28,6 +34,7 @@ def compile_graph(
     g.meta["options"] = options.to_dict()
     g.meta["source"] = os.path.basename(str(model)) if not isinstance(model, onnx.ModelProto) else g.name
     g.meta["step"] = 0
+    g.meta["forward_snapshot"] = snapshot_forward(g)
     pm = PassManager(PASSES, print_between=print_between, echo=echo)
     pm.run(g, PIPELINES[options.mode], options)
     return g, pm

@@ -25,13 +25,54 @@ _NEVER_FOLD = {
 }
 
 
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+SKELETON_MAX_ELEMENTS = 4096
+
+
+def shape_skeleton(model: onnx.ModelProto, consts: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` for shape inference only: the nodes, inputs and outputs, with each large
+    constant declared as a typed graph input instead of carrying its data.
+
+    Shape inference serialises the whole model; with the weights in it that costs seconds on
+    large nets (and fails above protobuf's 2 GB). Small constants (shape vectors, axes, scalars)
+    keep their data so ``data_prop`` still sees them. ``consts`` (name -> array) replaces the
+    model's initializers when given.
+    """
+    graph = model.graph
+    skel = onnx.ModelProto()
+    skel.ir_version = model.ir_version
+    skel.opset_import.extend(model.opset_import)
+    skel.functions.extend(model.functions)
+    skel.graph.name = graph.name
+    skel.graph.node.extend(graph.node)
+    skel.graph.input.extend(graph.input)
+    skel.graph.output.extend(graph.output)
+    skel.graph.value_info.extend(graph.value_info)
+    declared = {i.name for i in graph.input}
+    if consts is None:
+        for t in graph.initializer:
+            numel = int(np.prod(t.dims)) if len(t.dims) else 1
+            if numel <= SKELETON_MAX_ELEMENTS:
+                skel.graph.initializer.append(t)
+            elif t.name not in declared:
+                skel.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        return skel
+    for name, arr in consts.items():
+        if arr.size <= SKELETON_MAX_ELEMENTS:
+            skel.graph.initializer.append(numpy_helper.from_array(np.asarray(arr), name))
+        elif name not in declared:
+            dtype = helper.np_dtype_to_tensor_dtype(arr.dtype)
+            skel.graph.input.append(helper.make_tensor_value_info(name, dtype, list(arr.shape)))
+    return skel
+
+
+def static_shapes(model: onnx.ModelProto, consts: dict[str, np.ndarray] | None = None) -> dict[str, tuple[int, ...]]:
+    """Name -> static shape of every value onnx's (non-strict) shape inference can fully infer."""
     try:
-        inferred = shape_inference.infer_shapes(model, data_prop=True)
+        inferred = shape_inference.infer_shapes(shape_skeleton(model, consts), data_prop=True)
     except Exception:  # folding is best effort; strict inference runs later
         return {}
     out = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         tt = vi.type.tensor_type
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             out[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
@@ -68,7 +109,7 @@ def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelPro
     graph_outputs = {o.name for o in graph.output}
     renames: dict[str, str] = {}
     for _ in range(max_rounds):
-        shapes = _static_shapes(model_out)
+        shapes = static_shapes(model_out, consts)
         kept: list[onnx.NodeProto] = []
         changed = False
         for node in graph.node:

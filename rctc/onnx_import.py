@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
-from rctc.constant_folding import FOLDABLE_ONLY, fold_constants
+from rctc.constant_folding import FOLDABLE_ONLY, fold_constants, shape_skeleton, static_shapes
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
@@ -71,12 +71,19 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
-    """Old IR versions list initializers as graph inputs too; they are not real inputs."""
+    """Old IR versions list initializers as graph inputs too; they are not real inputs.
+
+    IR version 3 requires every initializer to be a graph input (``onnx.version_converter``
+    rejects an initializer that is not one), so once they are dropped the model follows IR 4
+    rules and is marked as such.
+    """
     init_names = {t.name for t in model.graph.initializer}
     keep = [i for i in model.graph.input if i.name not in init_names]
     if len(keep) != len(model.graph.input):
         del model.graph.input[:]
         model.graph.input.extend(keep)
+    if model.ir_version < 4:
+        model.ir_version = 4
 
 
 def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
@@ -132,12 +139,61 @@ def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") ->
             raise RctcError(
                 f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
             ) from exc
+        # a down-conversion (e.g. PyTorch's opset 20 -> 18) keeps a newer IR version, an old
+        # model keeps its old one; either way use at least the IR version opset 18 needs
+        model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
     model = fold_constants(model)
-    try:
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    _fix_pool_ceil_mode(model)
+    try:  # on the weight-less skeleton (fast, no 2 GB limit); the results go back into the model
+        inferred = shape_inference.infer_shapes(shape_skeleton(model), check_type=True, strict_mode=True,
+                                                data_prop=True)
     except Exception as exc:
         raise RctcError(f"{source}: shape inference failed: {str(exc).strip().splitlines()[0]}") from exc
+    for field in ("value_info", "output"):
+        del getattr(model.graph, field)[:]
+        getattr(model.graph, field).extend(getattr(inferred.graph, field))
     return model
+
+
+def _fix_pool_ceil_mode(model: onnx.ModelProto) -> None:
+    """Turn ``ceil_mode=1`` into ``ceil_mode=0`` on pools whose last ceil-mode window would start
+    in the end padding.
+
+    onnxruntime, PyTorch and rctc's kernels drop such a window (the output then has exactly the
+    floor-mode size, so ``ceil_mode=0`` is the same computation), but onnx's shape inference for
+    the opset-18 pools still counts it and would give the IR a shape the kernels do not produce.
+    """
+    pools = [n for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")]
+    if not any(a.name == "ceil_mode" and a.i for n in pools for a in n.attribute):
+        return
+    from rctc.runtime.kernels._im2col import out_size
+
+    shapes = static_shapes(model)
+    for n in pools:
+        attrs = attrs_from_proto(n.attribute)
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if not attrs.get("ceil_mode") or auto_pad not in ("NOTSET", "VALID") or n.input[0] not in shapes:
+            continue
+        spatial = shapes[n.input[0]][2:]
+        k = len(spatial)
+        kernel = attrs.get("kernel_shape", [])
+        if len(kernel) != k:
+            continue  # the kernel reports the malformed node
+        strides = attrs.get("strides", [1] * k)
+        dilations = attrs.get("dilations", [1] * k)
+        pads = attrs.get("pads", [0] * (2 * k)) if auto_pad == "NOTSET" else [0] * (2 * k)
+        try:
+            same = all(
+                out_size(spatial[i], kernel[i], strides[i], dilations[i], pads[i], pads[k + i], True)
+                == out_size(spatial[i], kernel[i], strides[i], dilations[i], pads[i], pads[k + i], False)
+                for i in range(k)
+            )
+        except ValueError:
+            continue
+        if same:
+            for a in n.attribute:
+                if a.name == "ceil_mode":
+                    a.i = 0
 
 
 def check_supported(model: onnx.ModelProto, supported: set[str], source: str = "model") -> None:

@@ -3,7 +3,9 @@
 The schedule (which nodes, in which order, which values die after each node) is built
 once per requested output set, so a training step does no graph work in Python beyond
 calling kernels. Persistent state (parameters, buffers) lives in ``Value.data``; after a
-training step the values named in ``graph.state_updates`` are written back.
+training step the values named in ``graph.state_updates`` are written back. An optional
+``on_node(node, args, result, env)`` callback sees every executed node (the energy counters
+use it); it runs after the node's outputs enter ``env`` and before dead values leave it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rctc.errors import RctcError
 from rctc.ir import Graph, Node
 from rctc.runtime.kernels import KERNELS, KernelContext
+
+
+OnNode = Callable[[Node, list, Any, Mapping[str, Any]], None]
 
 
 class KernelError(RctcError):
@@ -81,6 +87,7 @@ class Executor:
         feeds: Mapping[str, np.ndarray],
         outputs: Sequence[str],
         ctx: KernelContext | None = None,
+        on_node: OnNode | None = None,
     ) -> dict[str, np.ndarray]:
         """Compute ``outputs`` from ``feeds`` plus the graph's constants and state."""
         ctx = ctx or KernelContext()
@@ -110,6 +117,8 @@ class Executor:
             else:
                 for name, arr in zip(step.out_names, result):
                     env[name] = arr
+            if on_node is not None:
+                on_node(step.node, args, result, env)
             for name in step.free_after:
                 env.pop(name, None)
         return {o: env[o] for o in outputs}
@@ -120,6 +129,7 @@ class Executor:
         outputs: Sequence[str],
         ctx: KernelContext,
         guard: Callable[[dict[str, np.ndarray]], None] | None = None,
+        on_node: OnNode | None = None,
     ) -> dict[str, np.ndarray]:
         """Run one training step: compute ``outputs`` and every state update, then write state back.
 
@@ -127,7 +137,7 @@ class Executor:
         """
         updates = self.graph.state_updates
         wanted = list(dict.fromkeys(list(outputs) + list(updates.values())))
-        result = self.run(feeds, wanted, ctx)
+        result = self.run(feeds, wanted, ctx, on_node)
         if guard is not None:
             guard(result)
         for state, new in updates.items():

@@ -17,7 +17,7 @@ import numpy as np
 
 from rctc.errors import DataError, TrainingDiverged
 from rctc.ir import Graph
-from rctc.runtime.executor import Executor
+from rctc.runtime.executor import Executor, OnNode
 from rctc.runtime.kernels import KernelContext
 
 
@@ -64,6 +64,8 @@ class Trainer:
         self.data_rng = np.random.default_rng([seed, 1])
         self.kernel_rng = np.random.default_rng([seed, 2])
         self.hooks: list[Callable[[Trainer, StepRecord], None]] = []
+        # sees every node a training step executes (the energy counter, rctc.analysis.counter)
+        self.on_node: OnNode | None = None
         self.step = int(self.meta.get("step", 0))
 
     # ----- batching ------------------------------------------------------
@@ -107,7 +109,8 @@ class Trainer:
                     "model kept. Lower --lr"
                 )
 
-        out = self.executor.train_step(self.feeds(x, y, mask, lr), [loss_name, logits_name], ctx, guard)
+        out = self.executor.train_step(self.feeds(x, y, mask, lr), [loss_name, logits_name], ctx, guard,
+                                       self.on_node)
         self.step += 1
         self.meta["step"] = self.step
         acc = None

@@ -1,0 +1,139 @@
+"""The liveness-based buffer plan of one training step (what the ``plan_memory`` pass stores).
+
+Peak memory = persistent state + step inputs + the peak of the live transients:
+
+* parameters: fixed slots sized for the slot's MAX bits in rct mode (packed,
+  ``ceil(size * max_bits / 8)``), so the plan stays valid whatever the bitwidth controller
+  does; float parameters at their dtype;
+* optimizer state (momentum velocities and their slot scalars) and the other buffers and
+  constants (BatchNorm running statistics, activation ranges, exponents, shapes);
+* graph inputs (data, labels, mask, learning rate) for the whole step;
+* transients: a value produced in the step is live from its producer until its last use in
+  the schedule; graph outputs and state updates (the transient update buffers) stay live
+  until the end of the step, when the state is written back. Transients are sized by their
+  storage dtype, and layout ops are not aliased (an upper bound for an allocator that does).
+
+The reported parameter memory follows the design: rct at the slot's current bits (and at
+max bits), fp32 as FP32, and qat as the FP32 master copy plus the quantised copy at the
+fake-quant bits (this runtime holds that copy as a float transient, which the transient
+peak counts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rctc.analysis.values import ValueInfo, step_nodes, step_outputs
+from rctc.ir import Graph, Value
+from rctc.slots import has_slot, read_slot
+
+
+def _packed(v: Value, bits: int) -> int:
+    return (v.size * bits + 7) // 8
+
+
+def _slot_bytes(g: Graph, v: Value, at: str) -> int:
+    """Bytes of a state value: packed at the slot's bits (``at`` = "now" / "max") or its storage."""
+    if has_slot(v):
+        slot = v.meta["slot"]
+        bits = int(slot["max_bits"]) if at == "max" else read_slot(g, v)["bits"]
+        return _packed(v, bits)
+    return v.nbytes
+
+
+def _fake_quant_copies(g: Graph) -> dict[str, int]:
+    """QAT: parameter name -> bits of its quantised copy (FakeQuant of the parameter)."""
+    out: dict[str, int] = {}
+    for n in g.nodes:
+        if n.op_type == "FakeQuant" and n.inputs[0] is not None and n.inputs[0].kind == "param":
+            out[n.inputs[0].name] = int(n.attrs["bits"])
+    return out
+
+
+def _category(info: ValueInfo, v: Value, grads: set[str]) -> str:
+    prod = v.producer
+    phase = prod.meta.get("phase", "forward") if prod is not None else "forward"
+    if info.kind.get(v.name) == "param" and phase != "update":
+        return "parameter_copies"
+    if v.name in grads:
+        return "gradients"
+    if phase == "update":
+        return "update_buffers"
+    if phase == "backward":
+        return "errors"
+    return "activations"
+
+
+def compute_plan(g: Graph, info: ValueInfo | None = None) -> dict[str, Any]:
+    """The buffer plan of one training step of ``g`` (a JSON-serialisable dict; reads only)."""
+    info = info or ValueInfo(g)
+    nodes = step_nodes(g)
+    params = g.params()
+    copies = _fake_quant_copies(g)
+    p_now = sum(_slot_bytes(g, p, "now") for p in params)
+    p_max = sum(_slot_bytes(g, p, "max") for p in params)
+    copy_bytes = sum(_packed(g.value(name), bits) for name, bits in copies.items())
+    optimizer = buffers = 0
+    for v in g.values.values():
+        if v.kind in ("buffer", "const") and info.kind.get(v.name) == "optimizer":
+            optimizer += _slot_bytes(g, v, "max")
+        elif v.kind in ("buffer", "const"):
+            buffers += _slot_bytes(g, v, "max")
+    inputs = sum(v.nbytes for v in g.inputs)
+
+    grads = set(g.meta.get("param_grads", {}).values())
+    keep = set(step_outputs(g))
+    last = len(nodes) - 1
+    start: dict[str, int] = {}
+    end: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is not None and v.name in start:
+                end[v.name] = i
+        for o in n.outputs:
+            start[o.name] = end[o.name] = i
+    for name in keep:
+        if name in start:
+            end[name] = last
+    delta = [0] * (len(nodes) + 1)
+    for name, s in start.items():
+        size = g.values[name].nbytes
+        delta[s] += size
+        delta[end[name] + 1] -= size
+    live = peak = 0
+    peak_at = 0
+    for i in range(len(nodes)):
+        live += delta[i]
+        if live > peak:
+            peak, peak_at = live, i
+    at_peak: dict[str, int] = {"activations": 0, "errors": 0, "gradients": 0, "update_buffers": 0,
+                               "parameter_copies": 0}
+    for name, s in start.items():
+        if s <= peak_at <= end[name]:
+            v = g.values[name]
+            at_peak[_category(info, v, grads)] += v.nbytes
+    grad_bytes = sum(g.values[n].nbytes for n in grads if n in start)
+    slots = p_max
+    state = slots + optimizer + buffers
+    return {
+        "nodes": len(nodes),
+        "parameters": {
+            "elements": int(sum(p.size for p in params)),
+            "slot_bytes": slots,
+            "bytes_now": p_now + copy_bytes,
+            "bytes_at_max_bits": p_max + copy_bytes,
+            "quantised_copy_bytes": copy_bytes,
+        },
+        "optimizer_bytes": optimizer,
+        "buffer_bytes": buffers,
+        "input_bytes": inputs,
+        "gradient_bytes": grad_bytes,
+        "transient_peak_bytes": peak,
+        "transient_at_peak": at_peak,
+        "peak_node": nodes[peak_at].name if nodes else None,
+        "state_bytes": state,
+        "peak_bytes": state + inputs + peak,
+    }
+
+
+__all__ = ["compute_plan"]

@@ -1,0 +1,119 @@
+"""Integer GEMM-class kernels of rct mode are bit-exact against plain int64 references.
+
+The references are written from the definitions with int64 numpy arithmetic (sliding
+windows + einsum, or explicit loops), independent of the im2col / BLAS paths under test.
+Bitwidths go from 2 to 16, and shapes include contractions long enough that an unsplit
+float32 accumulation would round.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from rctc.runtime.kernels.int_products import INT_PRODUCTS
+from rctc.runtime.quant import int_dtype_for_bits
+
+
+def _rand(rng: np.random.Generator, shape: tuple[int, ...], bits: int, extreme: bool = False) -> np.ndarray:
+    qmax = (1 << (bits - 1)) - 1
+    if extreme:
+        q = np.full(shape, qmax, np.int64) * rng.choice([-1, 1], size=shape)
+    else:
+        q = rng.integers(-qmax, qmax + 1, shape)
+    return q.astype(int_dtype_for_bits(bits))
+
+
+def _ref_conv(x: np.ndarray, w: np.ndarray, stride: int, pad: int, dil: int, group: int) -> np.ndarray:
+    x = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    w = w.astype(np.int64)
+    kh, kw = w.shape[2:]
+    win = sliding_window_view(x, ((kh - 1) * dil + 1, (kw - 1) * dil + 1), axis=(2, 3))[..., ::dil, ::dil]
+    win = win[:, :, ::stride, ::stride]  # n, c, oh, ow, kh, kw
+    m, cg = w.shape[0], w.shape[1]
+    outs = []
+    for gi in range(group):
+        wg = w[gi * (m // group):(gi + 1) * (m // group)]
+        xg = win[:, gi * cg:(gi + 1) * cg]
+        outs.append(np.einsum("nchwij,mcij->nmhw", xg, wg))
+    return np.concatenate(outs, axis=1)
+
+
+def _ref_conv_grads(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int, pad: int, dil: int,
+                    group: int) -> tuple[np.ndarray, np.ndarray]:
+    """dX and dW by explicit loops over output positions (int64)."""
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros(w.shape, np.int64)
+    dy = dy.astype(np.int64)
+    w = w.astype(np.int64)
+    mg = m // group
+    for oh, ow in itertools.product(range(dy.shape[2]), range(dy.shape[3])):
+        for gi in range(group):
+            rows = slice(oh * stride, oh * stride + (kh - 1) * dil + 1, dil)
+            cols = slice(ow * stride, ow * stride + (kw - 1) * dil + 1, dil)
+            chans = slice(gi * cg, (gi + 1) * cg)
+            d = dy[:, gi * mg:(gi + 1) * mg, oh, ow]  # n, mg
+            patch = xp[:, chans, rows, cols]  # n, cg, kh, kw
+            dw[gi * mg:(gi + 1) * mg] += np.einsum("nm,ncij->mcij", d, patch)
+            dxp[:, chans, rows, cols] += np.einsum("nm,mcij->ncij", d, w[gi * mg:(gi + 1) * mg])
+    return dxp[:, :, pad:pad + h, pad:pad + wd], dw
+
+
+CONV_CASES = [
+    # (n, c, h, m, k, stride, pad, dil, group, bits_x, bits_w)
+    (2, 3, 7, 4, 3, 2, 1, 1, 1, 8, 8),
+    (2, 4, 6, 4, 3, 1, 1, 1, 4, 4, 12),
+    (1, 4, 9, 8, 3, 1, 2, 2, 2, 2, 16),
+    (2, 2, 5, 3, 1, 1, 0, 1, 1, 16, 16),
+    (3, 8, 8, 4, 3, 2, 0, 1, 1, 12, 8),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("extreme", [False, True])
+def test_int_conv_and_grads_bit_exact(case: tuple, extreme: bool) -> None:
+    n, c, h, m, k, stride, pad, dil, group, bx, bw = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x = _rand(rng, (n, c, h, h), bx, extreme)
+    w = _rand(rng, (m, c // group, k, k), bw, extreme)
+    attrs = {"strides": [stride] * 2, "pads": [pad] * 4, "dilations": [dil] * 2, "group": group,
+             "kernel_shape": [k, k]}
+    y = INT_PRODUCTS["IntConv"](x, w, attrs)
+    np.testing.assert_array_equal(y, _ref_conv(x, w, stride, pad, dil, group))
+    dy = _rand(rng, y.shape, 8, extreme)
+    dx_ref, dw_ref = _ref_conv_grads(dy, x, w, stride, pad, dil, group)
+    dx = INT_PRODUCTS["IntConvGradInput"](dy, w, {**attrs, "input_shape": list(x.shape)})
+    dw = INT_PRODUCTS["IntConvGradWeight"](dy, x, {**attrs, "weight_shape": list(w.shape)})
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(dw, dw_ref)
+
+
+@pytest.mark.parametrize("bits", [(2, 2), (4, 8), (8, 8), (8, 16), (12, 12), (16, 16)])
+def test_int_gemm_and_matmul_bit_exact_with_long_contractions(bits: tuple[int, int]) -> None:
+    rng = np.random.default_rng(bits[0] * 100 + bits[1])
+    k = 4096  # 4096 * 127 * 127 > 2^24: plain float32 accumulation would round
+    a = _rand(rng, (16, k), bits[0], extreme=True)
+    b = _rand(rng, (k, 12), bits[1], extreme=True)
+    ref = a.astype(np.int64) @ b.astype(np.int64)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntGemm"](a, b, {}), ref)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntGemm"](a.T.copy(), b.T.copy(), {"transA": 1, "transB": 1}), ref)
+    a3 = _rand(rng, (3, 5, 70), bits[0])
+    b3 = _rand(rng, (70, 6), bits[1])
+    np.testing.assert_array_equal(INT_PRODUCTS["IntMatMul"](a3, b3, {}),
+                                  np.einsum("bik,kj->bij", a3.astype(np.int64), b3.astype(np.int64)))
+
+
+def test_long_contraction_would_be_inexact_in_plain_float32() -> None:
+    rng = np.random.default_rng(1)
+    a = np.full((16, 4096), 127, np.int8)
+    b = rng.integers(100, 128, (4096, 12)).astype(np.int8)
+    ref = a.astype(np.int64) @ b.astype(np.int64)
+    plain = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
+    assert np.abs(ref).max() > 2**24 and not np.array_equal(plain, ref)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntGemm"](a, b, {}), ref)

@@ -1,0 +1,156 @@
+"""rct mode end to end: state audit, fused updates, determinism, the bitwidth controller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rctc
+from rctc.cli import main
+from rctc.data import load_data
+from rctc.models import build, path
+from rctc.rct_format import load_rct
+from rctc.slots import bits_name, exp_name, read_slot
+
+FLOAT_STATE_OK = ("running_mean", "running_var", ".amax")
+
+
+def _digits(n: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    ds = load_data("digits")
+    return ds.x[:n], ds.y[:n]
+
+
+def _audit(g) -> None:  # noqa: ANN001
+    """Every trainable parameter is an integer array plus an integer exponent; no float parameter copy."""
+    params = g.params()
+    assert params
+    shapes = {p.shape for p in params}
+    for p in params:
+        assert np.issubdtype(p.data.dtype, np.signedinteger), p.name
+        e = g.value(exp_name(p.name)).data
+        assert np.issubdtype(e.dtype, np.integer) and e.shape == ()
+        slot = read_slot(g, p)
+        qmax = (1 << (slot["bits"] - 1)) - 1
+        assert np.abs(p.data.astype(np.int64)).max() <= qmax
+    for v in g.state_values():
+        if np.issubdtype(v.data.dtype, np.floating):
+            assert v.name.endswith(FLOAT_STATE_OK), f"float state {v.name} {v.shape}"
+            assert v.kind == "buffer" and (v.shape not in shapes or "running" in v.name)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
+def test_rct_graph_is_integer_only_for_gemms(model: str) -> None:
+    m = rctc.compile(build(model), batch_size=4)
+    g = m.graph
+    ops = {n.op_type for n in g.nodes}
+    assert not ops & {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight", "SGDUpdate"}
+    for n in g.nodes:
+        if n.op_type.startswith("Int") and n.op_type != "IntSGDUpdate":
+            assert all(np.issubdtype(v.dtype, np.integer) for v in n.inputs if v is not None), n.name
+    fused = {n.meta["param"] for n in g.nodes if n.op_type == "FusedIntUpdate"}
+    weights = {p.name for p in g.params() if len(p.shape) >= 2 and p.name != "embed.weight" and p.name != "pos_embed"}
+    assert weights <= fused, weights - fused
+    for p in weights:  # no float value of the weight's shape anywhere in the step
+        assert not any(v.shape == p.shape for v in g.values.values() if v.kind == "temp"
+                       and np.issubdtype(v.dtype, np.floating) and v.producer is not None
+                       and v.producer.meta.get("phase") in ("backward", "update")
+                       and v.name.startswith(f"grad::{p}")), p
+    _audit(g)
+
+
+def test_state_audit_after_training_and_in_file(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "m.rct"
+    r = CliRunner().invoke(main, ["compile", str(path("lenet")), "-o", str(out), "--batch-size", "16"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", str(out), "--data", "digits", "--steps", "30", "--json"])
+    assert r.exit_code == 0, r.output
+    g = load_rct(out)
+    assert g.meta["step"] == 30
+    _audit(g)
+    r = CliRunner().invoke(main, ["inspect", str(out), "--json"])
+    import json
+
+    info = json.loads(r.stdout)
+    assert info["mode"] == "rct"
+    for row in info["parameters"]:
+        assert row["dtype"].startswith("int") and isinstance(row["exponent"], int)
+        assert row["min_bits"] <= row["bits"] <= row["max_bits"]
+        assert {"name", "shape", "dtype", "bits", "min_bits", "max_bits", "exponent", "trainable"} <= set(row)
+
+
+def _train_bytes(seed: int, tmp_path, tag: str) -> bytes:  # noqa: ANN001
+    x, y = _digits(128)
+    m = rctc.compile(build("lenet"), batch_size=16, seed=seed)
+    m.train(x, y, steps=12, seed=seed)
+    out = tmp_path / f"{tag}.rct"
+    m.save(out)
+    return out.read_bytes()
+
+
+def test_same_seed_bit_identical_different_seed_differs(tmp_path) -> None:  # noqa: ANN001
+    a = _train_bytes(1, tmp_path, "a")
+    b = _train_bytes(1, tmp_path, "b")
+    c = _train_bytes(2, tmp_path, "c")
+    assert a == b
+    assert a != c
+
+
+def _bits_after(lr: float, **opts) -> tuple[dict[str, int], dict[str, int]]:  # noqa: ANN003
+    x, y = _digits(256)
+    m = rctc.compile(build("mlp"), batch_size=32, adjust_every=4, **opts)
+    before = {p.name: read_slot(m.graph, p)["bits"] for p in m.graph.params()}
+    m.train(x, y, steps=40, lr=lr)
+    return before, {p.name: read_slot(m.graph, p)["bits"] for p in m.graph.params()}
+
+
+def test_controller_adds_bits_when_updates_underflow() -> None:
+    before, after = _bits_after(1e-5)
+    assert all(after[k] > before[k] for k in before), after
+    m = rctc.compile(build("mlp"), batch_size=32, adjust_every=4)
+    assert m.graph.value(bits_name("fc1.weight")).data.dtype == np.int32
+
+
+def test_controller_drops_bits_when_updates_are_large() -> None:
+    before, after = _bits_after(2.0, bits=12)
+    assert sum(after.values()) < sum(before.values()), after
+    assert all(after[k] >= 4 for k in after)
+
+
+def test_controller_logs_changes(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "m.rct"
+    log = tmp_path / "run.jsonl"
+    CliRunner().invoke(main, ["compile", str(path("mlp")), "-o", str(out), "--adjust-every", "2"])
+    r = CliRunner().invoke(main, ["train", str(out), "--data", "digits", "--steps", "10", "--lr", "1e-5",
+                                  "--log", str(log), "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 10 and all("loss" in r and "bits" in r and "gavg" in r for r in rows)
+    changes = [c for r in rows for c in r.get("bit_changes", [])]
+    assert changes and {"step", "param", "old_bits", "new_bits", "gavg"} <= set(changes[0])
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--bits", "20"], "--bits 20 is outside"),
+    (["--min-bits", "1"], "--min-bits must be >= 2"),
+    (["--max-bits", "40"], "--max-bits must be <= 32"),
+    (["--act-bits", "1"], "--act-bits must be in 2..16"),
+    (["--grad-bits", "17"], "--grad-bits must be in 2..16"),
+    (["--bits", "3"], "--bits 3 is outside"),
+])
+def test_bad_bit_options_exit_2(tmp_path, args: list[str], msg: str) -> None:  # noqa: ANN001
+    out = tmp_path / "m.rct"
+    r = CliRunner().invoke(main, ["compile", str(path("mlp")), "-o", str(out), *args])
+    assert r.exit_code == 2
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_op_without_integer_lowering_is_named(monkeypatch) -> None:  # noqa: ANN001
+    from rctc.passes import insert_quant
+
+    monkeypatch.setattr(insert_quant, "FLOAT_OPS", insert_quant.FLOAT_OPS - {"Relu"})
+    with pytest.raises(rctc.RctcError, match=r"no integer lowering.*Relu \(relu1\)"):
+        rctc.compile(build("mlp"), batch_size=4)

@@ -24,7 +24,7 @@ from rctc.errors import RctcError
 from rctc.ir import Graph
 from rctc.options import CompileOptions
 from rctc.rct_format import load_rct, save_rct
-from rctc.runtime.trainer import LRSchedule, StepRecord, Trainer, run_training
+from rctc.runtime.trainer import LRSchedule, RunState, StepRecord, Trainer, run_training
 
 
 class CompiledModel:
@@ -89,8 +89,15 @@ class CompiledModel:
         warmup_steps: int = 0,
         on_step: Callable[[StepRecord], None] | None = None,
         source: str = "data",
+        state: RunState | None = None,
+        after_step: Callable[[RunState], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
-        """Train in place; returns the summary (steps, seconds, ms_per_step, final_loss, ...)."""
+        """Train in place; returns the summary (steps, seconds, ms_per_step, final_loss, ...).
+
+        ``state`` / ``after_step`` / ``should_stop`` resume, checkpoint and interrupt a run
+        (see ``rctc.checkpoint`` and ``rctc.runtime.trainer.run_training``).
+        """
         xs = self._x(x, source)
         ys = self._y(y, len(xs), source)
         if epochs is not None and epochs < 1:
@@ -104,8 +111,10 @@ class CompiledModel:
         t = self.trainer(seed)
         per_epoch = max(len(xs) // t.batch, 1)
         total = steps if steps is not None else (epochs or 1) * per_epoch
-        sched = LRSchedule(lr or self.options.lr, lr_schedule, t.step + total, warmup_steps)
-        summary = run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step)
+        start = state.start_step if state is not None else t.step
+        sched = LRSchedule(lr or self.options.lr, lr_schedule, start + total, warmup_steps)
+        summary = run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step, state, after_step,
+                               should_stop)
         summary.update(t.run_report())
         return summary
 

@@ -25,7 +25,8 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with np.errstate(all="ignore"):  # NaN / overflow are detected and reported by rctc itself
+                return fn(*args, **kwargs)
         except RctcError as exc:
             click.echo(f"rctc: error: {exc}", err=True)
             sys.exit(2)

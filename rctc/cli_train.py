@@ -46,20 +46,26 @@ def _split(x: np.ndarray, y: np.ndarray, frac: float, seed: int) -> tuple:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Trained .rct (default: in place).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one JSON line per step.")
 @click.option("--profile-ops", is_flag=True, help="Print the time spent per op type.")
+@click.option("--profile", "energy_profile", default=None,
+              help="Energy profile (name or TOML path) for the measured energy counters.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @fail_cleanly
 def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None, epochs: int | None,
               steps: int | None, lr: float | None, lr_schedule: str, warmup_steps: int, seed: int | None,
               no_shuffle: bool, keep_last: bool, val_data: str | None, val_split: float | None,
-              output: Path | None, log_path: Path | None, profile_ops: bool, quiet: bool, as_json: bool) -> None:
+              output: Path | None, log_path: Path | None, profile_ops: bool, energy_profile: str | None, quiet: bool,
+              as_json: bool) -> None:
     """Train a compiled MODEL (.rct) on DATA; writes the trained .rct atomically."""
+    from rctc.analysis.counter import attach_counter
+    from rctc.analysis.profiles import load_profile
     from rctc.api import load
     from rctc.data import load_data
     from rctc.runtime.logging import StepLogger
 
     if epochs is not None and steps is not None:
         raise RctcError("give --epochs or --steps, not both")
+    prof = load_profile(energy_profile)
     m = load(model)
     ds = load_data(data, x_key, y_key, target)
     x, y = ds.x, ds.y
@@ -76,6 +82,7 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
         val = (vds.x, vds.y, vds.source)
     out_path = output or model
     t = m.trainer(seed)
+    attach_counter(t, prof)
     if profile_ops:
         t.executor.op_times = {}
     total = steps if steps is not None else (epochs or 1) * max(len(x) // m.batch_size, 1)
@@ -120,6 +127,12 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     if "val_accuracy" in summary:
         msg += f"; validation accuracy {summary['val_accuracy']:.4f}"
     click.echo(msg)
+    if "measured" in summary:
+        from rctc.analysis.report import fmt_energy
+
+        meas = summary["measured"]
+        click.echo(f"measured energy ({meas['profile']}): {fmt_energy(meas['energy_pj_per_step'])} per step, "
+                   f"{fmt_energy(meas['energy_pj_total'])} in total")
     if profile_ops:
         total_ms = sum(summary["op_times_ms"].values()) or 1.0
         click.echo(f"{'op':<28} {'ms':>10} {'%':>6}")
@@ -179,10 +192,7 @@ def inspect_cmd(model: Path, profile: str | None, as_json: bool) -> None:
     m = load(model)
     info: dict[str, Any] = graph_summary(m.graph)
     info["parameters"] = parameter_table(m.graph)
-    try:
-        info.update(m.estimate(profile))
-    except ImportError:
-        pass
+    info.update(m.estimate(profile))
     if as_json:
         emit_json(info)
         return
@@ -193,5 +203,4 @@ def inspect_cmd(model: Path, profile: str | None, as_json: bool) -> None:
         click.echo(f"{r['name']:<34} {str(r['shape']):<16} {r['dtype']:<8} {'yes' if r['trainable'] else 'no':<5} "
                    f"{r['bits']:>4} {r['min_bits'] or dash:>4} {r['max_bits'] or dash:>4} "
                    f"{dash if r['exponent'] is None else r['exponent']:>5}")
-    if "text" in info:
-        click.echo(info["text"])
+    click.echo(info["text"])

@@ -94,22 +94,30 @@ def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: list[
     feeds = {f"in{i}": a for i, a in enumerate(args) if a is not None}
     n = helper.make_node(node.op_type, ins, [f"out{i}" for i in range(len(node.output))], domain=node.domain)
     n.attribute.extend(node.attribute)
-    vis_in = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()]
-    vis_out = [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None) for i in range(len(node.output))]
+    vis_in = [
+        helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()
+    ]
+    vis_out = [
+        helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None) for i in range(len(node.output))
+    ]
     m = helper.make_model(helper.make_graph([n], "fold", vis_in, vis_out), opset_imports=list(opset))
     return list(ReferenceEvaluator(m).run(None, feeds))
 
 
-def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelProto:
-    """Return a copy of ``model`` with its constant subgraphs folded into initializers."""
-    model_out = onnx.ModelProto()
-    model_out.CopyFrom(model)
-    graph = model_out.graph
+def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.ndarray]:
+    """Fold the constant subgraphs of ``model`` (changed in place) and move every constant out of it.
+
+    Returns name -> array of each constant the folded graph reads (initializers and folded node
+    outputs); ``model`` keeps the nodes, inputs and outputs but no initializers, so later steps
+    (shape inference on :func:`shape_skeleton`, IR building) never copy the weights through protobuf.
+    """
+    graph = model.graph
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    del graph.initializer[:]
     graph_outputs = {o.name for o in graph.output}
     renames: dict[str, str] = {}
     for _ in range(max_rounds):
-        shapes = static_shapes(model_out, consts)
+        shapes = static_shapes(model, consts)
         kept: list[onnx.NodeProto] = []
         changed = False
         for node in graph.node:
@@ -137,7 +145,7 @@ def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelPro
                     changed = True
                     continue
                 args = [consts[i] if i else None for i in node.input]
-                results = _eval_node(node, args, list(model_out.opset_import))
+                results = _eval_node(node, args, list(model.opset_import))
                 for name, arr in zip(node.output, results):
                     if name:
                         consts[name] = np.asarray(arr)
@@ -148,13 +156,17 @@ def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelPro
         graph.node.extend(kept)
         if not changed:
             break
-    for o in graph.output:
-        if o.name in renames:
-            o.name = renames[o.name]
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    del graph.initializer[:]
-    graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items() if name in used)
     keep_vi = [vi for vi in graph.value_info if vi.name not in consts]
     del graph.value_info[:]
     graph.value_info.extend(keep_vi)
+    return {name: arr for name, arr in consts.items() if name in used}
+
+
+def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelProto:
+    """Return a copy of ``model`` with its constant subgraphs folded into initializers."""
+    model_out = onnx.ModelProto()
+    model_out.CopyFrom(model)
+    consts = fold_in_place(model_out, max_rounds)
+    model_out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
     return model_out

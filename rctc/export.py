@@ -14,8 +14,8 @@ no loss), under the original input / output names. Two formats:
     are exact while the accumulator stays below 2^24 in units of its last bit.
 ``qdq`` (opset 21, which has int16 Q/DQ)
     As ``float``, but each quantised parameter ``P`` is stored as integers
-    ``P_quantized`` (int8 for <= 8 bits, int16 for <= 16) with ``P_scale = 2^exp`` and
-    ``P_zero_point``; a ``DequantizeLinear`` node produces the float tensor named ``P``.
+    ``P_quantized`` (int8 for <= 8 bits, int16 for <= 16) with ``P_scale = 2^exp`` (zero
+    point 0); a ``DequantizeLinear`` node produces the float tensor named ``P``.
     The mapping is also written to the model's ``metadata_props`` (``rctc.parameters``).
 
 fp32-mode graphs export as plain float models. qat-mode graphs keep their fake
@@ -132,8 +132,8 @@ class _Exporter:
             self._used.add(out)
             self.param_map[name] = {"initializer": out, "exp": exp, "bits": bits}
         else:
-            qname, sname, zname = self.qb.dequantize_weight(name, q, exp, bits, out)
-            self.param_map[name] = {"quantized": qname, "scale": sname, "zero_point": zname, "exp": exp,
+            qname, sname = self.qb.dequantize_weight(name, q, exp, bits, out)
+            self.param_map[name] = {"quantized": qname, "scale": sname, "exp": exp,
                                     "bits": bits, "dtype": str(self.inits[qname].dtype)}
 
     # ----- nodes --------------------------------------------------------

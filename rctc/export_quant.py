@@ -14,6 +14,10 @@
   ``rctc.runtime.quant.choose_exponent`` does); ``max|x| == 0`` gives ``e = -(b-1)``.
 * Weights (qdq format): integers in the smallest type of their current bits with
   ``DequantizeLinear`` (scale ``2^exp``, zero point 0).
+* The qdq format (opset 21) gives QuantizeLinear its type with the ``output_dtype`` attribute
+  and omits zero points (0 by default): with an explicit int8 zero-point input, onnxruntime
+  1.31's QDQ propagation (DQ -> Reshape / Transpose) inserts a QuantizeLinear that fails type
+  inference at opset 21.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class QuantBuilder:
                 lo = self.const(f"{out}.clip_min", np.float32(-qmax * math.ldexp(1.0, exp)))
                 hi = self.const(f"{out}.clip_max", np.float32(qmax * math.ldexp(1.0, exp)))
                 x = self.node("Clip", [x, lo, hi], f"{out}.clipped")
+            if self.fmt == "qdq":  # opset 21: the type as an attribute, zero point 0 by default
+                q = self.node("QuantizeLinear", [x, scale], f"{out}.int",
+                              output_dtype=helper.np_dtype_to_tensor_dtype(dtype))
+                return self._named("DequantizeLinear", [q, scale], out)
             zp = self.const(f"{out}.zero_point", np.zeros((), dtype))
             q = self.node("QuantizeLinear", [x, scale, zp], f"{out}.int")
             return self._named("DequantizeLinear", [q, scale, zp], out)
@@ -105,14 +113,13 @@ class QuantBuilder:
         is_zero = self.node("Equal", [m, zero], f"{base}.is_zero")
         return self.node("Where", [is_zero, empty, s], f"{base}.scale")
 
-    def dequantize_weight(self, name: str, q: np.ndarray, exp: int, bits: int, out: str) -> tuple[str, str, str]:
-        """Integer weight ``name_quantized`` + ``DequantizeLinear`` producing float tensor ``out``."""
+    def dequantize_weight(self, name: str, q: np.ndarray, exp: int, bits: int, out: str) -> tuple[str, str]:
+        """Integer weight ``name_quantized`` + ``DequantizeLinear`` (zero point 0) producing float tensor ``out``."""
         dtype = int_dtype_for_bits(bits)
         qi = np.asarray(q).astype(dtype)
         if not np.array_equal(qi, q):
             raise ValueError(f"parameter {name!r} holds values outside its {bits}-bit range")
         qname = self.const(f"{name}_quantized", qi)
         sname = self.const(f"{name}_scale", np.float32(math.ldexp(1.0, exp)))
-        zname = self.const(f"{name}_zero_point", np.zeros((), dtype))
-        self._named("DequantizeLinear", [qname, sname, zname], out)
-        return qname, sname, zname
+        self._named("DequantizeLinear", [qname, sname], out)
+        return qname, sname

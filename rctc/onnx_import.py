@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
-from rctc.constant_folding import FOLDABLE_ONLY, fold_constants, shape_skeleton, static_shapes
+from rctc.constant_folding import FOLDABLE_ONLY, fold_in_place, shape_skeleton, static_shapes
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
@@ -47,7 +47,9 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise RctcError(f"{p}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or not ONNX?") from exc
+        raise RctcError(
+            f"{p}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or not ONNX?"
+        ) from exc
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise RctcError(f"{p}: not an ONNX model (no graph nodes); is this the right file?")
     base = p.resolve().parent
@@ -114,8 +116,14 @@ def _opset(model: onnx.ModelProto) -> int:
     return 1
 
 
-def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
-    """Check, bind the batch dim, convert opsets, fold constants and infer shapes."""
+def normalize_to_arrays(
+    model: onnx.ModelProto, batch_size: int, source: str = "model"
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Check, bind the batch dim, convert opsets, fold constants and infer shapes.
+
+    Returns the normalised model *without* initializers and name -> array of its constants
+    (so the weights are not copied through protobuf again); ``model`` itself is not changed.
+    """
     if batch_size < 1:
         raise RctcError(f"--batch-size must be >= 1, got {batch_size}")
     model_copy = onnx.ModelProto()
@@ -139,23 +147,31 @@ def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") ->
             raise RctcError(
                 f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
             ) from exc
-        # a down-conversion (e.g. PyTorch's opset 20 -> 18) keeps a newer IR version, an old
-        # model keeps its old one; either way use at least the IR version opset 18 needs
+        # the converter keeps the IR version: an old model (IR 3/4) would claim opset 18 with an
+        # IR version too old for it
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
-    model = fold_constants(model)
-    _fix_pool_ceil_mode(model)
-    try:  # on the weight-less skeleton (fast, no 2 GB limit); the results go back into the model
-        inferred = shape_inference.infer_shapes(shape_skeleton(model), check_type=True, strict_mode=True,
-                                                data_prop=True)
+    consts = fold_in_place(model)
+    _fix_pool_ceil_mode(model, consts)
+    try:  # on the weight-less skeleton: fast, and no 2 GB protobuf limit
+        inferred = shape_inference.infer_shapes(
+            shape_skeleton(model, consts), check_type=True, strict_mode=True, data_prop=True
+        )
     except Exception as exc:
         raise RctcError(f"{source}: shape inference failed: {str(exc).strip().splitlines()[0]}") from exc
     for field in ("value_info", "output"):
         del getattr(model.graph, field)[:]
         getattr(model.graph, field).extend(getattr(inferred.graph, field))
-    return model
+    return model, consts
 
 
-def _fix_pool_ceil_mode(model: onnx.ModelProto) -> None:
+def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
+    """Check, bind the batch dim, convert opsets, fold constants and infer shapes (a new model)."""
+    out, consts = normalize_to_arrays(model, batch_size, source)
+    out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
+    return out
+
+
+def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     """Turn ``ceil_mode=1`` into ``ceil_mode=0`` on pools whose last ceil-mode window would start
     in the end padding.
 
@@ -168,7 +184,7 @@ def _fix_pool_ceil_mode(model: onnx.ModelProto) -> None:
         return
     from rctc.runtime.kernels._im2col import out_size
 
-    shapes = static_shapes(model)
+    shapes = static_shapes(model, consts)
     for n in pools:
         attrs = attrs_from_proto(n.attribute)
         auto_pad = attrs.get("auto_pad", "NOTSET")
@@ -203,7 +219,9 @@ def check_supported(model: onnx.ModelProto, supported: set[str], source: str = "
         if n.op_type not in supported:
             bad.setdefault(n.op_type, []).append(n.name or f"#{i}")
     if bad:
-        parts = [f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" for op, names in bad.items()]
+        parts = [
+            f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" for op, names in bad.items()
+        ]
         raise UnsupportedOpError(f"{source}: unsupported op(s): {'; '.join(parts)}. rctc cannot compile this model")
 
 
@@ -219,11 +237,20 @@ def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...] | No
     return out
 
 
-def to_ir(model: onnx.ModelProto, source: str = "model", original_inits: set[str] | None = None) -> Graph:
-    """Convert a normalised ONNX model into an IR Graph with params / buffers / consts marked."""
+def to_ir(
+    model: onnx.ModelProto,
+    source: str = "model",
+    original_inits: set[str] | None = None,
+    consts: dict[str, np.ndarray] | None = None,
+) -> Graph:
+    """Convert a normalised ONNX model into an IR Graph with params / buffers / consts marked.
+
+    The constants are the model's initializers, or ``consts`` (from :func:`normalize_to_arrays`).
+    """
     g = Graph(name=model.graph.name or "model")
     infos = _value_infos(model)
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if consts is None:
+        consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     if original_inits is None:
         original_inits = set(consts)
     roles: dict[str, str] = {}
@@ -290,9 +317,9 @@ def import_model(
         supported = set(KERNELS)
     check_supported(proto, supported | FOLDABLE_ONLY, source)  # report everything before any work
     original_inits = {t.name for t in proto.graph.initializer}
-    norm = normalize(proto, batch_size, source)
+    norm, consts = normalize_to_arrays(proto, batch_size, source)
     check_supported(norm, supported, source)
-    return to_ir(norm, source, original_inits)
+    return to_ir(norm, source, original_inits, consts)
 
 
-__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "to_ir"]
+__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]

@@ -69,17 +69,21 @@ class Trainer:
         self.step = int(self.meta.get("step", 0))
 
     # ----- batching ------------------------------------------------------
+    def epoch_order(self, n: int, shuffle: bool) -> np.ndarray:
+        """The sample order of a new epoch (drawn from ``data_rng`` when shuffling)."""
+        return self.data_rng.permutation(n) if shuffle else np.arange(n)
+
+    def batch_at(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, b: int) -> tuple:
+        """Batch ``b`` of an epoch with sample ``order``; a last partial batch is padded and masked."""
+        idx = order[b * self.batch:(b + 1) * self.batch]
+        if len(idx) == self.batch:
+            return x[idx], y[idx], np.ones(self.batch, np.float32)
+        return self._pad(x[idx], y[idx], len(idx))
+
     def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool, keep_last: bool) -> Iterator[tuple]:
-        n = len(x)
-        order = self.data_rng.permutation(n) if shuffle else np.arange(n)
-        full = n // self.batch
-        for b in range(full):
-            idx = order[b * self.batch:(b + 1) * self.batch]
-            yield x[idx], y[idx], np.ones(self.batch, np.float32)
-        rest = n - full * self.batch
-        if keep_last and rest:
-            idx = order[full * self.batch:]
-            yield self._pad(x[idx], y[idx], rest)
+        order = self.epoch_order(len(x), shuffle)
+        for b in range(epoch_batches(len(x), self.batch, keep_last)):
+            yield self.batch_at(x, y, order, b)
 
     def _pad(self, x: np.ndarray, y: np.ndarray, rest: int) -> tuple:
         pad = self.batch - rest
@@ -176,6 +180,29 @@ class Trainer:
         return res
 
 
+def epoch_batches(n: int, batch: int, keep_last: bool) -> int:
+    """Steps per epoch: full batches, plus a padded last one with ``keep_last``."""
+    return n // batch + (1 if keep_last and n % batch else 0)
+
+
+@dataclass
+class RunState:
+    """Where a training run is, so it can stop after any step and resume bit-identically.
+
+    ``order`` is the current epoch's sample order (drawn at the epoch's first step; None
+    before it), ``pos`` the batches of that epoch already done, ``done`` the steps this run
+    has taken toward its target, ``start_step`` the trainer step the run started at (the
+    learning-rate schedule spans ``start_step .. start_step + target``).
+    """
+
+    epoch: int = 0
+    pos: int = 0
+    done: int = 0
+    start_step: int = 0
+    order: np.ndarray | None = None
+    stopped: bool = False
+
+
 def run_training(
     trainer: Trainer,
     x: np.ndarray,
@@ -186,28 +213,44 @@ def run_training(
     shuffle: bool = True,
     keep_last: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
+    state: RunState | None = None,
+    after_step: Callable[[RunState], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train for ``epochs`` or ``steps``; returns the summary (steps, seconds, ms/step, final loss)."""
-    per_epoch = len(x) // trainer.batch + (1 if keep_last and len(x) % trainer.batch else 0)
+    """Train for ``epochs`` or ``steps``; returns the summary (steps, seconds, ms/step, final loss).
+
+    ``state`` continues a run (from a checkpoint); ``after_step`` sees the run state after
+    every step (checkpointing); ``should_stop`` is asked after every step (Ctrl-C) and ends
+    the run early with ``state.stopped`` set.
+    """
+    per_epoch = epoch_batches(len(x), trainer.batch, keep_last)
     if per_epoch == 0:
         raise DataError(f"{len(x)} samples are fewer than the compiled batch size {trainer.batch}; use --keep-last")
     target = steps if steps is not None else (epochs or 1) * per_epoch
-    done, t0, last = 0, time.perf_counter(), None
-    epoch = trainer.step // per_epoch
-    while done < target:
-        for xb, yb, mb in trainer.batches(x, y, shuffle, keep_last):
-            last = trainer.train_step(xb, yb, mb, schedule(trainer.step), epoch)
-            done += 1
-            if on_step is not None:
-                on_step(last)
-            if done >= target:
-                break
-        epoch += 1
+    st = state if state is not None else RunState(epoch=trainer.step // per_epoch, start_step=trainer.step)
+    t0, last, done0 = time.perf_counter(), None, st.done
+    while st.done < target:
+        if st.order is None:
+            st.order = trainer.epoch_order(len(x), shuffle)
+        xb, yb, mb = trainer.batch_at(x, y, st.order, st.pos)
+        last = trainer.train_step(xb, yb, mb, schedule(trainer.step), st.epoch)
+        st.done += 1
+        st.pos += 1
+        if st.pos >= per_epoch:
+            st.epoch, st.pos, st.order = st.epoch + 1, 0, None
+        if on_step is not None:
+            on_step(last)
+        if after_step is not None:
+            after_step(st)
+        if should_stop is not None and st.done < target and should_stop():
+            st.stopped = True
+            break
     seconds = time.perf_counter() - t0
     return {
-        "steps": done,
+        "steps": st.done,
         "seconds": seconds,
-        "ms_per_step": 1e3 * seconds / max(done, 1),
+        "ms_per_step": 1e3 * seconds / max(st.done - done0, 1),
         "final_loss": last.loss if last else None,
         "final_accuracy": last.accuracy if last else None,
+        "stopped": st.stopped,
     }

@@ -16,14 +16,15 @@ What is counted (per execution):
 * bytes moved: every node reads each distinct input once and writes each output once, at
   the value's logical width (packed: ``ceil(size * bits / 8)``), to the value's memory level
   and traffic class. Layout ops (Reshape, Transpose, ...) are views and move nothing;
-  Gather reads only the rows it gathers.
+  Gather reads only the rows it gathers; an integer product's accumulator that only its
+  Dequantize reads (class ``epilogue``) stays in the product's output stage.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rctc.analysis.counts import Counts
 from rctc.ir import Node
@@ -37,8 +38,7 @@ PRODUCTS: dict[str, tuple[int, int]] = {
 }
 
 
-@dataclass(frozen=True)
-class Operand:
+class Operand(NamedTuple):
     """One input or output of a node as the cost model sees it."""
 
     shape: tuple[int, ...]
@@ -46,10 +46,12 @@ class Operand:
     is_float: bool
     kind: str = "activation"
     level: str = "dram"
+    size: int = -1  # math.prod(shape), filled by ``operand``
 
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
+    @classmethod
+    def make(cls, shape: tuple[int, ...], bits: int, is_float: bool, kind: str = "activation",
+             level: str = "dram") -> Operand:
+        return cls(shape, bits, is_float, kind, level, math.prod(shape))
 
     @property
     def width(self) -> str:
@@ -243,9 +245,11 @@ def _traffic(node: Node, ins: Sequence[Operand | None], outs: Sequence[Operand],
             continue
         seen.add(v.name)
         elements = outs[0].size if node.op_type == "Gather" and k == 0 else None
-        counts.add_bytes(t.level, t.kind, "read", t.nbytes(elements))
+        if t.kind != "epilogue":
+            counts.add_bytes(t.level, t.kind, "read", t.nbytes(elements))
     for t in outs:
-        counts.add_bytes(t.level, t.kind, "write", t.nbytes())
+        if t.kind != "epilogue":
+            counts.add_bytes(t.level, t.kind, "write", t.nbytes())
 
 
 def node_cost(node: Node, ins: Sequence[Operand | None], outs: Sequence[Operand], counts: Counts,

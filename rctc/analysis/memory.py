@@ -21,15 +21,16 @@ peak counts).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rctc.analysis.values import ValueInfo, step_nodes, step_outputs
-from rctc.ir import Graph, Value
+from rctc.ir import Graph, Node, Value
 from rctc.slots import has_slot, read_slot
 
 
 def _packed(v: Value, bits: int) -> int:
-    return (v.size * bits + 7) // 8
+    return (math.prod(v.shape or ()) * bits + 7) // 8
 
 
 def _slot_bytes(g: Graph, v: Value, at: str) -> int:
@@ -38,7 +39,7 @@ def _slot_bytes(g: Graph, v: Value, at: str) -> int:
         slot = v.meta["slot"]
         bits = int(slot["max_bits"]) if at == "max" else read_slot(g, v)["bits"]
         return _packed(v, bits)
-    return v.nbytes
+    return _nbytes(v)
 
 
 def _fake_quant_copies(g: Graph) -> dict[str, int]:
@@ -64,10 +65,14 @@ def _category(info: ValueInfo, v: Value, grads: set[str]) -> str:
     return "activations"
 
 
-def compute_plan(g: Graph, info: ValueInfo | None = None) -> dict[str, Any]:
+def _nbytes(v: Value) -> int:
+    return math.prod(v.shape or ()) * (v.dtype.itemsize if v.dtype is not None else 0)
+
+
+def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | None = None) -> dict[str, Any]:
     """The buffer plan of one training step of ``g`` (a JSON-serialisable dict; reads only)."""
     info = info or ValueInfo(g)
-    nodes = step_nodes(g)
+    nodes = step_nodes(g) if nodes is None else nodes
     params = g.params()
     copies = _fake_quant_copies(g)
     p_now = sum(_slot_bytes(g, p, "now") for p in params)
@@ -79,7 +84,7 @@ def compute_plan(g: Graph, info: ValueInfo | None = None) -> dict[str, Any]:
             optimizer += _slot_bytes(g, v, "max")
         elif v.kind in ("buffer", "const"):
             buffers += _slot_bytes(g, v, "max")
-    inputs = sum(v.nbytes for v in g.inputs)
+    inputs = sum(_nbytes(v) for v in g.inputs)
 
     grads = set(g.meta.get("param_grads", {}).values())
     keep = set(step_outputs(g))
@@ -97,7 +102,7 @@ def compute_plan(g: Graph, info: ValueInfo | None = None) -> dict[str, Any]:
             end[name] = last
     delta = [0] * (len(nodes) + 1)
     for name, s in start.items():
-        size = g.values[name].nbytes
+        size = _nbytes(g.values[name])
         delta[s] += size
         delta[end[name] + 1] -= size
     live = peak = 0
@@ -111,14 +116,14 @@ def compute_plan(g: Graph, info: ValueInfo | None = None) -> dict[str, Any]:
     for name, s in start.items():
         if s <= peak_at <= end[name]:
             v = g.values[name]
-            at_peak[_category(info, v, grads)] += v.nbytes
-    grad_bytes = sum(g.values[n].nbytes for n in grads if n in start)
+            at_peak[_category(info, v, grads)] += _nbytes(v)
+    grad_bytes = sum(_nbytes(g.values[n]) for n in grads if n in start)
     slots = p_max
     state = slots + optimizer + buffers
     return {
         "nodes": len(nodes),
         "parameters": {
-            "elements": int(sum(p.size for p in params)),
+            "elements": int(sum(math.prod(p.shape or ()) for p in params)),
             "slot_bytes": slots,
             "bytes_now": p_now + copy_bytes,
             "bytes_at_max_bits": p_max + copy_bytes,

@@ -22,7 +22,8 @@ from rctc.analysis.profiles import PLACEMENT_CLASSES, Profile
 from rctc.analysis.values import ValueInfo, step_nodes
 from rctc.ir import Graph, Node, Value
 
-CLASS_OF_KIND = {"param": "parameters", "optimizer": "optimizer", "grad": "activations", "activation": "activations"}
+CLASS_OF_KIND = {"param": "parameters", "optimizer": "optimizer", "grad": "activations", "activation": "activations",
+                 "epilogue": "activations"}
 
 
 def place(plan: dict[str, Any], profile: Profile) -> dict[str, str]:
@@ -50,14 +51,21 @@ class CostModel:
         self.profile = profile
         self.info = ValueInfo(graph)
         self.nodes = step_nodes(graph)
-        self.plan = compute_plan(graph, self.info)
+        self.plan = compute_plan(graph, self.info, self.nodes)
+        self._operands: dict[tuple, Operand] = {}
         self.placement = place(self.plan, profile)
         self._level = {kind: self.placement[cls] for kind, cls in CLASS_OF_KIND.items()}
 
     def operand(self, v: Value, shape: Sequence[int], dtype: Any) -> Operand:
-        kind = self.info.kind.get(v.name, "activation")
-        return Operand(tuple(int(d) for d in shape), self.info.bits(v, dtype), self.info.is_float(v, dtype), kind,
-                       self._level[kind])
+        bits = self.info.bits(v, dtype)
+        key = (v.name, tuple(shape), np.dtype(dtype).char, bits)
+        op = self._operands.get(key)
+        if op is None:
+            kind = self.info.kind.get(v.name, "activation")
+            op = Operand.make(tuple(int(d) for d in shape), bits, self.info.is_float(v, dtype), kind,
+                              self._level[kind])
+            self._operands[key] = op
+        return op
 
     def _cost(self, node: Node, ins: list[Operand | None], outs: list[Operand], counts: Counts) -> None:
         info = self.info

@@ -11,8 +11,10 @@ the runtime counter, so both see the same widths, traffic classes and layers:
   its dtype's width (float32 = 32, int32 accumulators = 32, int64 = 64).
 * ``ValueInfo.kind[name]``: the traffic class: ``param`` (parameters, their slot scalars and
   their quantised / dequantised copies, and the updated parameter), ``optimizer``
-  (momentum state), ``grad`` (parameter gradients) or ``activation`` (everything else:
-  inputs, activations, errors, other buffers).
+  (momentum state), ``grad`` (parameter gradients), ``epilogue`` (an integer product's
+  accumulator that only its Dequantize reads: on an integer accelerator requantisation is
+  the GEMM's output stage, so the accumulator never goes to memory and moves no bytes) or
+  ``activation`` (everything else: inputs, activations, errors, other buffers).
 * ``layer_of``: the forward layer a node belongs to (``meta["fwd"]`` for backward nodes,
   the parameter's first forward consumer for updates, the consumer's layer for quantise /
   dequantise helpers, the node's own name for forward nodes).
@@ -31,6 +33,7 @@ from rctc.slots import bits_name, has_slot
 LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 QUANT_BITS_OPS = {"QuantAct", "QuantGrad", "FakeQuant"}
 HELPER_OPS = {"QuantAct", "QuantGrad", "FakeQuant", "Dequantize"} | LAYOUT_OPS
+PRODUCT_BASES = {"Conv", "ConvGradInput", "ConvGradWeight", "Gemm", "MatMul"}
 UPDATE_OPS = {"SGDUpdate", "MomentumUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate"}
 
 
@@ -124,6 +127,11 @@ class ValueInfo:
                     self.rule[out.name] = self.rule[src.name]
                 if i == 0 and n.op_type in HELPER_OPS and src is not None and self.kind.get(src.name) == "param":
                     self.kind[out.name] = "param"
+        for n in g.nodes:  # accumulators only a Dequantize reads: the product's epilogue, never in memory
+            if n.domain == "rctc" and n.op_type.startswith("Int") and n.op_type[3:] in PRODUCT_BASES:
+                if all(u.op_type == "Dequantize" for o in n.outputs for u, _ in o.uses):
+                    for o in n.outputs:
+                        self.kind[o.name] = "epilogue"
         for gname in g.meta.get("param_grads", {}).values():
             if gname in g.values and self.kind.get(gname) == "activation":
                 self.kind[gname] = "grad"

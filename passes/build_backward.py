@@ -48,13 +48,20 @@ class BackwardBuilder:
         if domain is None:
             domain = "" if op_type in _ONNX_OPS else "rctc"
         fwd = self.fwd.name if self.fwd is not None else "loss"
-        node = self.g.add_node(op_type, inputs, [(f"{n}", s, d) for n, s, d in outs], attrs,
-                               name=f"{fwd}/grad/{op_type}", domain=domain)
+        node = self.g.add_node(
+            op_type, inputs, [(f"{n}", s, d) for n, s, d in outs], attrs, name=f"{fwd}/grad/{op_type}", domain=domain
+        )
         node.meta.update({"phase": "backward", "fwd": fwd})
         return node.outputs
 
-    def like(self, op_type: str, inputs: Sequence[Value | None], like: Value, attrs: dict[str, Any] | None = None,
-             suffix: str = "") -> Value:
+    def like(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None],
+        like: Value,
+        attrs: dict[str, Any] | None = None,
+        suffix: str = "",
+    ) -> Value:
         """Emit a node with one output shaped like ``like``, named as its gradient."""
         return self.op(op_type, inputs, [(f"grad::{like.name}{suffix}", like.shape, like.dtype)], attrs)[0]
 
@@ -68,8 +75,26 @@ class BackwardBuilder:
         return self.op("Add", [a, b], [(f"{a.name}+", a.shape, a.dtype)], domain="")[0]
 
 
-_ONNX_OPS = {"Add", "Sub", "Mul", "Div", "Neg", "Transpose", "Reshape", "MatMul", "Gemm", "Conv", "Concat",
-             "Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean", "Relu", "Sigmoid", "Tanh"}
+_ONNX_OPS = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Transpose",
+    "Reshape",
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "Concat",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceSum",
+    "ReduceMean",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+}
 
 
 def _needs_grad(g: Graph, targets: Sequence[Value]) -> set[str]:
@@ -97,8 +122,11 @@ def backward(g: Graph, seeds: dict[str, Value], wrt: Sequence[Value]) -> dict[st
     """
     needs = _needs_grad(g, [g.value(s) for s in seeds])
     fwd_nodes = [n for n in g.nodes if any(o.name in needs for o in n.outputs)]
-    missing = [f"{n.op_type} ({n.name})" for n in fwd_nodes if n.op_type not in RULES
-               and any(v is not None and v.name in needs for v in n.inputs)]
+    missing = [
+        f"{n.op_type} ({n.name})"
+        for n in fwd_nodes
+        if n.op_type not in RULES and any(v is not None and v.name in needs for v in n.inputs)
+    ]
     if missing:
         raise UnsupportedOpError(
             f"no gradient rule for op(s) on a gradient path: {', '.join(missing)}; freeze the layers before them "
@@ -126,7 +154,9 @@ def backward(g: Graph, seeds: dict[str, Value], wrt: Sequence[Value]) -> dict[st
         for v, dx in zip(node.inputs, dxs):
             if dx is not None and b.needs(v):
                 if tuple(dx.shape) != tuple(v.shape):
-                    raise AssertionError(f"rule {node.op_type}: gradient of {v.name} has shape {dx.shape}, want {v.shape}")
+                    raise AssertionError(
+                        f"rule {node.op_type}: gradient of {v.name} has shape {dx.shape}, want {v.shape}"
+                    )
                 grads.setdefault(v.name, []).append(dx)
     out = {}
     for v in wrt:

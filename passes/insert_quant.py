@@ -29,10 +29,36 @@ GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
 LAYOUT_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 # ops that rct mode runs in float32 on dequantised values (the energy model counts them as FP32)
 FLOAT_OPS = {
-    "Add", "Sub", "Mul", "Div", "Neg", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity",
-    "BatchNormalization", "LayerNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "ReduceMean", "ReduceSum", "Softmax", "LogSoftmax", "Concat", "Gather", "Expand", "Slice", "Cast",
-    "SoftmaxCrossEntropy", "MSELoss", "Dequantize",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Clip",
+    "Dropout",
+    "Identity",
+    "BatchNormalization",
+    "LayerNormalization",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "ReduceMean",
+    "ReduceSum",
+    "Softmax",
+    "LogSoftmax",
+    "Concat",
+    "Gather",
+    "Expand",
+    "Slice",
+    "Cast",
+    "SoftmaxCrossEntropy",
+    "MSELoss",
+    "Dequantize",
 } | LAYOUT_OPS
 
 
@@ -52,8 +78,14 @@ class _Quantiser:
             res = (p, prod.inputs[1], int(p.meta["slot"]["max_bits"]))
         elif prod is not None and prod.op_type in LAYOUT_OPS and prod.inputs[0].kind != "param":
             q, e, b = self.operand(prod.inputs[0], prod)
-            node = self.g.add_node(prod.op_type, [q] + list(prod.inputs[1:]), [(f"{v.name}.q", v.shape, q.dtype)],
-                                   dict(prod.attrs), name=f"{prod.name}.int", before=user)
+            node = self.g.add_node(
+                prod.op_type,
+                [q] + list(prod.inputs[1:]),
+                [(f"{v.name}.q", v.shape, q.dtype)],
+                dict(prod.attrs),
+                name=f"{prod.name}.int",
+                before=user,
+            )
             node.meta.update(prod.meta)
             res = (node.outputs[0], e, b)
         else:
@@ -63,19 +95,37 @@ class _Quantiser:
 
     def _quantise(self, v: Value, user: Node) -> tuple[Value, Value, int]:
         g, o = self.g, self.o
-        is_error = v.name.startswith("grad::") or (v.producer is not None and v.producer.meta.get("phase") == "backward")
+        is_error = v.name.startswith("grad::") or (
+            v.producer is not None and v.producer.meta.get("phase") == "backward"
+        )
         after = v.producer
         kw = {"after": after} if after is not None else {"before": g.nodes[0]}
         if is_error:
-            node = g.add_node("QuantGrad", [v], [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.grad_bits)),
-                                                 (f"{v.name}.e", (), np.int32)],
-                              {"bits": o.grad_bits, "rounding": o.rounding}, name=f"{v.name}/quant", domain="rctc", **kw)
+            node = g.add_node(
+                "QuantGrad",
+                [v],
+                [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.grad_bits)), (f"{v.name}.e", (), np.int32)],
+                {"bits": o.grad_bits, "rounding": o.rounding},
+                name=f"{v.name}/quant",
+                domain="rctc",
+                **kw,
+            )
             node.meta.update({"phase": "backward", "fwd": user.meta.get("fwd", user.name)})
             return node.outputs[0], node.outputs[1], o.grad_bits
         amax = g.add_value(f"{v.name}.amax", (), np.float32, "buffer", np.zeros((), np.float32))
-        node = g.add_node("QuantAct", [v, amax], [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.act_bits)),
-                                                  (f"{v.name}.e", (), np.int32), (f"{amax.name}.new", (), np.float32)],
-                          {"bits": o.act_bits, "momentum": 0.9}, name=f"{v.name}/quant", domain="rctc", **kw)
+        node = g.add_node(
+            "QuantAct",
+            [v, amax],
+            [
+                (f"{v.name}.q", v.shape, int_dtype_for_bits(o.act_bits)),
+                (f"{v.name}.e", (), np.int32),
+                (f"{amax.name}.new", (), np.float32),
+            ],
+            {"bits": o.act_bits, "momentum": 0.9},
+            name=f"{v.name}/quant",
+            domain="rctc",
+            **kw,
+        )
         node.meta.update({"phase": "forward"})
         g.state_updates[amax.name] = node.outputs[2].name
         return node.outputs[0], node.outputs[1], o.act_bits
@@ -104,17 +154,32 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     acc_dtype = np.int32 if bound < 2**31 else np.int64
     attrs = {k: v for k, v in node.attrs.items() if k not in ("alpha", "beta")}
     phase = node.meta.get("phase", "forward")
-    inode = g.add_node(f"Int{node.op_type}", [qa, ea, qb, eb],
-                       [(f"{out.name}.acc", out.shape, acc_dtype), (f"{out.name}.acc_e", (), np.int32)],
-                       attrs, name=f"{node.name}.int", domain="rctc", before=node)
+    inode = g.add_node(
+        f"Int{node.op_type}",
+        [qa, ea, qb, eb],
+        [(f"{out.name}.acc", out.shape, acc_dtype), (f"{out.name}.acc_e", (), np.int32)],
+        attrs,
+        name=f"{node.name}.int",
+        domain="rctc",
+        before=node,
+    )
     inode.meta.update(node.meta)
     inode.meta["bits"] = [ba, bb]
     bias = node.input(2) if node.op_type in ("Conv", "Gemm") else None
-    dq_attrs = {"alpha": float(node.attrs.get("alpha", 1.0)), "beta": float(node.attrs.get("beta", 1.0)),
-                "bias_axis": 1 if node.op_type == "Conv" else -1}
-    dq = g.add_node("Dequantize", [inode.outputs[0], inode.outputs[1]] + ([bias] if bias is not None else []),
-                    [(f"{out.name}.f", out.shape, out.dtype)], dq_attrs, name=f"{node.name}.dequantize",
-                    domain="rctc", before=node)
+    dq_attrs = {
+        "alpha": float(node.attrs.get("alpha", 1.0)),
+        "beta": float(node.attrs.get("beta", 1.0)),
+        "bias_axis": 1 if node.op_type == "Conv" else -1,
+    }
+    dq = g.add_node(
+        "Dequantize",
+        [inode.outputs[0], inode.outputs[1]] + ([bias] if bias is not None else []),
+        [(f"{out.name}.f", out.shape, out.dtype)],
+        dq_attrs,
+        name=f"{node.name}.dequantize",
+        domain="rctc",
+        before=node,
+    )
     dq.meta.update({"phase": phase, "fwd": node.meta.get("fwd", node.name)})
     g.replace_value(out, dq.outputs[0], take_name=True)
     g.remove_node(node)
@@ -123,8 +188,13 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
 def _check_lowerable(g: Graph) -> None:
     """Every forward op on a gradient path needs an integer lowering or an allowed float form."""
     fwd_with_grad = {n.meta.get("fwd") for n in g.nodes if n.meta.get("phase") == "backward"}
-    bad = [f"{n.op_type} ({n.name})" for n in g.nodes if n.meta.get("phase", "forward") == "forward"
-           and n.name in fwd_with_grad and n.op_type not in GEMM_OPS | FLOAT_OPS]
+    bad = [
+        f"{n.op_type} ({n.name})"
+        for n in g.nodes
+        if n.meta.get("phase", "forward") == "forward"
+        and n.name in fwd_with_grad
+        and n.op_type not in GEMM_OPS | FLOAT_OPS
+    ]
     if bad:
         raise UnsupportedOpError(
             f"rct mode has no integer lowering for op(s) on a gradient path: {', '.join(bad)}; "

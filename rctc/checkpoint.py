@@ -118,8 +118,9 @@ def encode_checkpoint(trainer: Trainer, st: RunState, run_args: dict[str, Any]) 
         "args": run_args,
     }
     meta_bytes = json.dumps(meta, sort_keys=True, default=_json_default).encode()
+    digest = _digest(meta_bytes, arrays)
     arrays["meta"] = np.frombuffer(meta_bytes, np.uint8)
-    arrays["sha256"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), np.uint8)
+    arrays["sha256"] = np.frombuffer(digest.encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -138,7 +139,12 @@ def write_checkpoint(path: Path, data: bytes) -> None:
 
 
 def find_checkpoint(path: Path) -> Path:
-    """The newest complete checkpoint for ``path``: itself, else its ``.new``, else its ``.prev``."""
+    """The newest complete checkpoint for ``path``: itself, else its ``.new``, else its ``.prev``.
+
+    Temporary files a killed run left behind (``.OUT.ckpt.new.*.tmp``) are removed.
+    """
+    for stale in path.parent.glob(f".{path.name}.new.*.tmp"):
+        stale.unlink(missing_ok=True)
     for cand in (path, _sibling(path, ".new"), _sibling(path, ".prev")):
         if cand.exists():
             return cand
@@ -146,7 +152,8 @@ def find_checkpoint(path: Path) -> Path:
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    hint = f"delete it to start over, or rename {_sibling(path, '.prev').name} to {path.name} to resume one checkpoint earlier"
+    hint = (f"delete it to start over, or rename {_sibling(path, '.prev').name} to {path.name} "
+            "to resume one checkpoint earlier")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

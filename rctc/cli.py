@@ -95,7 +95,19 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
     opts["freeze"] = list(opts["freeze"])
     options = CompileOptions(**opts)
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo)
+    from rctc.passes.registry import PIPELINES
+
+    show_bar = not (as_json or print_between_passes) and sys.stderr.isatty()
+    bar = click.progressbar(length=len(PIPELINES[options.mode]), label="compiling", file=sys.stderr,
+                            item_show_func=lambda name: name) if show_bar else None
+    if bar is not None:
+        bar.__enter__()
+    try:
+        g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo,
+                              on_pass=(lambda name: bar.update(1, name)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
     out = output or model.with_suffix(".rct")
     save_rct(g, out)
     summary = graph_summary(g)

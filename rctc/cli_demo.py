@@ -28,13 +28,26 @@ def _train(mode: str, epochs: int, seed: int, show_bar: bool) -> tuple[Any, dict
     train, test = load_data("digits:train"), load_data("digits:test")
     m = rctc.compile(path("lenet"), mode=mode, seed=seed, **DIGITS_RECIPE)
     total = epochs * (len(train) // m.batch_size)
-    bar = click.progressbar(length=total, label=f"training {mode:<4}", file=sys.stderr,
-                            item_show_func=lambda r: r and f"loss {r.loss:.3f}") if show_bar else None
+    bar = (
+        click.progressbar(
+            length=total,
+            label=f"training {mode:<4}",
+            file=sys.stderr,
+            item_show_func=lambda r: r and f"loss {r.loss:.3f}",
+        )
+        if show_bar
+        else None
+    )
     if bar is not None:
         bar.__enter__()
     try:
-        summary = m.train(train.x, train.y, epochs=epochs, seed=seed,
-                          on_step=(lambda r: bar.update(1, r)) if bar is not None else None)
+        summary = m.train(
+            train.x,
+            train.y,
+            epochs=epochs,
+            seed=seed,
+            on_step=(lambda r: bar.update(1, r)) if bar is not None else None,
+        )
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -58,18 +71,28 @@ def demo_cmd(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
 
     est = rctc.compile(path("lenet"), mode="rct", seed=seed, **DIGITS_RECIPE).estimate()
     pred = est["predicted"]
-    echo(f"static estimate per training step (batch {DIGITS_RECIPE['batch_size']}): "
-         f"{pred['energy_pj_per_step'] / 1e6:.2f} uJ, peak memory {pred['peak_memory_bytes'] / 1024:.1f} KiB")
+    echo(
+        f"static estimate per training step (batch {DIGITS_RECIPE['batch_size']}): "
+        f"{pred['energy_pj_per_step'] / 1e6:.2f} uJ, peak memory {pred['peak_memory_bytes'] / 1024:.1f} KiB"
+    )
     rct_model, rct_sum, rct_eval = _train("rct", epochs, seed, show_bar)
     fp_model, fp_sum, fp_eval = _train("fp32", epochs, seed, show_bar)
     final_bits = rct_sum.get("final_bits", {})
     mean_bits = sum(final_bits.values()) / max(len(final_bits), 1)
     sav = est["savings"]
     result = {
-        "rct": {"test_accuracy": rct_eval["accuracy"], "test_loss": rct_eval["loss"], "ms_per_step":
-                rct_sum["ms_per_step"], "final_bits": final_bits, "mean_bits": mean_bits},
-        "fp32": {"test_accuracy": fp_eval["accuracy"], "test_loss": fp_eval["loss"], "ms_per_step":
-                 fp_sum["ms_per_step"]},
+        "rct": {
+            "test_accuracy": rct_eval["accuracy"],
+            "test_loss": rct_eval["loss"],
+            "ms_per_step": rct_sum["ms_per_step"],
+            "final_bits": final_bits,
+            "mean_bits": mean_bits,
+        },
+        "fp32": {
+            "test_accuracy": fp_eval["accuracy"],
+            "test_loss": fp_eval["loss"],
+            "ms_per_step": fp_sum["ms_per_step"],
+        },
         "predicted": pred,
         "savings": sav,
         "epochs": epochs,
@@ -80,13 +103,18 @@ def demo_cmd(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
         return
     echo("")
     echo(f"{'mode':<6} {'test accuracy':>13} {'ms/step':>8}")
-    echo(f"{'rct':<6} {rct_eval['accuracy']:>13.4f} {rct_sum['ms_per_step']:>8.2f}   "
-         f"(weights end at {mean_bits:.1f} bits on average)")
+    echo(
+        f"{'rct':<6} {rct_eval['accuracy']:>13.4f} {rct_sum['ms_per_step']:>8.2f}   "
+        f"(weights end at {mean_bits:.1f} bits on average)"
+    )
     echo(f"{'fp32':<6} {fp_eval['accuracy']:>13.4f} {fp_sum['ms_per_step']:>8.2f}")
     echo("")
     for base in ("fp32", "qat"):
         s = sav[f"vs_{base}"]
-        echo(f"rct vs {base:<4}: GEMM energy -{100 * s['gemm_energy']:.1f}%, total energy -{100 * s['total_energy']:.1f}%, "
-             f"parameter memory -{100 * s['parameter_memory']:.1f}%, "
-             f"parameter movement energy -{100 * s['parameter_movement_energy']:.1f}%")
+        echo(
+            f"rct vs {base:<4}: GEMM energy -{100 * s['gemm_energy']:.1f}%, "
+            f"total energy -{100 * s['total_energy']:.1f}%, "
+            f"parameter memory -{100 * s['parameter_memory']:.1f}%, "
+            f"parameter movement energy -{100 * s['parameter_movement_energy']:.1f}%"
+        )
     echo(f"done in {result['seconds']:.1f} s")

@@ -48,15 +48,22 @@ def _split(x: np.ndarray, y: np.ndarray, frac: float, seed: int) -> tuple:
 @click.option("--profile-ops", is_flag=True, help="Print the time spent per op type.")
 @click.option("--profile", "energy_profile", default=None,
               help="Energy profile (name or TOML path) for the measured energy counters.")
+@click.option("--checkpoint-every", type=int, default=0, show_default=True,
+              help="Write a checkpoint (OUT.ckpt) every N steps; 0: only when interrupted.")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of OUT (same arguments).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @fail_cleanly
 def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None, epochs: int | None,
               steps: int | None, lr: float | None, lr_schedule: str, warmup_steps: int, seed: int | None,
               no_shuffle: bool, keep_last: bool, val_data: str | None, val_split: float | None,
-              output: Path | None, log_path: Path | None, profile_ops: bool, energy_profile: str | None, quiet: bool,
-              as_json: bool) -> None:
-    """Train a compiled MODEL (.rct) on DATA; writes the trained .rct atomically."""
+              output: Path | None, log_path: Path | None, profile_ops: bool, energy_profile: str | None,
+              checkpoint_every: int, resume: bool, quiet: bool, as_json: bool) -> None:
+    """Train a compiled MODEL (.rct) on DATA; writes the trained .rct atomically.
+
+    Ctrl-C stops after the current step, writes a checkpoint and the model, exits 130.
+    """
+    from rctc import checkpoint as ckpt
     from rctc.analysis.counter import attach_counter
     from rctc.analysis.profiles import load_profile
     from rctc.api import load
@@ -86,6 +93,10 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     if profile_ops:
         t.executor.op_times = {}
     total = steps if steps is not None else (epochs or 1) * max(len(x) // m.batch_size, 1)
+    run_args = {"epochs": epochs, "steps": steps, "lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
+                "seed": seed, "shuffle": not no_shuffle, "keep_last": keep_last, "data": ckpt.data_digest(x, y)}
+    checkpointer = ckpt.Checkpointer(ckpt.checkpoint_path(out_path), checkpoint_every, t, run_args)
+    state = ckpt.load_checkpoint(ckpt.find_checkpoint(checkpointer.path), t, run_args) if resume else None
     show_bar = not (quiet or as_json) and sys.stderr.isatty()
     logger = StepLogger(log_path, m.graph) if log_path else None
     bar = click.progressbar(length=total, label="training", file=sys.stderr,
@@ -93,6 +104,8 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
                                 f" acc {r.accuracy:.3f}" if r.accuracy is not None else "")) if show_bar else None
     if bar is not None:
         bar.__enter__()
+        if state is not None:
+            bar.update(state.done)
 
     def on_step(rec: Any) -> None:
         if logger is not None:
@@ -101,14 +114,22 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
             bar.update(1, rec)
 
     try:
-        summary = m.train(x, y, epochs=epochs, steps=steps, lr=lr, seed=seed, shuffle=not no_shuffle,
-                          keep_last=keep_last, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
-                          on_step=on_step, source=ds.source)
+        with ckpt.StopOnInterrupt() as interrupted:
+            summary = m.train(x, y, epochs=epochs, steps=steps, lr=lr, seed=seed, shuffle=not no_shuffle,
+                              keep_last=keep_last, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
+                              on_step=on_step, source=ds.source, state=state, after_step=checkpointer,
+                              should_stop=interrupted)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
         if logger is not None:
             logger.close()
+    if summary["stopped"]:
+        checkpointer.write()
+        m.save(out_path)
+        click.echo(f"interrupted after step {t.step}: saved {out_path} and checkpoint {checkpointer.path}; "
+                   "continue with the same command and --resume", err=True)
+        sys.exit(130)
     if val is not None:
         res = m.evaluate(val[0], val[1], source=val[2])
         summary["val_loss"] = res["loss"]

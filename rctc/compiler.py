@@ -23,8 +23,12 @@ def compile_graph(
     options: CompileOptions,
     print_between: bool = False,
     echo: Callable[[str], None] = print,
+    on_pass: Callable[[str], None] | None = None,
 ) -> tuple[Graph, PassManager]:
-    """Import ``model`` and run the pipeline of ``options.mode``; returns the graph and the pass log."""
+    """Import ``model`` and run the pipeline of ``options.mode``; returns the graph and the pass log.
+
+    ``on_pass`` is called with each pass name after it ran (the CLI's progress bar).
+    """
     from rctc.analysis.baseline import snapshot_forward
     from rctc.passes.registry import PASSES, PIPELINES
 
@@ -35,6 +39,6 @@ def compile_graph(
     g.meta["source"] = os.path.basename(str(model)) if not isinstance(model, onnx.ModelProto) else g.name
     g.meta["step"] = 0
     g.meta["forward_snapshot"] = snapshot_forward(g)
-    pm = PassManager(PASSES, print_between=print_between, echo=echo)
+    pm = PassManager(PASSES, print_between=print_between, echo=echo, on_pass=on_pass)
     pm.run(g, PIPELINES[options.mode], options)
     return g, pm

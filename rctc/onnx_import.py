@@ -152,6 +152,7 @@ def normalize_to_arrays(
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
     consts = fold_in_place(model)
     _fix_pool_ceil_mode(model, consts)
+    _scalar_dropout_inputs(model, consts)
     try:  # on the weight-less skeleton: fast, and no 2 GB protobuf limit
         inferred = shape_inference.infer_shapes(
             shape_skeleton(model, consts), check_type=True, strict_mode=True, data_prop=True
@@ -169,6 +170,27 @@ def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") ->
     out, consts = normalize_to_arrays(model, batch_size, source)
     out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
     return out
+
+
+def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
+    """Give Dropout the scalar ``ratio`` / ``training_mode`` the spec asks for.
+
+    ``onnx.version_converter`` turns the opset < 12 ``ratio`` attribute into a one-element 1-D
+    tensor; passes and kernels may rely on the spec's 0-d scalar.
+    """
+    for n in model.graph.node:
+        if n.op_type != "Dropout":
+            continue
+        for i in (1, 2):
+            name = n.input[i] if i < len(n.input) else ""
+            arr = consts.get(name)
+            if arr is None or arr.ndim == 0 or arr.size != 1:
+                continue
+            new = f"{name}_scalar"
+            while new in consts and consts[new].shape != ():
+                new += "_"
+            consts[new] = arr.reshape(())
+            n.input[i] = new
 
 
 def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
@@ -267,7 +289,9 @@ def to_ir(
                         roles[name] = "param"
     for name, arr in consts.items():
         kind = roles.get(name, "const")
-        v = g.add_value(name, arr.shape, arr.dtype, kind, np.ascontiguousarray(arr))
+        # not np.ascontiguousarray: it turns 0-d scalars into 1-d arrays
+        data = arr if arr.flags.c_contiguous else np.array(arr, order="C")
+        v = g.add_value(name, arr.shape, arr.dtype, kind, data)
         if v.name != name:
             raise RctcError(f"{source}: duplicate tensor name {name!r}")
     for vi in model.graph.input:

@@ -24,6 +24,7 @@ class PassManager:
     registry: dict[str, Pass]
     print_between: bool = False
     echo: Callable[[str], None] = print
+    on_pass: Callable[[str], None] | None = None
     runs: list[PassRun] = field(default_factory=list)
 
     def run(self, graph: Graph, names: Sequence[str], options: CompileOptions) -> Graph:
@@ -38,6 +39,8 @@ class PassManager:
             self.runs.append(PassRun(name, time.perf_counter() - t0, len(graph.nodes)))
             if self.print_between:
                 self.echo(f"// ----- after {name} -----\n{graph}")
+            if self.on_pass is not None:
+                self.on_pass(name)
         return graph
 
     def timing_report(self) -> str:

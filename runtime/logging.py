@@ -8,8 +8,8 @@ from typing import Any
 
 from rctc.errors import RctcError
 from rctc.ir import Graph
-from rctc.slots import has_slot, read_slot
 from rctc.runtime.trainer import StepRecord
+from rctc.slots import has_slot, read_slot
 
 
 class StepLogger:

@@ -26,7 +26,9 @@ def _to_double(model: onnx.ModelProto) -> onnx.ModelProto:
     m.CopyFrom(model)
     for i, t in enumerate(m.graph.initializer):
         if t.data_type == onnx.TensorProto.FLOAT:
-            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+            m.graph.initializer[i].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name)
+            )
     for vi in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
         if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
             vi.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
@@ -50,9 +52,13 @@ def test_one_step_matches_torch(name: str, optimizer: str) -> None:
     steps = 2 if optimizer == "momentum" else 1
     m.train(x, y, steps=steps, lr=LR, shuffle=False)
 
-    params = {k: torch.tensor(v, requires_grad=not k.endswith(("running_mean", "running_var")) and v.ndim > 0
-                              and k not in ("attn.scale",))
-              for k, v in init.items() if v.dtype == np.float64}
+    params = {
+        k: torch.tensor(
+            v, requires_grad=not k.endswith(("running_mean", "running_var")) and v.ndim > 0 and k not in ("attn.scale",)
+        )
+        for k, v in init.items()
+        if v.dtype == np.float64
+    }
     consts = {k: torch.tensor(v) for k, v in init.items() if v.dtype != np.float64}
     trainable = [p for p in params.values() if p.requires_grad]
     opt = torch.optim.SGD(trainable, lr=LR, momentum=0.9 if optimizer == "momentum" else 0.0, weight_decay=1e-3)

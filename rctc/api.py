@@ -112,7 +112,7 @@ class CompiledModel:
         per_epoch = max(len(xs) // t.batch, 1)
         total = steps if steps is not None else (epochs or 1) * per_epoch
         start = state.start_step if state is not None else t.step
-        sched = LRSchedule(lr or self.options.lr, lr_schedule, start + total, warmup_steps)
+        sched = LRSchedule(lr or self.options.lr, lr_schedule, total, warmup_steps, start=start)
         summary = run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step, state, after_step,
                                should_stop)
         summary.update(t.run_report())

@@ -153,4 +153,4 @@ def predict_cmd(model: Path, data: str, x_key: str, target: str | None, output: 
         click.echo(f"wrote {output}: " + ", ".join(f"{k} {v}" for k, v in info["arrays"].items()))
 
 
-from rctc import cli_demo, cli_train  # noqa: E402,F401  - registers train, eval, inspect, export, demo
+from rctc import cli_demo, cli_report, cli_train  # noqa: E402,F401  - registers train, eval, inspect, export, demo, report

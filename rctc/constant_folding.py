@@ -4,10 +4,13 @@ Folds Constant, ConstantOfShape, Shape of a static shape (so Shape-derived Resha
 targets become constants), Identity chains and every deterministic node whose inputs are
 all constants. Evaluation uses ``onnx.reference`` for anything not handled inline, so
 folding follows the ONNX spec exactly. Folded tensors become initializers named after the
-node output they replace; Identity of an initializer keeps the initializer's own name.
+node output they replace; Identity of a constant, and Reshape / Flatten / Squeeze / Unsqueeze of a
+constant nothing else reads, keep the constant's own name (so weights keep their names).
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -19,6 +22,9 @@ FOLDABLE_ONLY = {
     "Constant", "ConstantOfShape", "Shape", "Size", "Range", "Cast", "CastLike", "Slice",
     "Equal", "Where", "Floor", "Ceil", "Gather", "Unsqueeze", "Squeeze", "Concat",
 }
+# value-preserving ops: folding one of them over a constant nothing else reads keeps the
+# constant's name (Caffe2 exports reshape their FC weights, PyTorch's flatten Conv biases, ...)
+_RESHAPING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _NEVER_FOLD = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
     "Bernoulli", "Dropout",
@@ -118,6 +124,7 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
     renames: dict[str, str] = {}
     for _ in range(max_rounds):
         shapes = static_shapes(model, consts)
+        users = Counter(i for n in graph.node for i in n.input if i)
         kept: list[onnx.NodeProto] = []
         changed = False
         for node in graph.node:
@@ -146,6 +153,17 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
                     continue
                 args = [consts[i] if i else None for i in node.input]
                 results = _eval_node(node, args, list(model.opset_import))
+                src = node.input[0] if node.input else ""
+                if (
+                    node.op_type in _RESHAPING
+                    and users[src] == 1
+                    and src not in graph_outputs
+                    and node.output[0] not in graph_outputs
+                ):  # a reshaped weight keeps the weight's name (its only use was this node)
+                    consts[src] = np.asarray(results[0])
+                    renames[node.output[0]] = src
+                    changed = True
+                    continue
                 for name, arr in zip(node.output, results):
                     if name:
                         consts[name] = np.asarray(arr)

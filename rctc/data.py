@@ -51,6 +51,8 @@ def _npz(path: Path, x_key: str, y_key: str) -> Dataset:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc}); save arrays with numpy.savez") from exc
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single array, not an .npz archive; save with numpy.savez(path, x=..., y=...)")
     with z:
         if x_key not in z.files:
             raise DataError(f"{path}: no array {x_key!r} (found: {', '.join(z.files) or 'none'}); use --x-key")
@@ -63,22 +65,36 @@ def _npz(path: Path, x_key: str, y_key: str) -> Dataset:
 
 
 def _csv(path: Path, target: str | None) -> Dataset:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV text file ({type(exc).__name__}: {exc})") from exc
     if not rows:
         raise DataError(f"{path}: empty CSV file")
-    header, body = rows[0], rows[1:]
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
     if target is None:
         raise DataError(f"{path}: a CSV needs --target COLUMN (columns: {', '.join(header)})")
     if target not in header:
         raise DataError(f"{path}: no column {target!r} (columns: {', '.join(header)}); check --target")
+    if not body:
+        raise DataError(f"{path}: no data rows below the header")
     ti = header.index(target)
     try:
-        table = np.array([[float(c) for c in r] for r in body if r], dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"{path}: non-numeric cell ({exc}); every column must be a number") from exc
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise DataError(f"{path}: rows have differing numbers of cells")
+        table = np.array(body, dtype=np.float64)
+    except ValueError:
+        table = None
+    if table is None or table.shape != (len(body), len(header)):  # find the culprit for the message
+        for i, r in enumerate(body):
+            if len(r) != len(header):
+                raise DataError(f"{path}: data row {i + 1} has {len(r)} cells, the header has {len(header)}")
+            for j, c in enumerate(r):
+                try:
+                    float(c)
+                except ValueError:
+                    raise DataError(f"{path}: data row {i + 1}, column {header[j]!r}: non-numeric cell {c!r}; "
+                                    "every cell must be a number") from None
+        raise DataError(f"{path}: cannot read the cells as numbers")
     y = table[:, ti]
     x = np.delete(table, ti, axis=1).astype(np.float32)
     if np.all(y == np.round(y)):
@@ -100,8 +116,10 @@ def _images(path: Path) -> Dataset:
     for c, f in files:
         try:
             with Image.open(f) as im:
+                if im.mode not in ("L", "RGB"):
+                    im = im.convert("RGB" if im.mode in ("P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV") else "L")
                 xs.append(np.asarray(im, dtype=np.float32) / 255.0)
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"{f}: corrupt or unreadable image ({type(exc).__name__}); remove or replace it") from exc
         ys.append(classes.index(c))
     if len({x.shape for x in xs}) != 1:

@@ -63,8 +63,13 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
                 f"{p}: tensor {tensor.name!r} points to external data {info.location!r} outside the model's "
                 "folder; refusing to read it (move the data file next to the model)"
             )
-        if not target.exists():
+        if not target.is_file():
             raise RctcError(f"{p}: external data file {info.location!r} for {tensor.name!r} is missing")
+        if info.length and target.stat().st_size < (info.offset or 0) + info.length:
+            raise RctcError(
+                f"{p}: external data file {info.location!r} is shorter than tensor {tensor.name!r} needs "
+                f"({target.stat().st_size} < {(info.offset or 0) + info.length} bytes); is it complete?"
+            )
     try:
         external_data_helper.load_external_data_for_model(model, str(base))
     except Exception as exc:

@@ -119,16 +119,24 @@ def load_rct(path: str | os.PathLike[str]) -> Graph:
 
 
 def rct_to_graph(model: onnx.ModelProto, source: str = "model.rct") -> Graph:
-    props = {p.key: p.value for p in model.metadata_props}
+    corrupt = f"{source}: integrity check failed (file changed or corrupt); recompile or restore it"
+    props: dict[str, str] = {}
+    for prop in model.metadata_props:
+        if isinstance(prop.key, bytes) or isinstance(prop.value, bytes):  # protobuf's answer to invalid UTF-8
+            raise RctcError(corrupt)
+        props[prop.key] = prop.value
     if props.get("rctc.format") != "rct":
         raise RctcError(f"{source}: not an rctc .rct file (an ONNX model? compile it with `rctc compile` first)")
-    version = int(props.get("rctc.version", "0"))
+    try:
+        version = int(props.get("rctc.version", "0"))
+    except ValueError:
+        raise RctcError(corrupt) from None
     if version != FORMAT_VERSION:
         raise RctcError(f"{source}: .rct format version {version}, this rctc reads {FORMAT_VERSION}; recompile")
     meta_json = props.get("rctc.meta", "")
     digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True) + meta_json.encode()).hexdigest()
     if digest != props.get("rctc.sha256"):
-        raise RctcError(f"{source}: integrity check failed (file changed or corrupt); recompile or restore it")
+        raise RctcError(corrupt)
     meta = json.loads(meta_json)
     g = Graph(name=model.graph.name)
     g.meta.update(meta["graph"])

@@ -32,6 +32,7 @@ __all__ = [
     "choose_exponent",
     "dequantize",
     "int_dtype_for_bits",
+    "exact_float_matmul",
     "int_matmul",
     "matmul_plan",
     "qmax_for_bits",
@@ -98,7 +99,7 @@ def matmul_plan(k: int, absmax_a: int, absmax_b: int, mn: int = 1 << 16) -> tupl
     return path, chunk
 
 
-def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int64) -> np.ndarray:
     """Exact integer matrix product ``a @ b`` as int64, computed with BLAS.
 
     ``a`` and ``b`` are integer arrays (any signed dtype, or unsigned up to 32 bits)
@@ -138,6 +139,10 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cost per multiply-accumulate), but each extra chunk costs one accumulation
     pass, so wide operands (e.g. 8 x 16 bits, 16 x 16 bits) go to float64 with
     one chunk.
+
+    ``out_dtype`` (default int64) is the dtype of the result; a narrower integer dtype is only
+    correct when the caller knows the product fits it (the compile-time accumulator bound), and
+    saves a full int64 pass over the output.
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -154,18 +159,27 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     mn = math.prod(out_shape) * (a.shape[-2] if a.ndim >= 2 else 1) * (b.shape[-1] if b.ndim >= 2 else 1)
     absmax_a, absmax_b = _absmax(a), _absmax(b)
     if absmax_a * absmax_b == 0:  # an all-zero operand: zeros of the broadcast output shape
-        return np.matmul(a[..., :0].astype(np.int64), _k_slice(b, 0, 0).astype(np.int64))
+        return np.matmul(a[..., :0].astype(np.int64), _k_slice(b, 0, 0).astype(np.int64)).astype(out_dtype)
     path, chunk = matmul_plan(k, absmax_a, absmax_b, mn)
     if path == "i64":
-        return np.matmul(a.astype(np.int64), b.astype(np.int64))
-
+        return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(out_dtype, copy=False)
     ftype = np.float32 if path == "f32" else np.float64
-    af = a.astype(ftype)
-    bf = b.astype(ftype)
-    if chunk >= k:
-        return np.matmul(af, bf).astype(np.int64)
+    acc = exact_float_matmul(a.astype(ftype), b.astype(ftype), chunk, k * absmax_a * absmax_b)
+    return acc.astype(out_dtype, copy=False)
 
-    total_in_f64 = k * absmax_a * absmax_b <= F64_EXACT
+
+def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int, bound: int) -> np.ndarray:
+    """``af @ bf`` for float arrays holding integers, exact by the proof of :func:`int_matmul`.
+
+    ``chunk`` comes from :func:`matmul_plan` for the operands' float dtype (every partial sum of
+    ``chunk`` products is exact); ``bound`` bounds every |result| (``K * max|a| * max|b|``). The
+    result holds the exact integers: in the operands' dtype when one chunk covers K, else in
+    float64 when ``bound <= 2**53``, else int64.
+    """
+    k = af.shape[-1]
+    if chunk >= k:
+        return np.matmul(af, bf)
+    total_in_f64 = bound <= F64_EXACT
     part = np.matmul(af[..., :chunk], _k_slice(bf, 0, chunk))
     acc = part.astype(np.float64 if total_in_f64 else np.int64)
     for k0 in range(chunk, k, chunk):
@@ -174,7 +188,7 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             np.add(acc, part, out=acc)
         else:
             np.add(acc, part.astype(np.int64), out=acc)
-    return acc if acc.dtype == np.int64 else acc.astype(np.int64)
+    return acc
 
 
 def _k_slice(b: np.ndarray, k0: int, k1: int) -> np.ndarray:

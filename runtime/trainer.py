@@ -23,14 +23,20 @@ from rctc.runtime.kernels import KernelContext
 
 @dataclass
 class LRSchedule:
+    """Learning rate at a trainer step: linear warmup over ``warmup_steps``, then constant, step
+    (x ``gamma`` every ``step_size`` steps, default a third of the rest) or cosine decay to 0 at
+    ``total_steps``. Steps count from ``start``, the trainer step the run began at."""
+
     base: float
     kind: str = "constant"
     total_steps: int = 1
     warmup_steps: int = 0
     step_size: int = 0
     gamma: float = 0.1
+    start: int = 0
 
     def __call__(self, step: int) -> float:
+        step -= self.start
         if self.warmup_steps and step < self.warmup_steps:
             return self.base * (step + 1) / self.warmup_steps
         s = step - self.warmup_steps

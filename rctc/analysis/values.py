@@ -70,6 +70,7 @@ class ValueInfo:
         self.kind: dict[str, str] = {}
         self._classify()
         self._layers: dict[str, str] = {}
+        self._index = {n.name: i for i, n in enumerate(g.nodes)}
         self._param_layer = self._param_layers()
 
     # ----- widths ---------------------------------------------------------
@@ -100,16 +101,18 @@ class ValueInfo:
         for p in g.params():
             if has_slot(p):
                 self.rule[p.name] = ("slot", bits_name(p.name))
+        param_scalars = _slot_scalars(params)
         opt: set[str] = set()
         for n in g.nodes:
             if n.op_type in UPDATE_OPS:
                 for v in n.inputs[1:]:
-                    if v is not None and v.kind == "buffer" and not _is_slot_scalar(v.name, params):
+                    if v is not None and v.kind == "buffer" and v.name not in param_scalars:
                         opt.add(v.name)
+        opt |= _slot_scalars(opt)
         for v in g.values.values():
-            if v.kind == "param" or _is_slot_scalar(v.name, params):
+            if v.kind == "param" or v.name in param_scalars:
                 self.kind[v.name] = "param"
-            elif v.name in opt or _is_slot_scalar(v.name, opt):
+            elif v.name in opt:
                 self.kind[v.name] = "optimizer"
             else:
                 self.kind[v.name] = "activation"
@@ -180,21 +183,14 @@ class ValueInfo:
         if n.op_type in HELPER_OPS and depth < 16:
             users = [u for u, _ in n.outputs[0].uses] if n.outputs else []
             if users:
-                first = min(users, key=lambda u: self._order(u))
+                first = min(users, key=lambda u: self._index.get(u.name, len(self._index)))
                 return self._layer(first, depth + 1)
         return self._base_name(n)
 
-    def _order(self, n: Node) -> int:
-        if not hasattr(self, "_index"):
-            self._index = {m.name: i for i, m in enumerate(self.g.nodes)}
-        return self._index.get(n.name, 1 << 30)
 
-
-def _is_slot_scalar(name: str, owners: set[str]) -> bool:
-    for suffix in (".exp", ".bits"):
-        if name.endswith(suffix) and name[: -len(suffix)] in owners:
-            return True
-    return False
+def _slot_scalars(owners: set[str]) -> set[str]:
+    """Names of the slot scalars (``<name>.exp`` / ``<name>.bits``) of ``owners``."""
+    return {f"{name}{suffix}" for name in owners for suffix in (".exp", ".bits")}
 
 
 __all__ = ["HELPER_OPS", "LAYOUT_OPS", "UPDATE_OPS", "ValueInfo", "step_nodes", "step_outputs"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -104,21 +105,24 @@ def window_params(
 
 
 def pad_spatial(
-    x: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] | None = None
+    x: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] | None = None,
+    dtype: Any = None,
 ) -> np.ndarray:
     """Pad the spatial axes (2..) of ``x``; returns ``x`` itself when there is nothing to pad.
 
-    ``extra_end`` adds more padding at the end of each axis (ceil-mode overhang).
+    ``extra_end`` adds more padding at the end of each axis (ceil-mode overhang). ``dtype``
+    (default ``x.dtype``) converts in the same copy (then ``x`` is converted even without pads).
     """
     k = x.ndim - 2
     begins = [int(p) for p in pads[:k]]
     ends = [int(p) + (int(extra_end[i]) if extra_end is not None else 0) for i, p in enumerate(pads[k:])]
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
     if not any(begins) and not any(ends):
-        return x
+        return x.astype(dtype, copy=False)
     if min(begins + ends) < 0:
         raise ValueError("negative pads are not supported")
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], begins, ends, strict=True))
-    out = np.full(shape, value, dtype=x.dtype)
+    out = np.full(shape, value, dtype=dtype)
     inner = tuple(slice(b, b + s) for b, s in zip(begins, x.shape[2:], strict=True))
     out[(slice(None), slice(None)) + inner] = x
     return out
@@ -198,3 +202,138 @@ def col2im(
         acc[(slice(None), slice(None)) + sl] += cv[(slice(None), slice(None)) + off]
     inner = tuple(slice(int(pads[i]), int(pads[i]) + int(x_shape[2 + i])) for i in range(k))
     return acc[(slice(None), slice(None)) + inner]
+
+
+# ----- one-GEMM "channel-major" layout (C*K, N*P) ---------------------------------------------
+#
+# The fast conv paths put the batch into the GEMM's column dimension: the columns of a Conv are
+# ``(C*prod(kernel), N*prod(out))`` (built from a channel-major padded copy ``(C, N, *padded)`` of
+# the input, one strided slice copy per kernel offset), so forward, data gradient and weight
+# gradient are each ONE large BLAS GEMM instead of N small ones. Activations enter and leave this
+# layout with one copy that also converts the dtype.
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """Window geometry of one Conv (explicit pads), derived once per node and input shape."""
+
+    n: int
+    c: int
+    m: int
+    group: int
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[int, ...]
+    in_spatial: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+
+    @property
+    def kk(self) -> int:
+        return math.prod(self.kernel)
+
+    @property
+    def p(self) -> int:
+        return math.prod(self.out_spatial)
+
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per group and one output channel per input channel."""
+        return self.group == self.c == self.m and self.group > 1
+
+    @property
+    def padded(self) -> tuple[int, ...]:
+        k = len(self.kernel)
+        return tuple(s + self.pads[i] + self.pads[k + i] for i, s in enumerate(self.in_spatial))
+
+    def tap_slices(self, off: Sequence[int]) -> tuple[slice, ...]:
+        """Slices (over the padded spatial axes) that kernel offset ``off`` reads for every output."""
+        return tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, s, d, n in zip(off, self.strides, self.dilations, self.out_spatial, strict=True)
+        )
+
+    def inner(self) -> tuple[slice, ...]:
+        """Slices of the un-padded input inside the padded spatial axes."""
+        return tuple(slice(p, p + s) for p, s in zip(self.pads, self.in_spatial))
+
+
+def geom_from_attrs(x_shape: Sequence[int], m: int, attrs: dict[str, Any], kernel: Sequence[int]) -> ConvGeom:
+    """:class:`ConvGeom` of a Conv node (``auto_pad`` resolved) for input shape ``x_shape``."""
+    strides, dilations, pads, outs = window_params(attrs, x_shape, kernel)
+    return ConvGeom(int(x_shape[0]), int(x_shape[1]), int(m), int(attrs.get("group", 1)), tuple(kernel),
+                    tuple(strides), tuple(dilations), tuple(pads), tuple(int(s) for s in x_shape[2:]), tuple(outs))
+
+
+_PLANS: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def cached_plan(node: Any, key: Any, build: Any) -> Any:
+    """Per-node memo of ``build()`` (attribute parsing, geometry), valid while ``key`` (shapes) holds.
+
+    Keyed by the node object (its id, with the node kept alive so the id is never reused).
+    """
+    ent = _PLANS.get(id(node))
+    if ent is not None and ent[0] is node and ent[1] == key:
+        return ent[2]
+    plan = build()
+    _PLANS[id(node)] = (node, key, plan)
+    return plan
+
+
+def to_channel_major(x: np.ndarray, dtype: Any, pads: Sequence[int] | None = None) -> np.ndarray:
+    """``(N, C, *s)`` -> ``(C, N, *padded s)`` in ``dtype`` (zero padding), one copy."""
+    n, c = x.shape[:2]
+    k = x.ndim - 2
+    if pads is None or not any(pads):
+        out = np.empty((c, n) + x.shape[2:], dtype=dtype)
+        out[...] = x.swapaxes(0, 1)
+        return out
+    shape = (c, n) + tuple(s + pads[i] + pads[k + i] for i, s in enumerate(x.shape[2:]))
+    out = np.zeros(shape, dtype=dtype)
+    inner = tuple(slice(pads[i], pads[i] + s) for i, s in enumerate(x.shape[2:]))
+    out[(slice(None), slice(None)) + inner] = x.swapaxes(0, 1)
+    return out
+
+
+def from_channel_major(y: np.ndarray, n: int, spatial: Sequence[int], dtype: Any) -> np.ndarray:
+    """``(M, N*P)`` (or ``(M, N, *spatial)``) -> ``(N, M, *spatial)`` in ``dtype``, one copy."""
+    m = y.shape[0]
+    out = np.empty((n, m) + tuple(spatial), dtype=dtype)
+    out[...] = y.reshape((m, n) + tuple(spatial)).swapaxes(0, 1)
+    return out
+
+
+def cols_channel_major(x: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
+    """Conv columns ``(C*prod(kernel), N*P)`` of ``x`` (N, C, *in) in ``dtype``.
+
+    Row index ``c*prod(kernel) + kernel offset`` (matches ``W.reshape(M, -1)``); a 1x1 stride-1
+    unpadded conv needs only the channel-major copy itself.
+    """
+    xt = to_channel_major(x, dtype, g.pads)  # (C, N, *padded)
+    if g.kk == 1 and all(s == 1 for s in g.strides) and xt.shape[2:] == g.out_spatial:
+        return xt.reshape(g.c, -1)
+    cols = np.empty((g.c,) + g.kernel + (g.n,) + g.out_spatial, dtype=dtype)
+    lead = (slice(None), slice(None))
+    for off in np.ndindex(*g.kernel):
+        cols[(slice(None),) + off] = xt[lead + g.tap_slices(off)]
+    return cols.reshape(g.c * g.kk, -1)
+
+
+def col2im_channel_major(cols: np.ndarray, g: ConvGeom, out_dtype: Any, acc_dtype: Any = None) -> np.ndarray:
+    """Adjoint of :func:`cols_channel_major`: ``(C*prod(kernel), N*P)`` -> ``(N, C, *in)`` in ``out_dtype``.
+
+    Sums in ``acc_dtype`` (default ``cols.dtype``) with ``prod(kernel)`` strided slice-adds into a
+    channel-major padded buffer; the final transpose back to NC order also converts the dtype.
+    """
+    acc_dtype = np.dtype(acc_dtype or cols.dtype)
+    cv = cols.reshape((g.c,) + g.kernel + (g.n,) + g.out_spatial)
+    if g.kk == 1 and all(s == 1 for s in g.strides) and g.padded == g.out_spatial:
+        return from_channel_major(cv.reshape(g.c, -1), g.n, g.in_spatial, out_dtype)
+    acc = np.zeros((g.c, g.n) + g.padded, dtype=acc_dtype)
+    lead = (slice(None), slice(None))
+    for off in np.ndindex(*g.kernel):
+        acc[lead + g.tap_slices(off)] += cv[(slice(None),) + off]
+    out = np.empty((g.n, g.c) + g.in_spatial, dtype=out_dtype)
+    out[...] = acc[lead + g.inner()].swapaxes(0, 1)
+    return out

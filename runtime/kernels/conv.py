@@ -1,53 +1,79 @@
-"""Conv forward kernel: pad + im2col (numpy stride tricks, one copy) + one batched BLAS matmul.
+"""Conv forward kernel: channel-major im2col (one strided copy per kernel offset) + ONE BLAS GEMM.
 
 Supports 1-D/2-D/3-D spatial inputs, explicit pads and ``auto_pad`` (SAME_UPPER, SAME_LOWER,
-VALID, NOTSET), strides, dilations, groups (incl. depthwise) and an optional bias. Grouped
-convolutions use one matmul over a group axis (``(G, M/G, K) @ (N, G, K, P)``), never a
-Python loop over groups or pixels.
+VALID, NOTSET), strides, dilations, groups and an optional bias. The columns are laid out
+``(C*prod(kernel), N*P)`` so the whole batch is one GEMM ``W(M, C*K) @ cols`` (grouped
+convolutions: one matmul with a group batch axis, never a Python loop over groups or pixels).
+Depthwise convolutions (one channel per group) skip the GEMM: a loop over the kernel taps with
+a broadcast multiply-add over the whole batch. :func:`depthwise_forward` is shared with the
+integer kernels.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.kernels._im2col import im2col, pad_spatial, window_params
+from rctc.runtime.kernels._im2col import (
+    ConvGeom,
+    cached_plan,
+    cols_channel_major,
+    from_channel_major,
+    geom_from_attrs,
+    pad_spatial,
+)
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
-def conv_forward(
-    x: np.ndarray,
-    w: np.ndarray,
-    b: np.ndarray | None,
-    attrs: dict,
-) -> np.ndarray:
-    """ONNX Conv on numpy arrays (``attrs`` as in ``node.attrs``); reused by other kernels."""
-    if x.ndim < 3:
-        raise ValueError(f"Conv input must be N x C x spatial..., got shape {x.shape}")
-    n, c = x.shape[:2]
-    m = w.shape[0]
+def conv_geom(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict) -> ConvGeom:
+    """Validated geometry of an ONNX Conv with input ``x_shape`` and weight ``w_shape``."""
+    if len(x_shape) < 3:
+        raise ValueError(f"Conv input must be N x C x spatial..., got shape {x_shape}")
+    c, m = x_shape[1], w_shape[0]
     group = int(attrs.get("group", 1))
-    kernel = [int(v) for v in attrs.get("kernel_shape", w.shape[2:])]
-    if list(w.shape[2:]) != kernel:
-        raise ValueError(f"kernel_shape {kernel} does not match weight shape {w.shape}")
-    if c % group or m % group or w.shape[1] != c // group:
-        raise ValueError(f"channels {c} / weight {w.shape} inconsistent with group={group}")
-    if w.dtype != x.dtype:
-        w = w.astype(x.dtype)
-    strides, dilations, pads, outs = window_params(attrs, x.shape, kernel)
-    xp = pad_spatial(x, pads)
-    cols = im2col(xp, kernel, strides, dilations, outs)  # (N, C*K, P)
-    p = cols.shape[-1]
-    if group == 1:
-        y = np.matmul(w.reshape(m, -1), cols)  # (N, M, P)
+    kernel = [int(v) for v in attrs.get("kernel_shape", w_shape[2:])]
+    if list(w_shape[2:]) != kernel:
+        raise ValueError(f"kernel_shape {kernel} does not match weight shape {w_shape}")
+    if c % group or m % group or w_shape[1] != c // group:
+        raise ValueError(f"channels {c} / weight {w_shape} inconsistent with group={group}")
+    return geom_from_attrs(x_shape, m, attrs, kernel)
+
+
+def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype | type) -> np.ndarray:
+    """Depthwise conv ``(N, C, *in) -> (N, C, *out)`` computed in ``dtype``: one multiply-add per tap."""
+    xp = pad_spatial(x, g.pads, dtype=dtype)
+    wk = w.reshape(g.c, g.kk).astype(dtype)
+    bshape = (1, g.c) + (1,) * len(g.kernel)
+    lead = (slice(None), slice(None))
+    acc = tmp = None
+    for i, off in enumerate(np.ndindex(*g.kernel)):
+        src = xp[lead + g.tap_slices(off)]
+        wi = wk[:, i].reshape(bshape)
+        if acc is None:
+            acc = np.multiply(src, wi)
+            tmp = np.empty_like(acc)
+        else:
+            np.multiply(src, wi, out=tmp)
+            acc += tmp
+    assert acc is not None
+    return acc
+
+
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict,
+                 g: ConvGeom | None = None) -> np.ndarray:
+    """ONNX Conv on numpy float arrays (``attrs`` as in ``node.attrs``); reused by other kernels."""
+    g = g or conv_geom(x.shape, w.shape, attrs)
+    dt = x.dtype
+    if g.depthwise:
+        y = depthwise_forward(x, w, g, dt)
     else:
-        kg = (c // group) * math.prod(kernel)
-        y = np.matmul(w.reshape(group, m // group, kg), cols.reshape(n, group, kg, p))  # (N, G, M/G, P)
-    y = y.reshape((n, m) + tuple(outs))
+        cols = cols_channel_major(x, g, dt)  # (C*K, N*P)
+        kg = (g.c // g.group) * g.kk
+        wg = w.reshape(g.group, g.m // g.group, kg).astype(dt, copy=False)
+        yc = np.matmul(wg[0], cols) if g.group == 1 else np.matmul(wg, cols.reshape(g.group, kg, -1))
+        y = from_channel_major(yc.reshape(g.m, -1), g.n, g.out_spatial, dt)
     if b is not None:
-        y += b.astype(y.dtype, copy=False).reshape((1, m) + (1,) * len(outs))
+        y += b.astype(y.dtype, copy=False).reshape((1, g.m) + (1,) * len(g.out_spatial))
     return y
 
 
@@ -56,4 +82,5 @@ def conv(
     ctx: KernelContext, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None
 ) -> np.ndarray:
     """ONNX Conv (opset 1-22 forms)."""
-    return conv_forward(x, w, b, node.attrs)
+    g = cached_plan(node, (x.shape, w.shape), lambda: conv_geom(x.shape, w.shape, node.attrs))
+    return conv_forward(x, w, b, node.attrs, g)

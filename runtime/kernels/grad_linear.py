@@ -7,23 +7,31 @@ Node conventions (domain ``rctc``; emitted by ``rctc.passes.grad_rules.linear``)
 * ``ConvGradWeight(dy, x) -> dw``: the same window attrs plus ``weight_shape``.
 * ``ConvGradBias(dy) -> db``: sum of ``dy`` over batch and spatial axes.
 
-Both products are one BLAS matmul over the whole batch (``N*P`` folded into one GEMM
-dimension); grouped convolutions add a group batch axis to that matmul, never a Python loop
-over groups. The data gradient scatters its columns back with ``prod(kernel)`` strided
-slice-adds into a padded buffer (no ``np.add.at``, no loop over pixels); input rows no window
-reaches (stride > 1 with odd sizes) keep a zero gradient. Float32 stays float32.
+Both products are one BLAS matmul over the whole batch (channel-major ``(C*K, N*P)`` columns:
+``N*P`` folded into one GEMM dimension); grouped convolutions add a group batch axis to that
+matmul, never a Python loop over groups. The data gradient scatters its columns back with
+``prod(kernel)`` strided slice-adds into a padded buffer (no ``np.add.at``, no loop over
+pixels); input rows no window reaches (stride > 1 with odd sizes) keep a zero gradient.
+Depthwise convolutions skip the GEMM (a loop over kernel taps of broadcast multiply-adds; the
+helpers are shared with the integer kernels). Float32 stays float32.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.kernels._im2col import pad_spatial, window_view
+from rctc.runtime.kernels._im2col import (
+    ConvGeom,
+    cached_plan,
+    col2im_channel_major,
+    cols_channel_major,
+    pad_spatial,
+    to_channel_major,
+)
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -38,87 +46,100 @@ def _window_attrs(attrs: dict[str, Any], k: int) -> tuple[list[int], list[int], 
     return kernel, strides, dilations, pads, group
 
 
-def _dy_by_channel(dy: np.ndarray) -> np.ndarray:
-    """``(N, M, *out)`` -> ``(M, N*P)`` (one copy), the GEMM operand of both products."""
-    n, m = dy.shape[:2]
-    return np.ascontiguousarray(dy.reshape(n, m, -1).transpose(1, 0, 2)).reshape(m, -1)
+def grad_geom(attrs: dict[str, Any], x_shape: Sequence[int], dy_shape: Sequence[int]) -> ConvGeom:
+    """:class:`ConvGeom` of a conv gradient node (explicit window attrs, output size from ``dy``)."""
+    kernel, strides, dilations, pads, group = _window_attrs(attrs, len(dy_shape) - 2)
+    return ConvGeom(int(x_shape[0]), int(x_shape[1]), int(dy_shape[1]), group, tuple(kernel), tuple(strides),
+                    tuple(dilations), tuple(pads), tuple(int(s) for s in x_shape[2:]),
+                    tuple(int(s) for s in dy_shape[2:]))
 
 
-def conv_grad_weight(
-    dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-    pads: Sequence[int], group: int, matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul,
-) -> np.ndarray:
-    """dW[m, c, *k] = sum_{n, p} dy[n, m, p] * window(x)[n, c, *k, p] as one (grouped) matmul."""
-    if x.dtype != dy.dtype and dy.dtype.kind == "f":
-        x = x.astype(dy.dtype)
-    n, c = x.shape[:2]
-    m = dy.shape[1]
-    outs = list(dy.shape[2:])
-    kk = math.prod(kernel)
-    xp = pad_spatial(x, pads)
-    view = window_view(xp, kernel, strides, dilations, outs)  # (N, C, *k, *out), no copy
-    # columns laid out (C*K, N*P): the contraction axis N*P is contiguous for BLAS. Copied one
-    # kernel offset at a time (several times faster than one copy of the 2k+2-D strided view).
-    cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(outs), dtype=x.dtype)
-    for off in np.ndindex(*kernel):
-        cols[(slice(None),) + off] = view[(slice(None), slice(None)) + off].swapaxes(0, 1)
-    cols = cols.reshape(c * kk, -1)
-    dy2 = _dy_by_channel(dy)  # (M, N*P)
-    if group == 1:
-        dw = matmul(dy2, cols.T)
+def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
+    """dX of a depthwise conv in ``dtype``, NC layout: one multiply + one strided add per tap.
+
+    Returns a (possibly non-contiguous) ``(N, C, *in)`` view of the padded accumulator.
+    """
+    dyd = dy.astype(dtype, copy=False)
+    wk = w.reshape(g.c, g.kk).astype(dtype)
+    bshape = (1, g.c) + (1,) * len(g.kernel)
+    lead = (slice(None), slice(None))
+    acc = np.zeros((g.n, g.c) + g.padded, dtype=dtype)
+    tmp = np.empty(dyd.shape, dtype=dtype)
+    for i, off in enumerate(np.ndindex(*g.kernel)):
+        np.multiply(dyd, wk[:, i].reshape(bshape), out=tmp)
+        acc[lead + g.tap_slices(off)] += tmp
+    return acc[lead + g.inner()]
+
+
+def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any, sum_dtype: Any) -> np.ndarray:
+    """dW ``(C, 1, *kernel)`` of a depthwise conv: per tap, products in ``dtype`` summed in ``sum_dtype``."""
+    xp = pad_spatial(x, g.pads, dtype=dtype)
+    dyd = dy.astype(dtype, copy=False)
+    lead = (slice(None), slice(None))
+    tmp = np.empty(dyd.shape, dtype=dtype)
+    dw = np.empty((g.c, g.kk), dtype=sum_dtype)
+    for i, off in enumerate(np.ndindex(*g.kernel)):
+        np.multiply(xp[lead + g.tap_slices(off)], dyd, out=tmp)
+        dw[:, i] = tmp.reshape(g.n, g.c, -1).sum(axis=2, dtype=sum_dtype).sum(axis=0)
+    return dw.reshape((g.c, 1) + g.kernel)
+
+
+def conv_grad_weight(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int],
+                     dilations: Sequence[int], pads: Sequence[int], group: int) -> np.ndarray:
+    """dW[m, c, *k] = sum_{n, p} dy[n, m, p] * window(x)[n, c, *k, p] as one (grouped) GEMM."""
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": pads, "group": group}
+    return _grad_weight(dy, x, grad_geom(attrs, x.shape, dy.shape))
+
+
+def _grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom) -> np.ndarray:
+    dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
+    if g.depthwise:
+        return depthwise_grad_weight(dy, x, g, dt, dt)
+    cols = cols_channel_major(x, g, dt)  # (C*K, N*P): the contraction axis N*P is contiguous
+    dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
+    if g.group == 1:
+        dw = np.matmul(dyc, cols.T)
     else:
-        cg = c // group
-        dw = matmul(dy2.reshape(group, m // group, -1), cols.reshape(group, cg * kk, -1).transpose(0, 2, 1))
-    return dw.reshape((m, c // group) + tuple(kernel))
+        kg = (g.c // g.group) * g.kk
+        dw = np.matmul(dyc.reshape(g.group, g.m // g.group, -1), cols.reshape(g.group, kg, -1).transpose(0, 2, 1))
+    return dw.reshape((g.m, g.c // g.group) + g.kernel)
 
 
-def conv_grad_input(
-    dy: np.ndarray, w: np.ndarray, x_shape: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-    dilations: Sequence[int], pads: Sequence[int], group: int,
-    matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul,
-) -> np.ndarray:
-    """dx = col2im(W^T @ dy): one (grouped) matmul, then prod(kernel) strided slice-adds."""
-    if w.dtype != dy.dtype and dy.dtype.kind == "f":
-        w = w.astype(dy.dtype)
-    n, c = int(x_shape[0]), int(x_shape[1])
-    m = dy.shape[1]
-    outs = list(dy.shape[2:])
-    k = len(kernel)
-    kk = math.prod(kernel)
-    dy2 = _dy_by_channel(dy)  # (M, N*P)
-    if group == 1:
-        cols = matmul(w.reshape(m, -1).T, dy2)  # (C*K, N*P)
+def conv_grad_input(dy: np.ndarray, w: np.ndarray, x_shape: Sequence[int], kernel: Sequence[int],
+                    strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
+                    group: int) -> np.ndarray:
+    """dx = col2im(W^T @ dy): one (grouped) GEMM, then prod(kernel) strided slice-adds."""
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": pads, "group": group}
+    return _grad_input(dy, w, grad_geom(attrs, x_shape, dy.shape))
+
+
+def _grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
+    dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
+    if g.depthwise:
+        return np.ascontiguousarray(depthwise_grad_input(dy, w, g, dt))
+    dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
+    mg, kg = g.m // g.group, (g.c // g.group) * g.kk
+    wg = w.reshape(g.group, mg, kg).astype(dt, copy=False)
+    if g.group == 1:
+        cols = np.matmul(wg[0].T, dyc)  # (C*K, N*P)
     else:
-        mg, kg = m // group, (c // group) * kk
-        cols = matmul(w.reshape(group, mg, kg).transpose(0, 2, 1), dy2.reshape(group, mg, -1))  # (G, Kg, N*P)
-    cv = cols.reshape((c,) + tuple(kernel) + (n,) + tuple(outs))
-    padded = tuple(int(x_shape[2 + i]) + pads[i] + pads[k + i] for i in range(k))
-    acc = np.zeros((c, n) + padded, dtype=cols.dtype)  # same (C, N) order as the columns
-    for off in np.ndindex(*kernel):
-        sl = tuple(
-            slice(off[i] * dilations[i], off[i] * dilations[i] + (outs[i] - 1) * strides[i] + 1, strides[i])
-            for i in range(k)
-        )
-        acc[(slice(None), slice(None)) + sl] += cv[(slice(None),) + off]
-    inner = tuple(slice(pads[i], pads[i] + int(x_shape[2 + i])) for i in range(k))
-    dx = np.empty((n, c) + tuple(int(s) for s in x_shape[2:]), dtype=acc.dtype)
-    dx[...] = acc[(slice(None), slice(None)) + inner].swapaxes(0, 1)
-    return dx
+        cols = np.matmul(wg.transpose(0, 2, 1), dyc.reshape(g.group, mg, -1))  # (G, Kg, N*P)
+    return col2im_channel_major(cols.reshape(g.c * g.kk, -1), g, dt)
 
 
 @register("ConvGradInput")
 def conv_grad_input_kernel(ctx: KernelContext, node: Node, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Gradient of Conv w.r.t. its input X (shape ``input_shape``)."""
-    x_shape = [int(v) for v in node.attrs["input_shape"]]
-    kernel, strides, dilations, pads, group = _window_attrs(node.attrs, dy.ndim - 2)
-    return conv_grad_input(dy, w, x_shape, kernel, strides, dilations, pads, group)
+    g = cached_plan(node, (dy.shape, w.shape),
+                    lambda: grad_geom(node.attrs, [int(v) for v in node.attrs["input_shape"]], dy.shape))
+    return _grad_input(dy, w, g)
 
 
 @register("ConvGradWeight")
 def conv_grad_weight_kernel(ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Gradient of Conv w.r.t. its weight W (shape ``weight_shape``)."""
-    kernel, strides, dilations, pads, group = _window_attrs(node.attrs, dy.ndim - 2)
-    dw = conv_grad_weight(dy, x, kernel, strides, dilations, pads, group)
+    g = cached_plan(node, (dy.shape, x.shape), lambda: grad_geom(node.attrs, x.shape, dy.shape))
+    dw = _grad_weight(dy, x, g)
     want = tuple(int(v) for v in node.attrs.get("weight_shape", dw.shape))
     if dw.shape != want:
         raise ValueError(f"ConvGradWeight produced {dw.shape}, weight_shape is {want}")

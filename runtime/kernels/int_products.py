@@ -1,66 +1,145 @@
 """Integer GEMM-class kernels (rct mode): IntConv, IntGemm, IntMatMul, IntConvGradInput, IntConvGradWeight.
 
-Each multiplies integer operands exactly (``rctc.runtime.intmath.int_matmul``: BLAS with the
-contraction split so every partial sum is exact) and returns the accumulator in the node's
-output dtype (int32 or int64, chosen at compile time from the worst-case bound) plus its
-exponent ``ea + eb``. ``INT_PRODUCTS`` maps the op type to the bare product, which
-FusedIntUpdate reuses.
+Each multiplies integer operands exactly and returns the accumulator in the node's output dtype
+(int32 or int64, chosen at compile time from the worst-case bound) plus its exponent
+``ea + eb``. ``INT_PRODUCTS`` maps the op type to the bare product
+``fn(a, b, attrs, out_dtype=int64, node=None)``, which FusedIntUpdate reuses (``node`` only keys
+the per-node geometry cache).
+
+Convolutions use the one-GEMM channel-major layout of
+:mod:`rctc.runtime.kernels._im2col`: the operands are converted to float32 (or float64) while
+the columns are built, the product is one BLAS GEMM whose contraction is split into chunks
+small enough that every partial sum is an exactly representable integer
+(:func:`rctc.runtime.intmath.matmul_plan` / :func:`~rctc.runtime.intmath.exact_float_matmul`,
+proof in :func:`~rctc.runtime.intmath.int_matmul`), and the col2im sums of the data gradient
+run in a float format whose exact range covers the whole worst-case sum (``M/G * prod(kernel)``
+products), else in int64. The final layout copy converts to the integer output dtype.
+Depthwise convolutions use integer multiply-adds per kernel tap (int32 when the bound allows,
+else int64): exact by construction.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intmath import int_matmul
-from rctc.runtime.kernels._im2col import im2col, pad_spatial, window_params
-from rctc.runtime.kernels.grad_linear import _window_attrs, conv_grad_input, conv_grad_weight
+from rctc.runtime.intmath import F32_EXACT, F64_EXACT, exact_float_matmul, int_matmul, matmul_plan
+from rctc.runtime.kernels._im2col import (
+    ConvGeom,
+    cached_plan,
+    col2im_channel_major,
+    cols_channel_major,
+    from_channel_major,
+    to_channel_major,
+)
+from rctc.runtime.kernels.conv import conv_geom, depthwise_forward
+from rctc.runtime.kernels.grad_linear import depthwise_grad_input, depthwise_grad_weight, grad_geom
 from rctc.runtime.kernels.registry import KernelContext, register
 
-Product = Callable[[np.ndarray, np.ndarray, dict[str, Any]], np.ndarray]
+Product = Callable[..., np.ndarray]
+_I32_MAX = 2**31 - 1
 
 
-def int_conv(x: np.ndarray, w: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    group = int(attrs.get("group", 1))
-    kernel = [int(v) for v in attrs.get("kernel_shape", w.shape[2:])]
-    strides, dilations, pads, outs = window_params(attrs, x.shape, kernel)
-    cols = im2col(pad_spatial(x, pads), kernel, strides, dilations, outs)  # (N, C*K, P)
-    p = cols.shape[-1]
-    if group == 1:
-        y = int_matmul(w.reshape(m, -1), cols)
+def _amax(x: np.ndarray) -> int:
+    return max(int(x.max()), -int(x.min())) if x.size else 0
+
+
+def _float_type(path: str) -> type:
+    return {"f32": np.float32, "f64": np.float64}.get(path, np.int64)
+
+
+def _int_acc(bound: int) -> type:
+    """Integer accumulator dtype for sums bounded by ``bound`` (int32 if it fits, else int64)."""
+    return np.int32 if bound <= _I32_MAX else np.int64
+
+
+def _geom(node: Node | None, key: tuple, build: Callable[[], ConvGeom]) -> ConvGeom:
+    return build() if node is None else cached_plan(node, key, build)
+
+
+def int_conv(x: np.ndarray, w: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
+             node: Node | None = None) -> np.ndarray:
+    g = _geom(node, (x.shape, w.shape), lambda: conv_geom(x.shape, w.shape, attrs))
+    ax, aw = _amax(x), _amax(w)
+    kg = (g.c // g.group) * g.kk
+    if g.depthwise:
+        return depthwise_forward(x, w, g, _int_acc(g.kk * ax * aw)).astype(out_dtype, copy=False)
+    path, chunk = matmul_plan(kg, aw, ax, g.m * g.n * g.p)
+    ft = _float_type(path)
+    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1)  # (G, C/G*K, N*P)
+    wg = w.reshape(g.group, g.m // g.group, kg).astype(ft)
+    if path == "i64":
+        y = np.matmul(wg, cols)
     else:
-        kg = (c // group) * math.prod(kernel)
-        y = int_matmul(w.reshape(group, m // group, kg), cols.reshape(n, group, kg, p))
-    return y.reshape((n, m) + tuple(outs))
+        y = exact_float_matmul(wg[0] if g.group == 1 else wg, cols[0] if g.group == 1 else cols, chunk,
+                               kg * ax * aw)
+    return from_channel_major(y.reshape(g.m, -1), g.n, g.out_spatial, out_dtype)
 
 
-def int_gemm(a: np.ndarray, b: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+def int_gemm(a: np.ndarray, b: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
+             node: Node | None = None) -> np.ndarray:
     if attrs.get("transA", 0):
         a = a.T
     if attrs.get("transB", 0):
         b = b.T
-    return int_matmul(a, b)
+    return int_matmul(a, b, out_dtype)
 
 
-def int_matmul_op(a: np.ndarray, b: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    return int_matmul(a, b)
+def int_matmul_op(a: np.ndarray, b: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
+                  node: Node | None = None) -> np.ndarray:
+    return int_matmul(a, b, out_dtype)
 
 
-def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    kernel, strides, dilations, pads, group = _window_attrs(attrs, dy.ndim - 2)
-    x_shape = [int(v) for v in attrs["input_shape"]]
-    return conv_grad_input(dy, w, x_shape, kernel, strides, dilations, pads, group, matmul=int_matmul)
+def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
+                        node: Node | None = None) -> np.ndarray:
+    g = _geom(node, (dy.shape, w.shape),
+              lambda: grad_geom(attrs, [int(v) for v in attrs["input_shape"]], dy.shape))
+    ady, aw = _amax(dy), _amax(w)
+    mg = g.m // g.group
+    bound = mg * g.kk * ady * aw  # every dx element sums at most M/G * prod(kernel) products
+    if g.depthwise:
+        dx = depthwise_grad_input(dy, w, g, _int_acc(bound))
+        return np.ascontiguousarray(dx, dtype=out_dtype)
+    path, chunk = matmul_plan(mg, aw, ady, g.c * g.kk * g.n * g.p)
+    ft = _float_type(path)
+    dyc = to_channel_major(dy, ft).reshape(g.group, mg, -1)  # (G, M/G, N*P)
+    wt = w.reshape(g.group, mg, -1).astype(ft).transpose(0, 2, 1)  # (G, C/G*K, M/G)
+    if path == "i64":
+        cols = np.matmul(wt, dyc)
+    else:
+        cols = exact_float_matmul(wt[0] if g.group == 1 else wt, dyc[0] if g.group == 1 else dyc, chunk,
+                                  mg * ady * aw)
+    acc = cols.dtype
+    if acc.kind == "f":
+        acc = np.dtype(np.float32 if acc == np.float32 and bound <= F32_EXACT else
+                       np.float64 if bound <= F64_EXACT else np.int64)
+    if acc.kind == "i" and cols.dtype.kind == "f":
+        cols = cols.astype(np.int64)
+    return col2im_channel_major(cols.reshape(g.c * g.kk, -1), g, out_dtype, acc)
 
 
-def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    kernel, strides, dilations, pads, group = _window_attrs(attrs, dy.ndim - 2)
-    return conv_grad_weight(dy, x, kernel, strides, dilations, pads, group, matmul=int_matmul)
+def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
+                         node: Node | None = None) -> np.ndarray:
+    g = _geom(node, (dy.shape, x.shape), lambda: grad_geom(attrs, x.shape, dy.shape))
+    ady, ax = _amax(dy), _amax(x)
+    if g.depthwise:
+        return depthwise_grad_weight(dy, x, g, _int_acc(ady * ax), np.int64).astype(out_dtype, copy=False)
+    mg, kg = g.m // g.group, (g.c // g.group) * g.kk
+    npix = g.n * g.p
+    path, chunk = matmul_plan(npix, ady, ax, g.m * kg)
+    ft = _float_type(path)
+    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*P, C/G*K)
+    dyc = to_channel_major(dy, ft).reshape(g.group, mg, -1)  # (G, M/G, N*P)
+    if g.group == 1:
+        cols, dyc = cols[0], dyc[0]
+    if path == "i64":
+        dw = np.matmul(dyc, cols)
+    else:
+        dw = exact_float_matmul(dyc, cols, chunk, npix * ady * ax)
+    return dw.reshape((g.m, g.c // g.group) + g.kernel).astype(out_dtype, copy=False)
 
 
 INT_PRODUCTS: dict[str, Product] = {
@@ -75,8 +154,8 @@ INT_PRODUCTS: dict[str, Product] = {
 def _make_kernel(product: Product) -> Callable[..., tuple]:
     def kernel(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray,
                eb: np.ndarray) -> tuple:
-        acc = product(qa, qb, node.attrs)
-        return acc.astype(node.outputs[0].dtype, copy=False), np.array(int(ea) + int(eb), np.int32)
+        acc = product(qa, qb, node.attrs, node.outputs[0].dtype, node)
+        return acc, np.array(int(ea) + int(eb), np.int32)
 
     kernel.__doc__ = f"{product.__name__}: exact integer product and its exponent."
     return kernel

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
 from rctc.runtime.kernels.quant_ops import round_array
 from rctc.runtime.kernels.registry import KernelContext, register
@@ -65,8 +66,10 @@ def int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.nda
 def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
                      qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
-    attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
-    acc = INT_PRODUCTS[node.attrs["product"]](qa, qb, attrs)
+    attrs = cached_plan(node, None, lambda: {k[len("product_"):]: v for k, v in node.attrs.items()
+                                              if k.startswith("product_")})
+    # the product's own geometry cache is keyed by the attrs dict (one per node, kept alive above)
+    acc = INT_PRODUCTS[node.attrs["product"]](qa, qb, attrs, np.int64, attrs)
     perm = node.attrs.get("transpose") or None
     if perm:
         acc = acc.transpose(perm)

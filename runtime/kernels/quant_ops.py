@@ -5,33 +5,73 @@ from __future__ import annotations
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.runtime.kernels.registry import KernelContext, register
+from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 
 
 def pow2(e: int, dtype: type = np.float32) -> np.floating:
     return dtype(np.ldexp(1.0, int(e)))
 
 
+_TWO24 = float(1 << 24)
+
+
+def uniform_scaled(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``2^24 * r`` for ``r ~ U[0, 1)`` on the float32 grid (multiples of 2^-24), as float32 integers.
+
+    The same distribution as ``rng.random(dtype=np.float32)`` (the top 24 bits of a 32-bit draw),
+    taken straight from the bit generator's raw 64-bit output (two draws per word): about half
+    the cost, and no float division. Deterministic for a given generator state.
+    """
+    n = int(np.prod(shape))
+    raw = rng.bit_generator.random_raw((n + 1) // 2)
+    u = raw.view(np.uint32)[:n]
+    u >>= np.uint32(8)
+    return u.astype(np.float32).reshape(shape)
+
+
 def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.ndarray:
-    """Nearest (half to even) or stochastic rounding floor(v + r), r ~ U[0,1) as float32 draws."""
+    """Nearest (half to even) or stochastic rounding floor(v + r), r ~ U[0,1) on the float32 grid.
+
+    Stochastic: ``floor(v) + (r < v - floor(v))``, which is ``floor(v + r)`` without the rounding
+    error of the float sum; the comparison is done scaled by 2^24 (exact power-of-two scaling).
+    Returns a new float array of ``v``'s dtype.
+    """
     if rounding == "nearest":
         return np.rint(v)
     fl = np.floor(v)
-    r = rng.random(v.shape, dtype=np.float32)
-    return fl + (r < (v - fl))
+    frac = np.subtract(v, fl)
+    frac *= frac.dtype.type(_TWO24)
+    fl += np.less(uniform_scaled(rng, v.shape), frac)
+    return fl
 
 
-def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.Generator) -> np.ndarray:
+def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.Generator,
+                in_range: bool = False) -> np.ndarray:
+    """``clip(round(x / 2^e))`` in the int dtype of ``bits``.
+
+    ``in_range``: ``e`` was chosen from max|x| (:func:`choose_exponent`), so ``|x / 2^e| <= qmax``
+    and neither rounding mode can leave the range (floor/rint of a value in [-qmax, qmax] with
+    integer qmax stays inside): the clip pass is skipped.
+    """
     qmax = qmax_for_bits(bits)
-    v = x.astype(np.float32, copy=False) * pow2(-e)
-    r = round_array(v, rounding, rng)
-    np.clip(r, -qmax, qmax, out=r)
+    scale = np.ldexp(1.0, -int(e))
+    if np.finfo(np.float32).tiny <= scale <= np.finfo(np.float32).max:
+        v = np.multiply(x, np.float32(scale), dtype=np.float32)
+    else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
+        v = (x.astype(np.float64) * scale).astype(np.float32)
+    if rounding == "nearest":
+        np.rint(v, out=v)
+        r = v
+    else:
+        r = round_array(v, rounding, rng)
+    if not in_range:
+        np.clip(r, -qmax, qmax, out=r)
     return r.astype(int_dtype_for_bits(bits))
 
 
 def _absmax(x: np.ndarray) -> float:
-    return float(np.max(np.abs(x))) if x.size else 0.0
+    return max(float(x.max()), -float(x.min())) if x.size else 0.0
 
 
 @register("QuantAct")
@@ -49,7 +89,7 @@ def quant_act(ctx: KernelContext, node: Node, x: np.ndarray, amax: np.ndarray) -
     else:
         e = choose_exponent(run if run > 0 else m, bits)
         new = run
-    q = quantize_to(x, e, bits, "nearest", ctx.rng)
+    q = quantize_to(x, e, bits, "nearest", ctx.rng, in_range=ctx.training)
     return q, np.array(e, np.int32), np.array(new, np.float32)
 
 
@@ -61,11 +101,13 @@ def quant_grad(ctx: KernelContext, node: Node, g: np.ndarray) -> tuple:
     if not np.isfinite(m):
         raise FloatingPointError(f"gradient {node.inputs[0].name!r} contains NaN/Inf; lower the learning rate")
     e = choose_exponent(m, bits)
-    return quantize_to(g, e, bits, str(node.attrs.get("rounding", "stochastic")), ctx.rng), np.array(e, np.int32)
+    q = quantize_to(g, e, bits, str(node.attrs.get("rounding", "stochastic")), ctx.rng, in_range=True)
+    return q, np.array(e, np.int32)
 
 
 @register("Dequantize")
-def dequantize(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+def dequantize(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
+               bias: np.ndarray | None = None) -> np.ndarray:
     """alpha * q * 2^e (+ beta * bias, broadcast along ``bias_axis`` or numpy-style) in float32."""
     alpha = float(node.attrs.get("alpha", 1.0))
     y = q.astype(np.float32)

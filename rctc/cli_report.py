@@ -1,0 +1,32 @@
+"""``rctc report run.jsonl -o report.png``: training curves, per-layer bitwidths and measured energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rctc.cli import emit_json, fail_cleanly, main
+
+
+@main.command("report")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The PNG to write.")
+@click.option("--title", default=None, help="Figure title (default: steps and final loss).")
+@click.option("--smooth", type=int, default=None, help="Moving-average window in steps (default: automatic).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@fail_cleanly
+def report_cmd(log: Path, output: Path, title: str | None, smooth: int | None, as_json: bool) -> None:
+    """Plot a `rctc train --log` file: loss, accuracy, per-layer bits and measured energy per step."""
+    from rctc.errors import RctcError
+    from rctc.plots import plot_report, read_log
+
+    if smooth is not None and smooth < 1:
+        raise RctcError(f"--smooth must be >= 1, got {smooth}")
+    info = plot_report(read_log(log), output, title, smooth)
+    info["output"] = str(output)
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"wrote {output}: {', '.join(info['panels'])} over {info['steps']} steps")

@@ -1,0 +1,147 @@
+"""Export to ONNX (``rctc export --format float|qdq``): onnxruntime against ``rctc predict``.
+
+rct mode: the qdq export reproduces ``predict`` exactly under onnxruntime's default
+optimisations (so argmax agrees on every sample); the float export agrees within 1e-4
+relative. For models with BatchNormalization the float comparison disables onnxruntime's
+ConvBNFusion: folding BatchNorm into float Conv weights re-rounds them, and the next
+activation quantisation can turn a 1-ulp change into one quantisation step (documented in
+rctc/export.py). qat mode quantises activations with a batch-max scale, so the comparison
+feeds the same batches; fp32 mode is plain float.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+import rctc
+from rctc.cli import main
+from rctc.data import load_data
+from rctc.errors import RctcError
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _session(path: Path, disabled: list[str] | None = None, level: str = "all") -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if level == "none":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled or [])
+
+
+def _run(sess: ort.InferenceSession, x: np.ndarray, batch: int) -> np.ndarray:
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+
+def _trained(name: str, mode: str, steps: int, batch: int = 32, n: int = 64) -> tuple[rctc.CompiledModel, np.ndarray]:
+    m = rctc.compile(MODELS / f"{name}.onnx", mode=mode, batch_size=batch, adjust_every=2)
+    v = m.graph.value(m.input_name)
+    if name in ("mlp", "lenet"):
+        ds = load_data("digits:train")
+        m.train(ds.x, ds.y, steps=steps, lr=0.1)
+        return m, m._x(load_data("digits:test").x, "digits:test")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 20, (n, *v.shape[1:])) if v.dtype.kind == "i" else \
+        rng.standard_normal((n, *v.shape[1:])).astype(np.float32)
+    y = rng.integers(0, int(m.graph.meta["num_classes"]), n)
+    m.train(x, y, steps=steps, lr=0.02)
+    return m, m._x(x, "random")
+
+
+RCT_CASES = [("lenet", 40, 32), ("mlp", 40, 32), ("resnet8", 3, 8), ("mobilenet", 3, 8), ("tiny_transformer", 4, 8)]
+
+
+@pytest.mark.parametrize(("name", "steps", "batch"), RCT_CASES)
+def test_rct_export_matches_predict(tmp_path: Path, name: str, steps: int, batch: int) -> None:
+    m, x = _trained(name, "rct", steps, batch)
+    ref = m.predict(x)["logits"]
+    has_bn = any(n.op_type == "BatchNormalization" for n in m.graph.nodes)
+    m.export(tmp_path / "q.onnx", "qdq")
+    got = _run(_session(tmp_path / "q.onnx"), x, batch)
+    assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+    assert _rel(got, ref) <= 1e-4
+    m.export(tmp_path / "f.onnx", "float")
+    got = _run(_session(tmp_path / "f.onnx", ["ConvBNFusion"] if has_bn else None), x, batch)
+    assert _rel(got, ref) <= 1e-4
+    assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+def test_float_export_structure_and_names(tmp_path: Path) -> None:
+    m, _ = _trained("resnet8", "rct", 1, 8, 16)
+    src = onnx.load(str(MODELS / "resnet8.onnx"))
+    m.export(tmp_path / "f.onnx", "float")
+    model = onnx.load(str(tmp_path / "f.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == 18
+    assert [i.name for i in model.graph.input] == [i.name for i in src.graph.input]
+    assert [o.name for o in model.graph.output] == [o.name for o in src.graph.output]
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    src_names = {t.name for t in src.graph.initializer}
+    params = [p.name for p in m.graph.params()]
+    assert params and set(params) <= set(inits) and set(params) <= src_names
+    for p in m.graph.params():  # float weights: q * 2^exp exactly
+        exp = int(m.graph.value(f"{p.name}.exp").data)
+        np.testing.assert_array_equal(inits[p.name], np.ldexp(p.data.astype(np.float64), exp).astype(np.float32))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Dropout" not in ops and not any(n.domain for n in model.graph.node)
+    assert all(len(n.output) == 1 for n in model.graph.node if n.op_type == "BatchNormalization")
+    assert "SoftmaxCrossEntropy" not in ops and "labels" not in {i.name for i in model.graph.input}
+
+
+def test_qdq_export_integer_weights(tmp_path: Path) -> None:
+    m, _ = _trained("mlp", "rct", 30)
+    m.export(tmp_path / "q.onnx", "qdq")
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    assert model.opset_import[0].version == 21
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    pmap = json.loads({p.key: p.value for p in model.metadata_props}["rctc.parameters"])
+    assert set(pmap) == {p.name for p in m.graph.params()}
+    for p in m.graph.params():
+        info = pmap[p.name]
+        bits = int(m.graph.value(f"{p.name}.bits").data)
+        q = inits[info["quantized"]]
+        assert info["quantized"] == f"{p.name}_quantized" and info["bits"] == bits
+        assert q.dtype == (np.int8 if bits <= 8 else np.int16)
+        np.testing.assert_array_equal(q, p.data)
+        assert inits[info["scale"]] == np.float32(2.0 ** info["exp"])
+        assert p.name not in inits  # the float tensor is DequantizeLinear's output
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def test_fp32_and_qat_exports(tmp_path: Path) -> None:
+    for mode in ("fp32", "qat"):
+        m, x = _trained("lenet", mode, 10)
+        ref = m.predict(x)["logits"]
+        m.export(tmp_path / f"{mode}.onnx", "float")
+        assert _rel(_run(_session(tmp_path / f"{mode}.onnx"), x, 32), ref) <= 1e-5
+        if mode == "qat":  # batch-max activation scales: same batches, bit-exact without graph rewrites
+            m.export(tmp_path / "qat_qdq.onnx", "qdq")
+            assert np.array_equal(_run(_session(tmp_path / "qat_qdq.onnx", level="none"), x, 32), ref)
+            assert np.array_equal(_run(_session(tmp_path / f"{mode}.onnx", level="none"), x, 32), ref)
+        else:
+            with pytest.raises(RctcError, match="qdq needs"):
+                m.export(tmp_path / "bad.onnx", "qdq")
+
+
+def test_export_cli(tmp_path: Path) -> None:
+    model = tmp_path / "mlp.rct"
+    r = CliRunner().invoke(main, ["compile", str(MODELS / "mlp.onnx"), "-o", str(model), "--mode", "fp32"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["export", str(model), "-o", str(tmp_path / "m.onnx"), "--format", "qdq"])
+    assert r.exit_code == 2 and r.stderr.startswith("rctc: error:") and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()
+    r = CliRunner().invoke(main, ["export", str(model), "-o", str(tmp_path / "m.onnx"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["format"] == "float"
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)

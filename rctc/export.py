@@ -18,6 +18,12 @@ no loss), under the original input / output names. Two formats:
     point 0); a ``DequantizeLinear`` node produces the float tensor named ``P``.
     The mapping is also written to the model's ``metadata_props`` (``rctc.parameters``).
 
+onnxruntime note: its default graph optimisations fold BatchNormalization into a preceding
+float Conv (ConvBNFusion), which re-rounds the weights; a following activation quantisation can
+turn that last-bit change into one quantisation step. The qdq format is not affected (its
+weights come from DequantizeLinear) and matches ``rctc predict`` exactly; for bit-exact float
+results on models with BatchNormalization pass ``disabled_optimizers=["ConvBNFusion"]``.
+
 fp32-mode graphs export as plain float models. qat-mode graphs keep their fake
 quantisation: weights are exported fake-quantised (static, from the weight's max), and
 activations get a Q/DQ pair whose power-of-two scale is computed in the graph from the

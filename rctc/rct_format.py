@@ -89,6 +89,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise RctcError(f"{p}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, p.stat().st_mode & 0o777 if p.exists() else 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -55,7 +55,8 @@ class CliResult:
         self.exception = exception
 
     def __repr__(self) -> str:
-        return f"CliResult(exit={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r}, exc={self.exception!r})"
+        return (f"CliResult(exit={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r}, "
+                f"exc={self.exception!r})")
 
 
 def run_cli(args: Sequence[str]) -> CliResult:

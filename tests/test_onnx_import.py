@@ -217,7 +217,8 @@ def _external_model(folder: Path, location: str, data_file: Path | None) -> tupl
         [tensor],
     )
     path = folder / "model.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8).SerializeToString())
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    path.write_bytes(model.SerializeToString())
     return path, w
 
 

@@ -253,6 +253,21 @@ class ConvGeom:
             for o, s, d, n in zip(off, self.strides, self.dilations, self.out_spatial, strict=True)
         )
 
+    def transposed(self) -> ConvGeom | None:
+        """Geometry of the data gradient as a forward conv of ``dy`` (flipped, transposed weight).
+
+        For stride 1, group 1: ``dx = conv(dy, W')`` with ``W'[c, m, k] = W[m, c, K-1-k]`` and
+        pads ``(k-1)*d - p``; None where that does not apply (strides, groups, pads > (k-1)*d).
+        """
+        k = len(self.kernel)
+        if self.group != 1 or any(s != 1 for s in self.strides):
+            return None
+        pads = tuple((self.kernel[i % k] - 1) * self.dilations[i % k] - p for i, p in enumerate(self.pads))
+        if min(pads) < 0:
+            return None
+        return ConvGeom(self.n, self.m, self.c, 1, self.kernel, self.strides, self.dilations, pads,
+                        self.out_spatial, self.in_spatial)
+
     def inner(self) -> tuple[slice, ...]:
         """Slices of the un-padded input inside the padded spatial axes."""
         return tuple(slice(p, p + s) for p, s in zip(self.pads, self.in_spatial))

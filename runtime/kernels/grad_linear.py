@@ -29,6 +29,7 @@ from rctc.runtime.kernels._im2col import (
     cached_plan,
     col2im_channel_major,
     cols_channel_major,
+    from_channel_major,
     pad_spatial,
     to_channel_major,
 )
@@ -113,10 +114,22 @@ def conv_grad_input(dy: np.ndarray, w: np.ndarray, x_shape: Sequence[int], kerne
     return _grad_input(dy, w, grad_geom(attrs, x_shape, dy.shape))
 
 
+def flipped_weight(w: np.ndarray, dtype: Any) -> np.ndarray:
+    """``W'(C, M*prod(kernel))`` with ``W'[c, m, k] = W[m, c, K-1-k]``: the weight of the data
+    gradient of a stride-1, group-1 conv seen as a forward conv (:meth:`ConvGeom.transposed`)."""
+    k = w.ndim - 2
+    wf = w.swapaxes(0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * k]
+    return np.ascontiguousarray(wf, dtype=dtype).reshape(w.shape[1], -1)
+
+
 def _grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
     dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
     if g.depthwise:
         return np.ascontiguousarray(depthwise_grad_input(dy, w, g, dt))
+    tg = g.transposed()
+    if tg is not None:  # im2col of dy + one GEMM straight into dx: copies instead of col2im's adds
+        cols = cols_channel_major(dy, tg, dt)
+        return from_channel_major(flipped_weight(w, dt) @ cols, g.n, g.in_spatial, dt)
     dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
     wg = w.reshape(g.group, mg, kg).astype(dt, copy=False)

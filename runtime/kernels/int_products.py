@@ -36,7 +36,7 @@ from rctc.runtime.kernels._im2col import (
     to_channel_major,
 )
 from rctc.runtime.kernels.conv import conv_geom, depthwise_forward
-from rctc.runtime.kernels.grad_linear import depthwise_grad_input, depthwise_grad_weight, grad_geom
+from rctc.runtime.kernels.grad_linear import depthwise_grad_input, depthwise_grad_weight, flipped_weight, grad_geom
 from rctc.runtime.kernels.registry import KernelContext, register
 
 Product = Callable[..., np.ndarray]
@@ -103,6 +103,14 @@ def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], ou
     if g.depthwise:
         dx = depthwise_grad_input(dy, w, g, _int_acc(bound))
         return np.ascontiguousarray(dx, dtype=out_dtype)
+    tg = g.transposed()
+    if tg is not None:  # stride 1, group 1: dx = conv(dy, flipped W^T), contraction M*prod(kernel)
+        path, chunk = matmul_plan(g.m * g.kk, aw, ady, g.c * g.n * tg.p)
+        ft = _float_type(path)
+        cols = cols_channel_major(dy, tg, ft)
+        wt2 = flipped_weight(w, ft)
+        dx = np.matmul(wt2, cols) if path == "i64" else exact_float_matmul(wt2, cols, chunk, bound)
+        return from_channel_major(dx, g.n, g.in_spatial, out_dtype)
     path, chunk = matmul_plan(mg, aw, ady, g.c * g.kk * g.n * g.p)
     ft = _float_type(path)
     dyc = to_channel_major(dy, ft).reshape(g.group, mg, -1)  # (G, M/G, N*P)

@@ -203,9 +203,11 @@ def export_cmd(model: Path, output: Path, fmt: str, as_json: bool) -> None:
 @main.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--profile", default=None, help="Energy profile name or TOML path.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the per-layer energy / memory breakdown into this PNG (needs rctc[plot]).")
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
-def inspect_cmd(model: Path, profile: str | None, as_json: bool) -> None:
+def inspect_cmd(model: Path, profile: str | None, plot_path: Path | None, as_json: bool) -> None:
     """Show the parameter slot table and the static energy / memory estimate."""
     from rctc.api import load
     from rctc.summary import graph_summary, parameter_table
@@ -214,6 +216,11 @@ def inspect_cmd(model: Path, profile: str | None, as_json: bool) -> None:
     info: dict[str, Any] = graph_summary(m.graph)
     info["parameters"] = parameter_table(m.graph)
     info.update(m.estimate(profile))
+    if plot_path is not None:
+        from rctc.plot_energy import plot_estimate
+
+        plot_estimate(info, plot_path, title=f"{model.name}: {info['mode']} mode, batch {info['batch_size']}")
+        info["plot"] = str(plot_path)
     if as_json:
         emit_json(info)
         return
@@ -225,3 +232,5 @@ def inspect_cmd(model: Path, profile: str | None, as_json: bool) -> None:
                    f"{r['bits']:>4} {r['min_bits'] or dash:>4} {r['max_bits'] or dash:>4} "
                    f"{dash if r['exponent'] is None else r['exponent']:>5}")
     click.echo(info["text"])
+    if plot_path is not None:
+        click.echo(f"wrote {plot_path}")

@@ -188,3 +188,21 @@ def test_dynamo_exporter_external_data(optimize: bool, torch_net: tuple, cli: Ca
     if not optimize:
         assert {"BatchNormalization", "Shape", "Concat"} <= {n.op_type for n in proto.graph.node}
     _torch_parity(torch_net, path, cli, rel_err, tmp_path)
+
+
+def test_light_zoo_model_through_the_cli(cli: Callable, rel_err: Callable, tmp_path: Path) -> None:
+    """A bundled old-IR zoo model (ConstantOfShape weights, fixed batch 1) through compile + predict."""
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_shufflenet.onnx"
+    rct = tmp_path / "shufflenet.rct"
+    res = cli(["compile", path, "-o", rct, "--mode", "fp32", "--batch-size", "1"])
+    assert res.exit_code == 0, res
+    x = np.random.default_rng(4).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    data, out = tmp_path / "x.npz", tmp_path / "y.npz"
+    np.savez(data, x=x)
+    res = cli(["predict", rct, "--data", data, "-o", out])
+    assert res.exit_code == 0, res
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(len(x))])
+    with np.load(out, allow_pickle=False) as z:
+        got = z[sess.get_outputs()[0].name]
+    assert rel_err(got, ref) <= TOL

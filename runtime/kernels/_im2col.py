@@ -268,6 +268,31 @@ class ConvGeom:
         return ConvGeom(self.n, self.m, self.c, 1, self.kernel, self.strides, self.dilations, pads,
                         self.out_spatial, self.in_spatial)
 
+    def flat_taps(self) -> tuple[list[int], int] | None:
+        """Stride-1 convs on the flattened padded grid: (flat offset of each kernel tap, length L).
+
+        With all strides 1, output ``o`` reads padded input ``o + off*d`` on every axis, i.e. flat
+        index ``q(o) + flat(off*d)`` where ``q`` is the flat index in the padded grid. So a tap is
+        ONE contiguous slice ``x_flat[..., off:off+L]`` of the padded input (long inner loops
+        instead of one per output row); outputs live at ``q(o)`` of a ``(out_0, *padded[1:])`` grid
+        and ``L = q(last output) + 1``. None for strides > 1.
+        """
+        if any(s != 1 for s in self.strides):
+            return None
+        padded = self.padded
+        ps = [math.prod(padded[i + 1:]) for i in range(len(padded))]
+        offs = [sum(o * d * p for o, d, p in zip(off, self.dilations, ps)) for off in np.ndindex(*self.kernel)]
+        last = sum((o - 1) * p for o, p in zip(self.out_spatial, ps))
+        return offs, last + 1
+
+    def flat_out_grid(self) -> tuple[int, ...]:
+        """Shape ``(out_0, *padded[1:])`` of the grid the :meth:`flat_taps` outputs live on."""
+        return (self.out_spatial[0],) + self.padded[1:]
+
+    def crop_flat(self) -> tuple[slice, ...]:
+        """Slices of the valid outputs inside :meth:`flat_out_grid` (after the N, C axes)."""
+        return (slice(None), slice(None)) + tuple(slice(0, o) for o in self.out_spatial)
+
     def inner(self) -> tuple[slice, ...]:
         """Slices of the un-padded input inside the padded spatial axes."""
         return tuple(slice(p, p + s) for p, s in zip(self.pads, self.in_spatial))

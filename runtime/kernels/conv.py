@@ -11,6 +11,8 @@ integer kernels.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rctc.ir import Node
@@ -40,23 +42,42 @@ def conv_geom(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict) -
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype | type) -> np.ndarray:
-    """Depthwise conv ``(N, C, *in) -> (N, C, *out)`` computed in ``dtype``: one multiply-add per tap."""
+    """Depthwise conv ``(N, C, *in) -> (N, C, *out)`` in ``dtype``: one multiply-add per kernel tap.
+
+    Stride 1 runs on the flattened padded grid (each tap one contiguous slice, see
+    :meth:`ConvGeom.flat_taps`); the result may then be a non-contiguous view.
+    """
     xp = pad_spatial(x, g.pads, dtype=dtype)
     wk = w.reshape(g.c, g.kk).astype(dtype)
+    flat = g.flat_taps()
+    if flat is not None:
+        offs, length = flat
+        xf = np.ascontiguousarray(xp).reshape(g.n, g.c, -1)
+        grid = np.empty((g.n, g.c, math.prod(g.flat_out_grid())), dtype=dtype)
+        acc = grid[:, :, :length]
+        tmp = np.empty(acc.shape, dtype=dtype)
+        for i, off in enumerate(offs):
+            wi = wk[:, i].reshape(1, g.c, 1)
+            if i == 0:
+                np.multiply(xf[:, :, off:off + length], wi, out=acc)
+            else:
+                np.multiply(xf[:, :, off:off + length], wi, out=tmp)
+                acc += tmp
+        return grid.reshape((g.n, g.c) + g.flat_out_grid())[g.crop_flat()]
     bshape = (1, g.c) + (1,) * len(g.kernel)
     lead = (slice(None), slice(None))
-    acc = tmp = None
+    y = tmp = None
     for i, off in enumerate(np.ndindex(*g.kernel)):
         src = xp[lead + g.tap_slices(off)]
         wi = wk[:, i].reshape(bshape)
-        if acc is None:
-            acc = np.multiply(src, wi)
-            tmp = np.empty_like(acc)
+        if y is None:
+            y = np.multiply(src, wi)
+            tmp = np.empty_like(y)
         else:
             np.multiply(src, wi, out=tmp)
-            acc += tmp
-    assert acc is not None
-    return acc
+            y += tmp
+    assert y is not None
+    return y
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict,
@@ -65,7 +86,7 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict
     g = g or conv_geom(x.shape, w.shape, attrs)
     dt = x.dtype
     if g.depthwise:
-        y = depthwise_forward(x, w, g, dt)
+        y = np.ascontiguousarray(depthwise_forward(x, w, g, dt))
     else:
         cols = cols_channel_major(x, g, dt)  # (C*K, N*P)
         kg = (g.c // g.group) * g.kk

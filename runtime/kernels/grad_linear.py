@@ -33,6 +33,7 @@ from rctc.runtime.kernels._im2col import (
     pad_spatial,
     to_channel_major,
 )
+from rctc.runtime.kernels.conv import depthwise_forward
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -55,11 +56,26 @@ def grad_geom(attrs: dict[str, Any], x_shape: Sequence[int], dy_shape: Sequence[
                     tuple(int(s) for s in dy_shape[2:]))
 
 
-def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
-    """dX of a depthwise conv in ``dtype``, NC layout: one multiply + one strided add per tap.
+def _depthwise_transposed(g: ConvGeom) -> ConvGeom | None:
+    """The data gradient of a stride-1 depthwise conv as a depthwise conv of dy (flipped taps)."""
+    k = len(g.kernel)
+    pads = tuple((g.kernel[i % k] - 1) * g.dilations[i % k] - p for i, p in enumerate(g.pads))
+    if any(s != 1 for s in g.strides) or min(pads) < 0:
+        return None
+    return ConvGeom(g.n, g.c, g.m, g.group, g.kernel, g.strides, g.dilations, pads, g.out_spatial, g.in_spatial)
 
-    Returns a (possibly non-contiguous) ``(N, C, *in)`` view of the padded accumulator.
+
+def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
+    """dX of a depthwise conv in ``dtype``, NC layout: per kernel tap one multiply and one add.
+
+    Stride 1: a depthwise conv of ``dy`` with the flipped kernel (contiguous flat taps). Returns a
+    (possibly non-contiguous) ``(N, C, *in)`` array.
     """
+    tg = _depthwise_transposed(g)
+    if tg is not None:
+        k = len(g.kernel)
+        wflip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * k]
+        return depthwise_forward(dy, wflip, tg, dtype)
     dyd = dy.astype(dtype, copy=False)
     wk = w.reshape(g.c, g.kk).astype(dtype)
     bshape = (1, g.c) + (1,) * len(g.kernel)
@@ -73,12 +89,27 @@ def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any)
 
 
 def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any, sum_dtype: Any) -> np.ndarray:
-    """dW ``(C, 1, *kernel)`` of a depthwise conv: per tap, products in ``dtype`` summed in ``sum_dtype``."""
+    """dW ``(C, 1, *kernel)`` of a depthwise conv: per tap, products in ``dtype`` summed in ``sum_dtype``.
+
+    Stride 1 uses contiguous flat taps of the padded input against ``dy`` placed on the same grid.
+    """
     xp = pad_spatial(x, g.pads, dtype=dtype)
-    dyd = dy.astype(dtype, copy=False)
-    lead = (slice(None), slice(None))
-    tmp = np.empty(dyd.shape, dtype=dtype)
     dw = np.empty((g.c, g.kk), dtype=sum_dtype)
+    flat = g.flat_taps()
+    lead = (slice(None), slice(None))
+    if flat is not None:
+        offs, length = flat
+        xf = np.ascontiguousarray(xp).reshape(g.n, g.c, -1)
+        grid = np.zeros((g.n, g.c) + g.flat_out_grid(), dtype=dtype)
+        grid[g.crop_flat()] = dy
+        dyf = grid.reshape(g.n, g.c, -1)[:, :, :length]
+        tmp = np.empty(dyf.shape, dtype=dtype)
+        for i, off in enumerate(offs):
+            np.multiply(xf[:, :, off:off + length], dyf, out=tmp)
+            dw[:, i] = tmp.sum(axis=2, dtype=sum_dtype).sum(axis=0)
+        return dw.reshape((g.c, 1) + g.kernel)
+    dyd = dy.astype(dtype, copy=False)
+    tmp = np.empty(dyd.shape, dtype=dtype)
     for i, off in enumerate(np.ndindex(*g.kernel)):
         np.multiply(xp[lead + g.tap_slices(off)], dyd, out=tmp)
         dw[:, i] = tmp.reshape(g.n, g.c, -1).sum(axis=2, dtype=sum_dtype).sum(axis=0)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from rctc.errors import RctcError
+from rctc.jsonutil import json_default
 from rctc.rct_format import atomic_write_bytes
 from rctc.runtime.bitwidth import BitwidthController
 from rctc.runtime.trainer import RunState, Trainer
@@ -70,17 +71,6 @@ def data_digest(x: np.ndarray, y: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 def _digest(meta: bytes, arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256(meta)
@@ -117,7 +107,7 @@ def encode_checkpoint(trainer: Trainer, st: RunState, run_args: dict[str, Any]) 
         "graph_meta": {k: v for k, v in g.meta.items() if not k.startswith("_")},
         "args": run_args,
     }
-    meta_bytes = json.dumps(meta, sort_keys=True, default=_json_default).encode()
+    meta_bytes = json.dumps(meta, sort_keys=True, default=json_default).encode()
     digest = _digest(meta_bytes, arrays)
     arrays["meta"] = np.frombuffer(meta_bytes, np.uint8)
     arrays["sha256"] = np.frombuffer(digest.encode(), np.uint8)

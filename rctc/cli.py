@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from rctc.errors import RctcError
+from rctc.jsonutil import json_default
 from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
 
 
@@ -38,17 +39,8 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit_json(obj: dict[str, Any]) -> None:
-    click.echo(json.dumps(obj, default=_json_default))
+    click.echo(json.dumps(obj, default=json_default))
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,7 +51,8 @@ def main() -> None:
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .rct (default: MODEL.rct).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output .rct (default: MODEL.rct).")
 @click.option("--mode", type=click.Choice(MODES), default="rct", show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Binds the dynamic batch dimension.")
 @click.option("--loss", type=click.Choice(LOSSES), default="cross-entropy", show_default=True)

@@ -43,8 +43,10 @@ def _split(x: np.ndarray, y: np.ndarray, frac: float, seed: int) -> tuple:
 @click.option("--keep-last", is_flag=True, help="Pad the last partial batch with masked samples.")
 @click.option("--val", "val_data", default=None, help="Validation data (same formats as --data).")
 @click.option("--val-split", type=float, default=None, help="Hold out this fraction of --data for validation.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Trained .rct (default: in place).")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one JSON line per step.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trained .rct (default: in place).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one JSON line per step.")
 @click.option("--profile-ops", is_flag=True, help="Print the time spent per op type.")
 @click.option("--profile", "energy_profile", default=None,
               help="Energy profile (name or TOML path) for the measured energy counters.")
@@ -225,7 +227,8 @@ def inspect_cmd(model: Path, profile: str | None, plot_path: Path | None, as_jso
         emit_json(info)
         return
     click.echo(f"{model}: {info['mode']} mode, batch {info['batch_size']}, step {info['step']}")
-    click.echo(f"{'parameter':<34} {'shape':<16} {'dtype':<8} {'train':<5} {'bits':>4} {'min':>4} {'max':>4} {'exp':>5}")
+    click.echo(f"{'parameter':<34} {'shape':<16} {'dtype':<8} {'train':<5} "
+               f"{'bits':>4} {'min':>4} {'max':>4} {'exp':>5}")
     for r in info["parameters"]:
         dash = "-"
         click.echo(f"{r['name']:<34} {str(r['shape']):<16} {r['dtype']:<8} {'yes' if r['trainable'] else 'no':<5} "

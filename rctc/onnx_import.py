@@ -1,9 +1,11 @@
 """ONNX frontend: load, check, normalise and convert an ONNX model into the rctc IR.
 
-Steps: safe loading (external data must stay in the model's folder) -> ``onnx.checker``
--> old-IR clean-up (graph inputs that repeat initializer names) -> batch binding ->
-``onnx.version_converter`` to ``TARGET_OPSET`` -> constant folding (``fold_constants``)
--> ``onnx.shape_inference`` -> unsupported-op check -> IR (``to_ir``).
+Steps: safe loading (external data must stay in the model's folder) -> unsupported-op check
+-> ``onnx.checker`` -> old-IR clean-up (graph inputs that repeat initializer names) -> batch
+binding -> ``onnx.version_converter`` to ``TARGET_OPSET`` -> constant folding
+(``fold_in_place``: the constants leave the protobuf as numpy arrays) -> spec clean-ups the
+converter / onnx's opset-18 shape inference need (scalar Dropout ratio, ceil-mode pools) ->
+``onnx.shape_inference`` on a weight-less skeleton -> IR (``to_ir``).
 """
 
 from __future__ import annotations
@@ -191,10 +193,11 @@ def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]
             arr = consts.get(name)
             if arr is None or arr.ndim == 0 or arr.size != 1:
                 continue
+            scalar = arr.reshape(())
             new = f"{name}_scalar"
-            while new in consts and consts[new].shape != ():
+            while new in consts and not (consts[new].shape == () and consts[new] == scalar):
                 new += "_"
-            consts[new] = arr.reshape(())
+            consts[new] = scalar
             n.input[i] = new
 
 

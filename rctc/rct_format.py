@@ -28,6 +28,7 @@ from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
 from rctc.ir import Graph
+from rctc.jsonutil import json_default
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_export import graph_to_model
 
@@ -58,7 +59,7 @@ def graph_to_rct(g: Graph) -> onnx.ModelProto:
         "inputs": [v.name for v in g.inputs],
         "state_updates": g.state_updates,
     }
-    meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
+    meta_json = json.dumps(meta, sort_keys=True, default=json_default)
     digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True) + meta_json.encode()).hexdigest()
     helper.set_model_props(
         model,
@@ -66,17 +67,6 @@ def graph_to_rct(g: Graph) -> onnx.ModelProto:
     )
     return model
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, set):
-        return sorted(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from rctc.runtime.intmath import int_matmul, matmul_plan
 from rctc.runtime.quant import int_dtype_for_bits, qmax_for_bits
 

@@ -2,7 +2,8 @@
 
 Peers ``rctc_rct``, ``rctc_qat``, ``rctc_fp32``: the models/ network compiled in that mode
 (SGD, batch B), a step = ``Trainer.train_step`` on a fixed random batch (forward, loss,
-backward, update, bitwidth controller). Also reports the compile time of the model.
+backward, update, bitwidth controller). Also reports the compile time of the model and, from a few
+extra steps after the timed ones, the wall time per op type (``op_ms_per_step``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     attach_controller(t)
     mask = np.ones(args.batch, np.float32)
     ms = time_steps(lambda: t.train_step(x, y, mask, 0.01), **timing_kwargs(args))
-    print(json.dumps(result_dict(ms, compile_seconds=compile_s, note=f"rctc {mode} mode, SGD")))
+    res = result_dict(ms, compile_seconds=compile_s, note=f"rctc {mode} mode, SGD")
+    # after timing (never during it): wall time per op type over a few more steps
+    t.executor.op_times = {}
+    n_prof = max(3, min(10, len(ms)))
+    for _ in range(n_prof):
+        t.train_step(x, y, mask, 0.01)
+    res["op_ms_per_step"] = {k: round(v * 1e3 / n_prof, 4) for k, v in
+                             sorted(t.executor.op_times.items(), key=lambda kv: -kv[1])}
+    print(json.dumps(res))
     return 0
 
 

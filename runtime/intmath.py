@@ -32,6 +32,7 @@ __all__ = [
     "choose_exponent",
     "dequantize",
     "int_dtype_for_bits",
+    "abs_bound",
     "exact_float_matmul",
     "int_matmul",
     "matmul_plan",
@@ -61,6 +62,14 @@ _NS_PER_CALL = 4000.0
 def _absmax(x: np.ndarray) -> int:
     """max |x| as an exact Python int (no overflow for the most negative value)."""
     return max(int(x.max()), -int(x.min()))
+
+
+def abs_bound(x: np.ndarray) -> int:
+    """An upper bound of max |x|: the dtype's own bound for 8-bit integers (128 / 255: as tight as
+    the data's for quantised 8-bit values, and free), else the exact :func:`_absmax`."""
+    if x.dtype.itemsize == 1:
+        return 128 if x.dtype.kind == "i" else 255
+    return _absmax(x) if x.size else 0
 
 
 def _check_int(x: np.ndarray, name: str) -> None:
@@ -109,8 +118,9 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     b.astype(int64)`` bit for bit; ``OverflowError`` is raised instead if the
     bound below could exceed the int64 range.
 
-    Proof of exactness.  Let ``A = max|a|``, ``B = max|b|`` (computed exactly as
-    Python ints from ``a.min()``/``a.max()``) and ``P = A * B``, so every single
+    Proof of exactness.  Let ``A >= max|a|``, ``B >= max|b|`` (computed exactly as
+    Python ints from ``a.min()``/``a.max()``, or the dtype bound of 8-bit operands; see
+    :func:`abs_bound`) and ``P = A * B``, so every single
     product satisfies ``|a_ik * b_kj| <= P``.  Let ``L`` be ``2**24`` for float32 or
     ``2**53`` for float64: every integer of magnitude ``<= L`` is exactly
     representable in that format.  The contraction axis K is cut into chunks of
@@ -155,9 +165,12 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     if a.size == 0 or b.size == 0:
         return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
-    out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    mn = math.prod(out_shape) * (a.shape[-2] if a.ndim >= 2 else 1) * (b.shape[-1] if b.ndim >= 2 else 1)
-    absmax_a, absmax_b = _absmax(a), _absmax(b)
+    if a.ndim <= 2 and b.ndim <= 2:
+        mn = (a.shape[0] if a.ndim == 2 else 1) * (b.shape[-1] if b.ndim == 2 else 1)
+    else:
+        out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        mn = math.prod(out_shape) * (a.shape[-2] if a.ndim >= 2 else 1) * (b.shape[-1] if b.ndim >= 2 else 1)
+    absmax_a, absmax_b = abs_bound(a), abs_bound(b)
     if absmax_a * absmax_b == 0:  # an all-zero operand: zeros of the broadcast output shape
         return np.matmul(a[..., :0].astype(np.int64), _k_slice(b, 0, 0).astype(np.int64)).astype(out_dtype)
     path, chunk = matmul_plan(k, absmax_a, absmax_b, mn)

@@ -289,6 +289,15 @@ class ConvGeom:
         """Shape ``(out_0, *padded[1:])`` of the grid the :meth:`flat_taps` outputs live on."""
         return (self.out_spatial[0],) + self.padded[1:]
 
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Per-sample spatial shape of the GEMM columns (:func:`cols_channel_major`).
+
+        Stride 1: the flat-tap grid ``(out_0, *padded[1:])`` (outputs at its leading corner, the
+        rest cropped); otherwise the output shape itself.
+        """
+        return self.flat_out_grid() if self.flat_taps() is not None else self.out_spatial
+
     def crop_flat(self) -> tuple[slice, ...]:
         """Slices of the valid outputs inside :meth:`flat_out_grid` (after the N, C axes)."""
         return (slice(None), slice(None)) + tuple(slice(0, o) for o in self.out_spatial)
@@ -336,23 +345,57 @@ def to_channel_major(x: np.ndarray, dtype: Any, pads: Sequence[int] | None = Non
     return out
 
 
-def from_channel_major(y: np.ndarray, n: int, spatial: Sequence[int], dtype: Any) -> np.ndarray:
-    """``(M, N*P)`` (or ``(M, N, *spatial)``) -> ``(N, M, *spatial)`` in ``dtype``, one copy."""
+def from_channel_major(y: np.ndarray, n: int, spatial: Sequence[int], dtype: Any,
+                       grid: Sequence[int] | None = None) -> np.ndarray:
+    """``(M, N*Q)`` -> ``(N, M, *spatial)`` in ``dtype``, one copy.
+
+    ``grid`` (default ``spatial``) is the per-sample shape of the columns; the outputs are its
+    leading corner ``[:spatial_0, :spatial_1, ...]`` (flat-tap grids, :attr:`ConvGeom.grid`).
+    """
     m = y.shape[0]
+    grid = tuple(spatial) if grid is None else tuple(grid)
+    v = y.reshape((m, n) + grid)
+    if grid != tuple(spatial):
+        v = v[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
     out = np.empty((n, m) + tuple(spatial), dtype=dtype)
-    out[...] = y.reshape((m, n) + tuple(spatial)).swapaxes(0, 1)
+    out[...] = v.swapaxes(0, 1)
     return out
 
 
-def cols_channel_major(x: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
-    """Conv columns ``(C*prod(kernel), N*P)`` of ``x`` (N, C, *in) in ``dtype``.
+def to_grid(dy: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
+    """``dy (N, M, *out)`` -> ``(M, N*Q)`` on the column grid :attr:`ConvGeom.grid` (zeros off the
+    outputs), in ``dtype``: the GEMM partner of :func:`cols_channel_major` for the weight gradient."""
+    grid = g.grid
+    if grid == g.out_spatial:
+        return to_channel_major(dy, dtype).reshape(dy.shape[1], -1)
+    out = np.zeros((dy.shape[1], dy.shape[0]) + grid, dtype=dtype)
+    out[(slice(None), slice(None)) + tuple(slice(0, s) for s in g.out_spatial)] = dy.swapaxes(0, 1)
+    return out.reshape(dy.shape[1], -1)
 
-    Row index ``c*prod(kernel) + kernel offset`` (matches ``W.reshape(M, -1)``); a 1x1 stride-1
-    unpadded conv needs only the channel-major copy itself.
+
+def cols_channel_major(x: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
+    """Conv columns ``(C*prod(kernel), N*Q)`` of ``x`` (N, C, *in) in ``dtype``, Q = prod(g.grid).
+
+    Row index ``c*prod(kernel) + kernel offset`` (matches ``W.reshape(M, -1)``). Stride 1: each
+    kernel tap is one contiguous slice per (channel, sample) of the flattened padded input, on
+    the grid :attr:`ConvGeom.grid` (a few cropped columns more, far fewer and longer copies); the
+    columns past the last output are zero, the others off the outputs hold finite input values.
+    A 1x1 stride-1 conv needs only the channel-major copy itself.
     """
     xt = to_channel_major(x, dtype, g.pads)  # (C, N, *padded)
-    if g.kk == 1 and all(s == 1 for s in g.strides) and xt.shape[2:] == g.out_spatial:
-        return xt.reshape(g.c, -1)
+    flat = g.flat_taps()
+    if flat is not None:
+        offs, length = flat
+        q = math.prod(g.grid)
+        if g.kk == 1 and q == math.prod(g.padded):
+            return xt.reshape(g.c, -1)
+        xf = xt.reshape(g.c, g.n, -1)
+        cols = np.empty((g.c, g.kk, g.n, q), dtype=dtype)
+        for i, off in enumerate(offs):
+            cols[:, i, :, :length] = xf[:, :, off:off + length]
+        if q > length:
+            cols[:, :, :, length:] = 0
+        return cols.reshape(g.c * g.kk, -1)
     cols = np.empty((g.c,) + g.kernel + (g.n,) + g.out_spatial, dtype=dtype)
     lead = (slice(None), slice(None))
     for off in np.ndindex(*g.kernel):
@@ -368,7 +411,7 @@ def col2im_channel_major(cols: np.ndarray, g: ConvGeom, out_dtype: Any, acc_dtyp
     """
     acc_dtype = np.dtype(acc_dtype or cols.dtype)
     cv = cols.reshape((g.c,) + g.kernel + (g.n,) + g.out_spatial)
-    if g.kk == 1 and all(s == 1 for s in g.strides) and g.padded == g.out_spatial:
+    if g.kk == 1 and all(s == 1 for s in g.strides) and not any(g.pads):
         return from_channel_major(cv.reshape(g.c, -1), g.n, g.in_spatial, out_dtype)
     acc = np.zeros((g.c, g.n) + g.padded, dtype=acc_dtype)
     lead = (slice(None), slice(None))

@@ -23,6 +23,7 @@ from rctc.runtime.kernels._im2col import (
     from_channel_major,
     geom_from_attrs,
     pad_spatial,
+    to_channel_major,
 )
 from rctc.runtime.kernels.registry import KernelContext, register
 
@@ -41,29 +42,34 @@ def conv_geom(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict) -
     return geom_from_attrs(x_shape, m, attrs, kernel)
 
 
-def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype | type) -> np.ndarray:
-    """Depthwise conv ``(N, C, *in) -> (N, C, *out)`` in ``dtype``: one multiply-add per kernel tap.
+def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype | type,
+                      out_dtype: np.dtype | type | None = None) -> np.ndarray:
+    """Depthwise conv ``(N, C, *in) -> (N, C, *out)``: one multiply-add per kernel tap in ``dtype``.
 
-    Stride 1 runs on the flattened padded grid (each tap one contiguous slice, see
-    :meth:`ConvGeom.flat_taps`); the result may then be a non-contiguous view.
+    Stride 1 runs channel-major on the flattened padded grid of the whole batch: a tap is then ONE
+    contiguous slice ``x[c, off:off+L]`` per channel (:meth:`ConvGeom.flat_taps`; the outputs sit
+    at the leading corner of each sample's padded grid and are cropped by the final copy, which
+    also converts to ``out_dtype``, default ``dtype``). Other strides: strided taps in NC layout.
     """
-    xp = pad_spatial(x, g.pads, dtype=dtype)
+    out_dtype = dtype if out_dtype is None else out_dtype
     wk = w.reshape(g.c, g.kk).astype(dtype)
     flat = g.flat_taps()
     if flat is not None:
         offs, length = flat
-        xf = np.ascontiguousarray(xp).reshape(g.n, g.c, -1)
-        grid = np.empty((g.n, g.c, math.prod(g.flat_out_grid())), dtype=dtype)
-        acc = grid[:, :, :length]
-        tmp = np.empty(acc.shape, dtype=dtype)
+        q = math.prod(g.padded)
+        total = (g.n - 1) * q + length
+        xf = to_channel_major(x, dtype, g.pads).reshape(g.c, -1)  # (C, N*Q)
+        acc = np.empty((g.c, g.n * q), dtype=dtype)
+        a = acc[:, :total]
+        tmp = np.empty(a.shape, dtype=dtype)
         for i, off in enumerate(offs):
-            wi = wk[:, i].reshape(1, g.c, 1)
             if i == 0:
-                np.multiply(xf[:, :, off:off + length], wi, out=acc)
+                np.multiply(xf[:, off:off + total], wk[:, i:i + 1], out=a)
             else:
-                np.multiply(xf[:, :, off:off + length], wi, out=tmp)
-                acc += tmp
-        return grid.reshape((g.n, g.c) + g.flat_out_grid())[g.crop_flat()]
+                np.multiply(xf[:, off:off + total], wk[:, i:i + 1], out=tmp)
+                a += tmp
+        return from_channel_major(acc, g.n, g.out_spatial, out_dtype, g.padded)
+    xp = pad_spatial(x, g.pads, dtype=dtype)
     bshape = (1, g.c) + (1,) * len(g.kernel)
     lead = (slice(None), slice(None))
     y = tmp = None
@@ -77,7 +83,7 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype
             np.multiply(src, wi, out=tmp)
             y += tmp
     assert y is not None
-    return y
+    return y.astype(out_dtype, copy=False)
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict,
@@ -86,13 +92,13 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict
     g = g or conv_geom(x.shape, w.shape, attrs)
     dt = x.dtype
     if g.depthwise:
-        y = np.ascontiguousarray(depthwise_forward(x, w, g, dt))
+        y = depthwise_forward(x, w, g, dt)
     else:
-        cols = cols_channel_major(x, g, dt)  # (C*K, N*P)
+        cols = cols_channel_major(x, g, dt)  # (C*K, N*Q)
         kg = (g.c // g.group) * g.kk
         wg = w.reshape(g.group, g.m // g.group, kg).astype(dt, copy=False)
         yc = np.matmul(wg[0], cols) if g.group == 1 else np.matmul(wg, cols.reshape(g.group, kg, -1))
-        y = from_channel_major(yc.reshape(g.m, -1), g.n, g.out_spatial, dt)
+        y = from_channel_major(yc.reshape(g.m, -1), g.n, g.out_spatial, dt, g.grid)
     if b is not None:
         y += b.astype(y.dtype, copy=False).reshape((1, g.m) + (1,) * len(g.out_spatial))
     return y

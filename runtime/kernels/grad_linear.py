@@ -18,6 +18,7 @@ helpers are shared with the integer kernels). Float32 stays float32.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from rctc.runtime.kernels._im2col import (
     from_channel_major,
     pad_spatial,
     to_channel_major,
+    to_grid,
 )
 from rctc.runtime.kernels.conv import depthwise_forward
 from rctc.runtime.kernels.registry import KernelContext, register
@@ -65,17 +67,19 @@ def _depthwise_transposed(g: ConvGeom) -> ConvGeom | None:
     return ConvGeom(g.n, g.c, g.m, g.group, g.kernel, g.strides, g.dilations, pads, g.out_spatial, g.in_spatial)
 
 
-def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any) -> np.ndarray:
-    """dX of a depthwise conv in ``dtype``, NC layout: per kernel tap one multiply and one add.
+def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any,
+                         out_dtype: Any = None) -> np.ndarray:
+    """dX ``(N, C, *in)`` of a depthwise conv, products and sums in ``dtype``, result in ``out_dtype``.
 
-    Stride 1: a depthwise conv of ``dy`` with the flipped kernel (contiguous flat taps). Returns a
-    (possibly non-contiguous) ``(N, C, *in)`` array.
+    Stride 1: a depthwise conv of ``dy`` with the flipped kernel (:func:`depthwise_forward`).
+    Otherwise per kernel tap one multiply and one strided add into a padded accumulator.
     """
+    out_dtype = dtype if out_dtype is None else out_dtype
     tg = _depthwise_transposed(g)
     if tg is not None:
         k = len(g.kernel)
         wflip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * k]
-        return depthwise_forward(dy, wflip, tg, dtype)
+        return depthwise_forward(dy, wflip, tg, dtype, out_dtype)
     dyd = dy.astype(dtype, copy=False)
     wk = w.reshape(g.c, g.kk).astype(dtype)
     bshape = (1, g.c) + (1,) * len(g.kernel)
@@ -85,29 +89,32 @@ def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any)
     for i, off in enumerate(np.ndindex(*g.kernel)):
         np.multiply(dyd, wk[:, i].reshape(bshape), out=tmp)
         acc[lead + g.tap_slices(off)] += tmp
-    return acc[lead + g.inner()]
+    return np.ascontiguousarray(acc[lead + g.inner()], dtype=out_dtype)
 
 
 def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any, sum_dtype: Any) -> np.ndarray:
     """dW ``(C, 1, *kernel)`` of a depthwise conv: per tap, products in ``dtype`` summed in ``sum_dtype``.
 
-    Stride 1 uses contiguous flat taps of the padded input against ``dy`` placed on the same grid.
+    Stride 1: channel-major flat taps of the padded input (as :func:`depthwise_forward`) against
+    ``dy`` placed on the same grid (zeros elsewhere), one long row per channel, multiplied and
+    summed in ``dtype`` by one einsum per tap (``sum_dtype`` only sets the result's dtype; integer
+    callers pass float64, exact while every partial sum stays below 2^53).
     """
-    xp = pad_spatial(x, g.pads, dtype=dtype)
     dw = np.empty((g.c, g.kk), dtype=sum_dtype)
     flat = g.flat_taps()
     lead = (slice(None), slice(None))
     if flat is not None:
         offs, length = flat
-        xf = np.ascontiguousarray(xp).reshape(g.n, g.c, -1)
-        grid = np.zeros((g.n, g.c) + g.flat_out_grid(), dtype=dtype)
-        grid[g.crop_flat()] = dy
-        dyf = grid.reshape(g.n, g.c, -1)[:, :, :length]
-        tmp = np.empty(dyf.shape, dtype=dtype)
-        for i, off in enumerate(offs):
-            np.multiply(xf[:, :, off:off + length], dyf, out=tmp)
-            dw[:, i] = tmp.sum(axis=2, dtype=sum_dtype).sum(axis=0)
+        q = math.prod(g.padded)
+        total = (g.n - 1) * q + length
+        xf = to_channel_major(x, dtype, g.pads).reshape(g.c, -1)  # (C, N*Q)
+        grid = np.zeros((g.c, g.n) + g.padded, dtype=dtype)
+        grid[lead + tuple(slice(0, o) for o in g.out_spatial)] = dy.swapaxes(0, 1)
+        dyf = grid.reshape(g.c, -1)[:, :total]
+        for i, off in enumerate(offs):  # one fused multiply-sum per tap (einsum's SIMD kernel)
+            dw[:, i] = np.einsum("cq,cq->c", xf[:, off:off + total], dyf)
         return dw.reshape((g.c, 1) + g.kernel)
+    xp = pad_spatial(x, g.pads, dtype=dtype)
     dyd = dy.astype(dtype, copy=False)
     tmp = np.empty(dyd.shape, dtype=dtype)
     for i, off in enumerate(np.ndindex(*g.kernel)):
@@ -127,8 +134,8 @@ def _grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom) -> np.ndarray:
     dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
     if g.depthwise:
         return depthwise_grad_weight(dy, x, g, dt, dt)
-    cols = cols_channel_major(x, g, dt)  # (C*K, N*P): the contraction axis N*P is contiguous
-    dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
+    cols = cols_channel_major(x, g, dt)  # (C*K, N*Q): the contraction axis N*Q is contiguous
+    dyc = to_grid(dy, g, dt)  # (M, N*Q), zeros off the outputs
     if g.group == 1:
         dw = np.matmul(dyc, cols.T)
     else:
@@ -156,11 +163,11 @@ def flipped_weight(w: np.ndarray, dtype: Any) -> np.ndarray:
 def _grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
     dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
     if g.depthwise:
-        return np.ascontiguousarray(depthwise_grad_input(dy, w, g, dt))
+        return depthwise_grad_input(dy, w, g, dt)
     tg = g.transposed()
     if tg is not None:  # im2col of dy + one GEMM straight into dx: copies instead of col2im's adds
         cols = cols_channel_major(dy, tg, dt)
-        return from_channel_major(flipped_weight(w, dt) @ cols, g.n, g.in_spatial, dt)
+        return from_channel_major(flipped_weight(w, dt) @ cols, g.n, g.in_spatial, dt, tg.grid)
     dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
     wg = w.reshape(g.group, mg, kg).astype(dt, copy=False)

@@ -20,13 +20,14 @@ else int64): exact by construction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intmath import F32_EXACT, F64_EXACT, exact_float_matmul, int_matmul, matmul_plan
+from rctc.runtime.intmath import F32_EXACT, F64_EXACT, abs_bound, exact_float_matmul, int_matmul, matmul_plan
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -34,6 +35,7 @@ from rctc.runtime.kernels._im2col import (
     cols_channel_major,
     from_channel_major,
     to_channel_major,
+    to_grid,
 )
 from rctc.runtime.kernels.conv import conv_geom, depthwise_forward
 from rctc.runtime.kernels.grad_linear import depthwise_grad_input, depthwise_grad_weight, flipped_weight, grad_geom
@@ -43,8 +45,7 @@ Product = Callable[..., np.ndarray]
 _I32_MAX = 2**31 - 1
 
 
-def _amax(x: np.ndarray) -> int:
-    return max(int(x.max()), -int(x.min())) if x.size else 0
+_amax = abs_bound  # 8-bit operands: the dtype bound (no pass over the data), else exact max |x|
 
 
 def _float_type(path: str) -> type:
@@ -66,17 +67,17 @@ def int_conv(x: np.ndarray, w: np.ndarray, attrs: dict[str, Any], out_dtype: Any
     ax, aw = _amax(x), _amax(w)
     kg = (g.c // g.group) * g.kk
     if g.depthwise:
-        return depthwise_forward(x, w, g, _int_acc(g.kk * ax * aw)).astype(out_dtype, copy=False)
+        return depthwise_forward(x, w, g, _int_acc(g.kk * ax * aw), out_dtype)
     path, chunk = matmul_plan(kg, aw, ax, g.m * g.n * g.p)
     ft = _float_type(path)
-    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1)  # (G, C/G*K, N*P)
+    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1)  # (G, C/G*K, N*Q)
     wg = w.reshape(g.group, g.m // g.group, kg).astype(ft)
     if path == "i64":
         y = np.matmul(wg, cols)
     else:
         y = exact_float_matmul(wg[0] if g.group == 1 else wg, cols[0] if g.group == 1 else cols, chunk,
                                kg * ax * aw)
-    return from_channel_major(y.reshape(g.m, -1), g.n, g.out_spatial, out_dtype)
+    return from_channel_major(y.reshape(g.m, -1), g.n, g.out_spatial, out_dtype, g.grid)
 
 
 def int_gemm(a: np.ndarray, b: np.ndarray, attrs: dict[str, Any], out_dtype: Any = np.int64,
@@ -101,8 +102,7 @@ def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], ou
     mg = g.m // g.group
     bound = mg * g.kk * ady * aw  # every dx element sums at most M/G * prod(kernel) products
     if g.depthwise:
-        dx = depthwise_grad_input(dy, w, g, _int_acc(bound))
-        return np.ascontiguousarray(dx, dtype=out_dtype)
+        return depthwise_grad_input(dy, w, g, _int_acc(bound), out_dtype)
     tg = g.transposed()
     if tg is not None:  # stride 1, group 1: dx = conv(dy, flipped W^T), contraction M*prod(kernel)
         path, chunk = matmul_plan(g.m * g.kk, aw, ady, g.c * g.n * tg.p)
@@ -110,7 +110,7 @@ def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], ou
         cols = cols_channel_major(dy, tg, ft)
         wt2 = flipped_weight(w, ft)
         dx = np.matmul(wt2, cols) if path == "i64" else exact_float_matmul(wt2, cols, chunk, bound)
-        return from_channel_major(dx, g.n, g.in_spatial, out_dtype)
+        return from_channel_major(dx, g.n, g.in_spatial, out_dtype, tg.grid)
     path, chunk = matmul_plan(mg, aw, ady, g.c * g.kk * g.n * g.p)
     ft = _float_type(path)
     dyc = to_channel_major(dy, ft).reshape(g.group, mg, -1)  # (G, M/G, N*P)
@@ -134,13 +134,17 @@ def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any], o
     g = _geom(node, (dy.shape, x.shape), lambda: grad_geom(attrs, x.shape, dy.shape))
     ady, ax = _amax(dy), _amax(x)
     if g.depthwise:
-        return depthwise_grad_weight(dy, x, g, _int_acc(ady * ax), np.int64).astype(out_dtype, copy=False)
+        if g.flat_taps() is not None and g.n * math.prod(g.padded) * ady * ax <= F64_EXACT:
+            dw = depthwise_grad_weight(dy, x, g, np.float64, np.float64)  # exact: sums < 2^53
+        else:
+            dw = depthwise_grad_weight(dy, x, g, _int_acc(ady * ax), np.int64)
+        return dw.astype(out_dtype, copy=False)
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
-    npix = g.n * g.p
+    npix = g.n * math.prod(g.grid)  # contraction length (columns off the outputs hold dy = 0)
     path, chunk = matmul_plan(npix, ady, ax, g.m * kg)
     ft = _float_type(path)
-    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*P, C/G*K)
-    dyc = to_channel_major(dy, ft).reshape(g.group, mg, -1)  # (G, M/G, N*P)
+    cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*Q, C/G*K)
+    dyc = to_grid(dy, g, ft).reshape(g.group, mg, -1)  # (G, M/G, N*Q)
     if g.group == 1:
         cols, dyc = cols[0], dyc[0]
     if path == "i64":

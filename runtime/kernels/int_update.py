@@ -19,13 +19,22 @@ from rctc.runtime.quant import choose_exponent
 
 
 def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
-    qmax = (1 << (int(bits) - 1)) - 1
+    """``clip(q + SR(u))`` in q's dtype, plus the controller statistics.
+
+    The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
+    below 2^53, and anything larger lies far outside ``[-qmax, qmax]`` and clips to the bound.
+    """
+    qmax = float((1 << (int(bits) - 1)) - 1)
     du = round_array(u, str(node.attrs.get("rounding", "stochastic")), ctx.rng)
-    new = q.astype(np.int64) + du.astype(np.int64)
-    np.clip(new, -qmax, qmax, out=new)
+    new = np.add(q, du, dtype=np.float64)
+    np.minimum(new, qmax, out=new)
+    np.maximum(new, -qmax, out=new)
     param = node.meta.get("param", node.name)
-    ctx.stats.setdefault("gavg", {})[param] = float(np.mean(np.abs(u))) if u.size else 0.0
-    ctx.stats.setdefault("saturation", {})[param] = float(np.mean(np.abs(new) == qmax)) if new.size else 0.0
+    n = u.size
+    absu = np.abs(u)
+    ctx.stats.setdefault("gavg", {})[param] = float(np.add.reduce(absu, axis=None)) / n if n else 0.0
+    ctx.stats.setdefault("saturation", {})[param] = (
+        np.count_nonzero(np.abs(new) == qmax) / n if n else 0.0)
     return new.astype(q.dtype)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rctc.ir import Node
@@ -14,20 +16,27 @@ def pow2(e: int, dtype: type = np.float32) -> np.floating:
 
 
 _TWO24 = float(1 << 24)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
-def uniform_scaled(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """``2^24 * r`` for ``r ~ U[0, 1)`` on the float32 grid (multiples of 2^-24), as float32 integers.
+def uniform_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform integers ``U`` in ``[0, 2^24)`` (uint32): ``U / 2^24`` is ``r ~ U[0, 1)`` on the float32
+    grid, the distribution of ``rng.random(dtype=np.float32)`` (the top 24 bits of a 32-bit draw).
 
-    The same distribution as ``rng.random(dtype=np.float32)`` (the top 24 bits of a 32-bit draw),
-    taken straight from the bit generator's raw 64-bit output (two draws per word): about half
-    the cost, and no float division. Deterministic for a given generator state.
+    Taken straight from the bit generator's raw 64-bit output (two draws per word): about half
+    the cost of ``rng.random``, and no float work. Deterministic for a given generator state.
     """
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     raw = rng.bit_generator.random_raw((n + 1) // 2)
     u = raw.view(np.uint32)[:n]
     u >>= np.uint32(8)
-    return u.astype(np.float32).reshape(shape)
+    return u.reshape(shape)
+
+
+def uniform_scaled(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``2^24 * r`` for ``r ~ U[0, 1)`` on the float32 grid, as float32 integers (:func:`uniform_bits`)."""
+    return uniform_bits(rng, shape).astype(np.float32)
 
 
 def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.ndarray:
@@ -48,23 +57,27 @@ def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.nd
 
 def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.Generator,
                 in_range: bool = False) -> np.ndarray:
-    """``clip(round(x / 2^e))`` in the int dtype of ``bits``.
+    """``clip(round(x / 2^e))`` in the int dtype of ``bits`` (rounding as :func:`round_array`).
 
     ``in_range``: ``e`` was chosen from max|x| (:func:`choose_exponent`), so ``|x / 2^e| <= qmax``
-    and neither rounding mode can leave the range (floor/rint of a value in [-qmax, qmax] with
-    integer qmax stays inside): the clip pass is skipped.
+    and neither rounding mode can leave the range (floor(w) + {0, 1} with w < qmax, or w = qmax
+    exactly with no round-up; rint of a value in [-qmax, qmax] with integer qmax stays inside):
+    the clip pass is skipped.
     """
     qmax = qmax_for_bits(bits)
-    scale = np.ldexp(1.0, -int(e))
-    if np.finfo(np.float32).tiny <= scale <= np.finfo(np.float32).max:
+    scale = math.ldexp(1.0, -int(e))
+    if _F32_TINY <= scale <= _F32_MAX:
         v = np.multiply(x, np.float32(scale), dtype=np.float32)
     else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
         v = (x.astype(np.float64) * scale).astype(np.float32)
     if rounding == "nearest":
         np.rint(v, out=v)
         r = v
-    else:
-        r = round_array(v, rounding, rng)
+    else:  # round_array's formula, in place: v becomes 2^24 * frac(v)
+        r = np.floor(v)
+        np.subtract(v, r, out=v)
+        v *= np.float32(_TWO24)
+        r += np.less(uniform_scaled(rng, v.shape), v)
     if not in_range:
         np.clip(r, -qmax, qmax, out=r)
     return r.astype(int_dtype_for_bits(bits))

@@ -72,6 +72,16 @@ CONV_CASES = [
     (1, 4, 9, 8, 3, 1, 2, 2, 2, 2, 16),
     (2, 2, 5, 3, 1, 1, 0, 1, 1, 16, 16),
     (3, 8, 8, 4, 3, 2, 0, 1, 1, 12, 8),
+    # fast paths: stride-1 group-1 data gradient as a conv of dy (flipped kernel), incl. dilation
+    # and pads > (k-1)*d (falls back to col2im); depthwise taps (stride 1 flat grid, stride 2,
+    # 16-bit operands: int64 accumulators); channel multiplier 2 (grouped GEMM)
+    (2, 5, 6, 3, 3, 1, 1, 1, 1, 8, 8),
+    (2, 3, 7, 4, 3, 1, 1, 2, 1, 8, 16),
+    (2, 3, 5, 2, 1, 1, 1, 1, 1, 8, 8),
+    (2, 6, 7, 6, 3, 1, 1, 1, 6, 8, 8),
+    (2, 6, 7, 6, 3, 2, 1, 1, 6, 8, 8),
+    (2, 4, 6, 4, 3, 1, 2, 2, 4, 16, 16),
+    (1, 3, 5, 6, 3, 1, 1, 1, 3, 8, 8),
 ]
 
 
@@ -117,3 +127,18 @@ def test_long_contraction_would_be_inexact_in_plain_float32() -> None:
     plain = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
     assert np.abs(ref).max() > 2**24 and not np.array_equal(plain, ref)
     np.testing.assert_array_equal(INT_PRODUCTS["IntGemm"](a, b, {}), ref)
+
+
+def test_conv_weight_gradient_long_batch_contraction() -> None:
+    """N*P = 4096 products of 8-bit values per weight: the f32 GEMM must be split (and stay exact)."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(100, 128, (16, 2, 16, 16)).astype(np.int8)  # same signs: the sums do not cancel
+    w = _rand(rng, (3, 2, 3, 3), 8, extreme=True)
+    attrs = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1, "kernel_shape": [3, 3]}
+    dy = np.full((16, 3, 16, 16), 127, np.int8)
+    _, dw_ref = _ref_conv_grads(dy, x, w, 1, 1, 1, 1)
+    assert np.abs(dw_ref).max() > 2**24
+    dw = INT_PRODUCTS["IntConvGradWeight"](dy, x, {**attrs, "weight_shape": list(w.shape)})
+    np.testing.assert_array_equal(dw, dw_ref)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntConv"](x, w, attrs, np.int32),
+                                  _ref_conv(x, w, 1, 1, 1, 1).astype(np.int32))

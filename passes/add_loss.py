@@ -21,6 +21,12 @@ def run(g: Graph, options: CompileOptions) -> None:
     n = logits.shape[0] if logits.shape else 0
     mask = g.add_input("sample_mask", (n,), np.float32)
     if options.loss == "cross-entropy":
+        if len(logits.shape) > 2 and all(d == 1 for d in logits.shape[2:]):  # e.g. [N, C, 1, 1] conv heads
+            shape = g.add_const(f"{logits.name}.loss_shape", np.array(logits.shape[:2], np.int64))
+            flat = g.add_node("Reshape", [logits, shape], [(f"{logits.name}.2d", logits.shape[:2], logits.dtype)],
+                              name=f"{logits.name}/to_2d")
+            flat.meta["phase"] = "forward"
+            logits = flat.outputs[0]
         if len(logits.shape) != 2:
             raise RctcError(
                 f"cross-entropy needs a [batch, classes] output, but {logits.name!r} has shape {list(logits.shape)}; "

@@ -63,7 +63,7 @@ def _dropout_mask(g: Graph) -> None:
         if ratio_in is not None:
             if ratio_in.data is None:
                 continue  # a computed ratio: leave as is (kernel reads it)
-            ratio = float(np.asarray(ratio_in.data))
+            ratio = float(np.asarray(ratio_in.data).reshape(-1)[0])
         x, y = node.inputs[0], node.outputs[0]
         new = g.add_node("Dropout", [x], [(f"{y.name}.d", y.shape, y.dtype), (f"{y.name}.mask", y.shape, np.bool_)],
                          {"ratio": float(ratio)}, name=f"{node.name}.train", before=node)
@@ -81,8 +81,8 @@ def _find_logits(g: Graph) -> None:
     g.meta["logits"] = out.name
     prod = out.producer
     if prod is not None and prod.op_type in ("Softmax", "LogSoftmax"):
-        axis = prod.attrs.get("axis", -1)
-        if axis in (-1, len(out.shape) - 1):
+        axis = prod.attrs.get("axis", -1) % len(out.shape)
+        if all(d == 1 for d in out.shape[axis + 1:]):  # the class axis is the last non-trivial one
             g.meta["output_activation"] = prod.op_type.lower()
             g.meta["logits"] = prod.inputs[0].name
 

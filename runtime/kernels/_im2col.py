@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -228,11 +229,11 @@ class ConvGeom:
     in_spatial: tuple[int, ...]
     out_spatial: tuple[int, ...]
 
-    @property
+    @cached_property
     def kk(self) -> int:
         return math.prod(self.kernel)
 
-    @property
+    @cached_property
     def p(self) -> int:
         return math.prod(self.out_spatial)
 
@@ -241,7 +242,7 @@ class ConvGeom:
         """One input channel per group and one output channel per input channel."""
         return self.group == self.c == self.m and self.group > 1
 
-    @property
+    @cached_property
     def padded(self) -> tuple[int, ...]:
         k = len(self.kernel)
         return tuple(s + self.pads[i] + self.pads[k + i] for i, s in enumerate(self.in_spatial))
@@ -254,6 +255,10 @@ class ConvGeom:
         )
 
     def transposed(self) -> ConvGeom | None:
+        return self._transposed
+
+    @cached_property
+    def _transposed(self) -> ConvGeom | None:
         """Geometry of the data gradient as a forward conv of ``dy`` (flipped, transposed weight).
 
         For stride 1, group 1: ``dx = conv(dy, W')`` with ``W'[c, m, k] = W[m, c, K-1-k]`` and
@@ -268,7 +273,22 @@ class ConvGeom:
         return ConvGeom(self.n, self.m, self.c, 1, self.kernel, self.strides, self.dilations, pads,
                         self.out_spatial, self.in_spatial)
 
+    @cached_property
+    def depthwise_transposed(self) -> ConvGeom | None:
+        """The data gradient of a stride-1 depthwise conv as a depthwise conv of dy (flipped taps)."""
+        k = len(self.kernel)
+        pads = tuple((self.kernel[i % k] - 1) * self.dilations[i % k] - p for i, p in enumerate(self.pads))
+        if any(s != 1 for s in self.strides) or min(pads) < 0:
+            return None
+        return ConvGeom(self.n, self.c, self.m, self.group, self.kernel, self.strides, self.dilations, pads,
+                        self.out_spatial, self.in_spatial)
+
     def flat_taps(self) -> tuple[list[int], int] | None:
+        """See :attr:`_flat` (computed once per geometry)."""
+        return self._flat
+
+    @cached_property
+    def _flat(self) -> tuple[list[int], int] | None:
         """Stride-1 convs on the flattened padded grid: (flat offset of each kernel tap, length L).
 
         With all strides 1, output ``o`` reads padded input ``o + off*d`` on every axis, i.e. flat
@@ -289,7 +309,7 @@ class ConvGeom:
         """Shape ``(out_0, *padded[1:])`` of the grid the :meth:`flat_taps` outputs live on."""
         return (self.out_spatial[0],) + self.padded[1:]
 
-    @property
+    @cached_property
     def grid(self) -> tuple[int, ...]:
         """Per-sample spatial shape of the GEMM columns (:func:`cols_channel_major`).
 

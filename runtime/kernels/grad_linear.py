@@ -58,15 +58,6 @@ def grad_geom(attrs: dict[str, Any], x_shape: Sequence[int], dy_shape: Sequence[
                     tuple(int(s) for s in dy_shape[2:]))
 
 
-def _depthwise_transposed(g: ConvGeom) -> ConvGeom | None:
-    """The data gradient of a stride-1 depthwise conv as a depthwise conv of dy (flipped taps)."""
-    k = len(g.kernel)
-    pads = tuple((g.kernel[i % k] - 1) * g.dilations[i % k] - p for i, p in enumerate(g.pads))
-    if any(s != 1 for s in g.strides) or min(pads) < 0:
-        return None
-    return ConvGeom(g.n, g.c, g.m, g.group, g.kernel, g.strides, g.dilations, pads, g.out_spatial, g.in_spatial)
-
-
 def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any,
                          out_dtype: Any = None) -> np.ndarray:
     """dX ``(N, C, *in)`` of a depthwise conv, products and sums in ``dtype``, result in ``out_dtype``.
@@ -75,7 +66,7 @@ def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any,
     Otherwise per kernel tap one multiply and one strided add into a padded accumulator.
     """
     out_dtype = dtype if out_dtype is None else out_dtype
-    tg = _depthwise_transposed(g)
+    tg = g.depthwise_transposed
     if tg is not None:
         k = len(g.kernel)
         wflip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * k]

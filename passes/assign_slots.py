@@ -31,8 +31,26 @@ def make_slot(g: Graph, p: Value, bits: int, min_bits: int, max_bits: int) -> No
     g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32))
 
 
+def _gather_rows(g: Graph, p: Value) -> None:
+    """Embedding lookups read integer rows and dequantise only those (no float copy of the table)."""
+    for n, i in list(p.uses):
+        if n.op_type != "Gather" or i != 0:
+            continue
+        y = n.outputs[0]
+        rows = g.add_node("Gather", [p, n.inputs[1]], [(f"{y.name}.q", y.shape, p.dtype)], dict(n.attrs),
+                          name=f"{n.name}.int", before=n)
+        rows.meta.update(n.meta)
+        dq = g.add_node("Dequantize", [rows.outputs[0], g.value(exp_name(p.name))],
+                        [(f"{y.name}.dq", y.shape, y.dtype)], name=f"{n.name}.dequantize", domain="rctc", before=n)
+        dq.meta.update({"phase": n.meta.get("phase", "forward"), "fwd": n.name})
+        g.replace_value(y, dq.outputs[0], take_name=True)
+        g.remove_node(n)
+
+
 def _dequantize_uses(g: Graph, p: Value, float_dtype: np.dtype) -> None:
-    users = [(n, i) for n, i in p.uses if n.op_type not in ("SGDUpdate", "MomentumUpdate")]
+    _gather_rows(g, p)
+    users = [(n, i) for n, i in p.uses
+             if n.op_type not in ("SGDUpdate", "MomentumUpdate") and not (n.op_type == "Gather" and i == 0)]
     if not users:
         return
     first = min(users, key=lambda u: g.nodes.index(u[0]))[0]

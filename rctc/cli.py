@@ -20,6 +20,38 @@ from rctc.jsonutil import json_default
 from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
 
 
+class RctcGroup(click.Group):
+    """A click group whose usage errors (bad option, missing argument, a folder where a file is
+    expected) are one ``rctc: error:`` line with exit code 2, like every other user error."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see: rctc {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help)".replace("  ", " ")
+            msg = " ".join(exc.format_message().split())
+            click.echo(f"rctc: error: {msg}{hint}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("rctc: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"rctc: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def refuse_overwriting_inputs(output: Path, *inputs: Any) -> None:
+    """An output may not replace one of the command's own inputs."""
+    out = output.resolve()
+    for p in inputs:
+        if p is not None and Path(str(p)).exists() and Path(str(p)).resolve() == out:
+            raise RctcError(f"{output}: is also an input of this command; choose another output file")
+
+
 def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn RctcError (and a few OS errors) into one line on stderr and exit code 2."""
 
@@ -34,6 +66,10 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except MemoryError:
             click.echo("rctc: error: out of memory; use a smaller --batch-size", err=True)
             sys.exit(2)
+        except OSError as exc:  # an unwritable / invalid output path and the like
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"rctc: error: {where}{exc.strerror or exc}; check the path and its permissions", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -43,7 +79,7 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RctcGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rctc")
 def main() -> None:
     """rctc: compile ONNX models into Resource Constrained Training graphs, estimate and train them."""
@@ -81,9 +117,14 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
                 **opts: Any) -> None:
     """Lower an ONNX MODEL to a training graph (.rct)."""
     from rctc.compiler import compile_graph
-    from rctc.rct_format import save_rct
+    from rctc.rct_format import check_writable, save_rct
     from rctc.summary import graph_summary
 
+    if model.suffix == ".rct" and model.exists():
+        raise RctcError(f"{model}: is already a compiled .rct; give the ONNX model to compile")
+    out = output or model.with_suffix(".rct")
+    refuse_overwriting_inputs(out, model)
+    check_writable(out)
     opts["trainable"] = list(opts["trainable"])
     opts["freeze"] = list(opts["freeze"])
     options = CompileOptions(**opts)
@@ -101,7 +142,6 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    out = output or model.with_suffix(".rct")
     save_rct(g, out)
     summary = graph_summary(g)
     summary["output"] = str(out)
@@ -131,8 +171,10 @@ def predict_cmd(model: Path, data: str, x_key: str, target: str | None, output: 
 
     from rctc.api import load
     from rctc.data import load_data
-    from rctc.rct_format import atomic_write_bytes
+    from rctc.rct_format import atomic_write_bytes, check_writable
 
+    refuse_overwriting_inputs(output, model, data)
+    check_writable(output)
     m = load(model)
     ds = load_data(data, x_key=x_key, target=target)
     outs = m.predict(ds.x, source=ds.source)

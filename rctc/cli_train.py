@@ -9,7 +9,8 @@ from typing import Any
 import click
 import numpy as np
 
-from rctc.cli import emit_json, fail_cleanly, main
+from rctc.cli import emit_json, fail_cleanly, main, refuse_overwriting_inputs
+from rctc.rct_format import check_writable
 from rctc.errors import DataError, RctcError
 
 
@@ -74,6 +75,12 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
 
     if epochs is not None and steps is not None:
         raise RctcError("give --epochs or --steps, not both")
+    if warmup_steps < 0:
+        raise RctcError(f"--warmup-steps must be >= 0, got {warmup_steps}")
+    refuse_overwriting_inputs(output or model, data, val_data, log_path)
+    if log_path is not None:
+        refuse_overwriting_inputs(log_path, model, data, val_data)
+    check_writable(output or model)
     prof = load_profile(energy_profile)
     m = load(model)
     ds = load_data(data, x_key, y_key, target)
@@ -194,6 +201,8 @@ def export_cmd(model: Path, output: Path, fmt: str, as_json: bool) -> None:
     """Export the trained model as an inference ONNX file for onnxruntime."""
     from rctc.api import load
 
+    refuse_overwriting_inputs(output, model)
+    check_writable(output)
     m = load(model)
     m.export(output, fmt)
     if as_json:
@@ -214,6 +223,9 @@ def inspect_cmd(model: Path, profile: str | None, plot_path: Path | None, as_jso
     from rctc.api import load
     from rctc.summary import graph_summary, parameter_table
 
+    if plot_path is not None:
+        refuse_overwriting_inputs(plot_path, model)
+        check_writable(plot_path)
     m = load(model)
     info: dict[str, Any] = graph_summary(m.graph)
     info["parameters"] = parameter_table(m.graph)

@@ -149,6 +149,8 @@ def load_data(spec: str, x_key: str = "x", y_key: str = "y", target: str | None 
 def fit_inputs(x: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, source: str) -> np.ndarray:
     """Convert samples to the model input's per-sample ``shape`` and ``dtype``, or fail clearly."""
     x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+        raise DataError(f"{source}: x has non-numeric dtype {x.dtype}; rctc needs numbers")
     if x.ndim == 0 or x.shape[0] == 0:
         raise DataError(f"{source}: no samples in x")
     per = int(np.prod(shape))
@@ -159,8 +161,7 @@ def fit_inputs(x: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, source: s
                 f"({per} values per sample)"
             )
         x = x.reshape((x.shape[0], *shape))
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
-        raise DataError(f"{source}: x has non-numeric dtype {x.dtype}")
+
     if np.issubdtype(dtype, np.integer):
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             raise DataError(f"{source}: x contains NaN or Inf")
@@ -183,6 +184,8 @@ def check_labels(y: np.ndarray | None, n: int, num_classes: int | None, target_s
     if y.shape[0] != n:
         raise DataError(f"{source}: x has {n} samples but y has {y.shape[0]}")
     if num_classes is not None:
+        if y.ndim == 2 and y.shape[1] == 1:  # a column of labels
+            y = y[:, 0]
         if y.ndim != 1:
             raise DataError(f"{source}: class labels must be 1-D, got shape {list(y.shape)}")
         if np.issubdtype(y.dtype, np.floating):

@@ -69,15 +69,27 @@ def graph_to_rct(g: Graph) -> onnx.ModelProto:
 
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early (before any work) when ``path`` cannot be written as a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise RctcError(f"{p}: is a directory; give a file name for the output")
+    folder = p.resolve().parent
+    if not folder.is_dir():
+        raise RctcError(f"{p}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RctcError(f"{p}: folder {folder} is not writable")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename; never half-writes."""
     p = Path(path)
-    if p.exists() and p.is_dir():
-        raise RctcError(f"{p}: is a directory; give a file name for the output")
+    check_writable(p)
     folder = p.resolve().parent
-    if not folder.exists():
-        raise RctcError(f"{p}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise RctcError(f"{p}: cannot create a file in {folder} ({exc.strerror or exc})") from exc
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's)
         umask = os.umask(0)

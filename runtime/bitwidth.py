@@ -5,7 +5,7 @@ mean Gavg (mean |update| in units of the last bit) and saturated fraction:
 
 * saturation above ``SATURATION_LIMIT`` -> one more bit, same exponent (the range doubles);
 * Gavg < ``gavg_low`` (updates underflow) -> one more bit: ``q <<= 1``, ``exp -= 1`` (lossless);
-* Gavg > ``gavg_high`` (precision wasted) -> one bit less: ``q >>= 1`` rounded, ``exp += 1``.
+* Gavg > ``gavg_high`` (precision wasted) -> one bit less: ``q / 2`` rounded half to even, ``exp += 1``.
 
 Bits stay within the slot's [min_bits, max_bits]. Every change is logged.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rctc.ir import Graph
-from rctc.runtime.quant import shift_left, shift_right_round
+from rctc.runtime.quant import shift_left
 from rctc.slots import bits_name, exp_name
 
 SATURATION_LIMIT = 0.01
@@ -69,7 +69,8 @@ class BitwidthController:
             new_bits, new_exp, reason = bits + 1, exp - 1, "underflow"
         elif gavg > self.high and bits > lo:
             qmax = (1 << (bits - 2)) - 1
-            p.data = np.clip(shift_right_round(p.data, 1), -qmax, qmax).astype(p.data.dtype)
+            # half to even: an unbiased rounding (half up would drift every odd value upwards)
+            p.data = np.clip(np.rint(p.data.astype(np.float64) / 2), -qmax, qmax).astype(p.data.dtype)
             new_bits, new_exp, reason = bits - 1, exp + 1, "wasted precision"
         else:
             return None

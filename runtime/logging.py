@@ -9,11 +9,11 @@ from typing import Any
 from rctc.errors import RctcError
 from rctc.ir import Graph
 from rctc.runtime.trainer import StepRecord
-from rctc.slots import has_slot, read_slot
 
 
 class StepLogger:
-    """Writes one JSON object per training step: loss, accuracy, lr, per-parameter bits and Gavg."""
+    """Writes one JSON object per training step: loss, accuracy, lr, per-parameter bits and Gavg,
+    bit changes, and the measured energy of the step (``measured_energy_pj``) when a counter runs."""
 
     def __init__(self, path: Path, graph: Graph) -> None:
         try:
@@ -26,9 +26,6 @@ class StepLogger:
         row: dict[str, Any] = {"step": rec.step, "epoch": rec.epoch, "loss": rec.loss, "lr": rec.lr}
         if rec.accuracy is not None:
             row["accuracy"] = rec.accuracy
-        bits = {p.name: read_slot(self.graph, p)["bits"] for p in self.graph.params() if has_slot(p)}
-        if bits:
-            row["bits"] = bits
         row.update({k: v for k, v in rec.stats.items() if not k.startswith("_")})
         return row
 

@@ -19,6 +19,7 @@ from rctc.errors import DataError, TrainingDiverged
 from rctc.ir import Graph
 from rctc.runtime.executor import Executor, OnNode
 from rctc.runtime.kernels import KernelContext
+from rctc.slots import bits_name, has_slot
 
 
 @dataclass
@@ -67,12 +68,15 @@ class Trainer:
         self.executor = Executor(graph)
         self.meta = graph.meta
         self.batch = int(graph.value(self.meta["model_inputs"][0]).shape[0])
-        self.data_rng = np.random.default_rng([seed, 1])
-        self.kernel_rng = np.random.default_rng([seed, 2])
+        self.step = int(self.meta.get("step", 0))
+        # streams keyed by the step training starts from, so a second `rctc train` of the same
+        # .rct draws fresh shuffles and rounding noise (a resumed run restores both states)
+        self.data_rng = np.random.default_rng([seed, 1, self.step])
+        self.kernel_rng = np.random.default_rng([seed, 2, self.step])
         self.hooks: list[Callable[[Trainer, StepRecord], None]] = []
         # sees every node a training step executes (the energy counter, rctc.analysis.counter)
         self.on_node: OnNode | None = None
-        self.step = int(self.meta.get("step", 0))
+        self._slots = [(p.name, bits_name(p.name)) for p in graph.params() if has_slot(p)]
 
     # ----- batching ------------------------------------------------------
     def epoch_order(self, n: int, shuffle: bool) -> np.ndarray:
@@ -128,6 +132,8 @@ class Trainer:
             m = mask > 0
             acc = float(np.mean(np.argmax(out[logits_name][m], axis=-1) == y[m])) if m.any() else None
         rec = StepRecord(self.step, epoch, float(out[loss_name]), acc, lr, dict(ctx.stats))
+        if self._slots:  # the bits this step ran at (hooks such as the controller may change them)
+            rec.stats["bits"] = {name: int(self.graph.values[b].data) for name, b in self._slots}
         for hook in self.hooks:
             hook(self, rec)
         return rec

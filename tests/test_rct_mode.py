@@ -154,3 +154,10 @@ def test_op_without_integer_lowering_is_named(monkeypatch) -> None:  # noqa: ANN
     monkeypatch.setattr(insert_quant, "FLOAT_OPS", insert_quant.FLOAT_OPS - {"Relu"})
     with pytest.raises(rctc.RctcError, match=r"no integer lowering.*Relu \(relu1\)"):
         rctc.compile(build("mlp"), batch_size=4)
+
+
+def test_embedding_reads_integer_rows() -> None:
+    g = rctc.compile(build("tiny_transformer"), batch_size=4).graph
+    gathers = [n for n in g.nodes if n.op_type == "Gather"]
+    assert gathers and all(n.inputs[0].name == "embed.weight" for n in gathers)
+    assert not any(n.op_type == "Dequantize" and n.inputs[0].name == "embed.weight" for n in g.nodes)

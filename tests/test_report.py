@@ -41,11 +41,12 @@ def test_report_from_rct_and_fp32_logs(tmp_path: Path) -> None:
     log = _log(tmp_path, "rct")
     rows = read_log(log)
     info = _report(log, tmp_path / "rct.png")
-    assert info["panels"] == ["loss", "accuracy", "bits"] and info["steps"] == 12
+    assert info["panels"] == ["loss", "accuracy", "bits", "energy"] and info["steps"] == 12
+    assert all(r["measured_energy_pj"] > 0 for r in rows)
     assert info["final_bits"] == rows[-1]["bits"] and info["final_loss"] == rows[-1]["loss"]
     assert mpimg.imread(tmp_path / "rct.png").shape[1] > 800
     info = _report(_log(tmp_path, "fp32"), tmp_path / "fp32.png")
-    assert info["panels"] == ["loss", "accuracy"]
+    assert info["panels"] == ["loss", "accuracy", "energy"]
 
 
 def test_measured_energy_panel_and_resumed_log(tmp_path: Path) -> None:

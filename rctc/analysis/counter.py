@@ -62,6 +62,7 @@ class EnergyCounter:
 
     def __call__(self, trainer: Trainer, rec: StepRecord) -> None:
         """Step hook: the step finished (and its state was written back); commit its counts."""
+        rec.stats["measured_energy_pj"] = self.current.energy(self.profile)["total"]
         self.total.merge(self.current)
         self.current = Counts()
         self.steps += 1

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.intmath import blas_matmul
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -97,7 +98,7 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict
         cols = cols_channel_major(x, g, dt)  # (C*K, N*Q)
         kg = (g.c // g.group) * g.kk
         wg = w.reshape(g.group, g.m // g.group, kg).astype(dt, copy=False)
-        yc = np.matmul(wg[0], cols) if g.group == 1 else np.matmul(wg, cols.reshape(g.group, kg, -1))
+        yc = blas_matmul(wg[0], cols) if g.group == 1 else blas_matmul(wg, cols.reshape(g.group, kg, -1))
         y = from_channel_major(yc.reshape(g.m, -1), g.n, g.out_spatial, dt, g.grid)
     if b is not None:
         y += b.astype(y.dtype, copy=False).reshape((1, g.m) + (1,) * len(g.out_spatial))

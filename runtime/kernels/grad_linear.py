@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.intmath import blas_matmul
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -128,10 +129,10 @@ def _grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom) -> np.ndarray:
     cols = cols_channel_major(x, g, dt)  # (C*K, N*Q): the contraction axis N*Q is contiguous
     dyc = to_grid(dy, g, dt)  # (M, N*Q), zeros off the outputs
     if g.group == 1:
-        dw = np.matmul(dyc, cols.T)
+        dw = blas_matmul(dyc, cols.T)
     else:
         kg = (g.c // g.group) * g.kk
-        dw = np.matmul(dyc.reshape(g.group, g.m // g.group, -1), cols.reshape(g.group, kg, -1).transpose(0, 2, 1))
+        dw = blas_matmul(dyc.reshape(g.group, g.m // g.group, -1), cols.reshape(g.group, kg, -1).transpose(0, 2, 1))
     return dw.reshape((g.m, g.c // g.group) + g.kernel)
 
 
@@ -158,14 +159,14 @@ def _grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
     tg = g.transposed()
     if tg is not None:  # im2col of dy + one GEMM straight into dx: copies instead of col2im's adds
         cols = cols_channel_major(dy, tg, dt)
-        return from_channel_major(flipped_weight(w, dt) @ cols, g.n, g.in_spatial, dt, tg.grid)
+        return from_channel_major(blas_matmul(flipped_weight(w, dt), cols), g.n, g.in_spatial, dt, tg.grid)
     dyc = to_channel_major(dy, dt).reshape(g.m, -1)  # (M, N*P)
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
     wg = w.reshape(g.group, mg, kg).astype(dt, copy=False)
     if g.group == 1:
-        cols = np.matmul(wg[0].T, dyc)  # (C*K, N*P)
+        cols = blas_matmul(wg[0].T, dyc)  # (C*K, N*P)
     else:
-        cols = np.matmul(wg.transpose(0, 2, 1), dyc.reshape(g.group, mg, -1))  # (G, Kg, N*P)
+        cols = blas_matmul(wg.transpose(0, 2, 1), dyc.reshape(g.group, mg, -1))  # (G, Kg, N*P)
     return col2im_channel_major(cols.reshape(g.c * g.kk, -1), g, dt)
 
 

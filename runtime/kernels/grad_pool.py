@@ -60,10 +60,40 @@ def _unpad(acc: np.ndarray, x_shape: Sequence[int], pads: Sequence[int]) -> np.n
     return np.ascontiguousarray(acc[(slice(None), slice(None)) + inner])
 
 
+def _max_pool_grad_tiled(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int]) -> np.ndarray:
+    """Non-overlapping windows (stride == kernel, no pads, no dilation): windows are a reshape.
+
+    One copy gathers every window's taps last, ``argmax`` picks the first maximum (row-major
+    kernel order, as the general path), ``put_along_axis`` writes ``dy`` there, one copy back.
+    Input rows/cols past the last window get zero gradient.
+    """
+    k = len(kernel)
+    n, c = x.shape[:2]
+    outs = dy.shape[2:]
+    used = tuple(o * kk for o, kk in zip(outs, kernel))
+    xs = x[(slice(None), slice(None)) + tuple(slice(0, u) for u in used)]
+    split = (n, c) + tuple(v for o, kk in zip(outs, kernel) for v in (o, kk))
+    order = (0, 1) + tuple(2 + 2 * i for i in range(k)) + tuple(3 + 2 * i for i in range(k))
+    win = xs.reshape(split).transpose(order).reshape((n, c) + tuple(outs) + (-1,))  # one copy
+    arg = np.argmax(win, axis=-1)[..., None]
+    g = np.zeros(win.shape, dtype=dy.dtype)
+    np.put_along_axis(g, arg, dy[..., None], axis=-1)
+    back = np.argsort(order)
+    g = g.reshape((n, c) + tuple(outs) + tuple(kernel)).transpose(back).reshape((n, c) + used)
+    if used == tuple(x.shape[2:]):
+        return np.ascontiguousarray(g)
+    dx = np.zeros(x.shape, dtype=dy.dtype)
+    dx[(slice(None), slice(None)) + tuple(slice(0, u) for u in used)] = g
+    return dx
+
+
 def max_pool_grad(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int],
                   dilations: Sequence[int], pads: Sequence[int]) -> np.ndarray:
     """Route each window's output gradient to the (first) argmax of that window."""
     outs = list(dy.shape[2:])
+    if (list(strides) == list(kernel) and not any(pads) and all(d == 1 for d in dilations)
+            and all(o * kk <= s for o, kk, s in zip(outs, kernel, x.shape[2:]))):
+        return _max_pool_grad_tiled(dy, x, kernel)
     extra = _overhang(x.shape[2:], kernel, strides, dilations, pads, outs)
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = pad_spatial(x, pads, low, extra)

@@ -65,7 +65,7 @@ def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.
     the clip pass is skipped.
     """
     qmax = qmax_for_bits(bits)
-    scale = math.ldexp(1.0, -int(e))
+    scale = float(np.ldexp(1.0, -int(e)))
     if _F32_TINY <= scale <= _F32_MAX:
         v = np.multiply(x, np.float32(scale), dtype=np.float32)
     else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
@@ -123,8 +123,8 @@ def dequantize(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
                bias: np.ndarray | None = None) -> np.ndarray:
     """alpha * q * 2^e (+ beta * bias, broadcast along ``bias_axis`` or numpy-style) in float32."""
     alpha = float(node.attrs.get("alpha", 1.0))
-    y = q.astype(np.float32)
-    y *= np.float32(alpha * np.ldexp(1.0, int(e)))
+    # one pass: the int -> float32 cast happens inside the multiply (same values as cast, then scale)
+    y = np.multiply(q, np.float32(alpha * np.ldexp(1.0, int(e))), dtype=np.float32)
     if bias is not None:
         beta = float(node.attrs.get("beta", 1.0))
         b = bias.astype(np.float32, copy=False)

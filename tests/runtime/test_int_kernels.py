@@ -142,3 +142,38 @@ def test_conv_weight_gradient_long_batch_contraction() -> None:
     np.testing.assert_array_equal(dw, dw_ref)
     np.testing.assert_array_equal(INT_PRODUCTS["IntConv"](x, w, attrs, np.int32),
                                   _ref_conv(x, w, 1, 1, 1, 1).astype(np.int32))
+
+
+def test_small_gemms_run_single_threaded_and_restore_the_thread_count() -> None:
+    from rctc.runtime.intmath import _blas_thread_fns, blas_matmul
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((8, 16)).astype(np.float32)
+    b = rng.standard_normal((3, 16, 5)).astype(np.float32)
+    np.testing.assert_array_equal(blas_matmul(a, b), np.matmul(a, b))
+    out = np.empty((3, 8, 5), np.float32)
+    assert blas_matmul(a, b, out=out) is out
+    fns = _blas_thread_fns()
+    if fns is not None:  # OpenBLAS: the process-wide count is back to what it was
+        before = fns[1]()
+        blas_matmul(a, b)
+        assert fns[1]() == before
+
+
+@pytest.mark.parametrize(("shape", "k"), [((3, 2, 8, 8), [2, 2]), ((2, 3, 7, 9), [2, 2]), ((2, 2, 4, 4, 4), [2, 2, 2])])
+def test_max_pool_grad_tiled_fast_path_first_max_on_ties(shape: tuple, k: list) -> None:
+    """stride == kernel windows (a reshape, not the strided loop): ReLU-like inputs with many tied
+    zeros route the gradient to the first maximum in row-major order, like the explicit loop."""
+    from rctc.runtime.kernels.grad_pool import max_pool_grad
+
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal(shape).astype(np.float32), 0)
+    outs = [s // kk for s, kk in zip(shape[2:], k)]
+    dy = rng.standard_normal(shape[:2] + tuple(outs)).astype(np.float32)
+    ref = np.zeros_like(x)
+    for n, c in itertools.product(range(shape[0]), range(shape[1])):
+        for o in itertools.product(*[range(v) for v in outs]):
+            win = x[(n, c) + tuple(slice(oi * ki, oi * ki + ki) for oi, ki in zip(o, k))]
+            idx = np.unravel_index(np.argmax(win), win.shape)
+            ref[(n, c) + tuple(oi * ki + ii for oi, ki, ii in zip(o, k, idx))] += dy[(n, c) + o]
+    np.testing.assert_array_equal(max_pool_grad(dy, x, k, k, [1] * len(k), [0] * (2 * len(k))), ref)

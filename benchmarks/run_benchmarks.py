@@ -114,7 +114,8 @@ def render(models: list[str], peers: list[str], results: dict[tuple[str, str], d
            comp: dict[str, Any], machine: dict[str, Any], load_start: float | None, argv: list[str],
            timing: dict[str, Any], batch: int) -> str:
     lines = ["# rctc benchmark results", ""]
-    lines.append(f"Command: `python benchmarks/run_benchmarks.py {' '.join(argv)}`".rstrip() + "  ")
+    cmd = " ".join(["python benchmarks/run_benchmarks.py", *argv])
+    lines.append(f"Command: `{cmd}`  ")
     lines.append(f"Date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  ")
     lines.append(f"Batch {batch}; {_common.NUM_THREADS} intra-op threads per peer "
                  "(OMP/MKL/OPENBLAS_NUM_THREADS, torch.set_num_threads); median step time after "

@@ -32,8 +32,8 @@ class CompileOptions:
     grad_bits: int = 8
     rounding: str = "stochastic"
     adjust_every: int = 20
-    gavg_low: float = 0.25
-    gavg_high: float = 2.0
+    gavg_low: float = 0.01
+    gavg_high: float = 1.0
 
     def validate(self) -> CompileOptions:
         def bad(msg: str) -> RctcError:

@@ -39,9 +39,31 @@ def _zero(dt: np.dtype) -> np.ndarray:
     return np.zeros((), dtype=dt)
 
 
+_BITS = {1: np.dtype(np.int8), 2: np.dtype(np.int16), 4: np.dtype(np.int32), 8: np.dtype(np.int64)}
+
+
+def masked(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``np.where(keep, a, 0)`` bit for bit (NaNs, signed zeros) as a new array.
+
+    numpy's ``where`` branches per element and is ~10x slower than streaming arithmetic on an
+    unpredictable mask; here the mask becomes all-ones / all-zeros words (``-keep`` in an integer
+    type of ``a``'s item size) that are and-ed with the bits of ``a``: a kept element keeps its
+    exact bit pattern, a dropped one becomes +0. Falls back to ``np.where`` when shapes differ
+    (broadcasting) or ``a`` is not a C-contiguous numeric array.
+    """
+    it = _BITS.get(a.dtype.itemsize)
+    if (it is None or a.dtype.kind not in "fiu" or keep.shape != a.shape or keep.dtype != np.bool_
+            or not a.flags.c_contiguous or not keep.flags.c_contiguous):
+        return np.where(keep, a, _zero(a.dtype))
+    bits = np.empty(a.shape, dtype=it)
+    np.negative(keep.view(np.int8), out=bits, casting="unsafe")  # True -> -1 (all ones), False -> 0
+    np.bitwise_and(bits, a.view(it), out=bits)
+    return bits.view(a.dtype)
+
+
 @register("ReluGrad")
 def relu_grad(ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _as_out(node, np.where(x > 0, dy, _zero(dy.dtype)))
+    return _as_out(node, masked(np.greater(x, _zero(x.dtype)), dy))
 
 
 @register("LeakyReluGrad")
@@ -75,12 +97,15 @@ def clip_grad(
         lo = np.asarray(node.attrs["min"])
     if hi is None and "max" in node.attrs:
         hi = np.asarray(node.attrs["max"])
-    keep = np.ones(x.shape, dtype=bool)
+    keep: np.ndarray | None = None
     if lo is not None:
-        keep &= x > np.asarray(lo).astype(x.dtype, copy=False)
+        keep = np.greater(x, np.asarray(lo).astype(x.dtype, copy=False))
     if hi is not None:
-        keep &= x < np.asarray(hi).astype(x.dtype, copy=False)
-    return _as_out(node, np.where(keep, dy, _zero(dy.dtype)))
+        below = np.less(x, np.asarray(hi).astype(x.dtype, copy=False))
+        keep = below if keep is None else np.bitwise_and(keep, below, out=keep)
+    if keep is None:
+        keep = np.ones(x.shape, dtype=bool)
+    return _as_out(node, masked(keep, dy))
 
 
 @register("DropoutGrad")

@@ -16,15 +16,14 @@ All arithmetic runs in the dtype of ``x`` / ``y``; inputs are never modified.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.kernels.norm import chan_dot, chan_sum
 from rctc.runtime.kernels.registry import KernelContext, register
 from rctc.runtime.kernels.training import sum_to
-
-
-def _chan(v: np.ndarray, ndim: int, dtype: np.dtype) -> np.ndarray:
-    return np.asarray(v).astype(dtype, copy=False).reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _dt(node: Node, i: int, default: np.dtype) -> np.dtype:
@@ -44,31 +43,33 @@ def batch_norm_grad(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     eps = float(node.attrs.get("epsilon", 1e-5))
     dt = x.dtype
-    nd = x.ndim
-    axes = (0,) + tuple(range(2, nd))
-    dy = dy.astype(dt, copy=False)
+    n, c = x.shape[0], x.shape[1]
+    x3 = x.reshape(n, c, math.prod(x.shape[2:]))  # (N, C, spatial): channel reductions over axes 0 and 2
+    dy3 = dy.astype(dt, copy=False).reshape(x3.shape)
+    a = scale.astype(dt, copy=False)
     training = ctx.training or int(node.attrs.get("training_mode", 0)) == 1
     if training:
-        m = x.size // x.shape[1]
-        bmean = x.mean(axis=axes, dtype=dt)
-        xhat = x - _chan(bmean, nd, dt)
-        inv = np.asarray(1, dt) / np.sqrt(np.mean(np.square(xhat), axis=axes, dtype=dt) + np.asarray(eps, dt))
-        xhat *= _chan(inv, nd, dt)
-        dbias = dy.sum(axis=axes, dtype=dt)
-        dscale = np.sum(dy * xhat, axis=axes, dtype=dt)
-        k = np.asarray(1.0 / m, dt)
-        dx = dy - _chan(dbias * k, nd, dt)
-        xhat *= _chan(dscale * k, nd, dt)
-        dx -= xhat
-        dx *= _chan(scale.astype(dt, copy=False) * inv, nd, dt)
+        # xhat = (x - mu) * inv;  dx = scale * inv * (dy - mean(dy) - xhat * mean(dy * xhat)),
+        # written as four in-place passes over the centred input (the only full-size buffer)
+        k = np.asarray(1.0 / max(x3.shape[0] * x3.shape[2], 1), dt)
+        bmean = chan_sum(x3) * k
+        dx = np.subtract(x3, bmean[:, None])
+        inv = np.asarray(1, dt) / np.sqrt(chan_dot(dx, dx) * k + np.asarray(eps, dt))
+        dbias = chan_sum(dy3)
+        dscale = chan_dot(dy3, dx) * inv
+        dx *= (-(dscale * k) * inv)[:, None]
+        dx += dy3
+        dx -= (dbias * k)[:, None]
+        dx *= (a * inv)[:, None]
     else:
         if mean is None or var is None:
             raise ValueError("BatchNormGrad in inference mode needs the running mean and var inputs")
         inv = np.asarray(1, dt) / np.sqrt(var.astype(dt, copy=False) + np.asarray(eps, dt))
-        xhat = (x - _chan(mean, nd, dt)) * _chan(inv, nd, dt)
-        dbias = dy.sum(axis=axes, dtype=dt)
-        dscale = np.sum(dy * xhat, axis=axes, dtype=dt)
-        dx = dy * _chan(scale.astype(dt, copy=False) * inv, nd, dt)
+        xc = np.subtract(x3, np.asarray(mean).astype(dt, copy=False)[:, None])
+        dbias = chan_sum(dy3)
+        dscale = chan_dot(dy3, xc) * inv
+        dx = np.multiply(dy3, (a * inv)[:, None])
+    dx = dx.reshape(x.shape)
     return (
         dx.astype(_dt(node, 0, dt), copy=False),
         dscale.astype(_dt(node, 1, scale.dtype), copy=False),

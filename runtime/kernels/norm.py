@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rctc.ir import Node
 from rctc.runtime.kernels.registry import KernelContext, register
+
+
+def chan_sum(a3: np.ndarray) -> np.ndarray:
+    """Per-channel sum of an (N, C, S) array over axes 0 and 2, in its dtype (one read pass)."""
+    return np.einsum("ncs->c", a3)
+
+
+def chan_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
+    """Per-channel sum of ``a3 * b3`` ((N, C, S) arrays) without the product temporary: one
+    (1, S) @ (S, 1) product per (n, c), then the sum over n."""
+    return np.matmul(a3[:, :, None, :], b3[:, :, :, None]).sum(axis=(0, 2, 3))
 
 
 def _chan(v: np.ndarray, ndim: int, dtype: np.dtype) -> np.ndarray:
@@ -43,13 +56,16 @@ def batch_norm(
         y = x * _chan(a, x.ndim, dt)
         y += _chan(b, x.ndim, dt)
         return y if len(node.outputs) == 1 else (y,) + tuple(np.array(v, copy=True) for v in (mean, var))
-    axes = (0,) + tuple(range(2, x.ndim))
-    bmean = x.mean(axis=axes, dtype=dt)
-    centred = x - _chan(bmean, x.ndim, dt)
-    bvar = np.mean(np.square(centred), axis=axes, dtype=dt)
+    n, c = x.shape[0], x.shape[1]
+    x3 = x.reshape(n, c, math.prod(x.shape[2:]))  # (N, C, spatial): channel reductions over axes 0 and 2
+    k = np.asarray(1.0 / max(x3.shape[0] * x3.shape[2], 1), dt)
+    bmean = chan_sum(x3) * k
+    centred = np.subtract(x3, bmean[:, None])
+    bvar = chan_dot(centred, centred) * k
     inv = scale.astype(dt, copy=False) / np.sqrt(bvar + np.asarray(eps, dt))
-    y = centred * _chan(inv, x.ndim, dt)
-    y += _chan(bias, x.ndim, dt)
+    centred *= inv[:, None]  # the output, normalised in place
+    centred += bias.astype(dt, copy=False)[:, None]
+    y = centred.reshape(x.shape)
     if len(node.outputs) == 1:
         return y
     mom = float(node.attrs.get("momentum", 0.9))

@@ -66,7 +66,10 @@ def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.
     """
     qmax = qmax_for_bits(bits)
     scale = float(np.ldexp(1.0, -int(e)))
-    if _F32_TINY <= scale <= _F32_MAX:
+    f32_scale = _F32_TINY <= scale <= _F32_MAX
+    if rounding != "nearest" and in_range and f32_scale and qmax < (1 << 24):  # float32 sums exact
+        return _stochastic_in_range(x, np.float32(scale), int_dtype_for_bits(bits), rng)
+    if f32_scale:
         v = np.multiply(x, np.float32(scale), dtype=np.float32)
     else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
         v = (x.astype(np.float64) * scale).astype(np.float32)
@@ -81,6 +84,22 @@ def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.
     if not in_range:
         np.clip(r, -qmax, qmax, out=r)
     return r.astype(int_dtype_for_bits(bits))
+
+
+def _stochastic_in_range(x: np.ndarray, scale: np.float32, qdtype: np.dtype,
+                         rng: np.random.Generator) -> np.ndarray:
+    """:func:`quantize_to`'s stochastic rounding of in-range values, ``floor(v) + (U < 2^24 frac(v))``
+    with ``v = x * scale``: the same floats and draws, but the round-up bit is added in the int
+    type (``|floor(v)| < 2^24`` and the sum are in range, so every cast is exact), which saves the
+    float-plus-bool pass and the final float -> int conversion."""
+    v = np.multiply(x, scale, dtype=np.float32)
+    fl = np.floor(v)
+    np.subtract(v, fl, out=v)
+    v *= np.float32(_TWO24)
+    q = fl.astype(qdtype)
+    up = np.less(uniform_scaled(rng, v.shape), v)
+    np.add(q, up.view(np.int8), out=q, casting="unsafe")
+    return q
 
 
 def _absmax(x: np.ndarray) -> float:

@@ -10,8 +10,8 @@ import click
 import numpy as np
 
 from rctc.cli import emit_json, fail_cleanly, main, refuse_overwriting_inputs
-from rctc.rct_format import check_writable
 from rctc.errors import DataError, RctcError
+from rctc.rct_format import check_writable
 
 
 def _data_options(fn: Any) -> Any:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rctc.runtime.intmath import (
     F32_EXACT,
     F64_EXACT,

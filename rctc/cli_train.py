@@ -108,8 +108,8 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     state = ckpt.load_checkpoint(ckpt.find_checkpoint(checkpointer.path), t, run_args) if resume else None
     show_bar = not (quiet or as_json) and sys.stderr.isatty()
     logger = StepLogger(log_path, m.graph) if log_path else None
-    bar = click.progressbar(length=total, label="training", file=sys.stderr,
-                            item_show_func=lambda r: r and f"loss {r.loss:.4f}" + (
+    bar = click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
+                            item_show_func=lambda r: r and f"epoch {r.epoch + 1} loss {r.loss:.4f}" + (
                                 f" acc {r.accuracy:.3f}" if r.accuracy is not None else "")) if show_bar else None
     if bar is not None:
         bar.__enter__()

@@ -24,7 +24,7 @@ from rctc.errors import RctcError
 from rctc.ir import Graph
 from rctc.options import CompileOptions
 from rctc.rct_format import load_rct, save_rct
-from rctc.runtime.trainer import LRSchedule, RunState, StepRecord, Trainer, run_training
+from rctc.runtime.trainer import LRSchedule, RunState, StepRecord, Trainer, run_length, run_training
 
 
 class CompiledModel:
@@ -109,8 +109,7 @@ class CompiledModel:
         if lr_schedule not in ("constant", "step", "cosine"):
             raise RctcError(f"--lr-schedule must be constant, step or cosine, got {lr_schedule!r}")
         t = self.trainer(seed)
-        per_epoch = max(len(xs) // t.batch, 1)
-        total = steps if steps is not None else (epochs or 1) * per_epoch
+        total = run_length(len(xs), t.batch, epochs, steps, keep_last)
         start = state.start_step if state is not None else t.step
         sched = LRSchedule(lr or self.options.lr, lr_schedule, total, warmup_steps, start=start)
         summary = run_training(t, xs, ys, epochs, steps, sched, shuffle, keep_last, on_step, state, after_step,

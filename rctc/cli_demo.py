@@ -25,10 +25,11 @@ def _train(mode: str, epochs: int, seed: int, show_bar: bool) -> tuple[Any, dict
     import rctc
     from rctc.data import load_data
     from rctc.models import path
+    from rctc.runtime.trainer import run_length
 
     train, test = load_data("digits:train"), load_data("digits:test")
     m = rctc.compile(path("lenet"), mode=mode, seed=seed, **DIGITS_RECIPE)
-    total = epochs * (len(train) // m.batch_size)
+    total = run_length(len(train), m.batch_size, epochs, None, keep_last=False)
     bar = (
         click.progressbar(
             length=total,

@@ -72,6 +72,7 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     from rctc.api import load
     from rctc.data import load_data
     from rctc.runtime.logging import StepLogger
+    from rctc.runtime.trainer import run_length
 
     if epochs is not None and steps is not None:
         raise RctcError("give --epochs or --steps, not both")
@@ -101,7 +102,7 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     attach_counter(t, prof)
     if profile_ops:
         t.executor.op_times = {}
-    total = steps if steps is not None else (epochs or 1) * max(len(x) // m.batch_size, 1)
+    total = run_length(len(x), m.batch_size, epochs, steps, keep_last)
     run_args = {"epochs": epochs, "steps": steps, "lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
                 "seed": seed, "shuffle": not no_shuffle, "keep_last": keep_last, "data": ckpt.data_digest(x, y)}
     checkpointer = ckpt.Checkpointer(ckpt.checkpoint_path(out_path), checkpoint_every, t, run_args)

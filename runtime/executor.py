@@ -72,8 +72,9 @@ class Executor:
         self._schedules: dict[tuple[str, ...], list[_Step]] = {}
         self.op_times: dict[str, float] | None = None
         _keep_freed_memory()
-        self._stored: list | None = None  # constants and state: their Value objects (data read per run)
-        self._stored_n = 0
+        # constants and state: their Value objects (the data is read each run; the set of values
+        # is fixed once a graph is compiled)
+        self._stored = [v for v in graph.values.values() if v.kind not in ("temp", "input")]
         missing = sorted({n.op_type for n in graph.nodes if n.op_type not in KERNELS})
         if missing:
             raise RctcError(f"no runtime kernel for op(s): {', '.join(missing)}; this .rct needs a newer rctc")
@@ -120,9 +121,6 @@ class Executor:
     ) -> dict[str, np.ndarray]:
         """Compute ``outputs`` from ``feeds`` plus the graph's constants and state."""
         ctx = ctx or KernelContext()
-        if self._stored is None or self._stored_n != len(self.graph.values):
-            self._stored = [v for v in self.graph.values.values() if v.kind != "temp" and v.kind != "input"]
-            self._stored_n = len(self.graph.values)
         env: dict[str, np.ndarray | None] = {v.name: v.data for v in self._stored}
         env.update(feeds)
         timing = self.op_times

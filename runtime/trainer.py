@@ -90,11 +90,6 @@ class Trainer:
             return x[idx], y[idx], np.ones(self.batch, np.float32)
         return self._pad(x[idx], y[idx], len(idx))
 
-    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool, keep_last: bool) -> Iterator[tuple]:
-        order = self.epoch_order(len(x), shuffle)
-        for b in range(epoch_batches(len(x), self.batch, keep_last)):
-            yield self.batch_at(x, y, order, b)
-
     def _pad(self, x: np.ndarray, y: np.ndarray, rest: int) -> tuple:
         pad = self.batch - rest
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
@@ -197,6 +192,11 @@ def epoch_batches(n: int, batch: int, keep_last: bool) -> int:
     return n // batch + (1 if keep_last and n % batch else 0)
 
 
+def run_length(n: int, batch: int, epochs: int | None, steps: int | None, keep_last: bool) -> int:
+    """Steps a run of ``epochs`` (default 1) or ``steps`` takes over ``n`` samples."""
+    return steps if steps is not None else (epochs or 1) * epoch_batches(n, batch, keep_last)
+
+
 @dataclass
 class RunState:
     """Where a training run is, so it can stop after any step and resume bit-identically.
@@ -238,7 +238,7 @@ def run_training(
     per_epoch = epoch_batches(len(x), trainer.batch, keep_last)
     if per_epoch == 0:
         raise DataError(f"{len(x)} samples are fewer than the compiled batch size {trainer.batch}; use --keep-last")
-    target = steps if steps is not None else (epochs or 1) * per_epoch
+    target = run_length(len(x), trainer.batch, epochs, steps, keep_last)
     st = state if state is not None else RunState(epoch=trainer.step // per_epoch, start_step=trainer.step)
     t0, last, done0 = time.perf_counter(), None, st.done
     while st.done < target:

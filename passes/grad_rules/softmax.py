@@ -22,17 +22,10 @@ def _axis(node: Node) -> int:
     return axis + rank if axis < 0 else axis
 
 
-@rule("Softmax")
+@rule("Softmax", "LogSoftmax")
 def softmax_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
+    """SoftmaxGrad / LogSoftmaxGrad from the forward output y (both only need dy, y and the axis)."""
     x = node.inputs[0]
     if not wants(b, x):
         return [None]
-    return [b.like("SoftmaxGrad", [dys[0], node.outputs[0]], x, {"axis": _axis(node)})]
-
-
-@rule("LogSoftmax")
-def log_softmax_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
-    x = node.inputs[0]
-    if not wants(b, x):
-        return [None]
-    return [b.like("LogSoftmaxGrad", [dys[0], node.outputs[0]], x, {"axis": _axis(node)})]
+    return [b.like(f"{node.op_type}Grad", [dys[0], node.outputs[0]], x, {"axis": _axis(node)})]

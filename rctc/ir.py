@@ -68,12 +68,6 @@ class Value:
     def nbytes(self) -> int:
         return self.size * (self.dtype.itemsize if self.dtype is not None else 0)
 
-    def users(self) -> list[Node]:
-        seen: dict[int, Node] = {}
-        for node, _ in self.uses:
-            seen.setdefault(id(node), node)
-        return list(seen.values())
-
     def replace_all_uses_with(self, other: Value) -> None:
         """Point every use of this value at ``other`` instead."""
         for node, idx in list(self.uses):
@@ -338,14 +332,17 @@ class Graph:
                 out |= nx.ancestors(g, v.producer.name)
         return out
 
-    def last_uses(self) -> dict[str, int]:
-        """Liveness: value name -> index of the last node that reads it."""
-        last: dict[str, int] = {}
-        for i, node in enumerate(self.nodes):
+    def live_ranges(self, nodes: Sequence[Node] | None = None) -> dict[str, tuple[int, int]]:
+        """Liveness over a schedule (default: all nodes): for every value a node of it produces,
+        (index of its producer, index of its last reader; the producer's if nobody reads it)."""
+        ranges: dict[str, tuple[int, int]] = {}
+        for i, node in enumerate(self.nodes if nodes is None else nodes):
             for v in node.inputs:
-                if v is not None:
-                    last[v.name] = i
-        return last
+                if v is not None and v.name in ranges:
+                    ranges[v.name] = (ranges[v.name][0], i)
+            for o in node.outputs:
+                ranges[o.name] = (i, i)
+        return ranges
 
     # ----- checking ------------------------------------------------------
     def verify(self) -> None:

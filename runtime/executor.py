@@ -87,28 +87,21 @@ class Executor:
         needed = g.ancestors([g.value(o) for o in outputs])
         nodes = [n for n in g.nodes if n.name in needed]
         keep = set(outputs)
-        last: dict[str, int] = {}
-        for i, n in enumerate(nodes):
-            for v in n.inputs:
-                if v is not None and v.kind == "temp":
-                    last[v.name] = i
+        # each value dies after its last reader; outputs nobody reads (optional BN stats) right away
         free_at: dict[int, list[str]] = {}
-        for name, i in last.items():
+        for name, (_, end) in g.live_ranges(nodes).items():
             if name not in keep:
-                free_at.setdefault(i, []).append(name)
-        steps = []
-        for i, n in enumerate(nodes):
-            # outputs nobody reads (e.g. optional BN stats) die right away
-            dead = [o.name for o in n.outputs if o.name not in last and o.name not in keep]
-            steps.append(
-                _Step(
-                    n,
-                    KERNELS[n.op_type],
-                    tuple(v.name if v is not None else None for v in n.inputs),
-                    tuple(o.name for o in n.outputs),
-                    tuple(free_at.get(i, [])) + tuple(dead),
-                )
+                free_at.setdefault(end, []).append(name)
+        steps = [
+            _Step(
+                n,
+                KERNELS[n.op_type],
+                tuple(v.name if v is not None else None for v in n.inputs),
+                tuple(o.name for o in n.outputs),
+                tuple(free_at.get(i, [])),
             )
+            for i, n in enumerate(nodes)
+        ]
         self._schedules[key] = steps
         return steps
 

@@ -63,8 +63,8 @@ def test_remove_unused_and_liveness() -> None:
     extra = g.add_node("Relu", [a.outputs[0]], [("dead", (2, 3), np.float32)])
     assert g.remove_unused() == 1
     assert extra.graph is None and "dead" not in g.values
-    last = g.last_uses()
-    assert last["a"] == 2 and last["b"] == 2
+    ranges = g.live_ranges()
+    assert ranges["a"] == (0, 2) and ranges["b"] == (1, 2) and ranges["c"] == (2, 2)
     assert g.ancestors([c.outputs[0]]) == {a.name, b.name, c.name}
 
 

@@ -89,17 +89,9 @@ def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | No
     grads = set(g.meta.get("param_grads", {}).values())
     keep = set(step_outputs(g))
     last = len(nodes) - 1
-    start: dict[str, int] = {}
-    end: dict[str, int] = {}
-    for i, n in enumerate(nodes):
-        for v in n.inputs:
-            if v is not None and v.name in start:
-                end[v.name] = i
-        for o in n.outputs:
-            start[o.name] = end[o.name] = i
-    for name in keep:
-        if name in start:
-            end[name] = last
+    ranges = g.live_ranges(nodes)
+    start = {name: s for name, (s, _) in ranges.items()}
+    end = {name: last if name in keep else e for name, (_, e) in ranges.items()}
     delta = [0] * (len(nodes) + 1)
     for name, s in start.items():
         size = _nbytes(g.values[name])

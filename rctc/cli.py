@@ -5,10 +5,11 @@ Every user-caused error is printed as one line ``rctc: error: ...`` and exits wi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,25 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def progress(show: bool, length: int, label: str, describe: Callable[[Any], str], done: int = 0
+             ) -> Iterator[Callable[[Any], None] | None]:
+    """A click progress bar on stderr when ``show``; yields ``advance(item)`` (or None when hidden)."""
+    if not show:
+        yield None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=lambda item: item and describe(item)) as bar:
+        if done:
+            bar.update(done)
+        yield lambda item: bar.update(1, item)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal, and never with --quiet / --json."""
+    return not quiet and sys.stderr.isatty()
+
+
 def emit_json(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, default=json_default))
 
@@ -131,17 +151,9 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     from rctc.passes.registry import PIPELINES
 
-    show_bar = not (as_json or print_between_passes) and sys.stderr.isatty()
-    bar = click.progressbar(length=len(PIPELINES[options.mode]), label="compiling", file=sys.stderr,
-                            item_show_func=lambda name: name) if show_bar else None
-    if bar is not None:
-        bar.__enter__()
-    try:
-        g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo,
-                              on_pass=(lambda name: bar.update(1, name)) if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with progress(show_progress(as_json or print_between_passes), len(PIPELINES[options.mode]), "compiling",
+                  str) as advance:
+        g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo, on_pass=advance)
     save_rct(g, out)
     summary = graph_summary(g)
     summary["output"] = str(out)

@@ -7,13 +7,12 @@ and prints the accuracy beside an fp32 run of the same recipe, plus the savings.
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 import click
 
-from rctc.cli import emit_json, fail_cleanly, main
+from rctc.cli import emit_json, fail_cleanly, main, progress, show_progress
 from rctc.errors import RctcError
 
 # the digits recipe used by the demo and the README's accuracy table
@@ -30,29 +29,8 @@ def _train(mode: str, epochs: int, seed: int, show_bar: bool) -> tuple[Any, dict
     train, test = load_data("digits:train"), load_data("digits:test")
     m = rctc.compile(path("lenet"), mode=mode, seed=seed, **DIGITS_RECIPE)
     total = run_length(len(train), m.batch_size, epochs, None, keep_last=False)
-    bar = (
-        click.progressbar(
-            length=total,
-            label=f"training {mode:<4}",
-            file=sys.stderr,
-            item_show_func=lambda r: r and f"loss {r.loss:.3f}",
-        )
-        if show_bar
-        else None
-    )
-    if bar is not None:
-        bar.__enter__()
-    try:
-        summary = m.train(
-            train.x,
-            train.y,
-            epochs=epochs,
-            seed=seed,
-            on_step=(lambda r: bar.update(1, r)) if bar is not None else None,
-        )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with progress(show_bar, total, f"training {mode:<4}", lambda r: f"loss {r.loss:.3f}") as advance:
+        summary = m.train(train.x, train.y, epochs=epochs, seed=seed, on_step=advance)
     return m, summary, m.evaluate(test.x, test.y)
 
 
@@ -72,7 +50,7 @@ def demo_cmd(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
         raise RctcError(f"--epochs must be >= 1, got {epochs}")
     t0 = time.perf_counter()
     echo = (lambda s: None) if as_json else click.echo
-    show_bar = not (quiet or as_json) and sys.stderr.isatty()
+    show_bar = show_progress(quiet or as_json)
     echo("rctc demo: bundled LeNet on scikit-learn's 8x8 digits, seeded 80/20 train/test split")
     import rctc
     from rctc.models import path

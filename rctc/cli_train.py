@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from rctc.cli import emit_json, fail_cleanly, main, refuse_overwriting_inputs
+from rctc.cli import emit_json, fail_cleanly, main, progress, refuse_overwriting_inputs, show_progress
 from rctc.errors import DataError, RctcError
 from rctc.rct_format import check_writable
 
@@ -107,31 +107,26 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
                 "seed": seed, "shuffle": not no_shuffle, "keep_last": keep_last, "data": ckpt.data_digest(x, y)}
     checkpointer = ckpt.Checkpointer(ckpt.checkpoint_path(out_path), checkpoint_every, t, run_args)
     state = ckpt.load_checkpoint(ckpt.find_checkpoint(checkpointer.path), t, run_args) if resume else None
-    show_bar = not (quiet or as_json) and sys.stderr.isatty()
     logger = StepLogger(log_path, m.graph) if log_path else None
-    bar = click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
-                            item_show_func=lambda r: r and f"epoch {r.epoch + 1} loss {r.loss:.4f}" + (
-                                f" acc {r.accuracy:.3f}" if r.accuracy is not None else "")) if show_bar else None
-    if bar is not None:
-        bar.__enter__()
-        if state is not None:
-            bar.update(state.done)
 
-    def on_step(rec: Any) -> None:
-        if logger is not None:
-            logger.write(rec)
-        if bar is not None:
-            bar.update(1, rec)
+    def describe(r: Any) -> str:
+        return f"epoch {r.epoch + 1} loss {r.loss:.4f}" + (f" acc {r.accuracy:.3f}" if r.accuracy is not None else "")
 
     try:
-        with ckpt.StopOnInterrupt() as interrupted:
+        with progress(show_progress(quiet or as_json), total, "training", describe,
+                      state.done if state is not None else 0) as advance, ckpt.StopOnInterrupt() as interrupted:
+
+            def on_step(rec: Any) -> None:
+                if logger is not None:
+                    logger.write(rec)
+                if advance is not None:
+                    advance(rec)
+
             summary = m.train(x, y, epochs=epochs, steps=steps, lr=lr, seed=seed, shuffle=not no_shuffle,
                               keep_last=keep_last, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
                               on_step=on_step, source=ds.source, state=state, after_step=checkpointer,
                               should_stop=interrupted)
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
         if logger is not None:
             logger.close()
     if summary["stopped"]:

@@ -180,11 +180,3 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
     graph.value_info.extend(keep_vi)
     return {name: arr for name, arr in consts.items() if name in used}
 
-
-def fold_constants(model: onnx.ModelProto, max_rounds: int = 6) -> onnx.ModelProto:
-    """Return a copy of ``model`` with its constant subgraphs folded into initializers."""
-    model_out = onnx.ModelProto()
-    model_out.CopyFrom(model)
-    consts = fold_in_place(model_out, max_rounds)
-    model_out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
-    return model_out

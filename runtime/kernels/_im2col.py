@@ -318,10 +318,6 @@ class ConvGeom:
         """
         return self.flat_out_grid() if self.flat_taps() is not None else self.out_spatial
 
-    def crop_flat(self) -> tuple[slice, ...]:
-        """Slices of the valid outputs inside :meth:`flat_out_grid` (after the N, C axes)."""
-        return (slice(None), slice(None)) + tuple(slice(0, o) for o in self.out_spatial)
-
     def inner(self) -> tuple[slice, ...]:
         """Slices of the un-padded input inside the padded spatial axes."""
         return tuple(slice(p, p + s) for p, s in zip(self.pads, self.in_spatial))

@@ -115,13 +115,6 @@ def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any
     return dw.reshape((g.c, 1) + g.kernel)
 
 
-def conv_grad_weight(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int],
-                     dilations: Sequence[int], pads: Sequence[int], group: int) -> np.ndarray:
-    """dW[m, c, *k] = sum_{n, p} dy[n, m, p] * window(x)[n, c, *k, p] as one (grouped) GEMM."""
-    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": pads, "group": group}
-    return _grad_weight(dy, x, grad_geom(attrs, x.shape, dy.shape))
-
-
 def _grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom) -> np.ndarray:
     dt = dy.dtype if dy.dtype.kind == "f" else np.dtype(np.float64)
     if g.depthwise:
@@ -134,14 +127,6 @@ def _grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom) -> np.ndarray:
         kg = (g.c // g.group) * g.kk
         dw = blas_matmul(dyc.reshape(g.group, g.m // g.group, -1), cols.reshape(g.group, kg, -1).transpose(0, 2, 1))
     return dw.reshape((g.m, g.c // g.group) + g.kernel)
-
-
-def conv_grad_input(dy: np.ndarray, w: np.ndarray, x_shape: Sequence[int], kernel: Sequence[int],
-                    strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
-                    group: int) -> np.ndarray:
-    """dx = col2im(W^T @ dy): one (grouped) GEMM, then prod(kernel) strided slice-adds."""
-    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": pads, "group": group}
-    return _grad_input(dy, w, grad_geom(attrs, x_shape, dy.shape))
 
 
 def flipped_weight(w: np.ndarray, dtype: Any) -> np.ndarray:

@@ -61,29 +61,34 @@ def _unpad(acc: np.ndarray, x_shape: Sequence[int], pads: Sequence[int]) -> np.n
 
 
 def _max_pool_grad_tiled(dy: np.ndarray, x: np.ndarray, kernel: Sequence[int]) -> np.ndarray:
-    """Non-overlapping windows (stride == kernel, no pads, no dilation): windows are a reshape.
+    """Non-overlapping windows (stride == kernel, no pads, no dilation): every kernel tap is a
+    disjoint strided view of ``x`` and ``dx``.
 
-    One copy gathers every window's taps last, ``argmax`` picks the first maximum (row-major
-    kernel order, as the general path), ``put_along_axis`` writes ``dy`` there, one copy back.
-    Input rows/cols past the last window get zero gradient.
+    The window maxima come from ``prod(kernel)`` vectorised maxima over the taps; then, tap by tap
+    in row-major kernel order, the gradient goes where the tap equals the maximum and no earlier
+    tap of that window took it (ties: the first maximum, as the general path). Each pass touches
+    one output-sized slice; input rows/cols past the last window get zero gradient.
     """
-    k = len(kernel)
-    n, c = x.shape[:2]
     outs = dy.shape[2:]
-    used = tuple(o * kk for o, kk in zip(outs, kernel))
-    xs = x[(slice(None), slice(None)) + tuple(slice(0, u) for u in used)]
-    split = (n, c) + tuple(v for o, kk in zip(outs, kernel) for v in (o, kk))
-    order = (0, 1) + tuple(2 + 2 * i for i in range(k)) + tuple(3 + 2 * i for i in range(k))
-    win = xs.reshape(split).transpose(order).reshape((n, c) + tuple(outs) + (-1,))  # one copy
-    arg = np.argmax(win, axis=-1)[..., None]
-    g = np.zeros(win.shape, dtype=dy.dtype)
-    np.put_along_axis(g, arg, dy[..., None], axis=-1)
-    back = np.argsort(order)
-    g = g.reshape((n, c) + tuple(outs) + tuple(kernel)).transpose(back).reshape((n, c) + used)
-    if used == tuple(x.shape[2:]):
-        return np.ascontiguousarray(g)
-    dx = np.zeros(x.shape, dtype=dy.dtype)
-    dx[(slice(None), slice(None)) + tuple(slice(0, u) for u in used)] = g
+    lead = (slice(None), slice(None))
+    offsets = list(np.ndindex(*kernel))
+
+    def tap(a: np.ndarray, off: tuple[int, ...]) -> np.ndarray:
+        return a[lead + tuple(slice(o, o + (n - 1) * kk + 1, kk) for o, n, kk in zip(off, outs, kernel))]
+
+    best = tap(x, offsets[0]).copy()
+    for off in offsets[1:]:
+        np.maximum(best, tap(x, off), out=best)
+    tiled = all(o * kk == s for o, kk, s in zip(outs, kernel, x.shape[2:]))
+    dx = np.empty(x.shape, dtype=dy.dtype) if tiled else np.zeros(x.shape, dtype=dy.dtype)
+    free = np.ones(best.shape, dtype=bool)  # windows whose maximum no earlier tap has taken
+    hit = np.empty(best.shape, dtype=bool)
+    for i, off in enumerate(offsets):
+        np.equal(tap(x, off), best, out=hit)
+        hit &= free
+        np.multiply(dy, hit, out=tap(dx, off))
+        if i + 1 < len(offsets):
+            free ^= hit  # hit is a subset of free
     return dx
 
 

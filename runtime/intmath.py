@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -238,22 +239,27 @@ def blas_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> 
         setter(n)
 
 
-def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int, bound: int) -> np.ndarray:
+def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tuple[int, int]],
+                       bound: int) -> np.ndarray:
     """``af @ bf`` for float arrays holding integers, exact by the proof of :func:`int_matmul`.
 
     ``chunk`` comes from :func:`matmul_plan` for the operands' float dtype (every partial sum of
-    ``chunk`` products is exact); ``bound`` bounds every |result| (``K * max|a| * max|b|``). The
-    result holds the exact integers: in the operands' dtype when one chunk covers K, else in
-    float64 when ``bound <= 2**53``, else int64.
+    ``chunk`` products is exact), or is an explicit list of contraction ranges ``(k0, k1)`` covering
+    ``[0, K)`` in order, each one exact in the operands' dtype (a data-dependent bound, e.g.
+    :func:`rctc.runtime.kernels._conv_taps.pixel_ranges`). ``bound`` bounds every |result|
+    (``K * max|a| * max|b|``). The result holds the exact integers: in the operands' dtype when one
+    piece covers K, else in float64 when ``bound <= 2**53``, else int64.
     """
     k = af.shape[-1]
-    if chunk >= k:
+    ranges = chunk if not isinstance(chunk, int) else [(k0, min(k0 + chunk, k)) for k0 in range(0, k, chunk)]
+    if len(ranges) <= 1:
         return blas_matmul(af, bf)
     total_in_f64 = bound <= F64_EXACT
-    part = blas_matmul(af[..., :chunk], _k_slice(bf, 0, chunk))
+    (k0, k1), rest = ranges[0], ranges[1:]
+    part = blas_matmul(af[..., k0:k1], _k_slice(bf, k0, k1))
     acc = part.astype(np.float64 if total_in_f64 else np.int64)
-    for k0 in range(chunk, k, chunk):
-        blas_matmul(af[..., k0:k0 + chunk], _k_slice(bf, k0, k0 + chunk), out=part)
+    for k0, k1 in rest:
+        blas_matmul(af[..., k0:k1], _k_slice(bf, k0, k1), out=part)
         if total_in_f64:
             np.add(acc, part, out=acc)
         else:

@@ -17,6 +17,7 @@ import numpy as np
 
 from rctc.ir import Node
 from rctc.runtime.intmath import blas_matmul
+from rctc.runtime.kernels import _conv_taps as taps
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -94,6 +95,8 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict
     dt = x.dtype
     if g.depthwise:
         y = depthwise_forward(x, w, g, dt)
+    elif taps.applicable(g):
+        y = from_channel_major(taps.conv(x, taps.tap_weights(w, dt), g, dt), g.n, g.out_spatial, dt, g.padded)
     else:
         cols = cols_channel_major(x, g, dt)  # (C*K, N*Q)
         kg = (g.c // g.group) * g.kk

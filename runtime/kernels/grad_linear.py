@@ -26,6 +26,7 @@ import numpy as np
 
 from rctc.ir import Node
 from rctc.runtime.intmath import blas_matmul
+from rctc.runtime.kernels import _conv_taps as taps
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -142,6 +143,9 @@ def _grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
     if g.depthwise:
         return depthwise_grad_input(dy, w, g, dt)
     tg = g.transposed()
+    if taps.applicable(tg):
+        return from_channel_major(taps.conv(dy, taps.tap_weights(w, dt, flip=True), tg, dt), g.n, g.in_spatial, dt,
+                                  tg.padded)
     if tg is not None:  # im2col of dy + one GEMM straight into dx: copies instead of col2im's adds
         cols = cols_channel_major(dy, tg, dt)
         return from_channel_major(blas_matmul(flipped_weight(w, dt), cols), g.n, g.in_spatial, dt, tg.grid)

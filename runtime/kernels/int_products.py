@@ -28,6 +28,7 @@ import numpy as np
 
 from rctc.ir import Node
 from rctc.runtime.intmath import F32_EXACT, F64_EXACT, abs_bound, exact_float_matmul, int_matmul, matmul_plan
+from rctc.runtime.kernels import _conv_taps as taps
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -70,6 +71,10 @@ def int_conv(x: np.ndarray, w: np.ndarray, attrs: dict[str, Any], out_dtype: Any
         return depthwise_forward(x, w, g, _int_acc(g.kk * ax * aw), out_dtype)
     path, chunk = matmul_plan(kg, aw, ax, g.m * g.n * g.p)
     ft = _float_type(path)
+    group_taps = taps.taps_per_group(g.c, ax * aw, ft) if path != "i64" else 0
+    if taps.applicable(g) and group_taps and kg * ax * aw <= F64_EXACT:
+        y = taps.conv(x, taps.tap_weights(w, ft), g, ft, group_taps)
+        return from_channel_major(y, g.n, g.out_spatial, out_dtype, g.padded)
     cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1)  # (G, C/G*K, N*Q)
     wg = w.reshape(g.group, g.m // g.group, kg).astype(ft)
     if path == "i64":
@@ -107,6 +112,10 @@ def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], ou
     if tg is not None:  # stride 1, group 1: dx = conv(dy, flipped W^T), contraction M*prod(kernel)
         path, chunk = matmul_plan(g.m * g.kk, aw, ady, g.c * g.n * tg.p)
         ft = _float_type(path)
+        group_taps = taps.taps_per_group(g.m, ady * aw, ft) if path != "i64" else 0
+        if taps.applicable(tg) and group_taps:
+            dx = taps.conv(dy, taps.tap_weights(w, ft, flip=True), tg, ft, group_taps)
+            return from_channel_major(dx, g.n, g.in_spatial, out_dtype, tg.padded)
         cols = cols_channel_major(dy, tg, ft)
         wt2 = flipped_weight(w, ft)
         dx = np.matmul(wt2, cols) if path == "i64" else exact_float_matmul(wt2, cols, chunk, bound)
@@ -142,6 +151,8 @@ def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any], o
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
     npix = g.n * math.prod(g.grid)  # contraction length (columns off the outputs hold dy = 0)
     path, chunk = matmul_plan(npix, ady, ax, g.m * kg)
+    if path == "f32" and chunk < npix:  # the data-dependent bound usually needs far fewer pieces
+        chunk = taps.pixel_ranges(dy, g.grid, ax, F32_EXACT)
     ft = _float_type(path)
     cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*Q, C/G*K)
     dyc = to_grid(dy, g, ft).reshape(g.group, mg, -1)  # (G, M/G, N*Q)

@@ -88,26 +88,25 @@ def conv(x: np.ndarray, wt: np.ndarray, g: ConvGeom, dtype: Any, group_taps: int
         return acc
 
 
-def pixel_ranges(dy: np.ndarray, grid: tuple[int, ...], x_bound: int, limit: int) -> list[tuple[int, int]]:
-    """Ranges of a weight gradient's contraction axis whose exactness bound fits ``limit``.
+def pixel_ranges(a: np.ndarray, b_bound: int, limit: int) -> list[tuple[int, int]]:
+    """Ranges of the contraction axis of an exact integer product ``a (.., M, K) @ b (.., K, N)``
+    whose partial sums provably stay within ``limit``.
 
-    The contraction runs over the columns ``n * prod(grid) + q`` of ``dy (N, M, *out)`` placed at
-    the leading corner of each sample's ``grid`` (zeros elsewhere). A range's bound is
-    ``sum_k max_m |dy[m, k]| * x_bound`` (>= every partial sum of its products); ranges are cut
-    greedily, in order. Needs ``max|dy| * x_bound <= limit``.
+    A range's bound is ``sum_k max_m |a[.., m, k]| * b_bound``, which bounds every partial sum
+    BLAS can form from its products (``b_bound >= max |b|``); ranges are cut greedily, in order.
+    For a weight gradient ``a`` is the integer ``dy`` on its column grid: sparse or small
+    gradients give one or a few ranges where ``K * max|a| * max|b|`` would give dozens. Needs
+    ``max|a| * b_bound <= limit``.
     """
-    n, spatial = dy.shape[0], dy.shape[2:]
-    hi = dy.max(axis=1).astype(np.int64)
-    lo = dy.min(axis=1).astype(np.int64)
-    col = np.zeros((n,) + tuple(grid), dtype=np.int64)
-    col[(slice(None),) + tuple(slice(0, o) for o in spatial)] = np.maximum(hi, -lo)
-    cs = np.cumsum(col.reshape(-1))
-    budget = limit // max(int(x_bound), 1)
+    k = a.shape[-1]
+    colmax = np.abs(a.reshape(-1, k)).max(axis=0).astype(np.float64)
+    cs = np.cumsum(colmax)  # exact: integer sums far below 2^53
+    budget = float(limit // max(int(b_bound), 1))
     ranges: list[tuple[int, int]] = []
-    k0, base = 0, 0
-    while k0 < len(cs):
+    k0, base = 0, 0.0
+    while k0 < k:
         k1 = max(int(np.searchsorted(cs, base + budget, side="right")), k0 + 1)
         ranges.append((k0, k1))
-        base = int(cs[k1 - 1])
+        base = float(cs[k1 - 1])
         k0 = k1
     return ranges

@@ -151,11 +151,11 @@ def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any], o
     mg, kg = g.m // g.group, (g.c // g.group) * g.kk
     npix = g.n * math.prod(g.grid)  # contraction length (columns off the outputs hold dy = 0)
     path, chunk = matmul_plan(npix, ady, ax, g.m * kg)
-    if path == "f32" and chunk < npix:  # the data-dependent bound usually needs far fewer pieces
-        chunk = taps.pixel_ranges(dy, g.grid, ax, F32_EXACT)
     ft = _float_type(path)
     cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*Q, C/G*K)
     dyc = to_grid(dy, g, ft).reshape(g.group, mg, -1)  # (G, M/G, N*Q)
+    if path == "f32" and chunk < npix:  # the data-dependent bound usually needs far fewer pieces
+        chunk = taps.pixel_ranges(dyc, ax, F32_EXACT)
     if g.group == 1:
         cols, dyc = cols[0], dyc[0]
     if path == "i64":

@@ -8,8 +8,6 @@ binding and on the np.matmul fallback.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -95,19 +93,15 @@ def test_int_conv_kernels_exact_on_both_gemm_paths(gemm_path: str, case: tuple) 
 
 def test_pixel_ranges_cover_the_contraction_and_respect_the_bound() -> None:
     rng = np.random.default_rng(0)
-    dy = rng.integers(-127, 128, (8, 4, 5, 6)).astype(np.int8)
-    dy[rng.random(dy.shape) < 0.9] = 0  # sparse, like quantised gradients: far fewer pieces
-    grid = (5, 8)
-    x_bound, limit = 128, F32_EXACT // 64  # a small limit so that several pieces are needed
-    ranges = taps.pixel_ranges(dy, grid, x_bound, limit)
-    total = dy.shape[0] * math.prod(grid)
-    assert ranges[0][0] == 0 and ranges[-1][1] == total
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    col = np.zeros((dy.shape[0],) + grid, np.int64)
-    col[:, :5, :6] = np.abs(dy.astype(np.int64)).max(axis=1)
-    flat = col.reshape(-1)
-    assert all(flat[k0:k1].sum() * x_bound <= limit for k0, k1 in ranges)
-    uniform = -(-total // (limit // (127 * x_bound)))  # pieces the worst-case bound would need
+    a = rng.integers(-127, 128, (2, 4, 300)).astype(np.float32)  # (G, M, K), like a grouped dy
+    a[rng.random(a.shape) < 0.9] = 0  # sparse, like quantised gradients: far fewer pieces
+    b_bound, limit = 128, F32_EXACT // 64  # a small limit so that several pieces are needed
+    ranges = taps.pixel_ranges(a, b_bound, limit)
+    assert ranges[0][0] == 0 and ranges[-1][1] == a.shape[-1]
+    assert all(r[1] == s[0] for r, s in zip(ranges, ranges[1:]))
+    colmax = np.abs(a.astype(np.int64)).reshape(-1, a.shape[-1]).max(axis=0)
+    assert all(colmax[k0:k1].sum() * b_bound <= limit for k0, k1 in ranges)
+    uniform = -(-a.shape[-1] // (limit // (127 * b_bound)))  # pieces the worst-case bound would need
     assert 1 < len(ranges) < uniform
 
 

@@ -43,6 +43,7 @@ FLOAT_OPS = {
     "Identity",
     "BatchNormalization",
     "LayerNormalization",
+    "LRN",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",

@@ -302,3 +302,15 @@ def test_truncated_external_data_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "weights.bin").write_bytes(data[: len(data) // 2])
     with pytest.raises(RctcError, match="weights.bin"):
         import_model(path, batch_size=2)
+
+
+def test_light_model_with_lrn_compiles_and_trains_in_rct_mode() -> None:
+    """Inception-v1 (LRN after its first convolutions) used to stop at 'no gradient rule for LRN'."""
+    import rctc
+
+    path = os.path.join(LIGHT_DIR, "light_inception_v1.onnx")
+    m = rctc.compile(path, mode="rct", batch_size=1)
+    assert sum(n.op_type == "LRNGrad" for n in m.graph.nodes) == 2
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    res = m.train(x, np.array([3, 7]), epochs=1, lr=1e-3)
+    assert res["steps"] == 2 and np.isfinite(res["final_loss"])

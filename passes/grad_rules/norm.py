@@ -1,10 +1,11 @@
-"""Gradient rules of BatchNormalization and LayerNormalization.
+"""Gradient rules of BatchNormalization, LayerNormalization and LRN.
 
 BatchNormalization (after mark_trainable: outputs Y, new running mean, new running var) emits
 ``BatchNormGrad(dy, x, scale, mean, var; epsilon, training_mode) -> (dx, dscale, dbias)``;
 the kernel differentiates through the batch statistics in training (biased variance, as the
 forward kernel) and through the running statistics otherwise. Only Y carries a gradient.
 LayerNormalization emits ``LayerNormGrad(dy, x, scale; axis, epsilon) -> (dx, dscale, dbias)``.
+LRN emits ``LRNGrad(dy, x; size, alpha, beta, bias) -> dx`` (the kernel recomputes the window sums).
 """
 
 from __future__ import annotations
@@ -67,3 +68,14 @@ def layer_norm_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> 
         attrs,
     )
     return [o if n else None for o, n in zip(outs, need)][: len(node.inputs)]
+
+
+@rule("LRN")
+def lrn_grad(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]:
+    x = node.input(0)
+    if dys[0] is None or not wants(b, x):
+        return [None]
+    attrs = {"size": int(node.attrs["size"]), "alpha": float(node.attrs.get("alpha", 1e-4)),
+             "beta": float(node.attrs.get("beta", 0.75)), "bias": float(node.attrs.get("bias", 1.0))}
+    (dx,) = b.op("LRNGrad", [dys[0], x], [(f"grad::{x.name}", x.shape, x.dtype)], attrs)
+    return [dx]

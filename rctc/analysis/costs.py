@@ -216,6 +216,8 @@ _ELEMENTWISE: dict[str, _Rule] = {
     "GatherGrad": lambda n, i, o: {"add": _in(i).size},
     "ArgMax": lambda n, i, o: {"cmp": _in(i).size},
     "LRN": lambda n, i, o: {"add": _e(o) * int(n.attrs.get("size", 1)), "mult": 2 * _e(o), "special": _e(o)},
+    "LRNGrad": lambda n, i, o: {"add": _e(o) * (2 * int(n.attrs.get("size", 1)) + 1), "mult": 7 * _e(o),
+                                "special": 3 * _e(o)},
     "QuantAct": _per_output(cmp=3, mult=1, add=1),
     "FakeQuant": _per_output(cmp=3, mult=2, add=1),
     "QuantGrad": lambda n, i, o: {"cmp": 3 * _e(o), "mult": _e(o),

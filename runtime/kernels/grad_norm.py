@@ -8,6 +8,10 @@ Conventions (inputs; attributes) -> outputs:
   LayerNormGrad(dy, x, scale; axis, epsilon) -> (dx, dscale, dbias)
       Normalised over axes [axis, rank); dscale / dbias are summed down to the shapes of the
       node's 2nd / 3rd outputs (the scale and bias shapes).
+  LRNGrad(dy, x; size, alpha, beta, bias) -> dx
+      With D = bias + alpha/size * S, S the window sum of x^2 (the forward LRN, y = x * D^-beta):
+      dx_i = dy_i * D_i^-beta - 2*alpha*beta/size * x_i * sum over the windows containing i of
+      dy_c * x_c * D_c^(-beta-1) (the window reflected: channels [i - after, i + before]).
   SoftmaxGrad(dy, y; axis) -> dx          y * (dy - sum(dy * y, axis)), y the forward output
   LogSoftmaxGrad(dy, y; axis) -> dx       dy - exp(y) * sum(dy, axis), y the forward output
 
@@ -21,7 +25,7 @@ import math
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.kernels.norm import chan_dot, chan_sum
+from rctc.runtime.kernels.norm import chan_dot, chan_sum, channel_window_sum, lrn_denominator_base, lrn_params
 from rctc.runtime.kernels.registry import KernelContext, register
 from rctc.runtime.kernels.training import sum_to
 
@@ -109,6 +113,24 @@ def layer_norm_grad(
         sum_to(dscale, sshape).astype(_dt(node, 1, scale.dtype), copy=False),
         sum_to(dbias, bshape).astype(_dt(node, 2, scale.dtype), copy=False),
     )
+
+
+@register("LRNGrad")
+def lrn_grad(ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of LRN w.r.t. its input (the formula in the module docstring)."""
+    size, alpha, beta, _, lo = lrn_params(node)
+    dt = x.dtype
+    dy = dy.astype(dt, copy=False)
+    d = lrn_denominator_base(x, node)
+    d_beta = np.power(d, np.asarray(-beta, dt))  # D^-beta
+    t = dy * x
+    t *= d_beta
+    t /= d  # dy_c * x_c * D_c^(-beta-1)
+    s = channel_window_sum(t, size - 1 - lo, lo)  # windows containing i: the reflected window
+    s *= x
+    s *= np.asarray(-2.0 * alpha * beta / size, dt)
+    s += dy * d_beta
+    return s.astype(_dt(node, 0, dt), copy=False)
 
 
 @register("SoftmaxGrad")

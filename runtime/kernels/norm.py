@@ -102,20 +102,37 @@ def layer_norm(
     return y if len(node.outputs) == 1 else outs[: len(node.outputs)]
 
 
+def channel_window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
+    """``out[:, c] = sum(a[:, c - before : c + after + 1])`` over the channel axis 1 (zeros outside):
+    one vectorised add per window position, never a loop over channels."""
+    c = a.shape[1]
+    padded = np.zeros((a.shape[0], c + before + after) + a.shape[2:], dtype=a.dtype)
+    padded[:, before:before + c] = a
+    acc = padded[:, 0:c].copy()
+    for j in range(1, before + after + 1):
+        acc += padded[:, j:j + c]
+    return acc
+
+
+def lrn_params(node: Node) -> tuple[int, float, float, float, int]:
+    """(size, alpha, beta, bias, channels before c in the window) of an ONNX LRN node."""
+    size = int(node.attrs["size"])
+    return (size, float(node.attrs.get("alpha", 1e-4)), float(node.attrs.get("beta", 0.75)),
+            float(node.attrs.get("bias", 1.0)), (size - 1) // 2)
+
+
+def lrn_denominator_base(x: np.ndarray, node: Node) -> np.ndarray:
+    """``D = bias + alpha/size * sum of x^2 over the channel window`` (LRN's y = x * D^-beta)."""
+    size, alpha, _, bias, lo = lrn_params(node)
+    dt = x.dtype
+    acc = channel_window_sum(np.square(x), lo, size - 1 - lo)
+    acc *= np.asarray(alpha / size, dt)
+    acc += np.asarray(bias, dt)
+    return acc
+
+
 @register("LRN")
 def lrn(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
     """y = x / (bias + alpha/size * sum of x^2 over channels [c - (size-1)//2, c + ceil((size-1)/2)])^beta."""
-    size = int(node.attrs["size"])
-    alpha = float(node.attrs.get("alpha", 1e-4))
-    beta = float(node.attrs.get("beta", 0.75))
-    bias = float(node.attrs.get("bias", 1.0))
-    dt = x.dtype
-    lo = (size - 1) // 2
-    sq = np.square(x)
-    padded = np.zeros((x.shape[0], x.shape[1] + size - 1) + x.shape[2:], dtype=dt)
-    padded[:, lo : lo + x.shape[1]] = sq
-    acc = padded[:, 0 : x.shape[1]].copy()
-    for j in range(1, size):  # loop over the (small) channel window, vectorised over the tensor
-        acc += padded[:, j : j + x.shape[1]]
-    denom = np.power(acc * np.asarray(alpha / size, dt) + np.asarray(bias, dt), np.asarray(beta, dt))
-    return x / denom
+    beta = lrn_params(node)[2]
+    return x / np.power(lrn_denominator_base(x, node), np.asarray(beta, x.dtype))

@@ -142,6 +142,28 @@ def test_layernorm_without_bias_and_broadcast_scale() -> None:
     check_op_grad("LayerNormalization", ins, {"axis": 1, "epsilon": 1e-5})
 
 
+@pytest.mark.parametrize("attrs", [{"size": 3}, {"size": 4, "alpha": 0.5, "beta": 0.6, "bias": 2.0},
+                                   {"size": 5, "alpha": 2e-4, "beta": 0.75, "bias": 1.0}], ids=str)
+def test_lrn(attrs: dict[str, Any]) -> None:
+    """Even sizes too (the window is asymmetric: the gradient sums over the reflected window)."""
+    check_op_grad("LRN", {"x": rnd(2, 6, 3, 2, seed=27) * 2}, attrs)
+
+
+def test_lrn_gradient_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x = rnd(2, 7, 3, 3, seed=28) * 3
+    r = rnd(2, 7, 3, 3, seed=29)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.local_response_norm(xt, 5, alpha=1e-2, beta=0.75, k=1.0).backward(torch.tensor(r))
+    g = Graph()
+    xv = g.add_value("x", x.shape, F, "param", x)
+    xv.trainable = True
+    g.add_node("LRN", [xv], [("y", x.shape, F)], {"size": 5, "alpha": 1e-2, "beta": 0.75})
+    dx = backward(g, {"y": g.add_const("R", r)}, [xv])["x"]
+    out = Executor(g).run({}, [dx.name], KernelContext(training=True))
+    np.testing.assert_allclose(out[dx.name], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 # ----- reductions, softmax --------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean"])

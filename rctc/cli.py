@@ -162,6 +162,11 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
         emit_json(summary)
         return
     click.echo(f"compiled {model} -> {out}  ({summary['mode']} mode, batch {summary['batch_size']})")
+    if summary["batch_size"] != options.batch_size:
+        src = click.get_current_context().get_parameter_source("batch_size")
+        if src is click.core.ParameterSource.COMMANDLINE:
+            click.echo(f"  note: {model} fixes the batch dimension at {summary['batch_size']}; --batch-size "
+                       f"{options.batch_size} only binds a dynamic one (re-export with a dynamic batch axis)")
     click.echo(f"  nodes: {summary['nodes']['forward']} forward, {summary['nodes']['backward']} backward, "
                f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
                f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")

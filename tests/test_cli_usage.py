@@ -62,3 +62,19 @@ def test_output_into_missing_or_unusable_folder(rct: Path, tmp_path: Path) -> No
     _one_line(["export", str(rct), "-o", str(blocker / "e.onnx")], "does not exist")
     _one_line(["train", str(rct), "--data", "digits", "--steps", "1", "-o", str(tmp_path / "no" / "t.rct")],
               "does not exist")
+
+
+def test_compile_notes_a_batch_size_the_model_fixes(tmp_path: Path) -> None:
+    """A model with a static batch keeps it; an explicit --batch-size that cannot apply is said."""
+    import onnx
+
+    proto = onnx.load(str(path("mlp")))
+    for vi in list(proto.graph.input) + list(proto.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 2
+    src = tmp_path / "fixed.onnx"
+    onnx.save(proto, str(src))
+    res = CliRunner().invoke(main, ["compile", str(src), "-o", str(tmp_path / "a.rct"), "--batch-size", "8"])
+    assert res.exit_code == 0 and "batch 2)" in res.output
+    assert "fixes the batch dimension at 2; --batch-size 8" in res.output
+    res = CliRunner().invoke(main, ["compile", str(src), "-o", str(tmp_path / "b.rct")])
+    assert res.exit_code == 0 and "note:" not in res.output

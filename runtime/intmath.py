@@ -65,7 +65,9 @@ _NS_PER_CALL = 4000.0
 
 def _absmax(x: np.ndarray) -> int:
     """max |x| as an exact Python int (no overflow for the most negative value)."""
-    return max(int(x.max()), -int(x.min()))
+    if x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous:
+        x = x.T  # a transposed operand: the same values, reduced in memory order
+    return max(int(np.maximum.reduce(x, axis=None)), -int(np.minimum.reduce(x, axis=None)))
 
 
 def abs_bound(x: np.ndarray) -> int:
@@ -84,6 +86,11 @@ def _check_int(x: np.ndarray, name: str) -> None:
         raise ValueError(f"int_matmul: {name} must have at least one dimension (numpy matmul semantics)")
 
 
+#: memo of :func:`matmul_plan` (it depends on k, the product bound and mn only); cleared when full
+_PLANS: dict[tuple[int, int, int], tuple[str, int]] = {}
+_PLANS_MAX = 4096
+
+
 def matmul_plan(k: int, absmax_a: int, absmax_b: int, mn: int = 1 << 16) -> tuple[str, int]:
     """Choose the cheapest exact path for a product with contraction length ``k``.
 
@@ -94,11 +101,17 @@ def matmul_plan(k: int, absmax_a: int, absmax_b: int, mn: int = 1 << 16) -> tupl
     p = absmax_a * absmax_b  # bound on |a_ik * b_kj| for every single product
     if p == 0 or k == 0:
         return "f32", max(k, 1)
+    key = (k, p, mn)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
     if k * p > _INT64_MAX:
         raise OverflowError(
             f"int_matmul: |result| may reach {k} * {absmax_a} * {absmax_b} = {k * p}, which does not fit "
             "an int64 accumulator; requantise the operands to fewer bits first")
-    candidates: list[tuple[float, str, int]] = []
+    # candidates in the order f32, f64, i64; the first of the cheapest wins
+    best: tuple[str, int] | None = None
+    best_cost = 0.0
     for path, limit, ns_mac in (("f32", F32_EXACT, _NS_MAC_F32), ("f64", F64_EXACT, _NS_MAC_F64)):
         if p > limit:
             continue
@@ -106,10 +119,14 @@ def matmul_plan(k: int, absmax_a: int, absmax_b: int, mn: int = 1 << 16) -> tupl
         n_chunks = -(-k // chunk_max)
         chunk = -(-k // n_chunks)  # balanced chunks: every chunk <= chunk_max
         cost = ns_mac * k * mn + n_chunks * (_NS_OUT_PER_CHUNK * mn + _NS_PER_CALL)
-        candidates.append((cost, path, chunk))
-    candidates.append((_NS_MAC_I64 * k * mn, "i64", k))
-    _, path, chunk = min(candidates, key=lambda c: c[0])
-    return path, chunk
+        if best is None or cost < best_cost:
+            best, best_cost = (path, chunk), cost
+    if best is None or _NS_MAC_I64 * k * mn < best_cost:
+        best = ("i64", k)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = best
+    return best
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int64) -> np.ndarray:
@@ -169,11 +186,11 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     if a.size == 0 or b.size == 0:
         return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
-    if a.ndim <= 2 and b.ndim <= 2:
-        mn = (a.shape[0] if a.ndim == 2 else 1) * (b.shape[-1] if b.ndim == 2 else 1)
+    if b.ndim <= 2:  # batch dims (if any) only from a
+        mn = math.prod(a.shape[:-1]) * (b.shape[-1] if b.ndim == 2 else 1)
     else:
         out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        mn = math.prod(out_shape) * (a.shape[-2] if a.ndim >= 2 else 1) * (b.shape[-1] if b.ndim >= 2 else 1)
+        mn = math.prod(out_shape) * (a.shape[-2] if a.ndim >= 2 else 1) * b.shape[-1]
     absmax_a, absmax_b = abs_bound(a), abs_bound(b)
     if absmax_a * absmax_b == 0:  # an all-zero operand: zeros of the broadcast output shape
         return np.matmul(a[..., :0].astype(np.int64), _k_slice(b, 0, 0).astype(np.int64)).astype(out_dtype)
@@ -181,12 +198,27 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     if path == "i64":
         return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(out_dtype, copy=False)
     ftype = np.float32 if path == "f32" else np.float64
-    acc = exact_float_matmul(a.astype(ftype), b.astype(ftype), chunk, k * absmax_a * absmax_b)
+    af, bf = a.astype(ftype), b.astype(ftype)
+    lead = None
+    if a.ndim > 2 and b.ndim == 2:  # (..., M, K) @ (K, N): one GEMM over all rows, not one per batch item
+        lead = a.shape[:-1]
+        af = af.reshape(-1, k)
+    if chunk >= k:  # one piece: exact_float_matmul's single-chunk case, without its bookkeeping
+        acc = blas_matmul(af, bf)
+    else:
+        acc = exact_float_matmul(af, bf, chunk, k * absmax_a * absmax_b)
+    if lead is not None:
+        acc = acc.reshape(*lead, acc.shape[-1])
     return acc.astype(out_dtype, copy=False)
 
 
 #: Products below this many multiply-accumulates run on one BLAS thread (see :func:`blas_matmul`).
 SMALL_GEMM_MACS = 1 << 21
+#: Products up to this many multiply-accumulates OpenBLAS already runs on one thread by itself: its
+#: GEMM interface uses ``MNK / (65536 * GEMM_MULTITHREAD_THRESHOLD)`` threads (default threshold 4,
+#: so below 2 * 2^18 only one; checked with numpy's OpenBLAS 0.3.31 by the worker threads' CPU time).
+#: There the thread-count toggle (three ctypes calls, ~2 us) is skipped.
+OPENBLAS_ONE_THREAD_MACS = 1 << 18
 
 _BLAS_THREADS: tuple[Any, Any] | None = None
 _BLAS_PROBED = False
@@ -222,10 +254,11 @@ def blas_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> 
     Splitting a small GEMM over threads costs more than it saves, and when another process
     holds the other core the caller waits for a descheduled worker (tens of ms on a busy
     2-core machine). Products under :data:`SMALL_GEMM_MACS` multiply-accumulates therefore run
-    single-threaded (OpenBLAS only; elsewhere this is plain ``np.matmul``).
+    single-threaded (OpenBLAS only; elsewhere this is plain ``np.matmul``); up to
+    :data:`OPENBLAS_ONE_THREAD_MACS` OpenBLAS does so without being told.
     """
     macs = max(a.size * (b.shape[-1] if b.ndim > 1 else 1), b.size * (a.shape[-2] if a.ndim > 1 else 1))
-    fns = _blas_thread_fns() if macs < SMALL_GEMM_MACS else None
+    fns = _blas_thread_fns() if OPENBLAS_ONE_THREAD_MACS < macs < SMALL_GEMM_MACS else None
     if fns is None:
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
     setter, getter = fns

@@ -77,6 +77,7 @@ class Trainer:
         # sees every node a training step executes (the energy counter, rctc.analysis.counter)
         self.on_node: OnNode | None = None
         self._slots = [(p.name, bits_name(p.name)) for p in graph.params() if has_slot(p)]
+        self._slot_vals: list[tuple[str, Any]] | None = None
 
     # ----- batching ------------------------------------------------------
     def epoch_order(self, n: int, shuffle: bool) -> np.ndarray:
@@ -107,31 +108,37 @@ class Trainer:
 
     # ----- one step ------------------------------------------------------
     def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, lr: float, epoch: int = 0) -> StepRecord:
-        loss_name = self.meta["loss"]
-        logits_name = self.meta["logits"]
+        meta = self.meta
+        loss_name = meta["loss"]
+        logits_name = meta["logits"]
         ctx = KernelContext(training=True, rng=self.kernel_rng, step=self.step)
 
         def guard(out: dict[str, np.ndarray]) -> None:
-            if not np.isfinite(out[loss_name]):
+            loss = float(out[loss_name])
+            if not math.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(out[loss_name])} at step {self.step + 1}; training stopped and the last good "
+                    f"loss became {loss} at step {self.step + 1}; training stopped and the last good "
                     "model kept. Lower --lr"
                 )
 
         out = self.executor.train_step(self.feeds(x, y, mask, lr), [loss_name, logits_name], ctx, guard,
                                        self.on_node)
         self.step += 1
-        self.meta["step"] = self.step
-        acc = None
-        if self.meta.get("loss_kind") == "cross-entropy":
-            m = mask > 0
-            acc = float(np.mean(np.argmax(out[logits_name][m], axis=-1) == y[m])) if m.any() else None
+        meta["step"] = self.step
+        acc = _accuracy(out[logits_name], y, mask) if meta.get("loss_kind") == "cross-entropy" else None
         rec = StepRecord(self.step, epoch, float(out[loss_name]), acc, lr, dict(ctx.stats))
         if self._slots:  # the bits this step ran at (hooks such as the controller may change them)
-            rec.stats["bits"] = {name: int(self.graph.values[b].data) for name, b in self._slots}
+            rec.stats["bits"] = {name: int(v.data) for name, v in self._slot_values()}
         for hook in self.hooks:
             hook(self, rec)
         return rec
+
+    def _slot_values(self) -> list[tuple[str, Any]]:
+        """(parameter name, Value of its ``.bits``): looked up once (the controller replaces the
+        Value's data, never the Value)."""
+        if self._slot_vals is None:
+            self._slot_vals = [(name, self.graph.values[b]) for name, b in self._slots]
+        return self._slot_vals
 
     def run_report(self) -> dict[str, Any]:
         """Extra summary fields contributed by hooks (controller changes, measured energy)."""
@@ -185,6 +192,15 @@ class Trainer:
         else:
             res["mse"] = res["loss"]
         return res
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | None:
+    """Fraction of the real samples (mask > 0) whose arg-max logit is the label; None without any."""
+    if len(mask) and np.minimum.reduce(mask, axis=None) > 0:  # no padded rows (NaN takes the general path)
+        hits = logits.argmax(axis=-1) == y
+        return np.count_nonzero(hits) / hits.size  # np.mean of the hits, exactly (a correctly rounded quotient)
+    m = mask > 0
+    return float(np.mean(np.argmax(logits[m], axis=-1) == y[m])) if m.any() else None
 
 
 def epoch_batches(n: int, batch: int, keep_last: bool) -> int:

@@ -58,13 +58,30 @@ def pow_(ctx: KernelContext, node: Node, x: np.ndarray, y: np.ndarray) -> np.nda
     return np.power(x.astype(np.float64), y).astype(x.dtype)
 
 
+_CONSTS: dict[tuple[float, np.dtype], np.ndarray] = {}
+
+
+def _const(v: float, dtype: np.dtype) -> np.ndarray:
+    """A shared 0-d constant (never written)."""
+    c = _CONSTS.get((v, dtype))
+    if c is None:
+        c = _CONSTS[(v, dtype)] = np.asarray(v, dtype=dtype)
+    return c
+
+
+#: Below this many elements ``np.maximum`` beats the one-pass clip (whose Python layer dominates).
+_SMALL = 4096
+
+
 @register("Relu")
 def relu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    """max(x, 0); floats via the faster one-pass clip to [+0, inf] (+0 added: see :func:`clip`)."""
+    """max(x, 0); floats via the faster one-pass clip to [+0, inf] (+0 added: see :func:`clip`),
+    small ones via ``np.maximum`` (+0 added as well, so both give +0 for -0 and keep NaN)."""
+    zero = _const(0, x.dtype)
     if x.dtype.kind != "f":
-        return np.maximum(x, _scalar(0, x.dtype))
-    y = np.clip(x, _scalar(0, x.dtype), _scalar(np.inf, x.dtype))
-    y += _scalar(0, x.dtype)
+        return np.maximum(x, zero)
+    y = np.maximum(x, zero) if x.size < _SMALL else np.clip(x, zero, _const(np.inf, x.dtype))
+    y += zero
     return y
 
 

@@ -8,14 +8,26 @@ bitwidth controller.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
-from rctc.runtime.kernels.quant_ops import round_array
+from rctc.runtime.kernels.quant_ops import round_array, uniform_bits
 from rctc.runtime.kernels.registry import KernelContext, register
 from rctc.runtime.quant import choose_exponent
+
+_TWO24 = float(1 << 24)
+
+
+def _pow2(e: int) -> float:
+    """``2.0 ** e`` as a Python float, as ``np.ldexp(1.0, e)`` gives it (inf past the float64 range)."""
+    try:
+        return math.ldexp(1.0, e)
+    except OverflowError:
+        return math.inf
 
 
 def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
@@ -23,25 +35,37 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
 
     The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
     below 2^53, and anything larger lies far outside ``[-qmax, qmax]`` and clips to the bound.
+    Stochastic rounding is :func:`~rctc.runtime.kernels.quant_ops.round_array`'s
+    ``floor(u) + (r < frac(u))`` with the same draws, added to ``q`` term by term: ``q + floor(u)
+    + up`` equals ``q + (floor(u) + up)`` (``up`` is 0 wherever ``floor(u)`` is too large for the
+    sum in u's dtype to be exact: such a ``u`` has no fraction).
     """
-    qmax = float((1 << (int(bits) - 1)) - 1)
-    du = round_array(u, str(node.attrs.get("rounding", "stochastic")), ctx.rng)
-    new = np.add(q, du, dtype=np.float64)
+    qmax = float((1 << (bits - 1)) - 1)
+    if node.attrs.get("rounding", "stochastic") == "nearest":
+        new = np.add(q, np.rint(u), dtype=np.float64)
+    else:
+        fl = np.floor(u)
+        frac = np.subtract(u, fl)
+        frac *= frac.dtype.type(_TWO24)
+        # U < 2^24 frac with U in [0, 2^24), the draws of round_array: integers, exact in any float
+        # type; read as int32 (the same values), whose conversion to float vectorises, unlike uint32's
+        up = np.less(uniform_bits(ctx.rng, u.shape).view(np.int32), frac)
+        new = np.add(q, fl, dtype=np.float64)
+        new += up
     np.minimum(new, qmax, out=new)
     np.maximum(new, -qmax, out=new)
     param = node.meta.get("param", node.name)
     n = u.size
-    absu = np.abs(u)
-    ctx.stats.setdefault("gavg", {})[param] = float(np.add.reduce(absu, axis=None)) / n if n else 0.0
-    ctx.stats.setdefault("saturation", {})[param] = (
-        np.count_nonzero(np.abs(new) == qmax) / n if n else 0.0)
+    stats = ctx.stats
+    stats.setdefault("gavg", {})[param] = float(np.add.reduce(np.abs(u), axis=None)) / n if n else 0.0
+    stats.setdefault("saturation", {})[param] = np.count_nonzero(np.abs(new) == qmax) / n if n else 0.0
     return new.astype(q.dtype)
 
 
 def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:
     if wd == 0.0:
         return g
-    return g + np.float32(wd * np.ldexp(1.0, e)) * q.astype(np.float32)
+    return g + np.float32(wd * _pow2(e)) * q.astype(np.float32)
 
 
 @register("IntSGDUpdate")
@@ -49,7 +73,8 @@ def int_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
                    lr: np.ndarray) -> np.ndarray:
     ev = int(e)
     geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0)))
-    u = geff.astype(np.float32) * np.float32(-float(lr) * np.ldexp(1.0, -ev))
+    # the cast to float32 happens inside the multiply (the same values as astype, then multiply)
+    u = np.multiply(geff, np.float32(-float(lr) * _pow2(-ev)), dtype=np.float32)
     return _apply(ctx, node, q, int(bits), u)
 
 
@@ -61,13 +86,13 @@ def int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.nda
     mu = float(node.attrs["momentum"])
     vbits = int(node.attrs["velocity_bits"])
     geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0))).astype(np.float32)
-    v = np.float32(mu * np.ldexp(1.0, int(ve))) * vq.astype(np.float32) + geff
+    v = np.float32(mu * _pow2(int(ve))) * vq.astype(np.float32) + geff
     m = float(np.max(np.abs(v))) if v.size else 0.0
     new_ve = choose_exponent(m, vbits)
     qmax = (1 << (vbits - 1)) - 1
-    new_vq = np.clip(round_array(v * np.float32(np.ldexp(1.0, -new_ve)), str(node.attrs.get("rounding", "stochastic")),
+    new_vq = np.clip(round_array(v * np.float32(_pow2(-new_ve)), str(node.attrs.get("rounding", "stochastic")),
                                  ctx.rng), -qmax, qmax).astype(vq.dtype)
-    u = new_vq.astype(np.float32) * np.float32(-float(lr) * np.ldexp(1.0, new_ve - ev))
+    u = new_vq.astype(np.float32) * np.float32(-float(lr) * _pow2(new_ve - ev))
     return _apply(ctx, node, q, int(bits), u), new_vq, np.array(new_ve, np.int32)
 
 
@@ -83,8 +108,9 @@ def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarra
     if perm:
         acc = acc.transpose(perm)
     ev = int(e)
-    scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * np.ldexp(1.0, int(ea) + int(eb) - ev)
-    u = acc.astype(np.float64) * scale
+    scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb) - ev)
+    u = acc.astype(np.float64)
+    u *= scale
     wd = float(node.attrs.get("weight_decay", 0.0))
     if wd:
         u -= float(lr) * wd * q.astype(np.float64)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -36,19 +37,27 @@ def flatten(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
     return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
+def _reshape_target(node: Node, x_shape: tuple[int, ...], shape: np.ndarray) -> tuple[int, ...]:
+    target = _ints(shape)
+    if not int(node.attrs.get("allowzero", 0)):
+        target = [x_shape[i] if d == 0 else d for i, d in enumerate(target)]
+    return tuple(target)
+
+
 @register("Reshape")
 def reshape(ctx: KernelContext, node: Node, x: np.ndarray, shape: np.ndarray) -> np.ndarray:
     """0 copies the input dim (unless allowzero=1, then it is a zero dim), -1 is inferred."""
-    target = _ints(shape)
-    if not int(node.attrs.get("allowzero", 0)):
-        target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
+    shape = np.asarray(shape)
+    # the target, parsed once per (input shape, shape tensor) of the node
+    target = cached_plan(node, (x.shape, shape.dtype, shape.shape, shape.tobytes()),
+                         lambda: _reshape_target(node, x.shape, shape))
     return x.reshape(target)
 
 
 @register("Transpose")
 def transpose(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    perm = node.attrs.get("perm")
-    return np.transpose(x, None if perm is None else _ints(perm))
+    perm = cached_plan(node, "perm", lambda: None if node.attrs.get("perm") is None else _ints(node.attrs["perm"]))
+    return x.transpose() if perm is None else x.transpose(perm)  # np.transpose without its Python layer
 
 
 @register("Concat")
@@ -97,9 +106,13 @@ def gather(ctx: KernelContext, node: Node, x: np.ndarray, indices: np.ndarray) -
     axis = _norm_axis(int(node.attrs.get("axis", 0)), x.ndim)
     idx = np.asarray(indices).astype(np.int64, copy=False)
     n = x.shape[axis]
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise IndexError(f"Gather indices out of range [-{n}, {n - 1}]")
-    return np.take(x, np.where(idx < 0, idx + n, idx), axis=axis)
+    if idx.size:
+        lo, hi = int(np.minimum.reduce(idx, axis=None)), int(np.maximum.reduce(idx, axis=None))
+        if lo < -n or hi >= n:
+            raise IndexError(f"Gather indices out of range [-{n}, {n - 1}]")
+        if lo < 0:
+            idx = np.where(idx < 0, idx + n, idx)
+    return np.take(x, idx, axis=axis)
 
 
 @register("Shape")

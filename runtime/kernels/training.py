@@ -22,35 +22,49 @@ the parameter's (and velocity's) dtype. No kernel writes into its inputs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.registry import KernelContext, register
+
+
+def _sum_plan(x_shape: tuple[int, ...], shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """(target shape, axes to sum with keepdims; None when ``x_shape`` already is the target)."""
+    shape = tuple(int(d) for d in shape)
+    if x_shape == shape:
+        return shape, None
+    lead = len(x_shape) - len(shape)
+    if lead < 0:
+        raise ValueError(f"cannot sum shape {x_shape} down to higher-rank shape {shape}")
+    axes = list(range(lead))
+    for i, d in enumerate(shape):
+        xd = x_shape[lead + i]
+        if d == 1 and xd != 1:
+            axes.append(lead + i)
+        elif d != xd:
+            raise ValueError(f"shape {shape} is not broadcast-compatible with {x_shape}")
+    return shape, tuple(axes)
+
+
+def _sum_axes(x: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...] | None) -> np.ndarray:
+    if axes is None:
+        return x
+    # np.sum(x, axis=axes, keepdims=True, dtype=x.dtype) without its Python layer
+    return np.add.reduce(x, axis=axes, dtype=x.dtype, keepdims=True).reshape(shape)
 
 
 def sum_to(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Sum ``x`` down to ``shape`` (numpy broadcasting in reverse); a new array unless nothing to sum."""
-    shape = tuple(int(d) for d in shape)
-    if x.shape == shape:
-        return x
-    lead = x.ndim - len(shape)
-    if lead < 0:
-        raise ValueError(f"cannot sum shape {x.shape} down to higher-rank shape {shape}")
-    axes = list(range(lead))
-    for i, d in enumerate(shape):
-        xd = x.shape[lead + i]
-        if d == 1 and xd != 1:
-            axes.append(lead + i)
-        elif d != xd:
-            raise ValueError(f"shape {shape} is not broadcast-compatible with {x.shape}")
-    return np.sum(x, axis=tuple(axes), keepdims=True, dtype=x.dtype).reshape(shape)
+    return _sum_axes(x, *_sum_plan(x.shape, shape))
 
 
 @register("ReduceSumTo")
 def reduce_sum_to(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return sum_to(x, node.attrs["shape"])
+    return _sum_axes(x, *cached_plan(node, x.shape, lambda: _sum_plan(x.shape, node.attrs["shape"])))
 
 
 def _expand_back(node: Node, dy: np.ndarray) -> tuple[np.ndarray, tuple[int, ...], int]:
@@ -76,26 +90,71 @@ def reduce_mean_grad(ctx: KernelContext, node: Node, dy: np.ndarray) -> np.ndarr
 
 
 # ----- losses -----------------------------------------------------------------------------------
+# Losses run once per step on small arrays, so they are written for few numpy calls: reductions
+# call the ufunc directly (np.sum / np.max add a Python layer; the same reduction underneath), and
+# the masking of padded rows (mask 0) is skipped when every row counts.
 
-def _mask_denom(mask: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+_ROWS: dict[int, np.ndarray] = {}  # np.arange(n) for the row index of a gather (read only)
+
+
+def _rows(n: int) -> np.ndarray:
+    r = _ROWS.get(n)
+    if r is None:
+        r = _ROWS[n] = np.arange(n)
+    return r
+
+
+def _mask_denom(mask: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, np.floating, np.ndarray | None]:
+    """(mask in ``dt`` as 1-D, ``max(sum(mask), 1)``, the rows that count (mask != 0), or None when
+    all of them do)."""
     m = np.asarray(mask).astype(dt, copy=False).reshape(-1)
-    return m, np.maximum(np.sum(m, dtype=dt), np.asarray(1, dt))
+    s = np.add.reduce(m, axis=None, dtype=dt)
+    denom = dt.type(1) if s < 1 else s  # np.maximum(s, 1), NaN included
+    return m, denom, None if np.count_nonzero(m) == m.size else m != 0
 
 
-def _checked_labels(labels: np.ndarray, m: np.ndarray, n_classes: int) -> np.ndarray:
+def _ce_inputs(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
+    """The shared prologue of the cross-entropy kernels: (mask, denominator, kept rows or None,
+    labels as int64 with those of masked-out rows set to 0, all checked to lie in [0, C))."""
+    m, denom, keep = _mask_denom(mask, logits.dtype)
     lab = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
-    lab = np.where(m != 0, lab, 0)
-    if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
+    if keep is not None:
+        lab = np.where(keep, lab, 0)
+    n_classes = logits.shape[1]
+    # one reduction checks both ends: a negative label is >= 2^63 as uint64
+    if lab.size and int(np.maximum.reduce(lab.view(np.uint64), axis=None)) >= n_classes:
         bad = lab[(lab < 0) | (lab >= n_classes)][0]
         raise ValueError(f"label {int(bad)} outside the {n_classes} classes [0, {n_classes})")
-    return lab
+    return m, denom, keep, lab
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):  # garbage in padded rows is masked out later
-        s = z - np.max(z, axis=1, keepdims=True)
-        s -= np.log(np.sum(np.exp(s), axis=1, keepdims=True, dtype=s.dtype))
+        s = z - np.maximum.reduce(z, axis=1, keepdims=True)
+        s -= np.log(np.add.reduce(np.exp(s), axis=1, keepdims=True, dtype=s.dtype))
     return s
+
+
+#: The cross-entropy forward and its gradient see the same (logits, labels, mask) in a training
+#: step; the second reuses the first one's prologue and log-softmax. One entry, keyed by the
+#: inputs' bytes (so it is exact whatever the caller does with its arrays), for logits up to
+#: this many elements (the key copies them).
+_CE_MEMO_MAX = 1 << 15
+_ce_memo: list[tuple] = []
+
+
+def _ce_parts(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
+    """(mask, denominator, kept rows or None, checked labels, log-softmax of the logits)."""
+    key = None
+    if logits.size <= _CE_MEMO_MAX:
+        labels, mask = np.asarray(labels), np.asarray(mask)
+        key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in (logits, labels, mask))
+        if _ce_memo and _ce_memo[0][0] == key:
+            return _ce_memo[0][1]
+    parts = (*_ce_inputs(logits, labels, mask), _log_softmax(logits))
+    if key is not None:
+        _ce_memo[:] = [(key, parts)]
+    return parts
 
 
 @register("SoftmaxCrossEntropy")
@@ -103,12 +162,11 @@ def softmax_cross_entropy(
     ctx: KernelContext, node: Node, logits: np.ndarray, labels: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:
     dt = logits.dtype
-    m, denom = _mask_denom(mask, dt)
-    lab = _checked_labels(labels, m, logits.shape[1])
-    logp = _log_softmax(logits)
-    nll = -logp[np.arange(logits.shape[0]), lab]
-    nll = np.where(m != 0, nll, np.asarray(0, dt))  # padded rows may hold anything, even inf
-    return np.asarray(np.sum(m * nll, dtype=dt) / denom, dtype=dt)
+    m, denom, keep, lab, logp = _ce_parts(logits, labels, mask)
+    nll = -logp[_rows(logits.shape[0]), lab]
+    if keep is not None:
+        nll = np.where(keep, nll, np.asarray(0, dt))  # padded rows may hold anything, even inf
+    return np.asarray(np.add.reduce(m * nll, axis=None, dtype=dt) / denom, dtype=dt)
 
 
 @register("SoftmaxCrossEntropyGrad")
@@ -116,32 +174,32 @@ def softmax_cross_entropy_grad(
     ctx: KernelContext, node: Node, dloss: np.ndarray, logits: np.ndarray, labels: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:
     dt = logits.dtype
-    m, denom = _mask_denom(mask, dt)
-    lab = _checked_labels(labels, m, logits.shape[1])
-    p = np.exp(_log_softmax(logits))
-    p[np.arange(logits.shape[0]), lab] -= np.asarray(1, dt)
+    m, denom, keep, lab, logp = _ce_parts(logits, labels, mask)
+    p = np.exp(logp)
+    p[_rows(logits.shape[0]), lab] -= dt.type(1)
     w = m * (np.asarray(dloss, dt).reshape(()) / denom)
     p *= w[:, None]
-    p[m == 0] = 0  # no NaN leaks from padded rows
+    if keep is not None:
+        p[m == 0] = 0  # no NaN leaks from padded rows
     return p
 
 
-def _mse_parts(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+def _mse_parts(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple:
     dt = pred.dtype
-    m, denom = _mask_denom(mask, dt)
+    m, denom, keep = _mask_denom(mask, dt)
     diff = pred - np.asarray(target).astype(dt, copy=False)
-    per_sample = int(np.prod(pred.shape[1:])) if pred.ndim > 1 else 1
-    return m, denom, diff, np.asarray(per_sample, dt)
+    return m, denom, keep, diff, dt.type(math.prod(pred.shape[1:]))
 
 
 @register("MSELoss")
 def mse_loss(ctx: KernelContext, node: Node, pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     dt = pred.dtype
-    m, denom, diff, d = _mse_parts(pred, target, mask)
+    m, denom, keep, diff, d = _mse_parts(pred, target, mask)
     sq = np.square(diff).reshape(pred.shape[0], -1)
-    per = np.sum(sq, axis=1, dtype=dt) / d
-    per = np.where(m != 0, per, np.asarray(0, dt))
-    return np.asarray(np.sum(m * per, dtype=dt) / denom, dtype=dt)
+    per = np.add.reduce(sq, axis=1, dtype=dt) / d
+    if keep is not None:
+        per = np.where(keep, per, np.asarray(0, dt))
+    return np.asarray(np.add.reduce(m * per, axis=None, dtype=dt) / denom, dtype=dt)
 
 
 @register("MSELossGrad")
@@ -149,10 +207,11 @@ def mse_loss_grad(
     ctx: KernelContext, node: Node, dloss: np.ndarray, pred: np.ndarray, target: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:
     dt = pred.dtype
-    m, denom, diff, d = _mse_parts(pred, target, mask)
+    m, denom, keep, diff, d = _mse_parts(pred, target, mask)
     w = m * (np.asarray(2, dt) * np.asarray(dloss, dt).reshape(()) / (d * denom))
     g = diff * w.reshape((-1,) + (1,) * (pred.ndim - 1))
-    g[m == 0] = 0
+    if keep is not None:
+        g[m == 0] = 0
     return g
 
 

@@ -1,12 +1,14 @@
 """Accumulating GEMM on numpy views through the loaded CBLAS: ``out = a @ b`` or ``out += a @ b``.
 
-``np.matmul`` copies an operand whose rows are not packed (a kernel tap of a convolution is a
-shifted window ``x[:, off:off+L]`` of a wider array) and cannot add into its output. CBLAS
-``?gemm`` does both for free (leading dimensions, ``beta = 1``), which lets a stride-1
-convolution run as one GEMM per kernel tap straight off the padded input, with no im2col
-columns (:mod:`rctc.runtime.kernels._conv_taps`).
+``np.matmul`` reads a view whose rows are not packed (a kernel tap of a convolution is a shifted
+window ``x[:, off:off+L]`` of a wider array) without a copy, but it cannot add into its output:
+a sum of products needs a temporary and an add pass per term. CBLAS ``?gemm`` with ``beta = 1``
+accumulates in place, which lets a stride-1 convolution run as one GEMM per kernel tap straight
+off the padded input, with no im2col columns and no add passes
+(:mod:`rctc.runtime.kernels._conv_taps`).
 
-The library is the OpenBLAS numpy already loaded (found in ``/proc/self/maps``); the symbols of
+The library is the first loaded OpenBLAS (in ``/proc/self/maps`` path order) whose symbols pass
+the check below; the symbols of
 numpy's own wheels (``scipy_cblas_sgemm64_``, 64-bit integers), of an ``openblas64_`` build and of
 a plain LP64 ``cblas_sgemm`` are recognised. A first call checks the binding against
 ``np.matmul`` on small integer matrices. Where nothing is found or the check fails (another BLAS
@@ -44,6 +46,7 @@ class _Cblas:
     """ctypes bindings of ``sgemm``/``dgemm`` and the thread count of one loaded library."""
 
     def __init__(self, lib: ctypes.CDLL, template: str, set_name: str, get_name: str, itype: Any) -> None:
+        self.int_max = 2**63 - 1 if itype is ctypes.c_int64 else 2**31 - 1
         self.fns: dict[np.dtype, Any] = {}
         for t, dtype, ctype in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
             fn = getattr(lib, template.format(t=t))
@@ -87,14 +90,15 @@ def cblas() -> _Cblas | None:
             continue
         for template, set_name, get_name, itype in _SYMBOLS:
             if hasattr(lib, template.format(t="s")) and hasattr(lib, template.format(t="d")):
-                _CBLAS = _Cblas(lib, template, set_name, get_name, itype)
-                if not _self_check():
-                    _CBLAS = None
-                return _CBLAS
+                candidate = _Cblas(lib, template, set_name, get_name, itype)
+                if _self_check(candidate):
+                    _CBLAS = candidate
+                    return _CBLAS
+                break
     return None
 
 
-def _self_check() -> bool:
+def _self_check(lib: _Cblas) -> bool:
     """The binding computes what ``np.matmul`` does (strided views, transposes, accumulation)."""
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -102,7 +106,7 @@ def _self_check() -> bool:
         wide = rng.integers(-9, 10, (6, 13)).astype(dtype)
         b = wide[:, 2:9]  # rows not packed: ld 13
         out = np.ones((5, 6), dtype)
-        _cblas_gemm(a, b.T, out, True)
+        _cblas_gemm(a, b.T, out, True, lib)
         if not np.array_equal(out, 1 + a @ b.T):
             return False
     return True
@@ -121,15 +125,15 @@ def _operand(a: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def _cblas_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool) -> bool:
+def _cblas_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool, lib: _Cblas) -> bool:
     """``out (+)= a @ b`` by one CBLAS call; False (nothing done) if an operand's layout does not fit."""
-    lib = _CBLAS
-    assert lib is not None
     fn = lib.fns.get(out.dtype)
     if fn is None or a.dtype != out.dtype or b.dtype != out.dtype:
         return False
     pa, pb, pc = _operand(a), _operand(b), _operand(out)
     if pa is None or pb is None or pc is None or pc[0] != _NO_TRANS:
+        return False
+    if max(*a.shape, *b.shape, pa[1], pb[1], pc[1]) > lib.int_max:  # would wrap in a 32-bit BLAS int
         return False
     m, k = a.shape
     fn(_ROW_MAJOR, pa[0], pb[0], m, b.shape[1], k, 1.0, a.ctypes.data, pa[1], b.ctypes.data, pb[1],
@@ -141,8 +145,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False
     """``out = a @ b`` (``accumulate=False``) or ``out += a @ b`` for 2-D float views; returns ``out``.
 
     ``a`` (M, K), ``b`` (K, N) and ``out`` (M, N) share one float dtype (float32 or float64). Any
-    operand may be a view whose rows are not packed or a transposed view; ``out`` must not
-    overlap the operands. Without a usable CBLAS (or for layouts it cannot read) this is
+    operand may be a view whose rows are not packed or a transposed view; an ``out`` that
+    overlaps an operand takes the numpy path. Without a usable CBLAS (or for layouts it cannot read) this is
     ``np.matmul`` plus an add: the same result for exact (integer-valued) data.
     """
     if a.ndim != 2 or b.ndim != 2 or out.shape != (a.shape[0], b.shape[1]) or a.shape[1] != b.shape[0]:
@@ -151,7 +155,11 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False
         if not accumulate:
             out[...] = 0
         return out
-    if cblas() is not None and _cblas_gemm(a, b, out, accumulate):
+    if not out.flags.writeable:
+        raise ValueError("gemm: the output array is read-only")
+    lib = cblas()
+    if (lib is not None and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)
+            and _cblas_gemm(a, b, out, accumulate, lib)):
         return out
     if accumulate:
         out += np.matmul(a, b)

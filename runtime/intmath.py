@@ -284,7 +284,10 @@ def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tup
     piece covers K, else in float64 when ``bound <= 2**53``, else int64.
     """
     k = af.shape[-1]
-    ranges = chunk if not isinstance(chunk, int) else [(k0, min(k0 + chunk, k)) for k0 in range(0, k, chunk)]
+    if isinstance(chunk, (int, np.integer)):
+        ranges = [(k0, min(k0 + int(chunk), k)) for k0 in range(0, k, int(chunk))]
+    else:
+        ranges = list(chunk)
     if len(ranges) <= 1:
         return blas_matmul(af, bf)
     total_in_f64 = bound <= F64_EXACT

@@ -18,8 +18,9 @@ Columns off the outputs hold values of no meaning and are cropped by the caller
 Integer operands (held exactly in float32/float64) stay exact by the argument of
 :func:`rctc.runtime.intmath.int_matmul`: every intermediate value BLAS forms is a subset sum of
 the products it has been given since the output was last zeroed, so the sum is cut into pieces
-whose worst case is exactly representable, and the pieces are added in float64: groups of taps
-(``taps * C * max|w| * max|x| <= 2^24``). For the weight gradient, ranges of the contraction
+whose worst case is exactly representable (2^24 in float32, 2^53 in float64), and the pieces
+are added in float64: groups of taps (``taps * C * max|w| * max|x|`` within that limit). The
+caller guarantees the whole sum ``kk * C * max|w| * max|x| <= 2^53``. For the weight gradient, ranges of the contraction
 (pixel) axis whose data-dependent bound ``sum_k max_m |dy[m, k]| * max|x|`` fits: a tighter
 bound than ``K * max * max``, so usually one or a few pieces instead of dozens.
 """
@@ -64,7 +65,8 @@ def conv(x: np.ndarray, wt: np.ndarray, g: ConvGeom, dtype: Any, group_taps: int
     """``(M, N*Q)`` conv of ``x (N, C, *in)`` with tap weights ``wt (kk, M, C)`` on the padded grid.
 
     ``group_taps`` (integer data): taps summed in ``dtype`` before the group's result is added
-    into a float64 total (returned in float64 then); None: one sum over all taps in ``dtype``.
+    into a float64 total (returned in float64 then; exact only if the whole sum is bounded by
+    2^53, which the caller checks); None: one sum over all taps in ``dtype``.
     """
     offs, length = g.flat_taps()  # type: ignore[misc]
     q = math.prod(g.padded)

@@ -113,7 +113,7 @@ def int_conv_grad_input(dy: np.ndarray, w: np.ndarray, attrs: dict[str, Any], ou
         path, chunk = matmul_plan(g.m * g.kk, aw, ady, g.c * g.n * tg.p)
         ft = _float_type(path)
         group_taps = taps.taps_per_group(g.m, ady * aw, ft) if path != "i64" else 0
-        if taps.applicable(tg) and group_taps:
+        if taps.applicable(tg) and group_taps and bound <= F64_EXACT:
             dx = taps.conv(dy, taps.tap_weights(w, ft, flip=True), tg, ft, group_taps)
             return from_channel_major(dx, g.n, g.in_spatial, out_dtype, tg.padded)
         cols = cols_channel_major(dy, tg, ft)

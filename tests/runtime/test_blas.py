@@ -77,3 +77,14 @@ def test_small_products_run_on_one_thread_and_restore_the_count() -> None:
     assert lib.get_threads() == before
     with blas.blas_threads_for(blas.SMALL_GEMM_MACS):
         assert lib.get_threads() == before
+
+
+def test_gemm_refuses_read_only_output_and_handles_overlap(gemm_path: str) -> None:
+    a = np.arange(4, dtype=np.float32).reshape(2, 2)
+    frozen = np.frombuffer(bytes(16), np.float32).reshape(2, 2)
+    with pytest.raises(ValueError, match="read-only"):
+        blas.gemm(a, a, frozen)
+    b = a.copy()
+    want = a @ b
+    blas.gemm(a, b, a)  # out is an operand: must still equal np.matmul's answer
+    np.testing.assert_array_equal(a, want)

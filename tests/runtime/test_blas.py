@@ -8,17 +8,6 @@ import pytest
 from rctc.runtime import blas
 
 
-@pytest.fixture(params=["cblas", "numpy"])
-def gemm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test on the CBLAS binding and on the np.matmul fallback."""
-    if request.param == "numpy":
-        monkeypatch.setattr(blas, "_CBLAS", None)
-        monkeypatch.setattr(blas, "_PROBED", True)
-    elif blas.cblas() is None:
-        pytest.skip("no CBLAS binding on this machine (the numpy fallback is tested)")
-    return str(request.param)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["packed", "row-window", "transposed", "vector"])
 def test_gemm_matches_matmul_on_views(gemm_path: str, dtype: type, layout: str) -> None:

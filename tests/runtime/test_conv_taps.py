@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rctc.runtime import blas
 from rctc.runtime.intmath import F32_EXACT
 from rctc.runtime.kernels import _conv_taps as taps
 from rctc.runtime.kernels.conv import conv_geom
@@ -39,16 +38,6 @@ def test_float_conv_gradients_any_rank_match_finite_differences(xs: tuple, ws: t
     rng = np.random.default_rng(3)
     inputs = {"x": rng.standard_normal(xs), "w": rng.standard_normal(ws)}
     check_op_grad("Conv", inputs, {"kernel_shape": list(ws[2:]), **attrs})
-
-
-@pytest.fixture(params=["cblas", "numpy"])
-def gemm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "numpy":
-        monkeypatch.setattr(blas, "_CBLAS", None)
-        monkeypatch.setattr(blas, "_PROBED", True)
-    elif blas.cblas() is None:
-        pytest.skip("no CBLAS binding on this machine (the numpy fallback is tested)")
-    return str(request.param)
 
 
 @pytest.mark.parametrize("group_taps", [1, 2, 4])

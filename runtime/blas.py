@@ -32,6 +32,10 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 #: over threads costs more than it saves, and on a busy 2-core machine the caller then waits
 #: for a descheduled worker.
 SMALL_GEMM_MACS = 1 << 21
+#: Up to this many OpenBLAS already runs a GEMM on one thread by itself (its interface uses
+#: ``MNK / (65536 * GEMM_MULTITHREAD_THRESHOLD)`` threads, default threshold 4; checked with
+#: numpy's OpenBLAS 0.3.31): the thread-count toggle (three ctypes calls) is skipped there.
+OPENBLAS_ONE_THREAD_MACS = 1 << 18
 
 _SYMBOLS = (  # (gemm name template, thread-count setter/getter names, integer type)
     ("scipy_cblas_{t}gemm64_", "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_",
@@ -171,9 +175,13 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False
 @contextmanager
 def blas_threads_for(macs: int) -> Iterator[None]:
     """Run the enclosed GEMMs on one BLAS thread when they total fewer than :data:`SMALL_GEMM_MACS`
-    multiply-accumulates (OpenBLAS only; elsewhere nothing changes)."""
+    multiply-accumulates (OpenBLAS only; elsewhere nothing changes; below
+    :data:`OPENBLAS_ONE_THREAD_MACS` OpenBLAS needs no telling)."""
+    if macs <= OPENBLAS_ONE_THREAD_MACS or macs >= SMALL_GEMM_MACS:
+        yield
+        return
     lib = cblas()
-    if macs >= SMALL_GEMM_MACS or lib is None or lib.set_threads is None:
+    if lib is None or lib.set_threads is None:
         yield
         return
     n = lib.get_threads()

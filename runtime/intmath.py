@@ -13,13 +13,12 @@ can take all of the integer arithmetic core from one module.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from rctc.runtime.blas import blas_threads_for
 from rctc.runtime.quant import (
     choose_exponent,
     dequantize,
@@ -212,64 +211,12 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     return acc.astype(out_dtype, copy=False)
 
 
-#: Products below this many multiply-accumulates run on one BLAS thread (see :func:`blas_matmul`).
-SMALL_GEMM_MACS = 1 << 21
-#: Products up to this many multiply-accumulates OpenBLAS already runs on one thread by itself: its
-#: GEMM interface uses ``MNK / (65536 * GEMM_MULTITHREAD_THRESHOLD)`` threads (default threshold 4,
-#: so below 2 * 2^18 only one; checked with numpy's OpenBLAS 0.3.31 by the worker threads' CPU time).
-#: There the thread-count toggle (three ctypes calls, ~2 us) is skipped.
-OPENBLAS_ONE_THREAD_MACS = 1 << 18
-
-_BLAS_THREADS: tuple[Any, Any] | None = None
-_BLAS_PROBED = False
-
-
-def _blas_thread_fns() -> tuple[Any, Any] | None:
-    """(set, get) of the loaded OpenBLAS's thread count (ctypes), or None if not found."""
-    global _BLAS_THREADS, _BLAS_PROBED
-    if _BLAS_PROBED:
-        return _BLAS_THREADS
-    _BLAS_PROBED = True
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for pre, suf in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"),
-                             ("openblas_", "")):
-                setter = getattr(lib, f"{pre}set_num_threads{suf}", None)
-                getter = getattr(lib, f"{pre}get_num_threads{suf}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-                    _BLAS_THREADS = (setter, getter)
-                    return _BLAS_THREADS
-    except OSError:
-        pass
-    return None
-
-
 def blas_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.matmul``, on a single BLAS thread when the product is small.
-
-    Splitting a small GEMM over threads costs more than it saves, and when another process
-    holds the other core the caller waits for a descheduled worker (tens of ms on a busy
-    2-core machine). Products under :data:`SMALL_GEMM_MACS` multiply-accumulates therefore run
-    single-threaded (OpenBLAS only; elsewhere this is plain ``np.matmul``); up to
-    :data:`OPENBLAS_ONE_THREAD_MACS` OpenBLAS does so without being told.
-    """
+    """``np.matmul``, on a single BLAS thread when the product is small
+    (:func:`rctc.runtime.blas.blas_threads_for`)."""
     macs = max(a.size * (b.shape[-1] if b.ndim > 1 else 1), b.size * (a.shape[-2] if a.ndim > 1 else 1))
-    fns = _blas_thread_fns() if OPENBLAS_ONE_THREAD_MACS < macs < SMALL_GEMM_MACS else None
-    if fns is None:
+    with blas_threads_for(macs):
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    setter, getter = fns
-    n = getter()
-    if n <= 1:
-        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    setter(1)
-    try:
-        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    finally:
-        setter(n)
 
 
 def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tuple[int, int]],

@@ -145,7 +145,8 @@ def test_conv_weight_gradient_long_batch_contraction() -> None:
 
 
 def test_small_gemms_run_single_threaded_and_restore_the_thread_count() -> None:
-    from rctc.runtime.intmath import _blas_thread_fns, blas_matmul
+    from rctc.runtime.blas import cblas
+    from rctc.runtime.intmath import blas_matmul
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal((8, 16)).astype(np.float32)
@@ -153,11 +154,11 @@ def test_small_gemms_run_single_threaded_and_restore_the_thread_count() -> None:
     np.testing.assert_array_equal(blas_matmul(a, b), np.matmul(a, b))
     out = np.empty((3, 8, 5), np.float32)
     assert blas_matmul(a, b, out=out) is out
-    fns = _blas_thread_fns()
-    if fns is not None:  # OpenBLAS: the process-wide count is back to what it was
-        before = fns[1]()
+    lib = cblas()
+    if lib is not None and lib.get_threads is not None:  # OpenBLAS: the process-wide count is restored
+        before = lib.get_threads()
         blas_matmul(a, b)
-        assert fns[1]() == before
+        assert lib.get_threads() == before
 
 
 @pytest.mark.parametrize(("shape", "k"), [((3, 2, 8, 8), [2, 2]), ((2, 3, 7, 9), [2, 2]), ((2, 2, 4, 4, 4), [2, 2, 2])])

@@ -375,14 +375,15 @@ def test_int_matmul_batched_left_operand(a_shape: tuple, b_shape: tuple, bits: t
 
 
 def test_blas_matmul_mid_size_restores_the_thread_count() -> None:
-    from rctc.runtime.intmath import OPENBLAS_ONE_THREAD_MACS, SMALL_GEMM_MACS, _blas_thread_fns, blas_matmul
+    from rctc.runtime.blas import OPENBLAS_ONE_THREAD_MACS, SMALL_GEMM_MACS, cblas
+    from rctc.runtime.intmath import blas_matmul
 
     rng = np.random.default_rng(10)
     a = rng.integers(-9, 10, (128, 64)).astype(np.float32)
     b = rng.integers(-9, 10, (64, 64)).astype(np.float32)
     assert OPENBLAS_ONE_THREAD_MACS < a.size * 64 < SMALL_GEMM_MACS  # the range that toggles
-    fns = _blas_thread_fns()
-    before = fns[1]() if fns is not None else None
+    lib = cblas()
+    before = lib.get_threads() if lib is not None and lib.get_threads is not None else None
     assert np.array_equal(blas_matmul(a, b), a @ b)
-    if fns is not None:
-        assert fns[1]() == before
+    if before is not None:
+        assert lib.get_threads() == before

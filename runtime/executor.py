@@ -7,9 +7,9 @@ training step the values named in ``graph.state_updates`` are written back. An o
 ``on_node(node, args, result, env)`` callback sees every executed node (the energy counters
 use it); it runs after the node's outputs enter ``env`` and before dead values leave it.
 
-Without a callback and without op timing (``op_times``) a step runs a leaner loop (inputs
-fetched by one ``itemgetter`` per node, no per-node checks): on small models the per-node
-Python work is a visible part of the step. Both loops run the same kernels in the same order.
+On small models the per-node Python work is a visible part of the step, so a schedule step
+carries everything resolved once: the kernel, an ``itemgetter`` that fetches its inputs, its
+output name(s) and the values that die after it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import ctypes
 import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,22 +64,19 @@ def _kernel_error(node: Node, args: Sequence[Any], exc: Exception) -> KernelErro
     return KernelError(f"node {node.name!r} ({node.op_type}) failed on inputs ({shapes}): {type(exc).__name__}: {exc}")
 
 
-@dataclass
-class _Step:
+class _Step(NamedTuple):
+    """One scheduled node, resolved once per requested output set."""
+
+    kernel: Any
     node: Node
-    kernel: object
-    in_names: tuple[str | None, ...]
-    out_names: tuple[str, ...]
+    fetch: Callable[[dict], tuple]  # env -> the node's inputs
+    outs: str | tuple[str, ...]  # one output name, or several
     free_after: tuple[str, ...]
-
-
-# the fast loop's form of a step: (kernel, node, fetch inputs from env, output name(s), names to free)
-_Plan = list[tuple[Any, Node, Callable[[dict], tuple], "str | tuple[str, ...]", tuple[str, ...]]]
 
 
 def _fetcher(names: tuple[str | None, ...]) -> Callable[[dict], tuple]:
     """``env -> tuple of the inputs`` (an omitted optional input, name None, is looked up as the
-    key None, which the fast loop's environment maps to None)."""
+    key None, which the run's environment maps to None)."""
     if len(names) == 1:
         name = names[0]
         return lambda env: (env[name],)
@@ -95,7 +91,6 @@ class Executor:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self._schedules: dict[tuple[str, ...], list[_Step]] = {}
-        self._plans: dict[tuple[str, ...], _Plan] = {}
         self._updates: dict[tuple[str, ...], tuple[list[str], list[tuple[Any, str]]]] = {}
         self.op_times: dict[str, float] | None = None
         _keep_freed_memory()
@@ -121,25 +116,16 @@ class Executor:
                 free_at.setdefault(end, []).append(name)
         steps = [
             _Step(
-                n,
                 KERNELS[n.op_type],
-                tuple(v.name if v is not None else None for v in n.inputs),
-                tuple(o.name for o in n.outputs),
+                n,
+                _fetcher(tuple(v.name if v is not None else None for v in n.inputs)),
+                n.outputs[0].name if len(n.outputs) == 1 else tuple(o.name for o in n.outputs),
                 tuple(free_at.get(i, [])),
             )
             for i, n in enumerate(nodes)
         ]
         self._schedules[key] = steps
         return steps
-
-    def _plan(self, outputs: Sequence[str]) -> _Plan:
-        key = tuple(outputs)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = [(s.kernel, s.node, _fetcher(s.in_names), s.out_names[0] if len(s.out_names) == 1 else s.out_names,
-                     s.free_after) for s in self.schedule(outputs)]
-            self._plans[key] = plan
-        return plan
 
     def run(
         self,
@@ -152,55 +138,29 @@ class Executor:
         ctx = ctx or KernelContext()
         env: dict[str | None, Any] = {v.name: v.data for v in self._stored}
         env.update(feeds)
-        if on_node is None and self.op_times is None:
-            self._run_fast(env, outputs, ctx)
-        else:
-            self._run_observed(env, outputs, ctx, on_node)
-        return {o: env[o] for o in outputs}
-
-    def _run_fast(self, env: dict[str | None, Any], outputs: Sequence[str], ctx: KernelContext) -> None:
-        """The plain loop (no timing, no callback): the per-node work is the kernel call."""
         env[None] = None  # an omitted optional input
+        timing = self.op_times
         pop = env.pop
-        for kernel, node, fetch, outs, free in self._plan(outputs):
+        for kernel, node, fetch, outs, free in self.schedule(outputs):
             args = fetch(env)
+            t0 = time.perf_counter() if timing is not None else 0.0
             try:
                 result = kernel(ctx, node, *args)
             except RctcError:
                 raise
             except Exception as exc:  # noqa: BLE001 - re-raised with the node named
                 raise _kernel_error(node, args, exc) from exc
+            if timing is not None:
+                timing[node.op_type] = timing.get(node.op_type, 0.0) + time.perf_counter() - t0
             if outs.__class__ is str:
                 env[outs] = result[0] if isinstance(result, tuple) else result
             else:
                 env.update(zip(outs, result))
+            if on_node is not None:
+                on_node(node, list(args), result, env)
             for name in free:
                 pop(name, None)
-
-    def _run_observed(self, env: dict[str | None, Any], outputs: Sequence[str], ctx: KernelContext,
-                      on_node: OnNode | None) -> None:
-        """The loop with per-op-type wall times (``op_times``) and/or the ``on_node`` callback."""
-        timing = self.op_times
-        for step in self.schedule(outputs):
-            args = [env[n] if n is not None else None for n in step.in_names]
-            t0 = time.perf_counter() if timing is not None else 0.0
-            try:
-                result = step.kernel(ctx, step.node, *args)
-            except RctcError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - re-raised with the node named
-                raise _kernel_error(step.node, args, exc) from exc
-            if timing is not None:
-                timing[step.node.op_type] = timing.get(step.node.op_type, 0.0) + time.perf_counter() - t0
-            if len(step.out_names) == 1:
-                env[step.out_names[0]] = result if not isinstance(result, tuple) else result[0]
-            else:
-                for name, arr in zip(step.out_names, result):
-                    env[name] = arr
-            if on_node is not None:
-                on_node(step.node, args, result, env)
-            for name in step.free_after:
-                env.pop(name, None)
+        return {o: env[o] for o in outputs}
 
     def train_step(
         self,

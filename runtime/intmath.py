@@ -202,10 +202,7 @@ def int_matmul(a: np.ndarray, b: np.ndarray, out_dtype: np.dtype | type = np.int
     if a.ndim > 2 and b.ndim == 2:  # (..., M, K) @ (K, N): one GEMM over all rows, not one per batch item
         lead = a.shape[:-1]
         af = af.reshape(-1, k)
-    if chunk >= k:  # one piece: exact_float_matmul's single-chunk case, without its bookkeeping
-        acc = blas_matmul(af, bf)
-    else:
-        acc = exact_float_matmul(af, bf, chunk, k * absmax_a * absmax_b)
+    acc = exact_float_matmul(af, bf, chunk, k * absmax_a * absmax_b)
     if lead is not None:
         acc = acc.reshape(*lead, acc.shape[-1])
     return acc.astype(out_dtype, copy=False)
@@ -231,6 +228,8 @@ def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tup
     piece covers K, else in float64 when ``bound <= 2**53``, else int64.
     """
     k = af.shape[-1]
+    if isinstance(chunk, (int, np.integer)) and chunk >= k:  # one piece: no bookkeeping
+        return blas_matmul(af, bf)
     if isinstance(chunk, (int, np.integer)):
         ranges = [(k0, min(k0 + int(chunk), k)) for k0 in range(0, k, int(chunk))]
     else:

@@ -76,8 +76,8 @@ class Trainer:
         self.hooks: list[Callable[[Trainer, StepRecord], None]] = []
         # sees every node a training step executes (the energy counter, rctc.analysis.counter)
         self.on_node: OnNode | None = None
-        self._slots = [(p.name, bits_name(p.name)) for p in graph.params() if has_slot(p)]
-        self._slot_vals: list[tuple[str, Any]] | None = None
+        # (parameter name, Value of its bits): the controller replaces the Value's data, never the Value
+        self._slots = [(p.name, graph.value(bits_name(p.name))) for p in graph.params() if has_slot(p)]
 
     # ----- batching ------------------------------------------------------
     def epoch_order(self, n: int, shuffle: bool) -> np.ndarray:
@@ -128,17 +128,10 @@ class Trainer:
         acc = _accuracy(out[logits_name], y, mask) if meta.get("loss_kind") == "cross-entropy" else None
         rec = StepRecord(self.step, epoch, float(out[loss_name]), acc, lr, dict(ctx.stats))
         if self._slots:  # the bits this step ran at (hooks such as the controller may change them)
-            rec.stats["bits"] = {name: int(v.data) for name, v in self._slot_values()}
+            rec.stats["bits"] = {name: int(v.data) for name, v in self._slots}
         for hook in self.hooks:
             hook(self, rec)
         return rec
-
-    def _slot_values(self) -> list[tuple[str, Any]]:
-        """(parameter name, Value of its ``.bits``): looked up once (the controller replaces the
-        Value's data, never the Value)."""
-        if self._slot_vals is None:
-            self._slot_vals = [(name, self.graph.values[b]) for name, b in self._slots]
-        return self._slot_vals
 
     def run_report(self) -> dict[str, Any]:
         """Extra summary fields contributed by hooks (controller changes, measured energy)."""

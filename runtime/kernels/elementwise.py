@@ -61,8 +61,8 @@ def pow_(ctx: KernelContext, node: Node, x: np.ndarray, y: np.ndarray) -> np.nda
 _CONSTS: dict[tuple[float, np.dtype], np.ndarray] = {}
 
 
-def _const(v: float, dtype: np.dtype) -> np.ndarray:
-    """A shared 0-d constant (never written)."""
+def const(v: float, dtype: np.dtype) -> np.ndarray:
+    """A shared 0-d constant of ``dtype`` (callers never write it): no allocation per kernel call."""
     c = _CONSTS.get((v, dtype))
     if c is None:
         c = _CONSTS[(v, dtype)] = np.asarray(v, dtype=dtype)
@@ -77,10 +77,10 @@ _SMALL = 4096
 def relu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
     """max(x, 0); floats via the faster one-pass clip to [+0, inf] (+0 added: see :func:`clip`),
     small ones via ``np.maximum`` (+0 added as well, so both give +0 for -0 and keep NaN)."""
-    zero = _const(0, x.dtype)
+    zero = const(0, x.dtype)
     if x.dtype.kind != "f":
         return np.maximum(x, zero)
-    y = np.maximum(x, zero) if x.size < _SMALL else np.clip(x, zero, _const(np.inf, x.dtype))
+    y = np.maximum(x, zero) if x.size < _SMALL else np.clip(x, zero, const(np.inf, x.dtype))
     y += zero
     return y
 

@@ -27,23 +27,13 @@ import math
 import numpy as np
 
 from rctc.ir import Node
+from rctc.runtime.kernels.elementwise import const
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
 def _as_out(node: Node, arr: np.ndarray, i: int = 0) -> np.ndarray:
     dt = node.outputs[i].dtype if i < len(node.outputs) else None
     return arr if dt is None or arr.dtype == dt else arr.astype(dt)
-
-
-_ZEROS: dict[np.dtype, np.ndarray] = {}
-
-
-def _zero(dt: np.dtype) -> np.ndarray:
-    """A 0-d zero of ``dt`` (shared: never written)."""
-    z = _ZEROS.get(dt)
-    if z is None:
-        z = _ZEROS[dt] = np.zeros((), dtype=dt)
-    return z
 
 
 #: Below this many elements ``np.where`` beats :func:`masked`'s three passes (the call overhead
@@ -66,7 +56,7 @@ def masked(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     it = _BITS.get(a.dtype.itemsize)
     if (a.size < _SMALL or it is None or a.dtype.kind not in "fiu" or keep.shape != a.shape
             or keep.dtype != np.bool_ or not a.flags.c_contiguous or not keep.flags.c_contiguous):
-        return np.where(keep, a, _zero(a.dtype))
+        return np.where(keep, a, const(0, a.dtype))
     bits = np.empty(a.shape, dtype=it)
     np.negative(keep.view(np.int8), out=bits, casting="unsafe")  # True -> -1 (all ones), False -> 0
     np.bitwise_and(bits, a.view(it), out=bits)
@@ -75,7 +65,7 @@ def masked(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @register("ReluGrad")
 def relu_grad(ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _as_out(node, masked(np.greater(x, _zero(x.dtype)), dy))
+    return _as_out(node, masked(np.greater(x, const(0, x.dtype)), dy))
 
 
 @register("LeakyReluGrad")

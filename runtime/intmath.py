@@ -39,6 +39,7 @@ __all__ = [
     "exact_float_matmul",
     "int_matmul",
     "matmul_plan",
+    "pixel_ranges",
     "qmax_for_bits",
     "quantize",
     "requantize",
@@ -223,7 +224,7 @@ def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tup
     ``chunk`` comes from :func:`matmul_plan` for the operands' float dtype (every partial sum of
     ``chunk`` products is exact), or is an explicit list of contraction ranges ``(k0, k1)`` covering
     ``[0, K)`` in order, each one exact in the operands' dtype (a data-dependent bound, e.g.
-    :func:`rctc.runtime.kernels._conv_taps.pixel_ranges`). ``bound`` bounds every |result|
+    :func:`pixel_ranges`). ``bound`` bounds every |result|
     (``K * max|a| * max|b|``). The result holds the exact integers: in the operands' dtype when one
     piece covers K, else in float64 when ``bound <= 2**53``, else int64.
     """
@@ -252,3 +253,43 @@ def exact_float_matmul(af: np.ndarray, bf: np.ndarray, chunk: int | Sequence[tup
 def _k_slice(b: np.ndarray, k0: int, k1: int) -> np.ndarray:
     """Rows ``k0:k1`` of the contraction axis of the right operand (a view)."""
     return b[k0:k1] if b.ndim == 1 else b[..., k0:k1, :]
+
+
+def pixel_ranges(a: np.ndarray, b_bound: int, limit: int) -> list[tuple[int, int]]:
+    """Ranges of the contraction axis of an exact integer product ``a (.., M, K) @ b (.., K, N)``
+    whose partial sums provably stay within ``limit``.
+
+    Every partial sum BLAS forms for output ``(m, n)`` from a range's products is a subset sum of
+    ``a[m, k] * b[k, n]`` (the argument of :func:`int_matmul`), so it is bounded by the row's
+    ``sum_k |a[m, k]| * b_bound`` (``b_bound >= max |b|``); a range fits when every row's sum does.
+    The axis is cut in blocks of ``limit // (max|a| * b_bound)`` indices (one block always fits),
+    and consecutive blocks are merged greedily while every row fits. For a weight gradient ``a``
+    is the integer ``dy`` on its pixel grid: sparse or small gradients give one or a few ranges
+    where ``K * max|a| * b_bound`` would give dozens. Needs ``max|a| * b_bound <= limit``.
+    """
+    k = a.shape[-1]
+    if a.size == 0:
+        return [(0, k)]
+    rows = np.abs(a.reshape(-1, k) if a.dtype.kind == "f" else a.reshape(-1, k).astype(np.int64))
+    amax = float(rows.max())
+    if amax == 0.0 or b_bound == 0:
+        return [(0, k)]
+    block = min(k, max(1, int(limit // (int(amax) * int(b_bound)))))
+    full = k - k % block
+    # per-row block sums, exact in the data's dtype: each is at most block * max|a| <= limit
+    bs = np.add.reduce(rows[:, :full].reshape(rows.shape[0], -1, block), axis=2)
+    if full < k:
+        bs = np.concatenate([bs, np.add.reduce(rows[:, full:], axis=1, keepdims=True)], axis=1)
+    nb = bs.shape[1]
+    cs = np.cumsum(bs, axis=1, dtype=np.float64)  # exact: integer sums far below 2^53
+    budget = float(limit // int(b_bound))
+    ranges: list[tuple[int, int]] = []
+    b0 = 0
+    while b0 < nb:
+        base = cs[:, b0 - 1] if b0 else 0.0
+        over = (cs[:, b0:] - (base if np.isscalar(base) else base[:, None])) > budget
+        fits = int(np.argmax(over.any(axis=0))) if over.any() else nb - b0
+        b1 = b0 + max(fits, 1)
+        ranges.append((b0 * block, min(b1 * block, k)))
+        b0 = b1
+    return ranges

@@ -9,8 +9,8 @@ output ``o`` of sample ``n`` sits at column ``n*Q + q(o)`` of the same grid. So 
 ``Y (M, N*Q) = sum_t W_t (M, C) @ xf[:, off_t:off_t+L]``, the sum accumulated inside BLAS
 (:func:`rctc.runtime.blas.gemm`), with no im2col columns (``prod(kernel)`` times the input). The
 data gradient of such a conv is one too (a conv of ``dy`` with the flipped kernel). The weight
-gradient keeps its im2col GEMM (one tap GEMM per weight tap has a tiny output and a huge
-contraction, and measured no faster); :func:`pixel_ranges` cuts its exact integer pieces.
+gradient keeps its im2col GEMM: one GEMM per weight tap has a tiny ``(M, C)`` output and a huge
+contraction, and measured slower than one GEMM against the columns.
 
 Columns off the outputs hold values of no meaning and are cropped by the caller
 (:func:`~rctc.runtime.kernels._im2col.from_channel_major` with ``grid=g.padded``).
@@ -20,9 +20,7 @@ Integer operands (held exactly in float32/float64) stay exact by the argument of
 the products it has been given since the output was last zeroed, so the sum is cut into pieces
 whose worst case is exactly representable (2^24 in float32, 2^53 in float64), and the pieces
 are added in float64: groups of taps (``taps * C * max|w| * max|x|`` within that limit). The
-caller guarantees the whole sum ``kk * C * max|w| * max|x| <= 2^53``. For the weight gradient, ranges of the contraction
-(pixel) axis whose data-dependent bound ``sum_k max_m |dy[m, k]| * max|x|`` fits: a tighter
-bound than ``K * max * max``, so usually one or a few pieces instead of dozens.
+caller guarantees the whole sum ``kk * C * max|w| * max|x| <= 2^53``.
 """
 
 from __future__ import annotations
@@ -88,27 +86,3 @@ def conv(x: np.ndarray, wt: np.ndarray, g: ConvGeom, dtype: Any, group_taps: int
                 gemm(wt[i], xf[:, offs[i]:offs[i] + total], part, accumulate=i > start)
             acc[:, :total] += part
         return acc
-
-
-def pixel_ranges(a: np.ndarray, b_bound: int, limit: int) -> list[tuple[int, int]]:
-    """Ranges of the contraction axis of an exact integer product ``a (.., M, K) @ b (.., K, N)``
-    whose partial sums provably stay within ``limit``.
-
-    A range's bound is ``sum_k max_m |a[.., m, k]| * b_bound``, which bounds every partial sum
-    BLAS can form from its products (``b_bound >= max |b|``); ranges are cut greedily, in order.
-    For a weight gradient ``a`` is the integer ``dy`` on its column grid: sparse or small
-    gradients give one or a few ranges where ``K * max|a| * max|b|`` would give dozens. Needs
-    ``max|a| * b_bound <= limit``.
-    """
-    k = a.shape[-1]
-    colmax = np.abs(a.reshape(-1, k)).max(axis=0).astype(np.float64)
-    cs = np.cumsum(colmax)  # exact: integer sums far below 2^53
-    budget = float(limit // max(int(b_bound), 1))
-    ranges: list[tuple[int, int]] = []
-    k0, base = 0, 0.0
-    while k0 < k:
-        k1 = max(int(np.searchsorted(cs, base + budget, side="right")), k0 + 1)
-        ranges.append((k0, k1))
-        base = float(cs[k1 - 1])
-        k0 = k1
-    return ranges

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intmath import F32_EXACT, F64_EXACT, abs_bound, exact_float_matmul, int_matmul, matmul_plan
+from rctc.runtime.intmath import (
+    F32_EXACT,
+    F64_EXACT,
+    abs_bound,
+    exact_float_matmul,
+    int_matmul,
+    matmul_plan,
+    pixel_ranges,
+)
 from rctc.runtime.kernels import _conv_taps as taps
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
@@ -155,7 +163,7 @@ def int_conv_grad_weight(dy: np.ndarray, x: np.ndarray, attrs: dict[str, Any], o
     cols = cols_channel_major(x, g, ft).reshape(g.group, kg, -1).transpose(0, 2, 1)  # (G, N*Q, C/G*K)
     dyc = to_grid(dy, g, ft).reshape(g.group, mg, -1)  # (G, M/G, N*Q)
     if path == "f32" and chunk < npix:  # the data-dependent bound usually needs far fewer pieces
-        chunk = taps.pixel_ranges(dyc, ax, F32_EXACT)
+        chunk = pixel_ranges(dyc, ax, F32_EXACT)
     if g.group == 1:
         cols, dyc = cols[0], dyc[0]
     if path == "i64":

@@ -76,20 +76,6 @@ def test_int_conv_kernels_exact_on_both_gemm_paths(gemm_path: str, case: tuple) 
                                   dw_ref)
 
 
-def test_pixel_ranges_cover_the_contraction_and_respect_the_bound() -> None:
-    rng = np.random.default_rng(0)
-    a = rng.integers(-127, 128, (2, 4, 300)).astype(np.float32)  # (G, M, K), like a grouped dy
-    a[rng.random(a.shape) < 0.9] = 0  # sparse, like quantised gradients: far fewer pieces
-    b_bound, limit = 128, F32_EXACT // 64  # a small limit so that several pieces are needed
-    ranges = taps.pixel_ranges(a, b_bound, limit)
-    assert ranges[0][0] == 0 and ranges[-1][1] == a.shape[-1]
-    assert all(r[1] == s[0] for r, s in zip(ranges, ranges[1:]))
-    colmax = np.abs(a.astype(np.int64)).reshape(-1, a.shape[-1]).max(axis=0)
-    assert all(colmax[k0:k1].sum() * b_bound <= limit for k0, k1 in ranges)
-    uniform = -(-a.shape[-1] // (limit // (127 * b_bound)))  # pieces the worst-case bound would need
-    assert 1 < len(ranges) < uniform
-
-
 def test_int_weight_gradient_dense_and_sparse_dy_exact() -> None:
     """Dense extreme dy needs many pieces, sparse dy few: both exact against int64."""
     rng = np.random.default_rng(11)

@@ -13,9 +13,11 @@ from rctc.runtime.intmath import (
     F64_EXACT,
     choose_exponent,
     dequantize,
+    exact_float_matmul,
     int_dtype_for_bits,
     int_matmul,
     matmul_plan,
+    pixel_ranges,
     qmax_for_bits,
     quantize,
     requantize,
@@ -320,3 +322,35 @@ def test_shifts(dtype: type) -> None:
     with pytest.raises(OverflowError):
         shift_left(q, 1)
     assert shift_left(np.zeros(3, dtype), 80).tolist() == [0, 0, 0]
+
+
+def test_pixel_ranges_cover_the_contraction_and_respect_the_row_bound() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(-127, 128, (2, 4, 3000)).astype(np.float32)  # (G, M, K), like a grouped dy
+    a[rng.random(a.shape) < 0.9] = 0  # sparse, like quantised gradients: far fewer pieces
+    b_bound, limit = 128, F32_EXACT // 64  # a small limit so that several pieces are needed
+    ranges = pixel_ranges(a, b_bound, limit)
+    assert ranges[0][0] == 0 and ranges[-1][1] == a.shape[-1]
+    assert all(r[1] == s[0] and r[0] < r[1] for r, s in zip(ranges, ranges[1:]))
+    rows = np.abs(a.astype(np.int64)).reshape(-1, a.shape[-1])
+    assert all(rows[:, k0:k1].sum(axis=1).max() * b_bound <= limit for k0, k1 in ranges)
+    uniform = -(-a.shape[-1] // (limit // (127 * b_bound)))  # pieces the worst-case bound would need
+    assert 1 < len(ranges) < uniform
+
+
+def test_pixel_ranges_make_a_float32_product_exact_where_one_gemm_rounds() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.integers(100, 128, (3, 5000)).astype(np.int64)  # same signs: the sums do not cancel
+    b = rng.integers(100, 128, (5000, 4)).astype(np.int64)
+    ref = a @ b
+    assert ref.max() > F32_EXACT
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    ranges = pixel_ranges(af, 127, F32_EXACT)
+    assert len(ranges) > 1
+    np.testing.assert_array_equal(exact_float_matmul(af, bf, ranges, 5000 * 127 * 127), ref)
+    assert not np.array_equal((af @ bf).astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 0), (3, 7)])
+def test_pixel_ranges_of_zero_or_empty_operands_are_one_range(shape: tuple) -> None:
+    assert pixel_ranges(np.zeros(shape, np.float32), 127, F32_EXACT) == [(0, shape[1])]

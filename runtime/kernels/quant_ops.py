@@ -55,51 +55,58 @@ def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.nd
     return fl
 
 
-def quantize_to(x: np.ndarray, e: int, bits: int, rounding: str, rng: np.random.Generator,
-                in_range: bool = False) -> np.ndarray:
-    """``clip(round(x / 2^e))`` in the int dtype of ``bits`` (rounding as :func:`round_array`).
+def quantize_nearest(x: np.ndarray, e: int, bits: int, in_range: bool = False) -> np.ndarray:
+    """``clip(rint(x / 2^e))`` (half to even) in the int dtype of ``bits``.
 
     ``in_range``: ``e`` was chosen from max|x| (:func:`choose_exponent`), so ``|x / 2^e| <= qmax``
-    and neither rounding mode can leave the range (floor(w) + {0, 1} with w < qmax, or w = qmax
-    exactly with no round-up; rint of a value in [-qmax, qmax] with integer qmax stays inside):
-    the clip pass is skipped.
+    and rint of a value in ``[-qmax, qmax]`` (integer qmax) stays inside: the clip pass is skipped.
     """
     qmax = qmax_for_bits(bits)
     scale = float(np.ldexp(1.0, -int(e)))
-    f32_scale = _F32_TINY <= scale <= _F32_MAX
-    if rounding != "nearest" and in_range and f32_scale and qmax < (1 << 24):  # float32 sums exact
-        return _stochastic_in_range(x, np.float32(scale), int_dtype_for_bits(bits), rng)
-    if f32_scale:
+    if _F32_TINY <= scale <= _F32_MAX:
         v = np.multiply(x, np.float32(scale), dtype=np.float32)
     else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
         v = (x.astype(np.float64) * scale).astype(np.float32)
-    if rounding == "nearest":
-        np.rint(v, out=v)
-        r = v
-    else:  # round_array's formula, in place: v becomes 2^24 * frac(v)
-        r = np.floor(v)
-        np.subtract(v, r, out=v)
-        v *= np.float32(_TWO24)
-        r += np.less(uniform_scaled(rng, v.shape), v)
+    np.rint(v, out=v)
     if not in_range:
-        np.clip(r, -qmax, qmax, out=r)
-    return r.astype(int_dtype_for_bits(bits))
+        np.clip(v, -qmax, qmax, out=v)
+    return v.astype(int_dtype_for_bits(bits))
 
 
-def _stochastic_in_range(x: np.ndarray, scale: np.float32, qdtype: np.dtype,
-                         rng: np.random.Generator) -> np.ndarray:
-    """:func:`quantize_to`'s stochastic rounding of in-range values, ``floor(v) + (U < 2^24 frac(v))``
-    with ``v = x * scale``: the same floats and draws, but the round-up bit is added in the int
-    type (``|floor(v)| < 2^24`` and the sum are in range, so every cast is exact), which saves the
-    float-plus-bool pass and the final float -> int conversion."""
-    v = np.multiply(x, scale, dtype=np.float32)
-    fl = np.floor(v)
-    np.subtract(v, fl, out=v)
-    v *= np.float32(_TWO24)
-    q = fl.astype(qdtype)
-    up = np.less(uniform_scaled(rng, v.shape), v)
-    np.add(q, up.view(np.int8), out=q, casting="unsafe")
-    return q
+#: random bits per element in the stochastic rounding of errors (QuantGrad): ``r = U / 2^16``
+ERROR_NOISE_BITS = 16
+
+
+def uniform16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform integers ``U`` in ``[0, 2^16)`` (uint16), four per raw 64-bit word of the generator."""
+    n = math.prod(shape)
+    return rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n].reshape(shape)
+
+
+def stochastic_round_error(x: np.ndarray, e: int, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """``floor(x / 2^e + U / 2^16)``, ``U`` from :func:`uniform16`, for ``|x / 2^e| <= qmax`` (``e``
+    from max|x|), in the int dtype of ``bits`` (at most 16).
+
+    Exact integer arithmetic: ``w = x * 2^(16-e)`` is a power-of-two scaling (exact in float32 for
+    ``e <= 16``, where it cannot underflow; float64 otherwise), and for integer ``U``
+    ``floor((w + U) / 2^16) = (floor(w) + U) >> 16`` (an arithmetic shift is a floor division).
+    ``|floor(w) + U| <= qmax * 2^16 + 2^16 - 1 <= 2^31 - 1``, so int32 holds it; the result lies in
+    ``[-qmax, qmax]`` (no clip). ``E[q] = x / 2^e`` up to 2^-16 of a last bit: far below the
+    error of the ``bits``-bit value itself, with a quarter of the random bits of the 2^-24 grid
+    that parameter updates use (:func:`uniform_bits`).
+    """
+    if bits > 16:
+        raise ValueError(f"stochastic_round_error: at most 16 bits, got {bits}")
+    shift = ERROR_NOISE_BITS - int(e)
+    if 0 <= shift <= 127:
+        w = np.multiply(x, np.float32(math.ldexp(1.0, shift)), dtype=np.float32)
+    else:
+        w = np.multiply(x, math.ldexp(1.0, shift), dtype=np.float64)
+    np.floor(w, out=w)
+    t = w.astype(np.int32)
+    np.add(t, uniform16(rng, x.shape), out=t)
+    np.right_shift(t, ERROR_NOISE_BITS, out=t)
+    return t.astype(int_dtype_for_bits(bits))
 
 
 def _absmax(x: np.ndarray) -> float:
@@ -121,19 +128,23 @@ def quant_act(ctx: KernelContext, node: Node, x: np.ndarray, amax: np.ndarray) -
     else:
         e = choose_exponent(run if run > 0 else m, bits)
         new = run
-    q = quantize_to(x, e, bits, "nearest", ctx.rng, in_range=ctx.training)
+    q = quantize_nearest(x, e, bits, in_range=ctx.training)
     return q, np.array(e, np.int32), np.array(new, np.float32)
 
 
 @register("QuantGrad")
 def quant_grad(ctx: KernelContext, node: Node, g: np.ndarray) -> tuple:
-    """Error (gradient) -> (q, e) at grad bits, stochastic rounding unless configured nearest."""
+    """Error (gradient) -> (q, e) at grad bits: stochastic rounding on a 2^-16 noise grid
+    (:func:`stochastic_round_error`) unless configured nearest."""
     bits = int(node.attrs["bits"])
     m = _absmax(g)
     if not np.isfinite(m):
         raise FloatingPointError(f"gradient {node.inputs[0].name!r} contains NaN/Inf; lower the learning rate")
     e = choose_exponent(m, bits)
-    q = quantize_to(g, e, bits, str(node.attrs.get("rounding", "stochastic")), ctx.rng, in_range=True)
+    if node.attrs.get("rounding", "stochastic") == "nearest":
+        q = quantize_nearest(g, e, bits, in_range=True)
+    else:
+        q = stochastic_round_error(g, e, bits, ctx.rng)
     return q, np.array(e, np.int32)
 
 

@@ -1,0 +1,101 @@
+"""Quantisation kernels (runtime/kernels/quant_ops.py) against exact Python-integer references.
+
+QuantGrad's stochastic rounding is ``floor(x / 2^e + U / 2^16)`` with ``U`` the generator's raw
+words read as uint16: the reference redoes it with :class:`fractions.Fraction` from a clone of
+the generator, and a statistical check shows it unbiased to 2^-16 of a last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from rctc.ir import Node, Value
+from rctc.runtime.kernels import KERNELS, KernelContext
+from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
+
+
+def _node(op: str, attrs: dict, bits: int) -> Node:
+    outs = [Value("q", None, int_dtype_for_bits(bits)), Value("e", (), np.int32)]
+    return Node(op, op, [Value("err", None, np.float32)], outs, attrs, domain="rctc")
+
+
+def _clone(rng: np.random.Generator) -> np.random.Generator:
+    twin = np.random.default_rng()
+    twin.bit_generator.state = rng.bit_generator.state
+    return twin
+
+
+def _ref_stochastic(x: np.ndarray, e: int, rng: np.random.Generator) -> list[int]:
+    n = x.size
+    u = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
+    scale = Fraction(2) ** -e
+    return [math.floor(Fraction(float(v)) * scale + Fraction(int(r), 1 << 16)) for v, r in zip(x.ravel(), u)]
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
+@pytest.mark.parametrize("magnitude", [1e-30, 3e-3, 1.0, 7e4, 1e12])
+def test_quant_grad_stochastic_matches_the_exact_definition(bits: int, magnitude: float) -> None:
+    rng = np.random.default_rng(bits)
+    x = (rng.standard_normal(997) * magnitude).astype(np.float32)
+    x[:4] = [0.0, x.max(), -np.abs(x).max(), x[5] * 2.0**-20]  # zero, both extremes, a tiny value
+    ctx = KernelContext(training=True, rng=np.random.default_rng(42))
+    ref_rng = _clone(ctx.rng)
+    q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": bits}, bits), x)
+    e = int(e)
+    assert e == choose_exponent(float(np.abs(x).max()), bits)
+    assert q.dtype == int_dtype_for_bits(bits)
+    assert q.tolist() == _ref_stochastic(x, e, ref_rng)
+    assert np.abs(q.astype(np.int64)).max() <= qmax_for_bits(bits)
+    # the kernel consumed exactly the draws of the reference
+    assert ctx.rng.bit_generator.state == ref_rng.bit_generator.state
+
+
+def test_quant_grad_stochastic_is_unbiased_and_seeded() -> None:
+    values = np.array([0.3, -0.3, 2.75, -5.5, 0.01, 100.999, -127.0], np.float32)
+    n = 40000
+    x = np.repeat(values[:, None], n, axis=1)
+    node = _node("QuantGrad", {"bits": 8}, 8)
+    q, e = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(7)), node, x)
+    assert int(e) == 0  # max |x| = 127 fits 8 bits at exponent 0
+    qf = q.astype(np.float64)
+    lo = np.floor(values.astype(np.float64))[:, None]
+    assert np.all((qf == lo) | (qf == lo + 1))
+    frac = values.astype(np.float64) - np.floor(values.astype(np.float64))
+    sigma = np.sqrt(np.maximum(frac * (1 - frac), 1e-4) / n)
+    assert np.all(np.abs(qf.mean(axis=1) - values) < 5 * sigma + 2.0**-16)
+    again, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(7)), node, x)
+    np.testing.assert_array_equal(q, again)
+    other, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(8)), node, x)
+    assert (q != other).any()
+    grid, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(0)), node,
+                                   np.full(1000, 3.0, np.float32) * np.float32([1] * 999 + [127 / 3]))
+    assert np.all(grid[:999] == 3)  # a value on the grid is never rounded away
+
+
+@pytest.mark.parametrize("bits", [2, 8, 16])
+def test_quant_grad_nearest_and_quant_act_are_rint(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    x = (rng.standard_normal((3, 50)) * 9).astype(np.float32)
+    x[0, :3] = [2.5, -2.5, 0.5]  # ties go to even
+    q, e = KERNELS["QuantGrad"](KernelContext(), _node("QuantGrad", {"bits": bits, "rounding": "nearest"}, bits), x)
+    ref = np.rint(x.astype(np.float64) * 2.0 ** -int(e))
+    np.testing.assert_array_equal(q.astype(np.int64), ref.astype(np.int64))
+    act = _node("QuantAct", {"bits": bits}, bits)
+    act.outputs.append(Value("amax", (), np.float32))
+    qa, ea, run = KERNELS["QuantAct"](KernelContext(training=True), act, x, np.array(0.0, np.float32))
+    assert int(ea) == int(e) and float(run) == float(np.abs(x).max())
+    np.testing.assert_array_equal(qa, q)
+    # inference: exponent from the running max, values beyond it clip
+    qi, ei, _ = KERNELS["QuantAct"](KernelContext(training=False), act, x * 4, np.array(run, np.float32))
+    ref_i = np.clip(np.rint(x.astype(np.float64) * 4 * 2.0 ** -int(ei)), -qmax_for_bits(bits), qmax_for_bits(bits))
+    np.testing.assert_array_equal(qi.astype(np.int64), ref_i.astype(np.int64))
+
+
+def test_quant_grad_refuses_nan() -> None:
+    with pytest.raises(FloatingPointError, match="'err' contains NaN"):
+        KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(0)), _node("QuantGrad", {"bits": 8}, 8),
+                             np.array([1.0, np.nan], np.float32))

@@ -99,3 +99,16 @@ def test_quant_grad_refuses_nan() -> None:
     with pytest.raises(FloatingPointError, match="'err' contains NaN"):
         KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(0)), _node("QuantGrad", {"bits": 8}, 8),
                              np.array([1.0, np.nan], np.float32))
+
+
+def test_quant_grad_stochastic_rare_draws_match_int64() -> None:
+    """A million elements whose scaled value has bits below 2^-16: every draw ``U`` occurs ~16
+    times, so off-by-one-draw slips (truncation instead of floor, a wrong boundary) show."""
+    vals = np.float32([-1 + 2.0**-17, 3 - 2.0**-18, -100.25 - 2.0**-19, 127.0])
+    x = np.repeat(vals, 1 << 18).astype(np.float32)
+    ctx = KernelContext(rng=np.random.default_rng(3))
+    u = _clone(ctx.rng).bit_generator.random_raw(x.size // 4).view(np.uint16).astype(np.int64)
+    q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": 8}, 8), x)
+    assert int(e) == 0
+    ref = (np.floor(x.astype(np.float64) * 2.0**16).astype(np.int64) + u) >> 16
+    np.testing.assert_array_equal(q.astype(np.int64), ref)

@@ -135,26 +135,12 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return s
 
 
-#: The cross-entropy forward and its gradient see the same (logits, labels, mask) in a training
-#: step; the second reuses the first one's prologue and log-softmax. One entry, keyed by the
-#: inputs' bytes (so it is exact whatever the caller does with its arrays), for logits up to
-#: this many elements (the key copies them).
-_CE_MEMO_MAX = 1 << 15
-_ce_memo: list[tuple] = []
-
-
 def _ce_parts(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
-    """(mask, denominator, kept rows or None, checked labels, log-softmax of the logits)."""
-    key = None
-    if logits.size <= _CE_MEMO_MAX:
-        labels, mask = np.asarray(labels), np.asarray(mask)
-        key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in (logits, labels, mask))
-        if _ce_memo and _ce_memo[0][0] == key:
-            return _ce_memo[0][1]
-    parts = (*_ce_inputs(logits, labels, mask), _log_softmax(logits))
-    if key is not None:
-        _ce_memo[:] = [(key, parts)]
-    return parts
+    """(mask, denominator, kept rows or None, checked labels, log-softmax of the logits).
+
+    The loss and its gradient each compute these from their own inputs: no state is shared
+    between kernels (on [batch, classes] logits it is a few microseconds)."""
+    return (*_ce_inputs(logits, labels, mask), _log_softmax(logits))
 
 
 @register("SoftmaxCrossEntropy")

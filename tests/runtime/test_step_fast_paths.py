@@ -6,8 +6,7 @@ independent references.
   its definition in plain numpy: ``u`` from the int64 weight-gradient product, the stochastic
   rounding draws taken straight from the bit generator (24-bit uniforms, two per 64-bit word),
   the sum and clip in int64.
-* Losses: float64 references; the memo shared by the forward and the gradient never serves
-  stale results when the caller changes its arrays.
+* Losses: float64 references, padded rows, label checks.
 * Executor: the plain loop and the observed loop (op timing / ``on_node``) train bit-identically;
   errors name the node.
 * Small-array paths (ReLU, masked gradients, ReduceSumTo, Reshape, Transpose, Gather, int_matmul,
@@ -200,36 +199,6 @@ def test_cross_entropy_against_float64(padded: bool) -> None:
     np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
     np.testing.assert_allclose(g, want_g, rtol=1e-4, atol=1e-7)
     assert np.isfinite(g).all()
-
-
-def test_cross_entropy_memo_follows_the_inputs() -> None:
-    """Forward then gradient of changed arrays (a new array, or the same one written in place)."""
-    rng = np.random.default_rng(5)
-    z = rng.standard_normal((8, 5)).astype(np.float32)
-    y = rng.integers(0, 5, 8)
-    mask = np.ones(8, np.float32)
-    _ce(z, y, mask)
-    for change in ("logits", "labels", "mask"):
-        z2, y2, m2 = z.copy(), y.copy(), mask.copy()
-        if change == "logits":
-            z2[3, 1] += 2.0
-        elif change == "labels":
-            y2[2] = (y2[2] + 1) % 5
-        else:
-            m2[0] = 0.0
-        loss_fresh, g_fresh = _ce(z2, y2, m2)
-        _ce(z, y, mask)  # leave the memo on the old inputs
-        g = KERNELS["SoftmaxCrossEntropyGrad"](KernelContext(), _node("G", {}, [(z.shape, z.dtype)]),
-                                               np.array(1.0, np.float32), z2, y2, m2)
-        assert _bits(g) == _bits(g_fresh), change
-        np.testing.assert_allclose(g, _ref_ce(z2, y2, m2)[1], rtol=1e-4, atol=1e-7)
-    # the same array object written in place between the forward and the gradient
-    zz = z.copy()
-    _ce(zz, y, mask)
-    zz[0, 0] = 9.0
-    g = KERNELS["SoftmaxCrossEntropyGrad"](KernelContext(), _node("G", {}, [(z.shape, z.dtype)]),
-                                           np.array(1.0, np.float32), zz, y, mask)
-    np.testing.assert_allclose(g, _ref_ce(zz, y, mask)[1], rtol=1e-4, atol=1e-7)
 
 
 def test_cross_entropy_label_checks() -> None:

@@ -30,18 +30,42 @@ RATIO_PEERS: tuple[str, ...] = ("rctc_qat", "rctc_fp32", "torch_fp32", "torch_qa
 LOAD_WARN = 0.5
 
 
-def run_peers(models: list[str], peers: list[str], batch: int, timing: dict[str, Any],
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One peer's result over several rounds: the median of the round medians (a slow phase of
+    the shared machine that hits one round does not move it), the round medians themselves,
+    the largest peak RSS, and the other fields of the round nearest that median. All rounds
+    failed: the first error."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    meds = [float(r["ms_per_step_median"]) for r in ok]
+    mid = _common.median(meds)
+    best = min(ok, key=lambda r: abs(float(r["ms_per_step_median"]) - mid))
+    merged = dict(best)
+    merged["ms_per_step_median"] = mid
+    merged["round_medians"] = [round(v, 4) for v in meds]
+    rss = [r["peak_rss_bytes"] for r in ok if r.get("peak_rss_bytes")]
+    if rss:
+        merged["peak_rss_bytes"] = max(rss)
+    return merged
+
+
+def run_peers(models: list[str], peers: list[str], batch: int, timing: dict[str, Any], rounds: int = 1,
               log: Any = sys.stderr) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every (model, peer) pair in its own subprocess; never raises for a failing peer."""
-    results: dict[tuple[str, str], dict[str, Any]] = {}
-    for model in models:
-        for peer in peers:
-            t0 = time.perf_counter()
-            res = _common.run_in_subprocess(peer, model, batch=batch, **timing)
-            results[(model, peer)] = res
-            what = res.get("error") or f"{res.get('ms_per_step_median', float('nan')):.2f} ms/step"
-            print(f"  {model:<17} {peer:<11} {what}  ({time.perf_counter() - t0:.0f} s)", file=log, flush=True)
-    return results
+    """Every (model, peer) pair in its own subprocess, ``rounds`` times (the peer order rotated
+    each round), merged by :func:`merge_rounds`; never raises for a failing peer."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        for model in models:
+            order = peers[r % len(peers):] + peers[:r % len(peers)]
+            for peer in order:
+                t0 = time.perf_counter()
+                res = _common.run_in_subprocess(peer, model, batch=batch, **timing)
+                runs.setdefault((model, peer), []).append(res)
+                what = res.get("error") or f"{res.get('ms_per_step_median', float('nan')):.2f} ms/step"
+                print(f"  round {r + 1}/{rounds}  {model:<17} {peer:<11} {what}  "
+                      f"({time.perf_counter() - t0:.0f} s)", file=log, flush=True)
+    return {(m, p): merge_rounds(runs[(m, p)]) for m in models for p in peers}
 
 
 def compile_times(models: list[str], quick: bool) -> dict[str, Any]:
@@ -112,7 +136,7 @@ def targets(models: list[str], results: dict[tuple[str, str], dict[str, Any]],
 
 def render(models: list[str], peers: list[str], results: dict[tuple[str, str], dict[str, Any]],
            comp: dict[str, Any], machine: dict[str, Any], load_start: float | None, argv: list[str],
-           timing: dict[str, Any], batch: int) -> str:
+           timing: dict[str, Any], batch: int, rounds: int = 1) -> str:
     lines = ["# rctc benchmark results", ""]
     cmd = " ".join(["python benchmarks/run_benchmarks.py", *argv])
     lines.append(f"Command: `{cmd}`  ")
@@ -120,7 +144,9 @@ def render(models: list[str], peers: list[str], results: dict[tuple[str, str], d
     lines.append(f"Batch {batch}; {_common.NUM_THREADS} intra-op threads per peer "
                  "(OMP/MKL/OPENBLAS_NUM_THREADS, torch.set_num_threads); median step time after "
                  f"{timing['warmup']} warm-up steps, at least {timing['min_steps']} steps and "
-                 f"{timing['min_seconds']} s. Each peer runs in its own interpreter.")
+                 f"{timing['min_seconds']} s. Each peer runs in its own interpreter. {rounds} round(s) "
+                 "of the whole sweep, the peer order rotated each round; a cell is the median of the "
+                 "peer's round medians (all round medians are listed below the tables).")
     lines.append("")
     lines.append("## Machine")
     lines.append("")
@@ -158,6 +184,16 @@ def render(models: list[str], peers: list[str], results: dict[tuple[str, str], d
         lines.append("")
         for m, p, text in notes:
             lines.append(f"- {m} / {p}: {text}")
+    spread = [(m, p, results[(m, p)]["round_medians"]) for m in models for p in peers
+              if len(results.get((m, p), {}).get("round_medians", [])) > 1]
+    if spread:
+        lines.append("")
+        lines.append("Round medians (ms/step), in round order:")
+        lines.append("")
+        for m in models:
+            cells = [f"{p} {' / '.join(f'{v:.2f}' for v in meds)}" for mm, p, meds in spread if mm == m]
+            if cells:
+                lines.append(f"- {m}: " + "; ".join(cells))
     lines.append("")
     lines.append("## Compile time (rctc compile --mode rct, best of repeats, after one warm-up compile)")
     lines.append("")
@@ -216,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="few steps (smoke run; timings not meaningful)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="sweeps of every (model, peer) pair; a peer's time is the median of its round medians")
     ap.add_argument("-o", "--output", default=str(_common.HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -223,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [p for p in peers if p not in _common.PEER_SCRIPTS] + [m for m in models if m not in _common.MODELS]
     if bad:
         ap.error(f"unknown peer/model: {', '.join(bad)}")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be >= 1, got {args.rounds}")
+    rounds = 1 if args.quick else args.rounds
     timing = ({"warmup": 1, "min_steps": 3, "min_seconds": 0.0, "max_steps": 3} if args.quick else
               {"warmup": 5, "min_steps": 20, "min_seconds": 2.0, "max_steps": 2000})
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -238,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             peers.remove("ort")
     machine = _common.machine_info()
     print(f"benchmarking {len(models)} models x {len(peers)} peers ...", file=sys.stderr)
-    results = run_peers(models, peers, args.batch, timing)
+    results = run_peers(models, peers, args.batch, timing, rounds)
     comp = compile_times(models, args.quick)
-    text = render(models, peers, results, comp, machine, load_start, argv, timing, args.batch)
+    text = render(models, peers, results, comp, machine, load_start, argv, timing, args.batch, rounds)
     write_atomic(Path(args.output), text)
     print(text)
     return 0

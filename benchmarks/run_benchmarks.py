@@ -33,8 +33,8 @@ LOAD_WARN = 0.5
 def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One peer's result over several rounds: the median of the round medians (a slow phase of
     the shared machine that hits one round does not move it), the round medians themselves,
-    the largest peak RSS, and the other fields of the round nearest that median. All rounds
-    failed: the first error."""
+    the largest peak RSS, the errors of failed rounds (``failed_rounds``), and the other fields of
+    the round nearest that median. All rounds failed: the first error."""
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return runs[0]
@@ -44,6 +44,9 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(best)
     merged["ms_per_step_median"] = mid
     merged["round_medians"] = [round(v, 4) for v in meds]
+    failed = [r["error"] for r in runs if "error" in r]
+    if failed:
+        merged["failed_rounds"] = failed
     rss = [r["peak_rss_bytes"] for r in ok if r.get("peak_rss_bytes")]
     if rss:
         merged["peak_rss_bytes"] = max(rss)
@@ -176,6 +179,8 @@ def render(models: list[str], peers: list[str], results: dict[tuple[str, str], d
     for m in models:
         lines.append(f"| {m} | " + " | ".join(_fmt_mib(results.get((m, p))) for p in peers) + " |")
     notes = [(m, p, r["error"]) for (m, p), r in results.items() if "error" in r]
+    notes += [(m, p, f"{len(r['failed_rounds'])} round(s) failed and are left out: {r['failed_rounds'][0]}")
+              for (m, p), r in results.items() if r.get("failed_rounds")]
     notes += [(m, p, r["note"]) for (m, p), r in results.items() if r.get("note") and p.startswith("torch_qat")
               and m == "tiny_transformer"]
     if notes:
@@ -277,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             print(f"ORT peer skipped: {why}", file=sys.stderr)
             peers.remove("ort")
+    if not peers:
+        ap.error("no peer left to run")
     machine = _common.machine_info()
     print(f"benchmarking {len(models)} models x {len(peers)} peers ...", file=sys.stderr)
     results = run_peers(models, peers, args.batch, timing, rounds)

@@ -87,8 +87,9 @@ def stochastic_round_error(x: np.ndarray, e: int, bits: int, rng: np.random.Gene
     """``floor(x / 2^e + U / 2^16)``, ``U`` from :func:`uniform16`, for ``|x / 2^e| <= qmax`` (``e``
     from max|x|), in the int dtype of ``bits`` (at most 16).
 
-    Exact integer arithmetic: ``w = x * 2^(16-e)`` is a power-of-two scaling (exact in float32 for
-    ``e <= 16``, where it cannot underflow; float64 otherwise), and for integer ``U``
+    Exact integer arithmetic: ``w = x * 2^(16-e)`` is a power-of-two scaling (in float32 when
+    ``0 <= 16-e <= 127``: it scales up, so nothing underflows and ``2^(16-e)`` is a float32;
+    otherwise in float64, whose range keeps every float32 input exact), and for integer ``U``
     ``floor((w + U) / 2^16) = (floor(w) + U) >> 16`` (an arithmetic shift is a floor division).
     ``|floor(w) + U| <= qmax * 2^16 + 2^16 - 1 <= 2^31 - 1``, so int32 holds it; the result lies in
     ``[-qmax, qmax]`` (no clip). ``E[q] = x / 2^e`` up to 2^-16 of a last bit: far below the

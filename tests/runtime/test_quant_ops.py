@@ -104,11 +104,27 @@ def test_quant_grad_refuses_nan() -> None:
 def test_quant_grad_stochastic_rare_draws_match_int64() -> None:
     """A million elements whose scaled value has bits below 2^-16: every draw ``U`` occurs ~16
     times, so off-by-one-draw slips (truncation instead of floor, a wrong boundary) show."""
-    vals = np.float32([-1 + 2.0**-17, 3 - 2.0**-18, -100.25 - 2.0**-19, 127.0])
+    vals = np.float32([-1 + 2.0**-17, 3 - 2.0**-18, -100.25 - 2.0**-17, 127.0])
+    w = vals[:3].astype(np.float64) * 2.0**16  # bits below 2^-16 (127 sets the exponent)
+    assert np.all(np.floor(w) != w)
     x = np.repeat(vals, 1 << 18).astype(np.float32)
     ctx = KernelContext(rng=np.random.default_rng(3))
     u = _clone(ctx.rng).bit_generator.random_raw(x.size // 4).view(np.uint16).astype(np.int64)
     q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": 8}, 8), x)
     assert int(e) == 0
     ref = (np.floor(x.astype(np.float64) * 2.0**16).astype(np.int64) + u) >> 16
+    np.testing.assert_array_equal(q.astype(np.int64), ref)
+
+
+def test_quant_grad_stochastic_tiny_negatives_beside_huge_values() -> None:
+    """e > 16 (a huge max): a subnormal negative scaled by 2^(16-e) underflows float32 to -0, whose
+    floor is 0, not -1: the float64 path keeps ``floor(w) = -1``, so a draw U = 0 gives -1."""
+    x = np.full(1 << 20, -(2.0**-140), np.float32)  # times 2^-17 is below half the least subnormal
+    x[0] = 1e12
+    ctx = KernelContext(rng=np.random.default_rng(9))
+    u = _clone(ctx.rng).bit_generator.random_raw(x.size // 4).view(np.uint16).astype(np.int64)
+    q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": 8}, 8), x)
+    assert int(e) > 16
+    ref = (np.floor(x.astype(np.float64) * 2.0 ** (16 - int(e))).astype(np.int64) + u) >> 16
+    assert (ref[1:] == -1).any()  # some draws were 0
     np.testing.assert_array_equal(q.astype(np.int64), ref)

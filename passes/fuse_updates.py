@@ -1,13 +1,14 @@
 """fuse_updates (rct mode): weight-gradient product + update become one integer update node.
 
 Needs: insert_quant (weight-gradient products are ``Int*`` ops followed by ``Dequantize``)
-and assign_slots (updates are ``IntSGDUpdate``).
+and assign_slots (updates are ``IntSGDUpdate`` / ``IntMomentumUpdate``).
 Leaves: for each parameter whose gradient is exactly one integer product (optionally
 transposed), a ``FusedIntUpdate`` node that computes the product exactly, scales it by the
 learning rate into units of the parameter's last bit, rounds stochastically, adds, clips to
-the current bitwidth and records Gavg - so no float gradient of the parameter's size is
-ever materialised. Parameters whose gradient is a sum of several products (a weight used
-twice) keep the unfused ``IntSGDUpdate`` on the float gradient.
+the current bitwidth and records Gavg (with momentum a ``FusedIntMomentumUpdate``, which also
+updates the integer velocity from the product) - so no float gradient of the parameter's size
+is ever a graph value. Parameters whose gradient is a sum of several products (a weight used
+twice) keep the unfused update on the float gradient.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from rctc.ir import Graph, Node
 from rctc.options import CompileOptions
 
 PRODUCTS = {"IntConvGradWeight", "IntGemm", "IntMatMul"}
+#: the unfused update -> its fused twin
+FUSED = {"IntSGDUpdate": "FusedIntUpdate", "IntMomentumUpdate": "FusedIntMomentumUpdate"}
 
 
 def _single_use(node: Node) -> bool:
@@ -40,12 +43,13 @@ def _match(g: Graph, upd: Node) -> tuple[Node, Node, Node | None] | None:
 
 
 def run(g: Graph, options: CompileOptions) -> None:
-    for upd in [n for n in g.nodes if n.op_type == "IntSGDUpdate"]:
+    for upd in [n for n in g.nodes if n.op_type in FUSED]:
         m = _match(g, upd)
         if m is None:
             continue
         acc_node, dq, transpose = m
-        p, exp_v, bits_v, _, lr = upd.inputs
+        p, exp_v, bits_v, lr = upd.inputs[0], upd.inputs[1], upd.inputs[2], upd.inputs[-1]
+        extra = list(upd.inputs[4:-1])  # the velocity and its exponent (momentum)
         attrs = {f"product_{k}": v for k, v in acc_node.attrs.items()}
         attrs.update({
             "product": acc_node.op_type,
@@ -54,12 +58,18 @@ def run(g: Graph, options: CompileOptions) -> None:
             "weight_decay": upd.attrs.get("weight_decay", 0.0),
             "rounding": upd.attrs.get("rounding", options.rounding),
         })
-        fused = g.add_node("FusedIntUpdate", [p, exp_v, bits_v, *acc_node.inputs, lr],
-                           [(f"{p.name}.q.fused", p.shape, p.dtype)], attrs, name=f"{p.name}/fused_update",
-                           domain="rctc", before=upd)
+        for k in ("momentum", "velocity_bits"):
+            if k in upd.attrs:
+                attrs[k] = upd.attrs[k]
+        outs = [(f"{o.name}.fused", o.shape, o.dtype) for o in upd.outputs]
+        fused = g.add_node(FUSED[upd.op_type], [p, exp_v, bits_v, *acc_node.inputs, *extra, lr], outs, attrs,
+                           name=f"{p.name}/fused_update", domain="rctc", before=upd)
         fused.meta.update({"phase": "update", "param": p.name, "fwd": acc_node.meta.get("fwd"),
                            "bits": acc_node.meta.get("bits")})
-        g.state_updates[p.name] = fused.outputs[0].name
+        for state, new in list(g.state_updates.items()):
+            for old_out, fused_out in zip(upd.outputs, fused.outputs):
+                if new == old_out.name:
+                    g.state_updates[state] = fused_out.name
         g.remove_node(upd, force=True)
         for n in (transpose, dq, acc_node):
             if n is not None:

@@ -39,16 +39,20 @@ def _audit(g) -> None:  # noqa: ANN001
             assert v.kind == "buffer" and (v.shape not in shapes or "running" in v.name)
 
 
+FUSED = {"sgd": "FusedIntUpdate", "momentum": "FusedIntMomentumUpdate"}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
 @pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
-def test_rct_graph_is_integer_only_for_gemms(model: str) -> None:
-    m = rctc.compile(build(model), batch_size=4)
+def test_rct_graph_is_integer_only_for_gemms(model: str, optimizer: str) -> None:
+    m = rctc.compile(build(model), batch_size=4, optimizer=optimizer)
     g = m.graph
     ops = {n.op_type for n in g.nodes}
-    assert not ops & {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight", "SGDUpdate"}
+    assert not ops & {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight", "SGDUpdate", "MomentumUpdate"}
     for n in g.nodes:
-        if n.op_type.startswith("Int") and n.op_type != "IntSGDUpdate":
+        if n.op_type.startswith("Int") and n.op_type not in ("IntSGDUpdate", "IntMomentumUpdate"):
             assert all(np.issubdtype(v.dtype, np.integer) for v in n.inputs if v is not None), n.name
-    fused = {n.meta["param"] for n in g.nodes if n.op_type == "FusedIntUpdate"}
+    fused = {n.meta["param"] for n in g.nodes if n.op_type == FUSED[optimizer]}
     weights = {p.name for p in g.params() if len(p.shape) >= 2 and p.name != "embed.weight" and p.name != "pos_embed"}
     assert weights <= fused, weights - fused
     for p in weights:  # no float value of the weight's shape anywhere in the step
@@ -161,3 +165,36 @@ def test_embedding_reads_integer_rows() -> None:
     gathers = [n for n in g.nodes if n.op_type == "Gather"]
     assert gathers and all(n.inputs[0].name == "embed.weight" for n in gathers)
     assert not any(n.op_type == "Dequantize" and n.inputs[0].name == "embed.weight" for n in g.nodes)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet", "tiny_transformer"])
+def test_fused_momentum_update_trains_bit_identically_to_the_unfused_graph(
+        model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FusedIntMomentumUpdate forms the float gradient inside the kernel: the same bits as the
+    unfused Int* product -> Dequantize (-> Transpose) -> IntMomentumUpdate chain, step after step
+    (parameters, velocities, their exponents and the controller's bitwidths)."""
+    from rctc.models import input_spec, num_classes
+    from rctc.passes.registry import PIPELINES
+    from rctc.runtime.trainer import Trainer
+
+    _, shape, dtype = input_spec(model)
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 50, (8, *shape)) if np.dtype(dtype).kind == "i"
+         else rng.standard_normal((8, *shape))).astype(dtype)
+    y = rng.integers(0, num_classes(model), 8)
+    mask = np.ones(8, np.float32)
+    states = []
+    for fuse in (True, False):
+        if not fuse:
+            monkeypatch.setitem(PIPELINES, "rct", [p for p in PIPELINES["rct"] if p != "fuse_updates"])
+        g = rctc.compile(build(model), batch_size=8, optimizer="momentum", adjust_every=2, seed=3).graph
+        ops = {n.op_type for n in g.nodes}
+        assert ("FusedIntMomentumUpdate" in ops) == fuse
+        t = Trainer(g, seed=3)
+        for _ in range(6):
+            t.train_step(x, y, mask, 0.05)
+        states.append({v.name: np.array(v.data, copy=True) for v in g.state_values()})
+    fused, plain = states
+    assert fused.keys() == plain.keys() and any(k.endswith(".momentum") for k in fused)
+    for k in fused:
+        np.testing.assert_array_equal(fused[k], plain[k], err_msg=k)

@@ -115,7 +115,8 @@ def _product(node: Node, ins: Sequence[Operand | None], outs: Sequence[Operand],
 
 
 def _fused_update(node: Node, ins: Sequence[Operand | None], counts: Counts) -> None:
-    """FusedIntUpdate(p, e, bits, qa, ea, qb, eb, lr): product MACs + the update of p."""
+    """FusedIntUpdate(p, e, bits, qa, ea, qb, eb, lr) and FusedIntMomentumUpdate(.., vq, ve, lr):
+    product MACs + the update of p (and of the velocity)."""
     p, qa, qb = ins[0], ins[3], ins[5]
     assert p is not None and qa is not None and qb is not None
     op = str(node.attrs["product"])[3:]
@@ -130,7 +131,16 @@ def _fused_update(node: Node, ins: Sequence[Operand | None], counts: Counts) -> 
     k = contraction(op, attrs, qa.shape, qb.shape)
     acc = 32 if k * 2 ** (qa.bits - 1) * 2 ** (qb.bits - 1) < 2**31 else 64
     counts.add_macs(_mac_key(qa, qb, acc), product_macs(op, attrs, qa.shape, qb.shape, out_shape))
-    _int_update(node, p, counts, extra_float=0)
+    if node.op_type == "FusedIntMomentumUpdate":
+        _momentum_update(node, p, counts)
+        counts.add_op("mult", "fp32", p.size)  # the product's scaling into a float gradient
+    else:
+        _int_update(node, p, counts, extra_float=0)
+
+
+def _momentum_update(node: Node, p: Operand, counts: Counts) -> None:
+    _int_update(node, p, counts, extra_float=2)
+    counts.add_op("cmp", "fp32", 3 * p.size)  # velocity absmax + clip
 
 
 def _int_update(node: Node, p: Operand, counts: Counts, extra_float: int) -> None:
@@ -263,14 +273,12 @@ def node_cost(node: Node, ins: Sequence[Operand | None], outs: Sequence[Operand]
     op = node.op_type
     if op in PRODUCTS:
         _product(node, ins, outs, counts, fq or (lambda i: None))
-    elif op == "FusedIntUpdate":
+    elif op in ("FusedIntUpdate", "FusedIntMomentumUpdate"):
         _fused_update(node, ins, counts)
     elif op == "IntSGDUpdate":
         _int_update(node, _in(ins), counts, extra_float=0)
     elif op == "IntMomentumUpdate":
-        p = _in(ins)
-        _int_update(node, p, counts, extra_float=2)
-        counts.add_op("cmp", "fp32", 3 * p.size)  # velocity absmax + clip
+        _momentum_update(node, _in(ins), counts)
     elif op not in _NO_OPS:
         rule = _ELEMENTWISE.get(op, _per_output(add=1))
         width = _compute_width(ins, outs)

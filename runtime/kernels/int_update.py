@@ -1,4 +1,5 @@
-"""Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate.
+"""Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate,
+FusedIntMomentumUpdate.
 
 The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
@@ -82,31 +83,39 @@ def int_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
 def int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
                         g: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
     """Velocity in dynamic fixed point (its own exponent): v = mu * v + g; q += SR(-lr * v / 2^e)."""
-    ev = int(e)
+    return _momentum(ctx, node, q, int(e), int(bits), g, vq, int(ve), float(lr))
+
+
+def _momentum(ctx: KernelContext, node: Node, q: np.ndarray, ev: int, bits: int, g: np.ndarray,
+              vq: np.ndarray, ve: int, lr: float) -> tuple:
     mu = float(node.attrs["momentum"])
     vbits = int(node.attrs["velocity_bits"])
     geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0))).astype(np.float32)
-    v = np.float32(mu * _pow2(int(ve))) * vq.astype(np.float32) + geff
+    v = np.float32(mu * _pow2(ve)) * vq.astype(np.float32) + geff
     m = float(np.max(np.abs(v))) if v.size else 0.0
     new_ve = choose_exponent(m, vbits)
     qmax = (1 << (vbits - 1)) - 1
     new_vq = np.clip(round_array(v * np.float32(_pow2(-new_ve)), str(node.attrs.get("rounding", "stochastic")),
                                  ctx.rng), -qmax, qmax).astype(vq.dtype)
-    u = new_vq.astype(np.float32) * np.float32(-float(lr) * _pow2(new_ve - ev))
-    return _apply(ctx, node, q, int(bits), u), new_vq, np.array(new_ve, np.int32)
+    u = new_vq.astype(np.float32) * np.float32(-lr * _pow2(new_ve - ev))
+    return _apply(ctx, node, q, bits, u), new_vq, np.array(new_ve, np.int32)
+
+
+def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """The exact integer weight-gradient product of a fused update, in the parameter's layout."""
+    attrs = cached_plan(node, None, lambda: {k[len("product_"):]: v for k, v in node.attrs.items()
+                                              if k.startswith("product_")})
+    # the product's own geometry cache is keyed by the attrs dict (one per node, kept alive above)
+    acc = INT_PRODUCTS[node.attrs["product"]](qa, qb, attrs, np.int64, attrs)
+    perm = node.attrs.get("transpose") or None
+    return acc.transpose(perm) if perm else acc
 
 
 @register("FusedIntUpdate")
 def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
                      qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
-    attrs = cached_plan(node, None, lambda: {k[len("product_"):]: v for k, v in node.attrs.items()
-                                              if k.startswith("product_")})
-    # the product's own geometry cache is keyed by the attrs dict (one per node, kept alive above)
-    acc = INT_PRODUCTS[node.attrs["product"]](qa, qb, attrs, np.int64, attrs)
-    perm = node.attrs.get("transpose") or None
-    if perm:
-        acc = acc.transpose(perm)
+    acc = _product(node, qa, qb)
     ev = int(e)
     scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb) - ev)
     u = acc.astype(np.float64)
@@ -115,3 +124,15 @@ def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarra
     if wd:
         u -= float(lr) * wd * q.astype(np.float64)
     return _apply(ctx, node, q, int(bits), u.reshape(q.shape))
+
+
+@register("FusedIntMomentumUpdate")
+def fused_int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                              qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, vq: np.ndarray,
+                              ve: np.ndarray, lr: np.ndarray) -> tuple:
+    """IntMomentumUpdate of the exact weight-gradient product, formed inside the kernel: the float
+    gradient is what ``Dequantize`` (+ ``Transpose``) of the product gives, bit for bit, but it
+    lives only here, never as a graph value."""
+    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb)))
+    g = np.multiply(_product(node, qa, qb), scale, dtype=np.float32).reshape(q.shape)
+    return _momentum(ctx, node, q, int(e), int(bits), g, vq, int(ve), float(lr))

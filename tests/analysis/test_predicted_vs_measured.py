@@ -55,6 +55,18 @@ def test_measured_counts_equal_prediction(name: str, mode: str) -> None:
     assert 0 < report["live_bytes_peak"] <= m.graph.meta["memory_plan"]["peak_bytes"]
 
 
+@pytest.mark.parametrize("name", ["mlp", "lenet"])
+def test_measured_counts_equal_prediction_with_fused_momentum(name: str) -> None:
+    m = rctc.compile(models.build(name), mode="rct", batch_size=BATCH, adjust_every=0, optimizer="momentum")
+    assert any(n.op_type == "FusedIntMomentumUpdate" for n in m.graph.nodes)
+    prof = load_profile()
+    predicted, _ = CostModel(m.graph, prof).predict()
+    counter = attach_counter(m.trainer(), prof)
+    x, y = _data(name, BATCH * 2)
+    m.train(x, y, steps=2, shuffle=False)
+    assert counter.per_step().to_dict() == predicted.to_dict()
+
+
 def _forward_macs(model: onnx.ModelProto, batch: int) -> dict[str, int]:
     """Independent reference: forward MACs per Conv / Gemm / MatMul node from onnx shape inference."""
     inp = model.graph.input[0]

@@ -60,6 +60,20 @@ FLOAT_OPS = {
     "SoftmaxCrossEntropy",
     "MSELoss",
     "Dequantize",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softplus",
+    "Softsign",
+    "Erf",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Abs",
+    "Pow",
 } | LAYOUT_OPS
 
 

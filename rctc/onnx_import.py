@@ -79,6 +79,42 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     return model
 
 
+#: ops rewritten into other ops before the opset conversion (not kernels of their own)
+REWRITTEN_AT_IMPORT = {"Gelu"}
+
+
+def _decompose_gelu(model: onnx.ModelProto) -> None:
+    """Rewrite ONNX ``Gelu`` (opset 20, above the import opset: the version converter cannot lower
+    it) into opset-18 ops, in place: ``x * (1 + Erf(x / sqrt 2)) / 2``, or for
+    ``approximate="tanh"`` ``x * (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2``."""
+    graph = model.graph
+    if not any(n.op_type == "Gelu" and n.domain in ("", "ai.onnx") for n in graph.node):
+        return
+    consts = {"sqrt2": 2.0**0.5, "one": 1.0, "half": 0.5, "c": 0.044715, "k": (2.0 / np.pi) ** 0.5}
+    names = {k: f"rctc.gelu.{k}" for k in consts}
+    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), names[k]) for k, v in consts.items())
+    out: list[onnx.NodeProto] = []
+    for i, n in enumerate(graph.node):
+        if n.op_type != "Gelu" or n.domain not in ("", "ai.onnx"):
+            out.append(n)
+            continue
+        x, y = n.input[0], n.output[0]
+        tag = f"{n.name or 'gelu'}.{i}"
+        t = {k: f"{y}.gelu{i}.{k}" for k in ("a", "b", "c", "d", "e", "f", "g", "h")}
+        approx = next((a.s.decode() for a in n.attribute if a.name == "approximate"), "none")
+        if approx == "tanh":
+            steps = [("Mul", [x, x], t["a"]), ("Mul", [t["a"], x], t["b"]), ("Mul", [t["b"], names["c"]], t["c"]),
+                     ("Add", [x, t["c"]], t["d"]), ("Mul", [t["d"], names["k"]], t["e"]), ("Tanh", [t["e"]], t["f"])]
+        else:
+            steps = [("Div", [x, names["sqrt2"]], t["e"]), ("Erf", [t["e"]], t["f"])]
+        steps += [("Add", [t["f"], names["one"]], t["g"]), ("Mul", [x, t["g"]], t["h"]),
+                  ("Mul", [t["h"], names["half"]], y)]
+        out.extend(helper.make_node(op, ins, [o], name=f"{tag}/{op.lower()}{j}")
+                   for j, (op, ins, o) in enumerate(steps))
+    del graph.node[:]
+    graph.node.extend(out)
+
+
 def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
     """Old IR versions list initializers as graph inputs too; they are not real inputs.
 
@@ -147,6 +183,7 @@ def normalize_to_arrays(
     if custom:
         bad = [f"{n.domain}::{n.op_type} ({n.name or '?'})" for n in model.graph.node if n.domain in custom]
         raise UnsupportedOpError(f"{source}: unsupported custom-domain op(s): {', '.join(bad[:20])}")
+    _decompose_gelu(model)
     if _opset(model) != TARGET_OPSET:
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
@@ -347,7 +384,8 @@ def import_model(
         from rctc.runtime.kernels import KERNELS
 
         supported = set(KERNELS)
-    check_supported(proto, supported | FOLDABLE_ONLY, source)  # report everything before any work
+    # report everything before any work
+    check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source)
     original_inits = {t.name for t in proto.graph.initializer}
     norm, consts = normalize_to_arrays(proto, batch_size, source)
     check_supported(norm, supported, source)

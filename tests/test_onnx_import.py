@@ -314,3 +314,30 @@ def test_light_model_with_lrn_compiles_and_trains_in_rct_mode() -> None:
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
     res = m.train(x, np.array([3, 7]), epochs=1, lr=1e-3)
     assert res["steps"] == 2 and np.isfinite(res["final_loss"])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_opset20_gelu_is_lowered_to_opset18_ops_and_trains(approximate: str) -> None:
+    """ONNX Gelu (opset 20) becomes Erf / Tanh arithmetic before the opset conversion; the forward
+    matches onnxruntime on the original model and the model trains."""
+    import onnxruntime as ort
+
+    import rctc
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((4, 6)) / 2).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Gelu", ["h"], ["g"], approximate=approximate),
+             helper.make_node("Gelu", ["g"], ["y"], approximate=approximate)]
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+    x = (rng.standard_normal((8, 4)) * 3).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    m = rctc.compile(model, mode="fp32", batch_size=8, loss="mse")
+    assert "Gelu" not in {n.op_type for n in m.graph.nodes}
+    np.testing.assert_allclose(m.predict(x)["y"], want, rtol=1e-5, atol=1e-6)
+    target = np.zeros((8, 6), np.float32)
+    before = m.evaluate(x, target)["loss"]
+    m.train(x, target, steps=20, lr=0.05, shuffle=False)
+    assert m.evaluate(x, target)["loss"] < before

@@ -4,7 +4,8 @@ HardSigmoid, HardSwish, Elu, Selu, Celu, Softplus, Softsign, Erf, Log, Abs, Reci
 ONNX semantics and attribute defaults (opset 18, rctc's import opset); float in, the same float
 dtype out. ``Erf`` (what PyTorch's GELU exports to: ``x * (1 + Erf(x / sqrt 2)) / 2``) uses
 :func:`erf`, a vectorised erf accurate to about 1e-7 relative (float32 round-off), since numpy
-has none. ONNX's own ``Gelu`` is opset 20, above the import opset, and is not supported.
+has none. ONNX's own ``Gelu`` (opset 20, above the import opset) is rewritten into these ops at
+import (:func:`rctc.onnx_import._decompose_gelu`).
 """
 
 from __future__ import annotations

@@ -167,9 +167,35 @@ def test_embedding_reads_integer_rows() -> None:
     assert not any(n.op_type == "Dequantize" and n.inputs[0].name == "embed.weight" for n in g.nodes)
 
 
-@pytest.mark.parametrize("model", ["mlp", "lenet", "tiny_transformer"])
+def _transposed_gemm_model():  # noqa: ANN202 - an onnx.ModelProto
+    """x -> Gemm(W1, x^T; transA, alpha 0.5) -> Relu -> Gemm: W1's weight gradient is a transposed
+    product and its Dequantize has alpha != 1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 16)) / 3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((4, 16)) / 4).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]),
+             helper.make_node("Gemm", ["w1", "xt"], ["h"], transA=1, alpha=0.5),
+             helper.make_node("Transpose", ["h"], ["ht"], perm=[1, 0]), helper.make_node("Relu", ["ht"], ["a"]),
+             helper.make_node("Gemm", ["a", "w2"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+MOMENTUM_CASES = {
+    "mlp": ("mlp", {}),
+    "lenet": ("lenet", {}),
+    "tiny_transformer": ("tiny_transformer", {}),
+    "transposed_alpha_decay_nearest": ("transposed", {"weight_decay": 1e-2, "rounding": "nearest",
+                                                      "grad_bits": 16, "act_bits": 16}),
+}
+
+
+@pytest.mark.parametrize("case", list(MOMENTUM_CASES))
 def test_fused_momentum_update_trains_bit_identically_to_the_unfused_graph(
-        model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """FusedIntMomentumUpdate forms the float gradient inside the kernel: the same bits as the
     unfused Int* product -> Dequantize (-> Transpose) -> IntMomentumUpdate chain, step after step
     (parameters, velocities, their exponents and the controller's bitwidths)."""
@@ -177,19 +203,25 @@ def test_fused_momentum_update_trains_bit_identically_to_the_unfused_graph(
     from rctc.passes.registry import PIPELINES
     from rctc.runtime.trainer import Trainer
 
-    _, shape, dtype = input_spec(model)
+    model, extra = MOMENTUM_CASES[case]
+    proto = _transposed_gemm_model() if model == "transposed" else build(model)
+    shape, dtype, classes = ((8,), np.float32, 4) if model == "transposed" else (
+        input_spec(model)[1], input_spec(model)[2], num_classes(model))
     rng = np.random.default_rng(0)
     x = (rng.integers(0, 50, (8, *shape)) if np.dtype(dtype).kind == "i"
          else rng.standard_normal((8, *shape))).astype(dtype)
-    y = rng.integers(0, num_classes(model), 8)
+    y = rng.integers(0, classes, 8)
     mask = np.ones(8, np.float32)
     states = []
     for fuse in (True, False):
         if not fuse:
             monkeypatch.setitem(PIPELINES, "rct", [p for p in PIPELINES["rct"] if p != "fuse_updates"])
-        g = rctc.compile(build(model), batch_size=8, optimizer="momentum", adjust_every=2, seed=3).graph
-        ops = {n.op_type for n in g.nodes}
-        assert ("FusedIntMomentumUpdate" in ops) == fuse
+        g = rctc.compile(proto, batch_size=8, optimizer="momentum", adjust_every=2, seed=3, **extra).graph
+        fused_nodes = [n for n in g.nodes if n.op_type == "FusedIntMomentumUpdate"]
+        assert bool(fused_nodes) == fuse
+        if fuse and model == "transposed":
+            w1 = next(n for n in fused_nodes if n.meta["param"] == "w1")
+            assert w1.attrs["transpose"] and w1.attrs["alpha"] == 0.5
         t = Trainer(g, seed=3)
         for _ in range(6):
             t.train_step(x, y, mask, 0.05)

@@ -8,8 +8,8 @@ cost depends on: shape, logical width, float or integer, traffic class and memor
 What is counted (per execution):
 
 * MACs of every GEMM-class product (Conv, Gemm, MatMul, ConvGradInput, ConvGradWeight,
-  their ``Int*`` twins and the product inside ``FusedIntUpdate``) at the operand widths and
-  the accumulator width. QAT: a forward product of fake-quantised operands counts at the
+  their ``Int*`` twins and the product inside ``FusedIntUpdate`` / ``FusedIntMomentumUpdate``)
+  at the operand widths and the accumulator width. QAT: a forward product of fake-quantised operands counts at the
   fake-quant bits with an int32 accumulator; backward products are FP32.
 * element-wise ops by kind (add, mult, cmp, special = exp/log/sqrt/division) and width,
   from a per-op table (``_ELEMENTWISE``; an op it does not list costs one add per output).

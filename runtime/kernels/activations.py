@@ -30,28 +30,38 @@ def attr(node: Node, name: str, default: float) -> float:
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf of a float array, computed in float64 and returned in ``x``'s dtype.
+    """erf of a float array in ``x``'s dtype (float32 arithmetic for float32 / float16, float64 for
+    float64).
 
-    ``|x| < 0.5``: the Maclaurin series to x^23 (truncation below 1e-16 relative); otherwise
+    ``|x| < 0.5``: the Maclaurin series (to x^13 in float32, x^23 in float64: truncation below
+    the format's rounding); otherwise
     ``1 - erfc(|x|)`` with Numerical Recipes' Chebyshev fit (fractional error < 1.2e-7 of erfc,
-    so below 1e-7 of erf there), signed.
+    so below 1e-7 of erf there), signed. Each branch runs only on its own elements; NaN stays NaN.
     """
-    z = np.asarray(x, dtype=np.float64)
-    a = np.abs(z)
-    t = 1.0 / (1.0 + 0.5 * a)
+    x = np.asarray(x)
+    z = x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
+    out = np.empty_like(z)
+    small = np.abs(z) < 0.5
+    zs = z[small]
+    z2 = zs * zs
+    term = zs.copy()
+    series = zs.copy()
+    for n in range(1, 12 if z.dtype == np.float64 else 7):
+        term *= -z2 / z.dtype.type(n)
+        series += term / z.dtype.type(2 * n + 1)
+    out[small] = z.dtype.type(_TWO_OVER_SQRT_PI) * series
+    big = ~small
+    zb = z[big]
+    a = np.abs(zb)
+    one = z.dtype.type(1)
+    t = one / (one + z.dtype.type(0.5) * a)
     poly = np.zeros_like(t)
     for c in reversed(_ERFC_COEFFS):
         poly *= t
-        poly += c
-    tail = 1.0 - t * np.exp(-a * a + poly)
-    z2 = z * z
-    term = z.copy()
-    series = z.copy()
-    for n in range(1, 12):
-        term *= -z2 / n
-        series += term / (2 * n + 1)
-    out = np.where(a < 0.5, _TWO_OVER_SQRT_PI * series, np.copysign(tail, z))
-    return out.astype(np.asarray(x).dtype, copy=False)
+        poly += z.dtype.type(c)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf: t * exp(-inf) = 0; NaN stays NaN
+        out[big] = np.copysign(one - t * np.exp(-a * a + poly), zb)
+    return out.astype(x.dtype, copy=False)
 
 
 @register("HardSigmoid")

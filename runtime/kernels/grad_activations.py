@@ -95,7 +95,11 @@ for _op, _fn in DERIVATIVES.items():
 
 @register("PowGrad")
 def pow_grad(ctx: KernelContext, node: Node, dy: np.ndarray, x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Gradient of ``Pow(x, p)`` w.r.t. the base: ``dy * p * x^(p-1)`` (``p`` broadcast)."""
+    """Gradient of ``Pow(x, p)`` w.r.t. the base: ``dy * p * x^(p-1)`` (``p`` broadcast), 0 where
+    ``p == 0`` (as PyTorch: ``x^0`` is constant, even at ``x = 0``)."""
     x = x.astype(dy.dtype, copy=False)
     p = np.asarray(p).astype(dy.dtype, copy=False)
-    return _out(node, dy * p * np.power(x, p - p.dtype.type(1)))
+    zero = dy.dtype.type(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(p == zero, zero, p * np.power(x, p - p.dtype.type(1)))
+    return _out(node, dy * d)

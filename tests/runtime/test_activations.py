@@ -155,3 +155,40 @@ def test_model_with_activations_trains_and_exports(mode: str, tmp_path) -> None:
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {sess.get_inputs()[0].name: x[:16]})[0]
     np.testing.assert_allclose(logits, m.predict(x[:16])["logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_erf_over_the_whole_float_range() -> None:
+    from rctc.runtime.kernels.activations import erf
+
+    x = np.concatenate([np.linspace(-9, 9, 20001), [0.0, -0.0, 1e-30, -1e-40, 0.4999, 0.5, 6.5, 1e30, -3e38]])
+    ref = np.array([math.erf(v) for v in x])
+    got32 = erf(x.astype(np.float32)).astype(np.float64)
+    np.testing.assert_allclose(got32, ref, rtol=5e-7, atol=3e-45)  # subnormals carry few bits
+    np.testing.assert_allclose(erf(x), ref, rtol=1e-7, atol=5e-8)  # float64 input: the fit's accuracy
+    special = erf(np.array([np.inf, -np.inf, np.nan], np.float32))
+    assert special[0] == 1 and special[1] == -1 and np.isnan(special[2])
+
+
+def test_softplus_is_stable_far_out() -> None:
+    from rctc.ir import Node, Value
+    from rctc.runtime.kernels import KERNELS, KernelContext
+
+    x = np.array([-1e4, -100.0, -30.0, 0.0, 30.0, 89.0, 100.0, 1e4, 3e38], np.float32)
+    node = Node("Softplus", "sp", [], [Value("y", x.shape, np.float32)], {})
+    got = KERNELS["Softplus"](KernelContext(), node, x)
+    np.testing.assert_allclose(got, np.logaddexp(0.0, x.astype(np.float64)), rtol=1e-6, atol=1e-30)
+
+
+def test_pow_gradient_at_zero_and_negative_bases_matches_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    from rctc.ir import Node, Value
+    from rctc.runtime.kernels import KERNELS, KernelContext
+
+    x = np.array([0.0, 0.0, 0.0, 2.0, -2.0, -2.0, -1.5], np.float32)
+    p = np.array([0.0, 1.0, 2.0, 0.0, 2.0, 3.0, 1.5], np.float32)
+    dy = np.linspace(0.5, 1.5, x.size).astype(np.float32)
+    node = Node("PowGrad", "pg", [], [Value("dx", x.shape, np.float32)], {}, domain="rctc")
+    got = KERNELS["PowGrad"](KernelContext(), node, dy, x, p)
+    xt = torch.tensor(x, requires_grad=True)
+    (xt ** torch.tensor(p)).backward(torch.tensor(dy))
+    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-6, equal_nan=True)

@@ -148,6 +148,11 @@ def train_cmd(model: Path, data: str, x_key: str, y_key: str, target: str | None
     if as_json:
         emit_json(summary)
         return
+    if summary["final_loss"] is None:  # resumed from a checkpoint that already holds the whole run
+        click.echo(f"nothing to train: {checkpointer.path} already holds all {total} steps of this run; "
+                   f"saved {out_path}; to train further, run without --resume (training continues from the saved "
+                   "model)")
+        return
     msg = f"trained {summary['steps']} steps in {summary['seconds']:.2f} s ({summary['ms_per_step']:.2f} ms/step); " \
           f"final loss {summary['final_loss']:.4f}"
     if "val_accuracy" in summary:

@@ -141,6 +141,21 @@ def test_resume_with_other_arguments(setup: dict[str, Path], tmp_path: Path) -> 
     assert "other training arguments" in _one_line_error(r)
 
 
+def test_resume_of_a_finished_run_says_so(setup: dict[str, Path], tmp_path: Path) -> None:
+    """--resume when the checkpoint already holds every step: one line, exit 0, the model intact."""
+    out = tmp_path / "out.rct"
+    args = ["train", str(setup["model"]), "--data", "digits", "--steps", "4", "-o", str(out), "--checkpoint-every", "2"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    trained = load_rct(out)
+    r = CliRunner().invoke(main, args + ["--resume"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("nothing to train:") and "holds all 4 steps" in r.output
+    again = load_rct(out)
+    assert again.meta["step"] == trained.meta["step"] == 4
+    for v in trained.state_values():
+        np.testing.assert_array_equal(again.value(v.name).data, v.data)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_corrupt_checkpoint(setup: dict[str, Path], tmp_path: Path, damage: str) -> None:
     out = tmp_path / "out.rct"

@@ -1,5 +1,6 @@
 """Forward kernels of the smooth and piecewise activations PyTorch and Keras exports use:
-HardSigmoid, HardSwish, Elu, Selu, Celu, Softplus, Softsign, Erf, Log, Abs, Reciprocal.
+HardSigmoid, HardSwish, Elu, Selu, Celu, Softplus, Softsign, Erf (Log, Abs and Reciprocal are
+plain ufunc kernels in :mod:`rctc.runtime.kernels.elementwise`).
 
 ONNX semantics and attribute defaults (opset 18, rctc's import opset); float in, the same float
 dtype out. ``Erf`` (what PyTorch's GELU exports to: ``x * (1 + Erf(x / sqrt 2)) / 2``) uses
@@ -101,7 +102,8 @@ def celu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
 
 @register("Softplus")
 def softplus(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    """log(1 + exp(x)), stable: max(x, 0) + log1p(exp(-|x|)) (its derivative is :func:`sigmoid`)."""
+    """log(1 + exp(x)), stable: max(x, 0) + log1p(exp(-|x|)) (its derivative is
+    :func:`~rctc.runtime.kernels.elementwise.stable_sigmoid`)."""
     return np.maximum(x, x.dtype.type(0)) + np.log1p(np.exp(-np.abs(x)))
 
 
@@ -113,25 +115,3 @@ def softsign(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
 @register("Erf")
 def erf_kernel(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
     return erf(x)
-
-
-def sigmoid(v: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-v)), with exp of non-positive numbers only."""
-    dt = v.dtype.type
-    e = np.exp(-np.abs(v))
-    return np.where(v >= 0, dt(1), e) / (dt(1) + e)
-
-
-@register("Log")
-def log(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.log(x)
-
-
-@register("Abs")
-def abs_kernel(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.abs(x)
-
-
-@register("Reciprocal")
-def reciprocal(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.reciprocal(x)

@@ -91,32 +91,35 @@ def leaky_relu(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, x * alpha)
 
 
-@register("Sigmoid")
-def sigmoid(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    """Numerically stable: exp of a non-positive number only, one exp per element."""
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), numerically stable: exp of a non-positive number only, one exp per element."""
     e = np.exp(-np.abs(x))
     one = _scalar(1, x.dtype)
     return np.where(x >= 0, one, e) / (one + e)
 
 
-@register("Tanh")
-def tanh(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.tanh(x)
+@register("Sigmoid")
+def sigmoid(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+    return stable_sigmoid(x)
 
 
-@register("Sqrt")
-def sqrt(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.sqrt(x)
+#: unary ops that are one numpy ufunc
+UFUNCS: dict[str, np.ufunc] = {
+    "Tanh": np.tanh, "Sqrt": np.sqrt, "Exp": np.exp, "Neg": np.negative, "Log": np.log, "Abs": np.abs,
+    "Reciprocal": np.reciprocal,
+}
 
 
-@register("Exp")
-def exp(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.exp(x)
+def _ufunc_kernel(fn: np.ufunc) -> Any:
+    def kernel(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
+        return fn(x)
+
+    kernel.__doc__ = f"numpy.{fn.__name__} of the input."
+    return kernel
 
 
-@register("Neg")
-def neg(ctx: KernelContext, node: Node, x: np.ndarray) -> np.ndarray:
-    return np.negative(x)
+for _op, _fn in UFUNCS.items():
+    register(_op)(_ufunc_kernel(_fn))
 
 
 @register("Clip")

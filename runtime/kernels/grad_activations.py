@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.kernels.activations import SELU_ALPHA, SELU_GAMMA, attr, sigmoid
+from rctc.runtime.kernels.activations import SELU_ALPHA, SELU_GAMMA, attr
+from rctc.runtime.kernels.elementwise import stable_sigmoid
 from rctc.runtime.kernels.registry import KernelContext, register
 
 Derivative = Callable[[Node, np.ndarray], np.ndarray]
@@ -65,7 +66,7 @@ DERIVATIVES: dict[str, Derivative] = {
     "Elu": _elu,
     "Selu": _selu,
     "Celu": _celu,
-    "Softplus": lambda node, x: sigmoid(x),
+    "Softplus": lambda node, x: stable_sigmoid(x),
     "Softsign": _softsign,
     "Erf": _erf,
     "Exp": lambda node, x: np.exp(x),

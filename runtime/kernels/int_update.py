@@ -16,11 +16,9 @@ import numpy as np
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
-from rctc.runtime.kernels.quant_ops import round_array, uniform_bits
+from rctc.runtime.kernels.quant_ops import round_array, stochastic_floor
 from rctc.runtime.kernels.registry import KernelContext, register
 from rctc.runtime.quant import choose_exponent
-
-_TWO24 = float(1 << 24)
 
 
 def _pow2(e: int) -> float:
@@ -37,7 +35,8 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
     The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
     below 2^53, and anything larger lies far outside ``[-qmax, qmax]`` and clips to the bound.
     Stochastic rounding is :func:`~rctc.runtime.kernels.quant_ops.round_array`'s
-    ``floor(u) + (r < frac(u))`` with the same draws, added to ``q`` term by term: ``q + floor(u)
+    ``floor(u) + (r < frac(u))`` (:func:`~rctc.runtime.kernels.quant_ops.stochastic_floor`), added
+    to ``q`` term by term: ``q + floor(u)
     + up`` equals ``q + (floor(u) + up)`` (``up`` is 0 wherever ``floor(u)`` is too large for the
     sum in u's dtype to be exact: such a ``u`` has no fraction).
     """
@@ -45,12 +44,7 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
     if node.attrs.get("rounding", "stochastic") == "nearest":
         new = np.add(q, np.rint(u), dtype=np.float64)
     else:
-        fl = np.floor(u)
-        frac = np.subtract(u, fl)
-        frac *= frac.dtype.type(_TWO24)
-        # U < 2^24 frac with U in [0, 2^24), the draws of round_array: integers, exact in any float
-        # type; read as int32 (the same values), whose conversion to float vectorises, unlike uint32's
-        up = np.less(uniform_bits(ctx.rng, u.shape).view(np.int32), frac)
+        fl, up = stochastic_floor(u, ctx.rng)
         new = np.add(q, fl, dtype=np.float64)
         new += up
     np.minimum(new, qmax, out=new)

@@ -34,24 +34,26 @@ def uniform_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     return u.reshape(shape)
 
 
-def uniform_scaled(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """``2^24 * r`` for ``r ~ U[0, 1)`` on the float32 grid, as float32 integers (:func:`uniform_bits`)."""
-    return uniform_bits(rng, shape).astype(np.float32)
+def stochastic_floor(v: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(floor(v), r < v - floor(v))`` with ``r = U / 2^24`` (:func:`uniform_bits`): the parts of the
+    stochastic rounding ``floor(v + r)``, without the rounding error of the float sum.
 
-
-def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.ndarray:
-    """Nearest (half to even) or stochastic rounding floor(v + r), r ~ U[0,1) on the float32 grid.
-
-    Stochastic: ``floor(v) + (r < v - floor(v))``, which is ``floor(v + r)`` without the rounding
-    error of the float sum; the comparison is done scaled by 2^24 (exact power-of-two scaling).
-    Returns a new float array of ``v``'s dtype.
+    The comparison is done scaled by 2^24 (an exact power-of-two scaling); ``U`` is read as int32
+    (the same values), whose conversion to float vectorises, unlike uint32's.
     """
-    if rounding == "nearest":
-        return np.rint(v)
     fl = np.floor(v)
     frac = np.subtract(v, fl)
     frac *= frac.dtype.type(_TWO24)
-    fl += np.less(uniform_scaled(rng, v.shape), frac)
+    return fl, np.less(uniform_bits(rng, v.shape).view(np.int32), frac)
+
+
+def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.ndarray:
+    """Nearest (half to even) or stochastic rounding floor(v + r), r ~ U[0,1) on the float32 grid
+    (:func:`stochastic_floor`). Returns a new float array of ``v``'s dtype."""
+    if rounding == "nearest":
+        return np.rint(v)
+    fl, up = stochastic_floor(v, rng)
+    fl += up
     return fl
 
 

@@ -113,9 +113,10 @@ def _mask_denom(mask: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, np.floating
     return m, denom, None if np.count_nonzero(m) == m.size else m != 0
 
 
-def _ce_inputs(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
+def _ce_parts(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
     """The shared prologue of the cross-entropy kernels: (mask, denominator, kept rows or None,
-    labels as int64 with those of masked-out rows set to 0, all checked to lie in [0, C))."""
+    labels as int64 with those of masked-out rows set to 0, all checked to lie in [0, C),
+    log-softmax of the logits). The loss and its gradient each compute it from their own inputs."""
     m, denom, keep = _mask_denom(mask, logits.dtype)
     lab = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
     if keep is not None:
@@ -125,7 +126,7 @@ def _ce_inputs(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tupl
     if lab.size and int(np.maximum.reduce(lab.view(np.uint64), axis=None)) >= n_classes:
         bad = lab[(lab < 0) | (lab >= n_classes)][0]
         raise ValueError(f"label {int(bad)} outside the {n_classes} classes [0, {n_classes})")
-    return m, denom, keep, lab
+    return m, denom, keep, lab, _log_softmax(logits)
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -133,14 +134,6 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
         s = z - np.maximum.reduce(z, axis=1, keepdims=True)
         s -= np.log(np.add.reduce(np.exp(s), axis=1, keepdims=True, dtype=s.dtype))
     return s
-
-
-def _ce_parts(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple:
-    """(mask, denominator, kept rows or None, checked labels, log-softmax of the logits).
-
-    The loss and its gradient each compute these from their own inputs: no state is shared
-    between kernels (on [batch, classes] logits it is a few microseconds)."""
-    return (*_ce_inputs(logits, labels, mask), _log_softmax(logits))
 
 
 @register("SoftmaxCrossEntropy")

@@ -189,16 +189,14 @@ def render(models: list[str], peers: list[str], results: dict[tuple[str, str], d
         lines.append("")
         for m, p, text in notes:
             lines.append(f"- {m} / {p}: {text}")
-    spread = [(m, p, results[(m, p)]["round_medians"]) for m in models for p in peers
-              if len(results.get((m, p), {}).get("round_medians", [])) > 1]
+    spread = []
+    for m in models:
+        cells = [f"{p} {' / '.join(f'{v:.2f}' for v in meds)}" for p in peers
+                 if len(meds := results.get((m, p), {}).get("round_medians", [])) > 1]
+        if cells:
+            spread.append(f"- {m}: " + "; ".join(cells))
     if spread:
-        lines.append("")
-        lines.append("Round medians (ms/step), in round order:")
-        lines.append("")
-        for m in models:
-            cells = [f"{p} {' / '.join(f'{v:.2f}' for v in meds)}" for mm, p, meds in spread if mm == m]
-            if cells:
-                lines.append(f"- {m}: " + "; ".join(cells))
+        lines += ["", "Round medians (ms/step), in round order:", "", *spread]
     lines.append("")
     lines.append("## Compile time (rctc compile --mode rct, best of repeats, after one warm-up compile)")
     lines.append("")

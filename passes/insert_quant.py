@@ -23,6 +23,7 @@ import numpy as np
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.options import CompileOptions
+from rctc.passes.grad_rules.activations import UNARY
 from rctc.runtime.quant import int_dtype_for_bits
 
 GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
@@ -60,21 +61,8 @@ FLOAT_OPS = {
     "SoftmaxCrossEntropy",
     "MSELoss",
     "Dequantize",
-    "HardSigmoid",
-    "HardSwish",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Softplus",
-    "Softsign",
-    "Erf",
-    "Exp",
-    "Log",
-    "Sqrt",
-    "Reciprocal",
-    "Abs",
     "Pow",
-} | LAYOUT_OPS
+} | LAYOUT_OPS | set(UNARY)  # every unary activation with a gradient rule
 
 
 class _Quantiser:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from rctc import models
 
@@ -79,6 +79,22 @@ def test_unsupported_ops_are_all_listed(cli: Callable, tmp_path: Path) -> None:
     path = tmp_path / "unsupported.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(path))
     _compile_fails(cli, tmp_path, path, "Sin (nodes: first_sin, second_sin)", "Cos (nodes: pos_cos)")
+
+
+def test_pow_exponent_on_a_gradient_path_is_refused(cli: Callable, tmp_path: Path) -> None:
+    """Pow is differentiated w.r.t. its base only; an exponent computed from a trained weight is
+    one clear line at compile time."""
+    inits = [numpy_helper.from_array(np.full((4, 4), 0.1, np.float32), "w"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Pow", ["two", "h"], ["y"], name="the_pow")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    path = tmp_path / "pow.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(path))
+    res = cli(["compile", path, "-o", tmp_path / "out.rct", "--loss", "mse", "--batch-size", "4"])
+    _assert_clean_failure(res, "'the_pow'", "exponent 'h' is on a gradient path")
+    assert not (tmp_path / "out.rct").exists()
 
 
 def test_invalid_batch_size(cli: Callable, tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""rctc's one random number generator: Philox4x32-10, counter-based, 32-bit arithmetic only.
+
+Every backend (the numpy reference, the native C library, the microcontroller project) draws its
+random bits from this stream, so a training run is bit-identical everywhere and at any thread
+count. The C twin is ``native/csrc/support/philox.c`` (``rctc_philox4x32``, ``rctc_random_words``);
+the two are tested against each other and against the Random123 known-answer vectors.
+
+The bijection (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+SC'11; the Random123 ``philox4x32_R`` with R = 10): a 128-bit counter ``(x0, x1, x2, x3)`` and a
+64-bit key ``(k0, k1)``, ten rounds of::
+
+    (hi0, lo0) = mulhilo(0xD2511F53, x0)      # the 64-bit product of two 32-bit words
+    (hi1, lo1) = mulhilo(0xCD9E8D57, x2)
+    (x0, x1, x2, x3) = (hi1 ^ x1 ^ k0, lo1, hi0 ^ x3 ^ k1, lo0)
+
+with the key bumped by the Weyl constants ``(0x9E3779B9, 0xBB67AE85)`` (mod 2^32) before rounds
+2..10. Only 32x32 -> 64-bit unsigned products, xors and 32-bit additions: a Cortex-M4 computes it
+with ``UMULL``; numpy computes it on uint64 lanes that always hold 32-bit values.
+
+The stream layout (what :func:`random_words` returns)::
+
+    key     = (seed & 0xffffffff, seed >> 32)              # 64-bit seed of the run
+    counter = (block & 0xffffffff, block >> 32, step, node_id)
+    word j  = lane j % 4 of philox4x32(counter(block = j // 4), key)
+
+Why this layout: the key selects the run and the counter names a position, as Random123
+recommends (the key schedule is the same for every block, so the C side keeps it in registers).
+``(step, node_id)`` in the high counter words give every node of every training step its own
+stream of 2^64 words that no other (step, node) can reach, because Philox is a bijection of the
+counter for a fixed key; ``step`` and ``node_id`` are 32-bit (4 billion steps, 4 billion nodes).
+Word ``j`` depends only on ``j``, never on how the words before it were drawn, so a kernel may
+split ``[start, start + count)`` into any blocks, on any threads, in any order.
+
+Needs: numpy. Leaves: pure functions; nothing here keeps state or touches a global generator.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+__all__ = [
+    "PHILOX_M",
+    "PHILOX_ROUNDS",
+    "PHILOX_W",
+    "philox4x32",
+    "random_words",
+    "uniform_bits",
+]
+
+#: rounds of the bijection (Philox4x32-10)
+PHILOX_ROUNDS = 10
+#: the round multipliers (Random123 ``PHILOX_M4x32_0``, ``PHILOX_M4x32_1``)
+PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+#: the key schedule's Weyl increments (Random123 ``PHILOX_W32_0``, ``PHILOX_W32_1``)
+PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+
+_MASK32 = 0xFFFFFFFF
+_U32 = 1 << 32
+_U64 = 1 << 64
+
+
+def _uint(value: object, what: str, limit: int, shown: str) -> int:
+    """``value`` as a Python int in ``[0, limit)``, else ValueError (TypeError for non-integers);
+    ``shown`` is that range as the message prints it."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, not bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
+    if not 0 <= v < limit:
+        raise ValueError(f"{what} must be in {shown}, got {v}")
+    return v
+
+
+def _rounds(
+    x0: np.ndarray, x1: np.ndarray, x2: np.ndarray, x3: np.ndarray, k0: int, k1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ten Philox rounds on four uint64 lanes holding 32-bit words (new arrays returned)."""
+    m0, m1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
+    s32, mask = np.uint64(32), np.uint64(_MASK32)
+    for r in range(PHILOX_ROUNDS):
+        if r:
+            k0 = (k0 + PHILOX_W[0]) & _MASK32
+            k1 = (k1 + PHILOX_W[1]) & _MASK32
+        p0 = x0 * m0  # < 2^64: a 32x32-bit product, exact in uint64
+        p1 = x2 * m1
+        hi1 = p1 >> s32
+        hi1 ^= x1
+        hi1 ^= np.uint64(k0)
+        hi0 = p0 >> s32
+        hi0 ^= x3
+        hi0 ^= np.uint64(k1)
+        p1 &= mask
+        p0 &= mask
+        x0, x1, x2, x3 = hi1, p1, hi0, p0
+    return x0, x1, x2, x3
+
+
+def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
+    """The Philox4x32-10 bijection: ``uint32[..., 4]`` counters -> ``uint32[..., 4]`` outputs.
+
+    ``counters`` is any integer array whose last axis has length 4 and whose values are 32-bit
+    words (lane 0 first, as in Random123's ``ctr.v[0]``); ``key`` is ``(k0, k1)``, two 32-bit
+    words. Every counter is mapped independently (vectorised over the leading axes).
+    """
+    c = np.asarray(counters)
+    if c.ndim == 0 or c.shape[-1] != 4:
+        raise ValueError(f"counters must have shape (..., 4), got {c.shape}")
+    if c.dtype != np.uint32:
+        if not np.issubdtype(c.dtype, np.integer):
+            raise ValueError(f"counters must be 32-bit unsigned integers, got dtype {c.dtype}")
+        if c.size and (int(c.min()) < 0 or int(c.max()) > _MASK32):
+            raise ValueError("counters must be 32-bit unsigned integers (values in [0, 2^32))")
+    try:
+        k0, k1 = key
+    except (TypeError, ValueError):
+        raise ValueError(f"key must be a pair (k0, k1) of 32-bit words, got {key!r}") from None
+    k0 = _uint(k0, "key[0]", _U32, "[0, 2^32)")
+    k1 = _uint(k1, "key[1]", _U32, "[0, 2^32)")
+    lanes = c.astype(np.uint64)
+    out = _rounds(lanes[..., 0], lanes[..., 1], lanes[..., 2], lanes[..., 3], k0, k1)
+    return np.stack(out, axis=-1).astype(np.uint32)
+
+
+def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> np.ndarray:
+    """Words ``start .. start + count - 1`` of the stream of ``(seed, step, node_id)`` (uint32[count]).
+
+    ``seed`` is 64-bit, ``step`` and ``node_id`` 32-bit, and ``start + count <= 2^64``; anything
+    else (negative, too large, not an integer) is refused with ValueError (TypeError for a
+    non-integer). The layout is stated in the module docstring; any split of a range into
+    sub-ranges gives the same words.
+    """
+    seed = _uint(seed, "seed", _U64, "[0, 2^64)")
+    step = _uint(step, "step", _U32, "[0, 2^32)")
+    node_id = _uint(node_id, "node_id", _U32, "[0, 2^32)")
+    start = _uint(start, "start", _U64, "[0, 2^64)")
+    count = _uint(count, "count", _U64 + 1, "[0, 2^64]")
+    if start + count > _U64:
+        raise ValueError(f"start + count must be at most 2^64 (the stream's length), got {start + count}")
+    if count == 0:
+        return np.empty(0, dtype=np.uint32)
+    first = start >> 2
+    nblocks = ((start + count - 1) >> 2) - first + 1
+    blocks = np.arange(nblocks, dtype=np.uint64)
+    blocks += np.uint64(first)  # first < 2^62: no wrap
+    lo = blocks & np.uint64(_MASK32)
+    hi = blocks >> np.uint64(32)
+    x2 = np.full(nblocks, step, dtype=np.uint64)
+    x3 = np.full(nblocks, node_id, dtype=np.uint64)
+    out = np.stack(_rounds(lo, hi, x2, x3, seed & _MASK32, seed >> 32), axis=-1).astype(np.uint32)
+    offset = start & 3
+    return out.reshape(-1)[offset : offset + count].copy()
+
+
+def uniform_bits(words: np.ndarray, k: int) -> np.ndarray:
+    """The top ``k`` bits (1 <= k <= 32) of each uint32 word: uniform integers in ``[0, 2^k)``.
+
+    A stochastic rounding kernel compares them with the ``k``-bit fraction it rounds away
+    (``floor(v) + (U < frac(v) * 2^k)``). Returns a new uint32 array of ``words``' shape.
+    """
+    k = _uint(k, "k", 33, "[1, 32]")
+    if k == 0:
+        raise ValueError("k must be in [1, 32], got 0")
+    w = np.asarray(words)
+    if w.dtype != np.uint32:
+        raise ValueError(f"words must be a uint32 array (from random_words), got dtype {w.dtype}")
+    return np.right_shift(w, np.uint32(32 - k))

@@ -1,0 +1,204 @@
+"""rctc.rng: Philox4x32-10 against the published Random123 vectors and a scalar reference written
+here from the paper, the stream layout, block-range independence, uniformity, argument checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from philox_kat import kat_vectors
+
+from rctc.rng import philox4x32, random_words, uniform_bits
+
+M32 = 0xFFFFFFFF
+
+
+def philox_scalar(ctr: tuple[int, ...], key: tuple[int, int]) -> tuple[int, ...]:
+    """Philox4x32-10 on Python ints (Salmon et al. SC'11, Random123 philox4x32_R, R = 10)."""
+    x0, x1, x2, x3 = ctr
+    k0, k1 = key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) & M32, (k1 + 0xBB67AE85) & M32
+        p0, p1 = 0xD2511F53 * x0, 0xCD9E8D57 * x2
+        x0, x1, x2, x3 = (p1 >> 32) ^ x1 ^ k0, p1 & M32, (p0 >> 32) ^ x3 ^ k1, p0 & M32
+    return x0, x1, x2, x3
+
+
+@pytest.mark.parametrize("ctr,key,expected", kat_vectors())
+def test_known_answer_vectors(ctr, key, expected):
+    got = philox4x32(np.array(ctr, dtype=np.uint32), key)
+    assert got.dtype == np.uint32 and got.shape == (4,)
+    assert tuple(int(v) for v in got) == expected
+    assert philox_scalar(ctr, key) == expected  # the test's own reference agrees with Random123
+
+
+def test_known_answer_vectors_batched():
+    kats = kat_vectors()
+    for key in {k for _, k, _ in kats}:
+        rows = [(c, e) for c, k, e in kats if k == key]
+        got = philox4x32(np.array([c for c, _ in rows], dtype=np.uint32), key)
+        assert got.tolist() == [list(e) for _, e in rows]
+
+
+def test_vectorised_over_any_leading_shape():
+    rng = np.random.default_rng(7)
+    ctr = rng.integers(0, 1 << 32, size=(3, 5, 4), dtype=np.uint64)
+    key = (int(rng.integers(0, 1 << 32)), int(rng.integers(0, 1 << 32)))
+    got = philox4x32(ctr, key)  # uint64 input holding 32-bit values is accepted
+    assert got.shape == (3, 5, 4) and got.dtype == np.uint32
+    for idx in np.ndindex(3, 5):
+        assert tuple(int(v) for v in got[idx]) == philox_scalar(tuple(int(v) for v in ctr[idx]), key)
+
+
+def test_stream_layout():
+    """Word j is lane j % 4 of philox(counter = (block lo, block hi, step, node), key = seed)."""
+    seed, step, node = 0x0123456789ABCDEF, 0xDEADBEEF, 77
+    start = (1 << 34) * 4 + 5  # a block index above 2^32: the high counter word is used
+    words = random_words(seed, step, node, start, 11)
+    key = (seed & M32, seed >> 32)
+    for i, w in enumerate(words):
+        j = start + i
+        block = j // 4
+        assert int(w) == philox_scalar((block & M32, block >> 32, step, node), key)[j % 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, (1 << 64) - 1),
+    step=st.integers(0, M32),
+    node=st.integers(0, M32),
+    start=st.one_of(st.integers(0, 64), st.integers(0, (1 << 64) - 200)),
+    count=st.integers(0, 120),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+)
+def test_any_split_gives_the_same_words(seed, step, node, start, count, cuts):
+    whole = random_words(seed, step, node, start, count)
+    assert whole.shape == (count,) and whole.dtype == np.uint32
+    edges = [0, *sorted(c for c in cuts if c <= count), count]
+    parts = [random_words(seed, step, node, start + a, b - a) for a, b in zip(edges[:-1], edges[1:])]
+    assert np.array_equal(np.concatenate(parts), whole)
+    # drawing the pieces in reverse order changes nothing either (no hidden state)
+    rev = [random_words(seed, step, node, start + a, b - a) for a, b in reversed(list(zip(edges[:-1], edges[1:])))]
+    assert np.array_equal(np.concatenate(rev[::-1]), whole)
+
+
+def test_stream_end_is_reachable():
+    tail = random_words(5, 6, 7, (1 << 64) - 3, 3)
+    block = ((1 << 64) - 1) // 4
+    assert tail.tolist() == list(philox_scalar((block & M32, block >> 32, 6, 7), (5, 0))[1:])
+
+
+def test_streams_differ_by_seed_step_and_node():
+    base = random_words(1, 2, 3, 0, 64)
+    for args in [(2, 2, 3), (1 << 32 | 1, 2, 3), (1, 3, 3), (1, 2, 4)]:
+        other = random_words(*args, 0, 64)
+        assert np.count_nonzero(other == base) <= 1
+
+
+def _chi2_bounds(dof: int, z: float = 4.753) -> tuple[float, float]:
+    """Two-sided bounds of a chi-square with ``dof`` degrees of freedom at about 1e-6 each side
+    (Wilson-Hilferty approximation)."""
+    c = 2.0 / (9.0 * dof)
+    return dof * (1 - c - z * math.sqrt(c)) ** 3, dof * (1 - c + z * math.sqrt(c)) ** 3
+
+
+def _chi2(counts: np.ndarray) -> float:
+    expected = counts.sum() / counts.size
+    return float(((counts - expected) ** 2).sum() / expected)
+
+
+def test_uniformity_chi_square():
+    words = random_words(20260101, 3, 9, 0, 1 << 18)
+    lo, hi = _chi2_bounds(255)
+    for k in (8,):
+        top = uniform_bits(words, k)
+        assert lo < _chi2(np.bincount(top, minlength=256)) < hi
+    low_byte = (words & np.uint32(0xFF)).astype(np.int64)  # the low bits are uniform too
+    assert lo < _chi2(np.bincount(low_byte, minlength=256)) < hi
+    for lane in range(4):  # and so is each lane of the block
+        lane_top = uniform_bits(words[lane::4], 6)
+        lo6, hi6 = _chi2_bounds(63)
+        assert lo6 < _chi2(np.bincount(lane_top, minlength=64)) < hi6
+
+
+def test_bits_balanced_and_neighbours_independent():
+    n = 1 << 18
+    words = random_words(99, 0, 1, 0, n)
+    bits = (words[:, None] >> np.arange(32, dtype=np.uint32)) & np.uint32(1)
+    ones = bits.sum(axis=0)
+    assert np.all(np.abs(ones - n / 2) < 5.5 * math.sqrt(n / 4))  # every bit position is fair
+    # successive words and the same position of the next node's stream: joint top-4 bits uniform
+    lo, hi = _chi2_bounds(255)
+    t = uniform_bits(words, 4).astype(np.int64)
+    assert lo < _chi2(np.bincount(t[:-1] * 16 + t[1:], minlength=256)) < hi
+    t2 = uniform_bits(random_words(99, 0, 2, 0, n), 4).astype(np.int64)
+    assert lo < _chi2(np.bincount(t * 16 + t2, minlength=256)) < hi
+
+
+@pytest.mark.parametrize("k", [1, 7, 16, 24, 31, 32])
+def test_uniform_bits(k):
+    words = random_words(3, 1, 4, 2, 4096)
+    got = uniform_bits(words, k)
+    assert got.dtype == np.uint32 and got.shape == words.shape
+    assert [int(g) for g in got[:64]] == [int(w) >> (32 - k) for w in words[:64]]
+    assert int(got.max()) < (1 << k)
+    assert np.array_equal(words, random_words(3, 1, 4, 2, 4096))  # input untouched
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (-1, 0, 0, 0, 1),
+        (1 << 64, 0, 0, 0, 1),
+        (0, -1, 0, 0, 1),
+        (0, 1 << 32, 0, 0, 1),
+        (0, 0, -1, 0, 1),
+        (0, 0, 1 << 32, 0, 1),
+        (0, 0, 0, -1, 1),
+        (0, 0, 0, 1 << 64, 0),
+        (0, 0, 0, 0, -1),
+        (0, 0, 0, (1 << 64) - 2, 3),
+    ],
+)
+def test_random_words_refuses_bad_arguments(args):
+    with pytest.raises(ValueError):
+        random_words(*args)
+
+
+def test_refuses_non_integers():
+    with pytest.raises(TypeError):
+        random_words(1.5, 0, 0, 0, 1)
+    with pytest.raises(TypeError):
+        random_words(True, 0, 0, 0, 1)
+
+
+@pytest.mark.parametrize(
+    "counters,key",
+    [
+        (np.zeros(3, np.uint32), (0, 0)),  # last axis is not 4
+        (np.zeros((2, 4), np.float64), (0, 0)),  # not integers
+        (np.array([0, 0, 0, 1 << 32], np.int64), (0, 0)),  # a word above 32 bits
+        (np.array([0, 0, -1, 0], np.int64), (0, 0)),  # negative
+        (np.zeros(4, np.uint32), (0, 1 << 32)),
+        (np.zeros(4, np.uint32), (-1, 0)),
+        (np.zeros(4, np.uint32), (0,)),
+    ],
+)
+def test_philox_refuses_bad_arguments(counters, key):
+    with pytest.raises(ValueError):
+        philox4x32(counters, key)
+
+
+@pytest.mark.parametrize("k", [0, 33, -1])
+def test_uniform_bits_refuses_bad_k(k):
+    with pytest.raises(ValueError):
+        uniform_bits(np.zeros(4, np.uint32), k)
+
+
+def test_uniform_bits_refuses_other_dtypes():
+    with pytest.raises(ValueError):
+        uniform_bits(np.zeros(4, np.int64), 8)

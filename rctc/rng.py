@@ -75,28 +75,37 @@ def _uint(value: object, what: str, limit: int, shown: str) -> int:
     return v
 
 
-def _rounds(
-    x0: np.ndarray, x1: np.ndarray, x2: np.ndarray, x3: np.ndarray, k0: int, k1: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The ten Philox rounds on four uint64 lanes holding 32-bit words (new arrays returned)."""
+#: blocks per chunk: six uint64 work arrays of this length (768 KiB) stay in the L2 cache
+_CHUNK = 1 << 14
+
+
+def _rounds(x: list[np.ndarray], t: list[np.ndarray], k0: int, k1: int) -> None:
+    """The ten Philox rounds, in place, on four uint64 lanes ``x`` holding 32-bit words (``t``:
+    two scratch arrays of the same length). Every value stays below 2^32 between rounds and a
+    product below 2^64, so uint64 arithmetic is exact."""
     m0, m1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
     s32, mask = np.uint64(32), np.uint64(_MASK32)
+    x0, x1, x2, x3 = x
+    p0, p1 = t
     for r in range(PHILOX_ROUNDS):
         if r:
             k0 = (k0 + PHILOX_W[0]) & _MASK32
             k1 = (k1 + PHILOX_W[1]) & _MASK32
-        p0 = x0 * m0  # < 2^64: a 32x32-bit product, exact in uint64
-        p1 = x2 * m1
-        hi1 = p1 >> s32
-        hi1 ^= x1
-        hi1 ^= np.uint64(k0)
-        hi0 = p0 >> s32
-        hi0 ^= x3
-        hi0 ^= np.uint64(k1)
-        p1 &= mask
-        p0 &= mask
-        x0, x1, x2, x3 = hi1, p1, hi0, p0
-    return x0, x1, x2, x3
+        np.multiply(x0, m0, out=p0)  # a 32x32-bit product: exact in uint64
+        np.multiply(x2, m1, out=p1)
+        np.right_shift(p1, s32, out=x0)  # x0' = hi(p1) ^ x1 ^ k0
+        x0 ^= x1
+        x0 ^= np.uint64(k0)
+        np.right_shift(p0, s32, out=x2)  # x2' = hi(p0) ^ x3 ^ k1
+        x2 ^= x3
+        x2 ^= np.uint64(k1)
+        np.bitwise_and(p1, mask, out=x1)  # x1' = lo(p1)
+        np.bitwise_and(p0, mask, out=x3)  # x3' = lo(p0)
+
+
+def _work(n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    bufs = [np.empty(n, dtype=np.uint64) for _ in range(6)]
+    return bufs[:4], bufs[4:]
 
 
 def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
@@ -120,9 +129,18 @@ def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"key must be a pair (k0, k1) of 32-bit words, got {key!r}") from None
     k0 = _uint(k0, "key[0]", _U32, "[0, 2^32)")
     k1 = _uint(k1, "key[1]", _U32, "[0, 2^32)")
-    lanes = c.astype(np.uint64)
-    out = _rounds(lanes[..., 0], lanes[..., 1], lanes[..., 2], lanes[..., 3], k0, k1)
-    return np.stack(out, axis=-1).astype(np.uint32)
+    flat = c.reshape(-1, 4)
+    out = np.empty(flat.shape, dtype=np.uint32)
+    x, t = _work(min(len(flat), _CHUNK))
+    for s in range(0, len(flat), _CHUNK):
+        n = min(_CHUNK, len(flat) - s)
+        xs, ts = [v[:n] for v in x], [v[:n] for v in t]
+        for lane in range(4):
+            xs[lane][...] = flat[s : s + n, lane]
+        _rounds(xs, ts, k0, k1)
+        for lane in range(4):
+            out[s : s + n, lane] = xs[lane]
+    return out.reshape(c.shape)
 
 
 def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> np.ndarray:
@@ -144,14 +162,23 @@ def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> 
         return np.empty(0, dtype=np.uint32)
     first = start >> 2
     nblocks = ((start + count - 1) >> 2) - first + 1
-    blocks = np.arange(nblocks, dtype=np.uint64)
-    blocks += np.uint64(first)  # first < 2^62: no wrap
-    lo = blocks & np.uint64(_MASK32)
-    hi = blocks >> np.uint64(32)
-    x2 = np.full(nblocks, step, dtype=np.uint64)
-    x3 = np.full(nblocks, node_id, dtype=np.uint64)
-    out = np.stack(_rounds(lo, hi, x2, x3, seed & _MASK32, seed >> 32), axis=-1).astype(np.uint32)
+    out = np.empty((nblocks, 4), dtype=np.uint32)
+    x, t = _work(min(nblocks, _CHUNK))
+    for s in range(0, nblocks, _CHUNK):
+        n = min(_CHUNK, nblocks - s)
+        xs, ts = [v[:n] for v in x], [v[:n] for v in t]
+        b = first + s  # < 2^62: the block indices need no wrap
+        xs[0][...] = np.arange(b, b + n, dtype=np.uint64)
+        np.right_shift(xs[0], np.uint64(32), out=xs[1])  # block >> 32
+        xs[0] &= np.uint64(_MASK32)  # block & 0xffffffff
+        xs[2].fill(step)
+        xs[3].fill(node_id)
+        _rounds(xs, ts, seed & _MASK32, seed >> 32)
+        for lane in range(4):
+            out[s : s + n, lane] = xs[lane]
     offset = start & 3
+    if offset == 0 and count == 4 * nblocks:
+        return out.reshape(-1)
     return out.reshape(-1)[offset : offset + count].copy()
 
 

@@ -102,6 +102,7 @@ def test_c_equals_numpy_on_many_counters_and_keys(lib):
         (0x0123456789ABCDEF, 12345, 678, (1 << 36) + 3, 1001),  # block above 2^32
         (42, 1, 2, (1 << 64) - 7, 7),  # the stream's last words
         (2026, 17, 4, 5, 20000),
+        (9, 8, 7, 3, 4 * 40000 + 11),  # longer than the numpy side's work chunk
     ],
 )
 def test_c_stream_equals_numpy(lib, seed, step, node, start, count):

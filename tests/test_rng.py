@@ -4,6 +4,7 @@ here from the paper, the stream layout, block-range independence, uniformity, ar
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -139,6 +140,35 @@ def test_uniformity_chi_square():
         lane_top = uniform_bits(words[lane::4], 6)
         lo6, hi6 = _chi2_bounds(63)
         assert lo6 < _chi2(np.bincount(lane_top, minlength=64)) < hi6
+
+
+def test_chi_square_check_has_power():
+    """The same check rejects streams that are broken in the ways a layout bug would break them:
+    a Weyl sequence (too regular: chi-square far below its range) and a stream whose top bit is
+    stuck (half the bins empty: far above)."""
+    lo, hi = _chi2_bounds(255)
+    n = 1 << 18
+    weyl = (np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B9)).astype(np.uint32)
+    assert _chi2(np.bincount(uniform_bits(weyl, 8), minlength=256)) < lo
+    stuck = random_words(20260101, 3, 9, 0, n) & np.uint32(0x7FFFFFFF)
+    assert _chi2(np.bincount(uniform_bits(stuck, 8), minlength=256)) > hi
+
+
+def test_threads_drawing_blocks_in_any_order_agree():
+    """Workers that each draw their own block range, finishing in any order, fill the same words."""
+    seed, step, node, start, count = 77, 12, 3, 6, 50001
+    whole = random_words(seed, step, node, start, count)
+    edges = np.linspace(0, count, 9).astype(int)
+    jobs = list(zip(edges[:-1], edges[1:]))[::-1]  # submitted last range first
+    out = np.zeros(count, dtype=np.uint32)
+
+    def fill(job: tuple[int, int]) -> None:
+        a, b = job
+        out[a:b] = random_words(seed, step, node, start + int(a), int(b - a))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(fill, jobs))
+    assert np.array_equal(out, whole)
 
 
 def test_bits_balanced_and_neighbours_independent():

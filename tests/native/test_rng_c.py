@@ -4,6 +4,7 @@ and the published Random123 vectors; the files build warning-free for the host a
 from __future__ import annotations
 
 import ctypes
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -119,6 +120,22 @@ def test_c_stream_equals_numpy_random_ranges(lib):
         assert np.array_equal(
             c_words(lib, seed, step, node, start, count), random_words(seed, step, node, start, count)
         )
+
+
+def test_c_threads_filling_disjoint_ranges_agree(lib):
+    """C calls on several threads (ctypes drops the GIL), each writing its own range of one buffer,
+    in reverse order: the same words as one numpy call."""
+    seed, step, node, start, count = 0xABCDEF, 40, 2, 1, 4 * 9000 + 3
+    out = np.zeros(count, dtype=np.uint32)
+    edges = [0, 5, 4 * 1000 + 2, 17001, 30000, count]
+
+    def fill(job: tuple[int, int]) -> None:
+        a, b = job
+        lib.rctc_random_words(seed, step, node, start + a, b - a, _ptr(out[a:]))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(fill, list(zip(edges[:-1], edges[1:]))[::-1]))
+    assert np.array_equal(out, random_words(seed, step, node, start, count))
 
 
 def test_c_uniform_bits_equals_numpy(lib):

@@ -195,6 +195,19 @@ def test_uniform_bits(k):
     assert np.array_equal(words, random_words(3, 1, 4, 2, 4096))  # input untouched
 
 
+def test_stochastic_shift_with_uniform_bits_is_unbiased():
+    """The rounding docs/rng.md states: ``(x + uniform_bits(w, s)) >> s`` equals
+    ``floor(x / 2^s + U / 2^s)`` exactly (checked in float64, exact here) and is unbiased."""
+    s, n = 5, 1 << 16
+    xs = np.array([-1000, -33, -1, 0, 1, 17, 31, 1023], dtype=np.int64)
+    for i, x in enumerate(xs):
+        u = uniform_bits(random_words(8, 1, i, 0, n), s).astype(np.int64)
+        q = (x + u) >> s
+        assert np.array_equal(q, np.floor(x / 2.0**s + u / 2.0**s).astype(np.int64))
+        sd = 0.5 / math.sqrt(n)  # a Bernoulli's standard deviation is at most 1/2
+        assert abs(q.mean() - x / 2.0**s) < 6 * sd
+
+
 @pytest.mark.parametrize(
     "args",
     [

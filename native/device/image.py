@@ -1,7 +1,7 @@
 """Building a written project with ``make`` and reading the linked image.
 
 Needs: a :class:`~rctc.native.device.project.Project` and the target's toolchain (see
-:mod:`rctc.native.device.toolchain`). Leaves: ``build/<target>/`` in the project with the
+:mod:`rctc.native.device.toolchain`). Leaves: ``build/<target>[-<board>]/`` in the project with the
 image and ``build.log``; an :class:`ImageReport` with flash / RAM from ``arm-none-eabi-size``
 (flash = text + data, RAM = data + bss, the stack reservation included in bss), the sizes of
 ``rctc_arena`` and ``rctc_state`` from the symbol table, and the float helpers the soft-float
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from rctc.native.device.toolchain import CROSS, toolchain_problem
 # __aeabi_cfcmpeq, __aeabi_f2h ...) and the generic GCC names (__addsf3, __floatsisf, __fixdfsi,
 # __extendsfdf2, __truncdfsf2, __eqsf2, __unorddf2 ...), and the half-precision helpers.
 FLOAT_HELPER_PATTERN = re.compile(
-    r"^(?:__aeabi_(?:[fd]\w+|[iu]l?2[fdh]\w*|ul2[fd]|l2[fd]|c[fd]\w+|h2f\w*)"
+    r"^(?:__aeabi_(?:[fd]\w+|u?[il]2[fdh]|h2f(?:_alt)?|c[fd]\w+)"
     r"|__(?:add|sub|mul|div|neg)[sdt]f3"
     r"|__(?:fix|fixuns)[sdt]f[sdt]i"
     r"|__float(?:un)?[sdt]i[sdt]f"
     r"|__(?:extend|trunc)[sdth]f[sdth]f2"
     r"|__(?:eq|ne|lt|le|gt|ge|un|unord|cmp)[sdt]f2"
+    r"|__powi[sdt]f2"
     r"|__gnu_(?:f2h|h2f|d2h)_\w+)$"
 )
 _OVERFLOW = re.compile(r"region [`'\"]?(\w+)['\"]? overflowed by (\d+) bytes")
@@ -128,8 +130,13 @@ def _does_not_fit(project: Project, log: str) -> DoesNotFit | None:
     return DoesNotFit(f"{project.config.name} does not fit board {project.board}: " + "; ".join(parts))
 
 
-def build(project: Project, *, jobs: int = 2, timeout: float = 600.0) -> ImageReport:
-    """Run ``make`` in the project and report on the image; see the module docstring."""
+def build(
+    project: Project, *, jobs: int = 2, timeout: float = 600.0, make_args: Sequence[str] = ()
+) -> ImageReport:
+    """Run ``make`` in the project and report on the image; see the module docstring.
+
+    ``make_args`` are extra ``VAR=value`` settings (e.g. ``WERROR=-Werror``, ``OPT=-Os``).
+    """
     problem = toolchain_problem(project.target, project.board)
     if problem is not None:
         raise ToolchainMissing(
@@ -137,6 +144,7 @@ def build(project: Project, *, jobs: int = 2, timeout: float = 600.0) -> ImageRe
             f"build it there with `make`"
         )
     cmd = ["make", "-C", str(project.directory), f"-j{jobs}", f"TARGET={project.target}", f"BOARD={project.board}"]
+    cmd += list(make_args)
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

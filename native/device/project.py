@@ -102,7 +102,8 @@ class Project:
 
     @property
     def build_dir(self) -> Path:
-        return self.directory / "build" / self.target
+        """Where make puts objects and the image (one folder per target and board)."""
+        return self.directory / "build" / (self.target if self.target == "host" else f"{self.target}-{self.board}")
 
     @property
     def image(self) -> Path:

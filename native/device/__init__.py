@@ -21,6 +21,7 @@ from rctc.native.device.boards import BOARDS, TARGETS, Board, board_named
 from rctc.native.device.errors import BuildError, DeviceRunError, DoesNotFit, ToolchainMissing
 from rctc.native.device.image import FLOAT_HELPER_PATTERN, ImageReport, build, float_helpers
 from rctc.native.device.project import CArray, ModelConfig, Project, write_project
+from rctc.native.device.report import codegen_summary
 from rctc.native.device.run import RunResult, parse_output, run
 from rctc.native.device.toolchain import toolchain_problem
 
@@ -40,6 +41,7 @@ __all__ = [
     "ToolchainMissing",
     "board_named",
     "build",
+    "codegen_summary",
     "float_helpers",
     "parse_output",
     "run",

@@ -1,5 +1,5 @@
 /* main.c: the device project's harness. Runs RCTC_MODEL_STEPS training steps of the model and
- * prints, one record a line (rctc parses these; see rctc/native/device/run.py):
+ * prints, one record a line (rctc parses these: native/device/run.py):
  *
  *   rctc model <name> arena_bytes <n> state_bytes <n>
  *   digest_init <8 hex>       the state digest after rctc_model_init()

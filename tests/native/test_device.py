@@ -27,6 +27,7 @@ from rctc.native.device import (
     ModelConfig,
     ToolchainMissing,
     build,
+    codegen_summary,
     run,
     toolchain_problem,
     write_project,
@@ -113,7 +114,7 @@ def sgd_project(
 @needs_arm
 def test_cortex_m4_under_qemu_prints_the_digest_numpy_predicts(tmp_path: Path) -> None:
     project, data = sgd_project(tmp_path / "p", steps=60)
-    image = build(project, make_args=["WERROR=-Werror"])  # harness, ports, startup and fixture: no warnings
+    image = build(project, make_args=["WERROR=-Werror -pedantic"])  # no warnings, even pedantic C99
     w, b, clips = sgd_reference(data, 0, 60)
     assert clips["err"] > 0 and clips["w"] > 0, "the data must exercise both clips"
     result = run(project)
@@ -127,12 +128,16 @@ def test_cortex_m4_under_qemu_prints_the_digest_numpy_predicts(tmp_path: Path) -
     assert image.ram_bytes >= ARENA_BYTES + STATE_BYTES + 8192  # stack reservation is counted
     assert image.float_helpers == ()
     assert result.instructions is not None and result.instructions > 60 * OUT * IN * 5
+    summary = codegen_summary(image, ARENA_BYTES, result)
+    assert summary["digest"] == f"{sgd_digest(w, b):08x}" and summary["arena_matches_plan"] is True
+    assert summary["instructions_per_step"] == result.instructions / 60
+    assert codegen_summary(image, ARENA_BYTES + 8)["arena_matches_plan"] is False
 
 
 @needs_host
 def test_host_target_prints_the_same_digest_without_qemu(tmp_path: Path) -> None:
     project, data = sgd_project(tmp_path / "p", target="host", steps=45, first=7)
-    build(project, make_args=["WERROR=-Werror"])
+    build(project, make_args=["WERROR=-Werror -pedantic"])
     result = run(project)
     w, b, _ = sgd_reference(data, 7, 45)
     assert result.digest == sgd_digest(w, b)
@@ -147,7 +152,7 @@ def _loop_instructions(tmp: Path, steps: int, iterations: int) -> int:
     cfg = ModelConfig("loop", 8, 4, steps, extra_defines={"LOOP_ITERATIONS": iterations})
     src = (FIXTURES / "loop_count.c").read_text()
     project = write_project(tmp / f"loop{steps}x{iterations}", {"loop_count.c": src}, [], cfg)  # no data arrays
-    build(project, make_args=["WERROR=-Werror"])
+    build(project, make_args=["WERROR=-Werror -pedantic"])
     result = run(project)
     assert result.digest == steps * iterations  # the loop ran that often
     assert result.instructions is not None
@@ -314,6 +319,6 @@ def test_c_arrays_keep_every_value_of_every_dtype(tmp_path: Path) -> None:
     )
     sources = {"data_crc.c": model, "support/crc_add.h": crc_h, "support/crc_add.c": crc_c}
     project = write_project(tmp_path / "d", sources, arrays, ModelConfig("data", 8, 4, 0), target="host")
-    build(project, make_args=["WERROR=-Werror"])
+    build(project, make_args=["WERROR=-Werror -pedantic"])
     expected = zlib.crc32(b"".join(a.array.astype(a.array.dtype.newbyteorder("<")).tobytes() for a in arrays))
     assert run(project).digest == expected

@@ -165,12 +165,17 @@ def build(
 def inspect_image(project: Project) -> ImageReport:
     """Sizes, arena / state symbols and float helpers of an already built image."""
     image = project.image
-    nm_sized = _run([_tool(project, "nm"), "-S", str(image)], project.directory, 60)
-    syms = symbol_sizes(nm_sized.stdout)
+
+    def tool(name: str, *args: str) -> str:
+        res = _run([_tool(project, name), *args, str(image)], project.directory, 60)
+        if res.returncode != 0:
+            raise BuildError(f"{_tool(project, name)} cannot read {image}: {(res.stderr.strip() or 'failed')}")
+        return res.stdout
+
+    syms = symbol_sizes(tool("nm", "-S"))
     arena = syms.get("rctc_arena", (None, ""))[0]
     state = syms.get("rctc_state", (None, ""))[0]
     if project.target == "host":
         return ImageReport(image, None, None, None, None, None, arena, state, ())
-    t, d, b = parse_size(_run([_tool(project, "size"), str(image)], project.directory, 60).stdout)
-    helpers = float_helpers(_run([_tool(project, "nm"), str(image)], project.directory, 60).stdout)
-    return ImageReport(image, t, d, b, t + d, d + b, arena, state, helpers)
+    t, d, b = parse_size(tool("size"))
+    return ImageReport(image, t, d, b, t + d, d + b, arena, state, float_helpers(tool("nm")))

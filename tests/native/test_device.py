@@ -242,6 +242,47 @@ def test_a_fault_on_the_device_is_one_line_with_its_status(tmp_path: Path) -> No
     assert "\n" not in msg and "exit status 70" in msg and "rctc fault" in msg
 
 
+@needs_host
+def test_a_run_that_does_not_finish_is_stopped_and_reported(tmp_path: Path) -> None:
+    spin = "\n".join(
+        [
+            "#include <stdint.h>",
+            '#include "rctc_model.h"',
+            "uint8_t rctc_arena[8];",
+            "volatile uint32_t rctc_state[1];",
+            "void rctc_model_init(void) { rctc_state[0] = 0u; }",
+            "void rctc_model_train_steps(uint32_t f, uint32_t n) { (void)f; (void)n; for (;;) { rctc_state[0]++; } }",
+            "uint32_t rctc_model_digest(void) { return rctc_state[0]; }",
+            "",
+        ]
+    )
+    project = write_project(tmp_path / "spin", {"spin.c": spin}, [], ModelConfig("spin", 8, 4, 1), target="host")
+    build(project)
+    with pytest.raises(DeviceRunError, match=r"^spin did not finish within 2 s on host") as err:
+        run(project, timeout=1.5)
+    assert "\n" not in str(err.value)
+    image = str(project.image.resolve())
+    left = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if image.encode() in cmdline.read_bytes():
+                left.append(cmdline.parent.name)
+        except OSError:
+            continue
+    assert left == [], "the timed-out program must be killed"
+
+
+def test_harness_output_without_a_digest_or_an_end_is_refused() -> None:
+    good = "rctc model m arena_bytes 8 state_bytes 4\ndigest_init 0000002a\nsteps 3 5\ndigest deadbeef\nrctc done\n"
+    parsed = device.parse_output(good)
+    assert (parsed.digest, parsed.digest_init, parsed.first_step, parsed.steps) == (0xDEADBEEF, 42, 3, 5)
+    assert parsed.instructions is None and parsed.instructions_per_step is None
+    assert device.parse_output(good.replace("rctc done", "instructions 500\nrctc done")).instructions_per_step == 100
+    for broken in (good.replace("digest deadbeef\n", ""), good.replace("rctc done\n", ""), "digest 12\nrctc done\n"):
+        with pytest.raises(ValueError):
+            device.parse_output(broken)
+
+
 def test_without_the_toolchain_the_project_is_written_and_the_reason_says_how_to_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,8 +7,10 @@ integers ``q`` at exponent ``e``; it requires ``N * max|q| < 2^29`` (checked).
 Forward, per group (integer only; per-group scalars are Python ints):
 
 * ``S1 = sum q``, ``S2 = sum q^2`` (exact int64); ``D = N S2 - S1^2`` (``= N^2 var 2^-2e``).
-* ``V = D + round(eps N^2 2^-2e)`` (eps: the float32 attribute's exact ratio); ``(m, f) =
-  rsqrt_fixed(V)``: ``1/sqrt(V) = m 2^-f (1 + d)``, ``|d| < 2^-29.6``.
+* ``P = max(0, (61 - bitlen max(D, E)) // 2)`` with ``E = round(eps N^2 2^-2e)``, ``V = D 4^P + round(eps N^2 2^(2P-2e))`` (eps: the
+  float32 attribute's exact ratio; ``P`` keeps ~30 significant bits when the variance is small
+  on the input's grid, e.g. a constant group where eps dominates); ``(m, f') = rsqrt_fixed(V)``,
+  ``f = f' - P``: ``1/sqrt(D + eps N^2 2^-2e) = m 2^-f (1 + d)``, ``|d| < 2^-29.6``.
 * ``xhat = round((N q - S1) m 2^-(f-16))``: Q16, error ``<= 2^-17 + |xhat| 2^-29``.
 * ``y = requantize(gamma_q xhat, e_gamma - 16, bits, bias = beta)``: error
   ``<= 2^(e_out-1) + |gamma| 2^-17 + 2^(e_beta... -1)`` (one rounding of the exact product).
@@ -70,6 +72,12 @@ def _eps_term(eps: float, n: int, e: int) -> int:
     return min(_rshift(en * n * n, (ed.bit_length() - 1) + 2 * e), 1 << 62)
 
 
+def _headroom(d: int, eps0: int) -> int:
+    """``P``: ``D 4^P`` and ``eps 4^P`` (``eps0`` its value at ``P = 0``) fit 61 bits, so a
+    small variance keeps ~30 significant bits of rsqrt."""
+    return max(0, (61 - max(d.bit_length(), eps0.bit_length())) // 2)
+
+
 def _groups_stats(x: np.ndarray, e: int, eps: float) -> tuple[np.ndarray, list[int], list[int], list[int], list[int]]:
     """For ``x`` (G, N) int64: ``(xhat Q16, S1, D, m, f)`` per group."""
     g, n = x.shape
@@ -80,10 +88,11 @@ def _groups_stats(x: np.ndarray, e: int, eps: float) -> tuple[np.ndarray, list[i
     a = np.int64(n) * x - s1[:, None]
     xhat = np.empty_like(a)
     ds, ms, fs = [], [], []
-    et = _eps_term(eps, n, e)
     for c in range(g):
         d = n * int(s2[c]) - int(s1[c]) ** 2
-        m, f = rsqrt_fixed(max(d + et, 1))
+        p = _headroom(d, _eps_term(eps, n, e))
+        m, f = rsqrt_fixed(max((d << 2 * p) + _eps_term(eps, n, e - p), 1))
+        f -= p
         s = f - XFRAC
         xhat[c] = ((a[c] * np.int64(m)) + np.int64(1 << (s - 1))) >> np.int64(s)
         ds.append(d)
@@ -169,11 +178,15 @@ def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, runn
     if ev % 2:
         vq, ev = vq << np.int64(1), ev - 1
     en, ed_eps = exact_ratio(eps)
-    et = _rshift(en, (ed_eps.bit_length() - 1) + ev)
-    ms, fs = zip(*(rsqrt_fixed(max(int(v) + et, 1)) for v in vq))
+    ms, fs = [], []
+    for v in (int(t) for t in vq):
+        p = _headroom(v, _rshift(en, (ed_eps.bit_length() - 1) + ev))
+        m, f = rsqrt_fixed(max((v << 2 * p) + _rshift(en, (ed_eps.bit_length() - 1) + ev - 2 * p), 1))
+        ms.append(m)
+        fs.append(f - p)
     gm = [int(v) for v in as_int64(gamma[0])]
     mbits = min(31, 61 - absmax(diff).bit_length())
-    mult, g = _multipliers([a * b for a, b in zip(gm, ms)], list(fs), mbits)
+    mult, g = _multipliers([a * b for a, b in zip(gm, ms)], fs, mbits)
     acc = diff * _chan(mult, q.ndim)
     return requantize(acc, int(gamma[1]) + ed - ev // 2 + g, bits, bias=_chan(beta[0], q.ndim),
                       bias_exp=int(beta[1]))

@@ -7,13 +7,14 @@ integers ``q`` at exponent ``e``; it requires ``N * max|q| < 2^29`` (checked).
 Forward, per group (integer only; per-group scalars are Python ints):
 
 * ``S1 = sum q``, ``S2 = sum q^2`` (exact int64); ``D = N S2 - S1^2`` (``= N^2 var 2^-2e``).
-* ``P = max(0, (61 - bitlen max(D, E)) // 2)`` with ``E = round(eps N^2 2^-2e)``, ``V = D 4^P + round(eps N^2 2^(2P-2e))`` (eps: the
-  float32 attribute's exact ratio; ``P`` keeps ~30 significant bits when the variance is small
-  on the input's grid, e.g. a constant group where eps dominates); ``(m, f') = rsqrt_fixed(V)``,
+* ``E = round(eps N^2 2^-2e)``, ``P = max(0, (61 - bitlen max(D, E)) // 2)``,
+  ``V = D 4^P + round(eps N^2 2^(2P-2e))`` (eps: the float32 attribute's exact ratio; ``P``
+  keeps ~30 significant bits when the variance is small on the input's grid, e.g. a constant
+  group where eps dominates); ``(m, f') = rsqrt_fixed(V)``,
   ``f = f' - P``: ``1/sqrt(D + eps N^2 2^-2e) = m 2^-f (1 + d)``, ``|d| < 2^-29.6``.
 * ``xhat = round((N q - S1) m 2^-(f-16))``: Q16, error ``<= 2^-17 + |xhat| 2^-29``.
-* ``y = requantize(gamma_q xhat, e_gamma - 16, bits, bias = beta)``: error
-  ``<= 2^(e_out-1) + |gamma| 2^-17 + 2^(e_beta... -1)`` (one rounding of the exact product).
+* ``y = requantize(gamma_q xhat, e_gamma - 16, bits, bias = beta)`` (beta brought exactly to
+  ``e_gamma - 16`` when it is coarser): error ``<= 2^(e_out-1) + |gamma| 2^-16`` (measured).
 
 Backward (training), per group, from the forward input (recomputed ``xhat``) and ``dy``:
 ``dbeta = sum dy`` (exact, exponent ``e_dy``), ``dgamma = sum dy xhat`` (exact, ``e_dy - 16``),

@@ -89,9 +89,13 @@ def _erf_scaled(x: np.ndarray, accurate: bool = False) -> np.ndarray:
     return erf_as(u) if accurate else ierf(u)
 
 
-def gelu(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
-    """i-GELU: the exact product ``q (2^16 + L)`` at ``e - 17``, one rounding."""
-    big_l = _erf_scaled(to_fixed(q, e))
+def gelu(q: np.ndarray, e: int, bits: int = 8, method: str = "ibert") -> Tensor:
+    """GELU: the exact product ``q (2^16 + L)`` at ``e - 17``, one rounding; ``L`` is i-erf
+    (``method="ibert"``, I-BERT's i-GELU) or the A&S erf (``"as"``: error ``<= 2^(e_out-1) +
+    |x| 1e-3``, about 10x smaller, at the cost of one division and an i-exp per element)."""
+    if method not in ("ibert", "as"):
+        raise ValueError(f"gelu: method must be 'ibert' or 'as', got {method!r}")
+    big_l = _erf_scaled(to_fixed(q, e), method == "as")
     return requantize(as_int64(q) * (np.int64(ONE) + big_l), int(e) - FRAC - 1, bits)
 
 

@@ -232,6 +232,11 @@ def test_erf_gelu(case: str, e: int) -> None:
     ref = requant_array(q.astype(np.int64) * (ONE + lv), e - 17, 8)
     assert g[1] == ref[1] and np.array_equal(g[0], ref[0])
     assert np.abs(deq(g) - x / 2 * (1 + f_erf(x / np.sqrt(2)))).max() <= 2.0 ** (g[1] - 1) + 0.019
+    ga = gelu.gelu(q, e, 8, "as")
+    ref = requant_array(q.astype(np.int64) * (ONE + _map(lambda v: p_erf_as(_scaled(v)), q, e)), e - 17, 8)
+    assert ga[1] == ref[1] and np.array_equal(ga[0], ref[0])
+    gtrue = x / 2 * (1 + f_erf(x / np.sqrt(2)))
+    assert np.all(np.abs(deq(ga) - gtrue) <= 2.0 ** (ga[1] - 1) + np.abs(x) * 1e-3 + 2.0**-17 * np.abs(x))
     d = tensor("random", q.shape, 8, 9).astype(np.int8)
     w = words(q.shape, 2)
     de = gelu.erf_backward(q, e, d, -7, 8, rand=w)

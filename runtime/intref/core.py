@@ -48,8 +48,9 @@ __all__ = [
 
 #: every int64 accumulator handed to a rounding shift must satisfy ``|x| <= ACC_LIMIT``
 ACC_LIMIT = 2**62
-#: headroom kept by :func:`align`: an exact left shift never makes a value exceed 2^ALIGN_BITS
-ALIGN_BITS = 62
+#: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
+#: two of them stays within :data:`ACC_LIMIT`
+ALIGN_BITS = 61
 
 
 def qmax(bits: int) -> int:
@@ -168,7 +169,8 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:
     """Bring ``(q_i, e_i)`` to one exponent: the finest ``min(e_i)``, exactly (left shifts),
-    unless that would push a value past ``2^headroom``; then the common exponent is the
+    unless that would push a value past ``2^headroom`` (default 2^61: the sum or difference of
+    two aligned values stays within 2^62); then the common exponent is the
     smallest one that keeps every shifted value below ``2^headroom`` and the finer operands
     are rounded (nearest) to it. Returns the int64 arrays and the common exponent."""
     ints = [as_int64(q) for q, _ in tensors]

@@ -153,6 +153,12 @@ def hardsigmoid_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, alpha: 
     return requantize(acc, int(de) - k, bits, rand=rand)
 
 
+def _check_hswish(x: np.ndarray, e: int, sh: int) -> None:
+    """``x * clip(x + 3, 0, 6) * 2^24`` on the grid ``2^-sh`` must fit int64."""
+    if (absmax(x) << (e + sh)) * (6 << sh) >= 1 << (62 - HSIG_FRAC):
+        raise OverflowError("hardswish: the exact product does not fit int64 at this exponent; requantise first")
+
+
 def hardswish(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
     """``x * clip(x + 3, 0, 6) / 6`` exactly (three on the grid of ``2^e``), cut to 2^-24 of
     ``2^(2e)``, then rounded to ``bits``."""
@@ -160,6 +166,7 @@ def hardswish(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
     x = as_int64(q)
     sh = max(-e, 0)
     three = 3 * (1 << sh)  # 3 at exponent -sh; x at exponent e rescaled to -sh
+    _check_hswish(x, e, sh)
     xs = x << np.int64(e + sh)
     t = np.clip(xs + three, 0, 2 * three)
     num = xs * t  # value num * 2^(-2 sh) * (1/6)
@@ -174,6 +181,7 @@ def hardswish_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int
     e = int(e)
     sh = max(-e, 0)
     three = 3 * (1 << sh)
+    _check_hswish(as_int64(q), e, sh)
     xs = as_int64(q) << np.int64(e + sh)
     slope = ((2 * xs + three) << np.int64(HSIG_FRAC)) // np.int64(6 * (1 << sh))  # at 2^-24
     slope = np.where(xs >= three, np.int64(1 << HSIG_FRAC), np.where(xs > -three, slope, 0))

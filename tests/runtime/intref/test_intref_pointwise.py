@@ -108,3 +108,10 @@ def test_hardswish(case: str, e: int, bits: int) -> None:
     dx = pw.hardswish_backward(q, e, d, -4, 8)
     slope = np.where(x >= 3, 1.0, np.where(x > -3, (2 * x + 3) / 6, 0.0))
     assert np.all(np.abs(deq(dx) - d * 2.0**-4 * slope) <= 2.0 ** (dx[1] - 1) + np.abs(d) * 2.0 ** (-4 - 24))
+
+
+def test_overflowing_exact_products_are_refused() -> None:
+    with pytest.raises(OverflowError):
+        pw.hardswish(np.array([127], np.int8), -40)
+    with pytest.raises(OverflowError):
+        pw.hardsigmoid(np.array([127], np.int8), -60)

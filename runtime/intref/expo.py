@@ -16,7 +16,7 @@ exp(x)``.
 
 log2 (for the loss value): ``L = floor(log2 v)`` by leading bit, the mantissa normalised to
 ``[2^30, 2^31)`` (truncating), then 16 rounds of squaring (``m = m^2 >> 30``; a bit is 1 when
-``m >= 2^31``, then ``m >>= 1``): Q16, error ``< 2^-15`` (measured ``< 2^-16``).
+``m >= 2^31``, then ``m >>= 1``): Q16, error ``< 2^-15`` (measured ``<= 2^-16``).
 
 Every output is rounded once to ``bits`` by ``requantize`` (stochastic in backward rules when
 ``rand`` is given).

@@ -12,7 +12,8 @@ are ``(q, e)`` at ``bits``; backward rules take the forward input ``(q, e)`` and
 * HardSigmoid ``clip(alpha x + beta, 0, 1)`` and HardSwish ``x * clip(x/6 + 1/2, 0, 1)`` are
   evaluated exactly as rationals (alpha, beta: the exact float32 values; HardSwish's 1/6
   exactly), then rounded once to ``bits`` (nearest): error ``<= 2^(e_out-1)`` plus
-  ``2^-HSIG_FRAC`` relative (the rational is cut to ``HSIG_FRAC`` fraction bits first).
+  the cut of the exact rational to ``HSIG_FRAC = 24`` fraction bits (floor): ``2^-24`` for
+  HardSigmoid, ``2^(2e-24)`` for HardSwish (``e <= 0``).
 
 Backward masks (PyTorch's conventions): ReLU passes where ``x > 0``; Clip where
 ``lo <= x <= hi``; LeakyReLU slope 1 where ``x > 0`` else alpha; HardSigmoid ``alpha`` where

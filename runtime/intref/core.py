@@ -1,0 +1,223 @@
+"""The integer number format of rct mode and its rescaling primitives (integer arithmetic only).
+
+A tensor is ``(q, e)``: a signed integer array ``q`` and one Python-int exponent ``e``;
+its value is ``q * 2^e``. At ``b`` bits, ``q`` lies in the symmetric range
+``[-(2^(b-1)-1), 2^(b-1)-1]`` and is stored in the smallest int dtype holding ``b`` bits.
+Accumulators are int64 arrays whose magnitude stays within ``2^62`` (checked), so the
+rounding constant (at most ``2^s - 1``) added before a shift never overflows.
+
+Roundings (the only two, everywhere in :mod:`rctc.runtime.intref`):
+
+* nearest: ``(x + 2^(s-1)) >> s`` (arithmetic shift: round half up, toward +inf);
+* stochastic: ``(x + r) >> s`` with ``r`` the top ``s`` bits of a uint32 random word
+  (``rand >> (32 - s)``) for ``s <= 32``, and ``rand << (s - 32)`` for ``s > 32``;
+  ``E[result] = x / 2^s`` up to ``2^-32`` of a last bit (``s > 32``: up to ``2^(s-32)``/2^s).
+
+The random words are an explicit argument (``rand``: uint32 of the result's shape), so the
+algorithms do not depend on which generator supplies them. ``rand=None`` means nearest.
+
+Invariant: no function here (or in the modules built on it) performs a float operation on
+data; floats appear only in :func:`fixed_point` / :func:`exact_ratio`, which turn a
+compile-time constant (an ONNX float attribute) into integers once.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = [
+    "ACC_LIMIT",
+    "absmax",
+    "align",
+    "as_int64",
+    "check_rand",
+    "exact_ratio",
+    "fixed_point",
+    "qmax",
+    "recip_fixed",
+    "requant_shift",
+    "requantize",
+    "rsqrt_fixed",
+    "shift",
+    "shift_round",
+    "storage_dtype",
+]
+
+#: every int64 accumulator handed to a rounding shift must satisfy ``|x| <= ACC_LIMIT``
+ACC_LIMIT = 2**62
+#: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
+#: two of them stays within :data:`ACC_LIMIT`
+ALIGN_BITS = 61
+
+
+def qmax(bits: int) -> int:
+    """Largest magnitude of the symmetric ``bits``-bit range, ``2^(bits-1) - 1``."""
+    if not 2 <= int(bits) <= 32:
+        raise ValueError(f"bitwidth must be in [2, 32], got {bits}")
+    return (1 << (int(bits) - 1)) - 1
+
+
+def storage_dtype(bits: int) -> np.dtype:
+    """int8 / int16 / int32: the smallest signed dtype holding ``bits`` bits."""
+    qmax(bits)
+    return np.dtype(np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32)
+
+
+def as_int64(x: np.ndarray) -> np.ndarray:
+    """``x`` as int64 (a signed or <= 32-bit unsigned integer array); ``TypeError`` otherwise."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu" or x.dtype == np.uint64:
+        raise TypeError(f"intref: expected an integer array, got dtype {x.dtype}")
+    return x.astype(np.int64, copy=False)
+
+
+def absmax(x: np.ndarray) -> int:
+    """``max |x|`` as a Python int (0 for an empty array)."""
+    return max(int(x.max()), -int(x.min())) if x.size else 0
+
+
+def check_rand(rand: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``rand`` as a uint32 array of ``shape`` (or None); ``ValueError`` on a wrong dtype / shape."""
+    if rand is None:
+        return None
+    rand = np.asarray(rand)
+    if rand.dtype != np.uint32 or rand.shape != tuple(shape):
+        raise ValueError(f"rand must be uint32 of shape {tuple(shape)}, got {rand.dtype} {rand.shape}")
+    return rand
+
+
+def _check_acc(x: np.ndarray) -> None:
+    if x.size and absmax(x) > ACC_LIMIT:
+        raise OverflowError(f"intref: accumulator magnitude {absmax(x)} exceeds 2^62")
+
+
+def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.ndarray:
+    """``x / 2^s`` rounded (nearest half up, or stochastic with ``rand``), int64; ``s >= 0``.
+
+    Error: ``|result - x/2^s| <= 1/2`` (nearest), ``< 1`` (stochastic, unbiased).
+    Shifts ``s > 62`` give 0 under both roundings (``|x| <= 2^62 < 2^(s-1)``: nearest is 0;
+    the stochastic case is defined as nearest there, so ``x + r`` never overflows int64).
+    """
+    x = as_int64(x)
+    s = int(s)
+    if s < 0:
+        raise ValueError(f"shift_round: s must be >= 0, got {s}")
+    if s == 0:
+        return x.copy()
+    _check_acc(x)
+    rand = check_rand(rand, x.shape)
+    if s > 62:
+        return np.zeros_like(x)
+    if rand is None:
+        return (x + np.int64(1 << (s - 1))) >> np.int64(s)
+    r = rand.astype(np.int64)
+    r = r >> np.int64(32 - s) if s <= 32 else r << np.int64(s - 32)
+    return (x + r) >> np.int64(s)
+
+
+def shift(x: np.ndarray, k: int, rand: np.ndarray | None = None) -> np.ndarray:
+    """``x * 2^k``: an exact left shift for ``k >= 0`` (``OverflowError`` past 2^62), else
+    :func:`shift_round` by ``-k``."""
+    x = as_int64(x)
+    k = int(k)
+    if k <= 0:
+        return shift_round(x, -k, rand)
+    if x.size and absmax(x) > (ACC_LIMIT >> k):
+        raise OverflowError(f"intref: exact left shift by {k} overflows 2^62")
+    return x << np.int64(k)
+
+
+def requant_shift(m: int, bits: int, stochastic: bool) -> int:
+    """The requantise shift for max magnitude ``m``: the smallest ``s >= 0`` whose rounded
+    maximum stays in range (``(m + 2^(s-1)) >> s <= qmax`` for nearest, ``m <= qmax * 2^s``
+    for stochastic, where ``r`` may reach ``2^s - 1``)."""
+    qm = qmax(bits)
+    if m <= qm:
+        return 0
+    if stochastic:
+        t = -(-m // qm)
+        return (t - 1).bit_length()
+    s = max(0, (m // qm).bit_length() - 1)
+    while (m + (1 << (s - 1) if s else 0)) >> s > qm:
+        s += 1
+    return s
+
+
+def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
+               bias_exp: int | None = None, rand: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Accumulator ``acc * 2^e_acc`` (+ ``bias * 2^bias_exp``) -> ``(q, e)`` at ``bits`` bits.
+
+    The bias is first brought to the accumulator's exponent, by an exact left shift when
+    ``bias_exp >= e_acc`` and by a nearest rounding right shift otherwise, and added (numpy
+    broadcasting). Then ``s = requant_shift(max|x|)`` (``s >= 0``; never a left shift: an
+    accumulator within range is already exact, and shifting it left adds no information),
+    ``q = shift_round(x, s, rand)`` and ``e = e_acc + s``; ``q`` is in range without a clip.
+    Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
+    plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
+    """
+    x = as_int64(acc)
+    if bias is not None:
+        b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
+        x = x + b
+    rand = check_rand(rand, x.shape)
+    s = requant_shift(absmax(x), bits, rand is not None)
+    return shift_round(x, s, rand).astype(storage_dtype(bits)), int(e_acc) + s
+
+
+def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:
+    """Bring ``(q_i, e_i)`` to one exponent: the finest ``min(e_i)``, exactly (left shifts),
+    unless that would push a value past ``2^headroom`` (default 2^61: the sum or difference of
+    two aligned values stays within 2^62); then the common exponent is the
+    smallest one that keeps every shifted value below ``2^headroom`` and the finer operands
+    are rounded (nearest) to it. Returns the int64 arrays and the common exponent."""
+    ints = [as_int64(q) for q, _ in tensors]
+    exps = [int(e) for _, e in tensors]
+    e_c = min(exps)
+    for q, e in zip(ints, exps):
+        m = absmax(q)
+        if m:  # smallest e_c with m << (e - e_c) < 2^headroom
+            e_c = max(e_c, e - (headroom - m.bit_length()))
+    return [shift(q, e - e_c) for q, e in zip(ints, exps)], e_c
+
+
+def recip_fixed(d: int, frac_bits: int) -> int:
+    """``round(2^frac_bits / d)`` (half up) for a positive integer ``d``: the fixed-point
+    reciprocal; relative error ``<= d / 2^(frac_bits+1)``."""
+    d = int(d)
+    if d <= 0:
+        raise ValueError(f"recip_fixed: divisor must be positive, got {d}")
+    return ((1 << frac_bits) + (d >> 1)) // d
+
+
+def rsqrt_fixed(v: int) -> tuple[int, int]:
+    """``1/sqrt(v) ~= m * 2^-f`` for a positive integer ``v``, as ``(m, f)``, ``m`` in
+    ``(2^31, 2^32]``.
+
+    ``k = (62 - bitlen(v)) // 2`` (negative for huge ``v``), ``s = isqrt(v * 4^k)`` (floor square
+    root of the argument normalised to ``[2^60, 2^62)``, so ``s`` in ``[2^30, 2^31)``),
+    ``m = round(2^62 / s)``, ``f = 62 - k``. Relative error ``< 2^-30 + 2^-32 < 2^-29.6``
+    (``s`` is floored: ``0 <= sqrt(v)2^k - s < 1``). A C kernel needs only a uint64 isqrt and
+    one 64-bit division; on Python ints ``math.isqrt`` gives the same floor root.
+    """
+    v = int(v)
+    if v <= 0:
+        raise ValueError(f"rsqrt_fixed: argument must be positive, got {v}")
+    k = (62 - v.bit_length()) // 2
+    s = math.isqrt(v << (2 * k) if k >= 0 else v >> (-2 * k))
+    return ((1 << 62) + (s >> 1)) // s, 62 - k
+
+
+def fixed_point(value: float, frac_bits: int) -> int:
+    """Compile-time: ``round(value * 2^frac_bits)`` (half away from zero), exact (Fraction)."""
+    v = Fraction(value) * (1 << frac_bits)
+    n = math.floor(abs(v) + Fraction(1, 2))
+    return n if v >= 0 else -n
+
+
+def exact_ratio(value: float) -> tuple[int, int]:
+    """Compile-time: a float32 attribute as the exact ratio ``(num, den)``, ``den`` a power of two."""
+    f = Fraction(float(np.float32(value)))
+    return f.numerator, f.denominator

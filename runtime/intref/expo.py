@@ -1,0 +1,237 @@
+"""Integer-only exponential family: i-exp, log2, Exp, Softmax, Softmax + cross-entropy, Sigmoid,
+Tanh, and their backward rules.
+
+Needs :mod:`rctc.runtime.intref.core`. Internally a real ``x`` is the fixed-point integer
+``X = round(x * 2^16)`` (Q16, :func:`to_fixed`, nearest; magnitudes clamped at ``2^24``
+before scaling, far past every saturation point).
+
+i-exp (I-BERT, Kim et al. 2021), for ``X <= 0``: ``z = floor(-X / LN2)`` (an integer floor
+division: C must floor, it does for these non-negative operands), ``p = X + z LN2`` in
+``(-ln2, 0]``, ``exp(p) ~= 0.3585 (p + 1.353)^2 + 0.344`` evaluated as
+``(A (p+B)^2 + C 2^32 + 2^31) >> 32`` (Q16, the constants ``LN2, A, B, C`` are
+``round(c * 2^16)``), then ``>> z`` with nearest rounding. Error (measured over every Q16
+input in ``[-12, 0]``, tests): ``<= 3.2e-3`` relative before the final shift (the
+polynomial's own error; measured 3.15e-3), so ``|iexp(X) 2^-16 - exp(x)| <= 2^-17 + 3.2e-3
+exp(x)``.
+
+log2 (for the loss value): ``L = floor(log2 v)`` by leading bit, the mantissa normalised to
+``[2^30, 2^31)`` (truncating), then 16 rounds of squaring (``m = m^2 >> 30``; a bit is 1 when
+``m >= 2^31``, then ``m >>= 1``): Q16, error ``< 2^-15`` (measured ``<= 2^-16``).
+
+Every output is rounded once to ``bits`` by ``requantize`` (stochastic in backward rules when
+``rand`` is given).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rctc.runtime.intref.core import align, as_int64, check_rand, recip_fixed, requantize, shift
+
+__all__ = [
+    "FRAC",
+    "exp",
+    "exp_backward",
+    "iexp",
+    "ilog2",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+    "tanh",
+    "tanh_backward",
+    "to_fixed",
+]
+
+FRAC = 16
+ONE = 1 << FRAC
+LN2 = 45426  # round(ln 2 * 2^16)
+LN2_Q32 = 2977044472  # round(ln 2 * 2^32)
+IEXP_A = 23495  # round(0.3585 * 2^16)
+IEXP_B = 88670  # round(1.353 * 2^16)
+IEXP_C = 22544  # round(0.344 * 2^16)
+_CLAMP = 1 << 24  # |x| clamp (real units) before scaling to Q16
+_Z_MAX = 62
+Tensor = tuple[np.ndarray, int]
+
+
+def to_fixed(q: np.ndarray, e: int, frac: int = FRAC) -> np.ndarray:
+    """``round(q * 2^(e + frac))`` (nearest half up) as int64, ``|x|`` clamped at ``2^24``."""
+    x = as_int64(q)
+    k = int(e) + frac
+    if k > 0:
+        lim = (_CLAMP << frac) >> k
+        return np.clip(x, -lim, lim) << np.int64(k)
+    return np.clip(shift(x, k), -(_CLAMP << frac), _CLAMP << frac)
+
+
+def _rshift_var(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``(x + 2^(z-1)) >> z`` per element (``0 <= z <= 62``, ``0 <= x < 2^40``)."""
+    half = np.where(z > 0, np.int64(1) << np.maximum(z - 1, 0), 0)
+    return (x + half) >> z
+
+
+def _iexp_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, E_p)`` with ``exp(x) ~= E_p 2^-16 2^-z`` for Q16 ``x`` (any sign; ``z`` may be < 0)."""
+    z = (-x) // np.int64(LN2)  # floor division
+    p = x + z * np.int64(LN2)  # in (-LN2, 0]
+    t = p + np.int64(IEXP_B)
+    poly = np.int64(IEXP_A) * t * t + np.int64(IEXP_C << 32)
+    return z, (poly + np.int64(1 << 31)) >> np.int64(32)
+
+
+def iexp(x: np.ndarray) -> np.ndarray:
+    """``exp(x)`` in Q16 for Q16 ``x <= 0`` (int64)."""
+    x = as_int64(x)
+    if x.size and int(x.max()) > 0:
+        raise ValueError("iexp: the argument must be <= 0 (subtract the maximum first)")
+    z, ep = _iexp_parts(x)
+    return _rshift_var(ep, np.minimum(z, _Z_MAX))
+
+
+def ilog2(v: np.ndarray) -> np.ndarray:
+    """``log2(v)`` in Q16 for positive int64 ``v`` (leading bit + 16 squarings)."""
+    v = as_int64(v)
+    if v.size and int(v.min()) <= 0:
+        raise ValueError("ilog2: the argument must be positive")
+    lead = np.zeros(v.shape, np.int64)
+    t = v.copy()
+    for k in (32, 16, 8, 4, 2, 1):
+        big = t >= (np.int64(1) << np.int64(k))
+        lead += np.where(big, k, 0)
+        t = np.where(big, t >> np.int64(k), t)
+    m = np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
+    frac = np.zeros(v.shape, np.int64)
+    for _ in range(FRAC):
+        m = (m * m) >> np.int64(30)
+        bit = m >= np.int64(1 << 31)
+        m = np.where(bit, m >> np.int64(1), m)
+        frac = (frac << np.int64(1)) + bit
+    return (lead << np.int64(FRAC)) + frac
+
+
+def _exp_aligned(q: np.ndarray, e: int) -> Tensor:
+    """``exp(x)`` for every element on one grid: ``(acc, e_acc)``, ``acc`` int64 (< 2^17)."""
+    z, ep = _iexp_parts(to_fixed(q, e))
+    if not z.size:
+        return ep, -FRAC
+    zmin = int(z.min())
+    return _rshift_var(ep, np.minimum(z - zmin, _Z_MAX)), -FRAC - zmin
+
+
+def exp(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
+    """``exp(x)`` for any ``x``: i-exp per element, aligned to the largest, one rounding."""
+    acc, ea = _exp_aligned(q, e)
+    return requantize(acc, ea, bits)
+
+
+def exp_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int = 8,
+                 rand: np.ndarray | None = None) -> Tensor:
+    """``dy * exp(x)`` (exp recomputed from the input as in :func:`exp`), one rounding."""
+    acc, ea = _exp_aligned(q, e)
+    return requantize(as_int64(dq) * acc, int(de) + ea, bits, rand=rand)
+
+
+def _softmax_parts(q: np.ndarray, e: int, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(E, S, R)``: Q16 ``exp(x - max)``, their row sum ``S >= 2^16`` and ``R = round(2^46 / S)``."""
+    x = as_int64(q)
+    d = x - x.max(axis=axis, keepdims=True)
+    ex = iexp(to_fixed(d, e))
+    s = ex.sum(axis=axis, keepdims=True)
+    r = (np.int64(1 << 46) + (s >> np.int64(1))) // s
+    return ex, s, r
+
+
+def softmax(q: np.ndarray, e: int, axis: int = -1, bits: int = 8) -> Tensor:
+    """``E_i * R`` at ``2^-46`` (``E_i / S``), one rounding. Error ``<= 2^(e_out-1) + 4e-3``
+    absolute (i-exp's relative error on numerator and sum; measured ``< 1e-3``)."""
+    ex, _, r = _softmax_parts(q, e, axis)
+    return requantize(ex * r, -46, bits)
+
+
+def softmax_backward(qy: np.ndarray, ey: int, dq: np.ndarray, de: int, axis: int = -1, bits: int = 8,
+                     rand: np.ndarray | None = None) -> Tensor:
+    """``y * (dy - sum(dy y))`` from the stored output ``y``: exact integer sums and products
+    (``dy`` shifted exactly to the exponent of ``sum(dy y)``), one rounding."""
+    y, d = as_int64(qy), as_int64(dq)
+    s = (d * y).sum(axis=axis, keepdims=True)
+    (da, sa), ei = align([(d, int(de)), (s, int(de) + int(ey))])
+    return requantize(y * (da - sa), ei + int(ey), bits, rand=rand)
+
+
+def softmax_cross_entropy(q: np.ndarray, e: int, labels: np.ndarray) -> tuple[int, int]:
+    """Mean ``-log softmax(x)[label]`` over the batch of ``(B, C)`` logits: ``(loss_q, -16)``.
+
+    Per row ``ln(S 2^-16) + (max - x_label)``: ``log2`` by :func:`ilog2`, times ``ln 2`` in Q32,
+    both terms Q16; the mean is ``round(sum / B)`` (half up). Error ``<= 3.3e-3 + 2^-14``
+    (i-exp's relative error through the log, ilog2, the Q16 roundings).
+    """
+    x = as_int64(q)
+    lab = np.asarray(labels).astype(np.int64)
+    ex, s, _ = _softmax_parts(x, e, -1)
+    lg = ilog2(s[:, 0]) - np.int64(FRAC << FRAC)
+    ln = (lg * np.int64(LN2_Q32) + np.int64(1 << 31)) >> np.int64(32)
+    gap = to_fixed(x.max(axis=1) - x[np.arange(x.shape[0]), lab], e)
+    total = int((ln + gap).sum())
+    b = x.shape[0]
+    return (2 * total + b) // (2 * b), -FRAC
+
+
+def softmax_cross_entropy_backward(q: np.ndarray, e: int, labels: np.ndarray, bits: int = 8,
+                                   rand: np.ndarray | None = None) -> Tensor:
+    """``(softmax(x) - onehot) / B`` as errors at ``bits``: ``p`` in Q30 (``(E R + 2^15) >> 16``),
+    minus ``2^30`` at the label, times ``round(2^24 / B)``, one rounding (stochastic with ``rand``).
+    Error ``<= 2^(e_out-1) + 4e-3 / B`` (softmax's) for a loss seed of 1."""
+    x = as_int64(q)
+    lab = np.asarray(labels).astype(np.int64)
+    ex, _, r = _softmax_parts(x, e, -1)
+    p = (ex * r + np.int64(1 << 15)) >> np.int64(16)
+    p[np.arange(x.shape[0]), lab] -= np.int64(1 << 30)
+    rand = check_rand(rand, x.shape)
+    return requantize(p * np.int64(recip_fixed(x.shape[0], 24)), -54, bits, rand=rand)
+
+
+def _sigmoid_q16(q: np.ndarray, e: int) -> np.ndarray:
+    """``sigmoid(x)`` in Q16: ``E = iexp(-|X|)``, ``s = round(E 2^16 / (2^16 + E))``, mirrored."""
+    x = to_fixed(q, e)
+    ex = iexp(-np.abs(x))
+    den = np.int64(ONE) + ex
+    s = ((ex << np.int64(FRAC)) + (den >> np.int64(1))) // den
+    return np.where(x >= 0, np.int64(ONE) - s, s)
+
+
+def sigmoid(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
+    """Sigmoid via i-exp; one rounding. Error ``<= 2^(e_out-1) + 1e-3`` (i-exp's, through
+    ``E / (1 + E)`` whose sensitivity is at most 1/4)."""
+    return requantize(_sigmoid_q16(q, e), -FRAC, bits)
+
+
+def sigmoid_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int = 8,
+                     rand: np.ndarray | None = None) -> Tensor:
+    """``dy * s (1 - s)`` with ``s`` recomputed in Q16 from the input; one rounding."""
+    s = _sigmoid_q16(q, e)
+    return requantize(as_int64(dq) * (s * (np.int64(ONE) - s)), int(de) - 2 * FRAC, bits, rand=rand)
+
+
+def _tanh_q16(q: np.ndarray, e: int) -> np.ndarray:
+    """``tanh(x)`` in Q16: ``E = iexp(-2|X|)``, ``t = max(round((1 - E) 2^16 / (1 + E)), 0)``, signed."""
+    x = to_fixed(q, e)
+    ex = iexp(-2 * np.abs(x))
+    den = np.int64(ONE) + ex
+    t = np.maximum((((np.int64(ONE) - ex) << np.int64(FRAC)) + (den >> np.int64(1))) // den, 0)
+    return np.sign(x) * t
+
+
+def tanh(q: np.ndarray, e: int, bits: int = 8) -> Tensor:
+    """Tanh via i-exp; one rounding. Error ``<= 2^(e_out-1) + 2e-3`` (i-exp's, through
+    ``(1 - E) / (1 + E)``, sensitivity at most 1/2)."""
+    return requantize(_tanh_q16(q, e), -FRAC, bits)
+
+
+def tanh_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int = 8,
+                  rand: np.ndarray | None = None) -> Tensor:
+    """``dy * (1 - t^2)`` with ``t`` recomputed in Q16 from the input; one rounding."""
+    t = _tanh_q16(q, e)
+    return requantize(as_int64(dq) * (np.int64(ONE << FRAC) - t * t), int(de) - 2 * FRAC, bits, rand=rand)

@@ -1,0 +1,223 @@
+"""BatchNormalization (training and inference) and LayerNormalization from exact integer sums.
+
+Needs :mod:`rctc.runtime.intref.core`. A normalisation works on *groups* (BatchNorm: one per
+channel over batch and space; LayerNorm: one per row over the normalised axes) of ``N``
+integers ``q`` at exponent ``e``; it requires ``N * max|q| < 2^29`` (checked).
+
+Forward, per group (integer only; per-group scalars are Python ints):
+
+* ``S1 = sum q``, ``S2 = sum q^2`` (exact int64); ``D = N S2 - S1^2`` (``= N^2 var 2^-2e``).
+* ``E = round(eps N^2 2^-2e)``, ``P = max(0, (61 - bitlen max(D, E)) // 2)``,
+  ``V = D 4^P + round(eps N^2 2^(2P-2e))`` (eps: the float32 attribute's exact ratio; ``P``
+  keeps ~30 significant bits when the variance is small on the input's grid, e.g. a constant
+  group where eps dominates); ``(m, f') = rsqrt_fixed(V)``,
+  ``f = f' - P``: ``1/sqrt(D + eps N^2 2^-2e) = m 2^-f (1 + d)``, ``|d| < 2^-29.6``.
+* ``xhat = round((N q - S1) m 2^-(f-16))``: Q16, error ``<= 2^-17 + |xhat| 2^-29``.
+* ``y = requantize(gamma_q xhat, e_gamma - 16, bits, bias = beta)`` (beta brought exactly to
+  ``e_gamma - 16`` when it is coarser): error ``<= 2^(e_out-1) + |gamma| 2^-16`` (measured).
+
+Backward (training), per group, from the forward input (recomputed ``xhat``) and ``dy``:
+``dbeta = sum dy`` (exact, exponent ``e_dy``), ``dgamma = sum dy xhat`` (exact, ``e_dy - 16``),
+both int64 accumulators for the update; ``dx = gamma inv_std (dy - mean(dy) - xhat
+mean(dy xhat))`` with both means rounded to Q16 of the error's unit, ``xhat mean(dy xhat)``
+rounded to Q16, and ``gamma inv_std = gamma_q N m 2^(e_gamma - f - e)`` as one multiplier per
+group on a common exponent, cut to at most 31 bits so the product fits int64; one rounding
+to ``bits`` (stochastic with ``rand``). LayerNorm's backward rounds ``g = dy * gamma`` to 16
+bits (nearest) first and uses ``g`` in place of ``dy`` with ``gamma = 1``.
+
+Running statistics (BatchNorm state): running mean and running (biased) variance, each a
+16-bit dynamic fixed point tensor ``(int16 q, e)``; update ``r <- (MU r + (2^16 - MU) b) / 2^16``
+with ``MU = round(momentum 2^16)``, the batch mean ``round(S1 2^16 / N)`` at ``e - 16`` and
+batch variance ``round(D 2^16 / N^2)`` at ``2e - 16`` aligned exactly with ``r``, one nearest
+rounding to 16 bits. Inference uses ``(x - r_mean) rsqrt(r_var + eps)``, the same multiplier
+construction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rctc.runtime.intref.core import absmax, align, as_int64, exact_ratio, fixed_point, requantize, rsqrt_fixed
+
+__all__ = [
+    "STATE_BITS",
+    "XFRAC",
+    "batchnorm_backward",
+    "batchnorm_inference",
+    "batchnorm_train",
+    "layernorm",
+    "layernorm_backward",
+]
+
+XFRAC = 16
+STATE_BITS = 16
+MU_FRAC = 16
+Tensor = tuple[np.ndarray, int]
+
+
+def _rshift(v: int, s: int) -> int:
+    """``v * 2^-s`` for a Python int: exact left shift when ``s <= 0``, else rounded half up."""
+    return v << -s if s <= 0 else (v + (1 << (s - 1))) >> s
+
+
+def _div(v: int, n: int) -> int:
+    """``round(v / n)`` half up, Python ints, ``n > 0``."""
+    return (2 * v + n) // (2 * n)
+
+
+def _eps_term(eps: float, n: int, e: int) -> int:
+    """``round(eps N^2 2^-2e)``, capped at 2^62."""
+    en, ed = exact_ratio(eps)
+    return min(_rshift(en * n * n, (ed.bit_length() - 1) + 2 * e), 1 << 62)
+
+
+def _headroom(d: int, eps0: int) -> int:
+    """``P``: ``D 4^P`` and ``eps 4^P`` (``eps0`` its value at ``P = 0``) fit 61 bits, so a
+    small variance keeps ~30 significant bits of rsqrt."""
+    return max(0, (61 - max(d.bit_length(), eps0.bit_length())) // 2)
+
+
+def _groups_stats(x: np.ndarray, e: int, eps: float) -> tuple[np.ndarray, list[int], list[int], list[int], list[int]]:
+    """For ``x`` (G, N) int64: ``(xhat Q16, S1, D, m, f)`` per group."""
+    g, n = x.shape
+    if n * absmax(x) >= 1 << 29:
+        raise OverflowError(f"intref norm: N * max|q| = {n * absmax(x)} reaches 2^29; requantise first")
+    s1 = x.sum(axis=1)
+    s2 = (x * x).sum(axis=1)
+    a = np.int64(n) * x - s1[:, None]
+    xhat = np.empty_like(a)
+    ds, ms, fs = [], [], []
+    for c in range(g):
+        d = n * int(s2[c]) - int(s1[c]) ** 2
+        p = _headroom(d, _eps_term(eps, n, e))
+        m, f = rsqrt_fixed(max((d << 2 * p) + _eps_term(eps, n, e - p), 1))
+        f -= p
+        s = f - XFRAC
+        xhat[c] = ((a[c] * np.int64(m)) + np.int64(1 << (s - 1))) >> np.int64(s)
+        ds.append(d)
+        ms.append(m)
+        fs.append(f)
+    return xhat, [int(v) for v in s1], ds, ms, fs
+
+
+def _multipliers(mult: list[int], fs: list[int], mbits: int) -> tuple[np.ndarray, int]:
+    """Values ``mult_c 2^-f_c`` on one exponent ``g``: int64 ``M_c ~= mult_c 2^(-f_c - g)``, ``|M_c| < 2^mbits``."""
+    g = max(abs(v).bit_length() - f for v, f in zip(mult, fs)) - mbits
+    return np.array([_rshift(v, f + g) for v, f in zip(mult, fs)], np.int64), g
+
+
+def _dx(dy: np.ndarray, xhat: np.ndarray, gm: list[int], ms: list[int], fs: list[int]) -> tuple[np.ndarray, int]:
+    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group: ``(acc, exponent offset)``;
+    the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
+    n = dy.shape[1]
+    t1 = dy.sum(axis=1)
+    t2 = (dy * xhat).sum(axis=1)
+    m1 = np.array([_div(int(v) << XFRAC, n) for v in t1], np.int64)[:, None]
+    m2 = np.array([_div(int(v), n) for v in t2], np.int64)[:, None]
+    term = (xhat * m2 + np.int64(1 << (XFRAC - 1))) >> np.int64(XFRAC)
+    inner = (dy << np.int64(XFRAC)) - m1 - term  # at e_dy - 16
+    mbits = min(31, 61 - absmax(inner).bit_length())
+    mult, g = _multipliers([q * n * m for q, m in zip(gm, ms)], fs, mbits)
+    return inner * mult[:, None], g - XFRAC
+
+
+def _bn_rows(q: np.ndarray) -> np.ndarray:
+    """(B, C, ...) -> (C, B * spatial) int64 rows."""
+    x = as_int64(q)
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+
+
+def _bn_unrows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.moveaxis(a.reshape((shape[1], shape[0]) + tuple(shape[2:])), 0, 1)
+
+
+def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
+    return as_int64(v).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _update(old: Tensor, new: np.ndarray, e_new: int, mu: int) -> Tensor:
+    (o, b), ec = align([old, (new, e_new)], headroom=44)
+    return requantize(o * np.int64(mu) + b * np.int64((1 << MU_FRAC) - mu), ec - MU_FRAC, STATE_BITS)
+
+
+def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
+                    running_var: Tensor, eps: float = 1e-5, momentum: float = 0.9,
+                    bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+    """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``."""
+    e = int(e)
+    x = _bn_rows(q)
+    n = x.shape[1]
+    xhat, s1, ds, _, _ = _groups_stats(x, e, eps)
+    acc = _bn_unrows(xhat, q.shape) * _chan(gamma[0], q.ndim)
+    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]))
+    mu = fixed_point(momentum, MU_FRAC)
+    bmean = np.array([_div(v << 16, n) for v in s1], np.int64)
+    bvar = np.array([_div(d << 16, n * n) for d in ds], np.int64)
+    return y, _update(running_mean, bmean, e - 16, mu), _update(running_var, bvar, 2 * e - 16, mu)
+
+
+def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de: int, eps: float = 1e-5,
+                       bits: int = 8, rand: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators."""
+    e, de = int(e), int(de)
+    x = _bn_rows(q)
+    dy = _bn_rows(dq)
+    xhat, _, _, ms, fs = _groups_stats(x, e, eps)
+    acc, off = _dx(dy, xhat, [int(v) for v in as_int64(gamma[0])], ms, fs)
+    dx = requantize(_bn_unrows(acc, q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
+    return dx, ((dy * xhat).sum(axis=1), de - XFRAC), (dy.sum(axis=1), de)
+
+
+def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
+                        running_var: Tensor, eps: float = 1e-5, bits: int = 8) -> Tensor:
+    """``gamma (x - mean) / sqrt(var + eps) + beta`` with the integer running statistics."""
+    (xa, ma), ed = align([(q, int(e)), (_chan(running_mean[0], q.ndim), int(running_mean[1]))], headroom=29)
+    diff = xa - ma
+    vq, ev = as_int64(running_var[0]), int(running_var[1])
+    if ev % 2:
+        vq, ev = vq << np.int64(1), ev - 1
+    en, ed_eps = exact_ratio(eps)
+    ms, fs = [], []
+    for v in (int(t) for t in vq):
+        p = _headroom(v, _rshift(en, (ed_eps.bit_length() - 1) + ev))
+        m, f = rsqrt_fixed(max((v << 2 * p) + _rshift(en, (ed_eps.bit_length() - 1) + ev - 2 * p), 1))
+        ms.append(m)
+        fs.append(f - p)
+    gm = [int(v) for v in as_int64(gamma[0])]
+    mbits = min(31, 61 - absmax(diff).bit_length())
+    mult, g = _multipliers([a * b for a, b in zip(gm, ms)], fs, mbits)
+    acc = diff * _chan(mult, q.ndim)
+    return requantize(acc, int(gamma[1]) + ed - ev // 2 + g, bits, bias=_chan(beta[0], q.ndim),
+                      bias_exp=int(beta[1]))
+
+
+def _ln_rows(q: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
+    axis %= q.ndim
+    return as_int64(q).reshape(math.prod(q.shape[:axis]), -1), axis
+
+
+def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1, eps: float = 1e-5,
+              bits: int = 8) -> Tensor:
+    """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape."""
+    x, axis = _ln_rows(q, axis)
+    xhat, *_ = _groups_stats(x, int(e), eps)
+    acc = xhat * as_int64(gamma[0]).reshape(1, -1)
+    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
+                   bias_exp=int(beta[1]))
+    return y[0].reshape(q.shape), y[1]
+
+
+def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de: int, axis: int = -1,
+                       eps: float = 1e-5, bits: int = 8, rand: np.ndarray | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64."""
+    x, axis = _ln_rows(q, axis)
+    dy = as_int64(dq).reshape(x.shape)
+    xhat, _, _, ms, fs = _groups_stats(x, int(e), eps)
+    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16)
+    acc, off = _dx(as_int64(gq), xhat, [1] * x.shape[0], ms, fs)
+    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand)
+    shp = q.shape[axis:]
+    return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

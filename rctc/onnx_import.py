@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
-from rctc.constant_folding import FOLDABLE_ONLY, fold_in_place, shape_skeleton, static_shapes
+from rctc.batch_free import batch_free_targets, dynamic_batch
+from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton, static_shapes
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
@@ -37,6 +38,8 @@ PARAM_SLOTS: dict[str, tuple[int, ...]] = {
     "Mul": (0, 1),
 }
 BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+#: value-preserving ops a weight may be read through (its role comes from the op behind them)
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -160,12 +163,16 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def normalize_to_arrays(
-    model: onnx.ModelProto, batch_size: int, source: str = "model"
+    model: onnx.ModelProto,
+    batch_size: int,
+    source: str = "model",
+    source_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """Check, bind the batch dim, convert opsets, fold constants and infer shapes.
 
     Returns the normalised model *without* initializers and name -> array of its constants
     (so the weights are not copied through protobuf again); ``model`` itself is not changed.
+    ``source_shapes`` receives the file's shape of each weight folding reshaped under its name.
     """
     if batch_size < 1:
         raise RctcError(f"--batch-size must be >= 1, got {batch_size}")
@@ -194,7 +201,7 @@ def normalize_to_arrays(
         # the converter keeps the IR version: an old model (IR 3/4) would claim opset 18 with an
         # IR version too old for it
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
-    consts = fold_in_place(model)
+    consts = fold_in_place(model, source_shapes=source_shapes)
     _fix_pool_ceil_mode(model, consts)
     _scalar_dropout_inputs(model, consts)
     try:  # on the weight-less skeleton: fast, and no 2 GB protobuf limit
@@ -279,11 +286,33 @@ def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -
                     a.i = 0
 
 
-def check_supported(model: onnx.ModelProto, supported: set[str], source: str = "model") -> None:
-    """Raise one error listing every unsupported op with its node names."""
+def shape_arithmetic(model: onnx.ModelProto) -> set[int]:
+    """Indices of the nodes whose outputs follow from constants and tensor shapes alone.
+
+    Seeds: initializers, ``Constant`` outputs and ``Shape`` / ``Size`` outputs (static once the
+    batch is bound); a node all of whose inputs are such values is itself one (unless it draws
+    random numbers). Constant folding removes these nodes (legacy multi-head-attention exports
+    compute their reshape targets with Shape / Gather / Mod / Div / Concat), so their op types
+    need no kernel.
+    """
+    static = {t.name for t in model.graph.initializer}
+    out: set[int] = set()
+    for i, n in enumerate(model.graph.node):
+        if n.domain not in ("", "ai.onnx") or n.op_type in NEVER_FOLD:
+            continue
+        if n.op_type in ("Constant", "Shape", "Size") or all(x in static for x in n.input if x):
+            static.update(o for o in n.output if o)
+            out.add(i)
+    return out
+
+
+def check_supported(
+    model: onnx.ModelProto, supported: set[str], source: str = "model", skip: set[int] | None = None
+) -> None:
+    """Raise one error listing every unsupported op with its node names (nodes in ``skip`` aside)."""
     bad: dict[str, list[str]] = {}
     for i, n in enumerate(model.graph.node):
-        if n.op_type not in supported:
+        if n.op_type not in supported and (skip is None or i not in skip):
             bad.setdefault(n.op_type, []).append(n.name or f"#{i}")
     if bad:
         parts = [
@@ -309,10 +338,13 @@ def to_ir(
     source: str = "model",
     original_inits: set[str] | None = None,
     consts: dict[str, np.ndarray] | None = None,
+    source_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> Graph:
     """Convert a normalised ONNX model into an IR Graph with params / buffers / consts marked.
 
     The constants are the model's initializers, or ``consts`` (from :func:`normalize_to_arrays`).
+    A constant whose shape folding changed (``source_shapes``: name -> shape in the file) records
+    the file's shape in ``Value.meta["source_shape"]``.
     """
     g = Graph(name=model.graph.name or "model")
     infos = _value_infos(model)
@@ -321,8 +353,19 @@ def to_ir(
     if original_inits is None:
         original_inits = set(consts)
     roles: dict[str, str] = {}
+    # a weight read through a layout node (Transpose(W) kept by folding) takes the role of the
+    # layout node's output: consumers are looked through layout nodes back to the constant
+    layout_src = {n.output[0]: n.input[0] for n in model.graph.node
+                  if n.op_type in LAYOUT_OPS and n.input and n.output}
+
+    def source(name: str) -> str:
+        while name not in consts and name in layout_src:
+            name = layout_src[name]
+        return name
+
     for n in model.graph.node:
-        for i, name in enumerate(n.input):
+        for i, read in enumerate(n.input):
+            name = source(read) if n.op_type not in LAYOUT_OPS else read
             if name in consts and np.issubdtype(consts[name].dtype, np.floating):
                 if i in BUFFER_SLOTS.get(n.op_type, ()):
                     roles[name] = "buffer"
@@ -339,6 +382,8 @@ def to_ir(
         v = g.add_value(name, arr.shape, arr.dtype, kind, data)
         if v.name != name:
             raise RctcError(f"{source}: duplicate tensor name {name!r}")
+        if source_shapes and name in source_shapes and tuple(source_shapes[name]) != tuple(arr.shape):
+            v.meta["source_shape"] = [int(d) for d in source_shapes[name]]  # export restores it
     for vi in model.graph.input:
         shape, dtype = infos[vi.name]
         if shape is None or dtype is None:
@@ -385,11 +430,22 @@ def import_model(
 
         supported = set(KERNELS)
     # report everything before any work
-    check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source)
+    # (shape arithmetic folds once the batch is bound: only the ops that remain are checked after)
+    check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source, shape_arithmetic(proto))
     original_inits = {t.name for t in proto.graph.initializer}
-    norm, consts = normalize_to_arrays(proto, batch_size, source)
+    source_shapes: dict[str, tuple[int, ...]] = {}
+    norm, consts = normalize_to_arrays(proto, batch_size, source, source_shapes)
     check_supported(norm, supported, source)
-    return to_ir(norm, source, original_inits, consts)
+    g = to_ir(norm, source, original_inits, consts, source_shapes)
+    g.meta["dynamic_batch"] = dynamic_batch(proto)
+    if g.meta["dynamic_batch"] and any(n.op_type in ("Shape", "Size") for n in proto.graph.node):
+        # Shape-derived Reshape targets hold the bound batch: normalise at a second batch size
+        # to tell which entries depend on it
+        norm2, consts2 = normalize_to_arrays(proto, batch_size + 1 if batch_size > 1 else 3, source)
+        for name, free in batch_free_targets(norm, consts, norm2, consts2).items():
+            if name in g.values:  # export writes this target: the exported model runs at any batch
+                g.values[name].meta["batch_free"] = None if free is None else [int(d) for d in free]
+    return g
 
 
 __all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]

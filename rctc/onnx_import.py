@@ -5,6 +5,7 @@ Steps: safe loading (external data must stay in the model's folder) -> unsupport
 binding -> ``onnx.version_converter`` to ``TARGET_OPSET`` -> constant folding
 (``fold_in_place``: the constants leave the protobuf as numpy arrays) -> spec clean-ups the
 converter / onnx's opset-18 shape inference need (scalar Dropout ratio, ceil-mode pools) ->
+BatchNormalization in its inference form (whatever mode the file was exported in) ->
 ``onnx.shape_inference`` on a weight-less skeleton -> IR (``to_ir``).
 """
 
@@ -118,6 +119,40 @@ def _decompose_gelu(model: onnx.ModelProto) -> None:
     graph.node.extend(out)
 
 
+#: ops whose meaning changed after opset 18 in a way the attribute check below cannot see
+_CHANGED_AFTER_18 = {"GroupNormalization": "opset 21 gives scale and bias one value per channel, not per group"}
+
+
+def _accept_newer_opset(model: onnx.ModelProto, source: str) -> None:
+    """Read a model of an opset above 18 as opset 18, in place, where every node means the same.
+
+    ``onnx.version_converter`` has no down-adapter for many opset 19-22 revisions that only
+    widened type constraints (GlobalMaxPool 22, Conv 22, Reshape 21, ...). A node of such an op is
+    the opset-18 op when it uses no attribute opset 18 lacks; its types are then checked by the
+    opset-18 checker and strict shape inference that follow. Any other node is refused by name.
+    """
+    opset = _opset(model)
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        what = f"{source}: {n.op_type} node {n.name or n.output[0]!r} (opset {opset})"
+        try:
+            newer = onnx.defs.get_schema(n.op_type, opset)
+            old = onnx.defs.get_schema(n.op_type, TARGET_OPSET)
+        except onnx.defs.SchemaError:
+            raise RctcError(f"{what}: the op does not exist in opset {TARGET_OPSET}, which rctc compiles; "
+                            "re-export with opset 18") from None
+        if newer.since_version <= TARGET_OPSET:
+            continue
+        extra = sorted({a.name for a in n.attribute} - set(old.attributes))
+        if n.op_type in _CHANGED_AFTER_18 or extra:
+            why = _CHANGED_AFTER_18.get(n.op_type) or f"attribute(s) {', '.join(extra)} do not exist in opset 18"
+            raise RctcError(f"{what}: cannot be read as opset {TARGET_OPSET} ({why}); re-export with opset 18")
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = TARGET_OPSET
+
+
 def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
     """Old IR versions list initializers as graph inputs too; they are not real inputs.
 
@@ -143,6 +178,13 @@ def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
         for i, dim in enumerate(tt.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
+            if dim.HasField("dim_value") and dim.dim_value == 0:  # a zero-size dimension, not a symbol
+                if i > 0:
+                    continue
+                raise RctcError(
+                    f"{vi.name!r} has a zero-size first dimension; rctc takes it as the batch, bound to "
+                    "--batch-size (>= 1): give that dimension a size or make it symbolic"
+                )
             if i == 0:
                 dim.Clear()
                 dim.dim_value = batch_size
@@ -195,15 +237,19 @@ def normalize_to_arrays(
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
         except Exception as exc:
-            raise RctcError(
-                f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
-            ) from exc
+            if _opset(model) < TARGET_OPSET:
+                raise RctcError(
+                    f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
+                ) from exc
+            _accept_newer_opset(model, source)
         # the converter keeps the IR version: an old model (IR 3/4) would claim opset 18 with an
         # IR version too old for it
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
     consts = fold_in_place(model, source_shapes=source_shapes)
     _fix_pool_ceil_mode(model, consts)
     _scalar_dropout_inputs(model, consts)
+    _constant_dropout_modes(model, consts, source)
+    _inference_batchnorm(model, source)
     try:  # on the weight-less skeleton: fast, and no 2 GB protobuf limit
         inferred = shape_inference.infer_shapes(
             shape_skeleton(model, consts), check_type=True, strict_mode=True, data_prop=True
@@ -243,6 +289,47 @@ def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]
                 new += "_"
             consts[new] = scalar
             n.input[i] = new
+
+
+def _constant_dropout_modes(model: onnx.ModelProto, consts: dict[str, np.ndarray], source: str) -> None:
+    """Refuse a Dropout whose ``training_mode`` is computed at run time instead of ignoring it.
+
+    rctc owns the training / inference switch (Dropout drops in ``train`` and never in ``eval`` /
+    ``predict`` / ``export``, whatever mode the file was exported in, as for BatchNormalization);
+    a constant ``training_mode`` only records the exporter's mode, a run-time one cannot be honoured.
+    """
+    for n in model.graph.node:
+        if n.op_type == "Dropout" and len(n.input) > 2 and n.input[2] and n.input[2] not in consts:
+            raise RctcError(
+                f"{source}: Dropout {n.name or n.output[0]!r} reads its training_mode from {n.input[2]!r}, "
+                "computed at run time; rctc switches dropout itself (on in train, off in eval / predict): "
+                "make training_mode a constant or drop that input"
+            )
+
+
+def _inference_batchnorm(model: onnx.ModelProto, source: str) -> None:
+    """BatchNormalization exported in training mode becomes its inference form, in place.
+
+    A file exported with ``training=TrainingMode.TRAINING`` (``training_mode=1`` and the
+    running-statistics outputs) would otherwise normalise with batch statistics in eval /
+    predict / export too. rctc's own training form (``mark_trainable``) uses the batch
+    statistics and updates the running ones; everything else uses the running statistics.
+    """
+    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for n in model.graph.node:
+        if n.op_type != "BatchNormalization":
+            continue
+        extra = [o for o in n.output[1:] if o]
+        if any(o in read for o in extra):
+            raise RctcError(
+                f"{source}: BatchNormalization {n.name or n.output[0]!r}: the graph reads its running-statistics "
+                "outputs; rctc updates the running statistics itself while training: re-export the model in "
+                "eval mode (training=TrainingMode.EVAL)"
+            )
+        del n.output[1:]
+        keep = [a for a in n.attribute if a.name != "training_mode"]
+        del n.attribute[:]
+        n.attribute.extend(keep)
 
 
 def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:

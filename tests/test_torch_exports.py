@@ -224,3 +224,25 @@ def test_batchnorm_exported_in_training_mode(tmp_path: Path, rel_err: Callable) 
     m.train(x, np.array([0, 1, 2, 0]), steps=1, lr=1e-3, shuffle=False)
     np.testing.assert_allclose(m.graph.value("bn.running_mean").data, module.bn.running_mean.numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [(Attention, False), (Attention, True)], ids=_ids)
+def test_qat_export_keeps_names_and_matches_predict(exported: dict, case: tuple, tmp_path: Path) -> None:
+    """qat quantises activations with the batch's max: onnxruntime is fed rctc's batches."""
+    module, path = exported[case]
+    m = rctc.compile(path, mode="qat", batch_size=BATCH)
+    x = _x(16, seed=4)
+    m.train(x, np.arange(16) % 3, steps=3, lr=0.05)
+    ref = m.predict(x)["logits"]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for fmt in ("float", "qdq"):
+        m.export(tmp_path / f"{fmt}.onnx", fmt)
+        model = onnx.load(str(tmp_path / f"{fmt}.onnx"))
+        if fmt == "float":
+            inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+            assert all(inits[k] == tuple(v.shape) for k, v in module.state_dict().items())
+        sess = ort.InferenceSession(str(tmp_path / f"{fmt}.onnx"), so, providers=["CPUExecutionProvider"])
+        got = np.concatenate([sess.run(None, {"x": x[i:i + BATCH]})[0] for i in range(0, len(x), BATCH)])
+        np.testing.assert_array_equal(got, ref, err_msg=fmt)

@@ -9,11 +9,12 @@ node output they replace; Identity of a constant, and Reshape / Flatten / Squeez
 constant nothing else reads, keep the constant's own name (so weights keep their names; the
 original shape is returned by :func:`fold_in_place` so export can give the weight back in it).
 
-Invariant left: every float initializer of the input with two or more dimensions keeps its name
-and layout. A ``Transpose`` of one (PyTorch's ``MatMul(x, Transpose(W))`` for ``nn.Linear`` on
-3-D inputs and attention projections) stays in the graph as a layout node instead of being
-folded into a new tensor named after the Transpose output: the parameter trained and exported
-is the user's ``W``, in the user's layout.
+Invariant left: every float initializer of the input keeps its name. One with two or more
+dimensions also keeps its layout: a ``Transpose`` of it (PyTorch's ``MatMul(x, Transpose(W))``
+for ``nn.Linear`` on 3-D inputs and attention projections) stays in the graph as a layout node
+instead of being folded into a new tensor named after the Transpose output, so the parameter
+trained and exported is the user's ``W``. A reshaping fold's new shape is reported with the
+file's shape (``source_shapes``), which the export restores.
 """
 
 from __future__ import annotations

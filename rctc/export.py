@@ -200,7 +200,7 @@ class _Exporter:
         """Keep the batch dimension symbolic unless a constant shape in the graph pins it.
 
         A Reshape target the import computed from the bound batch has a batch-free form
-        (``Value.meta["batch_free"]``, see ``rctc.onnx_import.batch_free_targets``), which the
+        (``Value.meta["batch_free"]``, see ``rctc.batch_free.batch_free_targets``), which the
         export writes instead, so it does not pin the batch; one with none (``None``) pins it.
         """
         b = self._batch()
@@ -211,7 +211,7 @@ class _Exporter:
                         continue
                     if n.op_type == "Reshape" and v.meta.get("batch_free") is not None:
                         continue
-                    if int(v.data.reshape(-1)[0]) == b or v.meta.get("batch_free") is None and "batch_free" in v.meta:
+                    if int(v.data.reshape(-1)[0]) == b or ("batch_free" in v.meta and v.meta["batch_free"] is None):
                         return False
         return all(v.shape and v.shape[0] == b for v in self.outputs)
 

@@ -3,8 +3,10 @@
 Needs: ``graph.meta["param_grads"]`` (from build_backward).
 Leaves: a scalar float32 graph input ``lr`` (so schedules run at train time); per trainable
 parameter one update node (``SGDUpdate``, or ``MomentumUpdate`` with a zero-initialised
-velocity buffer ``<param>.momentum``), with ``graph.state_updates`` mapping the parameter
-(and velocity) to the updated value. PyTorch semantics: g += wd * w; v = mu * v + g; w -= lr * v.
+velocity buffer ``<param>.momentum``, or ``AdamWUpdate`` with zero-initialised moments
+``<param>.exp_avg`` / ``<param>.exp_avg_sq`` and an int64 step count ``<param>.step``), with
+``graph.state_updates`` mapping the parameter (and its state) to the updated value. PyTorch
+semantics: SGD g += wd * w; v = mu * v + g; w -= lr * v. AdamW as torch.optim.AdamW.
 """
 
 from __future__ import annotations
@@ -21,8 +23,19 @@ def run(g: Graph, options: CompileOptions) -> None:
     g.meta["optimizer"] = options.optimizer
     for pname, gname in g.meta["param_grads"].items():
         p, grad = g.value(pname), g.value(gname)
-        attrs = {"weight_decay": float(options.weight_decay)}
-        if options.optimizer == "momentum":
+        attrs = {"weight_decay": options.decay}
+        if options.optimizer == "adamw":
+            state = [g.add_value(f"{pname}.{k}", p.shape, p.dtype, "buffer", np.zeros(p.shape, p.dtype))
+                     for k in ("exp_avg", "exp_avg_sq")]
+            state.append(g.add_value(f"{pname}.step", (), np.int64, "buffer", np.array(0, np.int64)))
+            attrs.update({"beta1": float(options.betas[0]), "beta2": float(options.betas[1]),
+                          "epsilon": float(options.eps)})
+            outs = [(f"{v.name}.new", v.shape, v.dtype) for v in (p, *state)]
+            node = g.add_node("AdamWUpdate", [p, grad, *state, lr], outs, attrs, name=f"{pname}/update",
+                              domain="rctc")
+            for v, out in zip(state, node.outputs[1:]):
+                g.state_updates[v.name] = out.name
+        elif options.optimizer == "momentum":
             vel = g.add_value(f"{pname}.momentum", p.shape, np.float32, "buffer", np.zeros(p.shape, np.float32))
             attrs["momentum"] = float(options.momentum)
             node = g.add_node("MomentumUpdate", [p, grad, vel, lr],

@@ -99,6 +99,12 @@ class CompiledModel:
         (see ``rctc.checkpoint`` and ``rctc.runtime.trainer.run_training``).
         """
         xs = self._x(x, source)
+        logits = self.graph.value(self.graph.meta["logits"])
+        if not self._per_sample(logits):
+            raise RctcError(
+                f"output {logits.name!r} has shape {list(logits.shape)}, no batch (first) dimension, so there is "
+                "no per-sample target to train it on; train a model whose output is [batch, ...]"
+            )
         ys = self._y(y, len(xs), source)
         if epochs is not None and epochs < 1:
             raise RctcError(f"--epochs must be >= 1, got {epochs}")
@@ -122,7 +128,21 @@ class CompiledModel:
         return self.trainer().evaluate(xs, self._y(y, len(xs), source))
 
     def predict(self, x: np.ndarray, source: str = "data") -> dict[str, np.ndarray]:
-        return self.trainer().predict(self._x(x, source))
+        """Outputs by name. An output with no batch dimension (a 0-d reduction over the whole
+        batch, say) is only defined for exactly one full batch, so it needs ``batch_size`` samples."""
+        xs = self._x(x, source)
+        whole = [o for o in self.graph.meta["model_outputs"] if not self._per_sample(self.graph.value(o))]
+        if whole and len(xs) != self.batch_size:
+            raise RctcError(
+                f"{source}: output {whole[0]!r} has no batch dimension (shape "
+                f"{list(self.graph.value(whole[0]).shape)}): it is one value per batch of {self.batch_size}; "
+                f"predict exactly {self.batch_size} samples (got {len(xs)})"
+            )
+        return self.trainer().predict(xs)
+
+    def _per_sample(self, v: Any) -> bool:
+        """Whether value ``v`` has the batch as its first dimension."""
+        return bool(v.shape) and int(v.shape[0]) == self.batch_size
 
     def estimate(self, profile: str | None = None) -> dict[str, Any]:
         from rctc.analysis.report import estimate

@@ -1,11 +1,20 @@
 """Constant folding at the ONNX level, before the model becomes IR.
 
 Folds Constant, ConstantOfShape, Shape of a static shape (so Shape-derived Reshape
-targets become constants), Identity chains and every deterministic node whose inputs are
-all constants. Evaluation uses ``onnx.reference`` for anything not handled inline, so
-folding follows the ONNX spec exactly. Folded tensors become initializers named after the
+targets become constants), CastLike of a constant to a typed tensor, Identity chains and every
+deterministic node whose inputs are all constants, round after round until nothing changes.
+Evaluation uses ``onnx.reference`` for anything not handled inline, so folding follows the ONNX
+spec exactly. Folded tensors become initializers named after the
 node output they replace; Identity of a constant, and Reshape / Flatten / Squeeze / Unsqueeze of a
-constant nothing else reads, keep the constant's own name (so weights keep their names).
+constant nothing else reads, keep the constant's own name (so weights keep their names; the
+original shape is returned by :func:`fold_in_place` so export can give the weight back in it).
+
+Invariant left: every float initializer of the input keeps its name. One with two or more
+dimensions also keeps its layout: a ``Transpose`` of it (PyTorch's ``MatMul(x, Transpose(W))``
+for ``nn.Linear`` on 3-D inputs and attention projections) stays in the graph as a layout node
+instead of being folded into a new tensor named after the Transpose output, so the parameter
+trained and exported is the user's ``W``. A reshaping fold's new shape is reported with the
+file's shape (``source_shapes``), which the export restores.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ FOLDABLE_ONLY = {
 # value-preserving ops: folding one of them over a constant nothing else reads keeps the
 # constant's name (Caffe2 exports reshape their FC weights, PyTorch's flatten Conv biases, ...)
 _RESHAPING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-_NEVER_FOLD = {
+NEVER_FOLD = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
     "Bernoulli", "Dropout",
 }
@@ -73,16 +82,30 @@ def shape_skeleton(model: onnx.ModelProto, consts: dict[str, np.ndarray] | None 
 
 def static_shapes(model: onnx.ModelProto, consts: dict[str, np.ndarray] | None = None) -> dict[str, tuple[int, ...]]:
     """Name -> static shape of every value onnx's (non-strict) shape inference can fully infer."""
+    return _static_infos(model, consts)[0]
+
+
+def _static_infos(
+    model: onnx.ModelProto, consts: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, tuple[int, ...]], dict[str, np.dtype]]:
+    """(name -> static shape, name -> element type) of the values shape inference resolves."""
+    skel = shape_skeleton(model, consts)
     try:
-        inferred = shape_inference.infer_shapes(shape_skeleton(model, consts), data_prop=True)
-    except Exception:  # folding is best effort; strict inference runs later
-        return {}
-    out = {}
+        inferred = shape_inference.infer_shapes(skel, data_prop=True)
+    except Exception:  # an exporter's value_info can contradict a folded constant: infer without it
+        del skel.graph.value_info[:]
+        try:
+            inferred = shape_inference.infer_shapes(skel, data_prop=True)
+        except Exception:  # folding is best effort; strict inference runs later
+            return {}, {}
+    out, types = {}, {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         tt = vi.type.tensor_type
+        if tt.elem_type:
+            types[vi.name] = helper.tensor_dtype_to_np_dtype(tt.elem_type)
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             out[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
-    return out
+    return out, types
 
 
 def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: list[onnx.OperatorSetIdProto]) -> list:
@@ -110,20 +133,26 @@ def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: list[
     return list(ReferenceEvaluator(m).run(None, feeds))
 
 
-def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.ndarray]:
+def fold_in_place(
+    model: onnx.ModelProto, max_rounds: int = 64, source_shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     """Fold the constant subgraphs of ``model`` (changed in place) and move every constant out of it.
 
     Returns name -> array of each constant the folded graph reads (initializers and folded node
     outputs); ``model`` keeps the nodes, inputs and outputs but no initializers, so later steps
     (shape inference on :func:`shape_skeleton`, IR building) never copy the weights through protobuf.
+    ``source_shapes``, when given, receives name -> original shape of each initializer a reshaping
+    fold gave a new shape under its own name.
     """
     graph = model.graph
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    weights = {name for name, a in consts.items() if np.issubdtype(a.dtype, np.floating)}
+    layout_kept = {name for name in weights if consts[name].ndim >= 2}
     del graph.initializer[:]
     graph_outputs = {o.name for o in graph.output}
     renames: dict[str, str] = {}
     for _ in range(max_rounds):
-        shapes = static_shapes(model, consts)
+        shapes, types = _static_infos(model, consts)
         users = Counter(i for n in graph.node for i in n.input if i)
         kept: list[onnx.NodeProto] = []
         changed = False
@@ -132,7 +161,7 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
                 if name in renames:
                     node.input[i] = renames[name]
             inputs = [i for i in node.input if i]
-            foldable = node.op_type not in _NEVER_FOLD and not node.domain and not any(
+            foldable = node.op_type not in NEVER_FOLD and not node.domain and not any(
                 a.type == onnx.AttributeProto.GRAPH for a in node.attribute
             )
             if node.op_type == "Shape" and node.input[0] in shapes and foldable:
@@ -142,6 +171,14 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
                 consts[node.output[0]] = shape[start:end]
                 changed = True
                 continue
+            if (node.op_type == "CastLike" and foldable and node.input[0] in consts
+                    and node.input[1] not in consts and node.input[1] in types):
+                # the result depends on the other operand's type only (dynamo's scale constants)
+                consts[node.output[0]] = np.asarray(consts[node.input[0]]).astype(types[node.input[1]])
+                changed = True
+                continue
+            if node.op_type == "Transpose" and node.input[0] in layout_kept:
+                foldable = False  # a layout node: the weight keeps its name and layout
             if foldable and all(i in consts for i in inputs):
                 if (
                     node.op_type == "Identity"
@@ -160,6 +197,8 @@ def fold_in_place(model: onnx.ModelProto, max_rounds: int = 6) -> dict[str, np.n
                     and src not in graph_outputs
                     and node.output[0] not in graph_outputs
                 ):  # a reshaped weight keeps the weight's name (its only use was this node)
+                    if source_shapes is not None and src in weights:
+                        source_shapes.setdefault(src, tuple(consts[src].shape))
                     consts[src] = np.asarray(results[0])
                     renames[node.output[0]] = src
                     changed = True

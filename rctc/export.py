@@ -4,19 +4,24 @@ Only the forward nodes the model outputs need are exported, in inference semanti
 (BatchNormalization in its one-output form with the running statistics, Dropout removed,
 no loss), under the original input / output names. Two formats:
 
-``float`` (opset 18)
-    Every parameter is a float32 initializer under its ORIGINAL name. In rct mode that is
-    ``q * 2^exp`` (exact in float32). Activation quantisation (``QuantAct``) becomes
-    ``Clip -> QuantizeLinear -> DequantizeLinear`` with scale ``2^e`` and zero point 0, so
-    onnxruntime computes what ``rctc predict`` computes (the Clip makes the int8 range the
-    symmetric ``+-(2^(b-1)-1)`` rctc uses; QuantizeLinear rounds half to even like rctc).
-    Integer products become float Conv / Gemm / MatMul on the dequantised operands, which
-    are exact while the accumulator stays below 2^24 in units of its last bit.
+``float`` (opset 18): a plain float model, no QuantizeLinear / DequantizeLinear anywhere
+    Every parameter is a float32 initializer under its ORIGINAL name, in the shape the input
+    file gave it. In rct mode that is ``q * 2^exp`` (exact in float32). Activation
+    quantisation (``QuantAct``) becomes float arithmetic ``Div, Round, Clip, Mul`` by the
+    scale ``2^e`` (exact for a power of two; ONNX Round rounds half to even like rctc), so
+    onnxruntime computes what ``rctc predict`` computes. Integer products become float Conv /
+    Gemm / MatMul on the dequantised operands, which are exact while the accumulator stays
+    below 2^24 in units of its last bit.
 ``qdq`` (opset 21, which has int16 Q/DQ)
     As ``float``, but each quantised parameter ``P`` is stored as integers
     ``P_quantized`` (int8 for <= 8 bits, int16 for <= 16) with ``P_scale = 2^exp`` (zero
-    point 0); a ``DequantizeLinear`` node produces the float tensor named ``P``.
+    point 0); a ``DequantizeLinear`` node produces the float tensor named ``P``, and
+    activation quantisation is ``Clip -> QuantizeLinear -> DequantizeLinear`` (the Clip makes
+    the int8 range the symmetric ``+-(2^(b-1)-1)`` rctc uses).
     The mapping is also written to the model's ``metadata_props`` (``rctc.parameters``).
+
+A model whose batch was dynamic in the input file exports with a dynamic batch: Reshape
+targets the import folded from the bound batch are written in their batch-free form.
 
 onnxruntime note: its default graph optimisations fold BatchNormalization into a preceding
 float Conv (ConvBNFusion), which re-rounds the weights; a following activation quantisation can
@@ -91,6 +96,7 @@ class _Exporter:
         self.outputs = [g.value(o) for o in g.meta["model_outputs"]]
         needed = g.ancestors(self.outputs)
         self.fwd = [n for n in g.nodes if n.name in needed]
+        self.dynamic = self._batch_is_dynamic()
 
     @property
     def nodes(self) -> list[onnx.NodeProto]:
@@ -118,9 +124,12 @@ class _Exporter:
             self.rep[v.name] = v.name
         elif v.kind == "param" and has_slot(v):
             self._slot_param(v)
-        elif v.kind in ("param", "buffer", "const"):
-            self.inits[v.name] = np.asarray(v.data)
+        elif v.kind == "const" and self.dynamic and v.meta.get("batch_free") is not None:
+            self.inits[v.name] = np.asarray(v.meta["batch_free"], dtype=np.int64)
             self.rep[v.name] = v.name
+        elif v.kind in ("param", "buffer", "const"):
+            self.inits[v.name] = np.asarray(v.data).reshape(self._file_shape(v))
+            self.rep[v.name] = self._layout(v, v.name)
         else:
             raise RctcError(f"export: value {v.name!r} is used before it is produced (internal error; please report)")
         return self.rep[v.name]
@@ -128,8 +137,22 @@ class _Exporter:
     def _slot_param(self, p: Value) -> None:
         exp = int(self.g.value(exp_name(p.name)).data)
         bits = int(self.g.value(bits_name(p.name)).data)
-        self._weight(p.name, np.asarray(p.data), exp, bits, p.name)
-        self.rep[p.name] = p.name
+        self._weight(p.name, np.asarray(p.data).reshape(self._file_shape(p)), exp, bits, p.name)
+        self.rep[p.name] = self._layout(p, p.name)
+
+    @staticmethod
+    def _file_shape(v: Value) -> tuple[int, ...]:
+        """The shape the input file gave ``v`` (import folding may have reshaped a weight)."""
+        return tuple(v.meta.get("source_shape", v.shape or ()))
+
+    def _layout(self, v: Value, name: str) -> str:
+        """``name`` (a tensor in the file's shape) reshaped to the shape the graph uses, if it differs."""
+        if "source_shape" not in v.meta or tuple(v.meta["source_shape"]) == tuple(v.shape or ()):
+            return name
+        target = self.qb.const(f"{v.name}.layout_shape", np.array(v.shape, np.int64))
+        out = self._unique(f"{v.name}.layout")
+        self._add("Reshape", [name, target], [out], f"{v.name}/layout")
+        return out
 
     def _weight(self, name: str, q: np.ndarray, exp: int, bits: int, out: str) -> None:
         """A quantised weight q * 2^exp: float initializer ``out`` or integers + DequantizeLinear."""
@@ -152,7 +175,7 @@ class _Exporter:
             if name != v.name:
                 self.nodes.append(helper.make_node("Identity", [name], [v.name], name=f"{v.name}/output"))
             out_infos.append(self._info(v))
-        dynamic = self._batch_is_dynamic()
+        dynamic = self.dynamic
         in_infos = [self._info(v, dynamic) for v in self.g.inputs if v.name in self.rep]
         if dynamic:
             out_infos = [self._info(v, True) for v in self.outputs]
@@ -174,12 +197,21 @@ class _Exporter:
         return int(self.g.value(self.g.meta["model_inputs"][0]).shape[0])
 
     def _batch_is_dynamic(self) -> bool:
-        """Keep the batch dimension symbolic unless a constant shape in the graph pins it."""
+        """Keep the batch dimension symbolic unless a constant shape in the graph pins it.
+
+        A Reshape target the import computed from the bound batch has a batch-free form
+        (``Value.meta["batch_free"]``, see ``rctc.batch_free.batch_free_targets``), which the
+        export writes instead, so it does not pin the batch; one with none (``None``) pins it.
+        """
         b = self._batch()
         for n in self.fwd:
             if n.op_type in _SHAPE_INPUT_OPS:
                 for v in n.inputs[1:]:
-                    if v is not None and v.data is not None and v.data.size and int(v.data.reshape(-1)[0]) == b:
+                    if v is None or v.data is None or not v.data.size:
+                        continue
+                    if n.op_type == "Reshape" and v.meta.get("batch_free") is not None:
+                        continue
+                    if int(v.data.reshape(-1)[0]) == b or ("batch_free" in v.meta and v.meta["batch_free"] is None):
                         return False
         return all(v.shape and v.shape[0] == b for v in self.outputs)
 
@@ -209,6 +241,8 @@ class _Exporter:
         if n.op_type == "BatchNormalization":
             attrs = {k: v for k, v in attrs.items() if k == "epsilon"}
             out_names = out_names[:1]
+        if n.op_type == "Reshape" and self.dynamic and n.inputs[1].meta.get("batch_free") is not None:
+            attrs.pop("allowzero", None)  # the batch-free target's 0 entries copy the input's dims
         while ins and ins[-1] == "":
             ins.pop()
         self._add(n.op_type, ins, out_names, n.name, attrs)
@@ -275,7 +309,7 @@ class _Exporter:
             q = np.clip(np.rint(data * np.float32(math.ldexp(1.0, -exp))), -qmax, qmax)
             others = [u for u, _ in x.uses if u.op_type != "FakeQuant" and u.name in {m.name for m in self.fwd}]
             name = x.name if not others else self._unique(f"{x.name}.fq")
-            self._weight(x.name, q.astype(int_dtype_for_bits(bits)), exp, bits, name)
-            self.rep[out.name] = name
+            self._weight(x.name, q.astype(int_dtype_for_bits(bits)).reshape(self._file_shape(x)), exp, bits, name)
+            self.rep[out.name] = self._layout(x, name)
             return
         self.rep[out.name] = self.qb.act(self.value(x), out.name, bits, None)

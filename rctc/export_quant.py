@@ -1,13 +1,13 @@
 """ONNX building blocks of the export's quantisation (used by ``rctc.export``).
 
 * Activations: ``q = clip(round_half_even(x / 2^e), -qmax, qmax)``, ``qmax = 2^(b-1)-1``, as
-  rctc's QuantAct / FakeQuant compute it. With an int8 (or, in the qdq format, int16) type
-  this is ``Clip -> QuantizeLinear -> DequantizeLinear``: QuantizeLinear rounds half to even
+  rctc's QuantAct / FakeQuant compute it. In the float format (plain float, no Q/DQ node) this
+  is ``Div, Round, Clip, Mul``. In the qdq format, with an int8 or int16 type, it is
+  ``Clip -> QuantizeLinear -> DequantizeLinear``: QuantizeLinear rounds half to even
   and saturates to the type's range, which is one wider on the negative side than rctc's
   symmetric range, hence the Clip at ``+-qmax * 2^e`` first (clipping before or after rounding
-  gives the same integers since the bounds are integers). Wider activations, for which opset
-  18 has no QuantizeLinear type, use the same arithmetic in float: ``Mul, Round, Clip, Mul``
-  (every step exact for power-of-two scales).
+  gives the same integers since the bounds are integers). Wider activations use the float
+  arithmetic too (every step exact for power-of-two scales; ONNX Round is half to even).
 * A dynamic exponent (QAT's FakeQuant and untrained rct activations): ``e`` = the smallest
   integer with ``max|x| / 2^e <= qmax``, computed in the graph as ``ceil(log2(max/qmax))`` and
   then corrected by one in either direction with exact power-of-two comparisons (as
@@ -56,7 +56,12 @@ class QuantBuilder:
         return out
 
     def act_dtype(self, bits: int) -> np.dtype | None:
-        """The Q/DQ integer type for activations of ``bits`` bits, or None (use float arithmetic)."""
+        """The Q/DQ integer type for activations of ``bits`` bits, or None (use float arithmetic).
+
+        The float format has no Q/DQ at all: its activations always use the float arithmetic.
+        """
+        if self.fmt == "float":
+            return None
         if bits <= 8:
             return np.dtype(np.int8)
         if bits <= 16 and self.fmt == "qdq":

@@ -44,6 +44,8 @@ def graph_to_model(
 
     ``initializers`` overrides the data written for constant / state values (e.g. float
     parameters in an export); by default every non-temporary value's own data is written.
+    With ``inputs`` None every graph input is declared, read or not (the graph's interface: a
+    model with no parameters still has its ``lr`` input); given ``inputs`` are kept where read.
     """
     nodes = list(g.nodes if nodes is None else nodes)
     outputs = list(g.outputs if outputs is None else outputs)
@@ -52,7 +54,10 @@ def graph_to_model(
         for v in n.inputs:
             if v is not None:
                 used[v.name] = v
-    inputs = [v for v in (g.inputs if inputs is None else inputs) if v.name in used or v in outputs]
+    if inputs is None:
+        inputs = list(g.inputs)
+    else:
+        inputs = [v for v in inputs if v.name in used or v in outputs]
     inits = []
     for name, v in used.items():
         if v.kind in ("param", "buffer", "const"):

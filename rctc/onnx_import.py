@@ -1,11 +1,16 @@
 """ONNX frontend: load, check, normalise and convert an ONNX model into the rctc IR.
 
 Steps: safe loading (external data must stay in the model's folder) -> unsupported-op check
--> ``onnx.checker`` -> old-IR clean-up (graph inputs that repeat initializer names) -> batch
-binding -> ``onnx.version_converter`` to ``TARGET_OPSET`` -> constant folding
-(``fold_in_place``: the constants leave the protobuf as numpy arrays) -> spec clean-ups the
-converter / onnx's opset-18 shape inference need (scalar Dropout ratio, ceil-mode pools) ->
-``onnx.shape_inference`` on a weight-less skeleton -> IR (``to_ir``).
+(shape arithmetic aside: it folds once the batch is bound) -> ``onnx.checker`` -> old-IR
+clean-up (graph inputs that repeat initializer names) -> batch binding (a zero-size dimension
+is a size, not a symbol) -> ``onnx.version_converter`` to ``TARGET_OPSET`` (an opset 19-22
+model the converter cannot lower is read as 18 where each node means the same) -> constant
+folding (``fold_in_place``: the constants leave the protobuf as numpy arrays; weights keep
+their names and layout) -> spec clean-ups the converter / onnx's opset-18 shape inference need
+(scalar Dropout ratio, ceil-mode pools) -> Dropout's training_mode a constant, BatchNormalization
+in its inference form (whatever mode the file was exported in) -> ``onnx.shape_inference`` on
+a weight-less skeleton -> IR (``to_ir``) -> the op check of what remains -> for a dynamic batch,
+the batch-free form of Shape-derived Reshape targets (``rctc.batch_free``), which export writes.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
-from rctc.constant_folding import FOLDABLE_ONLY, fold_in_place, shape_skeleton, static_shapes
+from rctc.batch_free import batch_free_targets, dynamic_batch
+from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
-
-TARGET_OPSET = 18
+from rctc.onnx_cleanups import (
+    TARGET_OPSET,
+    accept_newer_opset,
+    constant_dropout_modes,
+    fix_pool_ceil_mode,
+    inference_batchnorm,
+    scalar_dropout_inputs,
+)
 
 # input slots that hold parameters, per op type (the rest of a node's float constants are consts)
 PARAM_SLOTS: dict[str, tuple[int, ...]] = {
@@ -37,6 +49,8 @@ PARAM_SLOTS: dict[str, tuple[int, ...]] = {
     "Mul": (0, 1),
 }
 BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+#: value-preserving ops a weight may be read through (its role comes from the op behind them)
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -140,6 +154,13 @@ def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
         for i, dim in enumerate(tt.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
+            if dim.HasField("dim_value") and dim.dim_value == 0:  # a zero-size dimension, not a symbol
+                if i > 0:
+                    continue
+                raise RctcError(
+                    f"{vi.name!r} has a zero-size first dimension; rctc takes it as the batch, bound to "
+                    "--batch-size (>= 1): give that dimension a size or make it symbolic"
+                )
             if i == 0:
                 dim.Clear()
                 dim.dim_value = batch_size
@@ -160,12 +181,16 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def normalize_to_arrays(
-    model: onnx.ModelProto, batch_size: int, source: str = "model"
+    model: onnx.ModelProto,
+    batch_size: int,
+    source: str = "model",
+    source_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """Check, bind the batch dim, convert opsets, fold constants and infer shapes.
 
     Returns the normalised model *without* initializers and name -> array of its constants
     (so the weights are not copied through protobuf again); ``model`` itself is not changed.
+    ``source_shapes`` receives the file's shape of each weight folding reshaped under its name.
     """
     if batch_size < 1:
         raise RctcError(f"--batch-size must be >= 1, got {batch_size}")
@@ -188,15 +213,19 @@ def normalize_to_arrays(
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
         except Exception as exc:
-            raise RctcError(
-                f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
-            ) from exc
+            if _opset(model) < TARGET_OPSET:
+                raise RctcError(
+                    f"{source}: cannot convert opset {_opset(model)} to {TARGET_OPSET} ({str(exc).splitlines()[0]})"
+                ) from exc
+            accept_newer_opset(model, source)
         # the converter keeps the IR version: an old model (IR 3/4) would claim opset 18 with an
         # IR version too old for it
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
-    consts = fold_in_place(model)
-    _fix_pool_ceil_mode(model, consts)
-    _scalar_dropout_inputs(model, consts)
+    consts = fold_in_place(model, source_shapes=source_shapes)
+    fix_pool_ceil_mode(model, consts)
+    scalar_dropout_inputs(model, consts)
+    constant_dropout_modes(model, consts, source)
+    inference_batchnorm(model, source)
     try:  # on the weight-less skeleton: fast, and no 2 GB protobuf limit
         inferred = shape_inference.infer_shapes(
             shape_skeleton(model, consts), check_type=True, strict_mode=True, data_prop=True
@@ -216,74 +245,33 @@ def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") ->
     return out
 
 
-def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
-    """Give Dropout the scalar ``ratio`` / ``training_mode`` the spec asks for.
+def shape_arithmetic(model: onnx.ModelProto) -> set[int]:
+    """Indices of the nodes whose outputs follow from constants and tensor shapes alone.
 
-    ``onnx.version_converter`` turns the opset < 12 ``ratio`` attribute into a one-element 1-D
-    tensor; passes and kernels may rely on the spec's 0-d scalar.
+    Seeds: initializers, ``Constant`` outputs and ``Shape`` / ``Size`` outputs (static once the
+    batch is bound); a node all of whose inputs are such values is itself one (unless it draws
+    random numbers). Constant folding removes these nodes (legacy multi-head-attention exports
+    compute their reshape targets with Shape / Gather / Mod / Div / Concat), so their op types
+    need no kernel.
     """
-    for n in model.graph.node:
-        if n.op_type != "Dropout":
+    static = {t.name for t in model.graph.initializer}
+    out: set[int] = set()
+    for i, n in enumerate(model.graph.node):
+        if n.domain not in ("", "ai.onnx") or n.op_type in NEVER_FOLD:
             continue
-        for i in (1, 2):
-            name = n.input[i] if i < len(n.input) else ""
-            arr = consts.get(name)
-            if arr is None or arr.ndim == 0 or arr.size != 1:
-                continue
-            scalar = arr.reshape(())
-            new = f"{name}_scalar"
-            while new in consts and not (consts[new].shape == () and consts[new] == scalar):
-                new += "_"
-            consts[new] = scalar
-            n.input[i] = new
+        if n.op_type in ("Constant", "Shape", "Size") or all(x in static for x in n.input if x):
+            static.update(o for o in n.output if o)
+            out.add(i)
+    return out
 
 
-def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
-    """Turn ``ceil_mode=1`` into ``ceil_mode=0`` on pools whose last ceil-mode window would start
-    in the end padding.
-
-    onnxruntime, PyTorch and rctc's kernels drop such a window (the output then has exactly the
-    floor-mode size, so ``ceil_mode=0`` is the same computation), but onnx's shape inference for
-    the opset-18 pools still counts it and would give the IR a shape the kernels do not produce.
-    """
-    pools = [n for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")]
-    if not any(a.name == "ceil_mode" and a.i for n in pools for a in n.attribute):
-        return
-    from rctc.runtime.kernels._im2col import out_size
-
-    shapes = static_shapes(model, consts)
-    for n in pools:
-        attrs = attrs_from_proto(n.attribute)
-        auto_pad = attrs.get("auto_pad", "NOTSET")
-        if not attrs.get("ceil_mode") or auto_pad not in ("NOTSET", "VALID") or n.input[0] not in shapes:
-            continue
-        spatial = shapes[n.input[0]][2:]
-        k = len(spatial)
-        kernel = attrs.get("kernel_shape", [])
-        if len(kernel) != k:
-            continue  # the kernel reports the malformed node
-        strides = attrs.get("strides", [1] * k)
-        dilations = attrs.get("dilations", [1] * k)
-        pads = attrs.get("pads", [0] * (2 * k)) if auto_pad == "NOTSET" else [0] * (2 * k)
-        try:
-            same = all(
-                out_size(spatial[i], kernel[i], strides[i], dilations[i], pads[i], pads[k + i], True)
-                == out_size(spatial[i], kernel[i], strides[i], dilations[i], pads[i], pads[k + i], False)
-                for i in range(k)
-            )
-        except ValueError:
-            continue
-        if same:
-            for a in n.attribute:
-                if a.name == "ceil_mode":
-                    a.i = 0
-
-
-def check_supported(model: onnx.ModelProto, supported: set[str], source: str = "model") -> None:
-    """Raise one error listing every unsupported op with its node names."""
+def check_supported(
+    model: onnx.ModelProto, supported: set[str], source: str = "model", skip: set[int] | None = None
+) -> None:
+    """Raise one error listing every unsupported op with its node names (nodes in ``skip`` aside)."""
     bad: dict[str, list[str]] = {}
     for i, n in enumerate(model.graph.node):
-        if n.op_type not in supported:
+        if n.op_type not in supported and (skip is None or i not in skip):
             bad.setdefault(n.op_type, []).append(n.name or f"#{i}")
     if bad:
         parts = [
@@ -309,10 +297,13 @@ def to_ir(
     source: str = "model",
     original_inits: set[str] | None = None,
     consts: dict[str, np.ndarray] | None = None,
+    source_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> Graph:
     """Convert a normalised ONNX model into an IR Graph with params / buffers / consts marked.
 
     The constants are the model's initializers, or ``consts`` (from :func:`normalize_to_arrays`).
+    A constant whose shape folding changed (``source_shapes``: name -> shape in the file) records
+    the file's shape in ``Value.meta["source_shape"]``.
     """
     g = Graph(name=model.graph.name or "model")
     infos = _value_infos(model)
@@ -321,8 +312,19 @@ def to_ir(
     if original_inits is None:
         original_inits = set(consts)
     roles: dict[str, str] = {}
+    # a weight read through a layout node (Transpose(W) kept by folding) takes the role of the
+    # layout node's output: consumers are looked through layout nodes back to the constant
+    layout_src = {n.output[0]: n.input[0] for n in model.graph.node
+                  if n.op_type in LAYOUT_OPS and n.input and n.output}
+
+    def source(name: str) -> str:
+        while name not in consts and name in layout_src:
+            name = layout_src[name]
+        return name
+
     for n in model.graph.node:
-        for i, name in enumerate(n.input):
+        for i, read in enumerate(n.input):
+            name = source(read) if n.op_type not in LAYOUT_OPS else read
             if name in consts and np.issubdtype(consts[name].dtype, np.floating):
                 if i in BUFFER_SLOTS.get(n.op_type, ()):
                     roles[name] = "buffer"
@@ -339,6 +341,8 @@ def to_ir(
         v = g.add_value(name, arr.shape, arr.dtype, kind, data)
         if v.name != name:
             raise RctcError(f"{source}: duplicate tensor name {name!r}")
+        if source_shapes and name in source_shapes and tuple(source_shapes[name]) != tuple(arr.shape):
+            v.meta["source_shape"] = [int(d) for d in source_shapes[name]]  # export restores it
     for vi in model.graph.input:
         shape, dtype = infos[vi.name]
         if shape is None or dtype is None:
@@ -385,11 +389,22 @@ def import_model(
 
         supported = set(KERNELS)
     # report everything before any work
-    check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source)
+    # (shape arithmetic folds once the batch is bound: only the ops that remain are checked after)
+    check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source, shape_arithmetic(proto))
     original_inits = {t.name for t in proto.graph.initializer}
-    norm, consts = normalize_to_arrays(proto, batch_size, source)
+    source_shapes: dict[str, tuple[int, ...]] = {}
+    norm, consts = normalize_to_arrays(proto, batch_size, source, source_shapes)
     check_supported(norm, supported, source)
-    return to_ir(norm, source, original_inits, consts)
+    g = to_ir(norm, source, original_inits, consts, source_shapes)
+    g.meta["dynamic_batch"] = dynamic_batch(proto)
+    if g.meta["dynamic_batch"] and any(n.op_type in ("Shape", "Size") for n in proto.graph.node):
+        # Shape-derived Reshape targets hold the bound batch: normalise at a second batch size
+        # to tell which entries depend on it
+        norm2, consts2 = normalize_to_arrays(proto, batch_size + 1 if batch_size > 1 else 3, source)
+        for name, free in batch_free_targets(norm, consts, norm2, consts2).items():
+            if name in g.values:  # export writes this target: the exported model runs at any batch
+                g.values[name].meta["batch_free"] = None if free is None else [int(d) for d in free]
+    return g
 
 
 __all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]

@@ -9,7 +9,9 @@ from rctc.errors import RctcError
 
 MODES = ("rct", "qat", "fp32")
 LOSSES = ("cross-entropy", "mse")
-OPTIMIZERS = ("sgd", "momentum")
+OPTIMIZERS = ("sgd", "momentum", "adamw")
+#: PyTorch's default weight decay per optimizer (torch.optim.SGD: 0, torch.optim.AdamW: 0.01)
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adamw": 0.01}
 ROUNDINGS = ("stochastic", "nearest")
 
 
@@ -21,7 +23,9 @@ class CompileOptions:
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float | None = None  # None: the optimizer's PyTorch default (DEFAULT_WEIGHT_DECAY)
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    eps: float = 1e-8  # adamw
     trainable: list[str] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
     seed: int = 0
@@ -53,8 +57,16 @@ class CompileOptions:
             raise bad(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise bad(f"--momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.optimizer == "adamw":
+            if self.mode == "rct":
+                raise bad("--optimizer adamw runs in --mode fp32 or qat (rct's integer Adam moments are not "
+                          "implemented yet); use --mode qat, or --optimizer sgd / momentum in rct")
+            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+                raise bad(f"--betas must be two values in [0, 1), got {list(self.betas)}")
+            if not self.eps > 0:
+                raise bad(f"--eps must be > 0, got {self.eps}")
         if self.min_bits < 2:
             raise bad(f"--min-bits must be >= 2, got {self.min_bits}")
         if self.max_bits > 32:
@@ -73,10 +85,17 @@ class CompileOptions:
             raise bad(f"need 0 <= --gavg-low < --gavg-high, got {self.gavg_low} and {self.gavg_high}")
         return self
 
+    @property
+    def decay(self) -> float:
+        """The weight decay in effect: the option, or the optimizer's PyTorch default."""
+        return float(DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompileOptions:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        out = cls(**{k: v for k, v in d.items() if k in names})
+        out.betas = (float(out.betas[0]), float(out.betas[1]))  # JSON gives a list
+        return out

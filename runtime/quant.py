@@ -125,8 +125,8 @@ def quantize(
         fl = np.floor(v)
         u = rng.random(v.shape, dtype=np.float32)  # type: ignore[union-attr]
         r = fl + (u < (v - fl))
-    np.clip(r, -qmax, qmax, out=r)
-    return r.astype(int_dtype_for_bits(bits)), exp
+    r = np.clip(r, -qmax, qmax)  # not out=: a 0-d input (a scalar bias) gives a numpy scalar here
+    return np.asarray(r).astype(int_dtype_for_bits(bits)), exp
 
 
 def dequantize(q: np.ndarray, e: int) -> np.ndarray:

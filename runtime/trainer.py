@@ -166,7 +166,8 @@ class Trainer:
         for out, _ in self.forward(x, names):
             for k in names:
                 parts[k].append(out[k])
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        # a 0-d output (no batch axis) comes from one batch: nothing to concatenate
+        return {k: np.concatenate(v) if v[0].ndim else np.array(v[0]) for k, v in parts.items()}
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         loss_name, logits_name = self.meta["loss"], self.meta["logits"]

@@ -100,6 +100,25 @@ def test_float_export_structure_and_names(tmp_path: Path) -> None:
     assert "SoftmaxCrossEntropy" not in ops and "labels" not in {i.name for i in model.graph.input}
 
 
+@pytest.mark.parametrize("mode", ["rct", "qat"])
+def test_float_export_holds_no_quantize_or_dequantize(tmp_path: Path, mode: str) -> None:
+    """``--format float`` is a plain float model; only ``qdq`` has QuantizeLinear / DequantizeLinear."""
+    m, x = _trained("lenet", mode, 5)
+    ref = m.predict(x)["logits"]
+    m.export(tmp_path / "f.onnx", "float")
+    model = onnx.load(str(tmp_path / "f.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"QuantizeLinear", "DequantizeLinear"}, sorted(ops)
+    assert all(t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64) for t in model.graph.initializer)
+    assert {p.name for p in m.graph.params()} <= {t.name for t in model.graph.initializer}
+    level = "none" if mode == "qat" else "all"  # qat: batch-max scales, the same batches, no rewrites
+    got = _run(_session(tmp_path / "f.onnx", level=level), x, 32)
+    assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+    assert _rel(got, ref) <= (1e-4 if mode == "rct" else 1e-5)
+    m.export(tmp_path / "q.onnx", "qdq")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+
+
 def test_qdq_export_integer_weights(tmp_path: Path) -> None:
     m, _ = _trained("mlp", "rct", 30)
     m.export(tmp_path / "q.onnx", "qdq")

@@ -250,6 +250,10 @@ _ELEMENTWISE: dict[str, _Rule] = {
     "SGDUpdate": lambda n, i, o: {k: _e(o) * (1 + (1 if n.attrs.get("weight_decay") else 0)) for k in ("add", "mult")},
     "MomentumUpdate": lambda n, i, o: {k: _e(o) * (2 + (1 if n.attrs.get("weight_decay") else 0))
                                        for k in ("add", "mult")},
+    # AdamW per element: 2 moment updates (3 mult, 2 add), the step (2 mult, 1 add), the decay (1 mult);
+    # sqrt and the division are special
+    "AdamWUpdate": lambda n, i, o: {"mult": _e(o) * (5 + (1 if n.attrs.get("weight_decay") else 0)),
+                                    "add": 3 * _e(o), "special": 2 * _e(o)},
 }
 _NO_OPS = VIEW_OPS | {"Cast", "Concat", "ConcatGrad", "Slice", "Expand", "Gather"}
 

@@ -34,7 +34,7 @@ LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identi
 QUANT_BITS_OPS = {"QuantAct", "QuantGrad", "FakeQuant"}
 HELPER_OPS = {"QuantAct", "QuantGrad", "FakeQuant", "Dequantize"} | LAYOUT_OPS
 PRODUCT_BASES = {"Conv", "ConvGradInput", "ConvGradWeight", "Gemm", "MatMul"}
-UPDATE_OPS = {"SGDUpdate", "MomentumUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate",
+UPDATE_OPS = {"SGDUpdate", "MomentumUpdate", "AdamWUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate",
               "FusedIntMomentumUpdate"}
 
 

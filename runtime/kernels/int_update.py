@@ -47,6 +47,7 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
         fl, up = stochastic_floor(u, ctx.rng)
         new = np.add(q, fl, dtype=np.float64)
         new += up
+    new = np.asarray(new)  # a 0-d parameter (a scalar bias) gives numpy scalars above
     np.minimum(new, qmax, out=new)
     np.maximum(new, -qmax, out=new)
     param = node.meta.get("param", node.name)

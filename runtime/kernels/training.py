@@ -15,6 +15,9 @@ Conventions (inputs; attributes) -> outputs:
   MomentumUpdate(w, g, v, lr; momentum, weight_decay) -> (w_new, v_new)
       PyTorch SGD semantics: d = g + wd * w; v_new = momentum * v + d; w_new = w - lr * v_new
       (a zero-initialised v reproduces PyTorch's first step, v = d).
+  AdamWUpdate(w, g, m, v, t, lr; beta1, beta2, epsilon, weight_decay) -> (w_new, m_new, v_new, t_new)
+      torch.optim.AdamW: w *= 1 - lr * wd (decoupled); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+      t += 1; w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). ``t`` is an int64 count.
 
 Losses compute in the logits' / predictions' dtype and return it; updates return new arrays of
 the parameter's (and velocity's) dtype. No kernel writes into its inputs.
@@ -231,3 +234,25 @@ def momentum_update(
     v_new = v * np.asarray(mu, vd) + d.astype(vd, copy=False)
     w_new = w - _lr(lr, w.dtype) * v_new.astype(w.dtype, copy=False)
     return w_new, v_new
+
+
+@register("AdamWUpdate")
+def adamw_update(
+    ctx: KernelContext, node: Node, w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: np.ndarray,
+    lr: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if not np.issubdtype(w.dtype, np.floating):
+        raise TypeError(f"AdamWUpdate needs a float parameter, got {w.dtype}")
+    dt = w.dtype
+    b1, b2 = float(node.attrs.get("beta1", 0.9)), float(node.attrs.get("beta2", 0.999))
+    eps, wd = float(node.attrs.get("epsilon", 1e-8)), float(node.attrs.get("weight_decay", 0.01))
+    rate = float(_lr(lr, np.dtype(np.float64)))
+    g = np.asarray(g).astype(dt, copy=False)
+    step = np.asarray(t, np.int64).reshape(()) + 1
+    m_new = m * np.asarray(b1, dt) + g * np.asarray(1.0 - b1, dt)
+    v_new = v * np.asarray(b2, dt) + np.square(g) * np.asarray(1.0 - b2, dt)
+    step_size = np.asarray(rate / (1.0 - b1 ** int(step)), dt)
+    denom = np.sqrt(v_new) / np.asarray(math.sqrt(1.0 - b2 ** int(step)), dt) + np.asarray(eps, dt)
+    w_new = w * np.asarray(1.0 - rate * wd, dt) if wd else w.copy()
+    w_new -= step_size * m_new / denom
+    return w_new, m_new, v_new, step

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, quantize
 from rctc.ir import Graph, Value
 from rctc.options import CompileOptions
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, quantize
 from rctc.slots import bits_name, exp_name
 
 

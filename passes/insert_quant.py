@@ -21,10 +21,10 @@ import math
 import numpy as np
 
 from rctc.errors import UnsupportedOpError
+from rctc.fixedpoint import int_dtype_for_bits
 from rctc.ir import Graph, Node, Value
 from rctc.options import CompileOptions
 from rctc.passes.grad_rules.activations import UNARY
-from rctc.runtime.quant import int_dtype_for_bits
 
 GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
 LAYOUT_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}

@@ -43,10 +43,10 @@ from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
 from rctc.export_quant import QuantBuilder
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
 from rctc.onnx_attrs import attrs_to_proto
 from rctc.rct_format import atomic_write_bytes
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.slots import bits_name, exp_name, has_slot
 
 FORMATS = ("float", "qdq")

@@ -5,8 +5,9 @@ Leaves: ``compute()`` returns ``{"<model>/<mode>": {"<state value>": sha256 hex}
 ``STEPS`` training steps at batch ``BATCH`` on fixed random data with a fixed seed, so a
 change that alters numerics anywhere in import, passes or kernels changes a digest.
 
-Re-recording is explicit: ``python tests/golden/state_digests.py`` rewrites ``state_digests.json``; do it only in a commit that says why the numbers
-changed (a new RNG, a new integer kernel), never to make a failing test pass silently.
+Re-recording is explicit: ``python tests/golden/state_digests.py`` rewrites
+``state_digests.json``; do it only in a commit that says why the numbers changed (a new RNG,
+a new integer kernel), never to make a failing test pass silently.
 """
 
 from __future__ import annotations

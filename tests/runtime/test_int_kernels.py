@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from rctc.fixedpoint import int_dtype_for_bits
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
-from rctc.runtime.quant import int_dtype_for_bits
 
 
 def _rand(rng: np.random.Generator, shape: tuple[int, ...], bits: int, extreme: bool = False) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
+from rctc.ops import domain_of
 from rctc.options import CompileOptions
 from rctc.passes.grad_rules import RULES
 
@@ -42,11 +43,9 @@ class BackwardBuilder:
         attrs: dict[str, Any] | None = None,
         domain: str | None = None,
     ) -> list[Value]:
-        """Emit one node (domain 'rctc' unless it is a standard ONNX op) and return its outputs."""
-        from rctc.runtime.kernels import KERNELS  # noqa: F401 - makes sure ONNX kernels exist
-
+        """Emit one node (in its definition's domain: '' for standard ONNX ops, else 'rctc')."""
         if domain is None:
-            domain = "" if op_type in _ONNX_OPS else "rctc"
+            domain = domain_of(op_type)
         fwd = self.fwd.name if self.fwd is not None else "loss"
         node = self.g.add_node(
             op_type, inputs, [(f"{n}", s, d) for n, s, d in outs], attrs, name=f"{fwd}/grad/{op_type}", domain=domain
@@ -75,26 +74,6 @@ class BackwardBuilder:
         return self.op("Add", [a, b], [(f"{a.name}+", a.shape, a.dtype)], domain="")[0]
 
 
-_ONNX_OPS = {
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Neg",
-    "Transpose",
-    "Reshape",
-    "MatMul",
-    "Gemm",
-    "Conv",
-    "Concat",
-    "Squeeze",
-    "Unsqueeze",
-    "ReduceSum",
-    "ReduceMean",
-    "Relu",
-    "Sigmoid",
-    "Tanh",
-}
 
 
 def _needs_grad(g: Graph, targets: Sequence[Value]) -> set[str]:

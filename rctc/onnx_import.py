@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
+from rctc import ops
 from rctc.constant_folding import FOLDABLE_ONLY, fold_in_place, shape_skeleton, static_shapes
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
@@ -24,19 +25,10 @@ from rctc.onnx_attrs import attrs_from_proto
 
 TARGET_OPSET = 18
 
-# input slots that hold parameters, per op type (the rest of a node's float constants are consts)
-PARAM_SLOTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2),
-    "Gemm": (0, 1, 2),
-    "MatMul": (0, 1),
-    "BatchNormalization": (1, 2),
-    "LayerNormalization": (1, 2),
-    "Gather": (0,),
-    "Add": (0, 1),
-    "Sub": (0, 1),
-    "Mul": (0, 1),
-}
-BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+# input slots that hold parameters / persistent buffers, per op type (from the op definitions;
+# the rest of a node's float constants are consts)
+PARAM_SLOTS = ops.PARAM_SLOTS
+BUFFER_SLOTS = ops.BUFFER_SLOTS
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -381,9 +373,7 @@ def import_model(
     source = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
     proto = load_model(model) if not isinstance(model, onnx.ModelProto) else model
     if supported is None:
-        from rctc.runtime.kernels import KERNELS
-
-        supported = set(KERNELS)
+        supported = set(ops.REGISTRY)
     # report everything before any work
     check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source)
     original_inits = {t.name for t in proto.graph.initializer}

@@ -28,14 +28,11 @@ import networkx as nx
 import numpy as np
 
 from rctc.ir import Graph, Node, Value
+from rctc.ops import INT_PRODUCTS, UPDATE_OPS
+from rctc.ops import QUANT_HELPERS as HELPER_OPS
+from rctc.ops import QUANTISE_OPS as QUANT_BITS_OPS
+from rctc.ops import WIDTH_PRESERVING as LAYOUT_OPS
 from rctc.slots import bits_name, has_slot
-
-LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
-QUANT_BITS_OPS = {"QuantAct", "QuantGrad", "FakeQuant"}
-HELPER_OPS = {"QuantAct", "QuantGrad", "FakeQuant", "Dequantize"} | LAYOUT_OPS
-PRODUCT_BASES = {"Conv", "ConvGradInput", "ConvGradWeight", "Gemm", "MatMul"}
-UPDATE_OPS = {"SGDUpdate", "MomentumUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate",
-              "FusedIntMomentumUpdate"}
 
 
 def step_outputs(g: Graph) -> list[str]:
@@ -132,7 +129,7 @@ class ValueInfo:
                 if i == 0 and n.op_type in HELPER_OPS and src is not None and self.kind.get(src.name) == "param":
                     self.kind[out.name] = "param"
         for n in g.nodes:  # accumulators only a Dequantize reads: the product's epilogue, never in memory
-            if n.domain == "rctc" and n.op_type.startswith("Int") and n.op_type[3:] in PRODUCT_BASES:
+            if n.domain == "rctc" and n.op_type in INT_PRODUCTS:
                 if all(u.op_type == "Dequantize" for o in n.outputs for u, _ in o.uses):
                     for o in n.outputs:
                         self.kind[o.name] = "epilogue"

@@ -35,6 +35,10 @@ class BackwardBuilder:
     def needs(self, v: Value | None) -> bool:
         return v is not None and v.name in self._needs
 
+    def wants(self, v: Value | None) -> bool:
+        """Whether ``v`` needs a gradient: on a gradient path and of a float type."""
+        return self.needs(v) and v is not None and v.dtype is not None and np.issubdtype(v.dtype, np.floating)
+
     def op(
         self,
         op_type: str,

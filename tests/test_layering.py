@@ -26,7 +26,8 @@ BACKENDS = ("rctc.runtime", "rctc.native")
 #: modules below the backends: the frontend, the IR and its helpers, the op definitions, the
 #: passes and the analyses
 FRONTEND = ("rctc.ir", "rctc.errors", "rctc.onnx_import", "rctc.constant_folding", "rctc.onnx_attrs", "rctc.options",
-            "rctc.slots", "rctc.fixedpoint", "rctc.pass_manager", "rctc.compiler")
+            "rctc.slots", "rctc.fixedpoint", "rctc.pass_manager", "rctc.compiler", "rctc.export", "rctc.export_quant",
+            "rctc.onnx_export")
 LAYERED = ("rctc.ops", "rctc.passes", "rctc.analysis", *FRONTEND)
 
 

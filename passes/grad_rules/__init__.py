@@ -2,6 +2,7 @@
 
 Every rule is for an op type defined in ``rctc.ops`` (registering one for an undefined op type,
 or twice, raises); the definition's ``differentiable`` names the inputs the rule gives a gradient.
+A definition may carry its rule itself (``OpDef.grad``); those are added to ``RULES`` here.
 
 A rule is ``fn(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]``:
 given the gradients of the node's outputs (None where no gradient flows), it emits IR
@@ -16,7 +17,7 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from rctc.ops import lookup
+from rctc.ops import REGISTRY, lookup
 
 GradRule = Callable[..., list[Any]]
 RULES: dict[str, GradRule] = {}
@@ -40,3 +41,6 @@ def rule(*op_types: str) -> Callable[[GradRule], GradRule]:
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
+for _defn in REGISTRY.values():  # rules carried by their op definition
+    if _defn.grad is not None:
+        rule(_defn.op_type)(_defn.grad)

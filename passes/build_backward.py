@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from rctc.errors import UnsupportedOpError
-from rctc.ir import Graph, Node, Value
+from rctc.ir import GRAD, Graph, Node, Role, Value
 from rctc.ops import domain_of
 from rctc.options import CompileOptions
 from rctc.passes.grad_rules import RULES
@@ -66,7 +66,9 @@ class BackwardBuilder:
         suffix: str = "",
     ) -> Value:
         """Emit a node with one output shaped like ``like``, named as its gradient."""
-        return self.op(op_type, inputs, [(f"grad::{like.name}{suffix}", like.shape, like.dtype)], attrs)[0]
+        out = self.op(op_type, inputs, [(f"grad::{like.name}{suffix}", like.shape, like.dtype)], attrs)[0]
+        out.role = Role(GRAD, like.name)
+        return out
 
     def reduce_to(self, grad: Value, target: Value) -> Value:
         """Sum a broadcast gradient back down to ``target``'s shape (no-op when equal)."""
@@ -152,5 +154,8 @@ def backward(g: Graph, seeds: dict[str, Value], wrt: Sequence[Value]) -> dict[st
 def run(g: Graph, options: CompileOptions) -> None:
     loss = g.value(g.meta["loss"])
     seed = g.add_const("grad::loss.seed", np.ones((), dtype=loss.dtype))
+    seed.role = Role(GRAD, loss.name)
     grads = backward(g, {loss.name: seed}, g.params(trainable_only=True))
+    for name, v in grads.items():
+        v.role = Role(GRAD, name)
     g.meta["param_grads"] = {name: v.name for name, v in grads.items()}

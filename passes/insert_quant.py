@@ -20,7 +20,7 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.fixedpoint import int_dtype_for_bits
-from rctc.ir import Graph, Node, Value
+from rctc.ir import EXPONENT, GRAD, INT_VIEW, Graph, Node, Role, Value
 from rctc.ops import INT_LOWERED, LAYOUT_OPS, RCT_RUNNABLE, get
 from rctc.ops.costs import contraction
 from rctc.options import CompileOptions
@@ -62,9 +62,7 @@ class _Quantiser:
 
     def _quantise(self, v: Value, user: Node) -> tuple[Value, Value, int]:
         g, o = self.g, self.o
-        is_error = v.name.startswith("grad::") or (
-            v.producer is not None and v.producer.meta.get("phase") == "backward"
-        )
+        is_error = v.has_role(GRAD) or (v.producer is not None and v.producer.meta.get("phase") == "backward")
         after = v.producer
         kw = {"after": after} if after is not None else {"before": g.nodes[0]}
         if is_error:
@@ -78,6 +76,7 @@ class _Quantiser:
                 **kw,
             )
             node.meta.update({"phase": "backward", "fwd": user.meta.get("fwd", user.name)})
+            node.outputs[0].role, node.outputs[1].role = Role(INT_VIEW, v.name), Role(EXPONENT, v.name)
             return node.outputs[0], node.outputs[1], o.grad_bits
         amax = g.add_value(f"{v.name}.amax", (), np.float32, "buffer", np.zeros((), np.float32))
         node = g.add_node(
@@ -94,6 +93,7 @@ class _Quantiser:
             **kw,
         )
         node.meta.update({"phase": "forward"})
+        node.outputs[0].role, node.outputs[1].role = Role(INT_VIEW, v.name), Role(EXPONENT, v.name)
         g.state_updates[amax.name] = node.outputs[2].name
         return node.outputs[0], node.outputs[1], o.act_bits
 
@@ -123,6 +123,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     )
     inode.meta.update(node.meta)
     inode.meta["bits"] = [ba, bb]
+    inode.meta["lowered_from"] = node.name
     bias = node.input(2) if node.op_type in ("Conv", "Gemm") else None
     dq_attrs = {
         "alpha": float(node.attrs.get("alpha", 1.0)),

@@ -201,13 +201,6 @@ def normalize_to_arrays(
     return model, consts
 
 
-def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
-    """Check, bind the batch dim, convert opsets, fold constants and infer shapes (a new model)."""
-    out, consts = normalize_to_arrays(model, batch_size, source)
-    out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
-    return out
-
-
 def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     """Give Dropout the scalar ``ratio`` / ``training_mode`` the spec asks for.
 
@@ -382,4 +375,4 @@ def import_model(
     return to_ir(norm, source, original_inits, consts)
 
 
-__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]
+__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize_to_arrays", "to_ir"]

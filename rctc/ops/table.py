@@ -3,7 +3,7 @@
 Needs: the registry filled (``import rctc.ops``).
 Leaves: ``operator_table()`` - one dict per op type, sorted by family then name, with
 ``op_type``, ``family``, ``domain``, ``modes`` ``{"fp32": bool, "qat": bool, "rct": "integer" |
-"float-island" | None}``, ``differentiable`` (input names), ``c_kernel`` (bool) and ``traits``;
+"float-island" | None}``, ``differentiable`` (input names), ``c_kernel`` (bool), ``traits`` and ``doc``;
 ``format_table()`` renders it as plain text; ``readme_block()`` is the README's list of the
 ONNX ops rctc trains through, and ``python -m rctc.ops --readme README.md`` rewrites that block.
 """
@@ -32,6 +32,7 @@ def operator_table() -> list[dict[str, Any]]:
             "differentiable": list(d.differentiable),
             "c_kernel": d.c_kernel is not None,
             "traits": sorted(d.traits),
+            "doc": d.doc,
         })
     return rows
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, quantize
 from rctc.ir import BITS, EXPONENT, Graph, Role, Value
+from rctc.ops import FLOAT_UPDATES
 from rctc.options import CompileOptions
 from rctc.slots import bits_name, exp_name
 
@@ -50,7 +51,7 @@ def _gather_rows(g: Graph, p: Value) -> None:
 def _dequantize_uses(g: Graph, p: Value, float_dtype: np.dtype) -> None:
     _gather_rows(g, p)
     users = [(n, i) for n, i in p.uses
-             if n.op_type not in ("SGDUpdate", "MomentumUpdate") and not (n.op_type == "Gather" and i == 0)]
+             if n.op_type not in FLOAT_UPDATES and not (n.op_type == "Gather" and i == 0)]
     if not users:
         return
     first = min(users, key=lambda u: g.nodes.index(u[0]))[0]
@@ -62,7 +63,7 @@ def _dequantize_uses(g: Graph, p: Value, float_dtype: np.dtype) -> None:
 
 
 def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
-    upd = next((n for n, _ in p.uses if n.op_type in ("SGDUpdate", "MomentumUpdate")), None)
+    upd = next((n for n, _ in p.uses if n.op_type in FLOAT_UPDATES), None)
     if upd is None:
         return
     grad, lr = upd.inputs[1], upd.inputs[-1]

@@ -124,7 +124,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     inode.meta.update(node.meta)
     inode.meta["bits"] = [ba, bb]
     inode.meta["lowered_from"] = node.name
-    bias = node.input(2) if node.op_type in ("Conv", "Gemm") else None
+    bias = node.input(2) if len(get(node.op_type).inputs) > 2 else None  # Conv's B, Gemm's C
     dq_attrs = {
         "alpha": float(node.attrs.get("alpha", 1.0)),
         "beta": float(node.attrs.get("beta", 1.0)),

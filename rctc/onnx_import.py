@@ -313,8 +313,7 @@ def to_ir(
                     roles[name] = "buffer"
                 elif i in PARAM_SLOTS.get(n.op_type, ()) and roles.get(name) != "buffer":
                     arr = consts[name]
-                    is_weight = n.op_type in ("Conv", "Gemm", "MatMul", "BatchNormalization",
-                                              "LayerNormalization", "Gather")
+                    is_weight = n.op_type in ops.WEIGHTED_OPS
                     if is_weight or (name in original_inits and arr.size > 1):
                         roles[name] = "param"
     for name, arr in consts.items():

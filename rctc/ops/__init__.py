@@ -36,6 +36,7 @@ from rctc.ops.schema import (
     UNARY_ACTIVATION,
     UPDATE,
     VIEW,
+    WEIGHTED,
     DuplicateOpError,
     OpDef,
     get,
@@ -67,6 +68,11 @@ PRODUCT_OPERANDS = {d.op_type: d.product_operands for d in REGISTRY.values() if 
 PARAM_SLOTS = {d.op_type: d.param_slots for d in REGISTRY.values() if d.param_slots}
 BUFFER_SLOTS = {d.op_type: d.buffer_slots for d in REGISTRY.values() if d.buffer_slots}
 UNARY_ATTRS = {d.op_type: tuple(d.attrs) for d in REGISTRY.values() if UNARY_ACTIVATION in d.traits}
+#: ops whose parameter slots always hold weights (the element-wise Add / Sub / Mul do only for
+#: original initializers of more than one element)
+WEIGHTED_OPS = with_trait(WEIGHTED)
+#: the float (fp32 / qat) updates assign_slots turns into integer ones
+FLOAT_UPDATES = where(lambda d: UPDATE in d.traits and INTEGER not in d.traits)
 
 
 def domain_of(op_type: str) -> str:
@@ -75,9 +81,9 @@ def domain_of(op_type: str) -> str:
 
 
 __all__ = [
-    "BUFFER_SLOTS", "FAKE_QUANT_PRODUCTS", "FLOAT_ISLANDS", "FORWARD_PRODUCT_OF", "FUSABLE_PRODUCTS",
-    "FUSED_UPDATES", "INT_LOWERED", "INT_PRODUCTS", "LAYOUT_OPS", "PARAM_SLOTS", "PRODUCT_OPERANDS",
-    "QUANTISE_OPS", "QUANT_HELPERS", "RCT_RUNNABLE", "REGISTRY", "RESHAPE_OPS", "UNARY_ATTRS", "UPDATE_OPS",
-    "VIEW_OPS", "WIDTH_PRESERVING", "DuplicateOpError", "OpDef", "domain_of", "format_table", "get", "lookup",
-    "operator_table", "with_trait",
+    "BUFFER_SLOTS", "DuplicateOpError", "FAKE_QUANT_PRODUCTS", "FLOAT_ISLANDS", "FLOAT_UPDATES",
+    "FORWARD_PRODUCT_OF", "FUSABLE_PRODUCTS", "FUSED_UPDATES", "INT_LOWERED", "INT_PRODUCTS", "LAYOUT_OPS", "OpDef",
+    "PARAM_SLOTS", "PRODUCT_OPERANDS", "QUANTISE_OPS", "QUANT_HELPERS", "RCT_RUNNABLE", "REGISTRY", "RESHAPE_OPS",
+    "UNARY_ATTRS", "UPDATE_OPS", "VIEW_OPS", "WEIGHTED_OPS", "WIDTH_PRESERVING", "domain_of", "format_table", "get",
+    "lookup", "operator_table", "with_trait",
 ]

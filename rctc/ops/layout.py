@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rctc.ops import costs
 from rctc.ops.costs import inp
-from rctc.ops.schema import GRADIENT, LAYOUT, RESHAPE, VIEW, definer
+from rctc.ops.schema import GRADIENT, LAYOUT, RESHAPE, VIEW, WEIGHTED, definer
 
 op = definer("layout")
 grad = definer("layout", domain="rctc", traits={GRADIENT})
@@ -30,7 +30,7 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
    cost=costs.free)
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
-op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, differentiable=("data",),
+op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
    param_slots=(0,), cost=costs.free, doc="an embedding lookup when data is a parameter")
 op("Expand", ("input", "shape"), cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), cost=costs.free)

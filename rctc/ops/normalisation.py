@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from rctc.ops import costs
 from rctc.ops.costs import channels, e, per_output, rows
-from rctc.ops.schema import GRADIENT, definer
+from rctc.ops.schema import GRADIENT, WEIGHTED, definer
 
 op = definer("normalisation")
 grad = definer("normalisation", domain="rctc", traits={GRADIENT})
 
 op("BatchNormalization", ("X", "scale", "B", "input_mean", "input_var"), outputs=("Y", "running_mean?", "running_var?"),
-   attrs={"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, differentiable=("X", "scale", "B"),
+   attrs={"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, traits={WEIGHTED}, differentiable=("X", "scale", "B"),
    param_slots=(1, 2), buffer_slots=(3, 4),
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o) + 2 * channels(o[0]), "mult": 3 * e(o) + 4 * channels(o[0]),
                                    "special": channels(o[0])}))
 op("LayerNormalization", ("X", "Scale", "B?"), outputs=("Y", "Mean?", "InvStdDev?"),
-   attrs={"axis": -1, "epsilon": 1e-5, "stash_type": 1}, differentiable=("X", "Scale", "B"), param_slots=(1, 2),
+   attrs={"axis": -1, "epsilon": 1e-5, "stash_type": 1}, traits={WEIGHTED}, differentiable=("X", "Scale", "B"),
+   param_slots=(1, 2),
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o),
                                    "special": rows(o[0], int(n.attrs.get("axis", -1)))}))
 op("LRN", ("X",), attrs={"alpha": 1e-4, "beta": 0.75, "bias": 1.0, "size": None}, differentiable=("X",),

@@ -10,18 +10,18 @@ fuse_updates may fold into a parameter update.
 from __future__ import annotations
 
 from rctc.ops import costs
-from rctc.ops.schema import FUSABLE_WEIGHT_GRAD, GRADIENT, INTEGER, PRODUCT, definer
+from rctc.ops.schema import FUSABLE_WEIGHT_GRAD, GRADIENT, INTEGER, PRODUCT, WEIGHTED, definer
 
 op = definer("products")
 _CONV = {"auto_pad": "NOTSET", "dilations": None, "group": 1, "kernel_shape": None, "pads": None, "strides": None}
 
-op("Conv", ("X", "W", "B?"), attrs=_CONV, traits={PRODUCT}, differentiable=("X", "W", "B"), rct="integer",
+op("Conv", ("X", "W", "B?"), attrs=_CONV, traits={PRODUCT, WEIGHTED}, differentiable=("X", "W", "B"), rct="integer",
    int_twin="IntConv", product_operands=(0, 1), param_slots=(1, 2), cost=costs.product("Conv", 0, 1, False),
    doc="N-D convolution (groups, dilation, auto_pad)")
-op("Gemm", ("A", "B", "C?"), attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, traits={PRODUCT},
+op("Gemm", ("A", "B", "C?"), attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, traits={PRODUCT, WEIGHTED},
    differentiable=("A", "B", "C"), rct="integer", int_twin="IntGemm", product_operands=(0, 1),
    param_slots=(0, 1, 2), cost=costs.product("Gemm", 0, 1, False))
-op("MatMul", ("A", "B"), traits={PRODUCT}, differentiable=("A", "B"), rct="integer", int_twin="IntMatMul",
+op("MatMul", ("A", "B"), traits={PRODUCT, WEIGHTED}, differentiable=("A", "B"), rct="integer", int_twin="IntMatMul",
    product_operands=(0, 1), param_slots=(0, 1), cost=costs.product("MatMul", 0, 1, False))
 op("ConvGradInput", ("dY", "W"), outputs=("dX",), domain="rctc", attrs=_CONV, traits={PRODUCT, GRADIENT},
    rct="integer", int_twin="IntConvGradInput", product_operands=(0, 1),

@@ -34,9 +34,10 @@ UPDATE = "optimizer-update"  #: updates a parameter (and its optimizer state)
 QUANTISE = "quantise"  #: output 0 is an integer at the node's ``bits``
 QUANT_HELPER = "quant-helper"  #: quantise / dequantise plumbing around a product
 FUSABLE_WEIGHT_GRAD = "fusable-weight-gradient"  #: an integer product fuse_updates may fold into an update
+WEIGHTED = "weighted"  #: a float constant in a parameter slot is always a weight (import), whatever its size
 
 TRAITS = frozenset({PRODUCT, LAYOUT, RESHAPE, VIEW, ALIAS, ELEMENTWISE, UNARY_ACTIVATION, INTEGER, NEEDS_RNG,
-                    GRADIENT, LOSS, UPDATE, QUANTISE, QUANT_HELPER, FUSABLE_WEIGHT_GRAD})
+                    GRADIENT, LOSS, UPDATE, QUANTISE, QUANT_HELPER, FUSABLE_WEIGHT_GRAD, WEIGHTED})
 
 FAMILIES = ("products", "elementwise", "activations", "normalisation", "pooling", "layout", "loss", "optimizer",
             "quant")

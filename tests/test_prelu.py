@@ -87,6 +87,13 @@ def test_gradients_match_pytorch() -> None:
     np.testing.assert_allclose(out[grads["slope"].name].reshape(3), wt.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("slope_shape", [(1,), (3, 1, 1)])
+def test_slope_is_a_trainable_parameter_whatever_its_size(slope_shape: tuple[int, ...]) -> None:
+    g = rctc.compile(_cnn(3, slope_shape), mode="fp32", batch_size=2).graph
+    slope = g.value("act.weight")
+    assert slope.kind == "param" and slope.trainable and "act.weight" in g.meta["param_grads"]
+
+
 @pytest.mark.parametrize("mode", ["rct", "qat", "fp32"])
 def test_trains_in_every_mode(mode: str) -> None:
     model = _cnn()

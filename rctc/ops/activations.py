@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rctc.ops.costs import per_output
-from rctc.ops.schema import ELEMENTWISE, GRADIENT, UNARY_ACTIVATION, OpDef, define, definer
+from rctc.ops.schema import ELEMENTWISE, GRADIENT, UNARY_ACTIVATION, WEIGHTED, OpDef, define, definer
 
 SELU_ALPHA = 1.67326319217681884765625
 SELU_GAMMA = 1.05070102214813232421875
@@ -59,7 +59,8 @@ def _prelu_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
     return [dx, ds]
 
 
-define(OpDef("PRelu", "activations", ("X", "slope"), traits=frozenset({ELEMENTWISE}), differentiable=("X", "slope"),
+define(OpDef("PRelu", "activations", ("X", "slope"), traits=frozenset({ELEMENTWISE, WEIGHTED}),
+             differentiable=("X", "slope"),
              param_slots=(1,), grad=_prelu_grad, cost=per_output(cmp=1, mult=1),
              doc="leaky ReLU with a trainable slope, broadcast to X (per channel as (C, 1, 1))"))
 grad("PReluGrad", ("dY", "X", "slope"), cost=per_output(cmp=1, mult=1))

@@ -37,6 +37,13 @@ def test_rct_lowering_is_stated_for_every_op_rct_mode_contains() -> None:
             assert ops.get(d.fused_twin).has(schema.UPDATE), d.op_type
 
 
+def _arity_ok(names: tuple[str, ...], n: int) -> bool:
+    """``n`` operands fit ``names`` (``"x?"`` optional, ``"*x"`` variadic)."""
+    if any(s.startswith("*") for s in names):
+        return n >= len([s for s in names if not s.startswith("*") and not s.endswith("?")])
+    return len([s for s in names if not s.endswith("?")]) <= n <= len(names)
+
+
 @pytest.mark.parametrize("mode", ["rct", "qat", "fp32"])
 def test_every_emitted_op_is_defined_with_kernel_and_cost(mode: str) -> None:
     seen: set[str] = set()
@@ -46,6 +53,8 @@ def test_every_emitted_op_is_defined_with_kernel_and_cost(mode: str) -> None:
             for n in g.nodes:
                 d = ops.get(n.op_type)
                 assert mode in d.modes, f"{n.op_type} in a {mode} graph, definition says {sorted(d.modes)}"
+                assert _arity_ok(d.inputs, len(n.inputs)), f"{n.name}: {len(n.inputs)} inputs, defined {d.inputs}"
+                assert _arity_ok(d.outputs, len(n.outputs)), f"{n.name}: {len(n.outputs)} outputs, defined {d.outputs}"
                 assert n.domain == d.domain, f"{n.name}: domain {n.domain!r}, definition {d.domain!r}"
                 assert n.op_type in KERNELS
                 seen.add(n.op_type)

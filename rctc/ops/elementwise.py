@@ -41,5 +41,5 @@ grad("LeakyReluGrad", ("dY", "X"), attrs={"alpha": 0.01}, traits={ELEMENTWISE, G
 grad("SigmoidGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
 grad("TanhGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
 grad("ClipGrad", ("dY", "X", "min?", "max?"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(cmp=2))
-grad("DropoutGrad", ("dY", "mask"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=1))
+grad("DropoutGrad", ("dY", "mask", "ratio?", "training_mode?"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=1))
 grad("PowGrad", ("dY", "X", "P"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(special=1, mult=2, add=1))

@@ -3,7 +3,8 @@ parameter's integers (rct) and the fused forms that consume the weight-gradient 
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions; ``fused_twin`` names the form fuse_updates turns an integer update
-into when the gradient is a single integer product.
+into when the gradient is a single integer product. The integer updates report Gavg (mean
+|update| in last-bit units, for the bitwidth controller) through the kernel's step stats.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ op("SGDUpdate", ("W", "G", "lr"), outputs=("W_new",), attrs={"weight_decay": 0.0
    cost=costs.ops(lambda n, i, o: {k: e(o) * (1 + _wd(n)) for k in ("add", "mult")}))
 op("MomentumUpdate", ("W", "G", "V", "lr"), outputs=("W_new", "V_new"), attrs={"momentum": 0.9, "weight_decay": 0.0},
    cost=costs.ops(lambda n, i, o: {k: e(o) * (2 + _wd(n)) for k in ("add", "mult")}))
-iop("IntSGDUpdate", ("q", "e", "bits", "G", "lr"), outputs=("q_new", "gavg"),
+iop("IntSGDUpdate", ("q", "e", "bits", "G", "lr"), outputs=("q_new",),
     attrs={"rounding": "stochastic", "weight_decay": 0.0}, fused_twin="FusedIntUpdate", cost=costs.int_update)
-iop("IntMomentumUpdate", ("q", "e", "bits", "G", "vq", "ve", "lr"), outputs=("q_new", "gavg", "vq_new", "ve_new"),
+iop("IntMomentumUpdate", ("q", "e", "bits", "G", "vq", "ve", "lr"), outputs=("q_new", "vq_new", "ve_new"),
     attrs={"momentum": 0.9, "rounding": "stochastic", "velocity_bits": 16, "weight_decay": 0.0},
     fused_twin="FusedIntMomentumUpdate", cost=costs.int_momentum_update)
-iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new", "gavg"),
+iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new",),
     attrs={"product": None, "alpha": 1.0, "transpose": [], "rounding": "stochastic", "weight_decay": 0.0},
     cost=costs.fused_update(momentum=False), doc="weight-gradient product + update, no float gradient")
 iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "ve", "lr"),
-    outputs=("q_new", "gavg", "vq_new", "ve_new"),
+    outputs=("q_new", "vq_new", "ve_new"),
     attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",
            "velocity_bits": 16, "weight_decay": 0.0},
     cost=costs.fused_update(momentum=True))

@@ -48,7 +48,7 @@ from rctc.ir import Graph, Node, Value
 from rctc.onnx_attrs import attrs_to_proto
 from rctc.ops import FORWARD_PRODUCT_OF
 from rctc.rct_format import atomic_write_bytes
-from rctc.slots import bits_name, exp_name, has_slot
+from rctc.slots import bits_value, exp_value, has_slot
 
 FORMATS = ("float", "qdq")
 OPSETS = {"float": 18, "qdq": 21}
@@ -127,8 +127,8 @@ class _Exporter:
         return self.rep[v.name]
 
     def _slot_param(self, p: Value) -> None:
-        exp = int(self.g.value(exp_name(p.name)).data)
-        bits = int(self.g.value(bits_name(p.name)).data)
+        exp = int(exp_value(self.g, p).data)
+        bits = int(bits_value(self.g, p).data)
         self._weight(p.name, np.asarray(p.data), exp, bits, p.name)
         self.rep[p.name] = p.name
 

@@ -32,7 +32,7 @@ from rctc.ops import INT_PRODUCTS, UPDATE_OPS
 from rctc.ops import QUANT_HELPERS as HELPER_OPS
 from rctc.ops import QUANTISE_OPS as QUANT_BITS_OPS
 from rctc.ops import WIDTH_PRESERVING as LAYOUT_OPS
-from rctc.slots import bits_name, has_slot
+from rctc.slots import bits_value, has_slot
 
 
 def step_outputs(g: Graph) -> list[str]:
@@ -98,7 +98,7 @@ class ValueInfo:
         params = {p.name for p in g.params()}
         for p in g.params():
             if has_slot(p):
-                self.rule[p.name] = ("slot", bits_name(p.name))
+                self.rule[p.name] = ("slot", bits_value(g, p).name)
         param_scalars = _slot_scalars(g, params)
         opt: set[str] = set()
         for n in g.nodes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.ir import Graph
+from rctc.ir import OPTIMIZER_STATE, Graph, Role
 from rctc.options import CompileOptions
 
 
@@ -37,6 +37,7 @@ def run(g: Graph, options: CompileOptions) -> None:
                 g.state_updates[v.name] = out.name
         elif options.optimizer == "momentum":
             vel = g.add_value(f"{pname}.momentum", p.shape, np.float32, "buffer", np.zeros(p.shape, np.float32))
+            vel.role = Role(OPTIMIZER_STATE, pname)
             attrs["momentum"] = float(options.momentum)
             node = g.add_node("MomentumUpdate", [p, grad, vel, lr],
                               [(f"{pname}.new", p.shape, p.dtype), (f"{vel.name}.new", vel.shape, vel.dtype)],

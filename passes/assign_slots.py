@@ -13,25 +13,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.ir import Graph, Value
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, quantize
+from rctc.ir import BITS, EXPONENT, Graph, Role, Value
+from rctc.ops import FLOAT_UPDATES
 from rctc.options import CompileOptions
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, quantize
 from rctc.slots import bits_name, exp_name
 
 
-def make_slot(g: Graph, p: Value, bits: int, min_bits: int, max_bits: int) -> None:
-    """Quantise ``p`` in place to ``bits`` (storage dtype of ``max_bits``) and add its slot buffers."""
+def make_slot(g: Graph, p: Value, bits: int, min_bits: int, max_bits: int) -> tuple[Value, Value]:
+    """Quantise ``p`` in place to ``bits`` (storage dtype of ``max_bits``) and add its slot buffers
+    (returned: the exponent and the bits, with their roles)."""
     data = np.asarray(p.data, np.float64)
     exp = choose_exponent(float(np.max(np.abs(data))) if data.size else 0.0, bits)
     q, _ = quantize(data, bits, "nearest", exp=exp)
     p.data = q.astype(int_dtype_for_bits(max_bits))
     p.dtype = p.data.dtype
     p.meta["slot"] = {"min_bits": min_bits, "max_bits": max_bits}
-    g.add_value(exp_name(p.name), (), np.int32, "buffer", np.array(exp, np.int32))
-    g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32))
+    exp_v = g.add_value(exp_name(p.name), (), np.int32, "buffer", np.array(exp, np.int32))
+    bits_v = g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32))
+    exp_v.role, bits_v.role = Role(EXPONENT, p.name), Role(BITS, p.name)
+    return exp_v, bits_v
 
 
-def _gather_rows(g: Graph, p: Value) -> None:
+def _gather_rows(g: Graph, p: Value, exp_v: Value) -> None:
     """Embedding lookups read integer rows and dequantise only those (no float copy of the table)."""
     for n, i in list(p.uses):
         if n.op_type != "Gather" or i != 0:
@@ -40,33 +44,32 @@ def _gather_rows(g: Graph, p: Value) -> None:
         rows = g.add_node("Gather", [p, n.inputs[1]], [(f"{y.name}.q", y.shape, p.dtype)], dict(n.attrs),
                           name=f"{n.name}.int", before=n)
         rows.meta.update(n.meta)
-        dq = g.add_node("Dequantize", [rows.outputs[0], g.value(exp_name(p.name))],
+        dq = g.add_node("Dequantize", [rows.outputs[0], exp_v],
                         [(f"{y.name}.dq", y.shape, y.dtype)], name=f"{n.name}.dequantize", domain="rctc", before=n)
         dq.meta.update({"phase": n.meta.get("phase", "forward"), "fwd": n.name})
         g.replace_value(y, dq.outputs[0], take_name=True)
         g.remove_node(n)
 
 
-def _dequantize_uses(g: Graph, p: Value, float_dtype: np.dtype) -> None:
-    _gather_rows(g, p)
+def _dequantize_uses(g: Graph, p: Value, exp_v: Value, float_dtype: np.dtype) -> None:
+    _gather_rows(g, p, exp_v)
     users = [(n, i) for n, i in p.uses
-             if n.op_type not in ("SGDUpdate", "MomentumUpdate") and not (n.op_type == "Gather" and i == 0)]
+             if n.op_type not in FLOAT_UPDATES and not (n.op_type == "Gather" and i == 0)]
     if not users:
         return
     first = min(users, key=lambda u: g.nodes.index(u[0]))[0]
-    dq = g.add_node("Dequantize", [p, g.value(exp_name(p.name))], [(f"{p.name}.dq", p.shape, float_dtype)],
+    dq = g.add_node("Dequantize", [p, exp_v], [(f"{p.name}.dq", p.shape, float_dtype)],
                     name=f"{p.name}/dequantize", domain="rctc", before=first)
     dq.meta["phase"] = "forward"
     for n, i in users:
         n.set_input(i, dq.outputs[0])
 
 
-def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
-    upd = next((n for n, _ in p.uses if n.op_type in ("SGDUpdate", "MomentumUpdate")), None)
+def _int_update(g: Graph, p: Value, exp_v: Value, bits_v: Value, options: CompileOptions) -> None:
+    upd = next((n for n, _ in p.uses if n.op_type in FLOAT_UPDATES), None)
     if upd is None:
         return
     grad, lr = upd.inputs[1], upd.inputs[-1]
-    exp_v, bits_v = g.value(exp_name(p.name)), g.value(bits_name(p.name))
     attrs = {"weight_decay": upd.attrs.get("weight_decay", 0.0), "rounding": options.rounding}
     outs = [(f"{p.name}.q.new", p.shape, p.dtype)]
     ins = [p, exp_v, bits_v, grad]
@@ -77,9 +80,10 @@ def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
         vel.data = np.zeros(vel.shape, int_dtype_for_bits(options.max_bits))
         vel.dtype = vel.data.dtype
         vel.meta["slot"] = {"min_bits": options.max_bits, "max_bits": options.max_bits}
-        g.add_value(exp_name(vel.name), (), np.int32, "buffer", np.array(0, np.int32))
-        g.add_value(bits_name(vel.name), (), np.int32, "buffer", np.array(options.max_bits, np.int32))
-        ins += [vel, g.value(exp_name(vel.name))]
+        vel_exp = g.add_value(exp_name(vel.name), (), np.int32, "buffer", np.array(0, np.int32))
+        vel_bits = g.add_value(bits_name(vel.name), (), np.int32, "buffer", np.array(options.max_bits, np.int32))
+        vel_exp.role, vel_bits.role = Role(EXPONENT, vel.name), Role(BITS, vel.name)
+        ins += [vel, vel_exp]
         outs += [(f"{vel.name}.q.new", vel.shape, vel.dtype), (f"{vel.name}.exp.new", (), np.int32)]
         attrs["momentum"] = upd.attrs["momentum"]
         attrs["velocity_bits"] = options.max_bits
@@ -91,7 +95,7 @@ def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
     if op == "IntMomentumUpdate":
         vel = upd.inputs[2]
         g.state_updates[vel.name] = node.outputs[1].name
-        g.state_updates[exp_name(vel.name)] = node.outputs[2].name
+        g.state_updates[vel_exp.name] = node.outputs[2].name
     g.remove_node(upd, force=True)
 
 
@@ -100,7 +104,7 @@ def run(g: Graph, options: CompileOptions) -> None:
         if not np.issubdtype(p.dtype, np.floating):
             continue
         float_dtype = p.dtype
-        make_slot(g, p, options.bits, options.min_bits, options.max_bits)
-        _dequantize_uses(g, p, float_dtype)
-        _int_update(g, p, options)
+        exp_v, bits_v = make_slot(g, p, options.bits, options.min_bits, options.max_bits)
+        _dequantize_uses(g, p, exp_v, float_dtype)
+        _int_update(g, p, exp_v, bits_v, options)
     g.remove_unused()

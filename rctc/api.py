@@ -145,7 +145,7 @@ class CompiledModel:
         return bool(v.shape) and int(v.shape[0]) == self.batch_size
 
     def estimate(self, profile: str | None = None) -> dict[str, Any]:
-        from rctc.analysis.report import estimate
+        from rctc.compiler import estimate
 
         return estimate(self.graph, profile)
 

@@ -48,16 +48,17 @@ from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
 from rctc.export_quant import QuantBuilder
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
 from rctc.onnx_attrs import attrs_to_proto
+from rctc.ops import FORWARD_PRODUCT_OF
 from rctc.rct_format import atomic_write_bytes
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
-from rctc.slots import bits_name, exp_name, has_slot
+from rctc.slots import bits_value, exp_value, has_slot
 
 FORMATS = ("float", "qdq")
 OPSETS = {"float": 18, "qdq": 21}
 IR_VERSIONS = {18: 8, 21: 10}
-_INT_PRODUCTS = {"IntConv": "Conv", "IntGemm": "Gemm", "IntMatMul": "MatMul"}
+_INT_PRODUCTS = FORWARD_PRODUCT_OF
 _SHAPE_INPUT_OPS = {"Reshape", "Expand", "Tile", "ConstantOfShape", "Slice"}
 
 
@@ -135,8 +136,8 @@ class _Exporter:
         return self.rep[v.name]
 
     def _slot_param(self, p: Value) -> None:
-        exp = int(self.g.value(exp_name(p.name)).data)
-        bits = int(self.g.value(bits_name(p.name)).data)
+        exp = int(exp_value(self.g, p).data)
+        bits = int(bits_value(self.g, p).data)
         self._weight(p.name, np.asarray(p.data).reshape(self._file_shape(p)), exp, bits, p.name)
         self.rep[p.name] = self._layout(p, p.name)
 

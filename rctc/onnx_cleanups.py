@@ -129,7 +129,7 @@ def fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) ->
     pools = [n for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")]
     if not any(a.name == "ceil_mode" and a.i for n in pools for a in n.attribute):
         return
-    from rctc.runtime.kernels._im2col import out_size
+    from rctc.ops.geometry import out_size
 
     shapes = static_shapes(model, consts)
     for n in pools:

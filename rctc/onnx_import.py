@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
+from rctc import ops
 from rctc.batch_free import batch_free_targets, dynamic_batch
 from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton
 from rctc.errors import RctcError, UnsupportedOpError
@@ -36,19 +37,10 @@ from rctc.onnx_cleanups import (
     scalar_dropout_inputs,
 )
 
-# input slots that hold parameters, per op type (the rest of a node's float constants are consts)
-PARAM_SLOTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2),
-    "Gemm": (0, 1, 2),
-    "MatMul": (0, 1),
-    "BatchNormalization": (1, 2),
-    "LayerNormalization": (1, 2),
-    "Gather": (0,),
-    "Add": (0, 1),
-    "Sub": (0, 1),
-    "Mul": (0, 1),
-}
-BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+# input slots that hold parameters / persistent buffers, per op type (from the op definitions;
+# the rest of a node's float constants are consts)
+PARAM_SLOTS = ops.PARAM_SLOTS
+BUFFER_SLOTS = ops.BUFFER_SLOTS
 #: value-preserving ops a weight may be read through (its role comes from the op behind them)
 LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
@@ -238,13 +230,6 @@ def normalize_to_arrays(
     return model, consts
 
 
-def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
-    """Check, bind the batch dim, convert opsets, fold constants and infer shapes (a new model)."""
-    out, consts = normalize_to_arrays(model, batch_size, source)
-    out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
-    return out
-
-
 def shape_arithmetic(model: onnx.ModelProto) -> set[int]:
     """Indices of the nodes whose outputs follow from constants and tensor shapes alone.
 
@@ -330,8 +315,7 @@ def to_ir(
                     roles[name] = "buffer"
                 elif i in PARAM_SLOTS.get(n.op_type, ()) and roles.get(name) != "buffer":
                     arr = consts[name]
-                    is_weight = n.op_type in ("Conv", "Gemm", "MatMul", "BatchNormalization",
-                                              "LayerNormalization", "Gather")
+                    is_weight = n.op_type in ops.WEIGHTED_OPS
                     if is_weight or (name in original_inits and arr.size > 1):
                         roles[name] = "param"
     for name, arr in consts.items():
@@ -385,9 +369,7 @@ def import_model(
     source = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
     proto = load_model(model) if not isinstance(model, onnx.ModelProto) else model
     if supported is None:
-        from rctc.runtime.kernels import KERNELS
-
-        supported = set(KERNELS)
+        supported = set(ops.REGISTRY)
     # report everything before any work
     # (shape arithmetic folds once the batch is bound: only the ops that remain are checked after)
     check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source, shape_arithmetic(proto))
@@ -407,4 +389,4 @@ def import_model(
     return g
 
 
-__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]
+__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize_to_arrays", "to_ir"]

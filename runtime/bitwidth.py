@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from rctc.fixedpoint import shift_left
 from rctc.ir import Graph
-from rctc.runtime.quant import shift_left
-from rctc.slots import bits_name, exp_name
+from rctc.slots import bits_value, exp_value
 
 SATURATION_LIMIT = 0.01
 
@@ -33,6 +33,8 @@ class BitwidthController:
         self.params = [p for p in graph.params(trainable_only=True) if "slot" in p.meta
                        and p.name in graph.state_updates]
         self.window: dict[str, list[tuple[float, float]]] = {p.name: [] for p in self.params}
+        # (bits, exponent) buffers per parameter; the controller changes their data, never the Values
+        self._slot = {p.name: (bits_value(graph, p), exp_value(graph, p)) for p in self.params}
         self.changes: list[dict[str, Any]] = graph.meta.setdefault("bit_changes", [])
 
     def __call__(self, trainer: Any, rec: Any) -> None:
@@ -59,7 +61,7 @@ class BitwidthController:
     def decide(self, name: str, gavg: float, sat: float) -> dict[str, Any] | None:
         g = self.graph
         p = g.value(name)
-        bits_v, exp_v = g.value(bits_name(name)), g.value(exp_name(name))
+        bits_v, exp_v = self._slot[name]
         bits, exp = int(bits_v.data), int(exp_v.data)
         lo, hi = int(p.meta["slot"]["min_bits"]), int(p.meta["slot"]["max_bits"])
         if sat > SATURATION_LIMIT and bits < hi:
@@ -81,5 +83,5 @@ class BitwidthController:
     def report(self) -> dict[str, Any]:
         return {
             "bit_changes": len(self.changes),
-            "final_bits": {p.name: int(self.graph.value(bits_name(p.name)).data) for p in self.params},
+            "final_bits": {p.name: int(self._slot[p.name][0].data) for p in self.params},
         }

@@ -19,7 +19,7 @@ from rctc.errors import DataError, TrainingDiverged
 from rctc.ir import Graph
 from rctc.runtime.executor import Executor, OnNode
 from rctc.runtime.kernels import KernelContext
-from rctc.slots import bits_name, has_slot
+from rctc.slots import bits_value, has_slot
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Trainer:
         # sees every node a training step executes (the energy counter, rctc.analysis.counter)
         self.on_node: OnNode | None = None
         # (parameter name, Value of its bits): the controller replaces the Value's data, never the Value
-        self._slots = [(p.name, graph.value(bits_name(p.name))) for p in graph.params() if has_slot(p)]
+        self._slots = [(p.name, bits_value(graph, p)) for p in graph.params() if has_slot(p)]
 
     # ----- batching ------------------------------------------------------
     def epoch_order(self, n: int, shuffle: bool) -> np.ndarray:

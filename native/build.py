@@ -15,12 +15,14 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,18 +107,19 @@ def build_key(compiler: Compiler, sources: Sequence[Path]) -> str:
 
 def _first_line(text: str) -> str:
     for line in text.splitlines():
-        if "error" in line:
+        if re.search(r"\berror\b:", line):
             return line.strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else "(no output)"
 
 
 def _compile(compiler: Compiler, sources: Sequence[Path], out: Path, work: Path) -> None:
-    objs = []
-    for i, src in enumerate(sources):
-        obj = work / f"{i:03d}_{src.stem}.o"
-        _run(compiler, [*flags_for(src), "-c", str(src), "-o", str(obj)], src.name)
-        objs.append(str(obj))
+    """Compile every source (one process per core) and link them into ``out``."""
+    objs = [str(work / f"{i:03d}_{src.stem}.o") for i, src in enumerate(sources)]
+    jobs = [(compiler, [*flags_for(src), "-c", str(src), "-o", obj], src.name) for src, obj in zip(sources, objs)]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        for fut in [pool.submit(_run, *job) for job in jobs]:
+            fut.result()
     _run(compiler, [*LDFLAGS, *objs, "-o", str(out)], "the link")
 
 

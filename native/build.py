@@ -162,7 +162,8 @@ def build_library(extra_sources: Sequence[str | os.PathLike[str]] = (), env: dic
     return target
 
 
-def load_library(extra_sources: Sequence[str | os.PathLike[str]] = (), env: dict[str, str] | None = None) -> ctypes.CDLL:
+def load_library(extra_sources: Sequence[str | os.PathLike[str]] = (),
+                 env: dict[str, str] | None = None) -> ctypes.CDLL:
     """Build (or find in the cache) and load the library; one CDLL per shared object per process."""
     path = build_library(extra_sources, env)
     with _LOCK:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -96,3 +98,21 @@ def test_compile_error_is_one_line_and_publishes_nothing(tmp_path: Path) -> None
     msg = str(info.value)
     assert "\n" not in msg and "broken.c" in msg and "undeclared_name" in msg
     assert list((tmp_path / "rctc" / "native").iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc is not installed")
+def test_portable_kernels_build_bare_metal(tmp_path: Path) -> None:
+    """Cortex-M4, no RCTC_THREADS: warning-free C99, and the objects need no OS, libc beyond
+    memcpy / memset, or floating point (no soft-float helper is referenced)."""
+    objs = []
+    for src in build.library_sources():
+        if "x86" in src.parts or src.parent.name != "kernels":
+            continue
+        obj = tmp_path / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-std=c99", "-O2", "-Wall", "-Wextra",
+                        "-Werror", f"-I{build.INCLUDE}", "-c", str(src), "-o", str(obj)], check=True)
+        objs.append(str(obj))
+    nm = subprocess.run(["arm-none-eabi-nm", "-u", *objs], capture_output=True, text=True, check=True).stdout
+    undefined = {line.split()[-1] for line in nm.splitlines() if line.strip().startswith("U ")}
+    ours = {u for u in undefined if u.startswith("rctc_")}
+    assert undefined - ours <= {"memcpy", "memset"}, undefined - ours

@@ -66,7 +66,8 @@ def ref_grad_weight(case, x: np.ndarray, dy: np.ndarray, wshape: tuple[int, ...]
     for i, j, rs, cs in taps(case):
         for gi in range(g):
             xs = xp[:, gi * cg:(gi + 1) * cg, rs, cs]
-            dw[gi * mg:(gi + 1) * mg, :, i, j] = np.einsum("nchw,nmhw->mc", xs, dy[:, gi * mg:(gi + 1) * mg].astype(np.int64))
+            dyg = dy[:, gi * mg:(gi + 1) * mg].astype(np.int64)
+            dw[gi * mg:(gi + 1) * mg, :, i, j] = np.einsum("nchw,nmhw->mc", xs, dyg)
     return dw
 
 
@@ -77,8 +78,9 @@ def ref_grad_input(case, dy: np.ndarray, wt: np.ndarray, xshape: tuple[int, ...]
     dxp = np.zeros((n, c, h + pads[0] + pads[2], w + pads[1] + pads[3]), np.int64)
     for i, j, rs, cs in taps(case):
         for gi in range(g):
-            dxp[:, gi * cg:(gi + 1) * cg, rs, cs] += np.einsum(
-                "nmhw,mc->nchw", dy[:, gi * mg:(gi + 1) * mg].astype(np.int64), wt[gi * mg:(gi + 1) * mg, :, i, j].astype(np.int64))
+            dyg = dy[:, gi * mg:(gi + 1) * mg].astype(np.int64)
+            wg = wt[gi * mg:(gi + 1) * mg, :, i, j].astype(np.int64)
+            dxp[:, gi * cg:(gi + 1) * cg, rs, cs] += np.einsum("nmhw,mc->nchw", dyg, wg)
     return dxp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w]
 
 

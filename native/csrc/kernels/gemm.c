@@ -45,7 +45,7 @@
         p.B = B; p.b_rs = b_rs; p.b_cs = b_cs;                                                    \
         p.C = C; p.c_rs = c_rs; p.c_cs = c_cs;                                                    \
         p.accumulate = accumulate;                                                                \
-        rctc_parallel_for(M, 1, rctc_threads_for(nthreads, (double)M * N * p.K), NAME##_rows, &p); \
+        rctc_parallel_for(M, 1, rctc_threads_for(nthreads, (uint64_t)M * (uint64_t)N * (uint64_t)p.K), NAME##_rows, &p); \
     }
 
 /* s32: products and sums in uint32 (defined wrap-around); s64: exact in int64. */

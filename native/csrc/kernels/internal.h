@@ -18,6 +18,6 @@ typedef void (*rctc_task_fn)(void *ctx, int begin, int end);
 void rctc_parallel_for(int n, int align, int nthreads, rctc_task_fn fn, void *ctx);
 
 /* Threads worth using for `work` multiply-adds (thread start-up costs ~20 us). */
-int rctc_threads_for(int nthreads, double work);
+int rctc_threads_for(int nthreads, uint64_t work);
 
 #endif /* RCTC_INTERNAL_H */

@@ -25,9 +25,10 @@ static void *run_chunk(void *arg) {
 }
 #endif
 
-int rctc_threads_for(int nthreads, double work) {
-    const double per_thread = 1 << 21; /* multiply-adds below which a thread does not pay */
-    int t = (int)(work / per_thread);
+int rctc_threads_for(int nthreads, uint64_t work) {
+    const uint64_t per_thread = (uint64_t)1 << 21; /* multiply-adds below which a thread does not pay */
+    const uint64_t q = work / per_thread;
+    int t = q > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : (int)q;
     if (t < 1) t = 1;
     if (nthreads < 1) nthreads = 1;
     return t < nthreads ? t : nthreads;

@@ -225,7 +225,7 @@ static void gemm_task(void *vctx, int b, int e) {
 static void gemm_run(gemm_args *p, int nthreads) {
     if (p->M <= 0 || p->N <= 0) return;
     if (p->K < 0) p->K = 0;
-    const int t = rctc_threads_for(nthreads, (double)p->M * p->N * p->K);
+    const int t = rctc_threads_for(nthreads, (uint64_t)p->M * (uint64_t)p->N * (uint64_t)p->K);
     p->split_n = p->N >= p->M;
     rctc_parallel_for(p->split_n ? p->N : p->M, p->split_n ? NR : MR, t, gemm_task, p);
 }

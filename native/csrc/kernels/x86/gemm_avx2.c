@@ -37,25 +37,70 @@ typedef struct {
     int accumulate, a16, c64, split_n;
 } gemm_args;
 
+/* 8 x 8 transpose of int32 words: r[c] holds words w0..w7 of column c; on return r[i] holds
+ * word i of columns 0..7. */
+static inline void transpose8x8_epi32(__m256i r[8]) {
+    const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    const __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    const __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    r[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    r[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    r[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    r[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* K-contiguous B (b_rs == 1), a full 16-column panel, k-pairs [8 g, 8 g + 8) for 16 g < kc:
+ * each column's 16 bytes widen to 8 pair words, transposed into the panel's kp rows. */
+static void pack_b_kcontig(const int8_t *base, ptrdiff_t cs, int kc, int16_t *dst) {
+    for (int half = 0; half < 2; ++half) /* 8 columns at a time: 8 cache lines live (8-way L1) */
+        for (int g = 0; 16 * g + 16 <= kc; ++g) {
+            __m256i r[8];
+            for (int c = 0; c < 8; ++c)
+                r[c] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + (ptrdiff_t)(8 * half + c) * cs + 16 * g)));
+            transpose8x8_epi32(r);
+            for (int i = 0; i < 8; ++i) _mm256_storeu_si256((__m256i *)(dst + (ptrdiff_t)(8 * g + i) * 2 * NR + 8 * half * 2), r[i]);
+        }
+}
+
 /* packB[panel][kp][col 0..15][2]: (B(2kp, col), B(2kp + 1, col)), zero beyond K and N. */
 static void pack_b(const gemm_args *p, int k0, int kc, int n0, int nc, int16_t *out) {
     const int kp_n = (kc + 1) / 2;
     const ptrdiff_t rs = p->b_rs, cs = p->b_cs;
+    if (cs == 1) { /* rows contiguous: interleave two rows, streaming along them (prefetch-friendly) */
+        for (int kp = 0; 2 * kp + 1 < kc; ++kp) {
+            const int8_t *r0 = p->B + (ptrdiff_t)(k0 + 2 * kp) * rs + n0;
+            for (int j0 = 0; j0 + NR <= nc; j0 += NR) {
+                int16_t *d = out + (ptrdiff_t)(j0 / NR) * kp_n * 2 * NR + (ptrdiff_t)kp * 2 * NR;
+                const __m128i x0 = _mm_loadu_si128((const __m128i *)(r0 + j0));
+                const __m128i x1 = _mm_loadu_si128((const __m128i *)(r0 + rs + j0));
+                _mm256_storeu_si256((__m256i *)d, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
+                _mm256_storeu_si256((__m256i *)(d + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
+            }
+        }
+    }
     for (int j0 = 0; j0 < nc; j0 += NR) {
         int16_t *dst = out + (ptrdiff_t)(j0 / NR) * kp_n * 2 * NR;
         const int cols = nc - j0 < NR ? nc - j0 : NR;
         const int8_t *base = p->B + (ptrdiff_t)k0 * rs + (ptrdiff_t)(n0 + j0) * cs;
-        for (int kp = 0; kp < kp_n; ++kp) {
+        int kp = 0;
+        if (rs == 1 && cols == NR) {
+            pack_b_kcontig(base, cs, kc, dst);
+            kp = kc / 16 * 8;
+        }
+        for (; kp < kp_n; ++kp) {
             int16_t *d = dst + (ptrdiff_t)kp * 2 * NR;
             const int8_t *r0 = base + (ptrdiff_t)(2 * kp) * rs;
             const int has1 = 2 * kp + 1 < kc;
-            if (cs == 1 && cols == NR && has1) { /* rows contiguous: interleave two rows */
-                const __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
-                const __m128i x1 = _mm_loadu_si128((const __m128i *)(r0 + rs));
-                _mm256_storeu_si256((__m256i *)d, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
-                _mm256_storeu_si256((__m256i *)(d + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
-                continue;
-            }
+            if (cs == 1 && cols == NR && has1) continue; /* done by the row-wise pass above */
             int c = 0;
             if (has1) {
                 const int8_t *r1 = r0 + rs;
@@ -163,6 +208,9 @@ static void store_tile(const gemm_args *p, int m0, int rows, int n0, int cols, c
                 hi = _mm256_add_epi32(hi, _mm256_loadu_si256((const __m256i *)(t + 8)));
                 _mm256_storeu_si256((__m256i *)c, lo);
                 _mm256_storeu_si256((__m256i *)(c + 8), hi);
+            } else if (p->c_cs == 1 && cols == NR) {
+                _mm256_storeu_si256((__m256i *)c, _mm256_loadu_si256((const __m256i *)t));
+                _mm256_storeu_si256((__m256i *)(c + 8), _mm256_loadu_si256((const __m256i *)(t + 8)));
             } else if (add) {
                 for (int j = 0; j < cols; ++j) c[j * p->c_cs] = (int32_t)((uint32_t)c[j * p->c_cs] + (uint32_t)t[j]);
             } else {

@@ -6,11 +6,18 @@ Builds go to temporary ``XDG_CACHE_HOME`` folders; the user's cache is never tou
 from __future__ import annotations
 
 import ctypes
+import fnmatch
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 import pytest
 
@@ -89,7 +96,8 @@ def test_missing_compiler_is_one_line(tmp_path: Path, cc: str) -> None:
     assert not (tmp_path / "rctc").exists()
 
 
-def test_compile_error_is_one_line_and_publishes_nothing(tmp_path: Path) -> None:
+def test_compile_error_is_one_line_and_publishes_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(build, "library_sources", lambda: [])  # only the broken file: fast
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
     bad = tmp_path / "broken.c"
     bad.write_text("int broken(void) { return undeclared_name; }\n")
@@ -116,3 +124,14 @@ def test_portable_kernels_build_bare_metal(tmp_path: Path) -> None:
     undefined = {line.split()[-1] for line in nm.splitlines() if line.strip().startswith("U ")}
     ours = {u for u in undefined if u.startswith("rctc_")}
     assert undefined - ours <= {"memcpy", "memset"}, undefined - ours
+
+
+def test_every_c_source_ships_with_the_wheel() -> None:
+    """pyproject's package-data for rctc.native covers every file of csrc/ (else an installed
+    rctc could not build its own library)."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rctc.native"]
+    for f in build.CSRC.rglob("*"):
+        if f.is_file():
+            rel = f.relative_to(build.CSRC.parent).as_posix()
+            assert any(fnmatch.fnmatch(rel, p) and rel.count("/") == p.count("/") for p in patterns), rel

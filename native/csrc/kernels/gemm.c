@@ -9,8 +9,10 @@
 #include "rctc_kernels.h"
 #include "internal.h"
 
-/* One row-range task. The loop order m, k, n streams B and C rows (unit stride in the usual
- * layouts) and lets the compiler vectorise the inner loop. */
+/* One row-range task. When A's rows and B's columns are both K-contiguous (a_cs == b_rs == 1,
+ * the weight-gradient layout) each element is a contiguous dot product; otherwise the loop
+ * order m, k, n streams B and C rows. Either way the compiler vectorises the inner loop, and
+ * the sum is the same exact (or modulo 2^32) integer. */
 #define RCTC_DEFINE_GEMM_PORTABLE(NAME, TA, TB, TC, TU)                                           \
     typedef struct {                                                                              \
         int N, K;                                                                                 \
@@ -26,6 +28,16 @@
         const NAME##_args *p = (const NAME##_args *)vctx;                                         \
         for (int m = m0; m < m1; ++m) {                                                           \
             TC *c = p->C + (ptrdiff_t)m * p->c_rs;                                                \
+            const TA *am = p->A + (ptrdiff_t)m * p->a_rs;                                         \
+            if (p->a_cs == 1 && p->b_rs == 1) {                                                   \
+                for (int n = 0; n < p->N; ++n) {                                                  \
+                    const TB *bn = p->B + (ptrdiff_t)n * p->b_cs;                                 \
+                    TU sum = p->accumulate ? (TU)c[n * p->c_cs] : 0;                              \
+                    for (int k = 0; k < p->K; ++k) sum += (TU)(int64_t)am[k] * (TU)(int64_t)bn[k]; \
+                    c[n * p->c_cs] = (TC)sum;                                                     \
+                }                                                                                 \
+                continue;                                                                         \
+            }                                                                                     \
             if (!p->accumulate)                                                                   \
                 for (int n = 0; n < p->N; ++n) c[n * p->c_cs] = 0;                                \
             const TA *a = p->A + (ptrdiff_t)m * p->a_rs;                                          \

@@ -106,17 +106,17 @@ def test_s32_wraps_like_the_portable_kernel(kernels: Kernels) -> None:
 
 @pytest.mark.parametrize("types", TYPES[:4], ids=lambda t: "x".join(np.dtype(x).name for x in t))
 def test_thread_count_does_not_change_bits(kernels: Kernels, types: tuple[type, type, type]) -> None:
-    """Shapes big enough for the library to split them (> 2^22 multiply-adds), split by rows and by columns."""
+    """Shapes big enough for the library to split them (> 2^22 multiply-adds), split by rows and by
+    columns; threads take chunks from a shared counter, so this also runs chunks on varying threads."""
     ta, tb, tc = types
     rng = np.random.default_rng(11)
-    for m, n, kk in ((257, 131, 129), (33, 1031, 131)):
+    for m, n, kk in ((257, 131, 129), (33, 1031, 131), (129, 65, 1031)):
         a = rand_int(rng, ta, (m, kk), False)
         b = rand_int(rng, tb, (kk, n), False)
         want = wrap(ref_matmul(a, b), tc)
         for v in variants(kernels, ta, tb):
-            one = kernels.gemm(a, b, tc, variant=v, nthreads=1)
-            two = kernels.gemm(a, b, tc, variant=v, nthreads=2)
-            assert np.array_equal(one, want) and np.array_equal(two, want), v
+            for t in (1, 2, 3, 8):  # 3 and 8: uneven chunks, more threads than cores
+                assert np.array_equal(kernels.gemm(a, b, tc, variant=v, nthreads=t), want), (v, t)
 
 
 def test_bad_arguments_are_value_errors(kernels: Kernels) -> None:

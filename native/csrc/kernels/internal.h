@@ -1,9 +1,10 @@
 /*
  * internal.h - helpers shared by the kernel files (not part of the public API).
  *
- * rctc_parallel_for splits [0, n) into at most nthreads contiguous chunks of `align`-multiples
- * and runs fn(ctx, begin, end) on each, the first chunk on the calling thread. Without
- * RCTC_THREADS (bare-metal builds) it runs everything on the calling thread: no OS call.
+ * rctc_parallel_for splits [0, n) into contiguous chunks of `align`-multiples (boundaries fixed
+ * by n, align and nthreads) and runs fn(ctx, begin, end) once on each, on up to nthreads
+ * threads including the calling one, which take chunks from a shared counter. Without
+ * RCTC_THREADS (bare-metal builds) it runs fn(ctx, 0, n) on the calling thread: no OS call.
  */
 #ifndef RCTC_INTERNAL_H
 #define RCTC_INTERNAL_H

@@ -75,6 +75,8 @@ class Kernels:
         name = "rctc_gemm_" + GEMM_TYPES[key] + (f"_{variant}" if variant else "")
         if variant and not self.has_variant(variant):
             raise ValueError(f"gemm: this CPU cannot run the {variant} variant")
+        if variant and b.dtype != np.int8:
+            raise ValueError("gemm: s8 x s16 has only the dispatched entry point (the transposed s16 x s8)")
         m, k = a.shape
         n = b.shape[1]
         if out is None:

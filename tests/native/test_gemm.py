@@ -125,3 +125,5 @@ def test_bad_arguments_are_value_errors(kernels: Kernels) -> None:
         kernels.gemm(a, np.zeros((5, 2), np.int8))
     with pytest.raises(ValueError, match="no kernel"):
         kernels.gemm(a.astype(np.int32), np.zeros((4, 2), np.int8))
+    with pytest.raises(ValueError, match="dispatched entry point"):
+        kernels.gemm(a, np.zeros((4, 2), np.int16), variant="portable")

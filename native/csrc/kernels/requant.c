@@ -5,6 +5,8 @@
  * 2 <= bits <= 8; rand == NULL for nearest rounding, else one uint32 word per element).
  * Leaves: out[i] = clip(floor((acc[i] + r_i) / 2^shift), -qmax, qmax), computed without
  * overflow for every int64 input; the numpy reference in the tests states the same formula.
+ * The int32 fast path shifts negative int64 values right, which C99 leaves to the
+ * implementation: GCC, Clang and arm-none-eabi-gcc define it as the arithmetic (floor) shift.
  */
 #include "rctc_kernels.h"
 

@@ -8,6 +8,9 @@ wrap-around) where the exact sum does not fit.
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -127,3 +130,16 @@ def test_bad_arguments_are_value_errors(kernels: Kernels) -> None:
         kernels.gemm(a.astype(np.int32), np.zeros((4, 2), np.int8))
     with pytest.raises(ValueError, match="dispatched entry point"):
         kernels.gemm(a, np.zeros((4, 2), np.int16), variant="portable")
+
+
+def test_dispatch_follows_the_cpu_flags(kernels: Kernels) -> None:
+    """The library's CPU detection agrees with the kernel's /proc/cpuinfo, and dispatch uses the best variant."""
+    flags: set[str] = set()
+    if platform.machine().lower() in ("x86_64", "amd64") and Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+        assert kernels.has_variant("avx2") == ("avx2" in flags)
+    assert kernels.has_variant("portable")
+    assert kernels.isa == ("avx2" if kernels.has_variant("avx2") else "portable")

@@ -1,7 +1,7 @@
 """Requantise, max |x|, bias add: the C kernels against plain int64 / Python-int references.
 
 The nearest-rounding path is also checked against the numpy runtime's own
-:func:`rctc.runtime.quant.requantize` (same shift, same integers): the C kernel implements the
+:func:`rctc.fixedpoint.requantize` (same shift, same integers): the C kernel implements the
 reference's algorithm, not a look-alike.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rctc.native.kernels import Kernels
-from rctc.runtime.quant import requantize
+from rctc.fixedpoint import requantize
 
 SIZES = [1, 3, 17, 31, 65, 129, 1000]
 

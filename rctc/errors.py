@@ -17,3 +17,7 @@ class DataError(RctcError):
 
 class TrainingDiverged(RctcError):
     """The loss became NaN or Inf; the last good model is kept."""
+
+
+class CorruptFileError(RctcError):
+    """A file rctc reads is damaged (bad checksum, truncated, sizes that do not add up)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-HELPER_MODULES = frozenset({"app", "common"})
+HELPER_MODULES = frozenset({"app", "common", "outputs", "values"})
 
 
 class RctcGroup(click.Group):

@@ -25,14 +25,6 @@ IN_FILE = click.Path(dir_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-def refuse_overwriting_inputs(output: Path, *inputs: Any) -> None:
-    """An output may not replace one of the command's own inputs."""
-    out = output.resolve()
-    for p in inputs:
-        if p is not None and Path(str(p)).exists() and Path(str(p)).resolve() == out:
-            raise RctcError(f"{output}: is also an input of this command; choose another output file")
-
-
 def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn RctcError (and a few OS errors) into one line on stderr and exit code 2."""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from rctc.cli import values
 from rctc.cli.common import (
     IN_FILE,
     OUT_FILE,
@@ -14,9 +15,9 @@ from rctc.cli.common import (
     fail_cleanly,
     json_option,
     progress,
-    refuse_overwriting_inputs,
     show_progress,
 )
+from rctc.cli.outputs import writing
 from rctc.errors import RctcError
 from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
 
@@ -25,27 +26,29 @@ def _compile_options(fn: Any) -> Any:
     """The options that become the .rct's CompileOptions (in the order ``--help`` lists them)."""
     opts = [
         click.option("--mode", type=click.Choice(MODES), default="rct", show_default=True),
-        click.option("--batch-size", type=int, default=32, show_default=True,
+        click.option("--batch-size", type=values.BATCH_SIZE, default=32, show_default=True,
                      help="Binds the dynamic batch dimension."),
         click.option("--loss", type=click.Choice(LOSSES), default="cross-entropy", show_default=True),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True),
-        click.option("--lr", type=float, default=0.05, show_default=True,
+        click.option("--lr", type=values.POSITIVE_FLOAT, default=0.05, show_default=True,
                      help="Default learning rate (train --lr overrides)."),
-        click.option("--momentum", type=float, default=0.9, show_default=True),
-        click.option("--weight-decay", type=float, default=0.0, show_default=True),
+        click.option("--momentum", type=values.MOMENTUM, default=0.9, show_default=True),
+        click.option("--weight-decay", type=values.NON_NEGATIVE_FLOAT, default=0.0, show_default=True),
         click.option("--trainable", multiple=True, help="Glob over parameter names to train (repeatable)."),
         click.option("--freeze", multiple=True, help="Glob over parameter names to freeze (repeatable)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--bits", type=int, default=8, show_default=True, help="RCT: starting weight bitwidth."),
-        click.option("--min-bits", type=int, default=4, show_default=True),
-        click.option("--max-bits", type=int, default=16, show_default=True),
-        click.option("--act-bits", type=int, default=8, show_default=True),
-        click.option("--grad-bits", type=int, default=8, show_default=True),
+        click.option("--seed", type=values.SEED, default=0, show_default=True),
+        click.option("--bits", type=values.BITS, default=8, show_default=True, help="RCT: starting weight bitwidth."),
+        click.option("--min-bits", type=values.BITS, default=4, show_default=True),
+        click.option("--max-bits", type=values.BITS, default=16, show_default=True),
+        click.option("--act-bits", type=values.BITS, default=8, show_default=True),
+        click.option("--grad-bits", type=values.BITS, default=8, show_default=True),
         click.option("--rounding", type=click.Choice(ROUNDINGS), default="stochastic", show_default=True),
-        click.option("--adjust-every", type=int, default=CompileOptions.adjust_every, show_default=True,
-                     help="Bitwidth controller period in steps (0 disables)."),
-        click.option("--gavg-low", type=float, default=CompileOptions.gavg_low, show_default=True),
-        click.option("--gavg-high", type=float, default=CompileOptions.gavg_high, show_default=True),
+        click.option("--adjust-every", type=values.NON_NEGATIVE_INT, default=CompileOptions.adjust_every,
+                     show_default=True, help="Bitwidth controller period in steps (0 disables)."),
+        click.option("--gavg-low", type=values.NON_NEGATIVE_FLOAT, default=CompileOptions.gavg_low,
+                     show_default=True),
+        click.option("--gavg-high", type=values.NON_NEGATIVE_FLOAT, default=CompileOptions.gavg_high,
+                     show_default=True),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -77,20 +80,19 @@ def command(model: Path, output: Path | None, print_between_passes: bool, time_p
     """Lower an ONNX MODEL to a training graph (.rct)."""
     from rctc.compiler import compile_graph
     from rctc.passes.registry import PIPELINES
-    from rctc.rct_format import check_writable, save_rct
+    from rctc.rct_format import save_rct
     from rctc.summary import graph_summary
 
     if model.suffix == ".rct" and model.exists():
         raise RctcError(f"{model}: is already a compiled .rct; give the ONNX model to compile")
     out = output or model.with_suffix(".rct")
-    refuse_overwriting_inputs(out, model)
-    check_writable(out)
     options = CompileOptions(**{**opts, "trainable": list(opts["trainable"]), "freeze": list(opts["freeze"])})
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    with progress(show_progress(as_json or print_between_passes), len(PIPELINES[options.mode]), "compiling",
-                  str) as advance:
-        g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo, on_pass=advance)
-    save_rct(g, out)
+    with writing([out], [model]):
+        with progress(show_progress(as_json or print_between_passes), len(PIPELINES[options.mode]), "compiling",
+                      str) as advance:
+            g, pm = compile_graph(model, options, print_between=print_between_passes, echo=echo, on_pass=advance)
+        save_rct(g, out)
     summary = graph_summary(g)
     summary["output"] = str(out)
     summary["passes"] = [{"name": r.name, "ms": r.seconds * 1e3} for r in pm.runs]

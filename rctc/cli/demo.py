@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from rctc.cli import values
 from rctc.cli.common import emit_json, fail_cleanly, progress, show_progress
 from rctc.errors import RctcError
 
@@ -39,8 +40,8 @@ def _pct(saved: float) -> str:
 
 
 @click.command("demo")
-@click.option("--epochs", type=int, default=DIGITS_EPOCHS, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=values.COUNT, default=DIGITS_EPOCHS, show_default=True)
+@click.option("--seed", type=values.SEED, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @fail_cleanly

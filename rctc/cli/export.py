@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option, refuse_overwriting_inputs
+from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option
+from rctc.cli.outputs import writing
 
 
 @click.command("export")
@@ -18,12 +19,9 @@ from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_opt
 def command(model: Path, output: Path, fmt: str, as_json: bool) -> None:
     """Export the trained model as an inference ONNX file for onnxruntime."""
     from rctc.api import load
-    from rctc.rct_format import check_writable
 
-    refuse_overwriting_inputs(output, model)
-    check_writable(output)
-    m = load(model)
-    m.export(output, fmt)
+    with writing([output], [model]):
+        load(model).export(output, fmt)
     if as_json:
         emit_json({"output": str(output), "format": fmt})
     else:

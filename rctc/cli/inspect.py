@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option, refuse_overwriting_inputs
+from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option
+from rctc.cli.outputs import writing
 
 
 def _print_parameters(rows: list[dict[str, Any]]) -> None:
@@ -30,21 +31,18 @@ def _print_parameters(rows: list[dict[str, Any]]) -> None:
 def command(model: Path, profile: str | None, plot_path: Path | None, as_json: bool) -> None:
     """Show the parameter slot table and the static energy / memory estimate."""
     from rctc.api import load
-    from rctc.rct_format import check_writable
     from rctc.summary import graph_summary, parameter_table
 
-    if plot_path is not None:
-        refuse_overwriting_inputs(plot_path, model)
-        check_writable(plot_path)
-    m = load(model)
-    info: dict[str, Any] = graph_summary(m.graph)
-    info["parameters"] = parameter_table(m.graph)
-    info.update(m.estimate(profile))
-    if plot_path is not None:
-        from rctc.plot_energy import plot_estimate
+    with writing([plot_path], [model, profile]):
+        m = load(model)
+        info: dict[str, Any] = graph_summary(m.graph)
+        info["parameters"] = parameter_table(m.graph)
+        info.update(m.estimate(profile))
+        if plot_path is not None:
+            from rctc.plot_energy import plot_estimate
 
-        plot_estimate(info, plot_path, title=f"{model.name}: {info['mode']} mode, batch {info['batch_size']}")
-        info["plot"] = str(plot_path)
+            plot_estimate(info, plot_path, title=f"{model.name}: {info['mode']} mode, batch {info['batch_size']}")
+            info["plot"] = str(plot_path)
     if as_json:
         emit_json(info)
         return

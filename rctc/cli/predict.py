@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option, refuse_overwriting_inputs
+from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option
+from rctc.cli.outputs import writing
 
 
 @click.command("predict")
@@ -23,16 +24,15 @@ def command(model: Path, data: str, x_key: str, target: str | None, output: Path
     """Run the trained forward graph on DATA and write the model's outputs to an .npz."""
     from rctc.api import load
     from rctc.data import load_data
-    from rctc.rct_format import atomic_write_bytes, check_writable
+    from rctc.rct_format import atomic_write_bytes
 
-    refuse_overwriting_inputs(output, model, data)
-    check_writable(output)
-    m = load(model)
-    ds = load_data(data, x_key=x_key, target=target)
-    outs = m.predict(ds.x, source=ds.source)
-    buf = io.BytesIO()
-    np.savez(buf, **outs)
-    atomic_write_bytes(output, buf.getvalue())
+    with writing([output], [model, data]):
+        m = load(model)
+        ds = load_data(data, x_key=x_key, y_key=None, target=target)
+        outs = m.predict(ds.x, source=ds.source)
+        buf = io.BytesIO()
+        np.savez(buf, **outs)
+        atomic_write_bytes(output, buf.getvalue())
     info = {"output": str(output), "samples": len(ds), "arrays": {k: list(v.shape) for k, v in outs.items()}}
     if as_json:
         emit_json(info)

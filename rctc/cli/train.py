@@ -15,6 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
+from rctc.cli import values
 from rctc.cli.common import (
     IN_FILE,
     OUT_FILE,
@@ -22,9 +23,9 @@ from rctc.cli.common import (
     emit_json,
     fail_cleanly,
     progress,
-    refuse_overwriting_inputs,
     show_progress,
 )
+from rctc.cli.outputs import writing
 from rctc.errors import DataError, RctcError
 
 
@@ -78,20 +79,30 @@ def _split(x: np.ndarray, y: np.ndarray, frac: float, seed: int) -> tuple:
     return x[t], y[t], x[v], y[v]
 
 
-def _check_args(a: TrainArgs) -> None:
-    """Option combinations and outputs, before any work."""
-    from rctc.rct_format import check_writable
+class LazyLog:
+    """The ``--log`` file, opened at the first step: a run that fails before training leaves no log."""
 
+    def __init__(self, path: Path, graph: Any) -> None:
+        self.path, self.graph, self.logger = path, graph, None
+
+    def write(self, rec: Any) -> None:
+        if self.logger is None:
+            from rctc.runtime.logging import StepLogger
+
+            self.logger = StepLogger(self.path, self.graph)
+        self.logger.write(rec)
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+
+def _check_args(a: TrainArgs) -> None:
+    """Option combinations, before any work."""
     if a.epochs is not None and a.steps is not None:
         raise RctcError("give --epochs or --steps, not both")
-    if a.warmup_steps < 0:
-        raise RctcError(f"--warmup-steps must be >= 0, got {a.warmup_steps}")
     if a.val_split is not None and a.val_data is not None:
         raise RctcError("give --val or --val-split, not both")
-    refuse_overwriting_inputs(a.out_path, a.data, a.val_data, a.log_path)
-    if a.log_path is not None:
-        refuse_overwriting_inputs(a.log_path, a.model, a.data, a.val_data)
-    check_writable(a.out_path)
 
 
 def _load_data(a: TrainArgs, seed: int) -> tuple[Any, np.ndarray, np.ndarray | None, tuple | None]:
@@ -114,14 +125,13 @@ def _load_data(a: TrainArgs, seed: int) -> tuple[Any, np.ndarray, np.ndarray | N
 def _run(a: TrainArgs, m: Any, t: Any, ds: Any, x: np.ndarray, y: np.ndarray | None) -> tuple[dict, Any, int]:
     """Train (resuming from the checkpoint when asked); returns the summary, the checkpointer, the run length."""
     from rctc import checkpoint as ckpt
-    from rctc.runtime.logging import StepLogger
     from rctc.runtime.trainer import run_length
 
     total = run_length(len(x), m.batch_size, a.epochs, a.steps, a.keep_last)
     run_args = a.run_args(x, y)
     checkpointer = ckpt.Checkpointer(ckpt.checkpoint_path(a.out_path), a.checkpoint_every, t, run_args)
     state = ckpt.load_checkpoint(ckpt.find_checkpoint(checkpointer.path), t, run_args) if a.resume else None
-    logger = StepLogger(a.log_path, m.graph) if a.log_path else None
+    logger = LazyLog(a.log_path, m.graph) if a.log_path else None
 
     def describe(r: Any) -> str:
         return f"epoch {r.epoch + 1} loss {r.loss:.4f}" + (f" acc {r.accuracy:.3f}" if r.accuracy is not None else "")
@@ -174,23 +184,26 @@ def _print_summary(a: TrainArgs, summary: dict[str, Any], checkpoint: Path, tota
 def _train_options(fn: Any) -> Any:
     """The options of ``rctc train`` after ``--data`` and the data keys (in the order ``--help`` lists them)."""
     opts = [
-        click.option("--epochs", type=int, default=None, help="Epochs (default 1 unless --steps)."),
-        click.option("--steps", type=int, default=None, help="Number of steps (instead of --epochs)."),
-        click.option("--lr", type=float, default=None, help="Learning rate (default: the compiled one)."),
+        click.option("--epochs", type=values.COUNT, default=None, help="Epochs (default 1 unless --steps)."),
+        click.option("--steps", type=values.COUNT, default=None, help="Number of steps (instead of --epochs)."),
+        click.option("--lr", type=values.POSITIVE_FLOAT, default=None,
+                     help="Learning rate (default: the compiled one)."),
         click.option("--lr-schedule", type=click.Choice(["constant", "step", "cosine"]), default="constant",
                      show_default=True),
-        click.option("--warmup-steps", type=int, default=0, show_default=True),
-        click.option("--seed", type=int, default=None, help="Seed for shuffling, dropout and stochastic rounding."),
+        click.option("--warmup-steps", type=values.NON_NEGATIVE_INT, default=0, show_default=True),
+        click.option("--seed", type=values.SEED, default=None,
+                     help="Seed for shuffling, dropout and stochastic rounding."),
         click.option("--no-shuffle", is_flag=True),
         click.option("--keep-last", is_flag=True, help="Pad the last partial batch with masked samples."),
         click.option("--val", "val_data", default=None, help="Validation data (same formats as --data)."),
-        click.option("--val-split", type=float, default=None, help="Hold out this fraction of --data for validation."),
+        click.option("--val-split", type=values.FRACTION, default=None,
+                     help="Hold out this fraction of --data for validation."),
         click.option("-o", "--output", type=OUT_FILE, help="Trained .rct (default: in place)."),
         click.option("--log", "log_path", type=OUT_FILE, help="Write one JSON line per step."),
         click.option("--profile-ops", is_flag=True, help="Print the time spent per op type."),
         click.option("--profile", "energy_profile", default=None,
                      help="Energy profile (name or TOML path) for the measured energy counters."),
-        click.option("--checkpoint-every", type=int, default=0, show_default=True,
+        click.option("--checkpoint-every", type=values.NON_NEGATIVE_INT, default=0, show_default=True,
                      help="Write a checkpoint (OUT.ckpt) every N steps; 0: only when interrupted."),
         click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of OUT (same arguments)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -212,12 +225,21 @@ def command(**kwargs: Any) -> None:
 
     Ctrl-C stops after the current step, writes a checkpoint and the model, exits 130.
     """
+    from rctc.checkpoint import checkpoint_path
+
+    a = TrainArgs(**kwargs)
+    _check_args(a)
+    with writing([a.out_path, a.log_path, checkpoint_path(a.out_path)],
+                 [a.model, a.data, a.val_data, a.energy_profile], in_place=a.model):
+        _train(a)
+
+
+def _train(a: TrainArgs) -> None:
+    """Load, train, save and report (the outputs are checked and locked)."""
     from rctc.analysis.counter import attach_counter
     from rctc.analysis.profiles import load_profile
     from rctc.api import load
 
-    a = TrainArgs(**kwargs)
-    _check_args(a)
     prof = load_profile(a.energy_profile)
     m = load(a.model)
     ds, x, y, val = _load_data(a, m.options.seed if a.seed is None else a.seed)

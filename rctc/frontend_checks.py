@@ -137,7 +137,7 @@ def _check_external(t: TensorProto, declared: int | None, base: Path, source: st
         raise RctcError(f"{source}: tensor {t.name!r} points to external data {loc!r} outside the model's folder; "
                         "refusing to read it (move the data file next to the model)")
     if not target.is_file():
-        raise RctcError(f"{source}: external data file {loc!r} for tensor {t.name!r} is missing or not a file")
+        raise RctcError(f"{source}: external data file {loc!r} for {t.name!r} is missing or not a file")
     size = target.stat().st_size
     offset = int(info.get("offset", "0"))
     length = int(info["length"]) if "length" in info else size - offset

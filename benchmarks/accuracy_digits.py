@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import rctc
-from rctc.cli_demo import DIGITS_EPOCHS, DIGITS_RECIPE
+from rctc.cli.demo import DIGITS_EPOCHS, DIGITS_RECIPE
 from rctc.data import load_data
 from rctc.models import path
 from rctc.rct_format import atomic_write_bytes

@@ -14,7 +14,7 @@ import json
 import statistics
 
 import rctc
-from rctc.cli_demo import DIGITS_EPOCHS, DIGITS_RECIPE
+from rctc.cli.demo import DIGITS_EPOCHS, DIGITS_RECIPE
 from rctc.data import load_data
 from rctc.models import path
 

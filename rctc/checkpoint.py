@@ -25,15 +25,15 @@ import io
 import json
 import os
 import signal
-import zipfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
 
-from rctc.errors import RctcError
+from rctc.errors import CorruptFileError, RctcError
 from rctc.jsonutil import json_default
+from rctc.npz import read_npz
 from rctc.rct_format import atomic_write_bytes
 from rctc.runtime.bitwidth import BitwidthController
 from rctc.runtime.trainer import RunState, Trainer
@@ -141,16 +141,45 @@ def find_checkpoint(path: Path) -> Path:
     raise RctcError(f"{path}: no checkpoint to resume from; run without --resume (and with --checkpoint-every N)")
 
 
+META_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": str, "state_names": list, "step": int, "run": dict, "data_rng": dict, "kernel_rng": dict,
+    "controller": list, "graph_meta": dict, "args": dict,
+}
+RUN_KEYS = ("epoch", "pos", "done", "start_step")
+
+
+def _check_meta(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Every key ``load_checkpoint`` reads is there with its type (a re-signed hand edit, another version)."""
+    def damaged(why: str) -> RctcError:
+        return RctcError(f"{path}: checkpoint damaged or from another version of rctc ({why}); delete it to start "
+                         "over")
+
+    for key, typ in META_KEYS.items():
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            raise damaged(f"{key!r} missing or not a {typ.__name__}")
+    run = meta["run"]
+    if not all(type(run.get(k)) is int and run[k] >= 0 for k in RUN_KEYS):
+        raise damaged("run position incomplete")
+    names = meta["state_names"]
+    if not all(isinstance(n, str) for n in names) or any(f"state_{i}" not in arrays for i in range(len(names))):
+        raise damaged("state arrays missing")
+    for c in meta["controller"]:
+        if not isinstance(c, dict) or not all(isinstance(w, list) and all(isinstance(p, list) and len(p) == 2
+                                                                          for p in w) for w in c.values()):
+            raise damaged("controller window malformed")
+
+
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     hint = (f"delete it to start over, or rename {_sibling(path, '.prev').name} to {path.name} "
             "to resume one checkpoint earlier")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        _, arrays = read_npz(path)
         meta_bytes = arrays.pop("meta").tobytes()
         digest = arrays.pop("sha256").tobytes().decode()
         meta = json.loads(meta_bytes)
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+    except CorruptFileError as exc:
+        raise RctcError(f"{exc}; {hint}") from exc
+    except (ValueError, KeyError, UnicodeDecodeError, RecursionError) as exc:
         raise RctcError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}); {hint}") from exc
     if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
         raise RctcError(f"{path}: not an rctc checkpoint; {hint}")
@@ -158,6 +187,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise RctcError(f"{path}: checkpoint version {meta.get('version')}, this rctc reads {CKPT_VERSION}")
     if _digest(meta_bytes, arrays) != digest:
         raise RctcError(f"{path}: checkpoint integrity check failed (corrupt); {hint}")
+    _check_meta(path, meta, arrays)
     return meta, arrays
 
 
@@ -184,8 +214,12 @@ def load_checkpoint(path: Path, trainer: Trainer, run_args: dict[str, Any]) -> R
     g.meta.update(meta["graph_meta"])
     trainer.step = int(meta["step"])
     g.meta["step"] = trainer.step
-    trainer.data_rng.bit_generator.state = meta["data_rng"]
-    trainer.kernel_rng.bit_generator.state = meta["kernel_rng"]
+    try:
+        trainer.data_rng.bit_generator.state = meta["data_rng"]
+        trainer.kernel_rng.bit_generator.state = meta["kernel_rng"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RctcError(f"{path}: checkpoint damaged or from another version of rctc (generator state: {exc}); "
+                        "delete it to start over") from None
     for ctrl, window in zip(_controllers(trainer), meta["controller"]):
         ctrl.window = {k: [(a, b) for a, b in w] for k, w in window.items()}
         ctrl.changes = g.meta.setdefault("bit_changes", [])

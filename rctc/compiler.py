@@ -19,6 +19,7 @@ import onnx
 from rctc.analysis.baseline import rebuild_forward, snapshot_forward
 from rctc.analysis.profiles import Profile
 from rctc.analysis.report import estimate as _estimate
+from rctc.frontend_checks import check_batch_size
 from rctc.ir import Graph
 from rctc.onnx_import import import_model
 from rctc.options import CompileOptions
@@ -39,6 +40,7 @@ def compile_graph(
     """
     options.validate()
     g = import_model(model, options.batch_size)
+    check_batch_size(g.values, options.batch_size, str(model) if not isinstance(model, onnx.ModelProto) else g.name)
     g.meta["mode"] = options.mode
     g.meta["options"] = options.to_dict()
     g.meta["source"] = os.path.basename(str(model)) if not isinstance(model, onnx.ModelProto) else g.name

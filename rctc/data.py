@@ -9,17 +9,18 @@ built-in ``digits`` (scikit-learn's 8x8 handwritten digits, bundled with rctc):
 from __future__ import annotations
 
 import csv
-import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from rctc.errors import DataError
+from rctc.errors import CorruptFileError, DataError
+from rctc.npz import read_npz
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+REAL_KINDS = "biuf"  # numpy dtype kinds rctc accepts as data: bool, int, uint, float
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
 
 
@@ -46,22 +47,14 @@ def _digits(part: str) -> Dataset:
     return Dataset(images[idx].reshape(len(idx), 64), target[idx], f"digits:{part}")
 
 
-def _npz(path: Path, x_key: str, y_key: str) -> Dataset:
+def _npz(path: Path, x_key: str, y_key: str | None) -> Dataset:
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc}); save arrays with numpy.savez") from exc
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: a single array, not an .npz archive; save with numpy.savez(path, x=..., y=...)")
-    with z:
-        if x_key not in z.files:
-            raise DataError(f"{path}: no array {x_key!r} (found: {', '.join(z.files) or 'none'}); use --x-key")
-        try:
-            x = z[x_key]
-            y = z[y_key] if y_key in z.files else None
-        except ValueError as exc:
-            raise DataError(f"{path}: array holds Python objects, which rctc does not load (no pickle)") from exc
-    return Dataset(x, y, str(path))
+        found, arrays = read_npz(path, [x_key] if y_key is None else [x_key, y_key])
+    except CorruptFileError as exc:
+        raise DataError(str(exc)) from exc
+    if x_key not in arrays:
+        raise DataError(f"{path}: no array {x_key!r} (found: {', '.join(found) or 'none'}); use --x-key")
+    return Dataset(arrays[x_key], None if y_key is None else arrays.get(y_key), str(path))
 
 
 def _csv(path: Path, target: str | None) -> Dataset:
@@ -130,8 +123,21 @@ def _images(path: Path) -> Dataset:
     return Dataset(x, np.array(ys, np.int64), str(path))
 
 
-def load_data(spec: str, x_key: str = "x", y_key: str = "y", target: str | None = None) -> Dataset:
-    """Load a data set from a path or a built-in name."""
+def load_data(spec: str, x_key: str = "x", y_key: str | None = "y", target: str | None = None) -> Dataset:
+    """Load a data set from a path or a built-in name, checked to be real-valued arrays of samples
+    (``y_key=None``: inputs only, any labels are dropped)."""
+    ds = _load(spec, x_key, y_key, target)
+    if y_key is None:
+        ds.y = None
+    check_array(ds.x, "x", ds.source)
+    if ds.y is not None:
+        check_array(ds.y, "y", ds.source)
+        if ds.y.shape[0] != ds.x.shape[0]:
+            raise DataError(f"{ds.source}: x has {ds.x.shape[0]} samples but y has {ds.y.shape[0]}")
+    return ds
+
+
+def _load(spec: str, x_key: str, y_key: str | None, target: str | None) -> Dataset:
     if spec == "digits" or spec.startswith("digits:"):
         return _digits(spec.split(":", 1)[1] if ":" in spec else "train")
     path = Path(spec)
@@ -146,13 +152,21 @@ def load_data(spec: str, x_key: str = "x", y_key: str = "y", target: str | None 
     raise DataError(f"{spec}: unknown data format {path.suffix!r}; use .npz, .csv, an image folder or digits")
 
 
+def check_array(a: object, name: str, source: str) -> np.ndarray:
+    """``a`` is an array of samples of real numbers: at least 1-D, not empty, int / uint / bool / float."""
+    a = np.asarray(a)
+    if a.dtype.kind not in REAL_KINDS:
+        raise DataError(f"{source}: {name} has dtype {a.dtype}; rctc needs real numbers (bool, int or float arrays)")
+    if a.ndim == 0:
+        raise DataError(f"{source}: {name} is a single value (0-d array); give an array with one row per sample")
+    if a.shape[0] == 0:
+        raise DataError(f"{source}: no samples in {name}")
+    return a
+
+
 def fit_inputs(x: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, source: str) -> np.ndarray:
     """Convert samples to the model input's per-sample ``shape`` and ``dtype``, or fail clearly."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
-        raise DataError(f"{source}: x has non-numeric dtype {x.dtype}; rctc needs numbers")
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise DataError(f"{source}: no samples in x")
+    x = check_array(x, "x", source)
     per = int(np.prod(shape))
     if tuple(x.shape[1:]) != tuple(shape):
         if int(np.prod(x.shape[1:])) != per:
@@ -180,7 +194,7 @@ def check_labels(y: np.ndarray | None, n: int, num_classes: int | None, target_s
     """Validate targets: class labels for cross-entropy, float targets for MSE."""
     if y is None:
         raise DataError(f"{source}: no labels (array 'y' missing; use --y-key or --target)")
-    y = np.asarray(y)
+    y = check_array(y, "y", source)
     if y.shape[0] != n:
         raise DataError(f"{source}: x has {n} samples but y has {y.shape[0]}")
     if num_classes is not None:
@@ -193,10 +207,10 @@ def check_labels(y: np.ndarray | None, n: int, num_classes: int | None, target_s
                 raise DataError(f"{source}: y contains NaN or Inf")
             if np.any(y != np.round(y)):
                 raise DataError(f"{source}: class labels must be integers")
-        y = y.astype(np.int64)
-        if y.min() < 0 or y.max() >= num_classes:
-            raise DataError(f"{source}: labels must be in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
-        return y
+        lo, hi = y.min(), y.max()  # compared in y's own dtype: no wrap-around before the range check
+        if lo < 0 or hi >= num_classes:
+            raise DataError(f"{source}: labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
+        return y.astype(np.int64)
     y = y.astype(np.float32)
     if target_shape is not None and tuple(y.shape[1:]) != tuple(target_shape):
         if int(np.prod(y.shape[1:])) != int(np.prod(target_shape)):

@@ -21,3 +21,7 @@ class TrainingDiverged(RctcError):
 
 class NativeUnavailable(RctcError):
     """The native backend cannot be built here (no C compiler, or it failed); ``str`` is one line."""
+
+
+class CorruptFileError(RctcError):
+    """A file rctc reads is damaged (bad checksum, truncated, sizes that do not add up)."""

@@ -58,6 +58,9 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise RctcError(
             f"{p}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or not ONNX?"
         ) from exc
+    from rctc.frontend_checks import check_model_file  # the file's structure, before any tensor is read
+
+    check_model_file(model, p)
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise RctcError(f"{p}: not an ONNX model (no graph nodes); is this the right file?")
     base = p.resolve().parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -13,6 +14,8 @@ OPTIMIZERS = ("sgd", "momentum", "adamw")
 #: PyTorch's default weight decay per optimizer (torch.optim.SGD: 0, torch.optim.AdamW: 0.01)
 DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adamw": 0.01}
 ROUNDINGS = ("stochastic", "nearest")
+MAX_BATCH_SIZE = 65536  # larger batches do not fit an edge device's memory (and a typo should not allocate TBs)
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -39,9 +42,26 @@ class CompileOptions:
     gavg_low: float = 0.01
     gavg_high: float = 1.0
 
+    def _check_types(self) -> None:
+        """Each field has its declared type (the API and a hand-edited .rct can give anything)."""
+        for f in fields(self):
+            val, want = getattr(self, f.name), f.type
+            opt = f"--{f.name.replace('_', '-')}"
+            if want == "int" and (not isinstance(val, int) or isinstance(val, bool)):
+                raise RctcError(f"{opt} must be an integer, got {val!r}")
+            real = isinstance(val, (int, float)) and not isinstance(val, bool)
+            if want == "float" and not (real and math.isfinite(val)):
+                raise RctcError(f"{opt} must be a finite number, got {val!r}")
+            if want == "str" and not isinstance(val, str):
+                raise RctcError(f"{opt} must be a string, got {val!r}")
+            if want == "list[str]" and not (isinstance(val, list) and all(isinstance(v, str) for v in val)):
+                raise RctcError(f"{opt} must be a list of glob patterns, got {val!r}")
+
     def validate(self) -> CompileOptions:
         def bad(msg: str) -> RctcError:
             return RctcError(msg)
+
+        self._check_types()
 
         if self.mode not in MODES:
             raise bad(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -51,8 +71,10 @@ class CompileOptions:
             raise bad(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.rounding not in ROUNDINGS:
             raise bad(f"--rounding must be stochastic or nearest, got {self.rounding!r}")
-        if self.batch_size < 1:
-            raise bad(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise bad(f"--batch-size must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise bad(f"--seed must be in 0..{MAX_SEED}, got {self.seed}")
         if not self.lr > 0:
             raise bad(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:

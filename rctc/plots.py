@@ -23,6 +23,29 @@ import numpy as np
 from rctc.errors import RctcError
 from rctc.rct_format import atomic_write_bytes
 
+NUMBER_KEYS = ("lr", "accuracy", "measured_energy_pj")  # optional numbers (null: not measured at that step)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_row(row: dict[str, Any], where: str) -> None:
+    """The row's values have the types the report reads; the message names the line and the key."""
+    step, epoch = row["step"], row.get("epoch")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise RctcError(f"{where}: 'step' must be a non-negative integer, got {step!r}")
+    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
+        raise RctcError(f"{where}: 'epoch' must be an integer, got {epoch!r}")
+    if not _is_number(row["loss"]):
+        raise RctcError(f"{where}: 'loss' must be a number, got {row['loss']!r}")
+    for key in NUMBER_KEYS:
+        if row.get(key) is not None and not _is_number(row[key]):
+            raise RctcError(f"{where}: {key!r} must be a number, got {row[key]!r}")
+    bits = row.get("bits")
+    if bits is not None and not (isinstance(bits, dict) and all(_is_number(b) for b in bits.values())):
+        raise RctcError(f"{where}: 'bits' must map parameter names to numbers, got {bits!r:.60}")
+
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The log's rows (one JSON object per line); a bad line is an error naming its number."""
@@ -43,6 +66,7 @@ def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise RctcError(f"{p}: line {i} is not JSON ({exc.msg}); is this an `rctc train --log` file?") from exc
         if not isinstance(row, dict) or "step" not in row or "loss" not in row:
             raise RctcError(f"{p}: line {i} has no step/loss; is this an `rctc train --log` file?")
+        _check_row(row, f"{p}: line {i}")
         rows.append(row)
     if not rows:
         raise RctcError(f"{p}: the log has no steps")

@@ -27,11 +27,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
-from rctc.ir import Graph
+from rctc.ir import Graph, IRError
 from rctc.jsonutil import json_default
 from rctc.legacy import assign_roles, needs_roles
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_export import graph_to_model
+from rctc.rct_meta import check_references, damaged, parse_meta
 
 FORMAT_VERSION = 1
 
@@ -144,36 +145,73 @@ def rct_to_graph(model: onnx.ModelProto, source: str = "model.rct") -> Graph:
     digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True) + meta_json.encode()).hexdigest()
     if digest != props.get("rctc.sha256"):
         raise RctcError(corrupt)
-    meta = json.loads(meta_json)
+    meta = parse_meta(meta_json, source)
+    try:
+        g = _build_graph(model, meta, source)
+        g.verify()
+    except IRError as exc:
+        raise damaged(source, str(exc)) from None
+    check_references(g, source)
+    return g
+
+
+def _tensor_array(t: onnx.TensorProto, source: str) -> np.ndarray:
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        raise damaged(source, f"state tensor {t.name!r} points to external data; a .rct holds its state inline")
+    try:
+        return numpy_helper.to_array(t).copy()
+    except (ValueError, TypeError, KeyError) as exc:
+        raise damaged(source, f"state tensor {t.name!r} cannot be read: {exc}") from None
+
+
+def _shapes(model: onnx.ModelProto, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except (KeyError, TypeError, ValueError):
+            raise damaged(source, f"tensor {vi.name!r} has unknown element type {tt.elem_type}") from None
+        shapes[vi.name] = (tuple(d.dim_value for d in tt.shape.dim), dtype)
+    return shapes
+
+
+def _build_graph(model: onnx.ModelProto, meta: dict[str, Any], source: str) -> Graph:
     g = Graph(name=model.graph.name)
     g.meta.update(meta["graph"])
     vmeta = meta["values"]
     for t in model.graph.initializer:
+        if t.name in g.values:
+            raise damaged(source, f"state tensor {t.name!r} appears twice")
         info = vmeta.get(t.name, {"kind": "const", "trainable": False, "meta": {}})
-        v = g.add_value(t.name, None, None, info["kind"], numpy_helper.to_array(t).copy())
+        v = g.add_value(t.name, None, None, info["kind"], _tensor_array(t, source))
         v.trainable = info["trainable"]
         v.meta = info["meta"]
-    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        tt = vi.type.tensor_type
-        shapes[vi.name] = (
-            tuple(d.dim_value for d in tt.shape.dim),
-            np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)),
-        )
+    shapes = _shapes(model, source)
+
+    def shape_of(name: str, what: str) -> tuple[tuple[int, ...], np.dtype]:
+        if name not in shapes:
+            raise damaged(source, f"{what} {name!r} has no declared type and shape")
+        return shapes[name]
+
     for name in meta["inputs"]:
-        shape, dtype = shapes[name]
-        g.add_input(name, shape, dtype)
+        g.add_input(name, *shape_of(name, "input"))
     for n in model.graph.node:
+        missing = [i for i in n.input if i and i not in g.values]
+        if missing:
+            raise damaged(source, f"node {n.name!r} reads tensor {missing[0]!r}, which no earlier node produces")
+        outs = [(o, *shape_of(o, f"output of node {n.name!r}")) for o in n.output]
         ins = [g.values[i] if i else None for i in n.input]
-        outs = [(o, *shapes[o]) for o in n.output]
         node = g.add_node(n.op_type, ins, outs, attrs_from_proto(n.attribute), name=n.name, domain=n.domain)
         node.meta = meta["nodes"].get(n.name, {})
         for o in node.outputs:
             if o.name in vmeta:
                 o.meta = vmeta[o.name]["meta"]
+    missing = [o.name for o in model.graph.output if o.name not in g.values]
+    if missing:
+        raise damaged(source, f"graph output {missing[0]!r} is not produced")
     g.outputs = [g.values[o.name] for o in model.graph.output]
     g.state_updates = dict(meta["state_updates"])
     if needs_roles(g):  # written before values had typed roles
         assign_roles(g)
-    g.verify()
     return g

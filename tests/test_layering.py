@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: source folder -> import name (pyproject's package-dir)
@@ -118,20 +117,9 @@ def _cycles(skip: Callable[[str], bool]) -> list[list[str]]:
     return list(nx.simple_cycles(g))
 
 
-def _is_cli(m: str) -> bool:
-    return m == "rctc.cli" or m.startswith(("rctc.cli_", "rctc.cli."))
-
-
 def test_no_module_scope_import_cycle() -> None:
-    cycles = _cycles(_is_cli)
+    cycles = _cycles(lambda m: False)
     assert not cycles, "module-scope import cycles: " + "; ".join(" -> ".join(c + c[:1]) for c in cycles[:5])
-
-
-@pytest.mark.xfail(strict=True, reason="rctc/cli.py and cli_demo / cli_report / cli_train import each other; "
-                   "the CLI package split (issue 13 item 5, another branch) removes the circle: then drop "
-                   "this marker and the _is_cli exemption above")
-def test_cli_has_no_module_scope_import_cycle() -> None:
-    assert not _cycles(lambda m: False)
 
 
 def test_every_module_imports_in_a_fresh_interpreter() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rctc.native.kernels import Kernels
 from rctc.fixedpoint import requantize
+from rctc.native.kernels import Kernels
 
 SIZES = [1, 3, 17, 31, 65, 129, 1000]
 

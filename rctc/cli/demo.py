@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from rctc.cli import emit_json, fail_cleanly, main, progress, show_progress
+from rctc.cli import values
+from rctc.cli.common import emit_json, fail_cleanly, progress, show_progress
 from rctc.errors import RctcError
 
 # the digits recipe used by the demo and the README's accuracy table
@@ -38,13 +39,13 @@ def _pct(saved: float) -> str:
     return f"{100 * saved:.1f}% less" if saved >= 0 else f"{-100 * saved:.1f}% more"
 
 
-@main.command("demo")
-@click.option("--epochs", type=int, default=DIGITS_EPOCHS, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.command("demo")
+@click.option("--epochs", type=values.COUNT, default=DIGITS_EPOCHS, show_default=True)
+@click.option("--seed", type=values.SEED, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @fail_cleanly
-def demo_cmd(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
+def command(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
     """Compile, estimate, train and evaluate the bundled LeNet on the bundled digits (rct vs fp32)."""
     if epochs < 1:
         raise RctcError(f"--epochs must be >= 1, got {epochs}")
@@ -62,45 +63,39 @@ def demo_cmd(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
         f"{pred['energy_pj_per_step'] / 1e6:.2f} uJ, peak memory {pred['peak_memory_bytes'] / 1024:.1f} KiB"
     )
     rct_model, rct_sum, rct_eval = _train("rct", epochs, seed, show_bar)
-    fp_model, fp_sum, fp_eval = _train("fp32", epochs, seed, show_bar)
+    _, fp_sum, fp_eval = _train("fp32", epochs, seed, show_bar)
     final_bits = rct_sum.get("final_bits", {})
-    mean_bits = sum(final_bits.values()) / max(len(final_bits), 1)
-    sav = rct_model.estimate()["savings"]  # at the bits the controller ended with
     result = {
-        "rct": {
-            "test_accuracy": rct_eval["accuracy"],
-            "test_loss": rct_eval["loss"],
-            "ms_per_step": rct_sum["ms_per_step"],
-            "final_bits": final_bits,
-            "mean_bits": mean_bits,
-        },
-        "fp32": {
-            "test_accuracy": fp_eval["accuracy"],
-            "test_loss": fp_eval["loss"],
-            "ms_per_step": fp_sum["ms_per_step"],
-        },
+        "rct": {"test_accuracy": rct_eval["accuracy"], "test_loss": rct_eval["loss"],
+                "ms_per_step": rct_sum["ms_per_step"], "final_bits": final_bits,
+                "mean_bits": sum(final_bits.values()) / max(len(final_bits), 1)},
+        "fp32": {"test_accuracy": fp_eval["accuracy"], "test_loss": fp_eval["loss"],
+                 "ms_per_step": fp_sum["ms_per_step"]},
         "predicted": pred,
-        "savings": sav,
+        "savings": rct_model.estimate()["savings"],  # at the bits the controller ended with
         "epochs": epochs,
         "seconds": time.perf_counter() - t0,
     }
     if as_json:
         emit_json(result)
-        return
-    echo("")
-    echo(f"{'mode':<6} {'test accuracy':>13} {'ms/step':>8}")
-    echo(
-        f"{'rct':<6} {rct_eval['accuracy']:>13.4f} {rct_sum['ms_per_step']:>8.2f}   "
-        f"(weights end at {mean_bits:.1f} bits on average)"
-    )
-    echo(f"{'fp32':<6} {fp_eval['accuracy']:>13.4f} {fp_sum['ms_per_step']:>8.2f}")
-    echo("")
-    echo("estimated savings of one rct training step at the final bits (negative: rct costs more):")
+    else:
+        _print_result(result)
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    rct, fp = result["rct"], result["fp32"]
+    click.echo("")
+    click.echo(f"{'mode':<6} {'test accuracy':>13} {'ms/step':>8}")
+    click.echo(f"{'rct':<6} {rct['test_accuracy']:>13.4f} {rct['ms_per_step']:>8.2f}   "
+               f"(weights end at {rct['mean_bits']:.1f} bits on average)")
+    click.echo(f"{'fp32':<6} {fp['test_accuracy']:>13.4f} {fp['ms_per_step']:>8.2f}")
+    click.echo("")
+    click.echo("estimated savings of one rct training step at the final bits (negative: rct costs more):")
     for base in ("fp32", "qat"):
-        s = sav[f"vs_{base}"]
-        echo(
+        s = result["savings"][f"vs_{base}"]
+        click.echo(
             f"  vs {base:<4}: GEMM energy {_pct(s['gemm_energy'])}, total energy {_pct(s['total_energy'])}, "
             f"parameter memory {_pct(s['parameter_memory'])} ({_pct(s['parameter_memory_at_max_bits'])} at "
             f"max bits), parameter movement energy {_pct(s['parameter_movement_energy'])}"
         )
-    echo(f"done in {result['seconds']:.1f} s")
+    click.echo(f"done in {result['seconds']:.1f} s")

@@ -6,25 +6,25 @@ from pathlib import Path
 
 import click
 
-from rctc.cli import emit_json, fail_cleanly, main
+from rctc.cli import values
+from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly
+from rctc.cli.outputs import writing
 
 
-@main.command("report")
-@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.command("report")
+@click.argument("log", type=IN_FILE)
+@click.option("-o", "--output", type=OUT_FILE, required=True,
               help="The PNG to write.")
 @click.option("--title", default=None, help="Figure title (default: steps and final loss).")
-@click.option("--smooth", type=int, default=None, help="Moving-average window in steps (default: automatic).")
+@click.option("--smooth", type=values.COUNT, default=None, help="Moving-average window in steps (default: automatic).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @fail_cleanly
-def report_cmd(log: Path, output: Path, title: str | None, smooth: int | None, as_json: bool) -> None:
+def command(log: Path, output: Path, title: str | None, smooth: int | None, as_json: bool) -> None:
     """Plot a `rctc train --log` file: loss, accuracy, per-layer bits and measured energy per step."""
-    from rctc.errors import RctcError
     from rctc.plots import plot_report, read_log
 
-    if smooth is not None and smooth < 1:
-        raise RctcError(f"--smooth must be >= 1, got {smooth}")
-    info = plot_report(read_log(log), output, title, smooth)
+    with writing([output], [log]):
+        info = plot_report(read_log(log), output, title, smooth)
     info["output"] = str(output)
     if as_json:
         emit_json(info)

@@ -17,3 +17,7 @@ class DataError(RctcError):
 
 class TrainingDiverged(RctcError):
     """The loss became NaN or Inf; the last good model is kept."""
+
+
+class NativeUnavailable(RctcError):
+    """The native backend cannot be built here (no C compiler, or it failed); ``str`` is one line."""

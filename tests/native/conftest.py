@@ -1,0 +1,38 @@
+"""Native-kernel test set-up: one build of the C library per session, in a private cache.
+
+Needs: a C compiler (the system ``cc``; ``.ci/run`` guarantees one). The ``kernels`` fixture is
+:class:`rctc.native.kernels.Kernels` over a library built into ``native_cache`` (a temporary
+``XDG_CACHE_HOME``), so the tests never touch the user's cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rctc.native.build import load_library
+from rctc.native.kernels import Kernels
+
+
+@pytest.fixture(scope="session")
+def native_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    return env
+
+
+@pytest.fixture(scope="session")
+def native_cache(native_env: dict[str, str]) -> Path:
+    return Path(native_env["XDG_CACHE_HOME"]) / "rctc" / "native"
+
+
+@pytest.fixture(scope="session")
+def kernels(native_env: dict[str, str]) -> Kernels:
+    return Kernels(load_library(env=native_env))
+
+
+def simd_variants(k: Kernels) -> list[str]:
+    """SIMD variants this CPU runs (each is compared with the portable kernel)."""
+    return [v for v in ("avx2",) if k.has_variant(v)]

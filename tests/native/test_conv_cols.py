@@ -1,0 +1,145 @@
+"""im2col / col2im + GEMM as NCHW int8 convolutions: forward, weight and data gradients.
+
+References are plain int64 numpy loops over the kernel taps (the definition of a convolution
+with ONNX pads, strides, dilations and groups); the C path is im2col, the GEMM (every variant)
+and col2im per (image, group), exactly as the code generator will call them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rctc.native.kernels import Kernels, conv2d_geom
+from tests.native.conftest import simd_variants
+
+# (n, c, h, w, m, kh, kw, stride, pads (t, l, b, r), dilation, groups)
+CASES = [
+    (1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (2, 3, 17, 17, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 4, 31, 9, 6, 3, 5, (2, 1), (1, 2, 0, 2), (1, 1), 2),
+    (3, 6, 13, 11, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 6),  # depthwise
+    (2, 8, 9, 16, 4, 2, 3, (1, 3), (0, 1, 1, 0), (2, 2), 4),
+    (1, 2, 65, 3, 3, 5, 1, (3, 1), (2, 0, 2, 0), (1, 1), 1),
+    (2, 16, 8, 8, 32, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+]
+
+
+def out_hw(h: int, k: int, s: int, pb: int, pe: int, d: int) -> int:
+    return (h + pb + pe - (k - 1) * d - 1) // s + 1
+
+
+def padded(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    t, left, b, r = pads
+    return np.pad(x.astype(np.int64), ((0, 0), (0, 0), (t, b), (left, r)))
+
+
+def taps(case):  # yields (i, j, row slice, col slice) of the padded input each tap reads
+    n, c, h, w, m, kh, kw, (sh, sw), pads, (dh, dw), g = case
+    oh = out_hw(h, kh, sh, pads[0], pads[2], dh)
+    ow = out_hw(w, kw, sw, pads[1], pads[3], dw)
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+
+
+def ref_forward(case, x: np.ndarray, wt: np.ndarray) -> np.ndarray:
+    g = case[-1]
+    xp = padded(x, case[8])
+    cg, mg = x.shape[1] // g, wt.shape[0] // g
+    y = None
+    for i, j, rs, cs in taps(case):
+        part = []
+        for gi in range(g):
+            xs = xp[:, gi * cg:(gi + 1) * cg, rs, cs]  # (n, cg, oh, ow)
+            part.append(np.einsum("nchw,mc->nmhw", xs, wt[gi * mg:(gi + 1) * mg, :, i, j].astype(np.int64)))
+        t = np.concatenate(part, axis=1)
+        y = t if y is None else y + t
+    return y
+
+
+def ref_grad_weight(case, x: np.ndarray, dy: np.ndarray, wshape: tuple[int, ...]) -> np.ndarray:
+    g = case[-1]
+    xp = padded(x, case[8])
+    cg, mg = x.shape[1] // g, wshape[0] // g
+    dw = np.zeros(wshape, np.int64)
+    for i, j, rs, cs in taps(case):
+        for gi in range(g):
+            xs = xp[:, gi * cg:(gi + 1) * cg, rs, cs]
+            dyg = dy[:, gi * mg:(gi + 1) * mg].astype(np.int64)
+            dw[gi * mg:(gi + 1) * mg, :, i, j] = np.einsum("nchw,nmhw->mc", xs, dyg)
+    return dw
+
+
+def ref_grad_input(case, dy: np.ndarray, wt: np.ndarray, xshape: tuple[int, ...]) -> np.ndarray:
+    g, pads = case[-1], case[8]
+    n, c, h, w = xshape
+    cg, mg = c // g, wt.shape[0] // g
+    dxp = np.zeros((n, c, h + pads[0] + pads[2], w + pads[1] + pads[3]), np.int64)
+    for i, j, rs, cs in taps(case):
+        for gi in range(g):
+            dyg = dy[:, gi * mg:(gi + 1) * mg].astype(np.int64)
+            wg = wt[gi * mg:(gi + 1) * mg, :, i, j].astype(np.int64)
+            dxp[:, gi * cg:(gi + 1) * cg, rs, cs] += np.einsum("nmhw,mc->nchw", dyg, wg)
+    return dxp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w]
+
+
+def native_conv(k: Kernels, case, x, wt, dy, variant: str):
+    """Forward, weight gradient and data gradient through im2col / GEMM / col2im."""
+    n, c, h, w, m, kh, kw, stride, pads, dil, g = case
+    cg, mg = c // g, m // g
+    geom = conv2d_geom(cg, h, w, kh, kw, stride, pads, dil)
+    p = geom.oh * geom.ow
+    y = np.empty((n, m, geom.oh, geom.ow), np.int32)
+    dw = np.zeros((m, cg * kh * kw), np.int64)
+    dx = np.empty((n, c, h, w), np.int64)
+    w2 = wt.reshape(m, cg * kh * kw)
+    for ni in range(n):
+        for gi in range(g):
+            cols = k.im2col(geom, x[ni, gi * cg:(gi + 1) * cg])
+            wg = w2[gi * mg:(gi + 1) * mg]
+            dyg = dy[ni, gi * mg:(gi + 1) * mg].reshape(mg, p)
+            k.gemm(wg, cols, np.int32, out=y[ni, gi * mg:(gi + 1) * mg].reshape(mg, p), variant=variant)
+            k.gemm(dyg, cols.T, np.int64, out=dw[gi * mg:(gi + 1) * mg], accumulate=True, variant=variant)
+            dcols = k.gemm(wg.T, dyg, np.int64, variant=variant)
+            dx[ni, gi * cg:(gi + 1) * cg] = k.col2im(geom, dcols)
+    return y, dw.reshape(wt.shape), dx
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"c{i}" for i in range(len(CASES))])
+def test_conv_via_columns_matches_int64_reference(kernels: Kernels, case) -> None:
+    n, c, h, w, m, kh, kw, stride, pads, dil, g = case
+    rng = np.random.default_rng(len(CASES) + c * h)
+    x = rng.integers(-127, 128, (n, c, h, w), dtype=np.int8)
+    wt = rng.integers(-127, 128, (m, c // g, kh, kw), dtype=np.int8)
+    oh = out_hw(h, kh, stride[0], pads[0], pads[2], dil[0])
+    ow = out_hw(w, kw, stride[1], pads[1], pads[3], dil[1])
+    dy = rng.integers(-127, 128, (n, m, oh, ow), dtype=np.int8)
+    want = (ref_forward(case, x, wt), ref_grad_weight(case, x, dy, wt.shape), ref_grad_input(case, dy, wt, x.shape))
+    for v in ("portable", *simd_variants(kernels)):
+        got = native_conv(kernels, case, x, wt, dy, v)
+        for name, a, b in zip(("forward", "grad_weight", "grad_input"), got, want):
+            assert np.array_equal(a, b), (v, name)
+
+
+def test_im2col_zero_padding_and_wide_rows(kernels: Kernels) -> None:
+    """Columns land at a caller's row stride (images side by side); padding reads are 0."""
+    x = np.arange(1, 10, dtype=np.int8).reshape(1, 3, 3)
+    geom = conv2d_geom(1, 3, 3, 2, 2, (1, 1), (1, 1, 0, 0))
+    cols = np.full((4, 20), 99, np.int8)
+    kernels.im2col(geom, x, cols[:, 5:])
+    want = np.array([[0, 0, 0, 0, 1, 2, 0, 4, 5], [0, 0, 0, 1, 2, 3, 4, 5, 6],
+                     [0, 1, 2, 0, 4, 5, 0, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8, 9]], np.int8)
+    assert np.array_equal(cols[:, 5:14], want)
+    assert (cols[:, :5] == 99).all() and (cols[:, 14:] == 99).all()
+
+
+def test_col2im_s32_wraps(kernels: Kernels) -> None:
+    """Pixel 1 sums two column entries (taps 0 and 1); the tap reading the right pad is dropped."""
+    geom = conv2d_geom(1, 1, 2, 1, 2, (1, 1), (0, 0, 0, 1))
+    cols = np.array([[2**31 - 1, 5], [2**31 - 1, 7]], np.int32)  # rows: taps, columns: output pixels
+    dx = kernels.col2im(geom, cols)
+    assert dx.dtype == np.int32
+    assert dx.ravel().tolist() == [2**31 - 1, 5 + 2**31 - 1 - 2**32]
+    dx64 = kernels.col2im(geom, cols.astype(np.int64))
+    assert dx64.ravel().tolist() == [2**31 - 1, 5 + 2**31 - 1]

@@ -94,6 +94,13 @@ def _ratio(v: float) -> tuple[int, int]:
     return n, d.bit_length() - 1
 
 
+def _mant_exp(v: float) -> tuple[int, int]:
+    """A float32 value as ``num / 2^log2den`` with ``|num| < 2^25`` (``log2den < 0`` for large values)."""
+    n, lg = _ratio(v)
+    tz = (n & -n).bit_length() - 1 if n else 0
+    return n >> tz, lg - tz
+
+
 def _check(rc: int, what: str) -> None:
     if rc == -1:
         raise OverflowError(f"{what}: an intermediate exceeds the integer range (intref's OverflowError)")
@@ -216,8 +223,8 @@ class BaseOps:
 
     @staticmethod
     def _bounds(lo: float | None, hi: float | None) -> tuple[int, int, int, int, int, int]:
-        ln, ll = _ratio(lo) if lo is not None else (0, 0)
-        hn, hl = _ratio(hi) if hi is not None else (0, 0)
+        ln, ll = _mant_exp(lo) if lo is not None else (0, 0)
+        hn, hl = _mant_exp(hi) if hi is not None else (0, 0)
         return int(lo is not None), ln, ll, int(hi is not None), hn, hl
 
     def clip(self, q: np.ndarray, e: int, lo: float | None = None, hi: float | None = None) -> Tensor:

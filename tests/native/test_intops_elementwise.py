@@ -19,7 +19,7 @@ EXPS = [-20, -7, -1, 0, 3]
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_clip_leaky(intops, shape, dtype) -> None:
-    for kind, q in edge_tensors(shape, dtype, len(shape)).items():
+    for q in edge_tensors(shape, dtype, len(shape)).values():
         dq = edge_tensors(shape, np.int8, 7)["random"]
         words = rand_words(shape, 3)
         for e in EXPS:
@@ -85,7 +85,7 @@ def test_add_sub_mul(intops, sa, sb) -> None:
 def test_add_sub_mul_backward(intops, sa, sb) -> None:
     shape = np.broadcast_shapes(sa, sb)
     a, b = edge_tensors(sa, np.int8, 3)["random"], edge_tensors(sb, np.int8, 4)["ties"]
-    for kind, dq in edge_tensors(shape, np.int8, 5).items():
+    for dq in edge_tensors(shape, np.int8, 5).values():
         ra, rb = rand_words(sa, 6), rand_words(sb, 7)
         for bits in (4, 8, 16):
             check(intops.add_backward, arith.add_backward, dq, -5, sa, sb, bits)

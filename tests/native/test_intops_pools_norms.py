@@ -80,7 +80,7 @@ def _bn_params(c: int, seed: int, gdtype=np.int8):
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (4, 3, 5), (3, 4, 5, 6), (1, 2, 1, 1)])
 def test_batchnorm(intops, shape) -> None:
     gam, bet, rm, rv = _bn_params(shape[1], len(shape))
-    for kind, q in edge_tensors(shape, np.int8, 11).items():
+    for q in edge_tensors(shape, np.int8, 11).values():
         dq = edge_tensors(shape, np.int8, 12)["random"]
         words = rand_words(shape, 13)
         for e in (-7, -2, 0, 3):

@@ -114,8 +114,9 @@ class BaseOps:
     def __init__(self, lib: ctypes.CDLL | None = None) -> None:
         self.lib = load_library() if lib is None else lib
         for name, (res, args) in _prototypes((INCLUDE / "rctc_intops.h").read_text()).items():
-            fn = getattr(self.lib, name)
-            fn.restype, fn.argtypes = res, args
+            fn = getattr(self.lib, name, None)
+            if fn is not None:  # the x86 variants exist only in x86-64 builds
+                fn.restype, fn.argtypes = res, args
 
     def _call(self, name: str, *args) -> int:
         rc = getattr(self.lib, name)(*args)
@@ -213,6 +214,21 @@ class BaseOps:
         out = np.empty_like(x)
         self.lib.rctc_iq_relu(x.size, _p(x), w, _p(out))
         return out, int(e)
+
+    def has_avx2(self) -> bool:
+        """Whether this build and CPU run the AVX2 variants (rctc_isa_available, RCTC_ISA_AVX2)."""
+        return hasattr(self.lib, "rctc_iq_relu_s8_avx2") and bool(self.lib.rctc_isa_available() & 2)
+
+    def relu_s8(self, q: np.ndarray, variant: str, dq: np.ndarray | None = None) -> np.ndarray:
+        """One named variant ("portable", "avx2") of the int8 ReLU (or, with dq, its backward)."""
+        x = np.ascontiguousarray(q, np.int8)
+        out = np.empty_like(x)
+        if dq is None:
+            getattr(self.lib, f"rctc_iq_relu_s8_{variant}")(x.size, _p(x), _p(out))
+        else:
+            d = np.ascontiguousarray(dq, np.int8)
+            getattr(self.lib, f"rctc_iq_relu_backward_s8_{variant}")(x.size, _p(x), _p(d), _p(out))
+        return out
 
     def relu_backward(self, q: np.ndarray, e: int, dq: np.ndarray, de: int) -> Tensor:
         x, w = _int(q)

@@ -128,3 +128,17 @@ def test_random_binary_ops(intops, data) -> None:
     words = rand_words(shape, seed) if data.draw(st.booleans()) else None
     fn = data.draw(st.sampled_from(["add", "sub", "mul"]))
     check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits, words)
+
+
+def test_relu_avx2_equals_portable(intops) -> None:
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    rng = np.random.default_rng(21)
+    for n in [*range(0, 70), 95, 96, 97, 1023, 4099]:
+        x = rng.integers(-128, 128, n).astype(np.int8)
+        x[: n // 4] = rng.choice(np.array([-128, -1, 0, 1, 127], np.int8), n // 4)
+        d = rng.integers(-128, 128, n).astype(np.int8)
+        assert np.array_equal(intops.relu_s8(x, "avx2"), intops.relu_s8(x, "portable"))
+        assert np.array_equal(intops.relu_s8(x, "avx2", d), intops.relu_s8(x, "portable", d))
+        assert np.array_equal(intops.relu_s8(x, "portable"), pointwise.relu(x, 0)[0])
+        assert np.array_equal(intops.relu_s8(x, "portable", d), pointwise.relu_backward(x, 0, d, 0)[0])

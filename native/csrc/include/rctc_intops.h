@@ -85,6 +85,9 @@ int rctc_iq_rsqrt_fixed(rctc_i128 v, uint64_t *m, int *f);
 /* ---- pointwise (iq_relu.c, iq_clip.c, iq_leaky_relu.c, iq_hardsigmoid.c, iq_hardswish.c) ---- */
 void rctc_iq_relu(size_t n, const void *q, int w, void *out);
 void rctc_iq_relu_backward(size_t n, const void *q, int qw, const void *dq, int dw, void *dx);
+/* the int8 variants rctc_iq_relu / _backward dispatch to (x86/iq_relu_avx2.c; identical bits) */
+void rctc_iq_relu_s8_portable(size_t n, const int8_t *x, int8_t *y);
+void rctc_iq_relu_backward_s8_portable(size_t n, const int8_t *x, const int8_t *d, int8_t *y);
 /* bounds as exact ratios lo_num / 2^lo_log2den (has_lo = 0: no bound); out keeps q's width */
 void rctc_iq_clip_bounds(int e, int has_lo, int64_t lo_num, int lo_log2den, int has_hi, int64_t hi_num,
                          int hi_log2den, int64_t *lq, int64_t *hq);
@@ -135,6 +138,14 @@ typedef struct rctc_iq_pool {
     int n, c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow;
 } rctc_iq_pool;
 void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
+void rctc_iq_maxpool2d_portable(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
+void rctc_iq_maxpool2x2_row_s8_portable(int ow, const int8_t *r0, const int8_t *r1, int8_t *y);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_relu_s8_avx2(size_t n, const int8_t *x, int8_t *y);
+void rctc_iq_relu_backward_s8_avx2(size_t n, const int8_t *x, const int8_t *d, int8_t *y);
+void rctc_iq_maxpool2d_avx2(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
+void rctc_iq_maxpool2x2_row_s8_avx2(int ow, const int8_t *r0, const int8_t *r1, int8_t *y);
+#endif
 /* work: n*c*h*w int64 */
 int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, const void *dq, int dw, int de,
                                int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out);

@@ -5,10 +5,12 @@
  * in q's storage (padding reads -2^62 and never wins); the backward adds each dy to its
  * window's first maximum in row-major tap order (an exact int64 scatter-add; taps in the
  * padding drop out), then one rounding. The forward splits planes across threads; every
- * output is computed alone, so the result does not depend on nthreads.
+ * output is computed alone, so the result does not depend on nthreads. The 2x2 / stride 2 int8 rows run the AVX2
+ * variant where the CPU has it (same bits; the *_portable / *_avx2 entry points are for tests).
  */
 #include "internal.h"
 #include "iq.h"
+#include "rctc_kernels.h"
 
 #define NEG (-((int64_t)1 << 62))
 
@@ -34,11 +36,22 @@ static int64_t window_max(const rctc_iq_pool *p, const void *q, int w, size_t pl
     return best;
 }
 
+void rctc_iq_maxpool2x2_row_s8_portable(int ow, const int8_t *r0, const int8_t *r1, int8_t *y) {
+    for (int ox = 0; ox < ow; ++ox) {
+        const int8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
+        const int8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];
+        y[ox] = a > b ? a : b;
+    }
+}
+
+typedef void (*row_fn)(int ow, const int8_t *r0, const int8_t *r1, int8_t *y);
+
 typedef struct {
     const rctc_iq_pool *p;
     const void *q;
     int w;
     void *out;
+    row_fn row;
 } fwd_ctx;
 
 static void fwd_planes(void *arg, int begin, int end) {
@@ -51,12 +64,8 @@ static void fwd_planes(void *arg, int begin, int end) {
             const int8_t *x = (const int8_t *)c->q + (size_t)pl * (size_t)p->h * (size_t)p->w;
             int8_t *y = (int8_t *)c->out + (size_t)pl * (size_t)p->oh * (size_t)p->ow;
             for (int oy = 0; oy < p->oh; ++oy) {
-                const int8_t *r0 = x + (size_t)(2 * oy) * (size_t)p->w, *r1 = r0 + p->w;
-                for (int ox = 0; ox < p->ow; ++ox) {
-                    int8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
-                    int8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];
-                    y[(size_t)oy * (size_t)p->ow + (size_t)ox] = a > b ? a : b;
-                }
+                const int8_t *r0 = x + (size_t)(2 * oy) * (size_t)p->w;
+                c->row(p->ow, r0, r0 + p->w, y + (size_t)oy * (size_t)p->ow);
             }
             continue;
         }
@@ -67,8 +76,9 @@ static void fwd_planes(void *arg, int begin, int end) {
     }
 }
 
-void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
+static void maxpool(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads, row_fn row) {
     fwd_ctx c;
+    c.row = row;
     c.p = p;
     c.q = q;
     c.w = w;
@@ -76,6 +86,26 @@ void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, i
     const int planes = p->n * p->c;
     const uint64_t work = (uint64_t)planes * (uint64_t)p->oh * (uint64_t)p->ow * (uint64_t)(p->kh * p->kw);
     rctc_parallel_for(planes, 1, rctc_threads_for(nthreads, work * 4), fwd_planes, &c);
+}
+
+void rctc_iq_maxpool2d_portable(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
+    maxpool(p, q, w, out, nthreads, rctc_iq_maxpool2x2_row_s8_portable);
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_maxpool2d_avx2(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
+    maxpool(p, q, w, out, nthreads, rctc_iq_maxpool2x2_row_s8_avx2);
+}
+#endif
+
+void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
+        rctc_iq_maxpool2d_avx2(p, q, w, out, nthreads);
+        return;
+    }
+#endif
+    rctc_iq_maxpool2d_portable(p, q, w, out, nthreads);
 }
 
 int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, const void *dq, int dw, int de,

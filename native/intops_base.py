@@ -152,6 +152,19 @@ class BaseOps:
         return int(self.lib.rctc_i128_test_bitlen(x.hi, x.lo))
 
     # ---- core -----------------------------------------------------------------------------------
+    def absmax(self, x: np.ndarray) -> int:
+        x = np.ascontiguousarray(_int(x)[0].astype(np.int64, copy=False))
+        return int(self.lib.rctc_iq_absmax(x.size, _p(x)))
+
+    def storage_dtype(self, bits: int) -> np.dtype:
+        qmax(bits)
+        return np.dtype(_WIDTHS[int(self.lib.rctc_iq_width(bits))])
+
+    def clip_bounds(self, lo: float | None, hi: float | None, e: int) -> tuple[int | None, int | None]:
+        lq, hq = c_int64(), c_int64()
+        self.lib.rctc_iq_clip_bounds(int(e), *self._bounds(lo, hi), _ref(lq), _ref(hq))
+        return (None if lo is None else lq.value), (None if hi is None else hq.value)
+
     def requant_shift(self, m: int, bits: int, stochastic: bool) -> int:
         qmax(bits)
         return int(self.lib.rctc_iq_requant_shift(m, bits, int(stochastic)))
@@ -327,7 +340,11 @@ class BaseOps:
     def mul(self, qa, ea, qb, eb, bits: int = 8, rand=None) -> Tensor:
         return self._binary("mul", qa, ea, qb, eb, bits, rand)
 
-    def _reduce_to(self, dq, de, shape, bits, rand, negate=False, m=None) -> Tensor:
+    def reduce_to(self, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Exact int64 sum of a broadcast result back to an operand's ``shape`` (no rounding)."""
+        return self._reduce_to(x, 0, shape, 8, None, exact=True)
+
+    def _reduce_to(self, dq, de, shape, bits, rand, negate=False, m=None, exact=False):
         d, dw = _int(dq)
         full = d.shape
         shape = tuple(shape)
@@ -340,6 +357,9 @@ class BaseOps:
         ms = self._bcast(full, mm) if mm is not None else None
         work = np.empty(max(1, n_red), np.int64)
         dims = (c_int * max(1, len(full)))(*full)
+        if exact:
+            self.lib.rctc_iq_reduce_sum(len(full), dims, _p(d), dw, 0, None, 0, None, rs, n_red, _p(work))
+            return work[:n_red].reshape(shape).copy()
         return self._rq("rctc_iq_reduce_to", shape, bits, len(full), dims, _p(d), dw, int(negate), _p(mm), mw, ms, rs,
                         n_red, int(de), bits, _p(_rand(rand, shape)), _p(work))
 

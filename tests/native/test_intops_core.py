@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rctc.runtime.intref import core
+from tests.native.conftest import same
 from tests.native.intops_cases import check, rand_words
 
 I64 = [0, 1, -1, 2**31, -(2**31), 2**62, -(2**62), 2**63 - 1, -(2**63), 12345678901234567, -987654321987]
@@ -107,3 +108,19 @@ def test_recip_isqrt_rsqrt(intops) -> None:
         assert intops.rsqrt_fixed(v) == core.rsqrt_fixed(v), v
     with pytest.raises(ValueError):
         intops.rsqrt_fixed(0)
+
+
+def test_absmax_storage_clip_bounds_reduce_to(intops) -> None:
+    from rctc.runtime.intref import arith, pointwise
+
+    rng = np.random.default_rng(6)
+    for x in (np.zeros(0, np.int64), np.array([-(2**62), 3], np.int64), rng.integers(-9, 9, (3, 4)).astype(np.int8)):
+        assert intops.absmax(x) == core.absmax(x)
+    for bits in range(2, 33):
+        assert intops.storage_dtype(bits) == core.storage_dtype(bits)
+    for lo, hi in ((0.0, 6.0), (-1.3, 2.7), (None, 0.1), (-0.3, None), (1e-9, 3e9), (-7.0, -6.5)):
+        for e in (-30, -8, -1, 0, 2, 5, 40, 70):
+            assert intops.clip_bounds(lo, hi, e) == pointwise.clip_bounds(lo, hi, e), (lo, hi, e)
+    d = rng.integers(-(2**40), 2**40, (2, 3, 4, 5), dtype=np.int64)
+    for shape in ((2, 3, 4, 5), (3, 1, 5), (1,), (4, 1), (2, 1, 1, 5)):
+        assert same(intops.reduce_to(d, shape), arith.reduce_to(d, shape)), shape

@@ -123,6 +123,9 @@ int rctc_iq_mul(int ndim, const int *shape, const void *a, int aw, const ptrdiff
  * elements are addressed by `red_strides` (C-contiguous strides of the operand, 0 on broadcast
  * axes); then one rounding. work: n_red int64 (the operand's size). Add / Sub / Mul backward are
  * one call per operand. */
+/* the exact sum alone (intref.arith.reduce_to), into work */
+void rctc_iq_reduce_sum(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
+                        const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int64_t *work);
 int rctc_iq_reduce_to(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
                       const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int de, int bits,
                       const uint32_t *rand, int64_t *work, void *out, int *e_out);

@@ -9,9 +9,8 @@
  */
 #include "iq.h"
 
-int rctc_iq_reduce_to(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
-                      const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int de, int bits,
-                      const uint32_t *rand, int64_t *work, void *out, int *e_out) {
+void rctc_iq_reduce_sum(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
+                        const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int64_t *work) {
     const size_t n = iq_prod(ndim, shape);
     int idx[RCTC_IQ_MAXDIM] = {0};
     ptrdiff_t off[2] = {0, 0};
@@ -29,5 +28,11 @@ int rctc_iq_reduce_to(int ndim, const int *shape, const void *d, int dw, int neg
         work[off[0]] = iq_add(work[off[0]], v);
         iq_next(ndim, shape, idx, 2, off, st);
     }
+}
+
+int rctc_iq_reduce_to(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
+                      const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int de, int bits,
+                      const uint32_t *rand, int64_t *work, void *out, int *e_out) {
+    rctc_iq_reduce_sum(ndim, shape, d, dw, negate, m, mw, m_strides, red_strides, n_red, work);
     return rctc_iq_requantize(n_red, work, de, bits, rand, out, e_out);
 }

@@ -243,6 +243,13 @@ class BaseOps:
             getattr(self.lib, f"rctc_iq_relu_backward_s8_{variant}")(x.size, _p(x), _p(d), _p(out))
         return out
 
+    def round_s8(self, acc: np.ndarray, s: int, rand: np.ndarray | None, variant: str) -> np.ndarray:
+        """One named variant of requantize's int8 rounding loop (results must fit int8)."""
+        acc = np.ascontiguousarray(acc, np.int64)
+        out = np.empty(acc.shape, np.int8)
+        getattr(self.lib, f"rctc_iq_round_s8_{variant}")(acc.size, _p(acc), s, _p(_rand(rand, acc.shape)), _p(out))
+        return out
+
     def relu_backward(self, q: np.ndarray, e: int, dq: np.ndarray, de: int) -> Tensor:
         x, w = _int(q)
         d, dw = _int(dq)

@@ -124,3 +124,22 @@ def test_absmax_storage_clip_bounds_reduce_to(intops) -> None:
     d = rng.integers(-(2**40), 2**40, (2, 3, 4, 5), dtype=np.int64)
     for shape in ((2, 3, 4, 5), (3, 1, 5), (1,), (4, 1), (2, 1, 1, 5)):
         assert same(intops.reduce_to(d, shape), arith.reduce_to(d, shape)), shape
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 1000])
+def test_requantize_int8_avx2_equals_portable(intops, n: int) -> None:
+    """requantize's int8 rounding loop: the AVX2 variant gives the portable bits at every shift,
+    nearest and stochastic, on accumulators up to 2^62 whose rounded values fit int8."""
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    rng = np.random.default_rng(n)
+    words = rand_words((n,), n)
+    for s in range(1, 63):
+        lim = min(2**62, 127 << s)  # the requantize contract: results in range
+        acc = rng.integers(-lim, lim + 1, n, dtype=np.int64)
+        acc[: min(n, 4)] = np.array([lim, -lim, 0, -1], np.int64)[: min(n, 4)]
+        for r in (None, words):
+            got = intops.round_s8(acc, s, r, "avx2")
+            assert np.array_equal(got, intops.round_s8(acc, s, r, "portable")), s
+            want = core.shift_round(acc, s, r)  # intref's rounding, exact in int64
+            assert core.absmax(want) <= 127 and np.array_equal(got, want.astype(np.int8)), s

@@ -69,6 +69,12 @@ int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, i
 /* intref.core.requantize(acc, e_acc, bits, rand=rand) (no bias): out in rctc_iq_width(bits) storage */
 int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                        int *e_out);
+/* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
+ * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
+void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_round_s8_avx2(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
+#endif
 /* intref.core.requantize with a bias broadcast along axis 1 of (outer, channels, inner): the bias
  * (bias_w wide) is shifted to e_acc (exact left shift or nearest) and added; acc is overwritten
  * with acc + bias. */

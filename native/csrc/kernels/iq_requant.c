@@ -5,9 +5,10 @@
  * Needs: rctc_intops.h. Leaves: nearest is (x + 2^(s-1)) >> s (half up), stochastic is
  * (x + r) >> s with r = rand >> (32 - s) (s <= 32) or rand << (s - 32); the requantised values
  * are in range without a clip; an accumulator past 2^62 is RCTC_IQ_EOVERFLOW, as intref's
- * OverflowError.
+ * OverflowError. The int8 rounding loop runs the AVX2 variant where the CPU has it (same bits).
  */
 #include "iq.h"
+#include "rctc_kernels.h"
 
 int rctc_iq_requant_shift(uint64_t m, int bits, int stochastic) {
     const uint64_t qm = ((uint64_t)1 << (bits - 1)) - 1;
@@ -29,6 +30,10 @@ static inline int64_t round1(int64_t x, int s, const uint32_t *rand, size_t i) {
     else
         r = s <= 32 ? (int64_t)(rand[i] >> (32 - s)) : (int64_t)((uint64_t)rand[i] << (s - 32));
     return iq_sar(x + r, s);
+}
+
+void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out) {
+    for (size_t i = 0; i < n; ++i) out[i] = (int8_t)round1(acc[i], s, rand, i);
 }
 
 int rctc_iq_shift_round(size_t n, const int64_t *x, int s, const uint32_t *rand, int64_t *out) {
@@ -68,6 +73,15 @@ int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const 
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, acc[i]);
     } else if (s > 62) {
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, 0);
+    } else if (w == 1) {
+#if defined(__x86_64__) || defined(_M_X64)
+        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
+            rctc_iq_round_s8_avx2(n, acc, s, rand, (int8_t *)out);
+            *e_out = e_acc + s;
+            return RCTC_IQ_OK;
+        }
+#endif
+        rctc_iq_round_s8_portable(n, acc, s, rand, (int8_t *)out);
     } else {
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, round1(acc[i], s, rand, i));
     }

@@ -50,13 +50,11 @@ class IntOps(BaseOps):
 
     # ---- pools ----------------------------------------------------------------------------------
     def maxpool2d(self, q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads: Pads = (0, 0, 0, 0),
-                  nthreads: int = 1, variant: str = "") -> Tensor:
-        """``variant`` "" is the dispatched kernel; "portable" / "avx2" name one (tests)."""
+                  nthreads: int = 1) -> Tensor:
         x, w = _int(q)
         g = _geom(x.shape, kernel, strides, pads)
         out = np.empty((g.n, g.c, g.oh, g.ow), x.dtype)
-        fn = getattr(self.lib, "rctc_iq_maxpool2d" + (f"_{variant}" if variant else ""))
-        fn(_ref(g), _p(x), w, _p(out), nthreads)
+        self.lib.rctc_iq_maxpool2d(_ref(g), _p(x), w, _p(out), nthreads)
         return out, int(e)
 
     def maxpool2d_backward(self, q, e, dq, de, kernel: Pair, strides: Pair = (1, 1), pads: Pads = (0, 0, 0, 0),

@@ -185,7 +185,7 @@ class BaseOps:
 
     def requantize(self, acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
                    bias_exp: int | None = None, rand: np.ndarray | None = None) -> Tensor:
-        acc = np.array(_int(acc)[0], np.int64)  # a copy: the bias path adds in place
+        acc = np.ascontiguousarray(_int(acc)[0].astype(np.int64, copy=False))
         rand = _rand(rand, acc.shape)
         if bias is None:
             return self._rq("rctc_iq_requantize", acc.shape, bits, acc.size, _p(acc), e_acc, bits, _p(rand))
@@ -198,6 +198,7 @@ class BaseOps:
         if b.size not in (1, ch):
             raise ValueError("requantize: bias does not broadcast")
         b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (ch,)))
+        acc = acc.copy()  # the bias is added in place
         return self._rq("rctc_iq_requantize_bias", acc.shape, bits, outer, ch, math.prod(acc.shape[axis + 1:]),
                         _p(acc), e_acc, _p(b), bw, int(bias_exp), bits, _p(rand))
 

@@ -130,16 +130,3 @@ def test_norm_large_group_needs_128_bits(intops) -> None:
     check(intops.batchnorm_backward, norm.batchnorm_backward, bq, -4, bg, dq.reshape(1, 2, n), -5, 0.37, 8)
     big = np.full((1, 2**21), 256, np.int16)  # N max|q| = 2^29: refused by both
     check(intops.layernorm, norm.layernorm, big, 0, (np.ones(2**21, np.int8), 0), (np.zeros(2**21, np.int8), 0))
-
-
-@pytest.mark.parametrize("w", [2, 3, 31, 63, 64, 65, 66, 127, 128, 130, 257])
-def test_maxpool_avx2_equals_portable(intops, w) -> None:
-    if not intops.has_avx2():
-        pytest.skip("this CPU or build has no AVX2 variant")
-    rng = np.random.default_rng(w)
-    q = rng.integers(-128, 128, (2, 3, 5, w)).astype(np.int8)
-    q[0, 0] = rng.choice(np.array([-128, -127, 0, 127], np.int8), (5, w))  # extremes and ties
-    want = pool.maxpool2d(q, 2, (2, 2), (2, 2))
-    for t in (1, 2):
-        assert same(intops.maxpool2d(q, 2, (2, 2), (2, 2), nthreads=t, variant="avx2"), want)
-        assert same(intops.maxpool2d(q, 2, (2, 2), (2, 2), nthreads=t, variant="portable"), want)

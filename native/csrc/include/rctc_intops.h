@@ -152,8 +152,6 @@ void rctc_iq_maxpool2x2_row_s8_portable(int ow, const int8_t *r0, const int8_t *
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_iq_relu_s8_avx2(size_t n, const int8_t *x, int8_t *y);
 void rctc_iq_relu_backward_s8_avx2(size_t n, const int8_t *x, const int8_t *d, int8_t *y);
-void rctc_iq_maxpool2d_avx2(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
-void rctc_iq_maxpool2x2_row_s8_avx2(int ow, const int8_t *r0, const int8_t *r1, int8_t *y);
 #endif
 /* work: n*c*h*w int64 */
 int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, const void *dq, int dw, int de,

@@ -5,12 +5,11 @@
  * in q's storage (padding reads -2^62 and never wins); the backward adds each dy to its
  * window's first maximum in row-major tap order (an exact int64 scatter-add; taps in the
  * padding drop out), then one rounding. The forward splits planes across threads; every
- * output is computed alone, so the result does not depend on nthreads. The 2x2 / stride 2 int8 rows run the AVX2
- * variant where the CPU has it (same bits; the *_portable / *_avx2 entry points are for tests).
+ * output is computed alone, so the result does not depend on nthreads. The 2x2 / stride 2 int8 rows have a plain loop
+ * the compiler vectorises (an AVX2 variant measured no faster: benchmarks/NATIVE_INTOPS.md).
  */
 #include "internal.h"
 #include "iq.h"
-#include "rctc_kernels.h"
 
 #define NEG (-((int64_t)1 << 62))
 
@@ -92,19 +91,7 @@ void rctc_iq_maxpool2d_portable(const rctc_iq_pool *p, const void *q, int w, voi
     maxpool(p, q, w, out, nthreads, rctc_iq_maxpool2x2_row_s8_portable);
 }
 
-#if defined(__x86_64__) || defined(_M_X64)
-void rctc_iq_maxpool2d_avx2(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
-    maxpool(p, q, w, out, nthreads, rctc_iq_maxpool2x2_row_s8_avx2);
-}
-#endif
-
 void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads) {
-#if defined(__x86_64__) || defined(_M_X64)
-    if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
-        rctc_iq_maxpool2d_avx2(p, q, w, out, nthreads);
-        return;
-    }
-#endif
     rctc_iq_maxpool2d_portable(p, q, w, out, nthreads);
 }
 

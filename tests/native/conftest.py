@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rctc.native.build import load_library
@@ -36,3 +37,21 @@ def kernels(native_env: dict[str, str]) -> Kernels:
 def simd_variants(k: Kernels) -> list[str]:
     """SIMD variants this CPU runs (each is compared with the portable kernel)."""
     return [v for v in ("avx2",) if k.has_variant(v)]
+
+
+@pytest.fixture(scope="session")
+def intops(native_env: dict[str, str]):
+    from rctc.native.intops import IntOps
+
+    return IntOps(load_library(env=native_env))
+
+
+def same(a, b) -> bool:
+    """Bit-exact equality of two intref-style results (arrays by dtype, shape and values; ints)."""
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
+        # a 0-d result is an array or a numpy scalar depending on intref's code path: same bits
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return int(a) == int(b)

@@ -1,0 +1,243 @@
+/*
+ * rctc_intops.h - C twins of the integer reference algorithms (rctc.runtime.intref), portable C99.
+ *
+ * Every function here computes exactly (bit for bit) what the intref numpy function of the same
+ * name computes; docs/numerics.md and the intref docstrings state the formulas and roundings.
+ * Number format: a tensor is (q, e), value q * 2^e. Conventions of this header:
+ *  - integer inputs are `const void *` with an element width in bytes `w` (1, 2, 4 or 8: int8,
+ *    int16, int32, int64), so a kernel reads whatever storage the graph holds;
+ *  - a result rounded to `bits` (2..32) is written in the storage of that width: int8 for
+ *    bits <= 8, int16 for <= 16, int32 else (rctc_iq_width), and its exponent to *e_out;
+ *  - `rand` is NULL for nearest rounding, else one uint32 word per output element (stochastic);
+ *  - `work` is caller-provided int64 scratch of the stated size: no kernel allocates, makes an
+ *    OS call or uses floating point;
+ *  - float attributes arrive as integers prepared once at compile time by intref's own
+ *    fixed_point / exact_ratio (an exact ratio num / 2^log2den);
+ *  - functions returning int return RCTC_IQ_OK, or RCTC_IQ_EOVERFLOW / RCTC_IQ_EDOMAIN where
+ *    the intref function raises OverflowError / ValueError (outputs are then unspecified).
+ * Arithmetic right shifts are floors and divisions are floor divisions, as numpy's.
+ */
+#ifndef RCTC_INTOPS_H
+#define RCTC_INTOPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RCTC_IQ_OK 0
+#define RCTC_IQ_EOVERFLOW (-1)
+#define RCTC_IQ_EDOMAIN (-2)
+#define RCTC_IQ_MAXDIM 8
+
+/* ---- 128-bit integers (iq_i128.c): portable two's complement, used for per-group scalars ---- */
+typedef struct rctc_i128 {
+    uint64_t lo;
+    uint64_t hi; /* two's complement high word */
+} rctc_i128;
+
+rctc_i128 rctc_i128_from_i64(int64_t v);
+rctc_i128 rctc_i128_add(rctc_i128 a, rctc_i128 b);
+rctc_i128 rctc_i128_neg(rctc_i128 a);
+rctc_i128 rctc_i128_mul64(int64_t a, int64_t b);          /* exact signed 64 x 64 -> 128 */
+rctc_i128 rctc_i128_mul_u64(rctc_i128 a, uint64_t b);     /* a * b modulo 2^128 */
+rctc_i128 rctc_i128_shl(rctc_i128 a, int k);              /* a * 2^k, 0 <= k < 128 (caller bounds it) */
+rctc_i128 rctc_i128_sar(rctc_i128 a, int k);              /* floor(a / 2^k), 0 <= k < 128 */
+rctc_i128 rctc_i128_rshift_round(rctc_i128 a, int s);     /* s <= 0: a << -s; else floor((a + 2^(s-1)) / 2^s) */
+rctc_i128 rctc_i128_divfloor(rctc_i128 a, uint64_t d);    /* floor(a / d), d > 0 */
+int rctc_i128_cmp(rctc_i128 a, rctc_i128 b);              /* -1, 0, 1 */
+int rctc_i128_bitlen(rctc_i128 a);                        /* bit length of |a| (Python int.bit_length) */
+int rctc_i128_is_neg(rctc_i128 a);
+/* test entry points over (hi, lo) pairs */
+void rctc_i128_test_mul(int64_t a, int64_t b, uint64_t *hi, uint64_t *lo);
+void rctc_i128_test_divfloor(uint64_t hi, uint64_t lo, uint64_t d, uint64_t *qhi, uint64_t *qlo);
+void rctc_i128_test_rshift_round(uint64_t hi, uint64_t lo, int s, uint64_t *rhi, uint64_t *rlo);
+int rctc_i128_test_bitlen(uint64_t hi, uint64_t lo);
+
+/* ---- core (iq_core.c, iq_requant.c, iq_align.c, iq_fixed.c) ----------------------------------- */
+int rctc_iq_width(int bits);                              /* storage bytes of a bits-bit tensor */
+int64_t rctc_iq_floordiv(int64_t a, int64_t b);           /* floor(a / b), b != 0 */
+int64_t rctc_iq_sar(int64_t x, int s);                    /* floor(x / 2^s), 0 <= s <= 63 */
+uint64_t rctc_iq_absmax(size_t n, const int64_t *x);
+int rctc_iq_requant_shift(uint64_t m, int bits, int stochastic);
+/* intref.core.shift_round on int64 x (|x| <= 2^62 unless s == 0), s >= 0 */
+int rctc_iq_shift_round(size_t n, const int64_t *x, int s, const uint32_t *rand, int64_t *out);
+/* intref.core.shift: x * 2^k as int64 (exact left shift, or shift_round by -k) */
+int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, int64_t *out);
+/* intref.core.requantize(acc, e_acc, bits, rand=rand) (no bias): out in rctc_iq_width(bits) storage */
+int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
+                       int *e_out);
+/* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
+ * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
+void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_round_s8_avx2(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
+#endif
+/* intref.core.requantize with a bias broadcast along axis 1 of (outer, channels, inner): the bias
+ * (bias_w wide) is shifted to e_acc (exact left shift or nearest) and added; acc is overwritten
+ * with acc + bias. */
+int rctc_iq_requantize_bias(size_t outer, size_t channels, size_t inner, int64_t *acc, int e_acc,
+                            const void *bias, int bias_w, int bias_exp, int bits, const uint32_t *rand,
+                            void *out, int *e_out);
+/* intref.core.align's common exponent for k tensors of max magnitudes absmax[i] at exps[i] */
+int rctc_iq_align_exp(int k, const uint64_t *absmax, const int *exps, int headroom);
+uint64_t rctc_iq_recip_fixed(uint64_t d, int frac_bits); /* round(2^frac / d), d > 0, frac <= 62 */
+uint64_t rctc_iq_isqrt(uint64_t v);                        /* floor(sqrt(v)) */
+/* intref.core.rsqrt_fixed(v) for 0 < v < 2^126: m (<= 2^32), f */
+int rctc_iq_rsqrt_fixed(rctc_i128 v, uint64_t *m, int *f);
+
+/* ---- pointwise (iq_relu.c, iq_clip.c, iq_leaky_relu.c, iq_hardsigmoid.c, iq_hardswish.c) ---- */
+void rctc_iq_relu(size_t n, const void *q, int w, void *out);
+void rctc_iq_relu_backward(size_t n, const void *q, int qw, const void *dq, int dw, void *dx);
+/* the int8 variants rctc_iq_relu / _backward dispatch to (x86/iq_relu_avx2.c; identical bits) */
+void rctc_iq_relu_s8_portable(size_t n, const int8_t *x, int8_t *y);
+void rctc_iq_relu_backward_s8_portable(size_t n, const int8_t *x, const int8_t *d, int8_t *y);
+/* bounds as exact ratios lo_num / 2^lo_log2den (has_lo = 0: no bound); out keeps q's width */
+void rctc_iq_clip_bounds(int e, int has_lo, int64_t lo_num, int lo_log2den, int has_hi, int64_t hi_num,
+                         int hi_log2den, int64_t *lq, int64_t *hq);
+void rctc_iq_clip(size_t n, const void *q, int w, int e, int has_lo, int64_t lo_num, int lo_log2den,
+                  int has_hi, int64_t hi_num, int hi_log2den, void *out);
+void rctc_iq_clip_backward(size_t n, const void *q, int qw, int e, int has_lo, int64_t lo_num, int lo_log2den,
+                           int has_hi, int64_t hi_num, int hi_log2den, const void *dq, int dw, void *dx);
+/* alpha_q = fixed_point(alpha, 24); work: n int64 */
+int rctc_iq_leaky_relu(size_t n, const void *q, int w, int e, int64_t alpha_q, int bits, int64_t *work,
+                       void *out, int *e_out);
+int rctc_iq_leaky_relu_backward(size_t n, const void *q, int qw, const void *dq, int dw, int de, int64_t alpha_q,
+                                int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* alpha = an / 2^alog2, beta = bn / 2^blog2 (exact float32 ratios); work: n int64 */
+int rctc_iq_hardsigmoid(size_t n, const void *q, int w, int e, int64_t an, int alog2, int64_t bn, int blog2,
+                        int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_hardsigmoid_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de,
+                                 int64_t an, int alog2, int64_t bn, int blog2, int bits, const uint32_t *rand,
+                                 int64_t *work, void *dx, int *e_out);
+int rctc_iq_hardswish(size_t n, const void *q, int w, int e, int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_hardswish_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                               const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+
+/* ---- arithmetic (iq_add.c, iq_mul.c, iq_reduce_to.c, iq_concat.c) ----------------------------
+ * Broadcasting: the output has `ndim` dims of `shape`; an operand is read at element strides
+ * (in elements, 0 along a broadcast axis). work: prod(shape) int64. */
+int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
+                void *out, int *e_out);
+int rctc_iq_mul(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                int bw, const ptrdiff_t *bs, int eb, int bits, const uint32_t *rand, int64_t *work, void *out,
+                int *e_out);
+/* intref.arith reduce_to of sign * d (* m when m != NULL, read at m_strides) into an operand whose
+ * elements are addressed by `red_strides` (C-contiguous strides of the operand, 0 on broadcast
+ * axes); then one rounding. work: n_red int64 (the operand's size). Add / Sub / Mul backward are
+ * one call per operand. */
+/* the exact sum alone (intref.arith.reduce_to), into work */
+void rctc_iq_reduce_sum(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
+                        const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int64_t *work);
+int rctc_iq_reduce_to(int ndim, const int *shape, const void *d, int dw, int negate, const void *m, int mw,
+                      const ptrdiff_t *m_strides, const ptrdiff_t *red_strides, size_t n_red, int de, int bits,
+                      const uint32_t *rand, int64_t *work, void *out, int *e_out);
+/* k inputs of (outer, sizes[i], inner) concatenated along the middle axis; work: outer*sum*inner */
+int rctc_iq_concat(int k, const void *const *xs, const int *ws, const int *exps, size_t outer, const int *sizes,
+                   size_t inner, int bits, int64_t *work, void *out, int *e_out);
+void rctc_iq_concat_backward(const void *dq, int dw, size_t outer, int k, const int *sizes, size_t inner,
+                             void *const *dxs);
+
+/* ---- pools (iq_maxpool.c, iq_avgpool.c, iq_reduce_mean.c) ------------------------------------
+ * 2-D pools on (N, C, H, W) with kernel kh, kw, strides sh, sw, ONNX pads (t, l, b, r). */
+typedef struct rctc_iq_pool {
+    int n, c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow;
+} rctc_iq_pool;
+void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
+void rctc_iq_maxpool2d_portable(const rctc_iq_pool *p, const void *q, int w, void *out, int nthreads);
+void rctc_iq_maxpool2x2_row_s8_portable(int ow, const int8_t *r0, const int8_t *r1, int8_t *y);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_relu_s8_avx2(size_t n, const int8_t *x, int8_t *y);
+void rctc_iq_relu_backward_s8_avx2(size_t n, const int8_t *x, const int8_t *d, int8_t *y);
+#endif
+/* work: n*c*h*w int64 */
+int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, const void *dq, int dw, int de,
+                               int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* work: n*c*oh*ow int64 */
+int rctc_iq_avgpool2d(const rctc_iq_pool *p, const void *q, int w, int e, int include_pad, int bits,
+                      int64_t *work, void *out, int *e_out);
+/* work: n*c*h*w int64 */
+int rctc_iq_avgpool2d_backward(const rctc_iq_pool *p, const void *dq, int dw, int de, int include_pad, int bits,
+                               const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* mean over the middle axis of (outer, red, inner) (the reduced axes made contiguous by the
+ * caller's view); work: outer*inner int64 */
+int rctc_iq_reduce_mean(size_t outer, size_t red, size_t inner, const void *q, int w, int e, int bits,
+                        int64_t *work, void *out, int *e_out);
+/* dy of (outer, inner) broadcast over (outer, red, inner); work: outer*red*inner int64 */
+int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const void *dq, int dw, int de, int bits,
+                                 const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+
+/* ---- normalisation (iq_norm_stats.c, iq_batchnorm.c, iq_batchnorm_backward.c,
+ *      iq_batchnorm_inference.c, iq_layernorm.c, iq_layernorm_backward.c) ---------------------
+ * eps = eps_num / 2^eps_log2 and mu = fixed_point(momentum, 16) come from intref at compile time. */
+/* (B, C, S) input; gamma, beta per channel; running mean / var (int16, C) updated into *_out.
+ * work: 2 * B*C*S + 8 * C int64 */
+int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
+                            const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
+                            int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
+                            int *e_out, int16_t *rmean_out, int *rme_out, int16_t *rvar_out, int *rve_out);
+/* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: 4 * B*C*S + 8 * C int64 */
+int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
+                               const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
+                               const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                               int64_t *dbeta);
+/* work: B*C*S + 4 * C int64 */
+int rctc_iq_batchnorm_inference(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw,
+                                int ge, const void *beta, int bw, int be, const void *rmean, int rmw, int rme,
+                                const void *rvar, int rvw, int rve, int64_t eps_num, int eps_log2, int bits,
+                                int64_t *work, void *out, int *e_out);
+/* rows (G, N); gamma, beta of N. work: 2 * G*N + 4 * G int64 */
+int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge, const void *beta,
+                      int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work, void *out,
+                      int *e_out);
+/* dgamma (N, at de - 16), dbeta (N, at de). work: 5 * G*N + 8 * G int64 */
+int rctc_iq_layernorm_backward(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge,
+                               const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
+                               const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                               int64_t *dbeta);
+
+/* ---- exponential family (iq_iexp.c, iq_ilog2.c, iq_exp.c, iq_softmax.c, iq_softmax_xent.c,
+ *      iq_sigmoid.c, iq_tanh.c) -------------------------------------------------------------- */
+int64_t rctc_iq_to_fixed1(int64_t x, int e, int frac);     /* intref.expo.to_fixed, one element */
+int rctc_iq_to_fixed(size_t n, const void *q, int w, int e, int frac, int64_t *out);
+int rctc_iq_iexp(size_t n, const int64_t *x, int64_t *out); /* EDOMAIN if some x > 0 */
+int rctc_iq_ilog2(size_t n, const int64_t *v, int64_t *out); /* EDOMAIN if some v <= 0 */
+int rctc_iq_exp(size_t n, const void *q, int w, int e, int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_exp_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                         const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* softmax over the middle axis of (outer, len, inner); work: 2 * outer*len*inner int64 */
+int rctc_iq_softmax(size_t outer, size_t len, size_t inner, const void *q, int w, int e, int bits, int64_t *work,
+                    void *out, int *e_out);
+int rctc_iq_softmax_backward(size_t outer, size_t len, size_t inner, const void *qy, int yw, int ey, const void *dq,
+                             int dw, int de, int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* (B, C) logits, labels int64; loss at exponent -16. work: 2 * B*C int64 */
+int rctc_iq_softmax_cross_entropy(int B, int C, const void *q, int w, int e, const int64_t *labels, int64_t *work,
+                                  int64_t *loss, int *e_out);
+int rctc_iq_softmax_cross_entropy_backward(int B, int C, const void *q, int w, int e, const int64_t *labels, int bits,
+                                           const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+int rctc_iq_sigmoid(size_t n, const void *q, int w, int e, int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_sigmoid_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                             const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+int rctc_iq_tanh(size_t n, const void *q, int w, int e, int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_tanh_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                          const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+
+/* ---- erf / GELU (iq_erf.c, iq_gelu.c) ---------------------------------------------------------- */
+void rctc_iq_ierf(size_t n, const int64_t *u, int64_t *out);
+void rctc_iq_erf_as(size_t n, const int64_t *u, int64_t *out);
+int rctc_iq_erf(size_t n, const void *q, int w, int e, int bits, int64_t *work, void *out, int *e_out);
+int rctc_iq_erf_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                         const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+/* accurate = 0: I-BERT's i-erf ("ibert"), 1: A&S ("as") */
+int rctc_iq_gelu(size_t n, const void *q, int w, int e, int bits, int accurate, int64_t *work, void *out,
+                 int *e_out);
+int rctc_iq_gelu_backward(size_t n, const void *q, int qw, int e, const void *dq, int dw, int de, int bits,
+                          const uint32_t *rand, int64_t *work, void *dx, int *e_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RCTC_INTOPS_H */

@@ -1,0 +1,94 @@
+/*
+ * iq.h - inline helpers shared by the iq_*.c integer kernels (not part of the public API).
+ *
+ * Needs: rctc_intops.h. Leaves: loads / stores by element width, shifts and products without
+ * C undefined behaviour (left shifts go through uint64, right shifts are floors on every
+ * compiler), so every kernel reproduces numpy's int64 arithmetic.
+ */
+#ifndef RCTC_IQ_H
+#define RCTC_IQ_H
+
+#include "rctc_intops.h"
+
+#define RCTC_IQ_ACC_LIMIT ((uint64_t)1 << 62)
+
+static inline int64_t iq_ld(const void *p, int w, size_t i) {
+    switch (w) {
+    case 1: return ((const int8_t *)p)[i];
+    case 2: return ((const int16_t *)p)[i];
+    case 4: return ((const int32_t *)p)[i];
+    default: return ((const int64_t *)p)[i];
+    }
+}
+
+static inline void iq_st(void *p, int w, size_t i, int64_t v) {
+    switch (w) {
+    case 1: ((int8_t *)p)[i] = (int8_t)v; break;
+    case 2: ((int16_t *)p)[i] = (int16_t)v; break;
+    case 4: ((int32_t *)p)[i] = (int32_t)v; break;
+    default: ((int64_t *)p)[i] = v; break;
+    }
+}
+
+/* x * 2^k for 0 <= k <= 63, two's complement (numpy's <<) */
+static inline int64_t iq_shl(int64_t x, int k) { return (int64_t)((uint64_t)x << k); }
+
+/* floor(x / 2^s), 0 <= s <= 63 */
+static inline int64_t iq_sar(int64_t x, int s) { return x >= 0 ? x >> s : ~((~x) >> s); }
+
+static inline uint64_t iq_abs(int64_t x) { return x < 0 ? 0u - (uint64_t)x : (uint64_t)x; }
+
+static inline int iq_bitlen(uint64_t v) {
+    int n = 0;
+    while (v) {
+        ++n;
+        v >>= 1;
+    }
+    return n;
+}
+
+/* numpy int64 arithmetic (wraps) without signed-overflow UB */
+static inline int64_t iq_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+static inline int64_t iq_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static inline int64_t iq_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+
+static inline int64_t iq_fdiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* (x + 2^(s-1)) >> s for s >= 1, per element (intref.expo._rshift_var, s <= 62) */
+static inline int64_t iq_round_shift(int64_t x, int s) {
+    return s > 0 ? iq_sar(iq_add(x, (int64_t)1 << (s - 1)), s) : x;
+}
+
+static inline int64_t iq_sign(int64_t x) { return (x > 0) - (x < 0); }
+static inline int64_t iq_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t iq_max(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t iq_clampv(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* cross-file internals of the element-wise kernels */
+int rctc_iq_softmax_parts(size_t outer, size_t len, size_t inner, const void *q, int w, int e, int64_t *ex,
+                          int64_t *er);
+int64_t rctc_iq_gauss1(int64_t x, int half);
+int64_t rctc_iq_ierf1(int64_t u);
+int64_t rctc_iq_erf_as1(int64_t u);
+
+/* Step a C-order multi-index over `shape` and `nops` strided offsets (for broadcasting). */
+static inline void iq_next(int ndim, const int *shape, int *idx, int nops, ptrdiff_t *off,
+                           const ptrdiff_t *const *strides) {
+    for (int d = ndim - 1; d >= 0; --d) {
+        for (int o = 0; o < nops; ++o) off[o] += strides[o][d];
+        if (++idx[d] < shape[d]) return;
+        for (int o = 0; o < nops; ++o) off[o] -= strides[o][d] * shape[d];
+        idx[d] = 0;
+    }
+}
+
+static inline size_t iq_prod(int ndim, const int *shape) {
+    size_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= (size_t)shape[d];
+    return n;
+}
+
+#endif /* RCTC_IQ_H */

@@ -1,0 +1,55 @@
+/*
+ * iq_clip.c - Clip / ReLU6 and the backward mask (intref.pointwise.clip_bounds, clip,
+ * clip_backward): exact.
+ *
+ * Needs: rctc_intops.h; each bound as the exact ratio num / 2^log2den of its float32 attribute
+ * (intref.core.exact_ratio, compile time). Leaves: bounds on the input's grid inward,
+ * lo_q = ceil(lo / 2^e), hi_q = floor(hi / 2^e); a bound past +-2^62 is saturated there (no
+ * stored integer reaches it, so the result is intref's).
+ */
+#include "iq.h"
+
+#define SAT ((int64_t)1 << 62)
+
+static int64_t on_grid(int64_t num, int log2den, int e, int up) {
+    const int t = log2den + e; /* bound = num * 2^-t */
+    if (t <= 0) {
+        if (num == 0) return 0;
+        if (-t >= 62 || iq_abs(num) > ((uint64_t)SAT >> -t)) return num > 0 ? SAT : -SAT;
+        return iq_shl(num, -t);
+    }
+    if (up) { /* ceil(num / 2^t) = -floor(-num / 2^t) */
+        if (t > 62) return num > 0 ? 1 : 0;
+        return -iq_sar(-num, t);
+    }
+    if (t > 62) return num < 0 ? -1 : 0;
+    return iq_sar(num, t);
+}
+
+void rctc_iq_clip_bounds(int e, int has_lo, int64_t lo_num, int lo_log2den, int has_hi, int64_t hi_num,
+                         int hi_log2den, int64_t *lq, int64_t *hq) {
+    *lq = has_lo ? on_grid(lo_num, lo_log2den, e, 1) : INT64_MIN;
+    *hq = has_hi ? on_grid(hi_num, hi_log2den, e, 0) : INT64_MAX;
+}
+
+void rctc_iq_clip(size_t n, const void *q, int w, int e, int has_lo, int64_t lo_num, int lo_log2den,
+                  int has_hi, int64_t hi_num, int hi_log2den, void *out) {
+    int64_t lq, hq;
+    rctc_iq_clip_bounds(e, has_lo, lo_num, lo_log2den, has_hi, hi_num, hi_log2den, &lq, &hq);
+    for (size_t i = 0; i < n; ++i) {
+        int64_t v = iq_ld(q, w, i);
+        v = v < lq ? lq : v; /* max first, then min: numpy's order when lo > hi */
+        v = v > hq ? hq : v;
+        iq_st(out, w, i, v);
+    }
+}
+
+void rctc_iq_clip_backward(size_t n, const void *q, int qw, int e, int has_lo, int64_t lo_num, int lo_log2den,
+                           int has_hi, int64_t hi_num, int hi_log2den, const void *dq, int dw, void *dx) {
+    int64_t lq, hq;
+    rctc_iq_clip_bounds(e, has_lo, lo_num, lo_log2den, has_hi, hi_num, hi_log2den, &lq, &hq);
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t v = iq_ld(q, qw, i);
+        iq_st(dx, dw, i, (v >= lq && v <= hq) ? iq_ld(dq, dw, i) : 0);
+    }
+}

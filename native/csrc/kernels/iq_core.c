@@ -1,0 +1,23 @@
+/*
+ * iq_core.c - the number format's small helpers: storage width, floor division and shift,
+ * max magnitude (intref.core.storage_dtype, numpy's // and >>, intref.core.absmax).
+ *
+ * Needs: rctc_intops.h. Leaves: C's truncating / and implementation-defined >> of negative
+ * values are never relied on; every result is numpy's.
+ */
+#include "iq.h"
+
+int rctc_iq_width(int bits) { return bits <= 8 ? 1 : bits <= 16 ? 2 : 4; }
+
+int64_t rctc_iq_floordiv(int64_t a, int64_t b) { return iq_fdiv(a, b); }
+
+int64_t rctc_iq_sar(int64_t x, int s) { return iq_sar(x, s); }
+
+uint64_t rctc_iq_absmax(size_t n, const int64_t *x) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const uint64_t a = iq_abs(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}

@@ -1,0 +1,24 @@
+/*
+ * iq_norm.h - helpers shared by the normalisation kernels (iq_norm_stats.c); internal.
+ */
+#ifndef RCTC_IQ_NORM_H
+#define RCTC_IQ_NORM_H
+
+#include "rctc_intops.h"
+
+int64_t iq_norm_eps_term(int64_t eps_num, int eps_log2, int64_t n, int e);
+int iq_norm_headroom(int bl_d, int bl_eps);
+/* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
+int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
+                  int64_t *d, int64_t *m, int64_t *f);
+/* M_c ~= ga_c n mb_c 2^(-f_c - g), |M_c| < 2^mbits; g into *g_out */
+int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, const int64_t *f, int mbits,
+                        int64_t *out, int *g_out);
+/* dx accumulator (G, N) in acc; exponent offset into *off; mult: G int64 scratch */
+int iq_norm_dx(int G, int N, const int64_t *dy, const int64_t *xhat, const int64_t *gm, const int64_t *m,
+               const int64_t *f, int64_t *acc, int64_t *mult, int *off);
+/* running-statistics update; work: 2 C int64 */
+int iq_norm_update(int C, const int16_t *old, int e_old, const int64_t *nw, int e_new, int64_t mu, int16_t *out,
+                   int *e_out, int64_t *work);
+
+#endif /* RCTC_IQ_NORM_H */

@@ -1,0 +1,143 @@
+/*
+ * iq_norm_stats.c - the shared parts of the normalisations (intref.norm._eps_term, _headroom,
+ * _groups_stats, _multipliers, _dx, _update).
+ *
+ * Needs: rctc_intops.h, iq_i128.c (the per-group scalars N^2 eps 2^-2e, gamma N m and
+ * D 2^16 / N^2 exceed 64 bits for large groups). Leaves: per group of N integers: S1, D = N S2 -
+ * S1^2, the headroom P, (m, f) = rsqrt_fixed(D 4^P + eps term) with f -= P, and xhat =
+ * round((N q - S1) m 2^-(f-16)); the dx accumulator with both means rounded (half up) to Q16.
+ */
+#include "iq.h"
+#include "iq_norm.h"
+
+/* _rshift(en * n * n, s) capped at 2^62 (en * n * n as i128) */
+int64_t iq_norm_eps_term(int64_t eps_num, int eps_log2, int64_t n, int e) {
+    const rctc_i128 v = rctc_i128_mul_u64(rctc_i128_mul64(eps_num, n), (uint64_t)n);
+    const int s = eps_log2 + 2 * e;
+    const rctc_i128 cap = rctc_i128_from_i64((int64_t)1 << 62);
+    rctc_i128 r;
+    if (s <= 0) {
+        if (rctc_i128_bitlen(v) + (-s) > 100) return (int64_t)1 << 62; /* v > 0: far past the cap */
+        r = rctc_i128_shl(v, -s);
+    } else {
+        r = rctc_i128_rshift_round(v, s > 127 ? 127 : s);
+    }
+    return rctc_i128_cmp(r, cap) > 0 ? (int64_t)1 << 62 : (int64_t)r.lo;
+}
+
+int iq_norm_headroom(int bl_d, int bl_eps) {
+    const int num = 61 - (bl_d > bl_eps ? bl_d : bl_eps);
+    return num > 0 ? num / 2 : 0;
+}
+
+int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
+                  int64_t *d, int64_t *m, int64_t *f) {
+    const size_t nn = (size_t)N;
+    const uint64_t mx = rctc_iq_absmax((size_t)G * nn, x);
+    if ((uint64_t)N * mx >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    for (int c = 0; c < G; ++c) {
+        const int64_t *row = x + (size_t)c * nn;
+        int64_t a1 = 0, a2 = 0;
+        for (size_t i = 0; i < nn; ++i) {
+            a1 += row[i];
+            a2 += row[i] * row[i];
+        }
+        const int64_t dd = (int64_t)N * a2 - a1 * a1;
+        const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
+        const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));
+        rctc_i128 v = rctc_i128_add(rctc_i128_shl(rctc_i128_from_i64(dd), 2 * p),
+                                    rctc_i128_from_i64(iq_norm_eps_term(eps_num, eps_log2, N, e - p)));
+        if (rctc_i128_cmp(v, rctc_i128_from_i64(1)) < 0) v = rctc_i128_from_i64(1);
+        uint64_t mm;
+        int ff;
+        const int rc = rctc_iq_rsqrt_fixed(v, &mm, &ff);
+        if (rc) return rc;
+        ff -= p;
+        const int s = ff - 16;
+        if (s < 1) return RCTC_IQ_EDOMAIN;
+        if (s > 62) return RCTC_IQ_EOVERFLOW;
+        for (size_t i = 0; i < nn; ++i)
+            xhat[(size_t)c * nn + i] = iq_sar(((int64_t)N * row[i] - a1) * (int64_t)mm + ((int64_t)1 << (s - 1)), s);
+        s1[c] = a1;
+        d[c] = dd;
+        m[c] = (int64_t)mm;
+        f[c] = ff;
+    }
+    return RCTC_IQ_OK;
+}
+
+/* v_c = mult_a[c] * mult_b[c] * mult_c[c] (exact, i128) */
+static rctc_i128 mult_of(const int64_t *ga, int64_t n, const int64_t *mb, int c) {
+    return rctc_i128_mul_u64(rctc_i128_mul64(ga[c], n), (uint64_t)mb[c]);
+}
+
+int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, const int64_t *f, int mbits,
+                        int64_t *out, int *g_out) {
+    int g = INT32_MIN;
+    for (int c = 0; c < G; ++c) {
+        const int t = rctc_i128_bitlen(mult_of(ga, n, mb, c)) - (int)f[c];
+        g = t > g ? t : g;
+    }
+    g -= mbits;
+    for (int c = 0; c < G; ++c) {
+        const rctc_i128 r = rctc_i128_rshift_round(mult_of(ga, n, mb, c), (int)f[c] + g);
+        if (rctc_i128_bitlen(r) > 63) return RCTC_IQ_EOVERFLOW;
+        out[c] = (int64_t)r.lo;
+    }
+    *g_out = g;
+    return RCTC_IQ_OK;
+}
+
+/* round(v / n) half up for v = t << sh (i128) */
+static int64_t div_round(int64_t t, int sh, int64_t n, int *ok) {
+    const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(t), sh);
+    const rctc_i128 r = rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(n)), 2 * (uint64_t)n);
+    if (rctc_i128_bitlen(r) > 63) *ok = 0;
+    return (int64_t)r.lo;
+}
+
+int iq_norm_dx(int G, int N, const int64_t *dy, const int64_t *xhat, const int64_t *gm, const int64_t *m,
+               const int64_t *f, int64_t *acc, int64_t *mult, int *off) {
+    const size_t nn = (size_t)N;
+    int ok = 1;
+    for (int c = 0; c < G; ++c) {
+        const int64_t *d = dy + (size_t)c * nn, *xh = xhat + (size_t)c * nn;
+        int64_t t1 = 0, t2 = 0;
+        for (size_t i = 0; i < nn; ++i) {
+            t1 = iq_add(t1, d[i]);
+            t2 = iq_add(t2, iq_mul(d[i], xh[i]));
+        }
+        const int64_t m1 = div_round(t1, 16, N, &ok), m2 = div_round(t2, 0, N, &ok);
+        for (size_t i = 0; i < nn; ++i) {
+            const int64_t term = iq_sar(iq_add(iq_mul(xh[i], m2), (int64_t)1 << 15), 16);
+            acc[(size_t)c * nn + i] = iq_sub(iq_sub(iq_shl(d[i], 16), m1), term);
+        }
+    }
+    if (!ok) return RCTC_IQ_EOVERFLOW;
+    const int bl = iq_bitlen(rctc_iq_absmax((size_t)G * nn, acc));
+    const int mbits = 61 - bl < 31 ? 61 - bl : 31;
+    int g;
+    const int rc = iq_norm_multipliers(G, gm, N, m, f, mbits, mult, &g);
+    if (rc) return rc;
+    for (int c = 0; c < G; ++c)
+        for (size_t i = 0; i < nn; ++i) acc[(size_t)c * nn + i] = iq_mul(acc[(size_t)c * nn + i], mult[c]);
+    *off = g - 16;
+    return RCTC_IQ_OK;
+}
+
+int iq_norm_update(int C, const int16_t *old, int e_old, const int64_t *nw, int e_new, int64_t mu, int16_t *out,
+                   int *e_out, int64_t *work) {
+    uint64_t mx[2] = {0, 0};
+    for (int c = 0; c < C; ++c) {
+        mx[0] = iq_abs(old[c]) > mx[0] ? iq_abs(old[c]) : mx[0];
+        mx[1] = iq_abs(nw[c]) > mx[1] ? iq_abs(nw[c]) : mx[1];
+    }
+    const int exps[2] = {e_old, e_new};
+    const int ec = rctc_iq_align_exp(2, mx, exps, 44);
+    int64_t *o = work, *b = work + C;
+    int rc = rctc_iq_shift((size_t)C, old, 2, e_old - ec, NULL, o);
+    if (!rc) rc = rctc_iq_shift((size_t)C, nw, 8, e_new - ec, NULL, b);
+    if (rc) return rc;
+    for (int c = 0; c < C; ++c) o[c] = iq_add(iq_mul(o[c], mu), iq_mul(b[c], ((int64_t)1 << 16) - mu));
+    return rctc_iq_requantize((size_t)C, o, ec - 16, 16, NULL, out, e_out);
+}

@@ -1,0 +1,145 @@
+"""C core of the integer kernels against intref.core and Python ints, bit for bit: the portable
+128-bit integer at its boundaries, rounding shifts, requantise (nearest / stochastic, every
+width, with a bias), align, the fixed-point reciprocal and reciprocal square root."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rctc.runtime.intref import core
+from tests.native.conftest import same
+from tests.native.intops_cases import check, rand_words
+
+I64 = [0, 1, -1, 2**31, -(2**31), 2**62, -(2**62), 2**63 - 1, -(2**63), 12345678901234567, -987654321987]
+
+
+def test_i128_mul_and_bitlen_at_the_boundaries(intops) -> None:
+    rng = np.random.default_rng(0)
+    vals = I64 + [int(v) for v in rng.integers(-(2**63), 2**63, 40, dtype=np.int64)]
+    for a in vals:
+        for b in vals[:15]:
+            assert intops.i128_mul(a, b) == a * b, (a, b)
+    for v in [0, 1, -1, 2**64, 2**64 - 1, -(2**64), 2**127 - 1, -(2**127) + 1, 2**100 + 3, -(2**63) * 7]:
+        assert intops.i128_bitlen(v) == v.bit_length(), v
+
+
+def test_i128_floor_division_and_rounding_shift(intops) -> None:
+    rng = np.random.default_rng(1)
+    nums = [0, 1, -1, 2**127 - 1, -(2**127) + 1, 2**64, -(2**64) - 1, 2**100 + 12345, -(2**90) - 7]
+    nums += [int(a) * int(b) for a, b in rng.integers(-(2**62), 2**62, (30, 2), dtype=np.int64)]
+    dens = [1, 2, 3, 7, 2**32 + 1, 2**59 - 1, 2**63, 2**64 - 1]
+    for a in nums:
+        for d in dens:
+            assert intops.i128_divfloor(a, d) == a // d, (a, d)  # floor, also for negatives
+        for s in (-20, 0, 1, 2, 31, 63, 64, 65, 100, 126):
+            if (s <= 0 and (a << -s).bit_length() > 126) or (s > 0 and a + (1 << (s - 1)) >= 2**127):
+                continue  # outside the 128-bit range (the kernels never get there)
+            want = a << -s if s <= 0 else (a + (1 << (s - 1))) >> s
+            assert intops.i128_rshift_round(a, s) == want, (a, s)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 8, 16, 31, 32])
+def test_requant_shift(intops, bits: int) -> None:
+    qm = core.qmax(bits)
+    ms = [0, 1, qm, qm + 1, 2 * qm, 2 * qm + 1, 3 * qm - 1, 2**62, 2**62 - 1, 2**40 + 17]
+    for m in ms:
+        for st in (False, True):
+            assert intops.requant_shift(m, bits, st) == core.requant_shift(m, bits, st), (m, st)
+
+
+def test_shift_round_and_shift_every_amount(intops) -> None:
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.integers(-(2**62), 2**62, 60, dtype=np.int64),
+                        np.array([0, 1, -1, 2**62, -(2**62), 3, -3, 5, -5], np.int64)])
+    words = rand_words(x.shape, 2)
+    for s in range(0, 66):
+        check(intops.shift_round, core.shift_round, x, s)
+        check(intops.shift_round, core.shift_round, x, s, words)
+    small = x >> 40
+    for k in range(-66, 66):
+        check(intops.shift, core.shift, small, k)
+        check(intops.shift, core.shift, small, k, words)
+    check(intops.shift_round, core.shift_round, np.array([2**62 + 1], np.int64), 3)  # past the limit: both refuse
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16, 24, 32])
+@pytest.mark.parametrize("n", [1, 17, 1000])
+def test_requantize(intops, bits: int, n: int) -> None:
+    rng = np.random.default_rng(bits * 1000 + n)
+    for acc in (rng.integers(-(2**62), 2**62, n, dtype=np.int64), rng.integers(-300, 300, n).astype(np.int32),
+                np.zeros(n, np.int64), np.full(n, -(2**62), np.int64), np.full(n, 2**62 + 1, np.int64)):
+        for e in (-40, 0, 7):
+            check(intops.requantize, core.requantize, acc, e, bits)
+            check(intops.requantize, core.requantize, acc, e, bits, rand=rand_words(acc.shape, n))
+
+
+def test_requantize_with_bias(intops) -> None:
+    rng = np.random.default_rng(3)
+    acc = rng.integers(-(2**30), 2**30, (3, 5, 7), dtype=np.int64)
+    for shape in ((1, 5, 1), (5, 1), (7,), (1,)):
+        bias = rng.integers(-(2**15), 2**15, shape).astype(np.int16)
+        for be in (-30, -12, -3, 0, 5, 40):
+            check(intops.requantize, core.requantize, acc, -3, 8, bias=bias, bias_exp=be)
+
+
+def test_align(intops) -> None:
+    rng = np.random.default_rng(4)
+    a = rng.integers(-127, 128, (4, 5)).astype(np.int8)
+    b = rng.integers(-(2**31), 2**31, (5,), dtype=np.int64).astype(np.int32)
+    for ea, eb in ((0, 0), (-3, 5), (10, -60), (-70, 3), (0, 40)):
+        for headroom in (61, 44, 29):
+            check(intops.align, core.align, [(a, ea), (b, eb)], headroom)
+    check(intops.align, core.align, [(np.zeros(3, np.int8), 4), (b, -2)])
+
+
+def test_recip_isqrt_rsqrt(intops) -> None:
+    for d in [1, 2, 3, 5, 7, 9, 1000, 2**20 + 1, 2**31 - 1]:
+        for frac in (16, 24, 32):
+            assert intops.recip_fixed(d, frac) == core.recip_fixed(d, frac)
+    rng = np.random.default_rng(5)
+    for v in [0, 1, 2, 3, 4, 2**62 - 1, 2**62, 2**64 - 1, *map(int, rng.integers(0, 2**63, 50, dtype=np.int64))]:
+        assert intops.isqrt(v) == math.isqrt(v), v
+    vs = [1, 2, 3, 2**30, 2**60 - 1, 2**60, 2**62, 2**63 - 1, 2**64 + 5, 2**90 + 1, 2**125 + 3]
+    vs += [int(a) * int(b) for a, b in rng.integers(1, 2**62, (20, 2), dtype=np.int64)]
+    for v in vs:
+        assert intops.rsqrt_fixed(v) == core.rsqrt_fixed(v), v
+    with pytest.raises(ValueError):
+        intops.rsqrt_fixed(0)
+
+
+def test_absmax_storage_clip_bounds_reduce_to(intops) -> None:
+    from rctc.runtime.intref import arith, pointwise
+
+    rng = np.random.default_rng(6)
+    for x in (np.zeros(0, np.int64), np.array([-(2**62), 3], np.int64), rng.integers(-9, 9, (3, 4)).astype(np.int8)):
+        assert intops.absmax(x) == core.absmax(x)
+    for bits in range(2, 33):
+        assert intops.storage_dtype(bits) == core.storage_dtype(bits)
+    for lo, hi in ((0.0, 6.0), (-1.3, 2.7), (None, 0.1), (-0.3, None), (1e-9, 3e9), (-7.0, -6.5)):
+        for e in (-30, -8, -1, 0, 2, 5, 40, 70):
+            assert intops.clip_bounds(lo, hi, e) == pointwise.clip_bounds(lo, hi, e), (lo, hi, e)
+    d = rng.integers(-(2**40), 2**40, (2, 3, 4, 5), dtype=np.int64)
+    for shape in ((2, 3, 4, 5), (3, 1, 5), (1,), (4, 1), (2, 1, 1, 5)):
+        assert same(intops.reduce_to(d, shape), arith.reduce_to(d, shape)), shape
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 1000])
+def test_requantize_int8_avx2_equals_portable(intops, n: int) -> None:
+    """requantize's int8 rounding loop: the AVX2 variant gives the portable bits at every shift,
+    nearest and stochastic, on accumulators up to 2^62 whose rounded values fit int8."""
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    rng = np.random.default_rng(n)
+    words = rand_words((n,), n)
+    for s in range(1, 63):
+        lim = min(2**62, 127 << s)  # the requantize contract: results in range
+        acc = rng.integers(-lim, lim + 1, n, dtype=np.int64)
+        acc[: min(n, 4)] = np.array([lim, -lim, 0, -1], np.int64)[: min(n, 4)]
+        for r in (None, words):
+            got = intops.round_s8(acc, s, r, "avx2")
+            assert np.array_equal(got, intops.round_s8(acc, s, r, "portable")), s
+            want = core.shift_round(acc, s, r)  # intref's rounding, exact in int64
+            assert core.absmax(want) <= 127 and np.array_equal(got, want.astype(np.int8)), s

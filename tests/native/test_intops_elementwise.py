@@ -1,0 +1,144 @@
+"""C pointwise and arithmetic kernels against intref.pointwise / intref.arith, bit for bit, on a
+grid of shapes (odd sizes, single elements), storage widths, exponents, output widths and edge
+inputs (zeros, saturated, negative-only, ties), nearest and stochastic; plus random cases drawn
+by hypothesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rctc.runtime.intref import arith, pointwise
+from tests.native.intops_cases import DTYPES, SHAPES, check, edge_tensors, rand_words
+
+EXPS = [-20, -7, -1, 0, 3]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_clip_leaky(intops, shape, dtype) -> None:
+    for q in edge_tensors(shape, dtype, len(shape)).values():
+        dq = edge_tensors(shape, np.int8, 7)["random"]
+        words = rand_words(shape, 3)
+        for e in EXPS:
+            check(intops.relu, pointwise.relu, q, e)
+            check(intops.relu_backward, pointwise.relu_backward, q, e, dq, -6)
+            for lo, hi in ((0.0, 6.0), (-1.3, 2.7), (None, 0.5), (-0.25, None), (2.0, -1.0), (-3e9, 1e9)):
+                check(intops.clip, pointwise.clip, q, e, lo, hi)
+                check(intops.clip_backward, pointwise.clip_backward, q, e, dq, -4, lo, hi)
+            for alpha in (0.01, 0.2, 1.5):
+                for bits in (2, 8, 16):
+                    check(intops.leaky_relu, pointwise.leaky_relu, q, e, alpha, bits)
+                    check(intops.leaky_relu_backward, pointwise.leaky_relu_backward, q, e, dq, -5, alpha, bits, words)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_hardsigmoid_hardswish(intops, shape, dtype) -> None:
+    for kind, q in edge_tensors(shape, dtype, 11).items():
+        dq = edge_tensors(shape, np.int8, 12)[kind]
+        words = rand_words(shape, 4)
+        for e in (-12, -7, -3, 0, 2):
+            for bits in (4, 8, 16):
+                for alpha, beta in ((0.2, 0.5), (1 / 6, 0.5), (0.3, -0.1)):
+                    check(intops.hardsigmoid, pointwise.hardsigmoid, q, e, alpha, beta, bits)
+                    check(intops.hardsigmoid_backward, pointwise.hardsigmoid_backward, q, e, dq, -3, alpha, beta, bits,
+                          words)
+                check(intops.hardswish, pointwise.hardswish, q, e, bits)
+                check(intops.hardswish_backward, pointwise.hardswish_backward, q, e, dq, -3, bits, words)
+                check(intops.hardswish_backward, pointwise.hardswish_backward, q, e, dq, -3, bits)
+
+
+def test_clip_bound_past_int64_saturates(intops) -> None:
+    """intref's clip_bounds gives a Python int past int64 for a huge bound on a fine grid, which
+    numpy then refuses (reported); the C kernel saturates the bound at 2^62, which no stored
+    integer reaches, so the result is the exact clip: the input unchanged, every error passed."""
+    q = edge_tensors((3, 5), np.int32, 1)["saturated"]
+    assert pointwise.clip_bounds(-1e30, 1e30, -20)[1] > 2**63
+    out, e = intops.clip(q, -20, -1e30, 1e30)
+    assert e == -20 and out.dtype == q.dtype and np.array_equal(out, q)
+    dq = np.arange(15, dtype=np.int8).reshape(3, 5)
+    assert np.array_equal(intops.clip_backward(q, -20, dq, 0, -1e30, 1e30)[0], dq)
+
+
+BROADCASTS = [((7,), (7,)), ((1,), (1,)), ((3, 5), (5,)), ((2, 3, 5), (3, 1)), ((4, 1, 6), (1, 5, 1)),
+              ((3, 4, 5, 6), (1, 4, 1, 1))]
+
+
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_add_sub_mul(intops, sa, sb) -> None:
+    shape = np.broadcast_shapes(sa, sb)
+    words = rand_words(shape, 5)
+    for kind in ("random", "saturated", "negative", "zeros", "ties"):
+        a = edge_tensors(sa, np.int8, 1)[kind]
+        b = edge_tensors(sb, np.int16, 2)["random"]
+        for ea, eb in ((0, 0), (-3, -7), (4, -10), (-2, 58), (-70, 1)):
+            for bits in (2, 8, 16):
+                for fn in ("add", "sub", "mul"):
+                    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits)
+                    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits, words)
+
+
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_add_sub_mul_backward(intops, sa, sb) -> None:
+    shape = np.broadcast_shapes(sa, sb)
+    a, b = edge_tensors(sa, np.int8, 3)["random"], edge_tensors(sb, np.int8, 4)["ties"]
+    for dq in edge_tensors(shape, np.int8, 5).values():
+        ra, rb = rand_words(sa, 6), rand_words(sb, 7)
+        for bits in (4, 8, 16):
+            check(intops.add_backward, arith.add_backward, dq, -5, sa, sb, bits)
+            check(intops.add_backward, arith.add_backward, dq, -5, sa, sb, bits, ra, rb)
+            check(intops.sub_backward, arith.sub_backward, dq, -5, sa, sb, bits, ra, rb)
+            check(intops.mul_backward, arith.mul_backward, a, -3, b, -4, dq, -5, bits)
+            check(intops.mul_backward, arith.mul_backward, a, -3, b, -4, dq, -5, bits, ra, rb)
+    m = np.full(shape, -128, np.int8)  # sub's negation wraps in int8, as numpy's astype
+    check(intops.sub_backward, arith.sub_backward, m, 0, sa, sb, 8)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concat(intops, axis) -> None:
+    rng = np.random.default_rng(axis + 5)
+    base = (2, 3, 4)
+    for exps in ((0, 0, 0), (-3, 2, -7), (-70, 0, 5), (4, 4, -60)):
+        ts = []
+        for i, e in enumerate(exps):
+            shape = list(base)
+            shape[axis] = i + 1
+            ts.append((rng.integers(-127, 128, shape).astype([np.int8, np.int16, np.int32][i]), e))
+        for bits in (4, 8, 16):
+            check(intops.concat, arith.concat, ts, axis, bits)
+        cat = np.concatenate([t.astype(np.int8) for t, _ in ts], axis=axis)
+        check(intops.concat_backward, arith.concat_backward, cat, -3, [1, 2, 3], axis)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_random_binary_ops(intops, data) -> None:
+    nd = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=nd, max_size=nd)))
+    sb = tuple(1 if data.draw(st.booleans()) else n for n in shape)
+    seed = data.draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-(2**15), 2**15, shape).astype(np.int16)
+    b = rng.integers(-127, 128, sb).astype(np.int8)
+    ea, eb = data.draw(st.integers(-80, 80)), data.draw(st.integers(-80, 80))
+    bits = data.draw(st.integers(2, 32))
+    words = rand_words(shape, seed) if data.draw(st.booleans()) else None
+    fn = data.draw(st.sampled_from(["add", "sub", "mul"]))
+    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits, words)
+
+
+def test_relu_avx2_equals_portable(intops) -> None:
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    rng = np.random.default_rng(21)
+    for n in [*range(0, 70), 95, 96, 97, 1023, 4099]:
+        x = rng.integers(-128, 128, n).astype(np.int8)
+        x[: n // 4] = rng.choice(np.array([-128, -1, 0, 1, 127], np.int8), n // 4)
+        d = rng.integers(-128, 128, n).astype(np.int8)
+        assert np.array_equal(intops.relu_s8(x, "avx2"), intops.relu_s8(x, "portable"))
+        assert np.array_equal(intops.relu_s8(x, "avx2", d), intops.relu_s8(x, "portable", d))
+        assert np.array_equal(intops.relu_s8(x, "portable"), pointwise.relu(x, 0)[0])
+        assert np.array_equal(intops.relu_s8(x, "portable", d), pointwise.relu_backward(x, 0, d, 0)[0])

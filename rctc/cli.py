@@ -18,7 +18,7 @@ import numpy as np
 
 from rctc.errors import RctcError
 from rctc.jsonutil import json_default
-from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
+from rctc.options import ELEMENTWISE, LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
 
 
 class RctcGroup(click.Group):
@@ -125,6 +125,8 @@ def main() -> None:
 @click.option("--act-bits", type=int, default=8, show_default=True)
 @click.option("--grad-bits", type=int, default=8, show_default=True)
 @click.option("--rounding", type=click.Choice(ROUNDINGS), default="stochastic", show_default=True)
+@click.option("--elementwise", type=click.Choice(ELEMENTWISE), default=CompileOptions.elementwise, show_default=True,
+              help="RCT: element-wise ops on integers, or in float32 as version 1 did.")
 @click.option("--adjust-every", type=int, default=CompileOptions.adjust_every, show_default=True,
               help="Bitwidth controller period in steps (0 disables).")
 @click.option("--gavg-low", type=float, default=CompileOptions.gavg_low, show_default=True)

@@ -11,6 +11,7 @@ MODES = ("rct", "qat", "fp32")
 LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd", "momentum")
 ROUNDINGS = ("stochastic", "nearest")
+ELEMENTWISE = ("integer", "float")
 
 
 @dataclass
@@ -31,6 +32,8 @@ class CompileOptions:
     act_bits: int = 8
     grad_bits: int = 8
     rounding: str = "stochastic"
+    #: rct: element-wise ops on integers ("integer") or version 1's float32 element-wise ("float")
+    elementwise: str = "float"
     adjust_every: int = 20
     gavg_low: float = 0.01
     gavg_high: float = 1.0
@@ -47,6 +50,8 @@ class CompileOptions:
             raise bad(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.rounding not in ROUNDINGS:
             raise bad(f"--rounding must be stochastic or nearest, got {self.rounding!r}")
+        if self.elementwise not in ELEMENTWISE:
+            raise bad(f"--elementwise must be integer or float, got {self.elementwise!r}")
         if self.batch_size < 1:
             raise bad(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:

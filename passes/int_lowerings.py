@@ -1,0 +1,203 @@
+"""The integer lowering of each float op the requantise pass can replace (one rule per op type).
+
+Needs: a lowerer (``rctc.passes.requantise``) that gives the integer form ``(q, e)`` of a float
+value (``int_of``), the width and rounding of a node's phase (``bits`` / ``rounding``: act_bits
+and nearest forward, grad_bits and ``--rounding`` backward) and builds the integer node
+(``emit``).
+Leaves: ``LOWERINGS``, op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
+the node's attributes fall outside what the integer kernel implements (it then stays a float
+island). A rule checks everything before it asks for an integer form, so a refused node
+leaves the graph untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rctc.fixedpoint import int_dtype_for_bits
+from rctc.ir import Node, Value
+from rctc.ops import LAYOUT_OPS, UPDATE_OPS
+
+IntPair = tuple[Value, Value]
+Lowering = Callable[[Any, Node], "list[IntPair] | None"]
+
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*op_types: str) -> Callable[[Lowering], Lowering]:
+    def deco(fn: Lowering) -> Lowering:
+        for op in op_types:
+            if op in LOWERINGS:
+                raise RuntimeError(f"integer lowering for {op!r} defined twice")
+            LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def _pairs(node: Node) -> list[IntPair]:
+    return [(node.outputs[i], node.outputs[i + 1]) for i in range(0, len(node.outputs), 2)]
+
+
+def _float(v: Value | None) -> bool:
+    return v is not None and np.dtype(v.dtype) == np.float32
+
+
+_E = (".e", np.int32)
+
+
+# ----------------------------------------------------------------------------- exact ops
+@lowering("Relu")
+def _relu(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntRelu", [q, e], [(".q", q.dtype), _E]))
+
+
+@lowering("ReluGrad")
+def _relu_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and _float(n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    return _pairs(lz.emit(n, "IntReluGrad", [dq, de, q, e], [(".q", dq.dtype), _E]))
+
+
+def _pool_ok(n: Node, x: Value | None) -> bool:
+    a = n.attrs
+    k = a.get("kernel_shape")
+    return (_float(x) and x is not None and len(x.shape) == 4 and k is not None and len(k) == 2
+            and all(int(d) == 1 for d in (a.get("dilations") or (1, 1)))
+            and int(a.get("ceil_mode", 0)) == 0 and str(a.get("auto_pad", "NOTSET")) in ("NOTSET", "VALID")
+            and int(a.get("storage_order", 0)) == 0 and len(n.outputs) == 1)
+
+
+def _pool_attrs(n: Node) -> dict[str, Any]:
+    return {k: n.attrs.get(k) for k in ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")}
+
+
+@lowering("MaxPool")
+def _max_pool(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _pool_ok(n, n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntMaxPool", [q, e], [(".q", q.dtype), _E], _pool_attrs(n)))
+
+
+@lowering("MaxPoolGrad")
+def _max_pool_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and _pool_ok(n, n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    bits = lz.bits(n)
+    attrs = {**_pool_attrs(n), "bits": bits, "rounding": lz.rounding(n)}
+    return _pairs(lz.emit(n, "IntMaxPoolGrad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E], attrs))
+
+
+@lowering(*sorted(LAYOUT_OPS))
+def _layout(lz: Any, n: Node) -> list[IntPair] | None:
+    """A layout op on the integers (the exponent passes through), when its input has an integer
+    form already (a layout op is never worth a quantise of its own)."""
+    x = n.inputs[0]
+    if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x):
+        return None
+    q, e = lz.int_of(x, n)
+    out = n.outputs[0]
+    node = lz.g.add_node(n.op_type, [q, *n.inputs[1:]], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),
+                         name=f"{n.name}.int", domain=n.domain, before=n)
+    node.meta.update(n.meta)
+    return [(node.outputs[0], e)]
+
+
+# ----------------------------------------------------------------------------- arithmetic
+@lowering("Add")
+def _add(lz: Any, n: Node) -> list[IntPair] | None:
+    a, b = n.inputs[0], n.inputs[1]
+    if not (_float(a) and _float(b)):
+        return None
+    qa, ea = lz.int_of(a, n)
+    qb, eb = lz.int_of(b, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntAdd", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"bits": bits, "rounding": lz.rounding(n)}))
+
+
+def _feeds_updates_only(v: Value) -> bool:
+    return bool(v.uses) and all(u.op_type in UPDATE_OPS for u, _ in v.uses)
+
+
+@lowering("ConvGradBias", "ReduceSumTo")
+def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """A bias gradient (an error summed over the batch / broadcast axes) as an exact int64 sum,
+    when only updates read it (the update takes it at the error's exponent)."""
+    dy, out = n.inputs[0], n.outputs[0]
+    if not (_float(dy) and _feeds_updates_only(out)):
+        return None
+    x_shape, shape = tuple(dy.shape), tuple(out.shape)
+    if n.op_type == "ConvGradBias":
+        axes = [a for a in range(len(x_shape)) if a != 1]
+    else:
+        lead = len(x_shape) - len(shape)
+        if lead < 0:
+            return None
+        axes = list(range(lead)) + [i + lead for i, d in enumerate(shape) if d == 1 and x_shape[i + lead] != 1]
+        if any(d not in (1, x_shape[i + lead]) for i, d in enumerate(shape)):
+            return None
+    dq, de = lz.int_of(dy, n)
+    return _pairs(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), _E], {"axes": axes, "shape": list(shape)}))
+
+
+# ----------------------------------------------------------------------------- pools
+@lowering("GlobalAveragePool")
+def _gap(lz: Any, n: Node) -> list[IntPair] | None:
+    x = n.inputs[0]
+    if not (_float(x) and len(x.shape) >= 3):
+        return None
+    q, e = lz.int_of(x, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGlobalAveragePool", [q, e], [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits}))
+
+
+@lowering("GlobalAveragePoolGrad")
+def _gap_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGlobalAveragePoolGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"input_shape": list(n.attrs["input_shape"]), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+# ----------------------------------------------------------------------------- loss
+def _unit_seed(v: Value | None) -> bool:
+    return v is not None and v.kind == "const" and v.data is not None and np.asarray(v.data).size == 1 \
+        and float(np.asarray(v.data).reshape(-1)[0]) == 1.0
+
+
+@lowering("SoftmaxCrossEntropy")
+def _ce(lz: Any, n: Node) -> list[IntPair] | None:
+    logits = n.inputs[0]
+    if not (_float(logits) and len(logits.shape) == 2):
+        return None
+    q, e = lz.int_of(logits, n)
+    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropy", [q, e, n.inputs[1], n.inputs[2]], [(".q", np.int64), _E]))
+
+
+@lowering("SoftmaxCrossEntropyGrad")
+def _ce_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """``(softmax - onehot) / B`` for the loss's own seed of 1 (a scaled seed stays float)."""
+    logits = n.inputs[1]
+    if not (_unit_seed(n.inputs[0]) and _float(logits) and len(logits.shape) == 2):
+        return None
+    q, e = lz.int_of(logits, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
+                          [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits, "rounding": lz.rounding(n)}))
+
+
+__all__ = ["LOWERINGS", "IntPair", "lowering"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rctc.fixedpoint import int_dtype_for_bits
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits
 from rctc.ir import Node, Value
 from rctc.ops import LAYOUT_OPS, UPDATE_OPS
 
@@ -112,6 +112,104 @@ def _layout(lz: Any, n: Node) -> list[IntPair] | None:
                          name=f"{n.name}.int", domain=n.domain, before=n)
     node.meta.update(n.meta)
     return [(node.outputs[0], e)]
+
+
+def _const_bound(v: Value | None) -> tuple[bool, float | None]:
+    """(usable, bound) of Clip's optional min / max input: absent, or a one-element constant."""
+    if v is None:
+        return True, None
+    if v.kind != "const" or v.data is None or np.asarray(v.data).size != 1:
+        return False, None
+    return True, float(np.asarray(v.data).reshape(-1)[0])
+
+
+def _clip_attrs(n: Node, first: int) -> dict[str, Any] | None:
+    ok_lo, lo = _const_bound(n.input(first))
+    ok_hi, hi = _const_bound(n.input(first + 1))
+    if not (ok_lo and ok_hi):
+        return None
+    return {"min": lo, "max": hi}
+
+
+@lowering("Clip")
+def _clip(lz: Any, n: Node) -> list[IntPair] | None:
+    attrs = _clip_attrs(n, 1)
+    if attrs is None or not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntClip", [q, e], [(".q", q.dtype), _E], attrs))
+
+
+@lowering("ClipGrad")
+def _clip_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    attrs = _clip_attrs(n, 2)
+    if attrs is None or not (_float(n.inputs[0]) and _float(n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    return _pairs(lz.emit(n, "IntClipGrad", [dq, de, q, e], [(".q", dq.dtype), _E], attrs))
+
+
+# ----------------------------------------------------------------------------- normalisation
+STATE_BITS = 16
+
+
+def _int_state(lz: Any, v: Value) -> tuple[Value, Value]:
+    """A float running statistic as 16-bit integer state ``(q, e)`` (compile time: the initial
+    value, quantised to nearest with its exponent from the max)."""
+    data = np.asarray(v.data, np.float64)
+    m = float(np.max(np.abs(data))) if data.size else 0.0
+    e = choose_exponent(m, STATE_BITS)
+    q = np.clip(np.rint(np.ldexp(data, -e)), -(2 ** (STATE_BITS - 1) - 1), 2 ** (STATE_BITS - 1) - 1)
+    g = lz.g
+    qv = g.add_value(f"{v.name}.q", v.shape, np.int16, "buffer", q.astype(np.int16))
+    ev = g.add_value(f"{v.name}.qexp", (), np.int32, "buffer", np.array(e, np.int32))
+    return qv, ev
+
+
+@lowering("BatchNormalization")
+def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
+    """Training-mode BatchNorm (batch statistics; running statistics as integer state, which
+    replaces the float buffers)."""
+    x, scale, bias, mean, var = (n.input(i) for i in range(5))
+    if not (len(n.outputs) == 3 and _float(x) and x is not None and len(x.shape) >= 2 and _float(scale)
+            and _float(bias) and all(v is not None and v.kind == "buffer" and v.data is not None for v in (mean, var))
+            and all(n.outputs[k].name == lz.g.state_updates.get(s.name) for k, s in ((1, mean), (2, var)))):
+        return None
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bq, be = lz.int_of(bias, n)
+    (mq, me), (vq, ve) = _int_state(lz, mean), _int_state(lz, var)
+    bits = lz.bits(n)
+    node = lz.emit(n, "IntBatchNormalization", [q, e, gq, ge, bq, be, mq, me, vq, ve],
+                   [(".q", int_dtype_for_bits(bits)), _E, (".q", np.int16), _E, (".q", np.int16), _E],
+                   {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "momentum": float(n.attrs.get("momentum", 0.9)),
+                    "bits": bits})
+    g = lz.g
+    for old, (nq, ne), (sq, se) in ((mean, (2, 3), (mq, me)), (var, (4, 5), (vq, ve))):
+        g.state_updates.pop(old.name)
+        g.state_updates[sq.name] = node.outputs[nq].name
+        g.state_updates[se.name] = node.outputs[ne].name
+        lz.orphans.add(old.name)
+    return _pairs(node)
+
+
+@lowering("BatchNormGrad")
+def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, x, scale = n.input(0), n.input(1), n.input(2)
+    fwd = [u for u, _ in x.uses if u.op_type == "BatchNormalization"] if x is not None else []
+    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
+            and all(f.name in lz.lowered for f in fwd)
+            and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
+        return None
+    dq, de = lz.int_of(dy, n)
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntBatchNormGrad", [dq, de, q, e, gq, ge],
+                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
+                          {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits,
+                           "rounding": lz.rounding(n)}))
 
 
 # ----------------------------------------------------------------------------- arithmetic

@@ -45,6 +45,8 @@ class _Lowerer:
         self.o = options
         self.irep: dict[str, IntPair] = {}
         self.lowered: set[str] = set()
+        #: buffers a lowering replaced (BatchNorm's float running statistics): dropped when unused
+        self.orphans: set[str] = set()
 
     # ----- the integer form of a float value ---------------------------------------------
     def bits(self, n: Node) -> int:
@@ -152,6 +154,10 @@ class _Lowerer:
         self._drop_redundant_quantise()
         self._drain_lowered()
         g.remove_unused()
+        for name in self.orphans:
+            v = g.values.get(name)
+            if v is not None and not v.uses:
+                del g.values[name]
         g.toposort()
 
     def _drop_redundant_quantise(self) -> None:

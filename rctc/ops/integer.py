@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rctc.ops import costs
-from rctc.ops.costs import e, inp, kernel_size
+from rctc.ops.costs import channels, e, inp, kernel_size
 from rctc.ops.schema import ELEMENTWISE, GRADIENT, INTEGER, NEEDS_RNG, QUANTISE, definer
 
 _INT = {ELEMENTWISE, INTEGER}
@@ -80,3 +80,20 @@ loss("IntSoftmaxCrossEntropy", ("q", "e", "labels", "mask"), outputs=("loss", "l
 loss("IntSoftmaxCrossEntropyGrad", ("q", "e", "labels", "mask"), outputs=("dX", "dX_e"),
      attrs={"bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
      cost=costs.per_output(mult=2, add=2), doc="(softmax - onehot) / B as an error at bits")
+op("IntClip", ("q", "e"), outputs=("Y", "Y_e"), attrs={"min": None, "max": None}, cost=costs.per_output(cmp=2),
+   doc="clip to bounds quantised inward to the input's grid: exact (ReLU6)")
+op("IntClipGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), attrs={"min": None, "max": None},
+   traits=_INT | {GRADIENT}, cost=costs.per_output(cmp=2), doc="dy where lo <= x <= hi: exact")
+
+norm = definer("normalisation", domain="rctc", modes={"rct"}, rct="integer", traits={INTEGER})
+norm("IntBatchNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e", "mean_q", "mean_e", "var_q", "var_e"),
+     outputs=("Y", "Y_e", "mean_q_new", "mean_e_new", "var_q_new", "var_e_new"),
+     attrs={"epsilon": 1e-5, "momentum": 0.9, "bits": 8},
+     cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o), "special": channels(o[0])}),
+     doc="training: batch statistics from exact integer sums, fixed-point rsqrt, running statistics as "
+         "16-bit integer state; inference: the running statistics")
+norm("IntBatchNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
+     outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"),
+     attrs={"epsilon": 1e-5, "bits": 8, "rounding": "stochastic"}, traits={INTEGER, GRADIENT, NEEDS_RNG},
+     cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 4 * e(o) + 2 * channels(o[0])}),
+     doc="dx at bits; dscale / dB as exact int64 accumulators for the update")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intref import arith, expo, pointwise, pool
+from rctc.runtime.intref import arith, expo, norm, pointwise, pool
 from rctc.runtime.intref.core import requantize
 from rctc.runtime.kernels._words import rand_words
 from rctc.runtime.kernels.registry import KernelContext, register
@@ -145,3 +145,43 @@ def int_softmax_cross_entropy_grad(ctx: KernelContext, node: Node, q: np.ndarray
     dq, de = expo.softmax_cross_entropy_backward(sub, int(e), lab[keep], bits, rand_words(ctx, node, sub.shape))
     out[keep] = dq
     return out, _e(de)
+
+
+def _bound(v: object) -> float | None:
+    return None if v is None else float(v)  # type: ignore[arg-type]
+
+
+@register("IntClip")
+def int_clip(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray) -> tuple:
+    return _out(pointwise.clip(q, int(e), _bound(node.attrs.get("min")), _bound(node.attrs.get("max"))))
+
+
+@register("IntClipGrad")
+def int_clip_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
+                  e: np.ndarray) -> tuple:
+    return _out(pointwise.clip_backward(q, int(e), dq, int(de), _bound(node.attrs.get("min")),
+                                        _bound(node.attrs.get("max"))))
+
+
+@register("IntBatchNormalization")
+def int_batch_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, gq: np.ndarray, ge: np.ndarray,
+                   bq: np.ndarray, be: np.ndarray, mq: np.ndarray, me: np.ndarray, vq: np.ndarray,
+                   ve: np.ndarray) -> tuple:
+    """Training (``ctx.training``): batch statistics, running state updated; otherwise the running
+    statistics, the state passed through unchanged."""
+    eps, bits = float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"])
+    gamma, beta, rm, rv = (gq, int(ge)), (bq, int(be)), (mq, int(me)), (vq, int(ve))
+    if not ctx.training:
+        y = norm.batchnorm_inference(q, int(e), gamma, beta, rm, rv, eps, bits)
+        return y[0], _e(y[1]), mq, me, vq, ve
+    y, nm, nv = norm.batchnorm_train(q, int(e), gamma, beta, rm, rv, eps, float(node.attrs.get("momentum", 0.9)),
+                                     bits)
+    return y[0], _e(y[1]), nm[0].astype(mq.dtype), _e(nm[1]), nv[0].astype(vq.dtype), _e(nv[1])
+
+
+@register("IntBatchNormGrad")
+def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
+                        e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
+    dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), float(node.attrs.get("epsilon", 1e-5)),
+                                         int(node.attrs["bits"]), rand_words(ctx, node, q.shape))
+    return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])

@@ -111,6 +111,7 @@ def _layout(lz: Any, n: Node) -> list[IntPair] | None:
     node = lz.g.add_node(n.op_type, [q, *n.inputs[1:]], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),
                          name=f"{n.name}.int", domain=n.domain, before=n)
     node.meta.update(n.meta)
+    node.meta.setdefault("fwd", n.name)
     return [(node.outputs[0], e)]
 
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rctc.analysis.islands import float_islands
 from rctc.fixedpoint import int_dtype_for_bits
 from rctc.ir import GRAD, Graph, Node, Value
-from rctc.ops import INT_PRODUCTS, QUANT_HELPERS, UPDATE_OPS, lookup
+from rctc.ops import INT_PRODUCTS
 from rctc.options import CompileOptions
 from rctc.passes.int_lowerings import LOWERINGS, IntPair
 
@@ -134,8 +135,10 @@ class _Lowerer:
             ref = n.outputs[min(i // 2, len(n.outputs) - 1)]
             shape = () if suffix.endswith(".e") else ref.shape
             shaped.append((f"{ref.name}{suffix}", shape, dt))
-        node = self.g.add_node(op_type, inputs, shaped, attrs or {}, name=f"{n.name}.int", domain="rctc", before=n)
+        kept = {k: v for k, v in (attrs or {}).items() if v is not None}  # .rct attributes cannot hold None
+        node = self.g.add_node(op_type, inputs, shaped, kept, name=f"{n.name}.int", domain="rctc", before=n)
         node.meta.update(n.meta)
+        node.meta.setdefault("fwd", n.name)  # costed in the layer of the op it replaces
         return node
 
     # ----- the pass -----------------------------------------------------------------------
@@ -202,19 +205,6 @@ class _Lowerer:
                 dq.outputs[0].role = o.role
                 g.replace_value(o, dq.outputs[0], take_name=True)
             g.remove_node(n, force=True)
-
-
-def float_islands(g: Graph) -> list[dict[str, str]]:
-    """The float ops of a training step's forward and backward pass (not the quantise /
-    dequantise / layout plumbing, the products or the updates)."""
-    out = []
-    for n in g.nodes:
-        d = lookup(n.op_type)
-        if d is None or d.rct != "float-island" or n.op_type in QUANT_HELPERS or n.op_type in UPDATE_OPS:
-            continue
-        if n.meta.get("phase", "forward") != "update":
-            out.append({"node": n.name, "op_type": n.op_type})
-    return out
 
 
 def run(g: Graph, options: CompileOptions) -> None:

@@ -172,6 +172,10 @@ def compile_cmd(model: Path, output: Path | None, print_between_passes: bool, ti
     click.echo(f"  nodes: {summary['nodes']['forward']} forward, {summary['nodes']['backward']} backward, "
                f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
                f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")
+    if summary["mode"] == "rct":
+        isl = summary["float_islands"]
+        click.echo(f"  float islands ({summary['elementwise']} element-wise): " + (", ".join(
+            f"{i['node']} ({i['op_type']})" for i in isl) if isl else "none"))
     if time_passes:
         click.echo(pm.timing_report())
 

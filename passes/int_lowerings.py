@@ -213,6 +213,114 @@ def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
                            "rounding": lz.rounding(n)}))
 
 
+@lowering("LayerNormalization")
+def _layer_norm(lz: Any, n: Node) -> list[IntPair] | None:
+    x, scale, bias = n.input(0), n.input(1), n.input(2)
+    if not (_float(x) and _float(scale) and _float(bias) and all(not o.uses for o in n.outputs[1:])
+            and all(o not in lz.g.outputs for o in n.outputs)):
+        return None
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bq, be = lz.int_of(bias, n)
+    bits = lz.bits(n)
+    node = lz.emit(n, "IntLayerNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), _E],
+                   {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits})
+    return _pairs(node)
+
+
+@lowering("LayerNormGrad")
+def _layer_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, x, scale = n.input(0), n.input(1), n.input(2)
+    fwd = [u for u, _ in x.uses if u.op_type == "LayerNormalization"] if x is not None else []
+    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
+            and all(f.name in lz.lowered for f in fwd)
+            and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
+        return None
+    dq, de = lz.int_of(dy, n)
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntLayerNormGrad", [dq, de, q, e, gq, ge],
+                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
+                          {"axis": int(fwd[0].attrs.get("axis", -1)),
+                           "epsilon": float(fwd[0].attrs.get("epsilon", 1e-5)), "bits": bits,
+                           "rounding": lz.rounding(n)}))
+
+
+@lowering("Softmax")
+def _softmax(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmax", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axis": int(n.attrs.get("axis", -1)), "bits": bits}))
+
+
+@lowering("SoftmaxGrad")
+def _softmax_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, y = n.inputs[0], n.inputs[1]
+    fwd = y.producer if y is not None else None
+    if not (_float(dy) and _float(y) and fwd is not None and fwd.name in lz.lowered):
+        return None
+    dq, de = lz.int_of(dy, n)
+    qy, ey = lz.int_of(y, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmaxGrad", [dq, de, qy, ey], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axis": int(fwd.attrs.get("axis", -1)), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+def _const_ints(v: Value | None) -> list[int] | None:
+    if v is None or v.kind != "const" or v.data is None:
+        return None
+    return [int(a) for a in np.asarray(v.data).reshape(-1)]
+
+
+@lowering("ReduceMean")
+def _reduce_mean(lz: Any, n: Node) -> list[IntPair] | None:
+    x = n.inputs[0]
+    axes = _const_ints(n.input(1)) if n.input(1) is not None else n.attrs.get("axes")
+    if not (_float(x) and axes):
+        return None
+    q, e = lz.int_of(x, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntReduceMean", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axes": [int(a) for a in axes], "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits}))
+
+
+@lowering("ReduceMeanGrad")
+def _reduce_mean_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and n.attrs.get("axes") and n.attrs.get("shape")):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntReduceMeanGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"shape": list(n.attrs["shape"]), "axes": list(n.attrs["axes"]),
+                           "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+@lowering("GatherGrad")
+def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, out = n.inputs[0], n.outputs[0]
+    if not (_float(dy) and int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out)):
+        return None
+    dq, de = lz.int_of(dy, n)
+    return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
+                          {"table_shape": list(n.attrs["table_shape"])}))
+
+
+@lowering("Mul")
+def _mul(lz: Any, n: Node) -> list[IntPair] | None:
+    a, b = n.inputs[0], n.inputs[1]
+    if not (_float(a) and _float(b)):
+        return None
+    qa, ea = lz.int_of(a, n)
+    qb, eb = lz.int_of(b, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntMul", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"bits": bits, "rounding": lz.rounding(n)}))
+
+
 # ----------------------------------------------------------------------------- arithmetic
 @lowering("Add")
 def _add(lz: Any, n: Node) -> list[IntPair] | None:

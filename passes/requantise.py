@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from rctc.analysis.islands import float_islands
-from rctc.fixedpoint import int_dtype_for_bits
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import GRAD, Graph, Node, Value
 from rctc.ops import INT_PRODUCTS
 from rctc.options import CompileOptions
@@ -61,9 +61,26 @@ class _Lowerer:
         prod = v.producer
         if v.name in self.irep or self._existing_quantise(v) is not None:
             return True
-        return prod is not None and (prod.name in self.lowered or (prod.op_type == "Dequantize" and (
-            prod.inputs[0].kind == "param" or (prod.inputs[0].producer is not None
-                                               and prod.inputs[0].producer.op_type in INT_PRODUCTS))))
+        if prod is None:
+            return v.kind == "const" and v.data is not None
+        return prod.name in self.lowered or (prod.op_type == "Dequantize" and (
+            self._plain_dequantize(prod) or (prod.inputs[0].producer is not None
+                                             and prod.inputs[0].producer.op_type in INT_PRODUCTS)))
+
+    @staticmethod
+    def _plain_dequantize(dq: Node) -> bool:
+        """``q * 2^e`` of integers that are already stored (a parameter, or a gather from one)."""
+        return (len(dq.inputs) == 2 and float(dq.attrs.get("alpha", 1.0)) == 1.0
+                and np.issubdtype(np.dtype(dq.inputs[0].dtype), np.signedinteger))
+
+    def _const(self, v: Value) -> IntPair:
+        """A float constant quantised once, at compile time, to act_bits (nearest)."""
+        data = np.asarray(v.data, np.float64)
+        bits = self.o.act_bits
+        e = choose_exponent(float(np.abs(data).max()) if data.size else 0.0, bits)
+        q = np.clip(np.rint(np.ldexp(data, -e)), -qmax_for_bits(bits), qmax_for_bits(bits))
+        return (self.g.add_const(f"{v.name}.q", q.astype(int_dtype_for_bits(bits))),
+                self.g.add_const(f"{v.name}.e", np.array(e, np.int32)))
 
     def int_of(self, v: Value, user: Node) -> IntPair:
         """``(q, e)`` of float value ``v``: the lowered producer's output, a Requantize of a
@@ -74,10 +91,12 @@ class _Lowerer:
         res: IntPair | None = None
         if prod is not None and prod.op_type == "Dequantize":
             src = prod.inputs[0].producer if prod.inputs[0] is not None else None
-            if prod.inputs[0].kind == "param" and len(prod.inputs) == 2:
-                res = (prod.inputs[0], prod.inputs[1])
-            elif src is not None and src.op_type in INT_PRODUCTS:
+            if src is not None and src.op_type in INT_PRODUCTS:
                 res = self._requantize(prod, v)
+            elif self._plain_dequantize(prod):  # a parameter, or integers gathered from one
+                res = (prod.inputs[0], prod.inputs[1])
+        elif prod is None and v.kind == "const" and v.data is not None:
+            res = self._const(v)
         if res is None:
             res = self._existing_quantise(v) or self._quantise(v, user)
         self.irep[v.name] = res

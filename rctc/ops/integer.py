@@ -97,3 +97,28 @@ norm("IntBatchNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
      attrs={"epsilon": 1e-5, "bits": 8, "rounding": "stochastic"}, traits={INTEGER, GRADIENT, NEEDS_RNG},
      cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 4 * e(o) + 2 * channels(o[0])}),
      doc="dx at bits; dscale / dB as exact int64 accumulators for the update")
+norm("IntLayerNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e"), outputs=("Y", "Y_e"),
+     attrs={"axis": -1, "epsilon": 1e-5, "bits": 8},
+     cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o)}),
+     doc="exact integer sums per row, fixed-point rsqrt, one rounding")
+norm("IntLayerNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
+     outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"),
+     attrs={"axis": -1, "epsilon": 1e-5, "bits": 8, "rounding": "stochastic"}, traits={INTEGER, GRADIENT, NEEDS_RNG},
+     cost=costs.per_output(add=4, mult=4), doc="dx at bits; dscale / dB as exact int64 accumulators")
+norm("IntSoftmax", ("q", "e"), outputs=("Y", "Y_e"), attrs={"axis": -1, "bits": 8}, traits=_INT,
+     cost=costs.per_output(cmp=1, add=2, mult=2), doc="i-exp numerators times a fixed-point reciprocal of their sum")
+norm("IntSoftmaxGrad", ("dq", "de", "qy", "ey"), outputs=("dX", "dX_e"),
+     attrs={"axis": -1, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
+     cost=costs.per_output(mult=2, add=2), doc="y (dy - sum(dy y)): exact sums and products, one rounding")
+op("IntMul", ("qa", "ea", "qb", "eb"), outputs=("Y", "Y_e"), attrs={"bits": 8, "rounding": "nearest"},
+   traits=_INT | {NEEDS_RNG}, cost=costs.per_output(mult=1, cmp=1), doc="exact product, one rounding")
+pool("IntReduceMean", ("q", "e"), outputs=("Y", "Y_e"), attrs={"axes": None, "keepdims": 1, "bits": 8},
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}),
+     doc="exact integer sum times a Q32 reciprocal, one rounding")
+pool("IntReduceMeanGrad", ("dq", "de"), outputs=("dX", "dX_e"),
+     attrs={"shape": None, "axes": None, "keepdims": 1, "bits": 8, "rounding": "stochastic"},
+     traits=_INT | {GRADIENT, NEEDS_RNG}, cost=costs.per_output(mult=1),
+     doc="dy times the Q32 reciprocal at every input position, one rounding")
+op("IntGatherGrad", ("dq", "de", "indices"), outputs=("acc", "acc_e"), attrs={"table_shape": None},
+   traits=_INT | {GRADIENT}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
+   doc="an embedding's error rows added exactly (int64) into the table's shape, for the update")

@@ -185,3 +185,60 @@ def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.n
     dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), float(node.attrs.get("epsilon", 1e-5)),
                                          int(node.attrs["bits"]), rand_words(ctx, node, q.shape))
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
+
+
+@register("IntLayerNormalization")
+def int_layer_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, gq: np.ndarray, ge: np.ndarray,
+                   bq: np.ndarray, be: np.ndarray) -> tuple:
+    return _out(norm.layernorm(q, int(e), (gq, int(ge)), (bq, int(be)), int(node.attrs.get("axis", -1)),
+                               float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"])))
+
+
+@register("IntLayerNormGrad")
+def int_layer_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
+                        e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
+    dx, dg, db = norm.layernorm_backward(q, int(e), (gq, int(ge)), dq, int(de), int(node.attrs.get("axis", -1)),
+                                         float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"]),
+                                         rand_words(ctx, node, q.shape))
+    return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
+
+
+@register("IntSoftmax")
+def int_softmax(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray) -> tuple:
+    return _out(expo.softmax(q, int(e), int(node.attrs.get("axis", -1)), int(node.attrs["bits"])))
+
+
+@register("IntSoftmaxGrad")
+def int_softmax_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, qy: np.ndarray,
+                     ey: np.ndarray) -> tuple:
+    return _out(expo.softmax_backward(qy, int(ey), dq, int(de), int(node.attrs.get("axis", -1)),
+                                      int(node.attrs["bits"]), rand_words(ctx, node, qy.shape)))
+
+
+@register("IntMul")
+def int_mul(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray) -> tuple:
+    shape = np.broadcast_shapes(qa.shape, qb.shape)
+    return _out(arith.mul(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+
+
+@register("IntReduceMean")
+def int_reduce_mean(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray) -> tuple:
+    axes = tuple(int(a) for a in node.attrs["axes"])
+    return _out(pool.reduce_mean(q, int(e), axes, bool(node.attrs.get("keepdims", 1)), int(node.attrs["bits"])))
+
+
+@register("IntReduceMeanGrad")
+def int_reduce_mean_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray) -> tuple:
+    shape = tuple(int(s) for s in node.attrs["shape"])
+    axes = tuple(int(a) % len(shape) for a in node.attrs["axes"])
+    return _out(pool.reduce_mean_backward(dq, int(de), shape, axes, bool(node.attrs.get("keepdims", 1)),
+                                          int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+
+
+@register("IntGatherGrad")
+def int_gather_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, indices: np.ndarray) -> tuple:
+    """Exact int64 scatter-add of the error rows into the table (the error's exponent)."""
+    shape = tuple(int(s) for s in node.attrs["table_shape"])
+    acc = np.zeros(shape, np.int64)
+    np.add.at(acc, np.asarray(indices).astype(np.int64).reshape(-1), dq.astype(np.int64).reshape(-1, *shape[1:]))
+    return acc, _e(int(de))

@@ -240,6 +240,41 @@ def test_forward_agrees_with_onnxruntime_on_the_same_weights() -> None:
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.85
 
 
+def test_transformer_integer_nodes_match_int64_references_and_float64_bounds() -> None:
+    m = rctc.compile(models.build("tiny_transformer"), batch_size=2, elementwise="integer", rounding="nearest",
+                     adjust_every=0)
+    _, shape, dt = models.input_spec("tiny_transformer")
+    x = np.random.default_rng(3).integers(0, 16, (2, *shape)).astype(dt)
+    tr = m.trainer()
+    seen: dict[str, tuple] = {}
+    tr.on_node = lambda node, args, result, env: seen.setdefault(node.op_type, (
+        node, [None if a is None else np.array(a, copy=True) for a in args],
+        [np.array(r, copy=True) for r in (result if isinstance(result, tuple) else (result,))]))
+    tr.train_step(x, np.array([0, 1]), np.ones(2, np.float32), 0.05)
+    n, a, o = seen["IntMul"]
+    q, e = _ref_requantize(a[0].astype(np.int64) * a[2].astype(np.int64), int(a[1]) + int(a[3]), 8)
+    np.testing.assert_array_equal(o[0], q)
+    n, a, o = seen["IntReduceMean"]
+    ax = tuple(n.attrs["axes"])
+    cnt = math.prod(a[0].shape[i] for i in ax)
+    q, e = _ref_requantize(a[0].astype(np.int64).sum(axis=ax) * (((1 << 32) + cnt // 2) // cnt), int(a[1]) - 32, 8)
+    np.testing.assert_array_equal(o[0], q)
+    n, a, o = seen["IntGatherGrad"]
+    ref = np.zeros(tuple(n.attrs["table_shape"]), np.int64)
+    for tok, row in zip(a[2].reshape(-1), a[0].reshape(-1, ref.shape[1]).astype(np.int64)):
+        ref[tok] += row
+    np.testing.assert_array_equal(o[0], ref)
+    n, a, o = seen["IntSoftmax"]
+    z = _deq(a[0], a[1])
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    assert np.abs(_deq(o[0], o[1]) - p).max() <= 2.0 ** (int(o[1]) - 1) + 4e-3
+    n, a, o = seen["IntLayerNormalization"]
+    xf, g, b = _deq(a[0], a[1]), _deq(a[2], a[3]), _deq(a[4], a[5])
+    ref = (xf - xf.mean(-1, keepdims=True)) / np.sqrt(xf.var(-1, keepdims=True) + 1e-5) * g + b
+    assert np.abs(_deq(o[0], o[1]) - ref).max() <= 2.0 ** (int(o[1]) - 1) + np.abs(g).max() * 2.0**-15
+
+
 def _audit(g) -> None:
     """No float op between products: every float value a non-update node produces is a
     Dequantize read only by updates or by the model's output (the returned logits)."""
@@ -258,15 +293,16 @@ def _audit(g) -> None:
                     0].name in outputs) for u, _ in o.uses), n.name
 
 
-@pytest.mark.parametrize("name", ["lenet", "mlp", "resnet8", "mobilenet"])
-def test_bundled_cnns_train_with_no_float_op_between_products(name: str) -> None:
+@pytest.mark.parametrize("name", ["lenet", "mlp", "resnet8", "mobilenet", "tiny_transformer"])
+def test_bundled_models_train_with_no_float_op_between_products(name: str) -> None:
     b = 2 if name == "resnet8" else B
     m = rctc.compile(models.build(name), batch_size=b, elementwise="integer", adjust_every=0)
     assert m.graph.meta["float_islands"] == []
     _audit(m.graph)
-    _, shape, _ = models.input_spec(name)
+    _, shape, dt = models.input_spec(name)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2 * b, *shape)).astype(np.float32)
+    x = (rng.integers(0, 16, (2 * b, *shape)) if np.issubdtype(dt, np.integer)
+         else rng.standard_normal((2 * b, *shape))).astype(dt)
     y = rng.integers(0, models.num_classes(name), 2 * b)
     s = m.train(x, y, steps=2, shuffle=False)
     assert math.isfinite(s["final_loss"])

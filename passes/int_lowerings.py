@@ -104,8 +104,8 @@ def _layout(lz: Any, n: Node) -> list[IntPair] | None:
     """A layout op on the integers (the exponent passes through), when its input has an integer
     form already (a layout op is never worth a quantise of its own)."""
     x = n.inputs[0]
-    if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x):
-        return None
+    if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x) or _feeds_updates_only(n.outputs[0]):
+        return None  # a weight gradient on its way to an update stays the product fuse_updates fuses
     q, e = lz.int_of(x, n)
     out = n.outputs[0]
     node = lz.g.add_node(n.op_type, [q, *n.inputs[1:]], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),

@@ -365,3 +365,14 @@ def test_elementwise_float_keeps_version_1_lowering() -> None:
     assert {i["op_type"] for i in g.meta["float_islands"]} >= {"Relu", "MaxPool", "SoftmaxCrossEntropy"}
     with pytest.raises(rctc.RctcError, match="--elementwise"):
         rctc.compile(models.path("lenet"), elementwise="fixed")
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "tiny_transformer"])
+def test_weight_gradients_stay_fused_into_their_updates(name: str) -> None:
+    """A weight gradient (through a Transpose) is consumed by the fused update as the exact product,
+    never requantised first."""
+    def fused(el: str) -> int:
+        g = rctc.compile(models.build(name), batch_size=2, optimizer="momentum", elementwise=el).graph
+        return sum(n.op_type.startswith("Fused") for n in g.nodes)
+
+    assert fused("integer") == fused("float") > 0

@@ -376,3 +376,4 @@ def test_weight_gradients_stay_fused_into_their_updates(name: str) -> None:
         return sum(n.op_type.startswith("Fused") for n in g.nodes)
 
     assert fused("integer") == fused("float") > 0
+

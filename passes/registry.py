@@ -14,6 +14,7 @@ from rctc.passes import (
     insert_quant,
     mark_trainable,
     plan_memory,
+    requantise,
 )
 
 PASSES: dict[str, Pass] = {
@@ -25,6 +26,7 @@ PASSES: dict[str, Pass] = {
     "insert_fake_quant": insert_fake_quant.run,
     "assign_slots": assign_slots.run,
     "insert_quant": insert_quant.run,
+    "requantise": requantise.run,
     "fuse_updates": fuse_updates.run,
     "plan_memory": plan_memory.run,
 }
@@ -36,5 +38,5 @@ PIPELINES: dict[str, list[str]] = {
     "qat": ["canonicalize", "mark_trainable", "insert_fake_quant", "add_loss", "build_backward", "add_optimizer",
             "plan_memory"],
     # parameters get their integer slots first, so insert_quant can read them directly
-    "rct": _TRAINING + ["assign_slots", "insert_quant", "fuse_updates", "plan_memory"],
+    "rct": _TRAINING + ["assign_slots", "insert_quant", "requantise", "fuse_updates", "plan_memory"],
 }

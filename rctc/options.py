@@ -16,6 +16,7 @@ DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adamw": 0.01}
 ROUNDINGS = ("stochastic", "nearest")
 MAX_BATCH_SIZE = 65536  # larger batches do not fit an edge device's memory (and a typo should not allocate TBs)
 MAX_SEED = 2**63 - 1
+ELEMENTWISE = ("integer", "float")
 
 
 @dataclass
@@ -38,6 +39,8 @@ class CompileOptions:
     act_bits: int = 8
     grad_bits: int = 8
     rounding: str = "stochastic"
+    #: rct: element-wise ops on integers ("integer") or version 1's float32 element-wise ("float")
+    elementwise: str = "float"
     adjust_every: int = 20
     gavg_low: float = 0.01
     gavg_high: float = 1.0
@@ -71,6 +74,8 @@ class CompileOptions:
             raise bad(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.rounding not in ROUNDINGS:
             raise bad(f"--rounding must be stochastic or nearest, got {self.rounding!r}")
+        if self.elementwise not in ELEMENTWISE:
+            raise bad(f"--elementwise must be integer or float, got {self.elementwise!r}")
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise bad(f"--batch-size must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
         if not 0 <= self.seed <= MAX_SEED:

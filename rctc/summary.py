@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from rctc.analysis.islands import float_islands
 from rctc.ir import Graph
 from rctc.slots import has_slot, read_slot
 
@@ -47,4 +48,6 @@ def graph_summary(g: Graph) -> dict[str, Any]:
         "trainable_parameters": sum(1 for p in params if p.trainable),
         "parameter_elements": int(sum(p.size for p in params)),
         "step": int(g.meta.get("step", 0)),
+        "elementwise": g.meta.get("rct", {}).get("elementwise", "float") if g.meta.get("mode") == "rct" else None,
+        "float_islands": float_islands(g),
     }

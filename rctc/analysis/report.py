@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rctc.analysis.islands import float_islands, island_layers
 from rctc.analysis.model import CostModel
 from rctc.analysis.profiles import Profile, load_profile
 from rctc.ir import Graph
@@ -94,6 +95,8 @@ def estimate(graph: Graph, profile: str | Profile | None = None,
             base = predict(bg, prof) if bg is not None else None
         result["savings"][f"vs_{mode}"] = savings(ours, base) if base is not None else None
     result["fits"] = bool(ours["peak_memory_bytes"] <= prof.memory_budget_bytes)
+    result["float_islands"] = float_islands(graph)
+    result["float_island_layers"] = sorted(island_layers(graph))
     result["text"] = render(result, prof)
     return result
 
@@ -125,15 +128,21 @@ def render(result: dict[str, Any], profile: Profile) -> str:
     lines.append(head)
     rows = p["per_layer"] + [{"layer": "total", "macs": sum(r["macs"] for r in p["per_layer"]),
                               "energy_pj": p["energy_pj"]}]
+    islands = set(result.get("float_island_layers", []))
     for r in rows:
         e = r["energy_pj"]
         if not e["total"]:
             continue  # pure views (Flatten, Reshape): nothing to show
         if r["layer"] == "total":
             lines.append("-" * len(head))
-        lines.append(f"{r['layer'][:34]:<34} {int(r['macs']):>12,} {fmt_energy(e['gemm']):>10} "
+        name = r["layer"][:32] + " *" if r["layer"] in islands else r["layer"][:34]
+        lines.append(f"{name:<34} {int(r['macs']):>12,} {fmt_energy(e['gemm']):>10} "
                      f"{fmt_energy(e['elementwise']):>10} {fmt_energy(e['parameter_movement']):>10} "
                      f"{fmt_energy(e['activation_movement']):>10} {fmt_energy(e['total']):>10}")
+    fl = result.get("float_islands", [])
+    if p["mode"] == "rct":
+        listed = ", ".join(f"{i['node']} ({i['op_type']})" for i in fl) if fl else "none"
+        lines.append(f"float islands (* above; float32 work, counted as FP32): {listed}")
     plan = p["memory_plan"]
     lines.append("\nmemory (one training step)")
     mem = [("parameters now", p["parameter_memory_bytes"]),

@@ -130,7 +130,7 @@ class ValueInfo:
                     self.kind[out.name] = "param"
         for n in g.nodes:  # accumulators only a Dequantize reads: the product's epilogue, never in memory
             if n.domain == "rctc" and n.op_type in INT_PRODUCTS:
-                if all(u.op_type == "Dequantize" for o in n.outputs for u, _ in o.uses):
+                if all(u.op_type in ("Dequantize", "Requantize") for o in n.outputs for u, _ in o.uses):
                     for o in n.outputs:
                         self.kind[o.name] = "epilogue"
         for gname in g.meta.get("param_grads", {}).values():

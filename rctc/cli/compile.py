@@ -19,7 +19,7 @@ from rctc.cli.common import (
 )
 from rctc.cli.outputs import writing
 from rctc.errors import RctcError
-from rctc.options import LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
+from rctc.options import ELEMENTWISE, LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
 
 
 def _compile_options(fn: Any) -> Any:
@@ -43,6 +43,8 @@ def _compile_options(fn: Any) -> Any:
         click.option("--act-bits", type=values.BITS, default=8, show_default=True),
         click.option("--grad-bits", type=values.BITS, default=8, show_default=True),
         click.option("--rounding", type=click.Choice(ROUNDINGS), default="stochastic", show_default=True),
+        click.option("--elementwise", type=click.Choice(ELEMENTWISE), default=CompileOptions.elementwise,
+                     show_default=True, help="RCT: element-wise ops on integers, or in float32 as version 1 did."),
         click.option("--adjust-every", type=values.NON_NEGATIVE_INT, default=CompileOptions.adjust_every,
                      show_default=True, help="Bitwidth controller period in steps (0 disables)."),
         click.option("--gavg-low", type=values.NON_NEGATIVE_FLOAT, default=CompileOptions.gavg_low,
@@ -65,6 +67,10 @@ def _print_result(model: Path, out: Path, summary: dict[str, Any], options: Comp
     click.echo(f"  nodes: {summary['nodes']['forward']} forward, {summary['nodes']['backward']} backward, "
                f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
                f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")
+    if summary["mode"] == "rct":
+        isl = summary["float_islands"]
+        click.echo(f"  float islands ({summary['elementwise']} element-wise): " + (", ".join(
+            f"{i['node']} ({i['op_type']})" for i in isl) if isl else "none"))
 
 
 @click.command("compile")

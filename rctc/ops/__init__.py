@@ -21,7 +21,18 @@ that has no definition here.
 
 from __future__ import annotations
 
-from rctc.ops import activations, elementwise, layout, loss, normalisation, optimizer, pooling, products, quant
+from rctc.ops import (
+    activations,
+    elementwise,
+    integer,
+    layout,
+    loss,
+    normalisation,
+    optimizer,
+    pooling,
+    products,
+    quant,
+)
 from rctc.ops.schema import (
     ALIAS,
     FUSABLE_WEIGHT_GRAD,
@@ -46,7 +57,7 @@ from rctc.ops.schema import (
 )
 from rctc.ops.table import format_table, operator_table
 
-_FAMILY_MODULES = (products, elementwise, activations, normalisation, pooling, layout, loss, optimizer, quant)
+_FAMILY_MODULES = (products, elementwise, activations, normalisation, pooling, layout, loss, optimizer, quant, integer)
 
 INT_LOWERED = where(lambda d: d.int_twin is not None)
 FAKE_QUANT_PRODUCTS = where(lambda d: d.int_twin is not None and GRADIENT not in d.traits)

@@ -104,11 +104,12 @@ def ilog2(v: np.ndarray) -> np.ndarray:
         t = np.where(big, t >> np.int64(k), t)
     m = np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
     frac = np.zeros(v.shape, np.int64)
-    for _ in range(FRAC):
-        m = (m * m) >> np.int64(30)
-        bit = m >= np.int64(1 << 31)
-        m = np.where(bit, m >> np.int64(1), m)
-        frac = (frac << np.int64(1)) + bit
+    one, thirty, thirty_one = np.int64(1), np.int64(30), np.int64(31)
+    for _ in range(FRAC):  # m in [2^30, 2^31): m^2 >> 30 in [2^30, 2^32), its bit 31 is the next bit
+        m = (m * m) >> thirty
+        bit = m >> thirty_one
+        m >>= bit
+        frac = (frac << one) + bit
     return (lead << np.int64(FRAC)) + frac
 
 

@@ -78,7 +78,10 @@ def _argmax(q: np.ndarray, k: Pair, s: Pair, p: Pads) -> tuple[np.ndarray, np.nd
 
 def maxpool2d(q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads: Pads = (0, 0, 0, 0)) -> Tensor:
     """Window maximum: exact, same dtype and exponent."""
-    best, _ = _argmax(q, kernel, strides, pads)
+    xp = _pad(q, pads, _NEG)
+    best = None
+    for _, _, rs, cs in _taps(q.shape, kernel, strides, pads):
+        best = xp[:, :, rs, cs].copy() if best is None else np.maximum(best, xp[:, :, rs, cs], out=best)
     return best.astype(q.dtype), int(e)
 
 
@@ -91,12 +94,15 @@ def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: P
     oh, ow = idx.shape[2:]
     rows = np.arange(oh)[:, None] * strides[0] + idx // kernel[1]
     cols = np.arange(ow)[None, :] * strides[1] + idx % kernel[1]
-    flat = (rows * wp + cols).reshape(n, c, -1)
-    acc = np.zeros((n, c, hp * wp), np.int64)
-    d = as_int64(dq).reshape(n, c, -1)
-    for b in range(n):
-        for ch in range(c):
-            np.add.at(acc[b, ch], flat[b, ch], d[b, ch])
+    # one index into the (n, c, hp, wp) grid per window; windows that do not overlap (stride >=
+    # kernel) have distinct argmax positions, so a plain scatter is the exact sum
+    flat = (rows * wp + cols).reshape(n * c, -1) + (np.arange(n * c, dtype=np.int64) * (hp * wp))[:, None]
+    acc = np.zeros(n * c * hp * wp, np.int64)
+    d = as_int64(dq).reshape(-1)
+    if strides[0] >= kernel[0] and strides[1] >= kernel[1]:
+        acc[flat.reshape(-1)] = d
+    else:
+        np.add.at(acc, flat.reshape(-1), d)
     acc = acc.reshape(n, c, hp, wp)[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w]
     return requantize(acc, de, bits, rand=rand)
 

@@ -106,3 +106,17 @@ def test_training_macs_against_shape_inference(name: str) -> None:
         if mode == "qat":  # forward products at the fake-quant bits, backward in FP32
             assert counts.macs["int8*int8+int32"] == sum(fwd.values())
             assert counts.macs["fp32*fp32+fp32"] == expected - sum(fwd.values())
+
+
+@pytest.mark.parametrize("name", ["lenet", "mlp", "mobilenet", "resnet8", "tiny_transformer"])
+def test_integer_elementwise_counts_equal_prediction(name: str) -> None:
+    """--elementwise integer: activations and errors at their stored widths, each op at its width."""
+    m = rctc.compile(models.build(name), mode="rct", elementwise="integer", batch_size=2, adjust_every=0)
+    prof = load_profile()
+    predicted, _ = CostModel(m.graph, prof).predict()
+    counter = attach_counter(m.trainer(), prof)
+    x, y = _data(name, 2)
+    m.train(x, y, steps=1, shuffle=False)
+    assert counter.per_step().to_dict() == predicted.to_dict()
+    widths = {w for kinds in predicted.elementwise.values() for w in kinds}
+    assert "int8" in widths

@@ -1,0 +1,410 @@
+"""The integer lowering of each float op the requantise pass can replace (one rule per op type).
+
+Needs: a lowerer (``rctc.passes.requantise``) that gives the integer form ``(q, e)`` of a float
+value (``int_of``), the width and rounding of a node's phase (``bits`` / ``rounding``: act_bits
+and nearest forward, grad_bits and ``--rounding`` backward) and builds the integer node
+(``emit``).
+Leaves: ``LOWERINGS``, op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
+the node's attributes fall outside what the integer kernel implements (it then stays a float
+island). A rule checks everything before it asks for an integer form, so a refused node
+leaves the graph untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits
+from rctc.ir import Node, Value
+from rctc.ops import LAYOUT_OPS, UPDATE_OPS
+
+IntPair = tuple[Value, Value]
+Lowering = Callable[[Any, Node], "list[IntPair] | None"]
+
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*op_types: str) -> Callable[[Lowering], Lowering]:
+    def deco(fn: Lowering) -> Lowering:
+        for op in op_types:
+            if op in LOWERINGS:
+                raise RuntimeError(f"integer lowering for {op!r} defined twice")
+            LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def _pairs(node: Node) -> list[IntPair]:
+    return [(node.outputs[i], node.outputs[i + 1]) for i in range(0, len(node.outputs), 2)]
+
+
+def _float(v: Value | None) -> bool:
+    return v is not None and np.dtype(v.dtype) == np.float32
+
+
+_E = (".e", np.int32)
+
+
+# ----------------------------------------------------------------------------- exact ops
+@lowering("Relu")
+def _relu(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntRelu", [q, e], [(".q", q.dtype), _E]))
+
+
+@lowering("ReluGrad")
+def _relu_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and _float(n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    return _pairs(lz.emit(n, "IntReluGrad", [dq, de, q, e], [(".q", dq.dtype), _E]))
+
+
+def _pool_ok(n: Node, x: Value | None) -> bool:
+    a = n.attrs
+    k = a.get("kernel_shape")
+    return (_float(x) and x is not None and len(x.shape) == 4 and k is not None and len(k) == 2
+            and all(int(d) == 1 for d in (a.get("dilations") or (1, 1)))
+            and int(a.get("ceil_mode", 0)) == 0 and str(a.get("auto_pad", "NOTSET")) in ("NOTSET", "VALID")
+            and int(a.get("storage_order", 0)) == 0 and len(n.outputs) == 1)
+
+
+def _pool_attrs(n: Node) -> dict[str, Any]:
+    return {k: n.attrs.get(k) for k in ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")}
+
+
+@lowering("MaxPool")
+def _max_pool(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _pool_ok(n, n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntMaxPool", [q, e], [(".q", q.dtype), _E], _pool_attrs(n)))
+
+
+@lowering("MaxPoolGrad")
+def _max_pool_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and _pool_ok(n, n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    bits = lz.bits(n)
+    attrs = {**_pool_attrs(n), "bits": bits, "rounding": lz.rounding(n)}
+    return _pairs(lz.emit(n, "IntMaxPoolGrad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E], attrs))
+
+
+@lowering(*sorted(LAYOUT_OPS))
+def _layout(lz: Any, n: Node) -> list[IntPair] | None:
+    """A layout op on the integers (the exponent passes through), when its input has an integer
+    form already (a layout op is never worth a quantise of its own)."""
+    x = n.inputs[0]
+    if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x) or _feeds_updates_only(n.outputs[0]):
+        return None  # a weight gradient on its way to an update stays the product fuse_updates fuses
+    q, e = lz.int_of(x, n)
+    out = n.outputs[0]
+    node = lz.g.add_node(n.op_type, [q, *n.inputs[1:]], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),
+                         name=f"{n.name}.int", domain=n.domain, before=n)
+    node.meta.update(n.meta)
+    node.meta.setdefault("fwd", n.name)
+    return [(node.outputs[0], e)]
+
+
+def _const_bound(v: Value | None) -> tuple[bool, float | None]:
+    """(usable, bound) of Clip's optional min / max input: absent, or a one-element constant."""
+    if v is None:
+        return True, None
+    if v.kind != "const" or v.data is None or np.asarray(v.data).size != 1:
+        return False, None
+    return True, float(np.asarray(v.data).reshape(-1)[0])
+
+
+def _clip_attrs(n: Node, first: int) -> dict[str, Any] | None:
+    ok_lo, lo = _const_bound(n.input(first))
+    ok_hi, hi = _const_bound(n.input(first + 1))
+    if not (ok_lo and ok_hi):
+        return None
+    return {"min": lo, "max": hi}
+
+
+@lowering("Clip")
+def _clip(lz: Any, n: Node) -> list[IntPair] | None:
+    attrs = _clip_attrs(n, 1)
+    if attrs is None or not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntClip", [q, e], [(".q", q.dtype), _E], attrs))
+
+
+@lowering("ClipGrad")
+def _clip_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    attrs = _clip_attrs(n, 2)
+    if attrs is None or not (_float(n.inputs[0]) and _float(n.inputs[1])):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    q, e = lz.int_of(n.inputs[1], n)
+    return _pairs(lz.emit(n, "IntClipGrad", [dq, de, q, e], [(".q", dq.dtype), _E], attrs))
+
+
+# ----------------------------------------------------------------------------- normalisation
+STATE_BITS = 16
+
+
+def _int_state(lz: Any, v: Value) -> tuple[Value, Value]:
+    """A float running statistic as 16-bit integer state ``(q, e)`` (compile time: the initial
+    value, quantised to nearest with its exponent from the max)."""
+    data = np.asarray(v.data, np.float64)
+    m = float(np.max(np.abs(data))) if data.size else 0.0
+    e = choose_exponent(m, STATE_BITS)
+    q = np.clip(np.rint(np.ldexp(data, -e)), -(2 ** (STATE_BITS - 1) - 1), 2 ** (STATE_BITS - 1) - 1)
+    g = lz.g
+    qv = g.add_value(f"{v.name}.q", v.shape, np.int16, "buffer", q.astype(np.int16))
+    ev = g.add_value(f"{v.name}.qexp", (), np.int32, "buffer", np.array(e, np.int32))
+    return qv, ev
+
+
+@lowering("BatchNormalization")
+def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
+    """Training-mode BatchNorm (batch statistics; running statistics as integer state, which
+    replaces the float buffers)."""
+    x, scale, bias, mean, var = (n.input(i) for i in range(5))
+    if not (len(n.outputs) == 3 and _float(x) and x is not None and len(x.shape) >= 2 and _float(scale)
+            and _float(bias) and all(v is not None and v.kind == "buffer" and v.data is not None for v in (mean, var))
+            and all(n.outputs[k].name == lz.g.state_updates.get(s.name) for k, s in ((1, mean), (2, var)))):
+        return None
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bq, be = lz.int_of(bias, n)
+    (mq, me), (vq, ve) = _int_state(lz, mean), _int_state(lz, var)
+    bits = lz.bits(n)
+    node = lz.emit(n, "IntBatchNormalization", [q, e, gq, ge, bq, be, mq, me, vq, ve],
+                   [(".q", int_dtype_for_bits(bits)), _E, (".q", np.int16), _E, (".q", np.int16), _E],
+                   {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "momentum": float(n.attrs.get("momentum", 0.9)),
+                    "bits": bits})
+    g = lz.g
+    for old, (nq, ne), (sq, se) in ((mean, (2, 3), (mq, me)), (var, (4, 5), (vq, ve))):
+        g.state_updates.pop(old.name)
+        g.state_updates[sq.name] = node.outputs[nq].name
+        g.state_updates[se.name] = node.outputs[ne].name
+        lz.orphans.add(old.name)
+    return _pairs(node)
+
+
+@lowering("BatchNormGrad")
+def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, x, scale = n.input(0), n.input(1), n.input(2)
+    fwd = [u for u, _ in x.uses if u.op_type == "BatchNormalization"] if x is not None else []
+    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
+            and all(f.name in lz.lowered for f in fwd)
+            and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
+        return None
+    dq, de = lz.int_of(dy, n)
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntBatchNormGrad", [dq, de, q, e, gq, ge],
+                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
+                          {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits,
+                           "rounding": lz.rounding(n)}))
+
+
+@lowering("LayerNormalization")
+def _layer_norm(lz: Any, n: Node) -> list[IntPair] | None:
+    x, scale, bias = n.input(0), n.input(1), n.input(2)
+    if not (_float(x) and _float(scale) and _float(bias) and all(not o.uses for o in n.outputs[1:])
+            and all(o not in lz.g.outputs for o in n.outputs)):
+        return None
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bq, be = lz.int_of(bias, n)
+    bits = lz.bits(n)
+    node = lz.emit(n, "IntLayerNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), _E],
+                   {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits})
+    return _pairs(node)
+
+
+@lowering("LayerNormGrad")
+def _layer_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, x, scale = n.input(0), n.input(1), n.input(2)
+    fwd = [u for u, _ in x.uses if u.op_type == "LayerNormalization"] if x is not None else []
+    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
+            and all(f.name in lz.lowered for f in fwd)
+            and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
+        return None
+    dq, de = lz.int_of(dy, n)
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntLayerNormGrad", [dq, de, q, e, gq, ge],
+                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
+                          {"axis": int(fwd[0].attrs.get("axis", -1)),
+                           "epsilon": float(fwd[0].attrs.get("epsilon", 1e-5)), "bits": bits,
+                           "rounding": lz.rounding(n)}))
+
+
+@lowering("Softmax")
+def _softmax(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmax", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axis": int(n.attrs.get("axis", -1)), "bits": bits}))
+
+
+@lowering("SoftmaxGrad")
+def _softmax_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, y = n.inputs[0], n.inputs[1]
+    fwd = y.producer if y is not None else None
+    if not (_float(dy) and _float(y) and fwd is not None and fwd.name in lz.lowered):
+        return None
+    dq, de = lz.int_of(dy, n)
+    qy, ey = lz.int_of(y, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmaxGrad", [dq, de, qy, ey], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axis": int(fwd.attrs.get("axis", -1)), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+def _const_ints(v: Value | None) -> list[int] | None:
+    if v is None or v.kind != "const" or v.data is None:
+        return None
+    return [int(a) for a in np.asarray(v.data).reshape(-1)]
+
+
+@lowering("ReduceMean")
+def _reduce_mean(lz: Any, n: Node) -> list[IntPair] | None:
+    x = n.inputs[0]
+    axes = _const_ints(n.input(1)) if n.input(1) is not None else n.attrs.get("axes")
+    if not (_float(x) and axes):
+        return None
+    q, e = lz.int_of(x, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntReduceMean", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"axes": [int(a) for a in axes], "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits}))
+
+
+@lowering("ReduceMeanGrad")
+def _reduce_mean_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not (_float(n.inputs[0]) and n.attrs.get("axes") and n.attrs.get("shape")):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntReduceMeanGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"shape": list(n.attrs["shape"]), "axes": list(n.attrs["axes"]),
+                           "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+@lowering("GatherGrad")
+def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy, out = n.inputs[0], n.outputs[0]
+    if not (_float(dy) and int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out)):
+        return None
+    dq, de = lz.int_of(dy, n)
+    return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
+                          {"table_shape": list(n.attrs["table_shape"])}))
+
+
+@lowering("Mul")
+def _mul(lz: Any, n: Node) -> list[IntPair] | None:
+    a, b = n.inputs[0], n.inputs[1]
+    if not (_float(a) and _float(b)):
+        return None
+    qa, ea = lz.int_of(a, n)
+    qb, eb = lz.int_of(b, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntMul", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"bits": bits, "rounding": lz.rounding(n)}))
+
+
+# ----------------------------------------------------------------------------- arithmetic
+@lowering("Add")
+def _add(lz: Any, n: Node) -> list[IntPair] | None:
+    a, b = n.inputs[0], n.inputs[1]
+    if not (_float(a) and _float(b)):
+        return None
+    qa, ea = lz.int_of(a, n)
+    qb, eb = lz.int_of(b, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntAdd", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"bits": bits, "rounding": lz.rounding(n)}))
+
+
+def _feeds_updates_only(v: Value) -> bool:
+    return bool(v.uses) and all(u.op_type in UPDATE_OPS for u, _ in v.uses)
+
+
+@lowering("ConvGradBias", "ReduceSumTo")
+def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """A bias gradient (an error summed over the batch / broadcast axes) as an exact int64 sum,
+    when only updates read it (the update takes it at the error's exponent)."""
+    dy, out = n.inputs[0], n.outputs[0]
+    if not (_float(dy) and _feeds_updates_only(out)):
+        return None
+    x_shape, shape = tuple(dy.shape), tuple(out.shape)
+    if n.op_type == "ConvGradBias":
+        axes = [a for a in range(len(x_shape)) if a != 1]
+    else:
+        lead = len(x_shape) - len(shape)
+        if lead < 0:
+            return None
+        axes = list(range(lead)) + [i + lead for i, d in enumerate(shape) if d == 1 and x_shape[i + lead] != 1]
+        if any(d not in (1, x_shape[i + lead]) for i, d in enumerate(shape)):
+            return None
+    dq, de = lz.int_of(dy, n)
+    return _pairs(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), _E], {"axes": axes, "shape": list(shape)}))
+
+
+# ----------------------------------------------------------------------------- pools
+@lowering("GlobalAveragePool")
+def _gap(lz: Any, n: Node) -> list[IntPair] | None:
+    x = n.inputs[0]
+    if not (_float(x) and len(x.shape) >= 3):
+        return None
+    q, e = lz.int_of(x, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGlobalAveragePool", [q, e], [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits}))
+
+
+@lowering("GlobalAveragePoolGrad")
+def _gap_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    dq, de = lz.int_of(n.inputs[0], n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGlobalAveragePoolGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"input_shape": list(n.attrs["input_shape"]), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+# ----------------------------------------------------------------------------- loss
+def _unit_seed(v: Value | None) -> bool:
+    return v is not None and v.kind == "const" and v.data is not None and np.asarray(v.data).size == 1 \
+        and float(np.asarray(v.data).reshape(-1)[0]) == 1.0
+
+
+@lowering("SoftmaxCrossEntropy")
+def _ce(lz: Any, n: Node) -> list[IntPair] | None:
+    logits = n.inputs[0]
+    if not (_float(logits) and len(logits.shape) == 2):
+        return None
+    q, e = lz.int_of(logits, n)
+    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropy", [q, e, n.inputs[1], n.inputs[2]], [(".q", np.int64), _E]))
+
+
+@lowering("SoftmaxCrossEntropyGrad")
+def _ce_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """``(softmax - onehot) / B`` for the loss's own seed of 1 (a scaled seed stays float)."""
+    logits = n.inputs[1]
+    if not (_unit_seed(n.inputs[0]) and _float(logits) and len(logits.shape) == 2):
+        return None
+    q, e = lz.int_of(logits, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
+                          [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits, "rounding": lz.rounding(n)}))
+
+
+__all__ = ["LOWERINGS", "IntPair", "lowering"]

@@ -154,6 +154,12 @@ class CompiledModel:
 
         export_model(self.graph, path, format)
 
+    def digest(self) -> str:
+        """CRC-32 of the training state (rctc/digest.py defines it): the same on every backend."""
+        from rctc.digest import graph_state_records, state_digest
+
+        return state_digest(graph_state_records(self.graph))
+
     def save(self, path: str | os.PathLike[str]) -> None:
         save_rct(self.graph, path)
 

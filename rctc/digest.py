@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["DTYPE_CODES", "record_header", "state_digest", "state_crc32"]
+__all__ = ["DTYPE_CODES", "STATE_KINDS", "graph_state_records", "record_header", "state_digest", "state_crc32"]
 
 #: numpy dtype -> ONNX ``TensorProto.DataType`` code (the dtype field of a record)
 DTYPE_CODES: dict[np.dtype, int] = {
@@ -50,6 +50,18 @@ _U32 = 1 << 32
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
 Record = tuple[str, np.ndarray, "int | None"]
+
+#: the Value kinds whose tensors make up a compiled model's training state (``rctc digest``)
+STATE_KINDS = ("param", "buffer")
+
+
+def graph_state_records(graph: object) -> list[Record]:
+    """The records of a graph's training state: every parameter and buffer Value (weights as
+    integers, their exponent / bits slots, optimizer state, running statistics, quantiser
+    maxima), each with exponent field 0, since exponents are state tensors of their own.
+    ``graph`` is an ``rctc.ir.Graph`` (typed loosely so this module stays at the bottom layer)."""
+    values = graph.values.values()  # type: ignore[attr-defined]
+    return [(v.name, np.asarray(v.data), 0) for v in values if v.kind in STATE_KINDS and v.data is not None]
 
 
 def _name_bytes(name: object) -> bytes:

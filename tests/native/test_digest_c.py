@@ -126,3 +126,22 @@ def test_builds_for_cortex_m4_without_libc(tmp_path):
     if objs is None:
         pytest.skip("arm-none-eabi-gcc is not installed (apt-get install gcc-arm-none-eabi)")
     assert undefined_symbols(objs[0]) == []
+
+
+def test_c_digest_of_a_trained_models_state_equals_rctc_digest(lib):
+    """The state ``rctc digest`` covers, fed record by record to the C digest, gives the same hex."""
+    import rctc
+    from rctc.data import load_data
+    from rctc.digest import graph_state_records
+
+    m = rctc.compile(rctc.models.path("mlp"), mode="rct", batch_size=8)
+    ds = load_data("digits:train")
+    m.train(ds.x[:16], ds.y[:16], steps=2)
+    records = graph_state_records(m.graph)
+    assert any(a.dtype.kind == "i" for _, a, _ in records)  # the integer weights are in it
+    crc = 0
+    for name, a, e in sorted(records, key=lambda r: r[0].encode("utf-8")):
+        crc = c_record(lib, crc, name, np.array(a, order="C"), e)  # (ascontiguousarray makes 0-d 1-d)
+    buf = ctypes.create_string_buffer(9)
+    lib.rctc_digest_hex(crc, buf)
+    assert buf.value.decode() == m.digest()

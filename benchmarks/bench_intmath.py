@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rctc.fixedpoint import int_dtype_for_bits, qmax_for_bits
 from rctc.runtime.intmath import int_matmul, matmul_plan
-from rctc.runtime.quant import int_dtype_for_bits, qmax_for_bits
 
 
 def best_ms(fn: Callable[[], object], repeats: int) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.ir import Graph
+from rctc.ir import OPTIMIZER_STATE, Graph, Role
 from rctc.options import CompileOptions
 
 
@@ -24,6 +24,7 @@ def run(g: Graph, options: CompileOptions) -> None:
         attrs = {"weight_decay": float(options.weight_decay)}
         if options.optimizer == "momentum":
             vel = g.add_value(f"{pname}.momentum", p.shape, np.float32, "buffer", np.zeros(p.shape, np.float32))
+            vel.role = Role(OPTIMIZER_STATE, pname)
             attrs["momentum"] = float(options.momentum)
             node = g.add_node("MomentumUpdate", [p, grad, vel, lr],
                               [(f"{pname}.new", p.shape, p.dtype), (f"{vel.name}.new", vel.shape, vel.dtype)],

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.ir import Graph, Value
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, quantize
+from rctc.ir import BITS, EXPONENT, Graph, Role, Value
 from rctc.options import CompileOptions
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, quantize
 from rctc.slots import bits_name, exp_name
 
 
@@ -27,8 +27,8 @@ def make_slot(g: Graph, p: Value, bits: int, min_bits: int, max_bits: int) -> No
     p.data = q.astype(int_dtype_for_bits(max_bits))
     p.dtype = p.data.dtype
     p.meta["slot"] = {"min_bits": min_bits, "max_bits": max_bits}
-    g.add_value(exp_name(p.name), (), np.int32, "buffer", np.array(exp, np.int32))
-    g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32))
+    g.add_value(exp_name(p.name), (), np.int32, "buffer", np.array(exp, np.int32)).role = Role(EXPONENT, p.name)
+    g.add_value(bits_name(p.name), (), np.int32, "buffer", np.array(bits, np.int32)).role = Role(BITS, p.name)
 
 
 def _gather_rows(g: Graph, p: Value) -> None:
@@ -77,8 +77,9 @@ def _int_update(g: Graph, p: Value, options: CompileOptions) -> None:
         vel.data = np.zeros(vel.shape, int_dtype_for_bits(options.max_bits))
         vel.dtype = vel.data.dtype
         vel.meta["slot"] = {"min_bits": options.max_bits, "max_bits": options.max_bits}
-        g.add_value(exp_name(vel.name), (), np.int32, "buffer", np.array(0, np.int32))
-        g.add_value(bits_name(vel.name), (), np.int32, "buffer", np.array(options.max_bits, np.int32))
+        g.add_value(exp_name(vel.name), (), np.int32, "buffer", np.array(0, np.int32)).role = Role(EXPONENT, vel.name)
+        g.add_value(bits_name(vel.name), (), np.int32, "buffer",
+                    np.array(options.max_bits, np.int32)).role = Role(BITS, vel.name)
         ins += [vel, g.value(exp_name(vel.name))]
         outs += [(f"{vel.name}.q.new", vel.shape, vel.dtype), (f"{vel.name}.exp.new", (), np.int32)]
         attrs["momentum"] = upd.attrs["momentum"]

@@ -18,7 +18,8 @@ import networkx as nx
 import numpy as np
 
 from rctc.errors import UnsupportedOpError
-from rctc.ir import Graph, Node, Value
+from rctc.ir import GRAD, Graph, Node, Role, Value
+from rctc.ops import domain_of
 from rctc.options import CompileOptions
 from rctc.passes.grad_rules import RULES
 
@@ -34,6 +35,10 @@ class BackwardBuilder:
     def needs(self, v: Value | None) -> bool:
         return v is not None and v.name in self._needs
 
+    def wants(self, v: Value | None) -> bool:
+        """Whether ``v`` needs a gradient: on a gradient path and of a float type."""
+        return self.needs(v) and v is not None and v.dtype is not None and np.issubdtype(v.dtype, np.floating)
+
     def op(
         self,
         op_type: str,
@@ -42,11 +47,9 @@ class BackwardBuilder:
         attrs: dict[str, Any] | None = None,
         domain: str | None = None,
     ) -> list[Value]:
-        """Emit one node (domain 'rctc' unless it is a standard ONNX op) and return its outputs."""
-        from rctc.runtime.kernels import KERNELS  # noqa: F401 - makes sure ONNX kernels exist
-
+        """Emit one node (in its definition's domain: '' for standard ONNX ops, else 'rctc')."""
         if domain is None:
-            domain = "" if op_type in _ONNX_OPS else "rctc"
+            domain = domain_of(op_type)
         fwd = self.fwd.name if self.fwd is not None else "loss"
         node = self.g.add_node(
             op_type, inputs, [(f"{n}", s, d) for n, s, d in outs], attrs, name=f"{fwd}/grad/{op_type}", domain=domain
@@ -63,7 +66,9 @@ class BackwardBuilder:
         suffix: str = "",
     ) -> Value:
         """Emit a node with one output shaped like ``like``, named as its gradient."""
-        return self.op(op_type, inputs, [(f"grad::{like.name}{suffix}", like.shape, like.dtype)], attrs)[0]
+        out = self.op(op_type, inputs, [(f"grad::{like.name}{suffix}", like.shape, like.dtype)], attrs)[0]
+        out.role = Role(GRAD, like.name)
+        return out
 
     def reduce_to(self, grad: Value, target: Value) -> Value:
         """Sum a broadcast gradient back down to ``target``'s shape (no-op when equal)."""
@@ -75,26 +80,6 @@ class BackwardBuilder:
         return self.op("Add", [a, b], [(f"{a.name}+", a.shape, a.dtype)], domain="")[0]
 
 
-_ONNX_OPS = {
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Neg",
-    "Transpose",
-    "Reshape",
-    "MatMul",
-    "Gemm",
-    "Conv",
-    "Concat",
-    "Squeeze",
-    "Unsqueeze",
-    "ReduceSum",
-    "ReduceMean",
-    "Relu",
-    "Sigmoid",
-    "Tanh",
-}
 
 
 def _needs_grad(g: Graph, targets: Sequence[Value]) -> set[str]:
@@ -169,5 +154,8 @@ def backward(g: Graph, seeds: dict[str, Value], wrt: Sequence[Value]) -> dict[st
 def run(g: Graph, options: CompileOptions) -> None:
     loss = g.value(g.meta["loss"])
     seed = g.add_const("grad::loss.seed", np.ones((), dtype=loss.dtype))
+    seed.role = Role(GRAD, loss.name)
     grads = backward(g, {loss.name: seed}, g.params(trainable_only=True))
+    for name, v in grads.items():
+        v.role = Role(GRAD, name)
     g.meta["param_grads"] = {name: v.name for name, v in grads.items()}

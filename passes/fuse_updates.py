@@ -14,11 +14,9 @@ twice) keep the unfused update on the float gradient.
 from __future__ import annotations
 
 from rctc.ir import Graph, Node
+from rctc.ops import FUSABLE_PRODUCTS as PRODUCTS
+from rctc.ops import FUSED_UPDATES as FUSED
 from rctc.options import CompileOptions
-
-PRODUCTS = {"IntConvGradWeight", "IntGemm", "IntMatMul"}
-#: the unfused update -> its fused twin
-FUSED = {"IntSGDUpdate": "FusedIntUpdate", "IntMomentumUpdate": "FusedIntMomentumUpdate"}
 
 
 def _single_use(node: Node) -> bool:

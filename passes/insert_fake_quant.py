@@ -10,9 +10,8 @@ FakeQuant is the straight-through estimator (identity), as in PyTorch's eager QA
 from __future__ import annotations
 
 from rctc.ir import Graph, Value
+from rctc.ops import FAKE_QUANT_PRODUCTS as GEMM_OPS
 from rctc.options import CompileOptions
-
-GEMM_OPS = {"Conv", "Gemm", "MatMul"}
 
 
 def run(g: Graph, options: CompileOptions) -> None:

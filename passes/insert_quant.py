@@ -16,53 +16,17 @@ value is quantised once, so a weight-gradient product reuses the forward's quant
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rctc.errors import UnsupportedOpError
-from rctc.ir import Graph, Node, Value
+from rctc.fixedpoint import int_dtype_for_bits
+from rctc.ir import EXPONENT, GRAD, INT_VIEW, Graph, Node, Role, Value
+from rctc.ops import INT_LOWERED, LAYOUT_OPS, RCT_RUNNABLE, get
+from rctc.ops.costs import contraction
 from rctc.options import CompileOptions
-from rctc.passes.grad_rules.activations import UNARY
-from rctc.runtime.quant import int_dtype_for_bits
 
-GEMM_OPS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight"}
-LAYOUT_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-# ops that rct mode runs in float32 on dequantised values (the energy model counts them as FP32)
-FLOAT_OPS = {
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Neg",
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Clip",
-    "Dropout",
-    "Identity",
-    "BatchNormalization",
-    "LayerNormalization",
-    "LRN",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "ReduceMean",
-    "ReduceSum",
-    "Softmax",
-    "LogSoftmax",
-    "Concat",
-    "Gather",
-    "Expand",
-    "Slice",
-    "Cast",
-    "SoftmaxCrossEntropy",
-    "MSELoss",
-    "Dequantize",
-    "Pow",
-} | LAYOUT_OPS | set(UNARY)  # every unary activation with a gradient rule
+#: float products with an integer twin, and the layout ops that run on the integers feeding one
+GEMM_OPS = INT_LOWERED
 
 
 class _Quantiser:
@@ -98,9 +62,7 @@ class _Quantiser:
 
     def _quantise(self, v: Value, user: Node) -> tuple[Value, Value, int]:
         g, o = self.g, self.o
-        is_error = v.name.startswith("grad::") or (
-            v.producer is not None and v.producer.meta.get("phase") == "backward"
-        )
+        is_error = v.has_role(GRAD) or (v.producer is not None and v.producer.meta.get("phase") == "backward")
         after = v.producer
         kw = {"after": after} if after is not None else {"before": g.nodes[0]}
         if is_error:
@@ -114,6 +76,7 @@ class _Quantiser:
                 **kw,
             )
             node.meta.update({"phase": "backward", "fwd": user.meta.get("fwd", user.name)})
+            node.outputs[0].role, node.outputs[1].role = Role(INT_VIEW, v.name), Role(EXPONENT, v.name)
             return node.outputs[0], node.outputs[1], o.grad_bits
         amax = g.add_value(f"{v.name}.amax", (), np.float32, "buffer", np.zeros((), np.float32))
         node = g.add_node(
@@ -130,6 +93,7 @@ class _Quantiser:
             **kw,
         )
         node.meta.update({"phase": "forward"})
+        node.outputs[0].role, node.outputs[1].role = Role(INT_VIEW, v.name), Role(EXPONENT, v.name)
         g.state_updates[amax.name] = node.outputs[2].name
         return node.outputs[0], node.outputs[1], o.act_bits
 
@@ -137,16 +101,7 @@ class _Quantiser:
 def _contraction(node: Node) -> int:
     """K, the length of the summed axis, for the accumulator bound."""
     a, b = node.inputs[0], node.inputs[1]
-    if node.op_type == "Conv":
-        return int(math.prod(b.shape[1:]))
-    if node.op_type == "ConvGradInput":
-        w = b
-        return int(w.shape[0] // node.attrs.get("group", 1) * math.prod(w.shape[2:]))
-    if node.op_type == "ConvGradWeight":
-        return int(a.shape[0] * math.prod(a.shape[2:]))
-    if node.op_type == "Gemm":
-        return int(a.shape[0] if node.attrs.get("transA", 0) else a.shape[-1])
-    return int(a.shape[-1]) if len(a.shape) > 1 else int(a.shape[0])
+    return int(contraction(node.op_type, node.attrs, tuple(a.shape), tuple(b.shape)))
 
 
 def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
@@ -158,7 +113,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     attrs = {k: v for k, v in node.attrs.items() if k not in ("alpha", "beta")}
     phase = node.meta.get("phase", "forward")
     inode = g.add_node(
-        f"Int{node.op_type}",
+        str(get(node.op_type).int_twin),
         [qa, ea, qb, eb],
         [(f"{out.name}.acc", out.shape, acc_dtype), (f"{out.name}.acc_e", (), np.int32)],
         attrs,
@@ -168,6 +123,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     )
     inode.meta.update(node.meta)
     inode.meta["bits"] = [ba, bb]
+    inode.meta["lowered_from"] = node.name
     bias = node.input(2) if node.op_type in ("Conv", "Gemm") else None
     dq_attrs = {
         "alpha": float(node.attrs.get("alpha", 1.0)),
@@ -189,14 +145,15 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
 
 
 def _check_lowerable(g: Graph) -> None:
-    """Every forward op on a gradient path needs an integer lowering or an allowed float form."""
+    """Every forward op on a gradient path needs an integer lowering or an explicit float island
+    (its definition's ``rct``)."""
     fwd_with_grad = {n.meta.get("fwd") for n in g.nodes if n.meta.get("phase") == "backward"}
     bad = [
         f"{n.op_type} ({n.name})"
         for n in g.nodes
         if n.meta.get("phase", "forward") == "forward"
         and n.name in fwd_with_grad
-        and n.op_type not in GEMM_OPS | FLOAT_OPS
+        and n.op_type not in RCT_RUNNABLE
     ]
     if bad:
         raise UnsupportedOpError(

@@ -125,7 +125,7 @@ class CompiledModel:
         return self.trainer().predict(self._x(x, source))
 
     def estimate(self, profile: str | None = None) -> dict[str, Any]:
-        from rctc.analysis.report import estimate
+        from rctc.compiler import estimate
 
         return estimate(self.graph, profile)
 

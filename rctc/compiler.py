@@ -1,21 +1,29 @@
 """The compile driver: ONNX -> IR -> pass pipeline of the chosen mode -> compiled Graph.
 
-The imported forward graph's structure (no weights) is kept in ``meta["forward_snapshot"]``
-so the analysis can build the qat / fp32 baselines of the same model through the same
-pipelines (``rctc.analysis.baseline``).
+Needs: the frontend (rctc.onnx_import), the passes and their pipelines, the analyses.
+Leaves: ``compile_graph``; ``baseline_graph`` (the qat / fp32 training graph of the same
+model, rebuilt from the forward structure kept in ``meta["forward_snapshot"]``, see
+``rctc.analysis.baseline``, and run through the same pipelines) and ``estimate`` (the
+static report with those baselines). The driver is the only layer that runs passes on
+behalf of an analysis, so the analyses never import the passes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import onnx
 
+from rctc.analysis.baseline import rebuild_forward, snapshot_forward
+from rctc.analysis.profiles import Profile
+from rctc.analysis.report import estimate as _estimate
 from rctc.ir import Graph
 from rctc.onnx_import import import_model
 from rctc.options import CompileOptions
 from rctc.pass_manager import PassManager
+from rctc.passes.registry import PASSES, PIPELINES
 
 
 def compile_graph(
@@ -29,9 +37,6 @@ def compile_graph(
 
     ``on_pass`` is called with each pass name after it ran (the CLI's progress bar).
     """
-    from rctc.analysis.baseline import snapshot_forward
-    from rctc.passes.registry import PASSES, PIPELINES
-
     options.validate()
     g = import_model(model, options.batch_size)
     g.meta["mode"] = options.mode
@@ -42,3 +47,25 @@ def compile_graph(
     pm = PassManager(PASSES, print_between=print_between, echo=echo, on_pass=on_pass)
     pm.run(g, PIPELINES[options.mode], options)
     return g, pm
+
+
+def baseline_graph(g: Graph, mode: str) -> Graph | None:
+    """The ``mode`` training graph of the model ``g`` was compiled from, same options; None without a snapshot."""
+    snap = g.meta.get("forward_snapshot")
+    if snap is None:
+        return None
+    opts = dict(g.meta.get("options", {}))
+    opts["mode"] = mode
+    options = CompileOptions.from_dict(opts).validate()
+    fwd = rebuild_forward(snap)
+    fwd.meta.update({"mode": mode, "options": options.to_dict(), "source": g.meta.get("source"), "step": 0})
+    PassManager(PASSES).run(fwd, PIPELINES[mode], options)
+    return fwd
+
+
+def estimate(graph: Graph, profile: str | Profile | None = None) -> dict[str, Any]:
+    """The static energy / memory report of ``graph`` with its savings vs the fp32 and qat baselines."""
+    return _estimate(graph, profile, baseline_graph)
+
+
+__all__ = ["baseline_graph", "compile_graph", "estimate"]

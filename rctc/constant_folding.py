@@ -17,6 +17,8 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
+from rctc.ops import RESHAPE_OPS
+
 # ops that rctc accepts only when folding removes them (no runtime kernel)
 FOLDABLE_ONLY = {
     "Constant", "ConstantOfShape", "Shape", "Size", "Range", "Cast", "CastLike", "Slice",
@@ -24,7 +26,7 @@ FOLDABLE_ONLY = {
 }
 # value-preserving ops: folding one of them over a constant nothing else reads keeps the
 # constant's name (Caffe2 exports reshape their FC weights, PyTorch's flatten Conv biases, ...)
-_RESHAPING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+_RESHAPING = RESHAPE_OPS
 _NEVER_FOLD = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
     "Bernoulli", "Dropout",

@@ -43,16 +43,17 @@ from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
 from rctc.export_quant import QuantBuilder
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
 from rctc.onnx_attrs import attrs_to_proto
+from rctc.ops import FORWARD_PRODUCT_OF
 from rctc.rct_format import atomic_write_bytes
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.slots import bits_name, exp_name, has_slot
 
 FORMATS = ("float", "qdq")
 OPSETS = {"float": 18, "qdq": 21}
 IR_VERSIONS = {18: 8, 21: 10}
-_INT_PRODUCTS = {"IntConv": "Conv", "IntGemm": "Gemm", "IntMatMul": "MatMul"}
+_INT_PRODUCTS = FORWARD_PRODUCT_OF
 _SHAPE_INPUT_OPS = {"Reshape", "Expand", "Tile", "ConstantOfShape", "Slice"}
 
 

@@ -11,7 +11,7 @@
 * A dynamic exponent (QAT's FakeQuant and untrained rct activations): ``e`` = the smallest
   integer with ``max|x| / 2^e <= qmax``, computed in the graph as ``ceil(log2(max/qmax))`` and
   then corrected by one in either direction with exact power-of-two comparisons (as
-  ``rctc.runtime.quant.choose_exponent`` does); ``max|x| == 0`` gives ``e = -(b-1)``.
+  ``rctc.fixedpoint.choose_exponent`` does); ``max|x| == 0`` gives ``e = -(b-1)``.
 * Weights (qdq format): integers in the smallest type of their current bits with
   ``DequantizeLinear`` (scale ``2^exp``, zero point 0).
 * The qdq format (opset 21) gives QuantizeLinear its type with the ``output_dtype`` attribute
@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from rctc.runtime.quant import int_dtype_for_bits, qmax_for_bits
+from rctc.fixedpoint import int_dtype_for_bits, qmax_for_bits
 
 
 class QuantBuilder:

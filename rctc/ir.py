@@ -10,6 +10,16 @@ Value kinds:
   buffer   persistent non-trained state (BatchNorm running stats, momentum, exponents)
   const    a constant tensor (folded at import or made by a pass)
   temp     produced by a node
+
+Value roles (``Value.role``, a ``Role(kind, of)``; None for an ordinary value) say what a
+value is *for*, so no pass reads it out of a name:
+  grad             the gradient of ``of`` (a parameter's, or the loss seed: of the loss)
+  optimizer-state  optimizer state of parameter ``of`` (momentum velocity)
+  int-view         the integer copy of ``of`` (QuantAct / QuantGrad output)
+  exponent         the power-of-two exponent of ``of`` (a slot's ``.exp`` or a quantiser's)
+  bits             the current bitwidth of parameter (or velocity) ``of``
+Roles are kept in ``Value.meta["role"]`` so the .rct file carries them; renaming a value
+updates the roles that name it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,20 @@ import numpy as np
 from rctc.errors import RctcError
 
 VALUE_KINDS = ("input", "param", "buffer", "const", "temp")
+GRAD, OPTIMIZER_STATE, INT_VIEW, EXPONENT, BITS = "grad", "optimizer-state", "int-view", "exponent", "bits"
+ROLE_KINDS = (GRAD, OPTIMIZER_STATE, INT_VIEW, EXPONENT, BITS)
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a value is for, and whose it is (``of``: the owning value's name)."""
+
+    kind: str
+    of: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROLE_KINDS:
+            raise IRError(f"unknown value role {self.kind!r}; known: {', '.join(ROLE_KINDS)}")
 
 
 class IRError(RctcError):
@@ -59,6 +83,22 @@ class Value:
         self.uses: list[tuple[Node, int]] = []
         self.trainable = False
         self.meta: dict[str, Any] = {}
+
+    @property
+    def role(self) -> Role | None:
+        r = self.meta.get("role")
+        return None if r is None else Role(str(r[0]), str(r[1]))
+
+    @role.setter
+    def role(self, role: Role | None) -> None:
+        if role is None:
+            self.meta.pop("role", None)
+        else:
+            self.meta["role"] = [role.kind, role.of]
+
+    def has_role(self, kind: str, of: str | None = None) -> bool:
+        r = self.role
+        return r is not None and r.kind == kind and (of is None or r.of == of)
 
     @property
     def size(self) -> int:
@@ -188,6 +228,17 @@ class Graph:
         except KeyError:
             raise IRError(f"graph {self.name!r} has no value {name!r}") from None
 
+    def with_role(self, kind: str, of: str) -> Value:
+        """The value that has role ``kind`` for ``of`` (e.g. the ``bits`` of a parameter)."""
+        for v in self.values.values():
+            if v.has_role(kind, of):
+                return v
+        raise IRError(f"graph {self.name!r} has no {kind} value for {of!r}")
+
+    def role_owners(self, kind: str) -> set[str]:
+        """Names of the values that some value has role ``kind`` for."""
+        return {r.of for v in self.values.values() if (r := v.role) is not None and r.kind == kind}
+
     def params(self, trainable_only: bool = False) -> list[Value]:
         return [v for v in self.values.values() if v.kind == "param" and (v.trainable or not trainable_only)]
 
@@ -295,9 +346,14 @@ class Graph:
         for k, u in list(self.state_updates.items()):
             if u == v.name:
                 self.state_updates[k] = name
+        old = v.name
         del self.values[v.name]
         v.name = name
         self.values[name] = v
+        for u in self.values.values():  # roles name their owner
+            r = u.role
+            if r is not None and r.of == old:
+                u.role = Role(r.kind, name)
 
     # ----- algorithms (networkx) -----------------------------------------
     def to_networkx(self) -> nx.DiGraph:

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper, shape_inference, version_converter
 
+from rctc import ops
 from rctc.constant_folding import FOLDABLE_ONLY, fold_in_place, shape_skeleton, static_shapes
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
@@ -24,19 +25,10 @@ from rctc.onnx_attrs import attrs_from_proto
 
 TARGET_OPSET = 18
 
-# input slots that hold parameters, per op type (the rest of a node's float constants are consts)
-PARAM_SLOTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2),
-    "Gemm": (0, 1, 2),
-    "MatMul": (0, 1),
-    "BatchNormalization": (1, 2),
-    "LayerNormalization": (1, 2),
-    "Gather": (0,),
-    "Add": (0, 1),
-    "Sub": (0, 1),
-    "Mul": (0, 1),
-}
-BUFFER_SLOTS: dict[str, tuple[int, ...]] = {"BatchNormalization": (3, 4)}
+# input slots that hold parameters / persistent buffers, per op type (from the op definitions;
+# the rest of a node's float constants are consts)
+PARAM_SLOTS = ops.PARAM_SLOTS
+BUFFER_SLOTS = ops.BUFFER_SLOTS
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -209,13 +201,6 @@ def normalize_to_arrays(
     return model, consts
 
 
-def normalize(model: onnx.ModelProto, batch_size: int, source: str = "model") -> onnx.ModelProto:
-    """Check, bind the batch dim, convert opsets, fold constants and infer shapes (a new model)."""
-    out, consts = normalize_to_arrays(model, batch_size, source)
-    out.graph.initializer.extend(numpy_helper.from_array(arr, name) for name, arr in consts.items())
-    return out
-
-
 def _scalar_dropout_inputs(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     """Give Dropout the scalar ``ratio`` / ``training_mode`` the spec asks for.
 
@@ -249,7 +234,7 @@ def _fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -
     pools = [n for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")]
     if not any(a.name == "ceil_mode" and a.i for n in pools for a in n.attribute):
         return
-    from rctc.runtime.kernels._im2col import out_size
+    from rctc.ops.geometry import out_size
 
     shapes = static_shapes(model, consts)
     for n in pools:
@@ -381,9 +366,7 @@ def import_model(
     source = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
     proto = load_model(model) if not isinstance(model, onnx.ModelProto) else model
     if supported is None:
-        from rctc.runtime.kernels import KERNELS
-
-        supported = set(KERNELS)
+        supported = set(ops.REGISTRY)
     # report everything before any work
     check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source)
     original_inits = {t.name for t in proto.graph.initializer}
@@ -392,4 +375,4 @@ def import_model(
     return to_ir(norm, source, original_inits, consts)
 
 
-__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize", "normalize_to_arrays", "to_ir"]
+__all__ = ["TARGET_OPSET", "import_model", "load_model", "normalize_to_arrays", "to_ir"]

@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 from rctc.errors import RctcError
 from rctc.ir import Graph
 from rctc.jsonutil import json_default
+from rctc.legacy import assign_roles, needs_roles
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_export import graph_to_model
 
@@ -172,5 +173,7 @@ def rct_to_graph(model: onnx.ModelProto, source: str = "model.rct") -> Graph:
                 o.meta = vmeta[o.name]["meta"]
     g.outputs = [g.values[o.name] for o in model.graph.output]
     g.state_updates = dict(meta["state_updates"])
+    if needs_roles(g):  # written before values had typed roles
+        assign_roles(g)
     g.verify()
     return g

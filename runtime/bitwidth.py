@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rctc.fixedpoint import shift_left
 from rctc.ir import Graph
-from rctc.runtime.quant import shift_left
 from rctc.slots import bits_name, exp_name
 
 SATURATION_LIMIT = 0.01

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -37,19 +38,18 @@ SMALL_GEMM_MACS = 1 << 21
 #: numpy's OpenBLAS 0.3.31): the thread-count toggle (three ctypes calls) is skipped there.
 OPENBLAS_ONE_THREAD_MACS = 1 << 18
 
-_SYMBOLS = (  # (gemm name template, thread-count setter/getter names, integer type)
-    ("scipy_cblas_{t}gemm64_", "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_",
-     ctypes.c_int64),
-    ("cblas_{t}gemm64_", "openblas_set_num_threads64_", "openblas_get_num_threads64_", ctypes.c_int64),
-    ("scipy_cblas_{t}gemm", "scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads", ctypes.c_int),
-    ("cblas_{t}gemm", "openblas_set_num_threads", "openblas_get_num_threads", ctypes.c_int),
+_SYMBOLS = (  # (gemm name template, integer type)
+    ("scipy_cblas_{t}gemm64_", ctypes.c_int64),
+    ("cblas_{t}gemm64_", ctypes.c_int64),
+    ("scipy_cblas_{t}gemm", ctypes.c_int),
+    ("cblas_{t}gemm", ctypes.c_int),
 )
 
 
 class _Cblas:
-    """ctypes bindings of ``sgemm``/``dgemm`` and the thread count of one loaded library."""
+    """ctypes bindings of ``sgemm``/``dgemm`` of one loaded library."""
 
-    def __init__(self, lib: ctypes.CDLL, template: str, set_name: str, get_name: str, itype: Any) -> None:
+    def __init__(self, lib: ctypes.CDLL, template: str, itype: Any) -> None:
         self.int_max = 2**63 - 1 if itype is ctypes.c_int64 else 2**31 - 1
         self.fns: dict[np.dtype, Any] = {}
         for t, dtype, ctype in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
@@ -58,12 +58,6 @@ class _Cblas:
                            ctypes.c_void_p, itype, ctypes.c_void_p, itype, ctype, ctypes.c_void_p, itype]
             fn.restype = None
             self.fns[np.dtype(dtype)] = fn
-        self.set_threads = getattr(lib, set_name, None)
-        self.get_threads = getattr(lib, get_name, None)
-        if self.set_threads is None or self.get_threads is None:
-            self.set_threads = self.get_threads = None
-        else:
-            self.set_threads.argtypes, self.get_threads.restype = [ctypes.c_int], ctypes.c_int
 
 
 _CBLAS: _Cblas | None = None
@@ -92,9 +86,9 @@ def cblas() -> _Cblas | None:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for template, set_name, get_name, itype in _SYMBOLS:
+        for template, itype in _SYMBOLS:
             if hasattr(lib, template.format(t="s")) and hasattr(lib, template.format(t="d")):
-                candidate = _Cblas(lib, template, set_name, get_name, itype)
+                candidate = _Cblas(lib, template, itype)
                 if _self_check(candidate):
                     _CBLAS = candidate
                     return _CBLAS
@@ -172,24 +166,32 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False
     return out
 
 
+_BLAS_POOLS: list[Any] | None = None
+
+
+def blas_pools() -> list[Any]:
+    """threadpoolctl's controllers of the loaded BLAS libraries (found once, after numpy loaded)."""
+    global _BLAS_POOLS
+    if _BLAS_POOLS is None:
+        _BLAS_POOLS = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _BLAS_POOLS
+
+
 @contextmanager
 def blas_threads_for(macs: int) -> Iterator[None]:
     """Run the enclosed GEMMs on one BLAS thread when they total fewer than :data:`SMALL_GEMM_MACS`
-    multiply-accumulates (OpenBLAS only; elsewhere nothing changes; below
-    :data:`OPENBLAS_ONE_THREAD_MACS` OpenBLAS needs no telling)."""
+    multiply-accumulates, through threadpoolctl, restoring each library's count on exit (below
+    :data:`OPENBLAS_ONE_THREAD_MACS` OpenBLAS needs no telling). The limit holds only inside the
+    ``with`` block: nothing outside the scope sees another thread count."""
     if macs <= OPENBLAS_ONE_THREAD_MACS or macs >= SMALL_GEMM_MACS:
         yield
         return
-    lib = cblas()
-    if lib is None or lib.set_threads is None:
-        yield
-        return
-    n = lib.get_threads()
-    if n <= 1:
-        yield
-        return
-    lib.set_threads(1)
+    pools = [(p, p.get_num_threads()) for p in blas_pools()]
+    pools = [(p, n) for p, n in pools if n is not None and n > 1]
+    for p, _ in pools:
+        p.set_num_threads(1)
     try:
         yield
     finally:
-        lib.set_threads(n)
+        for p, n in pools:
+            p.set_num_threads(n)

@@ -14,7 +14,6 @@ output name(s) and the values that die after it.
 
 from __future__ import annotations
 
-import ctypes
 import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,32 +26,6 @@ from rctc.ir import Graph, Node
 from rctc.runtime.kernels import KERNELS, KernelContext
 
 OnNode = Callable[[Node, list, Any, Mapping[str, Any]], None]
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc keep freed large blocks for reuse instead of returning them to the OS.
-
-    A training step allocates and frees the same large temporaries every step; by default glibc
-    serves each one with a fresh mmap, and touching fresh pages costs about as much as the
-    arithmetic on them. Raising the mmap and trim thresholds (once per process; a no-op where
-    ``mallopt`` is unavailable) makes the second step reuse the first step's memory. The peak
-    resident size is unchanged: it is the same high-water mark, only kept.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum (larger arrays are still mmapped)
-    mallopt(m_trim_threshold, 1 << 30)
-
-
-_MALLOC_TUNED = False
 
 
 class KernelError(RctcError):
@@ -93,7 +66,6 @@ class Executor:
         self._schedules: dict[tuple[str, ...], list[_Step]] = {}
         self._updates: dict[tuple[str, ...], tuple[list[str], list[tuple[Any, str]]]] = {}
         self.op_times: dict[str, float] | None = None
-        _keep_freed_memory()
         # constants and state: their Value objects (the data is read each run; the set of values
         # is fixed once a graph is compiled)
         self._stored = [v for v in graph.values.values() if v.kind not in ("temp", "input")]

@@ -7,7 +7,7 @@ pieces of the contraction dimension that are small enough for every partial sum
 to be an exactly representable integer, and adding the pieces up exactly.
 
 The quantisation helpers of the dynamic fixed point format (value = q * 2^e)
-live in :mod:`rctc.runtime.quant`; they are re-exported here so that kernels
+live in :mod:`rctc.fixedpoint`; they are re-exported here so that kernels
 can take all of the integer arithmetic core from one module.
 """
 
@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rctc.runtime.blas import blas_threads_for
-from rctc.runtime.quant import (
+from rctc.fixedpoint import (
     choose_exponent,
     dequantize,
     int_dtype_for_bits,
@@ -29,6 +28,7 @@ from rctc.runtime.quant import (
     shift_left,
     shift_right_round,
 )
+from rctc.runtime.blas import blas_threads_for
 
 __all__ = [
     "choose_exponent",

@@ -155,7 +155,7 @@ def test_bad_bit_options_exit_2(tmp_path, args: list[str], msg: str) -> None:  #
 def test_op_without_integer_lowering_is_named(monkeypatch) -> None:  # noqa: ANN001
     from rctc.passes import insert_quant
 
-    monkeypatch.setattr(insert_quant, "FLOAT_OPS", insert_quant.FLOAT_OPS - {"Relu"})
+    monkeypatch.setattr(insert_quant, "RCT_RUNNABLE", insert_quant.RCT_RUNNABLE - {"Relu"})
     with pytest.raises(rctc.RctcError, match=r"no integer lowering.*Relu \(relu1\)"):
         rctc.compile(build("mlp"), batch_size=4)
 

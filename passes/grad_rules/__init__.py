@@ -1,4 +1,8 @@
-"""Gradient rules: one per op type, in a table. Importing this package fills ``RULES``.
+"""Gradient rules: one per differentiable op type, in a table. Importing this package fills ``RULES``.
+
+Every rule is for an op type defined in ``rctc.ops`` (registering one for an undefined op type,
+or twice, raises); the definition's ``differentiable`` names the inputs the rule gives a gradient.
+A definition may carry its rule itself (``OpDef.grad``); those are added to ``RULES`` here.
 
 A rule is ``fn(b: BackwardBuilder, node: Node, dys: list[Value | None]) -> list[Value | None]``:
 given the gradients of the node's outputs (None where no gradient flows), it emits IR
@@ -13,6 +17,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
+from rctc.ops import REGISTRY, lookup
+
 GradRule = Callable[..., list[Any]]
 RULES: dict[str, GradRule] = {}
 
@@ -22,6 +28,8 @@ def rule(*op_types: str) -> Callable[[GradRule], GradRule]:
 
     def deco(fn: GradRule) -> GradRule:
         for op in op_types:
+            if lookup(op) is None:
+                raise RuntimeError(f"gradient rule for {op!r}, which has no op definition (add one in rctc/ops/)")
             if op in RULES:
                 raise RuntimeError(f"gradient rule for {op!r} registered twice")
             RULES[op] = fn
@@ -33,3 +41,6 @@ def rule(*op_types: str) -> Callable[[GradRule], GradRule]:
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
+for _defn in REGISTRY.values():  # rules carried by their op definition
+    if _defn.grad is not None:
+        rule(_defn.op_type)(_defn.grad)

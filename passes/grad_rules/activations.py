@@ -1,10 +1,11 @@
 """Gradient rules of the unary activations (HardSigmoid, HardSwish, Elu, Selu, Celu, Softplus,
 Softsign, Erf, Exp, Log, Sqrt, Reciprocal, Abs), Neg, and Pow (w.r.t. its base).
 
-Each activation emits ``<Op>Grad(dy, x)`` with the forward's attributes (the derivative table is
-runtime/kernels/grad_activations.py); Neg emits ``Neg(dy)``; Pow emits ``PowGrad(dy, x, p)`` at
-the output's shape, summed back to the base's shape. Pow's exponent gets no gradient: a
-differentiable exponent on a gradient path is refused at compile time.
+Each activation (trait ``unary-activation`` in rctc/ops/activations.py) emits ``<Op>Grad(dy, x)``
+with the forward's attributes (the derivative table is runtime/kernels/grad_activations.py);
+Neg emits ``Neg(dy)``; Pow emits ``PowGrad(dy, x, p)`` at the output's shape, summed back to the
+base's shape. Pow's exponent gets no gradient: a differentiable exponent on a gradient path is
+refused at compile time.
 """
 
 from __future__ import annotations
@@ -13,28 +14,15 @@ from typing import TYPE_CHECKING
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
+from rctc.ops import UNARY_ATTRS
 from rctc.passes.grad_rules import rule
 from rctc.passes.grad_rules.elementwise import wants
 
 if TYPE_CHECKING:
     from rctc.passes.build_backward import BackwardBuilder
 
-#: op -> the attributes its derivative reads
-UNARY: dict[str, tuple[str, ...]] = {
-    "HardSigmoid": ("alpha", "beta"),
-    "HardSwish": (),
-    "Elu": ("alpha",),
-    "Selu": ("alpha", "gamma"),
-    "Celu": ("alpha",),
-    "Softplus": (),
-    "Softsign": (),
-    "Erf": (),
-    "Exp": (),
-    "Log": (),
-    "Sqrt": (),
-    "Reciprocal": (),
-    "Abs": (),
-}
+#: op -> the attributes its derivative reads (the definition's attributes)
+UNARY = UNARY_ATTRS
 
 
 @rule(*UNARY)

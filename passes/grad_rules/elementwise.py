@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
 from rctc.passes.grad_rules import rule
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
 
 def wants(b: BackwardBuilder, v: Value | None) -> bool:
     """Whether ``v`` needs a gradient: on a gradient path and of a float type."""
-    return b.needs(v) and v is not None and v.dtype is not None and np.issubdtype(v.dtype, np.floating)
+    return b.wants(v)
 
 
 def _full(b: BackwardBuilder, op: str, ins: list[Value], target: Value, out: Value) -> Value:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rctc.ir import Node, Value
+from rctc.ops.geometry import window_params
 from rctc.passes.grad_rules import rule
-from rctc.runtime.kernels._im2col import window_params
 
 if TYPE_CHECKING:
     from rctc.passes.build_backward import BackwardBuilder

@@ -16,8 +16,8 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
+from rctc.ops.geometry import window_params
 from rctc.passes.grad_rules import rule
-from rctc.runtime.kernels._im2col import window_params
 
 if TYPE_CHECKING:
     from rctc.passes.build_backward import BackwardBuilder

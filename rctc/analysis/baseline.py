@@ -6,7 +6,8 @@ reliably (its products, parameters and quantisers are rewritten), and keeping th
 ONNX file in the .rct would double its size. So ``rctc.compiler.compile_graph`` stores a
 *forward snapshot* in ``graph.meta["forward_snapshot"]``: the imported forward graph's
 structure (nodes, attributes, value shapes / dtypes / kinds, small constants), without the
-weights. Costs depend on shapes and widths only, so ``baseline_graph`` rebuilds the forward
+weights. Costs depend on shapes and widths only, so
+``rctc.compiler.baseline_graph`` rebuilds the forward
 graph from it with zero-filled parameters (lazily allocated, never touched by the fp32 /
 qat passes) and runs the ordinary pipeline of the other mode with the model's own options.
 """
@@ -19,7 +20,6 @@ import numpy as np
 
 from rctc.errors import RctcError
 from rctc.ir import Graph
-from rctc.options import CompileOptions
 
 SNAPSHOT_VERSION = 1
 INLINE_CONST_ELEMENTS = 4096  # constants up to this size keep their values (shapes, axes, ...)
@@ -88,21 +88,4 @@ def rebuild_forward(snap: dict[str, Any]) -> Graph:
     return g
 
 
-def baseline_graph(g: Graph, mode: str) -> Graph | None:
-    """The ``mode`` training graph of the model ``g`` was compiled from, same options; None without a snapshot."""
-    from rctc.pass_manager import PassManager
-    from rctc.passes.registry import PASSES, PIPELINES
-
-    snap = g.meta.get("forward_snapshot")
-    if snap is None:
-        return None
-    opts = dict(g.meta.get("options", {}))
-    opts["mode"] = mode
-    options = CompileOptions.from_dict(opts).validate()
-    fwd = rebuild_forward(snap)
-    fwd.meta.update({"mode": mode, "options": options.to_dict(), "source": g.meta.get("source"), "step": 0})
-    PassManager(PASSES).run(fwd, PIPELINES[mode], options)
-    return fwd
-
-
-__all__ = ["baseline_graph", "rebuild_forward", "snapshot_forward"]
+__all__ = ["rebuild_forward", "snapshot_forward"]

@@ -15,7 +15,7 @@ and in total.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from rctc.analysis.counts import Counts
 from rctc.analysis.model import CostModel
 from rctc.analysis.profiles import Profile, load_profile
 from rctc.ir import Node
-from rctc.runtime.trainer import StepRecord, Trainer
+
+if TYPE_CHECKING:  # the runtime calls the counter back; the analysis never imports the runtime
+    from rctc.runtime.trainer import StepRecord, Trainer
 
 
 def live_bytes(env: Mapping[str, Any]) -> int:

@@ -1,6 +1,6 @@
 """``estimate``: the static energy / memory report of a compiled model and its savings.
 
-``estimate(graph, profile)`` returns
+``estimate(graph, profile, baseline)`` returns (``rctc.compiler.estimate`` passes the baselines)
 
 * ``predicted``: energy per training step (``energy_pj_per_step``, split in ``energy_pj``:
   gemm, elementwise, parameter_movement, activation_movement), the memory breakdown
@@ -11,16 +11,16 @@
   ``gemm_energy``, ``total_energy``, ``parameter_memory``, ``parameter_movement_energy`` and
   more, with the baseline's own figures. The baselines are the fp32 / qat training graphs of
   the same model, batch and options, compiled through the same pipelines from the forward
-  snapshot stored at compile time (``rctc.analysis.baseline``) and costed by the same code;
+  snapshot stored at compile time (``rctc.compiler.baseline_graph``) and costed by the same code;
 * ``fits``: whether the peak memory fits the profile's device budget;
 * ``text``: the human report ``rctc inspect`` prints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from rctc.analysis.baseline import baseline_graph
 from rctc.analysis.model import CostModel
 from rctc.analysis.profiles import Profile, load_profile
 from rctc.ir import Graph
@@ -75,8 +75,14 @@ def savings(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def estimate(graph: Graph, profile: str | Profile | None = None) -> dict[str, Any]:
-    """The full static report of ``graph`` under ``profile`` (name, path, Profile or None = default)."""
+def estimate(graph: Graph, profile: str | Profile | None = None,
+             baseline: Callable[[Graph, str], Graph | None] | None = None) -> dict[str, Any]:
+    """The full static report of ``graph`` under ``profile`` (name, path, Profile or None = default).
+
+    ``baseline(graph, mode)`` builds the fp32 / qat graph of the same model (the compile driver's
+    ``rctc.compiler.baseline_graph``; the analysis never runs passes itself); without it the
+    savings are None.
+    """
     prof = load_profile(profile)
     ours = predict(graph, prof)
     result: dict[str, Any] = {"predicted": ours, "savings": {}, "profile": prof.to_dict()}
@@ -84,7 +90,7 @@ def estimate(graph: Graph, profile: str | Profile | None = None) -> dict[str, An
         if graph.meta.get("mode") == mode:
             base = ours
         else:
-            bg = baseline_graph(graph, mode)
+            bg = baseline(graph, mode) if baseline is not None else None
             base = predict(bg, prof) if bg is not None else None
         result["savings"][f"vs_{mode}"] = savings(ours, base) if base is not None else None
     result["fits"] = bool(ours["peak_memory_bytes"] <= prof.memory_budget_bytes)

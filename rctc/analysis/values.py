@@ -27,15 +27,12 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from rctc.ir import Graph, Node, Value
+from rctc.ir import BITS, EXPONENT, Graph, Node, Value
+from rctc.ops import INT_PRODUCTS, UPDATE_OPS
+from rctc.ops import QUANT_HELPERS as HELPER_OPS
+from rctc.ops import QUANTISE_OPS as QUANT_BITS_OPS
+from rctc.ops import WIDTH_PRESERVING as LAYOUT_OPS
 from rctc.slots import bits_name, has_slot
-
-LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
-QUANT_BITS_OPS = {"QuantAct", "QuantGrad", "FakeQuant"}
-HELPER_OPS = {"QuantAct", "QuantGrad", "FakeQuant", "Dequantize"} | LAYOUT_OPS
-PRODUCT_BASES = {"Conv", "ConvGradInput", "ConvGradWeight", "Gemm", "MatMul"}
-UPDATE_OPS = {"SGDUpdate", "MomentumUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate",
-              "FusedIntMomentumUpdate"}
 
 
 def step_outputs(g: Graph) -> list[str]:
@@ -102,14 +99,14 @@ class ValueInfo:
         for p in g.params():
             if has_slot(p):
                 self.rule[p.name] = ("slot", bits_name(p.name))
-        param_scalars = _slot_scalars(params)
+        param_scalars = _slot_scalars(g, params)
         opt: set[str] = set()
         for n in g.nodes:
             if n.op_type in UPDATE_OPS:
                 for v in n.inputs[1:]:
                     if v is not None and v.kind == "buffer" and v.name not in param_scalars:
                         opt.add(v.name)
-        opt |= _slot_scalars(opt)
+        opt |= _slot_scalars(g, opt)
         for v in g.values.values():
             if v.kind == "param" or v.name in param_scalars:
                 self.kind[v.name] = "param"
@@ -132,7 +129,7 @@ class ValueInfo:
                 if i == 0 and n.op_type in HELPER_OPS and src is not None and self.kind.get(src.name) == "param":
                     self.kind[out.name] = "param"
         for n in g.nodes:  # accumulators only a Dequantize reads: the product's epilogue, never in memory
-            if n.domain == "rctc" and n.op_type.startswith("Int") and n.op_type[3:] in PRODUCT_BASES:
+            if n.domain == "rctc" and n.op_type in INT_PRODUCTS:
                 if all(u.op_type == "Dequantize" for o in n.outputs for u, _ in o.uses):
                     for o in n.outputs:
                         self.kind[o.name] = "epilogue"
@@ -164,8 +161,8 @@ class ValueInfo:
 
     @staticmethod
     def _base_name(n: Node) -> str:
-        if n.domain == "rctc" and n.op_type.startswith("Int") and n.name.endswith(".int"):
-            return n.name[: -len(".int")]
+        if "lowered_from" in n.meta:  # an integer product: the layer of the product it replaced
+            return str(n.meta["lowered_from"])
         return str(n.meta.get("fwd", n.name))
 
     def layer_of(self, n: Node) -> str:
@@ -189,9 +186,10 @@ class ValueInfo:
         return self._base_name(n)
 
 
-def _slot_scalars(owners: set[str]) -> set[str]:
-    """Names of the slot scalars (``<name>.exp`` / ``<name>.bits``) of ``owners``."""
-    return {f"{name}{suffix}" for name in owners for suffix in (".exp", ".bits")}
+def _slot_scalars(g: Graph, owners: set[str]) -> set[str]:
+    """Names of the slot scalars (roles ``exponent`` / ``bits``) of the values ``owners``."""
+    return {v.name for v in g.values.values() if v.kind != "temp" and (r := v.role) is not None
+            and r.kind in (EXPONENT, BITS) and r.of in owners}
 
 
 __all__ = ["HELPER_OPS", "LAYOUT_OPS", "UPDATE_OPS", "ValueInfo", "step_nodes", "step_outputs"]

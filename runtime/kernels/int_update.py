@@ -13,12 +13,12 @@ import math
 
 import numpy as np
 
+from rctc.fixedpoint import choose_exponent
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
 from rctc.runtime.kernels.quant_ops import round_array, stochastic_floor
 from rctc.runtime.kernels.registry import KernelContext, register
-from rctc.runtime.quant import choose_exponent
 
 
 def _pow2(e: int) -> float:

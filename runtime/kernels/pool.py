@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.kernels._im2col import pad_spatial, window_params, window_view
+from rctc.ops.geometry import window_params
+from rctc.runtime.kernels._im2col import pad_spatial, window_view
 from rctc.runtime.kernels.registry import KernelContext, register
 
 _Setup = tuple[list[int], list[int], list[int], list[int], list[int], list[int]]

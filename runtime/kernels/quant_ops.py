@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Node
 from rctc.runtime.kernels.registry import KernelContext, register
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 
 
 def pow2(e: int, dtype: type = np.float32) -> np.floating:

@@ -1,4 +1,7 @@
-"""The kernel table: op type -> numpy implementation.
+"""The kernel table: op type -> numpy implementation (the reference backend's half of an op).
+
+Every kernel is for an op type defined in ``rctc.ops``; registering one for an undefined op
+type, or twice, raises.
 
 A kernel is ``fn(ctx, node, *inputs) -> array | tuple[array, ...]``: ``node`` gives the
 attributes (``node.attrs``) and output shapes, ``inputs`` are numpy arrays (``None`` for an
@@ -13,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rctc.ops import lookup
+
 Kernel = Callable[..., Any]
 
 KERNELS: dict[str, Kernel] = {}
@@ -23,6 +28,8 @@ def register(*op_types: str) -> Callable[[Kernel], Kernel]:
 
     def deco(fn: Kernel) -> Kernel:
         for op in op_types:
+            if lookup(op) is None:
+                raise RuntimeError(f"kernel for {op!r}, which has no op definition (add one in rctc/ops/)")
             if op in KERNELS:
                 raise RuntimeError(f"kernel for {op!r} registered twice ({KERNELS[op].__module__} and {fn.__module__})")
             KERNELS[op] = fn

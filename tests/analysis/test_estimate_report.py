@@ -14,8 +14,9 @@ from rctc import models
 from rctc.analysis.counter import attach_counter
 from rctc.analysis.model import CostModel
 from rctc.analysis.profiles import load_profile
-from rctc.analysis.report import estimate, predict
+from rctc.analysis.report import predict
 from rctc.cli import main
+from rctc.compiler import estimate
 from rctc.slots import bits_name
 
 REQUIRED = ("gemm_energy", "total_energy", "parameter_memory", "parameter_movement_energy")

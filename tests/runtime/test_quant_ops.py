@@ -13,9 +13,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Node, Value
 from rctc.runtime.kernels import KERNELS, KernelContext
-from rctc.runtime.quant import choose_exponent, int_dtype_for_bits, qmax_for_bits
 
 
 def _node(op: str, attrs: dict, bits: int) -> Node:

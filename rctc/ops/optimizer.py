@@ -1,0 +1,39 @@
+"""Parameter updates: SGD and momentum in float (fp32 / qat), their integer forms on the
+parameter's integers (rct) and the fused forms that consume the weight-gradient product.
+
+Needs: rctc.ops.schema, rctc.ops.costs.
+Leaves: the definitions; ``fused_twin`` names the form fuse_updates turns an integer update
+into when the gradient is a single integer product.
+"""
+
+from __future__ import annotations
+
+from rctc.ops import costs
+from rctc.ops.costs import e
+from rctc.ops.schema import INTEGER, NEEDS_RNG, UPDATE, definer
+
+op = definer("optimizer", domain="rctc", traits={UPDATE}, modes={"fp32", "qat"}, rct=None)
+iop = definer("optimizer", domain="rctc", traits={UPDATE, INTEGER, NEEDS_RNG}, modes={"rct"}, rct="integer")
+
+
+def _wd(n: object) -> int:
+    return 1 if n.attrs.get("weight_decay") else 0  # type: ignore[attr-defined]
+
+
+op("SGDUpdate", ("W", "G", "lr"), outputs=("W_new",), attrs={"weight_decay": 0.0},
+   cost=costs.ops(lambda n, i, o: {k: e(o) * (1 + _wd(n)) for k in ("add", "mult")}))
+op("MomentumUpdate", ("W", "G", "V", "lr"), outputs=("W_new", "V_new"), attrs={"momentum": 0.9, "weight_decay": 0.0},
+   cost=costs.ops(lambda n, i, o: {k: e(o) * (2 + _wd(n)) for k in ("add", "mult")}))
+iop("IntSGDUpdate", ("q", "e", "bits", "G", "lr"), outputs=("q_new", "gavg"),
+    attrs={"rounding": "stochastic", "weight_decay": 0.0}, fused_twin="FusedIntUpdate", cost=costs.int_update)
+iop("IntMomentumUpdate", ("q", "e", "bits", "G", "vq", "ve", "lr"), outputs=("q_new", "gavg", "vq_new", "ve_new"),
+    attrs={"momentum": 0.9, "rounding": "stochastic", "velocity_bits": 16, "weight_decay": 0.0},
+    fused_twin="FusedIntMomentumUpdate", cost=costs.int_momentum_update)
+iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new", "gavg"),
+    attrs={"product": None, "alpha": 1.0, "transpose": [], "rounding": "stochastic", "weight_decay": 0.0},
+    cost=costs.fused_update(momentum=False), doc="weight-gradient product + update, no float gradient")
+iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "ve", "lr"),
+    outputs=("q_new", "gavg", "vq_new", "ve_new"),
+    attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",
+           "velocity_bits": 16, "weight_decay": 0.0},
+    cost=costs.fused_update(momentum=True))

@@ -18,9 +18,9 @@ import pytest
 from scipy.special import erf as f_erf
 
 from rctc.data import load_data
+from rctc.fixedpoint import quantize
 from rctc.runtime.intref import arith, core, expo, gelu, norm, pool
 from rctc.runtime.intref import pointwise as pw
-from rctc.runtime.quant import quantize
 
 MODEL = Path(__file__).resolve().parents[3] / "models" / "lenet.onnx"
 

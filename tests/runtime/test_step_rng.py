@@ -254,3 +254,24 @@ def test_c_words_round_a_compiled_nodes_error_to_the_numpy_bits(tmp_path) -> Non
     lib.shim_round_error(w.ctypes.data_as(i64p), w.size, 64, seed, step, node.meta["node_id"],
                          out.ctypes.data_as(i64p))
     np.testing.assert_array_equal(out, q.astype(np.int64))
+
+
+def test_no_kernel_draws_from_numpy_random() -> None:
+    """Every random bit of a step comes from ``KernelContext.words``: no module of the runtime's
+    kernels (or of its integer algorithms) names ``np.random`` / ``numpy.random``, a generator
+    (``.rng``, ``default_rng``) or a bit generator."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "runtime"
+    offenders = []
+    for path in sorted([*(root / "kernels").glob("*.py"), *(root / "intref").glob("*.py"), root / "executor.py"]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "random" and isinstance(node.value, ast.Name) \
+                    and node.value.id in ("np", "numpy"):
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Attribute) and node.attr in ("rng", "default_rng", "bit_generator", "random_raw"):
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("numpy.random"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders

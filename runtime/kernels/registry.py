@@ -24,6 +24,7 @@ import numpy as np
 from rctc.ir import Node
 from rctc.node_ids import node_id
 from rctc.ops import lookup
+from rctc.ops.schema import NEEDS_RNG
 from rctc.rng import random_words
 
 Kernel = Callable[..., Any]
@@ -71,7 +72,13 @@ class KernelContext:
         elements into blocks (``start`` is the first element of a block) or orders them. A
         kernel that needs two independent draws of one step (e.g. velocity and update of a
         momentum update) numbers them ``draw = 0, 1, ...``; a draw holds at most 2^40 elements.
+        Only ops whose definition has the needs-rng trait may draw (the code generator and the
+        analyses read the trait to know which nodes take words).
         """
+        op = lookup(node.op_type)
+        if op is None or not op.has(NEEDS_RNG):
+            raise RuntimeError(f"node {node.name!r} ({node.op_type}) draws random words, but its op definition "
+                               "lacks the needs-rng trait (add it in rctc/ops/)")
         dims = (shape,) if isinstance(shape, int) else tuple(shape)
         count = math.prod(dims)
         if not 0 <= draw < 1 << 24 or start < 0 or start + count > DRAW_STRIDE:

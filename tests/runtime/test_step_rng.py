@@ -65,6 +65,8 @@ def test_words_refuse_a_node_without_id_and_out_of_range_draws() -> None:
         KernelContext().words(_node("QuantGrad", 1), 4, start=DRAW_STRIDE - 3)
     with pytest.raises(ValueError, match="outside a node's stream"):
         KernelContext().words(_node("QuantGrad", 1), 4, draw=-1)
+    with pytest.raises(RuntimeError, match="lacks the needs-rng trait"):
+        KernelContext().words(_node("QuantAct", 1), 4)
 
 
 def test_executor_names_the_node_without_id() -> None:

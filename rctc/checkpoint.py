@@ -7,8 +7,8 @@ A checkpoint is an ``.npz`` (no pickle) next to the trained model's output, ``OU
   activation running statistics) as arrays ``state_<i>``;
 * ``order``: the current epoch's sample order (absent at an epoch boundary);
 * ``meta``: UTF-8 JSON with the run position (step, epoch, position in the epoch, steps done,
-  start step), both generator states (``bit_generator.state`` of ``Trainer.data_rng`` and
-  ``Trainer.kernel_rng``), the bitwidth controller's observation window, the graph's public
+  start step), the run's seed and the shuffling generator's state (``bit_generator.state`` of
+  ``Trainer.data_rng``), the bitwidth controller's observation window, the graph's public
   meta (bit changes, step, ...), the model's fingerprint and the run's arguments;
 * ``sha256``: a digest over all of the above, checked on load.
 
@@ -16,6 +16,10 @@ Writing is atomic and never damages the previous checkpoint: the new one goes to
 ``OUT.ckpt.new`` (temporary file, fsync, rename), then ``OUT.ckpt`` becomes ``OUT.ckpt.prev``
 and ``OUT.ckpt.new`` becomes ``OUT.ckpt``. A crash between the two renames leaves a complete
 ``.new`` (or ``.prev``), which ``find_checkpoint`` picks up.
+
+The random state of the training step is just ``(seed, step)``: its stream is counter-based
+(docs/rng.md). Version 1 checkpoints (which stored a numpy generator for the step's noise) are
+refused with one line: their run cannot continue on the same noise, so it must start again.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from rctc.runtime.bitwidth import BitwidthController
 from rctc.runtime.trainer import RunState, Trainer
 
 CKPT_FORMAT = "rctc-checkpoint"
-CKPT_VERSION = 1
+CKPT_VERSION = 2
 
 
 def checkpoint_path(output: str | os.PathLike[str]) -> Path:
@@ -100,8 +104,8 @@ def encode_checkpoint(trainer: Trainer, st: RunState, run_args: dict[str, Any]) 
         "state_names": [v.name for v in state],
         "step": trainer.step,
         "run": {"epoch": st.epoch, "pos": st.pos, "done": st.done, "start_step": st.start_step},
+        "seed": trainer.seed,
         "data_rng": trainer.data_rng.bit_generator.state,
-        "kernel_rng": trainer.kernel_rng.bit_generator.state,
         "controller": [{k: [[float(a), float(b)] for a, b in w] for k, w in c.window.items()}
                        for c in _controllers(trainer)],
         "graph_meta": {k: v for k, v in g.meta.items() if not k.startswith("_")},
@@ -142,7 +146,7 @@ def find_checkpoint(path: Path) -> Path:
 
 
 META_KEYS: dict[str, type | tuple[type, ...]] = {
-    "model": str, "state_names": list, "step": int, "run": dict, "data_rng": dict, "kernel_rng": dict,
+    "model": str, "state_names": list, "step": int, "run": dict, "data_rng": dict, "seed": int,
     "controller": list, "graph_meta": dict, "args": dict,
 }
 RUN_KEYS = ("epoch", "pos", "done", "start_step")
@@ -183,6 +187,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise RctcError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}); {hint}") from exc
     if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
         raise RctcError(f"{path}: not an rctc checkpoint; {hint}")
+    if meta.get("version") == 1:
+        raise RctcError(f"{path}: checkpoint written by an rctc with the old random generator (version 1); "
+                        "it cannot resume on this rctc: delete it and start the run again without --resume")
     if meta.get("version") != CKPT_VERSION:
         raise RctcError(f"{path}: checkpoint version {meta.get('version')}, this rctc reads {CKPT_VERSION}")
     if _digest(meta_bytes, arrays) != digest:
@@ -202,6 +209,9 @@ def load_checkpoint(path: Path, trainer: Trainer, run_args: dict[str, Any]) -> R
         was = ", ".join(f"{k}={meta['args'].get(k)!r} (now {run_args.get(k)!r})" for k in diff)
         raise RctcError(f"{path}: checkpoint was written with other training arguments: {was}; "
                         "resume with the same arguments and data")
+    if meta["seed"] != trainer.seed:
+        raise RctcError(f"{path}: checkpoint was written with --seed {meta['seed']} (now {trainer.seed}); "
+                        "resume with the same seed")
     g = trainer.graph
     for i, name in enumerate(meta["state_names"]):
         v, a = g.value(name), arrays[f"state_{i}"]
@@ -216,7 +226,6 @@ def load_checkpoint(path: Path, trainer: Trainer, run_args: dict[str, Any]) -> R
     g.meta["step"] = trainer.step
     try:
         trainer.data_rng.bit_generator.state = meta["data_rng"]
-        trainer.kernel_rng.bit_generator.state = meta["kernel_rng"]
     except (TypeError, ValueError, KeyError) as exc:
         raise RctcError(f"{path}: checkpoint damaged or from another version of rctc (generator state: {exc}); "
                         "delete it to start over") from None

@@ -1,7 +1,8 @@
 """The compile driver: ONNX -> IR -> pass pipeline of the chosen mode -> compiled Graph.
 
 Needs: the frontend (rctc.onnx_import), the passes and their pipelines, the analyses.
-Leaves: ``compile_graph``; ``baseline_graph`` (the qat / fp32 training graph of the same
+Leaves: ``compile_graph`` (every node of the compiled graph numbered, ``rctc.node_ids``);
+``baseline_graph`` (the qat / fp32 training graph of the same
 model, rebuilt from the forward structure kept in ``meta["forward_snapshot"]``, see
 ``rctc.analysis.baseline``, and run through the same pipelines) and ``estimate`` (the
 static report with those baselines). The driver is the only layer that runs passes on
@@ -21,6 +22,7 @@ from rctc.analysis.profiles import Profile
 from rctc.analysis.report import estimate as _estimate
 from rctc.frontend_checks import check_batch_size
 from rctc.ir import Graph
+from rctc.node_ids import assign_node_ids
 from rctc.onnx_import import import_model
 from rctc.options import CompileOptions
 from rctc.pass_manager import PassManager
@@ -48,6 +50,7 @@ def compile_graph(
     g.meta["forward_snapshot"] = snapshot_forward(g)
     pm = PassManager(PASSES, print_between=print_between, echo=echo, on_pass=on_pass)
     pm.run(g, PIPELINES[options.mode], options)
+    assign_node_ids(g)  # after the last pass: the node part of each node's random stream
     return g, pm
 
 
@@ -62,6 +65,7 @@ def baseline_graph(g: Graph, mode: str) -> Graph | None:
     fwd = rebuild_forward(snap)
     fwd.meta.update({"mode": mode, "options": options.to_dict(), "source": g.meta.get("source"), "step": 0})
     PassManager(PASSES).run(fwd, PIPELINES[mode], options)
+    assign_node_ids(fwd)
     return fwd
 
 

@@ -7,7 +7,8 @@ whose initializers are the training state (parameters as integers in rct mode), 
 
   rctc.format    "rct"
   rctc.version   the format version (``FORMAT_VERSION``)
-  rctc.meta      JSON: graph meta (mode, slots, options, ...), value kinds, state updates
+  rctc.meta      JSON: graph meta (mode, slots, options, ...), value kinds, node meta (each
+                 node's ``node_id``, the key of its random stream), state updates
   rctc.sha256    SHA-256 over the serialised graph and the meta JSON
 
 Files are written atomically: temporary file in the same folder, fsync, rename.
@@ -30,6 +31,7 @@ from rctc.errors import RctcError
 from rctc.ir import Graph, IRError
 from rctc.jsonutil import json_default
 from rctc.legacy import assign_roles, needs_roles
+from rctc.node_ids import assign_node_ids, has_node_ids
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_export import graph_to_model
 from rctc.rct_meta import check_references, damaged, parse_meta
@@ -214,4 +216,6 @@ def _build_graph(model: onnx.ModelProto, meta: dict[str, Any], source: str) -> G
     g.state_updates = dict(meta["state_updates"])
     if needs_roles(g):  # written before values had typed roles
         assign_roles(g)
+    if not has_node_ids(g):  # written before nodes had ids: the same numbering compile gives
+        assign_node_ids(g)
     return g

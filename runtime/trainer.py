@@ -1,8 +1,10 @@
 """The training loop over a compiled graph: batching, steps, NaN guard, evaluation.
 
-The trainer owns two seeded generators: ``data_rng`` (shuffling) and ``kernel_rng``
-(dropout masks, stochastic rounding). Both states are part of a checkpoint, so a
-resumed run continues bit-identically.
+Randomness: every random bit of a training step (dropout masks, stochastic rounding) comes
+from rctc's counter-based stream keyed by ``(seed, step, node id)`` (``rctc.rng``, docs/rng.md),
+so the step's randomness is a function of the seed and the step alone and a checkpoint needs
+no generator state for it. Shuffling happens outside the step and keeps a numpy generator,
+``data_rng``, whose state a checkpoint stores.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rctc.errors import DataError, TrainingDiverged
+from rctc.errors import DataError, RctcError, TrainingDiverged
 from rctc.ir import Graph
 from rctc.runtime.executor import Executor, OnNode
 from rctc.runtime.kernels import KernelContext
@@ -69,10 +71,13 @@ class Trainer:
         self.meta = graph.meta
         self.batch = int(graph.value(self.meta["model_inputs"][0]).shape[0])
         self.step = int(self.meta.get("step", 0))
-        # streams keyed by the step training starts from, so a second `rctc train` of the same
-        # .rct draws fresh shuffles and rounding noise (a resumed run restores both states)
-        self.data_rng = np.random.default_rng([seed, 1, self.step])
-        self.kernel_rng = np.random.default_rng([seed, 2, self.step])
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 1 << 64:
+            raise RctcError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+        #: the key of the step's random stream (with the step and each node's id)
+        self.seed = int(seed)
+        # shuffling keyed by the step training starts from, so a second `rctc train` of the same
+        # .rct draws fresh shuffles (the step's stream moves on with the step by itself)
+        self.data_rng = np.random.default_rng([self.seed, 1, self.step])
         self.hooks: list[Callable[[Trainer, StepRecord], None]] = []
         # sees every node a training step executes (the energy counter, rctc.analysis.counter)
         self.on_node: OnNode | None = None
@@ -111,7 +116,7 @@ class Trainer:
         meta = self.meta
         loss_name = meta["loss"]
         logits_name = meta["logits"]
-        ctx = KernelContext(training=True, rng=self.kernel_rng, step=self.step)
+        ctx = KernelContext(training=True, seed=self.seed, step=self.step)
 
         def guard(out: dict[str, np.ndarray]) -> None:
             loss = float(out[loss_name])

@@ -1,14 +1,12 @@
-"""The uint32 random words the integer kernels' stochastic roundings consume (one helper, so the
-switch to rctc's counter-based generator is one line here).
+"""The uint32 random words the integer kernels' stochastic roundings consume.
 
-Needs: a kernel context (its seeded generator). Leaves: ``rand_words(ctx, node, shape)``, uint32
-words of ``shape``, deterministic for a given generator state; ``None`` when the node rounds to
+Needs: a kernel context (``KernelContext.words``: the counter-based Philox stream of
+(seed, step, node id)). Leaves: ``rand_words(ctx, node, shape)``, uint32 words of ``shape``, word
+``i`` for element ``i`` (C order) of the node's first draw; ``None`` when the node rounds to
 nearest (``rounding`` attribute), which the intref algorithms read as "nearest".
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -20,5 +18,4 @@ def rand_words(ctx: KernelContext, node: Node, shape: tuple[int, ...]) -> np.nda
     """uint32 words for a stochastic rounding of ``shape`` elements, or None for nearest rounding."""
     if node.attrs.get("rounding", "stochastic") == "nearest":
         return None
-    n = math.prod(shape)
-    return ctx.rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n].reshape(shape)
+    return ctx.words(node, tuple(shape))

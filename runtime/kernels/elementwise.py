@@ -6,6 +6,7 @@ scalars are converted to the input dtype explicitly), integer ops keep their int
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -196,15 +197,16 @@ def dropout(
     training_mode: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Inference: identity (+ all-true mask). Training (``ctx.training`` or ``training_mode`` input
-    true): inverted dropout, keep-mask drawn from ``ctx.rng``, kept values scaled by 1/(1-ratio)."""
+    true): inverted dropout, kept values scaled by 1/(1-ratio). Element ``i`` is kept when word
+    ``i`` of the node's stream (``ctx.words``) is at least ``ceil(ratio * 2^32)``: ``U >= ratio`` for
+    ``U = word / 2^32`` on the 2^-32 grid, exactly (``ratio * 2^32`` is exact in float64)."""
     want_mask = len(node.outputs) > 1
     r = float(np.asarray(ratio).reshape(-1)[0]) if ratio is not None else float(node.attrs.get("ratio", 0.5))
     if not (ctx.training or _flag(training_mode)) or r == 0.0:
         return (x, np.ones(x.shape, dtype=bool)) if want_mask else x
     if not 0.0 <= r <= 1.0:
         raise ValueError(f"Dropout ratio {r} outside [0, 1]")
-    rdtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    mask = ctx.rng.random(x.shape, dtype=rdtype) >= r
+    mask = ctx.words(node, x.shape) >= np.uint64(math.ceil(r * 2.0**32))
     if r >= 1.0:
         y = np.zeros_like(x)
     else:

@@ -5,6 +5,10 @@ The update of parameter q (value q * 2^e, current bitwidth b) is, in units of it
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
 kernel records Gavg = mean |u| and the saturated fraction in ``ctx.stats`` for the
 bitwidth controller.
+
+Randomness (docs/rng.md): the stochastic rounding of ``u`` takes element ``i``'s noise from word
+``i`` of the node's stream (``ctx.words``); a momentum update first rounds its new velocity from
+draw 0 and then the update from draw 1 of the same node.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def _pow2(e: int) -> float:
         return math.inf
 
 
-def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
+def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray, draw: int = 0) -> np.ndarray:
     """``clip(q + SR(u))`` in q's dtype, plus the controller statistics.
 
     The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
@@ -44,7 +48,7 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
     if node.attrs.get("rounding", "stochastic") == "nearest":
         new = np.add(q, np.rint(u), dtype=np.float64)
     else:
-        fl, up = stochastic_floor(u, ctx.rng)
+        fl, up = stochastic_floor(u, ctx.words(node, u.shape, draw=draw))
         new = np.add(q, fl, dtype=np.float64)
         new += up
     new = np.asarray(new)  # a 0-d parameter (a scalar bias) gives numpy scalars above
@@ -90,10 +94,11 @@ def _momentum(ctx: KernelContext, node: Node, q: np.ndarray, ev: int, bits: int,
     m = float(np.max(np.abs(v))) if v.size else 0.0
     new_ve = choose_exponent(m, vbits)
     qmax = (1 << (vbits - 1)) - 1
-    new_vq = np.clip(round_array(v * np.float32(_pow2(-new_ve)), str(node.attrs.get("rounding", "stochastic")),
-                                 ctx.rng), -qmax, qmax).astype(vq.dtype)
+    rounding = str(node.attrs.get("rounding", "stochastic"))
+    words = ctx.words(node, v.shape, draw=0) if rounding == "stochastic" else None
+    new_vq = np.clip(round_array(v * np.float32(_pow2(-new_ve)), rounding, words), -qmax, qmax).astype(vq.dtype)
     u = new_vq.astype(np.float32) * np.float32(-lr * _pow2(new_ve - ev))
-    return _apply(ctx, node, q, bits, u), new_vq, np.array(new_ve, np.int32)
+    return _apply(ctx, node, q, bits, u, draw=1), new_vq, np.array(new_ve, np.int32)
 
 
 def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:

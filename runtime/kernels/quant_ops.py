@@ -1,4 +1,10 @@
-"""Kernels of the quantisation ops: QuantAct, QuantGrad, Dequantize, FakeQuant (QAT)."""
+"""Kernels of the quantisation ops: QuantAct, QuantGrad, Dequantize, FakeQuant (QAT), and the
+stochastic roundings the rct kernels share.
+
+Needs: the node's random words (``KernelContext.words``, docs/rng.md) for stochastic rounding.
+Leaves: the roundings take their noise from the top bits of those words only: 16 bits per
+element for errors (QuantGrad), 24 for parameter updates (:func:`stochastic_floor`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import numpy as np
 
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Node
+from rctc.rng import uniform_bits
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -20,39 +27,38 @@ _F32_TINY = float(np.finfo(np.float32).tiny)
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def uniform_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform integers ``U`` in ``[0, 2^24)`` (uint32): ``U / 2^24`` is ``r ~ U[0, 1)`` on the float32
-    grid, the distribution of ``rng.random(dtype=np.float32)`` (the top 24 bits of a 32-bit draw).
-
-    Taken straight from the bit generator's raw 64-bit output (two draws per word): about half
-    the cost of ``rng.random``, and no float work. Deterministic for a given generator state.
-    """
-    n = math.prod(shape)
-    raw = rng.bit_generator.random_raw((n + 1) // 2)
-    u = raw.view(np.uint32)[:n]
-    u >>= np.uint32(8)
-    return u.reshape(shape)
+#: random bits per element in the stochastic rounding of parameter updates: ``r = U / 2^24``
+UPDATE_NOISE_BITS = 24
 
 
-def stochastic_floor(v: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``(floor(v), r < v - floor(v))`` with ``r = U / 2^24`` (:func:`uniform_bits`): the parts of the
-    stochastic rounding ``floor(v + r)``, without the rounding error of the float sum.
+def stochastic_floor(v: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(floor(v), U < frac(v) * 2^24)`` with ``U = words >> 8``, the top 24 bits of one uint32
+    word per element (:func:`rctc.rng.uniform_bits`): the parts of the stochastic rounding
+    ``floor(v) + [U < frac(v) * 2^24]``, which rounds up with probability
+    ``ceil(frac(v) * 2^24) / 2^24`` (``frac(v)`` itself when it lies on the 2^-24 grid, at most
+    2^-24 above it otherwise), so ``E[result] = v`` up to 2^-24 of a last bit.
 
-    The comparison is done scaled by 2^24 (an exact power-of-two scaling); ``U`` is read as int32
-    (the same values), whose conversion to float vectorises, unlike uint32's.
+    ``frac(v) = v - floor(v)`` is formed in v's dtype (exact, except that a negative ``v`` just
+    below an integer rounds ``v + 1`` by at most half an ulp of 1, 2^-24 in float32); scaling it
+    by 2^24 is exact and ``U < 2^24`` is exact in float32, so the comparison adds no rounding.
+    ``U`` is read as int32 (the same values), whose conversion to float vectorises, unlike uint32's.
     """
     fl = np.floor(v)
     frac = np.subtract(v, fl)
     frac *= frac.dtype.type(_TWO24)
-    return fl, np.less(uniform_bits(rng, v.shape).view(np.int32), frac)
+    u = uniform_bits(words.reshape(v.shape), UPDATE_NOISE_BITS)
+    return fl, np.less(u.view(np.int32), frac)
 
 
-def round_array(v: np.ndarray, rounding: str, rng: np.random.Generator) -> np.ndarray:
-    """Nearest (half to even) or stochastic rounding floor(v + r), r ~ U[0,1) on the float32 grid
-    (:func:`stochastic_floor`). Returns a new float array of ``v``'s dtype."""
+def round_array(v: np.ndarray, rounding: str, words: np.ndarray | None) -> np.ndarray:
+    """Nearest (half to even) or stochastic rounding on the 2^-24 grid (:func:`stochastic_floor`,
+    one word per element; ``words`` unused, may be None, for nearest). Returns a new float array
+    of ``v``'s dtype."""
     if rounding == "nearest":
         return np.rint(v)
-    fl, up = stochastic_floor(v, rng)
+    if words is None:
+        raise ValueError("stochastic rounding needs one random word per element")
+    fl, up = stochastic_floor(v, words)
     fl += up
     return fl
 
@@ -79,14 +85,9 @@ def quantize_nearest(x: np.ndarray, e: int, bits: int, in_range: bool = False) -
 ERROR_NOISE_BITS = 16
 
 
-def uniform16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform integers ``U`` in ``[0, 2^16)`` (uint16), four per raw 64-bit word of the generator."""
-    n = math.prod(shape)
-    return rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n].reshape(shape)
-
-
-def stochastic_round_error(x: np.ndarray, e: int, bits: int, rng: np.random.Generator) -> np.ndarray:
-    """``floor(x / 2^e + U / 2^16)``, ``U`` from :func:`uniform16`, for ``|x / 2^e| <= qmax`` (``e``
+def stochastic_round_error(x: np.ndarray, e: int, bits: int, words: np.ndarray) -> np.ndarray:
+    """``floor(x / 2^e + U / 2^16)``, ``U = words >> 16`` (the top 16 bits of one uint32 word per
+    element, :func:`rctc.rng.uniform_bits`), for ``|x / 2^e| <= qmax`` (``e``
     from max|x|), in the int dtype of ``bits`` (at most 16).
 
     Exact integer arithmetic: ``w = x * 2^(16-e)`` is a power-of-two scaling (in float32 when
@@ -95,8 +96,7 @@ def stochastic_round_error(x: np.ndarray, e: int, bits: int, rng: np.random.Gene
     ``floor((w + U) / 2^16) = (floor(w) + U) >> 16`` (an arithmetic shift is a floor division).
     ``|floor(w) + U| <= qmax * 2^16 + 2^16 - 1 <= 2^31 - 1``, so int32 holds it; the result lies in
     ``[-qmax, qmax]`` (no clip). ``E[q] = x / 2^e`` up to 2^-16 of a last bit: far below the
-    error of the ``bits``-bit value itself, with a quarter of the random bits of the 2^-24 grid
-    that parameter updates use (:func:`uniform_bits`).
+    error of the ``bits``-bit value itself.
     """
     if bits > 16:
         raise ValueError(f"stochastic_round_error: at most 16 bits, got {bits}")
@@ -107,7 +107,7 @@ def stochastic_round_error(x: np.ndarray, e: int, bits: int, rng: np.random.Gene
         w = np.multiply(x, math.ldexp(1.0, shift), dtype=np.float64)
     np.floor(w, out=w)
     t = w.astype(np.int32)
-    np.add(t, uniform16(rng, x.shape), out=t)
+    np.add(t, uniform_bits(words.reshape(x.shape), ERROR_NOISE_BITS).view(np.int32), out=t)
     np.right_shift(t, ERROR_NOISE_BITS, out=t)
     return t.astype(int_dtype_for_bits(bits))
 
@@ -147,7 +147,7 @@ def quant_grad(ctx: KernelContext, node: Node, g: np.ndarray) -> tuple:
     if node.attrs.get("rounding", "stochastic") == "nearest":
         q = quantize_nearest(g, e, bits, in_range=True)
     else:
-        q = stochastic_round_error(g, e, bits, ctx.rng)
+        q = stochastic_round_error(g, e, bits, ctx.words(node, g.shape))
     return q, np.array(e, np.int32)
 
 

@@ -6,17 +6,26 @@ type, or twice, raises.
 A kernel is ``fn(ctx, node, *inputs) -> array | tuple[array, ...]``: ``node`` gives the
 attributes (``node.attrs``) and output shapes, ``inputs`` are numpy arrays (``None`` for an
 omitted optional input), the result has one array per node output.
+
+A kernel with the needs-rng trait takes every random bit from :meth:`KernelContext.words`: the
+words of its node's counter-based stream (``rctc.rng``, keyed by the run's seed, the training
+step and the node's id; docs/rng.md). Nothing in a training step draws from numpy's generators.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from rctc.ir import Node
+from rctc.node_ids import node_id
 from rctc.ops import lookup
+from rctc.ops.schema import NEEDS_RNG
+from rctc.rng import random_words
 
 Kernel = Callable[..., Any]
 
@@ -38,11 +47,42 @@ def register(*op_types: str) -> Callable[[Kernel], Kernel]:
     return deco
 
 
+#: words per draw of a node: draw ``d`` of a node is words ``[d * 2^40, (d + 1) * 2^40)`` of its stream
+DRAW_STRIDE = 1 << 40
+
+
 @dataclass
 class KernelContext:
-    """Per-run state kernels may read: training flag, seeded generator, counters."""
+    """Per-run state kernels may read: training flag, the random stream's key, counters.
+
+    ``seed`` (64-bit) and ``step`` (32-bit, the trainer step being run) with each node's id key
+    the node's random stream; :meth:`words` is the one way a kernel gets random bits.
+    """
 
     training: bool = False
-    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    seed: int = 0
     step: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def words(self, node: Node, shape: int | tuple[int, ...], *, start: int = 0, draw: int = 0) -> np.ndarray:
+        """uint32 random words for ``node``, one per element of ``shape`` (an int is a length).
+
+        Element ``i`` (C order) of the result is word ``draw * DRAW_STRIDE + start + i`` of the
+        stream of ``(seed, step, node_id(node))``: the same value however a kernel splits its
+        elements into blocks (``start`` is the first element of a block) or orders them. A
+        kernel that needs two independent draws of one step (e.g. velocity and update of a
+        momentum update) numbers them ``draw = 0, 1, ...``; a draw holds at most 2^40 elements.
+        Only ops whose definition has the needs-rng trait may draw (the code generator and the
+        analyses read the trait to know which nodes take words).
+        """
+        op = lookup(node.op_type)
+        if op is None or not op.has(NEEDS_RNG):
+            raise RuntimeError(f"node {node.name!r} ({node.op_type}) draws random words, but its op definition "
+                               "lacks the needs-rng trait (add it in rctc/ops/)")
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        count = math.prod(dims)
+        if not 0 <= draw < 1 << 24 or start < 0 or start + count > DRAW_STRIDE:
+            raise ValueError(f"words: draw {draw} / elements [{start}, {start + count}) outside a node's stream "
+                             "(draws 0..2^24-1 of 2^40 words each)")
+        w = random_words(self.seed, self.step, node_id(node), draw * DRAW_STRIDE + start, count)
+        return w.reshape(dims)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rctc.ir import Graph
+from rctc.node_ids import assign_node_ids
 from rctc.passes.build_backward import backward
 from rctc.runtime.executor import Executor
 from rctc.runtime.kernels import KernelContext
@@ -24,6 +25,7 @@ def _forward_shapes(op_type: str, inputs: dict[str, np.ndarray | None], attrs: d
     g = Graph()
     ins = [g.add_value(k, v.shape, v.dtype, "const", v) if v is not None else None for k, v in inputs.items()]
     node = g.add_node(op_type, ins, [(f"y{i}", (), np.float64) for i in range(n_out)], attrs, domain=domain)
+    assign_node_ids(g)
     out = Executor(g).run({}, [o.name for o in node.outputs], KernelContext(training=training))
     return [out[o.name] for o in node.outputs]
 
@@ -63,6 +65,7 @@ def check_op_grad(
     grads = backward(g, seeds, [g.value(k) for k in wrt])
     g.outputs = [node.outputs[i] for i in grad_outputs] + list(grads.values())
     g.verify()
+    assign_node_ids(g)  # the keys of the nodes' random streams (Dropout): one mask for every run
     ex = Executor(g)
     got = ex.run({}, [v.name for v in grads.values()], KernelContext(training=training))
 

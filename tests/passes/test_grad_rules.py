@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rctc.ir import Graph, Value
+from rctc.node_ids import assign_node_ids
 from rctc.passes.build_backward import backward
 from rctc.runtime.executor import Executor
 from rctc.runtime.kernels import KernelContext
@@ -103,6 +104,7 @@ def test_dropout_grad_matches_mask() -> None:
     x.trainable = True
     node = g.add_node("Dropout", [x], [("y", (50, 40), F), ("m", (50, 40), np.bool_)], {"ratio": 0.25})
     grads = backward(g, {"y": g.add_const("R", np.ones((50, 40)))}, [x])
+    assign_node_ids(g)
     out = Executor(g).run({}, ["y", "m", grads["x"].name], KernelContext(training=True))
     dx, mask = out[grads["x"].name], out["m"]
     assert node.outputs[1].name == "m" and 0 < mask.mean() < 1

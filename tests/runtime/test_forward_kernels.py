@@ -17,6 +17,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from rctc.ir import Graph
+from rctc.node_ids import assign_node_ids
 from rctc.runtime.kernels import KERNELS, KernelContext
 from rctc.runtime.kernels._im2col import pad_spatial, window_view
 
@@ -61,6 +62,7 @@ def run_rctc(op: str, inputs: list, attrs: dict, out_specs: list, ctx: KernelCon
     g = Graph()
     vals = [None if a is None else g.add_input(f"in{i}", a.shape, a.dtype) for i, a in enumerate(inputs)]
     node = g.add_node(op, vals, [(f"out{i}", s, d) for i, (s, d) in enumerate(out_specs)], attrs=attrs)
+    assign_node_ids(g)  # the key of the node's random stream (Dropout)
     before = [None if a is None else a.copy() for a in inputs]
     res = KERNELS[op](ctx or KernelContext(), node, *inputs)
     for a, b in zip(inputs, before, strict=True):
@@ -180,7 +182,7 @@ def test_dropout_training(how: str) -> None:
     inputs = [x, ratio, np.asarray(True)] if how == "input" else [x, ratio]
     specs = [(x.shape, np.float32), (x.shape, np.bool_)]
     def ctx() -> KernelContext:
-        return KernelContext(training=how == "ctx", rng=np.random.default_rng(7))
+        return KernelContext(training=how == "ctx", seed=7)
 
     y, mask = run_rctc("Dropout", inputs, {}, specs, ctx())
     assert y.dtype == np.float32 and mask.dtype == np.bool_

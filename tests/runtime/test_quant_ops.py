@@ -1,8 +1,9 @@
 """Quantisation kernels (runtime/kernels/quant_ops.py) against exact Python-integer references.
 
-QuantGrad's stochastic rounding is ``floor(x / 2^e + U / 2^16)`` with ``U`` the generator's raw
-words read as uint16: the reference redoes it with :class:`fractions.Fraction` from a clone of
-the generator, and a statistical check shows it unbiased to 2^-16 of a last bit.
+QuantGrad's stochastic rounding is ``floor(x / 2^e + U / 2^16)`` with ``U`` the top 16 bits of
+word ``i`` of the node's counter-based stream (``rctc.rng.random_words(seed, step, node_id, i)``):
+the reference redoes it with :class:`fractions.Fraction` from words drawn straight from
+``rctc.rng``, and a statistical check shows it unbiased to 2^-16 of a last bit.
 """
 
 from __future__ import annotations
@@ -15,23 +16,26 @@ import pytest
 
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Node, Value
+from rctc.rng import random_words
 from rctc.runtime.kernels import KERNELS, KernelContext
+
+NODE_ID = 5
 
 
 def _node(op: str, attrs: dict, bits: int) -> Node:
     outs = [Value("q", None, int_dtype_for_bits(bits)), Value("e", (), np.int32)]
-    return Node(op, op, [Value("err", None, np.float32)], outs, attrs, domain="rctc")
+    n = Node(op, op, [Value("err", None, np.float32)], outs, attrs, domain="rctc")
+    n.meta["node_id"] = NODE_ID
+    return n
 
 
-def _clone(rng: np.random.Generator) -> np.random.Generator:
-    twin = np.random.default_rng()
-    twin.bit_generator.state = rng.bit_generator.state
-    return twin
+def _u16(ctx: KernelContext, n: int) -> np.ndarray:
+    """The 16-bit noise of elements 0..n-1: the top half of words 0..n-1 of the node's stream."""
+    return (random_words(ctx.seed, ctx.step, NODE_ID, 0, n) >> 16).astype(np.int64)
 
 
-def _ref_stochastic(x: np.ndarray, e: int, rng: np.random.Generator) -> list[int]:
-    n = x.size
-    u = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
+def _ref_stochastic(x: np.ndarray, e: int, ctx: KernelContext) -> list[int]:
+    u = _u16(ctx, x.size)
     scale = Fraction(2) ** -e
     return [math.floor(Fraction(float(v)) * scale + Fraction(int(r), 1 << 16)) for v, r in zip(x.ravel(), u)]
 
@@ -42,16 +46,13 @@ def test_quant_grad_stochastic_matches_the_exact_definition(bits: int, magnitude
     rng = np.random.default_rng(bits)
     x = (rng.standard_normal(997) * magnitude).astype(np.float32)
     x[:4] = [0.0, x.max(), -np.abs(x).max(), x[5] * 2.0**-20]  # zero, both extremes, a tiny value
-    ctx = KernelContext(training=True, rng=np.random.default_rng(42))
-    ref_rng = _clone(ctx.rng)
+    ctx = KernelContext(training=True, seed=42, step=3)
     q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": bits}, bits), x)
     e = int(e)
     assert e == choose_exponent(float(np.abs(x).max()), bits)
     assert q.dtype == int_dtype_for_bits(bits)
-    assert q.tolist() == _ref_stochastic(x, e, ref_rng)
+    assert q.tolist() == _ref_stochastic(x, e, ctx)
     assert np.abs(q.astype(np.int64)).max() <= qmax_for_bits(bits)
-    # the kernel consumed exactly the draws of the reference
-    assert ctx.rng.bit_generator.state == ref_rng.bit_generator.state
 
 
 def test_quant_grad_stochastic_is_unbiased_and_seeded() -> None:
@@ -59,7 +60,7 @@ def test_quant_grad_stochastic_is_unbiased_and_seeded() -> None:
     n = 40000
     x = np.repeat(values[:, None], n, axis=1)
     node = _node("QuantGrad", {"bits": 8}, 8)
-    q, e = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(7)), node, x)
+    q, e = KERNELS["QuantGrad"](KernelContext(seed=7), node, x)
     assert int(e) == 0  # max |x| = 127 fits 8 bits at exponent 0
     qf = q.astype(np.float64)
     lo = np.floor(values.astype(np.float64))[:, None]
@@ -67,11 +68,12 @@ def test_quant_grad_stochastic_is_unbiased_and_seeded() -> None:
     frac = values.astype(np.float64) - np.floor(values.astype(np.float64))
     sigma = np.sqrt(np.maximum(frac * (1 - frac), 1e-4) / n)
     assert np.all(np.abs(qf.mean(axis=1) - values) < 5 * sigma + 2.0**-16)
-    again, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(7)), node, x)
+    again, _ = KERNELS["QuantGrad"](KernelContext(seed=7), node, x)
     np.testing.assert_array_equal(q, again)
-    other, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(8)), node, x)
-    assert (q != other).any()
-    grid, _ = KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(0)), node,
+    for other_ctx in (KernelContext(seed=8), KernelContext(seed=7, step=1)):  # another seed / step
+        other, _ = KERNELS["QuantGrad"](other_ctx, node, x)
+        assert (q != other).any()
+    grid, _ = KERNELS["QuantGrad"](KernelContext(), node,
                                    np.full(1000, 3.0, np.float32) * np.float32([1] * 999 + [127 / 3]))
     assert np.all(grid[:999] == 3)  # a value on the grid is never rounded away
 
@@ -97,7 +99,7 @@ def test_quant_grad_nearest_and_quant_act_are_rint(bits: int) -> None:
 
 def test_quant_grad_refuses_nan() -> None:
     with pytest.raises(FloatingPointError, match="'err' contains NaN"):
-        KERNELS["QuantGrad"](KernelContext(rng=np.random.default_rng(0)), _node("QuantGrad", {"bits": 8}, 8),
+        KERNELS["QuantGrad"](KernelContext(), _node("QuantGrad", {"bits": 8}, 8),
                              np.array([1.0, np.nan], np.float32))
 
 
@@ -108,8 +110,8 @@ def test_quant_grad_stochastic_rare_draws_match_int64() -> None:
     w = vals[:3].astype(np.float64) * 2.0**16  # bits below 2^-16 (127 sets the exponent)
     assert np.all(np.floor(w) != w)
     x = np.repeat(vals, 1 << 18).astype(np.float32)
-    ctx = KernelContext(rng=np.random.default_rng(3))
-    u = _clone(ctx.rng).bit_generator.random_raw(x.size // 4).view(np.uint16).astype(np.int64)
+    ctx = KernelContext(seed=3)
+    u = _u16(ctx, x.size)
     q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": 8}, 8), x)
     assert int(e) == 0
     ref = (np.floor(x.astype(np.float64) * 2.0**16).astype(np.int64) + u) >> 16
@@ -121,8 +123,8 @@ def test_quant_grad_stochastic_tiny_negatives_beside_huge_values() -> None:
     floor is 0, not -1: the float64 path keeps ``floor(w) = -1``, so a draw U = 0 gives -1."""
     x = np.full(1 << 20, -(2.0**-140), np.float32)  # times 2^-17 is below half the least subnormal
     x[0] = 1e12
-    ctx = KernelContext(rng=np.random.default_rng(9))
-    u = _clone(ctx.rng).bit_generator.random_raw(x.size // 4).view(np.uint16).astype(np.int64)
+    ctx = KernelContext(seed=9, step=12)
+    u = _u16(ctx, x.size)
     q, e = KERNELS["QuantGrad"](ctx, _node("QuantGrad", {"bits": 8}, 8), x)
     assert int(e) > 16
     ref = (np.floor(x.astype(np.float64) * 2.0 ** (16 - int(e))).astype(np.int64) + u) >> 16

@@ -4,8 +4,8 @@ independent references.
 * Integer updates: every node of a few real rct training steps (MLP, LeNet) is checked, on the
   inputs it received and the generator state it started from, against the update written from
   its definition in plain numpy: ``u`` from the int64 weight-gradient product, the stochastic
-  rounding draws taken straight from the bit generator (24-bit uniforms, two per 64-bit word),
-  the sum and clip in int64.
+  rounding noise taken straight from ``rctc.rng.random_words(seed, step, node_id, i)`` (the
+  top 24 bits of word i for element i), the sum and clip in int64.
 * Losses: float64 references, padded rows, label checks.
 * Executor: the plain loop and the observed loop (op timing / ``on_node``) train bit-identically;
   errors name the node.
@@ -23,6 +23,7 @@ import pytest
 import rctc
 from rctc.ir import Graph, Node, Value
 from rctc.models import build, input_spec, num_classes
+from rctc.rng import random_words
 from rctc.runtime.executor import Executor, KernelError
 from rctc.runtime.kernels import KERNELS, KernelContext
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
@@ -41,15 +42,13 @@ def _bits(a: np.ndarray) -> bytes:
 
 # ----- integer updates ------------------------------------------------------------------------
 
-def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, state: dict) -> tuple:
-    """(new q, gavg, saturation, generator state after) from the definition of the update."""
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state
+def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, key: tuple[int, int, int]) -> tuple:
+    """(new q, gavg, saturation) from the definition of the update; ``key`` = (seed, step, node_id)."""
     n = u.size
     if rounding == "nearest":
         du = np.rint(u)
-    else:  # floor(u) + (r < frac(u)), r = U / 2^24: the top 24 bits of each 32-bit half of a raw word
-        r = (rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n] >> 8).reshape(u.shape)
+    else:  # floor(u) + (r < frac(u)), r = U / 2^24: the top 24 bits of word i of the node's stream
+        r = (random_words(*key, 0, n) >> 8).reshape(u.shape)
         fl = np.floor(u)
         du = fl + (r.astype(np.float64) < (u.astype(np.float64) - fl) * 2.0**24)
     qmax = 2 ** (bits - 1) - 1
@@ -57,7 +56,7 @@ def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, state: d
     new = np.clip(q.astype(np.int64) + du.astype(np.int64), -qmax, qmax)
     gavg = float(np.abs(u.astype(np.float64)).mean())
     sat = np.count_nonzero(np.abs(new) == qmax) / n
-    return new.astype(q.dtype), gavg, sat, rng.bit_generator.state
+    return new.astype(q.dtype), gavg, sat
 
 
 def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -103,27 +102,23 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
 
     attach_controller(t)
     checked: list[str] = []
-    before = {"state": None}
 
     def on_node(node: Node, args: list, result: Any, env: Any) -> None:
         if node.op_type in ("IntSGDUpdate", "FusedIntUpdate"):
             u = _ref_u(node, args)
-            want, gavg, sat, after = _ref_update(args[0], u, int(args[2]), node.attrs.get("rounding", "stochastic"),
-                                                 before["state"])
+            key = (1, t.step, node.meta["node_id"])  # the trainer's seed, the step being run
+            want, gavg, sat = _ref_update(args[0], u, int(args[2]), node.attrs.get("rounding", "stochastic"), key)
             assert result.dtype == args[0].dtype and _bits(result) == _bits(want), node.name
-            assert t.kernel_rng.bit_generator.state == after, node.name
             param = node.meta["param"]
             np.testing.assert_allclose(ctx_stats["gavg"][param], gavg, rtol=1e-5)
             assert ctx_stats["saturation"][param] == sat
             checked.append(node.name)
-        before["state"] = t.kernel_rng.bit_generator.state
 
     ctx_stats: dict[str, Any] = {}
     t.on_node = on_node
     mask = np.ones(8, np.float32)
     mask[-1] = 0.0  # a padded row
     for lr in (0.05, 0.5, 4.0):  # up to updates large enough to saturate
-        before["state"] = t.kernel_rng.bit_generator.state
         orig_run = t.executor.run
 
         def run(feeds, outputs, ctx=None, on_node=None, _orig=orig_run):  # noqa: ANN001, ANN202
@@ -144,16 +139,15 @@ def test_int_sgd_update_extremes(rounding: str, udtype: Any) -> None:
     """Huge, tiny, exactly-integer and half-way updates; values at and beyond the clip limits."""
     q = np.array([0, 5, -5, 7, -7, 3, 0, 1, 2, -3, 6], np.int8)
     g = np.array([1e30, -1e30, 3.0, 0.5, -0.5, 2.5, -2.5, 1e-9, 0.0, -7.25, 123.4], udtype)
-    node = _node("IntSGDUpdate", {"weight_decay": 0.0, "rounding": rounding}, [(q.shape, q.dtype)], param="p")
+    node = _node("IntSGDUpdate", {"weight_decay": 0.0, "rounding": rounding}, [(q.shape, q.dtype)], param="p",
+                 node_id=11)
     for seed in range(3):
-        ctx = KernelContext(training=True, rng=np.random.default_rng(seed))
-        state = ctx.rng.bit_generator.state
+        ctx = KernelContext(training=True, seed=seed, step=2)
         got = KERNELS["IntSGDUpdate"](ctx, node, q, np.array(0, np.int32), np.array(4, np.int32), g,
                                       np.array(1.0, np.float32))
         u = g.astype(np.float32) * np.float32(-1.0)
-        want, gavg, sat, after = _ref_update(q, u, 4, rounding, state)
+        want, gavg, sat = _ref_update(q, u, 4, rounding, (seed, 2, 11))
         assert _bits(got) == _bits(want)
-        assert ctx.rng.bit_generator.state == after
         assert ctx.stats["saturation"]["p"] == sat and sat > 0
         np.testing.assert_allclose(ctx.stats["gavg"]["p"], gavg, rtol=1e-6)
 

@@ -195,10 +195,12 @@ def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
     return _pairs(node)
 
 
-@lowering("BatchNormGrad")
-def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+def _norm_grad(lz: Any, n: Node, fwd_op: str, int_op: str, attrs: Callable[[Node], dict[str, Any]]
+               ) -> list[IntPair] | None:
+    """BatchNormGrad / LayerNormGrad -> their integer twin, when the forward norm was lowered and the
+    scale / bias gradients only feed updates: (dx at the error width, dgamma / dbeta as exact int64)."""
     dy, x, scale = n.input(0), n.input(1), n.input(2)
-    fwd = [u for u, _ in x.uses if u.op_type == "BatchNormalization"] if x is not None else []
+    fwd = [u for u, _ in x.uses if u.op_type == fwd_op] if x is not None else []
     if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
             and all(f.name in lz.lowered for f in fwd)
             and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
@@ -207,10 +209,15 @@ def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
     q, e = lz.int_of(x, n)
     gq, ge = lz.int_of(scale, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntBatchNormGrad", [dq, de, q, e, gq, ge],
+    return _pairs(lz.emit(n, int_op, [dq, de, q, e, gq, ge],
                           [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
-                          {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits,
-                           "rounding": lz.rounding(n)}))
+                          {**attrs(fwd[0]), "bits": bits, "rounding": lz.rounding(n)}))
+
+
+@lowering("BatchNormGrad")
+def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    return _norm_grad(lz, n, "BatchNormalization", "IntBatchNormGrad",
+                      lambda f: {"epsilon": float(n.attrs.get("epsilon", 1e-5))})
 
 
 @lowering("LayerNormalization")
@@ -230,21 +237,8 @@ def _layer_norm(lz: Any, n: Node) -> list[IntPair] | None:
 
 @lowering("LayerNormGrad")
 def _layer_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    dy, x, scale = n.input(0), n.input(1), n.input(2)
-    fwd = [u for u, _ in x.uses if u.op_type == "LayerNormalization"] if x is not None else []
-    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
-            and all(f.name in lz.lowered for f in fwd)
-            and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
-        return None
-    dq, de = lz.int_of(dy, n)
-    q, e = lz.int_of(x, n)
-    gq, ge = lz.int_of(scale, n)
-    bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntLayerNormGrad", [dq, de, q, e, gq, ge],
-                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
-                          {"axis": int(fwd[0].attrs.get("axis", -1)),
-                           "epsilon": float(fwd[0].attrs.get("epsilon", 1e-5)), "bits": bits,
-                           "rounding": lz.rounding(n)}))
+    return _norm_grad(lz, n, "LayerNormalization", "IntLayerNormGrad",
+                      lambda f: {"axis": int(f.attrs.get("axis", -1)), "epsilon": float(f.attrs.get("epsilon", 1e-5))})
 
 
 @lowering("Softmax")

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .groupnorm_cnn import build_groupnorm_cnn
 from .lenet import build_lenet
 from .mlp import build_mlp
 from .mobilenet import build_mobilenet
 from .resnet import build_resnet8, build_resnet20
 from .transformer import build_tiny_transformer
+from .unet import build_unet
 
 __all__ = ["BUILDERS", "READY", "build", "input_spec", "num_classes", "parameter_count", "path",
            "write_ready_files"]
@@ -33,6 +35,8 @@ BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "resnet20": build_resnet20,
     "mobilenet": build_mobilenet,
     "tiny_transformer": build_tiny_transformer,
+    "unet": build_unet,
+    "groupnorm_cnn": build_groupnorm_cnn,
 }
 
 # name -> (input name, input shape without batch, input dtype, number of classes)
@@ -43,6 +47,8 @@ _SPECS: dict[str, tuple[str, tuple[int, ...], np.dtype, int]] = {
     "resnet20": ("x", (3, 32, 32), np.dtype(np.float32), 10),
     "mobilenet": ("x", (3, 32, 32), np.dtype(np.float32), 10),
     "tiny_transformer": ("tokens", (16,), np.dtype(np.int64), 4),
+    "unet": ("x", (1, 16, 16), np.dtype(np.float32), 10),
+    "groupnorm_cnn": ("x", (3, 16, 16), np.dtype(np.float32), 10),
 }
 
 # Models shipped as ready files (all of them: resnet20 is ~1.1 MB, under the 1.5 MB limit).

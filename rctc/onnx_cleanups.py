@@ -5,7 +5,8 @@ Each function takes a model that ``onnx.checker`` accepted (and, after folding, 
 name -> array), changes it in place or raises an ``RctcError`` of one line naming the node, and
 leaves a model onnx's opset-18 shape inference and rctc's kernels read with the intended meaning:
 opset 19-22 nodes read as 18, scalar Dropout ratios, Dropout training_mode a constant,
-BatchNormalization in its inference form, ceil-mode pools whose last window onnx would count.
+BatchNormalization in its inference form, ceil-mode pools whose last window onnx would count,
+Upsample (opsets 7-9) as the Resize it means.
 """
 
 from __future__ import annotations
@@ -159,5 +160,29 @@ def fix_pool_ceil_mode(model: onnx.ModelProto, consts: dict[str, np.ndarray]) ->
                     a.i = 0
 
 
+def upsample_outputs(model: onnx.ModelProto) -> set[str]:
+    """Outputs of the deprecated ``Upsample`` nodes (opsets 7-9), read before the opset conversion."""
+    return {n.output[0] for n in model.graph.node if n.op_type == "Upsample" and n.domain in ("", "ai.onnx")}
+
+
+def upsample_as_resize(model: onnx.ModelProto, outputs: set[str]) -> None:
+    """Give the ``Resize`` nodes the opset conversion made of ``Upsample`` nodes (producing
+    ``outputs``) Upsample's meaning, in place: asymmetric coordinates and ``nearest`` reading
+    ``floor(o / scale)``, as onnxruntime's Upsample (the converter's Resize-10 -> 11 step
+    leaves the default half_pixel, which moves a linear Upsample by half a pixel)."""
+    for n in model.graph.node:
+        if n.op_type == "Upsample" and n.output[0] in outputs:
+            raise RctcError(f"Upsample node {n.name or n.output[0]!r}: the opset conversion kept it; re-export "
+                            "with Resize (opset 11 or later)")
+        if n.op_type != "Resize" or n.output[0] not in outputs:
+            continue
+        keep = [a for a in n.attribute if a.name not in ("coordinate_transformation_mode", "nearest_mode")]
+        del n.attribute[:]
+        n.attribute.extend(keep)
+        n.attribute.append(onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        n.attribute.append(onnx.helper.make_attribute("nearest_mode", "floor"))
+
+
 __all__ = ["TARGET_OPSET", "accept_newer_opset", "constant_dropout_modes", "fix_pool_ceil_mode",
-           "inference_batchnorm", "scalar_dropout_inputs"]
+           "inference_batchnorm", "scalar_dropout_inputs", "upsample_as_resize",
+           "upsample_outputs"]

@@ -35,6 +35,8 @@ from rctc.onnx_cleanups import (
     fix_pool_ceil_mode,
     inference_batchnorm,
     scalar_dropout_inputs,
+    upsample_as_resize,
+    upsample_outputs,
 )
 
 # input slots that hold parameters / persistent buffers, per op type (from the op definitions;
@@ -89,7 +91,7 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 #: ops rewritten into other ops before the opset conversion (not kernels of their own)
-REWRITTEN_AT_IMPORT = {"Gelu"}
+REWRITTEN_AT_IMPORT = {"Gelu", "Upsample"}  # Upsample: the opset conversion makes it Resize
 
 
 def _decompose_gelu(model: onnx.ModelProto) -> None:
@@ -204,6 +206,7 @@ def normalize_to_arrays(
         bad = [f"{n.domain}::{n.op_type} ({n.name or '?'})" for n in model.graph.node if n.domain in custom]
         raise UnsupportedOpError(f"{source}: unsupported custom-domain op(s): {', '.join(bad[:20])}")
     _decompose_gelu(model)
+    upsampled = upsample_outputs(model)
     if _opset(model) != TARGET_OPSET:
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
@@ -216,6 +219,7 @@ def normalize_to_arrays(
         # the converter keeps the IR version: an old model (IR 3/4) would claim opset 18 with an
         # IR version too old for it
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
+    upsample_as_resize(model, upsampled)
     consts = fold_in_place(model, source_shapes=source_shapes)
     fix_pool_ceil_mode(model, consts)
     scalar_dropout_inputs(model, consts)

@@ -91,4 +91,41 @@ def window_params(
     return strides, dilations, pads, outs
 
 
-__all__ = ["AUTO_PADS", "out_size", "resolve_pads", "window_params"]
+def conv_transpose_params(
+    node_attrs: dict[str, Any], x_shape: Sequence[int], w_shape: Sequence[int]
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """(kernel, strides, dilations, pads, out_spatial) of an ONNX ConvTranspose, pads explicit.
+
+    ``out = stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end``;
+    an ``output_shape`` attribute or ``auto_pad`` SAME_* fixes ``out`` (SAME: ``in * stride``) and
+    the total padding follows, split as the ONNX specification says (SAME_UPPER puts the odd one
+    at the end, NOTSET / SAME_LOWER at the beginning).
+    """
+    k = len(x_shape) - 2
+    kernel = [int(v) for v in node_attrs.get("kernel_shape") or w_shape[2:]]
+    strides = [int(v) for v in node_attrs.get("strides") or [1] * k]
+    dilations = [int(v) for v in node_attrs.get("dilations") or [1] * k]
+    out_pad = [int(v) for v in node_attrs.get("output_padding") or [0] * k]
+    auto = _as_str(node_attrs.get("auto_pad", "NOTSET"))
+    if auto not in AUTO_PADS:
+        raise ValueError(f"auto_pad {auto!r} is not one of {AUTO_PADS}")
+    full = [strides[i] * (int(x_shape[2 + i]) - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+            for i in range(k)]
+    shape = node_attrs.get("output_shape")
+    if shape or auto in ("SAME_UPPER", "SAME_LOWER"):
+        want = [int(v) for v in shape][-k:] if shape else [int(x_shape[2 + i]) * strides[i] for i in range(k)]
+        total = [full[i] - want[i] for i in range(k)]
+        if any(t < 0 for t in total):
+            raise ValueError(f"ConvTranspose output_shape {want} larger than the full output {full}")
+        upper = auto == "SAME_UPPER"
+        begins = [t // 2 if upper else t - t // 2 for t in total]
+        pads = begins + [t - b for t, b in zip(total, begins)]
+    elif auto == "VALID":
+        pads = [0] * (2 * k)
+    else:
+        pads = [int(v) for v in node_attrs.get("pads") or [0] * (2 * k)]
+    outs = [full[i] - pads[i] - pads[k + i] for i in range(k)]
+    return kernel, strides, dilations, pads, outs
+
+
+__all__ = ["AUTO_PADS", "conv_transpose_params", "out_size", "resolve_pads", "window_params"]

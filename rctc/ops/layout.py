@@ -1,16 +1,25 @@
 """Layout and data movement: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Shape, Concat,
-Gather, Expand, Slice and their gradient ops.
+Gather, Expand, Slice, Resize (nearest / linear), Pad (constant / reflect / edge) and their
+gradient ops.
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions. ``LAYOUT`` ops rearrange elements, so insert_quant runs them on the
 integers between a value and a product; ``RESHAPE`` ones also keep the element order;
-``VIEW`` ops move no bytes. Gather's table (an embedding) may be a parameter.
+``VIEW`` ops move no bytes. Gather's table (an embedding) may be a parameter. Resize and Pad
+carry their gradient rules (the taps of rctc.ops.resample, scattered back); they are float
+islands in rct mode.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
+from rctc.errors import UnsupportedOpError
 from rctc.ops import costs
 from rctc.ops.costs import inp
+from rctc.ops.resample import pad_plan, resize_plan
 from rctc.ops.schema import GRADIENT, LAYOUT, RESHAPE, VIEW, WEIGHTED, definer
 
 op = definer("layout")
@@ -37,3 +46,67 @@ op("Slice", ("data", "starts", "ends", "axes?", "steps?"), cost=costs.free)
 
 grad("ConcatGrad", ("dY",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None}, cost=costs.free)
 grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
+
+
+# ----------------------------------------------------------------------------- Resize, Pad
+def _const(node: Any, i: int) -> np.ndarray | None:
+    """The constant value of input ``i`` (None when absent); a computed one is refused."""
+    v = node.input(i) if i < len(node.inputs) else None
+    if v is None:
+        return None
+    if v.data is None:
+        raise UnsupportedOpError(f"{node.op_type} {node.name!r}: input {v.name!r} must be a constant to train "
+                                 "through the op; export it with constant scales / sizes / pads")
+    return np.asarray(v.data)
+
+
+def _resize_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """Resize is linear in X: dX scatters dY back through the same taps (rctc.ops.resample)."""
+    x = node.input(0)
+    grads: list[Any] = [None] * len(node.inputs)
+    if dys[0] is None or not b.wants(x):
+        return grads
+    scale, _ = resize_plan(node.attrs, x.shape, _const(node, 2), _const(node, 3), f"Resize {node.name!r}")
+    keep = ("mode", "coordinate_transformation_mode", "nearest_mode")
+    attrs = {k: node.attrs[k] for k in keep if k in node.attrs}
+    grads[0] = b.like("ResizeGrad", [dys[0]], x, {**attrs, "scales": scale, "input_shape": list(x.shape)})
+    return grads
+
+
+def _pad_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """Pad gathers (constant positions read nothing): dX scatters dY back to the positions read."""
+    x = node.input(0)
+    grads: list[Any] = [None] * len(node.inputs)
+    if dys[0] is None or not b.wants(x):
+        return grads
+    pads = _const(node, 1)
+    assert pads is not None
+    begin, end = pad_plan(node.attrs, x.shape, pads, _const(node, 3), f"Pad {node.name!r}")
+    grads[0] = b.like("PadGrad", [dys[0]], x, {"mode": node.attrs.get("mode", "constant"), "begin": begin,
+                                               "end": end})
+    return grads
+
+
+def _resize_counts(n: Any, i: Any, o: Any) -> dict[str, int]:
+    axes = sum(1 for a, b in zip(inp(i).shape, o[0].shape) if a != b)
+    if str(n.attrs.get("mode", "nearest")) != "linear":
+        return {}
+    return {"mult": 2 * axes * costs.e(o), "add": axes * costs.e(o)}
+
+
+op("Resize", ("X", "roi?", "scales?", "sizes?"),
+   attrs={"antialias": 0, "axes": None, "coordinate_transformation_mode": "half_pixel", "cubic_coeff_a": -0.75,
+          "exclude_outside": 0, "extrapolation_value": 0.0, "keep_aspect_ratio_policy": "stretch", "mode": "nearest",
+          "nearest_mode": "round_prefer_floor"},
+   differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts),
+   doc="nearest (4 rounding modes) / linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners")
+op("Pad", ("data", "pads", "constant_value?", "axes?"), outputs=("output",), attrs={"mode": "constant"},
+   differentiable=("data",), grad=_pad_grad, cost=costs.free, doc="constant / reflect / edge; pads as an input")
+grad("ResizeGrad", ("dY",), outputs=("dX",), attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                                                     "nearest_mode": "round_prefer_floor", "scales": None,
+                                                     "input_shape": None},
+     cost=costs.ops(lambda n, i, o: {"add": 2 * inp(i).size, "mult": 2 * inp(i).size}),
+     doc="dY scattered back through Resize's taps")
+grad("PadGrad", ("dY",), outputs=("dX",), attrs={"mode": "constant", "begin": None, "end": None},
+     cost=costs.ops(lambda n, i, o: {"add": max(inp(i).size - costs.e(o), 0)}),
+     doc="dY summed back onto the positions Pad read")

@@ -1,12 +1,15 @@
-"""Normalisation: BatchNormalization, LayerNormalization, LRN, Softmax, LogSoftmax and their
-gradient ops.
+"""Normalisation: BatchNormalization, LayerNormalization, InstanceNormalization, LRN, Softmax,
+LogSoftmax and their gradient ops.
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions (BatchNormalization's scale and bias are parameters, its running
-mean and variance persistent buffers). In rct mode they run as float islands.
+mean and variance persistent buffers; InstanceNormalization's scale and bias are parameters
+and its definition carries its gradient rule). In rct mode they run as float islands.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from rctc.ops import costs
 from rctc.ops.costs import channels, e, per_output, rows
@@ -40,3 +43,27 @@ grad("LRNGrad", ("dY", "X"), outputs=("dX",),
                                      "special": 3 * e(o)}))
 grad("SoftmaxGrad", ("dY", "Y"), outputs=("dX",), cost=per_output(mult=2, add=2))
 grad("LogSoftmaxGrad", ("dY", "Y"), outputs=("dX",), cost=per_output(special=1, mult=1, add=2))
+
+
+
+def _instance_norm_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """y = scale[c] * (x - mean) / sqrt(var + eps) + B[c], statistics per (sample, channel) over the
+    spatial axes: one ``InstanceNormGrad(dy, x, scale) -> (dx, dscale, dB)`` recomputing them."""
+    x, scale, bias = node.input(0), node.input(1), node.input(2)
+    need = [b.wants(x), b.wants(scale), b.wants(bias)]
+    if dys[0] is None or not any(need):
+        return [None, None, None]
+    outs = b.op("InstanceNormGrad", [dys[0], x, scale],
+                [(f"grad::{v.name}", v.shape, v.dtype) for v in (x, scale, bias)],
+                {"epsilon": float(node.attrs.get("epsilon", 1e-5))})
+    return [o if n else None for o, n in zip(outs, need)]
+
+
+# not WEIGHTED: PyTorch's GroupNorm export feeds it constant ones / zeros (Constant nodes), which
+# must stay constants; an affine InstanceNorm's initializers (more than one channel) are parameters
+op("InstanceNormalization", ("input", "scale", "B"), outputs=("output",), attrs={"epsilon": 1e-5},
+   differentiable=("input", "scale", "B"), param_slots=(1, 2), grad=_instance_norm_grad,
+   cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o), "special": rows(o[0], 2)}),
+   doc="per-sample, per-channel normalisation (PyTorch's InstanceNorm and GroupNorm exports)")
+grad("InstanceNormGrad", ("dY", "X", "scale"), outputs=("dX", "dscale", "dB"), attrs={"epsilon": 1e-5},
+     cost=costs.ops(lambda n, i, o: {"add": 5 * e(o), "mult": 5 * e(o), "special": rows(o[0], 2)}))

@@ -47,6 +47,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
+from rctc.export_int import INTEGER_FORWARD_OPS, emit_integer
 from rctc.export_quant import QuantBuilder
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
@@ -266,6 +267,8 @@ class _Exporter:
             self._dequantize(n)
         elif op == "FakeQuant":
             self._fake_quant(n)
+        elif op in INTEGER_FORWARD_OPS:
+            emit_integer(self, n)
         else:
             raise RctcError(f"export: no ONNX form for rctc op {op} (node {n.name!r}); export this model "
                             "from --mode fp32 or report the op")

@@ -79,13 +79,14 @@ def _float_of(ex: _Exporter, q: Value, e: Value) -> str:
         return ex.value(q)
     data = np.asarray(q.data)
     exp = int(np.asarray(e.data))
+    base = q.name[:-2] if q.name.endswith(".q") else f"{q.name}.float"  # the float value's own name if free
     if ex.fmt == "float":
-        name = ex.qb.const(f"{q.name}.float", (data.astype(np.float64) * math.ldexp(1.0, exp)).astype(np.float32))
+        name = ex.qb.const(base, (data.astype(np.float64) * math.ldexp(1.0, exp)).astype(np.float32))
     else:
         bits = 16 if data.dtype.itemsize > 1 else 8
         qname = ex.qb.const(f"{q.name}.int", data.astype(int_dtype_for_bits(bits)))
         sname = ex.qb.const(f"{q.name}.scale", np.float32(math.ldexp(1.0, exp)))
-        name = ex.qb.node("DequantizeLinear", [qname, sname], f"{q.name}.float")
+        name = ex.qb.node("DequantizeLinear", [qname, sname], base)
     ex.rep[q.name] = name
     return name
 

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
 import rctc  # noqa: E402
-from rctc.cli_demo import DIGITS_RECIPE  # noqa: E402
+from rctc.cli.demo import DIGITS_RECIPE  # noqa: E402
 from rctc.data import load_data  # noqa: E402
 from rctc.models import path  # noqa: E402
 from rctc.rct_format import atomic_write_bytes  # noqa: E402

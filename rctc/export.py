@@ -29,6 +29,11 @@ turn that last-bit change into one quantisation step. The qdq format is not affe
 weights come from DequantizeLinear) and matches ``rctc predict`` exactly; for bit-exact float
 results on models with BatchNormalization pass ``disabled_optimizers=["ConvBNFusion"]``.
 
+An rct graph lowered integer from end to end (the default ``--elementwise integer``) exports its
+integer forward ops through ``rctc.export_int``: each as its float ONNX op on dequantised values
+with rctc's batch-max exponent and half-up rounding written in the graph (Q/DQ in ``qdq``),
+BatchNorm's 16-bit running state dequantised into the BatchNormalization inputs.
+
 fp32-mode graphs export as plain float models. qat-mode graphs keep their fake
 quantisation: weights are exported fake-quantised (static, from the weight's max), and
 activations get a Q/DQ pair whose power-of-two scale is computed in the graph from the
@@ -47,6 +52,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
+from rctc.export_int import INTEGER_FORWARD_OPS, emit_integer
 from rctc.export_quant import QuantBuilder
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
@@ -266,6 +272,8 @@ class _Exporter:
             self._dequantize(n)
         elif op == "FakeQuant":
             self._fake_quant(n)
+        elif op in INTEGER_FORWARD_OPS:
+            emit_integer(self, n)
         else:
             raise RctcError(f"export: no ONNX form for rctc op {op} (node {n.name!r}); export this model "
                             "from --mode fp32 or report the op")

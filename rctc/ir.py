@@ -309,8 +309,13 @@ class Graph:
                 self.values.pop(out.name, None)
 
     def remove_unused(self) -> int:
-        """Dead-code elimination: drop nodes whose outputs nobody needs; returns how many."""
+        """Dead-code elimination: drop nodes whose outputs nobody needs; returns how many.
+
+        Live: the graph outputs, the state updates and ``meta["logits"]`` (training reads it for
+        the accuracy even when no node does, as when the integer loss reads its integer form)."""
         live_names = {v.name for v in self.outputs} | set(self.state_updates.values())
+        if isinstance(self.meta.get("logits"), str):
+            live_names.add(self.meta["logits"])
         removed = 0
         for node in reversed(list(self.nodes)):
             if any(o.uses or o.name in live_names for o in node.outputs):

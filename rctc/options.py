@@ -40,7 +40,7 @@ class CompileOptions:
     grad_bits: int = 8
     rounding: str = "stochastic"
     #: rct: element-wise ops on integers ("integer") or version 1's float32 element-wise ("float")
-    elementwise: str = "float"
+    elementwise: str = "integer"
     adjust_every: int = 20
     gavg_low: float = 0.01
     gavg_high: float = 1.0

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 import rctc
 from rctc.cli import main
 from rctc.data import load_data
+from rctc.ir import Node
 from rctc.models import build, path
+from rctc.ops import UPDATE_OPS
 from rctc.rct_format import load_rct
 from rctc.slots import bits_name, exp_name, read_slot
 
@@ -40,18 +42,16 @@ def _audit(g) -> None:  # noqa: ANN001
 
 
 FUSED = {"sgd": "FusedIntUpdate", "momentum": "FusedIntMomentumUpdate"}
+FLOAT_PRODUCTS = {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight", "SGDUpdate", "MomentumUpdate"}
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
-@pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
-def test_rct_graph_is_integer_only_for_gemms(model: str, optimizer: str) -> None:
-    m = rctc.compile(build(model), batch_size=4, optimizer=optimizer)
-    g = m.graph
-    ops = {n.op_type for n in g.nodes}
-    assert not ops & {"Conv", "Gemm", "MatMul", "ConvGradInput", "ConvGradWeight", "SGDUpdate", "MomentumUpdate"}
+def _products_integer_and_fused(g, optimizer: str) -> None:  # noqa: ANN001
+    """The GEMM-class products are integer, every weight's update is fused, no float weight gradient."""
+    assert not {n.op_type for n in g.nodes} & FLOAT_PRODUCTS
     for n in g.nodes:
         if n.op_type.startswith("Int") and n.op_type not in ("IntSGDUpdate", "IntMomentumUpdate"):
-            assert all(np.issubdtype(v.dtype, np.integer) for v in n.inputs if v is not None), n.name
+            assert all(np.issubdtype(v.dtype, np.integer) for v in n.inputs  # the loss's row mask is a batch input
+                       if v is not None and (v.producer is not None or v.kind == "param")), n.name
     fused = {n.meta["param"] for n in g.nodes if n.op_type == FUSED[optimizer]}
     weights = {p.name for p in g.params() if len(p.shape) >= 2 and p.name != "embed.weight" and p.name != "pos_embed"}
     assert weights <= fused, weights - fused
@@ -60,6 +60,53 @@ def test_rct_graph_is_integer_only_for_gemms(model: str, optimizer: str) -> None
                        and np.issubdtype(v.dtype, np.floating) and v.producer is not None
                        and v.producer.meta.get("phase") in ("backward", "update")
                        and v.name.startswith(f"grad::{p}")), p
+
+
+def _float_edges(g) -> list[tuple[Node, Node, str]]:  # noqa: ANN001
+    """(producer, consumer, value) of every float32 tensor passed from one op of the step to another."""
+    return [(v.producer, n, v.name) for n in g.nodes for v in n.inputs
+            if v is not None and v.producer is not None and np.issubdtype(np.dtype(v.dtype), np.floating)]
+
+
+def _allowed_float_edge(g, prod: Node, cons: Node) -> bool:  # noqa: ANN001
+    """The two float edges the integer graph still has (both read exact integers, neither feeds an
+    integer op of the forward or backward pass):
+
+    * the user's float logits: a ``Dequantize`` producing a graph output reads its bias dequantised;
+    * an update (``UPDATE_OPS``, not fused) reads a ``Dequantize`` of an exact int64 accumulator
+      (a bias, BatchNorm / LayerNorm parameter or embedding gradient).
+    """
+    if cons.op_type == "Dequantize" and all(o in g.outputs for o in cons.outputs):
+        return prod.op_type == "Dequantize" and np.issubdtype(np.dtype(prod.inputs[0].dtype), np.integer)
+    return (cons.op_type in UPDATE_OPS and prod.op_type == "Dequantize"
+            and np.dtype(prod.inputs[0].dtype) == np.int64)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+@pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
+def test_rct_integer_graph_has_no_float_tensor_between_ops(model: str, optimizer: str) -> None:
+    """The default integer graph (rewritten from version 1's audit, which allowed float element-wise
+    ops): no float islands, and no float tensor passes between two ops of the training step except
+    the two named in ``_allowed_float_edge``."""
+    m = rctc.compile(build(model), batch_size=4, optimizer=optimizer)
+    g = m.graph
+    assert g.meta["rct"]["elementwise"] == "integer" and g.meta["float_islands"] == []
+    _products_integer_and_fused(g, optimizer)
+    bad = [(p.op_type, c.op_type, v) for p, c, v in _float_edges(g) if not _allowed_float_edge(g, p, c)]
+    assert not bad, bad
+    assert not any(n.op_type in ("QuantAct", "QuantGrad") and n.inputs[0].producer is not None for n in g.nodes)
+    _audit(g)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+@pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
+def test_rct_float_elementwise_graph_is_integer_only_for_gemms(model: str, optimizer: str) -> None:
+    """Version 1's lowering (``--elementwise float``): integer products, float element-wise ops."""
+    m = rctc.compile(build(model), batch_size=4, optimizer=optimizer, elementwise="float")
+    g = m.graph
+    _products_integer_and_fused(g, optimizer)
+    assert any(n.op_type == "Dequantize" and n.outputs[0] not in g.outputs and n.outputs[0].uses[0][0]
+               .op_type not in UPDATE_OPS for n in g.nodes)  # float element-wise values exist in this lowering
     _audit(g)
 
 

@@ -247,7 +247,8 @@ def _train(observed: bool) -> tuple[list, dict[str, bytes]]:
     run_training(t, x, y, None, 9, LRSchedule(0.3), keep_last=True,
                  on_step=lambda r: recs.append((r.step, r.loss, r.accuracy, repr(r.stats))))
     if observed:
-        assert t.executor.op_times and {"FusedIntUpdate", "SoftmaxCrossEntropy"} <= set(t.executor.op_times)
+        # the default rct graph is integer from end to end: the loss is the integer cross-entropy
+        assert t.executor.op_times and {"FusedIntUpdate", "IntSoftmaxCrossEntropy"} <= set(t.executor.op_times)
     return recs, {k: _bits(v.data) for k, v in m.graph.values.items() if v.data is not None}
 
 

@@ -1,0 +1,155 @@
+"""The export of an integer-lowered rct graph's forward ops (``--elementwise integer``).
+
+Needs: ``rctc.export._Exporter`` (its ``value`` gives the ONNX tensor holding a value's
+dequantised float form, ``qb`` the quantisation building blocks, ``rep`` the IR -> ONNX map).
+Leaves: ``emit_integer(ex, node)``, which writes the ONNX form of one forward integer op
+(``rctc.ops.integer``) and maps its integer output ``q`` to a float tensor holding ``q * 2^e``;
+exponent outputs get no tensor (nothing exported reads them: every consumer reads the float
+form of ``q``).
+
+Each integer op becomes its float ONNX op on the dequantised operands, followed, where rctc
+rounds, by :func:`requant`: the output's exponent from the batch's max |x| and rctc's nearest
+(half up) rounding, ``q = floor(x / 2^e + 1/2)``, exactly as ``rctc.runtime.intref.core.requantize``
+chooses and rounds. In the ``qdq`` format that rounding is written as ``QuantizeLinear ->
+DequantizeLinear`` (int8 / int16) of the already rounded value, so the integers are explicit.
+Exact ops (``IntRelu``, ``IntMaxPool``, ``IntClip``) need no rounding. BatchNorm's 16-bit
+running state is dequantised into the ONNX BatchNormalization inputs (float initializers, or
+int16 + DequantizeLinear in qdq).
+
+What is not exact: rctc's integer algorithms (fixed-point reciprocals and rsqrt, i-exp, the bias
+brought to the accumulator's exponent) differ from the float ops by their stated error bounds,
+so a value near a rounding tie can round the other way; tests/test_export.py states and checks
+the tolerance and the argmax agreement.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from onnx import helper
+
+from rctc.errors import RctcError
+from rctc.fixedpoint import int_dtype_for_bits, qmax_for_bits
+from rctc.ir import Node, Value
+
+if TYPE_CHECKING:
+    from rctc.export import _Exporter
+
+#: integer ops whose result rctc rounds (output through ``requant``) -> float ONNX op
+_ROUNDED = {"IntAdd": "Add", "IntMul": "Mul", "IntGlobalAveragePool": "GlobalAveragePool",
+            "IntReduceMean": "ReduceMean", "IntSoftmax": "Softmax",
+            "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization"}
+#: integer ops that are exact on the integers
+_EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip"}
+INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
+_POOL_ATTRS = ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides", "dilations")
+
+
+def requant(ex: _Exporter, x: str, out: str, bits: int) -> str:
+    """``x`` rounded as rctc's requantize rounds it: ``e`` the smallest with
+    ``floor(max|x| / 2^e + 1/2) <= qmax``, ``q = floor(x / 2^e + 1/2)``; tensor ``out`` = ``q 2^e``."""
+    qb = ex.qb
+    qm = qb.const(f"{out}.qmax_r", np.float32(qmax_for_bits(bits)))
+    half = qb.const(f"{out}.half", np.float32(0.5))
+    two = qb.const(f"{out}.two_r", np.float32(2.0))
+    s0 = qb.dyn_scale(x, bits, out)
+    m = qb.node("ReduceMax", [qb.node("Abs", [x], f"{out}.abs_r")], f"{out}.absmax_r", keepdims=0)
+    top = qb.node("Floor", [qb.node("Add", [qb.node("Div", [m, s0], f"{out}.top_scaled"), half], f"{out}.top_half")],
+                  f"{out}.top")
+    over = qb.node("Greater", [top, qm], f"{out}.rounds_over")
+    s = qb.node("Where", [over, qb.node("Mul", [s0, two], f"{out}.scale_x2"), s0], f"{out}.scale_r")
+    q = qb.node("Floor", [qb.node("Add", [qb.node("Div", [x, s], f"{out}.scaled_r"), half], f"{out}.plus_half")],
+                f"{out}.q_f")
+    dtype = qb.act_dtype(bits)
+    if dtype is None:
+        return qb._named("Mul", [q, s], out)
+    y = qb.node("Mul", [q, s], f"{out}.rounded")  # q 2^e exactly: QuantizeLinear below does not round
+    qi = qb.node("QuantizeLinear", [y, s], f"{out}.int", output_dtype=helper.np_dtype_to_tensor_dtype(dtype))
+    return qb._named("DequantizeLinear", [qi, s], out)
+
+
+def _float_of(ex: _Exporter, q: Value, e: Value) -> str:
+    """The ONNX tensor holding ``q * 2^e``: a produced value's float form, or a stored integer
+    (a constant quantised at compile time, BatchNorm's running state) as a float initializer
+    (float) or integers + DequantizeLinear (qdq)."""
+    if q.name in ex.rep or not (q.kind in ("const", "buffer") and e.data is not None
+                                and np.issubdtype(np.dtype(q.dtype), np.integer)):
+        return ex.value(q)
+    data = np.asarray(q.data)
+    exp = int(np.asarray(e.data))
+    base = q.name[:-2] if q.name.endswith(".q") else f"{q.name}.float"  # the float value's own name if free
+    if ex.fmt == "float":
+        name = ex.qb.const(base, (data.astype(np.float64) * math.ldexp(1.0, exp)).astype(np.float32))
+    else:
+        bits = 16 if data.dtype.itemsize > 1 else 8
+        qname = ex.qb.const(f"{q.name}.int", data.astype(int_dtype_for_bits(bits)))
+        sname = ex.qb.const(f"{q.name}.scale", np.float32(math.ldexp(1.0, exp)))
+        name = ex.qb.node("DequantizeLinear", [qname, sname], base)
+    ex.rep[q.name] = name
+    return name
+
+
+def _requantize(ex: _Exporter, n: Node) -> None:
+    """Accumulator (already scaled by its representation) plus bias, rounded to ``bits``."""
+    out = n.outputs[0]
+    x = ex.value(n.inputs[0])
+    bias = n.input(2)
+    if bias is not None:
+        b = _float_of(ex, bias, n.inputs[3])
+        if int(n.attrs.get("bias_axis", -1)) == 1 and len(bias.shape or ()) == 1 and len(out.shape) > 2:
+            shape = ex.qb.const(f"{n.name}.bias_shape", np.array([1, -1] + [1] * (len(out.shape) - 2), np.int64))
+            b = ex.qb.node("Reshape", [b, shape], f"{bias.name}.bcast")
+        x = ex.qb.node("Add", [x, b], f"{out.name}.acc_bias")
+    ex.rep[out.name] = requant(ex, x, out.name, int(n.attrs["bits"]))
+
+
+def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
+    """The float ONNX operands and attributes of integer op ``n``'s float twin."""
+    op, ins = n.op_type, n.inputs
+    attrs: dict[str, Any] = {}
+    if op in ("IntAdd", "IntMul"):
+        return [_float_of(ex, ins[0], ins[1]), _float_of(ex, ins[2], ins[3])], attrs
+    x = _float_of(ex, ins[0], ins[1])
+    if op == "IntMaxPool":
+        return [x], {k: n.attrs[k] for k in _POOL_ATTRS if n.attrs.get(k) is not None}
+    if op == "IntClip":
+        bounds = []
+        for k in ("min", "max"):
+            v = n.attrs.get(k)
+            bounds.append("" if v is None else ex.qb.const(f"{n.name}.{k}", np.float32(v)))
+        while bounds and bounds[-1] == "":
+            bounds.pop()
+        return [x, *bounds], attrs
+    if op == "IntReduceMean":
+        axes = ex.qb.const(f"{n.name}.axes", np.array(list(n.attrs["axes"]), np.int64))
+        return [x, axes], {"keepdims": int(n.attrs.get("keepdims", 1))}
+    if op == "IntSoftmax":
+        return [x], {"axis": int(n.attrs.get("axis", -1))}
+    if op == "IntLayerNormalization":
+        return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
+            {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5))}
+    if op == "IntBatchNormalization":
+        return [x, *(_float_of(ex, ins[i], ins[i + 1]) for i in (2, 4, 6, 8))], \
+            {"epsilon": float(n.attrs.get("epsilon", 1e-5))}
+    return [x], attrs
+
+
+def emit_integer(ex: _Exporter, n: Node) -> None:
+    """The ONNX form of forward integer op ``n`` (see the module docstring)."""
+    op, out = n.op_type, n.outputs[0]
+    if op == "Requantize":
+        return _requantize(ex, n)
+    if n.meta.get("phase", "forward") != "forward" or op not in INTEGER_FORWARD_OPS:
+        raise RctcError(f"export: no ONNX form for rctc op {op} (node {n.name!r}); please report")
+    ins, attrs = _operands(ex, n)
+    if op in _EXACT:
+        ex.rep[out.name] = ex.qb.node(_EXACT[op], ins, f"{out.name}.f", **attrs)
+        return None
+    y = ex.qb.node(_ROUNDED[op], ins, f"{out.name}.unrounded", **attrs)
+    ex.rep[out.name] = requant(ex, y, out.name, int(n.attrs["bits"]))
+    return None
+
+
+__all__ = ["INTEGER_FORWARD_OPS", "emit_integer", "requant"]

@@ -31,7 +31,7 @@ from rctc.errors import RctcError
 from rctc.ir import Graph, IRError
 from rctc.jsonutil import json_default
 from rctc.legacy import assign_roles, needs_roles
-from rctc.node_ids import assign_node_ids, has_node_ids
+from rctc.node_ids import NODE_ID, assign_node_ids, has_node_ids
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_export import graph_to_model
 from rctc.rct_meta import check_references, damaged, parse_meta
@@ -216,6 +216,10 @@ def _build_graph(model: onnx.ModelProto, meta: dict[str, Any], source: str) -> G
     g.state_updates = dict(meta["state_updates"])
     if needs_roles(g):  # written before values had typed roles
         assign_roles(g)
+    ids = [n.meta.get(NODE_ID) for n in g.nodes]
+    if any(i is not None for i in ids) and (
+            None in ids or not all(type(i) is int and 0 <= i < 2**32 for i in ids) or len(set(ids)) != len(ids)):
+        raise damaged(source, "node ids missing on some nodes, repeated or not 32-bit integers")
     if not has_node_ids(g):  # written before nodes had ids: the same numbering compile gives
         assign_node_ids(g)
     return g

@@ -65,6 +65,14 @@ def _drop_value_info(m: onnx.ModelProto) -> None:
     del m.graph.value_info[:]
 
 
+def _node_ids(meta: dict[str, Any], new_id: Callable[[int], Any]) -> None:
+    """Re-number the nodes' ``node_id`` (``new_id(i) is None`` drops node i's id)."""
+    for i, name in enumerate(sorted(meta["nodes"])):
+        meta["nodes"][name].pop("node_id", None)
+        if new_id(i) is not None:
+            meta["nodes"][name]["node_id"] = new_id(i)
+
+
 def _bad_initializer(m: onnx.ModelProto) -> None:
     m.graph.initializer[0].dims.append(7)
 
@@ -91,6 +99,9 @@ RCT_CASES: dict[str, dict[str, Any]] = {
     "node reads a missing tensor": {"edit_model": _rename_node_input},
     "outputs without types": {"edit_model": _drop_value_info},
     "initializer dims vs data": {"edit_model": _bad_initializer},
+    "node id on one node only": {"edit_meta": lambda meta: _node_ids(meta, lambda i: {0: 0}.get(i))},
+    "node ids repeated": {"edit_meta": lambda meta: _node_ids(meta, lambda i: 0)},
+    "node id not an integer": {"edit_meta": lambda meta: _node_ids(meta, lambda i: "7" if i == 0 else i)},
 }
 
 

@@ -134,7 +134,9 @@ def test_c_digest_of_a_trained_models_state_equals_rctc_digest(lib):
     from rctc.data import load_data
     from rctc.digest import graph_state_records
 
-    m = rctc.compile(rctc.models.path("mlp"), mode="rct", batch_size=8)
+    from rctc.models import path as model_path
+
+    m = rctc.compile(model_path("mlp"), mode="rct", batch_size=8)
     ds = load_data("digits:train")
     m.train(ds.x[:16], ds.y[:16], steps=2)
     records = graph_state_records(m.graph)

@@ -10,6 +10,7 @@ inputs in, runs one step, and returns the requested outputs and the new state as
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -41,6 +42,20 @@ def _write_source(prog: CProgram, env: dict[str, str] | None) -> Path:
     return path
 
 
+def exact_pair(x: float) -> tuple[int, int]:
+    """``x == m * 2^k`` exactly (``m`` odd, or 0): how a float learning rate enters the C step."""
+    if not math.isfinite(x):
+        raise RctcError(f"native step: learning rate {x} is not finite")
+    if x == 0.0:
+        return 0, 0
+    fm, fe = math.frexp(x)
+    m, k = int(fm * 2**53), fe - 53
+    while m % 2 == 0:
+        m //= 2
+        k += 1
+    return m, k
+
+
 class NativeStep:
     """One generated step, built and loaded; ``state`` holds the current stored values."""
 
@@ -50,19 +65,25 @@ class NativeStep:
         for name in ("rctc_model_arena", "rctc_model_state"):
             getattr(self.lib, name).restype = ctypes.c_void_p
         self.lib.rctc_model_step.restype = ctypes.c_int
-        self.lib.rctc_model_step.argtypes = [ctypes.c_uint64, ctypes.c_uint32]
+        self.lib.rctc_model_step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
         self._base = {"arena": int(self.lib.rctc_model_arena()), "state": int(self.lib.rctc_model_state())}
         self._sizes = {"arena": prog.arena_bytes, "state": prog.state_bytes}
-        for name in prog.state:
-            self._view(name)[...] = np.asarray(state[name]).astype(prog.slots[name].dtype, copy=False)
+        self.load_state(state)
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Write every stored value the step reads into the state block."""
+        for name in self.prog.state:
+            self._view(name)[...] = np.asarray(state[name]).astype(self.prog.slots[name].dtype, copy=False)
 
     def _view(self, name: str) -> np.ndarray:
         s: Slot = self.prog.slots[name]
         buf = (ctypes.c_ubyte * s.nbytes).from_address(self._base[s.region] + s.offset)
         return np.frombuffer(buf, dtype=s.dtype).reshape(s.shape)
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, seed: int = 0, step: int = 0) -> dict[str, np.ndarray]:
-        """One step; returns every requested output and every state value (copies)."""
+    def run(self, feeds: Mapping[str, np.ndarray], *, seed: int = 0, step: int = 0,
+            lr: float = 0.0) -> dict[str, np.ndarray]:
+        """One step at learning rate ``lr`` (read as float32, as the numpy runtime does); returns
+        every requested output and every state value (copies)."""
         missing = [n for n in self.prog.inputs if n not in feeds]
         if missing:
             raise RctcError(f"native step: missing input(s) {', '.join(missing)}")
@@ -72,7 +93,8 @@ class NativeStep:
             if arr.shape != s.shape:
                 raise RctcError(f"native step: input {name!r} has shape {arr.shape}, expected {s.shape}")
             self._view(name)[...] = arr.astype(s.dtype, copy=False)
-        rc = self.lib.rctc_model_step(seed, step)
+        lr_m, lr_k = exact_pair(float(np.float32(lr)))
+        rc = self.lib.rctc_model_step(seed, step, lr_m, lr_k)
         if rc != 0:
             raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
         return {n: self._view(n).copy() for n in (*self.prog.outputs, *self.prog.state)}

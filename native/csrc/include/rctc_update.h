@@ -1,0 +1,31 @@
+/*
+ * rctc_update.h - the fused integer SGD update of rct mode (kernels/sgd_update.c).
+ *
+ * The numpy kernel (runtime/kernels/int_update.py, FusedIntUpdate without weight decay) forms
+ * u = acc * scale in float64, scale = -lr * alpha * 2^(ea + eb - e), and q' = clip(q + SR(u)).
+ * Here the host writes scale exactly as m * 2^k (m an integer, the float64's mantissa), and the
+ * kernel computes the same bits with integers only: p = acc * m, u = p * 2^k,
+ *   stochastic: floor(u) + [U < frac(u) * 2^24], U = rand >> 8 (numpy's stochastic_floor),
+ *   nearest:    round half to even (np.rint), rand == NULL,
+ * then clip to +-(2^(bits-1) - 1). Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
+ * arithmetic would itself round (|p| >= 2^53, or frac(u) finer than 2^-53: k < -53) - the caller
+ * must then not use this kernel; out is unspecified.
+ */
+#ifndef RCTC_UPDATE_H
+#define RCTC_UPDATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* q and out: qw-byte signed integers (1, 2 or 4); out may alias q */
+int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                          const uint32_t *rand, void *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RCTC_UPDATE_H */

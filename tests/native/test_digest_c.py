@@ -133,7 +133,6 @@ def test_c_digest_of_a_trained_models_state_equals_rctc_digest(lib):
     import rctc
     from rctc.data import load_data
     from rctc.digest import graph_state_records
-
     from rctc.models import path as model_path
 
     m = rctc.compile(model_path("mlp"), mode="rct", batch_size=8)

@@ -303,29 +303,23 @@ def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
                           {"table_shape": list(n.attrs["table_shape"])}))
 
 
-@lowering("Mul")
-def _mul(lz: Any, n: Node) -> list[IntPair] | None:
-    a, b = n.inputs[0], n.inputs[1]
-    if not (_float(a) and _float(b)):
-        return None
-    qa, ea = lz.int_of(a, n)
-    qb, eb = lz.int_of(b, n)
-    bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntMul", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"bits": bits, "rounding": lz.rounding(n)}))
+def _binary(int_op: str) -> Callable[[Any, Node], list[IntPair] | None]:
+    """Add / Mul -> their integer twin: both operands quantised, one rounding to the node's width."""
+    def lower(lz: Any, n: Node) -> list[IntPair] | None:
+        a, b = n.inputs[0], n.inputs[1]
+        if not (_float(a) and _float(b)):
+            return None
+        qa, ea = lz.int_of(a, n)
+        qb, eb = lz.int_of(b, n)
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, int_op, [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
+                              {"bits": bits, "rounding": lz.rounding(n)}))
+    return lower
 
 
 # ----------------------------------------------------------------------------- arithmetic
-@lowering("Add")
-def _add(lz: Any, n: Node) -> list[IntPair] | None:
-    a, b = n.inputs[0], n.inputs[1]
-    if not (_float(a) and _float(b)):
-        return None
-    qa, ea = lz.int_of(a, n)
-    qb, eb = lz.int_of(b, n)
-    bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntAdd", [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"bits": bits, "rounding": lz.rounding(n)}))
+lowering("Mul")(_binary("IntMul"))
+lowering("Add")(_binary("IntAdd"))
 
 
 def _feeds_updates_only(v: Value) -> bool:

@@ -42,6 +42,40 @@ MODELS: tuple[str, ...] = ("mlp", "lenet", "resnet8", "resnet20", "mobilenet", "
 
 NUM_THREADS = 2
 
+#: set on this machine for old OpenBLAS builds; users' machines do not set them
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def reexec_without_openblas_overrides() -> None:
+    """Re-run this script without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (call before numpy is imported)."""
+    if any(v in os.environ for v in OPENBLAS_OVERRIDES):
+        env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def best_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` (after one warm-up call unless ``warmup`` is off)."""
+    if warmup:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
+    """Median wall time of ``fn`` over at least 5 calls and ``min_seconds`` (after one warm-up call)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
 
 def thread_env(threads: int = NUM_THREADS) -> dict[str, str]:
     """Environment for a child process pinned to ``threads`` intra-op threads."""

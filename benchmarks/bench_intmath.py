@@ -12,10 +12,14 @@ shape, and checks that int_matmul is bit-exact against the int64 result.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_seconds  # noqa: E402
 
 from rctc.fixedpoint import int_dtype_for_bits, qmax_for_bits
 from rctc.runtime.intmath import int_matmul, matmul_plan
@@ -23,13 +27,7 @@ from rctc.runtime.intmath import int_matmul, matmul_plan
 
 def best_ms(fn: Callable[[], object], repeats: int) -> float:
     """Best wall time of ``repeats`` calls (after one warm-up call), in milliseconds."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return best_seconds(fn, repeats) * 1e3
 
 
 def main() -> None:

@@ -15,17 +15,18 @@ imported (users' machines do not set them) and prints the BLAS/OpenMP pools thre
 from __future__ import annotations
 
 import os
+import sys
 
-for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-    os.environ.pop(_var, None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import best_seconds, reexec_without_openblas_overrides  # noqa: E402
+
+reexec_without_openblas_overrides()  # before numpy is imported anywhere
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,17 +37,6 @@ from rctc.rng import random_words  # noqa: E402
 
 CSRC = Path(__file__).resolve().parents[1] / "native" / "csrc"
 U32P = ctypes.POINTER(ctypes.c_uint32)
-
-
-def best_s(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call), in seconds."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def build_c(out_dir: Path) -> ctypes.CDLL | None:
@@ -87,21 +77,21 @@ def main() -> None:
         seed, step, node = 0x0123456789ABCDEF, 7, 3
         print(f"{'words':>9} {'numpy Mword/s':>14} {'C Mword/s':>10} {'C / numpy':>10} identical")
         for count in (1 << 10, 1 << 14, 1 << 18, 1 << 22):
-            t_np = best_s(lambda n=count: random_words(seed, step, node, 1, n), args.repeats)
+            t_np = best_seconds(lambda n=count: random_words(seed, step, node, 1, n), args.repeats)
             ref = random_words(seed, step, node, 1, count)
             if lib is None:
                 print(f"{count:>9} {count / t_np / 1e6:14.1f}")
                 continue
             out = np.empty(count, dtype=np.uint32)
             ptr = out.ctypes.data_as(U32P)
-            t_c = best_s(lambda n=count, p=ptr: lib.rctc_random_words(seed, step, node, 1, n, p), args.repeats)
+            t_c = best_seconds(lambda n=count, p=ptr: lib.rctc_random_words(seed, step, node, 1, n, p), args.repeats)
             same = bool(np.array_equal(out, ref))
             print(f"{count:>9} {count / t_np / 1e6:14.1f} {count / t_c / 1e6:10.1f} {t_np / t_c:9.1f}x {same}")
         data = np.random.default_rng(0).integers(-128, 128, size=1 << 22).astype(np.int8)
-        t_py = best_s(lambda: state_crc32([("w", data, -7)]), args.repeats)
+        t_py = best_seconds(lambda: state_crc32([("w", data, -7)]), args.repeats)
         line = f"digest over {data.nbytes >> 20} MiB: zlib (rctc.digest) {data.nbytes / t_py / 1e6:.0f} MB/s"
         if lib is not None:
-            t_cc = best_s(lambda: lib.rctc_crc32(0, data.ctypes.data, data.nbytes), args.repeats)
+            t_cc = best_seconds(lambda: lib.rctc_crc32(0, data.ctypes.data, data.nbytes), args.repeats)
             line += f", C rctc_crc32 {data.nbytes / t_cc / 1e6:.0f} MB/s"
         print(line)
 

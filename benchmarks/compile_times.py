@@ -13,27 +13,17 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MODELS  # noqa: E402
+from _common import MODELS, best_seconds  # noqa: E402
 
 
 def light_resnet50_path() -> str:
     import onnx
 
     return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
-
-
-def best_seconds(fn: Any, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m for m in args.models.split(",") if m]:
         proto = build(name)
         out["seconds"][name] = best_seconds(
-            lambda p=proto: rctc.compile(p, mode=args.mode, batch_size=args.batch), args.repeat)
+            lambda p=proto: rctc.compile(p, mode=args.mode, batch_size=args.batch), args.repeat, warmup=False)
     path = light_resnet50_path()
     if os.path.exists(path):
         out["light_resnet50"] = {
             "path": path, "batch": args.r50_batch,
             "seconds": best_seconds(lambda: rctc.compile(path, mode=args.mode, batch_size=args.r50_batch),
-                                    max(1, args.repeat - 1)),
+                                    max(1, args.repeat - 1), warmup=False),
         }
     else:
         out["light_resnet50"] = {"path": path, "error": "not bundled with this onnx"}

@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import sys
 
-_SCRUB = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if any(v in os.environ for v in _SCRUB):  # before numpy is imported anywhere
-    os.execve(sys.executable, [sys.executable, *sys.argv], {k: v for k, v in os.environ.items() if k not in _SCRUB})
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import median_seconds, reexec_without_openblas_overrides  # noqa: E402
+
+reexec_without_openblas_overrides()  # before numpy is imported anywhere
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,14 +36,7 @@ HERE = Path(__file__).resolve().parent
 
 def timed(fn: Callable[[], object], min_seconds: float) -> float:
     """Median milliseconds of ``fn`` over at least 5 calls and ``min_seconds``."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, min_seconds) * 1e3
 
 
 def same(a, b) -> bool:

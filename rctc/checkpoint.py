@@ -76,7 +76,8 @@ def data_digest(x: np.ndarray, y: np.ndarray | None) -> str:
 
 
 
-def _digest(meta: bytes, arrays: dict[str, np.ndarray]) -> str:
+def payload_digest(meta: bytes, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the metadata bytes and every array (name, dtype, shape, bytes), in name order."""
     h = hashlib.sha256(meta)
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])
@@ -112,7 +113,7 @@ def encode_checkpoint(trainer: Trainer, st: RunState, run_args: dict[str, Any]) 
         "args": run_args,
     }
     meta_bytes = json.dumps(meta, sort_keys=True, default=json_default).encode()
-    digest = _digest(meta_bytes, arrays)
+    digest = payload_digest(meta_bytes, arrays)
     arrays["meta"] = np.frombuffer(meta_bytes, np.uint8)
     arrays["sha256"] = np.frombuffer(digest.encode(), np.uint8)
     buf = io.BytesIO()
@@ -192,7 +193,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                         "it cannot resume on this rctc: delete it and start the run again without --resume")
     if meta.get("version") != CKPT_VERSION:
         raise RctcError(f"{path}: checkpoint version {meta.get('version')}, this rctc reads {CKPT_VERSION}")
-    if _digest(meta_bytes, arrays) != digest:
+    if payload_digest(meta_bytes, arrays) != digest:
         raise RctcError(f"{path}: checkpoint integrity check failed (corrupt); {hint}")
     _check_meta(path, meta, arrays)
     return meta, arrays

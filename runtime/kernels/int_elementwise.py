@@ -9,6 +9,8 @@ storage dtype of their ``bits`` (int8 at the default 8), accumulators int64.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rctc.ir import Node
@@ -51,10 +53,17 @@ def int_relu_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray
     return _out(pointwise.relu_backward(q, int(e), dq, int(de)))
 
 
-@register("IntAdd")
-def int_add(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray) -> tuple:
-    shape = np.broadcast_shapes(qa.shape, qb.shape)
-    return _out(arith.add(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+def _binary(algorithm: Any) -> Any:
+    """IntAdd / IntMul: ``algorithm(qa, ea, qb, eb, bits, rand)`` on the broadcast shape."""
+    def kernel(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray
+               ) -> tuple:
+        shape = np.broadcast_shapes(qa.shape, qb.shape)
+        return _out(algorithm(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+    return kernel
+
+
+int_add = register("IntAdd")(_binary(arith.add))
+int_mul = register("IntMul")(_binary(arith.mul))
 
 
 @register("IntAddGrad")
@@ -213,12 +222,6 @@ def int_softmax_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndar
                      ey: np.ndarray) -> tuple:
     return _out(expo.softmax_backward(qy, int(ey), dq, int(de), int(node.attrs.get("axis", -1)),
                                       int(node.attrs["bits"]), rand_words(ctx, node, qy.shape)))
-
-
-@register("IntMul")
-def int_mul(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray) -> tuple:
-    shape = np.broadcast_shapes(qa.shape, qb.shape)
-    return _out(arith.mul(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
 
 
 @register("IntReduceMean")

@@ -18,6 +18,8 @@ import onnx
 import pytest
 from onnx import helper
 
+from rctc.checkpoint import payload_digest
+
 
 def resign_rct(path: Path, edit_meta: Callable[[dict[str, Any]], Any] | None = None,
                edit_model: Callable[[onnx.ModelProto], None] | None = None, raw_meta: str | None = None) -> None:
@@ -115,16 +117,6 @@ def test_damaged_rct(case: str, command: str, work: Path, refused: Callable) -> 
     assert str(rct) in line
 
 
-def _digest(meta: bytes, arrays: dict[str, np.ndarray]) -> str:
-    """The checkpoint digest as the format defines it (rctc/checkpoint.py's module docstring)."""
-    h = hashlib.sha256(meta)
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _resign_ckpt(path: Path, edit: Callable[[dict[str, Any], dict[str, np.ndarray]], None]) -> None:
     """Rewrite a checkpoint with edited meta / arrays and a recomputed digest (rctc.checkpoint's scheme)."""
     with np.load(path) as z:
@@ -133,7 +125,7 @@ def _resign_ckpt(path: Path, edit: Callable[[dict[str, Any], dict[str, np.ndarra
     arrays.pop("sha256")
     edit(meta, arrays)
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
-    arrays["sha256"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), np.uint8)
+    arrays["sha256"] = np.frombuffer(payload_digest(meta_bytes, arrays).encode(), np.uint8)
     arrays["meta"] = np.frombuffer(meta_bytes, np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -9,27 +9,15 @@ and both roundings; the new parameters must be equal bit for bit.
 from __future__ import annotations
 
 import ctypes
-import math
 
 import numpy as np
 import pytest
 
 import rctc
+from rctc.native.codegen.runner import exact_pair
 from rctc.native.kernels import Kernels
 from rctc.runtime.kernels import KernelContext
 from rctc.runtime.kernels.int_update import fused_int_update
-
-
-def _mantissa(scale: float) -> tuple[int, int]:
-    """``scale == m * 2^k`` exactly, ``m`` an odd integer (or 0)."""
-    if scale == 0.0:
-        return 0, 0
-    fm, fe = math.frexp(scale)
-    m, k = int(fm * 2**53), fe - 53
-    while m % 2 == 0:
-        m //= 2
-        k += 1
-    return m, k
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +64,7 @@ def test_fused_sgd_update_bit_identical(graph, kernels: Kernels, rounding: str) 
                                         np.int32(eb), np.float32(lr))
                 acc = qa.astype(np.int64) @ qb.astype(np.int64)  # the product in the parameter's layout
                 scale = -float(np.float32(lr)) * float(node.attrs.get("alpha", 1.0)) * 2.0 ** (ea + eb - e)
-                m, k = _mantissa(scale)
+                m, k = exact_pair(scale)
                 rand = ctx.words(node, q.shape).ravel() if rounding == "stochastic" else None
                 rc, got = _c_update(kernels, q, acc.reshape(q.shape), m, k, bits, rand)
                 assert rc == 0

@@ -6,8 +6,8 @@ schedule order); ``NativeStep`` builds it with :mod:`rctc.native.build` and runs
 
 from __future__ import annotations
 
+from rctc.native.codegen.emit import EMITTERS
 from rctc.native.codegen.generator import CProgram, Slot, generate
-from rctc.native.codegen.ops import EMITTERS
 from rctc.native.codegen.runner import NativeStep
 
 __all__ = ["EMITTERS", "CProgram", "NativeStep", "Slot", "generate"]

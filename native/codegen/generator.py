@@ -2,7 +2,7 @@
 
 Needs: a compiled rct graph (rctc.compile(..., mode="rct", elementwise="integer")) and the nodes
 to run, in the graph's schedule order; every op type must have an emitter in
-:mod:`rctc.native.codegen.ops`, every value an integer dtype, else one UnsupportedOpError line
+:mod:`rctc.native.codegen.emit`, every value an integer dtype, else one UnsupportedOpError line
 naming the op(s).
 
 Leaves: a :class:`CProgram`: the C source and the byte offset of every value it touches.
@@ -29,7 +29,7 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
-from rctc.native.codegen.ops import EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import EMITTERS, STEP_ARGS
 
 ALIGN = 64
 _STORED = ("param", "buffer", "const")

@@ -49,10 +49,12 @@ def _requantize_cost(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts:
 op("Requantize", ("acc", "acc_e", "bias?", "bias_e?"), outputs=("q", "e"),
    attrs={"bits": 8, "rounding": "nearest", "bias_axis": -1},
    traits=_INT | {QUANTISE, NEEDS_RNG}, cost=_requantize_cost,
+   c_kernel="rctc_iq_requantize",
    doc="accumulator (+ bias at its exponent) to bits, exponent from the batch max")
-op("IntRelu", ("q", "e"), outputs=("Y", "Y_e"), cost=costs.per_output(cmp=1), doc="max(q, 0): exact")
+op("IntRelu", ("q", "e"), outputs=("Y", "Y_e"), cost=costs.per_output(cmp=1), c_kernel="rctc_iq_relu",
+   doc="max(q, 0): exact")
 op("IntReluGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), traits=_INT | {GRADIENT},
-   cost=costs.per_output(cmp=1), doc="dy where x > 0: exact")
+   cost=costs.per_output(cmp=1), c_kernel="rctc_iq_relu_backward", doc="dy where x > 0: exact")
 op("IntAdd", ("qa", "ea", "qb", "eb"), outputs=("Y", "Y_e"), attrs={"bits": 8, "rounding": "nearest"},
    traits=_INT | {NEEDS_RNG}, cost=costs.per_output(add=2, cmp=1),
    doc="exponents aligned by shifts, summed exactly, one rounding (stochastic for errors)")
@@ -61,6 +63,7 @@ op("IntAddGrad", ("dq", "de"), outputs=("dA", "dA_e"), attrs={"shape": None, "bi
    doc="the error summed exactly over broadcast axes to one operand's shape, one rounding")
 op("IntReduceSum", ("dq", "de"), outputs=("acc", "acc_e"), attrs={"axes": None, "shape": None},
    traits=_INT | {GRADIENT}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o)}),
+   c_kernel="generated loops",
    doc="an error summed exactly (int64) over axes to shape: a bias gradient for the update")
 pool("IntMaxPool", ("q", "e"), outputs=("Y", "Y_e"), attrs=_POOL,
      cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}), doc="window maximum: exact")

@@ -34,7 +34,7 @@ op("Squeeze", ("data", "axes?"), outputs=("squeezed",), traits=_RESHAPE, differe
 op("Unsqueeze", ("data", "axes?"), outputs=("expanded",), traits=_RESHAPE, differentiable=("data",),
    cost=costs.free)
 op("Transpose", ("data",), outputs=("transposed",), attrs={"perm": None}, traits={LAYOUT, VIEW},
-   differentiable=("data",), cost=costs.free)
+   differentiable=("data",), cost=costs.free, c_kernel="generated loops")
 op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, traits={VIEW}, rct="integer",
    cost=costs.free)
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),

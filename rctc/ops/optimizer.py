@@ -37,7 +37,8 @@ iop("IntMomentumUpdate", ("q", "e", "bits", "G", "vq", "ve", "lr"), outputs=("q_
     fused_twin="FusedIntMomentumUpdate", cost=costs.int_momentum_update)
 iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new",),
     attrs={"product": None, "alpha": 1.0, "transpose": [], "rounding": "stochastic", "weight_decay": 0.0},
-    cost=costs.fused_update(momentum=False), doc="weight-gradient product + update, no float gradient")
+    cost=costs.fused_update(momentum=False), c_kernel="rctc_sgd_update_fused",
+    doc="weight-gradient product + update, no float gradient")
 iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "ve", "lr"),
     outputs=("q_new", "vq_new", "ve_new"),
     attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",

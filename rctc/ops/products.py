@@ -44,9 +44,10 @@ op("IntConvGradWeight", ("qdY", "edY", "qX", "eX"), **_INT, **_INT_IO, attrs=_CO
    traits={PRODUCT, INTEGER, GRADIENT, FUSABLE_WEIGHT_GRAD}, product_operands=(0, 2),
    cost=costs.product("ConvGradWeight", 0, 2, True))
 op("IntGemm", ("qA", "eA", "qB", "eB"), **_INT, **_INT_IO, attrs={"transA": 0, "transB": 0},
-   traits={PRODUCT, INTEGER, FUSABLE_WEIGHT_GRAD}, product_operands=(0, 2), cost=costs.product("Gemm", 0, 2, True))
+   traits={PRODUCT, INTEGER, FUSABLE_WEIGHT_GRAD}, product_operands=(0, 2), cost=costs.product("Gemm", 0, 2, True),
+   c_kernel="rctc_gemm")
 op("IntMatMul", ("qA", "eA", "qB", "eB"), **_INT, **_INT_IO, traits={PRODUCT, INTEGER, FUSABLE_WEIGHT_GRAD},
-   product_operands=(0, 2), cost=costs.product("MatMul", 0, 2, True))
+   product_operands=(0, 2), cost=costs.product("MatMul", 0, 2, True), c_kernel="rctc_gemm")
 
 
 # ----------------------------------------------------------------------------- ConvTranspose

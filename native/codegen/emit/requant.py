@@ -1,0 +1,46 @@
+"""C emitter of Requantize (intref.core.requantize; rctc_iq_requantize*)."""
+
+from __future__ import annotations
+
+import math
+
+from rctc.ir import Node
+from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, width
+
+
+@emitter("Requantize")
+def requantize(node: Node, cx: Emit) -> list[str]:
+    """intref.core.requantize: the accumulator widened to int64 in scratch (the kernel adds the
+    bias in place), stochastic words from the node's Philox stream (draw 0, start 0)."""
+    acc, acc_e = node.inputs[:2]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    bias_e = node.inputs[3] if len(node.inputs) > 3 else None
+    out, out_e = node.outputs
+    n, bits = numel(acc), int(node.attrs["bits"])
+    width(acc)
+    wide = f"((int64_t *){cx.scratch(8 * n + 4 * n)})"
+    stochastic = node.attrs.get("rounding", "stochastic") != "nearest"
+    lines = [f"int64_t *w = {wide};", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
+             f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];"]
+    rand = "NULL"
+    if stochastic:
+        lines.append(f"uint32_t *r = (uint32_t *)(w + {n});")
+        lines.append(f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {n}u, r);")
+        rand = "r"
+    lines.append("int e_out = 0;")
+    if bias is not None:
+        if len(bias.shape) != 1 or bias_e is None:
+            raise refuse(node, f"has a {len(bias.shape)}-D bias (only a 1-D bias with its exponent is mapped)")
+        nd = len(acc.shape)
+        axis = 1 if int(node.attrs.get("bias_axis", -1)) == 1 and nd >= 2 else nd - 1
+        if acc.shape[axis] != bias.shape[0]:
+            raise refuse(node, f"broadcasts a bias of {bias.shape[0]} along an axis of {acc.shape[axis]}")
+        outer, inner = math.prod(acc.shape[:axis]), math.prod(acc.shape[axis + 1:])
+        lines.append(f"int rc = rctc_iq_requantize_bias({outer}u, {bias.shape[0]}u, {inner}u, w, "
+                     f"{cx.scalar(acc_e)}, {cx.ptr(bias)}, {width(bias)}, {cx.scalar(bias_e)}, {bits}, {rand}, "
+                     f"{cx.ptr(out)}, &e_out);")
+    else:
+        lines.append(f"int rc = rctc_iq_requantize({n}u, w, {cx.scalar(acc_e)}, {bits}, {rand}, {cx.ptr(out)}, "
+                     "&e_out);")
+    lines += ["if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
+    return lines

@@ -87,6 +87,18 @@ def _check(nodes: Sequence[Node]) -> None:
                                          "use the numpy backend for this model")
 
 
+def refusal(node: Node, training: bool = True) -> str | None:
+    """Why ``node`` cannot be generated as C (one line), or None when it can: the checks of
+    :func:`generate` and a trial emission (an emitter refuses attributes it does not map)."""
+    try:
+        _check([node])
+        slots = {v.name: Slot("arena", 0, np.dtype(v.dtype), tuple(v.shape)) for v in _tensors(node)}
+        EMITTERS[node.op_type](node, _Emit(slots, training))
+    except UnsupportedOpError as exc:
+        return str(exc)
+    return None
+
+
 def _tensors(n: Node) -> list[Value]:
     """The node's inputs and outputs that live in memory (not the step arguments, e.g. lr)."""
     skip = STEP_ARGS.get(n.op_type, ())
@@ -197,7 +209,8 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas */",
         f"static union {{ int64_t align; unsigned char b[{words * 8}]; }} {p}_arena_u;",
         f"static union {{ int64_t align; unsigned char b[{max(8, _align(state_bytes))}]; }} {p}_state_u;",
-        f"static union {{ int64_t align; unsigned char b[{max(8, cx.scratch_bytes)}]; }} {p}_scratch_u;",
+        *([f"static union {{ int64_t align; unsigned char b[{cx.scratch_bytes}]; }} {p}_scratch_u;"]
+          if cx.scratch_bytes else []),
         f"static int {p}_nthreads = 1;",
         f"#define rctc_arena ({p}_arena_u.b)", f"#define rctc_state ({p}_state_u.b)",
         f"#define rctc_scratch ({p}_scratch_u.b)", f"#define rctc_nthreads ({p}_nthreads)", "",

@@ -14,6 +14,8 @@ Storage (all static, no malloc):
   step, so it does not fit a slice): a value lives from the node that writes it (the step's
   start for a value fed by the host) to its last reader (the step's end for a requested output);
   values are placed first-fit, by start, at 64-byte alignment, reusing the bytes of dead values.
+  The output of a view op (``ALIASES``: Flatten, Reshape) gets no bytes of its own: it shares
+  its input's slot (arena or state), whose life is extended to the view's last reader.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
 At the step's end each state value with an update produced by these nodes is overwritten by it.
 """
@@ -29,9 +31,9 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
-from rctc.native.codegen.emit import EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import align as _align
 
-ALIGN = 64
 _STORED = ("param", "buffer", "const")
 
 
@@ -66,10 +68,6 @@ class CProgram:
     @property
     def key(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
 
 
 def _check(nodes: Sequence[Node]) -> None:
@@ -137,12 +135,25 @@ class _Emit:
     def scalar(self, v: Value) -> str:
         return f"(*{self.ptr(v)})"
 
-    def scratch(self, nbytes: int) -> str:
-        self.scratch_bytes = max(self.scratch_bytes, _align(nbytes))
-        return "rctc_scratch"
+    def scratch(self, nbytes: int, offset: int = 0) -> str:
+        self.scratch_bytes = max(self.scratch_bytes, _align(offset + nbytes))
+        return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
+
+
+def _alias_roots(nodes: Sequence[Node]) -> dict[str, str]:
+    """Alias output -> the value whose bytes it shares (followed through chains of aliases)."""
+    root: dict[str, str] = {}
+    for n in nodes:
+        if n.op_type in ALIASES:
+            src, out = n.inputs[0], n.outputs[0]
+            if np.dtype(src.dtype) != np.dtype(out.dtype) or math.prod(src.shape) != math.prod(out.shape):
+                raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) changes the dtype or "
+                                         "size of the value it views; use the numpy backend for this model")
+            root[out.name] = root.get(src.name, src.name)
+    return root
 
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
@@ -176,17 +187,25 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         slots[nm] = Slot("state", off, np.dtype(v.dtype), tuple(v.shape))
         off = _align(off + slots[nm].nbytes)
     state_bytes = off
+    root = _alias_roots(nodes)
+    stops: dict[str, int] = {}
+    for nm in values:
+        start = -1 if nm in inputs else produced.get(nm, -1)
+        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
+        r = root.get(nm, nm)
+        stops[r] = max(stops.get(r, stop), stop)
     lives = []
     for nm, v in values.items():
-        if nm in state:
+        if nm in state or nm in root:
             continue
         start = -1 if nm in inputs else produced[nm]
-        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
-        lives.append((start, stop, nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
+        lives.append((start, stops[nm], nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
     offsets, arena_bytes = _first_fit(lives)
     for _, _, nm, _ in lives:
         v = values[nm]
         slots[nm] = Slot("arena", offsets[nm], np.dtype(v.dtype), tuple(v.shape))
+    for nm, r in root.items():
+        slots[nm] = Slot(slots[r].region, slots[r].offset, np.dtype(values[nm].dtype), tuple(values[nm].shape))
     cx = _Emit(slots, training)
     body: list[str] = []
     for i, n in enumerate(nodes):
@@ -195,7 +214,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
     for s, new in updates.items():
-        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_arena + {slots[new].offset}, "
+        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))
     p = prefix

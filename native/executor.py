@@ -33,7 +33,6 @@ import numpy as np
 
 from rctc.ir import Graph, Node
 from rctc.native.codegen import CProgram, NativeStep, generate
-from rctc.native.codegen.emit import STEP_ARGS
 from rctc.native.codegen.runner import load_programs
 from rctc.native.partition import partition
 from rctc.runtime.executor import Executor, OnNode, Step
@@ -142,12 +141,10 @@ class NativeExecutor(Executor):
         c_nodes = sum(len(s.nodes) for s in segments if s.kind == "c")
         return _Plan(parts, param_order, c_nodes, len(nodes))
 
-    @staticmethod
-    def _lr_input(nodes: list[Node]) -> str | None:
-        names = {n.inputs[i].name for n in nodes for i in STEP_ARGS.get(n.op_type, ()) if n.inputs[i] is not None}
-        if len(names) > 1:
-            raise ValueError(f"native step: several step-argument values {sorted(names)} in one segment")
-        return names.pop() if names else None
+    def _lr_input(self, nodes: list[Node]) -> str | None:
+        """The learning rate's value name when the segment reads it (as the step's lr argument)."""
+        lr = self.graph.meta.get("lr_input")
+        return lr if any(v is not None and v.name == lr for n in nodes for v in n.inputs) else None
 
     @staticmethod
     def _standins(nodes: list[Node]) -> list[tuple[Node, list[Any], Any]]:

@@ -197,5 +197,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -
         "void *rctc_model_state(void) { return rctc_state_u.b; }", "",
         "/* One step at learning rate lr_m * 2^lr_k; returns 0, or a kernel's RCTC_IQ_E* code. */",
         "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
-        "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}", ""])
+        "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;",
+        "    (void)rctc_scratch; /* used or not by the nodes: no unused-variable warning */",
+        *body, "    return 0;", "}", ""])
     return CProgram(src, slots, inputs, outs, state, updates, arena_bytes, state_bytes)

@@ -28,6 +28,10 @@ from rctc.errors import RctcError
 from rctc.native.build import cache_dir, load_library
 from rctc.native.codegen.generator import STATS_WORDS, CProgram, Slot
 
+#: RCTC_IQ_* status codes of rctc_intops.h -> what went wrong
+_FAILURES = {-1: "an accumulator overflowed its range",
+             -2: "an argument outside the algorithm's domain, e.g. an index out of range"}
+
 
 def _write_source(text: str, env: dict[str, str] | None) -> Path:
     folder = cache_dir(env) / "generated"
@@ -115,7 +119,8 @@ class NativeStep:
         lr_m, lr_k = exact_pair(float(np.float32(lr)))
         rc = self._step(seed, step, lr_m, lr_k)
         if rc != 0:
-            raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
+            why = _FAILURES.get(rc, "an unknown kernel status")
+            raise RctcError(f"native step failed with kernel code {rc} ({why}); the numpy backend reports which node")
 
     def run(self, feeds: Mapping[str, np.ndarray], *, seed: int = 0, step: int = 0,
             lr: float = 0.0) -> dict[str, np.ndarray]:

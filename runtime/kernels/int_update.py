@@ -16,11 +16,17 @@ draw 0 and then the update from draw 1 of the same node.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
-from rctc.bitwidth_rule import STATS_KEY, UpdateStat, abs_sum, gavg_of_float_sum, gavg_of_scale
+from rctc.bitwidth_rule import (
+    STATS_KEY,
+    UpdateStat,
+    abs_sum,
+    gavg_of_float_sum,
+    gavg_of_scale,
+    mean_abs_update,
+)
 from rctc.fixedpoint import choose_exponent
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
@@ -73,7 +79,7 @@ def _record(ctx: KernelContext, node: Node, u: np.ndarray, new: np.ndarray, qmax
     if acc is not None:
         a = abs_sum(acc)
         g = gavg_of_scale(a, scale, n)
-        gavg = float(Fraction(a) * abs(Fraction(scale)) / n) if n else 0.0  # exact, rounded once
+        gavg = mean_abs_update(a, scale, n)
     else:
         total = float(np.add.reduce(np.abs(u), axis=None))
         g = gavg_of_float_sum(total, n)

@@ -3,7 +3,8 @@ independent references.
 
 * Integer updates: every node of a few real rct training steps (MLP, LeNet) is checked, on the
   inputs it received and the generator state it started from, against the update written from
-  its definition in plain numpy: ``u`` from the int64 weight-gradient product, the stochastic
+  its definition in plain numpy: ``u`` from the int64 weight-gradient product (or, for a bias,
+  the int64 gradient accumulator the update reads), the stochastic
   rounding noise taken straight from ``rctc.rng.random_words(seed, step, node_id, i)`` (the
   top 24 bits of word i for element i), the sum and clip in int64.
 * Losses: float64 references, padded rows, label checks.
@@ -70,6 +71,18 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         if wd:
             g = g + np.float32(wd * 2.0**e) * q.astype(np.float32)
         return g * np.float32(-lr * 2.0**-e)
+    if node.op_type == "IntAccSGDUpdate":
+        acc, ea = args[3].astype(np.int64), int(args[4])
+    else:
+        acc, ea = _ref_product(a, args)
+    u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (ea - e))
+    if wd:
+        u = u - lr * wd * q.astype(np.float64)
+    return u.reshape(q.shape)
+
+
+def _ref_product(a: dict, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """A fused update's weight-gradient product (int64, in the parameter's layout) and its exponent."""
     qa, ea, qb, eb = args[3:7]
     if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
         x = qa.T if a.get("product_transA") else qa
@@ -80,10 +93,10 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
     if a.get("transpose"):
         acc = acc.transpose(a["transpose"])
-    u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (int(ea) + int(eb) - e))
-    if wd:
-        u = u - lr * wd * q.astype(np.float64)
-    return u.reshape(q.shape)
+    return acc, int(ea) + int(eb)
+
+
+_UPDATES = ("IntSGDUpdate", "FusedIntUpdate", "IntAccSGDUpdate")
 
 
 @pytest.mark.parametrize("model,opts", [
@@ -104,7 +117,7 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
     checked: list[str] = []
 
     def on_node(node: Node, args: list, result: Any, env: Any) -> None:
-        if node.op_type in ("IntSGDUpdate", "FusedIntUpdate"):
+        if node.op_type in _UPDATES:
             u = _ref_u(node, args)
             key = (1, t.step, node.meta["node_id"])  # the trainer's seed, the step being run
             want, gavg, sat = _ref_update(args[0], u, int(args[2]), node.attrs.get("rounding", "stochastic"), key)
@@ -116,8 +129,8 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
 
     ctx_stats: dict[str, Any] = {}
     t.on_node = on_node
-    mask = np.ones(8, np.float32)
-    mask[-1] = 0.0  # a padded row
+    mask = t.mask(7)  # a padded row
+    assert mask.dtype == np.uint8  # the integer loss reads a 0/1 byte mask
     for lr in (0.05, 0.5, 4.0):  # up to updates large enough to saturate
         orig_run = t.executor.run
 
@@ -129,7 +142,8 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
         t.executor.run = run
         t.train_step(x, y, mask, lr)
         t.executor.run = orig_run
-    n_updates = sum(n.op_type in ("IntSGDUpdate", "FusedIntUpdate") for n in m.graph.nodes)
+    n_updates = sum(n.op_type in _UPDATES for n in m.graph.nodes)
+    assert n_updates == len(m.graph.params())  # every parameter's update is checked
     assert len(checked) == 3 * n_updates
 
 

@@ -7,7 +7,7 @@ type -> the input positions it reads as step arguments (the learning rate) inste
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
-requant, activations, shape, reduce, update, ...), import the module in :func:`_load`, and set
+requant, activations, shape, reduce, loss, update, ...), import the module in :func:`_load`, and set
 ``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
 checks the two agree).
 """
@@ -103,7 +103,7 @@ def loops(shape: tuple[int, ...], ostrides: list[int], body: Callable[[str, str]
 
 def _load() -> None:
     """Import every family module (each registers its emitters)."""
-    from rctc.native.codegen.emit import activations, products, reduce, requant, shape, update  # noqa: F401
+    from rctc.native.codegen.emit import activations, loss, products, reduce, requant, shape, update  # noqa: F401
 
 
 _load()

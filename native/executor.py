@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from rctc.bitwidth_rule import UpdateStat
+from rctc.bitwidth_rule import UpdateStat, mean_abs_update
 from rctc.ir import Graph, Node
 from rctc.native.codegen import CProgram, NativeStep, generate
 from rctc.native.codegen.runner import load_programs
 from rctc.native.partition import partition
 from rctc.runtime.executor import Executor, OnNode, Step
 from rctc.runtime.kernels import KernelContext
-from rctc.runtime.kernels.int_update import exact_gavg, fused_scale, record_stats
+from rctc.runtime.kernels.int_update import acc_scale, record_stats
 
 #: (library handle, program prefix) -> the segment whose state the program's static blocks hold now:
 #: two executors of the same graph load the same cached shared object, so they share its blocks
@@ -48,7 +48,7 @@ _OWNER: dict[tuple[int, str], Any] = {}
 #: op types whose emitter writes the controller statistics (A, S, g) into the step's stats block:
 #: input position of the parameter's exponent and of the product's exponents (the update is
 #: ``u = acc * -lr * 2^(sum of those - e)``), from which the logged float Gavg is formed exactly
-C_STATS: dict[str, tuple[int, tuple[int, ...]]] = {"FusedIntUpdate": (1, (4, 6))}
+C_STATS: dict[str, tuple[int, tuple[int, ...]]] = {"FusedIntUpdate": (1, (4, 6)), "IntAccSGDUpdate": (1, (4,))}
 
 
 def default_threads() -> int:
@@ -243,8 +243,8 @@ class NativeExecutor(Executor):
         for node, (param, n), (a, s, g) in zip(seg.stat_nodes, seg.step.prog.stats, seg.step.stat_words()):
             e_at, prod_at = C_STATS[node.op_type]
             shift = sum(exp(node.inputs[i]) for i in prod_at) - exp(node.inputs[e_at])
-            scale = fused_scale(lr32, float(node.attrs.get("alpha", 1.0)), shift)
-            record_stats(ctx, param, UpdateStat(g, s, n), exact_gavg(a, scale, n))
+            scale = acc_scale(lr32, float(node.attrs.get("alpha", 1.0)), shift)
+            record_stats(ctx, param, UpdateStat(g, s, n), mean_abs_update(a, scale, n))
 
     @staticmethod
     def _restore_stats_order(ctx: KernelContext, plan: _Plan) -> None:

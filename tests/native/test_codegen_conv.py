@@ -76,7 +76,7 @@ def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
     """Every value of one numpy training step (no state written back)."""
     names = [o.name for n in g.nodes for o in n.outputs]
     f = feeds(g, np.random.default_rng(seed + 100 * step), LR, scale=1 + step)
-    return Executor(g).run(f, names, KernelContext(training=True, seed=seed, step=step))
+    return {**Executor(g).run(f, names, KernelContext(training=True, seed=seed, step=step)), **f}
 
 
 EXPECTED = {
@@ -92,7 +92,9 @@ EXPECTED = {
                                          ("mobilenet", 1), ("mobilenet", 3), ("odd", 1), ("odd", 3)])
 def test_conv_nodes_bit_identical_to_numpy(model: str, batch: int, native_env: dict[str, str]) -> None:
     g = _graph(model, batch)
-    nodes = mapped(g)
+    # BatchNorm's gamma / beta updates (IntAccSGDUpdate) left out: rctc_sgd_update_fused refuses
+    # their scales below 2^-53 (the native backend keeps them on the host, rctc.native.partition)
+    nodes = [n for n in mapped(g) if n.op_type != "IntAccSGDUpdate"]
     ops = {n.op_type for n in nodes}
     assert CONV_OPS | EXPECTED[model] <= ops
     fused = {n.attrs["product"] for n in nodes if n.op_type == "FusedIntUpdate"}

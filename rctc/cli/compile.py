@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,19 @@ def _print_result(model: Path, out: Path, summary: dict[str, Any], options: Comp
                f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
                f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")
     if summary["mode"] == "rct":
-        isl = summary["float_islands"]
-        click.echo(f"  float islands ({summary['elementwise']} element-wise): " + (", ".join(
-            f"{i['node']} ({i['op_type']})" for i in isl) if isl else "none"))
+        islands = _islands_line(summary["float_islands"])
+        click.echo(f"  float islands ({summary['elementwise']} element-wise): {islands}")
+
+
+def _islands_line(islands: list[dict[str, str]], listed: int = 8) -> str:
+    """The float islands by name when there are few, else counted per op type (inspect --json lists all)."""
+    if not islands:
+        return "none"
+    if len(islands) <= listed:
+        return ", ".join(f"{i['node']} ({i['op_type']})" for i in islands)
+    counts = Counter(i["op_type"] for i in islands)
+    per_op = ", ".join(f"{op} x{n}" for op, n in counts.most_common())
+    return f"{len(islands)} nodes: {per_op} (rctc inspect --json lists each)"
 
 
 @click.command("compile")

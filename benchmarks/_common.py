@@ -65,15 +65,18 @@ def best_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True) ->
     return best
 
 
-def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
-    """Median wall time of ``fn`` over at least 5 calls and ``min_seconds`` (after one warm-up call)."""
+def median_seconds(fn: Callable[[], object], min_seconds: float,
+                   timer: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of ``fn`` over at least 5 calls and ``min_seconds`` of wall time (after one
+    warm-up call), by ``timer``: wall time, or ``time.thread_time`` for the calling thread's CPU
+    time (what a single-threaded kernel ran, without the time a shared machine took it away)."""
     fn()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < 5 or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
+        t0 = timer()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(timer() - t0)
     return statistics.median(times)
 
 

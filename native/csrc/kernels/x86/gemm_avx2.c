@@ -91,27 +91,22 @@ static void pack_b_kcontig(const operand *b, ptrdiff_t off, int kc, int16_t *dst
         }
 }
 
-/* Row-contiguous B (cs == 1): the k-pair (r0, r1) of 16 columns interleaved into d[0..31]. */
+/* Row-contiguous int8 B (cs == 1): the k-pair (r0, r1) of 16 columns interleaved into d[0..31].
+ * (An int16 B only arises from the weight-gradient swap in gemm_run, which makes it K-contiguous.) */
 static inline void pack_b_rowpair(const operand *b, ptrdiff_t off, int16_t *d) {
-    if (b->wide) {
-        const __m256i x0 = load16(b, off), x1 = load16(b, off + b->rs);
-        const __m256i lo = _mm256_unpacklo_epi16(x0, x1), hi = _mm256_unpackhi_epi16(x0, x1);
-        _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
-        _mm256_storeu_si256((__m256i *)(d + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
-    } else {
-        const int8_t *r0 = (const int8_t *)b->p + off;
-        const __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
-        const __m128i x1 = _mm_loadu_si128((const __m128i *)(r0 + b->rs));
-        _mm256_storeu_si256((__m256i *)d, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
-        _mm256_storeu_si256((__m256i *)(d + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
-    }
+    const int8_t *r0 = (const int8_t *)b->p + off;
+    const __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
+    const __m128i x1 = _mm_loadu_si128((const __m128i *)(r0 + b->rs));
+    _mm256_storeu_si256((__m256i *)d, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
+    _mm256_storeu_si256((__m256i *)(d + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
 }
 
 /* packB[panel][kp][col 0..15][2]: (B(2kp, col), B(2kp + 1, col)), zero beyond K and N. */
 static void pack_b(const gemm_args *p, int k0, int kc, int n0, int nc, int16_t *out) {
     const operand *b = &p->b;
     const int kp_n = (kc + 1) / 2;
-    if (b->cs == 1) /* rows contiguous: k-pair outer, so each row is read along nc (whole cache lines) */
+    const int rowwise = b->cs == 1 && !b->wide;
+    if (rowwise) /* rows contiguous: k-pair outer, so each row is read along nc (whole cache lines) */
         for (int kp = 0; 2 * kp + 1 < kc; ++kp)
             for (int j0 = 0; j0 + NR <= nc; j0 += NR)
                 pack_b_rowpair(b, (ptrdiff_t)(k0 + 2 * kp) * b->rs + n0 + j0,
@@ -121,7 +116,7 @@ static void pack_b(const gemm_args *p, int k0, int kc, int n0, int nc, int16_t *
         const int cols = nc - j0 < NR ? nc - j0 : NR;
         const ptrdiff_t base = (ptrdiff_t)k0 * b->rs + (ptrdiff_t)(n0 + j0) * b->cs;
         int kp = 0;
-        if (cols == NR && b->cs == 1) {
+        if (cols == NR && rowwise) {
             kp = kc / 2; /* done above */
         } else if (cols == NR && b->rs == 1) {
             pack_b_kcontig(b, base, kc, dst);

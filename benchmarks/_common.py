@@ -65,19 +65,21 @@ def best_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True) ->
     return best
 
 
-def median_seconds(fn: Callable[[], object], min_seconds: float,
-                   timer: Callable[[], float] = time.perf_counter) -> float:
-    """Median time of ``fn`` over at least 5 calls and ``min_seconds`` of wall time (after one
-    warm-up call), by ``timer``: wall time, or ``time.thread_time`` for the calling thread's CPU
-    time (what a single-threaded kernel ran, without the time a shared machine took it away)."""
+def sample_seconds(fn: Callable[[], object], min_seconds: float) -> list[float]:
+    """Wall times of at least 5 calls of ``fn`` spanning ``min_seconds`` (after one warm-up call)."""
     fn()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < 5 or time.perf_counter() - start < min_seconds:
-        t0 = timer()
+        t0 = time.perf_counter()
         fn()
-        times.append(timer() - t0)
-    return statistics.median(times)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
+    """Median wall time of ``fn`` over at least 5 calls and ``min_seconds`` (after one warm-up call)."""
+    return statistics.median(sample_seconds(fn, min_seconds))
 
 
 def thread_env(threads: int = NUM_THREADS) -> dict[str, str]:

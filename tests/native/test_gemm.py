@@ -171,7 +171,7 @@ LAYOUTS = [("c", "c"), ("c", "f"), ("f", "c"), ("f", "f"), ("s", "c"), ("c", "s"
 def test_operand_layouts(kernels: Kernels, types: tuple[type, type, type], lay: tuple[str, str]) -> None:
     """Every operand layout (row- and column-major, strided, negative strides) at the dtype
     extremes, into a fresh, a transposed and an accumulated output; ("c", "f") is the weight
-    gradient, whose orientation the SIMD kernel may swap (tried with M < N and M > N)."""
+    gradient (both operands K-contiguous), tried with M < N and M > N."""
     ta, tb, tc = types
     rng = np.random.default_rng(5 + TYPES.index(types))
     for m, n, kk in ((3, 70, 529), (70, 3, 529), (33, 47, 40), (5, 17, 1)):
@@ -190,8 +190,8 @@ def test_operand_layouts(kernels: Kernels, types: tuple[type, type, type], lay: 
 
 
 def test_weight_gradient_layout_threads(kernels: Kernels) -> None:
-    """dW = dY cols^T with both operands K-contiguous (the SIMD kernel computes its transpose when
-    M < N), big enough to be split between threads: the bits do not depend on the thread count."""
+    """dW = dY cols^T with both operands K-contiguous (the ResNet-20 shape, K shortened), big enough
+    to be split between threads: the bits do not depend on the thread count."""
     rng = np.random.default_rng(13)
     dy = rand_int(rng, np.int8, (16, 5000), False)
     cols = rand_int(rng, np.int8, (144, 5000), False)

@@ -14,9 +14,8 @@
  * where the block is short enough for an exact int32 sum (kc_max below).
  * Blocking (GotoBLAS / BLIS order): a B block kc x nc is packed into 16-column panels of
  * k-pairs, an A block mc x kc into 4-row strips of k-pairs (both on the stack, no malloc); each
- * B panel stays in L1 while every A strip of the block runs against it. The operand whose
- * packing needs a transpose (K-contiguous B, the weight-gradient layout) is chosen to be the
- * one reused most (see gemm_run). Which block a thread computes never changes its bits.
+ * B panel stays in L1 while every A strip of the block runs against it (for short K blocks the
+ * tiles go row-strip by row-strip instead). Which block a thread computes never changes its bits.
  */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -33,7 +32,7 @@
 #define A_BLOCK 32768   /* int16 elements of a packed A block (64 KiB) */
 #define ROWS_OUTER_KC 64 /* K blocks this short run the tiles row-strip outer (see gemm_block) */
 
-/* One operand: X(i, j) = p[i * rs + j * cs], int8 or (wide) int16. */
+/* One operand: X(i, j) = p[i * rs + j * cs], int8 or (wide) int16 (A only: B is int8). */
 typedef struct {
     const void *p;
     ptrdiff_t rs, cs;
@@ -91,8 +90,7 @@ static void pack_b_kcontig(const operand *b, ptrdiff_t off, int kc, int16_t *dst
         }
 }
 
-/* Row-contiguous int8 B (cs == 1): the k-pair (r0, r1) of 16 columns interleaved into d[0..31].
- * (An int16 B only arises from the weight-gradient swap in gemm_run, which makes it K-contiguous.) */
+/* Row-contiguous B (cs == 1): the k-pair (r0, r1) of 16 columns interleaved into d[0..31]. */
 static inline void pack_b_rowpair(const operand *b, ptrdiff_t off, int16_t *d) {
     const int8_t *r0 = (const int8_t *)b->p + off;
     const __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
@@ -105,7 +103,7 @@ static inline void pack_b_rowpair(const operand *b, ptrdiff_t off, int16_t *d) {
 static void pack_b(const gemm_args *p, int k0, int kc, int n0, int nc, int16_t *out) {
     const operand *b = &p->b;
     const int kp_n = (kc + 1) / 2;
-    const int rowwise = b->cs == 1 && !b->wide;
+    const int rowwise = b->cs == 1;
     if (rowwise) /* rows contiguous: k-pair outer, so each row is read along nc (whole cache lines) */
         for (int kp = 0; 2 * kp + 1 < kc; ++kp)
             for (int j0 = 0; j0 + NR <= nc; j0 += NR)
@@ -324,22 +322,8 @@ static void gemm_task(void *vctx, int b, int e) {
 static void gemm_run(gemm_args *p, int nthreads) {
     if (p->M <= 0 || p->N <= 0) return;
     if (p->K < 0) p->K = 0;
-    /* Both operands K-contiguous (the weight gradient): the B panels need a transpose, which
-     * pays off in proportion to M (every packed B element meets M rows). Compute C^T = B^T A^T
-     * when that makes the transposed operand the more reused one. */
-    if (p->a.cs == 1 && p->b.rs == 1 && p->M < p->N) {
-        const operand a = p->a;
-        const int m = p->M;
-        const ptrdiff_t rs = p->c_rs;
-        p->a = (operand){p->b.p, p->b.cs, p->b.rs, p->b.wide};
-        p->b = (operand){a.p, a.cs, a.rs, a.wide};
-        p->M = p->N;
-        p->N = m;
-        p->c_rs = p->c_cs;
-        p->c_cs = rs;
-    }
     /* K blocks of balanced length (a multiple of 16 when split), short enough for exact s64. */
-    const int kc_max = (p->c64 && (p->a.wide || p->b.wide)) ? KC_EXACT64 : KC_MAX;
+    const int kc_max = (p->c64 && p->a.wide) ? KC_EXACT64 : KC_MAX;
     const int nkb = (p->K + kc_max - 1) / kc_max;
     p->kc = nkb <= 1 ? (p->K > 0 ? p->K : 1) : min_int(kc_max, ((p->K + nkb - 1) / nkb + 15) / 16 * 16);
     const int t = rctc_threads_for(nthreads, (uint64_t)p->M * (uint64_t)p->N * (uint64_t)p->K);

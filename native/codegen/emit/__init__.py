@@ -7,7 +7,7 @@ type -> the input positions it reads as step arguments (the learning rate) inste
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
-requant, activations, shape, reduce, update, ...), import the module in :func:`_load`, and set
+requant, activations, shape, reduce, loss, update, ...), import the module in :func:`_load`, and set
 ``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
 checks the two agree).
 """
@@ -31,6 +31,7 @@ class Emit(Protocol):
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
     def scratch(self, nbytes: int) -> str: ...   # unsigned char * to this node's scratch
     def node_id(self, node: Node) -> int: ...
+    def stats(self, node: Node) -> str: ...      # uint64_t * to the node's rctc_stats entry (A, S, g)
 
 
 #: GEMM entry points of rctc_kernels.h by (A, B, C) dtype
@@ -102,7 +103,7 @@ def loops(shape: tuple[int, ...], ostrides: list[int], body: Callable[[str, str]
 
 def _load() -> None:
     """Import every family module (each registers its emitters)."""
-    from rctc.native.codegen.emit import activations, products, reduce, requant, shape, update  # noqa: F401
+    from rctc.native.codegen.emit import activations, loss, products, reduce, requant, shape, update  # noqa: F401
 
 
 _load()

@@ -10,10 +10,9 @@ Leaves: a :class:`CProgram`: the C source and the byte offset of every value it 
 Storage (all static, no malloc):
 - ``rctc_state``: every stored value the nodes read (parameters, buffers, constants), laid out
   one after another at 64-byte alignment; the host writes them before a step and reads them back.
-- ``rctc_arena``: every other value. Own liveness plan (the graph's memory plan covers the whole
-  step, so it does not fit a slice): a value lives from the node that writes it (the step's
-  start for a value fed by the host) to its last reader (the step's end for a requested output);
-  values are placed first-fit, by start, at 64-byte alignment, reusing the bytes of dead values.
+- ``rctc_arena``: every other value, placed by :func:`rctc.analysis.arena.layout` (liveness over
+  these nodes, first fit at 64-byte alignment), the same function the memory plan sizes the
+  device step's arena with: for the whole device step the two agree by construction.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
 At the step's end each state value with an update produced by these nodes is overwritten by it.
 """
@@ -27,12 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rctc.analysis.arena import align, layout, step_arguments, tensors
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.native.codegen.emit import EMITTERS, STEP_ARGS
-
-ALIGN = 64
-_STORED = ("param", "buffer", "const")
 
 
 @dataclass(frozen=True)
@@ -61,17 +58,14 @@ class CProgram:
     updates: dict[str, str] = field(default_factory=dict)
     arena_bytes: int = 0
     state_bytes: int = 0
+    scratch_bytes: int = 0
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
 
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
-
-
-def _check(nodes: Sequence[Node]) -> None:
+def _check(nodes: Sequence[Node], args: frozenset[str]) -> None:
     missing = sorted({n.op_type for n in nodes if n.op_type not in EMITTERS})
     if missing:
         first = next(n for n in nodes if n.op_type in missing)
@@ -79,35 +73,17 @@ def _check(nodes: Sequence[Node]) -> None:
             f"native codegen: no C mapping for op(s) {', '.join(missing)} (first: node {first.name!r}); "
             "use the numpy backend for this model")
     for n in nodes:
-        for v in _tensors(n):
+        skip = STEP_ARGS.get(n.op_type, ())
+        for i, v in enumerate(n.inputs):
+            if v is not None and (i in skip) != (v.name in args):
+                raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) reads {v.name!r} as "
+                                         f"{'a step argument' if i in skip else 'a tensor'}, the layout the other "
+                                         "way round; use the numpy backend for this model")
+        for v in tensors(n, args):
             if np.dtype(v.dtype).kind not in "iu":
                 raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) touches {v.name!r} of "
                                          f"dtype {np.dtype(v.dtype)} (the native step is integer only); "
                                          "use the numpy backend for this model")
-
-
-def _tensors(n: Node) -> list[Value]:
-    """The node's inputs and outputs that live in memory (not the step arguments, e.g. lr)."""
-    skip = STEP_ARGS.get(n.op_type, ())
-    return [v for i, v in enumerate(n.inputs) if v is not None and i not in skip] + list(n.outputs)
-
-
-def _first_fit(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
-    """Offsets for (start, end, name, nbytes) lifetimes: first fit among values still live."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, end, start)
-    offsets: dict[str, int] = {}
-    top = 0
-    for start, end, name, size in sorted(lives, key=lambda t: (t[0], -t[3])):
-        busy = sorted((o, s) for o, s, e, st in placed if e >= start)
-        off = 0
-        for o, s in busy:
-            if off + size <= o:
-                break
-            off = max(off, _align(o + s))
-        offsets[name] = off
-        placed.append((off, size, end, start))
-        top = max(top, _align(off + size))
-    return offsets, top
 
 
 class _Emit:
@@ -123,50 +99,32 @@ class _Emit:
         return f"(*{self.ptr(v)})"
 
     def scratch(self, nbytes: int) -> str:
-        self.scratch_bytes = max(self.scratch_bytes, _align(nbytes))
+        self.scratch_bytes = max(self.scratch_bytes, align(nbytes))
         return "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
 
 
-def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> CProgram:
-    """The C source of one step over ``nodes``; ``outputs`` stay readable after the step."""
+def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *,
+             extern_blocks: bool = False) -> CProgram:
+    """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
+
+    ``extern_blocks`` gives ``rctc_arena`` and ``rctc_state`` external linkage (a device project
+    reads their sizes from the linked image); by default they are static (a host library)."""
     nodes = list(nodes)
-    _check(nodes)
-    produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
-    last: dict[str, int] = {}
-    for i, n in enumerate(nodes):
-        for v in _tensors(n):
-            if v.name not in produced or produced[v.name] != i:
-                last[v.name] = i
-    end = len(nodes)
+    args = step_arguments(graph)
+    _check(nodes, args)
+    produced = {o.name for n in nodes for o in n.outputs}
     outs = list(dict.fromkeys(outputs))
     for name in outs:
         if name not in produced:
             raise UnsupportedOpError(f"native codegen: output {name!r} is not computed by these nodes")
-    updates = {s: new for s, new in graph.state_updates.items() if new in produced}
-    values = {v.name: v for n in nodes for v in _tensors(n)}
-    state = [nm for nm, v in values.items() if v.kind in _STORED or nm in updates]
-    inputs = [nm for nm in values if nm not in produced and nm not in state]
-    slots: dict[str, Slot] = {}
-    off = 0
-    for nm in state:
-        v = values[nm]
-        slots[nm] = Slot("state", off, np.dtype(v.dtype), tuple(v.shape))
-        off = _align(off + slots[nm].nbytes)
-    state_bytes = off
-    lives = []
-    for nm, v in values.items():
-        if nm in state:
-            continue
-        start = -1 if nm in inputs else produced[nm]
-        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
-        lives.append((start, stop, nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
-    offsets, arena_bytes = _first_fit(lives)
-    for _, _, nm, _ in lives:
-        v = values[nm]
-        slots[nm] = Slot("arena", offsets[nm], np.dtype(v.dtype), tuple(v.shape))
+    plan = layout(graph, nodes, outs)
+    values = {v.name: v for n in nodes for v in tensors(n, args)}
+    slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
+             for nm, (region, off) in plan.offsets.items()}
+    updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
     cx = _Emit(slots)
     body: list[str] = []
     for i, n in enumerate(nodes):
@@ -178,6 +136,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -
         body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_arena + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))
+    link = "" if extern_blocks else "static "
     src = "\n".join([
         f"/* Generated by rctc.native.codegen: {len(nodes)} nodes of {graph.meta.get('source', 'a graph')!s}. */",
         "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>",
@@ -185,17 +144,19 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -
         '#include "rctc_kernels.h"', '#include "rctc_intops.h"', '#include "rctc_rng.h"', "",
         f"#define RCTC_ARENA_BYTES {arena_bytes}u", f"#define RCTC_STATE_BYTES {state_bytes}u",
         "/* byte blocks, 8-byte aligned by the union (C99 has no _Alignas); each slot is only",
-        "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas */",
-        f"static union {{ int64_t align; unsigned char b[{words * 8}]; }} rctc_arena_u;",
-        f"static union {{ int64_t align; unsigned char b[{max(8, _align(state_bytes))}]; }} rctc_state_u;",
-        f"static union {{ int64_t align; unsigned char b[{max(8, cx.scratch_bytes)}]; }} rctc_scratch_u;",
-        "#define rctc_arena (rctc_arena_u.b)", "#define rctc_state (rctc_state_u.b)",
-        "#define rctc_scratch (rctc_scratch_u.b)", "",
+        "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas; each",
+        "   macro below names its own object, which it expands only once (C99 6.10.3.4) */",
+        f"{link}union {{ int64_t align; unsigned char b[{words * 8}]; }} rctc_arena;",
+        f"{link}union {{ int64_t align; unsigned char b[{max(8, align(state_bytes))}]; }} rctc_state;",
+        f"static union {{ int64_t align; unsigned char b[{max(8, cx.scratch_bytes)}]; }} rctc_scratch;",
+        "#define rctc_arena (rctc_arena.b)", "#define rctc_state (rctc_state.b)",
+        "#define rctc_scratch (rctc_scratch.b)", "",
         "void *rctc_model_arena(void);", "void *rctc_model_state(void);",
         "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
-        "void *rctc_model_arena(void) { return rctc_arena_u.b; }",
-        "void *rctc_model_state(void) { return rctc_state_u.b; }", "",
+        "void *rctc_model_arena(void) { return rctc_arena; }",
+        "void *rctc_model_state(void) { return rctc_state; }", "",
         "/* One step at learning rate lr_m * 2^lr_k; returns 0, or a kernel's RCTC_IQ_E* code. */",
         "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
         "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}", ""])
-    return CProgram(src, slots, inputs, outs, state, updates, arena_bytes, state_bytes)
+    return CProgram(src, slots, plan.inputs, outs, plan.state, updates, arena_bytes, state_bytes,
+                    max(8, cx.scratch_bytes))

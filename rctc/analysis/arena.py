@@ -1,0 +1,145 @@
+"""The static arena of a C training step: one layout shared by the memory plan and the code generator.
+
+Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions (reads only).
+
+* :func:`device_nodes`: the nodes a device training step runs: every node a state update of
+  the device's state needs, in schedule order, less the host's data pipeline (the input
+  quantiser, a ``QuantAct`` reading a graph input: the device receives int8 samples and their
+  exponent, as from a sensor). The metrics (the Dequantize of loss and logits) feed no state
+  update, so they are not in it.
+* :func:`host_state`: the state values of that data pipeline (the input quantiser's float
+  running range), which the device does not hold and the state digest leaves out.
+* :func:`layout`: where every value the nodes touch lives. Stored values (parameters, buffers,
+  constants, and every value a state update overwrites) go in the state block, one after
+  another at ``ALIGN``-byte alignment. Every other value goes in the arena: it lives from the
+  node that writes it (the step's start for a value fed from outside) to its last reader (the
+  step's end for a requested output or a state update's new value), and is placed first fit,
+  by start, at ``ALIGN``-byte alignment, reusing the bytes of dead values. The learning rate is
+  a step argument (an exact integer pair), not a tensor.
+
+``plan_memory`` stores ``layout(g, device_nodes(g)).arena_bytes`` as the plan's
+``arena_bytes``; ``rctc.native.codegen.generate`` places every tensor by the same function, so
+the arena a device image links is the plan's by construction (and rctc reads it back from the
+image to check).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rctc.ir import Graph, Node, Value
+
+ALIGN = 64
+STORED_KINDS = ("param", "buffer", "const")
+
+
+def align(n: int) -> int:
+    """``n`` rounded up to a multiple of ``ALIGN``."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def step_arguments(g: Graph) -> frozenset[str]:
+    """Values a C step receives as arguments, not as tensors: the learning rate."""
+    lr = g.meta.get("lr_input")
+    return frozenset([lr] if lr else [])
+
+
+def input_quantisers(g: Graph) -> list[Node]:
+    """The host's data pipeline: every ``QuantAct`` whose input is a graph input."""
+    inputs = {v.name for v in g.inputs}
+    return [n for n in g.nodes if n.op_type == "QuantAct" and n.inputs[0] is not None and n.inputs[0].name in inputs]
+
+
+def host_state(g: Graph) -> frozenset[str]:
+    """State values of the host's data pipeline (the input quantisers' running ranges)."""
+    return frozenset(
+        v.name for n in input_quantisers(g) for v in n.inputs[1:] if v is not None and v.kind in ("param", "buffer")
+    )
+
+
+def device_nodes(g: Graph) -> list[Node]:
+    """The nodes of a device training step, in schedule order (see the module docstring)."""
+    host = {n.name for n in input_quantisers(g)}
+    skip = host_state(g)
+    targets = [g.value(new) for state, new in g.state_updates.items() if state not in skip]
+    needed = g.ancestors(targets) - host
+    return [n for n in g.nodes if n.name in needed]
+
+
+def tensors(n: Node, args: frozenset[str]) -> list[Value]:
+    """The node's inputs and outputs that live in memory (not the step arguments)."""
+    return [v for v in n.inputs if v is not None and v.name not in args] + list(n.outputs)
+
+
+@dataclass
+class Layout:
+    """Where the values of a run of nodes live: state block and arena offsets, sizes, inputs."""
+
+    state: list[str]
+    inputs: list[str]
+    offsets: dict[str, tuple[str, int]]  # name -> ("state" | "arena", byte offset)
+    updates: dict[str, str] = field(default_factory=dict)  # state value -> the value that overwrites it
+    state_bytes: int = 0
+    arena_bytes: int = 0
+
+
+def nbytes(v: Value) -> int:
+    return int(np.dtype(v.dtype).itemsize * math.prod(v.shape))
+
+
+def first_fit(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
+    """Offsets for (start, end, name, nbytes) lifetimes: first fit among values still live."""
+    placed: list[tuple[int, int, int]] = []  # (offset, size, end)
+    offsets: dict[str, int] = {}
+    top = 0
+    for start, end, name, size in sorted(lives, key=lambda t: (t[0], -t[3])):
+        busy = sorted((o, s) for o, s, e in placed if e >= start)
+        off = 0
+        for o, s in busy:
+            if off + size <= o:
+                break
+            off = max(off, align(o + s))
+        offsets[name] = off
+        placed.append((off, size, end))
+        top = max(top, align(off + size))
+    return offsets, top
+
+
+def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> Layout:
+    """The layout of a step over ``nodes``; ``outputs`` stay live to the step's end."""
+    args = step_arguments(g)
+    produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
+    last: dict[str, int] = {}
+    values: dict[str, Value] = {}
+    for i, n in enumerate(nodes):
+        for v in tensors(n, args):
+            values.setdefault(v.name, v)
+            if v.name not in produced or produced[v.name] != i:
+                last[v.name] = i
+    updates = {s: new for s, new in g.state_updates.items() if new in produced}
+    state = [nm for nm, v in values.items() if v.kind in STORED_KINDS or nm in updates]
+    inputs = [nm for nm in values if nm not in produced and nm not in state]
+    offsets: dict[str, tuple[str, int]] = {}
+    off = 0
+    for nm in state:
+        offsets[nm] = ("state", off)
+        off = align(off + nbytes(values[nm]))
+    keep = set(outputs) | set(updates.values())
+    lives = []
+    for nm, v in values.items():
+        if nm in state:
+            continue
+        start = -1 if nm in inputs else produced[nm]
+        stop = len(nodes) if nm in keep else last.get(nm, start)
+        lives.append((start, stop, nm, max(1, nbytes(v))))
+    arena, top = first_fit(lives)
+    offsets.update({nm: ("arena", o) for nm, o in arena.items()})
+    return Layout(state, inputs, offsets, updates, off, top)
+
+
+__all__ = ["ALIGN", "Layout", "align", "device_nodes", "first_fit", "host_state", "input_quantisers", "layout",
+           "step_arguments", "tensors"]

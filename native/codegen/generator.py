@@ -12,7 +12,8 @@ Storage (all static, no malloc):
   one after another at 64-byte alignment; the host writes them before a step and reads them back.
 - ``rctc_arena``: every other value, placed by :func:`rctc.analysis.arena.layout` (liveness over
   these nodes, first fit at 64-byte alignment), the same function the memory plan sizes the
-  device step's arena with: for the whole device step the two agree by construction.
+  device step's arena with: for the whole device step the two agree by construction. The
+  output of a view op (Flatten, Reshape) gets no bytes of its own: it shares its input's slot.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
 At the step's end each state value with an update produced by these nodes is overwritten by it.
 """
@@ -26,10 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rctc.analysis.arena import align, layout, step_arguments, tensors
+from rctc.analysis.arena import align, layout, step_arguments, tensors, unread
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
-from rctc.native.codegen.emit import EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
+from rctc.ops import RESHAPE_OPS
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,11 @@ def _check(nodes: Sequence[Node], args: frozenset[str]) -> None:
             f"native codegen: no C mapping for op(s) {', '.join(missing)} (first: node {first.name!r}); "
             "use the numpy backend for this model")
     for n in nodes:
-        skip = STEP_ARGS.get(n.op_type, ())
-        for i, v in enumerate(n.inputs):
-            if v is not None and (i in skip) != (v.name in args):
-                raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) reads {v.name!r} as "
-                                         f"{'a step argument' if i in skip else 'a tensor'}, the layout the other "
-                                         "way round; use the numpy backend for this model")
+        skip = {i for i in STEP_ARGS.get(n.op_type, ()) if i < len(n.inputs) and n.inputs[i] is not None}
+        if skip != unread(n, args) or (n.op_type in ALIASES) != (n.op_type in RESHAPE_OPS):
+            raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}): its emitter and the arena "
+                                     "layout (rctc.analysis.arena) disagree on which inputs are tensors or "
+                                     "views; use the numpy backend for this model")
         for v in tensors(n, args):
             if np.dtype(v.dtype).kind not in "iu":
                 raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) touches {v.name!r} of "
@@ -98,9 +99,9 @@ class _Emit:
     def scalar(self, v: Value) -> str:
         return f"(*{self.ptr(v)})"
 
-    def scratch(self, nbytes: int) -> str:
-        self.scratch_bytes = max(self.scratch_bytes, align(nbytes))
-        return "rctc_scratch"
+    def scratch(self, nbytes: int, offset: int = 0) -> str:
+        self.scratch_bytes = max(self.scratch_bytes, align(offset + nbytes))
+        return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
@@ -133,7 +134,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
     for s, new in updates.items():
-        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_arena + {slots[new].offset}, "
+        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))
     link = "" if extern_blocks else "static "

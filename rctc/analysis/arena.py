@@ -14,8 +14,11 @@ Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions
   another at ``ALIGN``-byte alignment. Every other value goes in the arena: it lives from the
   node that writes it (the step's start for a value fed from outside) to its last reader (the
   step's end for a requested output or a state update's new value), and is placed first fit,
-  by start, at ``ALIGN``-byte alignment, reusing the bytes of dead values. The learning rate is
-  a step argument (an exact integer pair), not a tensor.
+  by start, at ``ALIGN``-byte alignment, reusing the bytes of dead values. The output of a
+  reshape (``RESHAPE`` ops: same elements in the same order) of the same dtype and size is a
+  view: it shares its input's slot (state or arena), whose life extends to the view's last
+  reader; a reshape's other inputs (shape, axes) are not read. The learning rate is a step
+  argument (an exact integer pair), not a tensor.
 
 ``plan_memory`` stores ``layout(g, device_nodes(g)).arena_bytes`` as the plan's
 ``arena_bytes``; ``rctc.native.codegen.generate`` places every tensor by the same function, so
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rctc.ir import Graph, Node, Value
+from rctc.ops import RESHAPE_OPS
 
 ALIGN = 64
 STORED_KINDS = ("param", "buffer", "const")
@@ -70,9 +74,28 @@ def device_nodes(g: Graph) -> list[Node]:
     return [n for n in g.nodes if n.name in needed]
 
 
+def unread(n: Node, args: frozenset[str]) -> set[int]:
+    """Input positions of ``n`` that are not tensors of the step: step arguments, and the shape /
+    axes operands of a reshape."""
+    return {i for i, v in enumerate(n.inputs)
+            if v is not None and (v.name in args or (n.op_type in RESHAPE_OPS and i > 0))}
+
+
 def tensors(n: Node, args: frozenset[str]) -> list[Value]:
-    """The node's inputs and outputs that live in memory (not the step arguments)."""
-    return [v for v in n.inputs if v is not None and v.name not in args] + list(n.outputs)
+    """The node's inputs and outputs that live in memory."""
+    skip = unread(n, args)
+    return [v for i, v in enumerate(n.inputs) if v is not None and i not in skip] + list(n.outputs)
+
+
+def views(nodes: Sequence[Node]) -> dict[str, str]:
+    """View output -> the value whose bytes it shares (followed through chains of views)."""
+    root: dict[str, str] = {}
+    for n in nodes:
+        if n.op_type in RESHAPE_OPS:
+            src, out = n.inputs[0], n.outputs[0]
+            if np.dtype(src.dtype) == np.dtype(out.dtype) and nbytes(src) == nbytes(out):
+                root[out.name] = root.get(src.name, src.name)
+    return root
 
 
 @dataclass
@@ -129,17 +152,24 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> Layo
         offsets[nm] = ("state", off)
         off = align(off + nbytes(values[nm]))
     keep = set(outputs) | set(updates.values())
+    root = views(nodes)
+    stops: dict[str, int] = {}
+    for nm in values:
+        start = -1 if nm in inputs or nm in state else produced[nm]
+        stop = len(nodes) if nm in keep else last.get(nm, start)
+        r = root.get(nm, nm)
+        stops[r] = max(stops.get(r, stop), stop)
     lives = []
     for nm, v in values.items():
-        if nm in state:
+        if nm in state or nm in root:
             continue
         start = -1 if nm in inputs else produced[nm]
-        stop = len(nodes) if nm in keep else last.get(nm, start)
-        lives.append((start, stop, nm, max(1, nbytes(v))))
+        lives.append((start, stops[nm], nm, max(1, nbytes(v))))
     arena, top = first_fit(lives)
     offsets.update({nm: ("arena", o) for nm, o in arena.items()})
+    offsets.update({nm: offsets[r] for nm, r in root.items()})
     return Layout(state, inputs, offsets, updates, off, top)
 
 
 __all__ = ["ALIGN", "Layout", "align", "device_nodes", "first_fit", "host_state", "input_quantisers", "layout",
-           "step_arguments", "tensors"]
+           "step_arguments", "tensors", "unread", "views"]

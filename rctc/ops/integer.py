@@ -66,17 +66,20 @@ op("IntReduceSum", ("dq", "de"), outputs=("acc", "acc_e"), attrs={"axes": None, 
    c_kernel="generated loops",
    doc="an error summed exactly (int64) over axes to shape: a bias gradient for the update")
 pool("IntMaxPool", ("q", "e"), outputs=("Y", "Y_e"), attrs=_POOL,
-     cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}), doc="window maximum: exact")
+     cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}), c_kernel="rctc_iq_maxpool2d",
+     doc="window maximum: exact")
 pool("IntMaxPoolGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"),
      attrs={**_POOL, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
      cost=costs.ops(lambda n, i, o: {"cmp": inp(i).size * (kernel_size(n) - 1), "add": inp(i).size}),
+     c_kernel="rctc_iq_maxpool2d_backward",
      doc="dy scattered to each window's first maximum, exact sum, one rounding")
 pool("IntGlobalAveragePool", ("q", "e"), outputs=("Y", "Y_e"), attrs={"bits": 8},
-     cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}),
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}), c_kernel="rctc_iq_reduce_mean",
      doc="exact integer sum times a Q32 reciprocal, one nearest rounding")
 pool("IntGlobalAveragePoolGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      attrs={"input_shape": None, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(mult=1), doc="dy times the Q32 reciprocal at every input position, one rounding")
+     cost=costs.per_output(mult=1), c_kernel="rctc_iq_reduce_mean_backward",
+     doc="dy times the Q32 reciprocal at every input position, one rounding")
 loss("IntSoftmaxCrossEntropy", ("q", "e", "labels", "mask"), outputs=("loss", "loss_e"),
      cost=costs.ops(lambda n, i, o: {"cmp": inp(i).size, "add": 2 * inp(i).size, "mult": 2 * inp(i).size}),
      doc="mean -log softmax at the label over the rows that count, Q16 (i-exp, integer log2)")

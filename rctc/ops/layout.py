@@ -27,9 +27,9 @@ grad = definer("layout", domain="rctc", traits={GRADIENT})
 _RESHAPE = {LAYOUT, RESHAPE, VIEW}
 
 op("Reshape", ("data", "shape"), outputs=("reshaped",), attrs={"allowzero": 0}, traits=_RESHAPE,
-   differentiable=("data",), cost=costs.free)
+   differentiable=("data",), cost=costs.free, c_kernel="a view (no copy)")
 op("Flatten", ("input",), outputs=("output",), attrs={"axis": 1}, traits=_RESHAPE, differentiable=("input",),
-   cost=costs.free)
+   cost=costs.free, c_kernel="a view (no copy)")
 op("Squeeze", ("data", "axes?"), outputs=("squeezed",), traits=_RESHAPE, differentiable=("data",), cost=costs.free)
 op("Unsqueeze", ("data", "axes?"), outputs=("expanded",), traits=_RESHAPE, differentiable=("data",),
    cost=costs.free)

@@ -3,7 +3,12 @@
 Needs: an :class:`Emit` context from the generator (C expressions for every value's storage).
 Leaves: ``EMITTERS``, op type -> ``fn(node, cx) -> list[str]`` of C statements computing the
 node's outputs with the same bits as the numpy reference kernel of that op; ``STEP_ARGS``, op
-type -> the input positions it reads as step arguments (the learning rate) instead of tensors.
+type -> the input positions it reads as step arguments (the learning rate) or not at all (a
+Reshape's shape) instead of tensors; ``ALIASES``, the view ops whose output shares its input's bytes;
+``WEIGHT_GRAD_PRODUCTS``, the ``product`` attr of a fused update -> ``fn(node, cx, acc) -> list[str]``
+writing that product's exact int64 weight gradient, in the parameter's layout (the update's
+``transpose`` applied), to the int64 pointer expression ``acc``; its own workspace goes in the
+node's scratch from :func:`work_offset` on.
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
@@ -20,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
 
@@ -29,7 +35,7 @@ class Emit(Protocol):
 
     def ptr(self, v: Value) -> str: ...          # typed pointer to v's first element
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
-    def scratch(self, nbytes: int) -> str: ...   # unsigned char * to this node's scratch
+    def scratch(self, nbytes: int, offset: int = 0) -> str: ...  # unsigned char * to scratch byte offset
     def node_id(self, node: Node) -> int: ...
 
 
@@ -40,18 +46,41 @@ GEMMS = {("s8", "s8", "s32"), ("s8", "s8", "s64"), ("s16", "s8", "s32"), ("s16",
 EmitFn = Callable[[Node, Emit], list[str]]
 EMITTERS: dict[str, EmitFn] = {}
 STEP_ARGS: dict[str, tuple[int, ...]] = {}
+ALIASES: set[str] = set()
+ProductFn = Callable[[Node, Emit, str], list[str]]
+WEIGHT_GRAD_PRODUCTS: dict[str, ProductFn] = {}
 
 
-def emitter(op_type: str, step_args: tuple[int, ...] = ()) -> Callable[[EmitFn], EmitFn]:
-    """Register ``fn`` as the C emitter of ``op_type`` (twice is an error)."""
+def emitter(op_type: str, step_args: tuple[int, ...] = (), alias: bool = False) -> Callable[[EmitFn], EmitFn]:
+    """Register ``fn`` as the C emitter of ``op_type`` (twice is an error); ``alias``: the op's
+    output is a view sharing its first input's bytes (the generator plans it so)."""
     def deco(fn: EmitFn) -> EmitFn:
         if op_type in EMITTERS:
             raise ValueError(f"C emitter for {op_type} registered twice")
         EMITTERS[op_type] = fn
         if step_args:
             STEP_ARGS[op_type] = tuple(step_args)
+        if alias:
+            ALIASES.add(op_type)
         return fn
     return deco
+
+
+def weight_grad_product(*op_types: str) -> Callable[[ProductFn], ProductFn]:
+    """Register ``fn`` as the weight-gradient product of fused updates with ``product`` in ``op_types``."""
+    def deco(fn: ProductFn) -> ProductFn:
+        for t in op_types:
+            if t in WEIGHT_GRAD_PRODUCTS:
+                raise ValueError(f"weight-gradient product {t} registered twice")
+            WEIGHT_GRAD_PRODUCTS[t] = fn
+        return fn
+    return deco
+
+
+def work_offset(node: Node) -> int:
+    """First scratch byte a fused update's product may use: past the int64 accumulator of the
+    parameter (its first input), which the update keeps at scratch offset 0."""
+    return align(8 * numel(node.inputs[0]))
 
 
 def refuse(node: Node, why: str) -> UnsupportedOpError:
@@ -102,7 +131,16 @@ def loops(shape: tuple[int, ...], ostrides: list[int], body: Callable[[str, str]
 
 def _load() -> None:
     """Import every family module (each registers its emitters)."""
-    from rctc.native.codegen.emit import activations, products, reduce, requant, shape, update  # noqa: F401
+    from rctc.native.codegen.emit import (  # noqa: F401
+        activations,
+        conv,
+        pool,
+        products,
+        reduce,
+        requant,
+        shape,
+        update,
+    )
 
 
 _load()

@@ -4,7 +4,8 @@ Needs: a :class:`~rctc.native.codegen.generator.CProgram` and a C compiler (rctc
 Leaves: the generated file written once under the build cache (temp file, fsync, rename), the
 shared object cached by build.py's key; ``NativeStep.run`` copies the state and the host-fed
 inputs in, runs one step, and returns the requested outputs and the new state as numpy arrays
-(copies: the arena is reused by the next step).
+(copies: the arena is reused by the next step); ``NativeStep.update_stats`` reads the step's
+bitwidth-controller statistics block as the numpy kernels record them (``ctx.stats[STATS_KEY]``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rctc.bitwidth_rule import UpdateStat
 from rctc.errors import RctcError
 from rctc.native.build import cache_dir, load_library
-from rctc.native.codegen.generator import CProgram, Slot
+from rctc.native.codegen.generator import STATS_WORDS, CProgram, Slot
 
 
 def _write_source(prog: CProgram, env: dict[str, str] | None) -> Path:
@@ -62,7 +64,7 @@ class NativeStep:
     def __init__(self, prog: CProgram, state: Mapping[str, np.ndarray], env: dict[str, str] | None = None) -> None:
         self.prog = prog
         self.lib = load_library([_write_source(prog, env)], env)
-        for name in ("rctc_model_arena", "rctc_model_state"):
+        for name in ("rctc_model_arena", "rctc_model_state", "rctc_model_stats"):
             getattr(self.lib, name).restype = ctypes.c_void_p
         self.lib.rctc_model_step.restype = ctypes.c_int
         self.lib.rctc_model_step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
@@ -98,3 +100,15 @@ class NativeStep:
         if rc != 0:
             raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
         return {n: self._view(n).copy() for n in (*self.prog.outputs, *self.prog.state)}
+
+    def update_stats(self) -> dict[str, UpdateStat]:
+        """The last step's controller statistics per parameter: ``UpdateStat(g, S, n)``."""
+        words = STATS_WORDS * len(self.prog.stats)
+        if not words:
+            return {}
+        block = np.ctypeslib.as_array((ctypes.c_uint64 * words).from_address(int(self.lib.rctc_model_stats())))
+        out = {}
+        for i, (param, n) in enumerate(self.prog.stats):
+            _, s, g = (int(x) for x in block[STATS_WORDS * i:STATS_WORDS * (i + 1)])
+            out[param] = UpdateStat(g, s, n)
+        return out

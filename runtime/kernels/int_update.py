@@ -3,8 +3,10 @@ FusedIntMomentumUpdate.
 
 The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
-kernel records Gavg = mean |u| and the saturated fraction in ``ctx.stats`` for the
-bitwidth controller.
+kernel records the bitwidth controller's integer statistic (rctc/bitwidth_rule.py:
+``ctx.stats[STATS_KEY][param] = UpdateStat(g, s, n)``, g exact from the integer accumulator
+where ``u = acc * scale``, else from the float sum of |u|), and for logs Gavg = mean |u| and
+the saturated fraction (``ctx.stats["gavg"]`` / ``["saturation"]``).
 
 Randomness (docs/rng.md): the stochastic rounding of ``u`` takes element ``i``'s noise from word
 ``i`` of the node's stream (``ctx.words``); a momentum update first rounds its new velocity from
@@ -14,9 +16,11 @@ draw 0 and then the update from draw 1 of the same node.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
+from rctc.bitwidth_rule import STATS_KEY, UpdateStat, abs_sum, gavg_of_float_sum, gavg_of_scale
 from rctc.fixedpoint import choose_exponent
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
@@ -33,8 +37,10 @@ def _pow2(e: int) -> float:
         return math.inf
 
 
-def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray, draw: int = 0) -> np.ndarray:
-    """``clip(q + SR(u))`` in q's dtype, plus the controller statistics.
+def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray, draw: int = 0,
+           acc: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+    """``clip(q + SR(u))`` in q's dtype, plus the controller statistics (:func:`_record`); ``acc``
+    given: ``u`` is ``acc * scale`` (float64, ``acc`` an integer array), and Gavg is exact from it.
 
     The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
     below 2^53, and anything larger lies far outside ``[-qmax, qmax]`` and clips to the bound.
@@ -54,12 +60,28 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
     new = np.asarray(new)  # a 0-d parameter (a scalar bias) gives numpy scalars above
     np.minimum(new, qmax, out=new)
     np.maximum(new, -qmax, out=new)
+    _record(ctx, node, u, new, qmax, acc, scale)
+    return new.astype(q.dtype)
+
+
+def _record(ctx: KernelContext, node: Node, u: np.ndarray, new: np.ndarray, qmax: float,
+            acc: np.ndarray | None, scale: float) -> None:
+    """The update's statistics in ``ctx.stats`` (rctc/bitwidth_rule.py defines g and s)."""
     param = node.meta.get("param", node.name)
     n = u.size
+    s = int(np.count_nonzero(np.abs(new) == qmax))
+    if acc is not None:
+        a = abs_sum(acc)
+        g = gavg_of_scale(a, scale, n)
+        gavg = float(Fraction(a) * abs(Fraction(scale)) / n) if n else 0.0  # exact, rounded once
+    else:
+        total = float(np.add.reduce(np.abs(u), axis=None))
+        g = gavg_of_float_sum(total, n)
+        gavg = total / n if n else 0.0
     stats = ctx.stats
-    stats.setdefault("gavg", {})[param] = float(np.add.reduce(np.abs(u), axis=None)) / n if n else 0.0
-    stats.setdefault("saturation", {})[param] = np.count_nonzero(np.abs(new) == qmax) / n if n else 0.0
-    return new.astype(q.dtype)
+    stats.setdefault(STATS_KEY, {})[param] = UpdateStat(g, s, n)
+    stats.setdefault("gavg", {})[param] = gavg
+    stats.setdefault("saturation", {})[param] = s / n if n else 0.0
 
 
 def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:
@@ -121,9 +143,9 @@ def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarra
     u = acc.astype(np.float64)
     u *= scale
     wd = float(node.attrs.get("weight_decay", 0.0))
-    if wd:
+    if wd:  # u is no longer acc * scale: Gavg from the float sum
         u -= float(lr) * wd * q.astype(np.float64)
-    return _apply(ctx, node, q, int(bits), u.reshape(q.shape))
+    return _apply(ctx, node, q, int(bits), u.reshape(q.shape), acc=None if wd else acc, scale=scale)
 
 
 @register("FusedIntMomentumUpdate")

@@ -37,6 +37,7 @@ class Emit(Protocol):
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
     def scratch(self, nbytes: int, offset: int = 0) -> str: ...  # unsigned char * to scratch byte offset
     def node_id(self, node: Node) -> int: ...
+    def stats(self, node: Node) -> str: ...      # uint64_t * to the node's rctc_stats entry (A, S, g)
 
 
 #: GEMM entry points of rctc_kernels.h by (A, B, C) dtype

@@ -10,9 +10,13 @@ and headers, and the x86 SIMD variants a host build adds) and the const arrays
 ``model.c``: ``rctc_model_init`` copies the initial state block from flash into ``rctc_state``;
 ``rctc_model_train_steps`` copies each step's inputs into their arena slots and calls the step
 with ``(seed, step, lr_m, lr_k)``; a kernel error prints one ``rctc fault`` line and exits 71;
-``rctc_model_digest`` feeds the records of :func:`rctc.digest.graph_state_records` (sorted by
-name) to ``rctc_digest_record``, from the state block, or from flash for a state tensor the
-device step never reads.
+after each step the bitwidth controller's C twin (``rctc_bitwidth.h``, the rule of
+:mod:`rctc.bitwidth_rule`) adds the step's statistics (the step's ``rctc_stats`` block) to each
+parameter's window and, every ``adjust_every`` steps, decides and rescales the parameter, its
+bits and its exponent in the state block, as the host's ``BitwidthController`` does (its window
+also starts empty at the run's first step); ``rctc_model_digest`` feeds the records of
+:func:`rctc.digest.graph_state_records` (sorted by name) to ``rctc_digest_record``, from the
+state block, or from flash for a state tensor the device step never reads.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from rctc.analysis.arena import device_nodes
+from rctc.bitwidth_rule import threshold_fixed
 from rctc.digest import DTYPE_CODES, graph_state_records
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.native.build import CSRC
 from rctc.native.codegen.feeds import StepFeeds
-from rctc.native.codegen.generator import CProgram, generate
+from rctc.native.codegen.generator import STATS_WORDS, CProgram, generate
 from rctc.native.device import CArray
+from rctc.slots import bits_value, exp_value, has_slot
 
 STEP_FILE = "rctc_step.c"
 MODEL_FILE = "model.c"
@@ -139,7 +145,64 @@ def _state_image(graph: Graph, prog: CProgram) -> np.ndarray:
     return block
 
 
-def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str]) -> str:
+def _controller(graph: Graph, prog: CProgram) -> tuple[list[str], list[str]]:
+    """The controller twin: (definitions at file scope, statements after a step ``s``)."""
+    opts = graph.meta.get("options", {})
+    every = int(opts.get("adjust_every", 0))
+    params = [p for p in graph.params(trainable_only=True) if has_slot(p) and p.name in graph.state_updates]
+    if every <= 0 or not params:
+        return [], []
+    entry = {name: j for j, (name, _) in enumerate(prog.stats)}
+    missing = [p.name for p in params if p.name not in entry]
+    if missing:
+        raise UnsupportedOpError(f"device step: the update of {', '.join(missing[:3])} records no controller "
+                                 "statistics in C, so the device cannot run the bitwidth controller; compile with "
+                                 "--adjust-every 0 or wait for its C update")
+    rows = []
+    for p in params:
+        q, bits, exp = prog.slots[p.name], prog.slots[bits_value(graph, p).name], prog.slots[exp_value(graph, p).name]
+        if {q.region, bits.region, exp.region} != {"state"} or bits.dtype != np.int32 or exp.dtype != np.int32:
+            raise RctcError(f"device step: the slot of {p.name!r} is not an int32 bits / exponent pair in the state")
+        slot = p.meta["slot"]
+        rows.append(f"    {{{STATS_WORDS * entry[p.name]}u, {q.offset}u, {bits.offset}u, {exp.offset}u, "
+                    f"{math.prod(q.shape)}u, {q.dtype.itemsize}, {int(slot['min_bits'])}, {int(slot['max_bits'])}}},"
+                    f" /* {p.name} */")
+    low, high = threshold_fixed(float(opts["gavg_low"])), threshold_fixed(float(opts["gavg_high"]))
+    defs = [
+        "/* the bitwidth controller's twin (rctc/bitwidth_rule.py): per parameter its stats entry, the",
+        "   state offsets of q, bits and exponent, n, q's bytes, min and max bits */",
+        "struct rctc_ctrl { uint32_t stat, q, bits, exp, n; int qw, min_bits, max_bits; };",
+        f"static const struct rctc_ctrl rctc_ctrl[{len(rows)}] = {{", *rows, "};",
+        f"static rctc_bw_window rctc_windows[{len(rows)}];",
+        f"#define RCTC_ADJUST_EVERY {every}u",
+        f"#define RCTC_GAVG_LOW {low}ull", f"#define RCTC_GAVG_HIGH {high}ull", ""]
+    after = [
+        "        for (j = 0; j < sizeof rctc_ctrl / sizeof rctc_ctrl[0]; j++) {",
+        "            const struct rctc_ctrl *c = &rctc_ctrl[j];",
+        "            const uint64_t *st = stats + c->stat;",
+        "            if (rctc_bw_observe(&rctc_windows[j], st[2], st[1], c->n) != 0) {",
+        '                fault("the controller window overflowed", s, 1);',
+        "            }",
+        "            if ((s + 1u) % RCTC_ADJUST_EVERY == 0u && rctc_windows[j].count != 0u) {",
+        "                int32_t b32, e32;",
+        "                int bits, exp;",
+        "                memcpy(&b32, state + c->bits, sizeof b32);",
+        "                memcpy(&e32, state + c->exp, sizeof e32);",
+        "                bits = (int)b32;",
+        "                exp = (int)e32;",
+        "                (void)rctc_bw_adjust(&rctc_windows[j], RCTC_GAVG_LOW, RCTC_GAVG_HIGH, c->min_bits, "
+        "c->max_bits, c->n, state + c->q, c->qw, &bits, &exp);",
+        "                b32 = (int32_t)bits;",
+        "                e32 = (int32_t)exp;",
+        "                memcpy(state + c->bits, &b32, sizeof b32);",
+        "                memcpy(state + c->exp, &e32, sizeof e32);",
+        "            }",
+        "        }"]
+    return defs, after
+
+
+def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str],
+             controller: tuple[list[str], list[str]]) -> str:
     copies = []
     for i, value in enumerate(prog.inputs):
         s = prog.slots[value]
@@ -151,9 +214,9 @@ def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str]) -> 
         f" * {STEP_FILE}; the state image, the inputs of every step and the learning rates are in",
         " * rctc_data.c. Integer only. */",
         "#include <stddef.h>", "#include <stdint.h>", "#include <stdlib.h>", "#include <string.h>", "",
-        '#include "rctc_data.h"', '#include "rctc_digest.h"', '#include "rctc_model.h"', '#include "rctc_port.h"',
-        "",
-        "void *rctc_model_arena(void);", "void *rctc_model_state(void);",
+        '#include "rctc_bitwidth.h"', '#include "rctc_data.h"', '#include "rctc_digest.h"', '#include "rctc_model.h"',
+        '#include "rctc_port.h"', "",
+        "void *rctc_model_arena(void);", "void *rctc_model_state(void);", "uint64_t *rctc_model_stats(void);",
         "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
         "static void fault(const char *what, uint32_t step, int code)", "{",
         "    char buf[12];", "    int i = (int)sizeof buf;",
@@ -168,10 +231,13 @@ def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str]) -> 
         "    do {", "        buf[--i] = (char)('0' + (int)(v % 10u));", "        v /= 10u;", "    } while (v != 0u);",
         "    rctc_port_write(buf + i, sizeof buf - (size_t)i);", '    rctc_port_write("\\n", 1u);',
         f"    exit({FAULT_STATUS});", "}", "",
+        *controller[0],
         "void rctc_model_init(void)", "{",
         "    memcpy(rctc_model_state(), rctc_state_init, RCTC_MODEL_STATE_BYTES);", "}", "",
         "void rctc_model_train_steps(uint32_t first_step, uint32_t n)", "{",
         "    unsigned char *arena = (unsigned char *)rctc_model_arena();",
+        *(["    unsigned char *state = (unsigned char *)rctc_model_state();",
+           "    const uint64_t *stats = rctc_model_stats();", "    size_t j;"] if controller[1] else []),
         "    uint32_t i;",
         "    for (i = 0; i < n; i++) {",
         "        const uint32_t s = first_step + i;",
@@ -185,6 +251,7 @@ def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str]) -> 
         "        if (rc != 0) {",
         '            fault("a kernel refused its input (an accumulator left its range)", s, rc);',
         "        }",
+        *controller[1],
         "    }",
         "}", "",
         "uint32_t rctc_model_digest(void)", "{", *digest, "}", ""])
@@ -209,7 +276,8 @@ def device_model(graph: Graph, feeds: StepFeeds, name: str, prog: CProgram | Non
         arrays.append(CArray(f"rctc_in_{i}", data))
     arrays += consts
     lib, host_only = library_sources()
-    sources = {STEP_FILE: prog.source, MODEL_FILE: _model_c(name, prog, feeds, digest), **lib}
+    controller = _controller(graph, prog)
+    sources = {STEP_FILE: prog.source, MODEL_FILE: _model_c(name, prog, feeds, digest, controller), **lib}
     return DeviceModel(prog, sources, arrays, host_only)
 
 

@@ -82,20 +82,6 @@ def _explain(exc: DoesNotFit, prog: Any) -> DoesNotFit:
                       f"{prog.state_bytes} B, scratch {prog.scratch_bytes} B)")
 
 
-def _controller_guard(graph: Any, first_step: int, steps: int) -> None:
-    """Refuse a run in which the bitwidth controller would change a slot: its twin is not in C yet."""
-    from rctc.slots import has_slot
-
-    every = int(graph.meta.get("options", {}).get("adjust_every", 0))
-    if every <= 0 or not any(has_slot(p) for p in graph.params(trainable_only=True)):
-        return
-    first_decision = (first_step // every + 1) * every
-    if first_decision <= first_step + steps:
-        raise RctcError(f"the bitwidth controller decides after step {first_decision} (every {every} steps), and "
-                        "its C twin is not generated yet; run at most "
-                        f"{first_decision - first_step - 1} steps, or compile with --adjust-every 0")
-
-
 def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board: str | None = None,
             data: str | None = None, x_key: str = "x", y_key: str = "y", target_column: str | None = None,
             steps: int = 1, seed: int | None = None, lr: float | None = None, do_run: bool = False,
@@ -114,7 +100,6 @@ def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board
     m = load(model_path)
     prog = device_program(m.graph)
     first = int(m.graph.meta.get("step", 0))
-    _controller_guard(m.graph, first, steps)
     ds = load_data(data, x_key, y_key, target_column)
     feeds = step_feeds(m, ds.x, ds.y, steps, seed, lr, prog.inputs, ds.source)
     name = model_name(model_path)

@@ -19,9 +19,10 @@ import pytest
 import rctc
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph
-from rctc.native.codegen import EMITTERS, NativeStep, generate
+from rctc.native.codegen import NativeStep, generate
 from rctc.runtime.executor import Executor
 from rctc.runtime.kernels import KernelContext
+from tests.native.codegen_cases import assert_same, boundary, mapped
 
 MLP = "models/mlp.onnx"
 
@@ -40,33 +41,13 @@ def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
     return Executor(g).run(feeds, names, KernelContext(training=True, seed=seed, step=step))
 
 
-def _mapped(g: Graph):
-    return [n for n in g.nodes if n.op_type in EMITTERS]
-
-
-def _assert_same(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], names: list[str]) -> None:
-    for name in names:
-        want = np.asarray(ref[name])
-        assert got[name].dtype == want.dtype, name
-        assert got[name].shape == want.shape, name
-        assert np.array_equal(got[name], want), f"{name}: first mismatch at {np.argwhere(got[name] != want)[0]}"
-
-
-def _boundary(g: Graph, nodes: list) -> list[str]:
-    """The values of ``nodes`` the rest of the step reads (what a partial native step hands on)."""
-    inside = {n.name for n in nodes}
-    made = {o.name for n in nodes for o in n.outputs}
-    read = {v.name for n in g.nodes if n.name not in inside for v in n.inputs if v is not None}
-    return [o.name for n in nodes for o in n.outputs if o.name in read and o.name in made]
-
-
 def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str, str]) -> None:
-    nodes = _mapped(graph)
+    nodes = mapped(graph)
     assert {n.op_type for n in nodes} == {"IntGemm", "Requantize", "IntRelu", "IntReluGrad", "Transpose",
                                           "IntReduceSum", "FusedIntUpdate"}
     # stochastic requantise nodes are in the slice, so the Philox stream is exercised
     assert any(n.op_type == "Requantize" and n.attrs.get("rounding") == "stochastic" for n in nodes)
-    outs = _boundary(graph, nodes)
+    outs = boundary(graph, nodes)
     assert {"logits.q", "logits.e", "grad::fc1.bias.acc"} <= set(outs)
     prog = generate(graph, nodes, outs)
     assert set(prog.inputs) == {"x.q", "x.e", "grad::logits.q__6", "grad::logits.e__7"}
@@ -79,9 +60,9 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
         ref = _reference(graph, seed, step)
         native.load_state(stored)
         got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=seed, step=step, lr=0.05)
-        _assert_same(got, ref, outs)
+        assert_same(got, ref, outs)
         want = {nm: ref[prog.updates[nm]] if nm in prog.updates else stored[nm] for nm in prog.state}
-        _assert_same(got, want, prog.state)
+        assert_same(got, want, prog.state)
     # a different step draws different stochastic roundings: the comparison can fail
     native.load_state(stored)
     a = native.run({nm: ref[nm] for nm in prog.inputs}, seed=seed, step=step + 1, lr=0.05)
@@ -104,7 +85,7 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
             native.load_state(before | ({nm: got[nm] for nm in prog.updates} if step else {}))
             got = native.run(ref, seed=seed, step=step, lr=lr)
         for nm in prog.updates:
-            _assert_same(got, {nm: graph.values[nm].data}, [nm])
+            assert_same(got, {nm: graph.values[nm].data}, [nm])
             assert not np.array_equal(got[nm], saved[nm])
     finally:
         for nm, data in saved.items():
@@ -112,7 +93,7 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
 
 
 def test_arena_plan_never_overlaps_live_values(graph: Graph) -> None:
-    nodes = _mapped(graph)
+    nodes = mapped(graph)
     prog = generate(graph, nodes, [nodes[-1].outputs[0].name])
     produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
     last = {v.name: i for i, n in enumerate(nodes) for v in n.inputs if v is not None}

@@ -40,7 +40,7 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
-   param_slots=(0,), cost=costs.free, doc="an embedding lookup when data is a parameter")
+   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter")
 op("Expand", ("input", "shape"), cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), cost=costs.free)
 

@@ -33,7 +33,7 @@ def _gemm(node: Node, cx: Emit, trans_a: int, trans_b: int) -> list[str]:
     acc, acc_e = node.outputs
     fn = gemm_name(node, qa, qb, sname(acc))
     m, n, k, ab = _gemm_args(node, cx, qa, qb, trans_a, trans_b)
-    return [f"{fn}({m}, {n}, {k}, {ab}, {cx.ptr(acc)}, {n}, 1, 0, 1);",
+    return [f"{fn}({m}, {n}, {k}, {ab}, {cx.ptr(acc)}, {n}, 1, 0, {cx.threads});",
             f"{cx.scalar(acc_e)} = {cx.scalar(ea)} + {cx.scalar(eb)};"]
 
 

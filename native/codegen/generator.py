@@ -11,7 +11,7 @@ Storage (all static, no malloc):
 - ``rctc_state``: every stored value the nodes read (parameters, buffers, constants), laid out
   one after another at 64-byte alignment; the host writes them before a step and reads them back.
 - ``rctc_arena``: every other value, placed by :func:`rctc.analysis.arena.layout` (liveness over
-  these nodes, first fit at 64-byte alignment), the same function the memory plan sizes the
+  these nodes, greedy by size at 64-byte alignment), the same function the memory plan sizes the
   device step's arena with: for the whole device step the two agree by construction. The
   output of a view op (Flatten, Reshape) gets no bytes of its own: it shares its input's slot.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
@@ -138,7 +138,7 @@ class _Emit:
         return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
-             training: bool = True, extern_blocks: bool = False) -> CProgram:
+             training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False) -> CProgram:
     """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
 
     ``prefix`` names the program's functions (``<prefix>_step``, ``<prefix>_arena``,
@@ -146,7 +146,8 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     programs can share one C file; ``training`` is the KernelContext flag the emitters see
     (``cx.training``); ``extern_blocks`` names the arena and state blocks ``rctc_arena`` and
     ``rctc_state`` with external linkage (a device project, one program, reads their sizes from
-    the linked image)."""
+    the linked image); ``in_place_updates`` lets a parameter update write the state block directly
+    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`)."""
     nodes = list(nodes)
     args = step_arguments(graph)
     _check(nodes, args)
@@ -155,7 +156,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     for name in outs:
         if name not in produced:
             raise UnsupportedOpError(f"native codegen: output {name!r} is not computed by these nodes")
-    plan = layout(graph, nodes, outs)
+    plan = layout(graph, nodes, outs, in_place=in_place_updates)
     values = {v.name: v for n in nodes for v in tensors(n, args)}
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
@@ -168,6 +169,9 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
     for s, new in updates.items():
+        if slots[new].region == "state" and slots[new].offset == slots[s].offset:
+            body.append(f"    /* {s} <- {new}: updated in place */")
+            continue
         body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))

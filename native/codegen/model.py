@@ -68,7 +68,7 @@ def device_program(graph: Graph) -> CProgram:
         raise RctcError(f"rctc codegen needs an rct-mode model; this one is {graph.meta.get('mode')!r} "
                         "(compile it with --mode rct)")
     try:
-        return generate(graph, device_nodes(graph), extern_blocks=True)
+        return generate(graph, device_nodes(graph), extern_blocks=True, in_place_updates=True)
     except UnsupportedOpError as exc:
         raise UnsupportedOpError(str(exc).replace("use the numpy backend for this model",
                                                   "this model cannot be generated for a device yet")) from None

@@ -13,17 +13,17 @@ Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions
   constants, and every value a state update overwrites) go in the state block, one after
   another at ``ALIGN``-byte alignment. Every other value goes in the arena: it lives from the
   node that writes it (the step's start for a value fed from outside) to its last reader (the
-  step's end for a requested output or a state update's new value), and is placed first fit,
-  by start, at ``ALIGN``-byte alignment, reusing the bytes of dead values. The output of a
+  step's end for a requested output or a state update's new value); the values are placed
+  greedy by size at ``ALIGN``-byte alignment (:func:`place`), reusing the bytes of dead ones. The output of a
   reshape (``RESHAPE`` ops: same elements in the same order) of the same dtype and size is a
   view: it shares its input's slot (state or arena), whose life extends to the view's last
   reader; a reshape's other inputs (shape, axes) are not read. The learning rate is a step
   argument (an exact integer pair), not a tensor.
 
-``plan_memory`` stores ``layout(g, device_nodes(g)).arena_bytes`` as the plan's
-``arena_bytes``; ``rctc.native.codegen.generate`` places every tensor by the same function, so
-the arena a device image links is the plan's by construction (and rctc reads it back from the
-image to check).
+``plan_memory`` stores :func:`device_layout` ``.arena_bytes`` as the plan's ``arena_bytes``;
+``rctc.native.codegen.generate`` places every tensor by the same function, so the arena a
+device image links is the plan's by construction (and rctc reads it back from the image to
+check).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rctc.ir import Graph, Node, Value
-from rctc.ops import RESHAPE_OPS
+from rctc.ops import RESHAPE_OPS, UPDATE_OPS
 
 ALIGN = 64
 STORED_KINDS = ("param", "buffer", "const")
@@ -114,26 +114,52 @@ def nbytes(v: Value) -> int:
     return int(np.dtype(v.dtype).itemsize * math.prod(v.shape))
 
 
-def first_fit(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
-    """Offsets for (start, end, name, nbytes) lifetimes: first fit among values still live."""
-    placed: list[tuple[int, int, int]] = []  # (offset, size, end)
+def place(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
+    """Offsets for (start, end, name, nbytes) lifetimes (inclusive node indices) and the arena's
+    size: greedy by size (TFLite's GreedyBySize): largest first, each at the lowest
+    ``ALIGN``-aligned offset where it overlaps no placed value whose lifetime meets its own."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
     offsets: dict[str, int] = {}
     top = 0
-    for start, end, name, size in sorted(lives, key=lambda t: (t[0], -t[3])):
-        busy = sorted((o, s) for o, s, e in placed if e >= start)
+    for start, end, name, size in sorted(lives, key=lambda t: (-t[3], t[0], t[2])):
+        busy = sorted((o, n) for o, n, st, e in placed if st <= end and start <= e)
         off = 0
-        for o, s in busy:
+        for o, n in busy:
             if off + size <= o:
                 break
-            off = max(off, align(o + s))
+            off = max(off, align(o + n))
         offsets[name] = off
-        placed.append((off, size, end))
+        placed.append((off, size, start, end))
         top = max(top, align(off + size))
     return offsets, top
 
 
-def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> Layout:
-    """The layout of a step over ``nodes``; ``outputs`` stay live to the step's end."""
+def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
+    """New parameter value -> the parameter it may overwrite in place: the output of an update op
+    (``UPDATE_OPS``: its output 0 from its input 0, element by element) whose parameter no later
+    node reads, of the same dtype and shape."""
+    readers: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is not None:
+                readers[v.name] = i
+    out: dict[str, str] = {}
+    for i, n in enumerate(nodes):
+        if n.op_type not in UPDATE_OPS or not n.inputs or n.inputs[0] is None:
+            continue
+        q, new = n.inputs[0], n.outputs[0]
+        if (g.state_updates.get(q.name) == new.name and readers.get(q.name) == i
+                and np.dtype(q.dtype) == np.dtype(new.dtype) and tuple(q.shape) == tuple(new.shape)):
+            out[new.name] = q.name
+    return out
+
+
+def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_place: bool = False) -> Layout:
+    """The layout of a step over ``nodes``; ``outputs`` stay live to the step's end. With
+    ``in_place`` the new value of a parameter that no later node reads takes the parameter's own
+    state slot (:func:`in_place_updates`): the update writes the state directly and the step
+    ends with no copy for it (a device step; a host step keeps every new value apart, so a
+    failed step leaves the state as it was)."""
     args = step_arguments(g)
     produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
     last: dict[str, int] = {}
@@ -153,6 +179,8 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> Layo
         off = align(off + nbytes(values[nm]))
     keep = set(outputs) | set(updates.values())
     root = views(nodes)
+    if in_place:
+        root.update(in_place_updates(g, nodes))
     stops: dict[str, int] = {}
     for nm in values:
         start = -1 if nm in inputs or nm in state else produced[nm]
@@ -165,11 +193,16 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> Layo
             continue
         start = -1 if nm in inputs else produced[nm]
         lives.append((start, stops[nm], nm, max(1, nbytes(v))))
-    arena, top = first_fit(lives)
+    arena, top = place(lives)
     offsets.update({nm: ("arena", o) for nm, o in arena.items()})
     offsets.update({nm: offsets[r] for nm, r in root.items()})
     return Layout(state, inputs, offsets, updates, off, top)
 
 
-__all__ = ["ALIGN", "Layout", "align", "device_nodes", "first_fit", "host_state", "input_quantisers", "layout",
-           "step_arguments", "tensors", "unread", "views"]
+def device_layout(g: Graph) -> Layout:
+    """The layout of the device's whole step: :func:`device_nodes`, updates in place."""
+    return layout(g, device_nodes(g), in_place=True)
+
+
+__all__ = ["ALIGN", "Layout", "align", "device_nodes", "place", "host_state", "input_quantisers", "layout",
+           "step_arguments", "tensors", "unread", "views", "device_layout", "in_place_updates"]

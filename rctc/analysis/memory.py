@@ -20,7 +20,8 @@ peak counts).
 
 ``arena_bytes`` is a different figure: the size of the static arena of the device's step
 (``rctc.analysis.arena``: the step less the host's input quantiser and metrics, every
-transient and step input at an offset, 64-byte aligned, first fit), the layout the code
+transient and step input at an offset, 64-byte aligned, placed greedy by size, a parameter's new value
+in the parameter's own slot where nothing reads the old one later), the layout the code
 generator places tensors by, so a device image's ``rctc_arena`` is this size.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rctc.analysis.arena import device_nodes, layout
+from rctc.analysis.arena import device_layout, device_nodes
 from rctc.analysis.values import ValueInfo, step_nodes, step_outputs
 from rctc.ir import Graph, Node, Value
 from rctc.slots import has_slot, read_slot
@@ -138,7 +139,7 @@ def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | No
         "state_bytes": state,
         "peak_bytes": state + inputs + peak,
         "arena_nodes": len(on_device),
-        "arena_bytes": layout(g, on_device).arena_bytes,
+        "arena_bytes": device_layout(g).arena_bytes,
     }
 
 

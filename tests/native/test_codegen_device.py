@@ -26,7 +26,6 @@ from rctc.analysis.arena import device_nodes, host_state, layout
 from rctc.cli import main
 from rctc.digest import graph_state_records, state_digest
 from rctc.native.device import toolchain_problem
-from rctc.native.device.image import inspect_image
 from rctc.native.device.project import Project
 
 _ARM = toolchain_problem("cortex-m4", "mps2-an386", run=True)
@@ -185,7 +184,7 @@ def _assert_no_overlap(g, prog) -> None:
             first.setdefault(r, i if v.producer is not None and v.producer in nodes else -1)
             lastuse[r] = i
     arena = [(nm, s) for nm, s in prog.slots.items() if s.region == "arena" and nm not in root]
-    for nm, s in arena:
+    for _nm, s in arena:
         assert s.offset + s.nbytes <= prog.arena_bytes
     for a, (na, sa) in enumerate(arena):
         for nb, sb in arena[a + 1:]:

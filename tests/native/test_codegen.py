@@ -8,7 +8,7 @@ the numpy runtime's (dtype, shape, bits, exponents) at several (seed, step) keys
 weights after 4 chained steps updated only in C must equal the numpy run's. The nodes still
 without a C mapping (the input quantiser, the loss and its gradient, the Dequantize of the bias
 gradients and the bias updates) come from the numpy run; the whole step is refused with one
-line naming them.
+line naming them. The step's controller-statistics block equals the numpy kernels' statistics.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import rctc
+from rctc.bitwidth_rule import STATS_KEY
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph
 from rctc.native.codegen import NativeStep, generate
@@ -32,13 +33,14 @@ def graph() -> Graph:
     return rctc.compile(MLP, mode="rct", elementwise="integer", batch_size=8, optimizer="sgd").graph
 
 
-def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
+def _reference(g: Graph, seed: int, step: int, lr: float = 0.05,
+               ctx: KernelContext | None = None) -> dict[str, np.ndarray]:
     """Every value of one numpy training step (no state written back)."""
     rng = np.random.default_rng(seed + 100 * step)
     feeds = {"x": rng.standard_normal((8, 64)).astype(np.float32) * (1 + step),
-             "labels": rng.integers(0, 10, 8), "sample_mask": np.ones(8, np.float32), "lr": np.float32(0.05)}
+             "labels": rng.integers(0, 10, 8), "sample_mask": np.ones(8, np.float32), "lr": np.float32(lr)}
     names = [o.name for n in g.nodes for o in n.outputs]
-    return Executor(g).run(feeds, names, KernelContext(training=True, seed=seed, step=step))
+    return Executor(g).run(feeds, names, ctx or KernelContext(training=True, seed=seed, step=step))
 
 
 def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str, str]) -> None:
@@ -90,6 +92,27 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
     finally:
         for nm, data in saved.items():
             graph.values[nm].data = data
+
+
+def test_update_statistics_block_equals_numpy(graph: Graph, native_env: dict[str, str]) -> None:
+    """The step's rctc_stats block (A, S, g per fused update, rctc/bitwidth_rule.py) gives the
+    controller statistics the numpy kernels record, at learning rates from tiny to saturating."""
+    nodes = _mapped(graph)
+    prog = generate(graph, nodes, _boundary(graph, nodes))
+    fused = [n.meta["param"] for n in nodes if n.op_type == "FusedIntUpdate"]
+    assert [p for p, _ in prog.stats] == fused and len(fused) == 3
+    stored = {nm: graph.values[nm].data for nm in prog.state}
+    native = NativeStep(prog, stored, env=native_env)
+    saturated = 0
+    for seed, step, lr in ((0, 0, 0.05), (7, 3, 1e-4), (3, 1, 40.0)):
+        ctx = KernelContext(training=True, seed=seed, step=step)
+        ref = _reference(graph, seed, step, lr, ctx)
+        native.load_state(stored)
+        native.run({nm: ref[nm] for nm in prog.inputs}, seed=seed, step=step, lr=lr)
+        want = {p: ctx.stats[STATS_KEY][p] for p in fused}
+        assert native.update_stats() == want, (seed, step, lr)
+        saturated += sum(s.s for s in want.values())
+    assert saturated > 0  # the saturated counts compared include non-zero ones
 
 
 def test_arena_plan_never_overlaps_live_values(graph: Graph) -> None:

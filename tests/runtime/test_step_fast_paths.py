@@ -5,7 +5,8 @@ independent references.
   inputs it received and the generator state it started from, against the update written from
   its definition in plain numpy: ``u`` from the int64 weight-gradient product, the stochastic
   rounding noise taken straight from ``rctc.rng.random_words(seed, step, node_id, i)`` (the
-  top 24 bits of word i for element i), the sum and clip in int64.
+  top 24 bits of word i for element i), the sum and clip in int64; the controller statistic
+  each records (fixed-point Gavg, saturated count) against its definition in rationals.
 * Losses: float64 references, padded rows, label checks.
 * Executor: the plain loop and the observed loop (op timing / ``on_node``) train bit-identically;
   errors name the node.
@@ -15,12 +16,15 @@ independent references.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
 
 import rctc
+from rctc.bitwidth_rule import STATS_KEY
 from rctc.ir import Graph, Node, Value
 from rctc.models import build, input_spec, num_classes
 from rctc.rng import random_words
@@ -59,6 +63,38 @@ def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, key: tup
     return new.astype(q.dtype), gavg, sat
 
 
+def _ref_g(node: Node, args: list[np.ndarray], u: np.ndarray) -> int:
+    """The controller's fixed-point Gavg by its definition (rctc/bitwidth_rule.py), in rationals:
+    from the exact accumulator where u = acc * scale (a fused update without weight decay), else
+    from the float sum of |u| as the kernel forms it."""
+    a = node.attrs
+    if node.op_type == "FusedIntUpdate" and not a.get("weight_decay"):
+        u_exact = Fraction(0)
+        scale = Fraction(-float(args[-1]) * float(a.get("alpha", 1.0)) * 2.0 ** (int(args[4]) + int(args[6]) -
+                                                                              int(args[1])))
+        for v in _ref_acc(node, args).ravel().tolist():
+            u_exact += abs(v * scale)
+    else:
+        u_exact = Fraction(float(np.add.reduce(np.abs(u), axis=None)))
+    return math.floor(u_exact * 2**16 / u.size)
+
+
+def _ref_acc(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """The int64 weight-gradient product of a fused update, in the parameter's layout."""
+    a = node.attrs
+    qa, _, qb, _ = args[3:7]
+    if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
+        x = qa.T if a.get("product_transA") else qa
+        y = qb.T if a.get("product_transB") else qb
+        acc = x.astype(np.int64) @ y.astype(np.int64)
+    else:  # convolution products have their own int64 reference tests (test_int_kernels)
+        attrs = {k[len("product_"):]: v for k, v in a.items() if k.startswith("product_")}
+        acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
+    if a.get("transpose"):
+        acc = acc.transpose(a["transpose"])
+    return acc.reshape(args[0].shape)
+
+
 def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
     """The update in last-bit units, from the node's inputs."""
     a = node.attrs
@@ -70,17 +106,8 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         if wd:
             g = g + np.float32(wd * 2.0**e) * q.astype(np.float32)
         return g * np.float32(-lr * 2.0**-e)
-    qa, ea, qb, eb = args[3:7]
-    if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
-        x = qa.T if a.get("product_transA") else qa
-        y = qb.T if a.get("product_transB") else qb
-        acc = x.astype(np.int64) @ y.astype(np.int64)
-    else:  # convolution products have their own int64 reference tests (test_int_kernels)
-        attrs = {k[len("product_"):]: v for k, v in a.items() if k.startswith("product_")}
-        acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
-    if a.get("transpose"):
-        acc = acc.transpose(a["transpose"])
-    u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (int(ea) + int(eb) - e))
+    ea, eb = args[4], args[6]
+    u = _ref_acc(node, args).astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (int(ea) + int(eb) - e))
     if wd:
         u = u - lr * wd * q.astype(np.float64)
     return u.reshape(q.shape)
@@ -112,6 +139,7 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
             param = node.meta["param"]
             np.testing.assert_allclose(ctx_stats["gavg"][param], gavg, rtol=1e-5)
             assert ctx_stats["saturation"][param] == sat
+            assert ctx_stats[STATS_KEY][param] == (_ref_g(node, args, u), round(sat * u.size), u.size)
             checked.append(node.name)
 
     ctx_stats: dict[str, Any] = {}

@@ -39,6 +39,10 @@ from rctc.native.partition import partition
 from rctc.runtime.executor import Executor, OnNode, Step
 from rctc.runtime.kernels import KernelContext
 
+#: (library handle, program prefix) -> the segment whose state the program's static blocks hold now:
+#: two executors of the same graph load the same cached shared object, so they share its blocks
+_OWNER: dict[tuple[int, str], Any] = {}
+
 
 def default_threads() -> int:
     """The CPUs this process may run on."""
@@ -59,6 +63,15 @@ class _CSegment:
     standins: list[tuple[Node, list[Any], Any]]  # on_node arguments of each node
     synced: dict[str, Any] = field(default_factory=dict)  # state name -> the array the block holds
     name: str = ""
+    threads: int = 1
+
+    def claim(self) -> None:
+        """Make the program's blocks this segment's (reload all state if another segment had them)."""
+        key = (id(self.step.lib), self.step.prog.prefix)
+        if _OWNER.get(key) is not self:
+            self.synced.clear()
+            self.step.set_threads(self.threads)
+            _OWNER[key] = self
 
 
 @dataclass
@@ -123,9 +136,8 @@ class NativeExecutor(Executor):
             lib = load_programs([p for p, *_ in progs], self.env)
             for k, (prog, seg_nodes, free, at) in enumerate(progs):
                 step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
-                step.set_threads(self.threads)
                 parts[at] = _CSegment(step, seg_nodes, self._lr_input(seg_nodes), free, self._standins(seg_nodes),
-                                      name=f"C segment {k} ({len(seg_nodes)} nodes)")
+                                      name=f"C segment {k} ({len(seg_nodes)} nodes)", threads=self.threads)
         param_order = {str(n.meta.get("param", n.name)): i for i, n in enumerate(nodes)}
         c_nodes = sum(len(s.nodes) for s in segments if s.kind == "c")
         return _Plan(parts, param_order, c_nodes, len(nodes))
@@ -145,6 +157,10 @@ class NativeExecutor(Executor):
             res = tuple(_standin(o) for o in n.outputs)
             out.append((n, args, res if len(res) > 1 else res[0]))
         return out
+
+    def prepare(self, outputs: Sequence[str], training: bool = True) -> None:
+        """Partition, generate, build and load the schedule of ``outputs`` now."""
+        self.plan_for(outputs, training)
 
     # ----- running ------------------------------------------------------------------------
     def run(
@@ -176,6 +192,7 @@ class NativeExecutor(Executor):
                      on_node: OnNode | None) -> None:
         step, prog, values = seg.step, seg.step.prog, self.graph.values
         t0 = time.perf_counter() if self.op_times is not None else 0.0
+        seg.claim()
         for name in prog.state:
             data = values[name].data
             if seg.synced.get(name) is not data:

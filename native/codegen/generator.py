@@ -137,6 +137,7 @@ class _Emit:
         self.stat_params.append((str(node.meta.get("param", q.name)), math.prod(q.shape)))
         return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
 
+
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
              training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False) -> CProgram:
     """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.

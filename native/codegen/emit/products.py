@@ -60,4 +60,4 @@ def gemm_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
     if perm not in ([], [0, 1], [1, 0]):
         raise refuse(node, f"transposes its 2-D product by {perm}")
     c_rs, c_cs = (1, m) if perm == [1, 0] else (n, 1)
-    return [f"{gemm_name(node, qa, qb, 's64')}({m}, {n}, {k}, {ab}, {acc}, {c_rs}, {c_cs}, 0, 1);"]
+    return [f"{gemm_name(node, qa, qb, 's64')}({m}, {n}, {k}, {ab}, {acc}, {c_rs}, {c_cs}, 0, {cx.threads});"]

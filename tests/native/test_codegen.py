@@ -97,7 +97,7 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
 def test_update_statistics_block_equals_numpy(graph: Graph, native_env: dict[str, str]) -> None:
     """The step's rctc_stats block (A, S, g per fused update, rctc/bitwidth_rule.py) gives the
     controller statistics the numpy kernels record, at learning rates from tiny to saturating."""
-    nodes = _mapped(graph)
+    nodes = mapped(graph)
     prog = generate(graph, nodes, _boundary(graph, nodes))
     fused = [n.meta["param"] for n in nodes if n.op_type == "FusedIntUpdate"]
     assert [p for p, _ in prog.stats] == fused and len(fused) == 3

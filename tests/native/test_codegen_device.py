@@ -64,7 +64,7 @@ def host_digest(work: Path, model: str, data: Path | str, steps: int, seed: int,
     """The digest of the model ``rctc train --no-shuffle`` makes (the numpy reference)."""
     out = work / f"{model}-{tag}-trained.rct"
     r = cli(["train", work / f"{model}.rct", "--data", data, "--steps", steps, "--seed", seed, "--no-shuffle",
-             "--quiet", "-o", out])
+             "--backend", "numpy", "--quiet", "-o", out])
     assert r.exit_code == 0, r.output
     d = cli(["digest", out])
     assert d.exit_code == 0, d.output

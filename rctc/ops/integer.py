@@ -83,10 +83,12 @@ pool("IntGlobalAveragePoolGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      doc="dy times the Q32 reciprocal at every input position, one rounding")
 loss("IntSoftmaxCrossEntropy", ("q", "e", "labels", "mask"), outputs=("loss", "loss_e"),
      cost=costs.ops(lambda n, i, o: {"cmp": inp(i).size, "add": 2 * inp(i).size, "mult": 2 * inp(i).size}),
-     doc="mean -log softmax at the label over the rows that count, Q16 (i-exp, integer log2)")
+     c_kernel="rctc_iq_softmax_cross_entropy",
+     doc="mean -log softmax at the label over the rows the uint8 0/1 mask keeps, Q16 (i-exp, integer log2)")
 loss("IntSoftmaxCrossEntropyGrad", ("q", "e", "labels", "mask"), outputs=("dX", "dX_e"),
      attrs={"bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(mult=2, add=2), doc="(softmax - onehot) / B as an error at bits")
+     cost=costs.per_output(mult=2, add=2), c_kernel="rctc_iq_softmax_cross_entropy_backward",
+     doc="(softmax - onehot) / B as an error at bits on the kept rows (B their count), 0 elsewhere")
 op("IntClip", ("q", "e"), outputs=("Y", "Y_e"), attrs={"min": None, "max": None}, cost=costs.per_output(cmp=2),
    c_kernel="rctc_iq_clip", doc="clip to bounds quantised inward to the input's grid: exact (ReLU6)")
 op("IntClipGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), attrs={"min": None, "max": None},

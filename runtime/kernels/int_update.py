@@ -1,12 +1,15 @@
 """Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate,
-FusedIntMomentumUpdate.
+FusedIntMomentumUpdate, IntAccSGDUpdate, IntAccMomentumUpdate.
 
 The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
 kernel records the bitwidth controller's integer statistic (rctc/bitwidth_rule.py:
 ``ctx.stats[STATS_KEY][param] = UpdateStat(g, s, n)``, g exact from the integer accumulator
 where ``u = acc * scale``, else from the float sum of |u|), and for logs Gavg = mean |u| and
-the saturated fraction (``ctx.stats["gavg"]`` / ``["saturation"]``).
+the saturated fraction (``ctx.stats["gavg"]`` / ``["saturation"]``). An update of an integer
+gradient ``acc * 2^ea`` (the fused updates' exact product, or the IntAcc* updates'
+accumulator) forms ``u`` one way, :func:`_acc_sgd` (SGD, in float64 from the exact scale
+``-lr * alpha * 2^(ea - e)``) or :func:`_acc_momentum` (momentum).
 
 Randomness (docs/rng.md): the stochastic rounding of ``u`` takes element ``i``'s noise from word
 ``i`` of the node's stream (``ctx.words``); a momentum update first rounds its new velocity from
@@ -133,19 +136,33 @@ def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
     return acc.transpose(perm) if perm else acc
 
 
-@register("FusedIntUpdate")
-def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
-                     qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
-    """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
-    acc = _product(node, qa, qb)
-    ev = int(e)
-    scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb) - ev)
+def _acc_sgd(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
+             lr: float) -> np.ndarray:
+    """SGD from an integer gradient ``alpha * acc * 2^ea``: ``u = acc * (-lr * alpha * 2^(ea - e))`` in
+    float64 (minus ``lr * wd * q`` with weight decay), then :func:`_apply`."""
+    scale = -lr * float(node.attrs.get("alpha", 1.0)) * _pow2(ea - e)
     u = acc.astype(np.float64)
     u *= scale
     wd = float(node.attrs.get("weight_decay", 0.0))
     if wd:  # u is no longer acc * scale: Gavg from the float sum
-        u -= float(lr) * wd * q.astype(np.float64)
-    return _apply(ctx, node, q, int(bits), u.reshape(q.shape), acc=None if wd else acc, scale=scale)
+        u -= lr * wd * q.astype(np.float64)
+    return _apply(ctx, node, q, bits, u.reshape(q.shape), acc=None if wd else acc, scale=scale)
+
+
+def _acc_momentum(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
+                  vq: np.ndarray, ve: int, lr: float) -> tuple:
+    """:func:`_momentum` of the float32 gradient ``acc * float32(alpha * 2^ea)``: the bits a
+    ``Dequantize`` of the accumulator gives, formed here instead of as a graph value."""
+    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(ea))
+    g = np.multiply(acc, scale, dtype=np.float32).reshape(q.shape)
+    return _momentum(ctx, node, q, e, bits, g, vq, ve, lr)
+
+
+@register("FusedIntUpdate")
+def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                     qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
+    return _acc_sgd(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), float(lr))
 
 
 @register("FusedIntMomentumUpdate")
@@ -155,6 +172,21 @@ def fused_int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: 
     """IntMomentumUpdate of the exact weight-gradient product, formed inside the kernel: the float
     gradient is what ``Dequantize`` (+ ``Transpose``) of the product gives, bit for bit, but it
     lives only here, never as a graph value."""
-    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb)))
-    g = np.multiply(_product(node, qa, qb), scale, dtype=np.float32).reshape(q.shape)
-    return _momentum(ctx, node, q, int(e), int(bits), g, vq, int(ve), float(lr))
+    return _acc_momentum(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), vq, int(ve),
+                         float(lr))
+
+
+@register("IntAccSGDUpdate")
+def int_acc_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                       gq: np.ndarray, ge: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    """SGD from the integer gradient ``gq * 2^ge`` (a bias sum, a normalisation's dscale / dB):
+    FusedIntUpdate's arithmetic with the accumulator given instead of computed."""
+    return _acc_sgd(ctx, node, q, int(e), int(bits), gq, int(ge), float(lr))
+
+
+@register("IntAccMomentumUpdate")
+def int_acc_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                            gq: np.ndarray, ge: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
+    """IntMomentumUpdate of the integer gradient ``gq * 2^ge``, scaled inside the kernel (the same
+    bits as ``Dequantize`` then IntMomentumUpdate)."""
+    return _acc_momentum(ctx, node, q, int(e), int(bits), gq, int(ge), vq, int(ve), float(lr))

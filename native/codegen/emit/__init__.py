@@ -12,8 +12,8 @@ node's scratch from :func:`work_offset` on.
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
-requant, activations, elementwise, norm, softmax, gather, shape, reduce, update, ...), import
-the module in :func:`_load`, and set
+requant, activations, elementwise, norm, softmax, gather, shape, reduce, loss, update, ...),
+import the module in :func:`_load`, and set
 ``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
 checks the two agree).
 """
@@ -190,6 +190,7 @@ def _load() -> None:
         conv,
         elementwise,
         gather,
+        loss,
         norm,
         pool,
         products,

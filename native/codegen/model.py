@@ -116,7 +116,7 @@ def _digest_lines(graph: Graph, prog: CProgram) -> tuple[list[str], list[CArray]
     for i, (name, data, _) in enumerate(records):
         slot = prog.slots.get(name)
         if slot is not None and slot.region == "state":
-            if slot.dtype != data.dtype or slot.shape != tuple(data.shape):
+            if slot.dtype != data.dtype or math.prod(slot.shape) != data.size:
                 raise RctcError(f"device state {name!r}: the step stores it as {slot.dtype}{list(slot.shape)}, "
                                 f"the model as {data.dtype}{list(data.shape)}")
             where = f"state + {slot.offset}"
@@ -139,7 +139,7 @@ def _state_image(graph: Graph, prog: CProgram) -> np.ndarray:
     for name in prog.state:
         s = prog.slots[name]
         data = np.ascontiguousarray(np.asarray(graph.value(name).data).astype(s.dtype, copy=False))
-        if data.shape != s.shape:
+        if data.size != math.prod(s.shape):
             raise RctcError(f"device state {name!r}: shape {list(data.shape)}, the step expects {list(s.shape)}")
         block[s.offset:s.offset + s.nbytes] = data.reshape(-1).view(np.uint8)
     return block
@@ -243,7 +243,7 @@ def _model_c(name: str, prog: CProgram, feeds: StepFeeds, digest: list[str],
         "        const uint32_t s = first_step + i;",
         "        const uint32_t k = s - RCTC_MODEL_FIRST_STEP;",
         "        int rc;",
-        "        if (s < RCTC_MODEL_FIRST_STEP || k >= RCTC_MODEL_STEPS) {",
+        "        if (k >= RCTC_MODEL_STEPS) { /* also a step before the first: k wraps past 2^32 - 1 */",
         '            fault("no data for this step", s, 0);',
         "        }",
         *copies,

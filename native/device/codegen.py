@@ -105,7 +105,7 @@ def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board
     name = model_name(model_path)
     dm = device_model(m.graph, feeds, name, prog)
     config = ModelConfig(name, dm.arena_bytes, dm.state_bytes, steps, first)
-    project = write_project(out_dir, dm.sources, dm.arrays, config, target=target, board=board,
+    project = write_project(Path(out_dir).resolve(), dm.sources, dm.arrays, config, target=target, board=board,
                             stack_bytes=STACK_BYTES, host_x86=dm.host_only)
     plan = m.graph.meta.get("memory_plan", {}).get("arena_bytes")
     res = CodegenResult(project, len(device_nodes(m.graph)), plan, prog.scratch_bytes)

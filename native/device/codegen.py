@@ -71,7 +71,13 @@ def check_target(target: str, board: str | None) -> str:
 
 
 def _tensors_by_size(prog: Any, region: str) -> str:
-    sizes = sorted(((s.nbytes, name) for name, s in prog.slots.items() if s.region == region), reverse=True)
+    """The largest tensors of a block, each set of bytes once (views and in-place updates share)."""
+    seen: dict[tuple[int, int], str] = {}
+    for name in (*prog.state, *sorted(prog.slots)):
+        s = prog.slots[name]
+        if s.region == region:
+            seen.setdefault((s.offset, s.nbytes), name)
+    sizes = sorted(((size, name) for (_, size), name in seen.items()), key=lambda t: (-t[0], t[1]))
     return ", ".join(f"{name} {n} B" for n, name in sizes[:_SHOWN])
 
 

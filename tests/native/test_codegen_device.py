@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import rctc
-from rctc.analysis.arena import device_nodes, host_state, layout
+from rctc.analysis.arena import device_layout, device_nodes, host_state
 from rctc.cli import main
 from rctc.digest import graph_state_records, state_digest
 from rctc.native.device import toolchain_problem
@@ -165,7 +165,7 @@ def test_plan_arena_is_the_generated_layout(work: Path) -> None:
     for name in ("lenet", "resnet8"):
         g = rctc.load(work / f"{name}.rct").graph
         prog = device_program(g)
-        assert prog.arena_bytes == g.meta["memory_plan"]["arena_bytes"] == layout(g, device_nodes(g)).arena_bytes
+        assert prog.arena_bytes == g.meta["memory_plan"]["arena_bytes"] == device_layout(g).arena_bytes
         # no two tensors live at once share a byte (an independent check of the first-fit layout)
         _assert_no_overlap(g, prog)
 

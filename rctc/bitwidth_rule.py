@@ -76,10 +76,13 @@ REASONS = {Action.SATURATION: "saturation", Action.UNDERFLOW: "underflow", Actio
 
 
 def abs_sum(acc: np.ndarray) -> int:
-    """``A = sum |acc_i|`` of an int64 array, exact for any values (two 32-bit halves, each summed in
-    uint64: exact below 2^32 elements)."""
+    """``A = sum |acc_i|`` of an int64 array, exact for any values (below 2^32 elements)."""
     a = np.abs(np.asarray(acc, np.int64)).view(np.uint64)  # |INT64_MIN| reads as 2^63
-    hi = int(np.sum(a >> np.uint64(32), dtype=np.uint64))
+    if a.size == 0:
+        return 0
+    if int(a.max()) * a.size < 1 << 64:  # the usual case: one uint64 sum cannot wrap
+        return int(a.sum(dtype=np.uint64))
+    hi = int(np.sum(a >> np.uint64(32), dtype=np.uint64))  # two 32-bit halves, each summed exactly
     lo = int(np.sum(a & np.uint64(0xFFFFFFFF), dtype=np.uint64))
     return (hi << 32) + lo
 
@@ -100,6 +103,17 @@ def gavg_of_scale(a: int, scale: float, n: int) -> int:
     """:func:`gavg_exact` with ``m * 2^k`` = the float ``scale``'s exact value."""
     num, den = float(scale).as_integer_ratio()  # den is a power of two
     return gavg_exact(a, num, -(den.bit_length() - 1), n)
+
+
+def mean_abs_update(a: int, scale: float, n: int) -> float:
+    """``a * |scale| / n`` rounded once to a float (for logs; the rule uses :func:`gavg_of_scale`)."""
+    if n <= 0:
+        return 0.0
+    num, den = float(scale).as_integer_ratio()
+    try:
+        return a * abs(num) / (den * n)  # int / int: correctly rounded
+    except OverflowError:
+        return math.inf
 
 
 def gavg_of_float_sum(total: float, n: int) -> int:

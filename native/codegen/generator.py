@@ -202,6 +202,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
         f"void *{p}_arena(void) {{ return rctc_arena; }}",
         f"void *{p}_state(void) {{ return rctc_state; }}",
+        f"/* {len(cx.stat_params)} update statistics of {STATS_WORDS} words (A, S, g) */",
         f"uint64_t *{p}_stats(void) {{ return rctc_stats; }}",
         "/* threads the kernels may use (results never depend on it) */",
         f"void {p}_set_threads(int n) {{ {p}_nthreads = n < 1 ? 1 : n; }}", "",

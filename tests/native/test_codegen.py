@@ -9,8 +9,8 @@ it hands on and the whole state must equal the numpy runtime's (dtype, shape, bi
 at several (seed, step) keys, full and padded batches, and the parameters after 4 chained steps
 updated only in C must equal the numpy run's. Only the host's boundary stays outside C (the
 input quantiser and the Dequantize of the loss and logits for the metrics); the whole graph is
-refused with one line naming those. The step's controller-statistics block equals the numpy
-kernels' statistics.
+refused with one line naming those. The step's bitwidth-controller statistics block (one entry
+per fused and bias update) equals the numpy kernels' statistics.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _reference(g: Graph, seed: int, step: int, real: int | str = 8, lr: float = 
     feeds = {"x": rng.standard_normal((8, 64)).astype(np.float32) * (1 + step),
              "labels": rng.integers(0, 10, 8), "sample_mask": _mask(real), "lr": np.float32(lr)}
     names = [o.name for n in g.nodes for o in n.outputs]
-    return {**Executor(g).run(feeds, names, ctx or KernelContext(training=True, seed=seed, step=step)), **feeds}
+    ctx = ctx or KernelContext(training=True, seed=seed, step=step)
+    return {**Executor(g).run(feeds, names, ctx), **feeds}
 
 
 def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str, str]) -> None:
@@ -117,24 +118,26 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
 
 
 def test_update_statistics_block_equals_numpy(graph: Graph, native_env: dict[str, str]) -> None:
-    """The step's rctc_stats block (A, S, g per update from an integer gradient, rctc/bitwidth_rule.py)
-    gives the controller statistics the numpy kernels record, at learning rates from tiny to saturating."""
+    """The step's rctc_stats block (A, S, g per weight and bias update, rctc/bitwidth_rule.py)
+    gives the controller statistics the numpy kernels record, at learning rates from tiny to
+    saturating, full and padded batches."""
     nodes = mapped(graph)
     prog = generate(graph, nodes, boundary(graph, nodes))
-    fused = [n.meta["param"] for n in nodes if n.op_type in ("FusedIntUpdate", "IntAccSGDUpdate")]
-    assert [p for p, _ in prog.stats] == fused and len(fused) == 6
+    params = [n.meta["param"] for n in nodes if n.op_type in ("FusedIntUpdate", "IntAccSGDUpdate")]
+    assert [p for p, _ in prog.stats] == params and len(params) == 6
     stored = {nm: graph.values[nm].data for nm in prog.state}
     native = NativeStep(prog, stored, env=native_env)
-    saturated = 0
-    for seed, step, lr in ((0, 0, 0.05), (7, 3, 1e-4), (3, 1, 40.0)):
+    saturated = moved = 0
+    for seed, step, lr, real in ((0, 0, 0.05, 8), (7, 3, 1e-4, 5), (3, 1, 40.0, "10110111")):
         ctx = KernelContext(training=True, seed=seed, step=step)
-        ref = _reference(graph, seed, step, lr=lr, ctx=ctx)
+        ref = _reference(graph, seed, step, real=real, lr=lr, ctx=ctx)
         native.load_state(stored)
         native.run({nm: ref[nm] for nm in prog.inputs}, seed=seed, step=step, lr=lr)
-        want = {p: ctx.stats[STATS_KEY][p] for p in fused}
+        want = {p: ctx.stats[STATS_KEY][p] for p in params}
         assert native.update_stats() == want, (seed, step, lr)
         saturated += sum(s.s for s in want.values())
-    assert saturated > 0  # the saturated counts compared include non-zero ones
+        moved += sum(s.g > 0 for s in want.values())
+    assert saturated > 0 and moved >= 12  # non-zero counts and Gavgs are among those compared
 
 
 def test_arena_plan_never_overlaps_live_values(graph: Graph) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import rctc
-from rctc.errors import RctcError, UnsupportedOpError
+from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph
 from rctc.native.codegen import EMITTERS, NativeStep, generate
 from rctc.runtime.executor import Executor

@@ -66,37 +66,19 @@ def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, key: tup
 
 def _ref_g(node: Node, args: list[np.ndarray], u: np.ndarray) -> int:
     """The controller's fixed-point Gavg by its definition (rctc/bitwidth_rule.py), in rationals:
-    from the exact accumulator where u = acc * scale (a fused update without weight decay), else
-    from the float sum of |u| as the kernel forms it."""
+    from the exact accumulator where u = acc * scale (FusedIntUpdate / IntAccSGDUpdate without
+    weight decay), else from the float sum of |u| as the kernel forms it."""
     a = node.attrs
     if node.op_type in ("FusedIntUpdate", "IntAccSGDUpdate") and not a.get("weight_decay"):
-        u_exact = Fraction(0)
-        acc, ea = _ref_acc(node, args)
+        acc, ea = (args[3].astype(np.int64), int(args[4])) if node.op_type == "IntAccSGDUpdate" else \
+            _ref_product(a, args)
         scale = Fraction(-float(args[-1]) * float(a.get("alpha", 1.0)) * 2.0 ** (ea - int(args[1])))
+        u_exact = Fraction(0)
         for v in acc.ravel().tolist():
             u_exact += abs(v * scale)
     else:
         u_exact = Fraction(float(np.add.reduce(np.abs(u), axis=None)))
     return math.floor(u_exact * 2**16 / u.size)
-
-
-def _ref_acc(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
-    """The int64 gradient accumulator an update reads, in the parameter's layout, and its
-    exponent: a fused update's weight-gradient product, or an IntAccSGDUpdate's input."""
-    a = node.attrs
-    if node.op_type == "IntAccSGDUpdate":
-        return args[3].astype(np.int64).reshape(args[0].shape), int(args[4])
-    qa, ea, qb, eb = args[3:7]
-    if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
-        x = qa.T if a.get("product_transA") else qa
-        y = qb.T if a.get("product_transB") else qb
-        acc = x.astype(np.int64) @ y.astype(np.int64)
-    else:  # convolution products have their own int64 reference tests (test_int_kernels)
-        attrs = {k[len("product_"):]: v for k, v in a.items() if k.startswith("product_")}
-        acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
-    if a.get("transpose"):
-        acc = acc.transpose(a["transpose"])
-    return acc.reshape(args[0].shape), int(ea) + int(eb)
 
 
 def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -110,11 +92,29 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         if wd:
             g = g + np.float32(wd * 2.0**e) * q.astype(np.float32)
         return g * np.float32(-lr * 2.0**-e)
-    acc, ea = _ref_acc(node, args)
+    if node.op_type == "IntAccSGDUpdate":
+        acc, ea = args[3].astype(np.int64), int(args[4])
+    else:
+        acc, ea = _ref_product(a, args)
     u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (ea - e))
     if wd:
         u = u - lr * wd * q.astype(np.float64)
     return u.reshape(q.shape)
+
+
+def _ref_product(a: dict, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """A fused update's weight-gradient product (int64, in the parameter's layout) and its exponent."""
+    qa, ea, qb, eb = args[3:7]
+    if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
+        x = qa.T if a.get("product_transA") else qa
+        y = qb.T if a.get("product_transB") else qb
+        acc = x.astype(np.int64) @ y.astype(np.int64)
+    else:  # convolution products have their own int64 reference tests (test_int_kernels)
+        attrs = {k[len("product_"):]: v for k, v in a.items() if k.startswith("product_")}
+        acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
+    if a.get("transpose"):
+        acc = acc.transpose(a["transpose"])
+    return acc, int(ea) + int(eb)
 
 
 _UPDATES = ("IntSGDUpdate", "FusedIntUpdate", "IntAccSGDUpdate")

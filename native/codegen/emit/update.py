@@ -4,8 +4,8 @@ Both end in :func:`_sgd_call`: rctc_sgd_update_fused of an int64 accumulator ``a
 exponent ``ea`` with scale ``-lr * 2^(ea - e)``; the step receives ``lr`` as the exact pair
 ``lr_m * 2^lr_k`` (the float32 learning rate's mantissa), so no float enters the C. Words: draw 0
 of the node's stream, element i for parameter element i. Weight decay and alpha != 1 are refused.
-The controller's statistics go to the node's rctc_stats entry: A and S from the kernel, then
-g = rctc_bw_gavg(A, m, k, n) (rctc/bitwidth_rule.py).
+The bitwidth controller's statistics go to the node's rctc_stats entry: A and S from the kernel,
+then g = rctc_bw_gavg(A, m, k, n) (rctc/bitwidth_rule.py).
 """
 
 from __future__ import annotations
@@ -33,18 +33,18 @@ def _sgd_call(node: Node, cx: Emit, acc: str, ea: str, rand_at: str) -> list[str
                   f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {nn}u, r);"]
         rand = "r"
     return lines + [f"uint64_t *st = {cx.stats(node)};",
-                    f"const int k = lr_k + {ea} - {cx.scalar(e)};",
-                    f"int rc = rctc_sgd_update_fused({nn}u, {cx.ptr(q)}, {width(q)}, {acc}, -lr_m, k, "
+                    f"const int sh = lr_k + {ea} - {cx.scalar(e)};",
+                    f"int rc = rctc_sgd_update_fused({nn}u, {cx.ptr(q)}, {width(q)}, {acc}, -lr_m, sh, "
                     f"{cx.scalar(bits)}, {rand}, {cx.ptr(new)}, st);",
                     "if (rc != 0) return rc;",
-                    f"st[2] = rctc_bw_gavg(st[0], -lr_m, k, {nn}u);"]
+                    f"st[2] = rctc_bw_gavg(st[0], -lr_m, sh, {nn}u);"]
 
 
 @emitter("FusedIntUpdate", step_args=(7,))
 def fused_int_update(node: Node, cx: Emit) -> list[str]:
     """FusedIntUpdate (SGD, no weight decay, alpha 1): the exact int64 weight-gradient product
     (``WEIGHT_GRAD_PRODUCTS`` of the ``product`` attr) into scratch, then the update from it at
-    exponent ``ea + eb`` (its random words written over the product's workspace)."""
+    exponent ``ea + eb`` (:func:`_sgd_call`; the random words written over the product's workspace)."""
     q, _e, _bits, _qa, ea, _qb, eb, _lr = node.inputs
     product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
     if product is None:

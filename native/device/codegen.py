@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rctc.analysis.arena import device_nodes
+from rctc.analysis.arena import device_nodes, in_place_updates, views
 from rctc.errors import RctcError
 from rctc.native.device.boards import TARGETS, board_named
 from rctc.native.device.errors import DoesNotFit
@@ -70,21 +70,19 @@ def check_target(target: str, board: str | None) -> str:
     return board_named(board or "mps2-an386").name
 
 
-def _tensors_by_size(prog: Any, region: str) -> str:
-    """The largest tensors of a block, each set of bytes once (views and in-place updates share)."""
-    seen: dict[tuple[int, int], str] = {}
-    for name in (*prog.state, *sorted(prog.slots)):
-        s = prog.slots[name]
-        if s.region == region:
-            seen.setdefault((s.offset, s.nbytes), name)
-    sizes = sorted(((size, name) for (_, size), name in seen.items()), key=lambda t: (-t[0], t[1]))
+def _tensors_by_size(prog: Any, region: str, aliases: set[str]) -> str:
+    """The largest tensors of a block, views and in-place updates (``aliases``) left out."""
+    sizes = sorted(((s.nbytes, name) for name, s in prog.slots.items() if s.region == region and name not in aliases),
+                   key=lambda t: (-t[0], t[1]))
     return ", ".join(f"{name} {n} B" for n, name in sizes[:_SHOWN])
 
 
-def _explain(exc: DoesNotFit, prog: Any) -> DoesNotFit:
+def _explain(exc: DoesNotFit, prog: Any, graph: Any) -> DoesNotFit:
     """The link's overflow line plus the largest tensors of the state block and the arena."""
-    return DoesNotFit(f"{exc}; largest state tensors: {_tensors_by_size(prog, 'state')}; largest arena "
-                      f"tensors: {_tensors_by_size(prog, 'arena')} (arena {prog.arena_bytes} B, state "
+    nodes = device_nodes(graph)
+    aliases = set(views(nodes)) | set(in_place_updates(graph, nodes))
+    return DoesNotFit(f"{exc}; largest state tensors: {_tensors_by_size(prog, 'state', aliases)}; largest arena "
+                      f"tensors: {_tensors_by_size(prog, 'arena', aliases)} (arena {prog.arena_bytes} B, state "
                       f"{prog.state_bytes} B, scratch {prog.scratch_bytes} B)")
 
 
@@ -122,7 +120,7 @@ def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board
     try:
         res.image = build(project, timeout=timeout)
     except DoesNotFit as exc:
-        raise _explain(exc, prog) from None
+        raise _explain(exc, prog, m.graph) from None
     if res.image.float_helpers:
         raise RctcError(f"the {target} image links float helpers ({', '.join(res.image.float_helpers[:_SHOWN])}) "
                         "though the device step is integer only; see build/*/model.map in the project")

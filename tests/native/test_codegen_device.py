@@ -54,18 +54,23 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("codegen-device")
     for name in ("lenet", "resnet8", "mlp"):
         rctc.compile(f"models/{name}.onnx", mode="rct", batch_size=1, seed=5).save(d / f"{name}.rct")
+    # the bitwidth controller decides every 2 steps: the device's C twin changes bits within a short run
+    rctc.compile("models/lenet.onnx", mode="rct", batch_size=1, seed=5, adjust_every=2).save(d / "lenet_a2.rct")
     rng = np.random.default_rng(3)
     np.savez(d / "cifar.npz", x=rng.standard_normal((4, 3, 32, 32)).astype(np.float32), y=rng.integers(0, 10, 4))
     np.savez(d / "mlp.npz", x=rng.standard_normal((6, 64)).astype(np.float32), y=rng.integers(0, 10, 6))
     return d
 
 
-def host_digest(work: Path, model: str, data: Path | str, steps: int, seed: int, tag: str) -> str:
-    """The digest of the model ``rctc train --no-shuffle`` makes (the numpy reference)."""
+def host_digest(work: Path, model: str, data: Path | str, steps: int, seed: int, tag: str,
+                bit_changes: bool = False) -> str:
+    """The digest of the model ``rctc train --no-shuffle`` makes (the numpy reference); with
+    ``bit_changes`` the run must have changed some parameter's bitwidth (the controller acted)."""
     out = work / f"{model}-{tag}-trained.rct"
     r = cli(["train", work / f"{model}.rct", "--data", data, "--steps", steps, "--seed", seed, "--no-shuffle",
-             "--backend", "numpy", "--quiet", "-o", out])
+             "--backend", "numpy", "--json", "-o", out])
     assert r.exit_code == 0, r.output
+    assert (json.loads(r.stdout)["bit_changes"] > 0) == bit_changes, r.stdout
     d = cli(["digest", out])
     assert d.exit_code == 0, d.output
     return d.stdout.split()[1]
@@ -84,12 +89,13 @@ def _check_image(res: dict, plan: int) -> None:
 
 
 @needs_arm
-@pytest.mark.parametrize("model,data,steps", [("lenet", "digits", 3), ("resnet8", "cifar.npz", 2)])
-def test_qemu_digest_equals_host(work: Path, model: str, data: str, steps: int) -> None:
+@pytest.mark.parametrize("model,data,steps,changes",
+                         [("lenet_a2", "digits", 5, True), ("resnet8", "cifar.npz", 2, False)])
+def test_qemu_digest_equals_host(work: Path, model: str, data: str, steps: int, changes: bool) -> None:
     data_path = data if data == "digits" else work / data
     res = codegen_json(work, model, work / f"{model}-m4", "--data", data_path, "--steps", steps, "--seed", 11,
                        "--run")
-    want = host_digest(work, model, data_path, steps, 11, "m4")
+    want = host_digest(work, model, data_path, steps, 11, "m4", bit_changes=changes)
     assert res["digest"] == want
     _check_image(res, rctc.load(work / f"{model}.rct").graph.meta["memory_plan"]["arena_bytes"])
     assert res["instructions_per_step"] > 10_000 and res["flash_bytes"] > 0 and res["ram_bytes"] >= res["arena_bytes"]
@@ -98,9 +104,9 @@ def test_qemu_digest_equals_host(work: Path, model: str, data: str, steps: int) 
 
 @needs_host
 def test_host_target_digest_equals_host_training(work: Path) -> None:
-    res = codegen_json(work, "lenet", work / "lenet-host", "--target", "host", "--data", "digits", "--steps", 4,
-                       "--seed", 2, "--run")
-    assert res["digest"] == host_digest(work, "lenet", "digits", 4, 2, "host")
+    res = codegen_json(work, "lenet_a2", work / "lenet-host", "--target", "host", "--data", "digits", "--steps", 6,
+                       "--seed", 3, "--run")
+    assert res["digest"] == host_digest(work, "lenet_a2", "digits", 6, 3, "host", bit_changes=True)
     assert res["instructions_per_step"] is None  # the host has no counter, and says so
     assert res["arena_bytes"] == res["plan_peak_bytes"]
 
@@ -123,9 +129,9 @@ def test_soft_float_check_catches_a_float_helper(work: Path) -> None:
     float multiply in model.c links libgcc's soft-float helpers, and the check names them."""
     from rctc.native.device import build
 
-    out = work / "lenet-m4"
+    out = work / "lenet_a2-m4"
     if not (out / "src" / "model.c").exists():
-        codegen_json(work, "lenet", out, "--data", "digits", "--steps", 3, "--seed", 11)
+        codegen_json(work, "lenet_a2", out, "--data", "digits", "--steps", 5, "--seed", 11)
     project = Project(out, "cortex-m4", "mps2-an386", _config_of(out), ())
     model_c = out / "src" / "model.c"
     text = model_c.read_text()

@@ -26,6 +26,7 @@ from rctc import ops
 from rctc.batch_free import batch_free_targets, dynamic_batch
 from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton
 from rctc.errors import RctcError, UnsupportedOpError
+from rctc.group_norm_rewrite import decompose_group_norm
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_cleanups import (
@@ -92,8 +93,9 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 #: ops rewritten into other ops before the opset conversion (not kernels of their own)
-REWRITTEN_AT_IMPORT = {"Gelu", "Upsample", *RNN_OPS}  # Upsample: the opset conversion makes it Resize;
-# GRU / LSTM: unrolled into their cells (rctc/rnn_unroll.py)
+#: (Upsample: the opset conversion makes it Resize; GRU / LSTM: unrolled into their cells, rctc/rnn_unroll.py;
+#: GroupNormalization: PyTorch's InstanceNormalization form, rctc/group_norm_rewrite.py)
+REWRITTEN_AT_IMPORT = {"Gelu", "Upsample", "GroupNormalization", *RNN_OPS}
 
 
 def _decompose_gelu(model: onnx.ModelProto) -> None:
@@ -198,6 +200,9 @@ def normalize_to_arrays(
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     model = model_copy
+    # before the checker (which refuses opset 18-20's now-deprecated form) and the opset conversion
+    # (the op's meaning changed in opset 21)
+    decompose_group_norm(model, source)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

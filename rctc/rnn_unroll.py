@@ -207,7 +207,9 @@ def _unroll(node: onnx.NodeProto, idx: int, consts: dict[str, np.ndarray],
     ins = list(node.input) + [""] * 8
 
     def init_state(i: int) -> str | None:
-        if not ins[i]:
+        # a constant zero state (PyTorch's default, folded from Shape -> ConstantOfShape once the batch
+        # is bound) is the absent one: the same numbers, and no batch size baked into the graph
+        if not ins[i] or (ins[i] in consts and not np.any(consts[ins[i]])):
             return None
         return b.op("Transpose", [ins[i]], "state", perm=[1, 0, 2]) if layout else ins[i]
     init = {"h": init_state(5), "c": init_state(6) if node.op_type == "LSTM" else None}

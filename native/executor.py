@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rctc.bitwidth_rule import UpdateStat, mean_abs_update
+from rctc.errors import RctcError
 from rctc.ir import Graph, Node
 from rctc.native.codegen import CProgram, NativeStep, generate
 from rctc.native.codegen.runner import load_programs
@@ -72,6 +73,8 @@ class _CSegment:
     name: str = ""
     threads: int = 1
     stat_nodes: list[Node] = field(default_factory=list)  # the update node of each stats entry
+    host_steps: list[Step] = field(default_factory=list)  # the same nodes on the numpy kernels
+    fallbacks: int = 0  # steps this segment ran on the numpy kernels (a C kernel refused)
 
     def claim(self) -> None:
         """Make the program's blocks this segment's (reload all state if another segment had them)."""
@@ -124,7 +127,7 @@ class NativeExecutor(Executor):
                 if v is not None:
                     readers[v.name] = i
         keep = set(outputs)
-        progs: list[tuple[CProgram, list[Node], tuple[str, ...], int]] = []
+        progs: list[tuple[CProgram, list[Node], tuple[str, ...], int, list[Step]]] = []
         layout: list[Any] = []
         pos = 0
         for seg in segments:
@@ -140,17 +143,18 @@ class NativeExecutor(Executor):
                 prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training)
                 free = tuple(nm for st in steps[pos:end] for nm in st.free_after)
                 layout.append(len(progs))
-                progs.append((prog, seg.nodes, free, len(layout) - 1))
+                progs.append((prog, seg.nodes, free, len(layout) - 1, steps[pos:end]))
             pos = end
         parts: list[Step | _CSegment] = list(layout)
         if progs:
             lib = load_programs([p for p, *_ in progs], self.env)
-            for k, (prog, seg_nodes, free, at) in enumerate(progs):
+            for k, (prog, seg_nodes, free, at, host_steps) in enumerate(progs):
                 step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
                 by_param = {str(n.meta.get("param", n.inputs[0].name)): n for n in seg_nodes if n.op_type in C_STATS}
                 parts[at] = _CSegment(step, seg_nodes, self._lr_input(seg_nodes), free, self._standins(seg_nodes),
                                       name=f"C segment {k} ({len(seg_nodes)} nodes)", threads=self.threads,
-                                      stat_nodes=[by_param[param] for param, _ in prog.stats])
+                                      stat_nodes=[by_param[param] for param, _ in prog.stats],
+                                      host_steps=host_steps)
         param_order = {str(n.meta.get("param", n.name)): i for i, n in enumerate(nodes)}
         c_nodes = sum(len(s.nodes) for s in segments if s.kind == "c")
         return _Plan(parts, param_order, c_nodes, len(nodes))
@@ -212,7 +216,15 @@ class NativeExecutor(Executor):
         for name in prog.inputs:
             step.view(name)[...] = env[name]
         lr = float(env[seg.lr]) if seg.lr is not None else 0.0
-        step.call(ctx.seed, ctx.step, lr)
+        try:
+            step.call(ctx.seed, ctx.step, lr)
+        except RctcError:
+            # a kernel refused its operands (a domain the C does not cover, e.g. an update's scale
+            # below 2^-53): this step's segment runs on the numpy kernels instead (the C step
+            # returns before it touches the state block), which name the node if they refuse too
+            seg.fallbacks += 1
+            self.execute(seg.host_steps, env, ctx, on_node)
+            return
         for name in prog.outputs:
             env[name] = step.view(name).copy()
         if seg.stat_nodes:
@@ -253,6 +265,10 @@ class NativeExecutor(Executor):
         for key, val in ctx.stats.items():
             if isinstance(val, dict) and len(val) > 1 and all(k in order for k in val):
                 ctx.stats[key] = dict(sorted(val.items(), key=lambda kv: order[kv[0]]))
+
+    def fallbacks(self) -> int:
+        """Segment runs so far that a C kernel refused and the numpy kernels did instead."""
+        return sum(p.fallbacks for plan in self._plans.values() for p in plan.parts if isinstance(p, _CSegment))
 
     def share_in_c(self, outputs: Sequence[str], training: bool = True) -> tuple[int, int]:
         """(nodes run in C, nodes in the schedule) of ``outputs``."""

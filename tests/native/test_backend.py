@@ -47,7 +47,7 @@ def batches(g: Any, steps: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndar
         else:
             x = (rng.standard_normal((BATCH, *inp.shape[1:])) * (1 + s)).astype(np.float32)
         y = rng.integers(0, int(g.meta["num_classes"]), BATCH)
-        mask = np.ones(BATCH, np.float32)
+        mask = np.ones(BATCH, g.value("sample_mask").dtype)  # uint8 in integer rct graphs
         if s == steps - 1:
             mask[-1] = 0
         out.append((x, y, mask))

@@ -129,3 +129,23 @@ def test_evaluate_and_predict_equal_numpy(name: str) -> None:
     assert pr_a.keys() == pr_b.keys()
     for k in pr_a:
         assert pr_a[k].dtype == pr_b[k].dtype and np.array_equal(pr_a[k], pr_b[k]), k
+
+
+def test_a_segment_a_c_kernel_refuses_runs_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the vector-parameter updates in C, rctc_sgd_update_fused refuses BatchNorm's tiny
+    scales (EDOMAIN): that step's segment runs on the numpy kernels, and the run still equals numpy."""
+    import rctc.native.partition as part
+
+    want = train_run("resnet8", False)
+    monkeypatch.setattr(part, "HOST_FOR_NOW", frozenset())
+    got = train_run("resnet8", True)
+    assert got[0] == want[0]
+    _same(got[1], want[1])
+    assert got[2].fallbacks() > 0
+
+
+def train_run(name: str, native: bool) -> tuple[list[float], dict[str, np.ndarray], Any]:
+    g = _graph(name)
+    t = _trainer(g, native)
+    losses = [t.train_step(x, y, m, LR).loss for x, y, m in batches(g, 2)]
+    return losses, _state(g), t.executor

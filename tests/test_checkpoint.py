@@ -66,7 +66,9 @@ def test_kill_and_resume_is_bit_identical(setup: dict[str, Path]) -> None:
     for trial in range(3):
         out = d / f"killed{trial}.rct"
         ckpt = out.with_name(out.name + ".ckpt")
-        proc = subprocess.Popen([*RCTC, *_train_args(model, out)],
+        # killed on the numpy backend (slow enough to be killed mid-run; the native one may finish
+        # inside the window), resumed on the default backend (native where a C compiler is found)
+        proc = subprocess.Popen([*RCTC, *_train_args(model, out), "--backend", "numpy"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not ckpt.exists() and time.monotonic() < deadline:

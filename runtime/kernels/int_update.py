@@ -77,21 +77,24 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
 def _record(ctx: KernelContext, node: Node, u: np.ndarray, new: np.ndarray, qmax: float,
             acc: np.ndarray | None, scale: float) -> None:
     """The update's statistics in ``ctx.stats`` (rctc/bitwidth_rule.py defines g and s)."""
-    param = node.meta.get("param", node.name)
     n = u.size
     s = int(np.count_nonzero(np.abs(new) == qmax))
     if acc is not None:
         a = abs_sum(acc)
-        g = gavg_of_scale(a, scale, n)
-        gavg = mean_abs_update(a, scale, n)
+        stat, gavg = UpdateStat(gavg_of_scale(a, scale, n), s, n), mean_abs_update(a, scale, n)
     else:
         total = float(np.add.reduce(np.abs(u), axis=None))
-        g = gavg_of_float_sum(total, n)
-        gavg = total / n if n else 0.0
+        stat, gavg = UpdateStat(gavg_of_float_sum(total, n), s, n), total / n if n else 0.0
+    record_stats(ctx, str(node.meta.get("param", node.name)), stat, gavg)
+
+
+def record_stats(ctx: KernelContext, param: str, stat: UpdateStat, gavg: float) -> None:
+    """One update's statistics in ``ctx.stats``: the controller's ``UpdateStat`` and, for the step
+    log, the float Gavg and the saturated fraction (every backend records them through here)."""
     stats = ctx.stats
-    stats.setdefault(STATS_KEY, {})[param] = UpdateStat(g, s, n)
+    stats.setdefault(STATS_KEY, {})[param] = stat
     stats.setdefault("gavg", {})[param] = gavg
-    stats.setdefault("saturation", {})[param] = s / n if n else 0.0
+    stats.setdefault("saturation", {})[param] = stat.s / stat.n if stat.n else 0.0
 
 
 def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:
@@ -143,11 +146,16 @@ def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
     return acc.transpose(perm) if perm else acc
 
 
+def acc_scale(lr: float, alpha: float, shift: int) -> float:
+    """The float64 factor of an update from an integer gradient: ``u = acc * -lr * alpha * 2^shift``."""
+    return -lr * alpha * _pow2(shift)
+
+
 def _acc_sgd(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
              lr: float) -> np.ndarray:
     """SGD from an integer gradient ``alpha * acc * 2^ea``: ``u = acc * (-lr * alpha * 2^(ea - e))`` in
     float64 (minus ``lr * wd * q`` with weight decay), then :func:`_apply`."""
-    scale = -lr * float(node.attrs.get("alpha", 1.0)) * _pow2(ea - e)
+    scale = acc_scale(lr, float(node.attrs.get("alpha", 1.0)), ea - e)
     u = acc.astype(np.float64)
     u *= scale
     wd = float(node.attrs.get("weight_decay", 0.0))

@@ -25,6 +25,7 @@ from rctc.ir import Graph
 from rctc.native.codegen import EMITTERS, NativeStep, generate
 from rctc.runtime.executor import Executor
 from rctc.runtime.kernels import KERNELS, KernelContext
+from tests.native.codegen_cases import assert_same, boundary, mapped
 
 MLP = "models/mlp.onnx"
 
@@ -53,33 +54,14 @@ def _reference(g: Graph, seed: int, step: int, real: int | str = 8, lr: float = 
     return {**Executor(g).run(feeds, names, ctx), **feeds}
 
 
-def _mapped(g: Graph):
-    return [n for n in g.nodes if n.op_type in EMITTERS]
-
-
-def _assert_same(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], names: list[str]) -> None:
-    for name in names:
-        want = np.asarray(ref[name])
-        assert got[name].dtype == want.dtype, name
-        assert got[name].shape == want.shape, name
-        assert np.array_equal(got[name], want), f"{name}: first mismatch at {np.argwhere(got[name] != want)[0]}"
-
-
-def _boundary(g: Graph, nodes: list) -> list[str]:
-    """The values of ``nodes`` the rest of the step reads (what a partial native step hands on)."""
-    inside = {n.name for n in nodes}
-    made = {o.name for n in nodes for o in n.outputs}
-    read = {v.name for n in g.nodes if n.name not in inside for v in n.inputs if v is not None}
-    return [o.name for n in nodes for o in n.outputs if o.name in read and o.name in made]
-
-
 def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str, str]) -> None:
-    nodes = _mapped(graph)
-    assert {n.op_type for n in nodes} == set(EMITTERS) - {"IntMatMul"}
+    nodes = mapped(graph)
+    assert {"IntGemm", "Requantize", "IntRelu", "IntReluGrad", "Transpose", "IntReduceSum", "FusedIntUpdate",
+            "IntAccSGDUpdate", "IntSoftmaxCrossEntropy", "IntSoftmaxCrossEntropyGrad"} <= {n.op_type for n in nodes}
     assert {n.op_type for n in graph.nodes} - set(EMITTERS) == {"QuantAct", "Dequantize"}  # the host's boundary
     # stochastic requantise nodes are in the slice, so the Philox stream is exercised
     assert any(n.op_type == "Requantize" and n.attrs.get("rounding") == "stochastic" for n in nodes)
-    outs = _boundary(graph, nodes)
+    outs = boundary(graph, nodes)
     assert {"logits.acc", "loss.q", "loss.e"} <= set(outs)
     outs += ["grad::logits.q__6", "grad::logits.e__7", "grad::fc1.bias.acc", "grad::fc1.bias.e"]
     prog = generate(graph, nodes, outs)
@@ -97,9 +79,9 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
         ref = _reference(graph, seed, step, real)
         native.load_state(stored)
         got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=seed, step=step, lr=0.05)
-        _assert_same(got, ref, outs)
+        assert_same(got, ref, outs)
         want = {nm: ref[prog.updates[nm]] if nm in prog.updates else stored[nm] for nm in prog.state}
-        _assert_same(got, want, prog.state)
+        assert_same(got, want, prog.state)
         kept = _mask(real) != 0
         if not kept.all():  # padded rows carry no error
             dx = got["grad::logits.q__6"]
@@ -128,7 +110,7 @@ def test_integer_nodes_bit_identical_to_numpy(graph: Graph, native_env: dict[str
             native.load_state(before | ({nm: got[nm] for nm in prog.updates} if step else {}))
             got = native.run({**feeds, **ref}, seed=seed, step=step, lr=lr)
         for nm in prog.updates:
-            _assert_same(got, {nm: graph.values[nm].data}, [nm])
+            assert_same(got, {nm: graph.values[nm].data}, [nm])
             assert not np.array_equal(got[nm], saved[nm])
     finally:
         for nm, data in saved.items():
@@ -139,8 +121,8 @@ def test_update_statistics_block_equals_numpy(graph: Graph, native_env: dict[str
     """The step's rctc_stats block (A, S, g per weight and bias update, rctc/bitwidth_rule.py)
     gives the controller statistics the numpy kernels record, at learning rates from tiny to
     saturating, full and padded batches."""
-    nodes = _mapped(graph)
-    prog = generate(graph, nodes, _boundary(graph, nodes))
+    nodes = mapped(graph)
+    prog = generate(graph, nodes, boundary(graph, nodes))
     params = [n.meta["param"] for n in nodes if n.op_type in ("FusedIntUpdate", "IntAccSGDUpdate")]
     assert [p for p, _ in prog.stats] == params and len(params) == 6
     stored = {nm: graph.values[nm].data for nm in prog.state}
@@ -159,7 +141,7 @@ def test_update_statistics_block_equals_numpy(graph: Graph, native_env: dict[str
 
 
 def test_arena_plan_never_overlaps_live_values(graph: Graph) -> None:
-    nodes = _mapped(graph)
+    nodes = mapped(graph)
     prog = generate(graph, nodes, [nodes[-1].outputs[0].name])
     produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
     last = {v.name: i for i, n in enumerate(nodes) for v in n.inputs if v is not None}
@@ -214,7 +196,7 @@ def test_loss_refuses_what_numpy_refuses(graph: Graph, native_env: dict[str, str
         return out
 
     padded_bad = {**feeds, "labels": np.where(np.arange(8) == 7, 10, feeds["labels"])}
-    _assert_same(native.run(padded_bad, seed=1, step=2), numpy_run(padded_bad), prog.outputs)
+    assert_same(native.run(padded_bad, seed=1, step=2), numpy_run(padded_bad), prog.outputs)
     for bad in ({**feeds, "sample_mask": np.where(np.arange(8) == 2, 2, feeds["sample_mask"]).astype(np.uint8)},
                 {**feeds, "labels": np.where(np.arange(8) == 1, 10, feeds["labels"])},
                 {**feeds, "labels": np.where(np.arange(8) == 1, -1, feeds["labels"])}):

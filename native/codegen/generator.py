@@ -207,7 +207,8 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -
         "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas */",
         f"static union {{ int64_t align; unsigned char b[{words * 8}]; }} rctc_arena_u;",
         f"static union {{ int64_t align; unsigned char b[{max(8, _align(state_bytes))}]; }} rctc_state_u;",
-        f"static union {{ int64_t align; unsigned char b[{max(8, cx.scratch_bytes)}]; }} rctc_scratch_u;",
+        *([f"static union {{ int64_t align; unsigned char b[{cx.scratch_bytes}]; }} rctc_scratch_u;"]
+          if cx.scratch_bytes else []),  # none when no node asks (an unused static fails -Werror)
         "#define rctc_arena (rctc_arena_u.b)", "#define rctc_state (rctc_state_u.b)",
         "#define rctc_scratch (rctc_scratch_u.b)", "",
         "void *rctc_model_arena(void);", "void *rctc_model_state(void);",

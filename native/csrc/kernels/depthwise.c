@@ -44,7 +44,8 @@
                     const ptrdiff_t t = flip ? kk - 1 - ((ptrdiff_t)i * g->kw + j) : (ptrdiff_t)i * g->kw + j; \
                     const TU wv = (TU)w[(ptrdiff_t)c * kk + t];                                      \
                     const int8_t *restrict src = xp + (ptrdiff_t)i * g->dil_h * wp + (ptrdiff_t)j * g->dil_w; \
-                    for (ptrdiff_t q = 0; q < len; ++q) acc[q] = (TC)((TU)acc[q] + wv * (TU)src[q]);  \
+                    for (ptrdiff_t q = 0; q < len; ++q)                                              \
+                        acc[q] = (TC)((TU)acc[q] + wv * (TU)(int64_t)src[q]);                                \
                 }                                                                                    \
             TC *out = y + (ptrdiff_t)c * g->oh * g->ow;                                              \
             for (int oy = 0; oy < g->oh; ++oy)                                                       \
@@ -74,10 +75,10 @@
                         TC *restrict dst = y + c * p + (ptrdiff_t)oy * g->ow + lo;                            \
                         if (sw == 1)                                                                 \
                             for (int k = 0; k < hi - lo; ++k)                                        \
-                                dst[k] = (TC)((TU)dst[k] + wv * (TU)src[k]);                \
+                                dst[k] = (TC)((TU)dst[k] + wv * (TU)(int64_t)src[k]);                \
                         else                                                                         \
                             for (int k = 0; k < hi - lo; ++k)                                        \
-                                dst[k] = (TC)((TU)dst[k] + wv * (TU)src[k * sw]);           \
+                                dst[k] = (TC)((TU)dst[k] + wv * (TU)(int64_t)src[k * sw]);           \
                     }                                                                                \
                 }                                                                                    \
     }                                                                                                \
@@ -104,10 +105,10 @@
                         TC *restrict dst = dx + c * hw + (ptrdiff_t)iy * g->w + (ptrdiff_t)lo * sw + ix0;     \
                         if (sw == 1)                                                                 \
                             for (int k = 0; k < hi - lo; ++k)                                        \
-                                dst[k] = (TC)((TU)dst[k] + wv * (TU)src[k]);                \
+                                dst[k] = (TC)((TU)dst[k] + wv * (TU)(int64_t)src[k]);                \
                         else                                                                         \
                             for (int k = 0; k < hi - lo; ++k)                                        \
-                                dst[k * sw] = (TC)((TU)dst[k * sw] + wv * (TU)src[k]);      \
+                                dst[k * sw] = (TC)((TU)dst[k * sw] + wv * (TU)(int64_t)src[k]);      \
                     }                                                                                \
                 }                                                                                    \
     }

@@ -32,6 +32,7 @@ from rctc.ops import (
     pooling,
     products,
     quant,
+    selection,
 )
 from rctc.ops.schema import (
     ALIAS,
@@ -57,7 +58,8 @@ from rctc.ops.schema import (
 )
 from rctc.ops.table import format_table, operator_table
 
-_FAMILY_MODULES = (products, elementwise, activations, normalisation, pooling, layout, loss, optimizer, quant, integer)
+_FAMILY_MODULES = (products, elementwise, activations, normalisation, pooling, layout, loss, optimizer, quant, integer,
+                  selection)
 
 INT_LOWERED = where(lambda d: d.int_twin is not None)
 FAKE_QUANT_PRODUCTS = where(lambda d: d.int_twin is not None and GRADIENT not in d.traits)

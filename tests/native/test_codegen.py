@@ -20,11 +20,11 @@ import pytest
 
 import rctc
 from rctc.bitwidth_rule import STATS_KEY
-from rctc.errors import UnsupportedOpError
+from rctc.errors import RctcError, UnsupportedOpError
 from rctc.ir import Graph
 from rctc.native.codegen import EMITTERS, NativeStep, generate
 from rctc.runtime.executor import Executor
-from rctc.runtime.kernels import KernelContext
+from rctc.runtime.kernels import KERNELS, KernelContext
 from tests.native.codegen_cases import assert_same, boundary, mapped
 
 MLP = "models/mlp.onnx"
@@ -175,3 +175,32 @@ def test_float_value_refused(graph: Graph) -> None:
             generate(graph, [tr])
     finally:
         tr.op_type = saved
+
+
+def test_loss_refuses_what_numpy_refuses(graph: Graph, native_env: dict[str, str]) -> None:
+    """A mask byte other than 0 / 1, or a kept label outside the classes: numpy raises, the C step
+    returns RCTC_IQ_EDOMAIN (-2); a bad label on a padded row counts for nothing in both."""
+    nodes = [n for n in graph.nodes if n.op_type.startswith("IntSoftmaxCrossEntropy")]
+    assert len(nodes) == 2
+    prog = generate(graph, nodes, ["loss.q", "loss.e", "grad::logits.q__6", "grad::logits.e__7"])
+    assert set(prog.inputs) == {"logits.q", "logits.e", "labels", "sample_mask"}
+    native = NativeStep(prog, {}, env=native_env)
+    rng = np.random.default_rng(4)
+    feeds = {"logits.q": rng.integers(-127, 128, (8, 10)).astype(np.int8), "logits.e": np.array(-5, np.int32),
+             "labels": rng.integers(0, 10, 8), "sample_mask": _mask(6)}
+    def numpy_run(f: dict) -> dict:
+        ctx, out = KernelContext(training=True, seed=1, step=2), {}
+        for n in nodes:
+            res = KERNELS[n.op_type](ctx, n, *(f[v.name] for v in n.inputs))
+            out.update({o.name: r for o, r in zip(n.outputs, res)})
+        return out
+
+    padded_bad = {**feeds, "labels": np.where(np.arange(8) == 7, 10, feeds["labels"])}
+    assert_same(native.run(padded_bad, seed=1, step=2), numpy_run(padded_bad), prog.outputs)
+    for bad in ({**feeds, "sample_mask": np.where(np.arange(8) == 2, 2, feeds["sample_mask"]).astype(np.uint8)},
+                {**feeds, "labels": np.where(np.arange(8) == 1, 10, feeds["labels"])},
+                {**feeds, "labels": np.where(np.arange(8) == 1, -1, feeds["labels"])}):
+        with pytest.raises(Exception):  # noqa: B017 - the numpy kernel's own error, whatever its type
+            numpy_run(bad)
+        with pytest.raises(RctcError, match="kernel code -2"):
+            native.run(bad, seed=1, step=2)

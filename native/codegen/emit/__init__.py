@@ -13,9 +13,9 @@ An op type absent here has no C mapping yet and the generator refuses the graph 
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
 requant, activations, elementwise, norm, softmax, gather, shape, reduce, loss, update, ...),
-import the module in :func:`_load`, and set
-``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
-checks the two agree).
+import the module in :func:`_load`, and set ``c_kernel`` on the op's definition in ``rctc/ops``
+(tests/native/test_codegen_registry.py checks the two agree). Shared pieces: ``work_words``
+(int64 scratch and the node's random words), ``bits_of``, ``call_rq``, ``c_array``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
 from rctc.runtime.intref.core import storage_dtype
@@ -54,7 +55,6 @@ STEP_ARGS: dict[str, tuple[int, ...]] = {}
 ALIASES: set[str] = set()
 ProductFn = Callable[[Node, Emit, str], list[str]]
 WEIGHT_GRAD_PRODUCTS: dict[str, ProductFn] = {}
-ALIGN = 64
 
 
 def emitter(op_type: str, step_args: tuple[int, ...] = (), alias: bool = False) -> Callable[[EmitFn], EmitFn]:
@@ -81,11 +81,6 @@ def weight_grad_product(*op_types: str) -> Callable[[ProductFn], ProductFn]:
             WEIGHT_GRAD_PRODUCTS[t] = fn
         return fn
     return deco
-
-
-def align(n: int) -> int:
-    """``n`` rounded up to the arena alignment (64 bytes)."""
-    return -(-n // ALIGN) * ALIGN
 
 
 def work_offset(node: Node) -> int:

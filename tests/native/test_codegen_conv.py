@@ -203,3 +203,24 @@ def test_step_without_scratch_builds_and_matches(native_env: dict[str, str]) -> 
     ref = _reference(g, 4, 2)
     got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=4, step=2, lr=LR)
     assert_same(got, ref, prog.outputs)
+
+
+def test_transposed_gemm_weight_gradient(native_env: dict[str, str]) -> None:
+    """A fused update whose GEMM product is transposed (``transpose`` (1, 0)) writes the product
+    with swapped C strides: the same update bits as numpy's ``acc.transpose(perm)``."""
+    g = _graph("lenet", 2)
+    upd = next(n for n in g.nodes if n.op_type == "FusedIntUpdate" and n.attrs["product"] == "IntGemm")
+    upd.attrs["transpose"] = [1, 0]
+    try:
+        prog = generate(g, [upd], [])
+        stored = {nm: g.values[nm].data for nm in prog.state}
+        native = NativeStep(prog, stored, env=native_env)
+        ref = _reference(g, 6, 1)
+        got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=6, step=1, lr=LR)
+        (param,) = prog.updates
+        assert_same(got, {param: ref[prog.updates[param]]}, [param])
+        upd.attrs["transpose"] = []
+        plain = _reference(g, 6, 1)[prog.updates[param]]
+        assert not np.array_equal(plain, got[param])  # the transpose changes the update
+    finally:
+        upd.attrs["transpose"] = []

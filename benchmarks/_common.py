@@ -65,8 +65,8 @@ def best_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True) ->
     return best
 
 
-def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
-    """Median wall time of ``fn`` over at least 5 calls and ``min_seconds`` (after one warm-up call)."""
+def sample_seconds(fn: Callable[[], object], min_seconds: float) -> list[float]:
+    """Wall times of at least 5 calls of ``fn`` spanning ``min_seconds`` (after one warm-up call)."""
     fn()
     times: list[float] = []
     start = time.perf_counter()
@@ -74,7 +74,12 @@ def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
+    """Median wall time of ``fn`` over at least 5 calls and ``min_seconds`` (after one warm-up call)."""
+    return statistics.median(sample_seconds(fn, min_seconds))
 
 
 def thread_env(threads: int = NUM_THREADS) -> dict[str, str]:

@@ -1,9 +1,11 @@
 """Accuracy, energy and peak memory of rct integer from end to end, rct --elementwise float, qat and fp32.
 
-    python benchmarks/accuracy_integer.py [--seeds 0] [--epochs 30] [-o benchmarks/ACCURACY_INTEGER.md]
+    python benchmarks/accuracy_integer.py [--seeds 0] [--epochs 30] [--models lenet mlp tabular_mlp]
+                                          [-o benchmarks/ACCURACY_INTEGER.md]
 
 Trains the bundled LeNet and MLP on the bundled scikit-learn digits (seeded 80/20 split; the
-MLP reads the 8x8 images flattened) with the digits recipe (batch 32, SGD, lr 0.2), in four
+MLP reads the 8x8 images flattened) and the tabular MLP on the bundled breast-cancer data (the
+same split, standardised features) with the digits recipe (batch 32, SGD, lr 0.2), in four
 configurations: rct with integer element-wise ops (``--elementwise integer``), rct with version
 1's float element-wise ops (``--elementwise float``), qat and fp32. Writes the test accuracy,
 the static energy per training step and the peak memory (``rctc inspect``'s figures) and the
@@ -36,11 +38,12 @@ from rctc.rct_format import atomic_write_bytes  # noqa: E402
 CONFIGS = (("rct integer", {"mode": "rct", "elementwise": "integer"}),
            ("rct float", {"mode": "rct", "elementwise": "float"}),
            ("qat", {"mode": "qat"}), ("fp32", {"mode": "fp32"}))
-MODELS = ("lenet", "mlp")
+MODELS = ("lenet", "mlp", "tabular_mlp")
+DATA = {"lenet": "digits", "mlp": "digits", "tabular_mlp": "breast_cancer"}
 
 
 def _xy(model: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    d = load_data(f"digits:{split}")
+    d = load_data(f"{DATA[model]}:{split}")
     x = d.x if model == "lenet" else d.x.reshape(len(d.x), -1)
     return x.astype(np.float32), d.y
 
@@ -49,10 +52,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "ACCURACY_INTEGER.md")
     args = ap.parse_args()
     rows = []
-    for model in MODELS:
+    for model in args.models:
         (xtr, ytr), (xte, yte) = _xy(model, "train"), _xy(model, "test")
         for label, opts in CONFIGS:
             accs, secs = [], []
@@ -72,10 +76,11 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     blas = sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()})
-    lines = ["# rct integer from end to end vs rct float element-wise vs qat vs fp32 (digits)", "",
+    lines = ["# rct integer from end to end vs rct float element-wise vs qat vs fp32 (digits, breast cancer)", "",
              f"Command: `python benchmarks/accuracy_integer.py --seeds {' '.join(map(str, args.seeds))} "
-             f"--epochs {args.epochs}`", "",
-             f"Recipe: bundled digits, seeded 80/20 split, {DIGITS_RECIPE}, {args.epochs} epochs; energy and peak "
+             f"--epochs {args.epochs} --models {' '.join(args.models)}`", "",
+             "Recipe: bundled digits (lenet, mlp) / breast_cancer (tabular_mlp), seeded 80/20 split, "
+             f" {DIGITS_RECIPE}, {args.epochs} epochs; energy and peak "
              "memory are the static per-step estimate (`rctc inspect`, default profile). OPENBLAS_CORETYPE / "
              f"OPENBLAS_L2_SIZE unset; BLAS: {', '.join(blas)}.", "",
              "| model | config | test accuracy | energy / step | vs fp32 | peak memory | vs fp32 | float islands | "

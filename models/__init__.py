@@ -18,10 +18,12 @@ import numpy as np
 import onnx
 
 from .groupnorm_cnn import build_groupnorm_cnn
+from .kws_gru import build_kws_gru
 from .lenet import build_lenet
 from .mlp import build_mlp
 from .mobilenet import build_mobilenet
 from .resnet import build_resnet8, build_resnet20
+from .tabular_mlp import build_tabular_mlp
 from .transformer import build_tiny_transformer
 from .unet import build_unet
 
@@ -37,6 +39,8 @@ BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "tiny_transformer": build_tiny_transformer,
     "unet": build_unet,
     "groupnorm_cnn": build_groupnorm_cnn,
+    "kws_gru": build_kws_gru,
+    "tabular_mlp": build_tabular_mlp,
 }
 
 # name -> (input name, input shape without batch, input dtype, number of classes)
@@ -49,10 +53,12 @@ _SPECS: dict[str, tuple[str, tuple[int, ...], np.dtype, int]] = {
     "tiny_transformer": ("tokens", (16,), np.dtype(np.int64), 4),
     "unet": ("x", (1, 16, 16), np.dtype(np.float32), 10),
     "groupnorm_cnn": ("x", (3, 16, 16), np.dtype(np.float32), 10),
+    "kws_gru": ("x", (20, 10), np.dtype(np.float32), 12),
+    "tabular_mlp": ("x", (30,), np.dtype(np.float32), 2),
 }
 
 # Models shipped as ready files (all of them: resnet20 is ~1.1 MB, under the 1.5 MB limit).
-READY: tuple[str, ...] = ("mlp", "lenet", "resnet8", "resnet20", "mobilenet", "tiny_transformer")
+READY: tuple[str, ...] = ("mlp", "lenet", "resnet8", "resnet20", "mobilenet", "tiny_transformer", "tabular_mlp")
 
 _HERE = Path(__file__).resolve().parent
 

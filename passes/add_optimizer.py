@@ -20,25 +20,25 @@ from rctc.options import CompileOptions
 def run(g: Graph, options: CompileOptions) -> None:
     lr = g.add_input("lr", (), np.float32)
     g.meta["lr_input"] = lr.name
-    g.meta["optimizer"] = options.optimizer
+    g.meta["optimizer"] = options.update_rule
     for pname, gname in g.meta["param_grads"].items():
         p, grad = g.value(pname), g.value(gname)
         attrs = {"weight_decay": options.decay}
-        if options.optimizer == "adamw":
+        if options.update_rule == "adamw":
             state = [g.add_value(f"{pname}.{k}", p.shape, p.dtype, "buffer", np.zeros(p.shape, p.dtype))
                      for k in ("exp_avg", "exp_avg_sq")]
             state.append(g.add_value(f"{pname}.step", (), np.int64, "buffer", np.array(0, np.int64)))
-            attrs.update({"beta1": float(options.betas[0]), "beta2": float(options.betas[1]),
-                          "epsilon": float(options.eps)})
+            beta1, beta2 = options.adam_betas
+            attrs.update({"beta1": float(beta1), "beta2": float(beta2), "epsilon": float(options.adam_eps)})
             outs = [(f"{v.name}.new", v.shape, v.dtype) for v in (p, *state)]
             node = g.add_node("AdamWUpdate", [p, grad, *state, lr], outs, attrs, name=f"{pname}/update",
                               domain="rctc")
             for v, out in zip(state, node.outputs[1:]):
                 g.state_updates[v.name] = out.name
-        elif options.optimizer == "momentum":
+        elif options.update_rule == "momentum":
             vel = g.add_value(f"{pname}.momentum", p.shape, np.float32, "buffer", np.zeros(p.shape, np.float32))
             vel.role = Role(OPTIMIZER_STATE, pname)
-            attrs["momentum"] = float(options.momentum)
+            attrs["momentum"] = options.momentum_factor
             node = g.add_node("MomentumUpdate", [p, grad, vel, lr],
                               [(f"{pname}.new", p.shape, p.dtype), (f"{vel.name}.new", vel.shape, vel.dtype)],
                               attrs, name=f"{pname}/update", domain="rctc")

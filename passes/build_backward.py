@@ -83,13 +83,19 @@ class BackwardBuilder:
 
 
 def _needs_grad(g: Graph, targets: Sequence[Value]) -> set[str]:
-    """Values that depend on a trainable parameter and that a target (the loss) depends on."""
+    """Float values that depend on a trainable parameter and that a target (the loss) depends on.
+    An integer or boolean value carries no gradient (a comparison, Shape, ArgMax), so dependence
+    through one does not count: the op that makes it needs no gradient rule."""
+    def carries(v: Value) -> bool:
+        return v.dtype is None or np.issubdtype(v.dtype, np.floating)
+
     dg = nx.DiGraph()
     for n in g.nodes:
         for v in n.inputs:
-            if v is not None:
+            if v is not None and carries(v):
                 for o in n.outputs:
-                    dg.add_edge(v.name, o.name)
+                    if carries(o):
+                        dg.add_edge(v.name, o.name)
     trainable = [p.name for p in g.params(trainable_only=True) if p.name in dg]
     down: set[str] = set(trainable)
     for p in trainable:

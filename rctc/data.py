@@ -3,7 +3,10 @@
 Sources: an ``.npz`` with arrays ``x`` and ``y`` (keys renamable), a ``.csv`` with a
 ``--target`` column, a folder of images in class subfolders (needs Pillow), and the
 built-in ``digits`` (scikit-learn's 8x8 handwritten digits, bundled with rctc):
-``digits`` / ``digits:train`` is a seeded 80% split, ``digits:test`` the held-out 20%.
+``digits`` / ``digits:train`` is a seeded 80% split, ``digits:test`` the held-out 20%; and
+``breast_cancer`` (scikit-learn's copy of the UCI Wisconsin diagnostic data, 569 samples of 30
+features, 2 classes, bundled too), split the same way, each feature standardised with the mean
+and standard deviation of the training split.
 """
 
 from __future__ import annotations
@@ -34,17 +37,40 @@ class Dataset:
         return int(self.x.shape[0])
 
 
-def _digits(part: str) -> Dataset:
-    with resources.files("rctc").joinpath("data/digits.npz").open("rb") as f:
+def _split(name: str, n: int, part: str) -> dict[str, np.ndarray]:
+    """The seeded 80 / 20 split of a built-in set; ``part`` must be one of its keys."""
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
+    n_test = int(round(n * DIGITS_TEST_FRACTION))
+    parts = {"test": order[:n_test], "train": order[n_test:], "all": order}
+    if part not in parts:
+        raise DataError(f"unknown {name} split {part!r}; use {name}, {name}:train, {name}:test or {name}:all")
+    return parts
+
+
+def _bundled(file: str) -> dict[str, np.ndarray]:
+    with resources.files("rctc").joinpath(f"data/{file}").open("rb") as f:
         with np.load(f, allow_pickle=False) as z:
-            images = z["images"].astype(np.float32) / 16.0
-            target = z["target"].astype(np.int64)
-    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(target))
-    n_test = int(round(len(target) * DIGITS_TEST_FRACTION))
-    idx = {"test": order[:n_test], "train": order[n_test:], "all": order}.get(part)
-    if idx is None:
-        raise DataError(f"unknown digits split {part!r}; use digits, digits:train, digits:test or digits:all")
+            return {k: z[k] for k in z.files}
+
+
+def _digits(part: str) -> Dataset:
+    z = _bundled("digits.npz")
+    images, target = z["images"].astype(np.float32) / 16.0, z["target"].astype(np.int64)
+    idx = _split("digits", len(target), part)[part]
     return Dataset(images[idx].reshape(len(idx), 64), target[idx], f"digits:{part}")
+
+
+def _breast_cancer(part: str) -> Dataset:
+    z = _bundled("breast_cancer.npz")
+    x, target = z["data"].astype(np.float64), z["target"].astype(np.int64)
+    parts = _split("breast_cancer", len(target), part)
+    train = x[parts["train"]]
+    x = (x - train.mean(axis=0)) / train.std(axis=0)
+    idx = parts[part]
+    return Dataset(x[idx].astype(np.float32), target[idx], f"breast_cancer:{part}")
+
+
+BUILTIN = {"digits": _digits, "breast_cancer": _breast_cancer}
 
 
 def _npz(path: Path, x_key: str, y_key: str | None) -> Dataset:
@@ -138,11 +164,13 @@ def load_data(spec: str, x_key: str = "x", y_key: str | None = "y", target: str 
 
 
 def _load(spec: str, x_key: str, y_key: str | None, target: str | None) -> Dataset:
-    if spec == "digits" or spec.startswith("digits:"):
-        return _digits(spec.split(":", 1)[1] if ":" in spec else "train")
+    name, _, part = spec.partition(":")
+    if name in BUILTIN:
+        return BUILTIN[name](part or "train")
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"{spec}: no such data file or folder (built-in: digits, digits:test)")
+        raise DataError(f"{spec}: no such data file or folder (built-in: digits, digits:test, breast_cancer, "
+                        "breast_cancer:test)")
     if path.is_dir():
         return _images(path)
     if path.suffix.lower() == ".csv":

@@ -15,7 +15,8 @@ concatenation of one record per state tensor, in ascending order of the name's U
 
 Records are self-delimiting (the NUL ends the name, the dims fix the data length), so no two
 different states give the same byte string. Which tensors make up "the state" (parameters,
-slots, optimizer state, step counter) is the caller's choice, not this module's.
+slots, optimizer state, step counter) is the caller's choice; :func:`graph_state_records`
+is the one choice ``rctc digest``, every backend and the device harness make.
 
 Needs: numpy, zlib. Leaves: pure functions; inputs are never modified.
 """
@@ -25,8 +26,14 @@ from __future__ import annotations
 import operator
 import zlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from rctc.analysis.arena import host_state
+
+if TYPE_CHECKING:
+    from rctc.ir import Graph
 
 __all__ = ["DTYPE_CODES", "STATE_KINDS", "graph_state_records", "record_header", "state_digest", "state_crc32"]
 
@@ -55,13 +62,16 @@ Record = tuple[str, np.ndarray, "int | None"]
 STATE_KINDS = ("param", "buffer")
 
 
-def graph_state_records(graph: object) -> list[Record]:
+def graph_state_records(graph: Graph) -> list[Record]:
     """The records of a graph's training state: every parameter and buffer Value (weights as
-    integers, their exponent / bits slots, optimizer state, running statistics, quantiser
-    maxima), each with exponent field 0, since exponents are state tensors of their own.
-    ``graph`` is an ``rctc.ir.Graph`` (typed loosely so this module stays at the bottom layer)."""
-    values = graph.values.values()  # type: ignore[attr-defined]
-    return [(v.name, np.asarray(v.data), 0) for v in values if v.kind in STATE_KINDS and v.data is not None]
+    integers, their exponent / bits slots, optimizer state, running statistics, the maxima of
+    the quantisers inside the step), each with exponent field 0, since exponents are state
+    tensors of their own; left out: the running range of the input quantiser
+    (``rctc.analysis.arena.host_state``), which belongs to the host's data pipeline (a device
+    receives quantised samples and never holds it)."""
+    host = host_state(graph)
+    return [(v.name, np.asarray(v.data), 0) for v in graph.values.values()
+            if v.kind in STATE_KINDS and v.data is not None and v.name not in host]
 
 
 def _name_bytes(name: object) -> bytes:

@@ -355,10 +355,10 @@ class Graph:
         del self.values[v.name]
         v.name = name
         self.values[name] = v
-        for u in self.values.values():  # roles name their owner
-            r = u.role
-            if r is not None and r.of == old:
-                u.role = Role(r.kind, name)
+        for u in self.values.values():  # roles name their owner (read raw: this runs per rename)
+            r = u.meta.get("role")
+            if r is not None and r[1] == old:
+                u.meta["role"] = [r[0], name]
 
     # ----- algorithms (networkx) -----------------------------------------
     def to_networkx(self) -> nx.DiGraph:

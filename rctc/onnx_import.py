@@ -26,6 +26,7 @@ from rctc import ops
 from rctc.batch_free import batch_free_targets, dynamic_batch
 from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton
 from rctc.errors import RctcError, UnsupportedOpError
+from rctc.group_norm_rewrite import decompose_group_norm
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_cleanups import (
@@ -38,6 +39,7 @@ from rctc.onnx_cleanups import (
     upsample_as_resize,
     upsample_outputs,
 )
+from rctc.rnn_unroll import RNN_OPS, unroll_rnns
 
 # input slots that hold parameters / persistent buffers, per op type (from the op definitions;
 # the rest of a node's float constants are consts)
@@ -91,7 +93,9 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 #: ops rewritten into other ops before the opset conversion (not kernels of their own)
-REWRITTEN_AT_IMPORT = {"Gelu", "Upsample"}  # Upsample: the opset conversion makes it Resize
+#: (Upsample: the opset conversion makes it Resize; GRU / LSTM: unrolled into their cells, rctc/rnn_unroll.py;
+#: GroupNormalization: PyTorch's InstanceNormalization form, rctc/group_norm_rewrite.py)
+REWRITTEN_AT_IMPORT = {"Gelu", "Upsample", "GroupNormalization", *RNN_OPS}
 
 
 def _decompose_gelu(model: onnx.ModelProto) -> None:
@@ -182,18 +186,23 @@ def normalize_to_arrays(
     batch_size: int,
     source: str = "model",
     source_shapes: dict[str, tuple[int, ...]] | None = None,
+    rnn_states: set[str] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """Check, bind the batch dim, convert opsets, fold constants and infer shapes.
 
     Returns the normalised model *without* initializers and name -> array of its constants
     (so the weights are not copied through protobuf again); ``model`` itself is not changed.
-    ``source_shapes`` receives the file's shape of each weight folding reshaped under its name.
+    ``source_shapes`` receives the file's shape of each weight folding reshaped under its name;
+    ``rnn_states`` the initializers that are an unrolled GRU / LSTM's constant initial state.
     """
     if batch_size < 1:
         raise RctcError(f"--batch-size must be >= 1, got {batch_size}")
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     model = model_copy
+    # before the checker (which refuses opset 18-20's now-deprecated form) and the opset conversion
+    # (the op's meaning changed in opset 21)
+    decompose_group_norm(model, source)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -221,6 +230,9 @@ def normalize_to_arrays(
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
     upsample_as_resize(model, upsampled)
     consts = fold_in_place(model, source_shapes=source_shapes)
+    states = unroll_rnns(model, consts, source)
+    if rnn_states is not None:
+        rnn_states |= states
     fix_pool_ceil_mode(model, consts)
     scalar_dropout_inputs(model, consts)
     constant_dropout_modes(model, consts, source)
@@ -382,7 +394,9 @@ def import_model(
     check_supported(proto, supported | FOLDABLE_ONLY | REWRITTEN_AT_IMPORT, source, shape_arithmetic(proto))
     original_inits = {t.name for t in proto.graph.initializer}
     source_shapes: dict[str, tuple[int, ...]] = {}
-    norm, consts = normalize_to_arrays(proto, batch_size, source, source_shapes)
+    rnn_states: set[str] = set()
+    norm, consts = normalize_to_arrays(proto, batch_size, source, source_shapes, rnn_states)
+    original_inits -= rnn_states  # an RNN's initial state is a constant, not a parameter
     check_supported(norm, supported, source)
     g = to_ir(norm, source, original_inits, consts, source_shapes)
     g.meta["dynamic_batch"] = dynamic_batch(proto)

@@ -17,6 +17,12 @@ ROUNDINGS = ("stochastic", "nearest")
 MAX_BATCH_SIZE = 65536  # larger batches do not fit an edge device's memory (and a typo should not allocate TBs)
 MAX_SEED = 2**63 - 1
 ELEMENTWISE = ("integer", "float")
+#: 2: momentum / betas / eps are None unless given (sgd + momentum > 0 is momentum SGD)
+OPTIONS_SCHEMA = 2
+
+
+def _real(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
@@ -26,10 +32,11 @@ class CompileOptions:
     loss: str = "cross-entropy"
     optimizer: str = "sgd"
     lr: float = 0.05
-    momentum: float = 0.9
+    #: None: not given (torch.optim.SGD's 0, or 0.9 for --optimizer momentum); with sgd, > 0 means momentum
+    momentum: float | None = None
     weight_decay: float | None = None  # None: the optimizer's PyTorch default (DEFAULT_WEIGHT_DECAY)
-    betas: tuple[float, float] = (0.9, 0.999)  # adamw
-    eps: float = 1e-8  # adamw
+    betas: tuple[float, float] | None = None  # adamw; None: torch.optim.AdamW's (0.9, 0.999)
+    eps: float | None = None  # adamw; None: torch.optim.AdamW's 1e-8
     trainable: list[str] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
     seed: int = 0
@@ -82,18 +89,20 @@ class CompileOptions:
             raise bad(f"--seed must be in 0..{MAX_SEED}, got {self.seed}")
         if not self.lr > 0:
             raise bad(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
+        if self.momentum is not None and not (_real(self.momentum) and 0 <= self.momentum < 1):
             raise bad(f"--momentum must be in [0, 1), got {self.momentum}")
+        self._check_optimizer_options()
         if self.weight_decay is not None and self.weight_decay < 0:
             raise bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.optimizer == "adamw":
             if self.mode == "rct":
                 raise bad("--optimizer adamw runs in --mode fp32 or qat (rct's integer Adam moments are not "
                           "implemented yet); use --mode qat, or --optimizer sgd / momentum in rct")
-            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-                raise bad(f"--betas must be two values in [0, 1), got {list(self.betas)}")
-            if not self.eps > 0:
-                raise bad(f"--eps must be > 0, got {self.eps}")
+            b = self.adam_betas
+            if len(b) != 2 or not all(_real(x) and 0 <= x < 1 for x in b):
+                raise bad(f"--betas must be two values in [0, 1), got {list(b)}")
+            if not (_real(self.adam_eps) and self.adam_eps > 0):
+                raise bad(f"--eps must be > 0, got {self.adam_eps}")
         if self.min_bits < 2:
             raise bad(f"--min-bits must be >= 2, got {self.min_bits}")
         if self.max_bits > 32:
@@ -112,17 +121,75 @@ class CompileOptions:
             raise bad(f"need 0 <= --gavg-low < --gavg-high, got {self.gavg_low} and {self.gavg_high}")
         return self
 
+    def _check_optimizer_options(self) -> None:
+        """An optimizer option that would have no effect is refused, never ignored (PyTorch's habits:
+        ``torch.optim.SGD(momentum=0.9)`` is momentum SGD; betas / eps belong to AdamW)."""
+        if self.optimizer == "adamw" and self.momentum is not None:
+            raise RctcError("--momentum has no effect with --optimizer adamw (its moments are set by --betas); "
+                            "drop --momentum, or use --optimizer sgd --momentum M")
+        if self.optimizer != "adamw" and (self.betas is not None or self.eps is not None):
+            which = " and ".join(n for n, v in (("--betas", self.betas), ("--eps", self.eps)) if v is not None)
+            raise RctcError(f"{which} only apply to --optimizer adamw; drop them, or add --optimizer adamw")
+        if self.optimizer == "momentum" and self.momentum == 0:
+            raise RctcError("--optimizer momentum with --momentum 0 is plain SGD; use --optimizer sgd, or give "
+                            "a momentum in (0, 1)")
+
+    @property
+    def update_rule(self) -> str:
+        """The update the graph gets: "adamw", "momentum" (SGD with momentum > 0) or "sgd"."""
+        if self.optimizer == "adamw":
+            return "adamw"
+        return "momentum" if self.momentum_factor > 0 else "sgd"
+
+    @property
+    def momentum_factor(self) -> float:
+        """The momentum in effect: the option, else 0.9 for --optimizer momentum and 0 for sgd."""
+        if self.momentum is not None:
+            return float(self.momentum)
+        return 0.9 if self.optimizer == "momentum" else 0.0
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        return (0.9, 0.999) if self.betas is None else tuple(self.betas)  # type: ignore[return-value]
+
+    @property
+    def adam_eps(self) -> float:
+        return 1e-8 if self.eps is None else self.eps
+
     @property
     def decay(self) -> float:
         """The weight decay in effect: the option, or the optimizer's PyTorch default."""
         return float(DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "options_schema": OPTIONS_SCHEMA}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompileOptions:
         names = {f.name for f in fields(cls)}
         out = cls(**{k: v for k, v in d.items() if k in names})
-        out.betas = (float(out.betas[0]), float(out.betas[1]))  # JSON gives a list
+        if int(d.get("options_schema", 1)) < OPTIONS_SCHEMA:
+            # schema 1 stored every optimizer option with its default (momentum 0.9 beside sgd, which
+            # then meant plain SGD): keep what those files built
+            if out.optimizer == "sgd":
+                out.momentum = None
+            if out.optimizer != "adamw":
+                out.betas = out.eps = None
+        if out.betas is not None:
+            out.betas = (float(out.betas[0]), float(out.betas[1]))  # JSON gives a list
         return out
+
+
+#: options that only rct mode reads (min/max bits and the controller shape the bitwidth slots), and
+#: those QAT reads too (its fake quantisation uses --bits for weights and --act-bits for activations)
+RCT_ONLY = ("min_bits", "max_bits", "grad_bits", "rounding", "elementwise", "adjust_every", "gavg_low", "gavg_high")
+QUANTISED_ONLY = ("bits", "act_bits")
+
+
+def refuse_no_effect(options: CompileOptions, given: set[str]) -> None:
+    """One line for an option the user gave that the chosen mode never reads (never silently ignored)."""
+    unread = RCT_ONLY if options.mode == "qat" else RCT_ONLY + QUANTISED_ONLY if options.mode == "fp32" else ()
+    hit = [f"--{n.replace('_', '-')}" for n in unread if n in given]
+    if hit:
+        raise RctcError(f"{', '.join(hit)} {'has' if len(hit) == 1 else 'have'} no effect in --mode {options.mode}; "
+                        f"drop {'it' if len(hit) == 1 else 'them'}, or use --mode rct")

@@ -127,3 +127,30 @@ def test_val_split_is_seeded(mlp: Path, tmp_path: Path) -> None:
     assert a["val_loss"] != c["val_loss"]
     assert "between 0 and 1" in _fails(mlp, tmp_path, "--data", "digits", "--val-split", "1.5")
     assert "not both" in _fails(mlp, tmp_path, "--data", "digits", "--val-split", "0.1", "--val", "digits:test")
+
+
+def test_breast_cancer_is_bundled_split_and_standardised_on_the_training_part() -> None:
+    from sklearn.datasets import load_breast_cancer  # the independent reference (scikit-learn's copy)
+
+    train, test, every = (load_data(f"breast_cancer:{p}") for p in ("train", "test", "all"))
+    assert train.x.shape == (455, 30) and test.x.shape == (114, 30) and every.x.shape == (569, 30)
+    np.testing.assert_allclose(train.x.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(train.x.std(axis=0), 1.0, atol=1e-4)
+    ref = load_breast_cancer()
+    mu, sd = ref.data[_split_rows(569)[1]].mean(axis=0), ref.data[_split_rows(569)[1]].std(axis=0)
+    order = _split_rows(569)[0]
+    np.testing.assert_allclose(test.x, ((ref.data[order] - mu) / sd).astype(np.float32), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(test.y, ref.target[order])
+    assert load_data("breast_cancer").x.shape == (455, 30)
+
+
+def _split_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test rows, train rows) of the documented seeded 80 / 20 split."""
+    order = np.random.default_rng(0).permutation(n)
+    k = int(round(n * 0.2))
+    return order[:k], order[k:]
+
+
+def test_unknown_breast_cancer_split_is_one_line() -> None:
+    with pytest.raises(DataError, match="unknown breast_cancer split 'val'"):
+        load_data("breast_cancer:val")

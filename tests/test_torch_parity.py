@@ -48,8 +48,10 @@ def test_one_step_matches_torch(name: str, optimizer: str) -> None:
         x = rng.standard_normal((BATCH, *shape))
     y = rng.integers(0, num_classes(name), BATCH)
 
-    m = rctc.compile(model, mode="fp32", batch_size=BATCH, optimizer=optimizer, momentum=0.9, weight_decay=1e-3)
-    steps = 2 if optimizer == "momentum" else 1
+    # PyTorch's habits: sgd means momentum 0 unless given; two steps so a momentum mix-up would show
+    mom = {"momentum": 0.9} if optimizer == "momentum" else {}
+    m = rctc.compile(model, mode="fp32", batch_size=BATCH, optimizer=optimizer, weight_decay=1e-3, **mom)
+    steps = 2
     m.train(x, y, steps=steps, lr=LR, shuffle=False)
 
     params = {

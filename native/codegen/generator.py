@@ -10,13 +10,14 @@ Leaves: a :class:`CProgram`: the C source and the byte offset of every value it 
 Storage (all static, no malloc):
 - ``rctc_state``: every stored value the nodes read (parameters, buffers, constants), laid out
   one after another at 64-byte alignment; the host writes them before a step and reads them back.
-- ``rctc_arena``: every other value. Own liveness plan (the graph's memory plan covers the whole
-  step, so it does not fit a slice): a value lives from the node that writes it (the step's
-  start for a value fed by the host) to its last reader (the step's end for a requested output);
-  values are placed first-fit, by start, at 64-byte alignment, reusing the bytes of dead values.
-  The output of a view op (``ALIASES``: Flatten, Reshape) gets no bytes of its own: it shares
-  its input's slot (arena or state), whose life is extended to the view's last reader.
+- ``rctc_arena``: every other value, placed by :func:`rctc.analysis.arena.layout` (liveness over
+  these nodes, greedy by size at 64-byte alignment), the same function the memory plan sizes the
+  device step's arena with: for the whole device step the two agree by construction. The
+  output of a view op (Flatten, Reshape) gets no bytes of its own: it shares its input's slot.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
+- ``rctc_stats``: the bitwidth controller's statistics of each update node that records them
+  (rctc/bitwidth_rule.py), ``STATS_WORDS`` uint64 per node: A = sum |acc|, the saturated count S,
+  the fixed-point Gavg g; in the order of ``CProgram.stats`` (parameter name, element count).
 At the step's end each state value with an update produced by these nodes is overwritten by it.
 """
 
@@ -29,12 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rctc.analysis.arena import align, layout, step_arguments, tensors, unread
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
-from rctc.native.codegen.emit import align as _align
+from rctc.ops import RESHAPE_OPS
 
-_STORED = ("param", "buffer", "const")
+#: uint64 words per update node in rctc_stats: A, S, g
+STATS_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,17 @@ class CProgram:
     updates: dict[str, str] = field(default_factory=dict)
     arena_bytes: int = 0
     state_bytes: int = 0
+    scratch_bytes: int = 0
+    #: (parameter, element count) of each rctc_stats entry, in block order
+    stats: list[tuple[str, int]] = field(default_factory=list)
+    prefix: str = "rctc_model"
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
 
-def _check(nodes: Sequence[Node]) -> None:
+def _check(nodes: Sequence[Node], args: frozenset[str]) -> None:
     missing = sorted({n.op_type for n in nodes if n.op_type not in EMITTERS})
     if missing:
         first = next(n for n in nodes if n.op_type in missing)
@@ -77,41 +84,39 @@ def _check(nodes: Sequence[Node]) -> None:
             f"native codegen: no C mapping for op(s) {', '.join(missing)} (first: node {first.name!r}); "
             "use the numpy backend for this model")
     for n in nodes:
-        for v in _tensors(n):
+        skip = {i for i in STEP_ARGS.get(n.op_type, ()) if i < len(n.inputs) and n.inputs[i] is not None}
+        if skip != unread(n, args) or (n.op_type in ALIASES) != (n.op_type in RESHAPE_OPS):
+            raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}): its emitter and the arena "
+                                     "layout (rctc.analysis.arena) disagree on which inputs are tensors or "
+                                     "views; use the numpy backend for this model")
+        for v in tensors(n, args):
             if np.dtype(v.dtype).kind not in "iu":
                 raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) touches {v.name!r} of "
                                          f"dtype {np.dtype(v.dtype)} (the native step is integer only); "
                                          "use the numpy backend for this model")
 
 
-def _tensors(n: Node) -> list[Value]:
-    """The node's inputs and outputs that live in memory (not the step arguments, e.g. lr)."""
-    skip = STEP_ARGS.get(n.op_type, ())
-    return [v for i, v in enumerate(n.inputs) if v is not None and i not in skip] + list(n.outputs)
-
-
-def _first_fit(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
-    """Offsets for (start, end, name, nbytes) lifetimes: first fit among values still live."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, end, start)
-    offsets: dict[str, int] = {}
-    top = 0
-    for start, end, name, size in sorted(lives, key=lambda t: (t[0], -t[3])):
-        busy = sorted((o, s) for o, s, e, st in placed if e >= start)
-        off = 0
-        for o, s in busy:
-            if off + size <= o:
-                break
-            off = max(off, _align(o + s))
-        offsets[name] = off
-        placed.append((off, size, end, start))
-        top = max(top, _align(off + size))
-    return offsets, top
+def refusal(node: Node, training: bool = True) -> str | None:
+    """Why ``node`` cannot be generated as C (one line), or None when it can: the checks of
+    :func:`generate` and a trial emission (an emitter refuses attributes it does not map)."""
+    args = frozenset(v.name for i, v in enumerate(node.inputs)
+                     if v is not None and i in STEP_ARGS.get(node.op_type, ()))
+    try:
+        _check([node], args)
+        slots = {v.name: Slot("arena", 0, np.dtype(v.dtype), tuple(v.shape)) for v in tensors(node, args)}
+        EMITTERS[node.op_type](node, _Emit(slots, training))
+    except UnsupportedOpError as exc:
+        return str(exc)
+    return None
 
 
 class _Emit:
-    def __init__(self, slots: dict[str, Slot]) -> None:
+    def __init__(self, slots: dict[str, Slot], training: bool) -> None:
         self.slots = slots
         self.scratch_bytes = 0
+        self.stat_params: list[tuple[str, int]] = []
+        self.training = training
+        self.threads = "rctc_nthreads"
 
     def ptr(self, v: Value) -> str:
         s = self.slots[v.name]
@@ -121,72 +126,43 @@ class _Emit:
         return f"(*{self.ptr(v)})"
 
     def scratch(self, nbytes: int, offset: int = 0) -> str:
-        self.scratch_bytes = max(self.scratch_bytes, _align(offset + nbytes))
+        self.scratch_bytes = max(self.scratch_bytes, align(offset + nbytes))
         return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
 
-
-def _alias_roots(nodes: Sequence[Node]) -> dict[str, str]:
-    """Alias output -> the value whose bytes it shares (followed through chains of aliases)."""
-    root: dict[str, str] = {}
-    for n in nodes:
-        if n.op_type in ALIASES:
-            src, out = n.inputs[0], n.outputs[0]
-            if np.dtype(src.dtype) != np.dtype(out.dtype) or math.prod(src.shape) != math.prod(out.shape):
-                raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) changes the dtype or "
-                                         "size of the value it views; use the numpy backend for this model")
-            root[out.name] = root.get(src.name, src.name)
-    return root
+    def stats(self, node: Node) -> str:
+        q = node.inputs[0]
+        self.stat_params.append((str(node.meta.get("param", q.name)), math.prod(q.shape)))
+        return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
 
 
-def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> CProgram:
-    """The C source of one step over ``nodes``; ``outputs`` stay readable after the step."""
+def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
+             training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False) -> CProgram:
+    """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
+
+    ``prefix`` names the program's functions (``<prefix>_step``, ``<prefix>_arena``,
+    ``<prefix>_state``, ``<prefix>_stats``, ``<prefix>_set_threads``) and static blocks, so several
+    programs can share one C file; ``training`` is the KernelContext flag the emitters see
+    (``cx.training``); ``extern_blocks`` names the arena and state blocks ``rctc_arena`` and
+    ``rctc_state`` with external linkage (a device project, one program, reads their sizes from
+    the linked image); ``in_place_updates`` lets a parameter update write the state block directly
+    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`)."""
     nodes = list(nodes)
-    _check(nodes)
-    produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
-    last: dict[str, int] = {}
-    for i, n in enumerate(nodes):
-        for v in _tensors(n):
-            if v.name not in produced or produced[v.name] != i:
-                last[v.name] = i
-    end = len(nodes)
+    args = step_arguments(graph)
+    _check(nodes, args)
+    produced = {o.name for n in nodes for o in n.outputs}
     outs = list(dict.fromkeys(outputs))
     for name in outs:
         if name not in produced:
             raise UnsupportedOpError(f"native codegen: output {name!r} is not computed by these nodes")
-    updates = {s: new for s, new in graph.state_updates.items() if new in produced}
-    values = {v.name: v for n in nodes for v in _tensors(n)}
-    state = [nm for nm, v in values.items() if v.kind in _STORED or nm in updates]
-    inputs = [nm for nm in values if nm not in produced and nm not in state]
-    slots: dict[str, Slot] = {}
-    off = 0
-    for nm in state:
-        v = values[nm]
-        slots[nm] = Slot("state", off, np.dtype(v.dtype), tuple(v.shape))
-        off = _align(off + slots[nm].nbytes)
-    state_bytes = off
-    root = _alias_roots(nodes)
-    stops: dict[str, int] = {}
-    for nm in values:
-        start = -1 if nm in inputs else produced.get(nm, -1)
-        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
-        r = root.get(nm, nm)
-        stops[r] = max(stops.get(r, stop), stop)
-    lives = []
-    for nm, v in values.items():
-        if nm in state or nm in root:
-            continue
-        start = -1 if nm in inputs else produced[nm]
-        lives.append((start, stops[nm], nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
-    offsets, arena_bytes = _first_fit(lives)
-    for _, _, nm, _ in lives:
-        v = values[nm]
-        slots[nm] = Slot("arena", offsets[nm], np.dtype(v.dtype), tuple(v.shape))
-    for nm, r in root.items():
-        slots[nm] = Slot(slots[r].region, slots[r].offset, np.dtype(values[nm].dtype), tuple(values[nm].shape))
-    cx = _Emit(slots)
+    plan = layout(graph, nodes, outs, in_place=in_place_updates)
+    values = {v.name: v for n in nodes for v in tensors(n, args)}
+    slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
+             for nm, (region, off) in plan.offsets.items()}
+    updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
+    cx = _Emit(slots, training)
     body: list[str] = []
     for i, n in enumerate(nodes):
         body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
@@ -194,28 +170,46 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
     for s, new in updates.items():
+        if slots[new].region == "state" and slots[new].offset == slots[s].offset:
+            body.append(f"    /* {s} <- {new}: updated in place */")
+            continue
         body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))
+    p = prefix
+    arena_obj, state_obj = ("rctc_arena", "rctc_state") if extern_blocks else (f"{p}_arena_u", f"{p}_state_u")
+    link = "" if extern_blocks else "static "
     src = "\n".join([
         f"/* Generated by rctc.native.codegen: {len(nodes)} nodes of {graph.meta.get('source', 'a graph')!s}. */",
         "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>",
-        '#include "rctc_update.h"',
+        '#include "rctc_update.h"', '#include "rctc_bitwidth.h"',
         '#include "rctc_kernels.h"', '#include "rctc_intops.h"', '#include "rctc_rng.h"', "",
-        f"#define RCTC_ARENA_BYTES {arena_bytes}u", f"#define RCTC_STATE_BYTES {state_bytes}u",
+        f"/* {p}: arena {arena_bytes} bytes, state {state_bytes} bytes */",
         "/* byte blocks, 8-byte aligned by the union (C99 has no _Alignas); each slot is only",
-        "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas */",
-        f"static union {{ int64_t align; unsigned char b[{words * 8}]; }} rctc_arena_u;",
-        f"static union {{ int64_t align; unsigned char b[{max(8, _align(state_bytes))}]; }} rctc_state_u;",
-        *([f"static union {{ int64_t align; unsigned char b[{cx.scratch_bytes}]; }} rctc_scratch_u;"]
-          if cx.scratch_bytes else []),  # none when no node asks (an unused static fails -Werror)
-        "#define rctc_arena (rctc_arena_u.b)", "#define rctc_state (rctc_state_u.b)",
-        "#define rctc_scratch (rctc_scratch_u.b)", "",
-        "void *rctc_model_arena(void);", "void *rctc_model_state(void);",
-        "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
-        "void *rctc_model_arena(void) { return rctc_arena_u.b; }",
-        "void *rctc_model_state(void) { return rctc_state_u.b; }", "",
+        "   ever accessed through its one element type, as in TFLM's and CMSIS-NN's arenas; a macro",
+        "   below may name its own object, which it expands only once (C99 6.10.3.4) */",
+        f"{link}union {{ int64_t align; unsigned char b[{words * 8}]; }} {arena_obj};",
+        f"{link}union {{ int64_t align; unsigned char b[{max(8, align(state_bytes))}]; }} {state_obj};",
+        *([f"static union {{ int64_t align; unsigned char b[{cx.scratch_bytes}]; }} {p}_scratch_u;"]
+          if cx.scratch_bytes else []),
+        f"static uint64_t {p}_stats_b[{max(1, STATS_WORDS * len(cx.stat_params))}];",
+        f"static int {p}_nthreads = 1;",
+        f"#define rctc_arena ({arena_obj}.b)", f"#define rctc_state ({state_obj}.b)",
+        f"#define rctc_scratch ({p}_scratch_u.b)", f"#define rctc_stats ({p}_stats_b)",
+        f"#define rctc_nthreads ({p}_nthreads)", "",
+        f"void *{p}_arena(void);", f"void *{p}_state(void);", f"uint64_t *{p}_stats(void);",
+        f"void {p}_set_threads(int n);",
+        f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
+        f"void *{p}_arena(void) {{ return rctc_arena; }}",
+        f"void *{p}_state(void) {{ return rctc_state; }}",
+        f"/* {len(cx.stat_params)} update statistics of {STATS_WORDS} words (A, S, g) */",
+        f"uint64_t *{p}_stats(void) {{ return rctc_stats; }}",
+        "/* threads the kernels may use (results never depend on it) */",
+        f"void {p}_set_threads(int n) {{ {p}_nthreads = n < 1 ? 1 : n; }}", "",
         "/* One step at learning rate lr_m * 2^lr_k; returns 0, or a kernel's RCTC_IQ_E* code. */",
-        "int rctc_model_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
-        "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}", ""])
-    return CProgram(src, slots, inputs, outs, state, updates, arena_bytes, state_bytes)
+        f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
+        "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}",
+        "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_stats", "#undef rctc_nthreads",
+        ""])
+    return CProgram(src, slots, plan.inputs, outs, plan.state, updates, arena_bytes, state_bytes,
+                    cx.scratch_bytes, list(cx.stat_params), prefix)

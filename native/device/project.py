@@ -176,9 +176,11 @@ def render_config(config: ModelConfig) -> str:
 
 
 def render_project_mk(
-    target: str, board: str, stack_bytes: int, sources: Sequence[str], include_dirs: Sequence[str]
+    target: str, board: str, stack_bytes: int, sources: Sequence[str], include_dirs: Sequence[str],
+    host_x86: Sequence[str] = (),
 ) -> str:
-    """The text of ``project.mk``: target, board, stack reservation and the model's files."""
+    """The text of ``project.mk``: target, board, stack reservation and the model's files (and the
+    x86 SIMD variants a host build on x86-64 adds)."""
     return "\n".join(
         [
             "# project.mk: what this project builds (written by rctc; the Makefile includes it).",
@@ -187,6 +189,7 @@ def render_project_mk(
             f"STACK_BYTES ?= {stack_bytes}",
             "MODEL_SRCS = " + " ".join(sources),
             "MODEL_INCLUDES = " + " ".join(f"-I{d}" for d in include_dirs),
+            "HOST_X86_SRCS = " + " ".join(host_x86),
             "",
         ]
     )
@@ -214,8 +217,12 @@ def write_project(
     target: str = "cortex-m4",
     board: str = "mps2-an386",
     stack_bytes: int = 8192,
+    host_x86: Sequence[str] = (),
 ) -> Project:
-    """Write a buildable project for ``target`` / ``board`` into ``out_dir`` (created if absent)."""
+    """Write a buildable project for ``target`` / ``board`` into ``out_dir`` (created if absent).
+
+    ``host_x86`` names ``.c`` files of ``sources`` that only a host build on x86-64 compiles
+    (SIMD variants; a ``*_avx2.c`` file is built with ``-mavx2``)."""
     if target not in TARGETS:
         raise RctcError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     board_named(board)
@@ -241,10 +248,15 @@ def write_project(
     files["src/rctc_model_config.h"] = render_config(config).encode()
     for rel, text in checked.items():
         files[f"src/{rel}"] = text.encode()
-    c_files = sorted(f"src/{rel}" for rel in checked if rel.suffix == ".c") + ["src/rctc_data.c"]
+    x86 = {str(_check_source_path(p)) for p in host_x86}
+    if not x86 <= {str(rel) for rel in checked}:
+        raise ValueError(f"host_x86 names files that are not sources: {sorted(x86 - {str(r) for r in checked})}")
+    c_files = sorted(f"src/{rel}" for rel in checked if rel.suffix == ".c" and str(rel) not in x86)
+    c_files.append("src/rctc_data.c")
     header_dirs = {rel.parent for rel in checked if rel.suffix == ".h"} - {PurePosixPath(".")}
     include_dirs = sorted(f"src/{d}" for d in header_dirs)
-    files["project.mk"] = render_project_mk(target, board, stack_bytes, c_files, include_dirs).encode()
+    files["project.mk"] = render_project_mk(
+        target, board, stack_bytes, c_files, include_dirs, sorted(f"src/{p}" for p in x86)).encode()
 
     for rel, data in files.items():
         dest = root / rel

@@ -17,6 +17,12 @@ The reported parameter memory follows the design: rct at the slot's current bits
 max bits), fp32 as FP32, and qat as the FP32 master copy plus the quantised copy at the
 fake-quant bits (this runtime holds that copy as a float transient, which the transient
 peak counts).
+
+``arena_bytes`` is a different figure: the size of the static arena of the device's step
+(``rctc.analysis.arena``: the step less the host's input quantiser and metrics, every
+transient and step input at an offset, 64-byte aligned, placed greedy by size, a parameter's new value
+in the parameter's own slot where nothing reads the old one later), the layout the code
+generator places tensors by, so a device image's ``rctc_arena`` is this size.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rctc.analysis.arena import device_layout, device_nodes
 from rctc.analysis.values import ValueInfo, step_nodes, step_outputs
 from rctc.ir import Graph, Node, Value
 from rctc.slots import has_slot, read_slot
@@ -112,6 +119,7 @@ def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | No
     grad_bytes = sum(_nbytes(g.values[n]) for n in grads if n in start)
     slots = p_max
     state = slots + optimizer + buffers
+    on_device = device_nodes(g)
     return {
         "nodes": len(nodes),
         "parameters": {
@@ -130,6 +138,8 @@ def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | No
         "peak_node": nodes[peak_at].name if nodes else None,
         "state_bytes": state,
         "peak_bytes": state + inputs + peak,
+        "arena_nodes": len(on_device),
+        "arena_bytes": device_layout(g).arena_bytes,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from rctc.cli.common import (
 )
 from rctc.cli.outputs import writing
 from rctc.errors import RctcError
-from rctc.options import ELEMENTWISE, LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions
+from rctc.options import ELEMENTWISE, LOSSES, MODES, OPTIMIZERS, ROUNDINGS, CompileOptions, refuse_no_effect
 
 
 def _compile_options(fn: Any) -> Any:
@@ -32,8 +33,13 @@ def _compile_options(fn: Any) -> Any:
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True),
         click.option("--lr", type=values.POSITIVE_FLOAT, default=0.05, show_default=True,
                      help="Default learning rate (train --lr overrides)."),
-        click.option("--momentum", type=values.MOMENTUM, default=0.9, show_default=True),
-        click.option("--weight-decay", type=values.NON_NEGATIVE_FLOAT, default=0.0, show_default=True),
+        click.option("--momentum", type=values.MOMENTUM, default=None,
+                     help="SGD momentum, as torch.optim.SGD (default 0; 0.9 with --optimizer momentum)."),
+        click.option("--weight-decay", type=values.NON_NEGATIVE_FLOAT, default=None,
+                     help="Decoupled for adamw (default: PyTorch's, 0 for sgd, 0.01 for adamw)."),
+        click.option("--betas", type=values.MOMENTUM, nargs=2, default=None,
+                     help="AdamW moment decays (default 0.9 0.999)."),
+        click.option("--eps", type=values.POSITIVE_FLOAT, default=None, help="AdamW epsilon (default 1e-8)."),
         click.option("--trainable", multiple=True, help="Glob over parameter names to train (repeatable)."),
         click.option("--freeze", multiple=True, help="Glob over parameter names to freeze (repeatable)."),
         click.option("--seed", type=values.SEED, default=0, show_default=True),
@@ -68,9 +74,19 @@ def _print_result(model: Path, out: Path, summary: dict[str, Any], options: Comp
                f"{summary['nodes']['update']} update; parameters: {summary['parameters']} "
                f"({summary['trainable_parameters']} trainable, {summary['parameter_elements']} values)")
     if summary["mode"] == "rct":
-        isl = summary["float_islands"]
-        click.echo(f"  float islands ({summary['elementwise']} element-wise): " + (", ".join(
-            f"{i['node']} ({i['op_type']})" for i in isl) if isl else "none"))
+        islands = _islands_line(summary["float_islands"])
+        click.echo(f"  float islands ({summary['elementwise']} element-wise): {islands}")
+
+
+def _islands_line(islands: list[dict[str, str]], listed: int = 8) -> str:
+    """The float islands by name when there are few, else counted per op type (inspect --json lists all)."""
+    if not islands:
+        return "none"
+    if len(islands) <= listed:
+        return ", ".join(f"{i['node']} ({i['op_type']})" for i in islands)
+    counts = Counter(i["op_type"] for i in islands)
+    per_op = ", ".join(f"{op} x{n}" for op, n in counts.most_common())
+    return f"{len(islands)} nodes: {per_op} (rctc inspect --json lists each)"
 
 
 @click.command("compile")
@@ -93,6 +109,9 @@ def command(model: Path, output: Path | None, print_between_passes: bool, time_p
         raise RctcError(f"{model}: is already a compiled .rct; give the ONNX model to compile")
     out = output or model.with_suffix(".rct")
     options = CompileOptions(**{**opts, "trainable": list(opts["trainable"]), "freeze": list(opts["freeze"])})
+    ctx = click.get_current_context()
+    given = {n for n in opts if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    refuse_no_effect(options, given)
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     with writing([out], [model]):
         with progress(show_progress(as_json or print_between_passes), len(PIPELINES[options.mode]), "compiling",

@@ -40,9 +40,11 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
-   param_slots=(0,), cost=costs.free, doc="an embedding lookup when data is a parameter")
-op("Expand", ("input", "shape"), cost=costs.free)
-op("Slice", ("data", "starts", "ends", "axes?", "steps?"), cost=costs.free)
+   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter")
+op("Expand", ("input", "shape"), differentiable=("input",), grad=lambda b, n, d: _expand_grad(b, n, d),
+   cost=costs.free)
+op("Slice", ("data", "starts", "ends", "axes?", "steps?"), differentiable=("data",),
+   grad=lambda b, n, d: _slice_grad(b, n, d), cost=costs.free, doc="any steps (negative too); constant bounds")
 
 grad("ConcatGrad", ("dY",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None}, cost=costs.free)
 grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
@@ -58,6 +60,38 @@ def _const(node: Any, i: int) -> np.ndarray | None:
         raise UnsupportedOpError(f"{node.op_type} {node.name!r}: input {v.name!r} must be a constant to train "
                                  "through the op; export it with constant scales / sizes / pads")
     return np.asarray(v.data)
+
+
+def _ints(node: Any, i: int) -> list[int] | None:
+    c = _const(node, i)
+    return None if c is None else [int(x) for x in c.reshape(-1)]
+
+
+def _slice_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """Slice picks elements: dX is zero but for the picked positions, which take dY."""
+    x = node.input(0)
+    grads: list[Any] = [None] * len(node.inputs)
+    if dys[0] is None or not b.wants(x):
+        return grads
+    starts, ends = _ints(node, 1), _ints(node, 2)
+    assert starts is not None and ends is not None
+    axes = _ints(node, 3) or list(range(len(starts)))
+    steps = _ints(node, 4) or [1] * len(starts)
+    index = []
+    for s, t, a, k in zip(starts, ends, axes, steps, strict=True):
+        a %= len(x.shape)
+        index.append([a, *slice(s, t, k).indices(int(x.shape[a]))])
+    grads[0] = b.like("SliceGrad", [dys[0]], x, {"index": index})
+    return grads
+
+
+def _expand_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """Expand broadcasts: dX sums dY back over the broadcast axes."""
+    x = node.input(0)
+    grads: list[Any] = [None] * len(node.inputs)
+    if dys[0] is not None and b.wants(x):
+        grads[0] = b.reduce_to(dys[0], x)
+    return grads
 
 
 def _resize_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:

@@ -45,6 +45,9 @@ def test_measured_counts_equal_prediction(name: str, mode: str) -> None:
     x, y = _data(name, BATCH * steps)
     m.train(x, y, steps=steps, shuffle=False)
     assert counter.steps == steps
+    if mode == "rct" and not m.graph.meta["float_islands"]:  # no update reads a float gradient
+        assert "IntSGDUpdate" not in {n.op_type for n in m.graph.nodes}
+        assert "IntAccSGDUpdate" in {n.op_type for n in m.graph.nodes}
     measured = counter.per_step()
     assert measured.to_dict() == predicted.to_dict()
     assert measured.total_macs() > 0 and measured.total_bytes() > 0
@@ -55,10 +58,12 @@ def test_measured_counts_equal_prediction(name: str, mode: str) -> None:
     assert 0 < report["live_bytes_peak"] <= m.graph.meta["memory_plan"]["peak_bytes"]
 
 
-@pytest.mark.parametrize("name", ["mlp", "lenet"])
+@pytest.mark.parametrize("name", ["mlp", "lenet", "tiny_transformer"])
 def test_measured_counts_equal_prediction_with_fused_momentum(name: str) -> None:
     m = rctc.compile(models.build(name), mode="rct", batch_size=BATCH, adjust_every=0, optimizer="momentum")
-    assert any(n.op_type == "FusedIntMomentumUpdate" for n in m.graph.nodes)
+    ops = {n.op_type for n in m.graph.nodes}
+    # weights fused with their product; biases, LayerNorm and the embedding from their accumulators
+    assert {"FusedIntMomentumUpdate", "IntAccMomentumUpdate"} <= ops and "IntMomentumUpdate" not in ops
     prof = load_profile()
     predicted, _ = CostModel(m.graph, prof).predict()
     counter = attach_counter(m.trainer(), prof)

@@ -39,7 +39,7 @@ def built(request: pytest.FixtureRequest) -> tuple[str, onnx.ModelProto]:
 
 
 def test_builders_keys() -> None:
-    assert set(models.BUILDERS) == set(NAMES) | {"unet", "groupnorm_cnn"}  # the two: tests/models/test_new_builders.py
+    assert set(models.BUILDERS) == set(NAMES) | {"unet", "groupnorm_cnn", "kws_gru", "tabular_mlp"}
     with pytest.raises(KeyError):
         models.build("nope")
     with pytest.raises(KeyError):

@@ -40,7 +40,7 @@ def feeds(g: Graph, rng: np.random.Generator, lr: float, scale: float = 1.0, cla
         if v.name == "labels":
             out[v.name] = rng.integers(0, classes, v.shape)
         elif v.name == "sample_mask":
-            out[v.name] = np.ones(v.shape, np.float32)
+            out[v.name] = np.ones(v.shape, v.dtype)  # uint8 in integer rct graphs
         elif v.name == "lr":
             out[v.name] = np.float32(lr)
         else:

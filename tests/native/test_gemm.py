@@ -18,7 +18,10 @@ from rctc.native.kernels import Kernels
 from tests.native.conftest import simd_variants
 
 SHAPES = [(1, 1, 1), (1, 3, 17), (3, 1, 31), (17, 31, 65), (31, 65, 3), (65, 17, 129), (129, 129, 31),
-          (4, 16, 256), (5, 33, 257), (33, 5, 513), (2, 129, 600)]
+          (4, 16, 256), (5, 33, 257), (33, 5, 513), (2, 129, 600),
+          # K blocks (512, or 256 for s16 x s8 -> s64) of balanced length with an odd tail; several
+          # column and row blocks; K = 16 / 64 (row-strip tile order) beside K = 65 (panel order)
+          (70, 150, 1100), (131, 19, 1031), (7, 300, 64), (67, 1000, 16), (150, 47, 65)]
 TYPES = [(np.int8, np.int8, np.int32), (np.int8, np.int8, np.int64), (np.int16, np.int8, np.int32),
          (np.int16, np.int8, np.int64), (np.int8, np.int16, np.int32), (np.int8, np.int16, np.int64)]
 
@@ -143,3 +146,57 @@ def test_dispatch_follows_the_cpu_flags(kernels: Kernels) -> None:
         assert kernels.has_variant("avx2") == ("avx2" in flags)
     assert kernels.has_variant("portable")
     assert kernels.isa == ("avx2" if kernels.has_variant("avx2") else "portable")
+
+
+def layout(x: np.ndarray, kind: str) -> np.ndarray:
+    """``x`` stored row-major ("c"), column-major ("f"), as a strided view of a larger array
+    ("s"), or reversed in both axes (negative strides, "r"); the values are unchanged."""
+    if kind == "c":
+        return np.ascontiguousarray(x)
+    if kind == "f":
+        return np.asfortranarray(x)
+    if kind == "s":
+        big = np.zeros((2 * x.shape[0] + 1, 3 * x.shape[1] + 2), x.dtype)
+        view = big[1::2, 2::3][: x.shape[0], : x.shape[1]]
+        view[...] = x
+        return view
+    return np.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1]
+
+
+LAYOUTS = [("c", "c"), ("c", "f"), ("f", "c"), ("f", "f"), ("s", "c"), ("c", "s"), ("r", "f"), ("f", "r")]
+
+
+@pytest.mark.parametrize("types", TYPES[:4], ids=lambda t: "x".join(np.dtype(x).name for x in t))
+@pytest.mark.parametrize("lay", LAYOUTS, ids=lambda lay: "".join(lay))
+def test_operand_layouts(kernels: Kernels, types: tuple[type, type, type], lay: tuple[str, str]) -> None:
+    """Every operand layout (row- and column-major, strided, negative strides) at the dtype
+    extremes, into a fresh, a transposed and an accumulated output; ("c", "f") is the weight
+    gradient (both operands K-contiguous), tried with M < N and M > N."""
+    ta, tb, tc = types
+    rng = np.random.default_rng(5 + TYPES.index(types))
+    for m, n, kk in ((3, 70, 529), (70, 3, 529), (33, 47, 40), (5, 17, 1)):
+        a = layout(rand_int(rng, ta, (m, kk), True), lay[0])
+        b = layout(rand_int(rng, tb, (kk, n), True), lay[1])
+        exact = ref_matmul(a, b)
+        for v in variants(kernels, ta, tb):
+            assert np.array_equal(kernels.gemm(a, b, tc, variant=v), wrap(exact, tc)), (v, m, n, kk)
+            out_t = np.zeros((n, m), tc).T
+            kernels.gemm(a, b, tc, out=out_t, variant=v)
+            assert np.array_equal(out_t, wrap(exact, tc)), (v, m, n, kk, "transposed out")
+            base = rand_int(rng, tc, (m, n), False) // 4
+            out = base.copy()
+            kernels.gemm(a, b, tc, out=out, accumulate=True, variant=v)
+            assert np.array_equal(out, wrap(base.astype(np.int64) + exact, tc)), (v, m, n, kk, "accumulate")
+
+
+def test_weight_gradient_layout_threads(kernels: Kernels) -> None:
+    """dW = dY cols^T with both operands K-contiguous (the ResNet-20 shape, K shortened), big enough
+    to be split between threads: the bits do not depend on the thread count."""
+    rng = np.random.default_rng(13)
+    dy = rand_int(rng, np.int8, (16, 5000), False)
+    cols = rand_int(rng, np.int8, (144, 5000), False)
+    for tc in (np.int32, np.int64):
+        want = wrap(ref_matmul(dy, cols.T), tc)
+        for v in variants(kernels, np.int8, np.int8):
+            for t in (1, 2, 3):
+                assert np.array_equal(kernels.gemm(dy, cols.T, tc, variant=v, nthreads=t), want), (v, tc, t)

@@ -12,30 +12,37 @@ node's scratch from :func:`work_offset` on.
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
-requant, activations, shape, reduce, update, ...), import the module in :func:`_load`, and set
-``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
-checks the two agree).
+requant, activations, elementwise, norm, softmax, gather, shape, reduce, loss, update, ...),
+import the module in :func:`_load`, and set ``c_kernel`` on the op's definition in ``rctc/ops``
+(tests/native/test_codegen_registry.py checks the two agree). Shared pieces: ``work_words``
+(int64 scratch and the node's random words), ``bits_of``, ``call_rq``, ``c_array``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
+from rctc.runtime.intref.core import storage_dtype
 
 
 class Emit(Protocol):
     """What an emitter may ask the generator for."""
 
+    training: bool  # the KernelContext flag of the step (eval / predict programs: False)
+    threads: str  # C expression: how many threads a kernel may use (results never depend on it)
+
     def ptr(self, v: Value) -> str: ...          # typed pointer to v's first element
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
     def scratch(self, nbytes: int, offset: int = 0) -> str: ...  # unsigned char * to scratch byte offset
     def node_id(self, node: Node) -> int: ...
+    def stats(self, node: Node) -> str: ...      # uint64_t * to the node's rctc_stats entry (A, S, g)
 
 
 #: GEMM entry points of rctc_kernels.h by (A, B, C) dtype
@@ -48,7 +55,6 @@ STEP_ARGS: dict[str, tuple[int, ...]] = {}
 ALIASES: set[str] = set()
 ProductFn = Callable[[Node, Emit, str], list[str]]
 WEIGHT_GRAD_PRODUCTS: dict[str, ProductFn] = {}
-ALIGN = 64
 
 
 def emitter(op_type: str, step_args: tuple[int, ...] = (), alias: bool = False) -> Callable[[EmitFn], EmitFn]:
@@ -75,11 +81,6 @@ def weight_grad_product(*op_types: str) -> Callable[[ProductFn], ProductFn]:
             WEIGHT_GRAD_PRODUCTS[t] = fn
         return fn
     return deco
-
-
-def align(n: int) -> int:
-    """``n`` rounded up to the arena alignment (64 bytes)."""
-    return -(-n // ALIGN) * ALIGN
 
 
 def work_offset(node: Node) -> int:
@@ -134,16 +135,69 @@ def loops(shape: tuple[int, ...], ostrides: list[int], body: Callable[[str, str]
     return [*lines, "    " + body(iidx, oidx)]
 
 
+def stochastic(node: Node) -> bool:
+    """Whether the node rounds stochastically (the numpy kernels' ``rand_words`` rule)."""
+    return node.attrs.get("rounding", "stochastic") != "nearest"
+
+
+def work_words(node: Node, cx: Emit, work: int, words: int) -> tuple[list[str], str]:
+    """Scratch as ``int64_t *work`` (``work`` elements) followed, when ``words`` > 0 and the
+    node rounds stochastically, by ``uint32_t *r``: words 0 .. ``words``-1 of the node's Philox
+    stream (draw 0, word i for element i in C order, as ``KernelContext.words``). Returns the C
+    lines and the ``rand`` argument (``r`` or ``NULL``)."""
+    rand = words > 0 and stochastic(node)
+    base = cx.scratch(8 * max(1, work) + (4 * words if rand else 0))
+    lines = [f"int64_t *work = (int64_t *){base};"]
+    if not rand:
+        return lines, "NULL"
+    return [*lines, f"uint32_t *r = (uint32_t *)(work + {max(1, work)});",
+            f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {words}u, r);"], "r"
+
+
+def bits_of(node: Node, out: Value) -> int:
+    """The node's ``bits``; refused when out of range or when the rounded output ``out`` is not
+    in the storage of ``bits`` (what the kernels write)."""
+    bits = int(node.attrs["bits"])
+    if not 2 <= bits <= 32:
+        raise refuse(node, f"rounds to {bits} bits (2..32 are mapped)")
+    want = storage_dtype(bits)
+    if np.dtype(out.dtype) != want:
+        raise refuse(node, f"writes {out.name!r} as {np.dtype(out.dtype)}, not the {want} of {bits} bits")
+    return bits
+
+
+def call_rq(call: str, out_e: str) -> list[str]:
+    """A kernel call ending ``(..., out, e_out)`` (``call`` without ``&e_out)``): its status
+    returned on failure, the exponent stored into ``out_e``."""
+    return ["int e_out = 0;", f"int rc = {call}, &e_out);", "if (rc != 0) return rc;", f"{out_e} = e_out;"]
+
+
+def c_array(ctype_: str, name: str, values: Sequence[int]) -> str:
+    """A ``static const`` C array of ``values`` (one element at least)."""
+    vals = ", ".join(str(int(v)) for v in values) or "0"
+    return f"static const {ctype_} {name}[{max(1, len(values))}] = {{{vals}}};"
+
+
+def i64(v: int) -> str:
+    """An int64 literal."""
+    return f"INT64_C({int(v)})"
+
+
 def _load() -> None:
     """Import every family module (each registers its emitters)."""
     from rctc.native.codegen.emit import (  # noqa: F401
         activations,
         conv,
+        elementwise,
+        gather,
+        loss,
+        norm,
         pool,
         products,
         reduce,
         requant,
         shape,
+        softmax,
         update,
     )
 

@@ -162,7 +162,7 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
     body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
             f"    {fn}({g.mg}, {g.p}, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
             f"cols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, "
-            f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, 0, 1);"]
+            f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, 0, {cx.threads});"]
     return [*_per_image(g, body), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
 
 
@@ -194,7 +194,7 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
     body += [f"for (int k = 0; k < {g.group}; ++k)",
              f"    {fn}({g.kg}, {g.p}, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
              f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, "
-             f"dcols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, 0, 1);"]
+             f"dcols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, 0, {cx.threads});"]
     if not g.pointwise:
         body.append(f"rctc_col2im_{acc}(&g, dcols, {g.p}, {image});")
     return [*_per_image(g, body), f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
@@ -213,7 +213,7 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
     body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
             f"    {fn}({g.mg}, {g.kg}, {g.p}, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
             f"{g.mg * g.p}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg * g.p}, 1, {g.p}, "
-            f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0, 1);"]
+            f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0, {cx.threads});"]
     return _per_image(g, body)
 
 

@@ -56,7 +56,7 @@ def int_max_pool(node: Node, cx: Emit) -> list[str]:
     y, y_e = node.outputs
     if np.dtype(y.dtype) != np.dtype(q.dtype):
         raise refuse(node, "changes the dtype")
-    return [_pool(node, q, y), f"rctc_iq_maxpool2d(&p, {cx.ptr(q)}, {width(q)}, {cx.ptr(y)}, 1);",
+    return [_pool(node, q, y), f"rctc_iq_maxpool2d(&p, {cx.ptr(q)}, {width(q)}, {cx.ptr(y)}, {cx.threads});",
             f"{cx.scalar(y_e)} = {cx.scalar(e)};"]
 
 

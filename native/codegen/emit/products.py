@@ -33,7 +33,7 @@ def _gemm(node: Node, cx: Emit, trans_a: int, trans_b: int) -> list[str]:
     acc, acc_e = node.outputs
     fn = gemm_name(node, qa, qb, sname(acc))
     m, n, k, ab = _gemm_args(node, cx, qa, qb, trans_a, trans_b)
-    return [f"{fn}({m}, {n}, {k}, {ab}, {cx.ptr(acc)}, {n}, 1, 0, 1);",
+    return [f"{fn}({m}, {n}, {k}, {ab}, {cx.ptr(acc)}, {n}, 1, 0, {cx.threads});",
             f"{cx.scalar(acc_e)} = {cx.scalar(ea)} + {cx.scalar(eb)};"]
 
 
@@ -60,4 +60,4 @@ def gemm_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
     if perm not in ([], [0, 1], [1, 0]):
         raise refuse(node, f"transposes its 2-D product by {perm}")
     c_rs, c_cs = (1, m) if perm == [1, 0] else (n, 1)
-    return [f"{gemm_name(node, qa, qb, 's64')}({m}, {n}, {k}, {ab}, {acc}, {c_rs}, {c_cs}, 0, 1);"]
+    return [f"{gemm_name(node, qa, qb, 's64')}({m}, {n}, {k}, {ab}, {acc}, {c_rs}, {c_cs}, 0, {cx.threads});"]

@@ -1,0 +1,208 @@
+"""The static arena of a C training step: one layout shared by the memory plan and the code generator.
+
+Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions (reads only).
+
+* :func:`device_nodes`: the nodes a device training step runs: every node a state update of
+  the device's state needs, in schedule order, less the host's data pipeline (the input
+  quantiser, a ``QuantAct`` reading a graph input: the device receives int8 samples and their
+  exponent, as from a sensor). The metrics (the Dequantize of loss and logits) feed no state
+  update, so they are not in it.
+* :func:`host_state`: the state values of that data pipeline (the input quantiser's float
+  running range), which the device does not hold and the state digest leaves out.
+* :func:`layout`: where every value the nodes touch lives. Stored values (parameters, buffers,
+  constants, and every value a state update overwrites) go in the state block, one after
+  another at ``ALIGN``-byte alignment. Every other value goes in the arena: it lives from the
+  node that writes it (the step's start for a value fed from outside) to its last reader (the
+  step's end for a requested output or a state update's new value); the values are placed
+  greedy by size at ``ALIGN``-byte alignment (:func:`place`), reusing the bytes of dead ones. The output of a
+  reshape (``RESHAPE`` ops: same elements in the same order) of the same dtype and size is a
+  view: it shares its input's slot (state or arena), whose life extends to the view's last
+  reader; a reshape's other inputs (shape, axes) are not read. The learning rate is a step
+  argument (an exact integer pair), not a tensor.
+
+``plan_memory`` stores :func:`device_layout` ``.arena_bytes`` as the plan's ``arena_bytes``;
+``rctc.native.codegen.generate`` places every tensor by the same function, so the arena a
+device image links is the plan's by construction (and rctc reads it back from the image to
+check).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rctc.ir import Graph, Node, Value
+from rctc.ops import RESHAPE_OPS, UPDATE_OPS
+
+ALIGN = 64
+STORED_KINDS = ("param", "buffer", "const")
+
+
+def align(n: int) -> int:
+    """``n`` rounded up to a multiple of ``ALIGN``."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def step_arguments(g: Graph) -> frozenset[str]:
+    """Values a C step receives as arguments, not as tensors: the learning rate."""
+    lr = g.meta.get("lr_input")
+    return frozenset([lr] if lr else [])
+
+
+def input_quantisers(g: Graph) -> list[Node]:
+    """The host's data pipeline: every ``QuantAct`` whose input is a graph input."""
+    inputs = {v.name for v in g.inputs}
+    return [n for n in g.nodes if n.op_type == "QuantAct" and n.inputs[0] is not None and n.inputs[0].name in inputs]
+
+
+def host_state(g: Graph) -> frozenset[str]:
+    """State values of the host's data pipeline (the input quantisers' running ranges)."""
+    return frozenset(
+        v.name for n in input_quantisers(g) for v in n.inputs[1:] if v is not None and v.kind in ("param", "buffer")
+    )
+
+
+def device_nodes(g: Graph) -> list[Node]:
+    """The nodes of a device training step, in schedule order (see the module docstring)."""
+    host = {n.name for n in input_quantisers(g)}
+    skip = host_state(g)
+    targets = [g.value(new) for state, new in g.state_updates.items() if state not in skip]
+    needed = g.ancestors(targets) - host
+    return [n for n in g.nodes if n.name in needed]
+
+
+def unread(n: Node, args: frozenset[str]) -> set[int]:
+    """Input positions of ``n`` that are not tensors of the step: step arguments, and the shape /
+    axes operands of a reshape."""
+    return {i for i, v in enumerate(n.inputs)
+            if v is not None and (v.name in args or (n.op_type in RESHAPE_OPS and i > 0))}
+
+
+def tensors(n: Node, args: frozenset[str]) -> list[Value]:
+    """The node's inputs and outputs that live in memory."""
+    skip = unread(n, args)
+    return [v for i, v in enumerate(n.inputs) if v is not None and i not in skip] + list(n.outputs)
+
+
+def views(nodes: Sequence[Node]) -> dict[str, str]:
+    """View output -> the value whose bytes it shares (followed through chains of views)."""
+    root: dict[str, str] = {}
+    for n in nodes:
+        if n.op_type in RESHAPE_OPS:
+            src, out = n.inputs[0], n.outputs[0]
+            if np.dtype(src.dtype) == np.dtype(out.dtype) and nbytes(src) == nbytes(out):
+                root[out.name] = root.get(src.name, src.name)
+    return root
+
+
+@dataclass
+class Layout:
+    """Where the values of a run of nodes live: state block and arena offsets, sizes, inputs."""
+
+    state: list[str]
+    inputs: list[str]
+    offsets: dict[str, tuple[str, int]]  # name -> ("state" | "arena", byte offset)
+    updates: dict[str, str] = field(default_factory=dict)  # state value -> the value that overwrites it
+    state_bytes: int = 0
+    arena_bytes: int = 0
+
+
+def nbytes(v: Value) -> int:
+    return int(np.dtype(v.dtype).itemsize * math.prod(v.shape))
+
+
+def place(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
+    """Offsets for (start, end, name, nbytes) lifetimes (inclusive node indices) and the arena's
+    size: greedy by size (TFLite's GreedyBySize): largest first, each at the lowest
+    ``ALIGN``-aligned offset where it overlaps no placed value whose lifetime meets its own."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+    offsets: dict[str, int] = {}
+    top = 0
+    for start, end, name, size in sorted(lives, key=lambda t: (-t[3], t[0], t[2])):
+        busy = sorted((o, n) for o, n, st, e in placed if st <= end and start <= e)
+        off = 0
+        for o, n in busy:
+            if off + size <= o:
+                break
+            off = max(off, align(o + n))
+        offsets[name] = off
+        placed.append((off, size, start, end))
+        top = max(top, align(off + size))
+    return offsets, top
+
+
+def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
+    """New parameter value -> the parameter it may overwrite in place: the output of an update op
+    (``UPDATE_OPS``: its output 0 from its input 0, element by element) whose parameter no later
+    node reads, of the same dtype and shape."""
+    readers: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is not None:
+                readers[v.name] = i
+    out: dict[str, str] = {}
+    for i, n in enumerate(nodes):
+        if n.op_type not in UPDATE_OPS or not n.inputs or n.inputs[0] is None:
+            continue
+        q, new = n.inputs[0], n.outputs[0]
+        if (g.state_updates.get(q.name) == new.name and readers.get(q.name) == i
+                and np.dtype(q.dtype) == np.dtype(new.dtype) and tuple(q.shape) == tuple(new.shape)):
+            out[new.name] = q.name
+    return out
+
+
+def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_place: bool = False) -> Layout:
+    """The layout of a step over ``nodes``; ``outputs`` stay live to the step's end. With
+    ``in_place`` the new value of a parameter that no later node reads takes the parameter's own
+    state slot (:func:`in_place_updates`): the update writes the state directly and the step
+    ends with no copy for it (a device step; a host step keeps every new value apart, so a
+    failed step leaves the state as it was)."""
+    args = step_arguments(g)
+    produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
+    last: dict[str, int] = {}
+    values: dict[str, Value] = {}
+    for i, n in enumerate(nodes):
+        for v in tensors(n, args):
+            values.setdefault(v.name, v)
+            if v.name not in produced or produced[v.name] != i:
+                last[v.name] = i
+    updates = {s: new for s, new in g.state_updates.items() if new in produced}
+    state = [nm for nm, v in values.items() if v.kind in STORED_KINDS or nm in updates]
+    inputs = [nm for nm in values if nm not in produced and nm not in state]
+    offsets: dict[str, tuple[str, int]] = {}
+    off = 0
+    for nm in state:
+        offsets[nm] = ("state", off)
+        off = align(off + nbytes(values[nm]))
+    keep = set(outputs) | set(updates.values())
+    root = views(nodes)
+    if in_place:
+        root.update(in_place_updates(g, nodes))
+    stops: dict[str, int] = {}
+    for nm in values:
+        start = -1 if nm in inputs or nm in state else produced[nm]
+        stop = len(nodes) if nm in keep else last.get(nm, start)
+        r = root.get(nm, nm)
+        stops[r] = max(stops.get(r, stop), stop)
+    lives = []
+    for nm, v in values.items():
+        if nm in state or nm in root:
+            continue
+        start = -1 if nm in inputs else produced[nm]
+        lives.append((start, stops[nm], nm, max(1, nbytes(v))))
+    arena, top = place(lives)
+    offsets.update({nm: ("arena", o) for nm, o in arena.items()})
+    offsets.update({nm: offsets[r] for nm, r in root.items()})
+    return Layout(state, inputs, offsets, updates, off, top)
+
+
+def device_layout(g: Graph) -> Layout:
+    """The layout of the device's whole step: :func:`device_nodes`, updates in place."""
+    return layout(g, device_nodes(g), in_place=True)
+
+
+__all__ = ["ALIGN", "Layout", "align", "device_nodes", "place", "host_state", "input_quantisers", "layout",
+           "step_arguments", "tensors", "unread", "views", "device_layout", "in_place_updates"]

@@ -52,7 +52,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rctc.errors import RctcError
-from rctc.export_int import INTEGER_FORWARD_OPS, emit_integer
+from rctc.export_int import INTEGER_FORWARD_OPS, emit_integer, product_scale
 from rctc.export_quant import QuantBuilder
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import Graph, Node, Value
@@ -98,6 +98,7 @@ class _Exporter:
         self.opset = OPSETS[fmt]
         self.qb = QuantBuilder(self._unique, fmt)
         self.rep: dict[str, str] = {}  # IR value name -> ONNX tensor name holding its (dequantised) value
+        self.scales: dict[str, str] = {}  # IR exponent value name -> ONNX tensor holding 2^e (integer graphs)
         self.param_map: dict[str, dict[str, Any]] = {}
         self._used: set[str] = set(g.values)
         self.outputs = [g.value(o) for o in g.meta["model_outputs"]]
@@ -264,10 +265,12 @@ class _Exporter:
             run_max = float(np.asarray(n.inputs[1].data))
             exp = choose_exponent(run_max, bits) if run_max > 0 else None
             self.rep[out.name] = self.qb.act(x, out.name, bits, exp)
+            self.scales[n.outputs[1].name] = self.qb.scale_of[out.name]
         elif op in _INT_PRODUCTS:
             a, b = self.value(n.inputs[0]), self.value(n.inputs[2])
             self._add(_INT_PRODUCTS[op], [a, b], [out.name], n.name, dict(n.attrs))
             self.rep[out.name] = out.name
+            product_scale(self, n)
         elif op == "Dequantize":
             self._dequantize(n)
         elif op == "FakeQuant":

@@ -16,10 +16,14 @@ Exact ops (``IntRelu``, ``IntMaxPool``, ``IntClip``) need no rounding. BatchNorm
 running state is dequantised into the ONNX BatchNormalization inputs (float initializers, or
 int16 + DequantizeLinear in qdq).
 
-What is not exact: rctc's integer algorithms (fixed-point reciprocals and rsqrt, i-exp, the bias
-brought to the accumulator's exponent) differ from the float ops by their stated error bounds,
-so a value near a rounding tie can round the other way; tests/test_export.py states and checks
-the tolerance and the argmax agreement.
+A Conv / Gemm bias is brought to the accumulator's exponent as rctc does it (nearest, half up:
+``floor(b / 2^e_acc + 1/2) 2^e_acc``, exact when the bias grid is coarser) before it is added:
+the accumulator's scale ``2^e_acc`` is tracked through the graph (``ex.scales``: each exponent
+value's ``2^e`` tensor, from the input quantiser, every rounding, and the products).
+
+What is not exact: rctc's integer algorithms (fixed-point reciprocals and rsqrt, i-exp) differ
+from the float ops by their stated error bounds, so a value near a rounding tie can round the
+other way; tests/test_export.py states and checks the tolerance and the argmax agreement.
 """
 
 from __future__ import annotations
@@ -47,19 +51,30 @@ INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
 _POOL_ATTRS = ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides", "dilations")
 
 
-def requant(ex: _Exporter, x: str, out: str, bits: int) -> str:
+def requant(ex: _Exporter, x: str, out: str, bits: int, exp: Value | None = None) -> str:
     """``x`` rounded as rctc's requantize rounds it: ``e`` the smallest with
-    ``floor(max|x| / 2^e + 1/2) <= qmax``, ``q = floor(x / 2^e + 1/2)``; tensor ``out`` = ``q 2^e``."""
+    ``floor(max|x| / 2^e + 1/2) <= qmax``, ``q = floor(x / 2^e + 1/2)``; tensor ``out`` = ``q 2^e``
+    (its scale ``2^e`` recorded for exponent value ``exp``)."""
     qb = ex.qb
     qm = qb.const(f"{out}.qmax_r", np.float32(qmax_for_bits(bits)))
     half = qb.const(f"{out}.half", np.float32(0.5))
     two = qb.const(f"{out}.two_r", np.float32(2.0))
-    s0 = qb.dyn_scale(x, bits, out)
+    s0 = qb.dyn_scale(x, bits, out)  # the smallest 2^e with max|x| <= qmax 2^e
     m = qb.node("ReduceMax", [qb.node("Abs", [x], f"{out}.abs_r")], f"{out}.absmax_r", keepdims=0)
-    top = qb.node("Floor", [qb.node("Add", [qb.node("Div", [m, s0], f"{out}.top_scaled"), half], f"{out}.top_half")],
-                  f"{out}.top")
-    over = qb.node("Greater", [top, qm], f"{out}.rounds_over")
-    s = qb.node("Where", [over, qb.node("Mul", [s0, two], f"{out}.scale_x2"), s0], f"{out}.scale_r")
+
+    def rounded_max(scale: str, tag: str) -> str:
+        return qb.node("Floor", [qb.node("Add", [qb.node("Div", [m, scale], f"{out}.top_scaled{tag}"), half],
+                                         f"{out}.top_half{tag}")], f"{out}.top{tag}")
+
+    # rctc's exponent is the smallest whose *rounded* max fits: one finer than s0 when max|x| lies in
+    # (qmax, qmax + 1/2) there, one coarser when the rounding at s0 overflows
+    s_lo = qb.node("Div", [s0, two], f"{out}.scale_half")
+    fits_lo = qb.node("LessOrEqual", [rounded_max(s_lo, "_lo"), qm], f"{out}.fits_finer")
+    over = qb.node("Greater", [rounded_max(s0, ""), qm], f"{out}.rounds_over")
+    s_hi = qb.node("Where", [over, qb.node("Mul", [s0, two], f"{out}.scale_x2"), s0], f"{out}.scale_hi")
+    s = qb.node("Where", [fits_lo, s_lo, s_hi], f"{out}.scale_r")
+    if exp is not None:
+        ex.scales[exp.name] = s
     q = qb.node("Floor", [qb.node("Add", [qb.node("Div", [x, s], f"{out}.scaled_r"), half], f"{out}.plus_half")],
                 f"{out}.q_f")
     dtype = qb.act_dtype(bits)
@@ -91,18 +106,42 @@ def _float_of(ex: _Exporter, q: Value, e: Value) -> str:
     return name
 
 
+def product_scale(ex: _Exporter, n: Node) -> None:
+    """The scale of an integer product's accumulator, ``2^(e_a + e_b)``, when both are known
+    (an operand's exponent value in ``ex.scales``, or a stored exponent)."""
+    parts = []
+    for e in (n.inputs[1], n.inputs[3]):
+        if e.name in ex.scales:
+            parts.append(ex.scales[e.name])
+        elif e.data is not None and e.kind in ("param", "buffer", "const"):
+            parts.append(ex.qb.const(f"{e.name}.pow2", np.float32(math.ldexp(1.0, int(np.asarray(e.data))))))
+        else:
+            return
+    ex.scales[n.outputs[1].name] = ex.qb.node("Mul", parts, f"{n.outputs[1].name}.pow2")
+
+
+def _on_grid(ex: _Exporter, b: str, scale: str, base: str) -> str:
+    """``b`` rounded to the grid ``scale`` as rctc's bias shift rounds: ``floor(b / s + 1/2) s``."""
+    half = ex.qb.const(f"{base}.half_b", np.float32(0.5))
+    t = ex.qb.node("Floor", [ex.qb.node("Add", [ex.qb.node("Div", [b, scale], f"{base}.bias_scaled"), half],
+                                        f"{base}.bias_half")], f"{base}.bias_q")
+    return ex.qb.node("Mul", [t, scale], f"{base}.bias_aligned")
+
+
 def _requantize(ex: _Exporter, n: Node) -> None:
-    """Accumulator (already scaled by its representation) plus bias, rounded to ``bits``."""
+    """Accumulator (already scaled by its representation) plus the bias at its exponent, rounded to ``bits``."""
     out = n.outputs[0]
     x = ex.value(n.inputs[0])
     bias = n.input(2)
     if bias is not None:
         b = _float_of(ex, bias, n.inputs[3])
+        if n.inputs[1].name in ex.scales:
+            b = _on_grid(ex, b, ex.scales[n.inputs[1].name], bias.name)
         if int(n.attrs.get("bias_axis", -1)) == 1 and len(bias.shape or ()) == 1 and len(out.shape) > 2:
             shape = ex.qb.const(f"{n.name}.bias_shape", np.array([1, -1] + [1] * (len(out.shape) - 2), np.int64))
             b = ex.qb.node("Reshape", [b, shape], f"{bias.name}.bcast")
         x = ex.qb.node("Add", [x, b], f"{out.name}.acc_bias")
-    ex.rep[out.name] = requant(ex, x, out.name, int(n.attrs["bits"]))
+    ex.rep[out.name] = requant(ex, x, out.name, int(n.attrs["bits"]), n.outputs[1])
 
 
 def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
@@ -144,12 +183,14 @@ def emit_integer(ex: _Exporter, n: Node) -> None:
     if n.meta.get("phase", "forward") != "forward" or op not in INTEGER_FORWARD_OPS:
         raise RctcError(f"export: no ONNX form for rctc op {op} (node {n.name!r}); please report")
     ins, attrs = _operands(ex, n)
-    if op in _EXACT:
+    if op in _EXACT:  # the output's exponent is the input's
         ex.rep[out.name] = ex.qb.node(_EXACT[op], ins, f"{out.name}.f", **attrs)
+        if n.inputs[1].name in ex.scales:
+            ex.scales[n.outputs[1].name] = ex.scales[n.inputs[1].name]
         return None
     y = ex.qb.node(_ROUNDED[op], ins, f"{out.name}.unrounded", **attrs)
-    ex.rep[out.name] = requant(ex, y, out.name, int(n.attrs["bits"]))
+    ex.rep[out.name] = requant(ex, y, out.name, int(n.attrs["bits"]), n.outputs[1])
     return None
 
 
-__all__ = ["INTEGER_FORWARD_OPS", "emit_integer", "requant"]
+__all__ = ["INTEGER_FORWARD_OPS", "emit_integer", "product_scale", "requant"]

@@ -40,6 +40,8 @@ class QuantBuilder:
         self.fmt = fmt
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, np.ndarray] = {}
+        #: activation tensor name (``act``'s ``out``) -> the tensor holding its scale 2^e
+        self.scale_of: dict[str, str] = {}
 
     def const(self, base: str, value: np.ndarray | np.generic) -> str:
         name = self.unique(base)
@@ -74,6 +76,7 @@ class QuantBuilder:
         dtype = self.act_dtype(bits)
         scale = self.const(f"{out}.scale", np.float32(math.ldexp(1.0, exp))) if exp is not None \
             else self.dyn_scale(x, bits, out)
+        self.scale_of[out] = scale
         if dtype is not None:
             if exp is not None:  # a fixed scale: values beyond the range saturate at +-qmax
                 lo = self.const(f"{out}.clip_min", np.float32(-qmax * math.ldexp(1.0, exp)))

@@ -165,3 +165,16 @@ def test_a_pytorch_model_using_them_steps_as_pytorch(tmp_path: Path) -> None:
     sd = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     for p in m.graph.params():
         np.testing.assert_allclose(p.data, sd[p.name], atol=1e-6, err_msg=p.name)
+
+
+def test_a_float_cast_passes_the_gradient_back() -> None:
+    check_op_grad("Cast", {"input": RNG.standard_normal((3, 4))}, {"to": 11}, wrt=["input"])  # float64 -> float64
+    # float64 -> float32 -> back: the gradient arrives in the input's dtype
+    from rctc.ir import Graph
+    from rctc.passes.build_backward import backward
+    g = Graph()
+    x = g.add_value("x", (2,), np.float64, "param", np.ones(2))
+    x.trainable = True
+    y = g.add_node("Cast", [x], [("y", (2,), np.float32)], {"to": 1}).outputs[0]
+    grads = backward(g, {y.name: g.add_const("seed", np.ones(2, np.float32))}, [x])
+    assert np.dtype(grads["x"].dtype) == np.float64

@@ -8,6 +8,10 @@ the binary ops with a constant operand may hold a parameter (``param_slots``).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from rctc.ops import costs
 from rctc.ops.costs import e, per_output
 from rctc.ops.schema import ALIAS, ELEMENTWISE, GRADIENT, NEEDS_RNG, VIEW, definer
@@ -33,7 +37,17 @@ op("Clip", ("input", "min?", "max?"), traits={ELEMENTWISE}, differentiable=("inp
 op("Dropout", ("data", "ratio?", "training_mode?"), outputs=("output", "mask?"), attrs={"seed": None},
    traits={ELEMENTWISE, NEEDS_RNG}, differentiable=("data",), cost=per_output(cmp=1, mult=1))
 op("Identity", ("input",), traits={ELEMENTWISE, VIEW, ALIAS}, differentiable=("input",), cost=costs.free)
-op("Cast", ("input",), attrs={"to": None}, traits={ELEMENTWISE}, cost=costs.free)
+def _cast_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
+    """A float-to-float Cast passes the gradient back cast to the input's type (integer casts carry
+    none: build_backward never sends a gradient through an integer value)."""
+    x = node.input(0)
+    if dys[0] is None or not b.wants(x):
+        return [None]
+    return [b.like("Cast", [dys[0]], x, {"to": np.dtype(x.dtype).name})]
+
+
+op("Cast", ("input",), attrs={"to": None}, traits={ELEMENTWISE}, differentiable=("input",), grad=_cast_grad,
+   cost=costs.free, doc="float-to-float casts are differentiable")
 
 grad("ReluGrad", ("dY", "X"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(cmp=1))
 grad("LeakyReluGrad", ("dY", "X"), attrs={"alpha": 0.01}, traits={ELEMENTWISE, GRADIENT},

@@ -115,7 +115,8 @@ def int_global_average_pool_grad(ctx: KernelContext, node: Node, dq: np.ndarray,
 
 
 def _kept(mask: np.ndarray) -> np.ndarray | None:
-    """The rows that count (None when all do); a mask other than 0 / 1 is refused."""
+    """The rows that count (None when all do): the uint8 0 / 1 ``sample_mask`` of an integer graph
+    (a float32 0 / 1 mask of a graph saved before it was uint8 reads the same); other values are refused."""
     m = np.asarray(mask).reshape(-1)
     if not np.all((m == 0) | (m == 1)):
         raise ValueError("integer cross-entropy needs a 0/1 sample mask")

@@ -190,3 +190,17 @@ def test_conv_refusals_name_the_problem() -> None:
             generate(g, [upd])
     finally:
         upd.attrs["transpose"] = []
+
+
+def test_step_without_scratch_builds_and_matches(native_env: dict[str, str]) -> None:
+    """MobileNet's pointwise data gradients need no scratch (the GEMM writes dX): the step has no
+    scratch block (an unused one would fail -Werror) and still equals numpy."""
+    g = _graph("mobilenet", 1)
+    nodes = [n for n in mapped(g) if n.op_type == "IntConvGradInput" and n.attrs["kernel_shape"] == [1, 1]]
+    assert nodes
+    prog = generate(g, nodes, boundary(g, nodes) or [o.name for n in nodes for o in n.outputs])
+    assert "rctc_scratch_u;" not in prog.source
+    native = NativeStep(prog, {nm: g.values[nm].data for nm in prog.state}, env=native_env)
+    ref = _reference(g, 4, 2)
+    got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=4, step=2, lr=LR)
+    assert_same(got, ref, prog.outputs)

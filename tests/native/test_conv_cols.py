@@ -2,15 +2,19 @@
 
 References are plain int64 numpy loops over the kernel taps (the definition of a convolution
 with ONNX pads, strides, dilations and groups); the C path is im2col, the GEMM (every variant)
-and col2im per (image, group), exactly as the code generator will call them.
+and col2im per (image, group), exactly as the code generator calls them; depthwise
+convolutions through rctc_dwconv_* (stride-1 flat grid and row paths, int8 / int16 weights,
+s32 / s64 sums).
 """
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 
-from rctc.native.kernels import Kernels, conv2d_geom
+from rctc.native.kernels import Conv2dGeom, Kernels, conv2d_geom
 from tests.native.conftest import simd_variants
 
 # (n, c, h, w, m, kh, kw, stride, pads (t, l, b, r), dilation, groups)
@@ -144,3 +148,49 @@ def test_col2im_s32_wraps(kernels: Kernels) -> None:
     assert dx.ravel().tolist() == [2**31 - 1, 5 + 2**31 - 1 - 2**32]
     dx64 = kernels.col2im(geom, cols.astype(np.int64))
     assert dx64.ravel().tolist() == [2**31 - 1, 5 + 2**31 - 1]
+
+
+# depthwise (group == channels == outputs): (n, c, h, w, kh, kw, stride, pads, dilation)
+DW_CASES = [
+    (2, 5, 9, 7, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),   # stride 1: the padded flat-grid path
+    (1, 3, 8, 11, 3, 3, (1, 1), (2, 0, 1, 2), (2, 2)),  # dilation, asymmetric pads
+    (2, 4, 13, 10, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1)),  # stride 2: the row path
+    (1, 2, 6, 5, 3, 2, (1, 2), (0, 1, 2, 0), (1, 1)),
+    (1, 3, 4, 4, 3, 3, (1, 1), (3, 3, 3, 3), (1, 1)),   # pads beyond the kernel: data grad by rows
+]
+
+
+def _dw(kernels: Kernels, name: str, geom: Conv2dGeom, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    work = np.zeros(8 * 64 * 64 + 64 * 64, np.uint8)  # more than any case's grid
+    fn = getattr(kernels.lib, name)
+    fn.restype = None
+    fn.argtypes = [ctypes.POINTER(Conv2dGeom), *[ctypes.c_void_p] * 4]
+    fn(ctypes.byref(geom), a.ctypes.data, b.ctypes.data, work.ctypes.data, out.ctypes.data)
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=[f"dw{i}" for i in range(len(DW_CASES))])
+@pytest.mark.parametrize("wdt,acc", [(np.int8, np.int32), (np.int16, np.int32), (np.int16, np.int64)])
+def test_depthwise_kernels_match_int64_reference(kernels: Kernels, case, wdt, acc) -> None:
+    n, c, h, w, kh, kw, stride, pads, dil = case
+    full = (n, c, h, w, c, kh, kw, stride, pads, dil, c)
+    rng = np.random.default_rng(c * h + w)
+    hi = 128 if wdt == np.int8 else 2**12
+    x = rng.integers(-127, 128, (n, c, h, w), dtype=np.int8)
+    wt = rng.integers(-hi + 1, hi, (c, 1, kh, kw)).astype(wdt)
+    geom = conv2d_geom(c, h, w, kh, kw, stride, pads, dil)
+    dy = rng.integers(-127, 128, (n, c, geom.oh, geom.ow), dtype=np.int8)
+    suf = f"s{np.dtype(wdt).itemsize * 8}s{np.dtype(acc).itemsize * 8}"
+    y = np.full((n, c, geom.oh, geom.ow), 7, acc)
+    dx = np.full((n, c, h, w), 7, acc)
+    dw = np.full((c, 1, kh, kw), 7, np.int64)
+    lib = kernels.lib
+    lib.rctc_dwconv_grad_weight_s64.restype = None
+    lib.rctc_dwconv_grad_weight_s64.argtypes = [ctypes.POINTER(Conv2dGeom), *[ctypes.c_void_p] * 3, ctypes.c_int]
+    for i in range(n):
+        _dw(kernels, f"rctc_dwconv_{suf}", geom, x[i], wt, y[i])
+        _dw(kernels, f"rctc_dwconv_grad_input_{suf}", geom, dy[i], wt, dx[i])
+        lib.rctc_dwconv_grad_weight_s64(ctypes.byref(geom), dy[i].ctypes.data, x[i].ctypes.data, dw.ctypes.data,
+                                        int(i > 0))
+    assert np.array_equal(y, ref_forward(full, x, wt))
+    assert np.array_equal(dx, ref_grad_input(full, dy, wt, x.shape))
+    assert np.array_equal(dw, ref_grad_weight(full, x, dy, wt.shape))

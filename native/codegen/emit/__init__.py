@@ -13,9 +13,9 @@ An op type absent here has no C mapping yet and the generator refuses the graph 
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
 requant, activations, elementwise, norm, softmax, gather, shape, reduce, loss, update, ...),
-import the module in :func:`_load`, and set
-``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
-checks the two agree).
+import the module in :func:`_load`, and set ``c_kernel`` on the op's definition in ``rctc/ops``
+(tests/native/test_codegen_registry.py checks the two agree). Shared pieces: ``work_words``
+(int64 scratch and the node's random words), ``bits_of``, ``call_rq``, ``c_array``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Needs: NCHW operands, int8 activations / errors (the im2col kernel is int8), int
 weights, 2-D windows with any stride, pads, dilation and group (depthwise included).
 Leaves: per image one im2col over all channels (group ``g``'s rows are the contiguous block
 ``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; 1x1 / stride 1 / no-pad windows
-use the image itself as the columns. Every sum is the exact integer the numpy kernels compute
+use the image itself as the columns; depthwise windows (group == C == M) run rctc_dwconv_* (a
+GEMM per channel would have one row). Every sum is the exact integer the numpy kernels compute
 (int32 accumulators wrap modulo 2^32 only where the compile-time bound already fits int32).
 """
 
@@ -75,10 +76,15 @@ class Conv2d:
         return self.h * self.w
 
     @property
+    def depthwise(self) -> bool:
+        """One filter per channel (group == C == M): rctc_dwconv_* instead of im2col + GEMM."""
+        return self.group == self.c == self.m and self.group > 1
+
+    @property
     def pointwise(self) -> bool:
         """1x1 kernel, stride 1, no pads: the image is its own column matrix."""
         return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0) \
-            and (self.oh, self.ow) == (self.h, self.w)
+            and (self.oh, self.ow) == (self.h, self.w) and not self.depthwise
 
     def struct(self) -> str:
         """``static const rctc_conv2d g`` over all channels of one image."""
@@ -118,6 +124,21 @@ def _columns(g: Conv2d, cx: Emit, x: Value, offset: int) -> list[str]:
     return [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&g, {image}, cols, {g.p});"]
 
 
+def _dw_suffix(node: Node, w: Value, acc: Value) -> str:
+    """``s8s32`` ... of the rctc_dwconv_* kernel for these weights and accumulator."""
+    key = f"{sname(w)}{sname(acc)}"
+    if key not in ("s8s32", "s8s64", "s16s32", "s16s64"):
+        raise refuse(node, f"needs a {sname(w)} x {sname(acc)} depthwise kernel, which the library lacks")
+    return key
+
+
+def _dw_work(g: Conv2d, cx: Emit, acc: Value) -> str:
+    """Scratch for rctc_dwconv_* (the stride-1 padded grid of one channel and its sums)."""
+    hh, ww = max(g.oh, g.h), max(g.ow, g.w)
+    hp, wp = hh + (g.kh - 1) * g.dh, ww + (g.kw - 1) * g.dw
+    return cx.scratch(np.dtype(acc.dtype).itemsize * hh * wp + hp * wp)
+
+
 def _per_image(g: Conv2d, body: list[str]) -> list[str]:
     """``body`` in a loop over the images, after the geometry (which a pointwise window never reads)."""
     head = [] if g.pointwise else [g.struct()]
@@ -131,6 +152,11 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
     acc, acc_e = node.outputs
     _int8(node, x, "input")
     g = geometry(node, node.attrs, tuple(x.shape), tuple(w.shape), tuple(acc.shape))
+    if g.depthwise:
+        return [*_per_image(g, [f"rctc_dwconv_{_dw_suffix(node, w, acc)}(&g, {cx.ptr(x)} + (ptrdiff_t)n * "
+                                f"{g.c * g.hw}, {cx.ptr(w)}, {_dw_work(g, cx, acc)}, {cx.ptr(acc)} + "
+                                f"(ptrdiff_t)n * {g.m * g.p});"]),
+                f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, x, sname(acc))
     decl = _columns(g, cx, x, 0)
     body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
@@ -154,8 +180,12 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
     acc = sname(dx)
     if acc not in ("s32", "s64"):
         raise refuse(node, f"accumulates in {np.dtype(dx.dtype)} (int32 or int64 is mapped)")
-    fn = gemm_name(node, w, dy, acc)
     image = f"{cx.ptr(dx)} + (ptrdiff_t)n * {g.c * g.hw}"
+    if g.depthwise:
+        return [*_per_image(g, [f"rctc_dwconv_grad_input_{_dw_suffix(node, w, dx)}(&g, {cx.ptr(dy)} + (ptrdiff_t)n"
+                                f" * {g.m * g.p}, {cx.ptr(w)}, {_dw_work(g, cx, dx)}, {image});"]),
+                f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
+    fn = gemm_name(node, w, dy, acc)
     if g.pointwise:
         body = [f"{ctype(dx)} *dcols = {image};"]
     else:
@@ -175,6 +205,9 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
     """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer)."""
     _int8(node, dy, "error")
     _int8(node, x, "input")
+    if g.depthwise and acc == "s64":
+        return _per_image(g, [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, "
+                              f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, {out}, n > 0);"])
     fn = gemm_name(node, dy, x, acc)
     decl = _columns(g, cx, x, offset)
     body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",

@@ -40,7 +40,11 @@ def _binary(node: Node, cx: Emit, kernel: str) -> list[str]:
     qa, ea, qb, eb = node.inputs
     out, out_e = node.outputs
     bits = bits_of(node, out)
-    shape = tuple(np.broadcast_shapes(tuple(qa.shape), tuple(qb.shape)))
+    try:
+        shape = tuple(np.broadcast_shapes(tuple(qa.shape), tuple(qb.shape)))
+    except ValueError:
+        raise refuse(node, f"has operands of shapes {tuple(qa.shape)} and {tuple(qb.shape)}, which do not "
+                           "broadcast") from None
     if tuple(out.shape) != shape:
         raise refuse(node, f"writes shape {tuple(out.shape)} for operands broadcasting to {shape}")
     dims = _dims(node, shape)

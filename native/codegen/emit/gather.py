@@ -38,6 +38,8 @@ def gather(node: Node, cx: Emit) -> list[str]:
     outer, inner = math.prod(data.shape[:axis]), math.prod(data.shape[axis + 1:])
     if numel(out) != outer * ni * inner:
         raise refuse(node, f"writes {numel(out)} elements for a take of {outer * ni * inner}")
+    if numel(out) == 0:
+        return []
     return [f"const {ctype(data)} *src = {cx.ptr(data)};", f"const {ctype(idx)} *idx = {cx.ptr(idx)};",
             f"{ctype(out)} *dst = {cx.ptr(out)};",
             f"for (size_t o = 0; o < {outer}u; o++)",
@@ -60,6 +62,9 @@ def int_gather_grad(node: Node, cx: Emit) -> list[str]:
     n, ni, inner = shape[0], numel(idx), math.prod(shape[1:])
     if numel(dq) != ni * inner:
         raise refuse(node, f"has an error of shape {tuple(dq.shape)} for {ni} rows of {inner}")
+    if numel(acc) == 0 or ni == 0:
+        return [f"memset({cx.ptr(acc)}, 0, {8 * numel(acc)}u);" if numel(acc) else "/* nothing to add */",
+                f"{cx.scalar(acc_e)} = {cx.scalar(de)};"]
     return [f"const {ctype(dq)} *d = {cx.ptr(dq)};", f"const {ctype(idx)} *idx = {cx.ptr(idx)};",
             f"int64_t *dst = {cx.ptr(acc)};",
             f"for (size_t i = 0; i < {numel(acc)}u; i++) dst[i] = 0;",

@@ -27,7 +27,6 @@ def _eps(node: Node) -> str:
     return f"{i64(num)}, {log2den}"
 
 
-
 def _int64(node: Node, *vs: Value) -> None:
     for v in vs:
         if np.dtype(v.dtype) != np.int64:

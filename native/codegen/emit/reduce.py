@@ -77,6 +77,8 @@ def int_reduce_mean(node: Node, cx: Emit) -> list[str]:
     kept, axes = _mean_axes(node, shape)
     per_in = _permuted(shape, kept, axes)
     n_out = math.prod(shape[d] for d in kept)
+    if numel(y) != n_out:
+        raise refuse(node, f"writes {numel(y)} elements for a mean of {shape} over axes {axes}")
     lines, _ = work_words(node, cx, n_out + (-(-numel(q) * width(q) // 8) if per_in else 0), 0)
     src = cx.ptr(q)
     if per_in is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from rctc.ir import Node
-from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, width
+from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, width, work_words
 
 
 @emitter("Requantize")
@@ -18,16 +18,9 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
-    wide = f"((int64_t *){cx.scratch(8 * n + 4 * n)})"
-    stochastic = node.attrs.get("rounding", "stochastic") != "nearest"
-    lines = [f"int64_t *w = {wide};", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
-             f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];"]
-    rand = "NULL"
-    if stochastic:
-        lines.append(f"uint32_t *r = (uint32_t *)(w + {n});")
-        lines.append(f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {n}u, r);")
-        rand = "r"
-    lines.append("int e_out = 0;")
+    lines, rand = work_words(node, cx, n, n)
+    lines += ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
+              f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];", "int e_out = 0;"]
     if bias is not None:
         if len(bias.shape) != 1 or bias_e is None:
             raise refuse(node, f"has a {len(bias.shape)}-D bias (only a 1-D bias with its exponent is mapped)")

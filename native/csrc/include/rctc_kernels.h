@@ -111,6 +111,23 @@ void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff
 void rctc_col2im_s32(const rctc_conv2d *g, const int32_t *cols, ptrdiff_t ld, int32_t *dx);
 void rctc_col2im_s64(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld, int64_t *dx);
 
+/* ---- depthwise convolutions (depthwise.c) --------------------------------------------------
+ * One image, group == channels (g->c channels, filter c is w[c][kh][kw]), no columns: exact
+ * sums (s32 modulo 2^32, as the GEMMs). y (c x oh x ow) and dx (c x h x w) are overwritten;
+ * dw (c x kh x kw) is overwritten, or added to with accumulate != 0 (sum over images).
+ * work (8-byte aligned; used at stride 1 for a padded grid and its sums): with H = max(oh, h),
+ * W = max(ow, w), Wp = W + (kw - 1) * dil_w, Hp = H + (kh - 1) * dil_h, sizeof(TC) * H * Wp +
+ * Hp * Wp bytes. */
+#define RCTC_DWCONV_DECL(SUF, TW, TC)                                                              \
+    void rctc_dwconv_##SUF(const rctc_conv2d *g, const int8_t *x, const TW *w, void *work, TC *y); \
+    void rctc_dwconv_grad_input_##SUF(const rctc_conv2d *g, const int8_t *dy, const TW *w, void *work, TC *dx);
+RCTC_DWCONV_DECL(s8s32, int8_t, int32_t)
+RCTC_DWCONV_DECL(s8s64, int8_t, int64_t)
+RCTC_DWCONV_DECL(s16s32, int16_t, int32_t)
+RCTC_DWCONV_DECL(s16s64, int16_t, int64_t)
+void rctc_dwconv_grad_weight_s64(const rctc_conv2d *g, const int8_t *dy, const int8_t *x, int64_t *dw,
+                                 int accumulate);
+
 #ifdef __cplusplus
 }
 #endif

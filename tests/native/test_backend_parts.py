@@ -132,22 +132,33 @@ def test_evaluate_and_predict_equal_numpy(name: str) -> None:
 
 
 def test_a_segment_a_c_kernel_refuses_runs_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the vector-parameter updates in C, rctc_sgd_update_fused refuses BatchNorm's tiny
-    scales (EDOMAIN): that step's segment runs on the numpy kernels, and the run still equals numpy."""
-    import rctc.native.partition as part
+    """A C step that returns a kernel's refusal (here simulated at step 1, before the C runs, as a
+    refusing kernel returns before the state is written) makes that step's segments run on the
+    numpy kernels: the run still equals numpy's, and the next steps are C again."""
+    from rctc.errors import RctcError
+    from rctc.native.codegen.runner import NativeStep
 
     want = train_run("resnet8", False)
-    monkeypatch.setattr(part, "HOST_FOR_NOW", frozenset())
-    got = train_run("resnet8", True)
-    assert got[0] == want[0]
-    _same(got[1], want[1])
-    assert got[2].fallbacks() > 0
+    real = NativeStep.call
+
+    def refuse_step_1(self: NativeStep, seed: int, step: int, lr: float) -> None:
+        if step == 1:
+            raise RctcError("native step failed with kernel code -2 (simulated)")
+        real(self, seed, step, lr)
+
+    monkeypatch.setattr(NativeStep, "call", refuse_step_1)
+    got = train_run("resnet8", True, steps=3)
+    assert got[0][:2] == want[0]
+    assert got[2].fallbacks() == 2  # both C segments of step 1, no other step
+    ref = train_run("resnet8", False, steps=3)
+    assert got[0] == ref[0]
+    _same(got[1], ref[1])
 
 
-def train_run(name: str, native: bool) -> tuple[list[float], dict[str, np.ndarray], Any]:
+def train_run(name: str, native: bool, steps: int = 2) -> tuple[list[float], dict[str, np.ndarray], Any]:
     g = _graph(name)
     t = _trainer(g, native)
-    losses = [t.train_step(x, y, m, LR).loss for x, y, m in batches(g, 2)]
+    losses = [t.train_step(x, y, m, LR).loss for x, y, m in batches(g, steps)]
     return losses, _state(g), t.executor
 
 

@@ -86,7 +86,6 @@ def _reference(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:
     """Every value of one numpy training step (no state written back)."""
     names = [o.name for n in g.nodes for o in n.outputs]
     f = feeds(g, np.random.default_rng(seed + 100 * step), LR, scale=1 + step)
-    # the feeds too: the C step now reads the labels and the mask itself (the loss is in C)
     return {**Executor(g).run(f, names, KernelContext(training=True, seed=seed, step=step)), **f}
 
 

@@ -61,9 +61,7 @@ def _mapped(g: Graph) -> list:
         except UnsupportedOpError:
             return False
         return True
-    # BatchNorm's gamma / beta updates (IntAccSGDUpdate) left out: rctc_sgd_update_fused refuses
-    # their scales below 2^-53 (the native backend keeps them on the host, rctc.native.partition)
-    return [n for n in g.nodes if n.op_type in EMITTERS and n.op_type != "IntAccSGDUpdate" and ok(n)]
+    return [n for n in g.nodes if n.op_type in EMITTERS and ok(n)]
 
 
 def _feeds(g: Graph, seed: int, step: int) -> dict[str, np.ndarray]:

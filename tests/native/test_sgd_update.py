@@ -86,3 +86,69 @@ def test_fused_sgd_update_statistic_bound(kernels: Kernels) -> None:
     assert rc == 0 and a == abs_sum(big) == (1 << 64) - 1 and s == 0
     rc, _, _ = kernels.sgd_update_fused(q, big + np.array([0, 0, 1], np.int64), 0, 0, 8)
     assert rc != 0
+
+
+def _numpy_update(q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int, rand: np.ndarray | None) -> np.ndarray:
+    """The numpy kernels' arithmetic (int_update._apply): u = float64(acc) * (m 2^k), then
+    stochastic_floor (or np.rint), the sum in float64, the clip."""
+    from rctc.runtime.kernels.quant_ops import stochastic_floor
+
+    u = acc.astype(np.float64) * (m * 2.0**k)
+    qmax = float((1 << (bits - 1)) - 1)
+    if rand is None:
+        new = np.add(q, np.rint(u), dtype=np.float64)
+    else:
+        fl, up = stochastic_floor(u, rand)
+        new = np.add(q, fl, dtype=np.float64)
+        new += up
+    return np.clip(new, -qmax, qmax).astype(q.dtype)
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+@pytest.mark.parametrize("k", [-54, -55, -58, -63, -64, -70, -80, -200, -1074])
+def test_fused_sgd_update_shifts_past_53_bits_follow_float64(kernels: Kernels, rounding: str, k: int) -> None:
+    """|u| < 1/2 (BatchNorm's gamma / beta updates reach such scales): numpy's float64 rounds
+    frac(u) = 1 - |u| of a negative u to the 2^-53 grid; the C kernel gives the same bits,
+    ties included (|p| = a 2^d + 2^(d-1) for d = -k - 53), for products up to 2^53."""
+    rng = np.random.default_rng(-k)
+    n = 4096
+    m = (1 << 23) + 2 * int(rng.integers(0, 1 << 22)) + 1  # an odd float32 mantissa
+    d = -k - 53
+    mag = rng.integers(1, (1 << 53) // m, n)  # |acc| m < 2^53
+    if d < 30:  # ties of the rounding to 2^-53 and their neighbours: |acc| m = a 2^d + 2^(d-1) (+-1)
+        tie = ((1 << (d - 1)) * pow(m, -1, 1 << d)) % (1 << d)
+        top = (1 << 53) // m >> d
+        for j in range(0, 300, 3):
+            base = tie + (int(rng.integers(0, top)) << d)
+            mag[j:j + 3] = [max(1, base - 1), base, base + 1]
+        assert any((int(v) * m) % (1 << d) == 1 << (d - 1) for v in mag[:300])
+    acc = np.where(rng.random(n) < 0.5, -mag, mag).astype(np.int64)
+    q = rng.integers(-100, 101, n).astype(np.int16)
+    rand = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32) if rounding == "stochastic" else None
+    rc, got, (a, _) = kernels.sgd_update_fused(q, acc, m, k, 12, rand)
+    assert rc == 0 and a == int(np.abs(acc).sum())
+    want = _numpy_update(q, acc, m, k, 12, rand)
+    assert np.array_equal(got, want), np.argwhere(got != want)[:5]
+    if rounding == "stochastic" and d < 8:
+        assert 0 < np.count_nonzero(got != q) < n  # both outcomes occur: the comparison can fail
+    rc, _, _ = kernels.sgd_update_fused(q, acc, m, -1075, 12, rand)
+    assert rc != 0  # a subnormal u would round in numpy: refused
+
+
+def test_fused_sgd_update_tiny_shift_tie_decides_against_the_word(kernels: Kernels) -> None:
+    """The one place float64's half-to-even rounding of frac(u) changes the outcome: a tie between
+    R - 1 = c 2^29 and R (odd), and the word's U = c: numpy rounds frac to the even R - 1, so
+    U 2^29 < R - 1 is false (no round up); rounding the tie the other way would round up."""
+    rows = []
+    for c in ((1 << 23) + 5, (1 << 23) + 1000, (1 << 24) - 3):  # |p| < 2^53 needs R > 2^52
+        x = (c << 29) + 1  # R: odd, R - 1 a multiple of 2^29
+        a = (1 << 53) - x
+        rows += [(-(2 * a + 1), c + dc) for dc in (-1, 0, 1)]  # |p| = a 2^1 + 2^0: a tie at d = 1
+    acc = np.array([r[0] for r in rows], np.int64)
+    rand = np.array([r[1] << 8 for r in rows], np.uint32)
+    q = np.zeros(len(rows), np.int16)
+    rc, got, _ = kernels.sgd_update_fused(q, acc, 1, -54, 12, rand)
+    assert rc == 0
+    want = _numpy_update(q, acc, 1, -54, 12, rand)
+    assert np.array_equal(got, want)
+    assert want.tolist() == [0, -1, -1] * 3  # U = c - 1 rounds up, U = c (the tie) and c + 1 do not

@@ -9,9 +9,11 @@
  *   nearest:    round half to even (np.rint), rand == NULL,
  * then clip to +-(2^(bits-1) - 1). stats (NULL: not wanted) receives the bitwidth controller's
  * statistics (rctc/bitwidth_rule.py, rctc_bitwidth.h): stats[0] = A = sum |acc_i|, stats[1] =
- * S = how many outputs are +-qmax. Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
- * arithmetic would itself round (|p| >= 2^53, or frac(u) finer than 2^-53: k < -53) or A reaches
- * 2^64 - the caller must then not use this kernel; out and stats are unspecified.
+ * S = how many outputs are +-qmax. A shift past 53 bits (k < -53, |u| < 1/2: BatchNorm's gamma /
+ * beta updates) follows numpy's float64 exactly, including its rounding of frac(u) = 1 - |u| to
+ * the 2^-53 grid for a negative u. Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
+ * arithmetic would itself round otherwise (|p| >= 2^53, or a subnormal u: k < -1074) or A
+ * reaches 2^64 - the caller must then not use this kernel; out and stats are unspecified.
  */
 #ifndef RCTC_UPDATE_H
 #define RCTC_UPDATE_H

@@ -11,12 +11,45 @@
 
 #define P53 ((int64_t)1 << 53)
 
+/*
+ * The stochastic rounding's "up" for u = p * 2^-s with s > 53 (|p| < 2^53, p != 0), as numpy
+ * forms it in float64 (stochastic_floor: frac = u - floor(u), up = U < frac * 2^24, U the top
+ * 24 bits of the word): for p > 0, frac = u exactly and U < p 2^(24-s) <=> U <= (p - 1) >> (s - 24);
+ * for p < 0, floor(u) = -1 and frac = 1 - |p| 2^-s rounded to float64 (half to even on the
+ * 2^-53 grid of [1/2, 1)): frac = R 2^-53 with R = round(2^53 - |p| / 2^(s-53)), and
+ * U < R 2^-29 <=> U 2^29 < R.
+ */
+static int tiny_round_up(int64_t p, int s, uint32_t u24)
+{
+    if (p > 0) {
+        const int d = s - 24;
+        const uint64_t t = d >= 63 ? 0u : (uint64_t)(p - 1) >> d;
+        return (uint64_t)u24 <= t;
+    }
+    const uint64_t t = (uint64_t)0 - (uint64_t)p; /* |p|, below 2^53 */
+    const int d = s - 53;                            /* >= 1 */
+    const uint64_t a = d >= 63 ? 0u : t >> d;
+    const uint64_t b = d >= 63 ? t : t - (a << d);    /* |p| = a 2^d + b, 0 <= b < 2^d */
+    const uint64_t top = (uint64_t)1 << 53;
+    uint64_t r;
+    if (b == 0u) {
+        r = top - a;
+    } else if (d - 1 >= 63 || b < ((uint64_t)1 << (d - 1))) {
+        r = top - a; /* the fraction 1 - b 2^-d is above one half: rounds up */
+    } else if (b > ((uint64_t)1 << (d - 1))) {
+        r = top - a - 1u;
+    } else {
+        r = ((top - a) & 1u) ? top - a - 1u : top - a; /* a tie: the even one */
+    }
+    return ((uint64_t)u24 << 29) < r;
+}
+
 int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
                           const uint32_t *rand, void *out, uint64_t *stats) {
     const int64_t qmax = ((int64_t)1 << (bits - 1)) - 1;
     uint64_t am = iq_abs(m);
     uint64_t sum_abs = 0, saturated = 0;
-    if (k < -53 || bits < 2 || bits > 32) return RCTC_IQ_EDOMAIN;
+    if (k < -1074 || bits < 2 || bits > 32) return RCTC_IQ_EDOMAIN; /* numpy's u would be subnormal-rounded */
     for (size_t i = 0; i < n; ++i) {
         uint64_t aa = iq_abs(acc[i]);
         if (aa != 0 && (am == 0 ? 0 : aa > (uint64_t)(P53 - 1) / am)) return RCTC_IQ_EDOMAIN;
@@ -30,6 +63,14 @@ int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, i
             const int64_t lim = (int64_t)1 << 40;
             if (k >= 40 || iq_abs(p) > (uint64_t)(lim >> k)) fl = p > 0 ? lim : p < 0 ? -lim : 0;
             else fl = iq_shl(p, k);
+        } else if (k < -53) {
+            /* |u| = |p| 2^-s < 2^(53-s) <= 1/2: floor(u) is 0 or -1, nearest rounds to 0 */
+            if (rand != NULL && p != 0) {
+                fl = p < 0 ? -1 : 0;
+                up = tiny_round_up(p, -k, rand[i] >> 8);
+            } else {
+                fl = 0; /* np.rint(u) of |u| < 1/2 is 0 (or -0.0, the same sum) */
+            }
         } else {
             int s = -k;
             fl = iq_sar(p, s);

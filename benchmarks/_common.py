@@ -98,7 +98,7 @@ def kernel_info() -> list[dict[str, Any]]:
         return []
     return [{"library": Path(str(i.get("filepath", "?"))).name, "internal_api": i.get("internal_api"),
              "architecture": i.get("architecture"), "num_threads": i.get("num_threads"),
-             "version": i.get("version")} for i in threadpool_info()]
+             "version": i.get("version")} for i in sorted(threadpool_info(), key=lambda i: str(i.get("filepath")))]
 
 
 def describe_kernels(libs: Sequence[dict[str, Any]]) -> str:
@@ -334,7 +334,7 @@ def machine_info() -> dict[str, Any]:
         "numpy_blas": _blas_info(),
         "torch": _version("torch"),
         "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime"),
+        "onnxruntime (this interpreter; the ORT peer runs its own venv)": _version("onnxruntime"),
         "platform": platform.platform(),
         # other work on the machine distorts the timings: record how busy it was
         "loadavg_1m_5m_15m": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -149,7 +149,8 @@ def kernels_section(peers: list[str], results: Results) -> list[str]:
                 also[f"native C kernels: dispatched variant `{r['native_isa']}`, "
                      f"{r.get('native_threads')} threads (own pthreads pool)"] = None
             if r.get("kernels_note"):
-                also[f"{r['kernels_note']}; providers {', '.join(r.get('ort_providers') or [])}"] = None
+                also[f"onnxruntime-training {r.get('onnxruntime')} run on CPU (device='cpu'; available "
+                     f"providers {', '.join(r.get('ort_providers') or [])}); {r['kernels_note']}"] = None
         if seen:
             lines.append(f"| {LABELS.get(p, p)} | {' / '.join(seen)} | {'; '.join(also)} |")
         else:

@@ -5,8 +5,10 @@ build under ``$XDG_CACHE_HOME/rctc/native/`` (else ``~/.cache/rctc/native/``), n
 SHA-256 of the sources, the flags, the compiler's path and its ``--version`` output. A build
 runs in a private temporary folder inside the cache and is published by an atomic rename of
 the fsynced file, so concurrent builders are safe (the last rename wins, both files are
-complete) and a reader never sees a partial library. A missing or failing compiler raises
-:class:`rctc.errors.NativeUnavailable` with a one-line reason.
+complete) and a reader never sees a partial library. The library's own objects are cached too
+(``obj/``, one per source, keyed the same way), so a new generated file costs one compile and a
+link. A missing or failing compiler raises :class:`rctc.errors.NativeUnavailable` with a
+one-line reason.
 """
 
 from __future__ import annotations
@@ -113,13 +115,43 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "(no output)"
 
 
-def _compile(compiler: Compiler, sources: Sequence[Path], out: Path, work: Path) -> None:
-    """Compile every source (one process per core) and link them into ``out``."""
-    objs = [str(work / f"{i:03d}_{src.stem}.o") for i, src in enumerate(sources)]
-    jobs = [(compiler, [*flags_for(src), "-c", str(src), "-o", obj], src.name) for src, obj in zip(sources, objs)]
+def _object_key(compiler: Compiler, src: Path) -> str:
+    """SHA-256 of one library object's inputs: compiler, flags, the source and every header."""
+    h = hashlib.sha256()
+    for part in (*compiler.argv, compiler.version, *flags_for(src)[:-1]):
+        h.update(part.encode() + b"\0")
+    for f in (src, *_headers()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """fsync ``tmp`` and rename it onto ``target`` (atomic; the last of racing writers wins)."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def _compile(compiler: Compiler, sources: Sequence[Path], out: Path, work: Path, objdir: Path | None = None) -> None:
+    """Compile every source (one process per core) and link them into ``out``; a library source's
+    object is taken from (or published to) ``objdir`` when given."""
+    objs: list[str] = []
+    jobs: list[tuple[Compiler, list[str], str, Path | None]] = []
+    for i, src in enumerate(sources):
+        tmp = work / f"{i:03d}_{src.stem}.o"
+        cached = objdir / f"{src.stem}-{_object_key(compiler, src)}.o" \
+            if objdir is not None and src.is_relative_to(CSRC) else None
+        objs.append(str(cached or tmp))
+        if cached is None or not cached.is_file():
+            jobs.append((compiler, [*flags_for(src), "-c", str(src), "-o", str(tmp)], src.name, cached))
+    if objdir is not None and any(j[3] is not None for j in jobs):
+        objdir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        for fut in [pool.submit(_run, *job) for job in jobs]:
+        for fut in [pool.submit(_run, *job[:3]) for job in jobs]:
             fut.result()
+    for _, args, _, target in jobs:
+        if target is not None:
+            _publish(Path(args[-1]), target)
     _run(compiler, [*LDFLAGS, *objs, "-o", str(out)], "the link")
 
 
@@ -148,10 +180,8 @@ def build_library(extra_sources: Sequence[str | os.PathLike[str]] = (), env: dic
         raise NativeUnavailable(f"cannot write the native build cache {root}: {exc.strerror}") from None
     try:
         tmp = work / target.name
-        _compile(compiler, sources, tmp, work)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        _compile(compiler, sources, tmp, work, root / "obj")
+        _publish(tmp, target)
         dfd = os.open(root, os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -37,7 +37,7 @@ def _kernel_error(node: Node, args: Sequence[Any], exc: Exception) -> KernelErro
     return KernelError(f"node {node.name!r} ({node.op_type}) failed on inputs ({shapes}): {type(exc).__name__}: {exc}")
 
 
-class _Step(NamedTuple):
+class Step(NamedTuple):
     """One scheduled node, resolved once per requested output set."""
 
     kernel: Any
@@ -63,7 +63,7 @@ class Executor:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self._schedules: dict[tuple[str, ...], list[_Step]] = {}
+        self._schedules: dict[tuple[str, ...], list[Step]] = {}
         self._updates: dict[tuple[str, ...], tuple[list[str], list[tuple[Any, str]]]] = {}
         self.op_times: dict[str, float] | None = None
         # constants and state: their Value objects (the data is read each run; the set of values
@@ -73,21 +73,30 @@ class Executor:
         if missing:
             raise RctcError(f"no runtime kernel for op(s): {', '.join(missing)}; this .rct needs a newer rctc")
 
-    def schedule(self, outputs: Sequence[str]) -> list[_Step]:
+    def nodes_for(self, outputs: Sequence[str]) -> list[Node]:
+        """The nodes computing ``outputs``, in the graph's order (a valid schedule)."""
+        g = self.graph
+        needed = g.ancestors([g.value(o) for o in outputs])
+        return [n for n in g.nodes if n.name in needed]
+
+    def schedule(self, outputs: Sequence[str]) -> list[Step]:
         key = tuple(outputs)
         if key in self._schedules:
             return self._schedules[key]
-        g = self.graph
-        needed = g.ancestors([g.value(o) for o in outputs])
-        nodes = [n for n in g.nodes if n.name in needed]
+        steps = self.plan(self.nodes_for(outputs), outputs)
+        self._schedules[key] = steps
+        return steps
+
+    def plan(self, nodes: Sequence[Node], outputs: Sequence[str]) -> list[Step]:
+        """``nodes`` (a valid order) resolved into steps: every value but ``outputs`` dies after
+        its last reader among them (an output nobody reads, an optional BN stat, right away)."""
         keep = set(outputs)
-        # each value dies after its last reader; outputs nobody reads (optional BN stats) right away
         free_at: dict[int, list[str]] = {}
-        for name, (_, end) in g.live_ranges(nodes).items():
+        for name, (_, end) in self.graph.live_ranges(list(nodes)).items():
             if name not in keep:
                 free_at.setdefault(end, []).append(name)
-        steps = [
-            _Step(
+        return [
+            Step(
                 KERNELS[n.op_type],
                 n,
                 _fetcher(tuple(v.name if v is not None else None for v in n.inputs)),
@@ -96,8 +105,6 @@ class Executor:
             )
             for i, n in enumerate(nodes)
         ]
-        self._schedules[key] = steps
-        return steps
 
     def run(
         self,
@@ -108,12 +115,23 @@ class Executor:
     ) -> dict[str, np.ndarray]:
         """Compute ``outputs`` from ``feeds`` plus the graph's constants and state."""
         ctx = ctx or KernelContext()
+        env = self.environment(feeds)
+        self.execute(self.schedule(outputs), env, ctx, on_node)
+        return {o: env[o] for o in outputs}
+
+    def environment(self, feeds: Mapping[str, np.ndarray]) -> dict[str | None, Any]:
+        """A run's values at its start: the stored values, the feeds, None for an omitted input."""
         env: dict[str | None, Any] = {v.name: v.data for v in self._stored}
         env.update(feeds)
         env[None] = None  # an omitted optional input
+        return env
+
+    def execute(self, steps: Sequence[Step], env: dict[str | None, Any], ctx: KernelContext,
+                on_node: OnNode | None = None) -> None:
+        """Run ``steps`` on ``env`` in place (their outputs enter it, dead values leave it)."""
         timing = self.op_times
         pop = env.pop
-        for kernel, node, fetch, outs, free in self.schedule(outputs):
+        for kernel, node, fetch, outs, free in steps:
             args = fetch(env)
             t0 = time.perf_counter() if timing is not None else 0.0
             try:
@@ -132,7 +150,6 @@ class Executor:
                 on_node(node, list(args), result, env)
             for name in free:
                 pop(name, None)
-        return {o: env[o] for o in outputs}
 
     def train_step(
         self,

@@ -65,9 +65,10 @@ class StepRecord:
 class Trainer:
     """Runs training steps of one compiled graph and keeps the run state."""
 
-    def __init__(self, graph: Graph, seed: int = 0) -> None:
+    def __init__(self, graph: Graph, seed: int = 0, executor: Executor | None = None) -> None:
         self.graph = graph
-        self.executor = Executor(graph)
+        #: runs the steps: the numpy reference, or a backend's subclass (the native one) over the same graph
+        self.executor = executor if executor is not None else Executor(graph)
         self.meta = graph.meta
         self.batch = int(graph.value(self.meta["model_inputs"][0]).shape[0])
         self.step = int(self.meta.get("step", 0))

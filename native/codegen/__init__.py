@@ -7,7 +7,7 @@ schedule order); ``NativeStep`` builds it with :mod:`rctc.native.build` and runs
 from __future__ import annotations
 
 from rctc.native.codegen.emit import EMITTERS
-from rctc.native.codegen.generator import CProgram, Slot, generate
+from rctc.native.codegen.generator import CProgram, Slot, generate, refusal
 from rctc.native.codegen.runner import NativeStep
 
-__all__ = ["EMITTERS", "CProgram", "NativeStep", "Slot", "generate"]
+__all__ = ["EMITTERS", "CProgram", "NativeStep", "Slot", "generate", "refusal"]

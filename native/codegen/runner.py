@@ -1,19 +1,22 @@
-"""Build a generated step with the kernel library and run it from Python through ctypes.
+"""Build generated steps with the kernel library and run them from Python through ctypes.
 
-Needs: a :class:`~rctc.native.codegen.generator.CProgram` and a C compiler (rctc.native.build).
+Needs: :class:`~rctc.native.codegen.generator.CProgram` s (distinct prefixes when several share
+one file) and a C compiler (rctc.native.build).
 Leaves: the generated file written once under the build cache (temp file, fsync, rename), the
 shared object cached by build.py's key; ``NativeStep.run`` copies the state and the host-fed
 inputs in, runs one step, and returns the requested outputs and the new state as numpy arrays
-(copies: the arena is reused by the next step).
+(copies: the arena is reused by the next step). ``NativeStep.view`` gives the live numpy view of
+a slot for callers that move data themselves (the native backend).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +26,16 @@ from rctc.native.build import cache_dir, load_library
 from rctc.native.codegen.generator import CProgram, Slot
 
 
-def _write_source(prog: CProgram, env: dict[str, str] | None) -> Path:
+def _write_source(text: str, env: dict[str, str] | None) -> Path:
     folder = cache_dir(env) / "generated"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"rctc_model_{prog.key}.c"
-    if path.is_file() and path.read_text() == prog.source:
+    path = folder / f"rctc_model_{hashlib.sha256(text.encode()).hexdigest()[:16]}.c"
+    if path.is_file() and path.read_text() == text:
         return path
     fd, tmp = tempfile.mkstemp(prefix=".gen-", suffix=".c", dir=folder)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(prog.source)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -40,6 +43,14 @@ def _write_source(prog: CProgram, env: dict[str, str] | None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def load_programs(progs: Sequence[CProgram], env: dict[str, str] | None = None) -> ctypes.CDLL:
+    """One shared object holding every program of ``progs`` (built once, cached) and the library."""
+    prefixes = [p.prefix for p in progs]
+    if len(set(prefixes)) != len(prefixes):
+        raise RctcError(f"native step: programs of one file need distinct prefixes, got {prefixes}")
+    return load_library([_write_source("\n".join(p.source for p in progs), env)], env)
 
 
 def exact_pair(x: float) -> tuple[int, int]:
@@ -57,33 +68,54 @@ def exact_pair(x: float) -> tuple[int, int]:
 
 
 class NativeStep:
-    """One generated step, built and loaded; ``state`` holds the current stored values."""
+    """One generated step, built and loaded (or taken from ``lib``, a file holding it);
+    ``load_state`` writes the stored values into its state block."""
 
-    def __init__(self, prog: CProgram, state: Mapping[str, np.ndarray], env: dict[str, str] | None = None) -> None:
+    def __init__(self, prog: CProgram, state: Mapping[str, np.ndarray], env: dict[str, str] | None = None,
+                 lib: ctypes.CDLL | None = None) -> None:
         self.prog = prog
-        self.lib = load_library([_write_source(prog, env)], env)
-        for name in ("rctc_model_arena", "rctc_model_state"):
-            getattr(self.lib, name).restype = ctypes.c_void_p
-        self.lib.rctc_model_step.restype = ctypes.c_int
-        self.lib.rctc_model_step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
-        self._base = {"arena": int(self.lib.rctc_model_arena()), "state": int(self.lib.rctc_model_state())}
-        self._sizes = {"arena": prog.arena_bytes, "state": prog.state_bytes}
+        self.lib = lib if lib is not None else load_programs([prog], env)
+        p = prog.prefix
+        arena, blocks = getattr(self.lib, f"{p}_arena"), getattr(self.lib, f"{p}_state")
+        arena.restype = blocks.restype = ctypes.c_void_p
+        self._step = getattr(self.lib, f"{p}_step")
+        self._step.restype = ctypes.c_int
+        self._step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
+        self._threads = getattr(self.lib, f"{p}_set_threads")
+        self._threads.argtypes = [ctypes.c_int]
+        self._base = {"arena": int(arena()), "state": int(blocks())}
+        self._views = {name: self._make_view(s) for name, s in prog.slots.items()}
         self.load_state(state)
 
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Write every stored value the step reads into the state block."""
-        for name in self.prog.state:
-            self._view(name)[...] = np.asarray(state[name]).astype(self.prog.slots[name].dtype, copy=False)
+    def set_threads(self, n: int) -> None:
+        """Threads the step's kernels may use (results never depend on it)."""
+        self._threads(int(n))
 
-    def _view(self, name: str) -> np.ndarray:
-        s: Slot = self.prog.slots[name]
-        buf = (ctypes.c_ubyte * s.nbytes).from_address(self._base[s.region] + s.offset)
-        return np.frombuffer(buf, dtype=s.dtype).reshape(s.shape)
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Write every stored value the step reads (present in ``state``) into the state block."""
+        for name in self.prog.state:
+            if name in state:
+                self._views[name][...] = np.asarray(state[name]).astype(self.prog.slots[name].dtype, copy=False)
+
+    def _make_view(self, s: Slot) -> np.ndarray:
+        buf = (ctypes.c_ubyte * max(s.nbytes, 1)).from_address(self._base[s.region] + s.offset)
+        return np.frombuffer(buf, dtype=s.dtype, count=math.prod(s.shape)).reshape(s.shape)
+
+    def view(self, name: str) -> np.ndarray:
+        """The live view of ``name``'s slot (overwritten by the next step)."""
+        return self._views[name]
+
+    def call(self, seed: int, step: int, lr: float) -> None:
+        """Run one step on what the slots hold now (``lr`` read as float32, as numpy does)."""
+        lr_m, lr_k = exact_pair(float(np.float32(lr)))
+        rc = self._step(seed, step, lr_m, lr_k)
+        if rc != 0:
+            raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
 
     def run(self, feeds: Mapping[str, np.ndarray], *, seed: int = 0, step: int = 0,
             lr: float = 0.0) -> dict[str, np.ndarray]:
-        """One step at learning rate ``lr`` (read as float32, as the numpy runtime does); returns
-        every requested output and every state value (copies)."""
+        """One step at learning rate ``lr``; returns every requested output and every state
+        value (copies)."""
         missing = [n for n in self.prog.inputs if n not in feeds]
         if missing:
             raise RctcError(f"native step: missing input(s) {', '.join(missing)}")
@@ -92,9 +124,6 @@ class NativeStep:
             s = self.prog.slots[name]
             if arr.shape != s.shape:
                 raise RctcError(f"native step: input {name!r} has shape {arr.shape}, expected {s.shape}")
-            self._view(name)[...] = arr.astype(s.dtype, copy=False)
-        lr_m, lr_k = exact_pair(float(np.float32(lr)))
-        rc = self.lib.rctc_model_step(seed, step, lr_m, lr_k)
-        if rc != 0:
-            raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
-        return {n: self._view(n).copy() for n in (*self.prog.outputs, *self.prog.state)}
+            self._views[name][...] = arr.astype(s.dtype, copy=False)
+        self.call(seed, step, lr)
+        return {n: self._views[n].copy() for n in (*self.prog.outputs, *self.prog.state)}

@@ -27,6 +27,9 @@ from rctc.ir import Node, Value
 class Emit(Protocol):
     """What an emitter may ask the generator for."""
 
+    training: bool  # the KernelContext flag of the step (eval / predict programs: False)
+    threads: str  # C expression: how many threads a kernel may use (results never depend on it)
+
     def ptr(self, v: Value) -> str: ...          # typed pointer to v's first element
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
     def scratch(self, nbytes: int) -> str: ...   # unsigned char * to this node's scratch

@@ -21,7 +21,7 @@ def _gemm(node: Node, cx: Emit, trans_a: int, trans_b: int) -> list[str]:
     a_rs, a_cs = (1, ca) if trans_a else (ca, 1)
     b_rs, b_cs = (1, cb) if trans_b else (cb, 1)
     return [f"rctc_gemm_{''.join(key)}({m}, {n}, {k}, {cx.ptr(qa)}, {a_rs}, {a_cs}, {cx.ptr(qb)}, {b_rs}, "
-            f"{b_cs}, {cx.ptr(acc)}, {n}, 1, 0, 1);",
+            f"{b_cs}, {cx.ptr(acc)}, {n}, 1, 0, {cx.threads});",
             f"{cx.scalar(acc_e)} = {cx.scalar(ea)} + {cx.scalar(eb)};"]
 
 

@@ -34,7 +34,7 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
     stochastic = node.attrs.get("rounding", "stochastic") != "nearest"
     lines = [f"int64_t *acc = (int64_t *){cx.scratch(12 * nn)};",
              f"rctc_gemm_{''.join(key)}({m}, {n}, {k}, {cx.ptr(qa)}, {a_rs}, {a_cs}, {cx.ptr(qb)}, {b_rs}, {b_cs}, "
-             f"acc, {n}, 1, 0, 1);"]
+             f"acc, {n}, 1, 0, {cx.threads});"]
     rand = "NULL"
     if stochastic:
         lines += [f"uint32_t *r = (uint32_t *)(acc + {nn});",

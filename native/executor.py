@@ -1,0 +1,215 @@
+"""The native backend's executor: a step's C segments as generated C, its host segments on numpy.
+
+Needs: a compiled graph and a C compiler (rctc.native.build). The native backend imports the
+numpy runtime (its kernels run the host segments, its ``Executor`` gives the schedule and the
+value environment); rctc.runtime never imports rctc.native.
+
+Leaves: :class:`NativeExecutor`, an :class:`~rctc.runtime.executor.Executor` whose ``run`` (and
+so ``train_step``) computes the same bits as the numpy one. Per requested output set and
+training flag, the schedule is partitioned once (:mod:`rctc.native.partition`); every C segment
+becomes one generated program, all programs of the schedule share one C file, built once and
+cached. Values crossing a segment boundary are copied (host arrays in, C slots out). State stays
+in each program's state block across steps: a stored value is copied in only when its ``Value.data``
+is not the array the program last saw (the runtime replaces ``Value.data``, never writes it in
+place; the arrays this executor hands back for state updates are read-only to keep it so), and
+written back to the graph after every step, so checkpoints, the controller, eval and the numpy
+backend always see the current state.
+
+``on_node`` callbacks (the energy counter) see every node: host nodes with their arrays, C nodes
+with read-only stand-ins of the same shapes and dtypes (the counters read only those).
+``op_times`` (``--profile-ops``) times host nodes by op type and each C segment as a whole
+(``C segment i (n nodes)``); nodes inside a C segment are not timed one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rctc.ir import Graph, Node
+from rctc.native.codegen import CProgram, NativeStep, generate
+from rctc.native.codegen.emit import STEP_ARGS
+from rctc.native.codegen.runner import load_programs
+from rctc.native.partition import partition
+from rctc.runtime.executor import Executor, OnNode, Step
+from rctc.runtime.kernels import KernelContext
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class _CSegment:
+    """One generated program and how its values reach the host environment."""
+
+    step: NativeStep
+    nodes: list[Node]
+    lr: str | None  # the value read as the learning rate step argument
+    free: tuple[str, ...]  # values dead after the segment
+    standins: list[tuple[Node, list[Any], Any]]  # on_node arguments of each node
+    synced: dict[str, Any] = field(default_factory=dict)  # state name -> the array the block holds
+    name: str = ""
+
+
+@dataclass
+class _Plan:
+    parts: list[Step | _CSegment]  # host steps and C segments in execution order
+    param_order: dict[str, int]  # update node's parameter -> its position in the numpy schedule
+    c_nodes: int = 0
+    nodes: int = 0
+
+
+def _standin(v: Any) -> np.ndarray:
+    """A read-only array of ``v``'s shape and dtype that holds no memory of its own."""
+    return np.broadcast_to(np.zeros((), v.dtype), tuple(v.shape))
+
+
+class NativeExecutor(Executor):
+    """Runs a graph's schedules natively where the code generator maps their nodes (see module)."""
+
+    def __init__(self, graph: Graph, threads: int | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__(graph)
+        self.threads = default_threads() if threads is None else max(1, int(threads))
+        self.env = env
+        self._plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
+
+    # ----- planning -----------------------------------------------------------------------
+    def plan_for(self, outputs: Sequence[str], training: bool) -> _Plan:
+        """The partitioned schedule of ``outputs`` (built, compiled and loaded once)."""
+        key = (tuple(outputs), bool(training))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(list(outputs), bool(training), len(self._plans))
+        return plan
+
+    def _make_plan(self, outputs: list[str], training: bool, index: int) -> _Plan:
+        nodes = self.nodes_for(outputs)
+        segments = partition(nodes, training)
+        order = [n for s in segments for n in s.nodes]
+        steps = self.plan(order, outputs)
+        readers: dict[str, int] = {}
+        for i, n in enumerate(order):
+            for v in n.inputs:
+                if v is not None:
+                    readers[v.name] = i
+        keep = set(outputs)
+        progs: list[tuple[CProgram, list[Node], tuple[str, ...], int]] = []
+        layout: list[Any] = []
+        pos = 0
+        for seg in segments:
+            end = pos + len(seg.nodes)
+            if seg.kind == "host":
+                layout.extend(steps[pos:end])
+            else:
+                made = [o.name for n in seg.nodes for o in n.outputs]
+                out = [nm for nm in made if nm in keep or readers.get(nm, -1) >= end]
+                prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training)
+                free = tuple(nm for st in steps[pos:end] for nm in st.free_after)
+                layout.append(len(progs))
+                progs.append((prog, seg.nodes, free, len(layout) - 1))
+            pos = end
+        parts: list[Step | _CSegment] = list(layout)
+        if progs:
+            lib = load_programs([p for p, *_ in progs], self.env)
+            for k, (prog, seg_nodes, free, at) in enumerate(progs):
+                step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
+                step.set_threads(self.threads)
+                parts[at] = _CSegment(step, seg_nodes, self._lr_input(seg_nodes), free, self._standins(seg_nodes),
+                                      name=f"C segment {k} ({len(seg_nodes)} nodes)")
+        param_order = {str(n.meta.get("param", n.name)): i for i, n in enumerate(nodes)}
+        c_nodes = sum(len(s.nodes) for s in segments if s.kind == "c")
+        return _Plan(parts, param_order, c_nodes, len(nodes))
+
+    @staticmethod
+    def _lr_input(nodes: list[Node]) -> str | None:
+        names = {n.inputs[i].name for n in nodes for i in STEP_ARGS.get(n.op_type, ()) if n.inputs[i] is not None}
+        if len(names) > 1:
+            raise ValueError(f"native step: several step-argument values {sorted(names)} in one segment")
+        return names.pop() if names else None
+
+    @staticmethod
+    def _standins(nodes: list[Node]) -> list[tuple[Node, list[Any], Any]]:
+        out = []
+        for n in nodes:
+            args = [None if v is None else _standin(v) for v in n.inputs]
+            res = tuple(_standin(o) for o in n.outputs)
+            out.append((n, args, res if len(res) > 1 else res[0]))
+        return out
+
+    # ----- running ------------------------------------------------------------------------
+    def run(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        ctx: KernelContext | None = None,
+        on_node: OnNode | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Compute ``outputs`` as the numpy Executor does, the mapped nodes in C."""
+        ctx = ctx or KernelContext()
+        plan = self.plan_for(outputs, ctx.training)
+        env = self.environment(feeds)
+        host: list[Step] = []
+        for part in plan.parts:
+            if isinstance(part, _CSegment):
+                if host:
+                    self.execute(host, env, ctx, on_node)
+                    host = []
+                self._run_segment(part, env, ctx, on_node)
+            else:
+                host.append(part)
+        if host:
+            self.execute(host, env, ctx, on_node)
+        self._restore_stats_order(ctx, plan)
+        return {o: env[o] for o in outputs}
+
+    def _run_segment(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext,
+                     on_node: OnNode | None) -> None:
+        step, prog, values = seg.step, seg.step.prog, self.graph.values
+        t0 = time.perf_counter() if self.op_times is not None else 0.0
+        for name in prog.state:
+            data = values[name].data
+            if seg.synced.get(name) is not data:
+                step.view(name)[...] = data
+                seg.synced[name] = data
+        for name in prog.inputs:
+            step.view(name)[...] = env[name]
+        step.call(ctx.seed, ctx.step, float(env[seg.lr]) if seg.lr is not None else 0.0)
+        for name in prog.outputs:
+            env[name] = step.view(name).copy()
+        for state, new in prog.updates.items():
+            arr = env.get(new)
+            if arr is None:  # an update nobody asked for: the block holds it, the graph does not
+                seg.synced.pop(state, None)
+                continue
+            arr.flags.writeable = False
+            seg.synced[state] = arr  # the array train_step writes back as the state's new data
+        if self.op_times is not None:
+            self.op_times[seg.name] = self.op_times.get(seg.name, 0.0) + time.perf_counter() - t0
+        if on_node is not None:
+            for node, args, res in seg.standins:
+                on_node(node, args, res, env)
+        for name in seg.free:
+            env.pop(name, None)
+
+    @staticmethod
+    def _restore_stats_order(ctx: KernelContext, plan: _Plan) -> None:
+        """Per-parameter statistics in the numpy schedule's order (host nodes may run reordered)."""
+        order = plan.param_order
+        for key, val in ctx.stats.items():
+            if isinstance(val, dict) and len(val) > 1 and all(k in order for k in val):
+                ctx.stats[key] = dict(sorted(val.items(), key=lambda kv: order[kv[0]]))
+
+    def share_in_c(self, outputs: Sequence[str], training: bool = True) -> tuple[int, int]:
+        """(nodes run in C, nodes in the schedule) of ``outputs``."""
+        plan = self.plan_for(outputs, training)
+        return plan.c_nodes, plan.nodes

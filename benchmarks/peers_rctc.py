@@ -6,7 +6,8 @@ batch B), a step = ``Trainer.train_step`` on a fixed random batch (forward, loss
 update, bitwidth controller). Also reports the compile time, the kernels that ran
 (threadpoolctl; for the native backend the dispatched C variant) and, for the numpy runtime,
 from a few extra steps after the timed ones, the wall time per op type (``op_ms_per_step``).
-When the native backend cannot run, ``rctc_native`` prints ``{"unavailable": reason}``.
+When the native backend cannot run (no compiler, a failed build, an rctc without it), ``rctc_native``
+prints ``{"unavailable": reason}`` instead of a time.
 """
 
 from __future__ import annotations
@@ -29,24 +30,31 @@ class NativeUnavailable(Exception):
     """The native backend cannot run here; the message says why."""
 
 
-def native_trainer(graph: Any, seed: int) -> tuple[Any, dict[str, Any]]:
-    """A Trainer of ``graph`` on the native backend and what it runs on (C variant, threads);
-    raises :class:`NativeUnavailable` with the reason when there is none."""
-    import inspect
-
+def native_trainer(graph: Any, seed: int) -> Any:
+    """A Trainer of ``graph`` on the native backend (``NativeExecutor``, 2 threads); raises
+    :class:`NativeUnavailable` with the reason when this rctc has none."""
     from rctc.runtime.trainer import Trainer
 
-    if "backend" not in inspect.signature(Trainer).parameters:
-        raise NativeUnavailable("this rctc has no native training backend (Trainer takes no backend=)")
     try:
-        t = Trainer(graph, seed=seed, backend="native")
+        from rctc.native.executor import NativeExecutor
+    except ImportError as exc:
+        raise NativeUnavailable(f"this rctc has no native training backend ({exc})") from exc
+    try:
+        return Trainer(graph, seed=seed, executor=NativeExecutor(graph, threads=_common.NUM_THREADS))
     except Exception as exc:  # noqa: BLE001 - any failure to set up the backend is the reason
         raise NativeUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    if getattr(t, "backend", "native") != "native":
-        raise NativeUnavailable(f"the Trainer fell back to {t.backend!r}")
+
+
+def native_facts(t: Any) -> dict[str, Any]:
+    """What the native step ran on: the dispatched C variant, its threads, the nodes in C."""
     from rctc.native.kernels import Kernels
 
-    return t, {"native_isa": Kernels().isa, "native_threads": _common.NUM_THREADS}
+    ex = t.executor
+    c_nodes = total = 0
+    for outputs, training in getattr(ex, "_plans", {}):  # the schedules the timed steps ran
+        c, n = ex.share_in_c(list(outputs), training)
+        c_nodes, total = c_nodes + c, total + n
+    return {"native_isa": Kernels().isa, "native_threads": ex.threads, "native_nodes_in_c": [c_nodes, total]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,20 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     _, shape, dtype = input_spec(args.model)
     x, y = make_batch(shape, str(np.dtype(dtype)), args.batch, num_classes(args.model), seed=args.seed)
     extra: dict[str, Any] = {}
+    mask = np.ones(args.batch, np.float32)
     if native:
         t0 = time.perf_counter()
         try:
-            t, extra = native_trainer(m.graph, args.seed)
-        except NativeUnavailable as exc:
+            t = native_trainer(m.graph, args.seed)
+            attach_controller(t)
+            t.train_step(x, y, mask, 0.01)  # generates, builds (or loads the cached) C step: a setup failure
+        except NativeUnavailable as exc:  # is the reason the column is n/a, never a number
             print(json.dumps({"unavailable": str(exc), "peak_rss_bytes": _common.peak_rss_bytes()}))
+            return 0
+        except Exception as exc:  # noqa: BLE001
+            print(json.dumps({"unavailable": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                              "peak_rss_bytes": _common.peak_rss_bytes()}))
             return 0
         extra["native_setup_seconds"] = time.perf_counter() - t0
     else:
         t = Trainer(m.graph, seed=args.seed)
-    attach_controller(t)
-    mask = np.ones(args.batch, np.float32)
+        attach_controller(t)
     ms = time_steps(lambda: t.train_step(x, y, mask, 0.01), **timing_kwargs(args))
     backend = "native C backend" if native else "numpy runtime"
+    if native:
+        extra.update(native_facts(t))
     res = result_dict(ms, compile_seconds=compile_s, note=f"rctc {mode} mode, SGD, {backend}",
                       kernels=_common.kernel_info(), **extra)
     if not native:

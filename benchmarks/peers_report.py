@@ -248,12 +248,14 @@ def render(models: list[str], peers: list[str], results: Results, comp: dict[str
             spread.append(f"- {m}: " + "; ".join(cells))
     if spread:
         lines += ["", "Round medians (ms/step), in round order:", "", *spread]
-    setup = [(m, r["native_setup_seconds"]) for (m, p), r in results.items()
-             if p == "rctc_native" and r.get("native_setup_seconds") is not None]
-    if setup:
-        lines += ["", "Native backend setup (generate + build or load the cached step, in the peer's process; "
-                  "the cache state is whatever earlier rounds left): "
-                  + ", ".join(f"{m} {s:.2f} s" for m, s in setup)]
+    nat = [(m, r) for (m, p), r in results.items() if p == "rctc_native" and ms(r) is not None]
+    if nat:
+        lines += ["", "Native backend, per model: nodes of the training step run in C (the rest on the numpy "
+                  "kernels) and the setup time (Trainer + first step: generate, build or load the cached C, in "
+                  "the peer's process; the cache holds what earlier rounds built): " + ", ".join(
+                      f"{m} {r['native_nodes_in_c'][0]}/{r['native_nodes_in_c'][1]} nodes, "
+                      f"{r.get('native_setup_seconds', float('nan')):.2f} s" for m, r in nat
+                      if r.get("native_nodes_in_c"))]
     lines += ["", *kernels_section(shown, results), "", *gemm_section(gemm), ""]
     lines += ["## Compile time (rctc compile --mode rct, best of repeats, after one warm-up compile)", ""]
     if "error" in comp:

@@ -98,6 +98,7 @@ def test_run_skips_the_ort_column_with_the_setup_step(tmp_path: Path, monkeypatc
     seen: list[list[str]] = []
     monkeypatch.setattr(run_benchmarks, "run_peers", lambda models, peers, *a, **k: seen.append(list(peers)) or {})
     monkeypatch.setattr(run_benchmarks, "compile_times", lambda *a: {"error": "skipped"})
+    monkeypatch.setattr(_common, "machine_info", lambda: {"cpu": "test"})  # no torch import here
     out = tmp_path / "r.md"
     assert main(["--quick", "--models", "mlp", "--peers", "torch_fp32,ort", "--no-gemm",
                  "--ort-venv", str(tmp_path / "none"), "-o", str(out)]) == 0

@@ -149,6 +149,13 @@ def current_rss_bytes() -> int:
     return 0
 
 
+#: a slow peer (seconds per step on the shared machine) stops warming up after this many seconds (at
+#: least one warm-up step) and timing after TIMED_BUDGET_S (at least BUDGET_MIN_STEPS timed steps)
+WARMUP_BUDGET_S = 10.0
+TIMED_BUDGET_S = 30.0
+BUDGET_MIN_STEPS = 5
+
+
 def time_steps(
     step: Callable[[], object],
     warmup: int = 5,
@@ -157,15 +164,22 @@ def time_steps(
     max_steps: int = 2000,
 ) -> list[float]:
     """Run ``step`` ``warmup`` times, then time it until both ``min_steps`` steps
-    and ``min_seconds`` seconds are reached (at most ``max_steps`` steps).
+    and ``min_seconds`` seconds are reached (at most ``max_steps`` steps). A slow step
+    ends both phases early: see :data:`WARMUP_BUDGET_S` and :data:`TIMED_BUDGET_S`.
 
     Returns the wall-clock milliseconds of each timed step.
     """
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for i in range(warmup):
+        if i and time.perf_counter() - start > WARMUP_BUDGET_S:
+            break
         step()
     ms: list[float] = []
     start = time.perf_counter()
+    floor = min(min_steps, BUDGET_MIN_STEPS)
     while len(ms) < max_steps and (len(ms) < min_steps or time.perf_counter() - start < min_seconds):
+        if len(ms) >= floor and time.perf_counter() - start > TIMED_BUDGET_S:
+            break
         t0 = time.perf_counter()
         step()
         ms.append((time.perf_counter() - t0) * 1e3)

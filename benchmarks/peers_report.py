@@ -211,7 +211,9 @@ def render(models: list[str], peers: list[str], results: Results, comp: dict[str
                  "torch.set_num_threads, ORT intra_op_num_threads, the native kernels' nthreads); "
                  "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for every peer. Median step time after "
                  f"{timing['warmup']} warm-up steps, at least {timing['min_steps']} steps and "
-                 f"{timing['min_seconds']} s; each peer in its own process (peak RSS = its VmHWM). {rounds} "
+                 f"{timing['min_seconds']} s (a slow peer stops warming up after {_common.WARMUP_BUDGET_S:g} s "
+                 f"and timing after {_common.TIMED_BUDGET_S:g} s and {_common.BUDGET_MIN_STEPS} steps); each peer "
+                 f"in its own process (peak RSS = its VmHWM). {rounds} "
                  "round(s) of the whole sweep, the peer order rotated each round; a cell is the median of "
                  "the peer's round medians.")
     lines += ["", f"**The numbers are rough**: this 2-core VM is shared by up to 9 sessions. Load average "

@@ -158,3 +158,20 @@ def test_native_peer_without_a_compiler_reports_unavailable(tmp_path: Path) -> N
     code, out, err, _ = _common.run_measured(cmd, env, 300)
     res = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and res.get("unavailable") and "ms_per_step_median" not in res, (res, err)
+
+
+def test_time_steps_budget_ends_a_slow_peer_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(_common.time, "perf_counter", lambda: clock[0])
+    calls: list[int] = []
+
+    def slow_step() -> None:  # 4 s a step on a fake clock
+        calls.append(1)
+        clock[0] += 4.0
+
+    ms = _common.time_steps(slow_step, warmup=5, min_steps=20, min_seconds=2.0)
+    # warm-up: steps at t=0, 4, 8 (past 10 s after the third); timed: stops after 32 s with >= 5 steps
+    assert len(calls) == 3 + len(ms) and len(ms) == 8 and ms == [4000.0] * 8
+    clock[0], calls[:] = 0.0, []
+    fast = _common.time_steps(lambda: clock.__setitem__(0, clock[0] + 0.01), warmup=2, min_steps=20, min_seconds=0.5)
+    assert len(fast) == 50  # neither budget binds: 0.5 s of 10 ms steps

@@ -31,13 +31,25 @@ from typing import Any
 
 import numpy as np
 
+from rctc.bitwidth_rule import UpdateStat, mean_abs_update
+from rctc.errors import RctcError
 from rctc.ir import Graph, Node
 from rctc.native.codegen import CProgram, NativeStep, generate
-from rctc.native.codegen.emit import STEP_ARGS
 from rctc.native.codegen.runner import load_programs
 from rctc.native.partition import partition
 from rctc.runtime.executor import Executor, OnNode, Step
 from rctc.runtime.kernels import KernelContext
+from rctc.runtime.kernels.int_update import acc_scale, record_stats
+
+#: (library handle, program prefix) -> the segment whose state the program's static blocks hold now:
+#: two executors of the same graph load the same cached shared object, so they share its blocks
+_OWNER: dict[tuple[int, str], Any] = {}
+
+
+#: op types whose emitter writes the controller statistics (A, S, g) into the step's stats block:
+#: input position of the parameter's exponent and of the product's exponents (the update is
+#: ``u = acc * -lr * 2^(sum of those - e)``), from which the logged float Gavg is formed exactly
+C_STATS: dict[str, tuple[int, tuple[int, ...]]] = {"FusedIntUpdate": (1, (4, 6)), "IntAccSGDUpdate": (1, (4,))}
 
 
 def default_threads() -> int:
@@ -59,6 +71,18 @@ class _CSegment:
     standins: list[tuple[Node, list[Any], Any]]  # on_node arguments of each node
     synced: dict[str, Any] = field(default_factory=dict)  # state name -> the array the block holds
     name: str = ""
+    threads: int = 1
+    stat_nodes: list[Node] = field(default_factory=list)  # the update node of each stats entry
+    host_steps: list[Step] = field(default_factory=list)  # the same nodes on the numpy kernels
+    fallbacks: int = 0  # steps this segment ran on the numpy kernels (a C kernel refused)
+
+    def claim(self) -> None:
+        """Make the program's blocks this segment's (reload all state if another segment had them)."""
+        key = (id(self.step.lib), self.step.prog.prefix)
+        if _OWNER.get(key) is not self:
+            self.synced.clear()
+            self.step.set_threads(self.threads)
+            _OWNER[key] = self
 
 
 @dataclass
@@ -94,7 +118,7 @@ class NativeExecutor(Executor):
 
     def _make_plan(self, outputs: list[str], training: bool, index: int) -> _Plan:
         nodes = self.nodes_for(outputs)
-        segments = partition(nodes, training)
+        segments = partition(nodes, training, frozenset(C_STATS))
         order = [n for s in segments for n in s.nodes]
         steps = self.plan(order, outputs)
         readers: dict[str, int] = {}
@@ -103,7 +127,7 @@ class NativeExecutor(Executor):
                 if v is not None:
                     readers[v.name] = i
         keep = set(outputs)
-        progs: list[tuple[CProgram, list[Node], tuple[str, ...], int]] = []
+        progs: list[tuple[CProgram, list[Node], tuple[str, ...], int, list[Step]]] = []
         layout: list[Any] = []
         pos = 0
         for seg in segments:
@@ -112,30 +136,33 @@ class NativeExecutor(Executor):
                 layout.extend(steps[pos:end])
             else:
                 made = [o.name for n in seg.nodes for o in n.outputs]
-                out = [nm for nm in made if nm in keep or readers.get(nm, -1) >= end]
+                # the exponents of C-recorded statistics stay readable (the logged Gavg needs them)
+                exps = {n.inputs[i].name for n in seg.nodes if n.op_type in C_STATS
+                        for i in (C_STATS[n.op_type][0], *C_STATS[n.op_type][1])}
+                out = [nm for nm in made if nm in keep or nm in exps or readers.get(nm, -1) >= end]
                 prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training)
                 free = tuple(nm for st in steps[pos:end] for nm in st.free_after)
                 layout.append(len(progs))
-                progs.append((prog, seg.nodes, free, len(layout) - 1))
+                progs.append((prog, seg.nodes, free, len(layout) - 1, steps[pos:end]))
             pos = end
         parts: list[Step | _CSegment] = list(layout)
         if progs:
             lib = load_programs([p for p, *_ in progs], self.env)
-            for k, (prog, seg_nodes, free, at) in enumerate(progs):
+            for k, (prog, seg_nodes, free, at, host_steps) in enumerate(progs):
                 step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
-                step.set_threads(self.threads)
+                by_param = {str(n.meta.get("param", n.inputs[0].name)): n for n in seg_nodes if n.op_type in C_STATS}
                 parts[at] = _CSegment(step, seg_nodes, self._lr_input(seg_nodes), free, self._standins(seg_nodes),
-                                      name=f"C segment {k} ({len(seg_nodes)} nodes)")
+                                      name=f"C segment {k} ({len(seg_nodes)} nodes)", threads=self.threads,
+                                      stat_nodes=[by_param[param] for param, _ in prog.stats],
+                                      host_steps=host_steps)
         param_order = {str(n.meta.get("param", n.name)): i for i, n in enumerate(nodes)}
         c_nodes = sum(len(s.nodes) for s in segments if s.kind == "c")
         return _Plan(parts, param_order, c_nodes, len(nodes))
 
-    @staticmethod
-    def _lr_input(nodes: list[Node]) -> str | None:
-        names = {n.inputs[i].name for n in nodes for i in STEP_ARGS.get(n.op_type, ()) if n.inputs[i] is not None}
-        if len(names) > 1:
-            raise ValueError(f"native step: several step-argument values {sorted(names)} in one segment")
-        return names.pop() if names else None
+    def _lr_input(self, nodes: list[Node]) -> str | None:
+        """The learning rate's value name when the segment reads it (as the step's lr argument)."""
+        lr = self.graph.meta.get("lr_input")
+        return lr if any(v is not None and v.name == lr for n in nodes for v in n.inputs) else None
 
     @staticmethod
     def _standins(nodes: list[Node]) -> list[tuple[Node, list[Any], Any]]:
@@ -145,6 +172,10 @@ class NativeExecutor(Executor):
             res = tuple(_standin(o) for o in n.outputs)
             out.append((n, args, res if len(res) > 1 else res[0]))
         return out
+
+    def prepare(self, outputs: Sequence[str], training: bool = True) -> None:
+        """Partition, generate, build and load the schedule of ``outputs`` now."""
+        self.plan_for(outputs, training)
 
     # ----- running ------------------------------------------------------------------------
     def run(
@@ -176,6 +207,7 @@ class NativeExecutor(Executor):
                      on_node: OnNode | None) -> None:
         step, prog, values = seg.step, seg.step.prog, self.graph.values
         t0 = time.perf_counter() if self.op_times is not None else 0.0
+        seg.claim()
         for name in prog.state:
             data = values[name].data
             if seg.synced.get(name) is not data:
@@ -183,9 +215,20 @@ class NativeExecutor(Executor):
                 seg.synced[name] = data
         for name in prog.inputs:
             step.view(name)[...] = env[name]
-        step.call(ctx.seed, ctx.step, float(env[seg.lr]) if seg.lr is not None else 0.0)
+        lr = float(env[seg.lr]) if seg.lr is not None else 0.0
+        try:
+            step.call(ctx.seed, ctx.step, lr)
+        except RctcError:
+            # a kernel refused its operands (a domain the C does not cover, e.g. an update's scale
+            # below 2^-53): this step's segment runs on the numpy kernels instead (the C step
+            # returns before it touches the state block), which name the node if they refuse too
+            seg.fallbacks += 1
+            self.execute(seg.host_steps, env, ctx, on_node)
+            return
         for name in prog.outputs:
             env[name] = step.view(name).copy()
+        if seg.stat_nodes:
+            self._record_stats(seg, env, ctx, lr)
         for state, new in prog.updates.items():
             arr = env.get(new)
             if arr is None:  # an update nobody asked for: the block holds it, the graph does not
@@ -201,6 +244,20 @@ class NativeExecutor(Executor):
         for name in seg.free:
             env.pop(name, None)
 
+    def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
+        """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
+        values = self.graph.values
+
+        def exp(v: Any) -> int:
+            return int(env[v.name] if v.name in env else values[v.name].data)
+
+        lr32 = float(np.float32(lr))
+        for node, (param, n), (a, s, g) in zip(seg.stat_nodes, seg.step.prog.stats, seg.step.stat_words()):
+            e_at, prod_at = C_STATS[node.op_type]
+            shift = sum(exp(node.inputs[i]) for i in prod_at) - exp(node.inputs[e_at])
+            scale = acc_scale(lr32, float(node.attrs.get("alpha", 1.0)), shift)
+            record_stats(ctx, param, UpdateStat(g, s, n), mean_abs_update(a, scale, n))
+
     @staticmethod
     def _restore_stats_order(ctx: KernelContext, plan: _Plan) -> None:
         """Per-parameter statistics in the numpy schedule's order (host nodes may run reordered)."""
@@ -208,6 +265,10 @@ class NativeExecutor(Executor):
         for key, val in ctx.stats.items():
             if isinstance(val, dict) and len(val) > 1 and all(k in order for k in val):
                 ctx.stats[key] = dict(sorted(val.items(), key=lambda kv: order[kv[0]]))
+
+    def fallbacks(self) -> int:
+        """Segment runs so far that a C kernel refused and the numpy kernels did instead."""
+        return sum(p.fallbacks for plan in self._plans.values() for p in plan.parts if isinstance(p, _CSegment))
 
     def share_in_c(self, outputs: Sequence[str], training: bool = True) -> tuple[int, int]:
         """(nodes run in C, nodes in the schedule) of ``outputs``."""

@@ -101,6 +101,15 @@ def _mant_exp(v: float) -> tuple[int, int]:
     return n >> tz, lg - tz
 
 
+def broadcast_strides(out_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
+    """Element strides of a C-contiguous operand of ``shape`` read at every index of
+    ``out_shape`` (numpy broadcasting: shapes aligned on the right, 0 along a broadcast axis);
+    also where an element of ``out_shape`` lands when summed back to ``shape`` (reduce_to)."""
+    lead = len(out_shape) - len(shape)
+    cs = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    return [0] * lead + [0 if n == 1 else cs[i] for i, n in enumerate(shape)]
+
+
 def _check(rc: int, what: str) -> None:
     if rc == -1:
         raise OverflowError(f"{what}: an intermediate exceeds the integer range (intref's OverflowError)")
@@ -323,8 +332,7 @@ class BaseOps:
     @staticmethod
     def _bcast(shape: tuple[int, ...], x: np.ndarray) -> ctypes.Array:
         """Element strides of ``x`` broadcast to ``shape`` (0 on broadcast axes)."""
-        v = np.broadcast_to(x, shape)
-        return (ctypes.c_ssize_t * max(1, len(shape)))(*[s // x.itemsize for s in v.strides])
+        return (ctypes.c_ssize_t * max(1, len(shape)))(*broadcast_strides(tuple(shape), x.shape))
 
     def _binary(self, kind: str, qa, ea, qb, eb, bits, rand) -> Tensor:
         a, aw = _int(qa)
@@ -356,10 +364,7 @@ class BaseOps:
         d, dw = _int(dq)
         full = d.shape
         shape = tuple(shape)
-        lead = len(full) - len(shape)
-        cs = [math.prod(shape[i + 1:]) for i in range(len(shape))]
-        rs = (ctypes.c_ssize_t * max(1, len(full)))(
-            *([0] * lead + [0 if n == 1 and full[i + lead] != 1 else cs[i] for i, n in enumerate(shape)]))
+        rs = (ctypes.c_ssize_t * max(1, len(full)))(*broadcast_strides(full, shape))
         n_red = math.prod(shape)
         mm, mw = _int(m) if m is not None else (None, 0)
         ms = self._bcast(full, mm) if mm is not None else None

@@ -9,7 +9,7 @@ outputs in Python: the C kernels never allocate.
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, c_char_p, c_int, c_size_t, c_ssize_t, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_ssize_t, c_uint32, c_uint64, c_void_p
 
 import numpy as np
 
@@ -34,6 +34,18 @@ class Conv2dGeom(ctypes.Structure):
                                       "dil_h", "dil_w", "oh", "ow")]
 
 
+class BwWindow(ctypes.Structure):
+    """``rctc_bw_window`` (rctc_bitwidth.h): the controller's window sums, sum_g as (lo, hi) words."""
+
+    _fields_ = [("count", c_uint64), ("sum_g_lo", c_uint64), ("sum_g_hi", c_uint64), ("sum_s", c_uint64),
+                ("sum_n", c_uint64)]
+
+    @property
+    def sums(self) -> list[int]:
+        """``[count, sum_g, sum_s, sum_n]`` (rctc.bitwidth_rule.Window.as_list)."""
+        return [self.count, self.sum_g_hi << 64 | self.sum_g_lo, self.sum_s, self.sum_n]
+
+
 class Kernels:
     """The kernel library's entry points with numpy arguments."""
 
@@ -53,6 +65,18 @@ class Kernels:
         self.lib.rctc_im2col_s8.argtypes = [POINTER(Conv2dGeom), c_void_p, c_void_p, c_ssize_t]
         for name in ("rctc_col2im_s32", "rctc_col2im_s64"):
             getattr(self.lib, name).argtypes = [POINTER(Conv2dGeom), c_void_p, c_ssize_t, c_void_p]
+        lib = self.lib
+        lib.rctc_sgd_update_fused.restype = c_int
+        lib.rctc_sgd_update_fused.argtypes = [c_size_t, c_void_p, c_int, c_void_p, c_int64, c_int, c_int, c_void_p,
+                                              c_void_p, c_void_p]
+        lib.rctc_bw_gavg.restype, lib.rctc_bw_gavg.argtypes = c_uint64, [c_uint64, c_int64, c_int, c_uint64]
+        lib.rctc_bw_observe.restype = c_int
+        lib.rctc_bw_observe.argtypes = [POINTER(BwWindow), c_uint64, c_uint64, c_uint64]
+        lib.rctc_bw_decide.restype = c_int
+        lib.rctc_bw_decide.argtypes = [POINTER(BwWindow), c_uint64, c_uint64, c_int, c_int, c_int]
+        lib.rctc_bw_adjust.restype = c_int
+        lib.rctc_bw_adjust.argtypes = [POINTER(BwWindow), c_uint64, c_uint64, c_int, c_int, c_size_t, c_void_p,
+                                       c_int, POINTER(c_int), POINTER(c_int)]
 
     @property
     def isa(self) -> str:
@@ -146,6 +170,42 @@ class Kernels:
         fn = self.lib.rctc_col2im_s32 if cols.dtype == np.int32 else self.lib.rctc_col2im_s64
         fn(ctypes.byref(g), _ptr(cols), cols.strides[0] // cols.itemsize, _ptr(dx))
         return dx
+
+
+    # ---- fused update and the bitwidth controller ------------------------------------------
+    def sgd_update_fused(self, q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int,
+                         rand: np.ndarray | None = None) -> tuple[int, np.ndarray, tuple[int, int]]:
+        """``(rc, new q, (A, S))`` of ``rctc_sgd_update_fused`` (rand None: nearest rounding)."""
+        q = _contig(q, (np.int8, np.int16, np.int32), "sgd_update_fused")
+        acc = _contig(acc, (np.int64,), "sgd_update_fused acc")
+        if acc.size != q.size or (rand is not None and np.asarray(rand).size != q.size):
+            raise ValueError("sgd_update_fused: acc (and rand) need one element per parameter element")
+        if rand is not None:
+            rand = _contig(rand, (np.uint32,), "sgd_update_fused rand")
+        out = np.empty_like(q)
+        stats = np.zeros(2, np.uint64)
+        rc = self.lib.rctc_sgd_update_fused(q.size, _ptr(q), q.itemsize, _ptr(acc), m, k, bits,
+                                            None if rand is None else _ptr(rand), _ptr(out), _ptr(stats))
+        return int(rc), out, (int(stats[0]), int(stats[1]))
+
+    def bw_gavg(self, a: int, m: int, k: int, n: int) -> int:
+        return int(self.lib.rctc_bw_gavg(a, m, k, n))
+
+    def bw_observe(self, w: BwWindow, g: int, s: int, n: int) -> int:
+        return int(self.lib.rctc_bw_observe(ctypes.byref(w), g, s, n))
+
+    def bw_decide(self, w: BwWindow, low: int, high: int, bits: int, min_bits: int, max_bits: int) -> int:
+        return int(self.lib.rctc_bw_decide(ctypes.byref(w), low, high, bits, min_bits, max_bits))
+
+    def bw_adjust(self, w: BwWindow, low: int, high: int, min_bits: int, max_bits: int, q: np.ndarray, bits: int,
+                  exp: int) -> tuple[int, int, int]:
+        """``rctc_bw_adjust`` on ``q`` in place (C-contiguous int8/16/32): ``(action, bits, exp)``."""
+        if q.dtype not in (np.int8, np.int16, np.int32) or not q.flags.c_contiguous or not q.flags.writeable:
+            raise ValueError("bw_adjust: q must be a writeable C-contiguous int8/int16/int32 array")
+        b, e = c_int(bits), c_int(exp)
+        action = self.lib.rctc_bw_adjust(ctypes.byref(w), low, high, min_bits, max_bits, q.size, _ptr(q), q.itemsize,
+                                         ctypes.byref(b), ctypes.byref(e))
+        return int(action), b.value, e.value
 
 
 def _ptr(a: np.ndarray) -> c_void_p:

@@ -23,7 +23,11 @@ from rctc.native.codegen import refusal
 #: op types whose numpy kernel records the bitwidth controller's statistics in ``ctx.stats``:
 #: they run on the host in a training step until the C step returns the same statistics
 STATS_OPS = frozenset({"IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate", "FusedIntMomentumUpdate",
-                       "IntAccSGDUpdate"})
+                       "IntAccSGDUpdate", "IntAccMomentumUpdate"})
+#: op types kept on the host although they have an emitter: rctc_sgd_update_fused refuses a scale
+#: below 2^-53 (EDOMAIN), which the vector parameters' updates (BatchNorm gamma / beta from dscale
+#: at de - 16) reach in most steps; each refusal would rerun the whole segment on numpy
+HOST_FOR_NOW = frozenset({"IntAccSGDUpdate"})
 #: op types whose numpy kernel reads ``ctx.training``: an inference program keeps them on the host
 #: unless their emitter reads ``cx.training`` (listed in TRAINING_AWARE)
 READS_TRAINING = frozenset({"IntBatchNormalization", "BatchNormalization", "BatchNormGrad", "Dropout",
@@ -41,6 +45,8 @@ class Segment:
 
 def host_reason(node: Node, training: bool, stats_in_c: frozenset[str] = frozenset()) -> str | None:
     """Why ``node`` runs on the host (None: it runs in C)."""
+    if node.op_type in HOST_FOR_NOW:
+        return f"{node.op_type} stays on the host (its C kernel refuses scales below 2^-53)"
     if training and node.op_type in STATS_OPS and node.op_type not in stats_in_c:
         return f"{node.op_type} records the controller statistics, which the C step does not return yet"
     if not training and node.op_type in READS_TRAINING and node.op_type not in TRAINING_AWARE:

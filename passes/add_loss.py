@@ -2,7 +2,8 @@
 
 Needs: ``graph.meta["logits"]`` (from canonicalize).
 Leaves: graph inputs ``labels`` (int64 [N], cross-entropy) or ``targets`` (MSE, same shape
-as the output), ``sample_mask`` (float32 [N]: 1 for real samples, 0 for padding) and a
+as the output), ``sample_mask`` (float32 [N]: 1 for real samples, 0 for padding; requantise
+makes it uint8 when only integer ops read it) and a
 scalar ``loss`` (the masked mean) as the first graph output, followed by the model
 outputs. ``graph.meta["loss"]`` names it.
 """

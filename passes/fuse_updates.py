@@ -9,11 +9,21 @@ the current bitwidth and records Gavg (with momentum a ``FusedIntMomentumUpdate`
 updates the integer velocity from the product) - so no float gradient of the parameter's size
 is ever a graph value. Parameters whose gradient is a sum of several products (a weight used
 twice) keep the unfused update on the float gradient.
+
+In integer graphs (``--elementwise integer``) the update of every other parameter whose
+gradient is ``Dequantize(acc, acc_e)`` of an integer value (a bias sum, BatchNorm / LayerNorm
+dscale and dB, an embedding's row sums, a requantised sum of products) becomes its
+``acc_twin`` (``IntAccSGDUpdate`` / ``IntAccMomentumUpdate``) reading ``(acc, acc_e)``
+directly, and the ``Dequantize`` goes when nothing else reads it: no ``Dequantize`` feeds an
+update. ``--elementwise float`` graphs keep version 1's float-gradient updates.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from rctc.ir import Graph, Node
+from rctc.ops import ACC_UPDATES
 from rctc.ops import FUSABLE_PRODUCTS as PRODUCTS
 from rctc.ops import FUSED_UPDATES as FUSED
 from rctc.options import CompileOptions
@@ -40,6 +50,36 @@ def _match(g: Graph, upd: Node) -> tuple[Node, Node, Node | None] | None:
     return acc_node, prod, transpose
 
 
+def _replace(g: Graph, upd: Node, op_type: str, inputs: list, attrs: dict, name: str, suffix: str) -> Node:
+    """A new update node for ``upd`` (its state updates moved to the new outputs); ``upd`` goes."""
+    outs = [(f"{o.name}{suffix}", o.shape, o.dtype) for o in upd.outputs]
+    new = g.add_node(op_type, inputs, outs, attrs, name=name, domain="rctc", before=upd)
+    for state, val in list(g.state_updates.items()):
+        for old_out, new_out in zip(upd.outputs, new.outputs):
+            if val == old_out.name:
+                g.state_updates[state] = new_out.name
+    g.remove_node(upd, force=True)
+    return new
+
+
+def _read_accumulators(g: Graph) -> None:
+    """``Dequantize(acc, acc_e) -> update`` becomes the update's acc_twin reading ``(acc, acc_e)``."""
+    for upd in [n for n in g.nodes if n.op_type in ACC_UPDATES]:
+        dq = upd.inputs[3].producer
+        if dq is None or dq.op_type != "Dequantize" or len(dq.inputs) != 2:
+            continue
+        acc, acc_e = dq.inputs
+        if not np.issubdtype(np.dtype(acc.dtype), np.integer):
+            continue
+        p, exp_v, bits_v, lr = upd.inputs[0], upd.inputs[1], upd.inputs[2], upd.inputs[-1]
+        attrs = {**upd.attrs, "alpha": float(dq.attrs.get("alpha", 1.0))}
+        new = _replace(g, upd, ACC_UPDATES[upd.op_type], [p, exp_v, bits_v, acc, acc_e, *upd.inputs[4:-1], lr],
+                       attrs, f"{upd.name}.acc", ".acc")
+        new.meta.update(upd.meta)
+        if not any(o.uses or o in g.outputs for o in dq.outputs):
+            g.remove_node(dq)
+
+
 def run(g: Graph, options: CompileOptions) -> None:
     for upd in [n for n in g.nodes if n.op_type in FUSED]:
         m = _match(g, upd)
@@ -59,17 +99,13 @@ def run(g: Graph, options: CompileOptions) -> None:
         for k in ("momentum", "velocity_bits"):
             if k in upd.attrs:
                 attrs[k] = upd.attrs[k]
-        outs = [(f"{o.name}.fused", o.shape, o.dtype) for o in upd.outputs]
-        fused = g.add_node(FUSED[upd.op_type], [p, exp_v, bits_v, *acc_node.inputs, *extra, lr], outs, attrs,
-                           name=f"{p.name}/fused_update", domain="rctc", before=upd)
+        fused = _replace(g, upd, FUSED[upd.op_type], [p, exp_v, bits_v, *acc_node.inputs, *extra, lr], attrs,
+                         f"{p.name}/fused_update", ".fused")
         fused.meta.update({"phase": "update", "param": p.name, "fwd": acc_node.meta.get("fwd"),
                            "bits": acc_node.meta.get("bits")})
-        for state, new in list(g.state_updates.items()):
-            for old_out, fused_out in zip(upd.outputs, fused.outputs):
-                if new == old_out.name:
-                    g.state_updates[state] = fused_out.name
-        g.remove_node(upd, force=True)
         for n in (transpose, dq, acc_node):
             if n is not None:
                 g.remove_node(n)
+    if getattr(options, "elementwise", "float") == "integer":
+        _read_accumulators(g)
     g.remove_unused()

@@ -16,7 +16,9 @@ Leaves, with ``--elementwise integer``:
 * a ``QuantAct`` / ``QuantGrad`` of a value that now has an integer form removed (the product
   reads that form; its running-max state goes with it);
 * an op without an integer lowering stays a **float island**: ``Dequantize`` of its integer
-  inputs, the float32 op, ``QuantAct`` / ``QuantGrad`` where an integer op reads its result.
+  inputs, the float32 op, ``QuantAct`` / ``QuantGrad`` where an integer op reads its result;
+* the ``sample_mask`` input uint8 (0 / 1) when only integer ops (the integer loss and its
+  gradient) read it; float32 when a float op does.
 
 With ``--elementwise float`` (version 1's lowering) the graph is left as it is. In both cases
 ``graph.meta["float_islands"]`` lists ``{"node", "op_type"}`` of every float op between the
@@ -31,7 +33,7 @@ import numpy as np
 from rctc.analysis.islands import float_islands
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import GRAD, Graph, Node, Value
-from rctc.ops import INT_PRODUCTS
+from rctc.ops import INT_PRODUCTS, INTEGER, get
 from rctc.options import CompileOptions
 from rctc.passes.int_lowerings import LOWERINGS, IntPair
 
@@ -180,7 +182,15 @@ class _Lowerer:
             v = g.values.get(name)
             if v is not None and not v.uses:
                 del g.values[name]
+        self._integer_mask()
         g.toposort()
+
+    def _integer_mask(self) -> None:
+        """``sample_mask`` as uint8 0 / 1 when only integer ops read it."""
+        mask = self.g.values.get("sample_mask")
+        if mask is not None and mask.kind == "input" and mask.uses and \
+                all(get(u.op_type).has(INTEGER) for u, _ in mask.uses):
+            mask.dtype = np.dtype(np.uint8)
 
     def _drop_redundant_quantise(self) -> None:
         """A product's QuantAct / QuantGrad of a value that has an integer form reads that form."""

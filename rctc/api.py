@@ -34,6 +34,8 @@ class CompiledModel:
         self.graph = graph
         self._trainer: Trainer | None = None
         self._seed: int | None = None
+        self._backend = "numpy"
+        self._threads: int | None = None
 
     # ----- properties ----------------------------------------------------
     @property
@@ -52,10 +54,31 @@ class CompiledModel:
     def batch_size(self) -> int:
         return int(self.graph.value(self.input_name).shape[0])
 
+    @property
+    def backend(self) -> str:
+        """What runs train / evaluate / predict: ``"numpy"`` (the default here) or ``"native"``."""
+        return self._backend
+
+    def use_backend(self, backend: str | None = None, threads: int | None = None) -> str | None:
+        """Run on ``backend`` (``"native"``, ``"numpy"``, or None: native when a C compiler is
+        found and the graph is rct); ``threads`` for the native kernels (default: the CPUs this
+        process may use). Returns the one line to tell the user when numpy runs instead, else None."""
+        from rctc.native.backend import choose
+
+        choice = choose(backend, self.graph)
+        if choice.name != self._backend or threads != self._threads:
+            self._backend, self._threads, self._trainer = choice.name, threads, None
+        return choice.note
+
     def trainer(self, seed: int | None = None) -> Trainer:
         seed = self.options.seed if seed is None else seed
         if self._trainer is None or seed != self._seed:
-            self._trainer = Trainer(self.graph, seed)
+            executor = None
+            if self._backend != "numpy":
+                from rctc.native.backend import make_executor
+
+                executor = make_executor(self._backend, self.graph, self._threads)
+            self._trainer = Trainer(self.graph, seed, executor)
             self._seed = seed
             from rctc.runtime.controller import attach_controller
 

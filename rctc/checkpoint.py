@@ -8,7 +8,8 @@ A checkpoint is an ``.npz`` (no pickle) next to the trained model's output, ``OU
 * ``order``: the current epoch's sample order (absent at an epoch boundary);
 * ``meta``: UTF-8 JSON with the run position (step, epoch, position in the epoch, steps done,
   start step), the run's seed and the shuffling generator's state (``bit_generator.state`` of
-  ``Trainer.data_rng``), the bitwidth controller's observation window, the graph's public
+  ``Trainer.data_rng``), the bitwidth controller's observation window (per parameter the
+  integer sums ``[count, sum_g, sum_s, sum_n]`` of rctc/bitwidth_rule.py), the graph's public
   meta (bit changes, step, ...), the model's fingerprint and the run's arguments;
 * ``sha256``: a digest over all of the above, checked on load.
 
@@ -20,6 +21,8 @@ and ``OUT.ckpt.new`` becomes ``OUT.ckpt``. A crash between the two renames leave
 The random state of the training step is just ``(seed, step)``: its stream is counter-based
 (docs/rng.md). Version 1 checkpoints (which stored a numpy generator for the step's noise) are
 refused with one line: their run cannot continue on the same noise, so it must start again.
+Version 2 checkpoints (the float controller window of mean Gavg and saturated fraction, from which
+the integer sums cannot be recovered) are refused the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from rctc.bitwidth_rule import Window
 from rctc.errors import CorruptFileError, RctcError
 from rctc.jsonutil import json_default
 from rctc.npz import read_npz
@@ -43,7 +47,9 @@ from rctc.runtime.bitwidth import BitwidthController
 from rctc.runtime.trainer import RunState, Trainer
 
 CKPT_FORMAT = "rctc-checkpoint"
-CKPT_VERSION = 2
+CKPT_VERSION = 3
+#: versions whose runs cannot continue here, and why
+OLD_VERSIONS = {1: "the old random generator", 2: "the float bitwidth controller"}
 
 
 def checkpoint_path(output: str | os.PathLike[str]) -> Path:
@@ -107,8 +113,7 @@ def encode_checkpoint(trainer: Trainer, st: RunState, run_args: dict[str, Any]) 
         "run": {"epoch": st.epoch, "pos": st.pos, "done": st.done, "start_step": st.start_step},
         "seed": trainer.seed,
         "data_rng": trainer.data_rng.bit_generator.state,
-        "controller": [{k: [[float(a), float(b)] for a, b in w] for k, w in c.window.items()}
-                       for c in _controllers(trainer)],
+        "controller": [{k: w.as_list() for k, w in c.window.items()} for c in _controllers(trainer)],
         "graph_meta": {k: v for k, v in g.meta.items() if not k.startswith("_")},
         "args": run_args,
     }
@@ -169,8 +174,8 @@ def _check_meta(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray])
     if not all(isinstance(n, str) for n in names) or any(f"state_{i}" not in arrays for i in range(len(names))):
         raise damaged("state arrays missing")
     for c in meta["controller"]:
-        if not isinstance(c, dict) or not all(isinstance(w, list) and all(isinstance(p, list) and len(p) == 2
-                                                                          for p in w) for w in c.values()):
+        if not isinstance(c, dict) or not all(isinstance(w, list) and len(w) == 4 and
+                                              all(type(x) is int and x >= 0 for x in w) for w in c.values()):
             raise damaged("controller window malformed")
 
 
@@ -188,8 +193,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise RctcError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}); {hint}") from exc
     if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
         raise RctcError(f"{path}: not an rctc checkpoint; {hint}")
-    if meta.get("version") == 1:
-        raise RctcError(f"{path}: checkpoint written by an rctc with the old random generator (version 1); "
+    old = OLD_VERSIONS.get(meta.get("version"))
+    if old:
+        raise RctcError(f"{path}: checkpoint written by an rctc with {old} (version {meta['version']}); "
                         "it cannot resume on this rctc: delete it and start the run again without --resume")
     if meta.get("version") != CKPT_VERSION:
         raise RctcError(f"{path}: checkpoint version {meta.get('version')}, this rctc reads {CKPT_VERSION}")
@@ -231,7 +237,7 @@ def load_checkpoint(path: Path, trainer: Trainer, run_args: dict[str, Any]) -> R
         raise RctcError(f"{path}: checkpoint damaged or from another version of rctc (generator state: {exc}); "
                         "delete it to start over") from None
     for ctrl, window in zip(_controllers(trainer), meta["controller"]):
-        ctrl.window = {k: [(a, b) for a, b in w] for k, w in window.items()}
+        ctrl.window = {k: Window(*w) for k, w in window.items()}
         ctrl.changes = g.meta.setdefault("bit_changes", [])
     run = meta["run"]
     order = arrays.get("order")

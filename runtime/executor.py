@@ -87,6 +87,10 @@ class Executor:
         self._schedules[key] = steps
         return steps
 
+    def prepare(self, outputs: Sequence[str], training: bool = True) -> None:
+        """Resolve the schedule of ``outputs`` ahead of the first run (a backend also builds its code)."""
+        self.schedule(outputs)
+
     def plan(self, nodes: Sequence[Node], outputs: Sequence[str]) -> list[Step]:
         """``nodes`` (a valid order) resolved into steps: every value but ``outputs`` dies after
         its last reader among them (an output nobody reads, an optional BN stat, right away)."""
@@ -151,6 +155,21 @@ class Executor:
             for name in free:
                 pop(name, None)
 
+    def _step_outputs(self, outputs: Sequence[str]) -> tuple[list[str], list[tuple[Any, str]]]:
+        """A training step's computed values (``outputs`` and every state update) and its write-backs."""
+        key = tuple(outputs)
+        cached = self._updates.get(key)
+        if cached is None:  # the state updates are fixed once a graph is compiled (like the stored values)
+            updates = self.graph.state_updates
+            cached = (list(dict.fromkeys(list(outputs) + list(updates.values()))),
+                      [(self.graph.values[state], new) for state, new in updates.items()])
+            self._updates[key] = cached
+        return cached
+
+    def prepare_step(self, outputs: Sequence[str]) -> None:
+        """:meth:`prepare` the training step of ``outputs`` (see :meth:`train_step`)."""
+        self.prepare(self._step_outputs(outputs)[0], training=True)
+
     def train_step(
         self,
         feeds: Mapping[str, np.ndarray],
@@ -163,14 +182,7 @@ class Executor:
 
         ``guard`` sees the outputs first and may raise to leave the state untouched.
         """
-        key = tuple(outputs)
-        cached = self._updates.get(key)
-        if cached is None:  # the state updates are fixed once a graph is compiled (like the stored values)
-            updates = self.graph.state_updates
-            cached = (list(dict.fromkeys(list(outputs) + list(updates.values()))),
-                      [(self.graph.values[state], new) for state, new in updates.items()])
-            self._updates[key] = cached
-        wanted, write_back = cached
+        wanted, write_back = self._step_outputs(outputs)
         result = self.run(feeds, wanted, ctx, on_node)
         if guard is not None:
             guard(result)

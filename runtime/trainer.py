@@ -71,6 +71,9 @@ class Trainer:
         self.executor = executor if executor is not None else Executor(graph)
         self.meta = graph.meta
         self.batch = int(graph.value(self.meta["model_inputs"][0]).shape[0])
+        mask_in = graph.values.get("sample_mask")
+        # uint8 0/1 in integer rct graphs (the integer loss reads it), float32 elsewhere
+        self.mask_dtype = np.dtype(mask_in.dtype if mask_in is not None and mask_in.dtype is not None else np.float32)
         self.step = int(self.meta.get("step", 0))
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 1 << 64:
             raise RctcError(f"seed must be an integer in [0, 2^64), got {seed!r}")
@@ -94,15 +97,20 @@ class Trainer:
         """Batch ``b`` of an epoch with sample ``order``; a last partial batch is padded and masked."""
         idx = order[b * self.batch:(b + 1) * self.batch]
         if len(idx) == self.batch:
-            return x[idx], y[idx], np.ones(self.batch, np.float32)
+            return x[idx], y[idx], self.mask(self.batch)
         return self._pad(x[idx], y[idx], len(idx))
+
+    def mask(self, real: int) -> np.ndarray:
+        """The sample mask of a batch whose first ``real`` rows are samples, in the graph input's dtype."""
+        mask = np.zeros(self.batch, self.mask_dtype)
+        mask[:real] = 1
+        return mask
 
     def _pad(self, x: np.ndarray, y: np.ndarray, rest: int) -> tuple:
         pad = self.batch - rest
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
         yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
-        mask = np.concatenate([np.ones(rest, np.float32), np.zeros(pad, np.float32)])
-        return xp, yp, mask
+        return xp, yp, self.mask(rest)
 
     def feeds(self, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray, lr: float | None) -> dict[str, np.ndarray]:
         f = {self.meta["model_inputs"][0]: x, "sample_mask": mask}
@@ -113,6 +121,10 @@ class Trainer:
         return f
 
     # ----- one step ------------------------------------------------------
+    def prepare(self) -> None:
+        """Resolve (a native backend: build) the training step before the first one runs."""
+        self.executor.prepare_step([self.meta["loss"], self.meta["logits"]])
+
     def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, lr: float, epoch: int = 0) -> StepRecord:
         meta = self.meta
         loss_name = meta["loss"]
@@ -161,9 +173,7 @@ class Trainer:
                 xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
                 if yb is not None:
                     yb = np.concatenate([yb, np.zeros((pad, *yb.shape[1:]), yb.dtype)])
-            mask = np.zeros(self.batch, np.float32)
-            mask[:real] = 1
-            out = self.executor.run(self.feeds(xb, yb, mask, None), outputs, KernelContext(training=False))
+            out = self.executor.run(self.feeds(xb, yb, self.mask(real), None), outputs, KernelContext(training=False))
             yield {k: v[:real] if v.ndim and v.shape[0] == self.batch else v for k, v in out.items()}, real
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -256,6 +266,8 @@ def run_training(
         raise DataError(f"{len(x)} samples are fewer than the compiled batch size {trainer.batch}; use --keep-last")
     target = run_length(len(x), trainer.batch, epochs, steps, keep_last)
     st = state if state is not None else RunState(epoch=trainer.step // per_epoch, start_step=trainer.step)
+    if st.done < target:
+        trainer.prepare()  # a native backend builds its code here, outside the timed steps
     t0, last, done0 = time.perf_counter(), None, st.done
     while st.done < target:
         if st.order is None:

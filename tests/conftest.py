@@ -5,12 +5,14 @@
 * ``compiled_models``: every model of ``rctc.models.BUILDERS`` compiled once per session
   (``--mode fp32 --batch-size 8``), name -> (.onnx path, .rct path).
 * ``rel_err``: the parity measure used against onnxruntime (see :func:`max_rel_err`).
+* Native builds (the CLI's default backend when a C compiler is found) go to a private
+  ``XDG_CACHE_HOME`` for the session, never the user's cache (subprocesses inherit it).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 PARITY_BATCH = 8
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_native_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's native build cache (``XDG_CACHE_HOME``), shared by every test that builds."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(folder))
+    yield folder
+    mp.undo()
 
 
 def max_rel_err(got: np.ndarray, ref: np.ndarray) -> float:

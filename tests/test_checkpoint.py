@@ -197,9 +197,13 @@ def test_full_disk_keeps_last_good_files(setup: dict[str, Path], tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in before)
 
 
-def test_version_1_checkpoint_is_refused_in_one_line(setup: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("version,why", [(1, "old random generator"), (2, "float bitwidth controller")])
+def test_old_version_checkpoint_is_refused_in_one_line(setup: dict[str, Path], tmp_path: Path, version: int,
+                                                       why: str) -> None:
     """A checkpoint of the format before the counter-based RNG (version 1, with a numpy generator
-    state for the step's noise) cannot continue on the same noise: one line, the model untouched."""
+    state for the step's noise) cannot continue on the same noise, nor one with the float
+    controller window (version 2, mean Gavg and saturated fraction per step, from which the
+    integer sums cannot be recovered): one line, the model untouched."""
     out = tmp_path / "out.rct"
     args = ["train", str(setup["model"]), "--data", "digits", "--steps", "4", "-o", str(out), "--checkpoint-every", "2"]
     assert CliRunner().invoke(main, args).exit_code == 0
@@ -207,13 +211,16 @@ def test_version_1_checkpoint_is_refused_in_one_line(setup: dict[str, Path], tmp
     with np.load(ckpt, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays["meta"].tobytes())
-    assert meta["version"] == 2 and meta["seed"] == 0 and "kernel_rng" not in meta
-    meta["version"] = 1
-    meta["kernel_rng"] = np.random.default_rng(0).bit_generator.state
+    assert meta["version"] == 3 and meta["seed"] == 0 and "kernel_rng" not in meta
+    meta["version"] = version
+    if version == 1:
+        meta["kernel_rng"] = np.random.default_rng(0).bit_generator.state
+    else:
+        meta["controller"] = [{k: [[0.5, 0.0]] for k in c} for c in meta["controller"]]
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     with open(ckpt, "wb") as f:
         np.savez(f, **arrays)
     model_bytes = out.read_bytes()
     line = _one_line_error(CliRunner().invoke(main, args + ["--resume"]))
-    assert "old random generator (version 1)" in line and "start the run again" in line
+    assert f"{why} (version {version})" in line and "start the run again" in line
     assert out.read_bytes() == model_bytes

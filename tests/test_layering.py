@@ -2,7 +2,8 @@
 
 * the frontend, the op definitions, the passes and the analyses never import a backend
   (rctc.runtime, rctc.native), not even lazily inside a function (``TYPE_CHECKING`` imports,
-  which never run, are allowed for annotations);
+  which never run, are allowed for annotations); the numpy runtime never imports the native
+  backend (which imports it);
 * nothing imports another package's private (``_name``) module;
 * no import cycle at module scope (networkx over the module-scope import graph), and every
   module imports in a fresh interpreter.
@@ -20,7 +21,8 @@ import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1]
 #: source folder -> import name (pyproject's package-dir)
-PACKAGES = {"rctc": "rctc", "passes": "rctc.passes", "runtime": "rctc.runtime", "models": "rctc.models"}
+PACKAGES = {"rctc": "rctc", "passes": "rctc.passes", "runtime": "rctc.runtime", "models": "rctc.models",
+            "native": "rctc.native"}
 BACKENDS = ("rctc.runtime", "rctc.native")
 #: modules below the backends: the frontend, the IR and its helpers, the op definitions, the
 #: passes and the analyses
@@ -88,6 +90,14 @@ def test_no_backend_import_below_the_backends() -> None:
     bad = [f"{m} imports {i}" for m in MODULES if any(_inside(m, p) for p in LAYERED)
            for i in _imports(m, module_scope_only=False) if any(_inside(i, b) for b in BACKENDS)]
     assert not bad, "\n".join(bad)
+
+
+def test_the_numpy_runtime_never_imports_the_native_backend() -> None:
+    """The native backend builds on the runtime (its kernels run the host segments), never the reverse."""
+    bad = [f"{m} imports {i}" for m in MODULES if _inside(m, "rctc.runtime")
+           for i in _imports(m, module_scope_only=False) if _inside(i, "rctc.native")]
+    assert not bad, "\n".join(bad)
+    assert any(_inside(i, "rctc.runtime") for i in _imports("rctc.native.executor", module_scope_only=True))
 
 
 def test_no_cross_package_private_import() -> None:

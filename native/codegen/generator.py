@@ -14,7 +14,12 @@ Storage (all static, no malloc):
   step, so it does not fit a slice): a value lives from the node that writes it (the step's
   start for a value fed by the host) to its last reader (the step's end for a requested output);
   values are placed first-fit, by start, at 64-byte alignment, reusing the bytes of dead values.
+  The output of a view op (``ALIASES``: Flatten, Reshape) gets no bytes of its own: it shares
+  its input's slot (arena or state), whose life is extended to the view's last reader.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
+- ``rctc_stats``: the bitwidth controller's statistics of each update node that records them
+  (rctc/bitwidth_rule.py), ``STATS_WORDS`` uint64 per node: A = sum |acc|, the saturated count S,
+  the fixed-point Gavg g; in the order of ``CProgram.stats`` (parameter name, element count).
 At the step's end each state value with an update produced by these nodes is overwritten by it.
 """
 
@@ -29,9 +34,11 @@ import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
-from rctc.native.codegen.emit import EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
+from rctc.native.codegen.emit import align as _align
 
-ALIGN = 64
+#: uint64 words per update node in rctc_stats: A, S, g
+STATS_WORDS = 3
 _STORED = ("param", "buffer", "const")
 
 
@@ -62,14 +69,12 @@ class CProgram:
     arena_bytes: int = 0
     state_bytes: int = 0
     prefix: str = "rctc_model"
+    #: (parameter, element count) of each rctc_stats entry, in block order
+    stats: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
 
 
 def _check(nodes: Sequence[Node]) -> None:
@@ -129,6 +134,7 @@ class _Emit:
         self.scratch_bytes = 0
         self.training = training
         self.threads = "rctc_nthreads"
+        self.stat_params: list[tuple[str, int]] = []
 
     def ptr(self, v: Value) -> str:
         s = self.slots[v.name]
@@ -137,12 +143,30 @@ class _Emit:
     def scalar(self, v: Value) -> str:
         return f"(*{self.ptr(v)})"
 
-    def scratch(self, nbytes: int) -> str:
-        self.scratch_bytes = max(self.scratch_bytes, _align(nbytes))
-        return "rctc_scratch"
+    def scratch(self, nbytes: int, offset: int = 0) -> str:
+        self.scratch_bytes = max(self.scratch_bytes, _align(offset + nbytes))
+        return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
+
+    def stats(self, node: Node) -> str:
+        q = node.inputs[0]
+        self.stat_params.append((str(node.meta.get("param", q.name)), math.prod(q.shape)))
+        return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
+
+
+def _alias_roots(nodes: Sequence[Node]) -> dict[str, str]:
+    """Alias output -> the value whose bytes it shares (followed through chains of aliases)."""
+    root: dict[str, str] = {}
+    for n in nodes:
+        if n.op_type in ALIASES:
+            src, out = n.inputs[0], n.outputs[0]
+            if np.dtype(src.dtype) != np.dtype(out.dtype) or math.prod(src.shape) != math.prod(out.shape):
+                raise UnsupportedOpError(f"native codegen: node {n.name!r} ({n.op_type}) changes the dtype or "
+                                         "size of the value it views; use the numpy backend for this model")
+            root[out.name] = root.get(src.name, src.name)
+    return root
 
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
@@ -176,17 +200,25 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         slots[nm] = Slot("state", off, np.dtype(v.dtype), tuple(v.shape))
         off = _align(off + slots[nm].nbytes)
     state_bytes = off
+    root = _alias_roots(nodes)
+    stops: dict[str, int] = {}
+    for nm in values:
+        start = -1 if nm in inputs else produced.get(nm, -1)
+        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
+        r = root.get(nm, nm)
+        stops[r] = max(stops.get(r, stop), stop)
     lives = []
     for nm, v in values.items():
-        if nm in state:
+        if nm in state or nm in root:
             continue
         start = -1 if nm in inputs else produced[nm]
-        stop = end if nm in outs or nm in updates.values() else last.get(nm, start)
-        lives.append((start, stop, nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
+        lives.append((start, stops[nm], nm, max(1, np.dtype(v.dtype).itemsize * math.prod(v.shape))))
     offsets, arena_bytes = _first_fit(lives)
     for _, _, nm, _ in lives:
         v = values[nm]
         slots[nm] = Slot("arena", offsets[nm], np.dtype(v.dtype), tuple(v.shape))
+    for nm, r in root.items():
+        slots[nm] = Slot(slots[r].region, slots[r].offset, np.dtype(values[nm].dtype), tuple(values[nm].shape))
     cx = _Emit(slots, training)
     body: list[str] = []
     for i, n in enumerate(nodes):
@@ -195,14 +227,14 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
     for s, new in updates.items():
-        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_arena + {slots[new].offset}, "
+        body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
     words = max(1, -(-arena_bytes // 8))
     p = prefix
     src = "\n".join([
         f"/* Generated by rctc.native.codegen: {len(nodes)} nodes of {graph.meta.get('source', 'a graph')!s}. */",
         "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>",
-        '#include "rctc_update.h"',
+        '#include "rctc_update.h"', '#include "rctc_bitwidth.h"',
         '#include "rctc_kernels.h"', '#include "rctc_intops.h"', '#include "rctc_rng.h"', "",
         f"/* {p}: arena {arena_bytes} bytes, state {state_bytes} bytes */",
         "/* byte blocks, 8-byte aligned by the union (C99 has no _Alignas); each slot is only",
@@ -212,16 +244,22 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         *([f"static union {{ int64_t align; unsigned char b[{cx.scratch_bytes}]; }} {p}_scratch_u;"]
           if cx.scratch_bytes else []),
         f"static int {p}_nthreads = 1;",
+        f"static uint64_t {p}_stats_b[{max(1, STATS_WORDS * len(cx.stat_params))}];",
         f"#define rctc_arena ({p}_arena_u.b)", f"#define rctc_state ({p}_state_u.b)",
-        f"#define rctc_scratch ({p}_scratch_u.b)", f"#define rctc_nthreads ({p}_nthreads)", "",
-        f"void *{p}_arena(void);", f"void *{p}_state(void);", f"void {p}_set_threads(int n);",
+        f"#define rctc_scratch ({p}_scratch_u.b)", f"#define rctc_nthreads ({p}_nthreads)",
+        f"#define rctc_stats ({p}_stats_b)", "",
+        f"void *{p}_arena(void);", f"void *{p}_state(void);", f"uint64_t *{p}_stats(void);",
+        f"void {p}_set_threads(int n);",
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
         f"void *{p}_arena(void) {{ return {p}_arena_u.b; }}",
         f"void *{p}_state(void) {{ return {p}_state_u.b; }}",
+        f"/* {len(cx.stat_params)} update statistics of {STATS_WORDS} words (A, S, g) */",
+        f"uint64_t *{p}_stats(void) {{ return {p}_stats_b; }}",
         "/* threads the kernels may use (results never depend on it) */",
         f"void {p}_set_threads(int n) {{ {p}_nthreads = n < 1 ? 1 : n; }}", "",
         "/* One step at learning rate lr_m * 2^lr_k; returns 0, or a kernel's RCTC_IQ_E* code. */",
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
         "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}",
-        "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_nthreads", ""])
-    return CProgram(src, slots, inputs, outs, state, updates, arena_bytes, state_bytes, prefix)
+        "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_nthreads",
+        "#undef rctc_stats", ""])
+    return CProgram(src, slots, inputs, outs, state, updates, arena_bytes, state_bytes, prefix, list(cx.stat_params))

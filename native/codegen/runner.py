@@ -6,7 +6,9 @@ Leaves: the generated file written once under the build cache (temp file, fsync,
 shared object cached by build.py's key; ``NativeStep.run`` copies the state and the host-fed
 inputs in, runs one step, and returns the requested outputs and the new state as numpy arrays
 (copies: the arena is reused by the next step). ``NativeStep.view`` gives the live numpy view of
-a slot for callers that move data themselves (the native backend).
+a slot for callers that move data themselves (the native backend); ``NativeStep.update_stats``
+reads the step's bitwidth-controller statistics block as the numpy kernels record them
+(``ctx.stats[STATS_KEY]``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rctc.bitwidth_rule import UpdateStat
 from rctc.errors import RctcError
 from rctc.native.build import cache_dir, load_library
-from rctc.native.codegen.generator import CProgram, Slot
+from rctc.native.codegen.generator import STATS_WORDS, CProgram, Slot
+
+#: RCTC_IQ_* status codes of rctc_intops.h -> what went wrong
+_FAILURES = {-1: "an accumulator overflowed its range",
+             -2: "an argument outside the algorithm's domain, e.g. an index out of range"}
 
 
 def _write_source(text: str, env: dict[str, str] | None) -> Path:
@@ -76,8 +83,8 @@ class NativeStep:
         self.prog = prog
         self.lib = lib if lib is not None else load_programs([prog], env)
         p = prog.prefix
-        arena, blocks = getattr(self.lib, f"{p}_arena"), getattr(self.lib, f"{p}_state")
-        arena.restype = blocks.restype = ctypes.c_void_p
+        arena, blocks, stats = (getattr(self.lib, f"{p}_{what}") for what in ("arena", "state", "stats"))
+        arena.restype = blocks.restype = stats.restype = ctypes.c_void_p
         self._step = getattr(self.lib, f"{p}_step")
         self._step.restype = ctypes.c_int
         self._step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
@@ -85,6 +92,8 @@ class NativeStep:
         self._threads.argtypes = [ctypes.c_int]
         self._base = {"arena": int(arena()), "state": int(blocks())}
         self._views = {name: self._make_view(s) for name, s in prog.slots.items()}
+        words = STATS_WORDS * len(prog.stats)
+        self._stats = np.ctypeslib.as_array((ctypes.c_uint64 * max(words, 1)).from_address(int(stats())))[:words]
         self.load_state(state)
 
     def set_threads(self, n: int) -> None:
@@ -110,7 +119,8 @@ class NativeStep:
         lr_m, lr_k = exact_pair(float(np.float32(lr)))
         rc = self._step(seed, step, lr_m, lr_k)
         if rc != 0:
-            raise RctcError(f"native step failed with kernel code {rc} (an accumulator overflowed its range)")
+            why = _FAILURES.get(rc, "an unknown kernel status")
+            raise RctcError(f"native step failed with kernel code {rc} ({why}); the numpy backend reports which node")
 
     def run(self, feeds: Mapping[str, np.ndarray], *, seed: int = 0, step: int = 0,
             lr: float = 0.0) -> dict[str, np.ndarray]:
@@ -127,3 +137,12 @@ class NativeStep:
             self._views[name][...] = arr.astype(s.dtype, copy=False)
         self.call(seed, step, lr)
         return {n: self._views[n].copy() for n in (*self.prog.outputs, *self.prog.state)}
+
+    def stat_words(self) -> list[tuple[int, int, int]]:
+        """The last step's ``(A, S, g)`` of each entry of ``prog.stats``, in its order."""
+        w = [int(x) for x in self._stats]
+        return [(w[i], w[i + 1], w[i + 2]) for i in range(0, len(w), STATS_WORDS)]
+
+    def update_stats(self) -> dict[str, UpdateStat]:
+        """The last step's controller statistics per parameter: ``UpdateStat(g, S, n)``."""
+        return {param: UpdateStat(g, s, n) for (param, n), (_, s, g) in zip(self.prog.stats, self.stat_words())}

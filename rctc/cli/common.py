@@ -55,6 +55,20 @@ def data_options(fn: Any) -> Any:
     return fn
 
 
+def backend_option(fn: Any) -> Any:
+    """``--backend native|numpy`` (default: native when a C compiler is found)."""
+    return click.option("--backend", type=click.Choice(["native", "numpy"]), default=None,
+                        help="Run on the generated C (native) or the numpy runtime [default: native when a C "
+                             "compiler (CC, else cc) is found; fp32 / qat models run on numpy].")(fn)
+
+
+def use_backend(model: Any, backend: str | None) -> None:
+    """Put ``model`` on ``backend``; when numpy runs instead, say why in one line on stderr."""
+    note = model.use_backend(backend)
+    if note:
+        click.echo(f"rctc: {note}", err=True)
+
+
 def json_option(fn: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
 

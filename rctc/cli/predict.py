@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rctc.cli.common import IN_FILE, OUT_FILE, emit_json, fail_cleanly, json_option
+from rctc.cli.common import IN_FILE, OUT_FILE, backend_option, emit_json, fail_cleanly, json_option, use_backend
 from rctc.cli.outputs import writing
 
 
@@ -18,9 +18,11 @@ from rctc.cli.outputs import writing
 @click.option("--x-key", default="x", show_default=True)
 @click.option("--target", default=None, help="CSV: the label column to drop from the inputs.")
 @click.option("-o", "--output", type=OUT_FILE, required=True, help="Output .npz.")
+@backend_option
 @json_option
 @fail_cleanly
-def command(model: Path, data: str, x_key: str, target: str | None, output: Path, as_json: bool) -> None:
+def command(model: Path, data: str, x_key: str, target: str | None, output: Path, backend: str | None,
+            as_json: bool) -> None:
     """Run the trained forward graph on DATA and write the model's outputs to an .npz."""
     from rctc.api import load
     from rctc.data import load_data
@@ -28,6 +30,7 @@ def command(model: Path, data: str, x_key: str, target: str | None, output: Path
 
     with writing([output], [model, data]):
         m = load(model)
+        use_backend(m, backend)
         ds = load_data(data, x_key=x_key, y_key=None, target=target)
         outs = m.predict(ds.x, source=ds.source)
         buf = io.BytesIO()

@@ -19,11 +19,13 @@ from rctc.cli import values
 from rctc.cli.common import (
     IN_FILE,
     OUT_FILE,
+    backend_option,
     data_options,
     emit_json,
     fail_cleanly,
     progress,
     show_progress,
+    use_backend,
 )
 from rctc.cli.outputs import writing
 from rctc.errors import DataError, RctcError
@@ -54,6 +56,7 @@ class TrainArgs:
     energy_profile: str | None
     checkpoint_every: int
     resume: bool
+    backend: str | None
     quiet: bool
     as_json: bool
 
@@ -206,6 +209,7 @@ def _train_options(fn: Any) -> Any:
         click.option("--checkpoint-every", type=values.NON_NEGATIVE_INT, default=0, show_default=True,
                      help="Write a checkpoint (OUT.ckpt) every N steps; 0: only when interrupted."),
         click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of OUT (same arguments)."),
+        backend_option,
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object."),
     ]
@@ -242,6 +246,7 @@ def _train(a: TrainArgs) -> None:
 
     prof = load_profile(a.energy_profile)
     m = load(a.model)
+    use_backend(m, a.backend)
     ds, x, y, val = _load_data(a, m.options.seed if a.seed is None else a.seed)
     t = m.trainer(a.seed)
     attach_counter(t, prof)
@@ -260,7 +265,7 @@ def _train(a: TrainArgs) -> None:
         if "accuracy" in res:
             summary["val_accuracy"] = res["accuracy"]
     m.save(a.out_path)
-    summary.update(output=str(a.out_path), mode=m.mode)
+    summary.update(output=str(a.out_path), mode=m.mode, backend=m.backend)
     if a.profile_ops:
         summary["op_times_ms"] = {k: v * 1e3 for k, v in sorted(t.executor.op_times.items(), key=lambda kv: -kv[1])}
     if a.as_json:

@@ -10,7 +10,7 @@ export never write an op list by hand:
   (move no bytes), ``WIDTH_PRESERVING`` (layout ops and aliases: the output has the input's
   width);
 * ``RCT_RUNNABLE`` (an integer lowering or an explicit float island), ``FLOAT_ISLANDS``;
-* ``FUSABLE_PRODUCTS`` / ``FUSED_UPDATES`` (fuse_updates), ``UPDATE_OPS``, ``QUANTISE_OPS``,
+* ``FUSABLE_PRODUCTS`` / ``FUSED_UPDATES`` / ``ACC_UPDATES`` (fuse_updates), ``UPDATE_OPS``, ``QUANTISE_OPS``,
   ``QUANT_HELPERS``, ``INT_PRODUCTS`` (integer products), ``PARAM_SLOTS`` / ``BUFFER_SLOTS``
   (import), ``UNARY_ATTRS`` (the unary activations' gradient attributes).
 
@@ -69,6 +69,8 @@ RCT_RUNNABLE = where(lambda d: d.rct is not None)
 FLOAT_ISLANDS = where(lambda d: d.rct == "float-island")
 FUSABLE_PRODUCTS = with_trait(FUSABLE_WEIGHT_GRAD)
 FUSED_UPDATES = {d.op_type: d.fused_twin for d in REGISTRY.values() if d.fused_twin is not None}
+#: an integer update -> its form that reads an integer gradient accumulator (fuse_updates)
+ACC_UPDATES = {d.op_type: d.acc_twin for d in REGISTRY.values() if d.acc_twin is not None}
 UPDATE_OPS = with_trait(UPDATE)
 QUANTISE_OPS = with_trait(QUANTISE)
 QUANT_HELPERS = with_trait(QUANT_HELPER) | WIDTH_PRESERVING
@@ -92,7 +94,7 @@ def domain_of(op_type: str) -> str:
 
 
 __all__ = [
-    "BUFFER_SLOTS", "DuplicateOpError", "FAKE_QUANT_PRODUCTS", "FLOAT_ISLANDS", "FLOAT_UPDATES",
+    "ACC_UPDATES", "BUFFER_SLOTS", "DuplicateOpError", "FAKE_QUANT_PRODUCTS", "FLOAT_ISLANDS", "FLOAT_UPDATES",
     "FORWARD_PRODUCT_OF", "FUSABLE_PRODUCTS", "FUSED_UPDATES", "INT_LOWERED", "INT_PRODUCTS", "LAYOUT_OPS", "OpDef",
     "PARAM_SLOTS", "PRODUCT_OPERANDS", "QUANTISE_OPS", "QUANT_HELPERS", "RCT_RUNNABLE", "REGISTRY", "RESHAPE_OPS",
     "UNARY_ATTRS", "UPDATE_OPS", "VIEW_OPS", "WEIGHTED_OPS", "WIDTH_PRESERVING", "domain_of", "format_table", "get",

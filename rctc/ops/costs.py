@@ -157,6 +157,17 @@ def int_momentum_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], coun
     _momentum_counts(node, inp(ins), counts)
 
 
+def _acc_momentum_counts(node: Any, p: Any, counts: Any) -> None:
+    """A momentum update whose kernel scales an integer accumulator into its float gradient."""
+    _momentum_counts(node, p, counts)
+    counts.add_op("mult", "fp32", p.size)
+
+
+def acc_momentum_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
+    """IntAccMomentumUpdate(p, e, bits, gq, ge, vq, ve, lr)."""
+    _acc_momentum_counts(node, inp(ins), counts)
+
+
 def fused_update(momentum: bool) -> CostFn:
     """FusedIntUpdate(p, e, bits, qa, ea, qb, eb, lr) / FusedIntMomentumUpdate(.., vq, ve, lr):
     the product's MACs + the update of p (and of the velocity)."""
@@ -177,13 +188,12 @@ def fused_update(momentum: bool) -> CostFn:
         acc = 32 if k * 2 ** (qa.bits - 1) * 2 ** (qb.bits - 1) < 2**31 else 64
         counts.add_macs(_mac_key(qa, qb, acc), product_macs(op, attrs, qa.shape, qb.shape, out_shape))
         if momentum:
-            _momentum_counts(node, p, counts)
-            counts.add_op("mult", "fp32", p.size)  # the product's scaling into a float gradient
+            _acc_momentum_counts(node, p, counts)
         else:
             _int_update_counts(node, p, counts, extra_float=0)
 
     return cost
 
 
-__all__ = ["channels", "contraction", "e", "free", "fused_update", "inp", "int_momentum_update", "int_update",
-           "kernel_size", "ops", "per_output", "product", "product_macs", "rows"]
+__all__ = ["acc_momentum_update", "channels", "contraction", "e", "free", "fused_update", "inp",
+           "int_momentum_update", "int_update", "kernel_size", "ops", "per_output", "product", "product_macs", "rows"]

@@ -57,71 +57,84 @@ op("IntReluGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), traits=_INT | 
    cost=costs.per_output(cmp=1), c_kernel="rctc_iq_relu_backward", doc="dy where x > 0: exact")
 op("IntAdd", ("qa", "ea", "qb", "eb"), outputs=("Y", "Y_e"), attrs={"bits": 8, "rounding": "nearest"},
    traits=_INT | {NEEDS_RNG}, cost=costs.per_output(add=2, cmp=1),
-   doc="exponents aligned by shifts, summed exactly, one rounding (stochastic for errors)")
+   c_kernel="rctc_iq_add", doc="exponents aligned by shifts, summed exactly, one rounding (stochastic for errors)")
 op("IntAddGrad", ("dq", "de"), outputs=("dA", "dA_e"), attrs={"shape": None, "bits": 8, "rounding": "stochastic"},
    traits=_INT | {GRADIENT, NEEDS_RNG}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
+   c_kernel="rctc_iq_reduce_to",
    doc="the error summed exactly over broadcast axes to one operand's shape, one rounding")
 op("IntReduceSum", ("dq", "de"), outputs=("acc", "acc_e"), attrs={"axes": None, "shape": None},
    traits=_INT | {GRADIENT}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o)}),
    c_kernel="generated loops",
    doc="an error summed exactly (int64) over axes to shape: a bias gradient for the update")
 pool("IntMaxPool", ("q", "e"), outputs=("Y", "Y_e"), attrs=_POOL,
-     cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}), doc="window maximum: exact")
+     cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}), c_kernel="rctc_iq_maxpool2d",
+     doc="window maximum: exact")
 pool("IntMaxPoolGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"),
      attrs={**_POOL, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
      cost=costs.ops(lambda n, i, o: {"cmp": inp(i).size * (kernel_size(n) - 1), "add": inp(i).size}),
+     c_kernel="rctc_iq_maxpool2d_backward",
      doc="dy scattered to each window's first maximum, exact sum, one rounding")
 pool("IntGlobalAveragePool", ("q", "e"), outputs=("Y", "Y_e"), attrs={"bits": 8},
-     cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}),
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}), c_kernel="rctc_iq_reduce_mean",
      doc="exact integer sum times a Q32 reciprocal, one nearest rounding")
 pool("IntGlobalAveragePoolGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      attrs={"input_shape": None, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(mult=1), doc="dy times the Q32 reciprocal at every input position, one rounding")
+     cost=costs.per_output(mult=1), c_kernel="rctc_iq_reduce_mean_backward",
+     doc="dy times the Q32 reciprocal at every input position, one rounding")
 loss("IntSoftmaxCrossEntropy", ("q", "e", "labels", "mask"), outputs=("loss", "loss_e"),
      cost=costs.ops(lambda n, i, o: {"cmp": inp(i).size, "add": 2 * inp(i).size, "mult": 2 * inp(i).size}),
-     doc="mean -log softmax at the label over the rows that count, Q16 (i-exp, integer log2)")
+     c_kernel="rctc_iq_softmax_cross_entropy",
+     doc="mean -log softmax at the label over the rows the uint8 0/1 mask keeps, Q16 (i-exp, integer log2)")
 loss("IntSoftmaxCrossEntropyGrad", ("q", "e", "labels", "mask"), outputs=("dX", "dX_e"),
      attrs={"bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(mult=2, add=2), doc="(softmax - onehot) / B as an error at bits")
+     cost=costs.per_output(mult=2, add=2), c_kernel="rctc_iq_softmax_cross_entropy_backward",
+     doc="(softmax - onehot) / B as an error at bits on the kept rows (B their count), 0 elsewhere")
 op("IntClip", ("q", "e"), outputs=("Y", "Y_e"), attrs={"min": None, "max": None}, cost=costs.per_output(cmp=2),
-   doc="clip to bounds quantised inward to the input's grid: exact (ReLU6)")
+   c_kernel="rctc_iq_clip", doc="clip to bounds quantised inward to the input's grid: exact (ReLU6)")
 op("IntClipGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), attrs={"min": None, "max": None},
-   traits=_INT | {GRADIENT}, cost=costs.per_output(cmp=2), doc="dy where lo <= x <= hi: exact")
+   traits=_INT | {GRADIENT}, cost=costs.per_output(cmp=2),
+   c_kernel="rctc_iq_clip_backward", doc="dy where lo <= x <= hi: exact")
 
 norm = definer("normalisation", domain="rctc", modes={"rct"}, rct="integer", traits={INTEGER})
 norm("IntBatchNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e", "mean_q", "mean_e", "var_q", "var_e"),
      outputs=("Y", "Y_e", "mean_q_new", "mean_e_new", "var_q_new", "var_e_new"),
      attrs={"epsilon": 1e-5, "momentum": 0.9, "bits": 8},
      cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o), "special": channels(o[0])}),
+     c_kernel="rctc_iq_batchnorm_train",
      doc="training: batch statistics from exact integer sums, fixed-point rsqrt, running statistics as "
          "16-bit integer state; inference: the running statistics")
 norm("IntBatchNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
      outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"),
      attrs={"epsilon": 1e-5, "bits": 8, "rounding": "stochastic"}, traits={INTEGER, GRADIENT, NEEDS_RNG},
      cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 4 * e(o) + 2 * channels(o[0])}),
-     doc="dx at bits; dscale / dB as exact int64 accumulators for the update")
+     c_kernel="rctc_iq_batchnorm_backward", doc="dx at bits; dscale / dB as exact int64 accumulators for the update")
 norm("IntLayerNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e"), outputs=("Y", "Y_e"),
      attrs={"axis": -1, "epsilon": 1e-5, "bits": 8},
      cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o)}),
-     doc="exact integer sums per row, fixed-point rsqrt, one rounding")
+     c_kernel="rctc_iq_layernorm", doc="exact integer sums per row, fixed-point rsqrt, one rounding")
 norm("IntLayerNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
      outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"),
      attrs={"axis": -1, "epsilon": 1e-5, "bits": 8, "rounding": "stochastic"}, traits={INTEGER, GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(add=4, mult=4), doc="dx at bits; dscale / dB as exact int64 accumulators")
+     cost=costs.per_output(add=4, mult=4),
+     c_kernel="rctc_iq_layernorm_backward", doc="dx at bits; dscale / dB as exact int64 accumulators")
 norm("IntSoftmax", ("q", "e"), outputs=("Y", "Y_e"), attrs={"axis": -1, "bits": 8}, traits=_INT,
-     cost=costs.per_output(cmp=1, add=2, mult=2), doc="i-exp numerators times a fixed-point reciprocal of their sum")
+     cost=costs.per_output(cmp=1, add=2, mult=2),
+     c_kernel="rctc_iq_softmax", doc="i-exp numerators times a fixed-point reciprocal of their sum")
 norm("IntSoftmaxGrad", ("dq", "de", "qy", "ey"), outputs=("dX", "dX_e"),
      attrs={"axis": -1, "bits": 8, "rounding": "stochastic"}, traits=_INT | {GRADIENT, NEEDS_RNG},
-     cost=costs.per_output(mult=2, add=2), doc="y (dy - sum(dy y)): exact sums and products, one rounding")
+     cost=costs.per_output(mult=2, add=2),
+     c_kernel="rctc_iq_softmax_backward", doc="y (dy - sum(dy y)): exact sums and products, one rounding")
 op("IntMul", ("qa", "ea", "qb", "eb"), outputs=("Y", "Y_e"), attrs={"bits": 8, "rounding": "nearest"},
-   traits=_INT | {NEEDS_RNG}, cost=costs.per_output(mult=1, cmp=1), doc="exact product, one rounding")
+   traits=_INT | {NEEDS_RNG}, cost=costs.per_output(mult=1, cmp=1),
+   c_kernel="rctc_iq_mul", doc="exact product, one rounding")
 pool("IntReduceMean", ("q", "e"), outputs=("Y", "Y_e"), attrs={"axes": None, "keepdims": 1, "bits": 8},
      cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o), "mult": e(o)}),
-     doc="exact integer sum times a Q32 reciprocal, one rounding")
+     c_kernel="rctc_iq_reduce_mean", doc="exact integer sum times a Q32 reciprocal, one rounding")
 pool("IntReduceMeanGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      attrs={"shape": None, "axes": None, "keepdims": 1, "bits": 8, "rounding": "stochastic"},
      traits=_INT | {GRADIENT, NEEDS_RNG}, cost=costs.per_output(mult=1),
-     doc="dy times the Q32 reciprocal at every input position, one rounding")
+     c_kernel="rctc_iq_reduce_mean_backward", doc="dy times the Q32 reciprocal at every input position, one rounding")
 op("IntGatherGrad", ("dq", "de", "indices"), outputs=("acc", "acc_e"), attrs={"table_shape": None},
    traits=_INT | {GRADIENT}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
+   c_kernel="generated loops",
    doc="an embedding's error rows added exactly (int64) into the table's shape, for the update")

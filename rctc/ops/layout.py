@@ -27,9 +27,9 @@ grad = definer("layout", domain="rctc", traits={GRADIENT})
 _RESHAPE = {LAYOUT, RESHAPE, VIEW}
 
 op("Reshape", ("data", "shape"), outputs=("reshaped",), attrs={"allowzero": 0}, traits=_RESHAPE,
-   differentiable=("data",), cost=costs.free)
+   differentiable=("data",), cost=costs.free, c_kernel="a view (no copy)")
 op("Flatten", ("input",), outputs=("output",), attrs={"axis": 1}, traits=_RESHAPE, differentiable=("input",),
-   cost=costs.free)
+   cost=costs.free, c_kernel="a view (no copy)")
 op("Squeeze", ("data", "axes?"), outputs=("squeezed",), traits=_RESHAPE, differentiable=("data",), cost=costs.free)
 op("Unsqueeze", ("data", "axes?"), outputs=("expanded",), traits=_RESHAPE, differentiable=("data",),
    cost=costs.free)
@@ -40,7 +40,7 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
-   param_slots=(0,), cost=costs.free, doc="an embedding lookup when data is a parameter")
+   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter")
 op("Expand", ("input", "shape"), cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), cost=costs.free)
 

@@ -3,8 +3,11 @@ parameter's integers (rct) and the fused forms that consume the weight-gradient 
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions; ``fused_twin`` names the form fuse_updates turns an integer update
-into when the gradient is a single integer product. The integer updates report Gavg (mean
-|update| in last-bit units, for the bitwidth controller) through the kernel's step stats.
+into when the gradient is a single integer product, ``acc_twin`` the form it takes (integer
+graphs) when the gradient is an integer accumulator with its exponent (a bias or a
+normalisation's scale / shift gradient): then no float gradient is a graph value. The integer
+updates report Gavg (mean |update| in last-bit units, for the bitwidth controller) through the
+kernel's step stats.
 """
 
 from __future__ import annotations
@@ -31,10 +34,19 @@ op("AdamWUpdate", ("W", "G", "M", "V", "t", "lr"), outputs=("W_new", "M_new", "V
    attrs={"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.01},
    cost=costs.ops(lambda n, i, o: {"mult": e(o) * (5 + _wd(n)), "add": 3 * e(o), "special": 2 * e(o)}))
 iop("IntSGDUpdate", ("q", "e", "bits", "G", "lr"), outputs=("q_new",),
-    attrs={"rounding": "stochastic", "weight_decay": 0.0}, fused_twin="FusedIntUpdate", cost=costs.int_update)
+    attrs={"rounding": "stochastic", "weight_decay": 0.0}, fused_twin="FusedIntUpdate", acc_twin="IntAccSGDUpdate",
+    cost=costs.int_update)
 iop("IntMomentumUpdate", ("q", "e", "bits", "G", "vq", "ve", "lr"), outputs=("q_new", "vq_new", "ve_new"),
     attrs={"momentum": 0.9, "rounding": "stochastic", "velocity_bits": 16, "weight_decay": 0.0},
-    fused_twin="FusedIntMomentumUpdate", cost=costs.int_momentum_update)
+    fused_twin="FusedIntMomentumUpdate", acc_twin="IntAccMomentumUpdate", cost=costs.int_momentum_update)
+iop("IntAccSGDUpdate", ("q", "e", "bits", "gq", "ge", "lr"), outputs=("q_new",),
+    attrs={"alpha": 1.0, "rounding": "stochastic", "weight_decay": 0.0}, cost=costs.int_update,
+    c_kernel="rctc_sgd_update_fused",
+    doc="update from an integer gradient accumulator gq * 2^ge: FusedIntUpdate's arithmetic, no float gradient")
+iop("IntAccMomentumUpdate", ("q", "e", "bits", "gq", "ge", "vq", "ve", "lr"), outputs=("q_new", "vq_new", "ve_new"),
+    attrs={"alpha": 1.0, "momentum": 0.9, "rounding": "stochastic", "velocity_bits": 16, "weight_decay": 0.0},
+    cost=costs.acc_momentum_update,
+    doc="IntMomentumUpdate of an integer gradient accumulator, scaled inside the kernel (no float graph value)")
 iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new",),
     attrs={"product": None, "alpha": 1.0, "transpose": [], "rounding": "stochastic", "weight_decay": 0.0},
     cost=costs.fused_update(momentum=False), c_kernel="rctc_sgd_update_fused",

@@ -37,12 +37,14 @@ op("ConvGradWeight", ("dY", "X"), outputs=("dW",), domain="rctc", attrs=_CONV, t
 _INT = {"modes": {"rct"}, "rct": "integer", "domain": "rctc"}
 _INT_IO = {"outputs": ("acc", "acc_e")}
 op("IntConv", ("qX", "eX", "qW", "eW"), **_INT, **_INT_IO, attrs=_CONV, traits={PRODUCT, INTEGER},
-   product_operands=(0, 2), cost=costs.product("Conv", 0, 2, True), doc="exact integer Conv accumulator")
+   product_operands=(0, 2), cost=costs.product("Conv", 0, 2, True), c_kernel="rctc_im2col_s8 + rctc_gemm",
+   doc="exact integer Conv accumulator")
 op("IntConvGradInput", ("qdY", "edY", "qW", "eW"), **_INT, **_INT_IO, attrs=_CONV,
-   traits={PRODUCT, INTEGER, GRADIENT}, product_operands=(0, 2), cost=costs.product("ConvGradInput", 0, 2, True))
+   traits={PRODUCT, INTEGER, GRADIENT}, product_operands=(0, 2), cost=costs.product("ConvGradInput", 0, 2, True),
+   c_kernel="rctc_gemm + rctc_col2im")
 op("IntConvGradWeight", ("qdY", "edY", "qX", "eX"), **_INT, **_INT_IO, attrs=_CONV,
    traits={PRODUCT, INTEGER, GRADIENT, FUSABLE_WEIGHT_GRAD}, product_operands=(0, 2),
-   cost=costs.product("ConvGradWeight", 0, 2, True))
+   cost=costs.product("ConvGradWeight", 0, 2, True), c_kernel="rctc_im2col_s8 + rctc_gemm")
 op("IntGemm", ("qA", "eA", "qB", "eB"), **_INT, **_INT_IO, attrs={"transA": 0, "transB": 0},
    traits={PRODUCT, INTEGER, FUSABLE_WEIGHT_GRAD}, product_operands=(0, 2), cost=costs.product("Gemm", 0, 2, True),
    c_kernel="rctc_gemm")

@@ -62,6 +62,7 @@ class OpDef:
     ``product_operands`` the input indices of the two factors of a product;
     ``param_slots`` / ``buffer_slots`` the inputs that hold parameters / persistent buffers
     when the op is imported from ONNX; ``fused_twin`` the fused form fuse_updates makes;
+    ``acc_twin`` the form it makes of an update whose gradient is an integer accumulator;
     ``grad`` the gradient rule, ``fn(b, node, dys) -> one gradient per input`` (see
     ``rctc.passes.grad_rules``; it talks to the graph only through the builder ``b``), when the
     definition carries it (older ops register theirs in ``rctc/passes/grad_rules/``);
@@ -84,6 +85,7 @@ class OpDef:
     param_slots: tuple[int, ...] = ()
     buffer_slots: tuple[int, ...] = ()
     fused_twin: str | None = None
+    acc_twin: str | None = None
     grad: Callable[..., list[Any]] | None = None
     c_kernel: str | None = None
     doc: str = ""

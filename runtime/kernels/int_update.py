@@ -1,10 +1,16 @@
 """Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate,
-FusedIntMomentumUpdate.
+FusedIntMomentumUpdate, IntAccSGDUpdate, IntAccMomentumUpdate.
 
 The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
-kernel records Gavg = mean |u| and the saturated fraction in ``ctx.stats`` for the
-bitwidth controller.
+kernel records the bitwidth controller's integer statistic (rctc/bitwidth_rule.py:
+``ctx.stats[STATS_KEY][param] = UpdateStat(g, s, n)``, g exact from the integer accumulator
+where ``u = acc * scale``, else from the float sum of |u|), and for logs Gavg = mean |u| and
+the saturated fraction (``ctx.stats["gavg"]`` / ``["saturation"]``). An update of an integer
+gradient ``acc * 2^ea`` (the fused updates' exact product, or the IntAcc* updates' accumulator)
+forms ``u`` one way, :func:`_acc_sgd` (SGD, in float64 from the exact scale
+``-lr * alpha * 2^(ea - e)``; its Gavg exact from ``acc`` without weight decay) or
+:func:`_acc_momentum` (momentum).
 
 Randomness (docs/rng.md): the stochastic rounding of ``u`` takes element ``i``'s noise from word
 ``i`` of the node's stream (``ctx.words``); a momentum update first rounds its new velocity from
@@ -17,6 +23,14 @@ import math
 
 import numpy as np
 
+from rctc.bitwidth_rule import (
+    STATS_KEY,
+    UpdateStat,
+    abs_sum,
+    gavg_of_float_sum,
+    gavg_of_scale,
+    mean_abs_update,
+)
 from rctc.fixedpoint import choose_exponent
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
@@ -33,8 +47,10 @@ def _pow2(e: int) -> float:
         return math.inf
 
 
-def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray, draw: int = 0) -> np.ndarray:
-    """``clip(q + SR(u))`` in q's dtype, plus the controller statistics.
+def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarray, draw: int = 0,
+           acc: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+    """``clip(q + SR(u))`` in q's dtype, plus the controller statistics (:func:`_record`); ``acc``
+    given: ``u`` is ``acc * scale`` (float64, ``acc`` an integer array), and Gavg is exact from it.
 
     The sum is formed in float64: ``q`` and the rounded ``u`` are integers, so it is exact while
     below 2^53, and anything larger lies far outside ``[-qmax, qmax]`` and clips to the bound.
@@ -54,12 +70,31 @@ def _apply(ctx: KernelContext, node: Node, q: np.ndarray, bits: int, u: np.ndarr
     new = np.asarray(new)  # a 0-d parameter (a scalar bias) gives numpy scalars above
     np.minimum(new, qmax, out=new)
     np.maximum(new, -qmax, out=new)
-    param = node.meta.get("param", node.name)
-    n = u.size
-    stats = ctx.stats
-    stats.setdefault("gavg", {})[param] = float(np.add.reduce(np.abs(u), axis=None)) / n if n else 0.0
-    stats.setdefault("saturation", {})[param] = np.count_nonzero(np.abs(new) == qmax) / n if n else 0.0
+    _record(ctx, node, u, new, qmax, acc, scale)
     return new.astype(q.dtype)
+
+
+def _record(ctx: KernelContext, node: Node, u: np.ndarray, new: np.ndarray, qmax: float,
+            acc: np.ndarray | None, scale: float) -> None:
+    """The update's statistics in ``ctx.stats`` (rctc/bitwidth_rule.py defines g and s)."""
+    n = u.size
+    s = int(np.count_nonzero(np.abs(new) == qmax))
+    if acc is not None:
+        a = abs_sum(acc)
+        stat, gavg = UpdateStat(gavg_of_scale(a, scale, n), s, n), mean_abs_update(a, scale, n)
+    else:
+        total = float(np.add.reduce(np.abs(u), axis=None))
+        stat, gavg = UpdateStat(gavg_of_float_sum(total, n), s, n), total / n if n else 0.0
+    record_stats(ctx, str(node.meta.get("param", node.name)), stat, gavg)
+
+
+def record_stats(ctx: KernelContext, param: str, stat: UpdateStat, gavg: float) -> None:
+    """One update's statistics in ``ctx.stats``: the controller's ``UpdateStat`` and, for the step
+    log, the float Gavg and the saturated fraction (every backend records them through here)."""
+    stats = ctx.stats
+    stats.setdefault(STATS_KEY, {})[param] = stat
+    stats.setdefault("gavg", {})[param] = gavg
+    stats.setdefault("saturation", {})[param] = stat.s / stat.n if stat.n else 0.0
 
 
 def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:
@@ -111,19 +146,38 @@ def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
     return acc.transpose(perm) if perm else acc
 
 
+def acc_scale(lr: float, alpha: float, shift: int) -> float:
+    """The float64 factor of an update from an integer gradient: ``u = acc * -lr * alpha * 2^shift``."""
+    return -lr * alpha * _pow2(shift)
+
+
+def _acc_sgd(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
+             lr: float) -> np.ndarray:
+    """SGD from an integer gradient ``alpha * acc * 2^ea``: ``u = acc * (-lr * alpha * 2^(ea - e))`` in
+    float64 (minus ``lr * wd * q`` with weight decay), then :func:`_apply`."""
+    scale = acc_scale(lr, float(node.attrs.get("alpha", 1.0)), ea - e)
+    u = acc.astype(np.float64)
+    u *= scale
+    wd = float(node.attrs.get("weight_decay", 0.0))
+    if wd:  # u is no longer acc * scale: Gavg from the float sum
+        u -= lr * wd * q.astype(np.float64)
+    return _apply(ctx, node, q, bits, u.reshape(q.shape), acc=None if wd else acc, scale=scale)
+
+
+def _acc_momentum(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
+                  vq: np.ndarray, ve: int, lr: float) -> tuple:
+    """:func:`_momentum` of the float32 gradient ``acc * float32(alpha * 2^ea)``: the bits a
+    ``Dequantize`` of the accumulator gives, formed here instead of as a graph value."""
+    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(ea))
+    g = np.multiply(acc, scale, dtype=np.float32).reshape(q.shape)
+    return _momentum(ctx, node, q, e, bits, g, vq, ve, lr)
+
+
 @register("FusedIntUpdate")
 def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
                      qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
-    acc = _product(node, qa, qb)
-    ev = int(e)
-    scale = -float(lr) * float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb) - ev)
-    u = acc.astype(np.float64)
-    u *= scale
-    wd = float(node.attrs.get("weight_decay", 0.0))
-    if wd:
-        u -= float(lr) * wd * q.astype(np.float64)
-    return _apply(ctx, node, q, int(bits), u.reshape(q.shape))
+    return _acc_sgd(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), float(lr))
 
 
 @register("FusedIntMomentumUpdate")
@@ -133,6 +187,21 @@ def fused_int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: 
     """IntMomentumUpdate of the exact weight-gradient product, formed inside the kernel: the float
     gradient is what ``Dequantize`` (+ ``Transpose``) of the product gives, bit for bit, but it
     lives only here, never as a graph value."""
-    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(int(ea) + int(eb)))
-    g = np.multiply(_product(node, qa, qb), scale, dtype=np.float32).reshape(q.shape)
-    return _momentum(ctx, node, q, int(e), int(bits), g, vq, int(ve), float(lr))
+    return _acc_momentum(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), vq, int(ve),
+                         float(lr))
+
+
+@register("IntAccSGDUpdate")
+def int_acc_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                       gq: np.ndarray, ge: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    """SGD from the integer gradient ``gq * 2^ge`` (a bias sum, a normalisation's dscale / dB):
+    FusedIntUpdate's arithmetic with the accumulator given instead of computed."""
+    return _acc_sgd(ctx, node, q, int(e), int(bits), gq, int(ge), float(lr))
+
+
+@register("IntAccMomentumUpdate")
+def int_acc_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
+                            gq: np.ndarray, ge: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
+    """IntMomentumUpdate of the integer gradient ``gq * 2^ge``, scaled inside the kernel (the same
+    bits as ``Dequantize`` then IntMomentumUpdate)."""
+    return _acc_momentum(ctx, node, q, int(e), int(bits), gq, int(ge), vq, int(ve), float(lr))

@@ -1,8 +1,8 @@
 """Native-kernel test set-up: one build of the C library per session, in a private cache.
 
 Needs: a C compiler (the system ``cc``; ``.ci/run`` guarantees one). The ``kernels`` fixture is
-:class:`rctc.native.kernels.Kernels` over a library built into ``native_cache`` (a temporary
-``XDG_CACHE_HOME``), so the tests never touch the user's cache.
+:class:`rctc.native.kernels.Kernels` over a library built into ``native_cache`` (the session's private
+``XDG_CACHE_HOME``, see tests/conftest.py), so the tests never touch the user's cache.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from rctc.native.kernels import Kernels
 
 
 @pytest.fixture(scope="session")
-def native_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def native_env(private_native_cache: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    env["XDG_CACHE_HOME"] = str(private_native_cache)  # the session's cache (tests/conftest.py)
     return env
 
 

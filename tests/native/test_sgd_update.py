@@ -3,17 +3,18 @@
 The MLP's real FusedIntUpdate nodes run in numpy (runtime/kernels/int_update.py) and in C on the
 same parameter, the same exact weight-gradient product (int64 numpy matmul) and the same Philox
 words, over learning rates, exponent shifts (integer updates, shifts below and above 24 bits)
-and both roundings; the new parameters must be equal bit for bit.
+and both roundings; the new parameters must be equal bit for bit, and the controller statistics
+the C kernel returns (A = sum |acc|, the saturated count S; the C Gavg from A) must equal what
+the numpy kernel recorded (rctc/bitwidth_rule.py).
 """
 
 from __future__ import annotations
-
-import ctypes
 
 import numpy as np
 import pytest
 
 import rctc
+from rctc.bitwidth_rule import STATS_KEY, abs_sum
 from rctc.native.codegen.runner import exact_pair
 from rctc.native.kernels import Kernels
 from rctc.runtime.kernels import KernelContext
@@ -25,26 +26,12 @@ def graph():
     return rctc.compile("models/mlp.onnx", mode="rct", elementwise="integer", batch_size=8).graph
 
 
-def _c_update(kernels: Kernels, q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int,
-              rand: np.ndarray | None) -> tuple[int, np.ndarray]:
-    fn = kernels.lib.rctc_sgd_update_fused
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int,
-                   ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    q = np.ascontiguousarray(q)
-    acc = np.ascontiguousarray(acc, np.int64)
-    out = np.empty_like(q)
-    rc = fn(q.size, q.ctypes.data, q.itemsize, acc.ctypes.data, m, k, bits,
-            None if rand is None else rand.ctypes.data, out.ctypes.data)
-    return rc, out
-
-
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
 def test_fused_sgd_update_bit_identical(graph, kernels: Kernels, rounding: str) -> None:
     rng = np.random.default_rng(3)
     nodes = [n for n in graph.nodes if n.op_type == "FusedIntUpdate"]
     assert nodes
-    checked = moved = 0
+    checked = moved = saturated = 0
     shifts: set[int] = set()
     for node in nodes:
         saved = node.attrs.get("rounding")
@@ -66,9 +53,13 @@ def test_fused_sgd_update_bit_identical(graph, kernels: Kernels, rounding: str) 
                 scale = -float(np.float32(lr)) * float(node.attrs.get("alpha", 1.0)) * 2.0 ** (ea + eb - e)
                 m, k = exact_pair(scale)
                 rand = ctx.words(node, q.shape).ravel() if rounding == "stochastic" else None
-                rc, got = _c_update(kernels, q, acc.reshape(q.shape), m, k, bits, rand)
+                rc, got, (a, sat) = kernels.sgd_update_fused(q, acc.reshape(q.shape), m, k, bits, rand)
                 assert rc == 0
                 assert got.dtype == want.dtype and np.array_equal(got, want), (node.name, lr, k)
+                st = ctx.stats[STATS_KEY][node.meta["param"]]
+                assert (sat, q.size) == (st.s, st.n) and a == abs_sum(acc) > 0
+                assert kernels.bw_gavg(a, m, k, q.size) == st.g, (node.name, lr, k)
+                saturated += sat > 0
                 moved += not np.array_equal(got, q)
                 shifts.add(-1 if k < -24 else 0 if k < 0 else 1)  # shift > 24 bits, <= 24, none
                 checked += 1
@@ -77,9 +68,21 @@ def test_fused_sgd_update_bit_identical(graph, kernels: Kernels, rounding: str) 
     assert checked == 4 * len(nodes)
     assert moved >= checked // 2  # the comparisons are of real updates, not of untouched parameters
     assert shifts == {-1, 0, 1}, shifts  # shifts past 24 bits, within 24 bits, and integer updates
+    assert 0 < saturated < checked  # the saturated counts compared include non-zero ones
 
 
 def test_fused_sgd_update_refuses_inexact_float(kernels: Kernels) -> None:
     q = np.zeros(4, np.int16)
-    rc, _ = _c_update(kernels, q, np.full(4, 1 << 40, np.int64), (1 << 20) + 1, -30, 8, None)
+    rc, _, _ = kernels.sgd_update_fused(q, np.full(4, 1 << 40, np.int64), (1 << 20) + 1, -30, 8)
     assert rc != 0  # |acc * m| >= 2^53: numpy's float64 product would round
+
+
+def test_fused_sgd_update_statistic_bound(kernels: Kernels) -> None:
+    """A = sum |acc| must fit uint64 (m = 0 admits any acc): the kernel refuses past it, and takes
+    the largest A that fits (|INT64_MIN| = 2^63 included)."""
+    q = np.zeros(3, np.int8)
+    big = np.array([-(1 << 63), (1 << 62), (1 << 62) - 1], np.int64)
+    rc, _, (a, s) = kernels.sgd_update_fused(q, big, 0, 0, 8)
+    assert rc == 0 and a == abs_sum(big) == (1 << 64) - 1 and s == 0
+    rc, _, _ = kernels.sgd_update_fused(q, big + np.array([0, 0, 1], np.int64), 0, 0, 8)
+    assert rc != 0

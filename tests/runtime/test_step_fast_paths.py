@@ -3,9 +3,11 @@ independent references.
 
 * Integer updates: every node of a few real rct training steps (MLP, LeNet) is checked, on the
   inputs it received and the generator state it started from, against the update written from
-  its definition in plain numpy: ``u`` from the int64 weight-gradient product, the stochastic
+  its definition in plain numpy: ``u`` from the int64 weight-gradient product (or, for a bias,
+  the int64 gradient accumulator the update reads), the stochastic
   rounding noise taken straight from ``rctc.rng.random_words(seed, step, node_id, i)`` (the
-  top 24 bits of word i for element i), the sum and clip in int64.
+  top 24 bits of word i for element i), the sum and clip in int64; the controller statistic
+  each records (fixed-point Gavg, saturated count) against its definition in rationals.
 * Losses: float64 references, padded rows, label checks.
 * Executor: the plain loop and the observed loop (op timing / ``on_node``) train bit-identically;
   errors name the node.
@@ -15,12 +17,15 @@ independent references.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
 
 import rctc
+from rctc.bitwidth_rule import STATS_KEY
 from rctc.ir import Graph, Node, Value
 from rctc.models import build, input_spec, num_classes
 from rctc.rng import random_words
@@ -59,6 +64,23 @@ def _ref_update(q: np.ndarray, u: np.ndarray, bits: int, rounding: str, key: tup
     return new.astype(q.dtype), gavg, sat
 
 
+def _ref_g(node: Node, args: list[np.ndarray], u: np.ndarray) -> int:
+    """The controller's fixed-point Gavg by its definition (rctc/bitwidth_rule.py), in rationals:
+    from the exact accumulator where u = acc * scale (FusedIntUpdate / IntAccSGDUpdate without
+    weight decay), else from the float sum of |u| as the kernel forms it."""
+    a = node.attrs
+    if node.op_type in ("FusedIntUpdate", "IntAccSGDUpdate") and not a.get("weight_decay"):
+        acc, ea = (args[3].astype(np.int64), int(args[4])) if node.op_type == "IntAccSGDUpdate" else \
+            _ref_product(a, args)
+        scale = Fraction(-float(args[-1]) * float(a.get("alpha", 1.0)) * 2.0 ** (ea - int(args[1])))
+        u_exact = Fraction(0)
+        for v in acc.ravel().tolist():
+            u_exact += abs(v * scale)
+    else:
+        u_exact = Fraction(float(np.add.reduce(np.abs(u), axis=None)))
+    return math.floor(u_exact * 2**16 / u.size)
+
+
 def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
     """The update in last-bit units, from the node's inputs."""
     a = node.attrs
@@ -70,6 +92,18 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         if wd:
             g = g + np.float32(wd * 2.0**e) * q.astype(np.float32)
         return g * np.float32(-lr * 2.0**-e)
+    if node.op_type == "IntAccSGDUpdate":
+        acc, ea = args[3].astype(np.int64), int(args[4])
+    else:
+        acc, ea = _ref_product(a, args)
+    u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (ea - e))
+    if wd:
+        u = u - lr * wd * q.astype(np.float64)
+    return u.reshape(q.shape)
+
+
+def _ref_product(a: dict, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """A fused update's weight-gradient product (int64, in the parameter's layout) and its exponent."""
     qa, ea, qb, eb = args[3:7]
     if a["product"] == "IntGemm":  # the weight-gradient GEMM in int64
         x = qa.T if a.get("product_transA") else qa
@@ -80,10 +114,10 @@ def _ref_u(node: Node, args: list[np.ndarray]) -> np.ndarray:
         acc = INT_PRODUCTS[a["product"]](qa, qb, attrs, np.int64)
     if a.get("transpose"):
         acc = acc.transpose(a["transpose"])
-    u = acc.astype(np.float64) * (-lr * float(a.get("alpha", 1.0)) * 2.0 ** (int(ea) + int(eb) - e))
-    if wd:
-        u = u - lr * wd * q.astype(np.float64)
-    return u.reshape(q.shape)
+    return acc, int(ea) + int(eb)
+
+
+_UPDATES = ("IntSGDUpdate", "FusedIntUpdate", "IntAccSGDUpdate")
 
 
 @pytest.mark.parametrize("model,opts", [
@@ -104,7 +138,7 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
     checked: list[str] = []
 
     def on_node(node: Node, args: list, result: Any, env: Any) -> None:
-        if node.op_type in ("IntSGDUpdate", "FusedIntUpdate"):
+        if node.op_type in _UPDATES:
             u = _ref_u(node, args)
             key = (1, t.step, node.meta["node_id"])  # the trainer's seed, the step being run
             want, gavg, sat = _ref_update(args[0], u, int(args[2]), node.attrs.get("rounding", "stochastic"), key)
@@ -112,12 +146,13 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
             param = node.meta["param"]
             np.testing.assert_allclose(ctx_stats["gavg"][param], gavg, rtol=1e-5)
             assert ctx_stats["saturation"][param] == sat
+            assert ctx_stats[STATS_KEY][param] == (_ref_g(node, args, u), round(sat * u.size), u.size)
             checked.append(node.name)
 
     ctx_stats: dict[str, Any] = {}
     t.on_node = on_node
-    mask = np.ones(8, np.float32)
-    mask[-1] = 0.0  # a padded row
+    mask = t.mask(7)  # a padded row
+    assert mask.dtype == np.uint8  # the integer loss reads a 0/1 byte mask
     for lr in (0.05, 0.5, 4.0):  # up to updates large enough to saturate
         orig_run = t.executor.run
 
@@ -129,7 +164,8 @@ def test_int_updates_of_real_steps_match_the_definition(model: str, opts: dict) 
         t.executor.run = run
         t.train_step(x, y, mask, lr)
         t.executor.run = orig_run
-    n_updates = sum(n.op_type in ("IntSGDUpdate", "FusedIntUpdate") for n in m.graph.nodes)
+    n_updates = sum(n.op_type in _UPDATES for n in m.graph.nodes)
+    assert n_updates == len(m.graph.params())  # every parameter's update is checked
     assert len(checked) == 3 * n_updates
 
 

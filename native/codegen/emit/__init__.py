@@ -3,11 +3,17 @@
 Needs: an :class:`Emit` context from the generator (C expressions for every value's storage).
 Leaves: ``EMITTERS``, op type -> ``fn(node, cx) -> list[str]`` of C statements computing the
 node's outputs with the same bits as the numpy reference kernel of that op; ``STEP_ARGS``, op
-type -> the input positions it reads as step arguments (the learning rate) instead of tensors.
+type -> the input positions it reads as step arguments (the learning rate) or not at all (a
+Reshape's shape) instead of tensors; ``ALIASES``, the view ops whose output shares its input's bytes;
+``WEIGHT_GRAD_PRODUCTS``, the ``product`` attr of a fused update -> ``fn(node, cx, acc) -> list[str]``
+writing that product's exact int64 weight gradient, in the parameter's layout (the update's
+``transpose`` applied), to the int64 pointer expression ``acc``; its own workspace goes in the
+node's scratch from :func:`work_offset` on.
 An op type absent here has no C mapping yet and the generator refuses the graph naming it.
 
 Add an op: write ``@emitter("OpType")`` on a function in the family's module (products,
-requant, activations, shape, reduce, update, ...), import the module in :func:`_load`, and set
+requant, activations, elementwise, norm, softmax, gather, shape, reduce, loss, update, ...),
+import the module in :func:`_load`, and set
 ``c_kernel`` on the op's definition in ``rctc/ops`` (tests/native/test_codegen_registry.py
 checks the two agree).
 """
@@ -15,13 +21,14 @@ checks the two agree).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Node, Value
+from rctc.runtime.intref.core import storage_dtype
 
 
 class Emit(Protocol):
@@ -32,8 +39,9 @@ class Emit(Protocol):
 
     def ptr(self, v: Value) -> str: ...          # typed pointer to v's first element
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value
-    def scratch(self, nbytes: int) -> str: ...   # unsigned char * to this node's scratch
+    def scratch(self, nbytes: int, offset: int = 0) -> str: ...  # unsigned char * to scratch byte offset
     def node_id(self, node: Node) -> int: ...
+    def stats(self, node: Node) -> str: ...      # uint64_t * to the node's rctc_stats entry (A, S, g)
 
 
 #: GEMM entry points of rctc_kernels.h by (A, B, C) dtype
@@ -43,18 +51,47 @@ GEMMS = {("s8", "s8", "s32"), ("s8", "s8", "s64"), ("s16", "s8", "s32"), ("s16",
 EmitFn = Callable[[Node, Emit], list[str]]
 EMITTERS: dict[str, EmitFn] = {}
 STEP_ARGS: dict[str, tuple[int, ...]] = {}
+ALIASES: set[str] = set()
+ProductFn = Callable[[Node, Emit, str], list[str]]
+WEIGHT_GRAD_PRODUCTS: dict[str, ProductFn] = {}
+ALIGN = 64
 
 
-def emitter(op_type: str, step_args: tuple[int, ...] = ()) -> Callable[[EmitFn], EmitFn]:
-    """Register ``fn`` as the C emitter of ``op_type`` (twice is an error)."""
+def emitter(op_type: str, step_args: tuple[int, ...] = (), alias: bool = False) -> Callable[[EmitFn], EmitFn]:
+    """Register ``fn`` as the C emitter of ``op_type`` (twice is an error); ``alias``: the op's
+    output is a view sharing its first input's bytes (the generator plans it so)."""
     def deco(fn: EmitFn) -> EmitFn:
         if op_type in EMITTERS:
             raise ValueError(f"C emitter for {op_type} registered twice")
         EMITTERS[op_type] = fn
         if step_args:
             STEP_ARGS[op_type] = tuple(step_args)
+        if alias:
+            ALIASES.add(op_type)
         return fn
     return deco
+
+
+def weight_grad_product(*op_types: str) -> Callable[[ProductFn], ProductFn]:
+    """Register ``fn`` as the weight-gradient product of fused updates with ``product`` in ``op_types``."""
+    def deco(fn: ProductFn) -> ProductFn:
+        for t in op_types:
+            if t in WEIGHT_GRAD_PRODUCTS:
+                raise ValueError(f"weight-gradient product {t} registered twice")
+            WEIGHT_GRAD_PRODUCTS[t] = fn
+        return fn
+    return deco
+
+
+def align(n: int) -> int:
+    """``n`` rounded up to the arena alignment (64 bytes)."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def work_offset(node: Node) -> int:
+    """First scratch byte a fused update's product may use: past the int64 accumulator of the
+    parameter (its first input), which the update keeps at scratch offset 0."""
+    return align(8 * numel(node.inputs[0]))
 
 
 def refuse(node: Node, why: str) -> UnsupportedOpError:
@@ -103,9 +140,71 @@ def loops(shape: tuple[int, ...], ostrides: list[int], body: Callable[[str, str]
     return [*lines, "    " + body(iidx, oidx)]
 
 
+def stochastic(node: Node) -> bool:
+    """Whether the node rounds stochastically (the numpy kernels' ``rand_words`` rule)."""
+    return node.attrs.get("rounding", "stochastic") != "nearest"
+
+
+def work_words(node: Node, cx: Emit, work: int, words: int) -> tuple[list[str], str]:
+    """Scratch as ``int64_t *work`` (``work`` elements) followed, when ``words`` > 0 and the
+    node rounds stochastically, by ``uint32_t *r``: words 0 .. ``words``-1 of the node's Philox
+    stream (draw 0, word i for element i in C order, as ``KernelContext.words``). Returns the C
+    lines and the ``rand`` argument (``r`` or ``NULL``)."""
+    rand = words > 0 and stochastic(node)
+    base = cx.scratch(8 * max(1, work) + (4 * words if rand else 0))
+    lines = [f"int64_t *work = (int64_t *){base};"]
+    if not rand:
+        return lines, "NULL"
+    return [*lines, f"uint32_t *r = (uint32_t *)(work + {max(1, work)});",
+            f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {words}u, r);"], "r"
+
+
+def bits_of(node: Node, out: Value) -> int:
+    """The node's ``bits``; refused when out of range or when the rounded output ``out`` is not
+    in the storage of ``bits`` (what the kernels write)."""
+    bits = int(node.attrs["bits"])
+    if not 2 <= bits <= 32:
+        raise refuse(node, f"rounds to {bits} bits (2..32 are mapped)")
+    want = storage_dtype(bits)
+    if np.dtype(out.dtype) != want:
+        raise refuse(node, f"writes {out.name!r} as {np.dtype(out.dtype)}, not the {want} of {bits} bits")
+    return bits
+
+
+def call_rq(call: str, out_e: str) -> list[str]:
+    """A kernel call ending ``(..., out, e_out)`` (``call`` without ``&e_out)``): its status
+    returned on failure, the exponent stored into ``out_e``."""
+    return ["int e_out = 0;", f"int rc = {call}, &e_out);", "if (rc != 0) return rc;", f"{out_e} = e_out;"]
+
+
+def c_array(ctype_: str, name: str, values: Sequence[int]) -> str:
+    """A ``static const`` C array of ``values`` (one element at least)."""
+    vals = ", ".join(str(int(v)) for v in values) or "0"
+    return f"static const {ctype_} {name}[{max(1, len(values))}] = {{{vals}}};"
+
+
+def i64(v: int) -> str:
+    """An int64 literal."""
+    return f"INT64_C({int(v)})"
+
+
 def _load() -> None:
     """Import every family module (each registers its emitters)."""
-    from rctc.native.codegen.emit import activations, products, reduce, requant, shape, update  # noqa: F401
+    from rctc.native.codegen.emit import (  # noqa: F401
+        activations,
+        conv,
+        elementwise,
+        gather,
+        loss,
+        norm,
+        pool,
+        products,
+        reduce,
+        requant,
+        shape,
+        softmax,
+        update,
+    )
 
 
 _load()

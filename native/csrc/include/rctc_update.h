@@ -7,9 +7,11 @@
  * kernel computes the same bits with integers only: p = acc * m, u = p * 2^k,
  *   stochastic: floor(u) + [U < frac(u) * 2^24], U = rand >> 8 (numpy's stochastic_floor),
  *   nearest:    round half to even (np.rint), rand == NULL,
- * then clip to +-(2^(bits-1) - 1). Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
- * arithmetic would itself round (|p| >= 2^53, or frac(u) finer than 2^-53: k < -53) - the caller
- * must then not use this kernel; out is unspecified.
+ * then clip to +-(2^(bits-1) - 1). stats (NULL: not wanted) receives the bitwidth controller's
+ * statistics (rctc/bitwidth_rule.py, rctc_bitwidth.h): stats[0] = A = sum |acc_i|, stats[1] =
+ * S = how many outputs are +-qmax. Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
+ * arithmetic would itself round (|p| >= 2^53, or frac(u) finer than 2^-53: k < -53) or A reaches
+ * 2^64 - the caller must then not use this kernel; out and stats are unspecified.
  */
 #ifndef RCTC_UPDATE_H
 #define RCTC_UPDATE_H
@@ -21,9 +23,9 @@
 extern "C" {
 #endif
 
-/* q and out: qw-byte signed integers (1, 2 or 4); out may alias q */
+/* q and out: qw-byte signed integers (1, 2 or 4); out may alias q; stats: 2 words or NULL */
 int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
-                          const uint32_t *rand, void *out);
+                          const uint32_t *rand, void *out, uint64_t *stats);
 
 #ifdef __cplusplus
 }

@@ -21,4 +21,8 @@ void rctc_parallel_for(int n, int align, int nthreads, rctc_task_fn fn, void *ct
 /* Threads worth using for `work` multiply-adds (thread start-up costs ~20 us). */
 int rctc_threads_for(int nthreads, uint64_t work);
 
+/* The output columns [*lo, *hi) of a conv row whose input column ox * stride + ix0 lies in
+ * [0, w) (im2col.c; col2im reuses it). */
+void rctc_conv_cols(int ix0, int stride, int w, int ow, int *lo, int *hi);
+
 #endif /* RCTC_INTERNAL_H */

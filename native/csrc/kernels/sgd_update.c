@@ -2,7 +2,8 @@
  * sgd_update.c - the fused integer SGD update with its stochastic rounding (rctc_update.h).
  *
  * Needs: iq.h (floor shift, widths). Leaves: out = clip(q + round(acc * m * 2^k)) with
- * FusedIntUpdate's rounding, bit for bit; no floating point, no allocation.
+ * FusedIntUpdate's rounding, bit for bit, and the bitwidth controller's statistics A = sum |acc|
+ * and S = #{|out| == qmax} (rctc/bitwidth_rule.py); no floating point, no allocation.
  */
 #include "iq.h"
 #include "rctc_intops.h"
@@ -11,13 +12,16 @@
 #define P53 ((int64_t)1 << 53)
 
 int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
-                          const uint32_t *rand, void *out) {
+                          const uint32_t *rand, void *out, uint64_t *stats) {
     const int64_t qmax = ((int64_t)1 << (bits - 1)) - 1;
     uint64_t am = iq_abs(m);
+    uint64_t sum_abs = 0, saturated = 0;
     if (k < -53 || bits < 2 || bits > 32) return RCTC_IQ_EDOMAIN;
     for (size_t i = 0; i < n; ++i) {
         uint64_t aa = iq_abs(acc[i]);
         if (aa != 0 && (am == 0 ? 0 : aa > (uint64_t)(P53 - 1) / am)) return RCTC_IQ_EDOMAIN;
+        if (stats != NULL && sum_abs + aa < sum_abs) return RCTC_IQ_EDOMAIN; /* A >= 2^64 */
+        sum_abs += aa;
         int64_t p = iq_mul(acc[i], m); /* |p| < 2^53: exact, and exactly numpy's float64 u * 2^-k */
         int64_t fl;
         int up = 0;
@@ -42,7 +46,12 @@ int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, i
         int64_t v = iq_add(iq_add(iq_ld(q, qw, i), fl), up);
         if (v > qmax) v = qmax;
         if (v < -qmax) v = -qmax;
+        if (v == qmax || v == -qmax) ++saturated;
         iq_st(out, qw, i, v);
+    }
+    if (stats != NULL) {
+        stats[0] = sum_abs;
+        stats[1] = saturated;
     }
     return RCTC_IQ_OK;
 }

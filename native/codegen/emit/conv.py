@@ -1,0 +1,212 @@
+"""C emitters of the integer 2-D convolutions: IntConv, IntConvGradInput, IntConvGradWeight and
+the conv weight-gradient product of fused updates (rctc_im2col_s8 / rctc_col2im_* and the
+dispatched rctc_gemm_* of rctc_kernels.h).
+
+Needs: NCHW operands, int8 activations / errors (the im2col kernel is int8), int8 or int16
+weights, 2-D windows with any stride, pads, dilation and group (depthwise included).
+Leaves: per image one im2col over all channels (group ``g``'s rows are the contiguous block
+``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; 1x1 / stride 1 / no-pad windows
+use the image itself as the columns. Every sum is the exact integer the numpy kernels compute
+(int32 accumulators wrap modulo 2^32 only where the compile-time bound already fits int32).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rctc.ir import Node, Value
+from rctc.native.codegen.emit import (
+    Emit,
+    ctype,
+    emitter,
+    numel,
+    refuse,
+    sname,
+    weight_grad_product,
+    work_offset,
+)
+from rctc.native.codegen.emit.products import gemm_name
+from rctc.ops.geometry import window_params
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """One 2-D convolution: batch, channels, image, kernel, window and output size."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    m: int
+    group: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    dh: int
+    dw: int
+    oh: int
+    ow: int
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.group
+
+    @property
+    def mg(self) -> int:
+        return self.m // self.group
+
+    @property
+    def kg(self) -> int:
+        """Column rows of one group (``C/G * kh * kw``), the forward contraction length."""
+        return self.cg * self.kh * self.kw
+
+    @property
+    def p(self) -> int:
+        return self.oh * self.ow
+
+    @property
+    def hw(self) -> int:
+        return self.h * self.w
+
+    @property
+    def pointwise(self) -> bool:
+        """1x1 kernel, stride 1, no pads: the image is its own column matrix."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0) \
+            and (self.oh, self.ow) == (self.h, self.w)
+
+    def struct(self) -> str:
+        """``static const rctc_conv2d g`` over all channels of one image."""
+        return (f"static const rctc_conv2d g = {{{self.c}, {self.h}, {self.w}, {self.kh}, {self.kw}, {self.sh}, "
+                f"{self.sw}, {self.pt}, {self.pl}, {self.dh}, {self.dw}, {self.oh}, {self.ow}}};")
+
+
+def geometry(node: Node, attrs: dict, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+             y_shape: tuple[int, ...]) -> Conv2d:
+    """The convolution of ``x_shape`` by ``w_shape`` giving ``y_shape`` (refused unless 2-D NCHW
+    and consistent with the window attributes)."""
+    if len(x_shape) != 4 or len(w_shape) != 4 or len(y_shape) != 4:
+        raise refuse(node, f"convolves a {len(x_shape) - 2}-D image (only 2-D NCHW is mapped)")
+    group = int(attrs.get("group", 1))
+    kernel = [int(v) for v in attrs.get("kernel_shape") or w_shape[2:]]
+    strides, dilations, pads, outs = window_params(attrs, x_shape, kernel)
+    if tuple(outs) != tuple(y_shape[2:]) or y_shape[:2] != (x_shape[0], w_shape[0]) \
+            or w_shape[1] * group != x_shape[1] or w_shape[0] % group:
+        raise refuse(node, f"has inconsistent shapes x {x_shape}, w {w_shape}, y {y_shape} for group {group}")
+    n, c, h, w = x_shape
+    return Conv2d(n, c, h, w, int(w_shape[0]), group, kernel[0], kernel[1], strides[0], strides[1], pads[0],
+                  pads[1], dilations[0], dilations[1], int(y_shape[2]), int(y_shape[3]))
+
+
+def _int8(node: Node, v: Value, role: str) -> None:
+    if np.dtype(v.dtype) != np.int8:
+        raise refuse(node, f"has a {np.dtype(v.dtype)} {role} (the im2col kernel is int8)")
+
+
+def _columns(g: Conv2d, cx: Emit, x: Value, offset: int) -> list[str]:
+    """Lines declaring ``cols`` inside the per-image loop over ``n``: image n's column matrix,
+    built in scratch from byte ``offset`` on (or the image itself for a pointwise window)."""
+    image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
+    if g.pointwise:
+        return [f"const int8_t *cols = {image};"]
+    cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * g.p, offset)}"
+    return [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&g, {image}, cols, {g.p});"]
+
+
+def _per_image(g: Conv2d, body: list[str]) -> list[str]:
+    """``body`` in a loop over the images, after the geometry (which a pointwise window never reads)."""
+    head = [] if g.pointwise else [g.struct()]
+    return [*head, f"for (int n = 0; n < {g.n}; ++n) {{", *[f"    {s}" for s in body], "}"]
+
+
+@emitter("IntConv")
+def int_conv(node: Node, cx: Emit) -> list[str]:
+    """Y[n, g] (M/G x P) = W_g (M/G x C/G*kk) cols_g: one GEMM per (image, group)."""
+    x, ex, w, ew = node.inputs
+    acc, acc_e = node.outputs
+    _int8(node, x, "input")
+    g = geometry(node, node.attrs, tuple(x.shape), tuple(w.shape), tuple(acc.shape))
+    fn = gemm_name(node, w, x, sname(acc))
+    decl = _columns(g, cx, x, 0)
+    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
+            f"    {fn}({g.mg}, {g.p}, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
+            f"cols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, "
+            f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, 0, {cx.threads});"]
+    return [*_per_image(g, body), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
+
+
+@emitter("IntConvGradInput")
+def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
+    """dcols_g (C/G*kk x P) = W_g^T dY[n, g]; dX[n] = col2im(dcols) (the GEMM writes dX directly
+    for a pointwise window)."""
+    dy, edy, w, ew = node.inputs
+    dx, dx_e = node.outputs
+    _int8(node, dy, "error")
+    x_shape = tuple(int(s) for s in node.attrs["input_shape"])
+    if x_shape != tuple(dx.shape):
+        raise refuse(node, f"has input_shape {x_shape} but an output of shape {dx.shape}")
+    g = geometry(node, node.attrs, x_shape, tuple(w.shape), tuple(dy.shape))
+    acc = sname(dx)
+    if acc not in ("s32", "s64"):
+        raise refuse(node, f"accumulates in {np.dtype(dx.dtype)} (int32 or int64 is mapped)")
+    fn = gemm_name(node, w, dy, acc)
+    image = f"{cx.ptr(dx)} + (ptrdiff_t)n * {g.c * g.hw}"
+    if g.pointwise:
+        body = [f"{ctype(dx)} *dcols = {image};"]
+    else:
+        nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * g.p
+        body = [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};"]
+    body += [f"for (int k = 0; k < {g.group}; ++k)",
+             f"    {fn}({g.kg}, {g.p}, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
+             f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, "
+             f"dcols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, 0, {cx.threads});"]
+    if not g.pointwise:
+        body.append(f"rctc_col2im_{acc}(&g, dcols, {g.p}, {image});")
+    return [*_per_image(g, body), f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
+
+
+def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str,
+                 offset: int) -> list[str]:
+    """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer)."""
+    _int8(node, dy, "error")
+    _int8(node, x, "input")
+    fn = gemm_name(node, dy, x, acc)
+    decl = _columns(g, cx, x, offset)
+    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
+            f"    {fn}({g.mg}, {g.kg}, {g.p}, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
+            f"{g.mg * g.p}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg * g.p}, 1, {g.p}, "
+            f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0, {cx.threads});"]
+    return _per_image(g, body)
+
+
+@emitter("IntConvGradWeight")
+def int_conv_grad_weight(node: Node, cx: Emit) -> list[str]:
+    dy, edy, x, ex = node.inputs
+    dw, dw_e = node.outputs
+    w_shape = tuple(int(s) for s in node.attrs["weight_shape"])
+    if w_shape != tuple(dw.shape) or sname(dw) not in ("s32", "s64"):
+        raise refuse(node, f"writes a {np.dtype(dw.dtype)} {dw.shape} gradient for weight_shape {w_shape}")
+    g = geometry(node, node.attrs, tuple(x.shape), w_shape, tuple(dy.shape))
+    return [*_grad_weight(node, cx, g, dy, x, cx.ptr(dw), sname(dw), 0),
+            f"{cx.scalar(dw_e)} = {cx.scalar(edy)} + {cx.scalar(ex)};"]
+
+
+@weight_grad_product("IntConvGradWeight")
+def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
+    """The fused update's conv weight gradient (``product_*`` window attrs), exact int64, in the
+    parameter's layout (a ``transpose`` other than the identity is refused)."""
+    q, dy, x = node.inputs[0], node.inputs[3], node.inputs[5]
+    attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
+    perm = [int(p) for p in node.attrs.get("transpose") or ()]
+    if perm and perm != list(range(len(perm))):
+        raise refuse(node, f"transposes its conv weight gradient by {perm}")
+    w_shape = tuple(int(s) for s in attrs.get("weight_shape") or q.shape)
+    if math.prod(w_shape) != numel(q):
+        raise refuse(node, f"makes a {w_shape} product for a parameter of shape {q.shape}")
+    g = geometry(node, attrs, tuple(x.shape), w_shape, tuple(dy.shape))
+    return _grad_weight(node, cx, g, dy, x, acc, "s64", work_offset(node))

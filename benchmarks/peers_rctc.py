@@ -31,16 +31,20 @@ class NativeUnavailable(Exception):
 
 
 def native_trainer(graph: Any, seed: int) -> Any:
-    """A Trainer of ``graph`` on the native backend (``NativeExecutor``, 2 threads); raises
-    :class:`NativeUnavailable` with the reason when this rctc has none."""
+    """A Trainer of ``graph`` on the native backend (``rctc.native.backend``, 2 threads); raises
+    :class:`NativeUnavailable` with the reason when it cannot run here (the backend's own line)."""
     from rctc.runtime.trainer import Trainer
 
     try:
-        from rctc.native.executor import NativeExecutor
+        from rctc.native.backend import choose, make_executor
     except ImportError as exc:
         raise NativeUnavailable(f"this rctc has no native training backend ({exc})") from exc
+    choice = choose("native", graph)
+    if choice.name != "native":
+        raise NativeUnavailable((choice.note or f"the backend chose {choice.name}").removeprefix(
+            "using the numpy runtime: "))
     try:
-        return Trainer(graph, seed=seed, executor=NativeExecutor(graph, threads=_common.NUM_THREADS))
+        return Trainer(graph, seed=seed, executor=make_executor("native", graph, threads=_common.NUM_THREADS))
     except Exception as exc:  # noqa: BLE001 - any failure to set up the backend is the reason
         raise NativeUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

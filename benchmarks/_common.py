@@ -250,12 +250,13 @@ def run_in_subprocess(
     model: str,
     batch: int = 32,
     timeout: float = 1800.0,
+    env: dict[str, str] | None = None,
     **options: int | float,
 ) -> dict[str, Any]:
     """Run one peer for one model in a fresh interpreter; return its JSON dict.
 
     ``options`` are passed as ``--warmup``, ``--min-steps``, ``--min-seconds``,
-    ``--max-steps``, ``--seed``. Never raises for a failing peer: a crash, a
+    ``--max-steps``, ``--seed``; ``env`` replaces :func:`thread_env`. Never raises for a failing peer: a crash, a
     time-out or unparsable output comes back as ``{"error": ...}``.
     """
     if peer not in PEER_SCRIPTS:
@@ -268,7 +269,7 @@ def run_in_subprocess(
     if hasattr(os, "getloadavg"):  # how busy the machine was when the peer started
         base["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     try:
-        returncode, stdout, stderr, maxrss = run_measured(cmd, thread_env(), timeout)
+        returncode, stdout, stderr, maxrss = run_measured(cmd, thread_env() if env is None else env, timeout)
     except subprocess.TimeoutExpired:
         return {**base, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in stdout.splitlines() if ln.strip()]

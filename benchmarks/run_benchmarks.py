@@ -105,6 +105,30 @@ def native_gemm(quick: bool, log: Any = sys.stderr) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def native_builds(models: list[str], batch: int, log: Any = sys.stderr) -> dict[str, Any]:
+    """Per model, the native peer's setup time (Trainer + its first step: generate the C, build or load
+    it) twice in fresh processes: first in an empty cache holding only the kernel library's compiled
+    objects (the first build of the model's step), then again with that build cached (a cached start)."""
+    import shutil
+
+    from rctc.native.build import cache_dir
+
+    quick = {"warmup": 0, "min_steps": 3, "min_seconds": 0.0, "max_steps": 3}
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rctc_build_") as tmp:
+        env = _common.thread_env() | {"XDG_CACHE_HOME": tmp}
+        objs = cache_dir() / "obj"
+        if objs.is_dir():
+            shutil.copytree(objs, cache_dir(env) / "obj")
+        for m in models:
+            first = _common.run_in_subprocess("rctc_native", m, batch=batch, env=env, **quick)
+            again = _common.run_in_subprocess("rctc_native", m, batch=batch, env=env, **quick)
+            out[m] = {"first": first, "cached": again, "library_objects_cached": objs.is_dir()}
+            print(f"  native build {m:<17} first {first.get('native_setup_seconds', float('nan')):.2f} s, "
+                  f"cached {again.get('native_setup_seconds', float('nan')):.2f} s", file=log, flush=True)
+    return out
+
+
 def loadavg() -> str:
     """The 1 / 5 / 15-minute load averages as text ("?" where the OS has none)."""
     return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
@@ -135,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ort-venv", default=None,
                     help="the ONNX Runtime training venv (default $RCTC_ORT_VENV, else benchmarks/.venv-ort)")
     ap.add_argument("--no-gemm", action="store_true", help="skip the int8 GEMM throughput (native_gemm.py)")
+    ap.add_argument("--no-builds", action="store_true", help="skip the native first-build / cached-start times")
     ap.add_argument("-o", "--output", default=str(_common.HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -167,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = _common.machine_info()
     print(f"benchmarking {len(models)} models x {len(peers)} peers ...", file=sys.stderr)
     results = run_peers(models, peers, args.batch, timing, rounds)
+    builds = None if args.no_builds or "rctc_native" not in peers else native_builds(models, args.batch)
     gemm = None if args.no_gemm else native_gemm(args.quick)
     comp = compile_times(models, args.quick)
     load["end"] = loadavg()
     text = peers_report.render(models, peers, results, comp, gemm, machine, load, argv, timing, args.batch,
-                               rounds, skipped)
+                               rounds, skipped, builds)
     write_atomic(Path(args.output), text)
     print(text)
     return 0

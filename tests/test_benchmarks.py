@@ -175,3 +175,14 @@ def test_time_steps_budget_ends_a_slow_peer_early(monkeypatch: pytest.MonkeyPatc
     clock[0], calls[:] = 0.0, []
     fast = _common.time_steps(lambda: clock.__setitem__(0, clock[0] + 0.01), warmup=2, min_steps=20, min_seconds=0.5)
     assert len(fast) == 50  # neither budget binds: 0.5 s of 10 ms steps
+
+
+def test_build_targets_take_the_setup_less_one_step() -> None:
+    builds = {"resnet8": {"first": {**_run(400.0, 1), "native_setup_seconds": 6.0},
+                          "cached": {**_run(400.0, 1), "native_setup_seconds": 0.8}},
+              "mlp": {"first": {"unavailable": "no C compiler"}, "cached": {"unavailable": "no C compiler"}}}
+    rows = {n: (shown, met) for n, shown, _, met in peers_report.targets([], {}, builds=builds)}
+    assert rows["resnet8: first build of the step (library cached) <= 5 s"] == (
+        "5.60 s (6.00 s with its first step)", False)
+    assert rows["resnet8: cached start <= 0.5 s"] == ("0.40 s (0.80 s with its first step)", True)
+    assert rows["mlp: cached start <= 0.5 s"] == ("n/a (no C compiler)", None)

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the ONNX Runtime training venv (default $RCTC_ORT_VENV, else benchmarks/.venv-ort)")
     ap.add_argument("--no-gemm", action="store_true", help="skip the int8 GEMM throughput (native_gemm.py)")
     ap.add_argument("--no-builds", action="store_true", help="skip the native first-build / cached-start times")
+    ap.add_argument("--no-compile-times", action="store_true", help="skip compile_times.py")
     ap.add_argument("-o", "--output", default=str(_common.HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_peers(models, peers, args.batch, timing, rounds)
     builds = None if args.no_builds or "rctc_native" not in peers else native_builds(models, args.batch)
     gemm = None if args.no_gemm else native_gemm(args.quick)
-    comp = compile_times(models, args.quick)
+    comp = {"error": "skipped (--no-compile-times)"} if args.no_compile_times else compile_times(models, args.quick)
     load["end"] = loadavg()
     text = peers_report.render(models, peers, results, comp, gemm, machine, load, argv, timing, args.batch,
                                rounds, skipped, builds)

@@ -29,6 +29,7 @@ RATIOS: tuple[tuple[str, str], ...] = (
 BIG_CNNS = ("resnet8", "resnet20", "mobilenet")
 SMALL = ("mlp", "lenet")
 GEMM_TARGET = 0.5
+BUSY_LOAD = 2.0  # 1-min load average above which the report says the times are badly inflated
 Results = dict[tuple[str, str], dict[str, Any]]
 
 
@@ -228,9 +229,15 @@ def render(models: list[str], peers: list[str], results: Results, comp: dict[str
                  f"in its own process (peak RSS = its VmHWM). {rounds} "
                  "round(s) of the whole sweep, the peer order rotated each round; a cell is the median of "
                  "the peer's round medians.")
+    busy = max([r["loadavg_1m_at_start"] for r in results.values() if r.get("loadavg_1m_at_start") is not None],
+               default=0.0)
+    how = ("Read ratios to +-30%." if busy <= BUSY_LOAD else
+           f"With the 1-min load above {BUSY_LOAD:g} on 2 cores the times are inflated several- to tens-fold, "
+           "unevenly (a 2-thread peer waits for its descheduled thread), so the ratios are far rougher than "
+           "+-30% and a target judged here can flip on a quiet machine.")
     lines += ["", f"**The numbers are rough**: this 2-core VM is shared by up to 9 sessions. Load average "
               f"(1 / 5 / 15 min) at the start {load.get('start', '?')}, at the end {load.get('end', '?')}; "
-              f"1-min load when each peer started: {_load_range(results)}. Read ratios to +-30%.", ""]
+              f"1-min load when each peer started: {_load_range(results)}. {how}", ""]
     lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
     lines += ["## Step time (ms/step, median) and ratios", ""]
     shown = [p for p in peers if any((m, p) in results for m in models)]

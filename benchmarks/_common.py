@@ -33,6 +33,7 @@ PEER_SCRIPTS: dict[str, str] = {
     "torch_fp32": "peers_torch.py",
     "torch_qat": "peers_torch.py",
     "ort": "peers_ort.py",
+    "rctc_native": "peers_rctc.py",
     "rctc_rct": "peers_rctc.py",
     "rctc_qat": "peers_rctc.py",
     "rctc_fp32": "peers_rctc.py",
@@ -83,12 +84,38 @@ def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
 
 
 def thread_env(threads: int = NUM_THREADS) -> dict[str, str]:
-    """Environment for a child process pinned to ``threads`` intra-op threads."""
-    env = dict(os.environ)
+    """Environment for a child process pinned to ``threads`` intra-op threads (OMP/MKL/OpenBLAS),
+    without the OpenBLAS overrides (:data:`OPENBLAS_OVERRIDES`) or ``PYTHONPATH``."""
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES and k != "PYTHONPATH"}
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
-    env.pop("PYTHONPATH", None)
     return env
+
+
+def kernel_info() -> list[dict[str, Any]]:
+    """What threadpoolctl sees loaded in this process: one dict per library with ``library``
+    (file name), ``internal_api``, ``architecture`` (the kernel it picked), ``num_threads``,
+    ``version``; ``[]`` when threadpoolctl is not installed (call it after the timed steps,
+    when every library the peer uses is loaded)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [{"library": Path(str(i.get("filepath", "?"))).name, "internal_api": i.get("internal_api"),
+             "architecture": i.get("architecture"), "num_threads": i.get("num_threads"),
+             "version": i.get("version")} for i in sorted(threadpool_info(), key=lambda i: str(i.get("filepath")))]
+
+
+def describe_kernels(libs: Sequence[dict[str, Any]]) -> str:
+    """One line for a :func:`kernel_info` list, e.g. ``libscipy_openblas.so (openblas 0.3.31, Haswell, 2 thr)``."""
+    if not libs:
+        return "none seen by threadpoolctl"
+    parts = []
+    for i in libs:
+        detail = ", ".join(str(x) for x in (f"{i.get('internal_api')} {i.get('version') or ''}".strip(),
+                                            i.get("architecture")) if x)
+        parts.append(f"{i.get('library')} ({detail}, {i.get('num_threads')} thr)")
+    return "; ".join(parts)
 
 
 def median(values: Sequence[float]) -> float:
@@ -96,6 +123,11 @@ def median(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("median of an empty sequence")
     return float(statistics.median(values))
+
+
+def better_half(values: Sequence[float]) -> list[float]:
+    """The larger half of ``values``, sorted (the int8 GEMM's "big layers": the median of this half)."""
+    return sorted(values)[len(values) // 2:]
 
 
 def peak_rss_bytes() -> int:
@@ -122,6 +154,13 @@ def current_rss_bytes() -> int:
     return 0
 
 
+#: a slow peer (seconds per step on the shared machine) stops warming up after this many seconds (at
+#: least one warm-up step) and timing after TIMED_BUDGET_S (at least BUDGET_MIN_STEPS timed steps)
+WARMUP_BUDGET_S = 10.0
+TIMED_BUDGET_S = 30.0
+BUDGET_MIN_STEPS = 5
+
+
 def time_steps(
     step: Callable[[], object],
     warmup: int = 5,
@@ -130,15 +169,22 @@ def time_steps(
     max_steps: int = 2000,
 ) -> list[float]:
     """Run ``step`` ``warmup`` times, then time it until both ``min_steps`` steps
-    and ``min_seconds`` seconds are reached (at most ``max_steps`` steps).
+    and ``min_seconds`` seconds are reached (at most ``max_steps`` steps). A slow step
+    ends both phases early: see :data:`WARMUP_BUDGET_S` and :data:`TIMED_BUDGET_S`.
 
     Returns the wall-clock milliseconds of each timed step.
     """
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for i in range(warmup):
+        if i and time.perf_counter() - start > WARMUP_BUDGET_S:
+            break
         step()
     ms: list[float] = []
     start = time.perf_counter()
+    floor = min(min_steps, BUDGET_MIN_STEPS)
     while len(ms) < max_steps and (len(ms) < min_steps or time.perf_counter() - start < min_seconds):
+        if len(ms) >= floor and time.perf_counter() - start > TIMED_BUDGET_S:
+            break
         t0 = time.perf_counter()
         step()
         ms.append((time.perf_counter() - t0) * 1e3)
@@ -209,12 +255,13 @@ def run_in_subprocess(
     model: str,
     batch: int = 32,
     timeout: float = 1800.0,
+    env: dict[str, str] | None = None,
     **options: int | float,
 ) -> dict[str, Any]:
     """Run one peer for one model in a fresh interpreter; return its JSON dict.
 
     ``options`` are passed as ``--warmup``, ``--min-steps``, ``--min-seconds``,
-    ``--max-steps``, ``--seed``. Never raises for a failing peer: a crash, a
+    ``--max-steps``, ``--seed``; ``env`` replaces :func:`thread_env`. Never raises for a failing peer: a crash, a
     time-out or unparsable output comes back as ``{"error": ...}``.
     """
     if peer not in PEER_SCRIPTS:
@@ -227,19 +274,43 @@ def run_in_subprocess(
     if hasattr(os, "getloadavg"):  # how busy the machine was when the peer started
         base["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(), timeout=timeout,
-                              check=False)
+        returncode, stdout, stderr, maxrss = run_measured(cmd, thread_env() if env is None else env, timeout)
     except subprocess.TimeoutExpired:
         return {**base, "error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
     try:
         data = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {**base, "error": f"exit {proc.returncode}: {tail}"}
-    return {**base, **data}
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {**base, "error": f"exit {returncode}: {tail}"}
+    return {**base, "child_maxrss_bytes": maxrss, **data}
+
+
+def run_measured(cmd: Sequence[str], env: dict[str, str], timeout: float) -> tuple[int, str, str, int]:
+    """Run ``cmd``; return (exit code, stdout, stderr, the child's ru_maxrss in bytes from wait4: the
+    largest of it and its own waited-for children). Raises ``subprocess.TimeoutExpired`` (child killed)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9  # reaped here: stop Popen from waiting on the pid again
+                raise subprocess.TimeoutExpired(list(cmd), timeout)
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                int(usage.ru_maxrss) * 1024)
 
 
 def _version(module: str) -> str:
@@ -283,10 +354,10 @@ def machine_info() -> dict[str, Any]:
         "numpy_blas": _blas_info(),
         "torch": _version("torch"),
         "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime"),
+        "onnxruntime (this interpreter; the ORT peer runs its own venv)": _version("onnxruntime"),
         "platform": platform.platform(),
         # other work on the machine distorts the timings: record how busy it was
-        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "loadavg_1m_5m_15m": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime on-device training worker; runs INSIDE benchmarks/.venv-ort.
+"""ONNX Runtime on-device training worker; runs INSIDE the ORT venv (peers_ort.venv_dir()).
 
 That venv holds onnxruntime-training 1.19.2, onnx 1.16 and numpy < 2 (the
 newest combination onnxruntime-training supports). It never imports rctc; the
@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_before_model_bytes=baseline_rss, threads=_common.NUM_THREADS,
         onnxruntime=ort.__version__, trainable_initializers=len(req),
         params=int(sum(np.prod(i.dims) for i in model.graph.initializer if i.name in set(req))),
-        loss_first=losses[0], loss_last=losses[-1],
+        loss_first=losses[0], loss_last=losses[-1], kernels=_common.kernel_info(),
+        ort_providers=ort.get_available_providers(),
+        kernels_note="ORT's own MLAS kernels and thread pool are linked into onnxruntime and not visible to "
+                     "threadpoolctl (which sees the venv numpy's BLAS only)",
     )
 
 

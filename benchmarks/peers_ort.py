@@ -3,12 +3,14 @@
 The main interpreter (new onnx, rctc) builds the model with
 ``rctc.models.build``, saves it readable by onnx 1.16 (ir_version <= 9,
 opset 17) in a temporary folder, and runs ``ort_worker.py`` inside a dedicated
-venv (``benchmarks/.venv-ort``: onnxruntime-training 1.19.2, onnx 1.16.2,
-numpy < 2), created on first use and reused after. If the venv cannot be made,
-the peer returns an ``error`` instead of crashing the benchmark.
+venv (``$RCTC_ORT_VENV``, else ``benchmarks/.venv-ort``: onnxruntime-training
+1.19.2, onnx 1.16.2, numpy < 2, threadpoolctl), made once by the setup step
+below. Without the venv the peer prints ``{"unavailable": ...}`` naming that
+step, and the benchmark leaves the column out with that message.
 
 Usage (prints one JSON line)::
 
+    python benchmarks/peers_ort.py --setup [--venv /work/ort-venv]   # once: make the venv
     python benchmarks/peers_ort.py --peer ort --model mlp --batch 32
     python benchmarks/peers_ort.py --peer ort --model custom --onnx some.onnx
 """
@@ -16,6 +18,7 @@ Usage (prints one JSON line)::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,22 +28,35 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-VENV = _common.HERE / ".venv-ort"
-VENV_PY = VENV / "bin" / "python"
-VENV_OK = VENV / ".rctc-ort-ok"
-VENV_REQS = ("onnxruntime-training==1.19.2", "onnx==1.16.2", "numpy<2")
+DEFAULT_VENV = _common.HERE / ".venv-ort"
+VENV_ENV = "RCTC_ORT_VENV"  # the venv's folder, when not DEFAULT_VENV
+VENV_REQS = ("onnxruntime-training==1.19.2", "onnx==1.16.2", "numpy<2", "threadpoolctl")
 WORKER = _common.HERE / "ort_worker.py"
 TARGET_OPSET = 17
 MAX_IR_VERSION = 9
 
 
-def _probe() -> str | None:
+def venv_dir() -> Path:
+    """The ORT venv: ``$RCTC_ORT_VENV``, else ``benchmarks/.venv-ort``."""
+    return Path(os.environ.get(VENV_ENV) or DEFAULT_VENV)
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def setup_command(venv: Path) -> str:
+    """The documented setup step that makes the venv (what :func:`setup_venv` runs)."""
+    return f"python benchmarks/peers_ort.py --setup --venv {venv}"
+
+
+def _probe(venv: Path) -> str | None:
     """None if the venv imports onnxruntime-training; else the failure text."""
     code = ("import onnx, numpy, onnxruntime; from onnxruntime.capi import _pybind_state as s; "
             "assert hasattr(s, 'CheckpointState'), 'not a training build'; "
             "print(onnxruntime.__version__)")
     try:
-        proc = subprocess.run([str(VENV_PY), "-c", code], capture_output=True, text=True, timeout=300,
+        proc = subprocess.run([str(venv_python(venv)), "-c", code], capture_output=True, text=True, timeout=300,
                               check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
@@ -49,27 +65,31 @@ def _probe() -> str | None:
     return None
 
 
-def ensure_venv(log: Any = sys.stderr) -> str | None:
-    """Create (first use) or reuse the ORT venv. Returns None when usable, else why not."""
-    if VENV_OK.exists() and VENV_PY.exists():
-        return None
-    steps = [[sys.executable, "-m", "venv", str(VENV)],
-             [str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *VENV_REQS]]
-    if not VENV_PY.exists() or _probe() is not None:
-        print(f"peers_ort: creating {VENV} ({', '.join(VENV_REQS)}) ...", file=log)
-        for cmd in steps:
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return f"cannot create ORT venv: {exc}"
-            if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-                return f"cannot create ORT venv ({cmd[-1]}): {tail}"
-    why = _probe()
+def check_venv(venv: Path | None = None) -> str | None:
+    """None when the ORT venv is usable; else one line saying why and the setup step to run."""
+    venv = venv_dir() if venv is None else venv
+    if not venv_python(venv).exists():
+        return f"no ONNX Runtime training venv at {venv}; make it with: {setup_command(venv)}"
+    why = _probe(venv)
     if why is not None:
-        return f"ORT venv unusable: {why}"
-    VENV_OK.write_text(" ".join(VENV_REQS) + "\n", encoding="utf-8")
+        return f"ONNX Runtime training venv {venv} unusable ({why}); remake it with: {setup_command(venv)}"
     return None
+
+
+def setup_venv(venv: Path, log: Any = sys.stderr) -> str | None:
+    """Make the venv (``python -m venv`` + pip install of :data:`VENV_REQS`). None on success, else why not."""
+    print(f"peers_ort: creating {venv} ({', '.join(VENV_REQS)}) ...", file=log)
+    steps = [[sys.executable, "-m", "venv", str(venv)],
+             [str(venv_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *VENV_REQS]]
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"cannot create the ORT venv: {exc}"
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            return f"cannot create the ORT venv ({cmd[-1]}): {tail}"
+    return check_venv(venv)
 
 
 def expose_layernorm_stats(model: Any) -> int:
@@ -139,9 +159,9 @@ def time_ort(name: str, batch: int = 32, warmup: int = 5, min_steps: int = 20,
     """
     import onnx
 
-    why = ensure_venv()
-    if why is not None:
-        return {"error": f"ORT peer skipped: {why}"}
+    venv = venv_dir()
+    if not venv_python(venv).exists():
+        return {"unavailable": f"no ONNX Runtime training venv at {venv}; make it with: {setup_command(venv)}"}
     if onnx_path is not None:
         model = onnx.load(onnx_path)
     else:
@@ -156,7 +176,7 @@ def time_ort(name: str, batch: int = 32, warmup: int = 5, min_steps: int = 20,
             notes = save_for_ort(model, path)
         except Exception as exc:  # noqa: BLE001
             return {"error": f"cannot save {name} for onnx 1.16 / opset {TARGET_OPSET}: {exc}"}
-        cmd = [str(VENV_PY), str(WORKER), "--peer", "ort", "--model", name, "--batch", str(batch),
+        cmd = [str(venv_python(venv)), str(WORKER), "--peer", "ort", "--model", name, "--batch", str(batch),
                "--seed", str(seed), "--onnx", str(path), "--shape", ",".join(map(str, shape)),
                "--dtype", dtype, "--num-classes", str(classes), "--int-high", str(int_high)]
         for key, value in timing.items():
@@ -179,7 +199,27 @@ def time_ort(name: str, batch: int = 32, warmup: int = 5, min_steps: int = 20,
     return res
 
 
+def setup_main(argv: list[str]) -> int:
+    """``--setup [--venv PATH]``: make the ORT venv; exit 2 with one line when that fails."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="make the ONNX Runtime training venv")
+    ap.add_argument("--setup", action="store_true", required=True)
+    ap.add_argument("--venv", type=Path, default=venv_dir())
+    args = ap.parse_args(argv)
+    why = setup_venv(args.venv)
+    if why is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    print(f"ONNX Runtime training venv ready: {args.venv} (run the benchmark with {VENV_ENV}={args.venv} "
+          f"or --ort-venv {args.venv} unless it is {DEFAULT_VENV})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--setup" in argv:
+        return setup_main(argv)
     ap = _common.peer_parser(peers=("ort",))
     ap.add_argument("--onnx", default=None, help="time this ONNX file instead of rctc.models.build")
     args = ap.parse_args(argv)

@@ -267,7 +267,8 @@ def _time_torch(name: str, qat: bool, batch: int, seed: int, **timing: Any) -> d
     ms = _common.time_steps(step, **timing)
     return _common.result_dict(
         ms, note=note, rss_before_model_bytes=baseline_rss, threads=torch.get_num_threads(), torch=torch.__version__,
-        params=sum(p.numel() for p in model.parameters()),
+        params=sum(p.numel() for p in model.parameters()), kernels=_common.kernel_info(),
+        torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
 
 

@@ -1,10 +1,12 @@
 """Side-by-side training-step benchmark of rctc against PyTorch and ONNX Runtime, in one run.
 
-Times one training step (median of many after warm-up, 2 intra-op threads for every peer) of
-rctc in rct / qat / fp32 modes, PyTorch fp32 eager, PyTorch eager QAT and ONNX Runtime training
-on the models/ networks at batch 32, each peer in its own interpreter (so its peak RSS is its
-own), plus the compile time of every network and of onnx's bundled light ResNet-50. Writes a
-markdown report (atomically) and prints it::
+Times one training step (median of many after warm-up, 2 threads for every peer, OPENBLAS_CORETYPE /
+OPENBLAS_L2_SIZE unset) of rctc rct mode on the native C backend and on the numpy runtime, PyTorch
+fp32 eager, PyTorch eager QAT and ONNX Runtime training (its own venv: peers_ort.py --setup) on the
+models/ networks at batch 32, each peer in its own process (so its peak RSS is its own), records the
+kernels each peer ran (threadpoolctl), the int8 GEMM's GOPS on the largest layers beside the
+machine's int8 peak (native_gemm.py) and the compile time of every network. Writes a markdown
+report (atomically; peers_report.py renders it) and prints it::
 
     python benchmarks/run_benchmarks.py                      # everything -> benchmarks/RESULTS.md
     python benchmarks/run_benchmarks.py --quick --models mlp,lenet -o /tmp/r.md   # smoke run
@@ -24,9 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import peers_report  # noqa: E402
 
-PEERS: tuple[str, ...] = ("rctc_rct", "rctc_qat", "rctc_fp32", "torch_fp32", "torch_qat", "ort")
-RATIO_PEERS: tuple[str, ...] = ("rctc_qat", "rctc_fp32", "torch_fp32", "torch_qat", "ort")
+#: the default sweep (issue 16's five columns); rctc_qat and rctc_fp32 run when named in --peers
+PEERS: tuple[str, ...] = ("rctc_native", "rctc_rct", "torch_fp32", "torch_qat", "ort")
 LOAD_WARN = 0.5
 
 
@@ -34,8 +37,8 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One peer's result over several rounds: the median of the round medians (a slow phase of
     the shared machine that hits one round does not move it), the round medians themselves,
     the largest peak RSS, the errors of failed rounds (``failed_rounds``), and the other fields of
-    the round nearest that median. All rounds failed: the first error."""
-    ok = [r for r in runs if "error" not in r]
+    the round nearest that median. All rounds failed or unavailable: the first round's result."""
+    ok = [r for r in runs if "error" not in r and "unavailable" not in r]
     if not ok:
         return runs[0]
     meds = [float(r["ms_per_step_median"]) for r in ok]
@@ -65,7 +68,8 @@ def run_peers(models: list[str], peers: list[str], batch: int, timing: dict[str,
                 t0 = time.perf_counter()
                 res = _common.run_in_subprocess(peer, model, batch=batch, **timing)
                 runs.setdefault((model, peer), []).append(res)
-                what = res.get("error") or f"{res.get('ms_per_step_median', float('nan')):.2f} ms/step"
+                what = res.get("error") or (f"n/a ({res['unavailable']})" if "unavailable" in res else
+                                            f"{res.get('ms_per_step_median', float('nan')):.2f} ms/step")
                 print(f"  round {r + 1}/{rounds}  {model:<17} {peer:<11} {what}  "
                       f"({time.perf_counter() - t0:.0f} s)", file=log, flush=True)
     return {(m, p): merge_rounds(runs[(m, p)]) for m in models for p in peers}
@@ -83,157 +87,51 @@ def compile_times(models: list[str], quick: bool) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def _ms(res: dict[str, Any] | None) -> float | None:
-    if not res or "error" in res:
-        return None
-    return float(res["ms_per_step_median"])
+def native_gemm(quick: bool, log: Any = sys.stderr) -> dict[str, Any]:
+    """``native_gemm.run()`` (the int8 GEMMs of the largest layers, the machine's int8 peak) in a fresh
+    interpreter without the OpenBLAS overrides, plus the CPU's flags; its dict, or ``{"error": ...}``.
+    benchmarks/NATIVE_GEMM.md is left alone (``python benchmarks/native_gemm.py`` rewrites it)."""
+    code = (f"import json, sys; sys.path.insert(0, {str(_common.HERE)!r}); import native_gemm; "
+            f"r = native_gemm.run(32, {0.02 if quick else 0.3}); r['cpu_flags'] = sorted(native_gemm.cpu_flags()); "
+            "print(json.dumps(r))")
+    print("  int8 GEMM throughput (native_gemm.run) ...", file=log, flush=True)
+    try:
+        exit_code, out, err, _ = _common.run_measured([sys.executable, "-c", code], _common.thread_env(), 1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "native_gemm.run timed out"}
+    lines = out.strip().splitlines()
+    if exit_code != 0 or not lines:
+        return {"error": f"native_gemm.run exit {exit_code}: {(err.strip().splitlines() or ['no output'])[-1]}"}
+    return json.loads(lines[-1])
 
 
-def _fmt_ms(v: float | None) -> str:
-    return "—" if v is None else f"{v:.2f}"
+def native_builds(models: list[str], batch: int, log: Any = sys.stderr) -> dict[str, Any]:
+    """Per model, the native peer's setup time (Trainer + its first step: generate the C, build or load
+    it) twice in fresh processes: first in an empty cache holding only the kernel library's compiled
+    objects (the first build of the model's step), then again with that build cached (a cached start)."""
+    import shutil
+
+    from rctc.native.build import cache_dir
+
+    quick = {"warmup": 0, "min_steps": 3, "min_seconds": 0.0, "max_steps": 3}
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rctc_build_") as tmp:
+        env = _common.thread_env() | {"XDG_CACHE_HOME": tmp}
+        objs = cache_dir() / "obj"
+        if objs.is_dir():
+            shutil.copytree(objs, cache_dir(env) / "obj")
+        for m in models:
+            first = _common.run_in_subprocess("rctc_native", m, batch=batch, env=env, **quick)
+            again = _common.run_in_subprocess("rctc_native", m, batch=batch, env=env, **quick)
+            out[m] = {"first": first, "cached": again, "library_objects_cached": objs.is_dir()}
+            print(f"  native build {m:<17} first {first.get('native_setup_seconds', float('nan')):.2f} s, "
+                  f"cached {again.get('native_setup_seconds', float('nan')):.2f} s", file=log, flush=True)
+    return out
 
 
-def _fmt_mib(res: dict[str, Any] | None) -> str:
-    if not res or "error" in res:
-        return "—"
-    return f"{res['peak_rss_bytes'] / 2**20:.0f}"
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
-
-
-def targets(models: list[str], results: dict[tuple[str, str], dict[str, Any]],
-            comp: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """(target, detail, met) rows; met None when the data is missing."""
-    rows: list[tuple[str, str, bool | None]] = []
-
-    def get(m: str, p: str) -> float | None:
-        return _ms(results.get((m, p)))
-
-    for m in models:
-        rct, tf, tq, ort = get(m, "rctc_rct"), get(m, "torch_fp32"), get(m, "torch_qat"), get(m, "ort")
-        if m in ("resnet8", "resnet20", "mobilenet"):
-            rows.append((f"{m}: rct <= torch fp32", f"{_fmt_ms(rct)} vs {_fmt_ms(tf)} ms",
-                         None if rct is None or tf is None else rct <= tf))
-        elif m in ("mlp", "lenet"):
-            rows.append((f"{m}: rct <= 2x torch fp32", f"{_fmt_ms(rct)} vs 2 x {_fmt_ms(tf)} ms",
-                         None if rct is None or tf is None else rct <= 2 * tf))
-        if ort is not None:
-            rows.append((f"{m}: rct <= ORT training", f"{_fmt_ms(rct)} vs {_fmt_ms(ort)} ms",
-                         None if rct is None else rct <= ort))
-        rows.append((f"{m}: rct <= 0.6x torch QAT", f"{_fmt_ms(rct)} vs 0.6 x {_fmt_ms(tq)} ms",
-                     None if rct is None or tq is None else rct <= 0.6 * tq))
-        r_rss, t_rss = results.get((m, "rctc_rct")), results.get((m, "torch_fp32"))
-        if r_rss and t_rss and "error" not in r_rss and "error" not in t_rss:
-            rows.append((f"{m}: peak RSS <= torch fp32", f"{_fmt_mib(r_rss)} vs {_fmt_mib(t_rss)} MiB",
-                         r_rss["peak_rss_bytes"] <= t_rss["peak_rss_bytes"]))
-    for m, s in (comp.get("seconds") or {}).items():
-        rows.append((f"compile {m} < 1 s", f"{s:.3f} s", s < 1.0))
-    r50 = comp.get("light_resnet50") or {}
-    if "seconds" in r50:
-        rows.append((f"compile light ResNet-50 (batch {r50['batch']}) < 5 s", f"{r50['seconds']:.2f} s",
-                     r50["seconds"] < 5.0))
-    return rows
-
-
-def render(models: list[str], peers: list[str], results: dict[tuple[str, str], dict[str, Any]],
-           comp: dict[str, Any], machine: dict[str, Any], load_start: float | None, argv: list[str],
-           timing: dict[str, Any], batch: int, rounds: int = 1) -> str:
-    lines = ["# rctc benchmark results", ""]
-    cmd = " ".join(["python benchmarks/run_benchmarks.py", *argv])
-    lines.append(f"Command: `{cmd}`  ")
-    lines.append(f"Date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  ")
-    lines.append(f"Batch {batch}; {_common.NUM_THREADS} intra-op threads per peer "
-                 "(OMP/MKL/OPENBLAS_NUM_THREADS, torch.set_num_threads); median step time after "
-                 f"{timing['warmup']} warm-up steps, at least {timing['min_steps']} steps and "
-                 f"{timing['min_seconds']} s. Each peer runs in its own interpreter. {rounds} round(s) "
-                 "of the whole sweep, the peer order rotated each round; a cell is the median of the "
-                 "peer's round medians (all round medians are listed below the tables).")
-    lines.append("")
-    lines.append("## Machine")
-    lines.append("")
-    for k, v in machine.items():
-        lines.append(f"- {k}: {v}")
-    if load_start is not None:
-        warn = f" — WARNING: above {LOAD_WARN}, other work on the machine inflates the times" \
-            if load_start > LOAD_WARN else ""
-        lines.append(f"- load average (1 min) at start: {load_start:.2f}{warn}")
-    lines.append("")
-    lines.append("## Step time (ms/step, median) and ratios rctc rct / peer")
-    lines.append("")
-    head = ["model", *peers, *[f"rct/{p}" for p in RATIO_PEERS if p in peers and "rctc_rct" in peers]]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for m in models:
-        row = [m] + [_fmt_ms(_ms(results.get((m, p)))) for p in peers]
-        if "rctc_rct" in peers:
-            rct = _ms(results.get((m, "rctc_rct")))
-            row += [_ratio(rct, _ms(results.get((m, p)))) for p in RATIO_PEERS if p in peers]
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    lines.append("## Peak RSS (MiB, whole process)")
-    lines.append("")
-    lines.append("| model | " + " | ".join(peers) + " |")
-    lines.append("|" + "---|" * (len(peers) + 1))
-    for m in models:
-        lines.append(f"| {m} | " + " | ".join(_fmt_mib(results.get((m, p))) for p in peers) + " |")
-    notes = [(m, p, r["error"]) for (m, p), r in results.items() if "error" in r]
-    notes += [(m, p, f"{len(r['failed_rounds'])} round(s) failed and are left out: {r['failed_rounds'][0]}")
-              for (m, p), r in results.items() if r.get("failed_rounds")]
-    notes += [(m, p, r["note"]) for (m, p), r in results.items() if r.get("note") and p.startswith("torch_qat")
-              and m == "tiny_transformer"]
-    if notes:
-        lines.append("")
-        lines.append("Notes and errors:")
-        lines.append("")
-        for m, p, text in notes:
-            lines.append(f"- {m} / {p}: {text}")
-    spread = []
-    for m in models:
-        cells = [f"{p} {' / '.join(f'{v:.2f}' for v in meds)}" for p in peers
-                 if len(meds := results.get((m, p), {}).get("round_medians", [])) > 1]
-        if cells:
-            spread.append(f"- {m}: " + "; ".join(cells))
-    if spread:
-        lines += ["", "Round medians (ms/step), in round order:", "", *spread]
-    lines.append("")
-    lines.append("## Compile time (rctc compile --mode rct, best of repeats, after one warm-up compile)")
-    lines.append("")
-    if "error" in comp:
-        lines.append(f"compile timing failed: {comp['error']}")
-    else:
-        lines.append(f"models/ networks at batch {comp.get('batch')}:")
-        lines.append("")
-        lines.append("| network | seconds |")
-        lines.append("|---|---|")
-        for m, s in (comp.get("seconds") or {}).items():
-            lines.append(f"| {m} | {s:.3f} |")
-        r50 = comp.get("light_resnet50") or {}
-        if "seconds" in r50:
-            lines.append(f"| light ResNet-50 (onnx bundled, batch {r50['batch']}) | {r50['seconds']:.3f} |")
-        elif r50:
-            lines.append(f"| light ResNet-50 | {r50.get('error')} |")
-    lines.append("")
-    lines.append("## Targets")
-    lines.append("")
-    lines.append("| target | measured | met |")
-    lines.append("|---|---|---|")
-    for name, detail, met in targets(models, results, comp):
-        lines.append(f"| {name} | {detail} | {'n/a' if met is None else 'yes' if met else 'NO'} |")
-    lines.append("")
-    lines.append("## rctc rct mode: wall time per op type (ms/step, top 10)")
-    lines.append("")
-    for m in models:
-        prof = (results.get((m, "rctc_rct")) or {}).get("op_ms_per_step")
-        if not prof:
-            continue
-        total = sum(prof.values())
-        top = list(prof.items())[:10]
-        lines.append(f"- **{m}** (sum {total:.2f} ms): " +
-                     ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f}%)" for k, v in top))
-    lines.append("")
-    return "\n".join(lines)
+def loadavg() -> str:
+    """The 1 / 5 / 15-minute load averages as text ("?" where the OS has none)."""
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -252,11 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description="rctc vs PyTorch vs ONNX Runtime training-step benchmark")
     ap.add_argument("--models", default=",".join(_common.MODELS), help="comma-separated models/ networks")
-    ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help=f"comma-separated subset of {','.join(_common.PEER_SCRIPTS)}")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="few steps (smoke run; timings not meaningful)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="sweeps of every (model, peer) pair; a peer's time is the median of its round medians")
+    ap.add_argument("--ort-venv", default=None,
+                    help="the ONNX Runtime training venv (default $RCTC_ORT_VENV, else benchmarks/.venv-ort)")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the int8 GEMM throughput (native_gemm.py)")
+    ap.add_argument("--no-builds", action="store_true", help="skip the native first-build / cached-start times")
+    ap.add_argument("--no-compile-times", action="store_true", help="skip compile_times.py")
     ap.add_argument("-o", "--output", default=str(_common.HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -269,28 +173,37 @@ def main(argv: list[str] | None = None) -> int:
     rounds = 1 if args.quick else args.rounds
     timing = ({"warmup": 1, "min_steps": 3, "min_seconds": 0.0, "max_steps": 3} if args.quick else
               {"warmup": 5, "min_steps": 20, "min_seconds": 2.0, "max_steps": 2000})
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if load_start is not None and load_start > LOAD_WARN:
-        print(f"warning: 1-minute load average is {load_start:.2f} (> {LOAD_WARN}); timings will be inflated",
+    load = {"start": loadavg()}
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] > LOAD_WARN:
+        print(f"warning: load average {load['start']} (1-min > {LOAD_WARN}); timings will be inflated",
               file=sys.stderr)
+    skipped: dict[str, str] = {}
     if "ort" in peers:
         import peers_ort
 
-        why = peers_ort.ensure_venv()
+        if args.ort_venv:
+            os.environ[peers_ort.VENV_ENV] = args.ort_venv  # the peers' environment (thread_env) carries it
+        why = peers_ort.check_venv()
         if why:
             print(f"ORT peer skipped: {why}", file=sys.stderr)
             peers.remove("ort")
+            skipped["ort"] = why
     if not peers:
         ap.error("no peer left to run")
     machine = _common.machine_info()
     print(f"benchmarking {len(models)} models x {len(peers)} peers ...", file=sys.stderr)
     results = run_peers(models, peers, args.batch, timing, rounds)
-    comp = compile_times(models, args.quick)
-    text = render(models, peers, results, comp, machine, load_start, argv, timing, args.batch, rounds)
+    builds = None if args.no_builds or "rctc_native" not in peers else native_builds(models, args.batch)
+    gemm = None if args.no_gemm else native_gemm(args.quick)
+    comp = {"error": "skipped (--no-compile-times)"} if args.no_compile_times else compile_times(models, args.quick)
+    load["end"] = loadavg()
+    text = peers_report.render(models, peers, results, comp, gemm, machine, load, argv, timing, args.batch,
+                               rounds, skipped, builds)
     write_atomic(Path(args.output), text)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
+    _common.reexec_without_openblas_overrides()
     raise SystemExit(main())

@@ -35,3 +35,154 @@ def test_no_peer_left_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exc:
         main(["--peers", "", "--models", "mlp", "-o", "/nonexistent/never-written.md"])
     assert exc.value.code == 2 and "no peer left" in capsys.readouterr().err
+
+
+# ---- the peers' environment and process measurements (benchmarks/_common.py) --------------------
+import subprocess  # noqa: E402
+
+import _common  # noqa: E402
+import peers_ort  # noqa: E402
+import peers_report  # noqa: E402
+
+
+def test_thread_env_unsets_the_openblas_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = _common.thread_env(2)
+    assert not {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONPATH"} & set(env)
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
+
+
+def _child(code: str, timeout: float = 60.0) -> tuple[int, str, str, int]:
+    return _common.run_measured([sys.executable, "-c", code], _common.thread_env(), timeout)
+
+
+def test_run_measured_reports_the_childs_own_peak_rss() -> None:
+    small = _child("print('hi')")
+    big = _child("b = bytearray(96 * 2**20); b[::4096] = b'x' * len(b[::4096]); print(len(b))")
+    assert small[0] == 0 and small[1].strip() == "hi"
+    assert big[3] >= 96 * 2**20 > small[3] > 0  # the 96 MiB the child touched, not this process's
+    code, _, err, _ = _child("import sys; sys.exit('bad input')")
+    assert code == 1 and "bad input" in err
+
+
+def test_run_measured_kills_a_child_past_its_timeout() -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        _child("import time; time.sleep(30)", timeout=0.3)
+
+
+def test_kernel_info_names_numpys_blas() -> None:
+    import numpy as np
+
+    np.ones((4, 4)) @ np.ones((4, 4))
+    libs = _common.kernel_info()
+    blas = [i for i in libs if i["internal_api"] in ("openblas", "mkl", "blis")]
+    assert blas and all(set(i) == {"library", "internal_api", "architecture", "num_threads", "version"} for i in libs)
+    text = _common.describe_kernels(blas)
+    assert blas[0]["library"] in text and f"{blas[0]['num_threads']} thr" in text
+    assert _common.describe_kernels([]) == "none seen by threadpoolctl"
+
+
+# ---- the ORT venv (benchmarks/peers_ort.py) -------------------------------------------------------
+def test_missing_ort_venv_names_the_setup_step(tmp_path: Path) -> None:
+    why = peers_ort.check_venv(tmp_path / "no-venv")
+    assert why is not None and "no ONNX Runtime training venv" in why
+    assert f"python benchmarks/peers_ort.py --setup --venv {tmp_path / 'no-venv'}" in why
+
+
+def test_run_skips_the_ort_column_with_the_setup_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import run_benchmarks
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(run_benchmarks, "run_peers", lambda models, peers, *a, **k: seen.append(list(peers)) or {})
+    monkeypatch.setattr(run_benchmarks, "compile_times", lambda *a: {"error": "skipped"})
+    monkeypatch.setattr(_common, "machine_info", lambda: {"cpu": "test"})  # no torch import here
+    out = tmp_path / "r.md"
+    assert main(["--quick", "--models", "mlp", "--peers", "torch_fp32,ort", "--no-gemm",
+                 "--ort-venv", str(tmp_path / "none"), "-o", str(out)]) == 0
+    assert seen == [["torch_fp32"]]
+    assert "ORT peer skipped: no ONNX Runtime training venv" in capsys.readouterr().err
+    assert "ORT training: not run: no ONNX Runtime training venv" in out.read_text()
+
+
+# ---- the report and the targets (benchmarks/peers_report.py) -------------------------------------
+def _res(**ms: float) -> dict:
+    peers = {"nat": "rctc_native", "num": "rctc_rct", "tf": "torch_fp32", "tq": "torch_qat", "ort": "ort"}
+    return {("resnet8", peers[k]): _run(v, int(v) * 2**20) for k, v in ms.items()}
+
+
+def test_targets_compare_the_native_backend_with_each_peer() -> None:
+    rows = {name: (nat, met) for name, nat, _, met in
+            peers_report.targets(["resnet8"], _res(nat=40.0, num=100.0, tf=90.0, tq=120.0, ort=30.0))}
+    assert rows["resnet8: rct <= 0.5x PyTorch fp32"] == ("40.00 vs 0.5 x 90.00 ms (0.44x)", True)
+    assert rows["resnet8: rct <= 0.3x PyTorch QAT"][1] is False  # 40 > 0.3 * 120
+    assert rows["resnet8: rct <= ORT training"][1] is False
+    assert rows["resnet8: peak RSS <= PyTorch fp32's"] == ("40 vs 90 MiB", True)
+
+
+def test_an_unavailable_native_backend_is_na_never_a_number() -> None:
+    results = _res(num=100.0, tf=90.0, tq=120.0)
+    results[("resnet8", "rctc_native")] = {"unavailable": "no C compiler (CC=/nonexistent)"}
+    rows = peers_report.targets(["resnet8"], results)
+    assert all(met is None and nat == "n/a" for _, nat, _, met in rows)
+    text = peers_report.render(["resnet8"], ["rctc_native", "rctc_rct", "torch_fp32", "torch_qat"], results,
+                               {"error": "skipped"}, None, {"cpu": "x"}, {"start": "1 / 2 / 3", "end": "4 / 5 / 6"},
+                               [], {"warmup": 1, "min_steps": 3, "min_seconds": 0}, 32)
+    table = next(ln for ln in text.splitlines() if ln.startswith("| resnet8 | n/a"))
+    assert "n/a (no C compiler (CC=/nonexistent))" in table and "| 100.00 | 90.00 | 120.00 |" in table
+    assert "1 / 2 / 3" in text and "rough" in text
+
+
+def test_gemm_section_states_the_peak_and_the_missing_avx512() -> None:
+    row = {"model": "m", "layer": "conv", "direction": "forward", "shape": "16x512x72",
+           "avx2 1t": 156.5, "avx2 2t": 156.5, "numpy f32 2t": 50.0}
+    gemm = {"rows": [row], "isa": "avx2", "cores": 2, "ghz": 2.445, "per_cycle": 64, "why": "AVX2",
+            "peak_gops": 626.0, "core_peak_gops": 313.0, "blas": "openblas", "cpu": "AMD EPYC",
+            "cpu_flags": ["avx", "avx2", "fma"], "load_s": 0.02}
+    text = "\n".join(peers_report.gemm_section(gemm))
+    assert "**no AVX-512**" in text and "2 x 2.445 x 64 x 2 = **626 GOPS**" in text
+    assert "| 50% | 25% |" in text  # 156.5 of one core's 313, of the machine's 626
+    met = {n: m for n, _, _, m in peers_report.targets([], {}, gemm)}
+    assert met["int8 GEMM >= 50% of the int8 peak on the big layers"] is True
+    assert "AVX-512 avx512_vnni" in "\n".join(peers_report.gemm_section({**gemm, "cpu_flags": ["avx2", "avx512_vnni"]}))
+
+
+def test_native_peer_without_a_compiler_reports_unavailable(tmp_path: Path) -> None:
+    import json
+
+    env = _common.thread_env() | {"CC": str(tmp_path / "no-cc"), "XDG_CACHE_HOME": str(tmp_path)}
+    cmd = [sys.executable, str(_common.HERE / "peers_rctc.py"), "--peer", "rctc_native", "--model", "mlp",
+           "--batch", "4", "--warmup", "0", "--min-steps", "1", "--min-seconds", "0", "--max-steps", "1"]
+    code, out, err, _ = _common.run_measured(cmd, env, 300)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and res.get("unavailable") and "ms_per_step_median" not in res, (res, err)
+
+
+def test_time_steps_budget_ends_a_slow_peer_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(_common.time, "perf_counter", lambda: clock[0])
+    calls: list[int] = []
+
+    def slow_step() -> None:  # 4 s a step on a fake clock
+        calls.append(1)
+        clock[0] += 4.0
+
+    ms = _common.time_steps(slow_step, warmup=5, min_steps=20, min_seconds=2.0)
+    # warm-up: steps at t=0, 4, 8 (past 10 s after the third); timed: stops after 32 s with >= 5 steps
+    assert len(calls) == 3 + len(ms) and len(ms) == 8 and ms == [4000.0] * 8
+    clock[0], calls[:] = 0.0, []
+    fast = _common.time_steps(lambda: clock.__setitem__(0, clock[0] + 0.01), warmup=2, min_steps=20, min_seconds=0.5)
+    assert len(fast) == 50  # neither budget binds: 0.5 s of 10 ms steps
+
+
+def test_build_targets_take_the_setup_less_one_step() -> None:
+    builds = {"resnet8": {"first": {**_run(400.0, 1), "native_setup_seconds": 6.0},
+                          "cached": {**_run(400.0, 1), "native_setup_seconds": 0.8}},
+              "mlp": {"first": {"unavailable": "no C compiler"}, "cached": {"unavailable": "no C compiler"}}}
+    rows = {n: (shown, met) for n, shown, _, met in peers_report.targets([], {}, builds=builds)}
+    assert rows["resnet8: first build of the step (library cached) <= 5 s"] == (
+        "5.60 s (6.00 s with its first step)", False)
+    assert rows["resnet8: cached start <= 0.5 s"] == ("0.40 s (0.80 s with its first step)", True)
+    assert rows["mlp: cached start <= 0.5 s"] == ("n/a (no C compiler)", None)

@@ -26,18 +26,28 @@ def _print_parameters(rows: list[dict[str, Any]]) -> None:
 @click.option("--profile", default=None, help="Energy profile name or TOML path.")
 @click.option("--plot", "plot_path", type=OUT_FILE, default=None,
               help="Also draw the per-layer energy / memory breakdown into this PNG (needs rctc[plot]).")
+@click.option("--compare", "other", type=IN_FILE, default=None,
+              help="A second compiled model (e.g. the same model compiled with --elementwise float): "
+                   "both estimates side by side.")
 @json_option
 @fail_cleanly
-def command(model: Path, profile: str | None, plot_path: Path | None, as_json: bool) -> None:
+def command(model: Path, profile: str | None, plot_path: Path | None, other: Path | None, as_json: bool) -> None:
     """Show the parameter slot table and the static energy / memory estimate."""
     from rctc.api import load
     from rctc.summary import graph_summary, parameter_table
 
-    with writing([plot_path], [model, profile]):
+    with writing([plot_path], [model, profile, other]):
         m = load(model)
         info: dict[str, Any] = graph_summary(m.graph)
         info["parameters"] = parameter_table(m.graph)
         info.update(m.estimate(profile))
+        if other is not None:
+            from rctc.analysis.compare import compare_estimates
+
+            o = load(other)
+            other_info: dict[str, Any] = graph_summary(o.graph)
+            other_info.update(o.estimate(profile))
+            info["compare"] = compare_estimates(info, other_info, str(model), str(other))
         if plot_path is not None:
             from rctc.plot_energy import plot_estimate
 
@@ -49,5 +59,10 @@ def command(model: Path, profile: str | None, plot_path: Path | None, as_json: b
     click.echo(f"{model}: {info['mode']} mode, batch {info['batch_size']}, step {info['step']}")
     _print_parameters(info["parameters"])
     click.echo(info["text"])
+    if other is not None:
+        from rctc.analysis.compare import format_comparison
+
+        click.echo("")
+        click.echo(format_comparison(info["compare"]))
     if plot_path is not None:
         click.echo(f"wrote {plot_path}")

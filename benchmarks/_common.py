@@ -289,14 +289,22 @@ def run_in_subprocess(
 
 
 def run_measured(cmd: Sequence[str], env: dict[str, str], timeout: float) -> tuple[int, str, str, int]:
-    """Run ``cmd``; return (exit code, stdout, stderr, the child's ru_maxrss in bytes from wait4: the
-    largest of it and its own waited-for children). Raises ``subprocess.TimeoutExpired`` (child killed)."""
+    """Run ``cmd``; return (exit code, stdout, stderr, the child's peak RSS in bytes). Raises
+    ``subprocess.TimeoutExpired`` (child killed).
+
+    The peak is the child's VmHWM, read from /proc every poll (20 ms) while it runs: wait4's
+    ru_maxrss cannot serve, since Linux counts the forked copy of this process into it (exec keeps
+    the old image's high-water mark). Growth in the child's last poll interval can be missed; where
+    /proc is absent, ru_maxrss is the (upper-bound) fallback.
+    """
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env)
         deadline = time.monotonic() + timeout
+        hwm = 0
         while True:
+            hwm = max(hwm, _vm_hwm_bytes(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -309,8 +317,20 @@ def run_measured(cmd: Sequence[str], env: dict[str, str], timeout: float) -> tup
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                int(usage.ru_maxrss) * 1024)
+        peak = hwm if Path("/proc/self/status").exists() else int(usage.ru_maxrss) * 1024
+        return proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), peak
+
+
+def _vm_hwm_bytes(pid: int) -> int:
+    """VmHWM of a running process from /proc (0 when unreadable: exited, or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _version(module: str) -> str:

@@ -43,6 +43,14 @@ def _ckpt_step(path: Path) -> int:
         return int(json.loads(z["meta"].tobytes())["step"])
 
 
+def _step_or_none(path: Path) -> int | None:
+    """The checkpoint's step, or None while it cannot be read (being replaced)."""
+    try:
+        return _ckpt_step(path)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("ckpt")
@@ -70,10 +78,16 @@ def test_kill_and_resume_is_bit_identical(setup: dict[str, Path]) -> None:
         # inside the window), resumed on the default backend (native where a C compiler is found)
         proc = subprocess.Popen([*RCTC, *_train_args(model, out), "--backend", "numpy"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # killed once the checkpoint reaches a random step (then a random few ms later, so the kill
+        # also lands inside a step or a checkpoint write): mid-run however fast the machine is
+        target = rng.randint(1, EPOCHS * 44 - 8)
         deadline = time.monotonic() + 60
-        while not ckpt.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.35))
+        while time.monotonic() < deadline and proc.poll() is None:
+            step = _step_or_none(ckpt) if ckpt.exists() else None
+            if step is not None and step >= target:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.01))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"

@@ -138,7 +138,6 @@ def test_a_segment_a_c_kernel_refuses_runs_on_numpy(monkeypatch: pytest.MonkeyPa
     from rctc.errors import RctcError
     from rctc.native.codegen.runner import NativeStep
 
-    want = train_run("resnet8", False)
     real = NativeStep.call
 
     def refuse_step_1(self: NativeStep, seed: int, step: int, lr: float) -> None:
@@ -148,8 +147,11 @@ def test_a_segment_a_c_kernel_refuses_runs_on_numpy(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(NativeStep, "call", refuse_step_1)
     got = train_run("resnet8", True, steps=3)
-    assert got[0][:2] == want[0]
-    assert got[2].fallbacks() == 2  # both C segments of step 1, no other step
+    from rctc.native.executor import _CSegment
+
+    plan = got[2].plan_for(_step_outputs(got[2].graph), True)
+    n_segments = sum(isinstance(p, _CSegment) for p in plan.parts)
+    assert n_segments >= 1 and got[2].fallbacks() == n_segments  # every C segment of step 1, no other step
     ref = train_run("resnet8", False, steps=3)
     assert got[0] == ref[0]
     _same(got[1], ref[1])

@@ -1,0 +1,115 @@
+"""The numpy reference's rct step now against before the integer element-wise work (issue 15's 1.5x bound).
+
+Issue 15 asks that the numpy runtime (the executable specification) be no more than 1.5x slower
+than it was when the issue was filed, although its rct graph is now integer from end to end. The
+baseline is the parent of the commit that added the requantise pass (``BASELINE``, float
+element-wise lowering). This script builds that commit's tree into a temporary folder
+(``git worktree`` + ``pip install --no-deps --target``, no network), then times the ``rctc_rct``
+peer (``peers_rctc.py``: rct mode on the numpy runtime, batch 32, 2 threads) of each model from
+both trees, alternating per model so both see the same load, each in its own process, OpenBLAS
+overrides unset, and writes a table with the ratio and the verdict.
+
+    python benchmarks/numpy_reference_speed.py -o benchmarks/NUMPY_REFERENCE_SPEED.md
+"""
+
+from __future__ import annotations
+
+import _common  # noqa: I001 - re-exec before numpy loads
+
+_common.reexec_without_openblas_overrides()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+BASELINE = "d265918^"  # the tree before "requantise pass and integer element-wise lowering"
+BOUND = 1.5
+REPO = _common.HERE.parent
+
+
+def build_baseline(rev: str, folder: Path) -> tuple[Path, Path]:
+    """(site folder holding the baseline's rctc, the baseline's benchmarks folder)."""
+    tree, site = folder / "tree", folder / "site"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev],
+                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(tree)], check=True, capture_output=True)
+    return site, tree / "benchmarks"
+
+
+def run_peer(bench: Path, site: Path | None, model: str, steps: int) -> dict[str, Any]:
+    """One ``rctc_rct`` peer run of ``bench``'s peers_rctc.py (with ``site`` first on the path): its JSON."""
+    env = _common.thread_env()
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
+    cmd = [sys.executable, str(bench / "peers_rctc.py"), "--peer", "rctc_rct", "--model", model, "--batch", "32",
+           "--warmup", "2", "--min-steps", str(steps), "--min-seconds", "1", "--max-steps", str(steps)]
+    code, out, err, _ = _common.run_measured(cmd, env, timeout=1800)
+    try:
+        return json.loads([ln for ln in out.splitlines() if ln.strip()][-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"exit {code}: {(err.strip().splitlines() or ['no output'])[-1]}"}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(_common.MODELS))
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--baseline", default=BASELINE)
+    ap.add_argument("-o", "--output", type=Path, default=_common.HERE / "NUMPY_REFERENCE_SPEED.md")
+    a = ap.parse_args(argv)
+    load0 = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rctc-baseline-") as tmp:
+        try:
+            site, base_bench = build_baseline(a.baseline, Path(tmp))
+            for m in a.models:
+                old = run_peer(base_bench, site, m, a.steps)
+                new = run_peer(_common.HERE, None, m, a.steps)
+                rows.append((m, old, new))
+                print(m, old.get("ms_per_step_median"), new.get("ms_per_step_median"), file=sys.stderr, flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(Path(tmp) / "tree")],
+                           check=False, capture_output=True)
+    load1 = os.getloadavg()
+    lines = ["# numpy reference: rct step now vs before integer element-wise", "",
+             f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps}`  ",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  ",
+             f"Baseline: `{a.baseline}` (float element-wise rct lowering); now: this tree (integer end to end). "
+             "rct mode on the numpy runtime, batch 32, 2 threads, OpenBLAS overrides unset, each run in its own "
+             f"process, baseline and now alternating per model. Load (1/5/15 min) at the start "
+             f"{load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}, at the end {load1[0]:.2f} / {load1[1]:.2f} / "
+             f"{load1[2]:.2f}.", "",
+             "| model | baseline ms/step | now ms/step | now / baseline | within 1.5x |", "|---|---:|---:|---:|---|"]
+    worst = 0.0
+    for m, old, new in rows:
+        o, n = old.get("ms_per_step_median"), new.get("ms_per_step_median")
+        if o is None or n is None:
+            lines.append(f"| {m} | {old.get('error', o)} | {new.get('error', n)} | n/a | n/a |")
+            continue
+        r = n / o
+        worst = max(worst, r)
+        lines.append(f"| {m} | {o:.2f} | {n:.2f} | {r:.2f} | {'yes' if r <= BOUND else 'NO'} |")
+    lines += ["", f"Worst ratio {worst:.2f}: the {BOUND}x bound is {'met' if worst <= BOUND else 'NOT met'}."]
+    write_atomic(a.output, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -95,14 +95,14 @@ class CompileOptions:
         if self.weight_decay is not None and self.weight_decay < 0:
             raise bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.optimizer == "adamw":
-            if self.mode == "rct":
-                raise bad("--optimizer adamw runs in --mode fp32 or qat (rct's integer Adam moments are not "
-                          "implemented yet); use --mode qat, or --optimizer sgd / momentum in rct")
             b = self.adam_betas
             if len(b) != 2 or not all(_real(x) and 0 <= x < 1 for x in b):
                 raise bad(f"--betas must be two values in [0, 1), got {list(b)}")
             if not (_real(self.adam_eps) and self.adam_eps > 0):
                 raise bad(f"--eps must be > 0, got {self.adam_eps}")
+            if self.mode == "rct" and max(b) >= 1 - 2.0**-31:
+                raise bad(f"--betas {list(b)}: rct mode keeps each beta at 30 fraction bits, so it must be below "
+                          "1 - 2^-31; use a smaller beta, or --mode qat")
         if self.min_bits < 2:
             raise bad(f"--min-bits must be >= 2, got {self.min_bits}")
         if self.max_bits > 32:

@@ -2,10 +2,9 @@
 
 Per parameter ``(q, e)`` at ``bits``: first moment ``(mq, me)`` (int16, per-tensor exponent),
 second moment ``(vq, ve)`` (int32 >= 0, its own exponent), step count ``t`` (int64). Every
-operation on data is an integer one (the vector floor square root seeds from float64 and is
-then corrected exactly, so it equals ``math.isqrt`` / C's ``rctc_iq_isqrt`` element for
-element); the float inputs (the float32 ``lr``, the float attributes) become exact integers
-once: :func:`constants` at compile time, :func:`step_scalars` once per step (Python ints).
+operation is an integer one; the float inputs (the float32 ``lr``, the float attributes)
+become exact integers outside this module (``rctc.runtime.kernels.int_adamw``: ``constants``
+once per node, ``lr_exact`` per step), :func:`step_scalars` once per step (Python ints).
 
 Needs: :mod:`rctc.runtime.intref.core` (rounding shifts, align, requantize, rsqrt_fixed).
 Leaves: :func:`adamw_update`, a pure function of integers and random words; the C kernel
@@ -14,9 +13,7 @@ Leaves: :func:`adamw_update`, a pure function of integers and random words; the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -33,22 +30,6 @@ K_Q, DEN_BITS = 16, 31
 #: the saturation bound of the step on its 2^-FRAC grid (2^33 last bits: past every clip)
 SAT = 1 << 61
 Q30 = 1 << 30
-
-
-def _mantissa(x: Fraction, bits: int) -> tuple[int, int]:
-    """``x >= 0`` as ``(c, f)`` with ``x ~= c * 2^-f``, ``c = round(x 2^f)`` (half up) in
-    ``[2^(bits-1), 2^bits]``; ``(0, 0)`` for 0."""
-    if x <= 0:
-        return 0, 0
-    k = x.numerator.bit_length() - x.denominator.bit_length()  # floor(log2 x) is k or k - 1
-    if x < Fraction(2) ** k:
-        k -= 1
-    f = bits - 1 - k
-    return math.floor(x * Fraction(2) ** f + Fraction(1, 2)), f
-
-
-def _q30(b: float) -> int:
-    return math.floor(Fraction(b) * Q30 + Fraction(1, 2))
 
 
 @dataclass(frozen=True)
@@ -68,21 +49,6 @@ class AdamWConsts:
 
     def as_list(self) -> list[int]:
         return [self.b1, self.b2, self.c1, self.f1, self.c2, self.f2, self.w, self.fw, self.em, self.ee]
-
-
-def constants(beta1: float, beta2: float, eps: float, weight_decay: float, alpha: float = 1.0) -> AdamWConsts:
-    """The fixed-point constants (``ValueError`` when a beta rounds to 1 at 2^-30 or eps <= 0)."""
-    b1, b2 = _q30(beta1), _q30(beta2)
-    if not (0 <= b1 < Q30 and 0 <= b2 < Q30):
-        raise ValueError(f"betas {beta1}, {beta2} must round below 1 at 30 fraction bits")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    a = Fraction(alpha)
-    c1, f1 = _mantissa((1 - Fraction(b1, Q30)) * a, 30)
-    c2, f2 = _mantissa((1 - Fraction(b2, Q30)) * a * a, 17)
-    w, fw = _mantissa(Fraction(weight_decay), 30)
-    fe = Fraction(float(eps))  # a float's exact value: the denominator is a power of two
-    return AdamWConsts(b1, b2, c1, f1, c2, f2, w, fw, fe.numerator, -(fe.denominator.bit_length() - 1))
 
 
 def pow_q30(b: int, t: int) -> int:
@@ -105,18 +71,6 @@ def _norm(x: int, bits: int) -> tuple[int, int]:
     if s <= 0:
         return x << -s, s
     return (x + (1 << (s - 1))) >> s, s
-
-
-def lr_exact(lr: float) -> tuple[int, int]:
-    """The float32 ``lr`` as ``(m, k)``, ``lr = m 2^k`` exactly, ``m < 2^24``."""
-    f = Fraction(float(np.float32(lr)))
-    if f <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    k = -(f.denominator.bit_length() - 1)
-    m = f.numerator
-    while m >= 1 << 24:  # a float32 above 2^24: an integer with trailing zeros
-        m, k = m >> 1, k + 1
-    return m, k
 
 
 @dataclass(frozen=True)
@@ -144,14 +98,17 @@ def step_scalars(c: AdamWConsts, t: int, lr_m: int, lr_k: int) -> StepScalars:
 
 
 def isqrt_array(x: np.ndarray) -> np.ndarray:
-    """Floor square root of an int64 array with values in ``[0, 2^62]``, exactly (a float64
-    seed corrected by integer comparisons: ``r^2 <= x < (r+1)^2``)."""
-    x = as_int64(x)
-    r = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
-    r = np.minimum(r, np.int64(1 << 31))
-    for _ in range(2):
-        r = np.where(r * r > x, r - 1, r)
-        r = np.where((r + 1) * (r + 1) <= x, r + 1, r)
+    """Floor square root of an int64 array with values in ``[0, 2^62)``, elementwise: the
+    digit-by-digit method of C's ``rctc_iq_isqrt`` (the integer root ``core.rsqrt_fixed`` is
+    built on), vectorised."""
+    v = as_int64(x).copy()
+    r = np.zeros_like(v)
+    bit = np.int64(1 << 62)
+    while bit:
+        take = v >= r + bit
+        v = np.where(take, v - (r + bit), v)
+        r = np.where(take, (r >> np.int64(1)) + bit, r >> np.int64(1))
+        bit >>= np.int64(2)
     return r
 
 

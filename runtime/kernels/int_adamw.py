@@ -13,14 +13,58 @@ bitwidth controller's statistic: ``A = sum |u|`` of the step on its ``2^-28`` gr
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
 from rctc.bitwidth_rule import UpdateStat, abs_sum, gavg_of_scale, mean_abs_update
 from rctc.ir import Node
-from rctc.runtime.intref.adamw import FRAC, G_BITS, AdamWConsts, adamw_update, constants, lr_exact
+from rctc.runtime.intref.adamw import FRAC, G_BITS, Q30, AdamWConsts, adamw_update
 from rctc.runtime.kernels.int_update import _product, record_stats
 from rctc.runtime.kernels.registry import KernelContext, register
+
+
+def _mantissa(x: Fraction, bits: int) -> tuple[int, int]:
+    """``x >= 0`` as ``(c, f)`` with ``x ~= c * 2^-f``, ``c = round(x 2^f)`` (half up) in
+    ``[2^(bits-1), 2^bits]``; ``(0, 0)`` for 0."""
+    if x <= 0:
+        return 0, 0
+    k = x.numerator.bit_length() - x.denominator.bit_length()  # floor(log2 x) is k or k - 1
+    if x < Fraction(2) ** k:
+        k -= 1
+    f = bits - 1 - k
+    return math.floor(x * Fraction(2) ** f + Fraction(1, 2)), f
+
+
+def _q30(b: float) -> int:
+    return math.floor(Fraction(b) * Q30 + Fraction(1, 2))
+
+
+def constants(beta1: float, beta2: float, eps: float, weight_decay: float, alpha: float = 1.0) -> AdamWConsts:
+    """The fixed-point constants (``ValueError`` when a beta rounds to 1 at 2^-30 or eps <= 0)."""
+    b1, b2 = _q30(beta1), _q30(beta2)
+    if not (0 <= b1 < Q30 and 0 <= b2 < Q30):
+        raise ValueError(f"betas {beta1}, {beta2} must round below 1 at 30 fraction bits")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    a = Fraction(alpha)
+    c1, f1 = _mantissa((1 - Fraction(b1, Q30)) * a, 30)
+    c2, f2 = _mantissa((1 - Fraction(b2, Q30)) * a * a, 17)
+    w, fw = _mantissa(Fraction(weight_decay), 30)
+    fe = Fraction(float(eps))  # a float's exact value: the denominator is a power of two
+    return AdamWConsts(b1, b2, c1, f1, c2, f2, w, fw, fe.numerator, -(fe.denominator.bit_length() - 1))
+
+
+def lr_exact(lr: float) -> tuple[int, int]:
+    """The float32 ``lr`` as ``(m, k)``, ``lr = m 2^k`` exactly, ``m < 2^24``."""
+    f = Fraction(float(np.float32(lr)))
+    if f <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    k = -(f.denominator.bit_length() - 1)
+    m = f.numerator
+    while m >= 1 << 24:  # a float32 above 2^24: an integer with trailing zeros
+        m, k = m >> 1, k + 1
+    return m, k
 
 
 def node_constants(node: Node) -> AdamWConsts:

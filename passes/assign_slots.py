@@ -67,11 +67,11 @@ def _dequantize_uses(g: Graph, p: Value, exp_v: Value, float_dtype: np.dtype) ->
 
 
 def _int_adamw_update(g: Graph, p: Value, exp_v: Value, bits_v: Value, upd: Node, options: CompileOptions) -> None:
-    """``AdamWUpdate`` -> ``IntAdamWUpdate``: the moments become integer state (m int16, v int32,
+    """``AdamWUpdate`` -> ``IntAdamWUpdate``: the moments become integer state (m int32, v int32,
     each with an int32 exponent, docs/numerics.md); the step count stays int64."""
     grad, m, v, t, lr = upd.inputs[1:6]
     ins, outs = [p, exp_v, bits_v, grad], [(f"{p.name}.q.new", p.shape, p.dtype)]
-    for mom, dtype in ((m, np.int16), (v, np.int32)):
+    for mom, dtype in ((m, np.int32), (v, np.int32)):
         g.state_updates.pop(mom.name, None)
         mom.data = np.zeros(mom.shape, dtype)
         mom.dtype = mom.data.dtype

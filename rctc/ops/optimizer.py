@@ -56,7 +56,7 @@ iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "
     attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",
            "velocity_bits": 16, "weight_decay": 0.0},
     cost=costs.fused_update(momentum=True))
-# AdamW on integer state (docs/numerics.md "AdamW in rct mode"): m int16 + exponent, v int32 + exponent,
+# AdamW on integer state (docs/numerics.md "AdamW in rct mode"): m int32 + exponent, v int32 (>= 0) + exponent,
 # the int64 step count; the step stochastically rounded onto q (draws 0 / 1 / 2: m, v, q)
 _ADAMW = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.01, "rounding": "stochastic"}
 _ADAMW_OUT = ("q_new", "mq_new", "me_new", "vq_new", "ve_new", "t_new")

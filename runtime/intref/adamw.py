@@ -1,6 +1,6 @@
 """AdamW on integer state (rct mode): the algorithm of docs/numerics.md "AdamW in rct mode".
 
-Per parameter ``(q, e)`` at ``bits``: first moment ``(mq, me)`` (int16, per-tensor exponent),
+Per parameter ``(q, e)`` at ``bits``: first moment ``(mq, me)`` (int32, per-tensor exponent),
 second moment ``(vq, ve)`` (int32 >= 0, its own exponent), step count ``t`` (int64). Every
 operation is an integer one; the float inputs (the float32 ``lr``, the float attributes)
 become exact integers outside this module (``rctc.runtime.kernels.int_adamw``: ``constants``
@@ -19,14 +19,14 @@ import numpy as np
 
 from rctc.runtime.intref.core import absmax, align, as_int64, requantize, rsqrt_fixed, shift, shift_round
 
-#: bits of the first moment's storage (int16), of the second's (int32, values >= 0)
-M_BITS, V_BITS = 16, 32
+#: bits of the first moment's storage (int32), of the second's (int32, values >= 0)
+M_BITS, V_BITS = 32, 32
 #: magnitude bits the gradient is rounded to before the moment products
 G_BITS = 22
 #: fraction bits of the step below the parameter's last bit (stochastic rounding of 28 bits)
 FRAC = 28
-#: numerator shift of the step's division, and the bits the denominator is normalised to
-K_Q, DEN_BITS = 16, 31
+#: fraction bits of the step's quotient, and the bits the denominator is normalised to
+K_Q, DEN_BITS = 14, 31
 #: the saturation bound of the step on its 2^-FRAC grid (2^33 last bits: past every clip)
 SAT = 1 << 61
 Q30 = 1 << 30
@@ -123,9 +123,13 @@ def sat_shift(x: np.ndarray, k: int) -> np.ndarray:
     return np.clip(x, -lim, lim) << np.int64(k)
 
 
-def _round_div(x: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``round(x / d)`` half up for ``d > 0``: ``floor((2x + d) / 2d)``."""
-    return np.floor_divide(2 * x + d, 2 * d)
+def round_div_shifted(x: np.ndarray, d: np.ndarray, k: int) -> np.ndarray:
+    """``round(x 2^k / d)`` half up for ``d > 0`` (``|x| < 2^62``, ``d <= 2^31``), by long division
+    so ``x 2^k`` is never formed: ``x = a d + r`` (floor), result ``a 2^k + floor((r 2^(k+1) + d) / 2d)``
+    (``a 2^k`` must stay below 2^62: the caller keeps ``|x| / d < 2^(62-k)``)."""
+    a = np.floor_divide(x, d)
+    r = x - a * d
+    return (a << np.int64(k)) + np.floor_divide((r << np.int64(k + 1)) + d, 2 * d)
 
 
 def _moment(a: np.ndarray, ea: int, b: np.ndarray, eb: int, keep: int, bits: int,
@@ -179,7 +183,7 @@ def adamw_update(q: np.ndarray, e: int, bits: int, gq: np.ndarray, ge: int, mq: 
     kd = max(0, absmax(den).bit_length() - DEN_BITS)
     den = np.maximum(shift_round(den, kd), 1)
     ed += kd
-    quot = _round_div((as_int64(new_mq) * np.int64(sc.l)) << np.int64(K_Q), den)
+    quot = round_div_shifted(as_int64(new_mq) * np.int64(sc.l), den, K_Q)
     u = -sat_shift(quot, sc.fl + new_me - ed - int(e) - K_Q + FRAC)
     if c.w:
         u = u - sat_shift(as_int64(q) * np.int64(sc.lw), sc.klw + FRAC)

@@ -68,10 +68,14 @@ def lr_exact(lr: float) -> tuple[int, int]:
 
 
 def node_constants(node: Node) -> AdamWConsts:
-    """The node's fixed-point constants (from its attributes, exactly)."""
+    """The node's fixed-point constants, from its attributes as float32 (ONNX attributes are
+    float32 in the .rct file: a model compiled in memory computes what its saved copy does)."""
     a = node.attrs
-    return constants(float(a["beta1"]), float(a["beta2"]), float(a["epsilon"]), float(a.get("weight_decay", 0.0)),
-                     float(a.get("alpha", 1.0)))
+
+    def f32(k: str, default: float = 0.0) -> float:
+        return float(np.float32(a.get(k, default)))
+
+    return constants(f32("beta1"), f32("beta2"), f32("epsilon"), f32("weight_decay"), f32("alpha", 1.0))
 
 
 def _run(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray, gq: np.ndarray, ge: int,

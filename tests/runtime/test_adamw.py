@@ -96,7 +96,7 @@ def test_qat_adamw_state_is_counted() -> None:
     est = m.estimate()
     moments = sum(2 * p.data.size * 4 + 8 for p in params)  # two float32 moments + an int64 step
     assert est["predicted"]["optimizer_memory_bytes"] == moments
-    with pytest.raises(RctcError, match="rct mode keeps each beta at 30 fraction bits"):
+    with pytest.raises(RctcError, match="rct mode keeps each beta"):
         rctc.compile(build("mlp", seed=0), mode="rct", batch_size=8, optimizer="adamw", betas=(0.9, 1 - 2.0**-33))
     with pytest.raises(RctcError, match="--betas must be two values in"):
         rctc.compile(build("mlp", seed=0), mode="fp32", batch_size=8, optimizer="adamw", betas=(0.9, 1.0))

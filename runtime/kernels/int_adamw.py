@@ -56,13 +56,13 @@ def constants(beta1: float, beta2: float, eps: float, weight_decay: float, alpha
 
 
 def lr_exact(lr: float) -> tuple[int, int]:
-    """The float32 ``lr`` as ``(m, k)``, ``lr = m 2^k`` exactly, ``m < 2^24``."""
+    """The float32 ``lr`` as ``(m, k)``, ``lr = m 2^k`` exactly, ``m`` odd and ``< 2^24``."""
     f = Fraction(float(np.float32(lr)))
     if f <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     k = -(f.denominator.bit_length() - 1)
     m = f.numerator
-    while m >= 1 << 24:  # a float32 above 2^24: an integer with trailing zeros
+    while m % 2 == 0:  # the odd mantissa, as the native step receives it (an integer lr >= 2)
         m, k = m >> 1, k + 1
     return m, k
 

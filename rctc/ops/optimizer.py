@@ -64,8 +64,9 @@ iop("IntAdamWUpdate", ("q", "e", "bits", "G", "mq", "me", "vq", "ve", "t", "lr")
     attrs=dict(_ADAMW), fused_twin="FusedIntAdamWUpdate", acc_twin="IntAccAdamWUpdate", cost=costs.int_adamw_update,
     doc="AdamW with integer moments from a float gradient (rounded to 22 bits first)")
 iop("IntAccAdamWUpdate", ("q", "e", "bits", "gq", "ge", "mq", "me", "vq", "ve", "t", "lr"), outputs=_ADAMW_OUT,
-    attrs={**_ADAMW, "alpha": 1.0}, cost=costs.int_adamw_update,
+    attrs={**_ADAMW, "alpha": 1.0}, cost=costs.int_adamw_update, c_kernel="rctc_adamw_update",
     doc="AdamW with integer moments from an integer gradient accumulator gq * 2^ge (no float gradient)")
 iop("FusedIntAdamWUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "mq", "me", "vq", "ve", "t", "lr"),
     outputs=_ADAMW_OUT, attrs={**_ADAMW, "product": None, "alpha": 1.0, "transpose": []},
-    cost=costs.fused_adamw_update, doc="weight-gradient product + AdamW with integer moments, no float gradient")
+    cost=costs.fused_adamw_update, c_kernel="rctc_adamw_update",
+    doc="weight-gradient product + AdamW with integer moments, no float gradient")

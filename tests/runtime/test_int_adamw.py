@@ -142,10 +142,18 @@ def test_float_and_accumulator_forms_agree() -> None:
 
 @pytest.mark.parametrize("name", ["mlp", "lenet"])
 def test_native_backend_equals_numpy(name: str) -> None:
+    """N steps on the native backend (the AdamW updates in C: rctc_adamw_update, statistics
+    returned by the C step) end bit-identical to the numpy reference, controller decisions included."""
+    from rctc.native.executor import C_STATS, C_STATS_FIXED
+    from rctc.native.partition import host_reason
+
     x, y = _data(name, 8, seed=4)
     states = []
     for backend in ("numpy", "native"):
         m = rctc.compile(build(name, seed=0), mode="rct", batch_size=8, optimizer="adamw", adjust_every=2)
+        in_c = frozenset(C_STATS) | frozenset(C_STATS_FIXED)
+        ups = [n for n in m.graph.nodes if n.op_type in ADAMW_OPS]
+        assert ups and all(host_reason(n, True, in_c) is None for n in ups), [host_reason(n, True, in_c) for n in ups]
         assert m.use_backend(backend) is None
         assert m.backend == backend
         m.train(x, y, steps=5, lr=0.003, shuffle=False)

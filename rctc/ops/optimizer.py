@@ -1,5 +1,6 @@
-"""Parameter updates: SGD and momentum in float (fp32 / qat), their integer forms on the
-parameter's integers (rct) and the fused forms that consume the weight-gradient product.
+"""Parameter updates: SGD, momentum and AdamW in float (fp32 / qat), their integer forms on the
+parameter's integers (rct; AdamW with integer moments) and the fused forms that consume the
+weight-gradient product.
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions; ``fused_twin`` names the form fuse_updates turns an integer update

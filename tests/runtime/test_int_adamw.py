@@ -162,3 +162,21 @@ def test_native_backend_equals_numpy(name: str) -> None:
     assert states[0].keys() == states[1].keys()
     for k in states[0]:
         assert np.array_equal(states[0][k], states[1][k]), k
+
+
+def test_elementwise_float_graph_rounds_the_float_gradient() -> None:
+    """--elementwise float: vector parameters keep a float gradient, rounded to 22 bits by
+    IntAdamWUpdate (the host runs it); the weights' updates stay fused; native == numpy."""
+    x, y = _data("mlp", 8, seed=5)
+    states = []
+    for backend in ("numpy", "native"):
+        m = rctc.compile(build("mlp", seed=0), mode="rct", batch_size=8, optimizer="adamw", elementwise="float")
+        assert {n.op_type for n in m.graph.nodes if n.op_type in ADAMW_OPS} == {"IntAdamWUpdate",
+                                                                                  "FusedIntAdamWUpdate"}
+        m.use_backend(backend)
+        before = {p.name: p.data.copy() for p in m.graph.params()}
+        m.train(x, y, steps=3, lr=0.003, shuffle=False)
+        assert all(not np.array_equal(before[p.name], p.data) for p in m.graph.params())
+        states.append({k: np.asarray(v.data).copy() for k, v in m.graph.values.items() if v.kind == "buffer"})
+    for k in states[0]:
+        assert np.array_equal(states[0][k], states[1][k]), k

@@ -50,6 +50,9 @@ _OWNER: dict[tuple[int, str], Any] = {}
 #: input position of the parameter's exponent and of the product's exponents (the update is
 #: ``u = acc * -lr * 2^(sum of those - e)``), from which the logged float Gavg is formed exactly
 C_STATS: dict[str, tuple[int, tuple[int, ...]]] = {"FusedIntUpdate": (1, (4, 6)), "IntAccSGDUpdate": (1, (4,))}
+#: updates whose C kernel returns A on a fixed grid: the float Gavg of the log is A * 2^-28 / n
+#: (rct AdamW's step, runtime/intref/adamw.py)
+C_STATS_FIXED: dict[str, int] = {"FusedIntAdamWUpdate": -28, "IntAccAdamWUpdate": -28}
 
 
 def default_threads() -> int:
@@ -118,7 +121,7 @@ class NativeExecutor(Executor):
 
     def _make_plan(self, outputs: list[str], training: bool, index: int) -> _Plan:
         nodes = self.nodes_for(outputs)
-        segments = partition(nodes, training, frozenset(C_STATS))
+        segments = partition(nodes, training, frozenset(C_STATS) | frozenset(C_STATS_FIXED))
         order = [n for s in segments for n in s.nodes]
         steps = self.plan(order, outputs)
         readers: dict[str, int] = {}
@@ -150,7 +153,8 @@ class NativeExecutor(Executor):
             lib = load_programs([p for p, *_ in progs], self.env)
             for k, (prog, seg_nodes, free, at, host_steps) in enumerate(progs):
                 step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
-                by_param = {str(n.meta.get("param", n.inputs[0].name)): n for n in seg_nodes if n.op_type in C_STATS}
+                by_param = {str(n.meta.get("param", n.inputs[0].name)): n for n in seg_nodes
+                            if n.op_type in C_STATS or n.op_type in C_STATS_FIXED}
                 parts[at] = _CSegment(step, seg_nodes, self._lr_input(seg_nodes), free, self._standins(seg_nodes),
                                       name=f"C segment {k} ({len(seg_nodes)} nodes)", threads=self.threads,
                                       stat_nodes=[by_param[param] for param, _ in prog.stats],
@@ -253,6 +257,9 @@ class NativeExecutor(Executor):
 
         lr32 = float(np.float32(lr))
         for node, (param, n), (a, s, g) in zip(seg.stat_nodes, seg.step.prog.stats, seg.step.stat_words()):
+            if node.op_type in C_STATS_FIXED:
+                record_stats(ctx, param, UpdateStat(g, s, n), mean_abs_update(a, 2.0 ** C_STATS_FIXED[node.op_type], n))
+                continue
             e_at, prod_at = C_STATS[node.op_type]
             shift = sum(exp(node.inputs[i]) for i in prod_at) - exp(node.inputs[e_at])
             scale = acc_scale(lr32, float(node.attrs.get("alpha", 1.0)), shift)

@@ -23,7 +23,8 @@ from rctc.native.codegen import refusal
 #: op types whose numpy kernel records the bitwidth controller's statistics in ``ctx.stats``:
 #: they run on the host in a training step until the C step returns the same statistics
 STATS_OPS = frozenset({"IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate", "FusedIntMomentumUpdate",
-                       "IntAccSGDUpdate", "IntAccMomentumUpdate"})
+                       "IntAccSGDUpdate", "IntAccMomentumUpdate", "IntAdamWUpdate", "IntAccAdamWUpdate",
+                       "FusedIntAdamWUpdate"})
 #: op types whose numpy kernel reads ``ctx.training``: an inference program keeps them on the host
 #: unless their emitter reads ``cx.training`` (listed in TRAINING_AWARE)
 READS_TRAINING = frozenset({"IntBatchNormalization", "BatchNormalization", "BatchNormGrad", "Dropout",

@@ -6,7 +6,8 @@ parameter one update node (``SGDUpdate``, or ``MomentumUpdate`` with a zero-init
 velocity buffer ``<param>.momentum``, or ``AdamWUpdate`` with zero-initialised moments
 ``<param>.exp_avg`` / ``<param>.exp_avg_sq`` and an int64 step count ``<param>.step``), with
 ``graph.state_updates`` mapping the parameter (and its state) to the updated value. PyTorch
-semantics: SGD g += wd * w; v = mu * v + g; w -= lr * v. AdamW as torch.optim.AdamW.
+semantics: SGD g += wd * w; v = mu * v + g; w -= lr * v. AdamW as torch.optim.AdamW (in rct
+mode assign_slots turns it into ``IntAdamWUpdate`` with integer moments, docs/numerics.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """assign_slots (rct mode): every parameter becomes an integer tensor with a bitwidth slot.
 
-Needs: a training graph whose updates are ``SGDUpdate`` / ``MomentumUpdate`` (add_optimizer).
+Needs: a training graph whose updates are ``SGDUpdate`` / ``MomentumUpdate`` / ``AdamWUpdate`` (add_optimizer).
 Leaves: each float parameter P replaced in place by integers q (P = q * 2^exp, the exponent
 chosen from P's initial max |value| at ``--bits``; stored in the int dtype of ``--max-bits``)
 with int32 scalar buffers ``P.exp`` and ``P.bits``; every float consumer reads
 ``Dequantize(P, P.exp)``; updates become ``IntSGDUpdate`` / ``IntMomentumUpdate``, which
 add stochastically rounded updates to q and clip to the current bits (so no float copy of
-P exists in the training state); momentum velocities are integers with their own slot.
+P exists in the training state); momentum velocities are integers with their own slot; AdamW's
+moments become integer state with their own exponents (``IntAdamWUpdate``, docs/numerics.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, quantize
-from rctc.ir import BITS, EXPONENT, Graph, Role, Value
+from rctc.ir import BITS, EXPONENT, OPTIMIZER_STATE, Graph, Node, Role, Value
 from rctc.ops import FLOAT_UPDATES
 from rctc.options import CompileOptions
 from rctc.slots import bits_name, exp_name
@@ -65,9 +66,39 @@ def _dequantize_uses(g: Graph, p: Value, exp_v: Value, float_dtype: np.dtype) ->
         n.set_input(i, dq.outputs[0])
 
 
+def _int_adamw_update(g: Graph, p: Value, exp_v: Value, bits_v: Value, upd: Node, options: CompileOptions) -> None:
+    """``AdamWUpdate`` -> ``IntAdamWUpdate``: the moments become integer state (m int32, v int32,
+    each with an int32 exponent, docs/numerics.md); the step count stays int64."""
+    grad, m, v, t, lr = upd.inputs[1:6]
+    ins, outs = [p, exp_v, bits_v, grad], [(f"{p.name}.q.new", p.shape, p.dtype)]
+    for mom, dtype in ((m, np.int32), (v, np.int32)):
+        g.state_updates.pop(mom.name, None)
+        mom.data = np.zeros(mom.shape, dtype)
+        mom.dtype = mom.data.dtype
+        mom.role = Role(OPTIMIZER_STATE, p.name)
+        mexp = g.add_value(exp_name(mom.name), (), np.int32, "buffer", np.array(0, np.int32))
+        mexp.role = Role(EXPONENT, mom.name)
+        ins += [mom, mexp]
+        outs += [(f"{mom.name}.q.new", mom.shape, mom.dtype), (f"{mexp.name}.new", (), np.int32)]
+    t.role = Role(OPTIMIZER_STATE, p.name)
+    g.state_updates.pop(t.name, None)
+    outs.append((f"{t.name}.int.new", (), np.int64))
+    attrs = {k: upd.attrs[k] for k in ("beta1", "beta2", "epsilon", "weight_decay")}
+    attrs["rounding"] = options.rounding
+    node = g.add_node("IntAdamWUpdate", [*ins, t, lr], outs, attrs, name=f"{p.name}/int_update", domain="rctc",
+                      before=upd)
+    node.meta.update({"phase": "update", "param": p.name})
+    for state, out in zip([p, *ins[4:], t], node.outputs):
+        g.state_updates[state.name] = out.name
+    g.remove_node(upd, force=True)
+
+
 def _int_update(g: Graph, p: Value, exp_v: Value, bits_v: Value, options: CompileOptions) -> None:
     upd = next((n for n, _ in p.uses if n.op_type in FLOAT_UPDATES), None)
     if upd is None:
+        return
+    if upd.op_type == "AdamWUpdate":
+        _int_adamw_update(g, p, exp_v, bits_v, upd, options)
         return
     grad, lr = upd.inputs[1], upd.inputs[-1]
     attrs = {"weight_decay": upd.attrs.get("weight_decay", 0.0), "rounding": options.rounding}

@@ -6,14 +6,15 @@ Leaves: for each parameter whose gradient is exactly one integer product (option
 transposed), a ``FusedIntUpdate`` node that computes the product exactly, scales it by the
 learning rate into units of the parameter's last bit, rounds stochastically, adds, clips to
 the current bitwidth and records Gavg (with momentum a ``FusedIntMomentumUpdate``, which also
-updates the integer velocity from the product) - so no float gradient of the parameter's size
+updates the integer velocity from the product; with AdamW a ``FusedIntAdamWUpdate``, which
+updates the integer moments from it) - so no float gradient of the parameter's size
 is ever a graph value. Parameters whose gradient is a sum of several products (a weight used
 twice) keep the unfused update on the float gradient.
 
 In integer graphs (``--elementwise integer``) the update of every other parameter whose
 gradient is ``Dequantize(acc, acc_e)`` of an integer value (a bias sum, BatchNorm / LayerNorm
 dscale and dB, an embedding's row sums, a requantised sum of products) becomes its
-``acc_twin`` (``IntAccSGDUpdate`` / ``IntAccMomentumUpdate``) reading ``(acc, acc_e)``
+``acc_twin`` (``IntAccSGDUpdate`` / ``IntAccMomentumUpdate`` / ``IntAccAdamWUpdate``) reading ``(acc, acc_e)``
 directly, and the ``Dequantize`` goes when nothing else reads it: no ``Dequantize`` feeds an
 update. ``--elementwise float`` graphs keep version 1's float-gradient updates.
 """
@@ -87,7 +88,7 @@ def run(g: Graph, options: CompileOptions) -> None:
             continue
         acc_node, dq, transpose = m
         p, exp_v, bits_v, lr = upd.inputs[0], upd.inputs[1], upd.inputs[2], upd.inputs[-1]
-        extra = list(upd.inputs[4:-1])  # the velocity and its exponent (momentum)
+        extra = list(upd.inputs[4:-1])  # the velocity and its exponent (momentum), AdamW's moments and count
         attrs = {f"product_{k}": v for k, v in acc_node.attrs.items()}
         attrs.update({
             "product": acc_node.op_type,
@@ -96,7 +97,7 @@ def run(g: Graph, options: CompileOptions) -> None:
             "weight_decay": upd.attrs.get("weight_decay", 0.0),
             "rounding": upd.attrs.get("rounding", options.rounding),
         })
-        for k in ("momentum", "velocity_bits"):
+        for k in ("momentum", "velocity_bits", "beta1", "beta2", "epsilon"):
             if k in upd.attrs:
                 attrs[k] = upd.attrs[k]
         fused = _replace(g, upd, FUSED[upd.op_type], [p, exp_v, bits_v, *acc_node.inputs, *extra, lr], attrs,

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from rctc.errors import RctcError
 
 MODES = ("rct", "qat", "fp32")
@@ -95,14 +97,14 @@ class CompileOptions:
         if self.weight_decay is not None and self.weight_decay < 0:
             raise bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.optimizer == "adamw":
-            if self.mode == "rct":
-                raise bad("--optimizer adamw runs in --mode fp32 or qat (rct's integer Adam moments are not "
-                          "implemented yet); use --mode qat, or --optimizer sgd / momentum in rct")
             b = self.adam_betas
             if len(b) != 2 or not all(_real(x) and 0 <= x < 1 for x in b):
                 raise bad(f"--betas must be two values in [0, 1), got {list(b)}")
             if not (_real(self.adam_eps) and self.adam_eps > 0):
                 raise bad(f"--eps must be > 0, got {self.adam_eps}")
+            if self.mode == "rct" and any(round(float(np.float32(x)) * 2**30) >= 2**30 for x in b):
+                raise bad(f"--betas {list(b)}: rct mode keeps each beta (a float32) at 30 fraction bits, so it must "
+                          "round below 1 there (beta < 1 - 2^-25); use a smaller beta, or --mode qat")
         if self.min_bits < 2:
             raise bad(f"--min-bits must be >= 2, got {self.min_bits}")
         if self.max_bits > 32:

@@ -168,25 +168,58 @@ def acc_momentum_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], coun
     _acc_momentum_counts(node, inp(ins), counts)
 
 
+def _adamw_counts(node: Any, p: Any, counts: Any) -> None:
+    """Integer AdamW per element (docs/numerics.md): moments 5 int64 products, the step's
+    product and division, isqrt of v, the roundings / alignments as int64 adds."""
+    n = p.size
+    wd = 1 if float(node.attrs.get("weight_decay", 0.0)) else 0
+    counts.add_op("mult", "int64", n * (7 + wd))
+    counts.add_op("add", "int64", n * (14 + 2 * wd))
+    counts.add_op("cmp", "int64", 3 * n)  # absmax of the gradient, m, v (the per-tensor exponents)
+    counts.add_op("special", "int64", 2 * n)  # isqrt and the division of the step
+    counts.add_op("add", p.width, n)  # q + step
+    counts.add_op("cmp", p.width, 2 * n)  # clip to the slot's range
+
+
+def int_adamw_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
+    """IntAdamWUpdate / IntAccAdamWUpdate: the integer AdamW step (+ the float gradient's rounding)."""
+    p = inp(ins)
+    _adamw_counts(node, p, counts)
+    if ins[3] is not None and ins[3].is_float:
+        counts.add_op("mult", "fp32", p.size)
+
+
+def fused_adamw_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
+    """FusedIntAdamWUpdate: the weight-gradient product's MACs + the integer AdamW step."""
+    _adamw_counts(node, _fused_macs(node, ins, counts), counts)
+
+
+def _fused_macs(node: Any, ins: Sequence[Any], counts: Any) -> Any:
+    """The MACs of a fused update's weight-gradient product (inputs p, e, bits, qa, ea, qb, eb, ...);
+    returns p."""
+    p, qa, qb = ins[0], ins[3], ins[5]
+    assert p is not None and qa is not None and qb is not None
+    op = str(node.attrs["product"])[3:]
+    attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
+    out_shape = p.shape
+    perm = node.attrs.get("transpose") or None
+    if perm:  # the product's own output shape, before the transpose back to p's layout
+        inv = [0] * len(perm)
+        for i, j in enumerate(perm):
+            inv[j] = i
+        out_shape = tuple(p.shape[inv[i]] for i in range(len(perm)))
+    k = contraction(op, attrs, qa.shape, qb.shape)
+    acc = 32 if k * 2 ** (qa.bits - 1) * 2 ** (qb.bits - 1) < 2**31 else 64
+    counts.add_macs(_mac_key(qa, qb, acc), product_macs(op, attrs, qa.shape, qb.shape, out_shape))
+    return p
+
+
 def fused_update(momentum: bool) -> CostFn:
     """FusedIntUpdate(p, e, bits, qa, ea, qb, eb, lr) / FusedIntMomentumUpdate(.., vq, ve, lr):
     the product's MACs + the update of p (and of the velocity)."""
 
     def cost(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
-        p, qa, qb = ins[0], ins[3], ins[5]
-        assert p is not None and qa is not None and qb is not None
-        op = str(node.attrs["product"])[3:]
-        attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
-        out_shape = p.shape
-        perm = node.attrs.get("transpose") or None
-        if perm:  # the product's own output shape, before the transpose back to p's layout
-            inv = [0] * len(perm)
-            for i, j in enumerate(perm):
-                inv[j] = i
-            out_shape = tuple(p.shape[inv[i]] for i in range(len(perm)))
-        k = contraction(op, attrs, qa.shape, qb.shape)
-        acc = 32 if k * 2 ** (qa.bits - 1) * 2 ** (qb.bits - 1) < 2**31 else 64
-        counts.add_macs(_mac_key(qa, qb, acc), product_macs(op, attrs, qa.shape, qb.shape, out_shape))
+        p = _fused_macs(node, ins, counts)
         if momentum:
             _acc_momentum_counts(node, p, counts)
         else:
@@ -195,5 +228,6 @@ def fused_update(momentum: bool) -> CostFn:
     return cost
 
 
-__all__ = ["acc_momentum_update", "channels", "contraction", "e", "free", "fused_update", "inp",
-           "int_momentum_update", "int_update", "kernel_size", "ops", "per_output", "product", "product_macs", "rows"]
+__all__ = ["acc_momentum_update", "channels", "contraction", "e", "free", "fused_adamw_update", "fused_update", "inp",
+           "int_adamw_update", "int_momentum_update", "int_update", "kernel_size", "ops", "per_output", "product",
+           "product_macs", "rows"]

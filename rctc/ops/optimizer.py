@@ -1,5 +1,6 @@
-"""Parameter updates: SGD and momentum in float (fp32 / qat), their integer forms on the
-parameter's integers (rct) and the fused forms that consume the weight-gradient product.
+"""Parameter updates: SGD, momentum and AdamW in float (fp32 / qat), their integer forms on the
+parameter's integers (rct; AdamW with integer moments) and the fused forms that consume the
+weight-gradient product.
 
 Needs: rctc.ops.schema, rctc.ops.costs.
 Leaves: the definitions; ``fused_twin`` names the form fuse_updates turns an integer update
@@ -56,3 +57,17 @@ iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "
     attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",
            "velocity_bits": 16, "weight_decay": 0.0},
     cost=costs.fused_update(momentum=True))
+# AdamW on integer state (docs/numerics.md "AdamW in rct mode"): m int32 + exponent, v int32 (>= 0) + exponent,
+# the int64 step count; the step stochastically rounded onto q (draws 0 / 1 / 2: m, v, q)
+_ADAMW = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.01, "rounding": "stochastic"}
+_ADAMW_OUT = ("q_new", "mq_new", "me_new", "vq_new", "ve_new", "t_new")
+iop("IntAdamWUpdate", ("q", "e", "bits", "G", "mq", "me", "vq", "ve", "t", "lr"), outputs=_ADAMW_OUT,
+    attrs=dict(_ADAMW), fused_twin="FusedIntAdamWUpdate", acc_twin="IntAccAdamWUpdate", cost=costs.int_adamw_update,
+    doc="AdamW with integer moments from a float gradient (rounded to 22 bits first)")
+iop("IntAccAdamWUpdate", ("q", "e", "bits", "gq", "ge", "mq", "me", "vq", "ve", "t", "lr"), outputs=_ADAMW_OUT,
+    attrs={**_ADAMW, "alpha": 1.0}, cost=costs.int_adamw_update, c_kernel="rctc_adamw_update",
+    doc="AdamW with integer moments from an integer gradient accumulator gq * 2^ge (no float gradient)")
+iop("FusedIntAdamWUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "mq", "me", "vq", "ve", "t", "lr"),
+    outputs=_ADAMW_OUT, attrs={**_ADAMW, "product": None, "alpha": 1.0, "transpose": []},
+    cost=costs.fused_adamw_update, c_kernel="rctc_adamw_update",
+    doc="weight-gradient product + AdamW with integer moments, no float gradient")

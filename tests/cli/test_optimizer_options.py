@@ -13,7 +13,7 @@ from rctc.models import path as model_path
 from rctc.options import CompileOptions
 
 UPDATES = ("SGDUpdate", "MomentumUpdate", "IntSGDUpdate", "IntMomentumUpdate", "FusedIntUpdate",
-           "FusedIntMomentumUpdate", "AdamWUpdate")
+           "FusedIntMomentumUpdate", "AdamWUpdate", "IntAdamWUpdate", "IntAccAdamWUpdate", "FusedIntAdamWUpdate")
 
 
 def _updates(rct: Path) -> set[str]:
@@ -27,6 +27,7 @@ def _updates(rct: Path) -> set[str]:
     (["--mode", "fp32", "--momentum", "0.5"], {"MomentumUpdate"}),
     (["--mode", "fp32"], {"SGDUpdate"}),
     (["--mode", "qat", "--optimizer", "adamw", "--betas", "0.8", "0.99", "--eps", "1e-6"], {"AdamWUpdate"}),
+    (["--optimizer", "adamw"], {"FusedIntAdamWUpdate", "IntAccAdamWUpdate"}),
 ])
 def test_the_update_rule_follows_the_options(tmp_path: Path, run, args: list[str], want: set[str]) -> None:
     out = tmp_path / "m.rct"

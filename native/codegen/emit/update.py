@@ -97,3 +97,56 @@ def int_acc_sgd_update(node: Node, cx: Emit) -> list[str]:
     gq, ge = node.inputs[3], node.inputs[4]
     lines, rand_at = _acc_operand(node, cx, gq)
     return lines + _sgd_call(node, cx, "acc", cx.scalar(ge), rand_at)
+
+
+# ----------------------------------------------------------------------------- AdamW (integer moments)
+def _adamw_call(node: Node, cx: Emit, acc: str, ge: str) -> list[str]:
+    """rctc_adamw_update of ``node`` (inputs q, e, bits, <gradient>, mq, me, vq, ve, t, lr; outputs
+    q', mq', me', vq', ve', t') from the int64 gradient ``acc`` at exponent ``ge``: the exponents and
+    the count are copied to their outputs and updated there; the constants are the numpy kernel's
+    (``node_constants``), baked into the step; words from the node's stream, draws 0 / 1 / 2."""
+    from rctc.runtime.kernels.int_adamw import node_constants
+
+    q, e, bits = node.inputs[:3]
+    mq, me, vq, ve, t = node.inputs[-6:-1]
+    q2, mq2, me2, vq2, ve2, t2 = node.outputs
+    for v in (mq, vq, mq2, vq2):
+        if np.dtype(v.dtype) != np.int32:
+            raise refuse(node, f"keeps moment {v.name!r} as {np.dtype(v.dtype)}, not int32")
+    if np.dtype(t.dtype) != np.int64 or np.dtype(q.dtype) != np.dtype(q2.dtype):
+        raise refuse(node, "has a step count that is not int64 or a parameter whose dtype changes")
+    consts = f"adamw_c{cx.node_id(node)}"
+    nn = numel(q)
+    values = ", ".join(f"INT64_C({v})" for v in node_constants(node).as_list())
+    return [f"static const int64_t {consts}[10] = {{{values}}};",
+            f"uint64_t *st = {cx.stats(node)};",
+            f"{cx.scalar(me2)} = {cx.scalar(me)};",
+            f"{cx.scalar(ve2)} = {cx.scalar(ve)};",
+            f"{cx.scalar(t2)} = {cx.scalar(t)};",
+            f"int rc = rctc_adamw_update({nn}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.scalar(bits)}, {acc}, "
+            f"{ge}, {cx.ptr(mq)}, {cx.ptr(vq)}, {cx.ptr(me2)}, {cx.ptr(ve2)}, {cx.ptr(t2)}, lr_m, lr_k, {consts}, "
+            f"seed, step, {cx.node_id(node)}u, {1 if node.attrs.get('rounding', 'stochastic') != 'nearest' else 0}, "
+            f"{cx.ptr(q2)}, {cx.ptr(mq2)}, {cx.ptr(vq2)}, st);",
+            "if (rc != 0) return rc;",
+            f"st[2] = rctc_bw_gavg(st[0], 1, -28, {nn}u);"]
+
+
+@emitter("IntAccAdamWUpdate", step_args=(10,))
+def int_acc_adamw_update(node: Node, cx: Emit) -> list[str]:
+    """IntAccAdamWUpdate: rctc_adamw_update from the accumulator ``gq * 2^ge`` (widened to int64)."""
+    gq, ge = node.inputs[3], node.inputs[4]
+    lines, _ = _acc_operand(node, cx, gq)
+    return lines + _adamw_call(node, cx, "acc", cx.scalar(ge))
+
+
+@emitter("FusedIntAdamWUpdate", step_args=(12,))
+def fused_int_adamw_update(node: Node, cx: Emit) -> list[str]:
+    """FusedIntAdamWUpdate: the exact int64 weight-gradient product into scratch, then
+    rctc_adamw_update from it at exponent ``ea + eb``."""
+    q, ea, eb = node.inputs[0], node.inputs[4], node.inputs[6]
+    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
+    if product is None:
+        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
+                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
+    lines = [f"int64_t *acc = (int64_t *){cx.scratch(8 * numel(q))};", *product(node, cx, "acc")]
+    return lines + _adamw_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")

@@ -29,6 +29,19 @@ extern "C" {
 int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
                           const uint32_t *rand, void *out, uint64_t *stats);
 
+/*
+ * rct AdamW on integer state (kernels/adamw_update.c; runtime/intref/adamw.py, bit for bit): q
+ * (qw bytes) moves by the stochastically rounded step; mq / vq (int32) become mq_out / vq_out
+ * (no aliasing), *me / *ve / *t are updated in place; gq the int64 gradient at exponent ge; c the
+ * ten compile-time constants (b1, b2, c1, f1, c2, f2, w, fw, em, ee); lr = lr_m 2^lr_k (lr_m odd);
+ * the words (stochastic != 0) come from the stream of (seed, step, node), draws 0 / 1 / 2.
+ * stats (or NULL): A = sum |u| (2^-28 grid), S = clipped count. RCTC_IQ_EDOMAIN when A >= 2^64.
+ */
+int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const int64_t *gq, int ge,
+                      const int32_t *mq, const int32_t *vq, int32_t *me, int32_t *ve, int64_t *t,
+                      int64_t lr_m, int lr_k, const int64_t *c, uint64_t seed, uint32_t step, uint32_t node,
+                      int stochastic, void *q_out, int32_t *mq_out, int32_t *vq_out, uint64_t *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,14 @@ void rctc_gemm_s8s8s64_portable(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
 void rctc_gemm_s16s8s32_portable(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
 void rctc_gemm_s16s8s64_portable(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
 
+#if defined(__ARM_FEATURE_DSP)
+/* arm/gemm_dsp.c: SMLAD / SMLALD dot products (the same bits; other layouts call the portable) */
+void rctc_gemm_s8s8s32_dsp(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
+void rctc_gemm_s8s8s64_dsp(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
+void rctc_gemm_s16s8s32_dsp(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
+void rctc_gemm_s16s8s64_dsp(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_gemm_s8s8s32_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
 void rctc_gemm_s8s8s64_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));

@@ -1,0 +1,110 @@
+/*
+ * arm/gemm_dsp.c - the GEMMs with the Arm DSP extension (Cortex-M4 / M7 / M33: SMLAD, SMLALD).
+ *
+ * Needs: __ARM_FEATURE_DSP (arm_acle.h); elsewhere this file defines nothing. Leaves the same
+ * bits as gemm.c's portable kernels (tested under QEMU against int64 numpy:
+ * tests/native/test_gemm_dsp.py). Where A is K-contiguous (a_cs == 1) each C element is one dot
+ * product: against B directly where B is K-contiguous too (b_rs == 1: the weight gradients, a
+ * GEMM against a stored weight), else against one column of B packed on the stack, RCTC_K_BLOCK
+ * k at a time, once per column for all M rows (the forward conv's row-major im2col columns);
+ * four k at a time: SXTB16 widens int8 pairs (k, k+2) and (k+1, k+3) to int16, an int16
+ * A is repacked into the same pairs, and SMLAD (s32: the sum modulo 2^32, as the portable
+ * kernel's uint32 sum) or SMLALD (s64: exact) adds both products of a pair. A strided A (the
+ * conv data gradient's transposed weight) calls the portable kernel. Single-threaded (the
+ * device has one core): nthreads is passed on to the portable fallback only.
+ */
+#include "rctc_kernels.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#include <string.h>
+
+static inline uint32_t ld32(const void *p)
+{
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+static inline uint32_t ror8(uint32_t w)
+{
+    return (w >> 8) | (w << 24);
+}
+
+/* int8 a[k..k+3] as int16 pairs (a0, a2) and (a1, a3) */
+#define RCTC_PAIRS_S8(P, LO, HI)                                                                  \
+    do {                                                                                          \
+        const uint32_t w_ = ld32(P);                                                              \
+        LO = (int32_t)__sxtb16((int32_t)w_);                                                      \
+        HI = (int32_t)__sxtb16((int32_t)ror8(w_));                                                \
+    } while (0)
+
+/* int16 a[k..k+3] as pairs (a0, a2) and (a1, a3) */
+#define RCTC_PAIRS_S16(P, LO, HI)                                                                 \
+    do {                                                                                          \
+        const uint32_t w01_ = ld32(P), w23_ = ld32((P) + 2);                                      \
+        LO = (int32_t)((w01_ & 0xFFFFu) | (w23_ << 16));                                          \
+        HI = (int32_t)((w01_ >> 16) | (w23_ & 0xFFFF0000u));                                      \
+    } while (0)
+
+/* K_BLOCK int8 of a strided B column are packed on the stack (the forward conv's row-major columns) */
+#define RCTC_K_BLOCK 256
+
+#define RCTC_DEFINE_GEMM_DSP(NAME, TA, TC, PAIRS_A, MAC, SUMT)                                    \
+    static SUMT NAME##_dot(const TA *a, const int8_t *b, int K, SUMT sum)                         \
+    {                                                                                             \
+        int k = 0;                                                                                \
+        for (; k + 4 <= K; k += 4) {                                                              \
+            int32_t a02, a13, b02, b13;                                                           \
+            PAIRS_A(a + k, a02, a13);                                                             \
+            RCTC_PAIRS_S8(b + k, b02, b13);                                                       \
+            sum = MAC(a02, b02, sum);                                                             \
+            sum = MAC(a13, b13, sum);                                                             \
+        }                                                                                         \
+        for (; k < K; ++k) sum += (SUMT)((int32_t)a[k] * (int32_t)b[k]);                         \
+        return sum;                                                                               \
+    }                                                                                             \
+                                                                                                  \
+    void NAME##_dsp(RCTC_GEMM_ARGS(TA, int8_t, TC))                                               \
+    {                                                                                             \
+        if (a_cs != 1) {                                                                          \
+            NAME##_portable(M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, c_rs, c_cs, accumulate,     \
+                            nthreads);                                                            \
+            return;                                                                               \
+        }                                                                                         \
+        if (b_rs == 1) {                                                                          \
+            for (int m = 0; m < M; ++m) {                                                         \
+                const TA *am = A + (ptrdiff_t)m * a_rs;                                           \
+                for (int n = 0; n < N; ++n) {                                                     \
+                    TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)n * c_cs;                        \
+                    *c = (TC)NAME##_dot(am, B + (ptrdiff_t)n * b_cs, K, accumulate ? (SUMT)*c : 0); \
+                }                                                                                 \
+            }                                                                                     \
+            return;                                                                               \
+        }                                                                                         \
+        int8_t col[RCTC_K_BLOCK];                                                                 \
+        for (int n = 0; n < N; ++n)                                                               \
+            for (int k0 = 0; k0 < K || k0 == 0; k0 += RCTC_K_BLOCK) {                             \
+                const int kn = K - k0 < RCTC_K_BLOCK ? K - k0 : RCTC_K_BLOCK;                     \
+                const int8_t *bn = B + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)n * b_cs;                \
+                for (int k = 0; k < kn; ++k) col[k] = bn[(ptrdiff_t)k * b_rs];                    \
+                for (int m = 0; m < M; ++m) {                                                     \
+                    TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)n * c_cs;                        \
+                    const SUMT s0 = (k0 > 0 || accumulate) ? (SUMT)*c : 0;                        \
+                    *c = (TC)NAME##_dot(A + (ptrdiff_t)m * a_rs + k0, col, kn, s0);               \
+                }                                                                                 \
+            }                                                                                     \
+    }
+
+/* s32: SMLAD's 32-bit sum wraps as the portable kernel's uint32 sum does */
+#define RCTC_MAC32(A_, B_, S_) ((uint32_t)__smlad((int16x2_t)(A_), (int16x2_t)(B_), (int32_t)(S_)))
+#define RCTC_MAC64(A_, B_, S_) ((int64_t)__smlald((int16x2_t)(A_), (int16x2_t)(B_), (int64_t)(S_)))
+
+RCTC_DEFINE_GEMM_DSP(rctc_gemm_s8s8s32, int8_t, int32_t, RCTC_PAIRS_S8, RCTC_MAC32, uint32_t)
+RCTC_DEFINE_GEMM_DSP(rctc_gemm_s8s8s64, int8_t, int64_t, RCTC_PAIRS_S8, RCTC_MAC64, int64_t)
+RCTC_DEFINE_GEMM_DSP(rctc_gemm_s16s8s32, int16_t, int32_t, RCTC_PAIRS_S16, RCTC_MAC32, uint32_t)
+RCTC_DEFINE_GEMM_DSP(rctc_gemm_s16s8s64, int16_t, int64_t, RCTC_PAIRS_S16, RCTC_MAC64, int64_t)
+
+#else
+typedef int rctc_gemm_dsp_not_built; /* no DSP extension here: the portable kernels serve */
+#endif

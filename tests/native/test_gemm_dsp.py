@@ -5,7 +5,8 @@ A fixture program (device_fixtures/gemm_dispatch.c) runs the dispatched GEMMs, w
 Cortex-M4 are the DSP variants, on operands at the dtype extremes for K from 0 to 577 (s32 sums
 that wrap modulo 2^32 included; K = 577 spans three of the packed-column blocks), in the
 dot-product layout, a row-major B layout (a column of B packed per block) and with a transposed
-A (the portable fallback), fresh and accumulating; its digest must equal the CRC-32 of the same products in
+A (rows of A and blocks of four B columns packed; N = 5 leaves a partial block), fresh and
+accumulating; its digest must equal the CRC-32 of the same products in
 int64 numpy, under QEMU and on the host (portable / AVX2) alike.
 """
 
@@ -21,7 +22,8 @@ from rctc.native.codegen.model import library_sources
 from rctc.native.device import CArray, ModelConfig, build, run, toolchain_problem, write_project
 
 FIXTURE = Path(__file__).parent / "device_fixtures" / "gemm_dispatch.c"
-SHAPES = [(1, 1, 1), (2, 3, 3), (3, 2, 4), (4, 5, 5), (2, 2, 8), (3, 3, 63), (2, 4, 64), (1, 3, 577), (4, 5, 0)]
+SHAPES = [(1, 1, 1), (2, 3, 3), (3, 2, 4), (4, 5, 5), (2, 2, 8), (3, 3, 63), (2, 4, 64), (1, 3, 577), (4, 5, 0),
+          (2, 5, 577), (4, 3, 300)]
 MAX_K, MAX_M, MAX_N = 577, 4, 5
 _ARM = toolchain_problem("cortex-m4", "mps2-an386", run=True)
 _HOST = toolchain_problem("host", run=True)

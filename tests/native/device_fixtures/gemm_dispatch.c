@@ -2,8 +2,8 @@
  * of the kernel library (on a Cortex-M4 the Arm DSP variants of arm/gemm_dsp.c, on the host the
  * portable or AVX2 ones) on the operands of rctc_data.c, for the shapes below, in the
  * dot-product layout (both operands K-contiguous: the DSP dot products), in a row-major B layout
- * accumulating into a preset C (the DSP path packing B's columns) and with a transposed A (the
- * portable fallback). The digest is CRC-32 over every C, in order; tests/native/test_gemm_dsp.py
+ * accumulating into a preset C (the DSP path packing B's columns) and with a transposed A (its rows
+ * packed too). The digest is CRC-32 over every C, in order; tests/native/test_gemm_dsp.py
  * computes the same from int64 numpy products.
  */
 #include <stddef.h>
@@ -14,9 +14,10 @@
 #include "rctc_kernels.h"
 #include "rctc_model.h"
 
-#define CASES 9
+#define CASES 11
 static const int shapes[CASES][3] = {{1, 1, 1}, {2, 3, 3}, {3, 2, 4}, {4, 5, 5}, {2, 2, 8},
-                                     {3, 3, 63}, {2, 4, 64}, {1, 3, 577}, {4, 5, 0}};
+                                     {3, 3, 63}, {2, 4, 64}, {1, 3, 577}, {4, 5, 0},
+                                     {2, 5, 577}, {4, 3, 300}};
 
 union gemm_block {
     int64_t align;
@@ -79,7 +80,7 @@ void rctc_model_train_steps(uint32_t first_step, uint32_t n)
         crc = rctc_crc32(crc, c64, n64);
         rctc_gemm_s16s8s32(M, N, K, ga16, K, 1, gb8, N, 1, c32, N, 1, 0, 1);
         crc = rctc_crc32(crc, c32, n32);
-        /* transposed A: A(m, k) = ga[k * M + m] (the fallback) */
+        /* transposed A: A(m, k) = ga[k * M + m] (rows and columns packed) */
         rctc_gemm_s16s8s32(M, N, K, ga16, 1, M, gb8, N, 1, c32, N, 1, 0, 1);
         crc = rctc_crc32(crc, c32, n32);
         rctc_gemm_s8s8s64(M, N, K, ga8, 1, M, gb8, 1, K, c64, N, 1, 0, 1);

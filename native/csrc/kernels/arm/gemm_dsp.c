@@ -10,8 +10,9 @@
  * four k at a time: SXTB16 widens int8 pairs (k, k+2) and (k+1, k+3) to int16, an int16
  * A is repacked into the same pairs, and SMLAD (s32: the sum modulo 2^32, as the portable
  * kernel's uint32 sum) or SMLALD (s64: exact) adds both products of a pair. A strided A (the
- * conv data gradient's transposed weight) calls the portable kernel. Single-threaded (the
- * device has one core): nthreads is passed on to the portable fallback only.
+ * conv data gradient's transposed weight) is packed too: RCTC_N_BLOCK columns of B, then each
+ * row of A once per block (at most 1.5 KB of stack in all). Single-threaded (the device has
+ * one core): nthreads is not read.
  */
 #include "rctc_kernels.h"
 
@@ -49,6 +50,7 @@ static inline uint32_t ror8(uint32_t w)
 
 /* K_BLOCK int8 of a strided B column are packed on the stack (the forward conv's row-major columns) */
 #define RCTC_K_BLOCK 256
+#define RCTC_N_BLOCK 4 /* columns of B packed at once for a strided A (1 KB of stack) */
 
 #define RCTC_DEFINE_GEMM_DSP(NAME, TA, TC, PAIRS_A, MAC, SUMT)                                    \
     static SUMT NAME##_dot(const TA *a, const int8_t *b, int K, SUMT sum)                         \
@@ -65,11 +67,39 @@ static inline uint32_t ror8(uint32_t w)
         return sum;                                                                               \
     }                                                                                             \
                                                                                                   \
+    /* A strided along K: RCTC_N_BLOCK columns of B and then one row of A at a time packed */     \
+    static void NAME##_strided(int M, int N, int K, const TA *A, ptrdiff_t a_rs, ptrdiff_t a_cs,  \
+                               const int8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, TC *C,            \
+                               ptrdiff_t c_rs, ptrdiff_t c_cs, int accumulate)                    \
+    {                                                                                             \
+        int8_t cols[RCTC_N_BLOCK][RCTC_K_BLOCK];                                                  \
+        TA row[RCTC_K_BLOCK];                                                                     \
+        for (int n0 = 0; n0 < N; n0 += RCTC_N_BLOCK) {                                            \
+            const int nb = N - n0 < RCTC_N_BLOCK ? N - n0 : RCTC_N_BLOCK;                         \
+            for (int k0 = 0; k0 < K || k0 == 0; k0 += RCTC_K_BLOCK) {                             \
+                const int kn = K - k0 < RCTC_K_BLOCK ? K - k0 : RCTC_K_BLOCK;                     \
+                for (int j = 0; j < nb; ++j) {                                                    \
+                    const int8_t *bn = B + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)(n0 + j) * b_cs;     \
+                    for (int k = 0; k < kn; ++k) cols[j][k] = bn[(ptrdiff_t)k * b_rs];            \
+                }                                                                                 \
+                for (int m = 0; m < M; ++m) {                                                     \
+                    const TA *am = A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_cs;                \
+                    for (int k = 0; k < kn; ++k) row[k] = am[(ptrdiff_t)k * a_cs];                \
+                    for (int j = 0; j < nb; ++j) {                                                \
+                        TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)(n0 + j) * c_cs;             \
+                        const SUMT s0 = (k0 > 0 || accumulate) ? (SUMT)*c : 0;                    \
+                        *c = (TC)NAME##_dot(row, cols[j], kn, s0);                                \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
     void NAME##_dsp(RCTC_GEMM_ARGS(TA, int8_t, TC))                                               \
     {                                                                                             \
+        (void)nthreads;                                                                           \
         if (a_cs != 1) {                                                                          \
-            NAME##_portable(M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, c_rs, c_cs, accumulate,     \
-                            nthreads);                                                            \
+            NAME##_strided(M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, c_rs, c_cs, accumulate);     \
             return;                                                                               \
         }                                                                                         \
         if (b_rs == 1) {                                                                          \

@@ -5,7 +5,12 @@ dispatched rctc_gemm_* of rctc_kernels.h).
 Needs: NCHW operands, int8 activations / errors (the im2col kernel is int8), int8 or int16
 weights, 2-D windows with any stride, pads, dilation and group (depthwise included).
 Leaves: per image one im2col over all channels (group ``g``'s rows are the contiguous block
-``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; 1x1 / stride 1 / no-pad windows
+``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; where the column matrix of one
+image (int8 columns; the data gradient's int32 / int64 ones) exceeds ``TILE_BYTES`` it is built
+one band of output rows at a time (:func:`rows_per_tile`; the band's im2col / col2im is the
+image's with ``pad_t`` lowered by the band's first row times the stride), so the scratch holds
+one band: the same sums (each output element a whole sum; the weight gradient and col2im add
+exact, or modulo 2^32, partial sums, which any order gives alike); 1x1 / stride 1 / no-pad windows
 use the image itself as the columns; depthwise windows (group == C == M) run rctc_dwconv_* (a
 GEMM per channel would have one row). Every sum is the exact integer the numpy kernels compute
 (int32 accumulators wrap modulo 2^32 only where the compile-time bound already fits int32).
@@ -31,6 +36,9 @@ from rctc.native.codegen.emit import (
 )
 from rctc.native.codegen.emit.products import gemm_name
 from rctc.ops.geometry import window_params
+
+#: scratch bytes above which a column matrix is built one band of output rows at a time
+TILE_BYTES = 16384
 
 
 @dataclass(frozen=True)
@@ -114,14 +122,36 @@ def _int8(node: Node, v: Value, role: str) -> None:
         raise refuse(node, f"has a {np.dtype(v.dtype)} {role} (the im2col kernel is int8)")
 
 
-def _columns(g: Conv2d, cx: Emit, x: Value, offset: int) -> list[str]:
-    """Lines declaring ``cols`` inside the per-image loop over ``n``: image n's column matrix,
-    built in scratch from byte ``offset`` on (or the image itself for a pointwise window)."""
+def rows_per_tile(g: Conv2d, itemsize: int) -> int:
+    """Output rows of one band: all of them when the image's columns fit ``TILE_BYTES``."""
+    row = g.c * g.kh * g.kw * g.ow * itemsize
+    return g.oh if row * g.oh <= TILE_BYTES else max(1, TILE_BYTES // row)
+
+
+def _banded(g: Conv2d, rows: int, body: list[str]) -> list[str]:
+    """``body`` once per band of ``rows`` output rows (``r0`` its first, ``t`` its geometry,
+    ``tp`` its columns), or once with the whole image (``r0`` 0, ``t`` = ``g``) when one band."""
+    if rows >= g.oh:
+        return ["{", "    const int r0 = 0;", "    const rctc_conv2d t = g;", f"    const int tp = {g.p};",
+                *[f"    {s}" for s in body], "}"]
+    return [f"for (int r0 = 0; r0 < {g.oh}; r0 += {rows}) {{",
+            "    rctc_conv2d t = g;",
+            f"    t.oh = {g.oh} - r0 < {rows} ? {g.oh} - r0 : {rows};",
+            "    t.pad_t = g.pad_t - r0 * g.stride_h;",
+            f"    const int tp = t.oh * {g.ow};",
+            *[f"    {s}" for s in body], "}"]
+
+
+def _columns(g: Conv2d, cx: Emit, x: Value, offset: int, gemms: list[str]) -> list[str]:
+    """The lines of one image ``n``: its column matrix ``cols`` (in scratch from byte ``offset``
+    on, one band at a time, or the image itself for a pointwise window), then ``gemms``, which
+    read ``cols`` (``tp`` columns from output column ``r0 * ow``)."""
     image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
     if g.pointwise:
-        return [f"const int8_t *cols = {image};"]
-    cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * g.p, offset)}"
-    return [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&g, {image}, cols, {g.p});"]
+        return [f"const int8_t *cols = {image};", "const int r0 = 0;", f"const int tp = {g.p};", *gemms]
+    rows = rows_per_tile(g, 1)
+    cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * rows * g.ow, offset)}"
+    return _banded(g, rows, [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&t, {image}, cols, tp);", *gemms])
 
 
 def _dw_suffix(node: Node, w: Value, acc: Value) -> str:
@@ -158,12 +188,12 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
                                 f"(ptrdiff_t)n * {g.m * g.p});"]),
                 f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, x, sname(acc))
-    decl = _columns(g, cx, x, 0)
-    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
-            f"    {fn}({g.mg}, {g.p}, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
-            f"cols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, "
-            f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, 0, {cx.threads});"]
-    return [*_per_image(g, body), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
+    gemms = [f"for (int k = 0; k < {g.group}; ++k)",
+             f"    {fn}({g.mg}, tp, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
+             f"cols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, "
+             f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+             f"{g.p}, 1, 0, {cx.threads});"]
+    return [*_per_image(g, _columns(g, cx, x, 0, gemms)), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
 
 
 @emitter("IntConvGradInput")
@@ -186,17 +216,19 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
                                 f" * {g.m * g.p}, {cx.ptr(w)}, {_dw_work(g, cx, dx)}, {image});"]),
                 f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, dy, acc)
+    gemm = (f"    {fn}({g.kg}, tp, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
+            f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+            f"{g.p}, 1, dcols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, 0, {cx.threads});")
     if g.pointwise:
-        body = [f"{ctype(dx)} *dcols = {image};"]
+        body = [f"{ctype(dx)} *dcols = {image};", "const int r0 = 0;", f"const int tp = {g.p};",
+                f"for (int k = 0; k < {g.group}; ++k)", gemm]
     else:
-        nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * g.p
-        body = [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};"]
-    body += [f"for (int k = 0; k < {g.group}; ++k)",
-             f"    {fn}({g.kg}, {g.p}, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
-             f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, "
-             f"dcols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, 0, {cx.threads});"]
-    if not g.pointwise:
-        body.append(f"rctc_col2im_{acc}(&g, dcols, {g.p}, {image});")
+        rows = rows_per_tile(g, np.dtype(dx.dtype).itemsize)
+        nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * rows * g.ow
+        body = [f"memset({image}, 0, {np.dtype(dx.dtype).itemsize * g.c * g.hw}u);",
+                *_banded(g, rows, [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};",
+                                   f"for (int k = 0; k < {g.group}; ++k)", gemm,
+                                   f"rctc_col2im_{acc}_add(&t, dcols, tp, {image});"])]
     return [*_per_image(g, body), f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
 
 
@@ -209,12 +241,11 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
         return _per_image(g, [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, "
                               f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, {out}, n > 0);"])
     fn = gemm_name(node, dy, x, acc)
-    decl = _columns(g, cx, x, offset)
-    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
-            f"    {fn}({g.mg}, {g.kg}, {g.p}, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
-            f"{g.mg * g.p}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg * g.p}, 1, {g.p}, "
-            f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0, {cx.threads});"]
-    return _per_image(g, body)
+    gemms = [f"for (int k = 0; k < {g.group}; ++k)",
+             f"    {fn}({g.mg}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
+             f"{g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
+             f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0 || r0 > 0, {cx.threads});"]
+    return _per_image(g, _columns(g, cx, x, offset, gemms))
 
 
 @emitter("IntConvGradWeight")

@@ -118,6 +118,10 @@ typedef struct rctc_conv2d {
 void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff_t ld);
 void rctc_col2im_s32(const rctc_conv2d *g, const int32_t *cols, ptrdiff_t ld, int32_t *dx);
 void rctc_col2im_s64(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld, int64_t *dx);
+/* the same sums added to dx (not zeroed first): a band of output rows at a time, with
+ * g->pad_t lowered by the band's first row times stride_h and g->oh its rows */
+void rctc_col2im_s32_add(const rctc_conv2d *g, const int32_t *cols, ptrdiff_t ld, int32_t *dx);
+void rctc_col2im_s64_add(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld, int64_t *dx);
 
 /* ---- depthwise convolutions (depthwise.c) --------------------------------------------------
  * One image, group == channels (g->c channels, filter c is w[c][kh][kw]), no columns: exact

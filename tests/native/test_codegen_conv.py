@@ -240,14 +240,18 @@ def test_transposed_gemm_weight_gradient(native_env: dict[str, str]) -> None:
 def test_banded_columns_bit_identical_to_numpy(model: str, batch: int, native_env: dict[str, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Column matrices built one band of output rows at a time (``TILE_BYTES`` 1: one row a band,
-    stride-2 and padded windows shifting each band's pad) give numpy's bits; the scratch holds one
-    band (the ResNet-8 data gradient's int32 columns: 144 rows of one 32-pixel output row)."""
-    from rctc.native.codegen.emit import conv
+    stride-2 and padded windows shifting each band's pad) and fused conv updates made one filter
+    at a time (``ACC_BYTES`` 1: each filter's gradient rows, then its elements' updates) give
+    numpy's bits; the scratch holds one band and one filter's int64 gradient."""
+    from rctc.native.codegen.emit import conv, update
 
     g = _graph(model, batch)
-    whole = generate(g, _slice(g), boundary(g, _slice(g)))
+    convs = [n for n in _slice(g) if n.op_type in CONV_OPS | {"IntConvGradWeight", "FusedIntUpdate"}]
+    whole = generate(g, convs, boundary(g, convs))
     monkeypatch.setattr(conv, "TILE_BYTES", 1)
-    banded = generate(g, _slice(g), boundary(g, _slice(g)))
+    monkeypatch.setattr(update, "ACC_BYTES", 1)
+    banded = generate(g, convs, boundary(g, convs))
     assert "r0 += 1)" in banded.source and "rctc_col2im_s32_add(&t" in banded.source
+    assert "f0 += 1)" in banded.source
     assert banded.scratch_bytes < whole.scratch_bytes
     test_conv_nodes_bit_identical_to_numpy(model, batch, native_env)

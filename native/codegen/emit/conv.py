@@ -233,17 +233,22 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
 
 
 def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str,
-                 offset: int) -> list[str]:
-    """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer)."""
+                 offset: int, filters: tuple[str, str] | None = None) -> list[str]:
+    """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer);
+    ``filters`` (first, count: C expressions; group 1 only) makes only those rows of dW, at ``out``."""
     _int8(node, dy, "error")
     _int8(node, x, "input")
-    if g.depthwise and acc == "s64":
+    if g.depthwise and acc == "s64" and filters is None:
         return _per_image(g, [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, "
                               f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, {out}, n > 0);"])
     fn = gemm_name(node, dy, x, acc)
+    first, count = filters if filters is not None else ("0", str(g.mg))
+    if filters is not None and g.group != 1:
+        raise refuse(node, "makes its weight gradient a block of filters at a time with groups")
     gemms = [f"for (int k = 0; k < {g.group}; ++k)",
-             f"    {fn}({g.mg}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
-             f"{g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
+             f"    {fn}({count}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
+             f"{g.mg * g.p} + (ptrdiff_t)({first}) * {g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, "
+             f"cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
              f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0 || r0 > 0, {cx.threads});"]
     return _per_image(g, _columns(g, cx, x, offset, gemms))
 
@@ -260,10 +265,8 @@ def int_conv_grad_weight(node: Node, cx: Emit) -> list[str]:
             f"{cx.scalar(dw_e)} = {cx.scalar(edy)} + {cx.scalar(ex)};"]
 
 
-@weight_grad_product("IntConvGradWeight")
-def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
-    """The fused update's conv weight gradient (``product_*`` window attrs), exact int64, in the
-    parameter's layout (a ``transpose`` other than the identity is refused)."""
+def _fused_geometry(node: Node) -> Conv2d:
+    """The conv of a fused update's weight-gradient product (``product_*`` window attrs)."""
     q, dy, x = node.inputs[0], node.inputs[3], node.inputs[5]
     attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
     perm = [int(p) for p in node.attrs.get("transpose") or ()]
@@ -272,5 +275,27 @@ def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
     w_shape = tuple(int(s) for s in attrs.get("weight_shape") or q.shape)
     if math.prod(w_shape) != numel(q):
         raise refuse(node, f"makes a {w_shape} product for a parameter of shape {q.shape}")
-    g = geometry(node, attrs, tuple(x.shape), w_shape, tuple(dy.shape))
-    return _grad_weight(node, cx, g, dy, x, acc, "s64", work_offset(node))
+    return geometry(node, attrs, tuple(x.shape), w_shape, tuple(dy.shape))
+
+
+@weight_grad_product("IntConvGradWeight")
+def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
+    """The fused update's conv weight gradient (``product_*`` window attrs), exact int64, in the
+    parameter's layout (a ``transpose`` other than the identity is refused)."""
+    g = _fused_geometry(node)
+    return _grad_weight(node, cx, g, node.inputs[3], node.inputs[5], acc, "s64", work_offset(node))
+
+
+def filter_rows(node: Node) -> tuple[int, int] | None:
+    """(filters, elements per filter) of a fused update's conv product that can be made a block
+    of filters at a time (:func:`conv_weight_grad_filters`: group 1, not depthwise), else None."""
+    g = _fused_geometry(node)
+    return (g.m, g.kg) if g.group == 1 else None
+
+
+def conv_weight_grad_filters(node: Node, cx: Emit, acc: str, first: str, count: str, offset: int) -> list[str]:
+    """Rows ``first`` .. ``first + count - 1`` of the fused update's conv weight gradient (exact
+    int64, each element the whole sum over images and pixels) at ``acc``, the columns in
+    scratch from byte ``offset`` on."""
+    g = _fused_geometry(node)
+    return _grad_weight(node, cx, g, node.inputs[3], node.inputs[5], acc, "s64", offset, (first, count))

@@ -242,8 +242,9 @@ def test_banded_columns_bit_identical_to_numpy(model: str, batch: int, native_en
     """Column matrices built one band of output rows at a time (``TILE_BYTES`` 1: one row a band,
     stride-2 and padded windows shifting each band's pad) and fused conv updates made one filter
     at a time (``ACC_BYTES`` 1: each filter's gradient rows, then its elements' updates) give
-    numpy's bits; the scratch holds one band and one filter's int64 gradient."""
-    from rctc.native.codegen.emit import conv, update
+    numpy's bits; the scratch holds one band and one filter's int64 gradient. Requantize
+    (``CHUNK`` 7) rounds 7 elements at a time to the same bits."""
+    from rctc.native.codegen.emit import conv, requant, update
 
     g = _graph(model, batch)
     convs = [n for n in _slice(g) if n.op_type in CONV_OPS | {"IntConvGradWeight", "FusedIntUpdate"}]
@@ -254,4 +255,7 @@ def test_banded_columns_bit_identical_to_numpy(model: str, batch: int, native_en
     assert "r0 += 1)" in banded.source and "rctc_col2im_s32_add(&t" in banded.source
     assert "f0 += 1)" in banded.source
     assert banded.scratch_bytes < whole.scratch_bytes
+    monkeypatch.setattr(requant, "CHUNK", 7)  # requantise 7 elements at a time (partial last chunks)
+    rounded = {n.attrs.get("rounding", "stochastic") for n in _slice(g) if n.op_type == "Requantize"}
+    assert "i0 += 7u)" in generate(g, _slice(g), boundary(g, _slice(g))).source and "stochastic" in rounded
     test_conv_nodes_bit_identical_to_numpy(model, batch, native_env)

@@ -69,6 +69,8 @@ class CProgram:
     scratch_bytes: int = 0
     #: (parameter, element count) of each rctc_stats entry, in block order
     stats: list[tuple[str, int]] = field(default_factory=list)
+    #: (node, op type, scratch bytes) of every node that uses scratch, in schedule order
+    scratch_nodes: list[tuple[str, str, int]] = field(default_factory=list)
     prefix: str = "rctc_model"
 
     @property
@@ -114,6 +116,7 @@ class _Emit:
     def __init__(self, slots: dict[str, Slot], training: bool) -> None:
         self.slots = slots
         self.scratch_bytes = 0
+        self.node_scratch = 0
         self.stat_params: list[tuple[str, int]] = []
         self.training = training
         self.threads = "rctc_nthreads"
@@ -127,6 +130,7 @@ class _Emit:
 
     def scratch(self, nbytes: int, offset: int = 0) -> str:
         self.scratch_bytes = max(self.scratch_bytes, align(offset + nbytes))
+        self.node_scratch = max(self.node_scratch, align(offset + nbytes))
         return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
@@ -164,11 +168,15 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
     cx = _Emit(slots, training)
     body: list[str] = []
+    scratch_nodes: list[tuple[str, str, int]] = []
     for i, n in enumerate(nodes):
         body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
         body.append("    {")
+        cx.node_scratch = 0
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
+        if cx.node_scratch:
+            scratch_nodes.append((n.name, n.op_type, cx.node_scratch))
     for s, new in updates.items():
         if slots[new].region == "state" and slots[new].offset == slots[s].offset:
             body.append(f"    /* {s} <- {new}: updated in place */")
@@ -212,4 +220,4 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_stats", "#undef rctc_nthreads",
         ""])
     return CProgram(src, slots, plan.inputs, outs, plan.state, updates, arena_bytes, state_bytes,
-                    cx.scratch_bytes, list(cx.stat_params), prefix)
+                    cx.scratch_bytes, list(cx.stat_params), prefix=prefix, scratch_nodes=scratch_nodes)

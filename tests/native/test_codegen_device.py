@@ -121,6 +121,7 @@ def test_stm32_fit_check_refuses_a_model_too_big_in_one_line(work: Path, tmp_pat
                   line)
     assert m and int(m.group(2)) == int(m.group(1)) + 327680, line
     assert "largest state tensors: " in line and "largest arena tensors: " in line
+    assert re.search(r"largest scratch users: IntBatchNormGrad \S+ \d+ B", line), line  # the node, not the block
 
 
 @needs_arm

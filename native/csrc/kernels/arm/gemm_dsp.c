@@ -11,7 +11,8 @@
  * A is repacked into the same pairs, and SMLAD (s32: the sum modulo 2^32, as the portable
  * kernel's uint32 sum) or SMLALD (s64: exact) adds both products of a pair. A strided A (the
  * conv data gradient's transposed weight) is packed too: RCTC_N_BLOCK columns of B, then each
- * row of A once per block (at most 1.5 KB of stack in all). Single-threaded (the device has
+ * pair of A rows once per block (at most 2 KB of stack in all). Rows of A go in pairs: B's
+ * pairs are widened once for two dot products. Single-threaded (the device has
  * one core): nthreads is not read.
  */
 #include "rctc_kernels.h"
@@ -51,6 +52,7 @@ static inline uint32_t ror8(uint32_t w)
 /* K_BLOCK int8 of a strided B column are packed on the stack (the forward conv's row-major columns) */
 #define RCTC_K_BLOCK 256
 #define RCTC_N_BLOCK 4 /* columns of B packed at once for a strided A (1 KB of stack) */
+/* rows of A go in pairs: one widening of B's pairs serves both */
 
 #define RCTC_DEFINE_GEMM_DSP(NAME, TA, TC, PAIRS_A, MAC, SUMT)                                    \
     static SUMT NAME##_dot(const TA *a, const int8_t *b, int K, SUMT sum)                         \
@@ -67,13 +69,51 @@ static inline uint32_t ror8(uint32_t w)
         return sum;                                                                               \
     }                                                                                             \
                                                                                                   \
+    /* rows a0 and a1 against one column b (b's pairs widened once for both): c0, c1 */          \
+    static void NAME##_dot2(const TA *a0, const TA *a1, const int8_t *b, int K, TC *c0, TC *c1,   \
+                            int from_c)                                                           \
+    {                                                                                             \
+        SUMT s0 = from_c ? (SUMT)*c0 : 0, s1 = from_c ? (SUMT)*c1 : 0;                            \
+        int k = 0;                                                                                \
+        for (; k + 4 <= K; k += 4) {                                                              \
+            int32_t x02, x13, y02, y13, b02, b13;                                                 \
+            RCTC_PAIRS_S8(b + k, b02, b13);                                                       \
+            PAIRS_A(a0 + k, x02, x13);                                                            \
+            PAIRS_A(a1 + k, y02, y13);                                                            \
+            s0 = MAC(x02, b02, s0);                                                               \
+            s0 = MAC(x13, b13, s0);                                                               \
+            s1 = MAC(y02, b02, s1);                                                               \
+            s1 = MAC(y13, b13, s1);                                                               \
+        }                                                                                         \
+        for (; k < K; ++k) {                                                                      \
+            s0 += (SUMT)((int32_t)a0[k] * (int32_t)b[k]);                                         \
+            s1 += (SUMT)((int32_t)a1[k] * (int32_t)b[k]);                                         \
+        }                                                                                         \
+        *c0 = (TC)s0;                                                                             \
+        *c1 = (TC)s1;                                                                             \
+    }                                                                                             \
+                                                                                                  \
+    /* column n of C (rows 0..M-1, A rows a_rs apart) from one K-contiguous column b, rows paired */ \
+    static void NAME##_column(int M, const TA *A, ptrdiff_t a_rs, const int8_t *b, int K, TC *c,  \
+                              ptrdiff_t c_rs, int from_c)                                         \
+    {                                                                                             \
+        int m = 0;                                                                                \
+        for (; m + 2 <= M; m += 2)                                                                \
+            NAME##_dot2(A + (ptrdiff_t)m * a_rs, A + (ptrdiff_t)(m + 1) * a_rs, b, K,             \
+                        c + (ptrdiff_t)m * c_rs, c + (ptrdiff_t)(m + 1) * c_rs, from_c);          \
+        if (m < M) {                                                                              \
+            TC *cm = c + (ptrdiff_t)m * c_rs;                                                     \
+            *cm = (TC)NAME##_dot(A + (ptrdiff_t)m * a_rs, b, K, from_c ? (SUMT)*cm : 0);          \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
     /* A strided along K: RCTC_N_BLOCK columns of B and then one row of A at a time packed */     \
     static void NAME##_strided(int M, int N, int K, const TA *A, ptrdiff_t a_rs, ptrdiff_t a_cs,  \
                                const int8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, TC *C,            \
                                ptrdiff_t c_rs, ptrdiff_t c_cs, int accumulate)                    \
     {                                                                                             \
         int8_t cols[RCTC_N_BLOCK][RCTC_K_BLOCK];                                                  \
-        TA row[RCTC_K_BLOCK];                                                                     \
+        TA rows[2][RCTC_K_BLOCK];                                                                 \
         for (int n0 = 0; n0 < N; n0 += RCTC_N_BLOCK) {                                            \
             const int nb = N - n0 < RCTC_N_BLOCK ? N - n0 : RCTC_N_BLOCK;                         \
             for (int k0 = 0; k0 < K || k0 == 0; k0 += RCTC_K_BLOCK) {                             \
@@ -82,14 +122,16 @@ static inline uint32_t ror8(uint32_t w)
                     const int8_t *bn = B + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)(n0 + j) * b_cs;     \
                     for (int k = 0; k < kn; ++k) cols[j][k] = bn[(ptrdiff_t)k * b_rs];            \
                 }                                                                                 \
-                for (int m = 0; m < M; ++m) {                                                     \
-                    const TA *am = A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_cs;                \
-                    for (int k = 0; k < kn; ++k) row[k] = am[(ptrdiff_t)k * a_cs];                \
-                    for (int j = 0; j < nb; ++j) {                                                \
-                        TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)(n0 + j) * c_cs;             \
-                        const SUMT s0 = (k0 > 0 || accumulate) ? (SUMT)*c : 0;                    \
-                        *c = (TC)NAME##_dot(row, cols[j], kn, s0);                                \
+                for (int m = 0; m < M; m += 2) {                                                  \
+                    const int mb = M - m < 2 ? M - m : 2;                                         \
+                    for (int i = 0; i < mb; ++i) {                                                \
+                        const TA *am = A + (ptrdiff_t)(m + i) * a_rs + (ptrdiff_t)k0 * a_cs;      \
+                        for (int k = 0; k < kn; ++k) rows[i][k] = am[(ptrdiff_t)k * a_cs];        \
                     }                                                                             \
+                    for (int j = 0; j < nb; ++j)                                                  \
+                        NAME##_column(mb, rows[0], RCTC_K_BLOCK, cols[j], kn,                     \
+                                      C + (ptrdiff_t)m * c_rs + (ptrdiff_t)(n0 + j) * c_cs, c_rs, \
+                                      k0 > 0 || accumulate);                                      \
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
@@ -103,13 +145,9 @@ static inline uint32_t ror8(uint32_t w)
             return;                                                                               \
         }                                                                                         \
         if (b_rs == 1) {                                                                          \
-            for (int m = 0; m < M; ++m) {                                                         \
-                const TA *am = A + (ptrdiff_t)m * a_rs;                                           \
-                for (int n = 0; n < N; ++n) {                                                     \
-                    TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)n * c_cs;                        \
-                    *c = (TC)NAME##_dot(am, B + (ptrdiff_t)n * b_cs, K, accumulate ? (SUMT)*c : 0); \
-                }                                                                                 \
-            }                                                                                     \
+            for (int n = 0; n < N; ++n)                                                           \
+                NAME##_column(M, A, a_rs, B + (ptrdiff_t)n * b_cs, K, C + (ptrdiff_t)n * c_cs,    \
+                              c_rs, accumulate);                                                  \
             return;                                                                               \
         }                                                                                         \
         int8_t col[RCTC_K_BLOCK];                                                                 \
@@ -118,11 +156,8 @@ static inline uint32_t ror8(uint32_t w)
                 const int kn = K - k0 < RCTC_K_BLOCK ? K - k0 : RCTC_K_BLOCK;                     \
                 const int8_t *bn = B + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)n * b_cs;                \
                 for (int k = 0; k < kn; ++k) col[k] = bn[(ptrdiff_t)k * b_rs];                    \
-                for (int m = 0; m < M; ++m) {                                                     \
-                    TC *c = C + (ptrdiff_t)m * c_rs + (ptrdiff_t)n * c_cs;                        \
-                    const SUMT s0 = (k0 > 0 || accumulate) ? (SUMT)*c : 0;                        \
-                    *c = (TC)NAME##_dot(A + (ptrdiff_t)m * a_rs + k0, col, kn, s0);               \
-                }                                                                                 \
+                NAME##_column(M, A + k0, a_rs, col, kn, C + (ptrdiff_t)n * c_cs, c_rs,            \
+                              k0 > 0 || accumulate);                                              \
             }                                                                                     \
     }
 

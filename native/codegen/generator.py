@@ -15,6 +15,10 @@ Storage (all static, no malloc):
   device step's arena with: for the whole device step the two agree by construction. The
   output of a view op (Flatten, Reshape) gets no bytes of its own: it shares its input's slot.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
+  Nodes that band or chunk their work (conv columns, fused conv updates, Requantize) do it at
+  their minimum sizes first; then, with ``FILL_SCRATCH``, the step is emitted again with
+  ``cx.budget`` = that block's size, so they use the bytes the largest node needs anyway (fewer,
+  longer bands: the same bits), kept only if the block does not grow.
 - ``rctc_stats``: the bitwidth controller's statistics of each update node that records them
   (rctc/bitwidth_rule.py), ``STATS_WORDS`` uint64 per node: A = sum |acc|, the saturated count S,
   the fixed-point Gavg g; in the order of ``CProgram.stats`` (parameter name, element count).
@@ -120,6 +124,7 @@ class _Emit:
         self.stat_params: list[tuple[str, int]] = []
         self.training = training
         self.threads = "rctc_nthreads"
+        self.budget = 0
 
     def ptr(self, v: Value) -> str:
         s = self.slots[v.name]
@@ -140,6 +145,28 @@ class _Emit:
         q = node.inputs[0]
         self.stat_params.append((str(node.meta.get("param", q.name)), math.prod(q.shape)))
         return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
+
+
+#: emit a second time with the scratch block's size as the banded nodes' budget (module docstring)
+FILL_SCRATCH = True
+
+
+def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool,
+               budget: int) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
+    """The step's node blocks emitted with ``budget``, and each scratch user's need."""
+    cx = _Emit(slots, training)
+    cx.budget = budget
+    body: list[str] = []
+    scratch_nodes: list[tuple[str, str, int]] = []
+    for i, n in enumerate(nodes):
+        body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
+        body.append("    {")
+        cx.node_scratch = 0
+        body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
+        body.append("    }")
+        if cx.node_scratch:
+            scratch_nodes.append((n.name, n.op_type, cx.node_scratch))
+    return cx, body, scratch_nodes
 
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
@@ -166,17 +193,11 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx = _Emit(slots, training)
-    body: list[str] = []
-    scratch_nodes: list[tuple[str, str, int]] = []
-    for i, n in enumerate(nodes):
-        body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
-        body.append("    {")
-        cx.node_scratch = 0
-        body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
-        body.append("    }")
-        if cx.node_scratch:
-            scratch_nodes.append((n.name, n.op_type, cx.node_scratch))
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0)
+    if FILL_SCRATCH and cx.scratch_bytes:
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes)
+        if wide[0].scratch_bytes <= cx.scratch_bytes:
+            cx, body, scratch_nodes = wide
     for s, new in updates.items():
         if slots[new].region == "state" and slots[new].offset == slots[s].offset:
             body.append(f"    /* {s} <- {new}: updated in place */")

@@ -243,12 +243,18 @@ def test_banded_columns_bit_identical_to_numpy(model: str, batch: int, native_en
     stride-2 and padded windows shifting each band's pad) and fused conv updates made one filter
     at a time (``ACC_BYTES`` 1: each filter's gradient rows, then its elements' updates) give
     numpy's bits; the scratch holds one band and one filter's int64 gradient. Requantize
-    (``CHUNK`` 7) rounds 7 elements at a time to the same bits."""
+    (``CHUNK`` 7) rounds 7 elements at a time to the same bits. (The other tests run with
+    ``FILL_SCRATCH``: bands widened to the block the largest node needs anyway.)"""
+    from rctc.native.codegen import generator
     from rctc.native.codegen.emit import conv, requant, update
 
     g = _graph(model, batch)
     convs = [n for n in _slice(g) if n.op_type in CONV_OPS | {"IntConvGradWeight", "FusedIntUpdate"}]
+    monkeypatch.setattr(generator, "FILL_SCRATCH", False)
     whole = generate(g, convs, boundary(g, convs))
+    monkeypatch.setattr(generator, "FILL_SCRATCH", True)  # bands widened into the block: it does not grow
+    assert generate(g, convs, boundary(g, convs)).scratch_bytes == whole.scratch_bytes
+    monkeypatch.setattr(generator, "FILL_SCRATCH", False)
     monkeypatch.setattr(conv, "TILE_BYTES", 1)
     monkeypatch.setattr(update, "ACC_BYTES", 1)
     banded = generate(g, convs, boundary(g, convs))

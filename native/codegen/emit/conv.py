@@ -122,10 +122,15 @@ def _int8(node: Node, v: Value, role: str) -> None:
         raise refuse(node, f"has a {np.dtype(v.dtype)} {role} (the im2col kernel is int8)")
 
 
-def rows_per_tile(g: Conv2d, itemsize: int) -> int:
-    """Output rows of one band: all of them when the image's columns fit ``TILE_BYTES``."""
+def rows_per_tile(g: Conv2d, itemsize: int, limit: int) -> int:
+    """Output rows of one band: all of them when the image's columns fit ``limit`` bytes."""
     row = g.c * g.kh * g.kw * g.ow * itemsize
-    return g.oh if row * g.oh <= TILE_BYTES else max(1, TILE_BYTES // row)
+    return g.oh if row * g.oh <= limit else max(1, limit // row)
+
+
+def _limit(cx: Emit, share: int = 1) -> int:
+    """Bytes one band may use: ``TILE_BYTES``, or its ``share`` of the generator's budget."""
+    return max(TILE_BYTES, getattr(cx, "budget", 0) // share)
 
 
 def _banded(g: Conv2d, rows: int, body: list[str]) -> list[str]:
@@ -142,14 +147,14 @@ def _banded(g: Conv2d, rows: int, body: list[str]) -> list[str]:
             *[f"    {s}" for s in body], "}"]
 
 
-def _columns(g: Conv2d, cx: Emit, x: Value, offset: int, gemms: list[str]) -> list[str]:
+def _columns(g: Conv2d, cx: Emit, x: Value, offset: int, gemms: list[str], share: int = 1) -> list[str]:
     """The lines of one image ``n``: its column matrix ``cols`` (in scratch from byte ``offset``
     on, one band at a time, or the image itself for a pointwise window), then ``gemms``, which
     read ``cols`` (``tp`` columns from output column ``r0 * ow``)."""
     image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
     if g.pointwise:
         return [f"const int8_t *cols = {image};", "const int r0 = 0;", f"const int tp = {g.p};", *gemms]
-    rows = rows_per_tile(g, 1)
+    rows = rows_per_tile(g, 1, _limit(cx, share))
     cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * rows * g.ow, offset)}"
     return _banded(g, rows, [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&t, {image}, cols, tp);", *gemms])
 
@@ -223,7 +228,7 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
         body = [f"{ctype(dx)} *dcols = {image};", "const int r0 = 0;", f"const int tp = {g.p};",
                 f"for (int k = 0; k < {g.group}; ++k)", gemm]
     else:
-        rows = rows_per_tile(g, np.dtype(dx.dtype).itemsize)
+        rows = rows_per_tile(g, np.dtype(dx.dtype).itemsize, _limit(cx))
         nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * rows * g.ow
         body = [f"memset({image}, 0, {np.dtype(dx.dtype).itemsize * g.c * g.hw}u);",
                 *_banded(g, rows, [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};",
@@ -250,7 +255,7 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
              f"{g.mg * g.p} + (ptrdiff_t)({first}) * {g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, "
              f"cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
              f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0 || r0 > 0, {cx.threads});"]
-    return _per_image(g, _columns(g, cx, x, offset, gemms))
+    return _per_image(g, _columns(g, cx, x, offset, gemms, 1 if filters is None else 2))
 
 
 @emitter("IntConvGradWeight")

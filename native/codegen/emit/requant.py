@@ -28,8 +28,9 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
-    if bias is None and n > CHUNK:
-        return _chunked(node, cx, n, bits)
+    chunk = max(CHUNK, getattr(cx, "budget", 0) // 12)  # 8 bytes of int64 and 4 of words an element
+    if bias is None and n > chunk:
+        return _chunked(node, cx, n, bits, chunk)
     lines, rand = work_words(node, cx, n, n)
     lines += ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
               f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];", "int e_out = 0;"]
@@ -51,12 +52,12 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     return lines
 
 
-def _chunked(node: Node, cx: Emit, n: int, bits: int) -> list[str]:
-    """rctc_iq_requantize of a bias-free accumulator, ``CHUNK`` elements at a time (module docstring)."""
+def _chunked(node: Node, cx: Emit, n: int, bits: int, chunk: int) -> list[str]:
+    """rctc_iq_requantize of a bias-free accumulator, ``chunk`` elements at a time (module docstring)."""
     acc, acc_e = node.inputs[:2]
     out, out_e = node.outputs
     rand = stochastic(node)
-    base = cx.scratch(8 * CHUNK + (4 * CHUNK if rand else 0))
+    base = cx.scratch(8 * chunk + (4 * chunk if rand else 0))
     lines = [f"const {ctype(acc)} *a = {cx.ptr(acc)};", f"{ctype(out)} *o = {cx.ptr(out)};",
              "int64_t *w = (int64_t *)" + base + ";", "uint64_t m = 0u;",
              f"for (size_t i = 0; i < {n}u; i++) {{",
@@ -66,9 +67,9 @@ def _chunked(node: Node, cx: Emit, n: int, bits: int) -> list[str]:
              f"const int s = rctc_iq_requant_shift(m, {bits}, {int(rand)});",
              "if (s > 0 && m > ((uint64_t)1 << 62)) return RCTC_IQ_EOVERFLOW;"]
     if rand:
-        lines.append(f"uint32_t *r = (uint32_t *)(w + {CHUNK});")
-    return lines + [f"for (size_t i0 = 0; i0 < {n}u; i0 += {CHUNK}u) {{",
-                    f"    const size_t c = {n}u - i0 < {CHUNK}u ? {n}u - i0 : {CHUNK}u;",
+        lines.append(f"uint32_t *r = (uint32_t *)(w + {chunk});")
+    return lines + [f"for (size_t i0 = 0; i0 < {n}u; i0 += {chunk}u) {{",
+                    f"    const size_t c = {n}u - i0 < {chunk}u ? {n}u - i0 : {chunk}u;",
                     "    for (size_t i = 0; i < c; i++) w[i] = (int64_t)a[i0 + i];",
                     *([f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"] if rand else []),
                     f"    int rc = rctc_iq_shift_round(c, w, s, {'r' if rand else 'NULL'}, w);",

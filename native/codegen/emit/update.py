@@ -40,6 +40,12 @@ WORDS = 256
 ACC_BYTES = 32768
 
 
+def _acc_limit(cx: Emit) -> int:
+    """Bytes of one block's int64 gradient: ``ACC_BYTES``, or half the generator's budget (the
+    block's columns take the other half)."""
+    return max(ACC_BYTES, getattr(cx, "budget", 0) // 2)
+
+
 def _words_bytes(nn: int) -> int:
     return 4 * min(nn, WORDS)
 
@@ -100,7 +106,7 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
     _plain(node)
     nn = numel(q)
     ea_eb = f"{cx.scalar(ea)} + {cx.scalar(eb)}"
-    if node.attrs.get("product") == "IntConvGradWeight" and 8 * nn > ACC_BYTES:
+    if node.attrs.get("product") == "IntConvGradWeight" and 8 * nn > _acc_limit(cx):
         rows = conv.filter_rows(node)
         if rows is not None:
             return _by_filters(node, cx, ea_eb, *rows)
@@ -113,7 +119,7 @@ def _by_filters(node: Node, cx: Emit, ea_eb: str, filters: int, per: int) -> lis
     exact gradient rows (its columns rebuilt per block), then its elements' updates (words and
     statistics by element index, so the blocks give the whole update's bits)."""
     nn = numel(node.inputs[0])
-    block = max(1, min(filters, ACC_BYTES // (8 * per)))
+    block = max(1, min(filters, _acc_limit(cx) // (8 * per)))
     elems = block * per
     acc = f"(int64_t *){cx.scratch(8 * elems + _words_bytes(nn))}"
     lines = [f"int64_t *acc = {acc};", *_sgd_head(node, cx, ea_eb, f"acc + {elems}"),

@@ -15,6 +15,10 @@ Storage (all static, no malloc):
   device step's arena with: for the whole device step the two agree by construction. The
   output of a view op (Flatten, Reshape) gets no bytes of its own: it shares its input's slot.
 - ``rctc_scratch``: per-node scratch (int64 widening, random words), sized to the largest need.
+  Nodes that band or chunk their work (conv columns, fused conv updates, Requantize) do it at
+  their minimum sizes first; then, with ``FILL_SCRATCH``, the step is emitted again with
+  ``cx.budget`` = that block's size, so they use the bytes the largest node needs anyway (fewer,
+  longer bands: the same bits), kept only if the block does not grow.
 - ``rctc_stats``: the bitwidth controller's statistics of each update node that records them
   (rctc/bitwidth_rule.py), ``STATS_WORDS`` uint64 per node: A = sum |acc|, the saturated count S,
   the fixed-point Gavg g; in the order of ``CProgram.stats`` (parameter name, element count).
@@ -69,6 +73,8 @@ class CProgram:
     scratch_bytes: int = 0
     #: (parameter, element count) of each rctc_stats entry, in block order
     stats: list[tuple[str, int]] = field(default_factory=list)
+    #: (node, op type, scratch bytes) of every node that uses scratch, in schedule order
+    scratch_nodes: list[tuple[str, str, int]] = field(default_factory=list)
     prefix: str = "rctc_model"
 
     @property
@@ -114,9 +120,11 @@ class _Emit:
     def __init__(self, slots: dict[str, Slot], training: bool) -> None:
         self.slots = slots
         self.scratch_bytes = 0
+        self.node_scratch = 0
         self.stat_params: list[tuple[str, int]] = []
         self.training = training
         self.threads = "rctc_nthreads"
+        self.budget = 0
 
     def ptr(self, v: Value) -> str:
         s = self.slots[v.name]
@@ -127,6 +135,7 @@ class _Emit:
 
     def scratch(self, nbytes: int, offset: int = 0) -> str:
         self.scratch_bytes = max(self.scratch_bytes, align(offset + nbytes))
+        self.node_scratch = max(self.node_scratch, align(offset + nbytes))
         return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
     def node_id(self, node: Node) -> int:
@@ -136,6 +145,28 @@ class _Emit:
         q = node.inputs[0]
         self.stat_params.append((str(node.meta.get("param", q.name)), math.prod(q.shape)))
         return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
+
+
+#: emit a second time with the scratch block's size as the banded nodes' budget (module docstring)
+FILL_SCRATCH = True
+
+
+def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool,
+               budget: int) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
+    """The step's node blocks emitted with ``budget``, and each scratch user's need."""
+    cx = _Emit(slots, training)
+    cx.budget = budget
+    body: list[str] = []
+    scratch_nodes: list[tuple[str, str, int]] = []
+    for i, n in enumerate(nodes):
+        body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
+        body.append("    {")
+        cx.node_scratch = 0
+        body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
+        body.append("    }")
+        if cx.node_scratch:
+            scratch_nodes.append((n.name, n.op_type, cx.node_scratch))
+    return cx, body, scratch_nodes
 
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
@@ -162,13 +193,11 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx = _Emit(slots, training)
-    body: list[str] = []
-    for i, n in enumerate(nodes):
-        body.append(f"    /* {i}: {n.op_type} {n.name} (node id {n.meta['node_id']}) */")
-        body.append("    {")
-        body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
-        body.append("    }")
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0)
+    if FILL_SCRATCH and cx.scratch_bytes:
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes)
+        if wide[0].scratch_bytes <= cx.scratch_bytes:
+            cx, body, scratch_nodes = wide
     for s, new in updates.items():
         if slots[new].region == "state" and slots[new].offset == slots[s].offset:
             body.append(f"    /* {s} <- {new}: updated in place */")
@@ -212,4 +241,4 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_stats", "#undef rctc_nthreads",
         ""])
     return CProgram(src, slots, plan.inputs, outs, plan.state, updates, arena_bytes, state_bytes,
-                    cx.scratch_bytes, list(cx.stat_params), prefix)
+                    cx.scratch_bytes, list(cx.stat_params), prefix=prefix, scratch_nodes=scratch_nodes)

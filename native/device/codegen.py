@@ -77,13 +77,26 @@ def _tensors_by_size(prog: Any, region: str, aliases: set[str]) -> str:
     return ", ".join(f"{name} {n} B" for n, name in sizes[:_SHOWN])
 
 
+def _scratch_users(prog: Any) -> str:
+    """The nodes of the largest scratch needs, one per op type."""
+    seen: dict[str, tuple[int, str]] = {}
+    for name, op, n in prog.scratch_nodes:
+        if op not in seen or n > seen[op][0]:
+            seen[op] = (n, name)
+    top = sorted(((n, op, name) for op, (n, name) in seen.items()), key=lambda t: (-t[0], t[1]))
+    return ", ".join(f"{op} {name} {n} B" for n, op, name in top[:_SHOWN])
+
+
 def _explain(exc: DoesNotFit, prog: Any, graph: Any) -> DoesNotFit:
-    """The link's overflow line plus the largest tensors of the state block and the arena."""
+    """The link's overflow line plus the largest tensors of the state block and the arena, and
+    the nodes that need the most scratch."""
     nodes = device_nodes(graph)
     aliases = set(views(nodes)) | set(in_place_updates(graph, nodes))
+    scratch = _scratch_users(prog)
     return DoesNotFit(f"{exc}; largest state tensors: {_tensors_by_size(prog, 'state', aliases)}; largest arena "
-                      f"tensors: {_tensors_by_size(prog, 'arena', aliases)} (arena {prog.arena_bytes} B, state "
-                      f"{prog.state_bytes} B, scratch {prog.scratch_bytes} B)")
+                      f"tensors: {_tensors_by_size(prog, 'arena', aliases)}"
+                      + (f"; largest scratch users: {scratch}" if scratch else "")
+                      + f" (arena {prog.arena_bytes} B, state {prog.state_bytes} B, scratch {prog.scratch_bytes} B)")
 
 
 def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board: str | None = None,

@@ -234,3 +234,34 @@ def test_transposed_gemm_weight_gradient(native_env: dict[str, str]) -> None:
         assert not np.array_equal(plain, got[param])  # the transpose changes the update
     finally:
         upd.attrs["transpose"] = []
+
+
+@pytest.mark.parametrize("model,batch", [("resnet8", 1), ("odd", 3)])
+def test_banded_columns_bit_identical_to_numpy(model: str, batch: int, native_env: dict[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column matrices built one band of output rows at a time (``TILE_BYTES`` 1: one row a band,
+    stride-2 and padded windows shifting each band's pad) and fused conv updates made one filter
+    at a time (``ACC_BYTES`` 1: each filter's gradient rows, then its elements' updates) give
+    numpy's bits; the scratch holds one band and one filter's int64 gradient. Requantize
+    (``CHUNK`` 7) rounds 7 elements at a time to the same bits. (The other tests run with
+    ``FILL_SCRATCH``: bands widened to the block the largest node needs anyway.)"""
+    from rctc.native.codegen import generator
+    from rctc.native.codegen.emit import conv, requant, update
+
+    g = _graph(model, batch)
+    convs = [n for n in _slice(g) if n.op_type in CONV_OPS | {"IntConvGradWeight", "FusedIntUpdate"}]
+    monkeypatch.setattr(generator, "FILL_SCRATCH", False)
+    whole = generate(g, convs, boundary(g, convs))
+    monkeypatch.setattr(generator, "FILL_SCRATCH", True)  # bands widened into the block: it does not grow
+    assert generate(g, convs, boundary(g, convs)).scratch_bytes == whole.scratch_bytes
+    monkeypatch.setattr(generator, "FILL_SCRATCH", False)
+    monkeypatch.setattr(conv, "TILE_BYTES", 1)
+    monkeypatch.setattr(update, "ACC_BYTES", 1)
+    banded = generate(g, convs, boundary(g, convs))
+    assert "r0 += 1)" in banded.source and "rctc_col2im_s32_add(&t" in banded.source
+    assert "f0 += 1)" in banded.source
+    assert banded.scratch_bytes < whole.scratch_bytes
+    monkeypatch.setattr(requant, "CHUNK", 7)  # requantise 7 elements at a time (partial last chunks)
+    rounded = {n.attrs.get("rounding", "stochastic") for n in _slice(g) if n.op_type == "Requantize"}
+    assert "i0 += 7u)" in generate(g, _slice(g), boundary(g, _slice(g))).source and "stochastic" in rounded
+    test_conv_nodes_bit_identical_to_numpy(model, batch, native_env)

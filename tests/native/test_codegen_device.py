@@ -102,6 +102,24 @@ def test_qemu_digest_equals_host(work: Path, model: str, data: str, steps: int, 
     assert res["instructions_counted_by"].startswith("qemu -icount")
 
 
+@needs_arm
+def test_portable_gemm_build_trains_to_the_same_digest(work: Path, tmp_path: Path) -> None:
+    """The project built without the Arm DSP GEMMs (``make EXTRA_CFLAGS=-DRCTC_PORTABLE_GEMM``)
+    trains to the DSP build's digest, in more instructions (the DSP variants are what it runs)."""
+    import shutil
+
+    from rctc.native.device import build, run
+
+    out = tmp_path / "lenet-portable"
+    dsp = codegen_json(work, "lenet", out, "--data", "digits", "--steps", 2, "--seed", 11, "--run")
+    project = Project(out, "cortex-m4", "mps2-an386", _config_of(out), ())
+    shutil.rmtree(project.build_dir)
+    build(project, make_args=["EXTRA_CFLAGS=-DRCTC_PORTABLE_GEMM"])
+    portable = run(project)
+    assert portable.digest_hex == dsp["digest"]
+    assert portable.instructions / 2 > 1.05 * dsp["instructions_per_step"], (portable.instructions, dsp)
+
+
 @needs_host
 def test_host_target_digest_equals_host_training(work: Path) -> None:
     res = codegen_json(work, "lenet_a2", work / "lenet-host", "--target", "host", "--data", "digits", "--steps", 6,
@@ -121,6 +139,7 @@ def test_stm32_fit_check_refuses_a_model_too_big_in_one_line(work: Path, tmp_pat
                   line)
     assert m and int(m.group(2)) == int(m.group(1)) + 327680, line
     assert "largest state tensors: " in line and "largest arena tensors: " in line
+    assert re.search(r"largest scratch users: IntBatchNormGrad \S+ \d+ B", line), line  # the node, not the block
 
 
 @needs_arm

@@ -5,7 +5,12 @@ dispatched rctc_gemm_* of rctc_kernels.h).
 Needs: NCHW operands, int8 activations / errors (the im2col kernel is int8), int8 or int16
 weights, 2-D windows with any stride, pads, dilation and group (depthwise included).
 Leaves: per image one im2col over all channels (group ``g``'s rows are the contiguous block
-``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; 1x1 / stride 1 / no-pad windows
+``[g * C/G * kk, (g + 1) * C/G * kk)``), then one GEMM per group; where the column matrix of one
+image (int8 columns; the data gradient's int32 / int64 ones) exceeds ``TILE_BYTES`` it is built
+one band of output rows at a time (:func:`rows_per_tile`; the band's im2col / col2im is the
+image's with ``pad_t`` lowered by the band's first row times the stride), so the scratch holds
+one band: the same sums (each output element a whole sum; the weight gradient and col2im add
+exact, or modulo 2^32, partial sums, which any order gives alike); 1x1 / stride 1 / no-pad windows
 use the image itself as the columns; depthwise windows (group == C == M) run rctc_dwconv_* (a
 GEMM per channel would have one row). Every sum is the exact integer the numpy kernels compute
 (int32 accumulators wrap modulo 2^32 only where the compile-time bound already fits int32).
@@ -31,6 +36,9 @@ from rctc.native.codegen.emit import (
 )
 from rctc.native.codegen.emit.products import gemm_name
 from rctc.ops.geometry import window_params
+
+#: scratch bytes above which a column matrix is built one band of output rows at a time
+TILE_BYTES = 16384
 
 
 @dataclass(frozen=True)
@@ -114,14 +122,41 @@ def _int8(node: Node, v: Value, role: str) -> None:
         raise refuse(node, f"has a {np.dtype(v.dtype)} {role} (the im2col kernel is int8)")
 
 
-def _columns(g: Conv2d, cx: Emit, x: Value, offset: int) -> list[str]:
-    """Lines declaring ``cols`` inside the per-image loop over ``n``: image n's column matrix,
-    built in scratch from byte ``offset`` on (or the image itself for a pointwise window)."""
+def rows_per_tile(g: Conv2d, itemsize: int, limit: int) -> int:
+    """Output rows of one band: all of them when the image's columns fit ``limit`` bytes."""
+    row = g.c * g.kh * g.kw * g.ow * itemsize
+    return g.oh if row * g.oh <= limit else max(1, limit // row)
+
+
+def _limit(cx: Emit, share: int = 1) -> int:
+    """Bytes one band may use: ``TILE_BYTES``, or its ``share`` of the generator's budget."""
+    return max(TILE_BYTES, getattr(cx, "budget", 0) // share)
+
+
+def _banded(g: Conv2d, rows: int, body: list[str]) -> list[str]:
+    """``body`` once per band of ``rows`` output rows (``r0`` its first, ``t`` its geometry,
+    ``tp`` its columns), or once with the whole image (``r0`` 0, ``t`` = ``g``) when one band."""
+    if rows >= g.oh:
+        return ["{", "    const int r0 = 0;", "    const rctc_conv2d t = g;", f"    const int tp = {g.p};",
+                *[f"    {s}" for s in body], "}"]
+    return [f"for (int r0 = 0; r0 < {g.oh}; r0 += {rows}) {{",
+            "    rctc_conv2d t = g;",
+            f"    t.oh = {g.oh} - r0 < {rows} ? {g.oh} - r0 : {rows};",
+            "    t.pad_t = g.pad_t - r0 * g.stride_h;",
+            f"    const int tp = t.oh * {g.ow};",
+            *[f"    {s}" for s in body], "}"]
+
+
+def _columns(g: Conv2d, cx: Emit, x: Value, offset: int, gemms: list[str], share: int = 1) -> list[str]:
+    """The lines of one image ``n``: its column matrix ``cols`` (in scratch from byte ``offset``
+    on, one band at a time, or the image itself for a pointwise window), then ``gemms``, which
+    read ``cols`` (``tp`` columns from output column ``r0 * ow``)."""
     image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
     if g.pointwise:
-        return [f"const int8_t *cols = {image};"]
-    cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * g.p, offset)}"
-    return [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&g, {image}, cols, {g.p});"]
+        return [f"const int8_t *cols = {image};", "const int r0 = 0;", f"const int tp = {g.p};", *gemms]
+    rows = rows_per_tile(g, 1, _limit(cx, share))
+    cols = f"(int8_t *){cx.scratch(g.c * g.kh * g.kw * rows * g.ow, offset)}"
+    return _banded(g, rows, [f"int8_t *cols = {cols};", f"rctc_im2col_s8(&t, {image}, cols, tp);", *gemms])
 
 
 def _dw_suffix(node: Node, w: Value, acc: Value) -> str:
@@ -158,12 +193,12 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
                                 f"(ptrdiff_t)n * {g.m * g.p});"]),
                 f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, x, sname(acc))
-    decl = _columns(g, cx, x, 0)
-    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
-            f"    {fn}({g.mg}, {g.p}, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
-            f"cols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, "
-            f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, 0, {cx.threads});"]
-    return [*_per_image(g, body), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
+    gemms = [f"for (int k = 0; k < {g.group}; ++k)",
+             f"    {fn}({g.mg}, tp, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
+             f"cols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, "
+             f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+             f"{g.p}, 1, 0, {cx.threads});"]
+    return [*_per_image(g, _columns(g, cx, x, 0, gemms)), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
 
 
 @emitter("IntConvGradInput")
@@ -186,35 +221,41 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
                                 f" * {g.m * g.p}, {cx.ptr(w)}, {_dw_work(g, cx, dx)}, {image});"]),
                 f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, dy, acc)
+    gemm = (f"    {fn}({g.kg}, tp, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
+            f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+            f"{g.p}, 1, dcols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, 0, {cx.threads});")
     if g.pointwise:
-        body = [f"{ctype(dx)} *dcols = {image};"]
+        body = [f"{ctype(dx)} *dcols = {image};", "const int r0 = 0;", f"const int tp = {g.p};",
+                f"for (int k = 0; k < {g.group}; ++k)", gemm]
     else:
-        nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * g.p
-        body = [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};"]
-    body += [f"for (int k = 0; k < {g.group}; ++k)",
-             f"    {fn}({g.kg}, {g.p}, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
-             f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p}, {g.p}, 1, "
-             f"dcols + (ptrdiff_t)k * {g.kg * g.p}, {g.p}, 1, 0, {cx.threads});"]
-    if not g.pointwise:
-        body.append(f"rctc_col2im_{acc}(&g, dcols, {g.p}, {image});")
+        rows = rows_per_tile(g, np.dtype(dx.dtype).itemsize, _limit(cx))
+        nbytes = np.dtype(dx.dtype).itemsize * g.c * g.kh * g.kw * rows * g.ow
+        body = [f"memset({image}, 0, {np.dtype(dx.dtype).itemsize * g.c * g.hw}u);",
+                *_banded(g, rows, [f"{ctype(dx)} *dcols = ({ctype(dx)} *){cx.scratch(nbytes)};",
+                                   f"for (int k = 0; k < {g.group}; ++k)", gemm,
+                                   f"rctc_col2im_{acc}_add(&t, dcols, tp, {image});"])]
     return [*_per_image(g, body), f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
 
 
 def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str,
-                 offset: int) -> list[str]:
-    """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer)."""
+                 offset: int, filters: tuple[str, str] | None = None) -> list[str]:
+    """dW_g (M/G x C/G*kk) = sum_n dY[n, g] cols_g^T into ``out`` (an ``acc``-typed pointer);
+    ``filters`` (first, count: C expressions; group 1 only) makes only those rows of dW, at ``out``."""
     _int8(node, dy, "error")
     _int8(node, x, "input")
-    if g.depthwise and acc == "s64":
+    if g.depthwise and acc == "s64" and filters is None:
         return _per_image(g, [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, "
                               f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, {out}, n > 0);"])
     fn = gemm_name(node, dy, x, acc)
-    decl = _columns(g, cx, x, offset)
-    body = [*decl, f"for (int k = 0; k < {g.group}; ++k)",
-            f"    {fn}({g.mg}, {g.kg}, {g.p}, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
-            f"{g.mg * g.p}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg * g.p}, 1, {g.p}, "
-            f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0, {cx.threads});"]
-    return _per_image(g, body)
+    first, count = filters if filters is not None else ("0", str(g.mg))
+    if filters is not None and g.group != 1:
+        raise refuse(node, "makes its weight gradient a block of filters at a time with groups")
+    gemms = [f"for (int k = 0; k < {g.group}; ++k)",
+             f"    {fn}({count}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
+             f"{g.mg * g.p} + (ptrdiff_t)({first}) * {g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, "
+             f"cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
+             f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0 || r0 > 0, {cx.threads});"]
+    return _per_image(g, _columns(g, cx, x, offset, gemms, 1 if filters is None else 2))
 
 
 @emitter("IntConvGradWeight")
@@ -229,10 +270,8 @@ def int_conv_grad_weight(node: Node, cx: Emit) -> list[str]:
             f"{cx.scalar(dw_e)} = {cx.scalar(edy)} + {cx.scalar(ex)};"]
 
 
-@weight_grad_product("IntConvGradWeight")
-def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
-    """The fused update's conv weight gradient (``product_*`` window attrs), exact int64, in the
-    parameter's layout (a ``transpose`` other than the identity is refused)."""
+def _fused_geometry(node: Node) -> Conv2d:
+    """The conv of a fused update's weight-gradient product (``product_*`` window attrs)."""
     q, dy, x = node.inputs[0], node.inputs[3], node.inputs[5]
     attrs = {k[len("product_"):]: v for k, v in node.attrs.items() if k.startswith("product_")}
     perm = [int(p) for p in node.attrs.get("transpose") or ()]
@@ -241,5 +280,27 @@ def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
     w_shape = tuple(int(s) for s in attrs.get("weight_shape") or q.shape)
     if math.prod(w_shape) != numel(q):
         raise refuse(node, f"makes a {w_shape} product for a parameter of shape {q.shape}")
-    g = geometry(node, attrs, tuple(x.shape), w_shape, tuple(dy.shape))
-    return _grad_weight(node, cx, g, dy, x, acc, "s64", work_offset(node))
+    return geometry(node, attrs, tuple(x.shape), w_shape, tuple(dy.shape))
+
+
+@weight_grad_product("IntConvGradWeight")
+def conv_weight_grad(node: Node, cx: Emit, acc: str) -> list[str]:
+    """The fused update's conv weight gradient (``product_*`` window attrs), exact int64, in the
+    parameter's layout (a ``transpose`` other than the identity is refused)."""
+    g = _fused_geometry(node)
+    return _grad_weight(node, cx, g, node.inputs[3], node.inputs[5], acc, "s64", work_offset(node))
+
+
+def filter_rows(node: Node) -> tuple[int, int] | None:
+    """(filters, elements per filter) of a fused update's conv product that can be made a block
+    of filters at a time (:func:`conv_weight_grad_filters`: group 1, not depthwise), else None."""
+    g = _fused_geometry(node)
+    return (g.m, g.kg) if g.group == 1 else None
+
+
+def conv_weight_grad_filters(node: Node, cx: Emit, acc: str, first: str, count: str, offset: int) -> list[str]:
+    """Rows ``first`` .. ``first + count - 1`` of the fused update's conv weight gradient (exact
+    int64, each element the whole sum over images and pixels) at ``acc``, the columns in
+    scratch from byte ``offset`` on."""
+    g = _fused_geometry(node)
+    return _grad_weight(node, cx, g, node.inputs[3], node.inputs[5], acc, "s64", offset, (first, count))

@@ -1,11 +1,21 @@
-"""C emitter of Requantize (intref.core.requantize; rctc_iq_requantize*)."""
+"""C emitter of Requantize (intref.core.requantize; rctc_iq_requantize*).
+
+Needs: an int32 / int64 accumulator, an optional 1-D bias. Leaves: the kernel's bits. Without a
+bias, an accumulator over ``CHUNK`` elements is rounded ``CHUNK`` at a time: the shift from the
+whole accumulator's max (rctc_iq_requant_shift, as the kernel), then per chunk the widening, the
+chunk's words (counter-based: the words of those elements) and rctc_iq_shift_round, so the
+scratch holds one chunk (int64 and words), not the whole accumulator.
+"""
 
 from __future__ import annotations
 
 import math
 
 from rctc.ir import Node
-from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, width, work_words
+from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, stochastic, width, work_words
+
+#: elements rounded at a time where the accumulator is larger (and has no bias)
+CHUNK = 1024
 
 
 @emitter("Requantize")
@@ -18,6 +28,9 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
+    chunk = max(CHUNK, getattr(cx, "budget", 0) // 12)  # 8 bytes of int64 and 4 of words an element
+    if bias is None and n > chunk:
+        return _chunked(node, cx, n, bits, chunk)
     lines, rand = work_words(node, cx, n, n)
     lines += ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
               f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];", "int e_out = 0;"]
@@ -37,3 +50,29 @@ def requantize(node: Node, cx: Emit) -> list[str]:
                      "&e_out);")
     lines += ["if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     return lines
+
+
+def _chunked(node: Node, cx: Emit, n: int, bits: int, chunk: int) -> list[str]:
+    """rctc_iq_requantize of a bias-free accumulator, ``chunk`` elements at a time (module docstring)."""
+    acc, acc_e = node.inputs[:2]
+    out, out_e = node.outputs
+    rand = stochastic(node)
+    base = cx.scratch(8 * chunk + (4 * chunk if rand else 0))
+    lines = [f"const {ctype(acc)} *a = {cx.ptr(acc)};", f"{ctype(out)} *o = {cx.ptr(out)};",
+             "int64_t *w = (int64_t *)" + base + ";", "uint64_t m = 0u;",
+             f"for (size_t i = 0; i < {n}u; i++) {{",
+             "    const int64_t v = (int64_t)a[i];",
+             "    const uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;",
+             "    m = u > m ? u : m;", "}",
+             f"const int s = rctc_iq_requant_shift(m, {bits}, {int(rand)});",
+             "if (s > 0 && m > ((uint64_t)1 << 62)) return RCTC_IQ_EOVERFLOW;"]
+    if rand:
+        lines.append(f"uint32_t *r = (uint32_t *)(w + {chunk});")
+    return lines + [f"for (size_t i0 = 0; i0 < {n}u; i0 += {chunk}u) {{",
+                    f"    const size_t c = {n}u - i0 < {chunk}u ? {n}u - i0 : {chunk}u;",
+                    "    for (size_t i = 0; i < c; i++) w[i] = (int64_t)a[i0 + i];",
+                    *([f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"] if rand else []),
+                    f"    int rc = rctc_iq_shift_round(c, w, s, {'r' if rand else 'NULL'}, w);",
+                    "    if (rc != 0) return rc;",
+                    f"    for (size_t i = 0; i < c; i++) o[i0 + i] = ({ctype(out)})w[i];", "}",
+                    f"{cx.scalar(out_e)} = {cx.scalar(acc_e)} + s;"]

@@ -14,8 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.ir import Node, Value
-from rctc.native.codegen.emit import WEIGHT_GRAD_PRODUCTS, Emit, ctype, emitter, numel, refuse, width
+from rctc.native.codegen.emit import (
+    WEIGHT_GRAD_PRODUCTS,
+    Emit,
+    conv,
+    ctype,
+    emitter,
+    numel,
+    refuse,
+    stochastic,
+    width,
+)
 
 
 def _plain(node: Node) -> None:
@@ -25,47 +36,68 @@ def _plain(node: Node) -> None:
 
 #: random words drawn per call of the update kernel (the scratch holds one chunk)
 WORDS = 256
+#: int64 gradient bytes above which a fused conv update is made a block of filters at a time
+ACC_BYTES = 32768
+
+
+def _acc_limit(cx: Emit) -> int:
+    """Bytes of one block's int64 gradient: ``ACC_BYTES``, or half the generator's budget (the
+    block's columns take the other half)."""
+    return max(ACC_BYTES, getattr(cx, "budget", 0) // 2)
 
 
 def _words_bytes(nn: int) -> int:
     return 4 * min(nn, WORDS)
 
 
-def _sgd_call(node: Node, cx: Emit, acc: str, ea: str, rand_at: str) -> list[str]:
-    """The update of ``node``'s parameter (inputs 0-2: q, e, bits) from ``acc`` at exponent ``ea``,
-    ``WORDS`` elements a call; ``rand_at`` is scratch for one chunk of random words. The chunks'
-    A and S add up to the whole update's (A past 2^64 refused, as the kernel refuses it)."""
-    q, e, bits = node.inputs[:3]
-    new = node.outputs[0]
-    nn = numel(q)
-    chunk = min(nn, WORDS)
-    stochastic = node.attrs.get("rounding", "stochastic") != "nearest"
+def _sgd_head(node: Node, cx: Emit, ea: str, rand_at: str) -> list[str]:
+    """The statistics entry, the shift and the words pointer of :func:`_sgd_call`."""
+    e = node.inputs[1]
     lines = [f"uint64_t *st = {cx.stats(node)};",
              f"const int sh = lr_k + {ea} - {cx.scalar(e)};",
              "uint64_t part[2];",
              "st[0] = 0u;", "st[1] = 0u;"]
-    if stochastic:
+    if stochastic(node):
         lines.append(f"uint32_t *r = (uint32_t *)({rand_at});")
-    lines += [f"for (size_t i0 = 0; i0 < {nn}u; i0 += {chunk}u) {{",
-              f"    const size_t c = {nn}u - i0 < {chunk}u ? {nn}u - i0 : {chunk}u;"]
-    if stochastic:
-        lines.append(f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
-    lines += [f"    int rc = rctc_sgd_update_fused(c, {cx.ptr(q)} + i0, {width(q)}, {acc} + i0, -lr_m, sh, "
-              f"{cx.scalar(bits)}, {'r' if stochastic else 'NULL'}, {cx.ptr(new)} + i0, part);",
-              "    if (rc != 0) return rc;",
-              "    if (st[0] + part[0] < st[0]) return RCTC_IQ_EDOMAIN;",
-              "    st[0] += part[0];",
-              "    st[1] += part[1];",
-              "}",
-              f"st[2] = rctc_bw_gavg(st[0], -lr_m, sh, {nn}u);"]
     return lines
+
+
+def _sgd_loop(node: Node, cx: Emit, acc: str, lo: str, hi: str) -> list[str]:
+    """Elements ``lo`` .. ``hi - 1`` of the update, ``WORDS`` a call, from ``acc`` (element ``lo``
+    first); the chunks' A and S added to the entry (A past 2^64 refused, as the kernel does)."""
+    q, _e, bits = node.inputs[:3]
+    new = node.outputs[0]
+    chunk = min(numel(q), WORDS)
+    lines = [f"for (size_t i0 = {lo}; i0 < {hi}; i0 += {chunk}u) {{",
+             f"    const size_t c = {hi} - i0 < {chunk}u ? {hi} - i0 : {chunk}u;"]
+    if stochastic(node):
+        lines.append(f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
+    return lines + [f"    int rc = rctc_sgd_update_fused(c, {cx.ptr(q)} + i0, {width(q)}, {acc} + (i0 - {lo}), "
+                    f"-lr_m, sh, {cx.scalar(bits)}, {'r' if stochastic(node) else 'NULL'}, {cx.ptr(new)} + i0, "
+                    "part);",
+                    "    if (rc != 0) return rc;",
+                    "    if (st[0] + part[0] < st[0]) return RCTC_IQ_EDOMAIN;",
+                    "    st[0] += part[0];",
+                    "    st[1] += part[1];",
+                    "}"]
+
+
+def _sgd_call(node: Node, cx: Emit, acc: str, ea: str, rand_at: str) -> list[str]:
+    """The update of ``node``'s parameter (inputs 0-2: q, e, bits) from ``acc`` at exponent ``ea``,
+    ``WORDS`` elements a call; ``rand_at`` is scratch for one chunk of random words. The chunks'
+    A and S add up to the whole update's (A past 2^64 refused, as the kernel refuses it)."""
+    nn = numel(node.inputs[0])
+    return [*_sgd_head(node, cx, ea, rand_at), *_sgd_loop(node, cx, acc, "(size_t)0", f"{nn}u"),
+            f"st[2] = rctc_bw_gavg(st[0], -lr_m, sh, {nn}u);"]
 
 
 @emitter("FusedIntUpdate", step_args=(7,))
 def fused_int_update(node: Node, cx: Emit) -> list[str]:
     """FusedIntUpdate (SGD, no weight decay, alpha 1): the exact int64 weight-gradient product
     (``WEIGHT_GRAD_PRODUCTS`` of the ``product`` attr) into scratch, then the update from it at
-    exponent ``ea + eb`` (:func:`_sgd_call`; the random words written over the product's workspace)."""
+    exponent ``ea + eb`` (:func:`_sgd_call`; the random words written over the product's workspace).
+    A conv product whose int64 gradient exceeds ``ACC_BYTES`` is made a block of filters at a
+    time (:func:`_by_filters`)."""
     q, _e, _bits, _qa, ea, _qb, eb, _lr = node.inputs
     product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
     if product is None:
@@ -73,8 +105,33 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
                      f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
     _plain(node)
     nn = numel(q)
+    ea_eb = f"{cx.scalar(ea)} + {cx.scalar(eb)}"
+    if node.attrs.get("product") == "IntConvGradWeight" and 8 * nn > _acc_limit(cx):
+        rows = conv.filter_rows(node)
+        if rows is not None:
+            return _by_filters(node, cx, ea_eb, *rows)
     lines = [f"int64_t *acc = (int64_t *){cx.scratch(8 * nn + _words_bytes(nn))};", *product(node, cx, "acc")]
-    return lines + _sgd_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}", f"acc + {nn}")
+    return lines + _sgd_call(node, cx, "acc", ea_eb, f"acc + {nn}")
+
+
+def _by_filters(node: Node, cx: Emit, ea_eb: str, filters: int, per: int) -> list[str]:
+    """The fused conv update a block of ``ACC_BYTES // (8 per)`` filters at a time: the block's
+    exact gradient rows (its columns rebuilt per block), then its elements' updates (words and
+    statistics by element index, so the blocks give the whole update's bits)."""
+    nn = numel(node.inputs[0])
+    block = max(1, min(filters, _acc_limit(cx) // (8 * per)))
+    elems = block * per
+    acc = f"(int64_t *){cx.scratch(8 * elems + _words_bytes(nn))}"
+    lines = [f"int64_t *acc = {acc};", *_sgd_head(node, cx, ea_eb, f"acc + {elems}"),
+             f"for (int f0 = 0; f0 < {filters}; f0 += {block}) {{",
+             f"    const int fc = {filters} - f0 < {block} ? {filters} - f0 : {block};",
+             "    {",
+             *[f"        {s}" for s in conv.conv_weight_grad_filters(node, cx, "acc", "f0", "fc", align(8 * elems))],
+             "    }",
+             *[f"    {s}" for s in _sgd_loop(node, cx, "acc", f"(size_t)f0 * {per}u",
+                                            f"((size_t)f0 + (size_t)fc) * {per}u")],
+             "}"]
+    return lines + [f"st[2] = rctc_bw_gavg(st[0], -lr_m, sh, {nn}u);"]
 
 
 def _acc_operand(node: Node, cx: Emit, gq: Value) -> tuple[list[str], str]:

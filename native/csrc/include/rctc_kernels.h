@@ -61,6 +61,14 @@ void rctc_gemm_s8s8s64_portable(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
 void rctc_gemm_s16s8s32_portable(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
 void rctc_gemm_s16s8s64_portable(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
 
+#if defined(__ARM_FEATURE_DSP)
+/* arm/gemm_dsp.c: SMLAD / SMLALD dot products (the same bits; other layouts call the portable) */
+void rctc_gemm_s8s8s32_dsp(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
+void rctc_gemm_s8s8s64_dsp(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
+void rctc_gemm_s16s8s32_dsp(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
+void rctc_gemm_s16s8s64_dsp(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_gemm_s8s8s32_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
 void rctc_gemm_s8s8s64_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
@@ -110,6 +118,10 @@ typedef struct rctc_conv2d {
 void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff_t ld);
 void rctc_col2im_s32(const rctc_conv2d *g, const int32_t *cols, ptrdiff_t ld, int32_t *dx);
 void rctc_col2im_s64(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld, int64_t *dx);
+/* the same sums added to dx (not zeroed first): a band of output rows at a time, with
+ * g->pad_t lowered by the band's first row times stride_h and g->oh its rows */
+void rctc_col2im_s32_add(const rctc_conv2d *g, const int32_t *cols, ptrdiff_t ld, int32_t *dx);
+void rctc_col2im_s64_add(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld, int64_t *dx);
 
 /* ---- depthwise convolutions (depthwise.c) --------------------------------------------------
  * One image, group == channels (g->c channels, filter c is w[c][kh][kw]), no columns: exact

@@ -3,9 +3,10 @@
  *
  * Needs: the same geometry as the im2col it inverts; cols from the data-gradient GEMM.
  * Leaves: dx (c x h x w) overwritten with, at every pixel, the sum of the column entries that
- * read it (modulo 2^32 for s32, exact for s64); padding entries are dropped. Per kernel tap
- * only the column range inside the image is visited (rctc_conv_cols), so the inner loop is a
- * plain strided add (contiguous, vectorised, at stride 1).
+ * read it (modulo 2^32 for s32, exact for s64); padding entries are dropped. The *_add variants
+ * add the same sums to dx (a band of output rows at a time: the conv emitter's tiles). Per
+ * kernel tap only the column range inside the image is visited (rctc_conv_cols), so the inner
+ * loop is a plain strided add (contiguous, vectorised, at stride 1).
  */
 #include <string.h>
 
@@ -14,9 +15,12 @@
 
 #define RCTC_DEFINE_COL2IM(NAME, T, TU)                                                              \
     void NAME(const rctc_conv2d *g, const T *cols, ptrdiff_t ld, T *dx) {                            \
+        memset(dx, 0, sizeof(T) * (size_t)((ptrdiff_t)g->h * g->w * g->c));                         \
+        NAME##_add(g, cols, ld, dx);                                                                 \
+    }                                                                                                \
+    void NAME##_add(const rctc_conv2d *g, const T *cols, ptrdiff_t ld, T *dx) {                      \
         const ptrdiff_t plane = (ptrdiff_t)g->h * g->w;                                              \
         const ptrdiff_t sw = g->stride_w;                                                            \
-        memset(dx, 0, sizeof(T) * (size_t)(plane * g->c));                                           \
         for (int ci = 0; ci < g->c; ++ci)                                                            \
             for (int i = 0; i < g->kh; ++i)                                                          \
                 for (int j = 0; j < g->kw; ++j) {                                                    \

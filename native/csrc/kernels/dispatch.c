@@ -30,6 +30,8 @@ const char *rctc_isa_name(void) { return rctc_isa() == RCTC_ISA_AVX2 ? "avx2" : 
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define RCTC_PICK(NAME) (rctc_isa() == RCTC_ISA_AVX2 ? NAME##_avx2 : NAME##_portable)
+#elif defined(__ARM_FEATURE_DSP) && !defined(RCTC_PORTABLE_GEMM)
+#define RCTC_PICK(NAME) NAME##_dsp /* arm/gemm_dsp.c: built for this core, always available */
 #else
 #define RCTC_PICK(NAME) NAME##_portable
 #endif

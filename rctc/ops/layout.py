@@ -47,7 +47,9 @@ op("Slice", ("data", "starts", "ends", "axes?", "steps?"), differentiable=("data
    grad=lambda b, n, d: _slice_grad(b, n, d), cost=costs.free, doc="any steps (negative too); constant bounds")
 
 grad("ConcatGrad", ("dY",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None}, cost=costs.free)
-grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
+grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), rct_lowering=("IntGatherGrad",),
+     rct_float_when="axis other than 0, or the gradient feeds more than updates",
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
 
 
 # ----------------------------------------------------------------------------- Resize, Pad

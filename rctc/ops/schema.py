@@ -66,7 +66,11 @@ class OpDef:
     ``grad`` the gradient rule, ``fn(b, node, dys) -> one gradient per input`` (see
     ``rctc.passes.grad_rules``; it talks to the graph only through the builder ``b``), when the
     definition carries it (older ops register theirs in ``rctc/passes/grad_rules/``);
-    ``c_kernel`` the C kernel's name (filled as native kernels land).
+    ``c_kernel`` the C kernel's name (filled as native kernels land);
+    ``rct_lowering`` the integer op types rct's element-wise lowering (``--elementwise integer``,
+    ``rctc/passes/int_lowerings.py``, which refuses to emit anything else for this op) replaces a
+    node of this float op with; ``rct_float_when`` the attributes / operands under which that
+    rule refuses and the node stays a float island ("" when it never does).
     """
 
     op_type: str
@@ -88,6 +92,8 @@ class OpDef:
     acc_twin: str | None = None
     grad: Callable[..., list[Any]] | None = None
     c_kernel: str | None = None
+    rct_lowering: tuple[str, ...] = ()
+    rct_float_when: str = ""
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -105,6 +111,10 @@ class OpDef:
         unknown = [d for d in self.differentiable if d not in names]
         if unknown:
             raise ValueError(f"op {self.op_type}: differentiable input(s) {unknown} are not inputs {names}")
+        if self.rct_lowering and self.rct != "float-island":
+            raise ValueError(f"op {self.op_type}: an rct lowering replaces a float op (rct='float-island')")
+        if self.rct_float_when and not self.rct_lowering:
+            raise ValueError(f"op {self.op_type}: rct_float_when without an rct lowering")
         if self.cost is None:
             raise ValueError(f"op {self.op_type}: no cost function")
 
@@ -140,6 +150,8 @@ def definer(family: str, **defaults: Any) -> Callable[..., OpDef]:
             args["traits"] = frozenset(args["traits"])
         if "modes" in args:
             args["modes"] = frozenset(args["modes"])
+        if "rct_lowering" in args:
+            args["rct_lowering"] = tuple(args["rct_lowering"])
         return define(OpDef(op_type, family, tuple(inputs), **args))
 
     return op

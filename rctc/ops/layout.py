@@ -40,7 +40,9 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
-   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter")
+   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter",
+   rct_lowering=("Gather",),
+   rct_float_when="data that is not a parameter (assign_slots gathers a parameter's integers)")
 op("Expand", ("input", "shape"), differentiable=("input",), grad=lambda b, n, d: _expand_grad(b, n, d),
    cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), differentiable=("data",),

@@ -69,8 +69,9 @@ class OpDef:
     ``c_kernel`` the C kernel's name (filled as native kernels land);
     ``rct_lowering`` the integer op types rct's element-wise lowering (``--elementwise integer``,
     ``rctc/passes/int_lowerings.py``, which refuses to emit anything else for this op) replaces a
-    node of this float op with; ``rct_float_when`` the attributes / operands under which that
-    rule refuses and the node stays a float island ("" when it never does).
+    node of this float op with (the op's own type: it runs itself on integers, as Gather does on
+    a parameter's stored integers, ``passes/assign_slots.py``); ``rct_float_when`` the attributes /
+    operands under which that rule refuses and the node stays a float island ("" when it never does).
     """
 
     op_type: str

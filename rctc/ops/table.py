@@ -80,14 +80,14 @@ def format_table(rows: list[dict[str, Any]] | None = None) -> str:
              r["modes"]["rct"] or "-", ", ".join(r["differentiable"]) or "-", yn(r["c_kernel"])) for r in rows]
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body]]
-    n_onnx = sum(1 for r in rows if r["domain"] == "ai.onnx")
-    lines.append(f"{len(rows)} op types ({n_onnx} ONNX, {len(rows) - n_onnx} rctc-internal)")
     some = [r for r in rows if r["modes"]["rct"] == RCT_SOME]
     if some:
         lines.append(f"rct '{RCT_SOME}': the op stays a float island for")
         lines += [f"  {r['op_type']}: {r['rct_lowering']['float_island_when']}" for r in some]
     lines.append("rct column for --elementwise integer (the default); --elementwise float keeps element-wise ops "
                  "float islands")
+    n_onnx = sum(1 for r in rows if r["domain"] == "ai.onnx")
+    lines.append(f"{len(rows)} op types ({n_onnx} ONNX, {len(rows) - n_onnx} rctc-internal)")
     return "\n".join(lines)
 
 

@@ -38,7 +38,9 @@ op("Tanh", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(
 op("Clip", ("input", "min?", "max?"), traits={ELEMENTWISE}, rct_lowering=("IntClip",),
    rct_float_when="min / max not one-element constants", differentiable=("input",), cost=per_output(cmp=2))
 op("Dropout", ("data", "ratio?", "training_mode?"), outputs=("output", "mask?"), attrs={"seed": None},
-   traits={ELEMENTWISE, NEEDS_RNG}, differentiable=("data",), cost=per_output(cmp=1, mult=1))
+   traits={ELEMENTWISE, NEEDS_RNG}, differentiable=("data",), cost=per_output(cmp=1, mult=1),
+   limits=("reads its training_mode from",),
+   doc="drops in train only: predict / eval / export run it as the identity, whatever training_mode says")
 op("Identity", ("input",), traits={ELEMENTWISE, VIEW, ALIAS}, differentiable=("input",), cost=costs.free)
 def _cast_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
     """A float-to-float Cast passes the gradient back cast to the input's type (integer casts carry

@@ -137,9 +137,13 @@ op("Resize", ("X", "roi?", "scales?", "sizes?"),
           "exclude_outside": 0, "extrapolation_value": 0.0, "keep_aspect_ratio_policy": "stretch", "mode": "nearest",
           "nearest_mode": "round_prefer_floor"},
    differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts),
+   limits=("mode 'cubic' is not supported", "coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
+           "coordinate_transformation_mode 'half_pixel_symmetric' is not supported", "antialias=1 is not supported",
+           "keep_aspect_ratio_policy other than 'stretch' is not supported"),
    doc="nearest (4 rounding modes) / linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners")
 op("Pad", ("data", "pads", "constant_value?", "axes?"), outputs=("output",), attrs={"mode": "constant"},
-   differentiable=("data",), grad=_pad_grad, cost=costs.free, doc="constant / reflect / edge; pads as an input")
+   differentiable=("data",), grad=_pad_grad, cost=costs.free, limits=("mode 'wrap' is not supported",),
+   doc="constant / reflect / edge; pads as an input")
 grad("ResizeGrad", ("dY",), outputs=("dX",), attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
                                                      "nearest_mode": "round_prefer_floor", "scales": None,
                                                      "input_shape": None},

@@ -23,7 +23,7 @@ op("BatchNormalization", ("X", "scale", "B", "input_mean", "input_var"),
    rct_float_when="running statistics that are not buffers the step updates, or a 1-D input",
    outputs=("Y", "running_mean?", "running_var?"),
    attrs={"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, traits={WEIGHTED}, differentiable=("X", "scale", "B"),
-   param_slots=(1, 2), buffer_slots=(3, 4),
+   param_slots=(1, 2), buffer_slots=(3, 4), limits=("reads its running-statistics outputs",),
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o) + 2 * channels(o[0]), "mult": 3 * e(o) + 4 * channels(o[0]),
                                    "special": channels(o[0])}))
 op("LayerNormalization", ("X", "Scale", "B?"), rct_lowering=("IntLayerNormalization",),

@@ -18,6 +18,7 @@ _POOL = {"auto_pad": "NOTSET", "ceil_mode": 0, "kernel_shape": None, "pads": Non
 op("MaxPool", ("X",), rct_lowering=("IntMaxPool",),
    rct_float_when="a non-2-D input, dilations, ceil_mode, SAME auto_pad, storage_order or the Indices output",
    attrs={**_POOL, "dilations": None, "storage_order": 0}, differentiable=("X",),
+   limits=("the optional Indices output is not supported",),
    cost=costs.ops(lambda n, i, o: {"cmp": e(o) * (kernel_size(n) - 1)}))
 op("AveragePool", ("X",), attrs={**_POOL, "count_include_pad": 0}, differentiable=("X",),
    cost=costs.ops(lambda n, i, o: {"add": e(o) * (kernel_size(n) - 1), "mult": e(o)}))

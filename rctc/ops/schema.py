@@ -71,7 +71,9 @@ class OpDef:
     ``rctc/passes/int_lowerings.py``, which refuses to emit anything else for this op) replaces a
     node of this float op with (the op's own type: it runs itself on integers, as Gather does on
     a parameter's stored integers, ``passes/assign_slots.py``); ``rct_float_when`` the attributes /
-    operands under which that rule refuses and the node stays a float island ("" when it never does).
+    operands under which that rule refuses and the node stays a float island ("" when it never does);
+    ``limits`` what rctc refuses of the op, each a phrase of the one-line error it gives (``rctc ops``
+    lists them; the ONNX conformance test checks every refused case against them).
     """
 
     op_type: str
@@ -95,6 +97,7 @@ class OpDef:
     c_kernel: str | None = None
     rct_lowering: tuple[str, ...] = ()
     rct_float_when: str = ""
+    limits: tuple[str, ...] = ()
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -151,8 +154,9 @@ def definer(family: str, **defaults: Any) -> Callable[..., OpDef]:
             args["traits"] = frozenset(args["traits"])
         if "modes" in args:
             args["modes"] = frozenset(args["modes"])
-        if "rct_lowering" in args:
-            args["rct_lowering"] = tuple(args["rct_lowering"])
+        for key in ("rct_lowering", "limits"):
+            if key in args:
+                args[key] = tuple(args[key])
         return define(OpDef(op_type, family, tuple(inputs), **args))
 
     return op

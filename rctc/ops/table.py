@@ -87,8 +87,8 @@ def format_table(rows: list[dict[str, Any]] | None = None) -> str:
     if some:
         lines.append(f"rct '{RCT_SOME}': the op stays a float island for")
         lines += [f"  {r['op_type']}: {r['rct_lowering']['float_island_when']}" for r in some]
-    lines.append("rct column for --elementwise integer (the default); --elementwise float keeps element-wise ops "
-                 "float islands")
+    lines.append("rct column for --elementwise integer (the default; the rules lower float32 values); "
+                 "--elementwise float keeps element-wise ops float islands")
     lines.append("refused, each with one line that says:")
     lines += [f"  any op: {k!r} ({v})" for k, v in GENERAL_LIMITS.items()]
     lines += [f"  {r['op_type']}: " + "; ".join(repr(x) for x in r["limits"]) for r in rows if r["limits"]]

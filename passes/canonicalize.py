@@ -32,6 +32,9 @@ def _sum_to_add(g: Graph) -> None:
         out = node.outputs[0]
         if len(ins) == 1:
             acc = ins[0]
+            if out in g.outputs and acc.producer is None:  # Sum(x) as the output: an Identity keeps its name
+                acc = g.add_node("Identity", [acc], [(f"{out.name}.id", out.shape, out.dtype)],
+                                 name=f"{node.name}.identity", before=node).outputs[0]
         else:
             acc = ins[0]
             for i, v in enumerate(ins[1:]):
@@ -69,7 +72,9 @@ def _dropout_mask(g: Graph) -> None:
                          {"ratio": float(ratio)}, name=f"{node.name}.train", before=node)
         g.replace_value(y, new.outputs[0], take_name=True)
         for extra in node.outputs[1:]:
-            if extra.uses:
+            if extra in g.outputs:  # the mask as a model output keeps its name
+                g.replace_value(extra, new.outputs[1], take_name=True)
+            elif extra.uses:
                 g.replace_value(extra, new.outputs[1])
         g.remove_node(node)
 

@@ -6,8 +6,10 @@ and nearest forward, grad_bits and ``--rounding`` backward) and builds the integ
 (``emit``).
 Leaves: ``LOWERINGS``, op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
 the node's attributes fall outside what the integer kernel implements (it then stays a float
-island). A rule checks everything before it asks for an integer form, so a refused node
-leaves the graph untouched.
+island). Each op's definition states the integer ops its rule emits (``rct_lowering``) and when it
+refuses (``rct_float_when``); ``rctc ops`` prints them and the lowerer emits nothing else.
+A rule checks everything before it asks for an integer form, so a refused node leaves the
+graph untouched.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from rctc.fixedpoint import choose_exponent, int_dtype_for_bits
 from rctc.ir import Node, Value
-from rctc.ops import LAYOUT_OPS, UPDATE_OPS
+from rctc.ops import LAYOUT, LAYOUT_OPS, UPDATE_OPS, get
 
 IntPair = tuple[Value, Value]
 Lowering = Callable[[Any, Node], "list[IntPair] | None"]
@@ -28,10 +30,15 @@ LOWERINGS: dict[str, Lowering] = {}
 
 
 def lowering(*op_types: str) -> Callable[[Lowering], Lowering]:
+    """Register ``fn`` as the rule of ``op_types``; each op's definition must declare what the rule
+    emits (``OpDef.rct_lowering``; a layout op runs itself on the integers), so ``rctc ops`` states it."""
     def deco(fn: Lowering) -> Lowering:
         for op in op_types:
             if op in LOWERINGS:
                 raise RuntimeError(f"integer lowering for {op!r} defined twice")
+            d = get(op)
+            if not (d.rct_lowering or d.has(LAYOUT)):
+                raise RuntimeError(f"integer lowering for {op!r}: its definition declares no rct_lowering")
             LOWERINGS[op] = fn
         return fn
 

@@ -151,6 +151,8 @@ class _Lowerer:
              attrs: dict | None = None) -> Node:
         """An integer node standing for ``n``; ``outs`` are (suffix, dtype) with output 0's shape
         for arrays and () for exponents."""
+        if op_type not in get(n.op_type).rct_lowering:
+            raise RuntimeError(f"{n.op_type} lowered to {op_type}, which its definition's rct_lowering does not list")
         shaped = []
         for i, (suffix, dt) in enumerate(outs):
             ref = n.outputs[min(i // 2, len(n.outputs) - 1)]

@@ -39,6 +39,7 @@ from rctc.onnx_cleanups import (
     upsample_as_resize,
     upsample_outputs,
 )
+from rctc.ops.limits import NOT_A_TENSOR, UNSUPPORTED_TYPE, ZERO_BATCH
 from rctc.rnn_unroll import RNN_OPS, unroll_rnns
 
 # input slots that hold parameters / persistent buffers, per op type (from the op definitions;
@@ -159,7 +160,7 @@ def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
                 if i > 0:
                     continue
                 raise RctcError(
-                    f"{vi.name!r} has a zero-size first dimension; rctc takes it as the batch, bound to "
+                    f"{vi.name!r} {ZERO_BATCH}; rctc takes it as the batch, bound to "
                     "--batch-size (>= 1): give that dimension a size or make it symbolic"
                 )
             if i == 0:
@@ -172,6 +173,45 @@ def _bind_batch(model: onnx.ModelProto, batch_size: int) -> None:
                 )
     for vi in model.graph.output:  # outputs are re-inferred
         vi.type.tensor_type.ClearField("shape")
+
+
+#: the tensor element types rctc compiles (numpy dtypes the runtime, the .rct file and the C backend hold)
+ELEMENT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                           onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+                           onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+                           onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL})
+
+
+def _check_element_types(model: onnx.ModelProto, source: str) -> None:
+    """Refuse, in one line, a tensor of a type rctc does not hold (bfloat16, 2/4-bit ints, float8,
+    strings): a graph input / output / initializer / annotated value, or a Cast / Constant to one."""
+    g = model.graph
+    readers = {i: n for n in reversed(g.node) for i in n.input}
+
+    def refuse(what: str, name: str, t: int) -> None:
+        node = readers.get(name)
+        by = f" (read by {node.op_type} node {node.name or node.output[0]!r})" if node is not None else ""
+        kind = helper.tensor_dtype_to_string(t).removeprefix("TensorProto.")
+        raise RctcError(f"{source}: {what} {name!r}{by} {UNSUPPORTED_TYPE} {kind}; rctc handles float16 / float32 / "
+                        "float64, integer and bool tensors")
+
+    for what, vis in (("input", g.input), ("output", g.output), ("value", g.value_info)):
+        for vi in vis:
+            kind = vi.type.WhichOneof("value")
+            if kind not in (None, "tensor_type"):
+                raise RctcError(f"{source}: {what} {vi.name!r} {NOT_A_TENSOR} ({kind.removesuffix('_type')}); "
+                                "rctc compiles tensors only")
+            t = vi.type.tensor_type.elem_type if kind == "tensor_type" else 0
+            if t and t not in ELEMENT_TYPES:
+                refuse(what, vi.name, t)
+    for init in g.initializer:
+        if init.data_type not in ELEMENT_TYPES:
+            refuse("initializer", init.name, init.data_type)
+    for n in g.node:
+        for a in n.attribute:
+            t = a.i if n.op_type == "Cast" and a.name == "to" else a.t.data_type if a.type == a.TENSOR else 0
+            if t and t not in ELEMENT_TYPES:
+                refuse(f"{n.op_type} node output", n.output[0], t)
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -209,6 +249,7 @@ def normalize_to_arrays(
         first = str(exc).strip().splitlines()[0]
         raise RctcError(f"{source}: invalid ONNX model: {first}") from exc
     _drop_initializer_inputs(model)
+    _check_element_types(model, source)
     _bind_batch(model, batch_size)
     custom = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     if custom:
@@ -321,14 +362,14 @@ def to_ir(
     layout_src = {n.output[0]: n.input[0] for n in model.graph.node
                   if n.op_type in LAYOUT_OPS and n.input and n.output}
 
-    def source(name: str) -> str:
+    def origin(name: str) -> str:
         while name not in consts and name in layout_src:
             name = layout_src[name]
         return name
 
     for n in model.graph.node:
         for i, read in enumerate(n.input):
-            name = source(read) if n.op_type not in LAYOUT_OPS else read
+            name = origin(read) if n.op_type not in LAYOUT_OPS else read
             if name in consts and np.issubdtype(consts[name].dtype, np.floating):
                 if i in BUFFER_SLOTS.get(n.op_type, ()):
                     roles[name] = "buffer"

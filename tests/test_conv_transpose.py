@@ -40,6 +40,9 @@ CASES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
     ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [3, 2], "output_shape": [8, 6]}),
     ((2, 3, 7), (3, 2, 4), {"strides": [3], "pads": [1, 2], "output_padding": [2]}),
     ((1, 2, 3, 2, 3), (2, 2, 2, 3, 2), {"strides": [2, 1, 2], "pads": [0, 1, 0, 1, 0, 1]}),
+    # output_shape one past the full output (9, 7): the spec's negative total padding (onnx's
+    # test_convtranspose_output_shape)
+    ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [3, 2], "output_shape": [10, 8]}),
 ]
 
 
@@ -71,7 +74,7 @@ def test_forward_matches_onnxruntime(case: int) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", [1, 3, 5, 6, 9, 10, 11])
+@pytest.mark.parametrize("case", [1, 3, 5, 6, 9, 10, 11, 12])
 def test_gradients_match_finite_differences(case: int) -> None:
     x_shape, w_shape, attrs = CASES[case]
     x = RNG.standard_normal(x_shape)

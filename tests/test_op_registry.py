@@ -101,7 +101,9 @@ def test_operator_table_lists_every_op_with_its_modes() -> None:
     assert len(rows) == len(ops.REGISTRY) >= 60
     by = {r["op_type"]: r for r in rows}
     assert by["Conv"]["modes"] == {"fp32": True, "qat": True, "rct": "integer"}
-    assert by["Relu"]["modes"]["rct"] == "float-island"
+    assert by["Relu"]["modes"]["rct"] == "integer" and by["Relu"]["rct_lowering"]["emits"] == ["IntRelu"]
+    assert by["MaxPool"]["modes"]["rct"] == "integer (some attributes: float island)"
+    assert by["Sigmoid"]["modes"]["rct"] == "float-island" and by["Reshape"]["modes"]["rct"] == "integer (layout)"
     assert by["FakeQuant"]["modes"] == {"fp32": False, "qat": True, "rct": None}
     assert by["Conv"]["differentiable"] == ["X", "W", "B"] and by["Pow"]["differentiable"] == ["X"]
     assert all(set(r) >= {"op_type", "modes", "differentiable", "c_kernel", "family"} for r in rows)
@@ -121,3 +123,17 @@ def test_readme_ops_block_is_generated_from_the_table() -> None:
     for r in ops.operator_table():
         if r["domain"] == "ai.onnx" and r["differentiable"]:
             assert f" {r['op_type']}," in text[start:end] or f" {r['op_type']} |" in text[start:end]
+
+
+def test_every_integer_lowering_rule_is_declared_by_its_op_definition() -> None:
+    """The rct column comes from the definitions: the op types with a lowering rule are exactly those
+    whose definition declares one (``rct_lowering``) plus the layout ops, and each declared op exists
+    as an integer op."""
+    from rctc.passes.int_lowerings import LOWERINGS
+
+    declared = {d.op_type for d in ops.REGISTRY.values() if d.rct_lowering}
+    by_rule = {op for op in declared if ops.get(op).rct_lowering != (op,)}  # not an op run on integers as itself
+    assert set(LOWERINGS) == by_rule | ops.LAYOUT_OPS
+    for op in declared:
+        for emitted in ops.get(op).rct_lowering:
+            assert emitted == op or ops.get(emitted).rct == "integer" and ops.get(emitted).has(schema.INTEGER), op

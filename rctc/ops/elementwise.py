@@ -19,23 +19,28 @@ from rctc.ops.schema import ALIAS, ELEMENTWISE, GRADIENT, NEEDS_RNG, VIEW, defin
 op = definer("elementwise")
 grad = definer("elementwise", domain="rctc", outputs=("dX",))
 
-op("Add", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), param_slots=(0, 1), cost=per_output(add=1))
+op("Add", ("A", "B"), traits={ELEMENTWISE}, rct_lowering=("IntAdd",), differentiable=("A", "B"), param_slots=(0, 1),
+   cost=per_output(add=1))
 op("Sub", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), param_slots=(0, 1), cost=per_output(add=1))
-op("Mul", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), param_slots=(0, 1), cost=per_output(mult=1))
+op("Mul", ("A", "B"), traits={ELEMENTWISE}, rct_lowering=("IntMul",), differentiable=("A", "B"), param_slots=(0, 1),
+   cost=per_output(mult=1))
 op("Div", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), cost=per_output(special=1))
 op("Neg", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(add=1))
 op("Pow", ("X", "Y"), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1),
    doc="differentiable w.r.t. the base only")
 op("Sum", ("*data_0",), traits={ELEMENTWISE},
    cost=costs.ops(lambda n, i, o: {"add": e(o) * max(len([v for v in i if v is not None]) - 1, 0)}))
-op("Relu", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(cmp=1))
+op("Relu", ("X",), traits={ELEMENTWISE}, rct_lowering=("IntRelu",), differentiable=("X",), cost=per_output(cmp=1))
 op("LeakyRelu", ("X",), attrs={"alpha": 0.01}, traits={ELEMENTWISE}, differentiable=("X",),
    cost=per_output(cmp=1, mult=1))
 op("Sigmoid", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
 op("Tanh", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
-op("Clip", ("input", "min?", "max?"), traits={ELEMENTWISE}, differentiable=("input",), cost=per_output(cmp=2))
+op("Clip", ("input", "min?", "max?"), traits={ELEMENTWISE}, rct_lowering=("IntClip",),
+   rct_float_when="min / max not one-element constants", differentiable=("input",), cost=per_output(cmp=2))
 op("Dropout", ("data", "ratio?", "training_mode?"), outputs=("output", "mask?"), attrs={"seed": None},
-   traits={ELEMENTWISE, NEEDS_RNG}, differentiable=("data",), cost=per_output(cmp=1, mult=1))
+   traits={ELEMENTWISE, NEEDS_RNG}, differentiable=("data",), cost=per_output(cmp=1, mult=1),
+   limits=("reads its training_mode from",),
+   doc="drops in train only: predict / eval / export run it as the identity, whatever training_mode says")
 op("Identity", ("input",), traits={ELEMENTWISE, VIEW, ALIAS}, differentiable=("input",), cost=costs.free)
 def _cast_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
     """A float-to-float Cast passes the gradient back cast to the input's type (integer casts carry
@@ -49,11 +54,12 @@ def _cast_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
 op("Cast", ("input",), attrs={"to": None}, traits={ELEMENTWISE}, differentiable=("input",), grad=_cast_grad,
    cost=costs.free, doc="float-to-float casts are differentiable")
 
-grad("ReluGrad", ("dY", "X"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(cmp=1))
+grad("ReluGrad", ("dY", "X"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntReluGrad",), cost=per_output(cmp=1))
 grad("LeakyReluGrad", ("dY", "X"), attrs={"alpha": 0.01}, traits={ELEMENTWISE, GRADIENT},
      cost=per_output(cmp=1, mult=1))
 grad("SigmoidGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
 grad("TanhGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
-grad("ClipGrad", ("dY", "X", "min?", "max?"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(cmp=2))
+grad("ClipGrad", ("dY", "X", "min?", "max?"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntClipGrad",),
+     rct_float_when="min / max not one-element constants", cost=per_output(cmp=2))
 grad("DropoutGrad", ("dY", "mask", "ratio?", "training_mode?"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=1))
 grad("PowGrad", ("dY", "X", "P"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(special=1, mult=2, add=1))

@@ -99,7 +99,8 @@ def conv_transpose_params(
     ``out = stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end``;
     an ``output_shape`` attribute or ``auto_pad`` SAME_* fixes ``out`` (SAME: ``in * stride``) and
     the total padding follows, split as the ONNX specification says (SAME_UPPER puts the odd one
-    at the end, NOTSET / SAME_LOWER at the beginning).
+    at the end, NOTSET / SAME_LOWER at the beginning); a negative total (at most stride - 1)
+    extends the output at the end, as output_padding does.
     """
     k = len(x_shape) - 2
     kernel = [int(v) for v in node_attrs.get("kernel_shape") or w_shape[2:]]
@@ -115,11 +116,15 @@ def conv_transpose_params(
     if shape or auto in ("SAME_UPPER", "SAME_LOWER"):
         want = [int(v) for v in shape][-k:] if shape else [int(x_shape[2 + i]) * strides[i] for i in range(k)]
         total = [full[i] - want[i] for i in range(k)]
-        if any(t < 0 for t in total):
-            raise ValueError(f"ConvTranspose output_shape {want} larger than the full output {full}")
+        if any(-t >= strides[i] for i, t in enumerate(total)):
+            raise ValueError(f"ConvTranspose output_shape {want} exceeds the full output {full} by a stride or more")
+        # an output_shape up to stride - 1 past the full output (the spec's negative total padding)
+        # extends it at the end as output_padding does: rows no window reaches (bias only)
+        total = [max(t, 0) for t in total]
         upper = auto == "SAME_UPPER"
         begins = [t // 2 if upper else t - t // 2 for t in total]
         pads = begins + [t - b for t, b in zip(total, begins)]
+        return kernel, strides, dilations, pads, want
     elif auto == "VALID":
         pads = [0] * (2 * k)
     else:

@@ -40,14 +40,18 @@ op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, trai
 op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
    cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
-   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter")
+   param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter",
+   rct_lowering=("Gather",),
+   rct_float_when="data that is not a parameter (assign_slots gathers a parameter's integers)")
 op("Expand", ("input", "shape"), differentiable=("input",), grad=lambda b, n, d: _expand_grad(b, n, d),
    cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), differentiable=("data",),
    grad=lambda b, n, d: _slice_grad(b, n, d), cost=costs.free, doc="any steps (negative too); constant bounds")
 
 grad("ConcatGrad", ("dY",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None}, cost=costs.free)
-grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
+grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), rct_lowering=("IntGatherGrad",),
+     rct_float_when="axis other than 0, or the gradient feeds more than updates",
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
 
 
 # ----------------------------------------------------------------------------- Resize, Pad
@@ -133,9 +137,13 @@ op("Resize", ("X", "roi?", "scales?", "sizes?"),
           "exclude_outside": 0, "extrapolation_value": 0.0, "keep_aspect_ratio_policy": "stretch", "mode": "nearest",
           "nearest_mode": "round_prefer_floor"},
    differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts),
+   limits=("mode 'cubic' is not supported", "coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
+           "coordinate_transformation_mode 'half_pixel_symmetric' is not supported", "antialias=1 is not supported",
+           "keep_aspect_ratio_policy other than 'stretch' is not supported"),
    doc="nearest (4 rounding modes) / linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners")
 op("Pad", ("data", "pads", "constant_value?", "axes?"), outputs=("output",), attrs={"mode": "constant"},
-   differentiable=("data",), grad=_pad_grad, cost=costs.free, doc="constant / reflect / edge; pads as an input")
+   differentiable=("data",), grad=_pad_grad, cost=costs.free, limits=("mode 'wrap' is not supported",),
+   doc="constant / reflect / edge; pads as an input")
 grad("ResizeGrad", ("dY",), outputs=("dX",), attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
                                                      "nearest_mode": "round_prefer_floor", "scales": None,
                                                      "input_shape": None},

@@ -18,30 +18,40 @@ from rctc.ops.schema import GRADIENT, WEIGHTED, definer
 op = definer("normalisation")
 grad = definer("normalisation", domain="rctc", traits={GRADIENT})
 
-op("BatchNormalization", ("X", "scale", "B", "input_mean", "input_var"), outputs=("Y", "running_mean?", "running_var?"),
+op("BatchNormalization", ("X", "scale", "B", "input_mean", "input_var"),
+   rct_lowering=("IntBatchNormalization",),
+   rct_float_when="running statistics that are not buffers the step updates, or a 1-D input",
+   outputs=("Y", "running_mean?", "running_var?"),
    attrs={"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, traits={WEIGHTED}, differentiable=("X", "scale", "B"),
-   param_slots=(1, 2), buffer_slots=(3, 4),
+   param_slots=(1, 2), buffer_slots=(3, 4), limits=("reads its running-statistics outputs",),
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o) + 2 * channels(o[0]), "mult": 3 * e(o) + 4 * channels(o[0]),
                                    "special": channels(o[0])}))
-op("LayerNormalization", ("X", "Scale", "B?"), outputs=("Y", "Mean?", "InvStdDev?"),
+op("LayerNormalization", ("X", "Scale", "B?"), rct_lowering=("IntLayerNormalization",),
+   rct_float_when="no bias, Mean / InvStdDev outputs that are read, or an output that is a graph output",
+   outputs=("Y", "Mean?", "InvStdDev?"),
    attrs={"axis": -1, "epsilon": 1e-5, "stash_type": 1}, traits={WEIGHTED}, differentiable=("X", "Scale", "B"),
    param_slots=(1, 2),
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o),
                                    "special": rows(o[0], int(n.attrs.get("axis", -1)))}))
 op("LRN", ("X",), attrs={"alpha": 1e-4, "beta": 0.75, "bias": 1.0, "size": None}, differentiable=("X",),
    cost=costs.ops(lambda n, i, o: {"add": e(o) * int(n.attrs.get("size", 1)), "mult": 2 * e(o), "special": e(o)}))
-op("Softmax", ("input",), outputs=("output",), attrs={"axis": -1}, differentiable=("input",),
+op("Softmax", ("input",), rct_lowering=("IntSoftmax",), outputs=("output",), attrs={"axis": -1},
+   differentiable=("input",),
    cost=per_output(cmp=1, add=2, special=2))
 op("LogSoftmax", ("input",), outputs=("output",), attrs={"axis": -1}, differentiable=("input",),
    cost=costs.ops(lambda n, i, o: {"cmp": e(o), "add": 2 * e(o), "special": e(o) + rows(o[0], -1)}))
 
-grad("BatchNormGrad", ("dY", "X", "scale", "mean", "var"), outputs=("dX", "dscale", "dB"),
+grad("BatchNormGrad", ("dY", "X", "scale", "mean", "var"), rct_lowering=("IntBatchNormGrad",),
+     rct_float_when="its forward stayed float, or dscale / dB feed more than updates", outputs=("dX", "dscale", "dB"),
      cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 4 * e(o) + 2 * channels(o[0])}))
-grad("LayerNormGrad", ("dY", "X", "Scale"), outputs=("dX", "dScale", "dB"), cost=per_output(add=4, mult=4))
+grad("LayerNormGrad", ("dY", "X", "Scale"), rct_lowering=("IntLayerNormGrad",),
+     rct_float_when="its forward stayed float, or dscale / dB feed more than updates",
+     outputs=("dX", "dScale", "dB"), cost=per_output(add=4, mult=4))
 grad("LRNGrad", ("dY", "X"), outputs=("dX",),
      cost=costs.ops(lambda n, i, o: {"add": e(o) * (2 * int(n.attrs.get("size", 1)) + 1), "mult": 7 * e(o),
                                      "special": 3 * e(o)}))
-grad("SoftmaxGrad", ("dY", "Y"), outputs=("dX",), cost=per_output(mult=2, add=2))
+grad("SoftmaxGrad", ("dY", "Y"), rct_lowering=("IntSoftmaxGrad",), rct_float_when="its forward stayed float",
+     outputs=("dX",), cost=per_output(mult=2, add=2))
 grad("LogSoftmaxGrad", ("dY", "Y"), outputs=("dX",), cost=per_output(special=1, mult=1, add=2))
 
 

@@ -73,8 +73,9 @@ def resize_taps(attrs: dict[str, Any], n_in: int, n_out: int, scale: float
     """(i0, i1, w0, w1) of one axis: ``y[o] = w0[o] * x[i0[o]] + w1[o] * x[i1[o]]``."""
     coord = _s(attrs.get("coordinate_transformation_mode", "half_pixel"))
     o = np.arange(n_out, dtype=np.float64)
-    if coord == "align_corners":
-        src = o * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
+    if coord == "align_corners":  # the resized length is in * scale, unrounded (onnx's reference)
+        length = scale * n_in
+        src = o * ((n_in - 1) / (length - 1)) if length != 1 else np.zeros(n_out)
     elif coord == "asymmetric":
         src = o / scale
     elif coord == "pytorch_half_pixel" and n_out == 1:

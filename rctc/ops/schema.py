@@ -66,7 +66,14 @@ class OpDef:
     ``grad`` the gradient rule, ``fn(b, node, dys) -> one gradient per input`` (see
     ``rctc.passes.grad_rules``; it talks to the graph only through the builder ``b``), when the
     definition carries it (older ops register theirs in ``rctc/passes/grad_rules/``);
-    ``c_kernel`` the C kernel's name (filled as native kernels land).
+    ``c_kernel`` the C kernel's name (filled as native kernels land);
+    ``rct_lowering`` the integer op types rct's element-wise lowering (``--elementwise integer``,
+    ``rctc/passes/int_lowerings.py``, which refuses to emit anything else for this op) replaces a
+    node of this float op with (the op's own type: it runs itself on integers, as Gather does on
+    a parameter's stored integers, ``passes/assign_slots.py``); ``rct_float_when`` the attributes /
+    operands under which that rule refuses and the node stays a float island ("" when it never does);
+    ``limits`` what rctc refuses of the op, each a phrase of the one-line error it gives (``rctc ops``
+    lists them; the ONNX conformance test checks every refused case against them).
     """
 
     op_type: str
@@ -88,6 +95,9 @@ class OpDef:
     acc_twin: str | None = None
     grad: Callable[..., list[Any]] | None = None
     c_kernel: str | None = None
+    rct_lowering: tuple[str, ...] = ()
+    rct_float_when: str = ""
+    limits: tuple[str, ...] = ()
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -105,6 +115,10 @@ class OpDef:
         unknown = [d for d in self.differentiable if d not in names]
         if unknown:
             raise ValueError(f"op {self.op_type}: differentiable input(s) {unknown} are not inputs {names}")
+        if self.rct_lowering and self.rct != "float-island":
+            raise ValueError(f"op {self.op_type}: an rct lowering replaces a float op (rct='float-island')")
+        if self.rct_float_when and not self.rct_lowering:
+            raise ValueError(f"op {self.op_type}: rct_float_when without an rct lowering")
         if self.cost is None:
             raise ValueError(f"op {self.op_type}: no cost function")
 
@@ -140,6 +154,9 @@ def definer(family: str, **defaults: Any) -> Callable[..., OpDef]:
             args["traits"] = frozenset(args["traits"])
         if "modes" in args:
             args["modes"] = frozenset(args["modes"])
+        for key in ("rct_lowering", "limits"):
+            if key in args:
+                args[key] = tuple(args[key])
         return define(OpDef(op_type, family, tuple(inputs), **args))
 
     return op

@@ -46,7 +46,13 @@ def _reduce(fn: np.ufunc, node: Node, x: np.ndarray, axes: np.ndarray | None) ->
     ax = _axes(node, x, axes)
     if ax is None:
         return x.copy()
-    return fn.reduce(x, axis=ax, keepdims=bool(node.attrs.get("keepdims", 1)))
+    keep = bool(node.attrs.get("keepdims", 1))
+    if any(x.shape[a] == 0 for a in ax):  # the spec: an empty max is -inf (the type's min), an empty min +inf
+        info = np.finfo(x.dtype) if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype)
+        big = np.inf if np.issubdtype(x.dtype, np.floating) else info.max
+        small = -np.inf if np.issubdtype(x.dtype, np.floating) else info.min
+        return fn.reduce(x, axis=ax, keepdims=keep, initial=small if fn is np.maximum else big)
+    return fn.reduce(x, axis=ax, keepdims=keep)
 
 
 @register("ReduceMax")

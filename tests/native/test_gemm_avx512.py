@@ -28,7 +28,7 @@ SIZES_MN = (1, 3, 17, 63, 129)
 SIZES_K = (1, 3, 15, 17, 63, 65, 129, 520)
 DIRECT = [(np.int8, np.int8, np.int32), (np.int8, np.int8, np.int64), (np.int16, np.int8, np.int32),
           (np.int16, np.int8, np.int64)]
-LAYOUTS = ("a_rows_b_rows", "a_cols_b_cols", "strided", "a_cols_b_rows")
+LAYOUTS = ("a_rows_b_rows", "a_rows_b_cols", "a_cols_b_cols", "strided", "a_cols_b_rows")
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,9 @@ def test_threads_do_not_change_bits(vnni: Kernels, types: tuple[type, type, type
     """Products large enough to split (by columns when N >= M, else by rows), the training layouts."""
     ta, tb, tc = types
     rng = np.random.default_rng(13)
-    for layout, (m, n, k) in (("a_rows_b_rows", (16, 3000, 144)), ("a_rows_b_cols", (16, 144, 3001)),
-                              ("a_cols_b_rows", (145, 2000, 16)), ("a_rows_b_rows", (1031, 65, 129))):
+    cases = (("a_rows_b_rows", (16, 3000, 144)), ("a_rows_b_cols", (16, 144, 3001)), ("a_rows_b_cols", (16, 144, 3000)),
+             ("a_cols_b_rows", (145, 2000, 16)), ("a_rows_b_rows", (1031, 65, 129)))
+    for layout, (m, n, k) in cases:
         a, b = operands(layout, rand_int(rng, ta, (m, k), False), rand_int(rng, tb, (k, n), False))
         want = (a.astype(np.int64) @ b.astype(np.int64)).astype(tc)
         for t in (1, 2, 3):

@@ -41,14 +41,18 @@
 #define B_BLOCK (192 * 1024) /* bytes of a packed B block */
 #define A_BLOCK (64 * 1024)  /* bytes of a packed A block */
 #define STEPS_MAX 128        /* 4-byte steps per K block: kc <= 512 (int8 A), 256 (int16 A) */
+#define STRIPS_OUTER_STEPS 16 /* K blocks this short (64 int8 k) run strip by strip (gemm_block) */
 #define MC_CAP 1024          /* rows of a packed A block (and of its corrections) */
 
 /* One 8 x (16 NV) tile: acc(r, c) = corr[r] + sum over steps of the packed products, then
  * written or added to C. OP is the VNNI instruction, B vectors first (u8 for vpdpbusd). */
 #define RCTC_DEFINE_MICRO(NAME, NV, OP)                                                                  \
-    static void NAME(const gemm512_args *p, int steps, const uint8_t *pa, const uint8_t *pb,              \
-                     const int32_t *corr, int m0, int rows, int n0, int cols, int add) {                  \
+    static void NAME(const gemm512_args *p, int steps, const uint8_t *pa, ptrdiff_t a_ss, ptrdiff_t a_rs, \
+                     const uint8_t *pb, const int32_t *corr, int m0, int rows, int n0, int cols, int add) {   \
         __m512i c[G512_MR][NV];                                                                          \
+        const uint8_t *ar[G512_MR]; /* row r's first word; rows past the strip reread row 0 */           \
+        const ptrdiff_t b_ss = (ptrdiff_t)p->nr * 4;                                                     \
+        _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) ar[r] = pa + (r < rows ? r : 0) * a_rs; \
         _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) {                                      \
             const __m512i init = _mm512_set1_epi32(corr[r]);                                             \
             _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v) c[r][v] = init;                         \
@@ -56,10 +60,10 @@
         for (int s = 0; s < steps; ++s) {                                                                \
             __m512i b[NV];                                                                               \
             _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v)                                         \
-                b[v] = _mm512_load_si512((const void *)(pb + (ptrdiff_t)s * G512_NR * 4 + 64 * v));      \
+                b[v] = _mm512_load_si512((const void *)(pb + (ptrdiff_t)s * b_ss + 64 * v));             \
             _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) {                                  \
                 int32_t w;                                                                               \
-                memcpy(&w, pa + (ptrdiff_t)s * G512_MR * 4 + 4 * r, sizeof w);                            \
+                memcpy(&w, ar[r] + (ptrdiff_t)s * a_ss, sizeof w);                                      \
                 const __m512i a = _mm512_set1_epi32(w);                                                  \
                 _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v) c[r][v] = OP(c[r][v], b[v], a);     \
             }                                                                                            \
@@ -109,15 +113,52 @@ static inline void store16(const gemm512_args *p, int m, int n0, int n, __m512i 
 static inline __m512i op_dpbusd(__m512i c, __m512i b_u8, __m512i a_s8) { return _mm512_dpbusd_epi32(c, b_u8, a_s8); }
 static inline __m512i op_dpwssd(__m512i c, __m512i b_s16, __m512i a_s16) { return _mm512_dpwssd_epi32(c, b_s16, a_s16); }
 
-RCTC_DEFINE_MICRO(micro_s8_1, 1, op_dpbusd)
+/* The 8 x 16 tile: 8 accumulators alone cannot cover the instruction's latency, so even and odd
+ * steps go to two sets, added at the end (modulo 2^32: the same sum). */
+#define RCTC_DEFINE_MICRO1(NAME, OP)                                                                     \
+    static void NAME(const gemm512_args *p, int steps, const uint8_t *pa, ptrdiff_t a_ss, ptrdiff_t a_rs, \
+                     const uint8_t *pb, const int32_t *corr, int m0, int rows, int n0, int cols, int add) {   \
+        __m512i c[G512_MR], d[G512_MR];                                                                  \
+        const uint8_t *ar[G512_MR];                                                                      \
+        const ptrdiff_t b_ss = (ptrdiff_t)p->nr * 4;                                                     \
+        _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) {                                      \
+            ar[r] = pa + (r < rows ? r : 0) * a_rs;                                                      \
+            c[r] = _mm512_set1_epi32(corr[r]);                                                           \
+            d[r] = _mm512_setzero_si512();                                                               \
+        }                                                                                                \
+        int s = 0;                                                                                       \
+        for (; s + 1 < steps; s += 2) {                                                                  \
+            const __m512i b0 = _mm512_load_si512((const void *)(pb + (ptrdiff_t)s * b_ss));              \
+            const __m512i b1 = _mm512_load_si512((const void *)(pb + (ptrdiff_t)(s + 1) * b_ss));        \
+            _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) {                                  \
+                int32_t w0, w1;                                                                          \
+                memcpy(&w0, ar[r] + (ptrdiff_t)s * a_ss, sizeof w0);                                    \
+                memcpy(&w1, ar[r] + (ptrdiff_t)(s + 1) * a_ss, sizeof w1);                              \
+                c[r] = OP(c[r], b0, _mm512_set1_epi32(w0));                                              \
+                d[r] = OP(d[r], b1, _mm512_set1_epi32(w1));                                              \
+            }                                                                                            \
+        }                                                                                                \
+        if (s < steps) {                                                                                 \
+            const __m512i b0 = _mm512_load_si512((const void *)(pb + (ptrdiff_t)s * b_ss));              \
+            _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) {                                  \
+                int32_t w0;                                                                              \
+                memcpy(&w0, ar[r] + (ptrdiff_t)s * a_ss, sizeof w0);                                     \
+                c[r] = OP(c[r], b0, _mm512_set1_epi32(w0));                                              \
+            }                                                                                            \
+        }                                                                                                \
+        _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) if (r < rows)                          \
+            store16(p, m0 + r, n0, cols, _mm512_add_epi32(c[r], d[r]), add);                             \
+    }
+
+RCTC_DEFINE_MICRO1(micro_s8_1, op_dpbusd)
 RCTC_DEFINE_MICRO(micro_s8_2, 2, op_dpbusd)
 RCTC_DEFINE_MICRO(micro_s8_3, 3, op_dpbusd)
-RCTC_DEFINE_MICRO(micro_s16_1, 1, op_dpwssd)
+RCTC_DEFINE_MICRO1(micro_s16_1, op_dpwssd)
 RCTC_DEFINE_MICRO(micro_s16_2, 2, op_dpwssd)
 RCTC_DEFINE_MICRO(micro_s16_3, 3, op_dpwssd)
 
-typedef void (*micro_fn)(const gemm512_args *, int, const uint8_t *, const uint8_t *, const int32_t *, int, int, int,
-                         int, int);
+typedef void (*micro_fn)(const gemm512_args *, int, const uint8_t *, ptrdiff_t, ptrdiff_t, const uint8_t *,
+                         const int32_t *, int, int, int, int, int);
 static const micro_fn MICRO[2][3] = {{micro_s8_1, micro_s8_2, micro_s8_3}, {micro_s16_1, micro_s16_2, micro_s16_3}};
 
 static void zero_c(const gemm512_args *p, int m0, int m1, int n0, int n1) {
@@ -144,8 +185,10 @@ static void gemm_block(const gemm512_args *p, int m0, int m1, int n0, int n1) {
     }
     const int per_step = p->wide ? 2 : 4; /* k per 4-byte step */
     const int kc_blk = p->kc, steps_blk = (kc_blk + per_step - 1) / per_step;
-    const int nc_max = B_BLOCK / (4 * steps_blk) / G512_NR * G512_NR;
-    const int mc_max = min_int(MC_CAP, A_BLOCK / (4 * steps_blk) / G512_MR * G512_MR);
+    const int nr = p->nr, nc_max = B_BLOCK / (4 * steps_blk) / nr * nr;
+    /* A read in place: K-contiguous, and every K block fills whole steps (no byte past a row) */
+    const int esz = p->wide ? 2 : 1, direct = p->a_cs == 1 && (kc_blk * esz) % 4 == 0 && (p->K * esz) % 4 == 0;
+    const int mc_max = direct ? MC_CAP : min_int(MC_CAP, A_BLOCK / (4 * steps_blk) / G512_MR * G512_MR);
     for (int nb = n0; nb < n1; nb += nc_max) {
         const int nc = min_int(n1 - nb, nc_max);
         for (int kb = 0; kb < p->K; kb += kc_blk) {
@@ -154,14 +197,27 @@ static void gemm_block(const gemm512_args *p, int m0, int m1, int n0, int n1) {
             rctc_g512_pack_b(p, kb, kc, nb, nc, pb);
             for (int mb = m0; mb < m1; mb += mc_max) {
                 const int mc = min_int(m1 - mb, mc_max);
-                rctc_g512_pack_a(p, mb, mc, kb, kc, pa, corr);
-                for (int j0 = 0; j0 < nc; j0 += G512_NR) {
-                    const int cols = min_int(nc - j0, G512_NR);
+                const uint8_t *a0;
+                ptrdiff_t a_ss, a_rs, a_strip;
+                if (direct) {
+                    rctc_g512_row_corr(p, mb, mc, kb, kc, corr);
+                    a0 = (const uint8_t *)p->A + ((ptrdiff_t)mb * p->a_rs + kb) * esz;
+                    a_ss = 4, a_rs = p->a_rs * esz, a_strip = G512_MR * a_rs;
+                } else {
+                    rctc_g512_pack_a(p, mb, mc, kb, kc, pa, corr);
+                    a0 = pa, a_ss = 4 * G512_MR, a_rs = 4, a_strip = (ptrdiff_t)steps * G512_MR * 4;
+                }
+                /* Long K blocks: each B panel stays in L1 while the A strips pass. Short ones (a few
+                 * products per output): C traffic dominates, so write C strip by strip, along its rows.
+                 * Either order gives the same bits. */
+                const int strips_outer = steps <= STRIPS_OUTER_STEPS;
+                const int ni = (mc + G512_MR - 1) / G512_MR, nj = (nc + nr - 1) / nr;
+                for (int t = 0; t < ni * nj; ++t) {
+                    const int i = strips_outer ? t / nj : t % ni, j0 = nr * (strips_outer ? t % nj : t / ni);
+                    const int cols = min_int(nc - j0, nr);
                     const micro_fn fn = MICRO[p->wide][(cols + 15) / 16 - 1];
-                    const uint8_t *panel = pb + (ptrdiff_t)(j0 / G512_NR) * steps * G512_NR * 4;
-                    for (int i0 = 0; i0 < mc; i0 += G512_MR)
-                        fn(p, steps, pa + (ptrdiff_t)(i0 / G512_MR) * steps * G512_MR * 4, panel, corr + i0, mb + i0,
-                           min_int(mc - i0, G512_MR), nb + j0, cols, add);
+                    fn(p, steps, a0 + (ptrdiff_t)i * a_strip, a_ss, a_rs, pb + (ptrdiff_t)(j0 / nr) * steps * nr * 4,
+                       corr + i * G512_MR, mb + i * G512_MR, min_int(mc - i * G512_MR, G512_MR), nb + j0, cols, add);
                 }
             }
         }
@@ -185,12 +241,26 @@ static void gemm_run(gemm512_args *p, int nthreads) {
     p->kc = nkb <= 1 ? (p->K > 0 ? p->K : 1) : min_int(kc_max, ((p->K + nkb - 1) / nkb + unit - 1) / unit * unit);
     const int t = rctc_threads_for(nthreads, (uint64_t)p->M * (uint64_t)p->N * (uint64_t)p->K);
     p->split_n = p->N >= p->M;
+    /* Panel width: 48 unless 32 wastes fewer columns (a 32-wide tile runs at about 0.9 of a 48-wide one). */
+    const int n48 = (p->N + 47) / 48 * 48, n32 = (p->N + 31) / 32 * 32;
+    p->nr = 10 * n32 < 9 * n48 ? 32 : 48;
     rctc_parallel_for(p->split_n ? p->N : p->M, p->split_n ? 16 : G512_MR, t, gemm_task, p);
 }
 
+/* Both operands K-contiguous with few rows (the weight gradient dY cols^T): the transposed product
+ * C^T = B^T A^T reads the big operand in place as the broadcast side and packs only the small one
+ * (int8 x int8 only: the packed side must be int8). */
+#define SWAP_MAX_M 32
+
 #define RCTC_DEFINE_GEMM_AVX512(NAME, TA, TC, A16, C64)                                                          \
     void NAME(RCTC_GEMM_ARGS(TA, int8_t, TC)) {                                                                   \
-        gemm512_args p = {M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, c_rs, c_cs, accumulate, C64, A16, 0, 0};     \
+        if (!A16 && a_cs == 1 && b_rs == 1 && M <= SWAP_MAX_M && N > 2 * M && K % 4 == 0) {                      \
+            gemm512_args t = {N, M, K, B, b_cs, b_rs, (const int8_t *)(const void *)A, a_cs, a_rs, C, c_cs, c_rs, \
+                              accumulate, C64, 0, 0, 0, 48};                                                    \
+            gemm_run(&t, nthreads);                                                                              \
+            return;                                                                                              \
+        }                                                                                                        \
+        gemm512_args p = {M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, c_rs, c_cs, accumulate, C64, A16, 0, 0, 48}; \
         gemm_run(&p, nthreads);                                                                                  \
     }
 

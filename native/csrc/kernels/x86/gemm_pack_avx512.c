@@ -104,8 +104,9 @@ static uint32_t b_word(const gemm512_args *p, int k0, int kc, int n0, int s, int
 }
 
 /* Where 16-column group g's word at step s goes. */
-static inline uint8_t *b_dst(uint8_t *out, int steps, int g, int s) {
-    return out + (ptrdiff_t)(16 * g / G512_NR) * steps * G512_NR * 4 + (ptrdiff_t)s * G512_NR * 4 + (16 * g % G512_NR) * 4;
+static inline uint8_t *b_dst(const gemm512_args *p, uint8_t *out, int steps, int g, int s) {
+    const int nr = p->nr;
+    return out + (ptrdiff_t)(16 * g / nr) * steps * nr * 4 + (ptrdiff_t)s * nr * 4 + (16 * g % nr) * 4;
 }
 
 /* Row-contiguous B (cs == 1), int8 A: 4 rows x 64 columns per step, byte-interleaved. */
@@ -116,6 +117,9 @@ static void pack_b_rows_s8(const gemm512_args *p, int k0, int kc, int n0, int nc
         for (int c0 = 0; c0 < nc; c0 += 64) {
             const __mmask64 m = mask64(nc - c0);
             __m512i x[4];
+            for (int i = 0; i < 4; ++i) /* the rows two steps ahead (short row runs: the hardware streams barely start) */
+                if (4 * s + 8 + i < kc)
+                    _mm_prefetch((const char *)(p->B + (ptrdiff_t)(k0 + 4 * s + 8 + i) * p->b_rs + n0 + c0), _MM_HINT_T0);
             for (int i = 0; i < 4; ++i) {
                 const int k = 4 * s + i;
                 x[i] = k < kc ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p->B + (ptrdiff_t)(k0 + k) * p->b_rs + n0 + c0), flip)
@@ -126,7 +130,7 @@ static void pack_b_rows_s8(const gemm512_args *p, int k0, int kc, int n0, int nc
             __m512i g[4];
             transpose_lanes(_mm512_unpacklo_epi16(t0, t2), _mm512_unpackhi_epi16(t0, t2), _mm512_unpacklo_epi16(t1, t3),
                             _mm512_unpackhi_epi16(t1, t3), g);
-            for (int l = 0; l < 4 && c0 / 16 + l < groups; ++l) _mm512_store_si512((void *)b_dst(out, steps, c0 / 16 + l, s), g[l]);
+            for (int l = 0; l < 4 && c0 / 16 + l < groups; ++l) _mm512_store_si512((void *)b_dst(p, out, steps, c0 / 16 + l, s), g[l]);
         }
 }
 
@@ -144,9 +148,9 @@ static void pack_b_rows_s16(const gemm512_args *p, int k0, int kc, int n0, int n
                               : _mm512_setzero_si512();
             }
             const __m512i lo = _mm512_unpacklo_epi16(y[0], y[1]), hi = _mm512_unpackhi_epi16(y[0], y[1]);
-            _mm512_store_si512((void *)b_dst(out, steps, c0 / 16, s), _mm512_permutex2var_epi64(lo, i0, hi));
+            _mm512_store_si512((void *)b_dst(p, out, steps, c0 / 16, s), _mm512_permutex2var_epi64(lo, i0, hi));
             if (c0 / 16 + 1 < groups)
-                _mm512_store_si512((void *)b_dst(out, steps, c0 / 16 + 1, s), _mm512_permutex2var_epi64(lo, i1, hi));
+                _mm512_store_si512((void *)b_dst(p, out, steps, c0 / 16 + 1, s), _mm512_permutex2var_epi64(lo, i1, hi));
         }
 }
 
@@ -171,7 +175,7 @@ static void pack_b_kcontig(const gemm512_args *p, int k0, int kc, int n0, int nc
                 }
             }
             transpose16x16_epi32(r);
-            for (int j = 0; j < 16 && s0 + j < steps; ++j) _mm512_store_si512((void *)b_dst(out, steps, g, s0 + j), r[j]);
+            for (int j = 0; j < 16 && s0 + j < steps; ++j) _mm512_store_si512((void *)b_dst(p, out, steps, g, s0 + j), r[j]);
         }
 }
 
@@ -188,7 +192,7 @@ void rctc_g512_pack_b(const gemm512_args *p, int k0, int kc, int n0, int nc, uin
             for (int s = 0; s < steps; ++s) {
                 uint32_t w[16];
                 for (int i = 0; i < 16; ++i) w[i] = 16 * g + i < nc ? b_word(p, k0, kc, n0, s, 16 * g + i) : 0;
-                memcpy(b_dst(out, steps, g, s), w, sizeof w);
+                memcpy(b_dst(p, out, steps, g, s), w, sizeof w);
             }
 }
 
@@ -259,6 +263,20 @@ static void pack_a_strip(const gemm512_args *p, int m, int rows, int k0, int kc,
                 const uint32_t w = r < rows ? a_word(p, m + r, k0, kc, s) : 0;
                 memcpy(d + (ptrdiff_t)s * 32 + 4 * r, &w, sizeof w);
             }
+    }
+}
+
+void rctc_g512_row_corr(const gemm512_args *p, int m0, int mc, int k0, int kc, int32_t *corr) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int i = 0; i < mc; ++i) {
+        if (p->wide) {
+            corr[i] = 0;
+            continue;
+        }
+        const int8_t *row = (const int8_t *)p->A + (ptrdiff_t)(m0 + i) * p->a_rs + k0;
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < kc; k += 64) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi8(mask64(kc - k), row + k));
+        corr[i] = -128 * _mm512_reduce_add_epi32(sum);
     }
 }
 

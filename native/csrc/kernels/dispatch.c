@@ -12,14 +12,13 @@
  * lacks, leaves the best one available. The choice is made once, on first use, and is the
  * same for every thread (a benign race: each racer computes the same value).
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "rctc_kernels.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define RCTC_X86_DETECT 1
 #include <cpuid.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The OS-enabled state components (XCR0), 0 when the OS has not enabled XSAVE. */
 static unsigned long long xcr0(void) {
@@ -46,9 +45,9 @@ static int x86_mask(void) {
 }
 #endif
 
-static int rctc_isa_mask = -1;
-
-/* The highest variant RCTC_ISA allows (RCTC_ISA_AVX512VNNI when unset or unknown). */
+#ifdef RCTC_X86_DETECT
+/* The highest variant RCTC_ISA allows (RCTC_ISA_AVX512VNNI when unset or unknown). Only where
+ * there are variants to choose from: a bare-metal build makes no libc call here. */
 static int isa_cap(void) {
     const char *env = getenv("RCTC_ISA");
     if (env == NULL) return RCTC_ISA_AVX512VNNI;
@@ -56,6 +55,9 @@ static int isa_cap(void) {
     if (strcmp(env, "avx2") == 0) return RCTC_ISA_AVX2;
     return RCTC_ISA_AVX512VNNI;
 }
+#endif
+
+static int rctc_isa_mask = -1;
 
 int rctc_isa_available(void) {
     int mask = rctc_isa_mask;
@@ -63,8 +65,8 @@ int rctc_isa_available(void) {
         mask = 1 << RCTC_ISA_PORTABLE;
 #ifdef RCTC_X86_DETECT
         mask |= x86_mask();
-#endif
         mask &= (2 << isa_cap()) - 1;
+#endif
         rctc_isa_mask = mask;
     }
     return mask;

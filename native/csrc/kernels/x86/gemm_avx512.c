@@ -35,7 +35,7 @@
 #include <string.h>
 
 #include "../internal.h"
-#include "gemm_avx512.h"
+#include "../gemm_avx512.h"
 #include "rctc_kernels.h"
 
 #define B_BLOCK (192 * 1024) /* bytes of a packed B block */

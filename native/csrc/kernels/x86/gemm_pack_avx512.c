@@ -21,7 +21,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "gemm_avx512.h"
+#include "../gemm_avx512.h"
 
 static inline int min_int(int x, int y) { return x < y ? x : y; }
 

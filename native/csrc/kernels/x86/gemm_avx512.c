@@ -41,7 +41,7 @@
 #define B_BLOCK (192 * 1024) /* bytes of a packed B block */
 #define A_BLOCK (64 * 1024)  /* bytes of a packed A block */
 #define STEPS_MAX 128        /* 4-byte steps per K block: kc <= 512 (int8 A), 256 (int16 A) */
-#define STRIPS_OUTER_STEPS 16 /* K blocks this short (64 int8 k) run strip by strip (gemm_block) */
+#define STRIPS_OUTER_STEPS 8 /* K blocks this short (32 int8 k) run strip by strip (gemm_block) */
 #define MC_CAP 1024          /* rows of a packed A block (and of its corrections) */
 
 /* One 8 x (16 NV) tile: acc(r, c) = corr[r] + sum over steps of the packed products, then

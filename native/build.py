@@ -36,7 +36,8 @@ INCLUDE = CSRC / "include"
 #: Every compiler flag the host build uses (the one place they are written).
 CFLAGS: tuple[str, ...] = ("-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-fPIC", "-DRCTC_THREADS")
 #: Extra flags for SIMD variant files, by the suffix of their stem.
-ISA_FLAGS: dict[str, tuple[str, ...]] = {"_avx2": ("-mavx2",)}
+ISA_FLAGS: dict[str, tuple[str, ...]] = {"_avx2": ("-mavx2",),
+                                         "_avx512": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni")}
 LDFLAGS: tuple[str, ...] = ("-shared", "-pthread")
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
 _LOCK = threading.Lock()

@@ -24,7 +24,7 @@ GEMM_TYPES: dict[tuple[type, type, type], str] = {
     (np.int8, np.int16, np.int64): "s8s16s64",
 }
 #: Variants callable by name; "" is the dispatched entry point.
-VARIANTS = ("", "portable", "avx2")
+VARIANTS = ("", "portable", "avx2", "avx512vnni")
 
 
 class Conv2dGeom(ctypes.Structure):
@@ -84,7 +84,7 @@ class Kernels:
         return self.lib.rctc_isa_name().decode()
 
     def has_variant(self, variant: str) -> bool:
-        bit = {"": -1, "portable": 0, "avx2": 1}[variant]
+        bit = {"": -1, "portable": 0, "avx2": 1, "avx512vnni": 2}[variant]
         return bit < 0 or bool(self.lib.rctc_isa_available() >> bit & 1)
 
     # ---- GEMM -------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def kernels(native_env: dict[str, str]) -> Kernels:
 
 def simd_variants(k: Kernels) -> list[str]:
     """SIMD variants this CPU runs (each is compared with the portable kernel)."""
-    return [v for v in ("avx2",) if k.has_variant(v)]
+    return [v for v in ("avx2", "avx512vnni") if k.has_variant(v)]
 
 
 @pytest.fixture(scope="session")

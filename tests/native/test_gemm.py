@@ -144,8 +144,11 @@ def test_dispatch_follows_the_cpu_flags(kernels: Kernels) -> None:
                 flags = set(line.split(":", 1)[1].split())
                 break
         assert kernels.has_variant("avx2") == ("avx2" in flags)
+        vnni = {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags  # the kernel lists only OS-enabled state
+        assert kernels.has_variant("avx512vnni") == vnni
     assert kernels.has_variant("portable")
-    assert kernels.isa == ("avx2" if kernels.has_variant("avx2") else "portable")
+    best = [v for v in ("avx512vnni", "avx2") if kernels.has_variant(v)]
+    assert kernels.isa == (best[0] if best else "portable")
 
 
 def layout(x: np.ndarray, kind: str) -> np.ndarray:

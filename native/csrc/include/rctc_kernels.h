@@ -29,13 +29,15 @@ extern "C" {
 
 #define RCTC_ISA_PORTABLE 0
 #define RCTC_ISA_AVX2 1
+#define RCTC_ISA_AVX512VNNI 2
 
-/* Bit set of the SIMD variants this build has and this CPU runs (1 << RCTC_ISA_*). */
+/* Bit set of the SIMD variants this build has and this CPU (and OS) runs (1 << RCTC_ISA_*),
+ * capped by the environment variable RCTC_ISA=portable|avx2|avx512vnni when set (dispatch.c). */
 int rctc_isa_available(void);
-/* The variant the dispatched entry points use ("portable", "avx2"). */
+/* The variant the dispatched entry points use ("portable", "avx2", "avx512vnni"). */
 const char *rctc_isa_name(void);
 
-/* ---- GEMM (gemm.c, x86/gemm_avx2.c) ------------------------------------------------------
+/* ---- GEMM (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c) ---------------------------------------------------
  *
  * C(m, n) = [C(m, n) +] sum_k A(m, k) * B(k, n) for 0 <= m < M, 0 <= n < N, with strided
  * operands: A(m, k) = A[m * a_rs + k * a_cs], B(k, n) = B[k * b_rs + n * b_cs],
@@ -74,6 +76,10 @@ void rctc_gemm_s8s8s32_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
 void rctc_gemm_s8s8s64_avx2(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
 void rctc_gemm_s16s8s32_avx2(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
 void rctc_gemm_s16s8s64_avx2(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
+void rctc_gemm_s8s8s32_avx512vnni(RCTC_GEMM_ARGS(int8_t, int8_t, int32_t));
+void rctc_gemm_s8s8s64_avx512vnni(RCTC_GEMM_ARGS(int8_t, int8_t, int64_t));
+void rctc_gemm_s16s8s32_avx512vnni(RCTC_GEMM_ARGS(int16_t, int8_t, int32_t));
+void rctc_gemm_s16s8s64_avx512vnni(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
 #endif
 
 /* ---- requantise (absmax.c, requant.c, bias_add.c) -----------------------------------------

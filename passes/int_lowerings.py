@@ -295,12 +295,20 @@ def _reduce_mean_grad(lz: Any, n: Node) -> list[IntPair] | None:
 
 @lowering("GatherGrad")
 def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """An embedding's gradient (axis 0, only updates read it) as an exact int64 accumulator; any
+    other Gather's error (an unrolled cell's row slices) scattered exactly, rounded once to the
+    error width (exact for distinct indices)."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not (_float(dy) and int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out)):
+    if not _float(dy):
         return None
     dq, de = lz.int_of(dy, n)
-    return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
-                          {"table_shape": list(n.attrs["table_shape"])}))
+    if int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out):
+        return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
+                              {"table_shape": list(n.attrs["table_shape"])}))
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGatherScatter", [dq, de, n.inputs[1]], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"table_shape": list(n.attrs["table_shape"]), "axis": int(n.attrs.get("axis", 0)),
+                           "bits": bits, "rounding": lz.rounding(n)}))
 
 
 def _binary(int_op: str) -> Callable[[Any, Node], list[IntPair] | None]:
@@ -329,9 +337,14 @@ def _feeds_updates_only(v: Value) -> bool:
 @lowering("ConvGradBias", "ReduceSumTo")
 def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
     """A bias gradient (an error summed over the batch / broadcast axes) as an exact int64 sum,
-    when only updates read it (the update takes it at the error's exponent)."""
+    when only updates read it (the update takes it at the error's exponent); a ReduceSumTo that
+    other ops read (the error of a broadcast operand inside an unrolled cell) as IntAddGrad: the
+    same exact sum, rounded once to the error width."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not (_float(dy) and _feeds_updates_only(out)):
+    if not _float(dy):
+        return None
+    to_update = _feeds_updates_only(out)
+    if not (to_update or n.op_type == "ReduceSumTo"):
         return None
     x_shape, shape = tuple(dy.shape), tuple(out.shape)
     if n.op_type == "ConvGradBias":
@@ -344,6 +357,10 @@ def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
         if any(d not in (1, x_shape[i + lead]) for i, d in enumerate(shape)):
             return None
     dq, de = lz.int_of(dy, n)
+    if not to_update:
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, "IntAddGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                              {"shape": [int(d) for d in shape], "bits": bits, "rounding": lz.rounding(n)}))
     return _pairs(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), _E], {"axes": axes, "shape": list(shape)}))
 
 
@@ -394,5 +411,7 @@ def _ce_grad(lz: Any, n: Node) -> list[IntPair] | None:
     return _pairs(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
                           [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits, "rounding": lz.rounding(n)}))
 
+
+from rctc.passes import int_lowerings_cell  # noqa: E402,F401  (registers its rules in LOWERINGS)
 
 __all__ = ["LOWERINGS", "IntPair", "lowering"]

@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 #: integer ops whose result rctc rounds (output through ``requant``) -> float ONNX op
 _ROUNDED = {"IntAdd": "Add", "IntMul": "Mul", "IntGlobalAveragePool": "GlobalAveragePool",
             "IntReduceMean": "ReduceMean", "IntSoftmax": "Softmax",
-            "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization"}
+            "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization",
+            "IntSub": "Sub", "IntSigmoid": "Sigmoid", "IntTanh": "Tanh", "IntConcat": "Concat"}
 #: integer ops that are exact on the integers
-_EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip"}
+_EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip", "IntNeg": "Neg"}
 INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
 _POOL_ATTRS = ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides", "dilations")
 
@@ -148,7 +149,9 @@ def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
     """The float ONNX operands and attributes of integer op ``n``'s float twin."""
     op, ins = n.op_type, n.inputs
     attrs: dict[str, Any] = {}
-    if op in ("IntAdd", "IntMul"):
+    if op == "IntConcat":
+        return [_float_of(ex, ins[i], ins[i + 1]) for i in range(0, len(ins), 2)], {"axis": int(n.attrs["axis"])}
+    if op in ("IntAdd", "IntMul", "IntSub"):
         return [_float_of(ex, ins[0], ins[1]), _float_of(ex, ins[2], ins[3])], attrs
     x = _float_of(ex, ins[0], ins[1])
     if op == "IntMaxPool":

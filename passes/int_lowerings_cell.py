@@ -1,0 +1,107 @@
+"""Integer lowerings of the smooth activations, Sub / Neg and the data movement of unrolled
+recurrent cells (Sigmoid, Tanh, their gradients, Sub, Neg, Gather with constant indices, Concat,
+ConcatGrad): the rules of ``int_lowerings`` (same registry, same contract) for the ops of
+rctc/ops/integer_pointwise.py.
+
+Needs: ``rctc.passes.int_lowerings`` (``lowering``, the lowerer's ``int_of`` / ``bits`` /
+``rounding`` / ``emit``). Leaves: rules in ``LOWERINGS``; each checks everything before it asks
+for an integer form, so a refused node leaves the graph untouched (a float island).
+
+* Sigmoid / Tanh -> IntSigmoid / IntTanh at the activation width. SigmoidGrad / TanhGrad read the
+  forward *output* ``y``; their integer twins recompute the activation from the forward *input*
+  (what the intref algorithms and the C kernels do), so they are lowered only when the node
+  producing ``y`` was lowered, and the backward pass then keeps ``x`` (same width) instead of ``y``.
+* Gather with a constant index (scalar or tensor) is a layout op: it runs on the integers of a
+  value that has an integer form already, the exponent passing through (exact).
+* Concat aligns its inputs (one rounding, exact when they fit); ConcatGrad splits exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rctc.fixedpoint import int_dtype_for_bits
+from rctc.ir import Node
+from rctc.passes.int_lowerings import _E, IntPair, _binary, _float, _layout, _pairs, lowering
+
+Rule = Callable[[Any, Node], "list[IntPair] | None"]
+
+
+def _activation(int_op: str) -> Rule:
+    def lower(lz: Any, n: Node) -> list[IntPair] | None:
+        x = n.inputs[0]
+        if not _float(x):
+            return None
+        q, e = lz.int_of(x, n)
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits}))
+    return lower
+
+
+def _activation_grad(fwd_op: str, int_op: str) -> Rule:
+    def lower(lz: Any, n: Node) -> list[IntPair] | None:
+        dy, y = n.inputs[0], n.inputs[1]
+        fwd = y.producer if y is not None else None
+        if not (_float(dy) and _float(y) and fwd is not None and fwd.op_type == fwd_op and fwd.name in lz.lowered
+                and _float(fwd.inputs[0])):
+            return None
+        dq, de = lz.int_of(dy, n)
+        q, e = lz.int_of(fwd.inputs[0], fwd)
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, int_op, [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                              {"bits": bits, "rounding": lz.rounding(n)}))
+    return lower
+
+
+lowering("Sigmoid")(_activation("IntSigmoid"))
+lowering("Tanh")(_activation("IntTanh"))
+lowering("SigmoidGrad")(_activation_grad("Sigmoid", "IntSigmoidGrad"))
+lowering("TanhGrad")(_activation_grad("Tanh", "IntTanhGrad"))
+lowering("Sub")(_binary("IntSub"))
+
+
+@lowering("Neg")
+def _neg(lz: Any, n: Node) -> list[IntPair] | None:
+    if not _float(n.inputs[0]):
+        return None
+    q, e = lz.int_of(n.inputs[0], n)
+    return _pairs(lz.emit(n, "IntNeg", [q, e], [(".q", q.dtype), _E]))
+
+
+@lowering("Gather")
+def _gather(lz: Any, n: Node) -> list[IntPair] | None:
+    """A Gather of a float value at constant indices: the layout rule (integers, same exponent)."""
+    idx = n.inputs[1]
+    if idx is None or idx.kind != "const" or idx.data is None or not np.issubdtype(np.dtype(idx.dtype), np.integer):
+        return None
+    return _layout(lz, n)
+
+
+@lowering("Concat")
+def _concat(lz: Any, n: Node) -> list[IntPair] | None:
+    xs = list(n.inputs)
+    if not xs or not all(_float(x) for x in xs) or len(n.outputs) != 1 or n.attrs.get("axis") is None:
+        return None
+    ins = []
+    for x in xs:
+        ins += list(lz.int_of(x, n))
+    bits = lz.bits(n)
+    axis = int(n.attrs["axis"]) % len(xs[0].shape)
+    return _pairs(lz.emit(n, "IntConcat", ins, [(".q", int_dtype_for_bits(bits)), _E], {"axis": axis, "bits": bits}))
+
+
+@lowering("ConcatGrad")
+def _concat_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    dy = n.inputs[0]
+    if not (_float(dy) and n.outputs and all(_float(o) for o in n.outputs)):
+        return None
+    dq, de = lz.int_of(dy, n)
+    outs: list[tuple[str, np.dtype]] = []
+    for _ in n.outputs:
+        outs += [(".q", np.dtype(dq.dtype)), _E]
+    attrs = {"axis": int(n.attrs["axis"]) % len(dy.shape), "split": [int(s) for s in n.attrs["split"]],
+             "select": [int(s) for s in n.attrs["select"]]}
+    return _pairs(lz.emit(n, "IntConcatGrad", [dq, de], outs, attrs))

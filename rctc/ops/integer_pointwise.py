@@ -1,0 +1,59 @@
+"""The integer twins of rct mode's smooth activations, subtraction / negation and the data
+movement of unrolled recurrent cells (the ops issue 14's models left as float islands).
+
+Needs: rctc.ops.schema, rctc.ops.costs.
+Leaves: one definition per integer op, each on ``(q, e)`` pairs (value ``q * 2^e``):
+
+* ``IntSigmoid`` / ``IntTanh`` (i-exp, one rounding) and their backward rules, which recompute
+  the activation from the forward *input* (rctc.runtime.intref.expo: the C kernels do the same);
+* ``IntSub`` (exponent alignment, one rounding) and ``IntNeg`` (exact: the ranges are symmetric);
+* ``IntConcat`` (every input aligned to the finest exponent, one rounding: exact when the
+  aligned values fit) and ``IntConcatGrad`` (the error split: exact, same exponent);
+* ``IntGatherScatter``: Gather's error scattered back into the data's shape along ``axis``
+  (an exact int64 scatter-add, one rounding to ``bits``: exact when the indices are distinct and
+  the result fits, the case of an unrolled cell's row slices).
+
+The algorithms are the ones of ``rctc.runtime.intref`` (rounding and error bounds stated there);
+the numpy kernels are in ``runtime/kernels/int_pointwise.py``, the C emitters in
+``native/codegen/emit/int_pointwise.py``.
+"""
+
+from __future__ import annotations
+
+from rctc.ops import costs
+from rctc.ops.costs import inp
+from rctc.ops.schema import ELEMENTWISE, GRADIENT, INTEGER, NEEDS_RNG, definer
+
+_INT = {ELEMENTWISE, INTEGER}
+_GRAD = _INT | {GRADIENT, NEEDS_RNG}
+
+op = definer("elementwise", domain="rctc", modes={"rct"}, rct="integer", traits=_INT)
+move = definer("layout", domain="rctc", modes={"rct"}, rct="integer", traits=_INT)
+
+# i-exp per element: a floor division, two multiplies and three adds for the polynomial, a
+# variable shift; then the reciprocal (a division) and the mirror: counted as 4 mult + 5 add + 1 cmp
+op("IntSigmoid", ("q", "e"), outputs=("Y", "Y_e"), attrs={"bits": 8}, cost=costs.per_output(mult=4, add=5, cmp=1),
+   c_kernel="rctc_iq_sigmoid", doc="i-exp of -|x|, E / (1 + E) in Q16, mirrored, one nearest rounding")
+op("IntSigmoidGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), attrs={"bits": 8, "rounding": "stochastic"},
+   traits=_GRAD, cost=costs.per_output(mult=6, add=6, cmp=1), c_kernel="rctc_iq_sigmoid_backward",
+   doc="dy s (1 - s), s recomputed in Q16 from the forward input, one rounding")
+op("IntTanh", ("q", "e"), outputs=("Y", "Y_e"), attrs={"bits": 8}, cost=costs.per_output(mult=4, add=5, cmp=2),
+   c_kernel="rctc_iq_tanh", doc="i-exp of -2|x|, (1 - E) / (1 + E) in Q16, signed, one nearest rounding")
+op("IntTanhGrad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"), attrs={"bits": 8, "rounding": "stochastic"},
+   traits=_GRAD, cost=costs.per_output(mult=6, add=6, cmp=2), c_kernel="rctc_iq_tanh_backward",
+   doc="dy (1 - t^2), t recomputed in Q16 from the forward input, one rounding")
+op("IntSub", ("qa", "ea", "qb", "eb"), outputs=("Y", "Y_e"), attrs={"bits": 8, "rounding": "nearest"},
+   traits=_INT | {NEEDS_RNG}, cost=costs.per_output(add=2, cmp=1), c_kernel="rctc_iq_add",
+   doc="exponents aligned by shifts, subtracted exactly, one rounding (stochastic for errors)")
+op("IntNeg", ("q", "e"), outputs=("Y", "Y_e"), cost=costs.per_output(add=1), c_kernel="generated loops",
+   doc="-q at the same exponent: exact (the symmetric range)")
+move("IntConcat", ("*inputs",), outputs=("Y", "Y_e"), attrs={"axis": None, "bits": 8},
+     cost=costs.ops(lambda n, i, o: {"cmp": costs.e(o)}), c_kernel="rctc_iq_concat",
+     doc="inputs (q0, e0, q1, e1, ...) aligned to the finest exponent, concatenated, one nearest rounding")
+move("IntConcatGrad", ("dq", "de"), outputs=("*dinputs",), attrs={"axis": None, "split": None, "select": None},
+     traits=_INT | {GRADIENT}, cost=costs.free, c_kernel="generated loops",
+     doc="the error's pieces (dX0, e, dX1, e, ...) along axis: exact, the error's exponent")
+move("IntGatherScatter", ("dq", "de", "indices"), outputs=("dX", "dX_e"),
+     attrs={"table_shape": None, "axis": 0, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}), c_kernel="generated loops + rctc_iq_requantize",
+     doc="Gather's error scattered into the data's shape (int64 sum), one rounding: exact for distinct indices")

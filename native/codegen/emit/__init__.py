@@ -190,6 +190,7 @@ def _load() -> None:
         conv,
         elementwise,
         gather,
+        int_pointwise,
         loss,
         norm,
         pool,

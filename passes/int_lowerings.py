@@ -4,7 +4,8 @@ Needs: a lowerer (``rctc.passes.requantise``) that gives the integer form ``(q, 
 value (``int_of``), the width and rounding of a node's phase (``bits`` / ``rounding``: act_bits
 and nearest forward, grad_bits and ``--rounding`` backward) and builds the integer node
 (``emit``).
-Leaves: ``LOWERINGS``, op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
+Leaves: ``LOWERINGS`` (with the rules of ``int_lowerings_cell``, which the requantise pass
+imports too), op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
 the node's attributes fall outside what the integer kernel implements (it then stays a float
 island). A rule checks everything before it asks for an integer form, so a refused node
 leaves the graph untouched.
@@ -411,7 +412,5 @@ def _ce_grad(lz: Any, n: Node) -> list[IntPair] | None:
     return _pairs(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
                           [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits, "rounding": lz.rounding(n)}))
 
-
-from rctc.passes import int_lowerings_cell  # noqa: E402,F401  (registers its rules in LOWERINGS)
 
 __all__ = ["LOWERINGS", "IntPair", "lowering"]

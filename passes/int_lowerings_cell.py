@@ -14,6 +14,9 @@ for an integer form, so a refused node leaves the graph untouched (a float islan
 * Gather with a constant index (scalar or tensor) is a layout op: it runs on the integers of a
   value that has an integer form already, the exponent passing through (exact).
 * Concat aligns its inputs (one rounding, exact when they fit); ConcatGrad splits exactly.
+* Pad (constant 0, reflect, edge) and nearest Resize are layout ops on the integers (exact);
+  PadGrad / nearest ResizeGrad sum exactly in int64 and round once. A non-zero pad constant and
+  linear Resize stay float islands (neither is exact on the input's grid).
 """
 
 from __future__ import annotations
@@ -105,3 +108,49 @@ def _concat_grad(lz: Any, n: Node) -> list[IntPair] | None:
     attrs = {"axis": int(n.attrs["axis"]) % len(dy.shape), "split": [int(s) for s in n.attrs["split"]],
              "select": [int(s) for s in n.attrs["select"]]}
     return _pairs(lz.emit(n, "IntConcatGrad", [dq, de], outs, attrs))
+
+
+def _const_value(v: Any) -> float | None:
+    """A constant's single value (None when absent; NaN when it is not one constant number)."""
+    if v is None:
+        return None
+    if v.kind != "const" or v.data is None or np.asarray(v.data).size > 1:
+        return float("nan")
+    return float(np.asarray(v.data).reshape(-1)[0]) if np.asarray(v.data).size else None
+
+
+@lowering("Pad")
+def _pad(lz: Any, n: Node) -> list[IntPair] | None:
+    """Pad is exact on the integers: constant 0 (any other constant is not on the input's grid),
+    reflect and edge gather; the exponent passes through."""
+    mode = str(n.attrs.get("mode", "constant"))
+    c = _const_value(n.input(2))
+    if mode not in ("constant", "reflect", "edge") or (mode == "constant" and c not in (None, 0.0)):
+        return None
+    return _layout(lz, n)
+
+
+@lowering("Resize")
+def _resize(lz: Any, n: Node) -> list[IntPair] | None:
+    """Nearest Resize gathers (every tap weighs 1): exact on the integers. Linear stays float."""
+    if str(n.attrs.get("mode", "nearest")) != "nearest":
+        return None
+    return _layout(lz, n)
+
+
+def _scatter_grad(int_op: str, keep: tuple[str, ...]) -> Rule:
+    def lower(lz: Any, n: Node) -> list[IntPair] | None:
+        dy = n.inputs[0]
+        if not _float(dy) or (int_op == "IntResizeGrad" and str(n.attrs.get("mode", "nearest")) != "nearest"):
+            return None
+        dq, de = lz.int_of(dy, n)
+        bits = lz.bits(n)
+        attrs = {k: n.attrs[k] for k in keep if k in n.attrs}
+        return _pairs(lz.emit(n, int_op, [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                              {**attrs, "bits": bits, "rounding": lz.rounding(n)}))
+    return lower
+
+
+lowering("PadGrad")(_scatter_grad("IntPadGrad", ("mode", "begin", "end")))
+lowering("ResizeGrad")(_scatter_grad("IntResizeGrad", ("mode", "coordinate_transformation_mode", "nearest_mode",
+                                                         "scales", "input_shape")))

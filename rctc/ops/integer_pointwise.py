@@ -11,7 +11,9 @@ Leaves: one definition per integer op, each on ``(q, e)`` pairs (value ``q * 2^e
   aligned values fit) and ``IntConcatGrad`` (the error split: exact, same exponent);
 * ``IntGatherScatter``: Gather's error scattered back into the data's shape along ``axis``
   (an exact int64 scatter-add, one rounding to ``bits``: exact when the indices are distinct and
-  the result fits, the case of an unrolled cell's row slices).
+  the result fits, the case of an unrolled cell's row slices);
+* ``IntPadGrad`` / ``IntResizeGrad`` (nearest): the scatter of PadGrad / ResizeGrad as an exact
+  int64 sum, one rounding (Pad and nearest Resize themselves run on the integers as layout ops).
 
 The algorithms are the ones of ``rctc.runtime.intref`` (rounding and error bounds stated there);
 the numpy kernels are in ``runtime/kernels/int_pointwise.py``, the C emitters in
@@ -57,3 +59,13 @@ move("IntGatherScatter", ("dq", "de", "indices"), outputs=("dX", "dX_e"),
      attrs={"table_shape": None, "axis": 0, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
      cost=costs.ops(lambda n, i, o: {"add": inp(i).size}), c_kernel="generated loops + rctc_iq_requantize",
      doc="Gather's error scattered into the data's shape (int64 sum), one rounding: exact for distinct indices")
+move("IntPadGrad", ("dq", "de"), outputs=("dX", "dX_e"),
+     attrs={"mode": "constant", "begin": None, "end": None, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
+     cost=costs.ops(lambda n, i, o: {"add": max(inp(i).size - costs.e(o), 0)}),
+     doc="PadGrad on the integers: dy summed exactly (int64) onto the positions Pad read, one rounding "
+         "(exact for constant padding)")
+move("IntResizeGrad", ("dq", "de"), outputs=("dX", "dX_e"),
+     attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor",
+            "scales": None, "input_shape": None, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
+     doc="nearest ResizeGrad on the integers: dy summed exactly (int64) onto the positions read, one rounding")

@@ -1,4 +1,5 @@
-"""Kernels of the integer smooth activations, Sub / Neg and the recurrent-cell data movement
+"""Kernels of the integer smooth activations, Sub / Neg, the recurrent-cell data movement and
+the Pad / nearest Resize gradients
 (rctc/ops/integer_pointwise.py).
 
 Needs: rctc.runtime.intref (every algorithm is written once there; these kernels unpack
@@ -15,6 +16,7 @@ import numpy as np
 from rctc.ir import Node
 from rctc.runtime.intref import arith, expo
 from rctc.runtime.intref.core import requantize
+from rctc.runtime.kernels import resample
 from rctc.runtime.kernels._words import rand_words
 from rctc.runtime.kernels.registry import KernelContext, register
 
@@ -105,3 +107,21 @@ def int_gather_scatter(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.nd
     axis = int(node.attrs.get("axis", 0)) % len(shape)
     acc = scatter_add(dq, indices, shape, axis)
     return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=rand_words(ctx, node, shape)))
+
+
+@register("IntPadGrad")
+def int_pad_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray) -> tuple:
+    """PadGrad's scatter (runtime/kernels/resample.py) on int64: an exact sum, then one rounding."""
+    acc = resample.pad_grad(ctx, node, dq.astype(np.int64))
+    return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=rand_words(ctx, node, acc.shape)))
+
+
+@register("IntResizeGrad")
+def int_resize_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray) -> tuple:
+    """Nearest ResizeGrad's scatter on int64 (every tap weighs 1: exact), then one rounding."""
+    if str(node.attrs.get("mode", "nearest")) != "nearest":
+        raise ValueError("IntResizeGrad: only nearest Resize has an exact integer gradient")
+    acc = resample.resize_grad(ctx, node, dq.astype(np.int64))
+    if acc.dtype != np.int64:
+        raise AssertionError("nearest taps keep the integers")
+    return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=rand_words(ctx, node, acc.shape)))

@@ -150,3 +150,49 @@ def test_gather_scatter(idx: list[int], axis: int, rounding: str) -> None:
 def test_gather_scatter_refuses_an_index_out_of_range() -> None:
     with pytest.raises(IndexError, match="out of range"):
         _run("IntGatherScatter", np.ones((2, 1), np.int8), _e(0), np.array([3]), table_shape=[2, 3], axis=1, bits=8)
+
+
+def _plain_pad_index(mode: str, j: int, n: int) -> int:
+    """Input position of padded position ``j`` (-1: the constant), by the ONNX definition."""
+    if 0 <= j < n:
+        return j
+    if mode == "constant":
+        return -1
+    if mode == "edge":
+        return min(max(j, 0), n - 1)
+    return -j if j < 0 else 2 * (n - 1) - j  # reflect (pads shorter than the axis)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_pad_grad(mode: str, rounding: str) -> None:
+    shape, begin, end = (2, 1, 4, 5), [0, 0, 1, 2], [0, 0, 2, 1]
+    dshape = tuple(s + b + e for s, b, e in zip(shape, begin, end))
+    dq = tensor("saturated", dshape, 8, 4).astype(np.int8)
+    node, y = _run("IntPadGrad", dq, _e(-3), mode=mode, begin=begin, end=end, bits=8, rounding=rounding)
+    acc = np.zeros(shape, dtype=object)
+    for pos in np.ndindex(*dshape):
+        src = [_plain_pad_index(mode, p - b, s) for p, b, s in zip(pos, begin, shape)]
+        if min(src) >= 0:
+            acc[tuple(src)] += int(dq[pos])
+    words = None if rounding == "nearest" else [int(w) for w in CTX.words(node, shape).ravel()]
+    out, eo = requant([int(v) for v in acc.ravel()], -3, 8, words)
+    assert int(y[1]) == eo and y[0].ravel().tolist() == out
+    if mode == "constant":  # no position read twice: exact, the error's exponent
+        assert int(y[1]) == -3
+
+
+@pytest.mark.parametrize("coord", ["half_pixel", "asymmetric"])
+def test_nearest_resize_grad(coord: str) -> None:
+    """x2 nearest upsampling: input (i, j) was read by outputs (2i..2i+1, 2j..2j+1)."""
+    dq = tensor("random", (1, 2, 6, 8), 8, 6).astype(np.int8)
+    node, y = _run("IntResizeGrad", dq, _e(-4), mode="nearest", coordinate_transformation_mode=coord,
+                   nearest_mode="round_prefer_floor", scales=[1.0, 1.0, 2.0, 2.0], input_shape=[1, 2, 3, 4], bits=8,
+                   rounding="stochastic")
+    acc = [int(dq[0, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2].astype(np.int64).sum())
+           for c in range(2) for i in range(3) for j in range(4)]
+    out, eo = requant(acc, -4, 8, [int(w) for w in CTX.words(node, (1, 2, 3, 4)).ravel()])
+    assert int(y[1]) == eo and y[0].ravel().tolist() == out
+    with pytest.raises(ValueError, match="nearest"):
+        _run("IntResizeGrad", dq, _e(-4), mode="linear", scales=[1.0, 1.0, 2.0, 2.0], input_shape=[1, 2, 3, 4],
+             bits=8, rounding="nearest")

@@ -17,6 +17,8 @@ for an integer form, so a refused node leaves the graph untouched (a float islan
 * Pad (constant 0, reflect, edge) and nearest Resize are layout ops on the integers (exact);
   PadGrad / nearest ResizeGrad sum exactly in int64 and round once. A non-zero pad constant and
   linear Resize stay float islands (neither is exact on the input's grid).
+* InstanceNormalization -> IntInstanceNormalization (BatchNorm's algorithm per sample and
+  channel); its gradient when the forward was lowered and dscale / dB only feed updates.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from rctc.fixedpoint import int_dtype_for_bits
 from rctc.ir import Node
-from rctc.passes.int_lowerings import _E, IntPair, _binary, _float, _layout, _pairs, lowering
+from rctc.passes.int_lowerings import _E, IntPair, _binary, _float, _layout, _norm_grad, _pairs, lowering
 
 Rule = Callable[[Any, Node], "list[IntPair] | None"]
 
@@ -154,3 +156,23 @@ def _scatter_grad(int_op: str, keep: tuple[str, ...]) -> Rule:
 lowering("PadGrad")(_scatter_grad("IntPadGrad", ("mode", "begin", "end")))
 lowering("ResizeGrad")(_scatter_grad("IntResizeGrad", ("mode", "coordinate_transformation_mode", "nearest_mode",
                                                          "scales", "input_shape")))
+
+
+@lowering("InstanceNormalization")
+def _instance_norm(lz: Any, n: Node) -> list[IntPair] | None:
+    """BatchNorm's integer algorithm per (sample, channel) (intref.instnorm)."""
+    x, scale, bias = n.input(0), n.input(1), n.input(2)
+    if not (_float(x) and x is not None and len(x.shape) >= 3 and _float(scale) and _float(bias)):
+        return None
+    q, e = lz.int_of(x, n)
+    gq, ge = lz.int_of(scale, n)
+    bq, be = lz.int_of(bias, n)
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntInstanceNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits}))
+
+
+@lowering("InstanceNormGrad")
+def _instance_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    return _norm_grad(lz, n, "InstanceNormalization", "IntInstanceNormGrad",
+                      lambda f: {"epsilon": float(f.attrs.get("epsilon", 1e-5))})

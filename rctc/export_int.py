@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 _ROUNDED = {"IntAdd": "Add", "IntMul": "Mul", "IntGlobalAveragePool": "GlobalAveragePool",
             "IntReduceMean": "ReduceMean", "IntSoftmax": "Softmax",
             "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization",
-            "IntSub": "Sub", "IntSigmoid": "Sigmoid", "IntTanh": "Tanh", "IntConcat": "Concat"}
+            "IntSub": "Sub", "IntSigmoid": "Sigmoid", "IntTanh": "Tanh", "IntConcat": "Concat",
+            "IntInstanceNormalization": "InstanceNormalization"}
 #: integer ops that are exact on the integers
 _EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip", "IntNeg": "Neg"}
 INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
@@ -172,6 +173,9 @@ def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
     if op == "IntLayerNormalization":
         return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
             {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5))}
+    if op == "IntInstanceNormalization":
+        return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
+            {"epsilon": float(n.attrs.get("epsilon", 1e-5))}
     if op == "IntBatchNormalization":
         return [x, *(_float_of(ex, ins[i], ins[i + 1]) for i in (2, 4, 6, 8))], \
             {"epsilon": float(n.attrs.get("epsilon", 1e-5))}

@@ -13,7 +13,9 @@ Leaves: one definition per integer op, each on ``(q, e)`` pairs (value ``q * 2^e
   (an exact int64 scatter-add, one rounding to ``bits``: exact when the indices are distinct and
   the result fits, the case of an unrolled cell's row slices);
 * ``IntPadGrad`` / ``IntResizeGrad`` (nearest): the scatter of PadGrad / ResizeGrad as an exact
-  int64 sum, one rounding (Pad and nearest Resize themselves run on the integers as layout ops).
+  int64 sum, one rounding (Pad and nearest Resize themselves run on the integers as layout ops);
+* ``IntInstanceNormalization`` / ``IntInstanceNormGrad``: BatchNorm's integer algorithm with one
+  group per (sample, channel) (rctc.runtime.intref.instnorm).
 
 The algorithms are the ones of ``rctc.runtime.intref`` (rounding and error bounds stated there);
 the numpy kernels are in ``runtime/kernels/int_pointwise.py``, the C emitters in
@@ -69,3 +71,15 @@ move("IntResizeGrad", ("dq", "de"), outputs=("dX", "dX_e"),
             "scales": None, "input_shape": None, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
      cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
      doc="nearest ResizeGrad on the integers: dy summed exactly (int64) onto the positions read, one rounding")
+
+norm = definer("normalisation", domain="rctc", modes={"rct"}, rct="integer", traits={INTEGER})
+norm("IntInstanceNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e"), outputs=("Y", "Y_e"),
+     attrs={"epsilon": 1e-5, "bits": 8},
+     cost=costs.ops(lambda n, i, o: {"add": 4 * costs.e(o), "mult": 3 * costs.e(o)}),
+     doc="BatchNorm's integer algorithm per (sample, channel): exact sums, fixed-point rsqrt, one rounding")
+norm("IntInstanceNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
+     outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"), attrs={"epsilon": 1e-5, "bits": 8,
+                                                                       "rounding": "stochastic"},
+     traits={INTEGER, GRADIENT, NEEDS_RNG}, cost=costs.ops(lambda n, i, o: {"add": 4 * costs.e(o),
+                                                                            "mult": 4 * costs.e(o)}),
+     doc="dx at bits; dscale / dB per channel as exact int64 accumulators for the update")

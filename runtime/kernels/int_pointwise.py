@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intref import arith, expo
+from rctc.runtime.intref import arith, expo, instnorm
 from rctc.runtime.intref.core import requantize
 from rctc.runtime.kernels import resample
 from rctc.runtime.kernels._words import rand_words
@@ -125,3 +125,19 @@ def int_resize_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarr
     if acc.dtype != np.int64:
         raise AssertionError("nearest taps keep the integers")
     return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=rand_words(ctx, node, acc.shape)))
+
+
+@register("IntInstanceNormalization")
+def int_instance_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, gq: np.ndarray, ge: np.ndarray,
+                      bq: np.ndarray, be: np.ndarray) -> tuple:
+    return _out(instnorm.instancenorm(q, int(e), (gq, int(ge)), (bq, int(be)), float(node.attrs.get("epsilon", 1e-5)),
+                                      int(node.attrs["bits"])))
+
+
+@register("IntInstanceNormGrad")
+def int_instance_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
+                           e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
+    dx, dg, db = instnorm.instancenorm_backward(q, int(e), (gq, int(ge)), dq, int(de),
+                                                float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"]),
+                                                rand_words(ctx, node, q.shape))
+    return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])

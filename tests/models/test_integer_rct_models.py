@@ -14,7 +14,7 @@ import rctc
 from rctc import models
 
 #: float islands left in rct (before this work: kws_gru 397, unet 9, groupnorm_cnn 10)
-ISLANDS = {"kws_gru": 0, "unet": 3, "groupnorm_cnn": 8}
+ISLANDS = {"kws_gru": 0, "unet": 3, "groupnorm_cnn": 2}
 
 
 def _digits_like(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,5 +41,8 @@ def test_rct_trains_and_exports(tmp_path: Path, name: str) -> None:
     ref = m.predict(x[:8])["logits"]
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["logits"], {"x": x[:8]})[0]
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, atol=1e-2 * float(np.abs(ref).max()))
+    # the export runs the float ONNX op where rctc runs an integer algorithm (i-exp, fixed-point
+    # rsqrt): within their stated bounds, so a value near a rounding tie may land one grid step
+    # away and carry on (measured: groupnorm_cnn 1.2% of the logits' range after 20 steps)
+    np.testing.assert_allclose(got, ref, atol=2e-2 * float(np.abs(ref).max()))
     assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.99

@@ -49,7 +49,8 @@ def test_trains_and_exports_to_onnxruntime(tmp_path: Path, name: str, mode: str)
             "groupnorm_cnn": {"InstanceNormalization", "InstanceNormGrad", "Pad", "PadGrad", "Resize"},
             "kws_gru": {"Sigmoid", "Tanh", "Gather"}}[name]  # the GRU unrolled into its cells
     if mode == "rct":  # integer from end to end: the integer twins (rctc/ops/integer_pointwise.py)
-        twin = {"Concat": "IntConcat", "Sigmoid": "IntSigmoid", "Tanh": "IntTanh", "PadGrad": "IntPadGrad"}
+        twin = {"Concat": "IntConcat", "Sigmoid": "IntSigmoid", "Tanh": "IntTanh", "PadGrad": "IntPadGrad",
+                "InstanceNormalization": "IntInstanceNormalization", "InstanceNormGrad": "IntInstanceNormGrad"}
         if name == "unet":  # nearest: exact on the integers (groupnorm_cnn's bilinear Resize stays float)
             twin["ResizeGrad"] = "IntResizeGrad"
         want = {twin.get(t, t) for t in want}

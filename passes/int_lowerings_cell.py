@@ -19,6 +19,8 @@ for an integer form, so a refused node leaves the graph untouched (a float islan
   linear Resize stay float islands (neither is exact on the input's grid).
 * InstanceNormalization -> IntInstanceNormalization (BatchNorm's algorithm per sample and
   channel); its gradient when the forward was lowered and dscale / dB only feed updates.
+* LeakyRelu, HardSigmoid, HardSwish, Erf, Exp and their gradients (which read the forward
+  input) -> their integer twins (intref.pointwise / gelu / expo).
 """
 
 from __future__ import annotations
@@ -176,3 +178,36 @@ def _instance_norm(lz: Any, n: Node) -> list[IntPair] | None:
 def _instance_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
     return _norm_grad(lz, n, "InstanceNormalization", "IntInstanceNormGrad",
                       lambda f: {"epsilon": float(f.attrs.get("epsilon", 1e-5))})
+
+
+# ----- the remaining unary activations: forward at the activation width, the gradient (which
+# reads the forward input X) at the error width
+def _unary(int_op: str, keep: tuple[str, ...]) -> tuple[Rule, Rule]:
+    def attrs(n: Node) -> dict[str, float]:
+        return {k: float(n.attrs[k]) for k in keep if k in n.attrs}
+
+    def forward(lz: Any, n: Node) -> list[IntPair] | None:
+        x = n.inputs[0]
+        if not _float(x):
+            return None
+        q, e = lz.int_of(x, n)
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), _E], {**attrs(n), "bits": bits}))
+
+    def backward(lz: Any, n: Node) -> list[IntPair] | None:
+        dy, x = n.inputs[0], n.inputs[1]
+        if not (_float(dy) and _float(x)):
+            return None
+        dq, de = lz.int_of(dy, n)
+        q, e = lz.int_of(x, n)
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, f"{int_op}Grad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E],
+                              {**attrs(n), "bits": bits, "rounding": lz.rounding(n)}))
+    return forward, backward
+
+
+for _op, _keep in (("LeakyRelu", ("alpha",)), ("HardSigmoid", ("alpha", "beta")), ("HardSwish", ()), ("Erf", ()),
+                   ("Exp", ())):
+    _f, _b = _unary(f"Int{_op}", _keep)
+    lowering(_op)(_f)
+    lowering(f"{_op}Grad")(_b)

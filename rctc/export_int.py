@@ -46,7 +46,8 @@ _ROUNDED = {"IntAdd": "Add", "IntMul": "Mul", "IntGlobalAveragePool": "GlobalAve
             "IntReduceMean": "ReduceMean", "IntSoftmax": "Softmax",
             "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization",
             "IntSub": "Sub", "IntSigmoid": "Sigmoid", "IntTanh": "Tanh", "IntConcat": "Concat",
-            "IntInstanceNormalization": "InstanceNormalization"}
+            "IntInstanceNormalization": "InstanceNormalization", "IntLeakyRelu": "LeakyRelu",
+            "IntHardSigmoid": "HardSigmoid", "IntHardSwish": "HardSwish", "IntErf": "Erf", "IntExp": "Exp"}
 #: integer ops that are exact on the integers
 _EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip", "IntNeg": "Neg"}
 INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
@@ -173,6 +174,8 @@ def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
     if op == "IntLayerNormalization":
         return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
             {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5))}
+    if op in ("IntLeakyRelu", "IntHardSigmoid"):
+        return [x], {k: float(n.attrs[k]) for k in ("alpha", "beta") if k in n.attrs}
     if op == "IntInstanceNormalization":
         return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
             {"epsilon": float(n.attrs.get("epsilon", 1e-5))}

@@ -15,7 +15,9 @@ Leaves: one definition per integer op, each on ``(q, e)`` pairs (value ``q * 2^e
 * ``IntPadGrad`` / ``IntResizeGrad`` (nearest): the scatter of PadGrad / ResizeGrad as an exact
   int64 sum, one rounding (Pad and nearest Resize themselves run on the integers as layout ops);
 * ``IntInstanceNormalization`` / ``IntInstanceNormGrad``: BatchNorm's integer algorithm with one
-  group per (sample, channel) (rctc.runtime.intref.instnorm).
+  group per (sample, channel) (rctc.runtime.intref.instnorm);
+* ``IntLeakyRelu`` / ``IntHardSigmoid`` / ``IntHardSwish`` / ``IntErf`` / ``IntExp`` and their
+  ``...Grad`` (intref.pointwise / gelu / expo; the gradient reads the forward input).
 
 The algorithms are the ones of ``rctc.runtime.intref`` (rounding and error bounds stated there);
 the numpy kernels are in ``runtime/kernels/int_pointwise.py``, the C emitters in
@@ -83,3 +85,24 @@ norm("IntInstanceNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
      traits={INTEGER, GRADIENT, NEEDS_RNG}, cost=costs.ops(lambda n, i, o: {"add": 4 * costs.e(o),
                                                                             "mult": 4 * costs.e(o)}),
      doc="dx at bits; dscale / dB per channel as exact int64 accumulators for the update")
+
+# ----- the remaining unary activations on their intref algorithms (grads read the forward input)
+_UNARY = {  # op -> (attrs, forward counts, backward counts, C kernel stem, doc)
+    "LeakyRelu": ({"alpha": 0.01}, {"cmp": 1, "mult": 1}, {"cmp": 1, "mult": 1}, "rctc_iq_leaky_relu",
+                  "x, or alpha_q x / 2^24 (alpha in Q24) below 0, one rounding"),
+    "HardSigmoid": ({"alpha": 0.2, "beta": 0.5}, {"mult": 1, "add": 1, "cmp": 2}, {"mult": 1, "cmp": 2},
+                    "rctc_iq_hardsigmoid", "clip(alpha x + beta, 0, 1) exactly (alpha, beta exact ratios), cut "
+                    "to 2^-24, one rounding"),
+    "HardSwish": ({}, {"mult": 2, "add": 1, "cmp": 2}, {"mult": 2, "add": 1, "cmp": 2}, "rctc_iq_hardswish",
+                  "x clip(x + 3, 0, 6) / 6 exactly, cut to 2^-24, one rounding"),
+    "Erf": ({}, {"mult": 6, "add": 6, "cmp": 1}, {"mult": 5, "add": 5}, "rctc_iq_erf",
+            "A&S 7.1.26 with i-exp in Q16, one rounding (GELU's erf)"),
+    "Exp": ({}, {"mult": 3, "add": 4, "cmp": 1}, {"mult": 4, "add": 4, "cmp": 1}, "rctc_iq_exp",
+            "i-exp per element aligned to the largest, one rounding"),
+}
+for _op, (_attrs, _fwd, _bwd, _kernel, _doc) in _UNARY.items():
+    op(f"Int{_op}", ("q", "e"), outputs=("Y", "Y_e"), attrs={**_attrs, "bits": 8}, cost=costs.per_output(**_fwd),
+       c_kernel=_kernel, doc=_doc)
+    op(f"Int{_op}Grad", ("dq", "de", "q", "e"), outputs=("dX", "dX_e"),
+       attrs={**_attrs, "bits": 8, "rounding": "stochastic"}, traits=_GRAD, cost=costs.per_output(**_bwd),
+       c_kernel=f"{_kernel}_backward", doc="its derivative at the forward input times dy, one rounding")

@@ -10,11 +10,12 @@ Leaves: one kernel per op type; exponents as int32 scalars, results in the stora
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from rctc.ir import Node
-from rctc.runtime.intref import arith, expo, instnorm
+from rctc.runtime.intref import arith, expo, gelu, instnorm, pointwise
 from rctc.runtime.intref.core import requantize
 from rctc.runtime.kernels import resample
 from rctc.runtime.kernels._words import rand_words
@@ -141,3 +142,31 @@ def int_instance_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: n
                                                 float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"]),
                                                 rand_words(ctx, node, q.shape))
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
+
+
+def _alpha_beta(node: Node) -> dict[str, float]:
+    return {k: float(node.attrs[k]) for k in ("alpha", "beta") if k in node.attrs}
+
+
+_UNARY = {"IntLeakyRelu": (pointwise.leaky_relu, pointwise.leaky_relu_backward),
+          "IntHardSigmoid": (pointwise.hardsigmoid, pointwise.hardsigmoid_backward),
+          "IntHardSwish": (pointwise.hardswish, pointwise.hardswish_backward),
+          "IntErf": (gelu.erf, gelu.erf_backward),
+          "IntExp": (expo.exp, expo.exp_backward)}
+
+
+def _unary(fwd: Any, bwd: Any) -> tuple[Any, Any]:
+    def forward(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray) -> tuple:
+        return _out(fwd(q, int(e), **_alpha_beta(node), bits=int(node.attrs["bits"])))
+
+    def backward(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
+                 e: np.ndarray) -> tuple:
+        return _out(bwd(q, int(e), dq, int(de), **_alpha_beta(node), bits=int(node.attrs["bits"]),
+                        rand=rand_words(ctx, node, q.shape)))
+    return forward, backward
+
+
+for _t, (_f, _b) in _UNARY.items():
+    _kf, _kb = _unary(_f, _b)
+    register(_t)(_kf)
+    register(f"{_t}Grad")(_kb)

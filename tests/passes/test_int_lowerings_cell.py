@@ -59,7 +59,7 @@ def _model(tail: str) -> onnx.ModelProto:
              numpy_helper.from_array(np.array([0, 2, 5], np.int64), "idx")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"])]
     width = 6
-    if tail in ("Sigmoid", "Tanh", "Neg"):
+    if tail in ("Sigmoid", "Tanh", "Neg", "LeakyRelu", "HardSigmoid", "HardSwish", "Erf", "Exp"):
         nodes.append(helper.make_node(tail, ["h"], ["logits"]))
     elif tail == "Sub":
         nodes += [helper.make_node("Tanh", ["h"], ["t"]), helper.make_node("Sub", ["h", "t"], ["logits"])]
@@ -84,10 +84,13 @@ def _step(x: np.ndarray) -> float:
 # the op's stated error (intref.expo / arith) on top of its output rounding, and the
 # sensitivity to its input's rounding to 8 bits (|f'| <= 1/4, 1, 1)
 BOUNDS = {"Sigmoid": (1e-3, 0.25), "Tanh": (2e-3, 1.0), "Neg": (0.0, 1.0), "Sub": (2e-3, 2.0), "Concat": (1e-3, 1.0),
-          "Gather": (0.0, 1.0)}
+          "Gather": (0.0, 1.0), "LeakyRelu": (0.0, 1.0), "HardSigmoid": (0.0, 0.2), "HardSwish": (2.0**-24, 1.5),
+          "Erf": (3.3e-3, 2 / np.sqrt(np.pi))}
+# Exp: i-exp's relative error 3.2e-3 (+ 2^-17) and slope exp(x), both scaled by the largest output
+EXP = (3.2e-3, 1.0)
 
 
-@pytest.mark.parametrize("tail", sorted(BOUNDS))
+@pytest.mark.parametrize("tail", [*sorted(BOUNDS), "Exp"])
 def test_lowered_op_is_within_its_bound_of_the_float_op(tail: str) -> None:
     model = _model(tail)
     x = np.random.default_rng(1).standard_normal((BATCH, 8)).astype(np.float32) * 2
@@ -101,7 +104,10 @@ def test_lowered_op_is_within_its_bound_of_the_float_op(tail: str) -> None:
         assert tail not in {n.op_type for n in integer.graph.nodes}
     got, want = integer.predict(x)["logits"], flt.predict(x)["logits"]
     h = x @ numpy_helper.to_array(model.graph.initializer[0])
-    op_err, slope = BOUNDS[tail]
+    op_err, slope = BOUNDS.get(tail, EXP)
+    if tail == "Exp":
+        top = float(np.exp(h).max())
+        op_err, slope = op_err * top + 2.0**-17, slope * top
     bound = _step(want) / 2 + op_err + slope * _step(h) / 2 + 1e-6
     assert np.abs(got - want).max() <= bound
     if tail in ("Neg", "Gather"):  # exact on the integers: the float op of the rounded input

@@ -1,5 +1,6 @@
 """C emitters of rctc/ops/integer_pointwise.py: the smooth activations (rctc_iq_sigmoid /
-rctc_iq_tanh and their backward), IntSub (rctc_iq_add with ``subtract``), IntNeg, IntConcat
+rctc_iq_tanh, hardswish, erf, exp, leaky_relu, hardsigmoid and their backward), IntSub
+(rctc_iq_add with ``subtract``), IntNeg, IntConcat
 (rctc_iq_concat), IntConcatGrad and IntGatherScatter (generated loops; the scatter's sum then
 rctc_iq_requantize).
 
@@ -30,6 +31,12 @@ from rctc.native.codegen.emit import (
 )
 from rctc.native.codegen.emit.elementwise import _dims
 from rctc.native.intops_base import broadcast_strides
+from rctc.runtime.intref.core import exact_ratio, fixed_point
+
+
+def _exact_ratio(v: float) -> tuple[int, int]:
+    n, d = exact_ratio(v)
+    return n, d.bit_length() - 1
 
 
 def _forward(kernel: str) -> object:
@@ -177,3 +184,66 @@ def int_gather_scatter(node: Node, cx: Emit) -> list[str]:
               "}"]
     return lines + call_rq(f"rctc_iq_requantize({total}u, work, {cx.scalar(de)}, {bits}, {rand}, {cx.ptr(out)}",
                            cx.scalar(out_e))
+
+
+for _stem in ("rctc_iq_hardswish", "rctc_iq_erf", "rctc_iq_exp"):
+    _name = {"rctc_iq_hardswish": "IntHardSwish", "rctc_iq_erf": "IntErf", "rctc_iq_exp": "IntExp"}[_stem]
+    emitter(_name)(_forward(_stem))  # type: ignore[arg-type]
+    emitter(f"{_name}Grad")(_backward(f"{_stem}_backward"))  # type: ignore[arg-type]
+
+
+def _ratio(v: float) -> str:
+    """A float32 attribute as the exact ratio ``num, log2(den)`` (intops_base._ratio)."""
+    n, lg = _exact_ratio(float(v))
+    return f"INT64_C({n}), {lg}"
+
+
+@emitter("IntLeakyRelu")
+def int_leaky_relu(node: Node, cx: Emit) -> list[str]:
+    q, e = node.inputs
+    y, y_e = node.outputs
+    bits = bits_of(node, y)
+    n = numel(q)
+    lines, _ = work_words(node, cx, n, 0)
+    alpha = fixed_point(float(node.attrs.get("alpha", 0.01)), 24)
+    return lines + call_rq(f"rctc_iq_leaky_relu({n}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, INT64_C({alpha}), "
+                           f"{bits}, work, {cx.ptr(y)}", cx.scalar(y_e))
+
+
+@emitter("IntLeakyReluGrad")
+def int_leaky_relu_grad(node: Node, cx: Emit) -> list[str]:
+    dq, de, q, _ = node.inputs
+    dx, dx_e = node.outputs
+    bits = bits_of(node, dx)
+    n = numel(q)
+    lines, rand = work_words(node, cx, n, n)
+    alpha = fixed_point(float(node.attrs.get("alpha", 0.01)), 24)
+    return lines + call_rq(f"rctc_iq_leaky_relu_backward({n}u, {cx.ptr(q)}, {width(q)}, {cx.ptr(dq)}, {width(dq)}, "
+                           f"{cx.scalar(de)}, INT64_C({alpha}), {bits}, {rand}, work, {cx.ptr(dx)}", cx.scalar(dx_e))
+
+
+def _hsig_args(node: Node) -> str:
+    return f"{_ratio(node.attrs.get('alpha', 0.2))}, {_ratio(node.attrs.get('beta', 0.5))}"
+
+
+@emitter("IntHardSigmoid")
+def int_hardsigmoid(node: Node, cx: Emit) -> list[str]:
+    q, e = node.inputs
+    y, y_e = node.outputs
+    bits = bits_of(node, y)
+    n = numel(q)
+    lines, _ = work_words(node, cx, n, 0)
+    return lines + call_rq(f"rctc_iq_hardsigmoid({n}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {_hsig_args(node)}, "
+                           f"{bits}, work, {cx.ptr(y)}", cx.scalar(y_e))
+
+
+@emitter("IntHardSigmoidGrad")
+def int_hardsigmoid_grad(node: Node, cx: Emit) -> list[str]:
+    dq, de, q, e = node.inputs
+    dx, dx_e = node.outputs
+    bits = bits_of(node, dx)
+    n = numel(q)
+    lines, rand = work_words(node, cx, n, n)
+    return lines + call_rq(f"rctc_iq_hardsigmoid_backward({n}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
+                           f"{cx.ptr(dq)}, {width(dq)}, {cx.scalar(de)}, {_hsig_args(node)}, {bits}, {rand}, work, "
+                           f"{cx.ptr(dx)}", cx.scalar(dx_e))

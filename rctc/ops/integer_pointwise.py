@@ -78,12 +78,14 @@ norm = definer("normalisation", domain="rctc", modes={"rct"}, rct="integer", tra
 norm("IntInstanceNormalization", ("q", "e", "scale_q", "scale_e", "B_q", "B_e"), outputs=("Y", "Y_e"),
      attrs={"epsilon": 1e-5, "bits": 8},
      cost=costs.ops(lambda n, i, o: {"add": 4 * costs.e(o), "mult": 3 * costs.e(o)}),
+     c_kernel="rctc_iq_batchnorm_train on the (1, B*C, S) view",
      doc="BatchNorm's integer algorithm per (sample, channel): exact sums, fixed-point rsqrt, one rounding")
 norm("IntInstanceNormGrad", ("dq", "de", "q", "e", "scale_q", "scale_e"),
      outputs=("dX", "dX_e", "dscale", "dscale_e", "dB", "dB_e"), attrs={"epsilon": 1e-5, "bits": 8,
                                                                        "rounding": "stochastic"},
      traits={INTEGER, GRADIENT, NEEDS_RNG}, cost=costs.ops(lambda n, i, o: {"add": 4 * costs.e(o),
                                                                             "mult": 4 * costs.e(o)}),
+     c_kernel="rctc_iq_batchnorm_backward on the (1, B*C, S) view",
      doc="dx at bits; dscale / dB per channel as exact int64 accumulators for the update")
 
 # ----- the remaining unary activations on their intref algorithms (grads read the forward input)

@@ -190,6 +190,7 @@ def _load() -> None:
         conv,
         elementwise,
         gather,
+        instance_norm,
         int_pointwise,
         loss,
         norm,

@@ -66,12 +66,13 @@ move("IntGatherScatter", ("dq", "de", "indices"), outputs=("dX", "dX_e"),
 move("IntPadGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      attrs={"mode": "constant", "begin": None, "end": None, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
      cost=costs.ops(lambda n, i, o: {"add": max(inp(i).size - costs.e(o), 0)}),
+     c_kernel="generated loops + rctc_iq_requantize",
      doc="PadGrad on the integers: dy summed exactly (int64) onto the positions Pad read, one rounding "
          "(exact for constant padding)")
 move("IntResizeGrad", ("dq", "de"), outputs=("dX", "dX_e"),
      attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor",
             "scales": None, "input_shape": None, "bits": 8, "rounding": "stochastic"}, traits=_GRAD,
-     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}),
+     cost=costs.ops(lambda n, i, o: {"add": inp(i).size}), c_kernel="generated loops + rctc_iq_requantize",
      doc="nearest ResizeGrad on the integers: dy summed exactly (int64) onto the positions read, one rounding")
 
 norm = definer("normalisation", domain="rctc", modes={"rct"}, rct="integer", traits={INTEGER})

@@ -54,11 +54,15 @@ def test_native_training_is_bit_identical_to_numpy(name: str) -> None:
     plan = next(iter(got["executor"]._plans.values()))
     host = {p.node.op_type for p in plan.parts if hasattr(p, "node")}
     new = {"IntSigmoid", "IntSigmoidGrad", "IntTanh", "IntTanhGrad", "IntSub", "IntNeg", "IntConcat", "IntConcatGrad",
-           "IntGatherScatter", "IntAddGrad", "IntInstanceNormalization", "IntInstanceNormGrad"}
+           "IntGatherScatter", "IntAddGrad", "IntInstanceNormalization", "IntInstanceNormGrad", "IntPadGrad",
+           "IntResizeGrad"}
     present = {n.op_type for n in got["graph"].nodes} & new
     assert not present & host  # every one of them ran in C
-    assert present == {"kws_gru": new - {"IntInstanceNormalization", "IntInstanceNormGrad"},
-                       "unet": {"IntConcat", "IntConcatGrad"},
-                       "groupnorm_cnn": {"IntInstanceNormalization", "IntInstanceNormGrad"}}[name]
-    # IntPadGrad / IntResizeGrad have no C emitter yet: the host runs them, the bits agree
-    assert {"unet": {"IntResizeGrad"}, "groupnorm_cnn": {"IntPadGrad"}}.get(name, set()) <= host
+    norms_resample = {"IntInstanceNormalization", "IntInstanceNormGrad", "IntPadGrad", "IntResizeGrad"}
+    assert present == {"kws_gru": new - norms_resample,
+                       "unet": {"IntConcat", "IntConcatGrad", "IntResizeGrad"},
+                       "groupnorm_cnn": {"IntInstanceNormalization", "IntInstanceNormGrad", "IntPadGrad"}}[name]
+    # Pad and nearest Resize on the integers run in C too; bilinear Resize (a float island) on the host
+    layout = {n.name for n in got["graph"].nodes if n.op_type in ("Pad", "Resize")
+              and np.dtype(n.outputs[0].dtype).kind == "i"}
+    assert bool(layout) == (name != "kws_gru") and not layout & {p.node.name for p in plan.parts if hasattr(p, "node")}

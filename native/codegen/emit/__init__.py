@@ -198,6 +198,7 @@ def _load() -> None:
         products,
         reduce,
         requant,
+        resample_int,
         shape,
         softmax,
         update,

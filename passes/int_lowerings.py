@@ -101,17 +101,15 @@ def _max_pool_grad(lz: Any, n: Node) -> list[IntPair] | None:
 
 
 @lowering(*sorted(LAYOUT_OPS))
-def _layout(lz: Any, n: Node, rest: list[Value | None] | None = None) -> list[IntPair] | None:
+def _layout(lz: Any, n: Node) -> list[IntPair] | None:
     """A layout op on the integers (the exponent passes through), when its input has an integer
-    form already (a layout op is never worth a quantise of its own); ``rest``: the other inputs
-    (default: the float node's)."""
+    form already (a layout op is never worth a quantise of its own)."""
     x = n.inputs[0]
     if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x) or _feeds_updates_only(n.outputs[0]):
         return None  # a weight gradient on its way to an update stays the product fuse_updates fuses
     q, e = lz.int_of(x, n)
     out = n.outputs[0]
-    others = list(n.inputs[1:]) if rest is None else rest
-    node = lz.g.add_node(n.op_type, [q, *others], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),
+    node = lz.g.add_node(n.op_type, [q, *n.inputs[1:]], [(f"{out.name}.q", out.shape, q.dtype)], dict(n.attrs),
                          name=f"{n.name}.int", domain=n.domain, before=n)
     node.meta.update(n.meta)
     node.meta.setdefault("fwd", n.name)

@@ -137,20 +137,11 @@ def _pad(lz: Any, n: Node) -> list[IntPair] | None:
 @lowering("Resize")
 def _resize(lz: Any, n: Node) -> list[IntPair] | None:
     """Nearest Resize gathers (every tap weighs 1): exact on the integers. Linear stays float.
-    Constant scales that are exactly ``out / in`` on every axis become an int64 ``sizes`` input
-    (the same taps: resize_plan derives that scale from the sizes), so the node reads no float."""
+    (Its constant float ``scales`` stay: an int64 ``sizes`` would fix the batch dimension of
+    the export; the native step, which reads no float tensor, runs this node on the host.)"""
     if str(n.attrs.get("mode", "nearest")) != "nearest":
         return None
-    x, scales = n.inputs[0], n.input(2)
-    if x is None or scales is None or scales.kind != "const" or scales.data is None or n.input(3) is not None:
-        return _layout(lz, n)
-    sc = [float(v) for v in np.asarray(scales.data, np.float64).reshape(-1)]
-    out = [int(d) for d in n.outputs[0].shape]
-    if n.attrs.get("axes") is not None or len(sc) != len(out) or any(
-            o / i != s for o, i, s in zip(out, x.shape, sc)):  # exactly: the taps of o / i are the same
-        return _layout(lz, n)
-    sizes = lz.g.add_const(lz.g.unique_name(f"{n.name}.sizes"), np.array(out, np.int64))
-    return _layout(lz, n, [None, None, sizes])
+    return _layout(lz, n)
 
 
 def _scatter_grad(int_op: str, keep: tuple[str, ...]) -> Rule:

@@ -132,7 +132,7 @@ op("Resize", ("X", "roi?", "scales?", "sizes?"),
    attrs={"antialias": 0, "axes": None, "coordinate_transformation_mode": "half_pixel", "cubic_coeff_a": -0.75,
           "exclude_outside": 0, "extrapolation_value": 0.0, "keep_aspect_ratio_policy": "stretch", "mode": "nearest",
           "nearest_mode": "round_prefer_floor"},
-   differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts), c_kernel="generated loops (nearest)",
+   differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts),
    doc="nearest (4 rounding modes) / linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners")
 op("Pad", ("data", "pads", "constant_value?", "axes?"), outputs=("output",), attrs={"mode": "constant"},
    differentiable=("data",), grad=_pad_grad, cost=costs.free, c_kernel="generated loops (constant 0 / reflect / edge)",

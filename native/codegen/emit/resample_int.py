@@ -1,13 +1,15 @@
-"""C emitters of Pad and nearest Resize on the integers (layout ops: one input position per
-output position, the exponent passing through) and of their integer gradients IntPadGrad /
-IntResizeGrad (the positions read summed exactly into int64, then rctc_iq_requantize).
+"""C emitters of Pad on the integers (a layout op: one input position per output position, the
+exponent passing through) and of the integer gradients IntPadGrad / IntResizeGrad (the
+positions read summed exactly into int64, then rctc_iq_requantize).
 
 Needs: the per-axis index tables of rctc.ops.resample (``pad_index``, ``resize_taps``: the same
 taps the numpy kernels use), computed here at code-generation time from the constant pads /
 scales / sizes or the gradient's attributes. Leaves: generated loops over the output (forward)
 or the error (backward) in C order; a constant-padded position is 0 (the only constant the
 lowering accepts); the gradient's stochastic words one per element of the input's shape.
-Linear Resize and a non-zero pad constant are refused (they stay float islands on the host).
+A non-zero pad constant is refused (it stays a float island on the host). Nearest Resize on the
+integers has no C emitter: its constant scales input is float32, which the integer C step does
+not read, so the host runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import Emit, bits_of, c_array, call_rq, ctype, emitter, refuse, strides, work_words
-from rctc.ops.resample import pad_index, pad_plan, resize_plan, resize_taps
+from rctc.ops.resample import pad_index, pad_plan, resize_taps
 
 
 def _const(node: Node, i: int) -> np.ndarray | None:
@@ -81,14 +83,6 @@ def pad(node: Node, cx: Emit) -> list[str]:
     assert pads is not None
     begin, end = pad_plan(node.attrs, tuple(x.shape), pads, _const(node, 3), f"Pad {node.name!r}")
     return _copy(node, cx, x, y, _pad_tables(mode, tuple(x.shape), begin, end))
-
-
-@emitter("Resize")
-def resize(node: Node, cx: Emit) -> list[str]:
-    """Nearest Resize on any dtype: exact copies."""
-    x, y = node.inputs[0], node.outputs[0]
-    scale, out = resize_plan(node.attrs, tuple(x.shape), _const(node, 2), _const(node, 3), f"Resize {node.name!r}")
-    return _copy(node, cx, x, y, _resize_tables(node, node.attrs, tuple(x.shape), tuple(out), scale))
 
 
 def _scatter(node: Node, cx: Emit, tables: list[np.ndarray], in_shape: tuple[int, ...]) -> list[str]:

@@ -4,7 +4,8 @@ Needs: a lowerer (``rctc.passes.requantise``) that gives the integer form ``(q, 
 value (``int_of``), the width and rounding of a node's phase (``bits`` / ``rounding``: act_bits
 and nearest forward, grad_bits and ``--rounding`` backward) and builds the integer node
 (``emit``).
-Leaves: ``LOWERINGS``, op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
+Leaves: ``LOWERINGS`` (with the rules of ``int_lowerings_cell``, which the requantise pass
+imports too), op type -> ``fn(lz, node) -> [(q, e) per float output]`` or ``None`` when
 the node's attributes fall outside what the integer kernel implements (it then stays a float
 island). Each op's definition states the integer ops its rule emits (``rct_lowering``) and when it
 refuses (``rct_float_when``); ``rctc ops`` prints them and the lowerer emits nothing else.
@@ -302,12 +303,20 @@ def _reduce_mean_grad(lz: Any, n: Node) -> list[IntPair] | None:
 
 @lowering("GatherGrad")
 def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
+    """An embedding's gradient (axis 0, only updates read it) as an exact int64 accumulator; any
+    other Gather's error (an unrolled cell's row slices) scattered exactly, rounded once to the
+    error width (exact for distinct indices)."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not (_float(dy) and int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out)):
+    if not _float(dy):
         return None
     dq, de = lz.int_of(dy, n)
-    return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
-                          {"table_shape": list(n.attrs["table_shape"])}))
+    if int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out):
+        return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
+                              {"table_shape": list(n.attrs["table_shape"])}))
+    bits = lz.bits(n)
+    return _pairs(lz.emit(n, "IntGatherScatter", [dq, de, n.inputs[1]], [(".q", int_dtype_for_bits(bits)), _E],
+                          {"table_shape": list(n.attrs["table_shape"]), "axis": int(n.attrs.get("axis", 0)),
+                           "bits": bits, "rounding": lz.rounding(n)}))
 
 
 def _binary(int_op: str) -> Callable[[Any, Node], list[IntPair] | None]:
@@ -336,9 +345,14 @@ def _feeds_updates_only(v: Value) -> bool:
 @lowering("ConvGradBias", "ReduceSumTo")
 def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
     """A bias gradient (an error summed over the batch / broadcast axes) as an exact int64 sum,
-    when only updates read it (the update takes it at the error's exponent)."""
+    when only updates read it (the update takes it at the error's exponent); a ReduceSumTo that
+    other ops read (the error of a broadcast operand inside an unrolled cell) as IntAddGrad: the
+    same exact sum, rounded once to the error width."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not (_float(dy) and _feeds_updates_only(out)):
+    if not _float(dy):
+        return None
+    to_update = _feeds_updates_only(out)
+    if not (to_update or n.op_type == "ReduceSumTo"):
         return None
     x_shape, shape = tuple(dy.shape), tuple(out.shape)
     if n.op_type == "ConvGradBias":
@@ -351,6 +365,10 @@ def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
         if any(d not in (1, x_shape[i + lead]) for i, d in enumerate(shape)):
             return None
     dq, de = lz.int_of(dy, n)
+    if not to_update:
+        bits = lz.bits(n)
+        return _pairs(lz.emit(n, "IntAddGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
+                              {"shape": [int(d) for d in shape], "bits": bits, "rounding": lz.rounding(n)}))
     return _pairs(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), _E], {"axes": axes, "shape": list(shape)}))
 
 

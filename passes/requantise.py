@@ -35,6 +35,7 @@ from rctc.fixedpoint import choose_exponent, int_dtype_for_bits, qmax_for_bits
 from rctc.ir import GRAD, Graph, Node, Value
 from rctc.ops import INT_PRODUCTS, INTEGER, get
 from rctc.options import CompileOptions
+from rctc.passes import int_lowerings_cell  # noqa: F401  (registers its rules in LOWERINGS)
 from rctc.passes.int_lowerings import LOWERINGS, IntPair
 
 

@@ -44,9 +44,12 @@ if TYPE_CHECKING:
 #: integer ops whose result rctc rounds (output through ``requant``) -> float ONNX op
 _ROUNDED = {"IntAdd": "Add", "IntMul": "Mul", "IntGlobalAveragePool": "GlobalAveragePool",
             "IntReduceMean": "ReduceMean", "IntSoftmax": "Softmax",
-            "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization"}
+            "IntLayerNormalization": "LayerNormalization", "IntBatchNormalization": "BatchNormalization",
+            "IntSub": "Sub", "IntSigmoid": "Sigmoid", "IntTanh": "Tanh", "IntConcat": "Concat",
+            "IntInstanceNormalization": "InstanceNormalization", "IntLeakyRelu": "LeakyRelu",
+            "IntHardSigmoid": "HardSigmoid", "IntHardSwish": "HardSwish", "IntErf": "Erf", "IntExp": "Exp"}
 #: integer ops that are exact on the integers
-_EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip"}
+_EXACT = {"IntRelu": "Relu", "IntMaxPool": "MaxPool", "IntClip": "Clip", "IntNeg": "Neg"}
 INTEGER_FORWARD_OPS = frozenset({"Requantize", *_ROUNDED, *_EXACT})
 _POOL_ATTRS = ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides", "dilations")
 
@@ -148,7 +151,9 @@ def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
     """The float ONNX operands and attributes of integer op ``n``'s float twin."""
     op, ins = n.op_type, n.inputs
     attrs: dict[str, Any] = {}
-    if op in ("IntAdd", "IntMul"):
+    if op == "IntConcat":
+        return [_float_of(ex, ins[i], ins[i + 1]) for i in range(0, len(ins), 2)], {"axis": int(n.attrs["axis"])}
+    if op in ("IntAdd", "IntMul", "IntSub"):
         return [_float_of(ex, ins[0], ins[1]), _float_of(ex, ins[2], ins[3])], attrs
     x = _float_of(ex, ins[0], ins[1])
     if op == "IntMaxPool":
@@ -169,6 +174,11 @@ def _operands(ex: _Exporter, n: Node) -> tuple[list[str], dict[str, Any]]:
     if op == "IntLayerNormalization":
         return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
             {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5))}
+    if op in ("IntLeakyRelu", "IntHardSigmoid"):
+        return [x], {k: float(n.attrs[k]) for k in ("alpha", "beta") if k in n.attrs}
+    if op == "IntInstanceNormalization":
+        return [x, _float_of(ex, ins[2], ins[3]), _float_of(ex, ins[4], ins[5])], \
+            {"epsilon": float(n.attrs.get("epsilon", 1e-5))}
     if op == "IntBatchNormalization":
         return [x, *(_float_of(ex, ins[i], ins[i + 1]) for i in (2, 4, 6, 8))], \
             {"epsilon": float(n.attrs.get("epsilon", 1e-5))}

@@ -25,6 +25,7 @@ from rctc.ops import (
     activations,
     elementwise,
     integer,
+    integer_pointwise,
     layout,
     loss,
     normalisation,
@@ -59,7 +60,7 @@ from rctc.ops.schema import (
 from rctc.ops.table import format_table, operator_table
 
 _FAMILY_MODULES = (products, elementwise, activations, normalisation, pooling, layout, loss, optimizer, quant, integer,
-                  selection)
+                  integer_pointwise, selection)
 
 INT_LOWERED = where(lambda d: d.int_twin is not None)
 FAKE_QUANT_PRODUCTS = where(lambda d: d.int_twin is not None and GRADIENT not in d.traits)

@@ -22,21 +22,25 @@ op = definer("activations", traits={ELEMENTWISE, UNARY_ACTIVATION}, differentiab
 grad = definer("activations", domain="rctc", outputs=("dX",), traits={ELEMENTWISE, GRADIENT})
 
 
-def _unary(name: str, fwd: dict[str, int], bwd: dict[str, int], attrs: dict | None = None) -> None:
-    op(name, ("X",), attrs=attrs or {}, cost=per_output(**fwd))
-    grad(f"{name}Grad", ("dY", "X"), attrs=attrs or {}, cost=per_output(**bwd))
+def _unary(name: str, fwd: dict[str, int], bwd: dict[str, int], attrs: dict | None = None,
+           integer: bool = False) -> None:
+    """``integer``: rct lowers the op and its gradient to ``Int<name>`` / ``Int<name>Grad``."""
+    op(name, ("X",), attrs=attrs or {}, cost=per_output(**fwd), rct_lowering=(f"Int{name}",) if integer else ())
+    grad(f"{name}Grad", ("dY", "X"), attrs=attrs or {}, cost=per_output(**bwd),
+         rct_lowering=(f"Int{name}Grad",) if integer else ())
 
 
-_unary("HardSigmoid", {"mult": 1, "add": 1, "cmp": 2}, {"mult": 2, "add": 1, "cmp": 2}, {"alpha": 0.2, "beta": 0.5})
-_unary("HardSwish", {"mult": 2, "add": 1, "cmp": 2}, {"mult": 2, "add": 1, "cmp": 2})
+_unary("HardSigmoid", {"mult": 1, "add": 1, "cmp": 2}, {"mult": 2, "add": 1, "cmp": 2}, {"alpha": 0.2, "beta": 0.5},
+       integer=True)
+_unary("HardSwish", {"mult": 2, "add": 1, "cmp": 2}, {"mult": 2, "add": 1, "cmp": 2}, integer=True)
 _unary("Elu", {"special": 1, "mult": 1, "cmp": 1}, {"special": 1, "mult": 2, "cmp": 1}, {"alpha": 1.0})
 _unary("Selu", {"special": 1, "mult": 2, "cmp": 1}, {"special": 1, "mult": 2, "cmp": 1},
        {"alpha": SELU_ALPHA, "gamma": SELU_GAMMA})
 _unary("Celu", {"special": 1, "mult": 2, "cmp": 1}, {"special": 1, "mult": 2, "cmp": 1}, {"alpha": 1.0})
 _unary("Softplus", {"special": 2, "add": 1, "cmp": 1}, {"special": 2, "add": 1, "mult": 1})
 _unary("Softsign", {"special": 1, "add": 1}, {"special": 1, "add": 1, "mult": 2})
-_unary("Erf", {"special": 2, "mult": 4, "add": 4}, {"special": 1, "mult": 3})
-_unary("Exp", {"special": 1}, {"special": 1, "mult": 1})
+_unary("Erf", {"special": 2, "mult": 4, "add": 4}, {"special": 1, "mult": 3}, integer=True)
+_unary("Exp", {"special": 1}, {"special": 1, "mult": 1}, integer=True)
 _unary("Log", {"special": 1}, {"special": 1, "mult": 1})
 _unary("Sqrt", {"special": 1}, {"special": 2, "mult": 1})
 _unary("Reciprocal", {"special": 1}, {"special": 1, "mult": 2})

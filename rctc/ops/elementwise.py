@@ -21,20 +21,24 @@ grad = definer("elementwise", domain="rctc", outputs=("dX",))
 
 op("Add", ("A", "B"), traits={ELEMENTWISE}, rct_lowering=("IntAdd",), differentiable=("A", "B"), param_slots=(0, 1),
    cost=per_output(add=1))
-op("Sub", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), param_slots=(0, 1), cost=per_output(add=1))
+op("Sub", ("A", "B"), rct_lowering=("IntSub",),
+   traits={ELEMENTWISE}, differentiable=("A", "B"), param_slots=(0, 1), cost=per_output(add=1))
 op("Mul", ("A", "B"), traits={ELEMENTWISE}, rct_lowering=("IntMul",), differentiable=("A", "B"), param_slots=(0, 1),
    cost=per_output(mult=1))
 op("Div", ("A", "B"), traits={ELEMENTWISE}, differentiable=("A", "B"), cost=per_output(special=1))
-op("Neg", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(add=1))
+op("Neg", ("X",), rct_lowering=("IntNeg",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(add=1))
 op("Pow", ("X", "Y"), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1),
    doc="differentiable w.r.t. the base only")
 op("Sum", ("*data_0",), traits={ELEMENTWISE},
    cost=costs.ops(lambda n, i, o: {"add": e(o) * max(len([v for v in i if v is not None]) - 1, 0)}))
 op("Relu", ("X",), traits={ELEMENTWISE}, rct_lowering=("IntRelu",), differentiable=("X",), cost=per_output(cmp=1))
-op("LeakyRelu", ("X",), attrs={"alpha": 0.01}, traits={ELEMENTWISE}, differentiable=("X",),
+op("LeakyRelu", ("X",), rct_lowering=("IntLeakyRelu",),
+   attrs={"alpha": 0.01}, traits={ELEMENTWISE}, differentiable=("X",),
    cost=per_output(cmp=1, mult=1))
-op("Sigmoid", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
-op("Tanh", ("X",), traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
+op("Sigmoid", ("X",), rct_lowering=("IntSigmoid",),
+   traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
+op("Tanh", ("X",), rct_lowering=("IntTanh",),
+   traits={ELEMENTWISE}, differentiable=("X",), cost=per_output(special=1, add=1))
 op("Clip", ("input", "min?", "max?"), traits={ELEMENTWISE}, rct_lowering=("IntClip",),
    rct_float_when="min / max not one-element constants", differentiable=("input",), cost=per_output(cmp=2))
 op("Dropout", ("data", "ratio?", "training_mode?"), outputs=("output", "mask?"), attrs={"seed": None},
@@ -55,10 +59,13 @@ op("Cast", ("input",), attrs={"to": None}, traits={ELEMENTWISE}, differentiable=
    cost=costs.free, doc="float-to-float casts are differentiable")
 
 grad("ReluGrad", ("dY", "X"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntReluGrad",), cost=per_output(cmp=1))
-grad("LeakyReluGrad", ("dY", "X"), attrs={"alpha": 0.01}, traits={ELEMENTWISE, GRADIENT},
+grad("LeakyReluGrad", ("dY", "X"), rct_lowering=("IntLeakyReluGrad",),
+     attrs={"alpha": 0.01}, traits={ELEMENTWISE, GRADIENT},
      cost=per_output(cmp=1, mult=1))
-grad("SigmoidGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
-grad("TanhGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
+grad("SigmoidGrad", ("dY", "Y"), rct_lowering=("IntSigmoidGrad",),
+     traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
+grad("TanhGrad", ("dY", "Y"), rct_lowering=("IntTanhGrad",),
+     traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=2, add=1))
 grad("ClipGrad", ("dY", "X", "min?", "max?"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntClipGrad",),
      rct_float_when="min / max not one-element constants", cost=per_output(cmp=2))
 grad("DropoutGrad", ("dY", "mask", "ratio?", "training_mode?"), traits={ELEMENTWISE, GRADIENT}, cost=per_output(mult=1))

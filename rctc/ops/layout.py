@@ -37,20 +37,21 @@ op("Transpose", ("data",), outputs=("transposed",), attrs={"perm": None}, traits
    differentiable=("data",), cost=costs.free, c_kernel="generated loops")
 op("Shape", ("data",), outputs=("shape",), attrs={"end": None, "start": 0}, traits={VIEW}, rct="integer",
    cost=costs.free)
-op("Concat", ("*inputs",), outputs=("concat_result",), attrs={"axis": None}, differentiable=("inputs",),
-   cost=costs.free)
+op("Concat", ("*inputs",), rct_lowering=("IntConcat",), outputs=("concat_result",), attrs={"axis": None},
+   differentiable=("inputs",), cost=costs.free)
 op("Gather", ("data", "indices"), outputs=("output",), attrs={"axis": 0}, traits={WEIGHTED}, differentiable=("data",),
    param_slots=(0,), cost=costs.free, c_kernel="generated loops", doc="an embedding lookup when data is a parameter",
    rct_lowering=("Gather",),
-   rct_float_when="data that is not a parameter (assign_slots gathers a parameter's integers)")
+   rct_float_when="indices computed at run time into data that is not a parameter (a parameter's integers are "
+                  "gathered by assign_slots; constant indices run on the integers)")
 op("Expand", ("input", "shape"), differentiable=("input",), grad=lambda b, n, d: _expand_grad(b, n, d),
    cost=costs.free)
 op("Slice", ("data", "starts", "ends", "axes?", "steps?"), differentiable=("data",),
    grad=lambda b, n, d: _slice_grad(b, n, d), cost=costs.free, doc="any steps (negative too); constant bounds")
 
-grad("ConcatGrad", ("dY",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None}, cost=costs.free)
-grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), rct_lowering=("IntGatherGrad",),
-     rct_float_when="axis other than 0, or the gradient feeds more than updates",
+grad("ConcatGrad", ("dY",), rct_lowering=("IntConcatGrad",), outputs=("*dinputs",), attrs={"axis": None, "sizes": None},
+     cost=costs.free)
+grad("GatherGrad", ("dY", "indices"), outputs=("ddata",), rct_lowering=("IntGatherGrad", "IntGatherScatter"),
      cost=costs.ops(lambda n, i, o: {"add": inp(i).size}))
 
 
@@ -137,18 +138,23 @@ op("Resize", ("X", "roi?", "scales?", "sizes?"),
           "exclude_outside": 0, "extrapolation_value": 0.0, "keep_aspect_ratio_policy": "stretch", "mode": "nearest",
           "nearest_mode": "round_prefer_floor"},
    differentiable=("X",), grad=_resize_grad, cost=costs.ops(_resize_counts),
+   rct_lowering=("Resize",), rct_float_when="a mode other than nearest (linear taps are not on the input's grid)",
    limits=("mode 'cubic' is not supported", "coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
            "coordinate_transformation_mode 'half_pixel_symmetric' is not supported", "antialias=1 is not supported",
            "keep_aspect_ratio_policy other than 'stretch' is not supported"),
    doc="nearest (4 rounding modes) / linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners")
 op("Pad", ("data", "pads", "constant_value?", "axes?"), outputs=("output",), attrs={"mode": "constant"},
    differentiable=("data",), grad=_pad_grad, cost=costs.free, limits=("mode 'wrap' is not supported",),
+   c_kernel="generated loops (constant 0 / reflect / edge)",
+   rct_lowering=("Pad",), rct_float_when="a constant other than 0 (not on the input's grid)",
    doc="constant / reflect / edge; pads as an input")
-grad("ResizeGrad", ("dY",), outputs=("dX",), attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+grad("ResizeGrad", ("dY",), rct_lowering=("IntResizeGrad",), rct_float_when="a mode other than nearest",
+     outputs=("dX",), attrs={"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
                                                      "nearest_mode": "round_prefer_floor", "scales": None,
                                                      "input_shape": None},
      cost=costs.ops(lambda n, i, o: {"add": 2 * inp(i).size, "mult": 2 * inp(i).size}),
      doc="dY scattered back through Resize's taps")
-grad("PadGrad", ("dY",), outputs=("dX",), attrs={"mode": "constant", "begin": None, "end": None},
+grad("PadGrad", ("dY",), rct_lowering=("IntPadGrad",), rct_float_when="mode wrap",
+     outputs=("dX",), attrs={"mode": "constant", "begin": None, "end": None},
      cost=costs.ops(lambda n, i, o: {"add": max(inp(i).size - costs.e(o), 0)}),
      doc="dY summed back onto the positions Pad read")

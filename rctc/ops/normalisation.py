@@ -71,9 +71,12 @@ def _instance_norm_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
 
 # not WEIGHTED: PyTorch's GroupNorm export feeds it constant ones / zeros (Constant nodes), which
 # must stay constants; an affine InstanceNorm's initializers (more than one channel) are parameters
-op("InstanceNormalization", ("input", "scale", "B"), outputs=("output",), attrs={"epsilon": 1e-5},
+op("InstanceNormalization", ("input", "scale", "B"), rct_lowering=("IntInstanceNormalization",),
+   outputs=("output",), attrs={"epsilon": 1e-5},
    differentiable=("input", "scale", "B"), param_slots=(1, 2), grad=_instance_norm_grad,
    cost=costs.ops(lambda n, i, o: {"add": 4 * e(o), "mult": 3 * e(o), "special": rows(o[0], 2)}),
    doc="per-sample, per-channel normalisation (PyTorch's InstanceNorm and GroupNorm exports)")
-grad("InstanceNormGrad", ("dY", "X", "scale"), outputs=("dX", "dscale", "dB"), attrs={"epsilon": 1e-5},
+grad("InstanceNormGrad", ("dY", "X", "scale"), rct_lowering=("IntInstanceNormGrad",),
+     rct_float_when="its forward stayed float",
+     outputs=("dX", "dscale", "dB"), attrs={"epsilon": 1e-5},
      cost=costs.ops(lambda n, i, o: {"add": 5 * e(o), "mult": 5 * e(o), "special": rows(o[0], 2)}))

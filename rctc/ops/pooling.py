@@ -41,8 +41,8 @@ grad("MaxPoolGrad", ("dY", "X"), rct_lowering=("IntMaxPoolGrad",),
 grad("AveragePoolGrad", ("dY",), attrs=_POOL,
      cost=costs.ops(lambda n, i, o: {"mult": inp(i).size, "add": inp(i).size * kernel_size(n)}))
 grad("GlobalAveragePoolGrad", ("dY",), rct_lowering=("IntGlobalAveragePoolGrad",), cost=per_output(mult=1))
-grad("ReduceSumTo", ("X",), rct_lowering=("IntReduceSum",),
-     rct_float_when="the sum feeds more than updates, or a shape that is not a broadcast of it",
+grad("ReduceSumTo", ("X",), rct_lowering=("IntReduceSum", "IntAddGrad"),
+     rct_float_when="a shape that is not a broadcast of it",
      attrs={"shape": None}, cost=costs.ops(lambda n, i, o: {"add": inp(i).size - e(o)}),
      doc="sums a broadcast gradient back to an operand's shape")
 grad("ReduceSumGrad", ("dY",), cost=per_output())

@@ -48,6 +48,12 @@ def test_trains_and_exports_to_onnxruntime(tmp_path: Path, name: str, mode: str)
     want = {"unet": {"ConvTranspose", "ConvTransposeGradWeight", "Resize", "ResizeGrad", "Concat"},
             "groupnorm_cnn": {"InstanceNormalization", "InstanceNormGrad", "Pad", "PadGrad", "Resize"},
             "kws_gru": {"Sigmoid", "Tanh", "Gather"}}[name]  # the GRU unrolled into its cells
+    if mode == "rct":  # integer from end to end: the integer twins (rctc/ops/integer_pointwise.py)
+        twin = {"Concat": "IntConcat", "Sigmoid": "IntSigmoid", "Tanh": "IntTanh", "PadGrad": "IntPadGrad",
+                "InstanceNormalization": "IntInstanceNormalization", "InstanceNormGrad": "IntInstanceNormGrad"}
+        if name == "unet":  # nearest: exact on the integers (groupnorm_cnn's bilinear Resize stays float)
+            twin["ResizeGrad"] = "IntResizeGrad"
+        want = {twin.get(t, t) for t in want}
     assert want <= ops and "GRU" not in ops
     first = m.evaluate(x, y)["loss"]
     m.train(x, y, steps=6, shuffle=False)
@@ -58,6 +64,11 @@ def test_trains_and_exports_to_onnxruntime(tmp_path: Path, name: str, mode: str)
         out = tmp_path / f"{name}.{fmt}.onnx"
         m.export(out, fmt)
         got = _ort(str(out), x)
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()), err_msg=fmt)
+        # the export writes IntSigmoid / IntTanh as ONNX Sigmoid / Tanh: i-exp's stated error
+        # (<= 1e-3 / 2e-3 per activation, intref.expo) through the recurrence, 1% of the logits' range
+        tol = 1e-2 if (name, mode) == ("kws_gru", "rct") else 1e-4
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=tol * float(np.abs(ref).max()), err_msg=fmt)
+        if tol > 1e-4:
+            assert np.array_equal(got.argmax(1), ref.argmax(1))
     exported = onnx.load(str(tmp_path / f"{name}.float.onnx"))
     assert {i.name for i in exported.graph.initializer} >= set(m.graph.meta["param_grads"])

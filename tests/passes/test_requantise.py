@@ -326,7 +326,7 @@ def _sigmoid_mlp() -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((8, 5)).astype(np.float32), "w1"),
              numpy_helper.from_array(rng.standard_normal((3, 8)).astype(np.float32), "w2")]
-    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], transB=1), helper.make_node("Sigmoid", ["h"], ["a"]),
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], transB=1), helper.make_node("Softplus", ["h"], ["a"]),
              helper.make_node("Gemm", ["a", "w2"], ["logits"], transB=1)]
     g = helper.make_graph(nodes, "sig", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
@@ -340,10 +340,10 @@ def test_an_op_without_integer_kernel_is_a_reported_float_island(tmp_path: Path)
     onnx.save(_sigmoid_mlp(), src)
     m = rctc.compile(str(src), batch_size=B, elementwise="integer")
     islands = m.graph.meta["float_islands"]
-    assert [i["op_type"] for i in islands] == ["Sigmoid", "SigmoidGrad"]
-    sig = next(n for n in m.graph.nodes if n.op_type == "Sigmoid")
+    assert [i["op_type"] for i in islands] == ["Softplus", "SoftplusGrad"]  # (Sigmoid is integer now)
+    sig = next(n for n in m.graph.nodes if n.op_type == "Softplus")
     assert sig.inputs[0].producer.op_type == "Dequantize"  # dequantise -> float32 -> quantise
-    assert {u.op_type for u, _ in sig.outputs[0].uses} == {"QuantAct", "SigmoidGrad"}
+    assert {u.op_type for u, _ in sig.outputs[0].uses} == {"QuantAct"}
     counts = Counts()
     CostModel(m.graph, load_profile()).static_cost(sig, counts)
     assert set(counts.elementwise["special"]) == {"fp32"}  # counted as FP32 work
@@ -355,10 +355,10 @@ def test_an_op_without_integer_kernel_is_a_reported_float_island(tmp_path: Path)
     out = tmp_path / "sig.rct"
     res = runner.invoke(main, ["compile", str(src), "-o", str(out), "--elementwise", "integer", "--batch-size", "4"])
     assert res.exit_code == 0, res.output
-    assert "float islands (integer element-wise): a_" not in res.output and "(Sigmoid)" in res.output
+    assert "float islands (integer element-wise): a_" not in res.output and "(Softplus)" in res.output
     res = runner.invoke(main, ["inspect", "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert [i["op_type"] for i in json.loads(res.output)["float_islands"]] == ["Sigmoid", "SigmoidGrad"]
+    assert [i["op_type"] for i in json.loads(res.output)["float_islands"]] == ["Softplus", "SoftplusGrad"]
     lenet = tmp_path / "lenet.rct"
     assert runner.invoke(main, ["compile", str(models.path("lenet")), "-o", str(lenet), "--elementwise",
                                 "integer"]).exit_code == 0

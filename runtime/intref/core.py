@@ -51,6 +51,7 @@ ACC_LIMIT = 2**62
 #: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
 #: two of them stays within :data:`ACC_LIMIT`
 ALIGN_BITS = 61
+_I32_MAX = 2**31 - 1
 
 
 def qmax(bits: int) -> int:
@@ -66,12 +67,17 @@ def storage_dtype(bits: int) -> np.dtype:
     return np.dtype(np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32)
 
 
-def as_int64(x: np.ndarray) -> np.ndarray:
-    """``x`` as int64 (a signed or <= 32-bit unsigned integer array); ``TypeError`` otherwise."""
+def _int_array(x: np.ndarray) -> np.ndarray:
+    """``x`` as an array of its own integer dtype (signed, or unsigned up to 32 bits); ``TypeError`` otherwise."""
     x = np.asarray(x)
     if x.dtype.kind not in "iu" or x.dtype == np.uint64:
         raise TypeError(f"intref: expected an integer array, got dtype {x.dtype}")
-    return x.astype(np.int64, copy=False)
+    return x
+
+
+def as_int64(x: np.ndarray) -> np.ndarray:
+    """``x`` as int64 (a signed or <= 32-bit unsigned integer array); ``TypeError`` otherwise."""
+    return _int_array(x).astype(np.int64, copy=False)
 
 
 def absmax(x: np.ndarray) -> int:
@@ -89,11 +95,6 @@ def check_rand(rand: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | 
     return rand
 
 
-def _check_acc(x: np.ndarray) -> None:
-    if x.size and absmax(x) > ACC_LIMIT:
-        raise OverflowError(f"intref: accumulator magnitude {absmax(x)} exceeds 2^62")
-
-
 def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.ndarray:
     """``x / 2^s`` rounded (nearest half up, or stochastic with ``rand``), int64; ``s >= 0``.
 
@@ -101,21 +102,42 @@ def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.nda
     Shifts ``s > 62`` give 0 under both roundings (``|x| <= 2^62 < 2^(s-1)``: nearest is 0;
     the stochastic case is defined as nearest there, so ``x + r`` never overflows int64).
     """
-    x = as_int64(x)
+    x = _int_array(x)
     s = int(s)
     if s < 0:
         raise ValueError(f"shift_round: s must be >= 0, got {s}")
     if s == 0:
-        return x.copy()
-    _check_acc(x)
-    rand = check_rand(rand, x.shape)
+        return x.astype(np.int64)
+    m = absmax(x)
+    if m > ACC_LIMIT:
+        raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
+    return _rounded(x, s, m, check_rand(rand, x.shape)).astype(np.int64, copy=False)
+
+
+def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None) -> np.ndarray:
+    """:func:`shift_round`'s arithmetic for ``s >= 1`` and ``m >= max|x|`` (``m <= 2^62``), in the
+    narrowest dtype it provably fits: int32 when ``m + 2^s - 1 < 2^31`` (``x + r`` with
+    ``0 <= r < 2^s`` for stochastic, ``x + 2^(s-1)`` for nearest: no intermediate leaves int32,
+    so the result equals the int64 arithmetic bit for bit), else int64."""
     if s > 62:
-        return np.zeros_like(x)
+        return np.zeros(x.shape, np.int64)
+    if s <= 31 and m + (1 << s) - 1 <= _I32_MAX:
+        xi = x if x.dtype == np.int32 else x.astype(np.int32)
+        if rand is None:
+            t = np.add(xi, np.int32(1 << (s - 1)))
+        else:
+            t = np.right_shift(rand, np.uint32(32 - s)).view(np.int32)  # < 2^s <= 2^31: the same value
+            np.add(xi, t, out=t)
+        np.right_shift(t, np.int32(s), out=t)
+        return t
+    x = x.astype(np.int64, copy=False)
     if rand is None:
         return (x + np.int64(1 << (s - 1))) >> np.int64(s)
     r = rand.astype(np.int64)
     r = r >> np.int64(32 - s) if s <= 32 else r << np.int64(s - 32)
-    return (x + r) >> np.int64(s)
+    r += x
+    r >>= np.int64(s)
+    return r
 
 
 def shift(x: np.ndarray, k: int, rand: np.ndarray | None = None) -> np.ndarray:
@@ -158,13 +180,19 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
     plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
     """
-    x = as_int64(acc)
+    x = _int_array(acc)
     if bias is not None:
         b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
-        x = x + b
+        x = x.astype(np.int64, copy=False) + b
     rand = check_rand(rand, x.shape)
-    s = requant_shift(absmax(x), bits, rand is not None)
-    return shift_round(x, s, rand).astype(storage_dtype(bits)), int(e_acc) + s
+    m = absmax(x)
+    s = requant_shift(m, bits, rand is not None)
+    dt = storage_dtype(bits)
+    if s == 0:  # |x| <= qmax: already in range
+        return x.astype(dt), int(e_acc)
+    if m > ACC_LIMIT:
+        raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
+    return _rounded(x, s, m, rand).astype(dt), int(e_acc) + s
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:

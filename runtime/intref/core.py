@@ -23,6 +23,7 @@ compile-time constant (an ONNX float attribute) into integers once.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -41,6 +42,8 @@ __all__ = [
     "requant_shift",
     "requantize",
     "rsqrt_fixed",
+    "rsqrt_fixed_array",
+    "bit_length",
     "shift",
     "shift_round",
     "storage_dtype",
@@ -238,6 +241,38 @@ def rsqrt_fixed(v: int) -> tuple[int, int]:
     return ((1 << 62) + (s >> 1)) // s, 62 - k
 
 
+def bit_length(v: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of every element of a non-negative int64 array, exactly (int64 array):
+    a binary search on shifts (steps 32, 16, ..., 1), integer only."""
+    v = np.asarray(v, np.int64)
+    bl = np.zeros(v.shape, np.int64)
+    for step in (32, 16, 8, 4, 2, 1):
+        bl += np.where((v >> (bl + step)) != 0, step, 0)
+    return bl + (v >> bl != 0)
+
+
+def rsqrt_fixed_array(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rsqrt_fixed` of every element of a positive int64 array: ``(m, f)`` int64 arrays,
+    equal element by element to the Python-int version.
+
+    The normalised argument ``u = v 4^k`` lies in ``[2^60, 2^62)``; its floor square root is
+    Newton's integer iteration ``s <- (s + u // s) // 2`` from ``s = 2^31 >= sqrt(u)``, which
+    decreases monotonically to ``isqrt(u)`` and stops when it no longer decreases (the classical
+    integer square root; every value stays below 2^32, so nothing leaves int64)."""
+    v = np.asarray(v, np.int64)
+    if v.size and int(v.min()) <= 0:
+        raise ValueError("rsqrt_fixed: argument must be positive")
+    k = (62 - bit_length(v)) // 2
+    u = np.where(k >= 0, v << np.maximum(2 * k, 0), v >> np.maximum(-2 * k, 0))
+    s = np.full(u.shape, np.int64(1) << np.int64(31))
+    while True:
+        t = (s + u // s) >> np.int64(1)
+        if not (t < s).any():
+            break
+        s = np.minimum(s, t)
+    return ((np.int64(1) << np.int64(62)) + (s >> np.int64(1))) // s, 62 - k
+
+
 def fixed_point(value: float, frac_bits: int) -> int:
     """Compile-time: ``round(value * 2^frac_bits)`` (half away from zero), exact (Fraction)."""
     v = Fraction(value) * (1 << frac_bits)
@@ -247,5 +282,10 @@ def fixed_point(value: float, frac_bits: int) -> int:
 
 def exact_ratio(value: float) -> tuple[int, int]:
     """Compile-time: a float32 attribute as the exact ratio ``(num, den)``, ``den`` a power of two."""
-    f = Fraction(float(np.float32(value)))
+    return _exact_ratio(float(np.float32(value)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _exact_ratio(value: float) -> tuple[int, int]:
+    f = Fraction(value)
     return f.numerator, f.denominator

@@ -96,23 +96,34 @@ def _headroom(d: int, eps0: int) -> int:
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row exact int64 ``sum a * b`` of two (G, N) int64 arrays (the caller's bound keeps it in int64)."""
-    return np.einsum("ij,ij->i", a, b)
+    """Per-group exact int64 ``sum a * b`` of two (B, G, S) int64 arrays (the caller's bound keeps it in int64)."""
+    return np.einsum("bgs,bgs->g", a, b)
+
+
+def _rowsum(a: np.ndarray) -> np.ndarray:
+    """Per-group exact int64 sum of a (B, G, S) int64 array."""
+    return a.sum(axis=(0, 2))
+
+
+def _col(v: np.ndarray) -> np.ndarray:
+    """A per-group (G,) array broadcast against (B, G, S)."""
+    return v[None, :, None]
 
 
 def _groups_stats(x: np.ndarray, e: int, eps: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For ``x`` (G, N) int64: ``(xhat Q16, S1, D, m, f)``, one entry (int64) per group.
+    """For ``x`` (B, G, S) int64 (group ``g`` is ``x[:, g, :]``, ``N = B S`` values): ``(xhat Q16, S1, D,
+    m, f)``, xhat shaped like ``x``, the others one int64 entry per group.
 
     Every per-group scalar is an int64 array (the formulas of the module docstring, element by
     element): ``|S1| < 2^29``, ``D < N^2 max|q|^2 < 2^58``, ``D 4^P < 2^61`` and the eps term
     ``<= 2^62``, so their sum stays below 2^63; ``|N q - S1| < 2^30`` and ``m <= 2^32``, so
     ``(N q - S1) m`` and its rounding constant fit int64."""
-    g, n = x.shape
+    g, n = x.shape[1], x.shape[0] * x.shape[2]
     amax = absmax(x)
     if n * amax >= 1 << 29:
         raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
-    s1 = x.sum(axis=1)
+    s1 = _rowsum(x)
     d = np.int64(n) * _rowdot(x, x) - s1 * s1
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
@@ -121,10 +132,11 @@ def _groups_stats(x: np.ndarray, e: int, eps: float
     m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
     f = f - p
     sh = f - XFRAC
-    xhat = np.int64(n) * x - s1[:, None]
-    xhat *= m[:, None]
-    xhat += (np.int64(1) << (sh - 1))[:, None]
-    xhat >>= sh[:, None]
+    xhat = np.multiply(x, np.int64(n))
+    xhat -= _col(s1)
+    xhat *= _col(m)
+    xhat += _col(np.int64(1) << (sh - 1))
+    xhat >>= _col(sh)
     return xhat, s1, d, m, f
 
 
@@ -158,14 +170,14 @@ def _div_rows(v: np.ndarray, n: int, lshift: int) -> np.ndarray:
 
 
 def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np.ndarray
-        ) -> tuple[np.ndarray, int, np.ndarray]:
-    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group: ``(acc, exponent offset,
-    sum dy xhat)``; the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
-    n = dy.shape[1]
-    t1 = dy.sum(axis=1)
+        ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays:
+    ``(acc, exponent offset, sum dy xhat, sum dy)``; the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
+    n = dy.shape[0] * dy.shape[2]
+    t1 = _rowsum(dy)
     t2 = _rowdot(dy, xhat)
-    m1 = _div_rows(t1, n, XFRAC)[:, None]
-    m2 = _div_rows(t2, n, 0)[:, None]
+    m1 = _col(_div_rows(t1, n, XFRAC))
+    m2 = _col(_div_rows(t2, n, 0))
     term = xhat * m2
     term += np.int64(1 << (XFRAC - 1))
     term >>= np.int64(XFRAC)
@@ -175,18 +187,14 @@ def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np
     mbits = min(31, 61 - absmax(inner).bit_length())
     mult = gm.astype(object) * n * ms.astype(object)
     mult, g = _multipliers(mult, fs, mbits)
-    inner *= mult[:, None]
-    return inner, g - XFRAC, t2
+    inner *= _col(mult)
+    return inner, g - XFRAC, t2, t1
 
 
 def _bn_rows(q: np.ndarray) -> np.ndarray:
-    """(B, C, ...) -> (C, B * spatial) int64 rows."""
+    """(B, C, ...) -> (B, C, spatial) int64: channel ``c``'s group is ``[:, c, :]`` (no transpose)."""
     x = as_int64(q)
-    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-
-
-def _bn_unrows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.moveaxis(a.reshape((shape[1], shape[0]) + tuple(shape[2:])), 0, 1)
+    return x.reshape(x.shape[0], x.shape[1], -1)
 
 
 def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -204,9 +212,10 @@ def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_
     """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``."""
     e = int(e)
     x = _bn_rows(q)
-    n = x.shape[1]
+    n = x.shape[0] * x.shape[2]
     xhat, s1, ds, _, _ = _groups_stats(x, e, eps)
-    acc = _bn_unrows(xhat, q.shape) * _chan(gamma[0], q.ndim)
+    xhat *= _col(as_int64(gamma[0]).reshape(-1))
+    acc = xhat.reshape(q.shape)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]))
     mu = fixed_point(momentum, MU_FRAC)
     bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
@@ -221,9 +230,9 @@ def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     x = _bn_rows(q)
     dy = _bn_rows(dq)
     xhat, _, _, ms, fs = _groups_stats(x, e, eps)
-    acc, off, dgamma = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
-    dx = requantize(_bn_unrows(acc, q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
-    return dx, (dgamma, de - XFRAC), (dy.sum(axis=1), de)
+    acc, off, dgamma, dbeta = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
+    dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
+    return dx, (dgamma, de - XFRAC), (dbeta, de)
 
 
 def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
@@ -259,7 +268,7 @@ def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1
               bits: int = 8) -> Tensor:
     """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape."""
     x, axis = _ln_rows(q, axis)
-    xhat, *_ = _groups_stats(x, int(e), eps)
+    xhat = _groups_stats(x[None], int(e), eps)[0][0]
     acc = xhat * as_int64(gamma[0]).reshape(1, -1)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
                    bias_exp=int(beta[1]))
@@ -272,9 +281,10 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64."""
     x, axis = _ln_rows(q, axis)
     dy = as_int64(dq).reshape(x.shape)
-    xhat, _, _, ms, fs = _groups_stats(x, int(e), eps)
+    xhat, _, _, ms, fs = _groups_stats(x[None], int(e), eps)
     gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16)
-    acc, off, _ = _dx(as_int64(gq), xhat, np.ones(x.shape[0], np.int64), ms, fs)
+    acc, off, _, _ = _dx(as_int64(gq)[None], xhat, np.ones(x.shape[0], np.int64), ms, fs)
+    xhat = xhat[0]
     dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

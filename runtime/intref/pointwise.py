@@ -50,12 +50,12 @@ Tensor = tuple[np.ndarray, int]
 
 def relu(q: np.ndarray, e: int) -> Tensor:
     """``max(q, 0)`` at the same exponent: exact."""
-    return np.maximum(q, 0).astype(q.dtype), int(e)
+    return np.maximum(q, q.dtype.type(0)), int(e)
 
 
 def relu_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int) -> Tensor:
     """``dy`` where ``x > 0``, else 0: exact."""
-    return np.where(q > 0, dq, 0).astype(dq.dtype), int(de)
+    return dq * (q > 0), int(de)  # a 0 / 1 mask: the product keeps dq's dtype and values
 
 
 def clip_bounds(lo: float | None, hi: float | None, e: int) -> tuple[int | None, int | None]:
@@ -91,7 +91,7 @@ def clip_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, lo: float | No
         keep &= q >= lq
     if hq is not None:
         keep &= q <= hq
-    return np.where(keep, dq, 0).astype(dq.dtype), int(de)
+    return dq * keep, int(de)
 
 
 def leaky_relu(q: np.ndarray, e: int, alpha: float = 0.01, bits: int = 8) -> Tensor:

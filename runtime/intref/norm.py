@@ -95,16 +95,6 @@ def _headroom(d: int, eps0: int) -> int:
     return max(0, (61 - max(d.bit_length(), eps0.bit_length())) // 2)
 
 
-def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-group exact int64 ``sum a * b`` of two (B, G, S) int64 arrays (the caller's bound keeps it in int64)."""
-    return np.einsum("bgs,bgs->g", a, b)
-
-
-def _rowsum(a: np.ndarray) -> np.ndarray:
-    """Per-group exact int64 sum of a (B, G, S) int64 array."""
-    return a.sum(axis=(0, 2))
-
-
 def _col(v: np.ndarray) -> np.ndarray:
     """A per-group (G,) array broadcast against (B, G, S)."""
     return v[None, :, None]
@@ -112,19 +102,20 @@ def _col(v: np.ndarray) -> np.ndarray:
 
 def _groups_stats(x: np.ndarray, e: int, eps: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For ``x`` (B, G, S) int64 (group ``g`` is ``x[:, g, :]``, ``N = B S`` values): ``(xhat Q16, S1, D,
-    m, f)``, xhat shaped like ``x``, the others one int64 entry per group.
+    """For ``x`` (B, G, S), any signed integer dtype (group ``g`` is ``x[:, g, :]``, ``N = B S`` values):
+    ``(xhat Q16, S1, D, m, f)``, xhat int64 shaped like ``x``, the others one int64 entry per group.
 
     Every per-group scalar is an int64 array (the formulas of the module docstring, element by
     element): ``|S1| < 2^29``, ``D < N^2 max|q|^2 < 2^58``, ``D 4^P < 2^61`` and the eps term
-    ``<= 2^62``, so their sum stays below 2^63; ``|N q - S1| < 2^30`` and ``m <= 2^32``, so
-    ``(N q - S1) m`` and its rounding constant fit int64."""
+    ``<= 2^62``, so their sum stays below 2^63. ``xhat = ((N q - S1) m + 2^(s-1)) >> s`` is formed
+    as ``(q (N m) + (2^(s-1) - S1 m)) >> s``, the same integer: ``|q N m| < 2^29 2^32``,
+    ``|S1 m| < 2^61`` and ``2^(s-1) < 2^47``, so every term and the sum fit int64."""
     g, n = x.shape[1], x.shape[0] * x.shape[2]
     amax = absmax(x)
     if n * amax >= 1 << 29:
         raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
-    s1 = _rowsum(x)
-    d = np.int64(n) * _rowdot(x, x) - s1 * s1
+    s1 = x.sum(axis=(0, 2), dtype=np.int64)
+    d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=np.int64) - s1 * s1
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
     top = int(p.max()) if g else 0
@@ -132,10 +123,8 @@ def _groups_stats(x: np.ndarray, e: int, eps: float
     m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
     f = f - p
     sh = f - XFRAC
-    xhat = np.multiply(x, np.int64(n))
-    xhat -= _col(s1)
-    xhat *= _col(m)
-    xhat += _col(np.int64(1) << (sh - 1))
+    xhat = np.multiply(x, _col(np.int64(n) * m), dtype=np.int64)
+    xhat += _col((np.int64(1) << (sh - 1)) - s1 * m)
     xhat >>= _col(sh)
     return xhat, s1, d, m, f
 
@@ -174,14 +163,14 @@ def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np
     """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays:
     ``(acc, exponent offset, sum dy xhat, sum dy)``; the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
     n = dy.shape[0] * dy.shape[2]
-    t1 = _rowsum(dy)
-    t2 = _rowdot(dy, xhat)
+    t1 = dy.sum(axis=(0, 2), dtype=np.int64)
+    t2 = np.einsum("bgs,bgs->g", dy, xhat, dtype=np.int64)
     m1 = _col(_div_rows(t1, n, XFRAC))
     m2 = _col(_div_rows(t2, n, 0))
     term = xhat * m2
     term += np.int64(1 << (XFRAC - 1))
     term >>= np.int64(XFRAC)
-    inner = dy << np.int64(XFRAC)
+    inner = np.left_shift(dy, np.int64(XFRAC), dtype=np.int64)
     inner -= m1
     inner -= term
     mbits = min(31, 61 - absmax(inner).bit_length())
@@ -192,8 +181,9 @@ def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np
 
 
 def _bn_rows(q: np.ndarray) -> np.ndarray:
-    """(B, C, ...) -> (B, C, spatial) int64: channel ``c``'s group is ``[:, c, :]`` (no transpose)."""
-    x = as_int64(q)
+    """(B, C, ...) -> (B, C, spatial) in q's own integer dtype: channel ``c``'s group is ``[:, c, :]``
+    (a view: the kernels widen to int64 inside their first multiply)."""
+    x = as_int64(q) if np.asarray(q).dtype.kind != "i" else np.asarray(q)
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 

@@ -198,14 +198,22 @@ def _update(old: Tensor, new: np.ndarray, e_new: int, mu: int) -> Tensor:
 
 def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
                     running_var: Tensor, eps: float = 1e-5, momentum: float = 0.9,
-                    bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
-    """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``."""
+                    bits: int = 8, saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``.
+
+    ``saved`` (a dict) receives ``"stats"``: the ``(xhat, m, f)`` that :func:`batchnorm_backward`
+    of the same ``q``, ``e`` and ``eps`` would recompute (hand it over as its ``saved``)."""
     e = int(e)
     x = _bn_rows(q)
     n = x.shape[0] * x.shape[2]
-    xhat, s1, ds, _, _ = _groups_stats(x, e, eps)
-    xhat *= _col(as_int64(gamma[0]).reshape(-1))
-    acc = xhat.reshape(q.shape)
+    xhat, s1, ds, ms, fs = _groups_stats(x, e, eps)
+    gcol = _col(as_int64(gamma[0]).reshape(-1))
+    if saved is not None:
+        saved["stats"] = (xhat, ms, fs)
+        acc = (xhat * gcol).reshape(q.shape)
+    else:
+        xhat *= gcol
+        acc = xhat.reshape(q.shape)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]))
     mu = fixed_point(momentum, MU_FRAC)
     bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
@@ -214,12 +222,19 @@ def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_
 
 
 def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de: int, eps: float = 1e-5,
-                       bits: int = 8, rand: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators."""
+                       bits: int = 8, rand: np.ndarray | None = None,
+                       saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators.
+
+    ``saved``: the dict :func:`batchnorm_train` filled for this ``q``, ``e``, ``eps`` (its ``xhat``
+    is used instead of recomputing it; read only)."""
     e, de = int(e), int(de)
     x = _bn_rows(q)
     dy = _bn_rows(dq)
-    xhat, _, _, ms, fs = _groups_stats(x, e, eps)
+    if saved is not None and "stats" in saved:
+        xhat, ms, fs = saved["stats"]
+    else:
+        xhat, _, _, ms, fs = _groups_stats(x, e, eps)
     acc, off, dgamma, dbeta = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
     dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
     return dx, (dgamma, de - XFRAC), (dbeta, de)

@@ -63,6 +63,9 @@ class KernelContext:
     seed: int = 0
     step: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    #: values kernels of one run may hand on to later kernels of the same run (a BatchNorm's
+    #: normalised input for its backward node); keyed and checked by the kernels that use it
+    scratch: dict[Any, Any] = field(default_factory=dict)
 
     def words(self, node: Node, shape: int | tuple[int, ...], *, start: int = 0, draw: int = 0) -> np.ndarray:
         """uint32 random words for ``node``, one per element of ``shape`` (an int is a length).

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,6 +48,7 @@ __all__ = [
     "PHILOX_W",
     "philox4x32",
     "random_words",
+    "random_words_many",
     "uniform_bits",
 ]
 
@@ -206,6 +208,51 @@ def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> 
     if offset == 0 and count == 4 * nblocks:
         return out.reshape(-1)
     return out.reshape(-1)[offset : offset + count].copy()
+
+
+def random_words_many(seed: int, step: int, requests: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+    """``[random_words(seed, step, node_id, start, count) for (node_id, start, count) in requests]``,
+    the same words, computed in one pass over all their blocks (the counters of every request laid
+    end to end: one set of numpy calls per chunk instead of one per request, which is what small
+    draws cost). Each result is a separate contiguous slice of one buffer."""
+    seed = _uint(seed, "seed", _U64, "[0, 2^64)")
+    step = _uint(step, "step", _U32, "[0, 2^32)")
+    firsts, sizes, nids = [], [], []
+    for nid, start, count in requests:
+        _uint(nid, "node_id", _U32, "[0, 2^32)")
+        _uint(start, "start", _U64, "[0, 2^64)")
+        _uint(count, "count", _U64 + 1, "[0, 2^64]")
+        if start + count > _U64:
+            raise ValueError(f"start + count must be at most 2^64 (the stream's length), got {start + count}")
+        first = start >> 2
+        firsts.append(first)
+        sizes.append(((start + count - 1) >> 2) - first + 1 if count else 0)
+        nids.append(nid)
+    total = sum(sizes)
+    out = np.empty((total, 4), dtype=np.uint32)
+    if total:
+        offsets = np.cumsum([0] + sizes[:-1])
+        # block index of every row: first_r + (row - offset_r); < 2^62, no wrap
+        blocks = np.arange(total, dtype=np.uint64)
+        blocks += np.repeat(np.array(firsts, np.uint64) - offsets.astype(np.uint64), sizes)
+        ids = np.repeat(np.array(nids, np.uint32), sizes)
+        work = _Work(min(total, _CHUNK))
+        for s in range(0, total, _CHUNK):
+            n = min(_CHUNK, total - s)
+            w = work.view(n)
+            np.bitwise_and(blocks[s : s + n], np.uint64(_MASK32), out=w.x0, casting="unsafe")
+            np.right_shift(blocks[s : s + n], np.uint64(32), out=w.x1, casting="unsafe")
+            w.x2.fill(step)
+            w.x3[...] = ids[s : s + n]
+            for lane, lanes in enumerate(_rounds(w, seed & _MASK32, seed >> 32)):
+                out[s : s + n, lane] = lanes
+    flat = out.reshape(-1)
+    res, row = [], 0
+    for (_, start, count), size in zip(requests, sizes):
+        o = 4 * row + (start & 3)
+        res.append(flat[o : o + count])
+        row += size
+    return res
 
 
 def uniform_bits(words: np.ndarray, k: int) -> np.ndarray:

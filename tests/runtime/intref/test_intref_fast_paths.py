@@ -121,3 +121,23 @@ def test_norm_rows_need_no_int64_input() -> None:
     for o in outs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(outs[0], o))
     assert math.prod(outs[0][0].shape) == x.size
+
+
+@pytest.mark.parametrize("e", [-8, -5, -3, 0, 2, 5, 7])
+@pytest.mark.parametrize("bounds", [(0, 6), (None, 6), (-1e9, None), (0.3, 0.5), (200.0, 300.0),
+                                    (-300.0, -200.0), (None, None)])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_clip_in_the_storage_dtype_is_the_int64_clip(e: int, bounds: tuple, dtype: type) -> None:
+    from rctc.runtime.intref import pointwise
+
+    lim = np.iinfo(dtype).max
+    q = np.concatenate([np.arange(-128, 128), [-lim, lim]]).astype(dtype)
+    lq, hq = pointwise.clip_bounds(bounds[0], bounds[1], e)
+    x = q.astype(np.int64)
+    if lq is not None:
+        x = np.maximum(x, lq)
+    if hq is not None:
+        x = np.minimum(x, hq)
+    got = pointwise.clip(q, e, *bounds)
+    assert got[1] == e and got[0].dtype == dtype and np.array_equal(got[0], x.astype(dtype))
+    assert got[0] is not q

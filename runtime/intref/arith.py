@@ -49,20 +49,20 @@ def add(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
     """``a + b`` (broadcast): exact sum at the aligned exponent, one rounding to ``bits``."""
     a, b, e = _aligned_pair(qa, ea, qb, eb)
     return requantize(np.add(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else a + b, e,
-                      bits, rand=rand)
+                      bits, rand=rand, owned=True)
 
 
 def sub(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
         rand: np.ndarray | None = None) -> Tensor:
     """``a - b`` (broadcast): exact difference at the aligned exponent, one rounding to ``bits``."""
     a, b, e = _aligned_pair(qa, ea, qb, eb)
-    return requantize(a - b, e, bits, rand=rand)
+    return requantize(a - b, e, bits, rand=rand, owned=True)
 
 
 def mul(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
         rand: np.ndarray | None = None) -> Tensor:
     """``a * b`` (broadcast): exact product at ``ea + eb``, one rounding to ``bits``."""
-    return requantize(as_int64(qa) * as_int64(qb), int(ea) + int(eb), bits, rand=rand)
+    return requantize(as_int64(qa) * as_int64(qb), int(ea) + int(eb), bits, rand=rand, owned=True)
 
 
 def reduce_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -117,27 +117,35 @@ def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.nda
     return _rounded(x, s, m, check_rand(rand, x.shape)).astype(np.int64, copy=False)
 
 
-def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None) -> np.ndarray:
+def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None, owned: bool = False) -> np.ndarray:
     """:func:`shift_round`'s arithmetic for ``s >= 1`` and ``m >= max|x|`` (``m <= 2^62``), in the
     narrowest dtype it provably fits: int32 when ``m + 2^s - 1 < 2^31`` (``x + r`` with
     ``0 <= r < 2^s`` for stochastic, ``x + 2^(s-1)`` for nearest: no intermediate leaves int32,
-    so the result equals the int64 arithmetic bit for bit), else int64."""
+    so the result equals the int64 arithmetic bit for bit), else int64. ``owned``: ``x`` is a
+    temporary of the caller's and may be overwritten (no fresh array for the nearest rounding)."""
     if s > 62:
         return np.zeros(x.shape, np.int64)
     if s <= 31 and m + (1 << s) - 1 <= _I32_MAX:
+        own = owned and x.dtype == np.int32
         xi = x if x.dtype == np.int32 else x.astype(np.int32)
         if rand is None:
-            t = np.add(xi, np.int32(1 << (s - 1)))
+            t = np.add(xi, np.int32(1 << (s - 1)), out=xi if own or x.dtype != np.int32 else None)
         else:
             t = np.right_shift(rand, np.uint32(32 - s)).view(np.int32)  # < 2^s <= 2^31: the same value
             np.add(xi, t, out=t)
         np.right_shift(t, np.int32(s), out=t)
         return t
+    own = owned or x.dtype != np.int64
     x = x.astype(np.int64, copy=False)
     if rand is None:
-        return (x + np.int64(1 << (s - 1))) >> np.int64(s)
+        t = np.add(x, np.int64(1 << (s - 1)), out=x if own else None)
+        t >>= np.int64(s)
+        return t
     r = rand.astype(np.int64)
-    r = r >> np.int64(32 - s) if s <= 32 else r << np.int64(s - 32)
+    if s <= 32:
+        r >>= np.int64(32 - s)
+    else:
+        r <<= np.int64(s - 32)
     r += x
     r >>= np.int64(s)
     return r
@@ -172,7 +180,8 @@ def requant_shift(m: int, bits: int, stochastic: bool) -> int:
 
 
 def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
-               bias_exp: int | None = None, rand: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+               bias_exp: int | None = None, rand: np.ndarray | None = None,
+               owned: bool = False) -> tuple[np.ndarray, int]:
     """Accumulator ``acc * 2^e_acc`` (+ ``bias * 2^bias_exp``) -> ``(q, e)`` at ``bits`` bits.
 
     The bias is first brought to the accumulator's exponent, by an exact left shift when
@@ -182,11 +191,16 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     ``q = shift_round(x, s, rand)`` and ``e = e_acc + s``; ``q`` is in range without a clip.
     Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
     plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
+    ``owned=True``: ``acc`` is the caller's temporary; it may be overwritten (fewer fresh arrays).
     """
     x = _int_array(acc)
     if bias is not None:
         b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
-        x = x.astype(np.int64, copy=False) + b
+        if owned and x.dtype == np.int64 and x.shape == np.broadcast_shapes(x.shape, b.shape):
+            x += b
+        else:
+            x = x.astype(np.int64, copy=False) + b
+            owned = True
     rand = check_rand(rand, x.shape)
     m = absmax(x)
     s = requant_shift(m, bits, rand is not None)
@@ -195,7 +209,7 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
         return x.astype(dt), int(e_acc)
     if m > ACC_LIMIT:
         raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
-    return _rounded(x, s, m, rand).astype(dt), int(e_acc) + s
+    return _rounded(x, s, m, rand, owned).astype(dt), int(e_acc) + s
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:

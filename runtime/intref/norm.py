@@ -214,7 +214,7 @@ def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_
     else:
         xhat *= gcol
         acc = xhat.reshape(q.shape)
-    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]))
+    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]), owned=True)
     mu = fixed_point(momentum, MU_FRAC)
     bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
     bvar = np.array([_div(int(d) << 16, n * n) for d in ds], np.int64)
@@ -236,7 +236,7 @@ def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     else:
         xhat, _, _, ms, fs = _groups_stats(x, e, eps)
     acc, off, dgamma, dbeta = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
-    dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
+    dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand, owned=True)
     return dx, (dgamma, de - XFRAC), (dbeta, de)
 
 
@@ -261,7 +261,7 @@ def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, runn
                            mbits)
     acc = diff * _chan(mult, q.ndim)
     return requantize(acc, int(gamma[1]) + ed - ev // 2 + g, bits, bias=_chan(beta[0], q.ndim),
-                      bias_exp=int(beta[1]))
+                      bias_exp=int(beta[1]), owned=True)
 
 
 def _ln_rows(q: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
@@ -276,7 +276,7 @@ def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1
     xhat = _groups_stats(x[None], int(e), eps)[0][0]
     acc = xhat * as_int64(gamma[0]).reshape(1, -1)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
-                   bias_exp=int(beta[1]))
+                   bias_exp=int(beta[1]), owned=True)
     return y[0].reshape(q.shape), y[1]
 
 
@@ -287,9 +287,9 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     x, axis = _ln_rows(q, axis)
     dy = as_int64(dq).reshape(x.shape)
     xhat, _, _, ms, fs = _groups_stats(x[None], int(e), eps)
-    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16)
+    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
     acc, off, _, _ = _dx(as_int64(gq)[None], xhat, np.ones(x.shape[0], np.int64), ms, fs)
     xhat = xhat[0]
-    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand)
+    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand, owned=True)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

@@ -141,3 +141,20 @@ def test_clip_in_the_storage_dtype_is_the_int64_clip(e: int, bounds: tuple, dtyp
     got = pointwise.clip(q, e, *bounds)
     assert got[1] == e and got[0].dtype == dtype and np.array_equal(got[0], x.astype(dtype))
     assert got[0] is not q
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("scale", [2**10, 2**28, 2**40])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_requantize_of_an_owned_temporary_is_the_same(dtype: type, scale: int, stochastic: bool) -> None:
+    rng = np.random.default_rng(scale)
+    acc = rng.integers(-scale, scale, (5, 7)).astype(np.int64)
+    if np.iinfo(dtype).max < scale:
+        return
+    acc = acc.astype(dtype)
+    w = words(acc.shape, 4) if stochastic else None
+    bias = rng.integers(-100, 100, (1, 7))
+    for kw in ({}, {"bias": bias, "bias_exp": -2}):
+        ref = core.requantize(acc.copy(), -5, 8, rand=w, **kw)
+        got = core.requantize(acc.copy(), -5, 8, rand=w, owned=True, **kw)
+        assert ref[1] == got[1] and np.array_equal(ref[0], got[0]) and ref[0].dtype == got[0].dtype

@@ -43,9 +43,11 @@ def build_baseline(rev: str, folder: Path) -> tuple[Path, Path]:
     return site, tree / "benchmarks"
 
 
-def run_peer(bench: Path, site: Path | None, model: str, steps: int) -> dict[str, Any]:
-    """One ``rctc_rct`` peer run of ``bench``'s peers_rctc.py (with ``site`` first on the path): its JSON."""
-    env = _common.thread_env()
+def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: int = _common.NUM_THREADS
+             ) -> dict[str, Any]:
+    """One ``rctc_rct`` peer run of ``bench``'s peers_rctc.py (with ``site`` first on the path) on
+    ``threads`` BLAS / OpenMP threads: its JSON."""
+    env = _common.thread_env(threads)
     if site is not None:
         env["PYTHONPATH"] = str(site)
     cmd = [sys.executable, str(bench / "peers_rctc.py"), "--peer", "rctc_rct", "--model", model, "--batch", "32",
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(_common.MODELS))
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--baseline", default=BASELINE)
+    ap.add_argument("--threads", type=int, default=_common.NUM_THREADS,
+                    help="BLAS / OpenMP threads of both trees (1: less sensitive to other load on the machine)")
     ap.add_argument("-o", "--output", type=Path, default=_common.HERE / "NUMPY_REFERENCE_SPEED.md")
     a = ap.parse_args(argv)
     load0 = os.getloadavg()
@@ -79,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             site, base_bench = build_baseline(a.baseline, Path(tmp))
             for m in a.models:
-                old = run_peer(base_bench, site, m, a.steps)
-                new = run_peer(_common.HERE, None, m, a.steps)
+                old = run_peer(base_bench, site, m, a.steps, a.threads)
+                new = run_peer(_common.HERE, None, m, a.steps, a.threads)
                 rows.append((m, old, new))
                 print(m, old.get("ms_per_step_median"), new.get("ms_per_step_median"), file=sys.stderr, flush=True)
         finally:
@@ -88,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                            check=False, capture_output=True)
     load1 = os.getloadavg()
     lines = ["# numpy reference: rct step now vs before integer element-wise", "",
-             f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps}`  ",
+             f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps}"
+             f"{'' if a.threads == _common.NUM_THREADS else f' --threads {a.threads}'}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  ",
              f"Baseline: `{a.baseline}` (float element-wise rct lowering); now: this tree (integer end to end). "
-             "rct mode on the numpy runtime, batch 32, 2 threads, OpenBLAS overrides unset, each run in its own "
-             f"process, baseline and now alternating per model. Load (1/5/15 min) at the start "
+             f"rct mode on the numpy runtime, batch 32, {a.threads} thread(s), OpenBLAS overrides unset, each run in "
+             f"its own process, baseline and now alternating per model. Load (1/5/15 min) at the start "
              f"{load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}, at the end {load1[0]:.2f} / {load1[1]:.2f} / "
              f"{load1[2]:.2f}.", "",
              "| model | baseline ms/step | now ms/step | now / baseline | within 1.5x |", "|---|---:|---:|---:|---|"]

@@ -37,6 +37,8 @@ Needs: numpy. Leaves: pure functions; nothing here keeps state or touches a glob
 from __future__ import annotations
 
 import operator
+import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,6 +48,7 @@ __all__ = [
     "PHILOX_W",
     "philox4x32",
     "random_words",
+    "random_words_many",
     "uniform_bits",
 ]
 
@@ -75,37 +78,59 @@ def _uint(value: object, what: str, limit: int, shown: str) -> int:
     return v
 
 
-#: blocks per chunk: six uint64 work arrays of this length (768 KiB) stay in the L2 cache
+#: blocks per chunk: the work arrays of this length (two uint64 product pairs, four uint32 lanes:
+#: 640 KiB) stay in the L2 cache
 _CHUNK = 1 << 14
+_M0, _M1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
 
 
-def _rounds(x: list[np.ndarray], t: list[np.ndarray], k0: int, k1: int) -> None:
-    """The ten Philox rounds, in place, on four uint64 lanes ``x`` holding 32-bit words (``t``:
-    two scratch arrays of the same length). Every value stays below 2^32 between rounds and a
-    product below 2^64, so uint64 arithmetic is exact."""
-    m0, m1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
-    s32, mask = np.uint64(32), np.uint64(_MASK32)
-    x0, x1, x2, x3 = x
-    p0, p1 = t
+class _Work:
+    """Scratch of :func:`_rounds` for ``n`` blocks: the four lanes as uint32 arrays and two pairs of
+    uint64 products whose little-endian uint32 halves (``lo``, ``hi``) are read in place (views)."""
+
+    def __init__(self, n: int) -> None:
+        self.x0, self.x2 = np.empty(n, np.uint32), np.empty(n, np.uint32)
+        self.x1, self.x3 = np.empty(n, np.uint32), np.empty(n, np.uint32)
+        self.p = [(np.empty(n, np.uint64), np.empty(n, np.uint64)) for _ in range(2)]
+
+    def view(self, n: int) -> _Work:
+        w = object.__new__(_Work)
+        w.x0, w.x1, w.x2, w.x3 = self.x0[:n], self.x1[:n], self.x2[:n], self.x3[:n]
+        w.p = [(a[:n], b[:n]) for a, b in self.p]
+        return w
+
+
+def _halves(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) 32-bit halves of a uint64 array, as strided uint32 views (no copy)."""
+    v = p.view(np.uint32)
+    return (v[0::2], v[1::2]) if sys.byteorder == "little" else (v[1::2], v[0::2])
+
+
+def _rounds(w: _Work, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ten Philox rounds on the lanes ``w.x0 .. w.x3`` (uint32); returns the four output lanes
+    (uint32 arrays or strided views into ``w``'s products, valid until ``w`` is reused).
+
+    A round's products ``x0 * M0`` and ``x2 * M1`` are formed exactly in uint64 (32 x 32 bits);
+    their low halves *are* the next ``x3`` / ``x1`` (read as views of the product, never copied),
+    their high halves feed the xors. The two product pairs alternate between rounds, so the
+    previous round's low halves stay intact while the next products are written."""
+    x0, x1, x2, x3 = w.x0, w.x1, w.x2, w.x3
     for r in range(PHILOX_ROUNDS):
         if r:
             k0 = (k0 + PHILOX_W[0]) & _MASK32
             k1 = (k1 + PHILOX_W[1]) & _MASK32
-        np.multiply(x0, m0, out=p0)  # a 32x32-bit product: exact in uint64
-        np.multiply(x2, m1, out=p1)
-        np.right_shift(p1, s32, out=x0)  # x0' = hi(p1) ^ x1 ^ k0
-        x0 ^= x1
-        x0 ^= np.uint64(k0)
-        np.right_shift(p0, s32, out=x2)  # x2' = hi(p0) ^ x3 ^ k1
-        x2 ^= x3
-        x2 ^= np.uint64(k1)
-        np.bitwise_and(p1, mask, out=x1)  # x1' = lo(p1)
-        np.bitwise_and(p0, mask, out=x3)  # x3' = lo(p0)
-
-
-def _work(n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    bufs = [np.empty(n, dtype=np.uint64) for _ in range(6)]
-    return bufs[:4], bufs[4:]
+        p0, p1 = w.p[r & 1]
+        np.multiply(x0, _M0, out=p0, dtype=np.uint64)  # a 32x32-bit product: exact in uint64
+        np.multiply(x2, _M1, out=p1, dtype=np.uint64)
+        lo0, hi0 = _halves(p0)
+        lo1, hi1 = _halves(p1)
+        x0, x2 = w.x0, w.x2
+        np.bitwise_xor(hi1, x1, out=x0)  # x0' = hi(p1) ^ x1 ^ k0
+        x0 ^= np.uint32(k0)
+        np.bitwise_xor(hi0, x3, out=x2)  # x2' = hi(p0) ^ x3 ^ k1
+        x2 ^= np.uint32(k1)
+        x1, x3 = lo1, lo0  # x1' = lo(p1), x3' = lo(p0)
+    return x0, x1, x2, x3
 
 
 def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
@@ -131,15 +156,14 @@ def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
     k1 = _uint(k1, "key[1]", _U32, "[0, 2^32)")
     flat = c.reshape(-1, 4)
     out = np.empty(flat.shape, dtype=np.uint32)
-    x, t = _work(min(len(flat), _CHUNK))
+    work = _Work(min(len(flat), _CHUNK))
     for s in range(0, len(flat), _CHUNK):
         n = min(_CHUNK, len(flat) - s)
-        xs, ts = [v[:n] for v in x], [v[:n] for v in t]
-        for lane in range(4):
-            xs[lane][...] = flat[s : s + n, lane]
-        _rounds(xs, ts, k0, k1)
-        for lane in range(4):
-            out[s : s + n, lane] = xs[lane]
+        w = work.view(n)
+        for lane, dst in enumerate((w.x0, w.x1, w.x2, w.x3)):
+            dst[...] = flat[s : s + n, lane]
+        for lane, lanes in enumerate(_rounds(w, k0, k1)):
+            out[s : s + n, lane] = lanes
     return out.reshape(c.shape)
 
 
@@ -163,23 +187,72 @@ def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> 
     first = start >> 2
     nblocks = ((start + count - 1) >> 2) - first + 1
     out = np.empty((nblocks, 4), dtype=np.uint32)
-    x, t = _work(min(nblocks, _CHUNK))
+    work = _Work(min(nblocks, _CHUNK))
     for s in range(0, nblocks, _CHUNK):
         n = min(_CHUNK, nblocks - s)
-        xs, ts = [v[:n] for v in x], [v[:n] for v in t]
+        w = work.view(n)
         b = first + s  # < 2^62: the block indices need no wrap
-        xs[0][...] = np.arange(b, b + n, dtype=np.uint64)
-        np.right_shift(xs[0], np.uint64(32), out=xs[1])  # block >> 32
-        xs[0] &= np.uint64(_MASK32)  # block & 0xffffffff
-        xs[2].fill(step)
-        xs[3].fill(node_id)
-        _rounds(xs, ts, seed & _MASK32, seed >> 32)
-        for lane in range(4):
-            out[s : s + n, lane] = xs[lane]
+        lo, hi = b & _MASK32, b >> 32
+        if lo + n <= _U32:  # the chunk's low words do not wrap: one arange, a constant high word
+            w.x0[...] = np.arange(lo, lo + n, dtype=np.uint32)
+            w.x1.fill(hi)
+        else:
+            blocks = np.arange(b, b + n, dtype=np.uint64)
+            w.x0[...] = blocks & np.uint64(_MASK32)  # block & 0xffffffff
+            w.x1[...] = blocks >> np.uint64(32)  # block >> 32
+        w.x2.fill(step)
+        w.x3.fill(node_id)
+        for lane, lanes in enumerate(_rounds(w, seed & _MASK32, seed >> 32)):
+            out[s : s + n, lane] = lanes
     offset = start & 3
     if offset == 0 and count == 4 * nblocks:
         return out.reshape(-1)
     return out.reshape(-1)[offset : offset + count].copy()
+
+
+def random_words_many(seed: int, step: int, requests: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+    """``[random_words(seed, step, node_id, start, count) for (node_id, start, count) in requests]``,
+    the same words, computed in one pass over all their blocks (the counters of every request laid
+    end to end: one set of numpy calls per chunk instead of one per request, which is what small
+    draws cost). Each result is a separate contiguous slice of one buffer."""
+    seed = _uint(seed, "seed", _U64, "[0, 2^64)")
+    step = _uint(step, "step", _U32, "[0, 2^32)")
+    firsts, sizes, nids = [], [], []
+    for nid, start, count in requests:
+        _uint(nid, "node_id", _U32, "[0, 2^32)")
+        _uint(start, "start", _U64, "[0, 2^64)")
+        _uint(count, "count", _U64 + 1, "[0, 2^64]")
+        if start + count > _U64:
+            raise ValueError(f"start + count must be at most 2^64 (the stream's length), got {start + count}")
+        first = start >> 2
+        firsts.append(first)
+        sizes.append(((start + count - 1) >> 2) - first + 1 if count else 0)
+        nids.append(nid)
+    total = sum(sizes)
+    out = np.empty((total, 4), dtype=np.uint32)
+    if total:
+        offsets = np.cumsum([0] + sizes[:-1])
+        # block index of every row: first_r + (row - offset_r); < 2^62, no wrap
+        blocks = np.arange(total, dtype=np.uint64)
+        blocks += np.repeat(np.array(firsts, np.uint64) - offsets.astype(np.uint64), sizes)
+        ids = np.repeat(np.array(nids, np.uint32), sizes)
+        work = _Work(min(total, _CHUNK))
+        for s in range(0, total, _CHUNK):
+            n = min(_CHUNK, total - s)
+            w = work.view(n)
+            np.bitwise_and(blocks[s : s + n], np.uint64(_MASK32), out=w.x0, casting="unsafe")
+            np.right_shift(blocks[s : s + n], np.uint64(32), out=w.x1, casting="unsafe")
+            w.x2.fill(step)
+            w.x3[...] = ids[s : s + n]
+            for lane, lanes in enumerate(_rounds(w, seed & _MASK32, seed >> 32)):
+                out[s : s + n, lane] = lanes
+    flat = out.reshape(-1)
+    res, row = [], 0
+    for (_, start, count), size in zip(requests, sizes):
+        o = 4 * row + (start & 3)
+        res.append(flat[o : o + count])
+        row += size
+    return res
 
 
 def uniform_bits(words: np.ndarray, k: int) -> np.ndarray:

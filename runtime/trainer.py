@@ -21,6 +21,7 @@ from rctc.errors import DataError, RctcError, TrainingDiverged
 from rctc.ir import Graph
 from rctc.runtime.executor import Executor, OnNode
 from rctc.runtime.kernels import KernelContext
+from rctc.runtime.kernels.registry import DrawPlan
 from rctc.slots import bits_value, has_slot
 
 
@@ -79,6 +80,7 @@ class Trainer:
             raise RctcError(f"seed must be an integer in [0, 2^64), got {seed!r}")
         #: the key of the step's random stream (with the step and each node's id)
         self.seed = int(seed)
+        self._draws = DrawPlan()  # batches each step's small random draws (the same words)
         # shuffling keyed by the step training starts from, so a second `rctc train` of the same
         # .rct draws fresh shuffles (the step's stream moves on with the step by itself)
         self.data_rng = np.random.default_rng([self.seed, 1, self.step])
@@ -129,7 +131,7 @@ class Trainer:
         meta = self.meta
         loss_name = meta["loss"]
         logits_name = meta["logits"]
-        ctx = KernelContext(training=True, seed=self.seed, step=self.step)
+        ctx = KernelContext(training=True, seed=self.seed, step=self.step, draws=self._draws)
 
         def guard(out: dict[str, np.ndarray]) -> None:
             loss = float(out[loss_name])

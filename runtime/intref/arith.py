@@ -27,24 +27,42 @@ __all__ = ["add", "add_backward", "concat", "concat_backward", "mul", "mul_backw
 Tensor = tuple[np.ndarray, int]
 
 
+def _aligned_pair(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`~rctc.runtime.intref.core.align` of two operands. When both are stored in at most 16
+    bits and the exponents differ by at most 14, align's common exponent is ``min(ea, eb)`` (the
+    shifted magnitudes stay below ``2^29``, far from its 2^61 headroom) and the exact left shift,
+    sum and difference fit int32 (``|a| + |b| < 2^30``): the same integers in a narrower dtype."""
+    ea, eb = int(ea), int(eb)
+    qa, qb = np.asarray(qa), np.asarray(qb)
+    if (qa.dtype.kind == "i" and qb.dtype.kind == "i" and qa.dtype.itemsize <= 2 and qb.dtype.itemsize <= 2
+            and abs(ea - eb) <= 14):
+        e = min(ea, eb)
+        a = np.left_shift(qa, np.int32(ea - e), dtype=np.int32)
+        b = np.left_shift(qb, np.int32(eb - e), dtype=np.int32)
+        return a, b, e
+    (a, b), e = align([(qa, ea), (qb, eb)])
+    return a, b, e
+
+
 def add(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
         rand: np.ndarray | None = None) -> Tensor:
     """``a + b`` (broadcast): exact sum at the aligned exponent, one rounding to ``bits``."""
-    (a, b), e = align([(qa, ea), (qb, eb)])
-    return requantize(a + b, e, bits, rand=rand)
+    a, b, e = _aligned_pair(qa, ea, qb, eb)
+    return requantize(np.add(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else a + b, e,
+                      bits, rand=rand, owned=True)
 
 
 def sub(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
         rand: np.ndarray | None = None) -> Tensor:
     """``a - b`` (broadcast): exact difference at the aligned exponent, one rounding to ``bits``."""
-    (a, b), e = align([(qa, ea), (qb, eb)])
-    return requantize(a - b, e, bits, rand=rand)
+    a, b, e = _aligned_pair(qa, ea, qb, eb)
+    return requantize(a - b, e, bits, rand=rand, owned=True)
 
 
 def mul(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
         rand: np.ndarray | None = None) -> Tensor:
     """``a * b`` (broadcast): exact product at ``ea + eb``, one rounding to ``bits``."""
-    return requantize(as_int64(qa) * as_int64(qb), int(ea) + int(eb), bits, rand=rand)
+    return requantize(as_int64(qa) * as_int64(qb), int(ea) + int(eb), bits, rand=rand, owned=True)
 
 
 def reduce_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -23,6 +23,7 @@ compile-time constant (an ONNX float attribute) into integers once.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -41,6 +42,8 @@ __all__ = [
     "requant_shift",
     "requantize",
     "rsqrt_fixed",
+    "rsqrt_fixed_array",
+    "bit_length",
     "shift",
     "shift_round",
     "storage_dtype",
@@ -51,6 +54,7 @@ ACC_LIMIT = 2**62
 #: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
 #: two of them stays within :data:`ACC_LIMIT`
 ALIGN_BITS = 61
+_I32_MAX = 2**31 - 1
 
 
 def qmax(bits: int) -> int:
@@ -66,12 +70,17 @@ def storage_dtype(bits: int) -> np.dtype:
     return np.dtype(np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32)
 
 
-def as_int64(x: np.ndarray) -> np.ndarray:
-    """``x`` as int64 (a signed or <= 32-bit unsigned integer array); ``TypeError`` otherwise."""
+def _int_array(x: np.ndarray) -> np.ndarray:
+    """``x`` as an array of its own integer dtype (signed, or unsigned up to 32 bits); ``TypeError`` otherwise."""
     x = np.asarray(x)
     if x.dtype.kind not in "iu" or x.dtype == np.uint64:
         raise TypeError(f"intref: expected an integer array, got dtype {x.dtype}")
-    return x.astype(np.int64, copy=False)
+    return x
+
+
+def as_int64(x: np.ndarray) -> np.ndarray:
+    """``x`` as int64 (a signed or <= 32-bit unsigned integer array); ``TypeError`` otherwise."""
+    return _int_array(x).astype(np.int64, copy=False)
 
 
 def absmax(x: np.ndarray) -> int:
@@ -89,11 +98,6 @@ def check_rand(rand: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | 
     return rand
 
 
-def _check_acc(x: np.ndarray) -> None:
-    if x.size and absmax(x) > ACC_LIMIT:
-        raise OverflowError(f"intref: accumulator magnitude {absmax(x)} exceeds 2^62")
-
-
 def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.ndarray:
     """``x / 2^s`` rounded (nearest half up, or stochastic with ``rand``), int64; ``s >= 0``.
 
@@ -101,21 +105,50 @@ def shift_round(x: np.ndarray, s: int, rand: np.ndarray | None = None) -> np.nda
     Shifts ``s > 62`` give 0 under both roundings (``|x| <= 2^62 < 2^(s-1)``: nearest is 0;
     the stochastic case is defined as nearest there, so ``x + r`` never overflows int64).
     """
-    x = as_int64(x)
+    x = _int_array(x)
     s = int(s)
     if s < 0:
         raise ValueError(f"shift_round: s must be >= 0, got {s}")
     if s == 0:
-        return x.copy()
-    _check_acc(x)
-    rand = check_rand(rand, x.shape)
+        return x.astype(np.int64)
+    m = absmax(x)
+    if m > ACC_LIMIT:
+        raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
+    return _rounded(x, s, m, check_rand(rand, x.shape)).astype(np.int64, copy=False)
+
+
+def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None, owned: bool = False) -> np.ndarray:
+    """:func:`shift_round`'s arithmetic for ``s >= 1`` and ``m >= max|x|`` (``m <= 2^62``), in the
+    narrowest dtype it provably fits: int32 when ``m + 2^s - 1 < 2^31`` (``x + r`` with
+    ``0 <= r < 2^s`` for stochastic, ``x + 2^(s-1)`` for nearest: no intermediate leaves int32,
+    so the result equals the int64 arithmetic bit for bit), else int64. ``owned``: ``x`` is a
+    temporary of the caller's and may be overwritten (no fresh array for the nearest rounding)."""
     if s > 62:
-        return np.zeros_like(x)
+        return np.zeros(x.shape, np.int64)
+    if s <= 31 and m + (1 << s) - 1 <= _I32_MAX:
+        own = owned and x.dtype == np.int32
+        xi = x if x.dtype == np.int32 else x.astype(np.int32)
+        if rand is None:
+            t = np.add(xi, np.int32(1 << (s - 1)), out=xi if own or x.dtype != np.int32 else None)
+        else:
+            t = np.right_shift(rand, np.uint32(32 - s)).view(np.int32)  # < 2^s <= 2^31: the same value
+            np.add(xi, t, out=t)
+        np.right_shift(t, np.int32(s), out=t)
+        return t
+    own = owned or x.dtype != np.int64
+    x = x.astype(np.int64, copy=False)
     if rand is None:
-        return (x + np.int64(1 << (s - 1))) >> np.int64(s)
+        t = np.add(x, np.int64(1 << (s - 1)), out=x if own else None)
+        t >>= np.int64(s)
+        return t
     r = rand.astype(np.int64)
-    r = r >> np.int64(32 - s) if s <= 32 else r << np.int64(s - 32)
-    return (x + r) >> np.int64(s)
+    if s <= 32:
+        r >>= np.int64(32 - s)
+    else:
+        r <<= np.int64(s - 32)
+    r += x
+    r >>= np.int64(s)
+    return r
 
 
 def shift(x: np.ndarray, k: int, rand: np.ndarray | None = None) -> np.ndarray:
@@ -147,7 +180,8 @@ def requant_shift(m: int, bits: int, stochastic: bool) -> int:
 
 
 def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
-               bias_exp: int | None = None, rand: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+               bias_exp: int | None = None, rand: np.ndarray | None = None,
+               owned: bool = False) -> tuple[np.ndarray, int]:
     """Accumulator ``acc * 2^e_acc`` (+ ``bias * 2^bias_exp``) -> ``(q, e)`` at ``bits`` bits.
 
     The bias is first brought to the accumulator's exponent, by an exact left shift when
@@ -157,14 +191,25 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     ``q = shift_round(x, s, rand)`` and ``e = e_acc + s``; ``q`` is in range without a clip.
     Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
     plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
+    ``owned=True``: ``acc`` is the caller's temporary; it may be overwritten (fewer fresh arrays).
     """
-    x = as_int64(acc)
+    x = _int_array(acc)
     if bias is not None:
         b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
-        x = x + b
+        if owned and x.dtype == np.int64 and x.shape == np.broadcast_shapes(x.shape, b.shape):
+            x += b
+        else:
+            x = x.astype(np.int64, copy=False) + b
+            owned = True
     rand = check_rand(rand, x.shape)
-    s = requant_shift(absmax(x), bits, rand is not None)
-    return shift_round(x, s, rand).astype(storage_dtype(bits)), int(e_acc) + s
+    m = absmax(x)
+    s = requant_shift(m, bits, rand is not None)
+    dt = storage_dtype(bits)
+    if s == 0:  # |x| <= qmax: already in range
+        return x.astype(dt), int(e_acc)
+    if m > ACC_LIMIT:
+        raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
+    return _rounded(x, s, m, rand, owned).astype(dt), int(e_acc) + s
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:
@@ -210,6 +255,38 @@ def rsqrt_fixed(v: int) -> tuple[int, int]:
     return ((1 << 62) + (s >> 1)) // s, 62 - k
 
 
+def bit_length(v: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of every element of a non-negative int64 array, exactly (int64 array):
+    a binary search on shifts (steps 32, 16, ..., 1), integer only."""
+    v = np.asarray(v, np.int64)
+    bl = np.zeros(v.shape, np.int64)
+    for step in (32, 16, 8, 4, 2, 1):
+        bl += np.where((v >> (bl + step)) != 0, step, 0)
+    return bl + (v >> bl != 0)
+
+
+def rsqrt_fixed_array(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rsqrt_fixed` of every element of a positive int64 array: ``(m, f)`` int64 arrays,
+    equal element by element to the Python-int version.
+
+    The normalised argument ``u = v 4^k`` lies in ``[2^60, 2^62)``; its floor square root is
+    Newton's integer iteration ``s <- (s + u // s) // 2`` from ``s = 2^31 >= sqrt(u)``, which
+    decreases monotonically to ``isqrt(u)`` and stops when it no longer decreases (the classical
+    integer square root; every value stays below 2^32, so nothing leaves int64)."""
+    v = np.asarray(v, np.int64)
+    if v.size and int(v.min()) <= 0:
+        raise ValueError("rsqrt_fixed: argument must be positive")
+    k = (62 - bit_length(v)) // 2
+    u = np.where(k >= 0, v << np.maximum(2 * k, 0), v >> np.maximum(-2 * k, 0))
+    s = np.full(u.shape, np.int64(1) << np.int64(31))
+    while True:
+        t = (s + u // s) >> np.int64(1)
+        if not (t < s).any():
+            break
+        s = np.minimum(s, t)
+    return ((np.int64(1) << np.int64(62)) + (s >> np.int64(1))) // s, 62 - k
+
+
 def fixed_point(value: float, frac_bits: int) -> int:
     """Compile-time: ``round(value * 2^frac_bits)`` (half away from zero), exact (Fraction)."""
     v = Fraction(value) * (1 << frac_bits)
@@ -219,5 +296,10 @@ def fixed_point(value: float, frac_bits: int) -> int:
 
 def exact_ratio(value: float) -> tuple[int, int]:
     """Compile-time: a float32 attribute as the exact ratio ``(num, den)``, ``den`` a power of two."""
-    f = Fraction(float(np.float32(value)))
+    return _exact_ratio(float(np.float32(value)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _exact_ratio(value: float) -> tuple[int, int]:
+    f = Fraction(value)
     return f.numerator, f.denominator

@@ -35,11 +35,22 @@ construction.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from rctc.runtime.intref.core import absmax, align, as_int64, exact_ratio, fixed_point, requantize, rsqrt_fixed
+from rctc.runtime.intref.core import (
+    absmax,
+    align,
+    as_int64,
+    bit_length,
+    exact_ratio,
+    fixed_point,
+    requantize,
+    rsqrt_fixed,
+    rsqrt_fixed_array,
+)
 
 __all__ = [
     "STATE_BITS",
@@ -69,6 +80,11 @@ def _div(v: int, n: int) -> int:
 
 def _eps_term(eps: float, n: int, e: int) -> int:
     """``round(eps N^2 2^-2e)``, capped at 2^62."""
+    return _eps_cached(eps, int(n), int(e))
+
+
+@functools.lru_cache(maxsize=4096)
+def _eps_cached(eps: float, n: int, e: int) -> int:
     en, ed = exact_ratio(eps)
     return min(_rshift(en * n * n, (ed.bit_length() - 1) + 2 * e), 1 << 62)
 
@@ -79,58 +95,96 @@ def _headroom(d: int, eps0: int) -> int:
     return max(0, (61 - max(d.bit_length(), eps0.bit_length())) // 2)
 
 
-def _groups_stats(x: np.ndarray, e: int, eps: float) -> tuple[np.ndarray, list[int], list[int], list[int], list[int]]:
-    """For ``x`` (G, N) int64: ``(xhat Q16, S1, D, m, f)`` per group."""
-    g, n = x.shape
-    if n * absmax(x) >= 1 << 29:
-        raise OverflowError(f"intref norm: N * max|q| = {n * absmax(x)} reaches 2^29; requantise first")
-    s1 = x.sum(axis=1)
-    s2 = (x * x).sum(axis=1)
-    a = np.int64(n) * x - s1[:, None]
-    xhat = np.empty_like(a)
-    ds, ms, fs = [], [], []
-    for c in range(g):
-        d = n * int(s2[c]) - int(s1[c]) ** 2
-        p = _headroom(d, _eps_term(eps, n, e))
-        m, f = rsqrt_fixed(max((d << 2 * p) + _eps_term(eps, n, e - p), 1))
-        f -= p
-        s = f - XFRAC
-        xhat[c] = ((a[c] * np.int64(m)) + np.int64(1 << (s - 1))) >> np.int64(s)
-        ds.append(d)
-        ms.append(m)
-        fs.append(f)
-    return xhat, [int(v) for v in s1], ds, ms, fs
+def _col(v: np.ndarray) -> np.ndarray:
+    """A per-group (G,) array broadcast against (B, G, S)."""
+    return v[None, :, None]
 
 
-def _multipliers(mult: list[int], fs: list[int], mbits: int) -> tuple[np.ndarray, int]:
-    """Values ``mult_c 2^-f_c`` on one exponent ``g``: int64 ``M_c ~= mult_c 2^(-f_c - g)``, ``|M_c| < 2^mbits``."""
-    g = max(abs(v).bit_length() - f for v, f in zip(mult, fs)) - mbits
-    return np.array([_rshift(v, f + g) for v, f in zip(mult, fs)], np.int64), g
+def _groups_stats(x: np.ndarray, e: int, eps: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For ``x`` (B, G, S), any signed integer dtype (group ``g`` is ``x[:, g, :]``, ``N = B S`` values):
+    ``(xhat Q16, S1, D, m, f)``, xhat int64 shaped like ``x``, the others one int64 entry per group.
+
+    Every per-group scalar is an int64 array (the formulas of the module docstring, element by
+    element): ``|S1| < 2^29``, ``D < N^2 max|q|^2 < 2^58``, ``D 4^P < 2^61`` and the eps term
+    ``<= 2^62``, so their sum stays below 2^63. ``xhat = ((N q - S1) m + 2^(s-1)) >> s`` is formed
+    as ``(q (N m) + (2^(s-1) - S1 m)) >> s``, the same integer: ``|q N m| < 2^29 2^32``,
+    ``|S1 m| < 2^61`` and ``2^(s-1) < 2^47``, so every term and the sum fit int64."""
+    g, n = x.shape[1], x.shape[0] * x.shape[2]
+    amax = absmax(x)
+    if n * amax >= 1 << 29:
+        raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
+    s1 = x.sum(axis=(0, 2), dtype=np.int64)
+    d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=np.int64) - s1 * s1
+    eps0 = _eps_term(eps, n, e)
+    p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
+    top = int(p.max()) if g else 0
+    eps_p = np.array([_eps_term(eps, n, e - k) for k in range(top + 1)], np.int64)[p]
+    m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
+    f = f - p
+    sh = f - XFRAC
+    xhat = np.multiply(x, _col(np.int64(n) * m), dtype=np.int64)
+    xhat += _col((np.int64(1) << (sh - 1)) - s1 * m)
+    xhat >>= _col(sh)
+    return xhat, s1, d, m, f
 
 
-def _dx(dy: np.ndarray, xhat: np.ndarray, gm: list[int], ms: list[int], fs: list[int]) -> tuple[np.ndarray, int]:
-    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group: ``(acc, exponent offset)``;
-    the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
-    n = dy.shape[1]
-    t1 = dy.sum(axis=1)
-    t2 = (dy * xhat).sum(axis=1)
-    m1 = np.array([_div(int(v) << XFRAC, n) for v in t1], np.int64)[:, None]
-    m2 = np.array([_div(int(v), n) for v in t2], np.int64)[:, None]
-    term = (xhat * m2 + np.int64(1 << (XFRAC - 1))) >> np.int64(XFRAC)
-    inner = (dy << np.int64(XFRAC)) - m1 - term  # at e_dy - 16
+def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarray, int]:
+    """Values ``mult_c 2^-f_c`` on one exponent ``g``: int64 ``M_c ~= mult_c 2^(-f_c - g)``, ``|M_c| < 2^mbits``.
+
+    ``mult`` holds Python ints (an object array) or int64; the shifts run in int64 when every
+    ``|mult_c| < 2^62`` (``mult_c + 2^(sh-1)`` then fits for ``sh <= 62``; ``sh >= 63`` gives 0,
+    as the half-up rounding of ``|mult_c| 2^-sh < 1/2`` does), else on Python ints."""
+    fl = [int(f) for f in fs]
+    vals = [int(v) for v in mult] if mult.dtype == object else None
+    if vals is not None and max((abs(v) for v in vals), default=0) < 1 << 62:
+        mult, vals = np.array(vals, np.int64), None
+    if vals is not None:
+        g = max(abs(v).bit_length() - f for v, f in zip(vals, fl)) - mbits
+        return np.array([_rshift(v, f + g) for v, f in zip(vals, fl)], np.int64), g
+    g = int((bit_length(np.abs(mult)) - fs).max()) - mbits
+    sh = fs + g
+    left = mult << np.maximum(-sh, 0)
+    sr = np.clip(sh, 1, 62)
+    right = (mult + (np.int64(1) << (sr - 1))) >> sr
+    return np.where(sh <= 0, left, np.where(sh >= 63, 0, right)), g
+
+
+def _div_rows(v: np.ndarray, n: int, lshift: int) -> np.ndarray:
+    """``round((v << lshift) / n)`` half up per element (``_div``), in int64 when ``2 (v << lshift) + n``
+    provably fits (``max|v| < 2^(61 - lshift)``), else on Python ints."""
+    if absmax(v) < 1 << (61 - lshift) and n < 1 << 61:
+        return (2 * (v << np.int64(lshift)) + np.int64(n)) // np.int64(2 * n)
+    return np.array([_div(int(t) << lshift, n) for t in v], np.int64)
+
+
+def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np.ndarray
+        ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays:
+    ``(acc, exponent offset, sum dy xhat, sum dy)``; the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
+    n = dy.shape[0] * dy.shape[2]
+    t1 = dy.sum(axis=(0, 2), dtype=np.int64)
+    t2 = np.einsum("bgs,bgs->g", dy, xhat, dtype=np.int64)
+    m1 = _col(_div_rows(t1, n, XFRAC))
+    m2 = _col(_div_rows(t2, n, 0))
+    term = xhat * m2
+    term += np.int64(1 << (XFRAC - 1))
+    term >>= np.int64(XFRAC)
+    inner = np.left_shift(dy, np.int64(XFRAC), dtype=np.int64)
+    inner -= m1
+    inner -= term
     mbits = min(31, 61 - absmax(inner).bit_length())
-    mult, g = _multipliers([q * n * m for q, m in zip(gm, ms)], fs, mbits)
-    return inner * mult[:, None], g - XFRAC
+    mult = gm.astype(object) * n * ms.astype(object)
+    mult, g = _multipliers(mult, fs, mbits)
+    inner *= _col(mult)
+    return inner, g - XFRAC, t2, t1
 
 
 def _bn_rows(q: np.ndarray) -> np.ndarray:
-    """(B, C, ...) -> (C, B * spatial) int64 rows."""
-    x = as_int64(q)
-    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-
-
-def _bn_unrows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.moveaxis(a.reshape((shape[1], shape[0]) + tuple(shape[2:])), 0, 1)
+    """(B, C, ...) -> (B, C, spatial) in q's own integer dtype: channel ``c``'s group is ``[:, c, :]``
+    (a view: the kernels widen to int64 inside their first multiply)."""
+    x = as_int64(q) if np.asarray(q).dtype.kind != "i" else np.asarray(q)
+    return x.reshape(x.shape[0], x.shape[1], -1)
 
 
 def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -144,30 +198,46 @@ def _update(old: Tensor, new: np.ndarray, e_new: int, mu: int) -> Tensor:
 
 def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
                     running_var: Tensor, eps: float = 1e-5, momentum: float = 0.9,
-                    bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
-    """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``."""
+                    bits: int = 8, saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``.
+
+    ``saved`` (a dict) receives ``"stats"``: the ``(xhat, m, f)`` that :func:`batchnorm_backward`
+    of the same ``q``, ``e`` and ``eps`` would recompute (hand it over as its ``saved``)."""
     e = int(e)
     x = _bn_rows(q)
-    n = x.shape[1]
-    xhat, s1, ds, _, _ = _groups_stats(x, e, eps)
-    acc = _bn_unrows(xhat, q.shape) * _chan(gamma[0], q.ndim)
-    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]))
+    n = x.shape[0] * x.shape[2]
+    xhat, s1, ds, ms, fs = _groups_stats(x, e, eps)
+    gcol = _col(as_int64(gamma[0]).reshape(-1))
+    if saved is not None:
+        saved["stats"] = (xhat, ms, fs)
+        acc = (xhat * gcol).reshape(q.shape)
+    else:
+        xhat *= gcol
+        acc = xhat.reshape(q.shape)
+    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]), owned=True)
     mu = fixed_point(momentum, MU_FRAC)
-    bmean = np.array([_div(v << 16, n) for v in s1], np.int64)
-    bvar = np.array([_div(d << 16, n * n) for d in ds], np.int64)
+    bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
+    bvar = np.array([_div(int(d) << 16, n * n) for d in ds], np.int64)
     return y, _update(running_mean, bmean, e - 16, mu), _update(running_var, bvar, 2 * e - 16, mu)
 
 
 def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de: int, eps: float = 1e-5,
-                       bits: int = 8, rand: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators."""
+                       bits: int = 8, rand: np.ndarray | None = None,
+                       saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators.
+
+    ``saved``: the dict :func:`batchnorm_train` filled for this ``q``, ``e``, ``eps`` (its ``xhat``
+    is used instead of recomputing it; read only)."""
     e, de = int(e), int(de)
     x = _bn_rows(q)
     dy = _bn_rows(dq)
-    xhat, _, _, ms, fs = _groups_stats(x, e, eps)
-    acc, off = _dx(dy, xhat, [int(v) for v in as_int64(gamma[0])], ms, fs)
-    dx = requantize(_bn_unrows(acc, q.shape), de + int(gamma[1]) - e + off, bits, rand=rand)
-    return dx, ((dy * xhat).sum(axis=1), de - XFRAC), (dy.sum(axis=1), de)
+    if saved is not None and "stats" in saved:
+        xhat, ms, fs = saved["stats"]
+    else:
+        xhat, _, _, ms, fs = _groups_stats(x, e, eps)
+    acc, off, dgamma, dbeta = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
+    dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand, owned=True)
+    return dx, (dgamma, de - XFRAC), (dbeta, de)
 
 
 def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_mean: Tensor,
@@ -187,10 +257,11 @@ def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, runn
         fs.append(f - p)
     gm = [int(v) for v in as_int64(gamma[0])]
     mbits = min(31, 61 - absmax(diff).bit_length())
-    mult, g = _multipliers([a * b for a, b in zip(gm, ms)], fs, mbits)
+    mult, g = _multipliers(np.array([a * b for a, b in zip(gm, ms)] or [0], object)[: len(ms)], np.array(fs, np.int64),
+                           mbits)
     acc = diff * _chan(mult, q.ndim)
     return requantize(acc, int(gamma[1]) + ed - ev // 2 + g, bits, bias=_chan(beta[0], q.ndim),
-                      bias_exp=int(beta[1]))
+                      bias_exp=int(beta[1]), owned=True)
 
 
 def _ln_rows(q: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
@@ -202,10 +273,10 @@ def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1
               bits: int = 8) -> Tensor:
     """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape."""
     x, axis = _ln_rows(q, axis)
-    xhat, *_ = _groups_stats(x, int(e), eps)
+    xhat = _groups_stats(x[None], int(e), eps)[0][0]
     acc = xhat * as_int64(gamma[0]).reshape(1, -1)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
-                   bias_exp=int(beta[1]))
+                   bias_exp=int(beta[1]), owned=True)
     return y[0].reshape(q.shape), y[1]
 
 
@@ -215,9 +286,10 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64."""
     x, axis = _ln_rows(q, axis)
     dy = as_int64(dq).reshape(x.shape)
-    xhat, _, _, ms, fs = _groups_stats(x, int(e), eps)
-    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16)
-    acc, off = _dx(as_int64(gq), xhat, [1] * x.shape[0], ms, fs)
-    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand)
+    xhat, _, _, ms, fs = _groups_stats(x[None], int(e), eps)
+    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
+    acc, off, _, _ = _dx(as_int64(gq)[None], xhat, np.ones(x.shape[0], np.int64), ms, fs)
+    xhat = xhat[0]
+    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand, owned=True)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

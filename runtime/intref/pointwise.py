@@ -50,12 +50,12 @@ Tensor = tuple[np.ndarray, int]
 
 def relu(q: np.ndarray, e: int) -> Tensor:
     """``max(q, 0)`` at the same exponent: exact."""
-    return np.maximum(q, 0).astype(q.dtype), int(e)
+    return np.maximum(q, q.dtype.type(0)), int(e)
 
 
 def relu_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int) -> Tensor:
     """``dy`` where ``x > 0``, else 0: exact."""
-    return np.where(q > 0, dq, 0).astype(dq.dtype), int(de)
+    return dq * (q > 0), int(de)  # a 0 / 1 mask: the product keeps dq's dtype and values
 
 
 def clip_bounds(lo: float | None, hi: float | None, e: int) -> tuple[int | None, int | None]:
@@ -74,12 +74,24 @@ def clip(q: np.ndarray, e: int, lo: float | None = None, hi: float | None = None
     ReLU6 is ``clip(q, e, 0, 6)``. The output keeps the input's dtype and exponent.
     """
     lq, hq = clip_bounds(lo, hi, int(e))
-    x = as_int64(q)
+    q = np.asarray(q)
+    info = np.iinfo(q.dtype) if q.dtype.kind in "iu" else None
+    if info is None or (lq is not None and lq > info.max) or (hq is not None and hq < info.min):
+        x = as_int64(q)  # (a bound past the whole range: the int64 clip, then the cast, as always)
+        if lq is not None:
+            x = np.maximum(x, lq)
+        if hq is not None:
+            x = np.minimum(x, hq)
+        return x.astype(q.dtype), int(e)
+    # in q's own dtype: a bound beyond the dtype's range clips nothing, so it is dropped
+    lq = None if lq is None or lq <= info.min else lq
+    hq = None if hq is None or hq >= info.max else hq
+    x = q
     if lq is not None:
-        x = np.maximum(x, lq)
+        x = np.maximum(x, q.dtype.type(lq))
     if hq is not None:
-        x = np.minimum(x, hq)
-    return x.astype(q.dtype), int(e)
+        x = np.minimum(x, q.dtype.type(hq))
+    return (x if x is not q else q.copy()), int(e)
 
 
 def clip_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, lo: float | None = None,
@@ -91,7 +103,7 @@ def clip_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, lo: float | No
         keep &= q >= lq
     if hq is not None:
         keep &= q <= hq
-    return np.where(keep, dq, 0).astype(dq.dtype), int(de)
+    return dq * keep, int(de)
 
 
 def leaky_relu(q: np.ndarray, e: int, alpha: float = 0.01, bits: int = 8) -> Tensor:

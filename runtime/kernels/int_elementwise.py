@@ -184,16 +184,23 @@ def int_batch_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
     if not ctx.training:
         y = norm.batchnorm_inference(q, int(e), gamma, beta, rm, rv, eps, bits)
         return y[0], _e(y[1]), mq, me, vq, ve
+    saved: dict = {}
     y, nm, nv = norm.batchnorm_train(q, int(e), gamma, beta, rm, rv, eps, float(node.attrs.get("momentum", 0.9)),
-                                     bits)
+                                     bits, saved)
+    ctx.scratch[("bn", id(q))] = (q, int(e), eps, saved)  # for the backward of this q (same run)
     return y[0], _e(y[1]), nm[0].astype(mq.dtype), _e(nm[1]), nv[0].astype(vq.dtype), _e(nv[1])
 
 
 @register("IntBatchNormGrad")
 def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
-    dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), float(node.attrs.get("epsilon", 1e-5)),
-                                         int(node.attrs["bits"]), rand_words(ctx, node, q.shape))
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    kept = ctx.scratch.pop(("bn", id(q)), None)
+    # the forward's normalised input, when it normalised this very array (alive, so its id is
+    # unique) at the same exponent and epsilon: the integers batchnorm_backward would recompute
+    saved = kept[3] if kept is not None and kept[0] is q and kept[1] == int(e) and kept[2] == eps else None
+    dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), eps, int(node.attrs["bits"]),
+                                         rand_words(ctx, node, q.shape), saved)
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
 
 

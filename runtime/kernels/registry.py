@@ -15,6 +15,7 @@ step and the node's id; docs/rng.md). Nothing in a training step draws from nump
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from rctc.ir import Node
 from rctc.node_ids import node_id
 from rctc.ops import lookup
 from rctc.ops.schema import NEEDS_RNG
-from rctc.rng import random_words
+from rctc.rng import random_words, random_words_many
 
 Kernel = Callable[..., Any]
 
@@ -51,6 +52,38 @@ def register(*op_types: str) -> Callable[[Kernel], Kernel]:
 DRAW_STRIDE = 1 << 40
 
 
+class DrawPlan:
+    """Batches a training run's small random draws: the requests (node id, first word, count) one
+    run made through :meth:`KernelContext.words` become the next run's plan, drawn all at once
+    (``rctc.rng.random_words_many``, one pass instead of one numpy pass per node) when that run
+    asks for its first words. A request the plan has is served from it, any other is drawn
+    directly: the words are the same either way (they depend only on seed, step, node and
+    position), so a plan never changes a result, only the number of numpy calls. Draws of more
+    than :data:`SMALL` words are always drawn directly (batching gains nothing there and would
+    hold them in memory for the whole step). One plan per trainer; a run is one
+    :class:`KernelContext`."""
+
+    SMALL = 1 << 16
+
+    def __init__(self) -> None:
+        self._plan: list[tuple[int, int, int]] = []
+        self._seen: list[tuple[int, int, int]] = []
+        self._ready: dict[tuple[int, int, int], np.ndarray] = {}
+        self._owner: Any = None
+
+    def take(self, ctx: KernelContext, key: tuple[int, int, int]) -> np.ndarray | None:
+        """The prefetched words of ``key`` in ``ctx``'s run, or None (draw them directly)."""
+        if self._owner is None or self._owner() is not ctx:  # a new run: the last one's requests are its plan
+            if self._owner is not None:
+                self._plan = list(dict.fromkeys(self._seen))
+            self._owner, self._seen = weakref.ref(ctx), []
+            self._ready = dict(zip(self._plan, random_words_many(ctx.seed, ctx.step, self._plan))) if self._plan else {}
+        if key[2] > self.SMALL:
+            return None
+        self._seen.append(key)
+        return self._ready.pop(key, None)
+
+
 @dataclass
 class KernelContext:
     """Per-run state kernels may read: training flag, the random stream's key, counters.
@@ -63,6 +96,11 @@ class KernelContext:
     seed: int = 0
     step: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    #: values kernels of one run may hand on to later kernels of the same run (a BatchNorm's
+    #: normalised input for its backward node); keyed and checked by the kernels that use it
+    scratch: dict[Any, Any] = field(default_factory=dict)
+    #: a trainer's :class:`DrawPlan` (None: every draw on its own)
+    draws: DrawPlan | None = None
 
     def words(self, node: Node, shape: int | tuple[int, ...], *, start: int = 0, draw: int = 0) -> np.ndarray:
         """uint32 random words for ``node``, one per element of ``shape`` (an int is a length).
@@ -84,5 +122,8 @@ class KernelContext:
         if not 0 <= draw < 1 << 24 or start < 0 or start + count > DRAW_STRIDE:
             raise ValueError(f"words: draw {draw} / elements [{start}, {start + count}) outside a node's stream "
                              "(draws 0..2^24-1 of 2^40 words each)")
-        w = random_words(self.seed, self.step, node_id(node), draw * DRAW_STRIDE + start, count)
+        key = (node_id(node), draw * DRAW_STRIDE + start, count)
+        w = self.draws.take(self, key) if self.draws is not None else None
+        if w is None:
+            w = random_words(self.seed, self.step, *key)
         return w.reshape(dims)

@@ -1,0 +1,160 @@
+"""The numpy reference's narrower / batched paths give the same integers as the plain arithmetic.
+
+Each fast path (int32 rounding shifts, int32 alignment of Add / Sub, the vectorised per-group
+scalars of the normalisations, BatchNorm's backward from its forward's saved statistics) is
+checked bit for bit against the Python-int restatements in ``_plain`` or against the general
+path, with cases placed on the bounds that select the narrow dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rctc.runtime.intref import arith, core, norm
+from tests.runtime.intref._plain import requant, rshift, tensor, words
+
+
+def _edges() -> np.ndarray:
+    """Accumulators around the int32 bound of the rounding shift (m + 2^s - 1 vs 2^31)."""
+    rng = np.random.default_rng(3)
+    big = [2**31 - 1, 2**31 - 2**24, 2**31 + 5, 2**30 + 1, 2**32, 2**40 + 7, 2**62]
+    vals = list(rng.integers(-(2**31), 2**31, 300)) + big + [-v for v in big]
+    return np.array(vals, np.int64)
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize("scale", [1, 2**-8, 2**-20, 2**-28, 2**-31])
+def test_requantize_matches_plain_around_the_int32_bound(stochastic: bool, scale: float) -> None:
+    acc = _edges()
+    acc = np.array([int(v * scale) if scale < 1 else int(v) for v in acc], np.int64)
+    w = words(acc.shape, 11) if stochastic else None
+    for arr in (acc, acc.astype(np.int32) if core.absmax(acc) < 2**31 else acc):
+        q, e = core.requantize(arr, -7, 8, rand=w)
+        ref, ref_e = requant([int(v) for v in acc], -7, 8, None if w is None else [int(t) for t in w])
+        assert e == ref_e and q.dtype == np.int8 and q.tolist() == ref
+
+
+@pytest.mark.parametrize("s", [1, 5, 16, 30, 31, 32, 40, 62, 63])
+def test_shift_round_matches_plain(s: int) -> None:
+    x = _edges()
+    x = x[np.abs(x) <= 2**62]
+    w = words(x.shape, 5)
+    assert core.shift_round(x, s).tolist() == [rshift(int(v), s) for v in x]
+    r = [int(t) // 2 ** (32 - s) if s <= 32 else int(t) * 2 ** (s - 32) for t in w]
+    assert core.shift_round(x, s, w).tolist() == [rshift(int(v), s, a) if s <= 62 else 0 for v, a in zip(x, r)]
+
+
+@pytest.mark.parametrize("da", [-15, -14, -3, 0, 3, 14, 15, 40])
+@pytest.mark.parametrize("dtypes", [(np.int8, np.int8), (np.int16, np.int8), (np.int16, np.int16), (np.int32, np.int8)])
+def test_add_sub_narrow_alignment_matches_align(da: int, dtypes: tuple) -> None:
+    rng = np.random.default_rng(da + 100)
+    lim_a, lim_b = np.iinfo(dtypes[0]).max, np.iinfo(dtypes[1]).max
+    qa = rng.integers(-lim_a, lim_a + 1, (4, 6)).astype(dtypes[0])
+    qb = rng.integers(-lim_b, lim_b + 1, (1, 6)).astype(dtypes[1])
+    qa[0, 0], qb[0, 0] = lim_a, -lim_b
+    (a, b), e = core.align([(qa, -5 + da), (qb, -5)])
+    w = words((4, 6), 2)
+    for fn, exact in ((arith.add, a + b), (arith.sub, a - b)):
+        for rand in (None, w):
+            assert fn(qa, -5 + da, qb, -5, 8, rand)[1] == core.requantize(exact, e, 8, rand=rand)[1]
+            assert np.array_equal(fn(qa, -5 + da, qb, -5, 8, rand)[0], core.requantize(exact, e, 8, rand=rand)[0])
+
+
+def test_bit_length_and_rsqrt_arrays_match_python_ints() -> None:
+    rng = np.random.default_rng(0)
+    pw = np.int64(1) << np.arange(0, 63, dtype=np.int64)
+    v = np.concatenate([np.arange(1, 3000), pw, pw[1:] - 1, pw[:-1] + 1, rng.integers(1, 2**63 - 1, 3000),
+                        rng.integers(1, 2**40, 3000), [2**63 - 1]]).astype(np.int64)
+    assert core.bit_length(v).tolist() == [int(x).bit_length() for x in v]
+    assert core.bit_length(np.zeros(3, np.int64)).tolist() == [0, 0, 0]
+    m, f = core.rsqrt_fixed_array(v)
+    assert list(zip(m.tolist(), f.tolist())) == [core.rsqrt_fixed(int(x)) for x in v]
+    with pytest.raises(ValueError):
+        core.rsqrt_fixed_array(np.array([3, 0], np.int64))
+
+
+def test_multipliers_int64_path_matches_python_ints() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        g = int(rng.integers(1, 40))
+        mult = rng.integers(-(2**61), 2**61, g)
+        fs = rng.integers(-10, 90, g)
+        mbits = int(rng.integers(5, 32))
+        got, ge = norm._multipliers(mult.astype(object), fs, mbits)
+        ref_g = max(abs(int(v)).bit_length() - int(f) for v, f in zip(mult, fs)) - mbits
+        ref = [norm._rshift(int(v), int(f) + ref_g) for v, f in zip(mult, fs)]
+        assert ge == ref_g and got.tolist() == ref
+    vals, fs = [2**70, -(2**65), 3], [10, 3, 0]  # past int64: the Python-int path
+    got, ge = norm._multipliers(np.array(vals, object), np.array(fs), 20)
+    ref_g = max(abs(v).bit_length() - f for v, f in zip(vals, fs)) - 20
+    assert ge == ref_g and got.tolist() == [norm._rshift(v, f + ref_g) for v, f in zip(vals, fs)]
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 4, 4), (32, 2, 5), (2, 4)])
+@pytest.mark.parametrize("case", ["random", "saturated", "single"])
+def test_batchnorm_backward_from_saved_stats_is_the_recomputation(shape: tuple, case: str) -> None:
+    c = shape[1]
+    x = np.broadcast_to(tensor(case, shape, 8, 4), shape).astype(np.int8)
+    dq = tensor("random", shape, 8, 5).astype(np.int8)
+    gam = (tensor("random", (c,), 8, 2).astype(np.int8), -6)
+    bet = (tensor("random", (c,), 8, 3).astype(np.int8), -5)
+    rm, rv = (np.zeros(c, np.int16), -14), (np.ones(c, np.int16), -12)
+    saved: dict = {}
+    plain = norm.batchnorm_train(x, -3, gam, bet, rm, rv, 1e-5, 0.9, 8)
+    kept = norm.batchnorm_train(x, -3, gam, bet, rm, rv, 1e-5, 0.9, 8, saved)
+    for a, b in zip(plain, kept):
+        assert a[1] == b[1] and np.array_equal(a[0], b[0])
+    w = words(shape, 9)
+    ref = norm.batchnorm_backward(x, -3, gam, dq, -9, 1e-5, 8, w)
+    got = norm.batchnorm_backward(x, -3, gam, dq, -9, 1e-5, 8, w, saved)
+    for a, b in zip(ref, got):
+        assert a[1] == b[1] and np.array_equal(a[0], b[0])
+
+
+def test_norm_rows_need_no_int64_input() -> None:
+    """The statistics read int8 / int16 / int64 storage alike (the widening happens in the multiply)."""
+    x = tensor("random", (6, 3, 7), 8, 8)
+    outs = [norm._groups_stats(x.astype(dt), -4, 1e-5) for dt in (np.int8, np.int16, np.int64)]
+    for o in outs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(outs[0], o))
+    assert math.prod(outs[0][0].shape) == x.size
+
+
+@pytest.mark.parametrize("e", [-8, -5, -3, 0, 2, 5, 7])
+@pytest.mark.parametrize("bounds", [(0, 6), (None, 6), (-1e9, None), (0.3, 0.5), (200.0, 300.0),
+                                    (-300.0, -200.0), (None, None)])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_clip_in_the_storage_dtype_is_the_int64_clip(e: int, bounds: tuple, dtype: type) -> None:
+    from rctc.runtime.intref import pointwise
+
+    lim = np.iinfo(dtype).max
+    q = np.concatenate([np.arange(-128, 128), [-lim, lim]]).astype(dtype)
+    lq, hq = pointwise.clip_bounds(bounds[0], bounds[1], e)
+    x = q.astype(np.int64)
+    if lq is not None:
+        x = np.maximum(x, lq)
+    if hq is not None:
+        x = np.minimum(x, hq)
+    got = pointwise.clip(q, e, *bounds)
+    assert got[1] == e and got[0].dtype == dtype and np.array_equal(got[0], x.astype(dtype))
+    assert got[0] is not q
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("scale", [2**10, 2**28, 2**40])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_requantize_of_an_owned_temporary_is_the_same(dtype: type, scale: int, stochastic: bool) -> None:
+    rng = np.random.default_rng(scale)
+    acc = rng.integers(-scale, scale, (5, 7)).astype(np.int64)
+    if np.iinfo(dtype).max < scale:
+        return
+    acc = acc.astype(dtype)
+    w = words(acc.shape, 4) if stochastic else None
+    bias = rng.integers(-100, 100, (1, 7))
+    for kw in ({}, {"bias": bias, "bias_exp": -2}):
+        ref = core.requantize(acc.copy(), -5, 8, rand=w, **kw)
+        got = core.requantize(acc.copy(), -5, 8, rand=w, owned=True, **kw)
+        assert ref[1] == got[1] and np.array_equal(ref[0], got[0]) and ref[0].dtype == got[0].dtype

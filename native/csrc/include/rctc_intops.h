@@ -61,6 +61,11 @@ int rctc_iq_width(int bits);                              /* storage bytes of a 
 int64_t rctc_iq_floordiv(int64_t a, int64_t b);           /* floor(a / b), b != 0 */
 int64_t rctc_iq_sar(int64_t x, int s);                    /* floor(x / 2^s), 0 <= s <= 63 */
 uint64_t rctc_iq_absmax(size_t n, const int64_t *x);
+/* its variants (the dispatched one above picks AVX2 where the CPU has it; the same result) */
+uint64_t rctc_iq_absmax_portable(size_t n, const int64_t *x);
+#if defined(__x86_64__) || defined(_M_X64)
+uint64_t rctc_iq_absmax_avx2(size_t n, const int64_t *x);
+#endif
 int rctc_iq_requant_shift(uint64_t m, int bits, int stochastic);
 /* intref.core.shift_round on int64 x (|x| <= 2^62 unless s == 0), s >= 0 */
 int rctc_iq_shift_round(size_t n, const int64_t *x, int s, const uint32_t *rand, int64_t *out);

@@ -61,6 +61,10 @@ int rctc_iq_width(int bits);                              /* storage bytes of a 
 int64_t rctc_iq_floordiv(int64_t a, int64_t b);           /* floor(a / b), b != 0 */
 int64_t rctc_iq_sar(int64_t x, int s);                    /* floor(x / 2^s), 0 <= s <= 63 */
 uint64_t rctc_iq_absmax(size_t n, const int64_t *x);
+/* rctc_random_words (rctc_rng.h) split over up to nthreads threads: the same words for every
+ * thread count (random_words_mt.c) */
+void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,
+                          size_t count, uint32_t *out);
 /* its variants (the dispatched one above picks AVX2 where the CPU has it; the same result) */
 uint64_t rctc_iq_absmax_portable(size_t n, const int64_t *x);
 #if defined(__x86_64__) || defined(_M_X64)

@@ -169,3 +169,32 @@ def test_absmax_avx2_equals_portable_and_int64(intops, n: int) -> None:
         want = max((abs(int(v)) for v in x), default=0)
         for name in ("rctc_iq_absmax_avx2", "rctc_iq_absmax_portable", "rctc_iq_absmax"):
             assert getattr(lib, name)(x.size, x.ctypes.data) == want, (name, x)
+
+
+@pytest.mark.parametrize("n", [1, 7, 511, 512, 513, 3000])
+def test_requantize_s32_equals_intref(intops, n: int) -> None:
+    """rctc_iq_requantize_s32 (an int32 accumulator, no widened copy) gives intref.core.requantize's
+    values, dtype and exponent: every bits width, nearest and stochastic, magnitudes from 0 to
+    |INT32_MIN|, blocks of the rounding loop and their tails."""
+    import ctypes
+
+    fn = intops.lib.rctc_iq_requantize_s32
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.POINTER(ctypes.c_int)]
+    rng = np.random.default_rng(n)
+    shifted = 0
+    for lim in (0, 100, 2**15, 2**31):
+        acc = rng.integers(-lim, lim, n, endpoint=lim < 2**31, dtype=np.int64).astype(np.int32)
+        if lim == 2**31:
+            acc[0] = -(2**31)
+        for bits in (2, 4, 8, 12, 16, 24, 32):
+            for words in (None, rand_words(acc.shape, n + bits)):
+                want, we = core.requantize(acc, -3, bits, rand=words)
+                out = np.zeros(n, want.dtype)
+                e = ctypes.c_int(0)
+                rc = fn(n, acc.ctypes.data, -3, bits, None if words is None else words.ctypes.data, out.ctypes.data,
+                        ctypes.byref(e))
+                assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)
+                shifted += we != -3
+    assert shifted > 10  # rounding shifts were compared, not only copies

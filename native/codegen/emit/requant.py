@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from rctc.ir import Node
 from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, width, work_words
 
 
 @emitter("Requantize")
 def requantize(node: Node, cx: Emit) -> list[str]:
-    """intref.core.requantize: the accumulator widened to int64 in scratch (the kernel adds the
-    bias in place), stochastic words from the node's Philox stream (draw 0, start 0)."""
+    """intref.core.requantize: an int32 accumulator without a bias read as it is
+    (rctc_iq_requantize_s32), any other widened to int64 in scratch (the kernel adds the bias in
+    place); stochastic words from the node's Philox stream (draw 0, start 0)."""
     acc, acc_e = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     bias_e = node.inputs[3] if len(node.inputs) > 3 else None
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
+    if bias is None and np.dtype(acc.dtype) == np.int32:  # the common case: no widened copy
+        lines, rand = work_words(node, cx, 0, n)
+        return lines + ["(void)work;", "int e_out = 0;",
+                        f"int rc = rctc_iq_requantize_s32({n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, {bits}, {rand}, "
+                        f"{cx.ptr(out)}, &e_out);", "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     lines, rand = work_words(node, cx, n, n)
     lines += ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
               f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];", "int e_out = 0;"]

@@ -61,10 +61,6 @@ int rctc_iq_width(int bits);                              /* storage bytes of a 
 int64_t rctc_iq_floordiv(int64_t a, int64_t b);           /* floor(a / b), b != 0 */
 int64_t rctc_iq_sar(int64_t x, int s);                    /* floor(x / 2^s), 0 <= s <= 63 */
 uint64_t rctc_iq_absmax(size_t n, const int64_t *x);
-/* rctc_random_words (rctc_rng.h) split over up to nthreads threads: the same words for every
- * thread count (random_words_mt.c) */
-void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,
-                          size_t count, uint32_t *out);
 /* its variants (the dispatched one above picks AVX2 where the CPU has it; the same result) */
 uint64_t rctc_iq_absmax_portable(size_t n, const int64_t *x);
 #if defined(__x86_64__) || defined(_M_X64)
@@ -78,6 +74,9 @@ int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, i
 /* intref.core.requantize(acc, e_acc, bits, rand=rand) (no bias): out in rctc_iq_width(bits) storage */
 int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                        int *e_out);
+/* rctc_iq_requantize of an int32 accumulator (the same bits, no widened copy; iq_requant_s32.c) */
+int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
+                           int *e_out);
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
  * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
 void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);

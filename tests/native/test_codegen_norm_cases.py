@@ -2,9 +2,9 @@
 not reach: broadcasts both ways, IntAddGrad (no lowering emits it yet), means over axes that
 are not one contiguous run, LayerNorm over two axes, softmax along a middle axis, Gather along
 axis 1 with negative indices, repeated embedding rows, a 2-D BatchNorm, clip bounds off the
-grid, integer matmuls of 3-D by 2-D and batched 4-D operands; each bit for bit against the numpy kernel at two (seed, step) keys, nearest and
-stochastic. Then the failures: an index out of range fails the step with one line, and a node
-the kernels cannot take is refused naming it.
+grid, integer matmuls of 3-D by 2-D and batched 4-D operands; each bit for bit against the
+numpy kernel at two (seed, step) keys, nearest and stochastic. Then the failures: an index out
+of range fails the step with one line, and a node the kernels cannot take is refused naming it.
 """
 
 from __future__ import annotations

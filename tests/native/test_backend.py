@@ -39,28 +39,30 @@ BATCH, STEPS, LR = 2, 3, 0.05
 def batches(g: Any, steps: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``steps`` batches of random inputs and labels for ``g`` (the last one padded and masked)."""
     inp = g.value(g.meta["model_inputs"][0])
+    batch = int(inp.shape[0])
     rng = np.random.default_rng(seed)
     out = []
     for s in range(steps):
         if np.dtype(inp.dtype).kind in "iu":  # token ids
-            x = rng.integers(0, 16, (BATCH, *inp.shape[1:])).astype(inp.dtype)
+            x = rng.integers(0, 16, (batch, *inp.shape[1:])).astype(inp.dtype)
         else:
-            x = (rng.standard_normal((BATCH, *inp.shape[1:])) * (1 + s)).astype(np.float32)
-        y = rng.integers(0, int(g.meta["num_classes"]), BATCH)
-        mask = np.ones(BATCH, g.value("sample_mask").dtype)  # uint8 in integer rct graphs
+            x = (rng.standard_normal((batch, *inp.shape[1:])) * (1 + s)).astype(np.float32)
+        y = rng.integers(0, int(g.meta["num_classes"]), batch)
+        mask = np.ones(batch, g.value("sample_mask").dtype)  # uint8 in integer rct graphs
         if s == steps - 1:
             mask[-1] = 0
         out.append((x, y, mask))
     return out
 
 
-def train(name: str, executor: Any | None, threads: int | None = None) -> dict[str, Any]:
-    """A fresh compile of ``name`` trained STEPS steps; the run's losses, stats, state and bit changes."""
-    g = rctc.compile(model_path(name), mode="rct", batch_size=BATCH, adjust_every=1, seed=3).graph
+def train(name: str, executor: Any | None, threads: int | None = None, batch: int = BATCH,
+          steps: int = STEPS) -> dict[str, Any]:
+    """A fresh compile of ``name`` trained ``steps`` steps; the run's losses, stats, state and bit changes."""
+    g = rctc.compile(model_path(name), mode="rct", batch_size=batch, adjust_every=1, seed=3).graph
     ex = executor(g, threads) if executor is not None else None
     t = Trainer(g, seed=3, executor=ex)
     attach_controller(t)
-    recs = [t.train_step(x, y, m, LR) for x, y, m in batches(g, STEPS)]
+    recs = [t.train_step(x, y, m, LR) for x, y, m in batches(g, steps)]
     state = {v.name: v.data for v in g.values.values() if v.kind in ("param", "buffer", "const")}
     return {"loss": [r.loss for r in recs], "stats": [r.stats for r in recs], "state": state,
             "changes": list(g.meta.get("bit_changes", [])), "executor": ex,
@@ -90,3 +92,14 @@ def test_native_training_equals_numpy(name: str, native_env: dict[str, str]) -> 
         assert_same_run(got, want)
         in_c, total = got["executor"].share_in_c(got["outputs"])
         assert 0 < in_c < total  # C segments ran (the host keeps at least the input quantiser)
+        assert got["executor"].fallbacks() == 0  # and no step of a segment fell back to numpy
+
+
+def test_native_batch_32_conv_updates_stay_in_c(native_env: dict[str, str]) -> None:
+    """At batch 32 a conv's weight-gradient sums pass 2^29, so acc * lr's float32 mantissa passes
+    2^53 and numpy's float64 product rounds: the C update rounds the same way instead of handing
+    the segment back to numpy every step (which gave the same bits, at numpy's speed)."""
+    want = train("resnet8", None, batch=32, steps=2)
+    got = train("resnet8", lambda g, t: NativeExecutor(g, t, native_env), 2, batch=32, steps=2)
+    assert_same_run(got, want)
+    assert got["executor"].fallbacks() == 0

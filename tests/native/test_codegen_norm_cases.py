@@ -2,9 +2,9 @@
 not reach: broadcasts both ways, IntAddGrad (no lowering emits it yet), means over axes that
 are not one contiguous run, LayerNorm over two axes, softmax along a middle axis, Gather along
 axis 1 with negative indices, repeated embedding rows, a 2-D BatchNorm, clip bounds off the
-grid; each bit for bit against the numpy kernel at two (seed, step) keys, nearest and
-stochastic. Then the failures: an index out of range fails the step with one line, and a node
-the kernels cannot take is refused naming it.
+grid, integer matmuls of 3-D by 2-D and batched 4-D operands; each bit for bit against the
+numpy kernel at two (seed, step) keys, nearest and stochastic. Then the failures: an index out
+of range fails the step with one line, and a node the kernels cannot take is refused naming it.
 """
 
 from __future__ import annotations
@@ -119,6 +119,11 @@ CASES = {
     "gather-axis1-negative": ("Gather", [("t", _q((3, 5, 4), I16, 24)),
                                          ("i", np.array([[0, -1, 4], [-5, 2, 2]], I64))],
                               [("y", (3, 2, 3, 4), I16)], {"axis": 1}),
+    "matmul-3d-by-2d": ("IntMatMul", [("a", _q((2, 3, 5), I8, 26)), ("ae", _e(-4)), ("b", _q((5, 7), I8, 27)),
+                                      ("be", _e(-6))], [("y", (2, 3, 7), I32), ("ye", (), I32)], {}),
+    "matmul-batched-4d": ("IntMatMul", [("a", _q((2, 3, 4, 5), I16, 28)), ("ae", _e(-4)),
+                                        ("b", _q((2, 3, 5, 6), I8, 29)), ("be", _e(-6))],
+                          [("y", (2, 3, 4, 6), I64), ("ye", (), I32)], {}),
     "gather-grad-repeats": ("IntGatherGrad", [("d", _q((2, 3, 4), I8, 25)), ("de", _e(-4)),
                                               ("i", np.array([[1, 1, -1], [0, 5, 1]], I32))],
                             [("acc", (6, 4), I64), ("acce", (), I32)], {"table_shape": [6, 4]}),
@@ -127,7 +132,7 @@ CASES = {
 
 FAMILY = {"IntAdd", "IntMul", "IntAddGrad", "IntReduceMean", "IntReduceMeanGrad", "IntLayerNormalization",
           "IntLayerNormGrad", "IntSoftmax", "IntSoftmaxGrad", "IntBatchNormalization", "IntBatchNormGrad", "IntClip",
-          "IntClipGrad", "Gather", "IntGatherGrad"}
+          "IntClipGrad", "Gather", "IntGatherGrad", "IntMatMul"}
 RUNNING = {"m": "m2", "me": "me2", "v": "v2", "ve": "ve2"}  # BatchNorm's state and its update
 
 

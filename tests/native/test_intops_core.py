@@ -143,3 +143,58 @@ def test_requantize_int8_avx2_equals_portable(intops, n: int) -> None:
             assert np.array_equal(got, intops.round_s8(acc, s, r, "portable")), s
             want = core.shift_round(acc, s, r)  # intref's rounding, exact in int64
             assert core.absmax(want) <= 127 and np.array_equal(got, want.astype(np.int8)), s
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 8, 15, 16, 17, 33, 1001])
+def test_absmax_avx2_equals_portable_and_int64(intops, n: int) -> None:
+    """rctc_iq_absmax's AVX2 variant gives the portable result and Python's max |x| (INT64_MIN's
+    2^63 and the extreme at every position of the vector loop and the tail included)."""
+    import ctypes
+
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    lib = intops.lib
+    for name in ("rctc_iq_absmax_avx2", "rctc_iq_absmax_portable", "rctc_iq_absmax"):
+        getattr(lib, name).restype = ctypes.c_uint64
+        getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+    rng = np.random.default_rng(n)
+    cases = [rng.integers(-(2**62), 2**62, n, dtype=np.int64), rng.integers(-5, 6, n, dtype=np.int64)]
+    for pos in range(n):
+        for extreme in (-(2**63), 2**63 - 1, -(2**40) - 3):
+            x = rng.integers(-1000, 1000, n, dtype=np.int64)
+            x[pos] = extreme
+            cases.append(x)
+    for x in cases:
+        x = np.ascontiguousarray(x)
+        want = max((abs(int(v)) for v in x), default=0)
+        for name in ("rctc_iq_absmax_avx2", "rctc_iq_absmax_portable", "rctc_iq_absmax"):
+            assert getattr(lib, name)(x.size, x.ctypes.data) == want, (name, x)
+
+
+@pytest.mark.parametrize("n", [1, 7, 511, 512, 513, 3000])
+def test_requantize_s32_equals_intref(intops, n: int) -> None:
+    """rctc_iq_requantize_s32 (an int32 accumulator, no widened copy) gives intref.core.requantize's
+    values, dtype and exponent: every bits width, nearest and stochastic, magnitudes from 0 to
+    |INT32_MIN|, blocks of the rounding loop and their tails."""
+    import ctypes
+
+    fn = intops.lib.rctc_iq_requantize_s32
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.POINTER(ctypes.c_int)]
+    rng = np.random.default_rng(n)
+    shifted = 0
+    for lim in (0, 100, 2**15, 2**31):
+        acc = rng.integers(-lim, lim, n, endpoint=lim < 2**31, dtype=np.int64).astype(np.int32)
+        if lim == 2**31:
+            acc[0] = -(2**31)
+        for bits in (2, 4, 8, 12, 16, 24, 32):
+            for words in (None, rand_words(acc.shape, n + bits)):
+                want, we = core.requantize(acc, -3, bits, rand=words)
+                out = np.zeros(n, want.dtype)
+                e = ctypes.c_int(0)
+                rc = fn(n, acc.ctypes.data, -3, bits, None if words is None else words.ctypes.data, out.ctypes.data,
+                        ctypes.byref(e))
+                assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)
+                shifted += we != -3
+    assert shifted > 10  # rounding shifts were compared, not only copies

@@ -64,7 +64,7 @@ def test_clip_bound_past_int64_saturates(intops) -> None:
 
 
 BROADCASTS = [((7,), (7,)), ((1,), (1,)), ((3, 5), (5,)), ((2, 3, 5), (3, 1)), ((4, 1, 6), (1, 5, 1)),
-              ((3, 4, 5, 6), (1, 4, 1, 1))]
+              ((3, 4, 5, 6), (1, 4, 1, 1)), ((3, 300), (3, 300)), ((2, 1, 700), (2, 1, 700))]  # dense: typed loops
 
 
 @pytest.mark.parametrize("sa,sb", BROADCASTS)

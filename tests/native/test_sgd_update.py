@@ -71,12 +71,6 @@ def test_fused_sgd_update_bit_identical(graph, kernels: Kernels, rounding: str) 
     assert 0 < saturated < checked  # the saturated counts compared include non-zero ones
 
 
-def test_fused_sgd_update_refuses_inexact_float(kernels: Kernels) -> None:
-    q = np.zeros(4, np.int16)
-    rc, _, _ = kernels.sgd_update_fused(q, np.full(4, 1 << 40, np.int64), (1 << 20) + 1, -30, 8)
-    assert rc != 0  # |acc * m| >= 2^53: numpy's float64 product would round
-
-
 def test_fused_sgd_update_statistic_bound(kernels: Kernels) -> None:
     """A = sum |acc| must fit uint64 (m = 0 admits any acc): the kernel refuses past it, and takes
     the largest A that fits (|INT64_MIN| = 2^63 included)."""
@@ -152,3 +146,96 @@ def test_fused_sgd_update_tiny_shift_tie_decides_against_the_word(kernels: Kerne
     want = _numpy_update(q, acc, 1, -54, 12, rand)
     assert np.array_equal(got, want)
     assert want.tolist() == [0, -1, -1] * 3  # U = c - 1 rounds up, U = c (the tie) and c + 1 do not
+
+
+def _round53(x: int) -> int:
+    """|x| rounded to 53 significant bits, half to even (Python ints: an independent reference)."""
+    a = abs(x)
+    d = a.bit_length() - 53
+    if d <= 0:
+        return x
+    r, rem = a >> d, a & ((1 << d) - 1)
+    if rem > 1 << (d - 1) or (rem == 1 << (d - 1) and r & 1):
+        r += 1
+    return (r << d) * (1 if x >= 0 else -1)
+
+
+def _pairwise(kernels: Kernels, q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int,
+              rand: np.ndarray | None) -> np.ndarray:
+    """The C update two elements a call (A = sum |acc| of |acc| up to 2^63 stays below 2^64)."""
+    got = np.empty_like(q)
+    for i in range(0, q.size, 2):
+        rc, got[i:i + 2], (a, _) = kernels.sgd_update_fused(q[i:i + 2], acc[i:i + 2], m, k, bits,
+                                                           None if rand is None else rand[i:i + 2])
+        assert rc == 0 and a == sum(abs(int(v)) for v in acc[i:i + 2])
+    return got
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+@pytest.mark.parametrize("k", [-80, -60, -45, -30, -12, 0, 3])
+def test_fused_sgd_update_products_past_53_bits_round_as_float64(kernels: Kernels, rounding: str, k: int) -> None:
+    """|acc m| >= 2^53 (a conv's weight-gradient sum at a float32 learning rate): numpy rounds
+    float64(acc) and then the product, each half to even; the C kernel gives the same bits,
+    ties of both roundings included, for |acc| up to 2^63 and any 53-bit m."""
+    rng = np.random.default_rng(100 - k)
+    n = 3000
+    m = (1 << 23) + 2 * int(rng.integers(0, 1 << 22)) + 1
+    mag = [int(v) for v in rng.integers(1 << 29, 1 << 62, n // 3)]
+    mag += [int(v) << int(s) for v, s in zip(rng.integers(1 << 20, 1 << 40, n // 3), rng.integers(0, 22, n // 3))]
+    ties = []
+    for j in range(n - len(mag)):
+        d = 1 + j % 9  # |acc| past 53 bits with a tie (and neighbours) in its float64 rounding
+        base = (int(rng.integers(1 << 52, 1 << 53)) << d) + (1 << (d - 1))
+        ties.append(base + (j % 3) - 1)
+    mag += ties
+    acc = np.array([v if rng.random() < 0.5 else -v for v in mag], np.int64)
+    # the case under test: the products are inexact in float64
+    assert sum(_round53(int(a)) * m != _round53(_round53(int(a)) * m) for a in acc) > n // 2
+    q = rng.integers(-100, 101, n).astype(np.int16)
+    rand = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32) if rounding == "stochastic" else None
+    got = _pairwise(kernels, q, acc, m, k, 12, rand)
+    want = _numpy_update(q, acc, m, k, 12, rand)
+    assert np.array_equal(got, want), np.argwhere(got != want)[:5]
+    if k <= -60:  # real updates compared, not only clipped ones
+        assert np.count_nonzero((got != q) & (np.abs(got) < 2047)) > n // 10
+
+
+@pytest.mark.parametrize(("m", "d"), [(1, 1), (1, 2), (1, 5), (3, 1), (5, 1)])
+def test_fused_sgd_update_float64_ties_decide_the_rounding(kernels: Kernels, m: int, d: int) -> None:
+    """Ties of float64's roundings (m = 1: of float64(acc), d bits dropped; m = 3, 5: of the
+    product), made visible: float64(acc) m = R 2^d with R on 53 bits, and at k = -24 - d the
+    stochastic rounding compares the word's U with the 24 low bits of R (U < R mod 2^24), so
+    words U = f and U = f - 1 around the correct f flip the outcome if R were off by one either
+    way. Expected from Python ints and from numpy."""
+    rng = np.random.default_rng(10 * m + d)
+    acc, words, want = [], [], []
+    while len(acc) < 400:
+        if m == 1:  # |acc| = r 2^d + 2^(d-1): a tie in the conversion to float64
+            a = (int(rng.integers(1 << 52, 1 << 53)) << d) + (1 << (d - 1))
+        else:  # acc below 2^53 (exact), acc m odd and 54 bits: a tie in the product's rounding
+            a = int(rng.integers((1 << 53) // m + 1, (1 << 54) // m))
+            a += (a * m) % 2 == 0
+        full = _round53(_round53(a) * m)
+        if full.bit_length() != 53 + d or full % (1 << d) or (full >> d) % (1 << 24) == 0:
+            continue
+        r = full >> d
+        f = r % (1 << 24)
+        for u in (f, f - 1):
+            acc.append(a)
+            words.append(u << 8)
+            want.append((r >> 24) + (u < f))
+    acc_a = np.array(acc, np.int64)
+    rand = np.array(words, np.uint32)
+    q = np.zeros(len(acc), np.int32)
+    got = _pairwise(kernels, q, acc_a, m, -24 - d, 32, rand)
+    assert got.tolist() == want
+    assert np.array_equal(got, _numpy_update(q, acc_a, m, -24 - d, 32, rand))
+    assert max(want) < (1 << 31) - 1  # none clipped: every comparison is of the rounding
+
+
+def test_fused_sgd_update_refuses_a_scale_past_float64(kernels: Kernels) -> None:
+    q = np.zeros(4, np.int16)
+    rc, _, _ = kernels.sgd_update_fused(q, np.full(4, 1 << 40, np.int64), 1 << 53, -30, 8)
+    assert rc != 0  # m * 2^k with |m| >= 2^53 is no float64 scale
+    rc, _, _ = kernels.sgd_update_fused(q, np.full(4, 1 << 40, np.int64), (1 << 20) + 1, -30, 8)
+    assert rc == 0  # |acc m| >= 2^53: rounded as float64 rounds it (no longer refused)

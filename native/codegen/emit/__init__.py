@@ -152,7 +152,7 @@ def work_words(node: Node, cx: Emit, work: int, words: int) -> tuple[list[str], 
     if not rand:
         return lines, "NULL"
     return [*lines, f"uint32_t *r = (uint32_t *)(work + {max(1, work)});",
-            f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {words}u, r);"], "r"
+            f"rctc_random_words_mt({cx.threads}, seed, step, {cx.node_id(node)}u, 0u, {words}u, r);"], "r"
 
 
 def bits_of(node: Node, out: Value) -> int:

@@ -46,7 +46,7 @@ def _rounded(node: Node, cx: Emit, n_work: int, n_rand: int) -> tuple[list[str],
     if node.attrs.get("rounding", "stochastic") == "nearest":
         return lines, "NULL"
     lines += [f"uint32_t *r = (uint32_t *){cx.scratch(4 * n_rand, align(8 * n_work))};",
-              f"rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, {n_rand}u, r);"]
+              f"rctc_random_words_mt({cx.threads}, seed, step, {cx.node_id(node)}u, 0u, {n_rand}u, r);"]
     return lines, "r"
 
 

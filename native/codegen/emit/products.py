@@ -44,7 +44,30 @@ def int_gemm(node: Node, cx: Emit) -> list[str]:
 
 @emitter("IntMatMul")
 def int_matmul(node: Node, cx: Emit) -> list[str]:
-    return _gemm(node, cx, 0, 0)
+    """numpy matmul of integers: 2-D by 2-D; (..., M, K) by a 2-D (K, N) as one GEMM over the
+    flattened rows; (..., M, K) by (..., K, N) with equal batch dims as one GEMM per batch slice
+    (broadcast batch dims and 1-D operands are refused)."""
+    qa, ea, qb, eb = node.inputs[:4]
+    acc, acc_e = node.outputs
+    sa, sb = tuple(qa.shape), tuple(qb.shape)
+    if len(sa) == 2 and len(sb) == 2:
+        return _gemm(node, cx, 0, 0)
+    if len(sa) < 2 or len(sb) < 2 or (len(sb) > 2 and sa[:-2] != sb[:-2]):
+        raise refuse(node, f"multiplies {sa} by {sb} (mapped: 2-D by 2-D, N-D by 2-D, equal batch dims)")
+    m, k = sa[-2], sa[-1]
+    if sb[-2] != k or tuple(acc.shape) != (*sa[:-1], sb[-1]):
+        raise refuse(node, f"multiplies {sa} by {sb} into {tuple(acc.shape)}")
+    n = sb[-1]
+    fn = gemm_name(node, qa, qb, sname(acc))
+    tail = f"{cx.scalar(acc_e)} = {cx.scalar(ea)} + {cx.scalar(eb)};"
+    if len(sb) == 2:
+        rows = numel(qa) // k
+        return [f"{fn}({rows}, {n}, {k}, {cx.ptr(qa)}, {k}, 1, {cx.ptr(qb)}, {n}, 1, {cx.ptr(acc)}, {n}, 1, 0, "
+                f"{cx.threads});", tail]
+    batch = numel(qa) // (m * k)
+    return [f"for (size_t b = 0; b < {batch}u; b++)",
+            f"    {fn}({m}, {n}, {k}, {cx.ptr(qa)} + b * {m * k}u, {k}, 1, {cx.ptr(qb)} + b * {k * n}u, {n}, 1, "
+            f"{cx.ptr(acc)} + b * {m * n}u, {n}, 1, 0, {cx.threads});", tail]
 
 
 @weight_grad_product("IntGemm", "IntMatMul")

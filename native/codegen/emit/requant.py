@@ -4,12 +4,16 @@ Needs: an int32 / int64 accumulator, an optional 1-D bias. Leaves: the kernel's 
 bias, an accumulator over ``CHUNK`` elements is rounded ``CHUNK`` at a time: the shift from the
 whole accumulator's max (rctc_iq_requant_shift, as the kernel), then per chunk the widening, the
 chunk's words (counter-based: the words of those elements) and rctc_iq_shift_round, so the
-scratch holds one chunk (int64 and words), not the whole accumulator.
+scratch holds one chunk (int64 and words), not the whole accumulator. An int32 accumulator
+without a bias whose words fit what a chunk would take is rounded in one call without a widened
+copy (rctc_iq_requantize_s32).
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from rctc.ir import Node
 from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, stochastic, width, work_words
@@ -20,15 +24,23 @@ CHUNK = 1024
 
 @emitter("Requantize")
 def requantize(node: Node, cx: Emit) -> list[str]:
-    """intref.core.requantize: the accumulator widened to int64 in scratch (the kernel adds the
-    bias in place), stochastic words from the node's Philox stream (draw 0, start 0)."""
+    """intref.core.requantize: an int32 accumulator without a bias read as it is
+    (rctc_iq_requantize_s32), any other widened to int64 in scratch (the kernel adds the bias in
+    place); stochastic words from the node's Philox stream (draw 0, start 0)."""
     acc, acc_e = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     bias_e = node.inputs[3] if len(node.inputs) > 3 else None
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
-    chunk = max(CHUNK, getattr(cx, "budget", 0) // 12)  # 8 bytes of int64 and 4 of words an element
+    budget = getattr(cx, "budget", 0)
+    chunk = max(CHUNK, budget // 12)  # 8 bytes of int64 and 4 of words an element
+    if bias is None and np.dtype(acc.dtype) == np.int32 and 4 * n <= max(12 * chunk, budget):
+        # the common case: no widened copy, only the n random words (within what a chunk would use)
+        lines, rand = work_words(node, cx, 0, n)
+        return lines + ["(void)work;", "int e_out = 0;",
+                        f"int rc = rctc_iq_requantize_s32({n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, {bits}, {rand}, "
+                        f"{cx.ptr(out)}, &e_out);", "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     if bias is None and n > chunk:
         return _chunked(node, cx, n, bits, chunk)
     lines, rand = work_words(node, cx, n, n)

@@ -61,6 +61,11 @@ int rctc_iq_width(int bits);                              /* storage bytes of a 
 int64_t rctc_iq_floordiv(int64_t a, int64_t b);           /* floor(a / b), b != 0 */
 int64_t rctc_iq_sar(int64_t x, int s);                    /* floor(x / 2^s), 0 <= s <= 63 */
 uint64_t rctc_iq_absmax(size_t n, const int64_t *x);
+/* its variants (the dispatched one above picks AVX2 where the CPU has it; the same result) */
+uint64_t rctc_iq_absmax_portable(size_t n, const int64_t *x);
+#if defined(__x86_64__) || defined(_M_X64)
+uint64_t rctc_iq_absmax_avx2(size_t n, const int64_t *x);
+#endif
 int rctc_iq_requant_shift(uint64_t m, int bits, int stochastic);
 /* intref.core.shift_round on int64 x (|x| <= 2^62 unless s == 0), s >= 0 */
 int rctc_iq_shift_round(size_t n, const int64_t *x, int s, const uint32_t *rand, int64_t *out);
@@ -69,6 +74,9 @@ int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, i
 /* intref.core.requantize(acc, e_acc, bits, rand=rand) (no bias): out in rctc_iq_width(bits) storage */
 int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                        int *e_out);
+/* rctc_iq_requantize of an int32 accumulator (the same bits, no widened copy; iq_requant_s32.c) */
+int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
+                           int *e_out);
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
  * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
 void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);

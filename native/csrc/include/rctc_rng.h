@@ -40,6 +40,10 @@ void rctc_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[
  */
 void rctc_random_words(uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start, size_t count,
                        uint32_t *out);
+/* the same words split over up to nthreads threads (kernels/random_words_mt.c): equal to
+ * rctc_random_words for every thread count */
+void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,
+                          size_t count, uint32_t *out);
 
 /*
  * The top k bits of a word (1 <= k <= 32): a uniform integer in [0, 2^k), as rctc/rng.py's

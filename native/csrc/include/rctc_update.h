@@ -4,7 +4,9 @@
  * The numpy kernel (runtime/kernels/int_update.py, FusedIntUpdate without weight decay) forms
  * u = acc * scale in float64, scale = -lr * alpha * 2^(ea + eb - e), and q' = clip(q + SR(u)).
  * Here the host writes scale exactly as m * 2^k (m an integer, the float64's mantissa), and the
- * kernel computes the same bits with integers only: p = acc * m, u = p * 2^k,
+ * kernel computes the same bits with integers only: u = p * 2^k' with p * 2^(k'-k) = float64(acc) * m
+ * as float64 forms it (acc rounded to 53 bits, then the product rounded once, half to even; exact
+ * while |acc m| < 2^53),
  *   stochastic: floor(u) + [U < frac(u) * 2^24], U = rand >> 8 (numpy's stochastic_floor),
  *   nearest:    round half to even (np.rint), rand == NULL,
  * then clip to +-(2^(bits-1) - 1). stats (NULL: not wanted) receives the bitwidth controller's
@@ -12,8 +14,9 @@
  * S = how many outputs are +-qmax. A shift past 53 bits (k < -53, |u| < 1/2: BatchNorm's gamma /
  * beta updates) follows numpy's float64 exactly, including its rounding of frac(u) = 1 - |u| to
  * the 2^-53 grid for a negative u. Returns RCTC_IQ_OK, or RCTC_IQ_EDOMAIN where numpy's float64
- * arithmetic would itself round otherwise (|p| >= 2^53, or a subnormal u: k < -1074) or A
- * reaches 2^64 - the caller must then not use this kernel; out and stats are unspecified.
+ * arithmetic would round otherwise (a subnormal u: k < -1074), m * 2^k is no float64 scale
+ * (|m| >= 2^53), or A reaches 2^64 - the caller must then not use this kernel; out and stats
+ * are unspecified.
  */
 #ifndef RCTC_UPDATE_H
 #define RCTC_UPDATE_H

@@ -30,6 +30,16 @@ static inline void iq_st(void *p, int w, size_t i, int64_t v) {
     }
 }
 
+/* dst[0 .. n) = elements off .. off + n - 1 of p (w bytes each), widened (the switch outside the loop) */
+static inline void iq_ld_run(const void *p, int w, size_t off, size_t n, int64_t *dst) {
+    switch (w) {
+    case 1: for (size_t i = 0; i < n; ++i) dst[i] = ((const int8_t *)p)[off + i]; break;
+    case 2: for (size_t i = 0; i < n; ++i) dst[i] = ((const int16_t *)p)[off + i]; break;
+    case 4: for (size_t i = 0; i < n; ++i) dst[i] = ((const int32_t *)p)[off + i]; break;
+    default: for (size_t i = 0; i < n; ++i) dst[i] = ((const int64_t *)p)[off + i]; break;
+    }
+}
+
 /* x * 2^k for 0 <= k <= 63, two's complement (numpy's <<) */
 static inline int64_t iq_shl(int64_t x, int k) { return (int64_t)((uint64_t)x << k); }
 

@@ -4,12 +4,57 @@
  * Needs: rctc_intops.h; operands read at broadcast strides of the output's shape. Leaves: both
  * operands brought to intref.core.align's exponent (exact left shifts unless that passes 2^61,
  * then nearest), summed (or subtracted) exactly, one rounding to bits (stochastic with rand).
+ * Operands of the output's own dense layout (no broadcast) take typed loops without the
+ * per-element multi-index; the same integers either way.
  */
 #include "iq.h"
 
 static int64_t shifted(int64_t v, int k) {
     if (k >= 0) return k > 63 ? 0 : iq_shl(v, k);
     return -k > 62 ? 0 : iq_sar(v + ((int64_t)1 << (-k - 1)), -k);
+}
+
+/* whether strides st read shape's elements in C order, one after another (no broadcast) */
+static int dense(int ndim, const int *shape, const ptrdiff_t *st) {
+    ptrdiff_t want = 1;
+    for (int d = ndim - 1; d >= 0; --d) {
+        if (shape[d] != 1 && st[d] != want) return 0;
+        want *= shape[d];
+    }
+    return 1;
+}
+
+#define RCTC_TYPED(W, BODY)                                                                                   \
+    switch (W) {                                                                                              \
+    case 1: { const int8_t *x = (const int8_t *)p; BODY; } break;                                           \
+    case 2: { const int16_t *x = (const int16_t *)p; BODY; } break;                                         \
+    case 4: { const int32_t *x = (const int32_t *)p; BODY; } break;                                         \
+    default: { const int64_t *x = (const int64_t *)p; BODY; } break;                                        \
+    }
+
+static uint64_t absmax_w(const void *p, int w, size_t n) {
+    uint64_t m = 0;
+    RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) { const uint64_t a = iq_abs(x[i]); m = a > m ? a : m; })
+    return m;
+}
+
+/* dst (op 0: =, 1: +=, 2: -=) the dense operand p shifted by k as shifted() does */
+static void shift_into(const void *p, int w, size_t n, int k, int op, int64_t *dst) {
+    if (k >= 0) {
+        const int z = k > 63, sh = z ? 0 : k;
+        if (op == 0) RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) dst[i] = z ? 0 : iq_shl(x[i], sh))
+        else if (op == 1) RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) dst[i] = iq_add(dst[i], z ? 0 : iq_shl(x[i], sh)))
+        else RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) dst[i] = iq_sub(dst[i], z ? 0 : iq_shl(x[i], sh)))
+    } else {
+        for (size_t i0 = 0; i0 < n; i0 += 256) {
+            const size_t c = n - i0 < 256 ? n - i0 : 256;
+            int64_t v[256];
+            RCTC_TYPED(w, for (size_t i = 0; i < c; ++i) v[i] = shifted(x[i0 + i], k))
+            if (op == 0) for (size_t i = 0; i < c; ++i) dst[i0 + i] = v[i];
+            else if (op == 1) for (size_t i = 0; i < c; ++i) dst[i0 + i] = iq_add(dst[i0 + i], v[i]);
+            else for (size_t i = 0; i < c; ++i) dst[i0 + i] = iq_sub(dst[i0 + i], v[i]);
+        }
+    }
 }
 
 int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
@@ -20,7 +65,12 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
     ptrdiff_t off[2] = {0, 0};
     const ptrdiff_t *st[2] = {as, bs};
     uint64_t m[2] = {0, 0};
-    for (size_t i = 0; i < n; ++i) {
+    const int fast = dense(ndim, shape, as) && dense(ndim, shape, bs);
+    if (fast) {
+        m[0] = absmax_w(a, aw, n);
+        m[1] = absmax_w(b, bw, n);
+    }
+    for (size_t i = 0; !fast && i < n; ++i) {
         const uint64_t x = iq_abs(iq_ld(a, aw, (size_t)off[0])), y = iq_abs(iq_ld(b, bw, (size_t)off[1]));
         m[0] = x > m[0] ? x : m[0];
         m[1] = y > m[1] ? y : m[1];
@@ -33,6 +83,11 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
         const int k = o ? kb : ka;
         if (k > 0 && m[o] > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
         if (k < 0 && m[o] > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    }
+    if (fast) {
+        shift_into(a, aw, n, ka, 0, work);
+        shift_into(b, bw, n, kb, subtract ? 2 : 1, work);
+        return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
     }
     off[0] = off[1] = 0;
     for (size_t i = 0; i < n; ++i) {

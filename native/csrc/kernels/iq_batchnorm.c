@@ -20,8 +20,7 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
     if (C < 1) return RCTC_IQ_EDOMAIN;
     for (int b = 0; b < B; ++b)
         for (int c = 0; c < C; ++c)
-            for (size_t s = 0; s < SS; ++s)
-                x[(size_t)c * N + (size_t)b * SS + s] = iq_ld(q, w, ((size_t)b * (size_t)C + (size_t)c) * SS + s);
+            iq_ld_run(q, w, ((size_t)b * (size_t)C + (size_t)c) * SS, SS, x + (size_t)c * N + (size_t)b * SS);
     int rc = iq_norm_stats(C, (int)N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
     if (rc) return rc;
     for (int b = 0; b < B; ++b)

@@ -6,6 +6,8 @@
  * 31 bits), one rounding to bits (stochastic with rand, words in dx's (B, C, S) order);
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
  */
+#include <string.h>
+
 #include "iq.h"
 #include "iq_norm.h"
 
@@ -18,12 +20,11 @@ int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e,
             *f = m + C, *gm = f + C, *mult = gm + C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
     for (int b = 0; b < B; ++b)
-        for (int c = 0; c < C; ++c)
-            for (size_t s = 0; s < SS; ++s) {
-                const size_t src = ((size_t)b * (size_t)C + (size_t)c) * SS + s, dst = (size_t)c * N + (size_t)b * SS + s;
-                x[dst] = iq_ld(q, w, src);
-                dy[dst] = iq_ld(dq, dw, src);
-            }
+        for (int c = 0; c < C; ++c) {
+            const size_t src = ((size_t)b * (size_t)C + (size_t)c) * SS, dst = (size_t)c * N + (size_t)b * SS;
+            iq_ld_run(q, w, src, SS, x + dst);
+            iq_ld_run(dq, dw, src, SS, dy + dst);
+        }
     int rc = iq_norm_stats(C, (int)N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
     if (rc) return rc;
     for (int c = 0; c < C; ++c) {
@@ -41,7 +42,7 @@ int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e,
     if (rc) return rc;
     for (int b = 0; b < B; ++b)
         for (int c = 0; c < C; ++c)
-            for (size_t s = 0; s < SS; ++s)
-                x[((size_t)b * (size_t)C + (size_t)c) * SS + s] = acc[(size_t)c * N + (size_t)b * SS + s];
+            memcpy(x + ((size_t)b * (size_t)C + (size_t)c) * SS, acc + (size_t)c * N + (size_t)b * SS,
+                   SS * sizeof(int64_t));
     return rctc_iq_requantize(T, x, de + ge - e + off, bits, rand, dx, e_out);
 }

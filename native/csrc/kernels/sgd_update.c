@@ -11,6 +11,75 @@
 
 #define P53 ((int64_t)1 << 53)
 
+static inline int bitlen64(uint64_t v) {
+#if defined(__GNUC__)
+    return v ? 64 - __builtin_clzll(v) : 0;
+#else
+    return iq_bitlen(v);
+#endif
+}
+
+/* hi:lo = x * y exactly (portable 64 x 64 -> 128 bits) */
+static void mul_u128(uint64_t x, uint64_t y, uint64_t *hi, uint64_t *lo) {
+    const uint64_t m32 = 0xffffffffu;
+    const uint64_t ll = (x & m32) * (y & m32), lh = (x & m32) * (y >> 32);
+    const uint64_t hl = (x >> 32) * (y & m32), hh = (x >> 32) * (y >> 32);
+    const uint64_t mid = (ll >> 32) + (lh & m32) + (hl & m32);
+    *lo = (mid << 32) | (ll & m32);
+    *hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+}
+
+/* hi:lo rounded to 53 significant bits, half to even (IEEE binary64's rounding of a positive
+ * integer): r * 2^t with r < 2^53 (t = 0 when hi:lo fits 53 bits; r >= 2^52 otherwise) */
+static uint64_t round53(uint64_t hi, uint64_t lo, int *t) {
+    const int len = hi ? 64 + bitlen64(hi) : bitlen64(lo);
+    if (len <= 53) {
+        *t = 0;
+        return lo;
+    }
+    int d = len - 53; /* 1 .. 75 */
+    uint64_t r;
+    int above, tie;
+    if (d < 64) {
+        const uint64_t rem = lo & (((uint64_t)1 << d) - 1u), half = (uint64_t)1 << (d - 1);
+        r = (lo >> d) | (hi << (64 - d));
+        above = rem > half;
+        tie = rem == half;
+    } else if (d == 64) {
+        const uint64_t half = (uint64_t)1 << 63;
+        r = hi;
+        above = lo > half;
+        tie = lo == half;
+    } else {
+        const int dh = d - 64; /* the dropped bits: the low dh bits of hi, then lo */
+        const uint64_t rem = hi & (((uint64_t)1 << dh) - 1u), half = (uint64_t)1 << (dh - 1);
+        r = hi >> dh;
+        above = rem > half || (rem == half && lo != 0u);
+        tie = rem == half && lo == 0u;
+    }
+    if (above || (tie && (r & 1u))) ++r;
+    if (r == ((uint64_t)1 << 53)) {
+        r >>= 1;
+        ++d;
+    }
+    *t = d;
+    return r;
+}
+
+/* numpy's float64(acc) * m for |m| < 2^53, as the integer p * 2^t (|p| < 2^53): acc rounds to
+ * float64 first, then the product rounds once (both half to even); exact while |acc m| < 2^53 */
+static int64_t f64_product(int64_t acc, int64_t m, int *t) {
+    const uint64_t aa = iq_abs(acc), am = iq_abs(m);
+    const int neg = (acc < 0) != (m < 0);
+    int t1 = 0, t2 = 0;
+    uint64_t hi, lo;
+    const uint64_t a53 = round53(0u, aa, &t1);
+    mul_u128(a53, am, &hi, &lo);
+    const uint64_t r = round53(hi, lo, &t2);
+    *t = t1 + t2;
+    return neg ? -(int64_t)r : (int64_t)r;
+}
+
 /*
  * The stochastic rounding's "up" for u = p * 2^-s with s > 53 (|p| < 2^53, p != 0), as numpy
  * forms it in float64 (stochastic_floor: frac = u - floor(u), up = U < frac * 2^24, U the top
@@ -50,29 +119,39 @@ int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, i
     uint64_t am = iq_abs(m);
     uint64_t sum_abs = 0, saturated = 0;
     if (k < -1074 || bits < 2 || bits > 32) return RCTC_IQ_EDOMAIN; /* numpy's u would be subnormal-rounded */
+    if (am >= (uint64_t)P53) return RCTC_IQ_EDOMAIN; /* m * 2^k is not a float64 scale */
     for (size_t i = 0; i < n; ++i) {
         uint64_t aa = iq_abs(acc[i]);
-        if (aa != 0 && (am == 0 ? 0 : aa > (uint64_t)(P53 - 1) / am)) return RCTC_IQ_EDOMAIN;
         if (stats != NULL && sum_abs + aa < sum_abs) return RCTC_IQ_EDOMAIN; /* A >= 2^64 */
         sum_abs += aa;
-        int64_t p = iq_mul(acc[i], m); /* |p| < 2^53: exact, and exactly numpy's float64 u * 2^-k */
+        /* u = p * 2^kk: numpy's float64 u (|p| < 2^53; past 2^53 the product is rounded as
+         * float64 rounds it, and then u is normal: |u| >= 2^52 2^(k+1) > 2^-1022) */
+        int kk = k;
+        int64_t p;
+        if ((aa >> 29) == 0u && (am >> 24) == 0u) {
+            p = iq_mul(acc[i], m); /* below 2^53: exact */
+        } else {
+            int t = 0;
+            p = f64_product(acc[i], m, &t);
+            kk += t;
+        }
         int64_t fl;
         int up = 0;
-        if (k >= 0) {
+        if (kk >= 0) {
             /* an integer update: anything past 2^40 clips, so saturate there (no overflow) */
             const int64_t lim = (int64_t)1 << 40;
-            if (k >= 40 || iq_abs(p) > (uint64_t)(lim >> k)) fl = p > 0 ? lim : p < 0 ? -lim : 0;
-            else fl = iq_shl(p, k);
-        } else if (k < -53) {
+            if (kk >= 40 || iq_abs(p) > (uint64_t)(lim >> kk)) fl = p > 0 ? lim : p < 0 ? -lim : 0;
+            else fl = iq_shl(p, kk);
+        } else if (kk < -53) {
             /* |u| = |p| 2^-s < 2^(53-s) <= 1/2: floor(u) is 0 or -1, nearest rounds to 0 */
             if (rand != NULL && p != 0) {
                 fl = p < 0 ? -1 : 0;
-                up = tiny_round_up(p, -k, rand[i] >> 8);
+                up = tiny_round_up(p, -kk, rand[i] >> 8);
             } else {
                 fl = 0; /* np.rint(u) of |u| < 1/2 is 0 (or -0.0, the same sum) */
             }
         } else {
-            int s = -k;
+            int s = -kk;
             fl = iq_sar(p, s);
             int64_t f = iq_sub(p, iq_shl(fl, s)); /* frac(u) * 2^s, in [0, 2^s) */
             if (rand == NULL) {

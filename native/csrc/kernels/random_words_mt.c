@@ -1,0 +1,38 @@
+/*
+ * random_words_mt.c - a node's Philox words on several threads (rctc_random_words split).
+ *
+ * Needs: rctc_rng.h (the counter-based generator), parallel.c. Leaves: out[0 .. count) equal to
+ * rctc_random_words(seed, step, node_id, start, count, out) for every thread count: the stream is
+ * counter-based, so each chunk (fixed boundaries at multiples of 4 words, one Philox block)
+ * computes its own words; below RCTC_WORDS_PER_THREAD words a call stays on one thread.
+ */
+#include "internal.h"
+#include "rctc_intops.h"
+#include "rctc_rng.h"
+
+/* words below which a second thread does not pay for its start (~20 us; a word is ~2 ns) */
+#define RCTC_WORDS_PER_THREAD 32768u
+
+typedef struct {
+    uint64_t seed, start;
+    uint32_t step, node_id;
+    uint32_t *out;
+} words_task;
+
+static void words_chunk(void *ctx, int begin, int end) {
+    const words_task *t = (const words_task *)ctx;
+    rctc_random_words(t->seed, t->step, t->node_id, t->start + (uint64_t)begin, (size_t)(end - begin),
+                      t->out + begin);
+}
+
+void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,
+                          size_t count, uint32_t *out) {
+    if (nthreads <= 1 || count < 2u * RCTC_WORDS_PER_THREAD || count > (size_t)INT32_MAX) {
+        rctc_random_words(seed, step, node_id, start, count, out);
+        return;
+    }
+    const size_t most = count / RCTC_WORDS_PER_THREAD;
+    const int t = (size_t)nthreads < most ? nthreads : (int)most;
+    words_task task = {seed, start, step, node_id, out};
+    rctc_parallel_for((int)count, 4, t, words_chunk, &task);
+}

@@ -22,10 +22,11 @@ Tensor = tuple[np.ndarray, int]
 
 
 def _rows(q: np.ndarray) -> np.ndarray:
-    """(B, C, spatial...) -> (B * C, spatial) int64 rows, one group each."""
+    """(B, C, spatial...) -> (1, B * C, spatial) int64: norm's (batch, group, values) layout, one
+    group per (sample, channel)."""
     if q.ndim < 3:
         raise ValueError(f"InstanceNormalization needs N x C x spatial..., got shape {q.shape}")
-    return as_int64(q).reshape(q.shape[0] * q.shape[1], -1)
+    return as_int64(q).reshape(1, q.shape[0] * q.shape[1], -1)
 
 
 def instancenorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, eps: float = 1e-5, bits: int = 8) -> Tensor:
@@ -44,8 +45,8 @@ def instancenorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, 
     x = _rows(q)
     dy = as_int64(dq).reshape(x.shape)
     xhat, _, _, ms, fs = _groups_stats(x, int(e), eps)
-    gm = [int(v) for v in np.tile(as_int64(gamma[0]).reshape(-1), b)]  # row r = (sample, channel r % C)
-    acc, off = _dx(dy, xhat, gm, ms, fs)
+    gm = np.tile(as_int64(gamma[0]).reshape(-1), b)  # group r = (sample, channel r % C)
+    acc, off, _, _ = _dx(dy, xhat, gm, ms, fs)
     dx = requantize(acc.reshape(q.shape), int(de) + int(gamma[1]) - int(e) + off, bits, rand=rand)
     per = (dy * xhat).reshape(b, c, -1).sum(axis=(0, 2)), dy.reshape(b, c, -1).sum(axis=(0, 2))
     return dx, (per[0], int(de) - XFRAC), (per[1], int(de))

@@ -11,6 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rctc.errors import RctcError
+
+
+class GeometryError(RctcError, ValueError):
+    """A window the model's attributes make impossible: one line for the user (an RctcError), and
+    still a ValueError for callers that probe shapes."""
+
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
@@ -35,7 +42,8 @@ def out_size(
     eff = (kernel - 1) * dilation + 1
     span = in_size + pad_begin + pad_end - eff
     if span < 0:
-        raise ValueError(f"kernel extent {eff} larger than padded input {in_size + pad_begin + pad_end}")
+        raise GeometryError(f"a window of extent {eff} is larger than the padded input "
+                            f"({in_size + pad_begin + pad_end}); fix the kernel, pads or dilations in the model")
     if not ceil_mode:
         return span // stride + 1
     n = -(-span // stride) + 1
@@ -56,11 +64,11 @@ def resolve_pads(
     k = len(in_spatial)
     mode = _as_str(auto_pad or "NOTSET")
     if mode not in AUTO_PADS:
-        raise ValueError(f"unknown auto_pad {mode!r}")
+        raise GeometryError(f"unknown auto_pad {mode!r}; use one of {AUTO_PADS}")
     if mode == "NOTSET":
         p = [int(v) for v in pads] if pads is not None else [0] * (2 * k)
         if len(p) != 2 * k:
-            raise ValueError(f"pads has {len(p)} entries, expected {2 * k}")
+            raise GeometryError(f"pads has {len(p)} entries, expected {2 * k} (begins then ends of each spatial axis)")
         return p
     if mode == "VALID":
         return [0] * (2 * k)
@@ -109,7 +117,7 @@ def conv_transpose_params(
     out_pad = [int(v) for v in node_attrs.get("output_padding") or [0] * k]
     auto = _as_str(node_attrs.get("auto_pad", "NOTSET"))
     if auto not in AUTO_PADS:
-        raise ValueError(f"auto_pad {auto!r} is not one of {AUTO_PADS}")
+        raise GeometryError(f"auto_pad {auto!r} is not one of {AUTO_PADS}")
     full = [strides[i] * (int(x_shape[2 + i]) - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
             for i in range(k)]
     shape = node_attrs.get("output_shape")
@@ -117,7 +125,8 @@ def conv_transpose_params(
         want = [int(v) for v in shape][-k:] if shape else [int(x_shape[2 + i]) * strides[i] for i in range(k)]
         total = [full[i] - want[i] for i in range(k)]
         if any(-t >= strides[i] for i, t in enumerate(total)):
-            raise ValueError(f"ConvTranspose output_shape {want} exceeds the full output {full} by a stride or more")
+            raise GeometryError(f"ConvTranspose output_shape {want} exceeds the full output {full} by a stride or more "
+                                "(ONNX allows at most stride - 1 past it); fix output_shape in the model")
         # an output_shape up to stride - 1 past the full output (the spec's negative total padding)
         # extends it at the end as output_padding does: rows no window reaches (bias only)
         total = [max(t, 0) for t in total]

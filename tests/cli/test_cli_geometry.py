@@ -1,0 +1,47 @@
+"""Window geometry a model's attributes make impossible: one line and exit 2 at compile, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _conv_transpose(path: Path, output_shape: list[int]) -> Path:
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_shape=output_shape)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, *output_shape])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def _conv(path: Path, pads: list[int]) -> Path:
+    w = numpy_helper.from_array(np.ones((1, 1, 5, 5), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=pads)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    return _save_unchecked(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def _save_unchecked(m: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("mode", ["fp32", "rct"])
+def test_conv_transpose_output_shape_past_a_stride_is_refused(tmp_path: Path, refused: Callable[..., str],
+                                                             mode: str) -> None:
+    model = _conv_transpose(tmp_path / "ct.onnx", [12, 12])  # full output 7: at most 8 allowed
+    line = refused(tmp_path, ["compile", model, "-o", tmp_path / "ct.rct", "--mode", mode, "--loss", "mse"],
+                   "ConvTranspose output_shape [12, 12] exceeds the full output [7, 7]")
+    assert "fix output_shape" in line
+
+
+def test_a_window_larger_than_the_padded_input_is_refused(tmp_path: Path, refused: Callable[..., str]) -> None:
+    model = _conv(tmp_path / "c.onnx", [0, 0, 0, 0])  # 5x5 kernel on a 3x3 input, no pads
+    refused(tmp_path, ["compile", model, "-o", tmp_path / "c.rct", "--loss", "mse"], "")

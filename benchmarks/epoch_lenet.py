@@ -24,7 +24,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -160,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"Target (an epoch no longer than PyTorch fp32's): **{'met' if ok else 'not met'}** "
                       f"({1000 * med['rctc_native']:.1f} ms vs {1000 * ref:.1f} ms)."]
     text = "\n".join(lines) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=a.output.parent, prefix=f".{a.output.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, a.output)
+    _common.write_atomic(a.output, text)
     print(text)
     return 0
 

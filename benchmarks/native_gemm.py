@@ -34,7 +34,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median_seconds, reexec_without_openblas_overrides, sample_seconds  # noqa: E402
+from _common import median_seconds, reexec_without_openblas_overrides, sample_seconds, write_atomic  # noqa: E402
 
 reexec_without_openblas_overrides()  # before numpy is imported anywhere
 
@@ -319,18 +319,6 @@ def render(res: dict[str, Any], argv: list[str]) -> str:
     ]
     return "\n".join(lines)
 
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,14 +59,6 @@ def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: in
         return {"error": f"exit {code}: {(err.strip().splitlines() or ['no output'])[-1]}"}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, r)
         lines.append(f"| {m} | {o:.2f} | {n:.2f} | {r:.2f} | {'yes' if r <= BOUND else 'NO'} |")
     lines += ["", f"Worst ratio {worst:.2f}: the {BOUND}x bound is {'met' if worst <= BOUND else 'NOT met'}."]
-    write_atomic(a.output, "\n".join(lines) + "\n")
+    _common.write_atomic(a.output, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

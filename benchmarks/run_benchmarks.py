@@ -134,17 +134,6 @@ def loadavg() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -199,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     load["end"] = loadavg()
     text = peers_report.render(models, peers, results, comp, gemm, machine, load, argv, timing, args.batch,
                                rounds, skipped, builds)
-    write_atomic(Path(args.output), text)
+    _common.write_atomic(Path(args.output), text)
     print(text)
     return 0
 

@@ -145,11 +145,25 @@ def test_gemm_section_states_the_peak_and_the_missing_avx512() -> None:
             "peak_gops": 626.0, "core_peak_gops": 313.0, "blas": "openblas", "cpu": "AMD EPYC",
             "cpu_flags": ["avx", "avx2", "fma"], "load_s": 0.02}
     text = "\n".join(peers_report.gemm_section(gemm))
-    assert "**no AVX-512**" in text and "2 x 2.445 x 64 x 2 = **626 GOPS**" in text
+    assert "**no AVX-512**" in text and "2 x 2.445 x 64.0 x 2 = **626 GOPS**" in text
     assert "| 50% | 25% |" in text  # 156.5 of one core's 313, of the machine's 626
     met = {n: m for n, _, _, m in peers_report.targets([], {}, gemm)}
     assert met["int8 GEMM >= 50% of the int8 peak on the big layers"] is True
     assert "AVX-512 avx512_vnni" in "\n".join(peers_report.gemm_section({**gemm, "cpu_flags": ["avx2", "avx512_vnni"]}))
+
+
+def test_gemm_section_reads_native_gemms_peaks_block() -> None:
+    """native_gemm.run() reports the clock and the int8 rate in ``peaks`` (the VNNI peak when measured)."""
+    row = {"model": "m", "layer": "conv", "direction": "forward", "shape": "16x32768x144",
+           "avx512vnni 1t": 460.0, "avx512vnni 2t": 460.0, "numpy f32 2t": 100.0}
+    gemm = {"rows": [row], "isa": "avx512vnni", "cores": 2, "core_peak_gops": 920.0, "blas": "openblas",
+            "cpu": "Xeon", "cpu_flags": ["avx2", "avx512_vnni"], "load_s": 0.01,
+            "peaks": {"ghz": 4.0, "int8": (115.0, "vpdpbusd zmm at 1.80 per cycle, measured")}}
+    text = "\n".join(peers_report.gemm_section(gemm))
+    assert "2 x 4.000 x 115.0 x 2 = **1840 GOPS** (920 per core)" in text and "vpdpbusd zmm" in text
+    assert "| 50% | 25% |" in text  # 460 of one core's 920, of the machine's 1840
+    met = {n: m for n, _, _, m in peers_report.targets([], {}, gemm)}
+    assert met["int8 GEMM >= 50% of the int8 peak on the big layers"] is True
 
 
 def test_native_peer_without_a_compiler_reports_unavailable(tmp_path: Path) -> None:

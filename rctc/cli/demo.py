@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from rctc.cli import values
-from rctc.cli.common import emit_json, fail_cleanly, progress, show_progress
+from rctc.cli.common import emit_json, fail_cleanly, progress, show_progress, use_backend
 from rctc.errors import RctcError
 
 # the digits recipe used by the demo and the README's accuracy table
@@ -29,6 +29,7 @@ def _train(mode: str, epochs: int, seed: int, show_bar: bool) -> tuple[Any, dict
 
     train, test = load_data("digits:train"), load_data("digits:test")
     m = rctc.compile(path("lenet"), mode=mode, seed=seed, **DIGITS_RECIPE)
+    use_backend(m, None)  # as `rctc train`: native for rct when a C compiler is found, else one line why
     total = run_length(len(train), m.batch_size, epochs, None, keep_last=False)
     with progress(show_bar, total, f"training {mode:<4}", lambda r: f"loss {r.loss:.3f}") as advance:
         summary = m.train(train.x, train.y, epochs=epochs, seed=seed, on_step=advance)
@@ -63,14 +64,14 @@ def command(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
         f"{pred['energy_pj_per_step'] / 1e6:.2f} uJ, peak memory {pred['peak_memory_bytes'] / 1024:.1f} KiB"
     )
     rct_model, rct_sum, rct_eval = _train("rct", epochs, seed, show_bar)
-    _, fp_sum, fp_eval = _train("fp32", epochs, seed, show_bar)
+    fp_model, fp_sum, fp_eval = _train("fp32", epochs, seed, show_bar)
     final_bits = rct_sum.get("final_bits", {})
     result = {
         "rct": {"test_accuracy": rct_eval["accuracy"], "test_loss": rct_eval["loss"],
-                "ms_per_step": rct_sum["ms_per_step"], "final_bits": final_bits,
+                "ms_per_step": rct_sum["ms_per_step"], "final_bits": final_bits, "backend": rct_model.backend,
                 "mean_bits": sum(final_bits.values()) / max(len(final_bits), 1)},
         "fp32": {"test_accuracy": fp_eval["accuracy"], "test_loss": fp_eval["loss"],
-                 "ms_per_step": fp_sum["ms_per_step"]},
+                 "ms_per_step": fp_sum["ms_per_step"], "backend": fp_model.backend},
         "predicted": pred,
         "savings": rct_model.estimate()["savings"],  # at the bits the controller ended with
         "epochs": epochs,
@@ -85,10 +86,10 @@ def command(epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
 def _print_result(result: dict[str, Any]) -> None:
     rct, fp = result["rct"], result["fp32"]
     click.echo("")
-    click.echo(f"{'mode':<6} {'test accuracy':>13} {'ms/step':>8}")
-    click.echo(f"{'rct':<6} {rct['test_accuracy']:>13.4f} {rct['ms_per_step']:>8.2f}   "
+    click.echo(f"{'mode':<6} {'test accuracy':>13} {'ms/step':>8}  backend")
+    click.echo(f"{'rct':<6} {rct['test_accuracy']:>13.4f} {rct['ms_per_step']:>8.2f}  {rct['backend']:<7} "
                f"(weights end at {rct['mean_bits']:.1f} bits on average)")
-    click.echo(f"{'fp32':<6} {fp['test_accuracy']:>13.4f} {fp['ms_per_step']:>8.2f}")
+    click.echo(f"{'fp32':<6} {fp['test_accuracy']:>13.4f} {fp['ms_per_step']:>8.2f}  {fp['backend']}")
     click.echo("")
     click.echo("estimated savings of one rct training step at the final bits (negative: rct costs more):")
     for base in ("fp32", "qat"):

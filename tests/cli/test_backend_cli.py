@@ -116,3 +116,21 @@ def test_profile_ops_times_the_c_segments(folder: Path) -> None:
     assert r.exit_code == 0, r.stderr
     times = json.loads(r.stdout)["op_times_ms"]
     assert any(k.startswith("C segment ") for k in times) and "QuantAct" in times
+
+
+def test_demo_runs_rct_on_the_default_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rctc demo` trains rct as `rctc train` does: native with a compiler, numpy (one line) without;
+    the two give the same accuracy and final bits (the backends are bit-identical)."""
+    runs = {}
+    for cc in (None, "/nonexistent/cc"):
+        if cc is not None:
+            monkeypatch.setenv("CC", cc)
+        r = invoke(["demo", "--epochs", "1", "--json"])
+        assert r.exit_code == 0, r.stderr
+        runs[cc] = (json.loads(r.stdout), r.stderr)
+    (native, err_n), (numpy_run, err_f) = runs[None], runs["/nonexistent/cc"]
+    assert native["rct"]["backend"] == "native" and err_n == ""
+    assert numpy_run["rct"]["backend"] == "numpy" and err_f.startswith("rctc: using the numpy runtime: ")
+    assert native["fp32"]["backend"] == numpy_run["fp32"]["backend"] == "numpy"
+    assert native["rct"]["test_accuracy"] == numpy_run["rct"]["test_accuracy"]
+    assert native["rct"]["final_bits"] == numpy_run["rct"]["final_bits"]

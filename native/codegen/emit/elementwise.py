@@ -36,7 +36,8 @@ def _dims(node: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 
-def _binary(node: Node, cx: Emit, kernel: str) -> list[str]:
+def _binary(node: Node, cx: Emit, kernel: str, subtract: bool = False) -> list[str]:
+    """One broadcast kernel call; ``subtract`` (rctc_iq_add only) computes a - b."""
     qa, ea, qb, eb = node.inputs
     out, out_e = node.outputs
     bits = bits_of(node, out)
@@ -55,7 +56,7 @@ def _binary(node: Node, cx: Emit, kernel: str) -> list[str]:
               c_array("ptrdiff_t", "sb", broadcast_strides(dims, tuple(qb.shape)))]
     args = (f"{len(dims)}, shp, {cx.ptr(qa)}, {width(qa)}, sa, {cx.scalar(ea)}, {cx.ptr(qb)}, {width(qb)}, sb, "
             f"{cx.scalar(eb)}")
-    sub = "0, " if kernel == "rctc_iq_add" else ""
+    sub = f"{int(subtract)}, " if kernel == "rctc_iq_add" else ""
     return lines + call_rq(f"{kernel}({args}, {sub}{bits}, {rand}, work, {cx.ptr(out)}", cx.scalar(out_e))
 
 

@@ -29,8 +29,7 @@ from rctc.native.codegen.emit import (
     width,
     work_words,
 )
-from rctc.native.codegen.emit.elementwise import _dims
-from rctc.native.intops_base import broadcast_strides
+from rctc.native.codegen.emit.elementwise import _binary
 from rctc.runtime.intref.core import exact_ratio, fixed_point
 
 
@@ -73,25 +72,8 @@ emitter("IntTanhGrad")(_backward("rctc_iq_tanh_backward"))  # type: ignore[arg-t
 
 @emitter("IntSub")
 def int_sub(node: Node, cx: Emit) -> list[str]:
-    """intref.arith.sub: both operands aligned exactly, subtracted, one rounding."""
-    qa, ea, qb, eb = node.inputs
-    out, out_e = node.outputs
-    bits = bits_of(node, out)
-    try:
-        shape = tuple(np.broadcast_shapes(tuple(qa.shape), tuple(qb.shape)))
-    except ValueError:
-        raise refuse(node, f"has operands of shapes {tuple(qa.shape)} and {tuple(qb.shape)}") from None
-    if tuple(out.shape) != shape:
-        raise refuse(node, f"writes shape {tuple(out.shape)} for operands broadcasting to {shape}")
-    dims = _dims(node, shape)
-    n = math.prod(dims)
-    lines, rand = work_words(node, cx, n, n)
-    lines += [c_array("int", "shp", dims),
-              c_array("ptrdiff_t", "sa", broadcast_strides(dims, tuple(qa.shape))),
-              c_array("ptrdiff_t", "sb", broadcast_strides(dims, tuple(qb.shape)))]
-    return lines + call_rq(f"rctc_iq_add({len(dims)}, shp, {cx.ptr(qa)}, {width(qa)}, sa, {cx.scalar(ea)}, "
-                           f"{cx.ptr(qb)}, {width(qb)}, sb, {cx.scalar(eb)}, 1, {bits}, {rand}, work, {cx.ptr(out)}",
-                           cx.scalar(out_e))
+    """intref.arith.sub: both operands aligned exactly, subtracted, one rounding (IntAdd's kernel)."""
+    return _binary(node, cx, "rctc_iq_add", subtract=True)
 
 
 @emitter("IntNeg")

@@ -24,7 +24,7 @@ def _conv(path: Path, pads: list[int]) -> Path:
     w = numpy_helper.from_array(np.ones((1, 1, 5, 5), np.float32), "w")
     node = helper.make_node("Conv", ["x", "w"], ["y"], pads=pads)
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "h", "w"])], [w])
     return _save_unchecked(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
@@ -44,4 +44,31 @@ def test_conv_transpose_output_shape_past_a_stride_is_refused(tmp_path: Path, re
 
 def test_a_window_larger_than_the_padded_input_is_refused(tmp_path: Path, refused: Callable[..., str]) -> None:
     model = _conv(tmp_path / "c.onnx", [0, 0, 0, 0])  # 5x5 kernel on a 3x3 input, no pads
-    refused(tmp_path, ["compile", model, "-o", tmp_path / "c.rct", "--loss", "mse"], "")
+    line = refused(tmp_path, ["compile", model, "-o", tmp_path / "c.rct", "--loss", "mse"], "c.onnx")
+    assert "impossible shape" in line or "larger than the padded input" in line, line
+
+
+def _single(path: Path, node: onnx.NodeProto, out_channels: int, inits: list[onnx.TensorProto]) -> Path:
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_channels, "h", "w"])],
+                          inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["maxpool_window", "conv_transpose_pads"])
+def test_a_negative_inferred_size_is_refused_at_compile(tmp_path: Path, refused: Callable[..., str],
+                                                        case: str) -> None:
+    """Shape inference gives these a negative spatial size; compile refuses them naming the node
+    (they used to compile and then crash or write empty outputs at predict / train)."""
+    if case == "maxpool_window":
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[20, 20], name="pool")
+        model, want = _single(tmp_path / "m.onnx", node, 1, []), "[4, 1, -11, -11]"
+    else:
+        w = numpy_helper.from_array(np.ones((1, 2, 3, 3), np.float32), "w")
+        node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], pads=[9, 9, 9, 9], name="up")
+        model, want = _single(tmp_path / "m.onnx", node, 2, [w]), "[4, 2, -8, -8]"
+    for mode in ("fp32", "rct"):
+        line = refused(tmp_path, ["compile", model, "-o", tmp_path / "m.rct", "--mode", mode, "--loss", "mse",
+                                  "--batch-size", 4], f"'{node.name}' ({node.op_type}) gives 'y' the impossible shape")
+        assert want in line and "fix the model" in line

@@ -73,3 +73,27 @@ def test_compare_with_a_missing_file_is_refused(pair: tuple[Path, Path], tmp_pat
     r = invoke(["inspect", a, "--compare", tmp_path / "nope.rct"])
     assert_contract(r)
     assert "nope.rct: no such file" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "onnx", "folder"])
+def test_compare_with_a_bad_file_is_refused(pair: tuple[Path, Path], tmp_path: Path, kind: str) -> None:
+    """Every unreadable second file is one line naming it, exit 2, and the first file untouched."""
+    from rctc.models import path as model_path
+
+    a, _ = pair
+    before = a.read_bytes()
+    bad = tmp_path / ("b" if kind == "folder" else "b.rct")
+    if kind == "truncated":
+        bad.write_bytes(before[: len(before) // 2])
+    elif kind == "garbage":
+        bad.write_bytes(b"\x00\xffnot a model" * 100)
+    elif kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "onnx":
+        bad.write_bytes(Path(model_path("lenet")).read_bytes())
+    else:
+        bad.mkdir()
+    r = invoke(["inspect", a, "--compare", bad])
+    assert_contract(r)
+    assert str(bad.name) in r.stderr
+    assert a.read_bytes() == before

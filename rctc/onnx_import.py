@@ -27,6 +27,7 @@ from rctc.batch_free import batch_free_targets, dynamic_batch
 from rctc.constant_folding import FOLDABLE_ONLY, NEVER_FOLD, fold_in_place, shape_skeleton
 from rctc.errors import RctcError, UnsupportedOpError
 from rctc.group_norm_rewrite import decompose_group_norm
+from rctc.inferred_checks import check_conv_groups, refuse_negative_sizes
 from rctc.ir import Graph
 from rctc.onnx_attrs import attrs_from_proto
 from rctc.onnx_cleanups import (
@@ -287,25 +288,9 @@ def normalize_to_arrays(
     for field in ("value_info", "output"):
         del getattr(model.graph, field)[:]
         getattr(model.graph, field).extend(getattr(inferred.graph, field))
-    _refuse_negative_sizes(model, source)
+    refuse_negative_sizes(model, source)
+    check_conv_groups(model, consts, source)
     return model, consts
-
-
-def _refuse_negative_sizes(model: onnx.ModelProto, source: str) -> None:
-    """A negative dimension after shape inference (a pool window or pads larger than the input, a
-    ConvTranspose cropped past nothing) is a model no runtime can run: refuse it naming the node."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    for vi in list(model.graph.value_info) + list(model.graph.output):
-        t = vi.type.tensor_type
-        if not t.HasField("shape"):
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        if any(d is not None and d < 0 for d in dims):
-            n = producer.get(vi.name)
-            where = f"node '{n.name or '?'}' ({n.op_type})" if n is not None else "the graph"
-            shape = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
-            raise RctcError(f"{source}: {where} gives '{vi.name}' the impossible shape {shape} (a window, kernel or "
-                            "pads larger than its input); fix the model")
 
 
 def shape_arithmetic(model: onnx.ModelProto) -> set[int]:

@@ -72,3 +72,13 @@ def test_a_negative_inferred_size_is_refused_at_compile(tmp_path: Path, refused:
         line = refused(tmp_path, ["compile", model, "-o", tmp_path / "m.rct", "--mode", mode, "--loss", "mse",
                                   "--batch-size", 4], f"'{node.name}' ({node.op_type}) gives 'y' the impossible shape")
         assert want in line and "fix the model" in line
+
+
+@pytest.mark.parametrize("group, w_shape", [(0, (2, 1, 3, 3)), (3, (2, 1, 3, 3)), (2, (2, 2, 3, 3))])
+def test_a_conv_group_that_does_not_agree_with_the_channels_is_refused(
+        tmp_path: Path, refused: Callable[..., str], group: int, w_shape: tuple[int, ...]) -> None:
+    w = numpy_helper.from_array(np.ones(w_shape, np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], group=group, name="c1")
+    model = _single(tmp_path / "g.onnx", node, w_shape[0], [w])  # x has 1 channel
+    line = refused(tmp_path, ["compile", model, "-o", tmp_path / "g.rct", "--loss", "mse"], "Conv 'c1' has group=")
+    assert f"group={group}" in line

@@ -78,6 +78,13 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:.0f}"
 
 
+def _change_text(a: float, b: float, change: float | None) -> str:
+    """``+12.5%``; from zero there is no ratio: ``same`` (0 and 0) or ``from 0``."""
+    if change is not None:
+        return f"{100 * change:+.1f}%"
+    return "same" if b == a else "from 0"
+
+
 def format_comparison(cmp: dict[str, Any]) -> str:
     """Plain text: a header naming both files and their lowering, one line per quantity."""
     def head(x: dict[str, Any]) -> str:
@@ -87,7 +94,7 @@ def format_comparison(cmp: dict[str, Any]) -> str:
              f"{'quantity':<28} {'A':>14} {'B':>14} {'B vs A':>9}"]
     for key, label, unit in ROWS:
         r = cmp["rows"][key]
-        ch = "-" if r["change"] is None else f"{100 * r['change']:+.1f}%"
+        ch = _change_text(r["a"], r["b"], r["change"])
         lines.append(f"{label:<28} {_fmt(r['a'], unit):>14} {_fmt(r['b'], unit):>14} {ch:>9}")
     lines += [f"note: {n}" for n in cmp["notes"]]
     return "\n".join(lines)

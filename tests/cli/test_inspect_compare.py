@@ -58,6 +58,11 @@ def test_compare_text_names_both_files_and_lowerings(pair: tuple[Path, Path]) ->
     assert f"A: {a} (rct, element-wise integer, batch 8)" in r.stdout
     assert f"B: {b} (rct, element-wise float, batch 8)" in r.stdout
     assert "float islands (nodes)" in r.stdout
+    islands = next(line for line in r.stdout.splitlines() if line.startswith("float islands (nodes)"))
+    assert islands.endswith("from 0"), islands  # 0 -> N has no ratio
+    same = invoke(["inspect", a, "--compare", a])
+    row = next(line for line in same.stdout.splitlines() if line.startswith("float islands (nodes)"))
+    assert row.endswith("same") and "+0.0%" in same.stdout
 
 
 def test_compare_notes_a_different_batch(pair: tuple[Path, Path], tmp_path: Path) -> None:

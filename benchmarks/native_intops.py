@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median_seconds, reexec_without_openblas_overrides  # noqa: E402
+from _common import median_seconds, reexec_without_openblas_overrides, write_atomic  # noqa: E402
 
 reexec_without_openblas_overrides()  # before numpy is imported anywhere
 
@@ -102,12 +102,7 @@ def main() -> None:
     for name, tr, tn, tp, ta in rows:
         lines.append(f"| {name} | {tr:.3f} | {tn:.3f} | {tr / tn:.1f}x | {fmt(tp)} | {fmt(ta)} |")
     text = "\n".join(lines) + "\n"
-    tmp = args.output.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, args.output)
+    write_atomic(args.output, text)
     print(text)
 
 

@@ -112,6 +112,7 @@ class _SegmentIO:
     inputs: list[tuple[str, np.ndarray]]
     outputs: list[tuple[str, np.ndarray]]
     stats: list[_StatRow]
+    free: tuple[str, ...]  # the segment's dead values that can be in the environment
 
 
 @dataclass
@@ -275,7 +276,7 @@ class NativeExecutor(Executor):
         if on_node is not None:
             for node, args, res in seg.standins:
                 on_node(node, args, res, env)
-        for name in seg.free:
+        for name in io.free:
             env.pop(name, None)
 
     def _segment_io(self, seg: _CSegment) -> _SegmentIO:
@@ -289,17 +290,22 @@ class NativeExecutor(Executor):
             e_at, prod_at = C_STATS[node.op_type]
             rows.append(_StatRow(param, n, None, node.inputs[e_at].name, tuple(node.inputs[i].name for i in prod_at),
                                  float(node.attrs.get("alpha", 1.0))))
+        # the environment holds stored values, feeds and what segments hand on; the values the C
+        # program keeps to itself never enter it
+        can_be = {*prog.inputs, *prog.outputs, *(v.name for v in values.values() if v.kind != "temp")}
         seg.io = _SegmentIO([(name, values[name], step.view(name)) for name in prog.state],
                             [(name, step.view(name)) for name in prog.inputs],
-                            [(name, step.view(name)) for name in prog.outputs], rows)
+                            [(name, step.view(name)) for name in prog.outputs], rows,
+                            tuple(name for name in seg.free if name in can_be))
         return seg.io
 
     def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
         """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
-        values = self.graph.values
+        values, get = self.graph.values, env.get
 
         def exp(name: str) -> int:
-            return int(env[name] if name in env else values[name].data)
+            v = get(name)
+            return int(values[name].data if v is None else v)
 
         lr32 = float(np.float32(lr))
         out = []
@@ -308,9 +314,11 @@ class NativeExecutor(Executor):
             if row.fixed is not None:
                 scale = row.fixed
             else:
-                key = (lr32, sum(exp(v) for v in row.prod) - exp(row.e))
-                if key != row.key:  # the exponents and the rate change rarely: the scale is kept
-                    row.key, row.scale = key, acc_scale(lr32, row.alpha, key[1])
+                shift = -exp(row.e)
+                for name in row.prod:
+                    shift += exp(name)
+                if row.key != (lr32, shift):  # the exponents and the rate change rarely: the scale is kept
+                    row.key, row.scale = (lr32, shift), acc_scale(lr32, row.alpha, shift)
                 scale = row.scale
             out.append((row.param, UpdateStat(g, s, row.n), mean_abs_update(a, scale, row.n)))
         record_stats_rows(ctx, out)

@@ -15,13 +15,10 @@ uint64_t rctc_iq_recip_fixed(uint64_t d, int frac_bits) {
 uint64_t rctc_iq_isqrt(uint64_t v) {
     uint64_t r = 0, bit = (uint64_t)1 << 62;
     while (bit > v) bit >>= 2;
-    while (bit) {
-        if (v >= r + bit) {
-            v -= r + bit;
-            r = (r >> 1) + bit;
-        } else {
-            r >>= 1;
-        }
+    while (bit) { /* digit by digit; the choice as a mask (its outcome is data: no branch to mispredict) */
+        const uint64_t t = r + bit, take = 0u - (uint64_t)(v >= t);
+        v -= t & take;
+        r = (r >> 1) + (bit & take);
         bit >>= 2;
     }
     return r;

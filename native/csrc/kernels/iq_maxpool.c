@@ -6,7 +6,8 @@
  * window's first maximum in row-major tap order (an exact int64 scatter-add; taps in the
  * padding drop out), then one rounding. The forward splits planes across threads; every
  * output is computed alone, so the result does not depend on nthreads. The 2x2 / stride 2 int8 rows have a plain loop
- * the compiler vectorises (an AVX2 variant measured no faster: benchmarks/NATIVE_INTOPS.md).
+ * the compiler vectorises (an AVX2 variant measured no faster: benchmarks/NATIVE_INTOPS.md); their
+ * backward scatters each window's four taps directly (no per-tap bounds checks, no separate zeroing).
  */
 #include "internal.h"
 #include "iq.h"
@@ -95,10 +96,49 @@ void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, i
     rctc_iq_maxpool2d_portable(p, q, w, out, nthreads);
 }
 
+/* The backward's scatter for the 2x2 / stride 2 pool without padding on int8 q: the windows do not
+ * overlap, so each of a window's four taps gets dy (the first maximum in row-major order: a later
+ * tap wins only when strictly larger) or 0, and only the rows / columns no window covers (odd h,
+ * w) are zeroed apart; the same work as the general loop. */
+static void scatter_2x2_s8(const rctc_iq_pool *p, const int8_t *q, const void *dq, int dw, int64_t *work) {
+    const size_t hw = (size_t)p->h * (size_t)p->w, planes = (size_t)p->n * (size_t)p->c;
+    const size_t W = (size_t)p->w;
+    for (size_t pl = 0; pl < planes; ++pl) {
+        const int8_t *x = q + pl * hw;
+        int64_t *t = work + pl * hw;
+        for (int oy = 0; oy < p->oh; ++oy) {
+            const int8_t *r0 = x + (size_t)(2 * oy) * W, *r1 = r0 + W;
+            int64_t *t0 = t + (size_t)(2 * oy) * W, *t1 = t0 + W;
+            const size_t drow = (pl * (size_t)p->oh + (size_t)oy) * (size_t)p->ow;
+            for (int ox = 0; ox < p->ow; ++ox) {
+                const size_t c = 2 * (size_t)ox;
+                const int8_t a = r0[c], b = r0[c + 1], e = r1[c], f = r1[c + 1];
+                int tap = 0;
+                int8_t best = a;
+                if (b > best) best = b, tap = 1;
+                if (e > best) best = e, tap = 2;
+                if (f > best) tap = 3;
+                const int64_t d = iq_ld(dq, dw, drow + (size_t)ox);
+                t0[c] = tap == 0 ? d : 0;
+                t0[c + 1] = tap == 1 ? d : 0;
+                t1[c] = tap == 2 ? d : 0;
+                t1[c + 1] = tap == 3 ? d : 0;
+            }
+            for (size_t c = 2 * (size_t)p->ow; c < W; ++c) t0[c] = t1[c] = 0; /* a column no window covers */
+        }
+        for (size_t i = (size_t)(2 * p->oh) * W; i < hw; ++i) t[i] = 0; /* a row no window covers */
+    }
+}
+
 int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, const void *dq, int dw, int de,
                                int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out) {
     const size_t hw = (size_t)p->h * (size_t)p->w, planes = (size_t)p->n * (size_t)p->c;
     int tap;
+    if (qw == 1 && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && !p->pt && !p->pl &&
+        2 * p->oh <= p->h && 2 * p->ow <= p->w) {
+        scatter_2x2_s8(p, (const int8_t *)q, dq, dw, work);
+        return rctc_iq_requantize(planes * hw, work, de, bits, rand, dx, e_out);
+    }
     for (size_t i = 0; i < planes * hw; ++i) work[i] = 0;
     for (size_t pl = 0; pl < planes; ++pl)
         for (int oy = 0; oy < p->oh; ++oy)

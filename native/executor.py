@@ -96,8 +96,8 @@ class _StatRow:
     param: str
     n: int
     fixed: float | None  # the update's A grid (C_STATS_FIXED), else None: the scale from the exponents
-    e: str = ""  # the parameter's exponent value
-    prod: tuple[str, ...] = ()  # the product's exponent values
+    #: (value, sign) of the exponents whose sum is the update's shift: the product's (+1), the parameter's (-1)
+    terms: tuple[tuple[str, int], ...] = ()
     alpha: float = 1.0
     key: tuple[float, int] | None = None  # (lr32, shift) of the last step's scale
     scale: float = 0.0
@@ -288,8 +288,8 @@ class NativeExecutor(Executor):
                 rows.append(_StatRow(param, n, 2.0 ** C_STATS_FIXED[node.op_type]))
                 continue
             e_at, prod_at = C_STATS[node.op_type]
-            rows.append(_StatRow(param, n, None, node.inputs[e_at].name, tuple(node.inputs[i].name for i in prod_at),
-                                 float(node.attrs.get("alpha", 1.0))))
+            terms = (*((node.inputs[i].name, 1) for i in prod_at), (node.inputs[e_at].name, -1))
+            rows.append(_StatRow(param, n, None, terms, float(node.attrs.get("alpha", 1.0))))
         # the environment holds stored values, feeds and what segments hand on; the values the C
         # program keeps to itself never enter it
         can_be = {*prog.inputs, *prog.outputs, *(v.name for v in values.values() if v.kind != "temp")}
@@ -302,21 +302,16 @@ class NativeExecutor(Executor):
     def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
         """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
         values, get = self.graph.values, env.get
-
-        def exp(name: str) -> int:
-            v = get(name)
-            return int(values[name].data if v is None else v)
-
         lr32 = float(np.float32(lr))
         out = []
         assert seg.io is not None
         for row, (a, s, g) in zip(seg.io.stats, seg.step.stat_words()):
-            if row.fixed is not None:
-                scale = row.fixed
-            else:
-                shift = -exp(row.e)
-                for name in row.prod:
-                    shift += exp(name)
+            scale = row.fixed
+            if scale is None:
+                shift = 0
+                for name, sign in row.terms:  # the product's exponents minus the parameter's
+                    v = get(name)
+                    shift += sign * int(values[name].data if v is None else v)
                 if row.key != (lr32, shift):  # the exponents and the rate change rarely: the scale is kept
                     row.key, row.scale = (lr32, shift), acc_scale(lr32, row.alpha, shift)
                 scale = row.scale

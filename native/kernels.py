@@ -26,7 +26,7 @@ GEMM_TYPES: dict[tuple[type, type, type], str] = {
 #: Variants callable by name; "" is the dispatched entry point.
 VARIANTS = ("", "portable", "avx2", "avx512vnni")
 #: The fused SGD update's entry points (rctc_update.h): dispatched, specification, fast paths.
-SGD_VARIANTS = ("fused", "fused_portable", "fast_portable", "fast_avx2")
+SGD_VARIANTS = ("fused", "fused_portable", "fast_portable", "fast_avx2", "fast_avx512")
 #: rctc_update.h's RCTC_SGD_NOT_FAST: a fast path declined operands outside its range.
 SGD_NOT_FAST = 1
 
@@ -184,9 +184,10 @@ class Kernels:
                          variant: str = "fused") -> tuple[int, np.ndarray, tuple[int, int]]:
         """``(rc, new q, (A, S))`` of ``rctc_sgd_update_<variant>`` (rand None: nearest rounding):
         ``fused`` the dispatched entry point, ``fused_portable`` the specification, ``fast_portable``
-        / ``fast_avx2`` the fast path (rc ``SGD_NOT_FAST`` outside its range)."""
+        / ``fast_avx2`` / ``fast_avx512`` the fast path (rc ``SGD_NOT_FAST`` outside its range)."""
         fn = getattr(self.lib, f"rctc_sgd_update_{variant}", None) if variant in SGD_VARIANTS else None
-        if fn is None or (variant == "fast_avx2" and not self.has_variant("avx2")):
+        isa = {"fast_avx2": "avx2", "fast_avx512": "avx512vnni"}.get(variant, "")
+        if fn is None or not self.has_variant(isa):
             raise ValueError(f"sgd_update_fused: no variant {variant!r} on this build and CPU")
         q = _contig(q, (np.int8, np.int16, np.int32), "sgd_update_fused")
         acc = _contig(acc, (np.int64,), "sgd_update_fused acc")

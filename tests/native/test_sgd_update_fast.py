@@ -6,7 +6,7 @@ bitwidths, odd sizes (the AVX2 tail), both signs of m and of the accumulators, p
 the exact range's edge (max |acc| |m| = 2^53 - 1), saturating updates, ties of the nearest
 rounding and words at both ends of [0, 2^32): each fast variant must run (not decline) there
 and give the portable loop's new parameter and statistics (A, S); just past the range (a product
-of 2^53, a shift of 0 or 54, |m| >= 2^31 for AVX2) it must decline with RCTC_SGD_NOT_FAST and the
+of 2^53, a shift of 0 or 54, |m| >= 2^31 for AVX2 / AVX-512) it must decline with RCTC_SGD_NOT_FAST and the
 dispatched entry point still equals the portable loop.
 """
 
@@ -36,7 +36,8 @@ def numpy_update(q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int, rand
 
 
 def fast_variants(kernels: Kernels) -> list[str]:
-    return ["fast_portable", *(["fast_avx2"] if kernels.has_variant("avx2") else [])]
+    return ["fast_portable", *(["fast_avx2"] if kernels.has_variant("avx2") else []),
+            *(["fast_avx512"] if kernels.has_variant("avx512vnni") else [])]
 
 
 def _case(rng: np.random.Generator, n: int, m: int, s: int, qw: int, bits: int, edge: bool):
@@ -68,7 +69,7 @@ def _check(kernels: Kernels, q, acc, m, k, bits, rand, want_fast: bool) -> int:
     assert st[0] == int(np.abs(acc.astype(object)).sum()) if acc.size else st[0] == 0
     for variant in fast_variants(kernels):
         rc, got, gst = kernels.sgd_update_fused(q, acc, m, k, bits, rand, variant)
-        if variant == "fast_avx2" and abs(m) >= 1 << 31:
+        if variant in ("fast_avx2", "fast_avx512") and abs(m) >= 1 << 31:
             assert rc == SGD_NOT_FAST
             continue
         assert rc == (0 if want_fast else SGD_NOT_FAST), (variant, m, k, bits)

@@ -4,7 +4,7 @@
  * Needs: iq.h (floor shift, widths). Leaves: out = clip(q + round(acc * m * 2^k)) with
  * FusedIntUpdate's rounding, bit for bit, and the bitwidth controller's statistics A = sum |acc|
  * and S = #{|out| == qmax} (rctc/bitwidth_rule.py); no floating point, no allocation. The entry
- * point takes the fast path (sgd_update_fast.c, x86/sgd_update_avx2.c) where the operands are in
+ * point takes the fast path (sgd_update_fast.c, x86/sgd_update_avx2.c / _avx512.c) where the operands are in
  * its range; rctc_sgd_update_fused_portable is the specification every variant equals.
  */
 #include "iq.h"
@@ -120,7 +120,10 @@ int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, i
                           const uint32_t *rand, void *out, uint64_t *stats) {
     int rc = RCTC_SGD_NOT_FAST;
 #if defined(__x86_64__) || defined(_M_X64)
-    if (n >= 8u && (rctc_isa_available() & (1 << RCTC_ISA_AVX2)))
+    const int isa = n >= 8u ? rctc_isa_available() : 0;
+    if (isa & (1 << RCTC_ISA_AVX512VNNI))
+        rc = rctc_sgd_update_fast_avx512(n, q, qw, acc, m, k, bits, rand, out, stats);
+    else if (isa & (1 << RCTC_ISA_AVX2))
         rc = rctc_sgd_update_fast_avx2(n, q, qw, acc, m, k, bits, rand, out, stats);
 #endif
     if (rc == RCTC_SGD_NOT_FAST) rc = rctc_sgd_update_fast_portable(n, q, qw, acc, m, k, bits, rand, out, stats);

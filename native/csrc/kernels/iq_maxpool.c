@@ -114,17 +114,14 @@ void rctc_iq_maxpool2d(const rctc_iq_pool *p, const void *q, int w, void *out, i
                 const size_t drow = (pl * (size_t)p->oh + (size_t)oy) * (size_t)p->ow;                \
                 for (int ox = 0; ox < p->ow; ++ox) {                                                  \
                     const size_t c = 2 * (size_t)ox;                                                  \
-                    const int8_t a = r0[c], b = r0[c + 1], e = r1[c], f = r1[c + 1];                  \
-                    int tap = 0;                                                                      \
-                    int8_t best = a;                                                                  \
-                    if (b > best) best = b, tap = 1;                                                  \
-                    if (e > best) best = e, tap = 2;                                                  \
-                    if (f > best) tap = 3;                                                            \
+                    const int a = r0[c], b = r0[c + 1], e = r1[c], f = r1[c + 1];                     \
+                    const int ab = a > b ? a : b, abe = ab > e ? ab : e; /* maxima of the taps before */ \
                     const T d = (T)iq_ld(dq, dw, drow + (size_t)ox);                                  \
-                    t0[c] = tap == 0 ? d : 0;                                                         \
-                    t0[c + 1] = tap == 1 ? d : 0;                                                     \
-                    t1[c] = tap == 2 ? d : 0;                                                         \
-                    t1[c + 1] = tap == 3 ? d : 0;                                                     \
+                    /* the first maximum: a tap wins when above all taps before it, not below after */ \
+                    t0[c] = (a >= b && a >= e && a >= f) ? d : 0;                                     \
+                    t0[c + 1] = (b > a && b >= e && b >= f) ? d : 0;                                  \
+                    t1[c] = (e > ab && e >= f) ? d : 0;                                               \
+                    t1[c + 1] = f > abe ? d : 0;                                                      \
                 }                                                                                     \
                 for (size_t c = 2 * (size_t)p->ow; c < W; ++c) t0[c] = t1[c] = 0; /* uncovered */     \
             }                                                                                         \

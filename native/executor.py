@@ -279,6 +279,25 @@ class NativeExecutor(Executor):
         for name in io.free:
             env.pop(name, None)
 
+    def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
+        """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
+        values, get = self.graph.values, env.get
+        lr32 = float(np.float32(lr))
+        out = []
+        assert seg.io is not None
+        for row, (a, s, g) in zip(seg.io.stats, seg.step.stat_words()):
+            scale = row.fixed
+            if scale is None:
+                shift = 0
+                for name, sign in row.terms:  # the product's exponents minus the parameter's
+                    v = get(name)
+                    shift += sign * int(values[name].data if v is None else v)
+                if row.key != (lr32, shift):  # the exponents and the rate change rarely: the scale is kept
+                    row.key, row.scale = (lr32, shift), acc_scale(lr32, row.alpha, shift)
+                scale = row.scale
+            out.append((row.param, UpdateStat(g, s, row.n), mean_abs_update(a, scale, row.n)))
+        record_stats_rows(ctx, out)
+
     def _segment_io(self, seg: _CSegment) -> _SegmentIO:
         """Resolve (once) the slot views, stored values and statistics rows ``seg`` moves every step."""
         step, prog, values = seg.step, seg.step.prog, self.graph.values
@@ -298,25 +317,6 @@ class NativeExecutor(Executor):
                             [(name, step.view(name)) for name in prog.outputs], rows,
                             tuple(name for name in seg.free if name in can_be))
         return seg.io
-
-    def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
-        """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
-        values, get = self.graph.values, env.get
-        lr32 = float(np.float32(lr))
-        out = []
-        assert seg.io is not None
-        for row, (a, s, g) in zip(seg.io.stats, seg.step.stat_words()):
-            scale = row.fixed
-            if scale is None:
-                shift = 0
-                for name, sign in row.terms:  # the product's exponents minus the parameter's
-                    v = get(name)
-                    shift += sign * int(values[name].data if v is None else v)
-                if row.key != (lr32, shift):  # the exponents and the rate change rarely: the scale is kept
-                    row.key, row.scale = (lr32, shift), acc_scale(lr32, row.alpha, shift)
-                scale = row.scale
-            out.append((row.param, UpdateStat(g, s, row.n), mean_abs_update(a, scale, row.n)))
-        record_stats_rows(ctx, out)
 
     @staticmethod
     def _restore_stats_order(ctx: KernelContext, plan: _Plan) -> None:

@@ -90,11 +90,11 @@ class NativeStep:
         self._step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
         self._threads = getattr(self.lib, f"{p}_set_threads")
         self._threads.argtypes = [ctypes.c_int]
+        self._lr: tuple[float, int, int] = (math.nan, 0, 0)  # the last rate and its exact pair
         self._base = {"arena": int(arena()), "state": int(blocks())}
         self._views = {name: self._make_view(s) for name, s in prog.slots.items()}
         words = STATS_WORDS * len(prog.stats)
         self._stats = np.ctypeslib.as_array((ctypes.c_uint64 * max(words, 1)).from_address(int(stats())))[:words]
-        self._lr: tuple[float, int, int] = (math.nan, 0, 0)  # the last rate and its exact pair
         self.load_state(state)
 
     def set_threads(self, n: int) -> None:

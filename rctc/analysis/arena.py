@@ -6,7 +6,8 @@ Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions
   the device's state needs, in schedule order, less the host's data pipeline (the input
   quantiser, a ``QuantAct`` reading a graph input: the device receives int8 samples and their
   exponent, as from a sensor). The metrics (the Dequantize of loss and logits) feed no state
-  update, so they are not in it.
+  update, so they are not in it. The updates run early (:func:`updates_early`): each right
+  after the last node it depends on, so a layer's activation and error die at its update.
 * :func:`host_state`: the state values of that data pipeline (the input quantiser's float
   running range), which the device does not hold and the state digest leaves out.
 * :func:`layout`: where every value the nodes touch lives. Stored values (parameters, buffers,
@@ -66,12 +67,47 @@ def host_state(g: Graph) -> frozenset[str]:
 
 
 def device_nodes(g: Graph) -> list[Node]:
-    """The nodes of a device training step, in schedule order (see the module docstring)."""
+    """The nodes of a device training step, in schedule order with the updates early
+    (:func:`updates_early`; see the module docstring)."""
     host = {n.name for n in input_quantisers(g)}
     skip = host_state(g)
     targets = [g.value(new) for state, new in g.state_updates.items() if state not in skip]
     needed = g.ancestors(targets) - host
-    return [n for n in g.nodes if n.name in needed]
+    return updates_early(g, [n for n in g.nodes if n.name in needed])
+
+
+def _in_place_shape(g: Graph, n: Node) -> bool:
+    """Whether update ``n`` writes its parameter's new value at the parameter's dtype and shape."""
+    if n.op_type not in UPDATE_OPS or not n.inputs or n.inputs[0] is None:
+        return False
+    q, new = n.inputs[0], n.outputs[0]
+    return (g.state_updates.get(q.name) == new.name and np.dtype(q.dtype) == np.dtype(new.dtype)
+            and tuple(q.shape) == tuple(new.shape))
+
+
+def updates_early(g: Graph, nodes: Sequence[Node]) -> list[Node]:
+    """``nodes`` with each update that can overwrite its parameter in place (:func:`in_place_updates`'
+    dtype and shape condition) moved up to just after the last node it must follow: the producers
+    of its inputs and every other reader of its parameter (so the parameter's old value is read
+    before it is overwritten). A training step's weight gradients then run as soon as each
+    layer's error is known, and the saved activation and error they read die there instead of
+    living to the step's end. An update never moves later; the other nodes keep their order. The
+    results are the same: an update reads its inputs and writes its own outputs only, and its
+    random words are its node's stream, not a position in the order."""
+    order = list(nodes)
+    for u in [n for n in nodes if _in_place_shape(g, n)]:
+        old = order.index(u)
+        ins = {v.name for v in u.inputs if v is not None}
+        param = u.inputs[0].name
+        after = -1
+        for i, n in enumerate(order):
+            if n is not u and (any(o.name in ins for o in n.outputs)
+                               or any(v is not None and v.name == param for v in n.inputs)):
+                after = i
+        if after < old:
+            order.pop(old)
+            order.insert(after + 1, u)
+    return order
 
 
 def unread(n: Node, args: frozenset[str]) -> set[int]:
@@ -205,4 +241,4 @@ def device_layout(g: Graph) -> Layout:
 
 
 __all__ = ["ALIGN", "Layout", "align", "device_nodes", "place", "host_state", "input_quantisers", "layout",
-           "step_arguments", "tensors", "unread", "views", "device_layout", "in_place_updates"]
+           "step_arguments", "tensors", "unread", "updates_early", "views", "device_layout", "in_place_updates"]

@@ -12,10 +12,11 @@ Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions
   running range), which the device does not hold and the state digest leaves out.
 * :func:`layout`: where every value the nodes touch lives. Stored values (parameters, buffers,
   constants, and every value a state update overwrites) go in the state block, one after
-  another at ``ALIGN``-byte alignment. Every other value goes in the arena: it lives from the
+  another, each aligned for its size (:func:`alignment`: ``ALIGN`` bytes, ``SMALL_ALIGN`` below
+  that). Every other value goes in the arena: it lives from the
   node that writes it (the step's start for a value fed from outside) to its last reader (the
   step's end for a requested output or a state update's new value); the values are placed
-  greedy by size at ``ALIGN``-byte alignment (:func:`place`), reusing the bytes of dead ones. The output of a
+  greedy by size at the same alignments (:func:`place`), reusing the bytes of dead ones. The output of a
   reshape (``RESHAPE`` ops: same elements in the same order) of the same dtype and size is a
   view: it shares its input's slot (state or arena), whose life extends to the view's last
   reader; a reshape's other inputs (shape, axes) are not read. The learning rate is a step
@@ -39,12 +40,21 @@ from rctc.ir import Graph, Node, Value
 from rctc.ops import RESHAPE_OPS, UPDATE_OPS
 
 ALIGN = 64
+#: the alignment of a value smaller than ``ALIGN`` (an exponent, a short vector): its element's
+#: natural alignment at most, so a scalar does not take a whole 64-byte line
+SMALL_ALIGN = 8
 STORED_KINDS = ("param", "buffer", "const")
 
 
-def align(n: int) -> int:
-    """``n`` rounded up to a multiple of ``ALIGN``."""
-    return -(-n // ALIGN) * ALIGN
+def align(n: int, to: int = ALIGN) -> int:
+    """``n`` rounded up to a multiple of ``to`` (``ALIGN``)."""
+    return -(-n // to) * to
+
+
+def alignment(size: int) -> int:
+    """Where a value of ``size`` bytes may start: ``ALIGN`` (a cache line, SIMD loads) from
+    ``ALIGN`` bytes on, else ``SMALL_ALIGN``."""
+    return ALIGN if size >= ALIGN else SMALL_ALIGN
 
 
 def step_arguments(g: Graph) -> frozenset[str]:
@@ -152,18 +162,20 @@ def nbytes(v: Value) -> int:
 
 def place(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
     """Offsets for (start, end, name, nbytes) lifetimes (inclusive node indices) and the arena's
-    size: greedy by size (TFLite's GreedyBySize): largest first, each at the lowest
-    ``ALIGN``-aligned offset where it overlaps no placed value whose lifetime meets its own."""
+    size: greedy by size (TFLite's GreedyBySize): largest first, each at the lowest offset
+    aligned for its size (:func:`alignment`) where it overlaps no placed value whose lifetime
+    meets its own; the size is a multiple of ``ALIGN``."""
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
     offsets: dict[str, int] = {}
     top = 0
     for start, end, name, size in sorted(lives, key=lambda t: (-t[3], t[0], t[2])):
         busy = sorted((o, n) for o, n, st, e in placed if st <= end and start <= e)
+        to = alignment(size)
         off = 0
         for o, n in busy:
             if off + size <= o:
                 break
-            off = max(off, align(o + n))
+            off = max(off, align(o + n, to))
         offsets[name] = off
         placed.append((off, size, start, end))
         top = max(top, align(off + size))
@@ -211,8 +223,11 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_plac
     offsets: dict[str, tuple[str, int]] = {}
     off = 0
     for nm in state:
+        size = nbytes(values[nm])
+        off = align(off, alignment(size))
         offsets[nm] = ("state", off)
-        off = align(off + nbytes(values[nm]))
+        off += size
+    off = align(off)
     keep = set(outputs) | set(updates.values())
     root = views(nodes)
     if in_place:
@@ -240,5 +255,6 @@ def device_layout(g: Graph) -> Layout:
     return layout(g, device_nodes(g), in_place=True)
 
 
-__all__ = ["ALIGN", "Layout", "align", "device_nodes", "place", "host_state", "input_quantisers", "layout",
-           "step_arguments", "tensors", "unread", "updates_early", "views", "device_layout", "in_place_updates"]
+__all__ = ["ALIGN", "SMALL_ALIGN", "Layout", "align", "alignment", "device_nodes", "place", "host_state",
+           "input_quantisers", "layout", "step_arguments", "tensors", "unread", "updates_early", "views",
+           "device_layout", "in_place_updates"]

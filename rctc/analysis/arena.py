@@ -182,10 +182,19 @@ def place(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
     return offsets, top
 
 
+#: (output, input) positions of a non-update op whose output may share its input's bytes: the
+#: kernel reads all of that input before it writes the output (BatchNorm's running mean / var
+#: and their exponents: rctc_iq_batchnorm_train widens the old statistic before it rounds the new)
+STATE_ALIASES: dict[str, tuple[tuple[int, int], ...]] = {
+    "IntBatchNormalization": ((2, 6), (3, 7), (4, 8), (5, 9)),
+}
+
+
 def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
-    """New parameter value -> the parameter it may overwrite in place: the output of an update op
-    (``UPDATE_OPS``: its output 0 from its input 0, element by element) whose parameter no later
-    node reads, of the same dtype and shape."""
+    """New state value -> the state value it may overwrite in place: the output of an update op
+    (``UPDATE_OPS``: its output 0 from its input 0, element by element), or an output the op's
+    ``STATE_ALIASES`` pair with an input, that updates that state value, which no later node
+    reads, of the same dtype and shape."""
     readers: dict[str, int] = {}
     for i, n in enumerate(nodes):
         for v in n.inputs:
@@ -193,12 +202,14 @@ def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
                 readers[v.name] = i
     out: dict[str, str] = {}
     for i, n in enumerate(nodes):
-        if n.op_type not in UPDATE_OPS or not n.inputs or n.inputs[0] is None:
-            continue
-        q, new = n.inputs[0], n.outputs[0]
-        if (g.state_updates.get(q.name) == new.name and readers.get(q.name) == i
-                and np.dtype(q.dtype) == np.dtype(new.dtype) and tuple(q.shape) == tuple(new.shape)):
-            out[new.name] = q.name
+        pairs = ((0, 0),) if n.op_type in UPDATE_OPS else STATE_ALIASES.get(n.op_type, ())
+        for o, k in pairs:
+            if k >= len(n.inputs) or n.inputs[k] is None or o >= len(n.outputs):
+                continue
+            q, new = n.inputs[k], n.outputs[o]
+            if (g.state_updates.get(q.name) == new.name and readers.get(q.name) == i
+                    and np.dtype(q.dtype) == np.dtype(new.dtype) and tuple(q.shape) == tuple(new.shape)):
+                out[new.name] = q.name
     return out
 
 
@@ -257,4 +268,4 @@ def device_layout(g: Graph) -> Layout:
 
 __all__ = ["ALIGN", "SMALL_ALIGN", "Layout", "align", "alignment", "device_nodes", "place", "host_state",
            "input_quantisers", "layout", "step_arguments", "tensors", "unread", "updates_early", "views",
-           "device_layout", "in_place_updates"]
+           "device_layout", "in_place_updates", "STATE_ALIASES"]

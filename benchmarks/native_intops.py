@@ -87,6 +87,7 @@ def main() -> None:
          lambda: ops.softmax_cross_entropy_backward(logits, -3, labels), {}),
     ]
     rows = []
+    load0 = os.getloadavg()[0]
     for name, ref, nat, variants in (c for c in cases if args.only in c[0]):
         assert same(ref(), nat()), name
         if variants:
@@ -100,7 +101,8 @@ def main() -> None:
     lines = ["# Native integer element-wise kernels vs intref (numpy)", "",
              f"Command: `python benchmarks/native_intops.py --min-seconds {args.min_seconds}"
              + (f" --only '{args.only}'" if args.only else "") + "`; one run, 1 thread; "
-             "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset. numpy's BLAS (threadpoolctl): " + "; ".join(blas) + ".",
+             "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset. numpy's BLAS (threadpoolctl): " + "; ".join(blas) + ". "
+             f"1-min load at the start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}.",
              f"Dispatched ISA: {'avx2' if ops.has_avx2() else 'portable'}. Every result checked bit-identical to "
              "intref (and AVX2 to portable) before timing. Median ms per call; the variant columns time the "
              "named inner loop alone (requantize: the int8 rounding loop without the max pass).", "",

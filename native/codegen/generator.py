@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rctc.analysis.arena import align, layout, step_arguments, tensors, unread
+from rctc.analysis.arena import align, layout, step_arguments, streamed_layout, tensors, unread
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
@@ -117,8 +117,10 @@ def refusal(node: Node, training: bool = True) -> str | None:
 
 
 class _Emit:
-    def __init__(self, slots: dict[str, Slot], training: bool, band: int | None = None) -> None:
+    def __init__(self, slots: dict[str, Slot], training: bool, band: int | None = None,
+                 streamed: frozenset[str] = frozenset()) -> None:
         self.slots = slots
+        self.streamed = streamed
         if band is not None:
             self.band = band
         self.scratch_bytes = 0
@@ -154,9 +156,10 @@ FILL_SCRATCH = True
 
 
 def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, budget: int,
-               band: int | None = None) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
+               band: int | None = None, streamed: frozenset[str] = frozenset()
+               ) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
     """The step's node blocks emitted with ``budget`` (and ``band``), and each scratch user's need."""
-    cx = _Emit(slots, training, band)
+    cx = _Emit(slots, training, band, streamed)
     cx.budget = budget
     body: list[str] = []
     scratch_nodes: list[tuple[str, str, int]] = []
@@ -193,14 +196,15 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     for name in outs:
         if name not in produced:
             raise UnsupportedOpError(f"native codegen: output {name!r} is not computed by these nodes")
-    plan = layout(graph, nodes, outs, in_place=in_place_updates)
+    # a device step (in place) streams the data gradients whose accumulators would raise its arena
+    plan = (streamed_layout if in_place_updates else layout)(graph, nodes, outs, in_place=in_place_updates)
     values = {v.name: v for n in nodes for v in tensors(n, args)}
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, band_bytes)
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, band_bytes, plan.streamed)
     if FILL_SCRATCH and cx.scratch_bytes:
-        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, band_bytes)
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, band_bytes, plan.streamed)
         if wide[0].scratch_bytes <= cx.scratch_bytes:
             cx, body, scratch_nodes = wide
     for s, new in updates.items():

@@ -105,14 +105,20 @@ def updates_early(g: Graph, nodes: Sequence[Node]) -> list[Node]:
     results are the same: an update reads its inputs and writes its own outputs only, and its
     random words are its node's stream, not a position in the order."""
     order = list(nodes)
+    # the reader of a streamable accumulator reads its producer's inputs (a device step may form it there)
+    reads = {n.name: {v.name for v in n.inputs if v is not None} for n in nodes}
+    for nm in streamable(g, nodes):
+        conv = g.value(nm).producer
+        for n in nodes:
+            if nm in reads[n.name]:
+                reads[n.name] |= reads[conv.name]
     for u in [n for n in nodes if _in_place_shape(g, n)]:
         old = order.index(u)
-        ins = {v.name for v in u.inputs if v is not None}
+        ins = reads[u.name]
         param = u.inputs[0].name
         after = -1
         for i, n in enumerate(order):
-            if n is not u and (any(o.name in ins for o in n.outputs)
-                               or any(v is not None and v.name == param for v in n.inputs)):
+            if n is not u and (any(o.name in ins for o in n.outputs) or param in reads[n.name]):
                 after = i
         if after < old:
             order.pop(old)
@@ -154,6 +160,8 @@ class Layout:
     updates: dict[str, str] = field(default_factory=dict)  # state value -> the value that overwrites it
     state_bytes: int = 0
     arena_bytes: int = 0
+    #: data-gradient accumulators never held whole (:func:`streamable`): no slot
+    streamed: frozenset[str] = frozenset()
 
 
 def nbytes(v: Value) -> int:
@@ -213,12 +221,56 @@ def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
     return out
 
 
-def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_place: bool = False) -> Layout:
+def streamable(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = ()) -> list[str]:
+    """Accumulators a device step may form a block of channels at a time instead of whole: the
+    int32 / int64 output of a 2-D group-1 ``IntConvGradInput`` read only by one bias-free
+    ``Requantize`` (the C computes each block twice, once for the max and once to round it: the
+    same integers, the data gradient's instructions doubled). Largest first."""
+    readers: dict[str, list[Node]] = {}
+    for n in nodes:
+        for v in n.inputs:
+            if v is not None:
+                readers.setdefault(v.name, []).append(n)
+    out = []
+    for n in nodes:
+        if n.op_type != "IntConvGradInput" or int(n.attrs.get("group", 1)) != 1 or len(n.outputs[0].shape) != 4:
+            continue
+        acc = n.outputs[0]
+        rd = readers.get(acc.name, [])
+        if (np.dtype(acc.dtype) in (np.dtype(np.int32), np.dtype(np.int64)) and len(rd) == 1
+                and rd[0].op_type == "Requantize" and sum(v is not None for v in rd[0].inputs) == 2
+                and acc.name not in outputs and acc.name not in g.state_updates.values()):
+            out.append(acc.name)
+    return sorted(out, key=lambda nm: -nbytes(g.value(nm)))
+
+
+def streamed_layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_place: bool = False) -> Layout:
+    """:func:`layout` with the :func:`streamable` accumulators that make the arena smaller left
+    unplaced: each, largest first, is taken while taking it lowers the arena (passes until none
+    does), so a data gradient is computed twice only where that buys memory."""
+    best = layout(g, nodes, outputs, in_place)
+    cands = streamable(g, nodes, outputs)
+    chosen: set[str] = set()
+    improved = True
+    while improved:
+        improved = False
+        for nm in cands:
+            if nm in chosen:
+                continue
+            trial = layout(g, nodes, outputs, in_place, frozenset(chosen | {nm}))
+            if trial.arena_bytes < best.arena_bytes:
+                best, improved = trial, True
+                chosen.add(nm)
+    return best
+
+
+def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_place: bool = False,
+           streamed: frozenset[str] = frozenset()) -> Layout:
     """The layout of a step over ``nodes``; ``outputs`` stay live to the step's end. With
     ``in_place`` the new value of a parameter that no later node reads takes the parameter's own
     state slot (:func:`in_place_updates`): the update writes the state directly and the step
     ends with no copy for it (a device step; a host step keeps every new value apart, so a
-    failed step leaves the state as it was)."""
+    failed step leaves the state as it was). ``streamed`` values get no slot (:func:`streamable`)."""
     args = step_arguments(g)
     produced = {o.name: i for i, n in enumerate(nodes) for o in n.outputs}
     last: dict[str, int] = {}
@@ -228,6 +280,10 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_plac
             values.setdefault(v.name, v)
             if v.name not in produced or produced[v.name] != i:
                 last[v.name] = i
+    for nm in streamed:  # its reader forms it from the producer's inputs, which live until then
+        for v in tensors(nodes[produced[nm]], args):
+            if v.name != nm and v.name in last and produced.get(v.name) != produced[nm]:
+                last[v.name] = max(last[v.name], last[nm])
     updates = {s: new for s, new in g.state_updates.items() if new in produced}
     state = [nm for nm, v in values.items() if v.kind in STORED_KINDS or nm in updates]
     inputs = [nm for nm in values if nm not in produced and nm not in state]
@@ -251,21 +307,22 @@ def layout(g: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), in_plac
         stops[r] = max(stops.get(r, stop), stop)
     lives = []
     for nm, v in values.items():
-        if nm in state or nm in root:
+        if nm in state or nm in root or nm in streamed:
             continue
         start = -1 if nm in inputs else produced[nm]
         lives.append((start, stops[nm], nm, max(1, nbytes(v))))
     arena, top = place(lives)
     offsets.update({nm: ("arena", o) for nm, o in arena.items()})
     offsets.update({nm: offsets[r] for nm, r in root.items()})
-    return Layout(state, inputs, offsets, updates, off, top)
+    return Layout(state, inputs, offsets, updates, off, top, frozenset(streamed))
 
 
 def device_layout(g: Graph) -> Layout:
-    """The layout of the device's whole step: :func:`device_nodes`, updates in place."""
-    return layout(g, device_nodes(g), in_place=True)
+    """The layout of the device's whole step: :func:`device_nodes`, updates in place, the
+    accumulators that lower the arena streamed (:func:`streamed_layout`)."""
+    return streamed_layout(g, device_nodes(g), in_place=True)
 
 
 __all__ = ["ALIGN", "SMALL_ALIGN", "Layout", "align", "alignment", "device_nodes", "place", "host_state",
            "input_quantisers", "layout", "step_arguments", "tensors", "unread", "updates_early", "views",
-           "device_layout", "in_place_updates", "STATE_ALIASES"]
+           "device_layout", "in_place_updates", "STATE_ALIASES", "streamable", "streamed_layout"]

@@ -208,6 +208,8 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
     for a pointwise window)."""
     dy, edy, w, ew = node.inputs
     dx, dx_e = node.outputs
+    if dx.name in getattr(cx, "streamed", ()):
+        return ["/* streamed: formed a channel block at a time by its Requantize (conv_stream.py) */"]
     _int8(node, dy, "error")
     x_shape = tuple(int(s) for s in node.attrs["input_shape"])
     if x_shape != tuple(dx.shape):

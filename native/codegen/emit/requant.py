@@ -29,6 +29,10 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     (rctc_iq_requantize_s32), any other widened to int64 in scratch (the kernel adds the bias in
     place); stochastic words from the node's Philox stream (draw 0, start 0)."""
     acc, acc_e = node.inputs[:2]
+    if acc.name in getattr(cx, "streamed", ()):  # its data gradient is formed here, a block at a time
+        from rctc.native.codegen.emit.conv_stream import streamed_grad_input
+
+        return streamed_grad_input(acc.producer, node, cx)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     bias_e = node.inputs[3] if len(node.inputs) > 3 else None
     out, out_e = node.outputs

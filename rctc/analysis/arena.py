@@ -22,6 +22,9 @@ Needs: a compiled graph and a run of its scheduled nodes. Leaves: pure functions
   reader; a reshape's other inputs (shape, axes) are not read. The learning rate is a step
   argument (an exact integer pair), not a tensor.
 
+* :func:`streamable` / :func:`streamed_layout`: the data-gradient accumulators a device step
+  forms a block of channels at a time (never whole), taken where that lowers the arena.
+
 ``plan_memory`` stores :func:`device_layout` ``.arena_bytes`` as the plan's ``arena_bytes``;
 ``rctc.native.codegen.generate`` places every tensor by the same function, so the arena a
 device image links is the plan's by construction (and rctc reads it back from the image to

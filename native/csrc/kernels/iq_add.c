@@ -57,9 +57,8 @@ static void shift_into(const void *p, int w, size_t n, int k, int op, int64_t *d
     }
 }
 
-int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
-                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
-                void *out, int *e_out) {
+int rctc_iq_add_exps(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                     int bw, const ptrdiff_t *bs, int eb, int *ka, int *kb, int *ec) {
     const size_t n = iq_prod(ndim, shape);
     int idx[RCTC_IQ_MAXDIM] = {0};
     ptrdiff_t off[2] = {0, 0};
@@ -77,23 +76,49 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
         iq_next(ndim, shape, idx, 2, off, st);
     }
     const int exps[2] = {ea, eb};
-    const int ec = rctc_iq_align_exp(2, m, exps, 61);
-    const int ka = ea - ec, kb = eb - ec;
+    *ec = rctc_iq_align_exp(2, m, exps, 61);
+    *ka = ea - *ec;
+    *kb = eb - *ec;
     for (int o = 0; o < 2; ++o) {
-        const int k = o ? kb : ka;
+        const int k = o ? *kb : *ka;
         if (k > 0 && m[o] > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
         if (k < 0 && m[o] > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
     }
-    if (fast) {
-        shift_into(a, aw, n, ka, 0, work);
-        shift_into(b, bw, n, kb, subtract ? 2 : 1, work);
-        return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
+    return RCTC_IQ_OK;
+}
+
+void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ka,
+                       const void *b, int bw, const ptrdiff_t *bs, int kb, int subtract, size_t start, size_t count,
+                       int64_t *dst) {
+    if (dense(ndim, shape, as) && dense(ndim, shape, bs)) {
+        shift_into((const char *)a + start * (size_t)aw, aw, count, ka, 0, dst);
+        shift_into((const char *)b + start * (size_t)bw, bw, count, kb, subtract ? 2 : 1, dst);
+        return;
     }
-    off[0] = off[1] = 0;
-    for (size_t i = 0; i < n; ++i) {
+    int idx[RCTC_IQ_MAXDIM] = {0};
+    ptrdiff_t off[2] = {0, 0};
+    const ptrdiff_t *st[2] = {as, bs};
+    size_t rest = start;
+    for (int d = ndim - 1; d >= 0; --d) { /* the multi-index of element start */
+        idx[d] = (int)(rest % (size_t)shape[d]);
+        rest /= (size_t)shape[d];
+        off[0] += idx[d] * as[d];
+        off[1] += idx[d] * bs[d];
+    }
+    for (size_t i = 0; i < count; ++i) {
         const int64_t x = shifted(iq_ld(a, aw, (size_t)off[0]), ka), y = shifted(iq_ld(b, bw, (size_t)off[1]), kb);
-        work[i] = subtract ? iq_sub(x, y) : iq_add(x, y);
+        dst[i] = subtract ? iq_sub(x, y) : iq_add(x, y);
         iq_next(ndim, shape, idx, 2, off, st);
     }
+}
+
+int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
+                void *out, int *e_out) {
+    const size_t n = iq_prod(ndim, shape);
+    int ka, kb, ec;
+    const int rc = rctc_iq_add_exps(ndim, shape, a, aw, as, ea, b, bw, bs, eb, &ka, &kb, &ec);
+    if (rc) return rc;
+    rctc_iq_add_range(ndim, shape, a, aw, as, ka, b, bw, bs, kb, subtract, 0, n, work);
     return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
 }

@@ -41,6 +41,7 @@ __all__ = [
     "recip_fixed",
     "requant_shift",
     "requantize",
+    "round_part",
     "rsqrt_fixed",
     "rsqrt_fixed_array",
     "bit_length",
@@ -204,12 +205,21 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     rand = check_rand(rand, x.shape)
     m = absmax(x)
     s = requant_shift(m, bits, rand is not None)
+    return round_part(x, m, s, bits, rand, owned), int(e_acc) + s
+
+
+def round_part(x: np.ndarray, m: int, s: int, bits: int, rand: np.ndarray | None = None,
+               owned: bool = False) -> np.ndarray:
+    """:func:`requantize`'s rounding of ``x``, a part (or all) of an accumulator whose largest
+    magnitude is ``m`` and whose shift is ``s = requant_shift(m, bits, rand is not None)``: element
+    by element, so a kernel may round its accumulator block by block once it knows ``m``.
+    Returns the storage dtype of ``bits``."""
     dt = storage_dtype(bits)
     if s == 0:  # |x| <= qmax: already in range
-        return x.astype(dt), int(e_acc)
+        return x.astype(dt)
     if m > ACC_LIMIT:
         raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
-    return _rounded(x, s, m, rand, owned).astype(dt), int(e_acc) + s
+    return _rounded(x, s, m, rand, owned).astype(dt)
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:

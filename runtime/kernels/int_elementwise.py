@@ -196,8 +196,9 @@ def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.n
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
     eps = float(node.attrs.get("epsilon", 1e-5))
     kept = ctx.scratch.pop(("bn", id(q)), None)
-    # the forward's normalised input, when it normalised this very array (alive, so its id is
-    # unique) at the same exponent and epsilon: the integers batchnorm_backward would recompute
+    # the forward's per-channel statistics (no per-element array), when it normalised this very
+    # array (alive, so its id is unique) at the same exponent and epsilon: the integers
+    # batchnorm_backward would recompute
     saved = kept[3] if kept is not None and kept[0] is q and kept[1] == int(e) and kept[2] == eps else None
     dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), eps, int(node.attrs["bits"]),
                                          rand_words(ctx, node, q.shape), saved)

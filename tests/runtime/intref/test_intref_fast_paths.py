@@ -114,6 +114,37 @@ def test_batchnorm_backward_from_saved_stats_is_the_recomputation(shape: tuple, 
         assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 
+@pytest.mark.parametrize("shape", [(32, 3, 4, 4), (64, 2, 9), (16, 5, 60)])
+@pytest.mark.parametrize("case", ["random", "saturated", "single", "negative", "zeros"])
+def test_norm_tables_and_blocks_are_the_element_formula(monkeypatch: pytest.MonkeyPatch, shape: tuple,
+                                                        case: str) -> None:
+    """An 8-bit BatchNorm input reads xhat (and y) from per-channel tables, in blocks of the batch; the same
+    values stored as int16 take the per-element formula. Forward, running statistics and backward (with
+    and without the forward's saved statistics) are the same integers at any block size."""
+    c = shape[1]
+    x8 = np.broadcast_to(tensor(case, shape, 8, 4), shape).astype(np.int8)
+    x16 = x8.astype(np.int16)
+    assert norm._Xhat(norm._bn_rows(x8), -3, 1e-5).table is not None
+    assert norm._Xhat(norm._bn_rows(x16), -3, 1e-5).table is None
+    dq = tensor("random", shape, 8, 5).astype(np.int8)
+    gam = (tensor("random", (c,), 8, 2).astype(np.int8), -6)
+    bet = (tensor("random", (c,), 8, 3).astype(np.int8), -5)
+    rm, rv = (np.zeros(c, np.int16), -14), (np.ones(c, np.int16), -12)
+    w = words(shape, 9)
+    ref_f = norm.batchnorm_train(x16, -3, gam, bet, rm, rv, 1e-5, 0.9, 8)
+    ref_b = norm.batchnorm_backward(x16, -3, gam, dq, -9, 1e-5, 8, w)
+    for block in (norm.BLOCK, 7, 100):
+        monkeypatch.setattr(norm, "BLOCK", block)
+        saved: dict = {}
+        got_f = norm.batchnorm_train(x8, -3, gam, bet, rm, rv, 1e-5, 0.9, 8, saved)
+        for x, sv in ((x8, saved), (x8, None), (x16, None)):
+            got_b = norm.batchnorm_backward(x, -3, gam, dq, -9, 1e-5, 8, w, sv)
+            for a, b in zip(ref_b, got_b):
+                assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+        for a, b in zip(ref_f, got_f):
+            assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+
+
 def test_norm_rows_need_no_int64_input() -> None:
     """The statistics read int8 / int16 / int64 storage alike (the widening happens in the multiply)."""
     x = tensor("random", (6, 3, 7), 8, 8)

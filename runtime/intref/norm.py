@@ -195,17 +195,22 @@ class _Xhat:
         idx = np.add(self.x[rows], _col(np.arange(g, dtype=np.intp) * w - self.lo), dtype=np.intp)
         return np.take(table.reshape(-1), idx)
 
-    def prepare(self, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[slice], np.ndarray]:
-        """``rows -> fn(xhat)`` of the elements in batch rows ``rows`` (``fn`` element-wise and free
-        to work in place; its per-group operands shaped by :meth:`col`)."""
+    def prepare(self, fn: Callable[[np.ndarray], np.ndarray], headroom: int | None = None
+                ) -> tuple[Callable[[slice], np.ndarray], type]:
+        """``(rows -> fn(xhat) of the elements in batch rows rows, its dtype)`` (``fn`` element-wise
+        and free to work in place; its per-group operands shaped by :meth:`col`). int64, or int32
+        when ``headroom`` is given and the table's largest ``|fn|`` (a bound of every element's)
+        is below ``2^31 - headroom``."""
         if self.table is None:
-            return lambda rows: fn(self._formula(self.x[rows], _col))
+            return (lambda rows: fn(self._formula(self.x[rows], _col))), np.int64
         mapped = fn(self.table.copy())
-        return lambda rows: self._gather(mapped, rows)
+        if headroom is not None and absmax(mapped) < (1 << 31) - headroom:
+            mapped = mapped.astype(np.int32)
+        return (lambda rows: self._gather(mapped, rows)), mapped.dtype.type
 
     def values(self, rows: slice = slice(None)) -> np.ndarray:
         """``xhat`` of the elements in batch rows ``rows`` (int64)."""
-        return self.prepare(lambda t: t)(rows)
+        return self.prepare(lambda t: t)[0](rows)
 
     def requantize(self, fn: Callable[[np.ndarray], np.ndarray], e_acc: int, bits: int, bias: np.ndarray,
                    bias_exp: int) -> Tensor:
@@ -269,10 +274,10 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     subtracting the two terms one after the other: nothing here comes near 2^62), the second
     term one element-wise function of ``xhat`` per group (:meth:`_Xhat.prepare`); ``acc = inner
     M_g`` with the multipliers cut to ``min(31, 61 - bitlen max|inner|)`` bits. The passes run
-    block by block over the batch (:func:`_blocks`): the first forms the sums, the second the
-    largest ``|inner|`` of each group (so ``max|acc| = max_g |M_g| max_g|inner|``, the
-    requantise's shift), the third forms ``acc`` again and rounds it (:func:`round_part`), the
-    integers of one pass over the whole arrays."""
+    block by block over the batch (:func:`_blocks`): the first forms the sums, the second
+    ``inner`` (kept, int32 where it provably fits) and the largest ``|inner|`` of each group (so
+    ``max|acc| = max_g |M_g| max_g|inner|``, the requantise's shift), the third forms ``acc``
+    and rounds it (:func:`round_part`): the integers of one pass over the whole arrays."""
     n = dy.shape[0] * dy.shape[2]
     blocks = _blocks(dy)
     t1 = _group_reduce(np.add, dy, np.int64)
@@ -288,26 +293,23 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
         t += xh.col(m1)
         return t
 
-    centred = xh.prepare(centre)
-
-    def inner(rows: slice) -> np.ndarray:
-        t = np.left_shift(dy[rows], np.int64(XFRAC), dtype=np.int64)
-        t -= centred(rows)
-        return t
-
+    # int32 where |dy 2^16| + max|centre| < 2^31 bounds every inner (then nothing leaves int32)
+    centred, dt = xh.prepare(centre, headroom=absmax(dy) << XFRAC)
+    inner = np.empty(dy.shape, dt)
     peak = np.zeros(dy.shape[1], np.int64)  # max |inner| per group
     for rows in blocks:
-        t = inner(rows)
+        t = np.left_shift(dy[rows], dt(XFRAC), dtype=dt)
+        t -= centred(rows)
+        inner[rows] = t
         np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
-        np.maximum(peak, -_group_reduce(np.minimum, t), out=peak)
+        np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
     mbits = min(31, 61 - int(peak.max(initial=0)).bit_length())
     mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
     m = max((abs(int(a)) * int(b) for a, b in zip(mult, peak)), default=0)
     s = requant_shift(m, bits, rand is not None)
     out = np.empty(dy.shape, storage_dtype(bits))
     for rows in blocks:
-        t = inner(rows)
-        t *= _col(mult)
+        t = np.multiply(inner[rows], _col(mult), dtype=np.int64)
         out[rows] = round_part(t, m, s, bits, None if rand is None else rand[rows], owned=True)
     return (out, int(e_acc) + g - XFRAC + s), t2, t1
 

@@ -157,7 +157,8 @@ class _Xhat:
     It depends on an element only through its group and its integer value, so for 8-bit ``x``
     it is evaluated once per group on the values ``-a .. a`` (``a = max|q|``), each clipped to
     the group's own ``[min q, max q]``: a ``(G, 2a + 1)`` table that a gather reads. The table
-    is used when it is at most half the size of ``x``, else the formula runs on the elements.
+    is used when it is at most half the size of ``x`` (and below 2^30 entries), else the formula
+    runs on the elements.
     Either way a function prepared by :meth:`prepare` gives ``fn(xhat)`` of the elements for an
     element-wise integer ``fn``: the same integers.
 
@@ -172,7 +173,7 @@ class _Xhat:
         self.s1, self.d, self.m, self.f, a = _groups_scalars(x, e, eps)
         self.lo, g = -a, x.shape[1]
         self.table: np.ndarray | None = None
-        if x.size and x.dtype.itemsize == 1 and g * (2 * a + 1) * 2 <= x.size:
+        if x.size and x.dtype.itemsize == 1 and g * (2 * a + 1) * 2 <= min(x.size, 1 << 31):
             v = np.arange(-a, a + 1, dtype=np.int64)[None, :]
             v = np.clip(v, _group_reduce(np.minimum, x).astype(np.int64)[:, None],
                         _group_reduce(np.maximum, x).astype(np.int64)[:, None])
@@ -191,9 +192,11 @@ class _Xhat:
 
     def _gather(self, table: np.ndarray, rows: slice) -> np.ndarray:
         """``table[g, q - lo]`` for every element ``q`` of group ``g`` in batch rows ``rows``."""
-        g, w = table.shape
-        idx = np.add(self.x[rows], _col(np.arange(g, dtype=np.intp) * w - self.lo), dtype=np.intp)
-        return np.take(table.reshape(-1), idx)
+        g, w = table.shape  # g w < 2^30 (see __init__): int32 indices, each
+        # in range by construction (q - lo in [0, w)), so "wrap" never wraps (and skips the bounds check)
+        idx = np.add(self.x[rows], _col(np.arange(g, dtype=np.int32) * np.int32(w) - np.int32(self.lo)),
+                     dtype=np.int32)
+        return np.take(table.reshape(-1), idx, mode="wrap")
 
     def prepare(self, fn: Callable[[np.ndarray], np.ndarray], headroom: int | None = None
                 ) -> tuple[Callable[[slice], np.ndarray], type]:

@@ -15,6 +15,9 @@ Roundings (the only two, everywhere in :mod:`rctc.runtime.intref`):
 
 The random words are an explicit argument (``rand``: uint32 of the result's shape), so the
 algorithms do not depend on which generator supplies them. ``rand=None`` means nearest.
+:func:`requantize` also takes a zero-argument callable returning them, called only when the
+rounding needs words (a shift of 0 needs none): the words are counter-based, so a draw not
+made changes no other word.
 
 Invariant: no function here (or in the modules built on it) performs a float operation on
 data; floats appear only in :func:`fixed_point` / :func:`exact_ratio`, which turn a
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
 
 __all__ = [
     "ACC_LIMIT",
+    "Rand",
     "absmax",
     "align",
     "as_int64",
@@ -50,6 +55,9 @@ __all__ = [
     "storage_dtype",
 ]
 
+#: the words of a stochastic rounding: uint32 of the result's shape, a zero-argument callable
+#: returning them (drawn only if needed, :func:`requantize`), or None (nearest)
+Rand = np.ndarray | Callable[[], np.ndarray] | None
 #: every int64 accumulator handed to a rounding shift must satisfy ``|x| <= ACC_LIMIT``
 ACC_LIMIT = 2**62
 #: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
@@ -181,8 +189,7 @@ def requant_shift(m: int, bits: int, stochastic: bool) -> int:
 
 
 def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
-               bias_exp: int | None = None, rand: np.ndarray | None = None,
-               owned: bool = False) -> tuple[np.ndarray, int]:
+               bias_exp: int | None = None, rand: Rand = None, owned: bool = False) -> tuple[np.ndarray, int]:
     """Accumulator ``acc * 2^e_acc`` (+ ``bias * 2^bias_exp``) -> ``(q, e)`` at ``bits`` bits.
 
     The bias is first brought to the accumulator's exponent, by an exact left shift when
@@ -193,6 +200,7 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
     plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
     ``owned=True``: ``acc`` is the caller's temporary; it may be overwritten (fewer fresh arrays).
+    ``rand`` may be a callable returning the words: called only when ``s > 0``.
     """
     x = _int_array(acc)
     if bias is not None:
@@ -202,10 +210,11 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
         else:
             x = x.astype(np.int64, copy=False) + b
             owned = True
-    rand = check_rand(rand, x.shape)
     m = absmax(x)
     s = requant_shift(m, bits, rand is not None)
-    return round_part(x, m, s, bits, rand, owned), int(e_acc) + s
+    if callable(rand):
+        rand = rand() if s else None  # s == 0 rounds nothing: no words drawn
+    return round_part(x, m, s, bits, check_rand(rand, x.shape), owned), int(e_acc) + s
 
 
 def round_part(x: np.ndarray, m: int, s: int, bits: int, rand: np.ndarray | None = None,

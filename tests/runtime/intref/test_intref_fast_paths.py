@@ -192,3 +192,21 @@ def test_requantize_of_an_owned_temporary_is_the_same(dtype: type, scale: int, s
         ref = core.requantize(acc.copy(), -5, 8, rand=w, **kw)
         got = core.requantize(acc.copy(), -5, 8, rand=w, owned=True, **kw)
         assert ref[1] == got[1] and np.array_equal(ref[0], got[0]) and ref[0].dtype == got[0].dtype
+
+
+@pytest.mark.parametrize("scale", [1, 3, 2**20])
+def test_requantize_draws_lazy_words_only_when_it_rounds(scale: int) -> None:
+    """A callable ``rand`` is called once when the shift is not 0 and never when it is 0; the
+    result is the one the words themselves give."""
+    acc = np.arange(-40, 41, dtype=np.int64).reshape(9, 9) * scale
+    w = words(acc.shape, 4)
+    calls: list[int] = []
+
+    def draw() -> np.ndarray:
+        calls.append(1)
+        return w
+
+    got = core.requantize(acc, -5, 8, rand=draw)
+    ref = core.requantize(acc, -5, 8, rand=w)
+    assert got[1] == ref[1] and np.array_equal(got[0], ref[0])
+    assert calls == ([] if ref[1] == -5 else [1])

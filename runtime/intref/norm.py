@@ -244,11 +244,11 @@ def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarr
     ``mult`` holds Python ints (an object array) or int64; the shifts run in int64 when every
     ``|mult_c| < 2^62`` (``mult_c + 2^(sh-1)`` then fits for ``sh <= 62``; ``sh >= 63`` gives 0,
     as the half-up rounding of ``|mult_c| 2^-sh < 1/2`` does), else on Python ints."""
-    fl = [int(f) for f in fs]
     vals = [int(v) for v in mult] if mult.dtype == object else None
     if vals is not None and max((abs(v) for v in vals), default=0) < 1 << 62:
         mult, vals = np.array(vals, np.int64), None
     if vals is not None:
+        fl = [int(f) for f in fs]
         g = max(abs(v).bit_length() - f for v, f in zip(vals, fl)) - mbits
         return np.array([_rshift(v, f + g) for v, f in zip(vals, fl)], np.int64), g
     g = int((bit_length(np.abs(mult)) - fs).max()) - mbits
@@ -307,8 +307,12 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
         np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
         np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
     mbits = min(31, 61 - int(peak.max(initial=0)).bit_length())
-    mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
-    m = max((abs(int(a)) * int(b) for a, b in zip(mult, peak)), default=0)
+    if absmax(gm) * n * int(xh.m.max(initial=0)) < 1 << 62:  # gamma N m in int64, else Python ints
+        mult, g = _multipliers(as_int64(gm) * np.int64(n) * xh.m, xh.f, mbits)
+    else:
+        mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
+    # |M_g| <= 2^mbits and peak_g < 2^(61 - mbits): every product below 2^61, exact in int64
+    m = int((np.abs(mult) * peak).max(initial=0))
     s = requant_shift(m, bits, rand is not None)
     out = np.empty(dy.shape, storage_dtype(bits))
     for rows in blocks:

@@ -120,14 +120,16 @@ def _groups_scalars(x: np.ndarray, e: int, eps: float
 
     Every per-group scalar is an int64 array (the formulas of the module docstring, element by
     element): ``|S1| < 2^29``, ``D < N^2 max|q|^2 < 2^58``, ``D 4^P < 2^61`` and the eps term
-    ``<= 2^62``, so their sum stays below 2^63. ``sum q^2`` is accumulated in int32 when
-    ``N max|q|^2 < 2^31`` bounds every partial sum (the same integer as in int64)."""
+    ``<= 2^62``, so their sum stays below 2^63. For inputs of at most 16 bits ``S1`` is accumulated
+    in int32 (every partial sum is below ``N max|q| < 2^29``) and ``sum q^2`` too when
+    ``N max|q|^2 < 2^31`` bounds every partial sum: the same integers as in int64."""
     g, n = x.shape[1], x.shape[0] * x.shape[2]
     amax = absmax(x)
     if n * amax >= 1 << 29:
         raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
-    s1 = _group_reduce(np.add, x, np.int64)
-    sq = np.int32 if x.dtype.itemsize <= 2 and n * amax * amax < 1 << 31 else np.int64
+    narrow = x.dtype.itemsize <= 2  # int32 sums where they provably fit (N max|q| < 2^29 <= 2^31 here)
+    s1 = _group_reduce(np.add, x, np.int32 if narrow else np.int64).astype(np.int64)
+    sq = np.int32 if narrow and n * amax * amax < 1 << 31 else np.int64
     d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=sq).astype(np.int64) - s1 * s1
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
@@ -283,7 +285,8 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     and rounds it (:func:`round_part`): the integers of one pass over the whole arrays."""
     n = dy.shape[0] * dy.shape[2]
     blocks = _blocks(dy)
-    t1 = _group_reduce(np.add, dy, np.int64)
+    t1 = _group_reduce(np.add, dy, np.int32 if dy.dtype.itemsize <= 2 and n * absmax(dy) < 1 << 31
+                       else np.int64).astype(np.int64)  # int32 when every partial sum provably fits
     t2 = np.zeros(dy.shape[1], np.int64)
     for rows in blocks:
         t2 += np.einsum("bgs,bgs->g", dy[rows], xh.values(rows), dtype=np.int64)

@@ -141,7 +141,7 @@ def _groups_scalars(x: np.ndarray, e: int, eps: float
 
 #: elements per block of the element-wise passes over a normalisation's data (their int64
 #: temporaries stay in the cache, and no step-sized temporary is allocated)
-BLOCK = 1 << 16
+BLOCK = 1 << 17
 
 
 def _blocks(x: np.ndarray) -> list[slice]:

@@ -150,11 +150,16 @@ def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None, owned: bool
         t = np.add(x, np.int64(1 << (s - 1)), out=x if own else None)
         t >>= np.int64(s)
         return t
+    if s > 32:
+        # (x + r 2^k) >> (32 + k) with k = s - 32 is ((x >> k) + r) >> 32: with x = 2^k Q + rho,
+        # 0 <= rho < 2^k, the value is (Q + r) / 2^32 + rho 2^-(32+k), and the fraction added to
+        # the integer Q + r stays below 2^-32, so both floors agree (two passes fewer)
+        t = np.right_shift(x, np.int64(s - 32), out=x if own else None)
+        np.add(t, rand, out=t)  # uint32 words widen exactly into int64
+        t >>= np.int64(32)
+        return t
     r = rand.astype(np.int64)
-    if s <= 32:
-        r >>= np.int64(32 - s)
-    else:
-        r <<= np.int64(s - 32)
+    r >>= np.int64(32 - s)
     r += x
     r >>= np.int64(s)
     return r
@@ -218,17 +223,22 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
 
 
 def round_part(x: np.ndarray, m: int, s: int, bits: int, rand: np.ndarray | None = None,
-               owned: bool = False) -> np.ndarray:
+               owned: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`requantize`'s rounding of ``x``, a part (or all) of an accumulator whose largest
     magnitude is ``m`` and whose shift is ``s = requant_shift(m, bits, rand is not None)``: element
     by element, so a kernel may round its accumulator block by block once it knows ``m``.
-    Returns the storage dtype of ``bits``."""
+    Returns the storage dtype of ``bits`` (written into ``out`` when given)."""
     dt = storage_dtype(bits)
     if s == 0:  # |x| <= qmax: already in range
-        return x.astype(dt)
-    if m > ACC_LIMIT:
+        r = x
+    elif m > ACC_LIMIT:
         raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
-    return _rounded(x, s, m, rand, owned).astype(dt)
+    else:
+        r = _rounded(x, s, m, rand, owned)
+    if out is None:
+        return r.astype(dt)
+    np.copyto(out, r, casting="unsafe")  # every value is in the range of dt
+    return out
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:

@@ -304,9 +304,8 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     inner = np.empty(dy.shape, dt)
     peak = np.zeros(dy.shape[1], np.int64)  # max |inner| per group
     for rows in blocks:
-        t = np.left_shift(dy[rows], dt(XFRAC), dtype=dt)
+        t = np.left_shift(dy[rows], dt(XFRAC), out=inner[rows])
         t -= centred(rows)
-        inner[rows] = t
         np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
         np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
     mbits = min(31, 61 - int(peak.max(initial=0)).bit_length())
@@ -320,7 +319,7 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     out = np.empty(dy.shape, storage_dtype(bits))
     for rows in blocks:
         t = np.multiply(inner[rows], _col(mult), dtype=np.int64)
-        out[rows] = round_part(t, m, s, bits, None if rand is None else rand[rows], owned=True)
+        round_part(t, m, s, bits, None if rand is None else rand[rows], owned=True, out=out[rows])
     return (out, int(e_acc) + g - XFRAC + s), t2, t1
 
 

@@ -107,8 +107,8 @@ def test_int_conv_and_grads_bit_exact(case: tuple, extreme: bool) -> None:
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[1] == c[3] == c[8] > 1],
                          ids=lambda c: "-".join(map(str, c)))
 def test_depthwise_conv_in_channel_blocks_bit_exact(monkeypatch: pytest.MonkeyPatch, case: tuple) -> None:
-    """A stride-1 depthwise convolution (forward, and the data gradient through it) runs in blocks of
-    channels: one channel per block gives the reference's integers too."""
+    """Depthwise convolutions (forward, data and weight gradients) run in blocks of channels: one
+    channel per block gives the reference's integers too."""
     from rctc.runtime.kernels import conv as conv_kernels
 
     monkeypatch.setattr(conv_kernels, "DEPTHWISE_BLOCK", 1)
@@ -121,8 +121,11 @@ def test_depthwise_conv_in_channel_blocks_bit_exact(monkeypatch: pytest.MonkeyPa
     y = INT_PRODUCTS["IntConv"](x, w, attrs)
     np.testing.assert_array_equal(y, _ref_conv(x, w, stride, pad, dil, group))
     dy = _rand(rng, y.shape, 8)
-    dx = INT_PRODUCTS["IntConvGradInput"](dy, w, {**attrs, "input_shape": list(x.shape)})
-    np.testing.assert_array_equal(dx, _ref_conv_grads(dy, x, w, stride, pad, dil, group)[0])
+    dx_ref, dw_ref = _ref_conv_grads(dy, x, w, stride, pad, dil, group)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntConvGradInput"](dy, w, {**attrs, "input_shape": list(x.shape)}),
+                                  dx_ref)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntConvGradWeight"](dy, x, {**attrs, "weight_shape": list(w.shape)}),
+                                  dw_ref)
 
 
 @pytest.mark.parametrize("bits", [(2, 2), (4, 8), (8, 8), (8, 16), (12, 12), (16, 16)])

@@ -36,6 +36,7 @@ Needs: numpy. Leaves: pure functions; nothing here keeps state or touches a glob
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 from collections.abc import Sequence
@@ -107,6 +108,21 @@ class _Work:
         return w
 
 
+@functools.lru_cache(maxsize=16)
+def _round_keys(k0: int, k1: int) -> np.ndarray:
+    """The key of every round as ``(PHILOX_ROUNDS, 2, 1)`` uint32 (read only): ``(k0, k1)``, bumped by
+    the Weyl constants (mod 2^32) before rounds 2..10."""
+    keys = []
+    for r in range(PHILOX_ROUNDS):
+        if r:
+            k0 = (k0 + PHILOX_W[0]) & _MASK32
+            k1 = (k1 + PHILOX_W[1]) & _MASK32
+        keys.append((k0, k1))
+    out = np.array(keys, np.uint32).reshape(PHILOX_ROUNDS, 2, 1)
+    out.flags.writeable = False
+    return out
+
+
 def _rounds(w: _Work, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ten Philox rounds on the lanes ``w.x0 .. w.x3`` (uint32); returns the four output lanes
     (uint32 rows or strided views into ``w``'s products, valid until ``w`` is reused).
@@ -117,15 +133,12 @@ def _rounds(w: _Work, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     ``(x1, x3)`` (views of the product, never copied). The two product arrays alternate between
     rounds, so the previous round's low halves stay intact while the next products are written."""
     a, b = w.a, w.b
-    for r in range(PHILOX_ROUNDS):
-        if r:
-            k0 = (k0 + PHILOX_W[0]) & _MASK32
-            k1 = (k1 + PHILOX_W[1]) & _MASK32
+    for r, key in enumerate(_round_keys(k0, k1)):  # the round keys: (k0, k1) bumped by the Weyl constants
         p = w.p[r & 1]
         np.multiply(a, _M, out=p)  # a 32x32-bit product: exact in uint64
         halves = p.view(np.uint32).reshape(p.shape + (2,))[::-1]  # (x2 M1, x0 M0), uint32 halves
         np.bitwise_xor(halves[:, :, _HI], b, out=a)
-        a ^= np.array([[k0], [k1]], np.uint32)
+        a ^= key
         b = halves[:, :, _LO]
     return a[0], b[0], a[1], b[1]
 

@@ -36,6 +36,7 @@ Needs: numpy. Leaves: pure functions; nothing here keeps state or touches a glob
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 from collections.abc import Sequence
@@ -78,59 +79,68 @@ def _uint(value: object, what: str, limit: int, shown: str) -> int:
     return v
 
 
-#: blocks per chunk: the work arrays of this length (two uint64 product pairs, four uint32 lanes:
-#: 640 KiB) stay in the L2 cache
-_CHUNK = 1 << 14
-_M0, _M1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
+#: blocks per chunk: the work arrays of this length (the lanes, 512 KiB, and two uint64 product
+#: pairs, 1 MiB) stay in the cache; longer chunks mean fewer numpy calls per word
+_CHUNK = 1 << 15
+_M = np.array([[PHILOX_M[0]], [PHILOX_M[1]]], np.uint64)  # the multipliers of lanes 0 and 2
+_LO, _HI = (0, 1) if sys.byteorder == "little" else (1, 0)  # uint32 halves of a uint64
 
 
 class _Work:
-    """Scratch of :func:`_rounds` for ``n`` blocks: the four lanes as uint32 arrays and two pairs of
-    uint64 products whose little-endian uint32 halves (``lo``, ``hi``) are read in place (views)."""
+    """Scratch of :func:`_rounds` for ``n`` blocks: lanes 0 and 2 as the rows of one (2, n) uint32
+    array ``a`` (the multiplied lanes), lanes 1 and 3 as the rows of ``b``, and two (2, n) uint64
+    product arrays whose uint32 halves are read in place (views); ``x0 .. x3`` are the four rows."""
 
     def __init__(self, n: int) -> None:
-        self.x0, self.x2 = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        self.x1, self.x3 = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        self.p = [(np.empty(n, np.uint64), np.empty(n, np.uint64)) for _ in range(2)]
+        self.a, self.b = np.empty((2, n), np.uint32), np.empty((2, n), np.uint32)
+        self.p = [np.empty((2, n), np.uint64) for _ in range(2)]
+        self._rows()
+
+    def _rows(self) -> None:
+        self.x0, self.x2 = self.a
+        self.x1, self.x3 = self.b
 
     def view(self, n: int) -> _Work:
         w = object.__new__(_Work)
-        w.x0, w.x1, w.x2, w.x3 = self.x0[:n], self.x1[:n], self.x2[:n], self.x3[:n]
-        w.p = [(a[:n], b[:n]) for a, b in self.p]
+        w.a, w.b = self.a[:, :n], self.b[:, :n]
+        w.p = [p[:, :n] for p in self.p]
+        w._rows()
         return w
 
 
-def _halves(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) 32-bit halves of a uint64 array, as strided uint32 views (no copy)."""
-    v = p.view(np.uint32)
-    return (v[0::2], v[1::2]) if sys.byteorder == "little" else (v[1::2], v[0::2])
-
-
-def _rounds(w: _Work, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The ten Philox rounds on the lanes ``w.x0 .. w.x3`` (uint32); returns the four output lanes
-    (uint32 arrays or strided views into ``w``'s products, valid until ``w`` is reused).
-
-    A round's products ``x0 * M0`` and ``x2 * M1`` are formed exactly in uint64 (32 x 32 bits);
-    their low halves *are* the next ``x3`` / ``x1`` (read as views of the product, never copied),
-    their high halves feed the xors. The two product pairs alternate between rounds, so the
-    previous round's low halves stay intact while the next products are written."""
-    x0, x1, x2, x3 = w.x0, w.x1, w.x2, w.x3
+@functools.lru_cache(maxsize=16)
+def _round_keys(k0: int, k1: int) -> np.ndarray:
+    """The key of every round as ``(PHILOX_ROUNDS, 2, 1)`` uint32 (read only): ``(k0, k1)``, bumped by
+    the Weyl constants (mod 2^32) before rounds 2..10."""
+    keys = []
     for r in range(PHILOX_ROUNDS):
         if r:
             k0 = (k0 + PHILOX_W[0]) & _MASK32
             k1 = (k1 + PHILOX_W[1]) & _MASK32
-        p0, p1 = w.p[r & 1]
-        np.multiply(x0, _M0, out=p0, dtype=np.uint64)  # a 32x32-bit product: exact in uint64
-        np.multiply(x2, _M1, out=p1, dtype=np.uint64)
-        lo0, hi0 = _halves(p0)
-        lo1, hi1 = _halves(p1)
-        x0, x2 = w.x0, w.x2
-        np.bitwise_xor(hi1, x1, out=x0)  # x0' = hi(p1) ^ x1 ^ k0
-        x0 ^= np.uint32(k0)
-        np.bitwise_xor(hi0, x3, out=x2)  # x2' = hi(p0) ^ x3 ^ k1
-        x2 ^= np.uint32(k1)
-        x1, x3 = lo1, lo0  # x1' = lo(p1), x3' = lo(p0)
-    return x0, x1, x2, x3
+        keys.append((k0, k1))
+    out = np.array(keys, np.uint32).reshape(PHILOX_ROUNDS, 2, 1)
+    out.flags.writeable = False
+    return out
+
+
+def _rounds(w: _Work, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ten Philox rounds on the lanes ``w.x0 .. w.x3`` (uint32); returns the four output lanes
+    (uint32 rows or strided views into ``w``'s products, valid until ``w`` is reused).
+
+    A round is three numpy calls on both lane pairs at once: the products ``(x0 M0, x2 M1)`` exactly
+    in uint64 (32 x 32 bits), ``(x0', x2') = (hi(x2 M1) ^ x1, hi(x0 M0) ^ x3)`` (the high halves in
+    reverse row order) and the xor with the round key; the low halves, reversed, *are* the next
+    ``(x1, x3)`` (views of the product, never copied). The two product arrays alternate between
+    rounds, so the previous round's low halves stay intact while the next products are written."""
+    a, b = w.a, w.b
+    for r, key in enumerate(_round_keys(k0, k1)):  # the round keys: (k0, k1) bumped by the Weyl constants
+        p = w.p[r & 1]
+        np.multiply(a, _M, out=p)  # a 32x32-bit product: exact in uint64
+        halves = p.view(np.uint32).reshape(p.shape + (2,))[::-1]  # (x2 M1, x0 M0), uint32 halves
+        np.bitwise_xor(halves[:, :, _HI], b, out=a)
+        a ^= key
+        b = halves[:, :, _LO]
+    return a[0], b[0], a[1], b[1]
 
 
 def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.runtime.intref.core import align, as_int64, requantize
+from rctc.runtime.intref.core import Rand, align, as_int64, requantize
 
 __all__ = ["add", "add_backward", "concat", "concat_backward", "mul", "mul_backward", "sub", "sub_backward"]
 
@@ -45,7 +45,7 @@ def _aligned_pair(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int) -> tuple[np.
 
 
 def add(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
-        rand: np.ndarray | None = None) -> Tensor:
+        rand: Rand = None) -> Tensor:
     """``a + b`` (broadcast): exact sum at the aligned exponent, one rounding to ``bits``."""
     a, b, e = _aligned_pair(qa, ea, qb, eb)
     return requantize(np.add(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else a + b, e,
@@ -53,14 +53,14 @@ def add(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
 
 
 def sub(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
-        rand: np.ndarray | None = None) -> Tensor:
+        rand: Rand = None) -> Tensor:
     """``a - b`` (broadcast): exact difference at the aligned exponent, one rounding to ``bits``."""
     a, b, e = _aligned_pair(qa, ea, qb, eb)
     return requantize(a - b, e, bits, rand=rand, owned=True)
 
 
 def mul(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int, bits: int = 8,
-        rand: np.ndarray | None = None) -> Tensor:
+        rand: Rand = None) -> Tensor:
     """``a * b`` (broadcast): exact product at ``ea + eb``, one rounding to ``bits``."""
     return requantize(as_int64(qa) * as_int64(qb), int(ea) + int(eb), bits, rand=rand, owned=True)
 

@@ -15,6 +15,9 @@ Roundings (the only two, everywhere in :mod:`rctc.runtime.intref`):
 
 The random words are an explicit argument (``rand``: uint32 of the result's shape), so the
 algorithms do not depend on which generator supplies them. ``rand=None`` means nearest.
+:func:`requantize` also takes a zero-argument callable returning them, called only when the
+rounding needs words (a shift of 0 needs none): the words are counter-based, so a draw not
+made changes no other word.
 
 Invariant: no function here (or in the modules built on it) performs a float operation on
 data; floats appear only in :func:`fixed_point` / :func:`exact_ratio`, which turn a
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
 
 __all__ = [
     "ACC_LIMIT",
+    "Rand",
     "absmax",
     "align",
     "as_int64",
@@ -41,6 +46,7 @@ __all__ = [
     "recip_fixed",
     "requant_shift",
     "requantize",
+    "round_part",
     "rsqrt_fixed",
     "rsqrt_fixed_array",
     "bit_length",
@@ -49,6 +55,9 @@ __all__ = [
     "storage_dtype",
 ]
 
+#: the words of a stochastic rounding: uint32 of the result's shape, a zero-argument callable
+#: returning them (drawn only if needed, :func:`requantize`), or None (nearest)
+Rand = np.ndarray | Callable[[], np.ndarray] | None
 #: every int64 accumulator handed to a rounding shift must satisfy ``|x| <= ACC_LIMIT``
 ACC_LIMIT = 2**62
 #: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
@@ -141,11 +150,16 @@ def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None, owned: bool
         t = np.add(x, np.int64(1 << (s - 1)), out=x if own else None)
         t >>= np.int64(s)
         return t
+    if s > 32:
+        # (x + r 2^k) >> (32 + k) with k = s - 32 is ((x >> k) + r) >> 32: with x = 2^k Q + rho,
+        # 0 <= rho < 2^k, the value is (Q + r) / 2^32 + rho 2^-(32+k), and the fraction added to
+        # the integer Q + r stays below 2^-32, so both floors agree (two passes fewer)
+        t = np.right_shift(x, np.int64(s - 32), out=x if own else None)
+        np.add(t, rand, out=t)  # uint32 words widen exactly into int64
+        t >>= np.int64(32)
+        return t
     r = rand.astype(np.int64)
-    if s <= 32:
-        r >>= np.int64(32 - s)
-    else:
-        r <<= np.int64(s - 32)
+    r >>= np.int64(32 - s)
     r += x
     r >>= np.int64(s)
     return r
@@ -180,8 +194,7 @@ def requant_shift(m: int, bits: int, stochastic: bool) -> int:
 
 
 def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | None = None,
-               bias_exp: int | None = None, rand: np.ndarray | None = None,
-               owned: bool = False) -> tuple[np.ndarray, int]:
+               bias_exp: int | None = None, rand: Rand = None, owned: bool = False) -> tuple[np.ndarray, int]:
     """Accumulator ``acc * 2^e_acc`` (+ ``bias * 2^bias_exp``) -> ``(q, e)`` at ``bits`` bits.
 
     The bias is first brought to the accumulator's exponent, by an exact left shift when
@@ -192,6 +205,7 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     Error: ``|q*2^e - x*2^e_acc| <= 2^(e-1)`` (nearest) or ``< 2^e`` (stochastic, unbiased),
     plus ``2^(e_acc-1)`` from a rounded bias. An all-zero accumulator gives ``(0, e_acc)``.
     ``owned=True``: ``acc`` is the caller's temporary; it may be overwritten (fewer fresh arrays).
+    ``rand`` may be a callable returning the words: called only when ``s > 0``.
     """
     x = _int_array(acc)
     if bias is not None:
@@ -201,15 +215,30 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
         else:
             x = x.astype(np.int64, copy=False) + b
             owned = True
-    rand = check_rand(rand, x.shape)
     m = absmax(x)
     s = requant_shift(m, bits, rand is not None)
+    if callable(rand):
+        rand = rand() if s else None  # s == 0 rounds nothing: no words drawn
+    return round_part(x, m, s, bits, check_rand(rand, x.shape), owned), int(e_acc) + s
+
+
+def round_part(x: np.ndarray, m: int, s: int, bits: int, rand: np.ndarray | None = None,
+               owned: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`requantize`'s rounding of ``x``, a part (or all) of an accumulator whose largest
+    magnitude is ``m`` and whose shift is ``s = requant_shift(m, bits, rand is not None)``: element
+    by element, so a kernel may round its accumulator block by block once it knows ``m``.
+    Returns the storage dtype of ``bits`` (written into ``out`` when given)."""
     dt = storage_dtype(bits)
     if s == 0:  # |x| <= qmax: already in range
-        return x.astype(dt), int(e_acc)
-    if m > ACC_LIMIT:
+        r = x
+    elif m > ACC_LIMIT:
         raise OverflowError(f"intref: accumulator magnitude {m} exceeds 2^62")
-    return _rounded(x, s, m, rand, owned).astype(dt), int(e_acc) + s
+    else:
+        r = _rounded(x, s, m, rand, owned)
+    if out is None:
+        return r.astype(dt)
+    np.copyto(out, r, casting="unsafe")  # every value is in the range of dt
+    return out
 
 
 def align(tensors: list[tuple[np.ndarray, int]], headroom: int = ALIGN_BITS) -> tuple[list[np.ndarray], int]:

@@ -1,7 +1,7 @@
 """InstanceNormalization on the integers: BatchNorm / LayerNorm's algorithm (:mod:`.norm`) with
 one group per (sample, channel) over the spatial positions and gamma / beta per channel.
 
-Needs :mod:`rctc.runtime.intref.norm` (``_groups_stats``, ``_dx``: the exact sums, the
+Needs :mod:`rctc.runtime.intref.norm` (``_groups_stats``, ``_Xhat``, ``_dx``: the exact sums, the
 fixed-point rsqrt, the Q16 ``xhat`` and the backward multiplier, written once there); nothing
 here is a second algorithm, only the grouping. Rounding and error bounds are norm's:
 forward ``<= 2^(e_out-1) + |gamma| 2^-16``; backward one rounding of ``dx`` (stochastic with
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.runtime.intref.core import as_int64, requantize
-from rctc.runtime.intref.norm import XFRAC, _dx, _groups_stats
+from rctc.runtime.intref.core import as_int64, check_rand, requantize
+from rctc.runtime.intref.norm import XFRAC, _dx, _groups_stats, _Xhat
 
 __all__ = ["instancenorm", "instancenorm_backward"]
 
@@ -44,9 +44,12 @@ def instancenorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, 
     b, c = q.shape[:2]
     x = _rows(q)
     dy = as_int64(dq).reshape(x.shape)
-    xhat, _, _, ms, fs = _groups_stats(x, int(e), eps)
+    xh = _Xhat(x, int(e), eps)
     gm = np.tile(as_int64(gamma[0]).reshape(-1), b)  # group r = (sample, channel r % C)
-    acc, off, _, _ = _dx(dy, xhat, gm, ms, fs)
-    dx = requantize(acc.reshape(q.shape), int(de) + int(gamma[1]) - int(e) + off, bits, rand=rand)
+    rand = check_rand(rand, q.shape)
+    (dq_, e_dx), _, _ = _dx(dy, xh, gm, int(de) + int(gamma[1]) - int(e), bits,
+                            None if rand is None else rand.reshape(x.shape))
+    xhat = xh.values()
+    dx = (dq_.reshape(q.shape), e_dx)
     per = (dy * xhat).reshape(b, c, -1).sum(axis=(0, 2)), dy.reshape(b, c, -1).sum(axis=(0, 2))
     return dx, (per[0], int(de) - XFRAC), (per[1], int(de))

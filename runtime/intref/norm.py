@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,11 +46,15 @@ from rctc.runtime.intref.core import (
     align,
     as_int64,
     bit_length,
+    check_rand,
     exact_ratio,
     fixed_point,
+    requant_shift,
     requantize,
+    round_part,
     rsqrt_fixed,
     rsqrt_fixed_array,
+    storage_dtype,
 )
 
 __all__ = [
@@ -100,33 +105,139 @@ def _col(v: np.ndarray) -> np.ndarray:
     return v[None, :, None]
 
 
-def _groups_stats(x: np.ndarray, e: int, eps: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _group_reduce(ufunc: np.ufunc, x: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """``ufunc.reduce`` of ``x`` (B, G, S) over its batch and value axes: one entry per group.
+
+    The batch axis first (whole (G, S) slices combined element by element, fast whatever S is),
+    then the values of each group; integer sums / minima / maxima do not depend on the order."""
+    return ufunc.reduce(ufunc.reduce(x, axis=0, dtype=dtype), axis=1)
+
+
+def _groups_scalars(x: np.ndarray, e: int, eps: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """For ``x`` (B, G, S), any signed integer dtype (group ``g`` is ``x[:, g, :]``, ``N = B S`` values):
-    ``(xhat Q16, S1, D, m, f)``, xhat int64 shaped like ``x``, the others one int64 entry per group.
+    ``(S1, D, m, f, max|q|)``, the first four one int64 entry per group.
 
     Every per-group scalar is an int64 array (the formulas of the module docstring, element by
     element): ``|S1| < 2^29``, ``D < N^2 max|q|^2 < 2^58``, ``D 4^P < 2^61`` and the eps term
-    ``<= 2^62``, so their sum stays below 2^63. ``xhat = ((N q - S1) m + 2^(s-1)) >> s`` is formed
-    as ``(q (N m) + (2^(s-1) - S1 m)) >> s``, the same integer: ``|q N m| < 2^29 2^32``,
-    ``|S1 m| < 2^61`` and ``2^(s-1) < 2^47``, so every term and the sum fit int64."""
+    ``<= 2^62``, so their sum stays below 2^63. For inputs of at most 16 bits ``S1`` is accumulated
+    in int32 (every partial sum is below ``N max|q| < 2^29``) and ``sum q^2`` too when
+    ``N max|q|^2 < 2^31`` bounds every partial sum: the same integers as in int64."""
     g, n = x.shape[1], x.shape[0] * x.shape[2]
     amax = absmax(x)
     if n * amax >= 1 << 29:
         raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
-    s1 = x.sum(axis=(0, 2), dtype=np.int64)
-    d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=np.int64) - s1 * s1
+    narrow = x.dtype.itemsize <= 2  # int32 sums where they provably fit (N max|q| < 2^29 <= 2^31 here)
+    s1 = _group_reduce(np.add, x, np.int32 if narrow else np.int64).astype(np.int64)
+    sq = np.int32 if narrow and n * amax * amax < 1 << 31 else np.int64
+    d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=sq).astype(np.int64) - s1 * s1
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
     top = int(p.max()) if g else 0
     eps_p = np.array([_eps_term(eps, n, e - k) for k in range(top + 1)], np.int64)[p]
     m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
-    f = f - p
-    sh = f - XFRAC
-    xhat = np.multiply(x, _col(np.int64(n) * m), dtype=np.int64)
-    xhat += _col((np.int64(1) << (sh - 1)) - s1 * m)
-    xhat >>= _col(sh)
-    return xhat, s1, d, m, f
+    return s1, d, m, f - p, amax
+
+
+#: elements per block of the element-wise passes over a normalisation's data (their int64
+#: temporaries stay in the cache, and no step-sized temporary is allocated)
+BLOCK = 1 << 17
+
+
+def _blocks(x: np.ndarray) -> list[slice]:
+    """Slices of the batch axis of ``x`` (B, G, S) holding about :data:`BLOCK` elements each."""
+    rows = max(1, BLOCK // max(1, x.shape[1] * x.shape[2]))
+    return [slice(i, min(i + rows, x.shape[0])) for i in range(0, x.shape[0], rows)] or [slice(0, 0)]
+
+
+class _Xhat:
+    """The Q16 ``xhat = ((N q - S1) m + 2^(s-1)) >> s`` (``s = f - 16``) of every element of ``x``
+    (B, G, S), and element-wise functions of it (:meth:`prepare`).
+
+    ``xhat`` is formed as ``(q (N m) + (2^(s-1) - S1 m)) >> s``, the same integer: ``|q N m| <
+    2^29 2^32``, ``|S1 m| < 2^61`` and ``2^(s-1) < 2^47``, so every term and the sum fit int64.
+    It depends on an element only through its group and its integer value, so for 8-bit ``x``
+    it is evaluated once per group on the values ``-a .. a`` (``a = max|q|``), each clipped to
+    the group's own ``[min q, max q]``: a ``(G, 2a + 1)`` table that a gather reads. The table
+    is used when it is at most half the size of ``x`` (and below 2^30 entries), else the formula
+    runs on the elements.
+    Either way a function prepared by :meth:`prepare` gives ``fn(xhat)`` of the elements for an
+    element-wise integer ``fn``: the same integers.
+
+    Clipping makes every table entry the ``xhat`` of a value the group holds or of one between
+    its minimum and maximum. ``xhat`` is non-decreasing in ``q`` (``N m > 0``, floor shift), so
+    for any ``fn`` monotone in ``xhat`` (``gamma xhat + beta``) the largest ``|fn|`` over the
+    table is the largest over the data: a requantise of the table has the data's shift."""
+
+    def __init__(self, x: np.ndarray, e: int, eps: float) -> None:
+        self.x = x
+        self.n = x.shape[0] * x.shape[2]
+        self.s1, self.d, self.m, self.f, a = _groups_scalars(x, e, eps)
+        self.lo, g = -a, x.shape[1]
+        self.table: np.ndarray | None = None
+        if x.size and x.dtype.itemsize == 1 and g * (2 * a + 1) * 2 <= min(x.size, 1 << 31):
+            v = np.arange(-a, a + 1, dtype=np.int64)[None, :]
+            v = np.clip(v, _group_reduce(np.minimum, x).astype(np.int64)[:, None],
+                        _group_reduce(np.maximum, x).astype(np.int64)[:, None])
+            self.table = self._formula(v, lambda c: c[:, None])
+
+    def col(self, v: np.ndarray) -> np.ndarray:
+        """A per-group (G,) array shaped to broadcast against what a prepared ``fn`` is handed."""
+        return v[:, None] if self.table is not None else _col(v)
+
+    def _formula(self, q: np.ndarray, col: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        sh = self.f - XFRAC
+        xhat = np.multiply(q, col(np.int64(self.n) * self.m), dtype=np.int64)
+        xhat += col((np.int64(1) << (sh - 1)) - self.s1 * self.m)
+        xhat >>= col(sh)
+        return xhat
+
+    def _gather(self, table: np.ndarray, rows: slice) -> np.ndarray:
+        """``table[g, q - lo]`` for every element ``q`` of group ``g`` in batch rows ``rows``."""
+        g, w = table.shape  # g w < 2^30 (see __init__): int32 indices, each
+        # in range by construction (q - lo in [0, w)), so "wrap" never wraps (and skips the bounds check)
+        idx = np.add(self.x[rows], _col(np.arange(g, dtype=np.int32) * np.int32(w) - np.int32(self.lo)),
+                     dtype=np.int32)
+        return np.take(table.reshape(-1), idx, mode="wrap")
+
+    def prepare(self, fn: Callable[[np.ndarray], np.ndarray], headroom: int | None = None
+                ) -> tuple[Callable[[slice], np.ndarray], type]:
+        """``(rows -> fn(xhat) of the elements in batch rows rows, its dtype)`` (``fn`` element-wise
+        and free to work in place; its per-group operands shaped by :meth:`col`). int64, or int32
+        when ``headroom`` is given and the table's largest ``|fn|`` (a bound of every element's)
+        is below ``2^31 - headroom``."""
+        if self.table is None:
+            return (lambda rows: fn(self._formula(self.x[rows], _col))), np.int64
+        mapped = fn(self.table.copy())
+        if headroom is not None and absmax(mapped) < (1 << 31) - headroom:
+            mapped = mapped.astype(np.int32)
+        return (lambda rows: self._gather(mapped, rows)), mapped.dtype.type
+
+    def values(self, rows: slice = slice(None)) -> np.ndarray:
+        """``xhat`` of the elements in batch rows ``rows`` (int64)."""
+        return self.prepare(lambda t: t)[0](rows)
+
+    def requantize(self, fn: Callable[[np.ndarray], np.ndarray], e_acc: int, bits: int, bias: np.ndarray,
+                   bias_exp: int) -> Tensor:
+        """``requantize(fn(xhat) + bias)`` of every element (``bias`` per group), ``fn`` monotone:
+        on the table, then gathered block by block (the table's largest magnitude is the data's,
+        see the class), else on the elements."""
+        b = self.col(as_int64(bias).reshape(-1))
+        if self.table is None:
+            return requantize(fn(self._formula(self.x, _col)), e_acc, bits, bias=b, bias_exp=bias_exp, owned=True)
+        qt, e = requantize(fn(self.table.copy()), e_acc, bits, bias=b, bias_exp=bias_exp, owned=True)
+        out = np.empty(self.x.shape, qt.dtype)
+        for rows in _blocks(self.x):
+            out[rows] = self._gather(qt, rows)
+        return out, e
+
+
+def _groups_stats(x: np.ndarray, e: int, eps: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For ``x`` (B, G, S): ``(xhat Q16, S1, D, m, f)``, xhat int64 shaped like ``x`` (:class:`_Xhat`),
+    the others one int64 entry per group."""
+    xh = _Xhat(x, e, eps)
+    return xh.values(), xh.s1, xh.d, xh.m, xh.f
 
 
 def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarray, int]:
@@ -135,11 +246,11 @@ def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarr
     ``mult`` holds Python ints (an object array) or int64; the shifts run in int64 when every
     ``|mult_c| < 2^62`` (``mult_c + 2^(sh-1)`` then fits for ``sh <= 62``; ``sh >= 63`` gives 0,
     as the half-up rounding of ``|mult_c| 2^-sh < 1/2`` does), else on Python ints."""
-    fl = [int(f) for f in fs]
     vals = [int(v) for v in mult] if mult.dtype == object else None
     if vals is not None and max((abs(v) for v in vals), default=0) < 1 << 62:
         mult, vals = np.array(vals, np.int64), None
     if vals is not None:
+        fl = [int(f) for f in fs]
         g = max(abs(v).bit_length() - f for v, f in zip(vals, fl)) - mbits
         return np.array([_rshift(v, f + g) for v, f in zip(vals, fl)], np.int64), g
     g = int((bit_length(np.abs(mult)) - fs).max()) - mbits
@@ -158,26 +269,58 @@ def _div_rows(v: np.ndarray, n: int, lshift: int) -> np.ndarray:
     return np.array([_div(int(t) << lshift, n) for t in v], np.int64)
 
 
-def _dx(dy: np.ndarray, xhat: np.ndarray, gm: np.ndarray, ms: np.ndarray, fs: np.ndarray
-        ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
-    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays:
-    ``(acc, exponent offset, sum dy xhat, sum dy)``; the value is ``acc * 2^(e_dy + e_gamma - e + offset)``."""
+def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: np.ndarray | None
+        ) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays, rounded
+    once to ``bits`` (stochastic with ``rand``, shaped like ``dy``): ``(dx, sum dy xhat, sum dy)``;
+    the accumulator's value is ``acc * 2^(e_acc + offset)`` (``e_acc = e_dy + e_gamma - e``).
+
+    ``inner = dy 2^16 - (mean dy + round(xhat mean(dy xhat) 2^-16))`` (the same integer as
+    subtracting the two terms one after the other: nothing here comes near 2^62), the second
+    term one element-wise function of ``xhat`` per group (:meth:`_Xhat.prepare`); ``acc = inner
+    M_g`` with the multipliers cut to ``min(31, 61 - bitlen max|inner|)`` bits. The passes run
+    block by block over the batch (:func:`_blocks`): the first forms the sums, the second
+    ``inner`` (kept, int32 where it provably fits) and the largest ``|inner|`` of each group (so
+    ``max|acc| = max_g |M_g| max_g|inner|``, the requantise's shift), the third forms ``acc``
+    and rounds it (:func:`round_part`): the integers of one pass over the whole arrays."""
     n = dy.shape[0] * dy.shape[2]
-    t1 = dy.sum(axis=(0, 2), dtype=np.int64)
-    t2 = np.einsum("bgs,bgs->g", dy, xhat, dtype=np.int64)
-    m1 = _col(_div_rows(t1, n, XFRAC))
-    m2 = _col(_div_rows(t2, n, 0))
-    term = xhat * m2
-    term += np.int64(1 << (XFRAC - 1))
-    term >>= np.int64(XFRAC)
-    inner = np.left_shift(dy, np.int64(XFRAC), dtype=np.int64)
-    inner -= m1
-    inner -= term
-    mbits = min(31, 61 - absmax(inner).bit_length())
-    mult = gm.astype(object) * n * ms.astype(object)
-    mult, g = _multipliers(mult, fs, mbits)
-    inner *= _col(mult)
-    return inner, g - XFRAC, t2, t1
+    blocks = _blocks(dy)
+    t1 = _group_reduce(np.add, dy, np.int32 if dy.dtype.itemsize <= 2 and n * absmax(dy) < 1 << 31
+                       else np.int64).astype(np.int64)  # int32 when every partial sum provably fits
+    t2 = np.zeros(dy.shape[1], np.int64)
+    for rows in blocks:
+        t2 += np.einsum("bgs,bgs->g", dy[rows], xh.values(rows), dtype=np.int64)
+    m1, m2 = _div_rows(t1, n, XFRAC), _div_rows(t2, n, 0)
+
+    def centre(t: np.ndarray) -> np.ndarray:
+        t *= xh.col(m2)
+        t += np.int64(1 << (XFRAC - 1))
+        t >>= np.int64(XFRAC)
+        t += xh.col(m1)
+        return t
+
+    # int32 where |dy 2^16| + max|centre| < 2^31 bounds every inner (then nothing leaves int32)
+    centred, dt = xh.prepare(centre, headroom=absmax(dy) << XFRAC)
+    inner = np.empty(dy.shape, dt)
+    peak = np.zeros(dy.shape[1], np.int64)  # max |inner| per group
+    for rows in blocks:
+        t = np.left_shift(dy[rows], dt(XFRAC), out=inner[rows])
+        t -= centred(rows)
+        np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
+        np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
+    mbits = min(31, 61 - int(peak.max(initial=0)).bit_length())
+    if absmax(gm) * n * int(xh.m.max(initial=0)) < 1 << 62:  # gamma N m in int64, else Python ints
+        mult, g = _multipliers(as_int64(gm) * np.int64(n) * xh.m, xh.f, mbits)
+    else:
+        mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
+    # |M_g| <= 2^mbits and peak_g < 2^(61 - mbits): every product below 2^61, exact in int64
+    m = int((np.abs(mult) * peak).max(initial=0))
+    s = requant_shift(m, bits, rand is not None)
+    out = np.empty(dy.shape, storage_dtype(bits))
+    for rows in blocks:
+        t = np.multiply(inner[rows], _col(mult), dtype=np.int64)
+        round_part(t, m, s, bits, None if rand is None else rand[rows], owned=True, out=out[rows])
+    return (out, int(e_acc) + g - XFRAC + s), t2, t1
 
 
 def _bn_rows(q: np.ndarray) -> np.ndarray:
@@ -201,20 +344,24 @@ def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_
                     bits: int = 8, saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Training-mode BatchNorm of ``(B, C, ...)``: ``(y, new_running_mean, new_running_var)``.
 
-    ``saved`` (a dict) receives ``"stats"``: the ``(xhat, m, f)`` that :func:`batchnorm_backward`
-    of the same ``q``, ``e`` and ``eps`` would recompute (hand it over as its ``saved``)."""
+    ``saved`` (a dict) receives ``"stats"``: the per-group statistics (an ``_Xhat``, no per-element
+    array) that :func:`batchnorm_backward` of the same ``q``, ``e`` and ``eps`` would recompute
+    (hand it over as its ``saved``)."""
     e = int(e)
     x = _bn_rows(q)
     n = x.shape[0] * x.shape[2]
-    xhat, s1, ds, ms, fs = _groups_stats(x, e, eps)
-    gcol = _col(as_int64(gamma[0]).reshape(-1))
+    xh = _Xhat(x, e, eps)
     if saved is not None:
-        saved["stats"] = (xhat, ms, fs)
-        acc = (xhat * gcol).reshape(q.shape)
-    else:
-        xhat *= gcol
-        acc = xhat.reshape(q.shape)
-    y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=_chan(beta[0], q.ndim), bias_exp=int(beta[1]), owned=True)
+        saved["stats"] = xh
+    gm = as_int64(gamma[0]).reshape(-1)
+
+    def scaled(t: np.ndarray) -> np.ndarray:
+        t *= xh.col(gm)
+        return t
+
+    yq, ye = xh.requantize(scaled, int(gamma[1]) - XFRAC, bits, beta[0], int(beta[1]))
+    y = (yq.reshape(q.shape), ye)
+    s1, ds = xh.s1, xh.d
     mu = fixed_point(momentum, MU_FRAC)
     bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
     bvar = np.array([_div(int(d) << 16, n * n) for d in ds], np.int64)
@@ -226,17 +373,16 @@ def batchnorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
                        saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma / dbeta as exact int64 accumulators.
 
-    ``saved``: the dict :func:`batchnorm_train` filled for this ``q``, ``e``, ``eps`` (its ``xhat``
-    is used instead of recomputing it; read only)."""
+    ``saved``: the dict :func:`batchnorm_train` filled for this ``q``, ``e``, ``eps`` (its statistics
+    are used instead of recomputing them)."""
     e, de = int(e), int(de)
     x = _bn_rows(q)
     dy = _bn_rows(dq)
-    if saved is not None and "stats" in saved:
-        xhat, ms, fs = saved["stats"]
-    else:
-        xhat, _, _, ms, fs = _groups_stats(x, e, eps)
-    acc, off, dgamma, dbeta = _dx(dy, xhat, as_int64(gamma[0]).reshape(-1), ms, fs)
-    dx = requantize(acc.reshape(q.shape), de + int(gamma[1]) - e + off, bits, rand=rand, owned=True)
+    xh = saved["stats"] if saved is not None and "stats" in saved else _Xhat(x, e, eps)
+    rand = check_rand(rand, q.shape)
+    (dq_, e_dx), dgamma, dbeta = _dx(dy, xh, as_int64(gamma[0]).reshape(-1), de + int(gamma[1]) - e, bits,
+                                     None if rand is None else rand.reshape(dy.shape))
+    dx = (dq_.reshape(q.shape), e_dx)
     return dx, (dgamma, de - XFRAC), (dbeta, de)
 
 
@@ -273,7 +419,7 @@ def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1
               bits: int = 8) -> Tensor:
     """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape."""
     x, axis = _ln_rows(q, axis)
-    xhat = _groups_stats(x[None], int(e), eps)[0][0]
+    xhat = _Xhat(x[None], int(e), eps).values()[0]
     acc = xhat * as_int64(gamma[0]).reshape(1, -1)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
                    bias_exp=int(beta[1]), owned=True)
@@ -286,10 +432,12 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64."""
     x, axis = _ln_rows(q, axis)
     dy = as_int64(dq).reshape(x.shape)
-    xhat, _, _, ms, fs = _groups_stats(x[None], int(e), eps)
+    xh = _Xhat(x[None], int(e), eps)
     gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
-    acc, off, _, _ = _dx(as_int64(gq)[None], xhat, np.ones(x.shape[0], np.int64), ms, fs)
-    xhat = xhat[0]
-    dx = requantize(acc.reshape(q.shape), ge - int(e) + off, bits, rand=rand, owned=True)
+    rand = check_rand(rand, q.shape)
+    (dq_, e_dx), _, _ = _dx(as_int64(gq)[None], xh, np.ones(x.shape[0], np.int64), ge - int(e), bits,
+                            None if rand is None else rand.reshape((1,) + x.shape))
+    xhat = xh.values()[0]
+    dx = (dq_.reshape(q.shape), e_dx)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

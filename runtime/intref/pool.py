@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from rctc.runtime.intref.core import absmax, as_int64, recip_fixed, requantize
+from rctc.runtime.intref.core import Rand, absmax, as_int64, recip_fixed, requantize
 
 __all__ = [
     "RECIP_FRAC",
@@ -86,7 +86,7 @@ def maxpool2d(q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads:
 
 
 def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: Pair, strides: Pair = (1, 1),
-                       pads: Pads = (0, 0, 0, 0), bits: int = 8, rand: np.ndarray | None = None) -> Tensor:
+                       pads: Pads = (0, 0, 0, 0), bits: int = 8, rand: Rand = None) -> Tensor:
     """``dy`` added to each window's argmax (first maximum, row-major), then one rounding."""
     _, idx = _argmax(q, kernel, strides, pads)
     n, c, h, w = q.shape

@@ -227,8 +227,8 @@ def to_channel_major(x: np.ndarray, dtype: Any, pads: Sequence[int] | None = Non
 
 
 def from_channel_major(y: np.ndarray, n: int, spatial: Sequence[int], dtype: Any,
-                       grid: Sequence[int] | None = None) -> np.ndarray:
-    """``(M, N*Q)`` -> ``(N, M, *spatial)`` in ``dtype``, one copy.
+                       grid: Sequence[int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """``(M, N*Q)`` -> ``(N, M, *spatial)`` in ``dtype``, one copy (into ``out`` when given).
 
     ``grid`` (default ``spatial``) is the per-sample shape of the columns; the outputs are its
     leading corner ``[:spatial_0, :spatial_1, ...]`` (flat-tap grids, :attr:`ConvGeom.grid`).
@@ -238,7 +238,8 @@ def from_channel_major(y: np.ndarray, n: int, spatial: Sequence[int], dtype: Any
     v = y.reshape((m, n) + grid)
     if grid != tuple(spatial):
         v = v[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
-    out = np.empty((n, m) + tuple(spatial), dtype=dtype)
+    if out is None:
+        out = np.empty((n, m) + tuple(spatial), dtype=dtype)
     out[...] = v.swapaxes(0, 1)
     return out
 

@@ -44,6 +44,11 @@ def conv_geom(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict) -
     return geom_from_attrs(x_shape, m, attrs, kernel)
 
 
+#: elements of the working arrays of one channel block of a stride-1 depthwise convolution: they
+#: stay in the cache and come from the allocator's free lists instead of fresh pages
+DEPTHWISE_BLOCK = 1 << 17
+
+
 def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype | type,
                       out_dtype: np.dtype | type | None = None) -> np.ndarray:
     """Depthwise conv ``(N, C, *in) -> (N, C, *out)``: one multiply-add per kernel tap in ``dtype``.
@@ -51,7 +56,8 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype
     Stride 1 runs channel-major on the flattened padded grid of the whole batch: a tap is then ONE
     contiguous slice ``x[c, off:off+L]`` per channel (:meth:`ConvGeom.flat_taps`; the outputs sit
     at the leading corner of each sample's padded grid and are cropped by the final copy, which
-    also converts to ``out_dtype``, default ``dtype``). Other strides: strided taps in NC layout.
+    also converts to ``out_dtype``, default ``dtype``), in blocks of channels
+    (:data:`DEPTHWISE_BLOCK`). Other strides: strided taps in NC layout.
     """
     out_dtype = dtype if out_dtype is None else out_dtype
     wk = w.reshape(g.c, g.kk).astype(dtype)
@@ -60,17 +66,22 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: np.dtype
         offs, length = flat
         q = math.prod(g.padded)
         total = (g.n - 1) * q + length
-        xf = to_channel_major(x, dtype, g.pads).reshape(g.c, -1)  # (C, N*Q)
-        acc = np.empty((g.c, g.n * q), dtype=dtype)
-        a = acc[:, :total]
-        tmp = np.empty(a.shape, dtype=dtype)
-        for i, off in enumerate(offs):
-            if i == 0:
-                np.multiply(xf[:, off:off + total], wk[:, i:i + 1], out=a)
-            else:
-                np.multiply(xf[:, off:off + total], wk[:, i:i + 1], out=tmp)
-                a += tmp
-        return from_channel_major(acc, g.n, g.out_spatial, out_dtype, g.padded)
+        out = np.empty((g.n, g.c) + tuple(g.out_spatial), dtype=out_dtype)
+        cb = max(1, DEPTHWISE_BLOCK // (g.n * q))  # channels per block (each channel is independent)
+        for c0 in range(0, g.c, cb):
+            c1 = min(c0 + cb, g.c)
+            xf = to_channel_major(x[:, c0:c1], dtype, g.pads).reshape(c1 - c0, -1)  # (C', N*Q)
+            acc = np.empty((c1 - c0, g.n * q), dtype=dtype)
+            a = acc[:, :total]
+            tmp = np.empty(a.shape, dtype=dtype)
+            for i, off in enumerate(offs):
+                if i == 0:
+                    np.multiply(xf[:, off:off + total], wk[c0:c1, i:i + 1], out=a)
+                else:
+                    np.multiply(xf[:, off:off + total], wk[c0:c1, i:i + 1], out=tmp)
+                    a += tmp
+            from_channel_major(acc, g.n, g.out_spatial, out_dtype, g.padded, out=out[:, c0:c1])
+        return out
     xp = pad_spatial(x, g.pads, dtype=dtype)
     bshape = (1, g.c) + (1,) * len(g.kernel)
     lead = (slice(None), slice(None))

@@ -27,6 +27,7 @@ import numpy as np
 from rctc.ir import Node
 from rctc.runtime.intmath import blas_matmul
 from rctc.runtime.kernels import _conv_taps as taps
+from rctc.runtime.kernels import conv as conv_kernels
 from rctc.runtime.kernels._im2col import (
     ConvGeom,
     cached_plan,
@@ -73,16 +74,26 @@ def depthwise_grad_input(dy: np.ndarray, w: np.ndarray, g: ConvGeom, dtype: Any,
         k = len(g.kernel)
         wflip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * k]
         return depthwise_forward(dy, wflip, tg, dtype, out_dtype)
-    dyd = dy.astype(dtype, copy=False)
     wk = w.reshape(g.c, g.kk).astype(dtype)
-    bshape = (1, g.c) + (1,) * len(g.kernel)
     lead = (slice(None), slice(None))
-    acc = np.zeros((g.n, g.c) + g.padded, dtype=dtype)
-    tmp = np.empty(dyd.shape, dtype=dtype)
-    for i, off in enumerate(np.ndindex(*g.kernel)):
-        np.multiply(dyd, wk[:, i].reshape(bshape), out=tmp)
-        acc[lead + g.tap_slices(off)] += tmp
-    return np.ascontiguousarray(acc[lead + g.inner()], dtype=out_dtype)
+    out = np.empty((g.n, g.c) + tuple(g.in_spatial), dtype=out_dtype)
+    for c0, c1 in _channel_blocks(g, math.prod(g.padded)):  # channels are independent
+        dyd = dy[:, c0:c1].astype(dtype)
+        bshape = (1, c1 - c0) + (1,) * len(g.kernel)
+        acc = np.zeros((g.n, c1 - c0) + g.padded, dtype=dtype)
+        tmp = np.empty(dyd.shape, dtype=dtype)
+        for i, off in enumerate(np.ndindex(*g.kernel)):
+            np.multiply(dyd, wk[c0:c1, i].reshape(bshape), out=tmp)
+            acc[lead + g.tap_slices(off)] += tmp
+        out[:, c0:c1] = acc[lead + g.inner()]
+    return out
+
+
+def _channel_blocks(g: ConvGeom, per_sample: int) -> list[tuple[int, int]]:
+    """Channel ranges of a depthwise convolution whose working arrays (``per_sample`` elements per
+    sample and channel) hold about :data:`~rctc.runtime.kernels.conv.DEPTHWISE_BLOCK` elements."""
+    cb = max(1, conv_kernels.DEPTHWISE_BLOCK // max(1, g.n * per_sample))
+    return [(c0, min(c0 + cb, g.c)) for c0 in range(0, g.c, cb)]
 
 
 def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any, sum_dtype: Any) -> np.ndarray:
@@ -100,12 +111,13 @@ def depthwise_grad_weight(dy: np.ndarray, x: np.ndarray, g: ConvGeom, dtype: Any
         offs, length = flat
         q = math.prod(g.padded)
         total = (g.n - 1) * q + length
-        xf = to_channel_major(x, dtype, g.pads).reshape(g.c, -1)  # (C, N*Q)
-        grid = np.zeros((g.c, g.n) + g.padded, dtype=dtype)
-        grid[lead + tuple(slice(0, o) for o in g.out_spatial)] = dy.swapaxes(0, 1)
-        dyf = grid.reshape(g.c, -1)[:, :total]
-        for i, off in enumerate(offs):  # one fused multiply-sum per tap (einsum's SIMD kernel)
-            dw[:, i] = np.einsum("cq,cq->c", xf[:, off:off + total], dyf)
+        for c0, c1 in _channel_blocks(g, q):  # channels are independent: one row each
+            xf = to_channel_major(x[:, c0:c1], dtype, g.pads).reshape(c1 - c0, -1)  # (C', N*Q)
+            grid = np.zeros((c1 - c0, g.n) + g.padded, dtype=dtype)
+            grid[lead + tuple(slice(0, o) for o in g.out_spatial)] = dy[:, c0:c1].swapaxes(0, 1)
+            dyf = grid.reshape(c1 - c0, -1)[:, :total]
+            for i, off in enumerate(offs):  # one fused multiply-sum per tap (einsum's SIMD kernel)
+                dw[c0:c1, i] = np.einsum("cq,cq->c", xf[:, off:off + total], dyf)
         return dw.reshape((g.c, 1) + g.kernel)
     xp = pad_spatial(x, g.pads, dtype=dtype)
     dyd = dy.astype(dtype, copy=False)

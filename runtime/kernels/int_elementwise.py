@@ -16,7 +16,7 @@ import numpy as np
 from rctc.ir import Node
 from rctc.runtime.intref import arith, expo, norm, pointwise, pool
 from rctc.runtime.intref.core import requantize
-from rctc.runtime.kernels._words import rand_words
+from rctc.runtime.kernels._words import lazy_words, rand_words
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -58,7 +58,7 @@ def _binary(algorithm: Any) -> Any:
     def kernel(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray
                ) -> tuple:
         shape = np.broadcast_shapes(qa.shape, qb.shape)
-        return _out(algorithm(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+        return _out(algorithm(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), lazy_words(ctx, node, shape)))
     return kernel
 
 
@@ -70,7 +70,7 @@ int_mul = register("IntMul")(_binary(arith.mul))
 def int_add_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray) -> tuple:
     shape = tuple(int(s) for s in node.attrs["shape"])
     acc = arith.reduce_to(dq, shape)
-    return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=rand_words(ctx, node, shape)))
+    return _out(requantize(acc, int(de), int(node.attrs["bits"]), rand=lazy_words(ctx, node, shape)))
 
 
 @register("IntReduceSum")
@@ -99,7 +99,7 @@ def int_max_pool_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.nda
                       e: np.ndarray) -> tuple:
     k, s, p = _pool2d(node)
     return _out(pool.maxpool2d_backward(q, int(e), dq, int(de), k, s, p, int(node.attrs["bits"]),
-                                        rand_words(ctx, node, q.shape)))
+                                        lazy_words(ctx, node, q.shape)))
 
 
 @register("IntGlobalAveragePool")
@@ -196,8 +196,9 @@ def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.n
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
     eps = float(node.attrs.get("epsilon", 1e-5))
     kept = ctx.scratch.pop(("bn", id(q)), None)
-    # the forward's normalised input, when it normalised this very array (alive, so its id is
-    # unique) at the same exponent and epsilon: the integers batchnorm_backward would recompute
+    # the forward's per-channel statistics (no per-element array), when it normalised this very
+    # array (alive, so its id is unique) at the same exponent and epsilon: the integers
+    # batchnorm_backward would recompute
     saved = kept[3] if kept is not None and kept[0] is q and kept[1] == int(e) and kept[2] == eps else None
     dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), eps, int(node.attrs["bits"]),
                                          rand_words(ctx, node, q.shape), saved)

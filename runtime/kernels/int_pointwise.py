@@ -18,7 +18,7 @@ from rctc.ir import Node
 from rctc.runtime.intref import arith, expo, gelu, instnorm, pointwise
 from rctc.runtime.intref.core import requantize
 from rctc.runtime.kernels import resample
-from rctc.runtime.kernels._words import rand_words
+from rctc.runtime.kernels._words import lazy_words, rand_words
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -56,7 +56,7 @@ def int_tanh_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray
 @register("IntSub")
 def int_sub(ctx: KernelContext, node: Node, qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray) -> tuple:
     shape = np.broadcast_shapes(qa.shape, qb.shape)
-    return _out(arith.sub(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), rand_words(ctx, node, shape)))
+    return _out(arith.sub(qa, int(ea), qb, int(eb), int(node.attrs["bits"]), lazy_words(ctx, node, shape)))
 
 
 @register("IntNeg")

@@ -104,6 +104,30 @@ def test_int_conv_and_grads_bit_exact(case: tuple, extreme: bool) -> None:
     np.testing.assert_array_equal(dw, dw_ref)
 
 
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[1] == c[3] == c[8] > 1],
+                         ids=lambda c: "-".join(map(str, c)))
+def test_depthwise_conv_in_channel_blocks_bit_exact(monkeypatch: pytest.MonkeyPatch, case: tuple) -> None:
+    """Depthwise convolutions (forward, data and weight gradients) run in blocks of channels: one
+    channel per block gives the reference's integers too."""
+    from rctc.runtime.kernels import conv as conv_kernels
+
+    monkeypatch.setattr(conv_kernels, "DEPTHWISE_BLOCK", 1)
+    n, c, h, m, k, stride, pad, dil, group, bx, bw = case
+    rng = np.random.default_rng(hash(case) % 2**32 + 1)
+    x = _rand(rng, (n, c, h, h), bx)
+    w = _rand(rng, (m, c // group, k, k), bw)
+    attrs = {"strides": [stride] * 2, "pads": [pad] * 4, "dilations": [dil] * 2, "group": group,
+             "kernel_shape": [k, k]}
+    y = INT_PRODUCTS["IntConv"](x, w, attrs)
+    np.testing.assert_array_equal(y, _ref_conv(x, w, stride, pad, dil, group))
+    dy = _rand(rng, y.shape, 8)
+    dx_ref, dw_ref = _ref_conv_grads(dy, x, w, stride, pad, dil, group)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntConvGradInput"](dy, w, {**attrs, "input_shape": list(x.shape)}),
+                                  dx_ref)
+    np.testing.assert_array_equal(INT_PRODUCTS["IntConvGradWeight"](dy, x, {**attrs, "weight_shape": list(w.shape)}),
+                                  dw_ref)
+
+
 @pytest.mark.parametrize("bits", [(2, 2), (4, 8), (8, 8), (8, 16), (12, 12), (16, 16)])
 def test_int_gemm_and_matmul_bit_exact_with_long_contractions(bits: tuple[int, int]) -> None:
     rng = np.random.default_rng(bits[0] * 100 + bits[1])

@@ -114,6 +114,40 @@ def test_batchnorm_backward_from_saved_stats_is_the_recomputation(shape: tuple, 
         assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 
+@pytest.mark.parametrize("shape", [(32, 3, 4, 4), (64, 2, 9), (16, 5, 60)])
+@pytest.mark.parametrize("case", ["random", "saturated", "single", "negative", "zeros"])
+def test_norm_tables_and_blocks_are_the_element_formula(monkeypatch: pytest.MonkeyPatch, shape: tuple,
+                                                        case: str) -> None:
+    """An 8-bit BatchNorm input reads xhat (and y) from per-channel tables, in blocks of the batch; the same
+    values stored as int16 take the per-element formula. Forward, running statistics and backward (with
+    and without the forward's saved statistics) are the same integers at any block size."""
+    c = shape[1]
+    x8 = np.broadcast_to(tensor(case, shape, 8, 4), shape).astype(np.int8)
+    x16 = x8.astype(np.int16)
+    assert norm._Xhat(norm._bn_rows(x8), -3, 1e-5).table is not None
+    assert norm._Xhat(norm._bn_rows(x16), -3, 1e-5).table is None
+    dq = tensor("random", shape, 8, 5).astype(np.int8)
+    gam = (tensor("random", (c,), 8, 2).astype(np.int8), -6)
+    bet = (tensor("random", (c,), 8, 3).astype(np.int8), -5)
+    rm, rv = (np.zeros(c, np.int16), -14), (np.ones(c, np.int16), -12)
+    w = words(shape, 9)
+    ref_f = norm.batchnorm_train(x16, -3, gam, bet, rm, rv, 1e-5, 0.9, 8)
+    # an 8-bit error (inner in int32) and a 16-bit one near its range (inner past int32: int64)
+    grads = (dq, (dq.astype(np.int16) * 257).astype(np.int16))
+    ref_b = [norm.batchnorm_backward(x16, -3, gam, d, -9, 1e-5, 8, w) for d in grads]
+    for block in (norm.BLOCK, 7, 100):
+        monkeypatch.setattr(norm, "BLOCK", block)
+        saved: dict = {}
+        got_f = norm.batchnorm_train(x8, -3, gam, bet, rm, rv, 1e-5, 0.9, 8, saved)
+        for x, sv in ((x8, saved), (x8, None), (x16, None)):
+            for d, ref in zip(grads, ref_b):
+                got_b = norm.batchnorm_backward(x, -3, gam, d, -9, 1e-5, 8, w, sv)
+                for a, b in zip(ref, got_b):
+                    assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+        for a, b in zip(ref_f, got_f):
+            assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+
+
 def test_norm_rows_need_no_int64_input() -> None:
     """The statistics read int8 / int16 / int64 storage alike (the widening happens in the multiply)."""
     x = tensor("random", (6, 3, 7), 8, 8)
@@ -158,3 +192,21 @@ def test_requantize_of_an_owned_temporary_is_the_same(dtype: type, scale: int, s
         ref = core.requantize(acc.copy(), -5, 8, rand=w, **kw)
         got = core.requantize(acc.copy(), -5, 8, rand=w, owned=True, **kw)
         assert ref[1] == got[1] and np.array_equal(ref[0], got[0]) and ref[0].dtype == got[0].dtype
+
+
+@pytest.mark.parametrize("scale", [1, 3, 2**20])
+def test_requantize_draws_lazy_words_only_when_it_rounds(scale: int) -> None:
+    """A callable ``rand`` is called once when the shift is not 0 and never when it is 0; the
+    result is the one the words themselves give."""
+    acc = np.arange(-40, 41, dtype=np.int64).reshape(9, 9) * scale
+    w = words(acc.shape, 4)
+    calls: list[int] = []
+
+    def draw() -> np.ndarray:
+        calls.append(1)
+        return w
+
+    got = core.requantize(acc, -5, 8, rand=draw)
+    ref = core.requantize(acc, -5, 8, rand=w)
+    assert got[1] == ref[1] and np.array_equal(got[0], ref[0])
+    assert calls == ([] if ref[1] == -5 else [1])

@@ -53,8 +53,9 @@ CASES = ("random", "zeros", "saturated", "negative", "constant")
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("e", [-6, -2, 1])
-@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (16, 2), (1, 2, 5, 1)])
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (16, 2), (1, 2, 5, 1), (32, 3, 4, 4)])
 def test_batchnorm_train(case: str, e: int, shape) -> None:
+    """(32, 3, 4, 4): large enough that xhat and y come from per-channel tables (norm._Xhat)."""
     x = _case("single" if case == "constant" else case, shape, 8, 1)
     c = shape[1]
     gam = (tensor("random", (c,), 8, 2).astype(np.int8), -6)
@@ -98,7 +99,7 @@ def test_batchnorm_train(case: str, e: int, shape) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("e,de", [(-6, -9), (0, -3)])
-@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (16, 2)])
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (16, 2), (32, 3, 4, 4)])
 def test_batchnorm_backward(case: str, e: int, de: int, shape) -> None:
     x = _case("single" if case == "constant" else case, shape, 8, 7)
     c = shape[1]

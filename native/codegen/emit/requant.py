@@ -83,7 +83,8 @@ def _chunked(node: Node, cx: Emit, n: int, bits: int, chunk: int) -> list[str]:
     return lines + [f"for (size_t i0 = 0; i0 < {n}u; i0 += {chunk}u) {{",
                     f"    const size_t c = {n}u - i0 < {chunk}u ? {n}u - i0 : {chunk}u;",
                     "    for (size_t i = 0; i < c; i++) w[i] = (int64_t)a[i0 + i];",
-                    *([f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"] if rand else []),
+                    *([f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"]
+                      if rand else []),
                     f"    int rc = rctc_iq_shift_round(c, w, s, {'r' if rand else 'NULL'}, w);",
                     "    if (rc != 0) return rc;",
                     f"    for (size_t i = 0; i < c; i++) o[i0 + i] = ({ctype(out)})w[i];", "}",

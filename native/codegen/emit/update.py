@@ -71,7 +71,7 @@ def _sgd_loop(node: Node, cx: Emit, acc: str, lo: str, hi: str) -> list[str]:
     lines = [f"for (size_t i0 = {lo}; i0 < {hi}; i0 += {chunk}u) {{",
              f"    const size_t c = {hi} - i0 < {chunk}u ? {hi} - i0 : {chunk}u;"]
     if stochastic(node):
-        lines.append(f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
+        lines.append(f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
     return lines + [f"    int rc = rctc_sgd_update_fused(c, {cx.ptr(q)} + i0, {width(q)}, {acc} + (i0 - {lo}), "
                     f"-lr_m, sh, {cx.scalar(bits)}, {'r' if stochastic(node) else 'NULL'}, {cx.ptr(new)} + i0, "
                     "part);",

@@ -66,8 +66,8 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
     lines, _ = work_words(node, cx, 2 * b * c * s + 8 * c, 0)
     lines += ["int rme = 0, rve = 0;"]
-    call = (f"rctc_iq_batchnorm_train({b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.ptr(gq)}, "
-            f"{width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
+    call = (f"rctc_iq_batchnorm_train_mt({cx.threads}, {b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
+            f"{cx.ptr(gq)}, {width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
             f"{cx.scalar(me)}, {cx.ptr(vq)}, {cx.scalar(ve)}, {_eps(node)}, {i64(mu)}, {bits}, work, {cx.ptr(y)}, "
             f"&e_out, {cx.ptr(mq_new)}, &rme, {cx.ptr(vq_new)}, &rve")
     return [*lines, "int e_out = 0;", f"int rc = {call});", "if (rc != 0) return rc;",
@@ -99,7 +99,8 @@ def int_batch_norm_grad(node: Node, cx: Emit) -> list[str]:
     q = node.inputs[2]
     b, c, s = _bcs(node, q)
     t = b * c * s
-    return _backward(node, cx, "rctc_iq_batchnorm_backward", f"{b}, {c}, {s}", t, 4 * t + 8 * c, (c,))
+    return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, 4 * t + 8 * c,
+                     (c,))
 
 
 @emitter("IntLayerNormalization")

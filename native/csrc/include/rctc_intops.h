@@ -187,11 +187,22 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
                             const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
                             int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
                             int *e_out, int16_t *rmean_out, int *rme_out, int16_t *rvar_out, int *rve_out);
+/* the same on up to nthreads threads (the same bits for every count) */
+int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                               int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
+                               const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
+                               int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
+                               int16_t *rvar_out, int *rve_out);
 /* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: 4 * B*C*S + 8 * C int64 */
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta);
+/* the same on up to nthreads threads (the same bits for every count) */
+int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                                  int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
+                                  int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                                  int64_t *dbeta);
 /* work: B*C*S + 4 * C int64 */
 int rctc_iq_batchnorm_inference(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw,
                                 int ge, const void *beta, int bw, int be, const void *rmean, int rmw, int rme,

@@ -1,48 +1,152 @@
 /*
  * iq_batchnorm_backward.c - BatchNormalization's backward (intref.norm.batchnorm_backward).
  *
- * Needs: rctc_intops.h, iq_norm_stats.c. Leaves: dx = gamma inv_std (dy - mean dy - xhat
- * mean(dy xhat)) per channel (one multiplier per channel on a common exponent, cut to at most
- * 31 bits), one rounding to bits (stochastic with rand, words in dx's (B, C, S) order);
+ * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: dx = gamma inv_std (dy - mean dy -
+ * xhat mean(dy xhat)) per channel (one multiplier per channel on a common exponent, cut to at
+ * most 31 bits), one rounding to bits (stochastic with rand, words in dx's (B, C, S) order);
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
+ *
+ * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
+ * one thread, so the bits never depend on the thread count). Pass 1, per channel: its x and dy
+ * (channel-major copies), the group statistics, xhat, dgamma / dbeta (= the means' sums), and
+ * the dx accumulator straight into the (B, C, S) layout with its max magnitude. Then the common
+ * multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
+ * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
+ * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
+ * rounds each row. Error codes are intref's, in its order (the input's range, then the first
+ * channel whose statistics fail, then the means' range, then the multipliers').
  */
-#include <string.h>
-
+#include "internal.h"
 #include "iq.h"
 #include "iq_norm.h"
+
+/* elements per thread below which a second thread does not pay for its start (~20 us) */
+#define RCTC_NORM_PER_THREAD 65536u
+#define BLOCK 512
+
+typedef struct {
+    int B, C, S, N, w, dw, e, eps_log2, s, wt;
+    const void *q, *dq;
+    int64_t eps_num;
+    int64_t *x, *dy, *xh, *acc, *m, *f, *amax, *st, *mult, *dgamma, *dbeta;
+    const uint32_t *rand;
+    void *out;
+} bn_bwd;
+
+static void pass1(void *ctx, int c0, int c1) {
+    const bn_bwd *t = (const bn_bwd *)ctx;
+    const size_t N = (size_t)t->N, S = (size_t)t->S, C = (size_t)t->C;
+    for (int c = c0; c < c1; ++c) {
+        int64_t *x = t->x + (size_t)c * N, *dy = t->dy + (size_t)c * N, *xh = t->xh + (size_t)c * N;
+        for (int b = 0; b < t->B; ++b) {
+            const size_t src = ((size_t)b * C + (size_t)c) * S;
+            iq_ld_run(t->q, t->w, src, S, x + (size_t)b * S);
+            iq_ld_run(t->dq, t->dw, src, S, dy + (size_t)b * S);
+        }
+        int64_t s1, d;
+        const int rc = iq_norm_group(t->N, x, t->e, t->eps_num, t->eps_log2, &s1, &d, &t->m[c], &t->f[c]);
+        t->st[2 * c] = rc;
+        if (rc) continue;
+        const int sh = (int)t->f[c] - 16;
+        const int64_t mc = t->m[c];
+        int64_t sg = 0, sb = 0;
+        for (size_t i = 0; i < N; ++i) {
+            const int64_t v = iq_norm_xhat(x[i], t->N, s1, mc, sh);
+            xh[i] = v;
+            sg = iq_add(sg, iq_mul(dy[i], v));
+            sb = iq_add(sb, dy[i]);
+        }
+        t->dgamma[c] = sg;
+        t->dbeta[c] = sb;
+        int ok = 1;
+        const int64_t m1 = iq_norm_div_round(sb, 16, t->N, &ok), m2 = iq_norm_div_round(sg, 0, t->N, &ok);
+        t->st[2 * c + 1] = ok;
+        uint64_t mx = 0;
+        for (int b = 0; b < t->B; ++b) {
+            int64_t *a = t->acc + ((size_t)b * C + (size_t)c) * S;
+            const int64_t *dd = dy + (size_t)b * S, *hh = xh + (size_t)b * S;
+            for (size_t i = 0; i < S; ++i) {
+                const int64_t term = iq_sar(iq_add(iq_mul(hh[i], m2), (int64_t)1 << 15), 16);
+                const int64_t v = iq_sub(iq_sub(iq_shl(dd[i], 16), m1), term);
+                const uint64_t u = iq_abs(v);
+                a[i] = v;
+                mx = u > mx ? u : mx;
+            }
+        }
+        t->amax[c] = (int64_t)mx;
+    }
+}
+
+static void pass2(void *ctx, int r0, int r1) {
+    const bn_bwd *t = (const bn_bwd *)ctx;
+    const size_t S = (size_t)t->S;
+    int64_t v[BLOCK];
+    for (int r = r0; r < r1; ++r) {
+        const int64_t mc = t->mult[r % t->C];
+        for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+            const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
+            for (size_t i = 0; i < n; ++i) v[i] = iq_mul(t->acc[at + i], mc);
+            if (t->s == 0)
+                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, v[i]);
+            else if (t->s > 62)
+                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, 0);
+            else
+                iq_round_block(n, v, t->s, t->rand ? t->rand + at : NULL, t->wt,
+                               (unsigned char *)t->out + at * (size_t)t->wt);
+        }
+    }
+}
+
+int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                                  int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
+                                  int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                                  int64_t *dbeta) {
+    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
+    if (C < 1) return RCTC_IQ_EDOMAIN;
+    if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, work, work + T,
+                work + 2 * T, work + 3 * T, work + 4 * T, work + 4 * T + C, work + 4 * T + 2 * (size_t)C,
+                work + 4 * T + 3 * (size_t)C, work + 4 * T + 5 * (size_t)C, dgamma, dbeta, rand, dx};
+    const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
+    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    rctc_parallel_for(C, 1, threads, pass1, &t);
+    for (int c = 0; c < C; ++c)
+        if (t.st[2 * c]) return (int)t.st[2 * c];
+    uint64_t mx = 0;
+    for (int c = 0; c < C; ++c) {
+        if (!t.st[2 * c + 1]) return RCTC_IQ_EOVERFLOW;
+        mx = (uint64_t)t.amax[c] > mx ? (uint64_t)t.amax[c] : mx;
+    }
+    int64_t *gm = t.xh; /* xhat is consumed: its first C slots hold gamma */
+    for (int c = 0; c < C; ++c) gm[c] = iq_ld(gamma, gw, (size_t)c);
+    const int bl = iq_bitlen(mx);
+    const int mbits = 61 - bl < 31 ? 61 - bl : 31;
+    int g;
+    int rc = iq_norm_multipliers(C, gm, (int64_t)N, t.m, t.f, mbits, t.mult, &g);
+    if (rc) return rc;
+    const int e_acc = de + ge - e + g - 16;
+    uint64_t pm = 0;
+    for (int c = 0; c < C; ++c) {
+        const uint64_t a = (uint64_t)t.amax[c], u = iq_abs(t.mult[c]);
+        if (a != 0 && u != 0 && iq_bitlen(a) + iq_bitlen(u) > 63) { /* a product may wrap: as intref, in full */
+            for (size_t r = 0; r < (size_t)B * (size_t)C; ++r)
+                for (size_t i = 0; i < (size_t)S; ++i)
+                    t.acc[r * (size_t)S + i] = iq_mul(t.acc[r * (size_t)S + i], t.mult[r % (size_t)C]);
+            return rctc_iq_requantize(T, t.acc, e_acc, bits, rand, dx, e_out);
+        }
+        pm = a * u > pm ? a * u : pm;
+    }
+    t.s = rctc_iq_requant_shift(pm, bits, rand != NULL);
+    if (t.s > 0 && pm > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    rctc_parallel_for(B * C, 1, threads, pass2, &t);
+    *e_out = e_acc + t.s;
+    return RCTC_IQ_OK;
+}
 
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta) {
-    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S, SS = (size_t)S;
-    int64_t *x = work, *dy = work + T, *xhat = dy + T, *acc = xhat + T, *s1 = acc + T, *d = s1 + C, *m = d + C,
-            *f = m + C, *gm = f + C, *mult = gm + C;
-    if (C < 1) return RCTC_IQ_EDOMAIN;
-    for (int b = 0; b < B; ++b)
-        for (int c = 0; c < C; ++c) {
-            const size_t src = ((size_t)b * (size_t)C + (size_t)c) * SS, dst = (size_t)c * N + (size_t)b * SS;
-            iq_ld_run(q, w, src, SS, x + dst);
-            iq_ld_run(dq, dw, src, SS, dy + dst);
-        }
-    int rc = iq_norm_stats(C, (int)N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
-    if (rc) return rc;
-    for (int c = 0; c < C; ++c) {
-        gm[c] = iq_ld(gamma, gw, (size_t)c);
-        int64_t sg = 0, sb = 0;
-        for (size_t i = 0; i < N; ++i) {
-            sg = iq_add(sg, iq_mul(dy[(size_t)c * N + i], xhat[(size_t)c * N + i]));
-            sb = iq_add(sb, dy[(size_t)c * N + i]);
-        }
-        dgamma[c] = sg;
-        dbeta[c] = sb;
-    }
-    int off;
-    rc = iq_norm_dx(C, (int)N, dy, xhat, gm, m, f, acc, mult, &off);
-    if (rc) return rc;
-    for (int b = 0; b < B; ++b)
-        for (int c = 0; c < C; ++c)
-            memcpy(x + ((size_t)b * (size_t)C + (size_t)c) * SS, acc + (size_t)c * N + (size_t)b * SS,
-                   SS * sizeof(int64_t));
-    return rctc_iq_requantize(T, x, de + ge - e + off, bits, rand, dx, e_out);
+    return rctc_iq_batchnorm_backward_mt(1, B, C, S, q, w, e, gamma, gw, ge, dq, dw, de, eps_num, eps_log2, bits, rand,
+                                         work, dx, e_out, dgamma, dbeta);
 }

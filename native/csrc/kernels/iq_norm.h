@@ -4,10 +4,21 @@
 #ifndef RCTC_IQ_NORM_H
 #define RCTC_IQ_NORM_H
 
+#include "iq.h"
 #include "rctc_intops.h"
 
 int64_t iq_norm_eps_term(int64_t eps_num, int eps_log2, int64_t n, int e);
 int iq_norm_headroom(int bl_d, int bl_eps);
+/* one group of N: S1, D, (m, f) (xhat's shift is f - 16, in 1 .. 62), or an RCTC_IQ_E* code; the
+ * caller has checked N max|x| < 2^29 */
+int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                  int64_t *m, int64_t *f);
+/* xhat = round((N x - S1) m 2^-s), s = f - 16 */
+static inline int64_t iq_norm_xhat(int64_t x, int N, int64_t s1, int64_t m, int s) {
+    return iq_sar(((int64_t)N * x - s1) * m + ((int64_t)1 << (s - 1)), s);
+}
+/* round((t << sh) / n) half up; *ok = 0 past 63 bits */
+int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
 /* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
                   int64_t *d, int64_t *m, int64_t *f);

@@ -30,6 +30,35 @@ int iq_norm_headroom(int bl_d, int bl_eps) {
     return num > 0 ? num / 2 : 0;
 }
 
+int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                  int64_t *m, int64_t *f) {
+    const size_t nn = (size_t)N;
+    int64_t a1 = 0, a2 = 0;
+    for (size_t i = 0; i < nn; ++i) {
+        a1 += row[i];
+        a2 += row[i] * row[i];
+    }
+    const int64_t dd = (int64_t)N * a2 - a1 * a1;
+    const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
+    const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));
+    rctc_i128 v = rctc_i128_add(rctc_i128_shl(rctc_i128_from_i64(dd), 2 * p),
+                                rctc_i128_from_i64(iq_norm_eps_term(eps_num, eps_log2, N, e - p)));
+    if (rctc_i128_cmp(v, rctc_i128_from_i64(1)) < 0) v = rctc_i128_from_i64(1);
+    uint64_t mm;
+    int ff;
+    const int rc = rctc_iq_rsqrt_fixed(v, &mm, &ff);
+    if (rc) return rc;
+    ff -= p;
+    const int s = ff - 16;
+    if (s < 1) return RCTC_IQ_EDOMAIN;
+    if (s > 62) return RCTC_IQ_EOVERFLOW;
+    *s1 = a1;
+    *d = dd;
+    *m = (int64_t)mm;
+    *f = ff;
+    return RCTC_IQ_OK;
+}
+
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
                   int64_t *d, int64_t *m, int64_t *f) {
     const size_t nn = (size_t)N;
@@ -37,31 +66,9 @@ int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int ep
     if ((uint64_t)N * mx >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     for (int c = 0; c < G; ++c) {
         const int64_t *row = x + (size_t)c * nn;
-        int64_t a1 = 0, a2 = 0;
-        for (size_t i = 0; i < nn; ++i) {
-            a1 += row[i];
-            a2 += row[i] * row[i];
-        }
-        const int64_t dd = (int64_t)N * a2 - a1 * a1;
-        const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
-        const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));
-        rctc_i128 v = rctc_i128_add(rctc_i128_shl(rctc_i128_from_i64(dd), 2 * p),
-                                    rctc_i128_from_i64(iq_norm_eps_term(eps_num, eps_log2, N, e - p)));
-        if (rctc_i128_cmp(v, rctc_i128_from_i64(1)) < 0) v = rctc_i128_from_i64(1);
-        uint64_t mm;
-        int ff;
-        const int rc = rctc_iq_rsqrt_fixed(v, &mm, &ff);
+        const int rc = iq_norm_group(N, row, e, eps_num, eps_log2, &s1[c], &d[c], &m[c], &f[c]);
         if (rc) return rc;
-        ff -= p;
-        const int s = ff - 16;
-        if (s < 1) return RCTC_IQ_EDOMAIN;
-        if (s > 62) return RCTC_IQ_EOVERFLOW;
-        for (size_t i = 0; i < nn; ++i)
-            xhat[(size_t)c * nn + i] = iq_sar(((int64_t)N * row[i] - a1) * (int64_t)mm + ((int64_t)1 << (s - 1)), s);
-        s1[c] = a1;
-        d[c] = dd;
-        m[c] = (int64_t)mm;
-        f[c] = ff;
+        for (size_t i = 0; i < nn; ++i) xhat[(size_t)c * nn + i] = iq_norm_xhat(row[i], N, s1[c], m[c], (int)f[c] - 16);
     }
     return RCTC_IQ_OK;
 }
@@ -89,7 +96,7 @@ int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, 
 }
 
 /* round(v / n) half up for v = t << sh (i128) */
-static int64_t div_round(int64_t t, int sh, int64_t n, int *ok) {
+int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok) {
     const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(t), sh);
     const rctc_i128 r = rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(n)), 2 * (uint64_t)n);
     if (rctc_i128_bitlen(r) > 63) *ok = 0;
@@ -107,7 +114,7 @@ int iq_norm_dx(int G, int N, const int64_t *dy, const int64_t *xhat, const int64
             t1 = iq_add(t1, d[i]);
             t2 = iq_add(t2, iq_mul(d[i], xh[i]));
         }
-        const int64_t m1 = div_round(t1, 16, N, &ok), m2 = div_round(t2, 0, N, &ok);
+        const int64_t m1 = iq_norm_div_round(t1, 16, N, &ok), m2 = iq_norm_div_round(t2, 0, N, &ok);
         for (size_t i = 0; i < nn; ++i) {
             const int64_t term = iq_sar(iq_add(iq_mul(xh[i], m2), (int64_t)1 << 15), 16);
             acc[(size_t)c * nn + i] = iq_sub(iq_sub(iq_shl(d[i], 16), m1), term);

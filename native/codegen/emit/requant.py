@@ -39,7 +39,8 @@ def requantize(node: Node, cx: Emit) -> list[str]:
         # the common case: no widened copy, only the n random words (within what a chunk would use)
         lines, rand = work_words(node, cx, 0, n)
         return lines + ["(void)work;", "int e_out = 0;",
-                        f"int rc = rctc_iq_requantize_s32({n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, {bits}, {rand}, "
+                        f"int rc = rctc_iq_requantize_s32_mt({cx.threads}, {n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, "
+                        f"{bits}, {rand}, "
                         f"{cx.ptr(out)}, &e_out);", "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     if bias is None and n > chunk:
         return _chunked(node, cx, n, bits, chunk)

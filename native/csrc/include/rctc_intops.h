@@ -77,6 +77,16 @@ int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const 
 /* rctc_iq_requantize of an int32 accumulator (the same bits, no widened copy; iq_requant_s32.c) */
 int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                            int *e_out);
+/* the same on up to nthreads threads (the same bits for every count) */
+int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
+                              void *out, int *e_out);
+/* its int8 rounding, out = floor((acc + r) / 2^s) for 1 <= s <= 31 with every result in [-128, 127],
+ * and the int32 max magnitude: the AVX2 variants (x86/iq_requant_s32_avx2.c) give the same results */
+void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_round_s32_s8_avx2(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
+uint32_t rctc_absmax_s32_avx2(size_t n, const int32_t *x);
+#endif
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
  * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
 void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);

@@ -52,21 +52,36 @@ static inline uint64_t iq_abs(int64_t x) {
     return ((uint64_t)x ^ m) - m;
 }
 
-/* max |p[i]| over n elements of width w (the switch outside the loops, which vectorise) */
+/* max |p[i]| over n elements of width w (the switch outside the loops; int8 / int16 in narrow
+ * signed lanes, whose magnitudes fit them, so the loops vectorise on plain SSE2) */
 static inline uint64_t iq_absmax_w(const void *p, int w, size_t n) {
+    if (w == 1) {
+        int16_t m = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const int16_t v = ((const int8_t *)p)[i], a = (int16_t)(v < 0 ? -v : v);
+            m = a > m ? a : m;
+        }
+        return (uint64_t)m;
+    }
+    if (w == 2) {
+        int32_t m = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const int32_t v = ((const int16_t *)p)[i], a = v < 0 ? -v : v;
+            m = a > m ? a : m;
+        }
+        return (uint64_t)m;
+    }
     uint64_t m = 0;
-#define RCTC_IQ_ABSMAX_LOOP(T)                                                                                      \
-    for (size_t i = 0; i < n; ++i) {                                                                                \
-        const uint64_t a = iq_abs(((const T *)p)[i]);                                                               \
-        m = a > m ? a : m;                                                                                          \
-    }
-    switch (w) {
-    case 1: RCTC_IQ_ABSMAX_LOOP(int8_t) break;
-    case 2: RCTC_IQ_ABSMAX_LOOP(int16_t) break;
-    case 4: RCTC_IQ_ABSMAX_LOOP(int32_t) break;
-    default: RCTC_IQ_ABSMAX_LOOP(int64_t) break;
-    }
-#undef RCTC_IQ_ABSMAX_LOOP
+    if (w == 4)
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t a = iq_abs(((const int32_t *)p)[i]);
+            m = a > m ? a : m;
+        }
+    else
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t a = iq_abs(((const int64_t *)p)[i]);
+            m = a > m ? a : m;
+        }
     return m;
 }
 

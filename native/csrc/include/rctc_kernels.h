@@ -34,6 +34,9 @@ extern "C" {
 /* Bit set of the SIMD variants this build has and this CPU (and OS) runs (1 << RCTC_ISA_*),
  * capped by the environment variable RCTC_ISA=portable|avx2|avx512vnni when set (dispatch.c). */
 int rctc_isa_available(void);
+/* Whether this CPU has AVX-512 DQ (vpmullq; cpuid leaf 7 EBX bit 17): the BatchNorm loops' AVX-512
+ * variant needs it beside the avx512vnni level of rctc_isa_available (0 off x86). */
+int rctc_cpu_has_avx512dq(void);
 /* The variant the dispatched entry points use ("portable", "avx2", "avx512vnni"). */
 const char *rctc_isa_name(void);
 

@@ -18,8 +18,10 @@
 #include "iq.h"
 #include "iq_norm.h"
 
-/* elements per thread below which a second thread does not pay for its start (~20 us) */
-#define RCTC_NORM_PER_THREAD 65536u
+/* elements per thread below which a second thread does not pay (with the AVX-512 loops a 2^19
+ * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
+ * partner costs more than it saves) */
+#define RCTC_NORM_PER_THREAD 1048576u
 
 typedef struct {
     int B, C, S, N, w, e, eps_log2, gw, s, wt;
@@ -38,18 +40,15 @@ static void pass1(void *ctx, int c0, int c1) {
         const int rc = iq_norm_group(t->N, x, t->e, t->eps_num, t->eps_log2, &t->s1[c], &t->d[c], &t->m[c], &t->f[c]);
         t->st[c] = rc;
         if (rc) continue;
-        const int sh = (int)t->f[c] - 16;
+        const int sh = (int)t->f[c] - 16, simd = iq_norm_loops_simd();
         const int64_t s1 = t->s1[c], mc = t->m[c], g = iq_ld(t->gamma, t->gw, (size_t)c), bc = t->bias[c];
         uint64_t mx = 0;
         for (int b = 0; b < t->B; ++b) {
             int64_t *a = t->acc + ((size_t)b * C + (size_t)c) * S;
             const int64_t *xb = x + (size_t)b * S;
-            for (size_t i = 0; i < S; ++i) {
-                const int64_t v = iq_add(iq_mul(iq_norm_xhat(xb[i], t->N, s1, mc, sh), g), bc);
-                const uint64_t u = iq_abs(v);
-                a[i] = v;
-                mx = u > mx ? u : mx;
-            }
+            const uint64_t u = simd ? rctc_norm_affine_avx512(S, xb, t->N, s1, mc, sh, g, bc, a)
+                                    : rctc_norm_affine_portable(S, xb, t->N, s1, mc, sh, g, bc, a);
+            mx = u > mx ? u : mx;
         }
         t->amax[c] = (int64_t)mx;
     }

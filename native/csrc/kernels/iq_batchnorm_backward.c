@@ -20,8 +20,10 @@
 #include "iq.h"
 #include "iq_norm.h"
 
-/* elements per thread below which a second thread does not pay for its start (~20 us) */
-#define RCTC_NORM_PER_THREAD 65536u
+/* elements per thread below which a second thread does not pay (with the AVX-512 loops a 2^19
+ * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
+ * partner costs more than it saves) */
+#define RCTC_NORM_PER_THREAD 1048576u
 #define BLOCK 512
 
 typedef struct {
@@ -47,15 +49,12 @@ static void pass1(void *ctx, int c0, int c1) {
         const int rc = iq_norm_group(t->N, x, t->e, t->eps_num, t->eps_log2, &s1, &d, &t->m[c], &t->f[c]);
         t->st[2 * c] = rc;
         if (rc) continue;
-        const int sh = (int)t->f[c] - 16;
-        const int64_t mc = t->m[c];
-        int64_t sg = 0, sb = 0;
-        for (size_t i = 0; i < N; ++i) {
-            const int64_t v = iq_norm_xhat(x[i], t->N, s1, mc, sh);
-            xh[i] = v;
-            sg = iq_add(sg, iq_mul(dy[i], v));
-            sb = iq_add(sb, dy[i]);
-        }
+        const int sh = (int)t->f[c] - 16, simd = iq_norm_loops_simd();
+        int64_t sg, sb;
+        if (simd)
+            rctc_norm_xhat_dot_avx512(N, x, t->N, s1, t->m[c], sh, dy, xh, &sg, &sb);
+        else
+            rctc_norm_xhat_dot_portable(N, x, t->N, s1, t->m[c], sh, dy, xh, &sg, &sb);
         t->dgamma[c] = sg;
         t->dbeta[c] = sb;
         int ok = 1;
@@ -65,13 +64,9 @@ static void pass1(void *ctx, int c0, int c1) {
         for (int b = 0; b < t->B; ++b) {
             int64_t *a = t->acc + ((size_t)b * C + (size_t)c) * S;
             const int64_t *dd = dy + (size_t)b * S, *hh = xh + (size_t)b * S;
-            for (size_t i = 0; i < S; ++i) {
-                const int64_t term = iq_sar(iq_add(iq_mul(hh[i], m2), (int64_t)1 << 15), 16);
-                const int64_t v = iq_sub(iq_sub(iq_shl(dd[i], 16), m1), term);
-                const uint64_t u = iq_abs(v);
-                a[i] = v;
-                mx = u > mx ? u : mx;
-            }
+            const uint64_t u = simd ? rctc_norm_dx_acc_avx512(S, dd, hh, m1, m2, a)
+                                    : rctc_norm_dx_acc_portable(S, dd, hh, m1, m2, a);
+            mx = u > mx ? u : mx;
         }
         t->amax[c] = (int64_t)mx;
     }
@@ -80,12 +75,16 @@ static void pass1(void *ctx, int c0, int c1) {
 static void pass2(void *ctx, int r0, int r1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S;
+    const int simd = iq_norm_loops_simd();
     int64_t v[BLOCK];
     for (int r = r0; r < r1; ++r) {
         const int64_t mc = t->mult[r % t->C];
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            for (size_t i = 0; i < n; ++i) v[i] = iq_mul(t->acc[at + i], mc);
+            if (simd)
+                rctc_norm_scale_avx512(n, t->acc + at, mc, v);
+            else
+                rctc_norm_scale_portable(n, t->acc + at, mc, v);
             if (t->s == 0)
                 for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, v[i]);
             else if (t->s > 62)

@@ -19,6 +19,24 @@ static inline int64_t iq_norm_xhat(int64_t x, int N, int64_t s1, int64_t m, int 
 }
 /* round((t << sh) / n) half up; *ok = 0 past 63 bits */
 int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
+/* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX-512 variants in
+ * x86/iq_norm_loops_avx512.c, the same values, where iq_norm_loops_simd() is true):
+ * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
+ * dx_acc: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16), returns max |acc|; affine:
+ * acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping). */
+int iq_norm_loops_simd(void);
+#define RCTC_NORM_LOOPS(V)                                                                                          \
+    void rctc_norm_sums_##V(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);                                  \
+    void rctc_norm_xhat_dot_##V(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy, \
+                                int64_t *xh, int64_t *sg, int64_t *sb);                                             \
+    uint64_t rctc_norm_dx_acc_##V(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,           \
+                                  int64_t *acc);                                                                    \
+    uint64_t rctc_norm_affine_##V(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,      \
+                                  int64_t bias, int64_t *acc);                                                      \
+    void rctc_norm_scale_##V(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
+RCTC_NORM_LOOPS(portable)
+RCTC_NORM_LOOPS(avx512)
+#undef RCTC_NORM_LOOPS
 /* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
                   int64_t *d, int64_t *m, int64_t *f);

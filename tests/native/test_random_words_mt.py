@@ -13,7 +13,8 @@ from rctc.rng import random_words
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize(("start", "count"), [(0, 5), (0, 65535), (0, 65536), (3, 100001), (2**40 + 1, 70002)])
+@pytest.mark.parametrize(("start", "count"), [(0, 5), (0, 65535), (0, 65536), (3, 100001), (2**40 + 1, 70002),
+                                              (5, 2 * 2**20 + 3), (0, 3 * 2**20)])
 def test_threaded_words_equal_the_numpy_stream(kernels: Kernels, threads: int, start: int, count: int) -> None:
     fn = kernels.lib.rctc_random_words_mt
     fn.restype = None

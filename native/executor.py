@@ -149,7 +149,8 @@ class NativeExecutor(Executor):
                 exps = {n.inputs[i].name for n in seg.nodes if n.op_type in C_STATS
                         for i in (C_STATS[n.op_type][0], *C_STATS[n.op_type][1])}
                 out = [nm for nm in made if nm in keep or nm in exps or readers.get(nm, -1) >= end]
-                prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training)
+                prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training,
+                                tasks=True)
                 free = tuple(nm for st in steps[pos:end] for nm in st.free_after)
                 layout.append(len(progs))
                 progs.append((prog, seg.nodes, free, len(layout) - 1, steps[pos:end]))

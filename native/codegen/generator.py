@@ -126,8 +126,14 @@ def refusal(node: Node, training: bool = True) -> str | None:
 
 
 class _Emit:
-    def __init__(self, slots: dict[str, Slot], training: bool) -> None:
+    def __init__(self, slots: dict[str, Slot], training: bool, prefix: str = "rctc_model",
+                 tasks: bool = False) -> None:
         self.slots = slots
+        self.prefix = prefix
+        #: whether emitters may split a node over images on the step's threads (file-scope task
+        #: functions, :meth:`helper`); the device step keeps every node on the calling thread
+        self.tasks = tasks
+        self.helpers: list[str] = []
         self.scratch_bytes = 0
         self.node_scratch = 0
         self.stat_params: list[tuple[str, int]] = []
@@ -146,6 +152,13 @@ class _Emit:
         self.scratch_bytes = max(self.scratch_bytes, align(offset + nbytes))
         self.node_scratch = max(self.node_scratch, align(offset + nbytes))
         return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
+
+    def helper(self, params: str, body: list[str]) -> str:
+        """A file-scope ``static void NAME(params)`` holding ``body`` (placed before the step,
+        after the block macros, so it reads the same slots); returns its NAME."""
+        name = f"{self.prefix}_task{len(self.helpers)}"
+        self.helpers.append("\n".join([f"static void {name}({params})", "{", *[f"    {ln}" for ln in body], "}", ""]))
+        return name
 
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
@@ -167,10 +180,10 @@ PROFILE_PROLOGUE = "\n".join([
 FILL_SCRATCH = True
 
 
-def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool,
-               budget: int) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
+def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, budget: int, prefix: str = "rctc_model",
+               tasks: bool = False) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
     """The step's node blocks emitted with ``budget``, and each scratch user's need."""
-    cx = _Emit(slots, training)
+    cx = _Emit(slots, training, prefix, tasks)
     cx.budget = budget
     body: list[str] = []
     scratch_nodes: list[tuple[str, str, int]] = []
@@ -187,7 +200,8 @@ def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool,
 
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
-             training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False) -> CProgram:
+             training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False,
+             tasks: bool = False) -> CProgram:
     """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
 
     ``prefix`` names the program's functions (``<prefix>_step``, ``<prefix>_arena``,
@@ -196,7 +210,9 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     (``cx.training``); ``extern_blocks`` names the arena and state blocks ``rctc_arena`` and
     ``rctc_state`` with external linkage (a device project, one program, reads their sizes from
     the linked image); ``in_place_updates`` lets a parameter update write the state block directly
-    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`)."""
+    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`); ``tasks`` lets
+    emitters split a node over images on the step's threads where the scratch budget holds a
+    slot per thread (convolutions; the host backend's choice, the device step stays serial)."""
     nodes = list(nodes)
     args = step_arguments(graph)
     _check(nodes, args)
@@ -210,9 +226,9 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0)
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, prefix, tasks)
     if FILL_SCRATCH and cx.scratch_bytes:
-        wide = _emit_body(nodes, slots, training, cx.scratch_bytes)
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, prefix, tasks)
         if wide[0].scratch_bytes <= cx.scratch_bytes:
             cx, body, scratch_nodes = wide
     for s, new in updates.items():
@@ -249,7 +265,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         f"uint64_t *{p}_prof(void) {{ return {p}_prof_b; }}",
         f"#define RCTC_PROF_MARK(i) do {{ const uint64_t rctc_t = rctc_prof_now(); "
         f"{p}_prof_b[i] = rctc_t - rctc_prof_t; rctc_prof_t = rctc_t; }} while (0)",
-        "#endif", "",
+        "#endif", "", *cx.helpers,
         f"void *{p}_arena(void);", f"void *{p}_state(void);", f"uint64_t *{p}_stats(void);",
         f"void {p}_set_threads(int n);",
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",

@@ -19,10 +19,12 @@ GEMM per channel would have one row). Every sum is the exact integer the numpy k
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import (
     Emit,
@@ -174,6 +176,39 @@ def _dw_work(g: Conv2d, cx: Emit, acc: Value) -> str:
     return cx.scratch(np.dtype(acc.dtype).itemsize * hh * wp + hp * wp)
 
 
+#: most per-thread column slots a node split over images keeps in scratch
+MAX_SLOTS = 8
+
+
+def _image_tasks(g: Conv2d, cx: Emit, slot_bytes: int, image: Callable[[str], list[str]], offset: int = 0,
+                 after: Callable[[str], list[str]] | None = None) -> list[str] | None:
+    """The node split over its images on the step's threads, or None (serial) unless the
+    generator allows tasks and the scratch budget holds two or more slots of ``slot_bytes``.
+
+    ``image(slot)`` gives the lines of image ``n`` with its own scratch at ``slot`` (a C pointer
+    expression; GEMMs inside run on one thread). Thread ``u`` of ``un`` takes images
+    ``[B u / un, B (u + 1) / un)`` with slot ``u``; every image is computed whole by one thread with
+    the same code, so the bits never depend on the thread count. The slots start at scratch byte
+    ``offset``; ``after(slot_of_u)`` gives lines run after the threads (``un`` and the expression
+    ``slot_of_u`` of slot ``u``'s address in scope)."""
+    budget = getattr(cx, "budget", 0) - offset
+    slots = min(MAX_SLOTS, g.n, budget // slot_bytes if slot_bytes else MAX_SLOTS)
+    if not getattr(cx, "tasks", False) or slots < 2:
+        return None
+    base = cx.scratch(slots * slot_bytes, offset) if slot_bytes else "rctc_scratch"
+    head = [] if g.pointwise else [g.struct()]
+    name = cx.helper("void *ctx, int u0, int u1", [
+        "const int un = *(const int *)ctx;", *head,
+        "for (int u = u0; u < u1; ++u) {",
+        f"    unsigned char *slot = {base} + (size_t)u * {slot_bytes}u;",
+        "    (void)slot;",
+        f"    for (int n = {g.n} * u / un; n < {g.n} * (u + 1) / un; ++n) {{",
+        *[f"        {ln}" for ln in image("slot")], "    }", "}"])
+    return [f"int un = {cx.threads} < {slots} ? {cx.threads} : {slots};",
+            f"rctc_parallel_for(un, 1, un, {name}, &un);",
+            *(after(f"({base} + (size_t)u * {slot_bytes}u)") if after is not None else [])]
+
+
 def _per_image(g: Conv2d, body: list[str]) -> list[str]:
     """``body`` in a loop over the images, after the geometry (which a pointwise window never reads)."""
     head = [] if g.pointwise else [g.struct()]
@@ -193,12 +228,27 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
                                 f"(ptrdiff_t)n * {g.m * g.p});"]),
                 f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, x, sname(acc))
-    gemms = [f"for (int k = 0; k < {g.group}; ++k)",
-             f"    {fn}({g.mg}, tp, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
-             f"cols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, "
-             f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
-             f"{g.p}, 1, 0, {cx.threads});"]
-    return [*_per_image(g, _columns(g, cx, x, 0, gemms)), f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
+
+    def gemms(threads: str) -> list[str]:
+        return [f"for (int k = 0; k < {g.group}; ++k)",
+                f"    {fn}({g.mg}, tp, {g.kg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, "
+                f"cols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, "
+                f"{cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+                f"{g.p}, 1, 0, {threads});"]
+
+    done = f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"
+    image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
+
+    def one(slot: str) -> list[str]:
+        if g.pointwise:
+            return [f"const int8_t *cols = {image};", "const int r0 = 0;", f"const int tp = {g.p};", *gemms("1")]
+        return [f"int8_t *cols = (int8_t *)({slot});", "const int r0 = 0;", "const rctc_conv2d t = g;",
+                f"const int tp = {g.p};", f"rctc_im2col_s8(&t, {image}, cols, tp);", *gemms("1")]
+
+    split = _image_tasks(g, cx, 0 if g.pointwise else align(g.kg * g.group * g.p), one)
+    if split is not None:
+        return [*split, done]
+    return [*_per_image(g, _columns(g, cx, x, 0, gemms(cx.threads))), done]
 
 
 @emitter("IntConvGradInput")
@@ -221,9 +271,26 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
                                 f" * {g.m * g.p}, {cx.ptr(w)}, {_dw_work(g, cx, dx)}, {image});"]),
                 f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, dy, acc)
-    gemm = (f"    {fn}({g.kg}, tp, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
-            f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
-            f"{g.p}, 1, dcols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, 0, {cx.threads});")
+
+    def gemm_on(threads: str) -> str:
+        return (f"    {fn}({g.kg}, tp, {g.mg}, {cx.ptr(w)} + (ptrdiff_t)k * {g.mg * g.kg}, 1, {g.kg}, "
+                f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
+                f"{g.p}, 1, dcols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, 0, {threads});")
+
+    gemm = gemm_on(cx.threads)
+    item = np.dtype(dx.dtype).itemsize
+
+    def one(slot: str) -> list[str]:
+        if g.pointwise:
+            return [f"{ctype(dx)} *dcols = {image};", "const int r0 = 0;", f"const int tp = {g.p};",
+                    f"for (int k = 0; k < {g.group}; ++k)", gemm_on("1")]
+        return [f"memset({image}, 0, {item * g.c * g.hw}u);", f"{ctype(dx)} *dcols = ({ctype(dx)} *)({slot});",
+                "const int r0 = 0;", "const rctc_conv2d t = g;", f"const int tp = {g.p};",
+                f"for (int k = 0; k < {g.group}; ++k)", gemm_on("1"), f"rctc_col2im_{acc}_add(&t, dcols, tp, {image});"]
+
+    split = _image_tasks(g, cx, 0 if g.pointwise else align(item * g.kg * g.group * g.p), one)
+    if split is not None:
+        return [*split, f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     if g.pointwise:
         body = [f"{ctype(dx)} *dcols = {image};", "const int r0 = 0;", f"const int tp = {g.p};",
                 f"for (int k = 0; k < {g.group}; ++k)", gemm]
@@ -250,12 +317,50 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
     first, count = filters if filters is not None else ("0", str(g.mg))
     if filters is not None and g.group != 1:
         raise refuse(node, "makes its weight gradient a block of filters at a time with groups")
+    if filters is None and not g.depthwise:
+        split = _grad_weight_tasks(node, cx, g, dy, x, out, acc, offset, fn)
+        if split is not None:
+            return split
     gemms = [f"for (int k = 0; k < {g.group}; ++k)",
              f"    {fn}({count}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
              f"{g.mg * g.p} + (ptrdiff_t)({first}) * {g.p} + (ptrdiff_t)r0 * {g.ow}, {g.p}, 1, "
              f"cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
              f"{out} + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, n > 0 || r0 > 0, {cx.threads});"]
     return _per_image(g, _columns(g, cx, x, offset, gemms, 1 if filters is None else 2))
+
+
+def _grad_weight_tasks(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str, offset: int,
+                       fn: str) -> list[str] | None:
+    """The whole weight gradient split over images (:func:`_image_tasks`): thread 0 sums its
+    images into ``out``, thread u > 0 into its slot's partial gradient, which are then added to
+    ``out`` in slot order (exact integer sums, or sums modulo 2^32 for s32, in any grouping give
+    the same bits)."""
+    ct = "int64_t" if acc == "s64" else "int32_t"
+    total = g.m * g.kg
+    cols_bytes = 0 if g.pointwise else align(g.kg * g.group * g.p)
+    slot_bytes = cols_bytes + align((8 if acc == "s64" else 4) * total)
+    image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
+
+    def one(slot: str) -> list[str]:
+        dst = f"(u == 0 ? {out} : ({ct} *)({slot} + {cols_bytes}u))"
+        gemm = [f"{ct} *dw = {dst};", f"const int first = n == {g.n} * u / un;",
+                f"for (int k = 0; k < {g.group}; ++k)",
+                f"    {fn}({g.mg}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "
+                f"{g.mg * g.p}, {g.p}, 1, cols + (ptrdiff_t)k * {g.kg} * tp, 1, tp, "
+                f"dw + (ptrdiff_t)k * {g.mg * g.kg}, {g.kg}, 1, !first, 1);"]
+        if g.pointwise:
+            return [f"const int8_t *cols = {image};", f"const int tp = {g.p};", *gemm]
+        return [f"int8_t *cols = (int8_t *)({slot});", "const rctc_conv2d t = g;", f"const int tp = {g.p};",
+                f"rctc_im2col_s8(&t, {image}, cols, tp);", *gemm]
+
+    def reduce(slot_of_u: str) -> list[str]:
+        return ["for (int u = 1; u < un; ++u) {",
+                f"    const {ct} *part = (const {ct} *)({slot_of_u} + {cols_bytes}u);",
+                f"    for (size_t i = 0; i < {total}u; ++i) {out}[i] = ({ct})((uint{ct[3:5]}_t){out}[i] + "
+                f"(uint{ct[3:5]}_t)part[i]);", "}"]
+
+    split = _image_tasks(g, cx, slot_bytes, one, offset, reduce)
+    return None if split is None else ["{", *[f"    {ln}" for ln in split], "}"]
 
 
 @emitter("IntConvGradWeight")

@@ -110,7 +110,9 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
         rows = conv.filter_rows(node)
         if rows is not None:
             return _by_filters(node, cx, ea_eb, *rows)
-    lines = [f"int64_t *acc = (int64_t *){cx.scratch(8 * nn + _words_bytes(nn))};", *product(node, cx, "acc")]
+    base = cx.scratch(8 * nn + _words_bytes(nn))
+    # the product gets the address itself, not the local: a product split over images reads it in a task function
+    lines = [f"int64_t *acc = (int64_t *){base};", *product(node, cx, f"((int64_t *){base})")]
     return lines + _sgd_call(node, cx, "acc", ea_eb, f"acc + {nn}")
 
 

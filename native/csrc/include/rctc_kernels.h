@@ -34,6 +34,10 @@ extern "C" {
 /* Bit set of the SIMD variants this build has and this CPU (and OS) runs (1 << RCTC_ISA_*),
  * capped by the environment variable RCTC_ISA=portable|avx2|avx512vnni when set (dispatch.c). */
 int rctc_isa_available(void);
+/* fn(ctx, begin, end) once on every chunk of [0, n) (chunk boundaries fixed by n, align and
+ * nthreads), on up to nthreads threads including the caller (parallel.c; on the caller alone
+ * without RCTC_THREADS). Generated steps split a node's images with it. */
+void rctc_parallel_for(int n, int align, int nthreads, void (*fn)(void *ctx, int begin, int end), void *ctx);
 /* Whether this CPU has AVX-512 DQ (vpmullq; cpuid leaf 7 EBX bit 17): the BatchNorm loops' AVX-512
  * variant needs it beside the avx512vnni level of rctc_isa_available (0 off x86). */
 int rctc_cpu_has_avx512dq(void);

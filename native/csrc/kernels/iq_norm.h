@@ -35,7 +35,15 @@ int iq_norm_loops_simd(void);
                                   int64_t bias, int64_t *acc);                                                      \
     void rctc_norm_scale_##V(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
 RCTC_NORM_LOOPS(portable)
+#if defined(__x86_64__) || defined(_M_X64)
 RCTC_NORM_LOOPS(avx512)
+#else /* no such variant: the names are the portable loops (never called: iq_norm_loops_simd() is 0) */
+#define rctc_norm_sums_avx512 rctc_norm_sums_portable
+#define rctc_norm_xhat_dot_avx512 rctc_norm_xhat_dot_portable
+#define rctc_norm_dx_acc_avx512 rctc_norm_dx_acc_portable
+#define rctc_norm_affine_avx512 rctc_norm_affine_portable
+#define rctc_norm_scale_avx512 rctc_norm_scale_portable
+#endif
 #undef RCTC_NORM_LOOPS
 /* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,

@@ -20,13 +20,9 @@
 #define RCTC_RQ_PER_THREAD 1048576u
 #define RCTC_RQ_PARTS 64
 
-static int have_avx2(void) {
 #if defined(__x86_64__) || defined(_M_X64)
-    return (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) != 0;
-#else
-    return 0;
+static int have_avx2(void) { return (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) != 0; }
 #endif
-}
 
 void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out) {
     for (size_t i = 0; i < n; ++i) {

@@ -169,11 +169,16 @@ def _dw_suffix(node: Node, w: Value, acc: Value) -> str:
     return key
 
 
-def _dw_work(g: Conv2d, cx: Emit, acc: Value) -> str:
-    """Scratch for rctc_dwconv_* (the stride-1 padded grid of one channel and its sums)."""
+def _dw_bytes(g: Conv2d, acc: Value) -> int:
+    """Scratch bytes of rctc_dwconv_* (the stride-1 padded grid of one channel and its sums)."""
     hh, ww = max(g.oh, g.h), max(g.ow, g.w)
     hp, wp = hh + (g.kh - 1) * g.dh, ww + (g.kw - 1) * g.dw
-    return cx.scratch(np.dtype(acc.dtype).itemsize * hh * wp + hp * wp)
+    return np.dtype(acc.dtype).itemsize * hh * wp + hp * wp
+
+
+def _dw_work(g: Conv2d, cx: Emit, acc: Value) -> str:
+    """Scratch for rctc_dwconv_* (:func:`_dw_bytes`)."""
+    return cx.scratch(_dw_bytes(g, acc))
 
 
 #: most per-thread column slots a node split over images keeps in scratch
@@ -223,9 +228,12 @@ def int_conv(node: Node, cx: Emit) -> list[str]:
     _int8(node, x, "input")
     g = geometry(node, node.attrs, tuple(x.shape), tuple(w.shape), tuple(acc.shape))
     if g.depthwise:
-        return [*_per_image(g, [f"rctc_dwconv_{_dw_suffix(node, w, acc)}(&g, {cx.ptr(x)} + (ptrdiff_t)n * "
-                                f"{g.c * g.hw}, {cx.ptr(w)}, {_dw_work(g, cx, acc)}, {cx.ptr(acc)} + "
-                                f"(ptrdiff_t)n * {g.m * g.p});"]),
+        def dw_one(work: str) -> list[str]:
+            return [f"rctc_dwconv_{_dw_suffix(node, w, acc)}(&g, {cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, "
+                    f"{cx.ptr(w)}, {work}, {cx.ptr(acc)} + (ptrdiff_t)n * {g.m * g.p});"]
+
+        split = _image_tasks(g, cx, align(_dw_bytes(g, acc)), dw_one)
+        return [*(split if split is not None else _per_image(g, dw_one(_dw_work(g, cx, acc)))),
                 f"{cx.scalar(acc_e)} = {cx.scalar(ex)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, x, sname(acc))
 
@@ -267,8 +275,12 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
         raise refuse(node, f"accumulates in {np.dtype(dx.dtype)} (int32 or int64 is mapped)")
     image = f"{cx.ptr(dx)} + (ptrdiff_t)n * {g.c * g.hw}"
     if g.depthwise:
-        return [*_per_image(g, [f"rctc_dwconv_grad_input_{_dw_suffix(node, w, dx)}(&g, {cx.ptr(dy)} + (ptrdiff_t)n"
-                                f" * {g.m * g.p}, {cx.ptr(w)}, {_dw_work(g, cx, dx)}, {image});"]),
+        def dw_one(work: str) -> list[str]:
+            return [f"rctc_dwconv_grad_input_{_dw_suffix(node, w, dx)}(&g, {cx.ptr(dy)} + (ptrdiff_t)n"
+                    f" * {g.m * g.p}, {cx.ptr(w)}, {work}, {image});"]
+
+        split = _image_tasks(g, cx, align(_dw_bytes(g, dx)), dw_one)
+        return [*(split if split is not None else _per_image(g, dw_one(_dw_work(g, cx, dx)))),
                 f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     fn = gemm_name(node, w, dy, acc)
 
@@ -311,6 +323,9 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
     _int8(node, dy, "error")
     _int8(node, x, "input")
     if g.depthwise and acc == "s64" and filters is None:
+        split = _grad_weight_tasks(node, cx, g, dy, x, out, acc, offset, "")
+        if split is not None:
+            return split
         return _per_image(g, [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, "
                               f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}, {out}, n > 0);"])
     fn = gemm_name(node, dy, x, acc)
@@ -337,12 +352,15 @@ def _grad_weight_tasks(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out
     the same bits)."""
     ct = "int64_t" if acc == "s64" else "int32_t"
     total = g.m * g.kg
-    cols_bytes = 0 if g.pointwise else align(g.kg * g.group * g.p)
+    cols_bytes = 0 if g.pointwise or g.depthwise else align(g.kg * g.group * g.p)
     slot_bytes = cols_bytes + align((8 if acc == "s64" else 4) * total)
     image = f"{cx.ptr(x)} + (ptrdiff_t)n * {g.c * g.hw}"
 
     def one(slot: str) -> list[str]:
         dst = f"(u == 0 ? {out} : ({ct} *)({slot} + {cols_bytes}u))"
+        if g.depthwise:  # rctc_dwconv_grad_weight_s64 (no columns)
+            return [f"rctc_dwconv_grad_weight_s64(&g, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, {image}, {dst}, "
+                    f"n != {g.n} * u / un);"]
         gemm = [f"{ct} *dw = {dst};", f"const int first = n == {g.n} * u / un;",
                 f"for (int k = 0; k < {g.group}; ++k)",
                 f"    {fn}({g.mg}, {g.kg}, tp, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * "

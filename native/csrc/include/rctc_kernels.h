@@ -143,6 +143,12 @@ void rctc_col2im_s64_add(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld
  * work (8-byte aligned; used at stride 1 for a padded grid and its sums): with H = max(oh, h),
  * W = max(ow, w), Wp = W + (kw - 1) * dil_w, Hp = H + (kh - 1) * dil_h, sizeof(TC) * H * Wp +
  * Hp * Wp bytes. */
+/* im2col's stride-2 row gather dst[i] = src[2 i] (reads src[0 .. 2 (n - 1)] only): the portable
+ * loop and its AVX2 variant (x86/im2col_avx2.c), the same bytes */
+void rctc_gather_s8_s2_portable(size_t n, const int8_t *src, int8_t *dst);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_gather_s8_s2_avx2(size_t n, const int8_t *src, int8_t *dst);
+#endif
 #define RCTC_DWCONV_DECL(SUF, TW, TC)                                                              \
     void rctc_dwconv_##SUF(const rctc_conv2d *g, const int8_t *x, const TW *w, void *work, TC *y); \
     void rctc_dwconv_grad_input_##SUF(const rctc_conv2d *g, const int8_t *dy, const TW *w, void *work, TC *dx);

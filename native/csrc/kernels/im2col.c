@@ -13,6 +13,21 @@
 #include "internal.h"
 #include "rctc_kernels.h"
 
+void rctc_gather_s8_s2_portable(size_t n, const int8_t *src, int8_t *dst) {
+    for (size_t i = 0; i < n; ++i) dst[i] = src[2 * i];
+}
+
+/* dst[i] = src[2 i] (a stride-2 row): the AVX2 variant where the CPU has it, the same bytes */
+static void gather_s2(size_t n, const int8_t *src, int8_t *dst) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (n >= 17 && (rctc_isa_available() & (1 << RCTC_ISA_AVX2))) {
+        rctc_gather_s8_s2_avx2(n, src, dst);
+        return;
+    }
+#endif
+    rctc_gather_s8_s2_portable(n, src, dst);
+}
+
 void rctc_conv_cols(int ix0, int stride, int w, int ow, int *lo, int *hi) {
     int l = ix0 >= 0 ? 0 : (-ix0 + stride - 1) / stride;
     int h = ix0 > w - 1 ? 0 : (w - 1 - ix0) / stride + 1;
@@ -72,6 +87,8 @@ void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff
                     memset(out, 0, (size_t)lo);
                     if (g->stride_w == 1)
                         memcpy(out + lo, src + lo + ix0, (size_t)(hi - lo));
+                    else if (g->stride_w == 2)
+                        gather_s2((size_t)(hi - lo), src + (ptrdiff_t)lo * 2 + ix0, out + lo);
                     else
                         for (int ox = lo; ox < hi; ++ox) out[ox] = src[(ptrdiff_t)ox * g->stride_w + ix0];
                     memset(out + hi, 0, (size_t)(g->ow - hi));

@@ -27,3 +27,12 @@ def test_batch32_native_equals_numpy(name: str, threads: int, references: dict[s
     got = train(name, NativeExecutor, threads, batch=32, steps=2)
     assert got["executor"].fallbacks() == 0
     assert_same_run(got, references[name])
+
+
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet"])
+def test_batch1_native_equals_numpy(name: str) -> None:
+    """One image: the convolutions' serial paths of the host step (nothing to split)."""
+    want = train(name, None, batch=1, steps=2)
+    got = train(name, NativeExecutor, 2, batch=1, steps=2)
+    assert got["executor"].fallbacks() == 0
+    assert_same_run(got, want)

@@ -201,7 +201,7 @@ def _image_tasks(g: Conv2d, cx: Emit, slot_bytes: int, image: Callable[[str], li
     if not getattr(cx, "tasks", False) or slots < 2:
         return None
     base = cx.scratch(slots * slot_bytes, offset) if slot_bytes else "rctc_scratch"
-    head = [] if g.pointwise else [g.struct()]
+    head = [] if g.pointwise else [g.struct(), "(void)g;"]
     name = cx.helper("void *ctx, int u0, int u1", [
         "const int un = *(const int *)ctx;", *head,
         "for (int u = u0; u < u1; ++u) {",
@@ -289,6 +289,9 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
                 f"{cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p} + (ptrdiff_t)k * {g.mg * g.p} + (ptrdiff_t)r0 * {g.ow}, "
                 f"{g.p}, 1, dcols + (ptrdiff_t)k * {g.kg} * tp, tp, 1, 0, {threads});")
 
+    tr = _grad_input_transposed(node, cx, g, dy, w, dx, fn)
+    if tr is not None:
+        return [*tr, f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
     gemm = gemm_on(cx.threads)
     item = np.dtype(dx.dtype).itemsize
 
@@ -314,6 +317,48 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
                                    f"for (int k = 0; k < {g.group}; ++k)", gemm,
                                    f"rctc_col2im_{acc}_add(&t, dcols, tp, {image});"])]
     return [*_per_image(g, body), f"{cx.scalar(dx_e)} = {cx.scalar(edy)} + {cx.scalar(ew)};"]
+
+
+def _grad_input_transposed(node: Node, cx: Emit, g: Conv2d, dy: Value, w: Value, dx: Value,
+                           fn: str) -> list[str] | None:
+    """The data gradient of a stride-1, group-1 window as the forward convolution of dY by the
+    flipped, transposed filters (host steps only, where the scratch holds those filters and one
+    image's columns of dY): per image im2col(dY) with the adjoint pads ``(k - 1) d - pad``, then
+    one GEMM ``dX_n (C x HW) = W' (C x M kk) cols`` straight into dX: the same exact sums (s32
+    modulo 2^32) as the columns-then-col2im path, without its int32 column matrix and adds.
+    None where it does not apply (strides, groups, a pad past ``(k - 1) d``, the budget)."""
+    if not getattr(cx, "tasks", False) or g.group != 1 or g.pointwise or (g.sh, g.sw) != (1, 1):
+        return None
+    pe_t, pe_l = (g.kh - 1) * g.dh - g.pt, (g.kw - 1) * g.dw - g.pl
+    pe_b, pe_r = g.h + g.pt - g.oh, g.w + g.pl - g.ow  # (k - 1) d - the end pads
+    if min(pe_t, pe_l, pe_b, pe_r) < 0:
+        return None
+    kk, wt_c = g.kh * g.kw, ctype(w)
+    wt_bytes = align(np.dtype(w.dtype).itemsize * g.c * g.m * kk)
+    cols_bytes = align(g.m * kk * g.hw)
+    if wt_bytes + cols_bytes > getattr(cx, "budget", 0):
+        return None
+    wt = f"(({wt_c} *)({cx.scratch(wt_bytes)}))"
+    image = f"{cx.ptr(dx)} + (ptrdiff_t)n * {g.c * g.hw}"
+    geom = (f"static const rctc_conv2d gt = {{{g.m}, {g.oh}, {g.ow}, {g.kh}, {g.kw}, 1, 1, {pe_t}, {pe_l}, {g.dh}, "
+            f"{g.dw}, {g.h}, {g.w}}};")
+
+    def one(slot: str, threads: str = "1") -> list[str]:
+        return [geom, f"int8_t *cols = (int8_t *)({slot});",
+                f"rctc_im2col_s8(&gt, {cx.ptr(dy)} + (ptrdiff_t)n * {g.m * g.p}, cols, {g.hw});",
+                f"{fn}({g.c}, {g.hw}, {g.m * kk}, {wt}, {g.m * kk}, 1, cols, {g.hw}, 1, {image}, {g.hw}, 1, 0, "
+                f"{threads});"]
+
+    build = [f"const {wt_c} *wsrc = {cx.ptr(w)};",  # W'[c][m][kk - 1 - t] = W[m][c][t]
+             f"for (int m = 0; m < {g.m}; ++m)", f"    for (int c = 0; c < {g.c}; ++c)",
+             f"        for (int t = 0; t < {kk}; ++t)",
+             f"            {wt}[((ptrdiff_t)c * {g.m} + m) * {kk} + ({kk - 1} - t)] = "
+             f"wsrc[((ptrdiff_t)m * {g.c} + c) * {kk} + t];"]
+    split = _image_tasks(g, cx, cols_bytes, one, wt_bytes)
+    if split is not None:
+        return [*build, *split]
+    return [*build, f"for (int n = 0; n < {g.n}; ++n) {{",
+            *[f"    {ln}" for ln in one(f"{cx.scratch(cols_bytes, wt_bytes)}", cx.threads)], "}"]
 
 
 def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str,

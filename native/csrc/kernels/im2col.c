@@ -20,7 +20,7 @@ void rctc_gather_s8_s2_portable(size_t n, const int8_t *src, int8_t *dst) {
 /* dst[i] = src[2 i] (a stride-2 row): the AVX2 variant where the CPU has it, the same bytes */
 static void gather_s2(size_t n, const int8_t *src, int8_t *dst) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (n >= 17 && (rctc_isa_available() & (1 << RCTC_ISA_AVX2))) {
+    if (n >= 16 && (rctc_isa_available() & (1 << RCTC_ISA_AVX2))) {
         rctc_gather_s8_s2_avx2(n, src, dst);
         return;
     }

@@ -6,7 +6,9 @@
  * then nearest), summed (or subtracted) exactly, one rounding to bits (stochastic with rand).
  * Operands of the output's own dense layout (no broadcast) take typed loops without the
  * per-element multi-index, over blocks of the sum that are made twice (for its max, then for
- * the rounding) instead of one int64 copy of the whole sum; the same integers either way.
+ * the rounding) instead of one int64 copy of the whole sum; int8 operands whose shifts keep the
+ * sum within 2^30 are summed in int32 and requantised by the int32 kernel. The same integers
+ * every way.
  */
 #include "iq.h"
 
@@ -87,6 +89,16 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
         const int k = o ? kb : ka;
         if (k > 0 && m[o] > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
         if (k < 0 && m[o] > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    }
+    if (fast && aw == 1 && bw == 1 && ka >= 0 && kb >= 0 && ka <= 22 && kb <= 22 && rctc_iq_width(bits) == 1) {
+        /* int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the int32
+         * requantise (AVX2 passes) gives rctc_iq_requantize's bits for the same values */
+        const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
+        int32_t *v = (int32_t *)(void *)work;
+        const int32_t sg = subtract ? -1 : 1;
+        for (size_t i = 0; i < n; ++i)
+            v[i] = (int32_t)((uint32_t)(int32_t)x[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)y[i] << kb);
+        return rctc_iq_requantize_s32(n, v, ec, bits, rand, out, e_out);
     }
     if (fast) { /* twice over blocks of the sum, never stored whole: its max, then its rounding */
         const int w = rctc_iq_width(bits);

@@ -64,7 +64,7 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
         if np.dtype(v.dtype) != np.int16:
             raise refuse(node, f"keeps the running statistic {v.name!r} as {np.dtype(v.dtype)}, not int16")
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
-    lines, _ = work_words(node, cx, 2 * b * c * s + 8 * c, 0)
+    lines, _ = work_words(node, cx, b * c * s + 8 * c, 0)
     lines += ["int rme = 0, rve = 0;"]
     call = (f"rctc_iq_batchnorm_train_mt({cx.threads}, {b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
             f"{cx.ptr(gq)}, {width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
@@ -99,7 +99,7 @@ def int_batch_norm_grad(node: Node, cx: Emit) -> list[str]:
     q = node.inputs[2]
     b, c, s = _bcs(node, q)
     t = b * c * s
-    return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, 4 * t + 8 * c,
+    return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 8 * c,
                      (c,))
 
 

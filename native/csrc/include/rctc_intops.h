@@ -192,7 +192,7 @@ int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const v
  *      iq_batchnorm_inference.c, iq_layernorm.c, iq_layernorm_backward.c) ---------------------
  * eps = eps_num / 2^eps_log2 and mu = fixed_point(momentum, 16) come from intref at compile time. */
 /* (B, C, S) input; gamma, beta per channel; running mean / var (int16, C) updated into *_out.
- * work: 2 * B*C*S + 8 * C int64 */
+ * work: B*C*S + 8 * C int64 */
 int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                             const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
                             int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
@@ -203,7 +203,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
                                const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
                                int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
                                int16_t *rvar_out, int *rve_out);
-/* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: 4 * B*C*S + 8 * C int64 */
+/* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: B*C*S + 8 * C int64 */
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,

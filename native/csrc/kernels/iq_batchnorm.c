@@ -8,9 +8,9 @@
  * e - 16 and variance round(D 2^16 / N^2) at 2e - 16 (int16 results).
  *
  * Two passes split over threads (channels, then (b, c) rows; each value is computed by one
- * thread, so the bits never depend on the thread count): per channel its channel-major copy,
- * the group statistics, and gamma xhat + the shifted bias straight into the (B, C, S) layout
- * with its max magnitude; then requantize's shift from the maxima and the rounding per row.
+ * thread, so the bits never depend on the thread count): per channel, over its runs in blocks
+ * widened on the stack, the group statistics, then gamma xhat + the shifted bias straight into
+ * the (B, C, S) layout with its max magnitude; then requantize's shift from the maxima and the rounding per row.
  * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
  * the accumulator's.
  */
@@ -27,29 +27,48 @@ typedef struct {
     int B, C, S, N, w, e, eps_log2, gw, s, wt;
     const void *q, *gamma;
     int64_t eps_num;
-    int64_t *x, *acc, *s1, *d, *m, *f, *bias, *amax, *st;
+    int64_t *acc, *s1, *d, *m, *f, *bias, *amax, *st;
     void *out;
 } bn_fwd;
 
+/* elements widened on the stack at a time (1 KiB: small against a Cortex-M's 8 KiB stack) */
+#define BLOCK 128
+
 static void pass1(void *ctx, int c0, int c1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
-    const size_t N = (size_t)t->N, S = (size_t)t->S, C = (size_t)t->C;
+    const size_t S = (size_t)t->S, C = (size_t)t->C;
+    const int simd = iq_norm_loops_simd();
+    int64_t xb[BLOCK];
     for (int c = c0; c < c1; ++c) {
-        int64_t *x = t->x + (size_t)c * N;
-        for (int b = 0; b < t->B; ++b) iq_ld_run(t->q, t->w, ((size_t)b * C + (size_t)c) * S, S, x + (size_t)b * S);
-        const int rc = iq_norm_group(t->N, x, t->e, t->eps_num, t->eps_log2, &t->s1[c], &t->d[c], &t->m[c], &t->f[c]);
+        /* the channel's runs (one per image) in blocks widened on the stack: no channel copy */
+        uint64_t a1 = 0, a2 = 0;
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK;
+                int64_t p1, p2;
+                iq_ld_run(t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, n, xb);
+                if (simd)
+                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
+                else
+                    rctc_norm_sums_portable(n, xb, &p1, &p2);
+                a1 += (uint64_t)p1;
+                a2 += (uint64_t)p2;
+            }
+        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &t->s1[c],
+                                          &t->d[c], &t->m[c], &t->f[c]);
         t->st[c] = rc;
         if (rc) continue;
-        const int sh = (int)t->f[c] - 16, simd = iq_norm_loops_simd();
+        const int sh = (int)t->f[c] - 16;
         const int64_t s1 = t->s1[c], mc = t->m[c], g = iq_ld(t->gamma, t->gw, (size_t)c), bc = t->bias[c];
         uint64_t mx = 0;
-        for (int b = 0; b < t->B; ++b) {
-            int64_t *a = t->acc + ((size_t)b * C + (size_t)c) * S;
-            const int64_t *xb = x + (size_t)b * S;
-            const uint64_t u = simd ? rctc_norm_affine_avx512(S, xb, t->N, s1, mc, sh, g, bc, a)
-                                    : rctc_norm_affine_portable(S, xb, t->N, s1, mc, sh, g, bc, a);
-            mx = u > mx ? u : mx;
-        }
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                iq_ld_run(t->q, t->w, at, n, xb);
+                const uint64_t u = simd ? rctc_norm_affine_avx512(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at)
+                                        : rctc_norm_affine_portable(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
+                mx = u > mx ? u : mx;
+            }
         t->amax[c] = (int64_t)mx;
     }
 }
@@ -90,7 +109,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
                                int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
                                int16_t *rvar_out, int *rve_out) {
     const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
-    int64_t *s1 = work + 2 * T, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
+    int64_t *s1 = work + T, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
     if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     /* per channel: bias (bm), max magnitude (bv), status (scratch): free until the statistics update */
@@ -98,7 +117,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     const int rc_bias = shifted_bias(C, beta, bw, be - e_acc, bm);
     if (rc_bias)
         for (int c = 0; c < C; ++c) bm[c] = 0;
-    bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, work + T, work, s1,
+    bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, work, s1,
                 d, m, f, bm, bv, scratch, out};
     const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
     const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;

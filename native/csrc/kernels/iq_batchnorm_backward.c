@@ -7,9 +7,10 @@
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
  *
  * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
- * one thread, so the bits never depend on the thread count). Pass 1, per channel: its x and dy
- * (channel-major copies), the group statistics, xhat, dgamma / dbeta (= the means' sums), and
- * the dx accumulator straight into the (B, C, S) layout with its max magnitude. Then the common
+ * one thread, so the bits never depend on the thread count). Pass 1, per channel, over its runs
+ * in blocks widened on the stack (no channel copies): the group statistics, then xhat and
+ * dgamma / dbeta (= the means' sums, wrapping sums in any grouping), then xhat again and the dx
+ * accumulator straight into the (B, C, S) layout with its max magnitude. Then the common
  * multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
  * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
  * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
@@ -24,51 +25,79 @@
  * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
  * partner costs more than it saves) */
 #define RCTC_NORM_PER_THREAD 1048576u
-#define BLOCK 512
+/* elements widened on the stack at a time (3 blocks in pass 1, 1 in pass 2: a few KiB of a
+ * Cortex-M's 8 KiB stack) */
+#define BLOCK 128
 
 typedef struct {
     int B, C, S, N, w, dw, e, eps_log2, s, wt;
     const void *q, *dq;
     int64_t eps_num;
-    int64_t *x, *dy, *xh, *acc, *m, *f, *amax, *st, *mult, *dgamma, *dbeta;
+    int64_t *acc, *m, *f, *amax, *st, *mult, *dgamma, *dbeta;
     const uint32_t *rand;
     void *out;
 } bn_bwd;
 
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
-    const size_t N = (size_t)t->N, S = (size_t)t->S, C = (size_t)t->C;
+    const size_t S = (size_t)t->S, C = (size_t)t->C;
+    const int simd = iq_norm_loops_simd();
+    int64_t xb[BLOCK], db[BLOCK], hb[BLOCK];
     for (int c = c0; c < c1; ++c) {
-        int64_t *x = t->x + (size_t)c * N, *dy = t->dy + (size_t)c * N, *xh = t->xh + (size_t)c * N;
-        for (int b = 0; b < t->B; ++b) {
-            const size_t src = ((size_t)b * C + (size_t)c) * S;
-            iq_ld_run(t->q, t->w, src, S, x + (size_t)b * S);
-            iq_ld_run(t->dq, t->dw, src, S, dy + (size_t)b * S);
-        }
+        /* the channel's runs (one per image) in blocks widened on the stack: no channel copies */
+        uint64_t a1 = 0, a2 = 0;
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                int64_t p1, p2;
+                iq_ld_run(t->q, t->w, at, n, xb);
+                if (simd)
+                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
+                else
+                    rctc_norm_sums_portable(n, xb, &p1, &p2);
+                a1 += (uint64_t)p1;
+                a2 += (uint64_t)p2;
+            }
         int64_t s1, d;
-        const int rc = iq_norm_group(t->N, x, t->e, t->eps_num, t->eps_log2, &s1, &d, &t->m[c], &t->f[c]);
+        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &s1, &d,
+                                          &t->m[c], &t->f[c]);
         t->st[2 * c] = rc;
         if (rc) continue;
-        const int sh = (int)t->f[c] - 16, simd = iq_norm_loops_simd();
-        int64_t sg, sb;
-        if (simd)
-            rctc_norm_xhat_dot_avx512(N, x, t->N, s1, t->m[c], sh, dy, xh, &sg, &sb);
-        else
-            rctc_norm_xhat_dot_portable(N, x, t->N, s1, t->m[c], sh, dy, xh, &sg, &sb);
-        t->dgamma[c] = sg;
-        t->dbeta[c] = sb;
-        int ok = 1;
-        const int64_t m1 = iq_norm_div_round(sb, 16, t->N, &ok), m2 = iq_norm_div_round(sg, 0, t->N, &ok);
-        t->st[2 * c + 1] = ok;
-        uint64_t mx = 0;
-        for (int b = 0; b < t->B; ++b) {
-            int64_t *a = t->acc + ((size_t)b * C + (size_t)c) * S;
-            const int64_t *dd = dy + (size_t)b * S, *hh = xh + (size_t)b * S;
-            const uint64_t u = simd ? rctc_norm_dx_acc_avx512(S, dd, hh, m1, m2, a)
-                                    : rctc_norm_dx_acc_portable(S, dd, hh, m1, m2, a);
-            mx = u > mx ? u : mx;
+        const int sh = (int)t->f[c] - 16;
+        const int64_t mc = t->m[c];
+        uint64_t sg = 0, sb = 0;
+        for (int pass = 0; pass < 2; ++pass) { /* the sums, then the accumulator (xhat made again) */
+            int64_t m1 = 0, m2 = 0;
+            if (pass == 1) {
+                int ok = 1;
+                m1 = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
+                m2 = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
+                t->dgamma[c] = (int64_t)sg;
+                t->dbeta[c] = (int64_t)sb;
+                t->st[2 * c + 1] = ok;
+            }
+            uint64_t mx = 0;
+            for (int b = 0; b < t->B; ++b)
+                for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                    const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                    int64_t pg, pb;
+                    iq_ld_run(t->q, t->w, at, n, xb);
+                    iq_ld_run(t->dq, t->dw, at, n, db);
+                    if (simd)
+                        rctc_norm_xhat_dot_avx512(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
+                    else
+                        rctc_norm_xhat_dot_portable(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
+                    if (pass == 0) {
+                        sg += (uint64_t)pg;
+                        sb += (uint64_t)pb;
+                        continue;
+                    }
+                    const uint64_t u = simd ? rctc_norm_dx_acc_avx512(n, db, hb, m1, m2, t->acc + at)
+                                            : rctc_norm_dx_acc_portable(n, db, hb, m1, m2, t->acc + at);
+                    mx = u > mx ? u : mx;
+                }
+            t->amax[c] = (int64_t)mx;
         }
-        t->amax[c] = (int64_t)mx;
     }
 }
 
@@ -103,9 +132,10 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
     const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
     if (C < 1) return RCTC_IQ_EDOMAIN;
     if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    /* work: the accumulator (T), then per channel m, f, max, two status words, the multiplier, gamma */
     bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, work, work + T,
-                work + 2 * T, work + 3 * T, work + 4 * T, work + 4 * T + C, work + 4 * T + 2 * (size_t)C,
-                work + 4 * T + 3 * (size_t)C, work + 4 * T + 5 * (size_t)C, dgamma, dbeta, rand, dx};
+                work + T + C, work + T + 2 * (size_t)C, work + T + 3 * (size_t)C, work + T + 5 * (size_t)C, dgamma,
+                dbeta, rand, dx};
     const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
     const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
     rctc_parallel_for(C, 1, threads, pass1, &t);
@@ -116,7 +146,7 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
         if (!t.st[2 * c + 1]) return RCTC_IQ_EOVERFLOW;
         mx = (uint64_t)t.amax[c] > mx ? (uint64_t)t.amax[c] : mx;
     }
-    int64_t *gm = t.xh; /* xhat is consumed: its first C slots hold gamma */
+    int64_t *gm = work + T + 6 * (size_t)C;
     for (int c = 0; c < C; ++c) gm[c] = iq_ld(gamma, gw, (size_t)c);
     const int bl = iq_bitlen(mx);
     const int mbits = 61 - bl < 31 ? 61 - bl : 31;

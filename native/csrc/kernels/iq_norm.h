@@ -13,6 +13,9 @@ int iq_norm_headroom(int bl_d, int bl_eps);
  * caller has checked N max|x| < 2^29 */
 int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
                   int64_t *m, int64_t *f);
+/* the same from the group's sums S1 = sum x, S2 = sum x^2 */
+int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                       int64_t *m, int64_t *f);
 /* xhat = round((N x - S1) m 2^-s), s = f - 16 */
 static inline int64_t iq_norm_xhat(int64_t x, int N, int64_t s1, int64_t m, int s) {
     return iq_sar(((int64_t)N * x - s1) * m + ((int64_t)1 << (s - 1)), s);

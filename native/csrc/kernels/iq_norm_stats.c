@@ -38,6 +38,11 @@ int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log
         rctc_norm_sums_avx512(nn, row, &a1, &a2);
     else
         rctc_norm_sums_portable(nn, row, &a1, &a2);
+    return iq_norm_group_sums(N, a1, a2, e, eps_num, eps_log2, s1, d, m, f);
+}
+
+int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                       int64_t *m, int64_t *f) {
     const int64_t dd = (int64_t)N * a2 - a1 * a1;
     const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
     const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));

@@ -191,9 +191,11 @@ def _image_tasks(g: Conv2d, cx: Emit, slot_bytes: int, image: Callable[[str], li
     generator allows tasks and the scratch budget holds two or more slots of ``slot_bytes``.
 
     ``image(slot)`` gives the lines of image ``n`` with its own scratch at ``slot`` (a C pointer
-    expression; GEMMs inside run on one thread). Thread ``u`` of ``un`` takes images
-    ``[B u / un, B (u + 1) / un)`` with slot ``u``; every image is computed whole by one thread with
-    the same code, so the bits never depend on the thread count. The slots start at scratch byte
+    expression; GEMMs inside run on one thread). The images are cut into ``un`` = the slot count
+    units, unit ``u`` images ``[B u / un, B (u + 1) / un)`` with slot ``u``, which the step's threads
+    take from rctc_parallel_for's queue (a thread the OS deschedules holds up one unit, not half
+    the node); the cut does not depend on the thread count and every image is computed whole by
+    one thread with the same code, so neither do the bits. The slots start at scratch byte
     ``offset``; ``after(slot_of_u)`` gives lines run after the threads (``un`` and the expression
     ``slot_of_u`` of slot ``u``'s address in scope)."""
     budget = getattr(cx, "budget", 0) - offset
@@ -209,8 +211,8 @@ def _image_tasks(g: Conv2d, cx: Emit, slot_bytes: int, image: Callable[[str], li
         "    (void)slot;",
         f"    for (int n = {g.n} * u / un; n < {g.n} * (u + 1) / un; ++n) {{",
         *[f"        {ln}" for ln in image("slot")], "    }", "}"])
-    return [f"int un = {cx.threads} < {slots} ? {cx.threads} : {slots};",
-            f"rctc_parallel_for(un, 1, un, {name}, &un);",
+    return [f"int un = {slots};",
+            f"rctc_parallel_for(un, 1, {cx.threads} < un ? {cx.threads} : un, {name}, &un);",
             *(after(f"({base} + (size_t)u * {slot_bytes}u)") if after is not None else [])]
 
 
@@ -391,8 +393,8 @@ def _grad_weight(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str,
 
 def _grad_weight_tasks(node: Node, cx: Emit, g: Conv2d, dy: Value, x: Value, out: str, acc: str, offset: int,
                        fn: str) -> list[str] | None:
-    """The whole weight gradient split over images (:func:`_image_tasks`): thread 0 sums its
-    images into ``out``, thread u > 0 into its slot's partial gradient, which are then added to
+    """The whole weight gradient split over images (:func:`_image_tasks`): unit 0 sums its
+    images into ``out``, unit u > 0 into its slot's partial gradient, which are then added to
     ``out`` in slot order (exact integer sums, or sums modulo 2^32 for s32, in any grouping give
     the same bits)."""
     ct = "int64_t" if acc == "s64" else "int32_t"

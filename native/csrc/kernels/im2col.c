@@ -64,8 +64,14 @@ static void tap_row_flat(const rctc_conv2d *g, const int8_t *img, int i, int ix0
         for (int oy = 0; oy < oy1 - oy0; ++oy) dst[(ptrdiff_t)oy * ow + ox] = 0;
 }
 
+/* kernel columns whose range is computed once per call (the rest per tap) */
+#define RCTC_KW_CACHED 16
+
 void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff_t ld) {
     const int flat = g->stride_h == 1 && g->stride_w == 1 && g->ow == g->w;
+    int los[RCTC_KW_CACHED], his[RCTC_KW_CACHED]; /* a tap's column range depends on j only */
+    for (int j = 0; j < g->kw && j < RCTC_KW_CACHED; ++j)
+        rctc_conv_cols(j * g->dil_w - g->pad_l, g->stride_w, g->w, g->ow, &los[j], &his[j]);
     for (int ci = 0; ci < g->c; ++ci)
         for (int i = 0; i < g->kh; ++i)
             for (int j = 0; j < g->kw; ++j) {
@@ -73,7 +79,12 @@ void rctc_im2col_s8(const rctc_conv2d *g, const int8_t *x, int8_t *cols, ptrdiff
                 const int8_t *img = x + (ptrdiff_t)ci * g->h * g->w;
                 const int ix0 = j * g->dil_w - g->pad_l;
                 int lo, hi;
-                rctc_conv_cols(ix0, g->stride_w, g->w, g->ow, &lo, &hi);
+                if (j < RCTC_KW_CACHED) {
+                    lo = los[j];
+                    hi = his[j];
+                } else {
+                    rctc_conv_cols(ix0, g->stride_w, g->w, g->ow, &lo, &hi);
+                }
                 if (flat) {
                     tap_row_flat(g, img, i, ix0, lo, hi, row);
                     continue;

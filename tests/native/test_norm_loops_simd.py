@@ -91,3 +91,22 @@ def test_xhat_dx_and_affine(lib: ctypes.CDLL, n: int) -> None:
                 accs = [np.zeros(n, np.int64) for _ in aff]
                 maxima = [f(n, _p(x), N, s1, m, sh, g, bias, _p(a)) for f, a in zip(aff, accs)]
                 assert maxima[0] == maxima[1] and np.array_equal(accs[0], accs[1]), (lim, m, sh, g)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_load_widens_like_the_portable_loop(lib: ctypes.CDLL, n: int) -> None:
+    """rctc_norm_load_*: elements off .. off + n - 1 of an int8 / int16 / int32 / int64 run widened
+    to int64 (the AVX-512 widening for int8 / int16), extremes included."""
+    load = _both(lib, "load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
+    rng = np.random.default_rng(200 + n)
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        src = rng.integers(info.min, info.max, n + 5, dtype=np.int64, endpoint=True).astype(dt)
+        src[: min(2, n + 5)] = [info.min, info.max][: min(2, n + 5)]
+        for off in (0, 3):
+            if off + n > src.size:
+                continue
+            outs = [np.zeros(n, np.int64) for _ in load]
+            for f, o in zip(load, outs):
+                f(n, _p(src), src.itemsize, off, _p(o))
+            assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], src[off:off + n].astype(np.int64))

@@ -38,6 +38,15 @@ typedef struct {
     void *out;
 } bn_bwd;
 
+/* a block of a run widened to int64 (the AVX-512 widening where the loops are AVX-512) */
+#define LOAD(P, W, AT, N, DST)                                                                                       \
+    do {                                                                                                             \
+        if (simd)                                                                                                    \
+            rctc_norm_load_avx512(N, P, W, AT, DST);                                                                 \
+        else                                                                                                         \
+            rctc_norm_load_portable(N, P, W, AT, DST);                                                               \
+    } while (0)
+
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
@@ -50,7 +59,7 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                 int64_t p1, p2;
-                iq_ld_run(t->q, t->w, at, n, xb);
+                LOAD(t->q, t->w, at, n, xb);
                 if (simd)
                     rctc_norm_sums_avx512(n, xb, &p1, &p2);
                 else
@@ -81,8 +90,8 @@ static void pass1(void *ctx, int c0, int c1) {
                 for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                     const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                     int64_t pg, pb;
-                    iq_ld_run(t->q, t->w, at, n, xb);
-                    iq_ld_run(t->dq, t->dw, at, n, db);
+                    LOAD(t->q, t->w, at, n, xb);
+                    LOAD(t->dq, t->dw, at, n, db);
                     if (simd)
                         rctc_norm_xhat_dot_avx512(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
                     else

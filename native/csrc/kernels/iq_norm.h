@@ -26,7 +26,8 @@ int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
  * x86/iq_norm_loops_avx512.c, the same values, where iq_norm_loops_simd() is true):
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
  * dx_acc: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16), returns max |acc|; affine:
- * acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping). */
+ * acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping); load: dst = elements
+ * off .. off + n - 1 of p (w bytes each) widened (iq_ld_run). */
 int iq_norm_loops_simd(void);
 #define RCTC_NORM_LOOPS(V)                                                                                          \
     void rctc_norm_sums_##V(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);                                  \
@@ -36,7 +37,8 @@ int iq_norm_loops_simd(void);
                                   int64_t *acc);                                                                    \
     uint64_t rctc_norm_affine_##V(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,      \
                                   int64_t bias, int64_t *acc);                                                      \
-    void rctc_norm_scale_##V(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
+    void rctc_norm_scale_##V(size_t n, const int64_t *acc, int64_t mult, int64_t *out);                           \
+    void rctc_norm_load_##V(size_t n, const void *p, int w, size_t off, int64_t *dst);
 RCTC_NORM_LOOPS(portable)
 #if defined(__x86_64__) || defined(_M_X64)
 RCTC_NORM_LOOPS(avx512)
@@ -46,6 +48,7 @@ RCTC_NORM_LOOPS(avx512)
 #define rctc_norm_dx_acc_avx512 rctc_norm_dx_acc_portable
 #define rctc_norm_affine_avx512 rctc_norm_affine_portable
 #define rctc_norm_scale_avx512 rctc_norm_scale_portable
+#define rctc_norm_load_avx512 rctc_norm_load_portable
 #endif
 #undef RCTC_NORM_LOOPS
 /* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */

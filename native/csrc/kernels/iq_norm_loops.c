@@ -67,6 +67,8 @@ uint64_t rctc_norm_affine_portable(size_t n, const int64_t *x, int N, int64_t s1
     return mx;
 }
 
+void rctc_norm_load_portable(size_t n, const void *p, int w, size_t off, int64_t *dst) { iq_ld_run(p, w, off, n, dst); }
+
 void rctc_norm_scale_portable(size_t n, const int64_t *acc, int64_t mult, int64_t *out) {
     for (size_t i = 0; i < n; ++i) out[i] = iq_mul(acc[i], mult);
 }

@@ -106,6 +106,20 @@ uint64_t rctc_norm_affine_avx512(size_t n, const int64_t *x, int N, int64_t s1, 
     return t > v ? t : v;
 }
 
+void rctc_norm_load_avx512(size_t n, const void *p, int w, size_t off, int64_t *dst) {
+    size_t i = 0;
+    if (w == 1) {
+        const int8_t *x = (const int8_t *)p + off;
+        for (; i + 8 <= n; i += 8)
+            _mm512_storeu_si512((void *)(dst + i), _mm512_cvtepi8_epi64(_mm_loadl_epi64((const __m128i *)(x + i))));
+    } else if (w == 2) {
+        const int16_t *x = (const int16_t *)p + off;
+        for (; i + 8 <= n; i += 8)
+            _mm512_storeu_si512((void *)(dst + i), _mm512_cvtepi16_epi64(_mm_loadu_si128((const __m128i *)(x + i))));
+    }
+    rctc_norm_load_portable(n - i, p, w, off + i, dst + i);
+}
+
 void rctc_norm_scale_avx512(size_t n, const int64_t *acc, int64_t mult, int64_t *out) {
     const __m512i vm = _mm512_set1_epi64(mult);
     size_t i = 0;

@@ -4,7 +4,9 @@ instructions per training step, with the Arm DSP GEMMs (the default build) and w
 
     python benchmarks/device_instructions.py [--steps N] [--out DIR]
 
-LeNet on `digits`, ResNet-8 on CIFAR-shaped random data (rct, batch 1, seed 5; codegen seed 11).
+LeNet on `digits`, ResNet-8 on CIFAR-shaped random data (rct, batch 1, seed 5; codegen seed 11), and
+ResNet-8 with 8-bit parameter storage (`rctc compile --max-bits 8`, which fits the stm32f746), also
+with the smallest scratch bands (`rctc codegen --band-bytes 4096`).
 Instructions are what QEMU's `-icount` counts on the emulated Cortex-M4 (not time); KB = 1000 B. Needs
 arm-none-eabi-gcc, newlib and qemu-system-arm (docs/device.md).
 """
@@ -23,7 +25,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = (("lenet", "digits"), ("resnet8", "cifar.npz"))
+#: (row label, model, data, compile options, codegen options)
+MODELS = (("lenet", "lenet", "digits", (), ()), ("resnet8", "resnet8", "cifar.npz", (), ()),
+          ("resnet8 --max-bits 8", "resnet8", "cifar.npz", ("--max-bits", 8), ()),
+          ("resnet8 --max-bits 8 --band-bytes 4096", "resnet8", "cifar.npz", ("--max-bits", 8),
+           ("--band-bytes", 4096)))
 
 
 def _rctc(*args: object) -> subprocess.CompletedProcess:
@@ -50,25 +56,26 @@ def main() -> None:
     np.savez(work / "cifar.npz", x=rng.standard_normal((4, 3, 32, 32)).astype(np.float32), y=rng.integers(0, 10, 4))
     print("| model | flash | RAM | arena = plan | state | scratch | instr/step DSP | instr/step portable | stm32f746 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, data in MODELS:
-        rct = work / f"{name}.rct"
-        r = _rctc("compile", ROOT / "models" / f"{name}.onnx", "-o", rct, "--batch-size", 1, "--seed", 5)
+    for i, (label, name, data, copts, gopts) in enumerate(MODELS):
+        rct = work / f"{name}-{i}.rct"
+        r = _rctc("compile", ROOT / "models" / f"{name}.onnx", "-o", rct, "--batch-size", 1, "--seed", 5, *copts)
         assert r.returncode == 0, r.stderr
         d = data if data == "digits" else work / data
+        name = f"{name}-{i}"
         r = _rctc("codegen", rct, "-o", work / f"{name}-m4", "--data", d, "--steps", a.steps, "--seed", 11, "--run",
-                  "--json")
+                  "--json", *gopts)
         assert r.returncode == 0, r.stderr
         res = json.loads(r.stdout)
         portable = _portable_instructions(work / f"{name}-m4", a.steps)
         fit = _rctc("codegen", rct, "-o", work / f"{name}-stm32", "--board", "stm32f746", "--data", d, "--steps",
-                    a.steps)
+                    a.steps, *gopts)
         m = re.search(r"RAM overflowed by (\d+) bytes", fit.stderr)
         verdict = "fits" if fit.returncode == 0 else (f"RAM over by {m.group(1)} B" if m else fit.stderr.strip())
         kb = lambda n: f"{n / 1000:.1f} KB"  # noqa: E731
-        print(f"| {name} | {kb(res['flash_bytes'])} | {kb(res['ram_bytes'])} | {kb(res['arena_bytes'])} = "
+        print(f"| {label} | {kb(res['flash_bytes'])} | {kb(res['ram_bytes'])} | {kb(res['arena_bytes'])} = "
               f"{kb(res['plan_peak_bytes'])} | {kb(res['state_bytes'])} | {kb(res['scratch_bytes'])} | "
               f"{res['instructions_per_step'] / 1e6:.2f} M | {portable / 1e6:.2f} M | {verdict} |")
-        print(f"<!-- {name}: digest {res['digest']}, {a.steps} steps; stm32f746: {fit.stderr.strip()} -->")
+        print(f"<!-- {label}: digest {res['digest']}, {a.steps} steps; stm32f746: {fit.stderr.strip()} -->")
 
 
 if __name__ == "__main__":

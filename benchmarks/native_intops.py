@@ -1,7 +1,7 @@
 """Time of the native integer element-wise kernels (rctc_intops.h) beside their intref numpy
 specifications, on activation-sized tensors of a batch-32 step, in one run.
 
-Usage: ``python benchmarks/native_intops.py [--min-seconds 0.3] [-o benchmarks/NATIVE_INTOPS.md]``.
+Usage: ``python benchmarks/native_intops.py [--min-seconds 0.3] [--only NAME] [-o benchmarks/NATIVE_INTOPS.md]``.
 
 For each kernel: intref (numpy), the dispatched C kernel, and where a SIMD variant exists the
 portable and AVX2 variants by name (ReLU, ReLU backward, requantize's int8 rounding), each
@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median_seconds, reexec_without_openblas_overrides  # noqa: E402
+from _common import median_seconds, reexec_without_openblas_overrides, write_atomic  # noqa: E402
 
 reexec_without_openblas_overrides()  # before numpy is imported anywhere
 
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
 from rctc.native.intops import IntOps  # noqa: E402
-from rctc.runtime.intref import core, expo, gelu, norm, pointwise, pool  # noqa: E402
+from rctc.runtime.intref import arith, core, expo, gelu, norm, pointwise, pool  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min-seconds", type=float, default=0.3)
     ap.add_argument("-o", "--output", type=Path, default=HERE / "NATIVE_INTOPS.md")
+    ap.add_argument("--only", default="", help="time only the kernels whose name contains this")
     args = ap.parse_args()
     ops = IntOps()
     rng = np.random.default_rng(0)
@@ -57,6 +58,8 @@ def main() -> None:
     acc = rng.integers(-(2**40), 2**40, act.size, dtype=np.int64)
     s = core.requant_shift(core.absmax(acc), 8, False)
     small = act[:, :16]
+    errs = err[:, :16]
+    words = rng.integers(0, 2**32, small.shape, dtype=np.uint32)
     gam = (rng.integers(-127, 128, 16).astype(np.int8), -6)
     bet = (rng.integers(-127, 128, 16).astype(np.int8), -4)
     rs = ((np.zeros(16, np.int16), -8), (np.ones(16, np.int16), -8))
@@ -77,11 +80,15 @@ def main() -> None:
         ("gelu (i-GELU)", lambda: gelu.gelu(small, -4), lambda: ops.gelu(small, -4), {}),
         ("batchnorm_train (32x16x32x32)", lambda: norm.batchnorm_train(small, -4, gam, bet, *rs),
          lambda: ops.batchnorm_train(small, -4, gam, bet, *rs), {}),
+        ("batchnorm_backward (32x16x32x32)", lambda: norm.batchnorm_backward(small, -4, gam, errs, -6, 1e-5, 8, words),
+         lambda: ops.batchnorm_backward(small, -4, gam, errs, -6, 1e-5, 8, words), {}),
+        ("add int8+int8 (32x64x32x32)", lambda: arith.add(act, -4, err, -6), lambda: ops.add(act, -4, err, -6), {}),
         ("softmax_cross_entropy_backward (32x10)", lambda: expo.softmax_cross_entropy_backward(logits, -3, labels),
          lambda: ops.softmax_cross_entropy_backward(logits, -3, labels), {}),
     ]
     rows = []
-    for name, ref, nat, variants in cases:
+    load0 = os.getloadavg()[0]
+    for name, ref, nat, variants in (c for c in cases if args.only in c[0]):
         assert same(ref(), nat()), name
         if variants:
             assert same(variants["portable"](), variants["avx2"]()), name
@@ -92,8 +99,10 @@ def main() -> None:
             for i in threadpool_info()]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["# Native integer element-wise kernels vs intref (numpy)", "",
-             f"Command: `python benchmarks/native_intops.py --min-seconds {args.min_seconds}`; one run, 1 thread; "
-             "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset. numpy's BLAS (threadpoolctl): " + "; ".join(blas) + ".",
+             f"Command: `python benchmarks/native_intops.py --min-seconds {args.min_seconds}"
+             + (f" --only '{args.only}'" if args.only else "") + "`; one run, 1 thread; "
+             "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset. numpy's BLAS (threadpoolctl): " + "; ".join(blas) + ". "
+             f"1-min load at the start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}.",
              f"Dispatched ISA: {'avx2' if ops.has_avx2() else 'portable'}. Every result checked bit-identical to "
              "intref (and AVX2 to portable) before timing. Median ms per call; the variant columns time the "
              "named inner loop alone (requantize: the int8 rounding loop without the max pass).", "",
@@ -102,12 +111,7 @@ def main() -> None:
     for name, tr, tn, tp, ta in rows:
         lines.append(f"| {name} | {tr:.3f} | {tn:.3f} | {tr / tn:.1f}x | {fmt(tp)} | {fmt(ta)} |")
     text = "\n".join(lines) + "\n"
-    tmp = args.output.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, args.output)
+    write_atomic(args.output, text)
     print(text)
 
 

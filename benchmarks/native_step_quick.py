@@ -85,13 +85,13 @@ def main() -> None:
     for name in args.models:
         a, _, _ = ms_per_step(name, False, args.batch, args.threads, args.steps)
         b, (in_c, total), cpu = ms_per_step(name, True, args.batch, args.threads, args.steps)
-        print(f"{name:18s} numpy {a:8.1f} ms/step  native {b:8.1f} ms/step (cpu {cpu:7.1f})  x{a / b:4.1f}  "
+        print(f"{name:18s} numpy {a:8.2f} ms/step  native {b:8.3f} ms/step (cpu {cpu:7.3f})  x{a / b:4.1f}  "
               f"nodes in C {in_c}/{total}  load {os.getloadavg()[0]:.1f}", flush=True)
         if args.torch:
             for peer in ("torch_fp32", "torch_qat"):
                 ms = torch_ms(name, peer, args.batch, args.threads)
                 if ms is not None:
-                    print(f"{'':18s} {peer:10s} {ms:8.1f} ms/step  native / {peer} {b / ms:5.2f}  "
+                    print(f"{'':18s} {peer:10s} {ms:8.3f} ms/step  native / {peer} {b / ms:5.2f}  "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 

@@ -43,7 +43,7 @@ from rctc.native.codegen.runner import load_programs
 from rctc.native.partition import partition
 from rctc.runtime.executor import Executor, OnNode, Step
 from rctc.runtime.kernels import KernelContext
-from rctc.runtime.kernels.int_update import acc_scale, record_stats
+from rctc.runtime.kernels.int_update import acc_scale, record_stats_rows
 
 #: (library handle, program prefix) -> the segment whose state the program's static blocks hold now:
 #: two executors of the same graph load the same cached shared object, so they share its blocks
@@ -82,6 +82,7 @@ class _CSegment:
     stat_nodes: list[Node] = field(default_factory=list)  # the update node of each stats entry
     host_steps: list[Step] = field(default_factory=list)  # the same nodes on the numpy kernels
     fallbacks: int = 0  # steps this segment ran on the numpy kernels (a C kernel refused)
+    io: _SegmentIO | None = None  # resolved at the first run (_segment_io)
 
     def claim(self) -> None:
         """Make the program's blocks this segment's (reload all state if another segment had them)."""
@@ -93,11 +94,39 @@ class _CSegment:
 
 
 @dataclass
+class _StatRow:
+    """How one C-recorded update's statistics become ``ctx.stats`` entries (resolved once)."""
+
+    param: str
+    n: int
+    fixed: float | None  # the update's A grid (C_STATS_FIXED), else None: the scale from the exponents
+    #: (value, sign) of the exponents whose sum is the update's shift: the product's (+1), the parameter's (-1)
+    terms: tuple[tuple[str, int], ...] = ()
+    alpha: float = 1.0
+    key: tuple[float, int] | None = None  # (lr32, shift) of the last step's scale
+    scale: float = 0.0
+
+
+@dataclass
+class _SegmentIO:
+    """A segment's per-step data movement, resolved once: (name, Value, slot view) of each stored
+    value, (name, slot view) of each input and output, the statistics rows."""
+
+    state: list[tuple[str, Any, np.ndarray]]
+    inputs: list[tuple[str, np.ndarray]]
+    outputs: list[tuple[str, np.ndarray]]
+    stats: list[_StatRow]
+    free: tuple[str, ...]  # the segment's dead values that can be in the environment
+
+
+@dataclass
 class _Plan:
     parts: list[Step | _CSegment]  # host steps and C segments in execution order
     param_order: dict[str, int]  # update node's parameter -> its position in the numpy schedule
     c_nodes: int = 0
     nodes: int = 0
+    #: the parameter order of a statistics table -> the numpy schedule's order of it (or the same tuple)
+    stats_order: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
 
 def _standin(v: Any) -> np.ndarray:
@@ -216,16 +245,18 @@ class NativeExecutor(Executor):
 
     def _run_segment(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext,
                      on_node: OnNode | None) -> None:
-        step, prog, values = seg.step, seg.step.prog, self.graph.values
+        step, prog = seg.step, seg.step.prog
         t0 = time.perf_counter() if self.op_times is not None else 0.0
         seg.claim()
-        for name in prog.state:
-            data = values[name].data
-            if seg.synced.get(name) is not data:
-                step.view(name)[...] = data
-                seg.synced[name] = data
-        for name in prog.inputs:
-            step.view(name)[...] = env[name]
+        io = seg.io or self._segment_io(seg)
+        synced = seg.synced
+        for name, value, view in io.state:
+            data = value.data
+            if synced.get(name) is not data:
+                view[...] = data
+                synced[name] = data
+        for name, view in io.inputs:
+            view[...] = env[name]
         lr = float(env[seg.lr]) if seg.lr is not None else 0.0
         try:
             step.call(ctx.seed, ctx.step, lr)
@@ -236,9 +267,9 @@ class NativeExecutor(Executor):
             seg.fallbacks += 1
             self.execute(seg.host_steps, env, ctx, on_node)
             return
-        for name in prog.outputs:
-            env[name] = step.view(name).copy()
-        if seg.stat_nodes:
+        for name, view in io.outputs:
+            env[name] = view.copy()
+        if io.stats:
             self._record_stats(seg, env, ctx, lr)
         for state, new in prog.updates.items():
             arr = env.get(new)
@@ -252,7 +283,7 @@ class NativeExecutor(Executor):
         if on_node is not None:
             for node, args, res in seg.standins:
                 on_node(node, args, res, env)
-        for name in seg.free:
+        for name in io.free:
             env.pop(name, None)
 
     def _record_times(self, seg: _CSegment, total: float) -> None:
@@ -272,28 +303,57 @@ class NativeExecutor(Executor):
 
     def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
         """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""
-        values = self.graph.values
-
-        def exp(v: Any) -> int:
-            return int(env[v.name] if v.name in env else values[v.name].data)
-
+        values, get = self.graph.values, env.get
         lr32 = float(np.float32(lr))
-        for node, (param, n), (a, s, g) in zip(seg.stat_nodes, seg.step.prog.stats, seg.step.stat_words()):
+        out = []
+        assert seg.io is not None
+        for row, (a, s, g) in zip(seg.io.stats, seg.step.stat_words()):
+            scale = row.fixed
+            if scale is None:
+                shift = 0
+                for name, sign in row.terms:  # the product's exponents minus the parameter's
+                    v = get(name)
+                    shift += sign * int(values[name].data if v is None else v)
+                if row.key != (lr32, shift):  # the exponents and the rate change rarely: the scale is kept
+                    row.key, row.scale = (lr32, shift), acc_scale(lr32, row.alpha, shift)
+                scale = row.scale
+            out.append((row.param, UpdateStat(g, s, row.n), mean_abs_update(a, scale, row.n)))
+        record_stats_rows(ctx, out)
+
+    def _segment_io(self, seg: _CSegment) -> _SegmentIO:
+        """Resolve (once) the slot views, stored values and statistics rows ``seg`` moves every step."""
+        step, prog, values = seg.step, seg.step.prog, self.graph.values
+        rows = []
+        for node, (param, n) in zip(seg.stat_nodes, prog.stats):
             if node.op_type in C_STATS_FIXED:
-                record_stats(ctx, param, UpdateStat(g, s, n), mean_abs_update(a, 2.0 ** C_STATS_FIXED[node.op_type], n))
+                rows.append(_StatRow(param, n, 2.0 ** C_STATS_FIXED[node.op_type]))
                 continue
             e_at, prod_at = C_STATS[node.op_type]
-            shift = sum(exp(node.inputs[i]) for i in prod_at) - exp(node.inputs[e_at])
-            scale = acc_scale(lr32, float(node.attrs.get("alpha", 1.0)), shift)
-            record_stats(ctx, param, UpdateStat(g, s, n), mean_abs_update(a, scale, n))
+            terms = (*((node.inputs[i].name, 1) for i in prod_at), (node.inputs[e_at].name, -1))
+            rows.append(_StatRow(param, n, None, terms, float(node.attrs.get("alpha", 1.0))))
+        # the environment holds stored values, feeds and what segments hand on; the values the C
+        # program keeps to itself never enter it
+        can_be = {*prog.inputs, *prog.outputs, *(v.name for v in values.values() if v.kind != "temp")}
+        seg.io = _SegmentIO([(name, values[name], step.view(name)) for name in prog.state],
+                            [(name, step.view(name)) for name in prog.inputs],
+                            [(name, step.view(name)) for name in prog.outputs], rows,
+                            tuple(name for name in seg.free if name in can_be))
+        return seg.io
 
     @staticmethod
     def _restore_stats_order(ctx: KernelContext, plan: _Plan) -> None:
-        """Per-parameter statistics in the numpy schedule's order (host nodes may run reordered)."""
-        order = plan.param_order
+        """Per-parameter statistics in the numpy schedule's order (host nodes may run reordered);
+        the order a table arrives in is the same every step, so its sorted order is looked up."""
+        order, known = plan.param_order, plan.stats_order
         for key, val in ctx.stats.items():
-            if isinstance(val, dict) and len(val) > 1 and all(k in order for k in val):
-                ctx.stats[key] = dict(sorted(val.items(), key=lambda kv: order[kv[0]]))
+            if isinstance(val, dict) and len(val) > 1:
+                have = tuple(val)
+                want = known.get(have)
+                if want is None:
+                    want = known[have] = tuple(sorted(have, key=order.__getitem__)) \
+                        if all(k in order for k in have) else have
+                if want != have:
+                    ctx.stats[key] = {k: val[k] for k in want}
 
     def fallbacks(self) -> int:
         """Segment runs so far that a C kernel refused and the numpy kernels did instead."""

@@ -25,6 +25,10 @@ GEMM_TYPES: dict[tuple[type, type, type], str] = {
 }
 #: Variants callable by name; "" is the dispatched entry point.
 VARIANTS = ("", "portable", "avx2", "avx512vnni")
+#: The fused SGD update's entry points (rctc_update.h): dispatched, specification, fast paths.
+SGD_VARIANTS = ("fused", "fused_portable", "fast_portable", "fast_avx2", "fast_avx512")
+#: rctc_update.h's RCTC_SGD_NOT_FAST: a fast path declined operands outside its range.
+SGD_NOT_FAST = 1
 
 
 class Conv2dGeom(ctypes.Structure):
@@ -66,9 +70,11 @@ class Kernels:
         for name in ("rctc_col2im_s32", "rctc_col2im_s64"):
             getattr(self.lib, name).argtypes = [POINTER(Conv2dGeom), c_void_p, c_ssize_t, c_void_p]
         lib = self.lib
-        lib.rctc_sgd_update_fused.restype = c_int
-        lib.rctc_sgd_update_fused.argtypes = [c_size_t, c_void_p, c_int, c_void_p, c_int64, c_int, c_int, c_void_p,
-                                              c_void_p, c_void_p]
+        for variant in SGD_VARIANTS:
+            fn = getattr(lib, f"rctc_sgd_update_{variant}", None)
+            if fn is not None:  # the AVX2 fast path exists only in x86-64 builds
+                fn.restype = c_int
+                fn.argtypes = [c_size_t, c_void_p, c_int, c_void_p, c_int64, c_int, c_int, c_void_p, c_void_p, c_void_p]
         lib.rctc_bw_gavg.restype, lib.rctc_bw_gavg.argtypes = c_uint64, [c_uint64, c_int64, c_int, c_uint64]
         lib.rctc_bw_observe.restype = c_int
         lib.rctc_bw_observe.argtypes = [POINTER(BwWindow), c_uint64, c_uint64, c_uint64]
@@ -174,8 +180,15 @@ class Kernels:
 
     # ---- fused update and the bitwidth controller ------------------------------------------
     def sgd_update_fused(self, q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int,
-                         rand: np.ndarray | None = None) -> tuple[int, np.ndarray, tuple[int, int]]:
-        """``(rc, new q, (A, S))`` of ``rctc_sgd_update_fused`` (rand None: nearest rounding)."""
+                         rand: np.ndarray | None = None,
+                         variant: str = "fused") -> tuple[int, np.ndarray, tuple[int, int]]:
+        """``(rc, new q, (A, S))`` of ``rctc_sgd_update_<variant>`` (rand None: nearest rounding):
+        ``fused`` the dispatched entry point, ``fused_portable`` the specification, ``fast_portable``
+        / ``fast_avx2`` / ``fast_avx512`` the fast path (rc ``SGD_NOT_FAST`` outside its range)."""
+        fn = getattr(self.lib, f"rctc_sgd_update_{variant}", None) if variant in SGD_VARIANTS else None
+        isa = {"fast_avx2": "avx2", "fast_avx512": "avx512vnni"}.get(variant, "")
+        if fn is None or not self.has_variant(isa):
+            raise ValueError(f"sgd_update_fused: no variant {variant!r} on this build and CPU")
         q = _contig(q, (np.int8, np.int16, np.int32), "sgd_update_fused")
         acc = _contig(acc, (np.int64,), "sgd_update_fused acc")
         if acc.size != q.size or (rand is not None and np.asarray(rand).size != q.size):
@@ -184,8 +197,8 @@ class Kernels:
             rand = _contig(rand, (np.uint32,), "sgd_update_fused rand")
         out = np.empty_like(q)
         stats = np.zeros(2, np.uint64)
-        rc = self.lib.rctc_sgd_update_fused(q.size, _ptr(q), q.itemsize, _ptr(acc), m, k, bits,
-                                            None if rand is None else _ptr(rand), _ptr(out), _ptr(stats))
+        rc = fn(q.size, _ptr(q), q.itemsize, _ptr(acc), m, k, bits, None if rand is None else _ptr(rand), _ptr(out),
+                _ptr(stats))
         return int(rc), out, (int(stats[0]), int(stats[1]))
 
     def bw_gavg(self, a: int, m: int, k: int, n: int) -> int:

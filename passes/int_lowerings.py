@@ -46,39 +46,39 @@ def lowering(*op_types: str) -> Callable[[Lowering], Lowering]:
     return deco
 
 
-def _pairs(node: Node) -> list[IntPair]:
+def pairs_of(node: Node) -> list[IntPair]:
     return [(node.outputs[i], node.outputs[i + 1]) for i in range(0, len(node.outputs), 2)]
 
 
-def _float(v: Value | None) -> bool:
+def is_float(v: Value | None) -> bool:
     return v is not None and np.dtype(v.dtype) == np.float32
 
 
-_E = (".e", np.int32)
+EXP = (".e", np.int32)
 
 
 # ----------------------------------------------------------------------------- exact ops
 @lowering("Relu")
 def _relu(lz: Any, n: Node) -> list[IntPair] | None:
-    if not _float(n.inputs[0]):
+    if not is_float(n.inputs[0]):
         return None
     q, e = lz.int_of(n.inputs[0], n)
-    return _pairs(lz.emit(n, "IntRelu", [q, e], [(".q", q.dtype), _E]))
+    return pairs_of(lz.emit(n, "IntRelu", [q, e], [(".q", q.dtype), EXP]))
 
 
 @lowering("ReluGrad")
 def _relu_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    if not (_float(n.inputs[0]) and _float(n.inputs[1])):
+    if not (is_float(n.inputs[0]) and is_float(n.inputs[1])):
         return None
     dq, de = lz.int_of(n.inputs[0], n)
     q, e = lz.int_of(n.inputs[1], n)
-    return _pairs(lz.emit(n, "IntReluGrad", [dq, de, q, e], [(".q", dq.dtype), _E]))
+    return pairs_of(lz.emit(n, "IntReluGrad", [dq, de, q, e], [(".q", dq.dtype), EXP]))
 
 
 def _pool_ok(n: Node, x: Value | None) -> bool:
     a = n.attrs
     k = a.get("kernel_shape")
-    return (_float(x) and x is not None and len(x.shape) == 4 and k is not None and len(k) == 2
+    return (is_float(x) and x is not None and len(x.shape) == 4 and k is not None and len(k) == 2
             and all(int(d) == 1 for d in (a.get("dilations") or (1, 1)))
             and int(a.get("ceil_mode", 0)) == 0 and str(a.get("auto_pad", "NOTSET")) in ("NOTSET", "VALID")
             and int(a.get("storage_order", 0)) == 0 and len(n.outputs) == 1)
@@ -93,26 +93,26 @@ def _max_pool(lz: Any, n: Node) -> list[IntPair] | None:
     if not _pool_ok(n, n.inputs[0]):
         return None
     q, e = lz.int_of(n.inputs[0], n)
-    return _pairs(lz.emit(n, "IntMaxPool", [q, e], [(".q", q.dtype), _E], _pool_attrs(n)))
+    return pairs_of(lz.emit(n, "IntMaxPool", [q, e], [(".q", q.dtype), EXP], _pool_attrs(n)))
 
 
 @lowering("MaxPoolGrad")
 def _max_pool_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    if not (_float(n.inputs[0]) and _pool_ok(n, n.inputs[1])):
+    if not (is_float(n.inputs[0]) and _pool_ok(n, n.inputs[1])):
         return None
     dq, de = lz.int_of(n.inputs[0], n)
     q, e = lz.int_of(n.inputs[1], n)
     bits = lz.bits(n)
     attrs = {**_pool_attrs(n), "bits": bits, "rounding": lz.rounding(n)}
-    return _pairs(lz.emit(n, "IntMaxPoolGrad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E], attrs))
+    return pairs_of(lz.emit(n, "IntMaxPoolGrad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), EXP], attrs))
 
 
 @lowering(*sorted(LAYOUT_OPS))
-def _layout(lz: Any, n: Node) -> list[IntPair] | None:
+def layout_lowering(lz: Any, n: Node) -> list[IntPair] | None:
     """A layout op on the integers (the exponent passes through), when its input has an integer
     form already (a layout op is never worth a quantise of its own)."""
     x = n.inputs[0]
-    if not _float(x) or len(n.outputs) != 1 or not lz.has_int(x) or _feeds_updates_only(n.outputs[0]):
+    if not is_float(x) or len(n.outputs) != 1 or not lz.has_int(x) or _feeds_updates_only(n.outputs[0]):
         return None  # a weight gradient on its way to an update stays the product fuse_updates fuses
     q, e = lz.int_of(x, n)
     out = n.outputs[0]
@@ -143,20 +143,20 @@ def _clip_attrs(n: Node, first: int) -> dict[str, Any] | None:
 @lowering("Clip")
 def _clip(lz: Any, n: Node) -> list[IntPair] | None:
     attrs = _clip_attrs(n, 1)
-    if attrs is None or not _float(n.inputs[0]):
+    if attrs is None or not is_float(n.inputs[0]):
         return None
     q, e = lz.int_of(n.inputs[0], n)
-    return _pairs(lz.emit(n, "IntClip", [q, e], [(".q", q.dtype), _E], attrs))
+    return pairs_of(lz.emit(n, "IntClip", [q, e], [(".q", q.dtype), EXP], attrs))
 
 
 @lowering("ClipGrad")
 def _clip_grad(lz: Any, n: Node) -> list[IntPair] | None:
     attrs = _clip_attrs(n, 2)
-    if attrs is None or not (_float(n.inputs[0]) and _float(n.inputs[1])):
+    if attrs is None or not (is_float(n.inputs[0]) and is_float(n.inputs[1])):
         return None
     dq, de = lz.int_of(n.inputs[0], n)
     q, e = lz.int_of(n.inputs[1], n)
-    return _pairs(lz.emit(n, "IntClipGrad", [dq, de, q, e], [(".q", dq.dtype), _E], attrs))
+    return pairs_of(lz.emit(n, "IntClipGrad", [dq, de, q, e], [(".q", dq.dtype), EXP], attrs))
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -181,8 +181,8 @@ def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
     """Training-mode BatchNorm (batch statistics; running statistics as integer state, which
     replaces the float buffers)."""
     x, scale, bias, mean, var = (n.input(i) for i in range(5))
-    if not (len(n.outputs) == 3 and _float(x) and x is not None and len(x.shape) >= 2 and _float(scale)
-            and _float(bias) and all(v is not None and v.kind == "buffer" and v.data is not None for v in (mean, var))
+    if not (len(n.outputs) == 3 and is_float(x) and x is not None and len(x.shape) >= 2 and is_float(scale)
+            and is_float(bias) and all(v is not None and v.kind == "buffer" and v.data is not None for v in (mean, var))
             and all(n.outputs[k].name == lz.g.state_updates.get(s.name) for k, s in ((1, mean), (2, var)))):
         return None
     q, e = lz.int_of(x, n)
@@ -191,7 +191,7 @@ def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
     (mq, me), (vq, ve) = _int_state(lz, mean), _int_state(lz, var)
     bits = lz.bits(n)
     node = lz.emit(n, "IntBatchNormalization", [q, e, gq, ge, bq, be, mq, me, vq, ve],
-                   [(".q", int_dtype_for_bits(bits)), _E, (".q", np.int16), _E, (".q", np.int16), _E],
+                   [(".q", int_dtype_for_bits(bits)), EXP, (".q", np.int16), EXP, (".q", np.int16), EXP],
                    {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "momentum": float(n.attrs.get("momentum", 0.9)),
                     "bits": bits})
     g = lz.g
@@ -200,16 +200,16 @@ def _batch_norm(lz: Any, n: Node) -> list[IntPair] | None:
         g.state_updates[sq.name] = node.outputs[nq].name
         g.state_updates[se.name] = node.outputs[ne].name
         lz.orphans.add(old.name)
-    return _pairs(node)
+    return pairs_of(node)
 
 
-def _norm_grad(lz: Any, n: Node, fwd_op: str, int_op: str, attrs: Callable[[Node], dict[str, Any]]
+def norm_grad_lowering(lz: Any, n: Node, fwd_op: str, int_op: str, attrs: Callable[[Node], dict[str, Any]]
                ) -> list[IntPair] | None:
     """BatchNormGrad / LayerNormGrad -> their integer twin, when the forward norm was lowered and the
     scale / bias gradients only feed updates: (dx at the error width, dgamma / dbeta as exact int64)."""
     dy, x, scale = n.input(0), n.input(1), n.input(2)
     fwd = [u for u, _ in x.uses if u.op_type == fwd_op] if x is not None else []
-    if not (_float(dy) and _float(x) and _float(scale) and len(n.outputs) == 3 and fwd
+    if not (is_float(dy) and is_float(x) and is_float(scale) and len(n.outputs) == 3 and fwd
             and all(f.name in lz.lowered for f in fwd)
             and all(not o.uses or _feeds_updates_only(o) for o in n.outputs[1:])):
         return None
@@ -217,59 +217,59 @@ def _norm_grad(lz: Any, n: Node, fwd_op: str, int_op: str, attrs: Callable[[Node
     q, e = lz.int_of(x, n)
     gq, ge = lz.int_of(scale, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, int_op, [dq, de, q, e, gq, ge],
-                          [(".q", int_dtype_for_bits(bits)), _E, (".acc", np.int64), _E, (".acc", np.int64), _E],
-                          {**attrs(fwd[0]), "bits": bits, "rounding": lz.rounding(n)}))
+    return pairs_of(lz.emit(n, int_op, [dq, de, q, e, gq, ge],
+                            [(".q", int_dtype_for_bits(bits)), EXP, (".acc", np.int64), EXP, (".acc", np.int64), EXP],
+                            {**attrs(fwd[0]), "bits": bits, "rounding": lz.rounding(n)}))
 
 
 @lowering("BatchNormGrad")
 def _batch_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    return _norm_grad(lz, n, "BatchNormalization", "IntBatchNormGrad",
+    return norm_grad_lowering(lz, n, "BatchNormalization", "IntBatchNormGrad",
                       lambda f: {"epsilon": float(n.attrs.get("epsilon", 1e-5))})
 
 
 @lowering("LayerNormalization")
 def _layer_norm(lz: Any, n: Node) -> list[IntPair] | None:
     x, scale, bias = n.input(0), n.input(1), n.input(2)
-    if not (_float(x) and _float(scale) and _float(bias) and all(not o.uses for o in n.outputs[1:])
+    if not (is_float(x) and is_float(scale) and is_float(bias) and all(not o.uses for o in n.outputs[1:])
             and all(o not in lz.g.outputs for o in n.outputs)):
         return None
     q, e = lz.int_of(x, n)
     gq, ge = lz.int_of(scale, n)
     bq, be = lz.int_of(bias, n)
     bits = lz.bits(n)
-    node = lz.emit(n, "IntLayerNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), _E],
+    node = lz.emit(n, "IntLayerNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), EXP],
                    {"axis": int(n.attrs.get("axis", -1)), "epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits})
-    return _pairs(node)
+    return pairs_of(node)
 
 
 @lowering("LayerNormGrad")
 def _layer_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    return _norm_grad(lz, n, "LayerNormalization", "IntLayerNormGrad",
+    return norm_grad_lowering(lz, n, "LayerNormalization", "IntLayerNormGrad",
                       lambda f: {"axis": int(f.attrs.get("axis", -1)), "epsilon": float(f.attrs.get("epsilon", 1e-5))})
 
 
 @lowering("Softmax")
 def _softmax(lz: Any, n: Node) -> list[IntPair] | None:
-    if not _float(n.inputs[0]):
+    if not is_float(n.inputs[0]):
         return None
     q, e = lz.int_of(n.inputs[0], n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntSoftmax", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"axis": int(n.attrs.get("axis", -1)), "bits": bits}))
+    return pairs_of(lz.emit(n, "IntSoftmax", [q, e], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"axis": int(n.attrs.get("axis", -1)), "bits": bits}))
 
 
 @lowering("SoftmaxGrad")
 def _softmax_grad(lz: Any, n: Node) -> list[IntPair] | None:
     dy, y = n.inputs[0], n.inputs[1]
     fwd = y.producer if y is not None else None
-    if not (_float(dy) and _float(y) and fwd is not None and fwd.name in lz.lowered):
+    if not (is_float(dy) and is_float(y) and fwd is not None and fwd.name in lz.lowered):
         return None
     dq, de = lz.int_of(dy, n)
     qy, ey = lz.int_of(y, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntSoftmaxGrad", [dq, de, qy, ey], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"axis": int(fwd.attrs.get("axis", -1)), "bits": bits, "rounding": lz.rounding(n)}))
+    return pairs_of(lz.emit(n, "IntSoftmaxGrad", [dq, de, qy, ey], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"axis": int(fwd.attrs.get("axis", -1)), "bits": bits, "rounding": lz.rounding(n)}))
 
 
 def _const_ints(v: Value | None) -> list[int] | None:
@@ -282,22 +282,23 @@ def _const_ints(v: Value | None) -> list[int] | None:
 def _reduce_mean(lz: Any, n: Node) -> list[IntPair] | None:
     x = n.inputs[0]
     axes = _const_ints(n.input(1)) if n.input(1) is not None else n.attrs.get("axes")
-    if not (_float(x) and axes):
+    if not (is_float(x) and axes):
         return None
     q, e = lz.int_of(x, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntReduceMean", [q, e], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"axes": [int(a) for a in axes], "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits}))
+    return pairs_of(lz.emit(n, "IntReduceMean", [q, e], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"axes": [int(a) for a in axes], "keepdims": int(n.attrs.get("keepdims", 1)),
+                             "bits": bits}))
 
 
 @lowering("ReduceMeanGrad")
 def _reduce_mean_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    if not (_float(n.inputs[0]) and n.attrs.get("axes") and n.attrs.get("shape")):
+    if not (is_float(n.inputs[0]) and n.attrs.get("axes") and n.attrs.get("shape")):
         return None
     dq, de = lz.int_of(n.inputs[0], n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntReduceMeanGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"shape": list(n.attrs["shape"]), "axes": list(n.attrs["axes"]),
+    return pairs_of(lz.emit(n, "IntReduceMeanGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"shape": list(n.attrs["shape"]), "axes": list(n.attrs["axes"]),
                            "keepdims": int(n.attrs.get("keepdims", 1)), "bits": bits, "rounding": lz.rounding(n)}))
 
 
@@ -307,35 +308,35 @@ def _gather_grad(lz: Any, n: Node) -> list[IntPair] | None:
     other Gather's error (an unrolled cell's row slices) scattered exactly, rounded once to the
     error width (exact for distinct indices)."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not _float(dy):
+    if not is_float(dy):
         return None
     dq, de = lz.int_of(dy, n)
     if int(n.attrs.get("axis", 0)) == 0 and _feeds_updates_only(out):
-        return _pairs(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), _E],
-                              {"table_shape": list(n.attrs["table_shape"])}))
+        return pairs_of(lz.emit(n, "IntGatherGrad", [dq, de, n.inputs[1]], [(".acc", np.int64), EXP],
+                                {"table_shape": list(n.attrs["table_shape"])}))
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntGatherScatter", [dq, de, n.inputs[1]], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"table_shape": list(n.attrs["table_shape"]), "axis": int(n.attrs.get("axis", 0)),
+    return pairs_of(lz.emit(n, "IntGatherScatter", [dq, de, n.inputs[1]], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"table_shape": list(n.attrs["table_shape"]), "axis": int(n.attrs.get("axis", 0)),
                            "bits": bits, "rounding": lz.rounding(n)}))
 
 
-def _binary(int_op: str) -> Callable[[Any, Node], list[IntPair] | None]:
+def binary_lowering(int_op: str) -> Callable[[Any, Node], list[IntPair] | None]:
     """Add / Mul -> their integer twin: both operands quantised, one rounding to the node's width."""
     def lower(lz: Any, n: Node) -> list[IntPair] | None:
         a, b = n.inputs[0], n.inputs[1]
-        if not (_float(a) and _float(b)):
+        if not (is_float(a) and is_float(b)):
             return None
         qa, ea = lz.int_of(a, n)
         qb, eb = lz.int_of(b, n)
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, int_op, [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), _E],
-                              {"bits": bits, "rounding": lz.rounding(n)}))
+        return pairs_of(lz.emit(n, int_op, [qa, ea, qb, eb], [(".q", int_dtype_for_bits(bits)), EXP],
+                                {"bits": bits, "rounding": lz.rounding(n)}))
     return lower
 
 
 # ----------------------------------------------------------------------------- arithmetic
-lowering("Mul")(_binary("IntMul"))
-lowering("Add")(_binary("IntAdd"))
+lowering("Mul")(binary_lowering("IntMul"))
+lowering("Add")(binary_lowering("IntAdd"))
 
 
 def _feeds_updates_only(v: Value) -> bool:
@@ -349,7 +350,7 @@ def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
     other ops read (the error of a broadcast operand inside an unrolled cell) as IntAddGrad: the
     same exact sum, rounded once to the error width."""
     dy, out = n.inputs[0], n.outputs[0]
-    if not _float(dy):
+    if not is_float(dy):
         return None
     to_update = _feeds_updates_only(out)
     if not (to_update or n.op_type == "ReduceSumTo"):
@@ -367,30 +368,31 @@ def _bias_grad(lz: Any, n: Node) -> list[IntPair] | None:
     dq, de = lz.int_of(dy, n)
     if not to_update:
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, "IntAddGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
-                              {"shape": [int(d) for d in shape], "bits": bits, "rounding": lz.rounding(n)}))
-    return _pairs(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), _E], {"axes": axes, "shape": list(shape)}))
+        return pairs_of(lz.emit(n, "IntAddGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), EXP],
+                                {"shape": [int(d) for d in shape], "bits": bits, "rounding": lz.rounding(n)}))
+    return pairs_of(lz.emit(n, "IntReduceSum", [dq, de], [(".acc", np.int64), EXP],
+                            {"axes": axes, "shape": list(shape)}))
 
 
 # ----------------------------------------------------------------------------- pools
 @lowering("GlobalAveragePool")
 def _gap(lz: Any, n: Node) -> list[IntPair] | None:
     x = n.inputs[0]
-    if not (_float(x) and len(x.shape) >= 3):
+    if not (is_float(x) and len(x.shape) >= 3):
         return None
     q, e = lz.int_of(x, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntGlobalAveragePool", [q, e], [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits}))
+    return pairs_of(lz.emit(n, "IntGlobalAveragePool", [q, e], [(".q", int_dtype_for_bits(bits)), EXP], {"bits": bits}))
 
 
 @lowering("GlobalAveragePoolGrad")
 def _gap_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    if not _float(n.inputs[0]):
+    if not is_float(n.inputs[0]):
         return None
     dq, de = lz.int_of(n.inputs[0], n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntGlobalAveragePoolGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"input_shape": list(n.attrs["input_shape"]), "bits": bits, "rounding": lz.rounding(n)}))
+    return pairs_of(lz.emit(n, "IntGlobalAveragePoolGrad", [dq, de], [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"input_shape": list(n.attrs["input_shape"]), "bits": bits, "rounding": lz.rounding(n)}))
 
 
 # ----------------------------------------------------------------------------- loss
@@ -402,22 +404,22 @@ def _unit_seed(v: Value | None) -> bool:
 @lowering("SoftmaxCrossEntropy")
 def _ce(lz: Any, n: Node) -> list[IntPair] | None:
     logits = n.inputs[0]
-    if not (_float(logits) and len(logits.shape) == 2):
+    if not (is_float(logits) and len(logits.shape) == 2):
         return None
     q, e = lz.int_of(logits, n)
-    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropy", [q, e, n.inputs[1], n.inputs[2]], [(".q", np.int64), _E]))
+    return pairs_of(lz.emit(n, "IntSoftmaxCrossEntropy", [q, e, n.inputs[1], n.inputs[2]], [(".q", np.int64), EXP]))
 
 
 @lowering("SoftmaxCrossEntropyGrad")
 def _ce_grad(lz: Any, n: Node) -> list[IntPair] | None:
     """``(softmax - onehot) / B`` for the loss's own seed of 1 (a scaled seed stays float)."""
     logits = n.inputs[1]
-    if not (_unit_seed(n.inputs[0]) and _float(logits) and len(logits.shape) == 2):
+    if not (_unit_seed(n.inputs[0]) and is_float(logits) and len(logits.shape) == 2):
         return None
     q, e = lz.int_of(logits, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
-                          [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits, "rounding": lz.rounding(n)}))
+    return pairs_of(lz.emit(n, "IntSoftmaxCrossEntropyGrad", [q, e, n.inputs[2], n.inputs[3]],
+                            [(".q", int_dtype_for_bits(bits)), EXP], {"bits": bits, "rounding": lz.rounding(n)}))
 
 
 __all__ = ["LOWERINGS", "IntPair", "lowering"]

@@ -32,7 +32,16 @@ import numpy as np
 
 from rctc.fixedpoint import int_dtype_for_bits
 from rctc.ir import Node
-from rctc.passes.int_lowerings import _E, IntPair, _binary, _float, _layout, _norm_grad, _pairs, lowering
+from rctc.passes.int_lowerings import (
+    EXP,
+    IntPair,
+    binary_lowering,
+    is_float,
+    layout_lowering,
+    lowering,
+    norm_grad_lowering,
+    pairs_of,
+)
 
 Rule = Callable[[Any, Node], "list[IntPair] | None"]
 
@@ -40,11 +49,11 @@ Rule = Callable[[Any, Node], "list[IntPair] | None"]
 def _activation(int_op: str) -> Rule:
     def lower(lz: Any, n: Node) -> list[IntPair] | None:
         x = n.inputs[0]
-        if not _float(x):
+        if not is_float(x):
             return None
         q, e = lz.int_of(x, n)
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), _E], {"bits": bits}))
+        return pairs_of(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), EXP], {"bits": bits}))
     return lower
 
 
@@ -52,14 +61,14 @@ def _activation_grad(fwd_op: str, int_op: str) -> Rule:
     def lower(lz: Any, n: Node) -> list[IntPair] | None:
         dy, y = n.inputs[0], n.inputs[1]
         fwd = y.producer if y is not None else None
-        if not (_float(dy) and _float(y) and fwd is not None and fwd.op_type == fwd_op and fwd.name in lz.lowered
-                and _float(fwd.inputs[0])):
+        if not (is_float(dy) and is_float(y) and fwd is not None and fwd.op_type == fwd_op and fwd.name in lz.lowered
+                and is_float(fwd.inputs[0])):
             return None
         dq, de = lz.int_of(dy, n)
         q, e = lz.int_of(fwd.inputs[0], fwd)
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, int_op, [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E],
-                              {"bits": bits, "rounding": lz.rounding(n)}))
+        return pairs_of(lz.emit(n, int_op, [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), EXP],
+                                {"bits": bits, "rounding": lz.rounding(n)}))
     return lower
 
 
@@ -67,15 +76,15 @@ lowering("Sigmoid")(_activation("IntSigmoid"))
 lowering("Tanh")(_activation("IntTanh"))
 lowering("SigmoidGrad")(_activation_grad("Sigmoid", "IntSigmoidGrad"))
 lowering("TanhGrad")(_activation_grad("Tanh", "IntTanhGrad"))
-lowering("Sub")(_binary("IntSub"))
+lowering("Sub")(binary_lowering("IntSub"))
 
 
 @lowering("Neg")
 def _neg(lz: Any, n: Node) -> list[IntPair] | None:
-    if not _float(n.inputs[0]):
+    if not is_float(n.inputs[0]):
         return None
     q, e = lz.int_of(n.inputs[0], n)
-    return _pairs(lz.emit(n, "IntNeg", [q, e], [(".q", q.dtype), _E]))
+    return pairs_of(lz.emit(n, "IntNeg", [q, e], [(".q", q.dtype), EXP]))
 
 
 @lowering("Gather")
@@ -84,34 +93,34 @@ def _gather(lz: Any, n: Node) -> list[IntPair] | None:
     idx = n.inputs[1]
     if idx is None or idx.kind != "const" or idx.data is None or not np.issubdtype(np.dtype(idx.dtype), np.integer):
         return None
-    return _layout(lz, n)
+    return layout_lowering(lz, n)
 
 
 @lowering("Concat")
 def _concat(lz: Any, n: Node) -> list[IntPair] | None:
     xs = list(n.inputs)
-    if not xs or not all(_float(x) for x in xs) or len(n.outputs) != 1 or n.attrs.get("axis") is None:
+    if not xs or not all(is_float(x) for x in xs) or len(n.outputs) != 1 or n.attrs.get("axis") is None:
         return None
     ins = []
     for x in xs:
         ins += list(lz.int_of(x, n))
     bits = lz.bits(n)
     axis = int(n.attrs["axis"]) % len(xs[0].shape)
-    return _pairs(lz.emit(n, "IntConcat", ins, [(".q", int_dtype_for_bits(bits)), _E], {"axis": axis, "bits": bits}))
+    return pairs_of(lz.emit(n, "IntConcat", ins, [(".q", int_dtype_for_bits(bits)), EXP], {"axis": axis, "bits": bits}))
 
 
 @lowering("ConcatGrad")
 def _concat_grad(lz: Any, n: Node) -> list[IntPair] | None:
     dy = n.inputs[0]
-    if not (_float(dy) and n.outputs and all(_float(o) for o in n.outputs)):
+    if not (is_float(dy) and n.outputs and all(is_float(o) for o in n.outputs)):
         return None
     dq, de = lz.int_of(dy, n)
     outs: list[tuple[str, np.dtype]] = []
     for _ in n.outputs:
-        outs += [(".q", np.dtype(dq.dtype)), _E]
+        outs += [(".q", np.dtype(dq.dtype)), EXP]
     attrs = {"axis": int(n.attrs["axis"]) % len(dy.shape), "split": [int(s) for s in n.attrs["split"]],
              "select": [int(s) for s in n.attrs["select"]]}
-    return _pairs(lz.emit(n, "IntConcatGrad", [dq, de], outs, attrs))
+    return pairs_of(lz.emit(n, "IntConcatGrad", [dq, de], outs, attrs))
 
 
 def _const_value(v: Any) -> float | None:
@@ -131,7 +140,7 @@ def _pad(lz: Any, n: Node) -> list[IntPair] | None:
     c = _const_value(n.input(2))
     if mode not in ("constant", "reflect", "edge") or (mode == "constant" and c not in (None, 0.0)):
         return None
-    return _layout(lz, n)
+    return layout_lowering(lz, n)
 
 
 @lowering("Resize")
@@ -141,19 +150,19 @@ def _resize(lz: Any, n: Node) -> list[IntPair] | None:
     the export; the native step, which reads no float tensor, runs this node on the host.)"""
     if str(n.attrs.get("mode", "nearest")) != "nearest":
         return None
-    return _layout(lz, n)
+    return layout_lowering(lz, n)
 
 
 def _scatter_grad(int_op: str, keep: tuple[str, ...]) -> Rule:
     def lower(lz: Any, n: Node) -> list[IntPair] | None:
         dy = n.inputs[0]
-        if not _float(dy) or (int_op == "IntResizeGrad" and str(n.attrs.get("mode", "nearest")) != "nearest"):
+        if not is_float(dy) or (int_op == "IntResizeGrad" and str(n.attrs.get("mode", "nearest")) != "nearest"):
             return None
         dq, de = lz.int_of(dy, n)
         bits = lz.bits(n)
         attrs = {k: n.attrs[k] for k in keep if k in n.attrs}
-        return _pairs(lz.emit(n, int_op, [dq, de], [(".q", int_dtype_for_bits(bits)), _E],
-                              {**attrs, "bits": bits, "rounding": lz.rounding(n)}))
+        return pairs_of(lz.emit(n, int_op, [dq, de], [(".q", int_dtype_for_bits(bits)), EXP],
+                                {**attrs, "bits": bits, "rounding": lz.rounding(n)}))
     return lower
 
 
@@ -166,19 +175,20 @@ lowering("ResizeGrad")(_scatter_grad("IntResizeGrad", ("mode", "coordinate_trans
 def _instance_norm(lz: Any, n: Node) -> list[IntPair] | None:
     """BatchNorm's integer algorithm per (sample, channel) (intref.instnorm)."""
     x, scale, bias = n.input(0), n.input(1), n.input(2)
-    if not (_float(x) and x is not None and len(x.shape) >= 3 and _float(scale) and _float(bias)):
+    if not (is_float(x) and x is not None and len(x.shape) >= 3 and is_float(scale) and is_float(bias)):
         return None
     q, e = lz.int_of(x, n)
     gq, ge = lz.int_of(scale, n)
     bq, be = lz.int_of(bias, n)
     bits = lz.bits(n)
-    return _pairs(lz.emit(n, "IntInstanceNormalization", [q, e, gq, ge, bq, be], [(".q", int_dtype_for_bits(bits)), _E],
-                          {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits}))
+    return pairs_of(lz.emit(n, "IntInstanceNormalization", [q, e, gq, ge, bq, be],
+                            [(".q", int_dtype_for_bits(bits)), EXP],
+                            {"epsilon": float(n.attrs.get("epsilon", 1e-5)), "bits": bits}))
 
 
 @lowering("InstanceNormGrad")
 def _instance_norm_grad(lz: Any, n: Node) -> list[IntPair] | None:
-    return _norm_grad(lz, n, "InstanceNormalization", "IntInstanceNormGrad",
+    return norm_grad_lowering(lz, n, "InstanceNormalization", "IntInstanceNormGrad",
                       lambda f: {"epsilon": float(f.attrs.get("epsilon", 1e-5))})
 
 
@@ -190,21 +200,21 @@ def _unary(int_op: str, keep: tuple[str, ...]) -> tuple[Rule, Rule]:
 
     def forward(lz: Any, n: Node) -> list[IntPair] | None:
         x = n.inputs[0]
-        if not _float(x):
+        if not is_float(x):
             return None
         q, e = lz.int_of(x, n)
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), _E], {**attrs(n), "bits": bits}))
+        return pairs_of(lz.emit(n, int_op, [q, e], [(".q", int_dtype_for_bits(bits)), EXP], {**attrs(n), "bits": bits}))
 
     def backward(lz: Any, n: Node) -> list[IntPair] | None:
         dy, x = n.inputs[0], n.inputs[1]
-        if not (_float(dy) and _float(x)):
+        if not (is_float(dy) and is_float(x)):
             return None
         dq, de = lz.int_of(dy, n)
         q, e = lz.int_of(x, n)
         bits = lz.bits(n)
-        return _pairs(lz.emit(n, f"{int_op}Grad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), _E],
-                              {**attrs(n), "bits": bits, "rounding": lz.rounding(n)}))
+        return pairs_of(lz.emit(n, f"{int_op}Grad", [dq, de, q, e], [(".q", int_dtype_for_bits(bits)), EXP],
+                                {**attrs(n), "bits": bits, "rounding": lz.rounding(n)}))
     return forward, backward
 
 

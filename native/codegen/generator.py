@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rctc.analysis.arena import align, layout, step_arguments, tensors, unread
+from rctc.analysis.arena import align, layout, step_arguments, streamed_layout, tensors, unread
 from rctc.errors import UnsupportedOpError
 from rctc.ir import Graph, Node, Value
 from rctc.native.codegen.emit import ALIASES, EMITTERS, STEP_ARGS
@@ -126,9 +126,12 @@ def refusal(node: Node, training: bool = True) -> str | None:
 
 
 class _Emit:
-    def __init__(self, slots: dict[str, Slot], training: bool, prefix: str = "rctc_model",
-                 tasks: bool = False) -> None:
+    def __init__(self, slots: dict[str, Slot], training: bool, band: int | None = None,
+                 streamed: frozenset[str] = frozenset(), prefix: str = "rctc_model", tasks: bool = False) -> None:
         self.slots = slots
+        self.streamed = streamed
+        if band is not None:
+            self.band = band
         self.prefix = prefix
         #: whether emitters may split a node over images on the step's threads (file-scope task
         #: functions, :meth:`helper`); the device step keeps every node on the calling thread
@@ -180,10 +183,11 @@ PROFILE_PROLOGUE = "\n".join([
 FILL_SCRATCH = True
 
 
-def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, budget: int, prefix: str = "rctc_model",
+def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, budget: int,
+               band: int | None = None, streamed: frozenset[str] = frozenset(), prefix: str = "rctc_model",
                tasks: bool = False) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
-    """The step's node blocks emitted with ``budget``, and each scratch user's need."""
-    cx = _Emit(slots, training, prefix, tasks)
+    """The step's node blocks emitted with ``budget`` (and ``band``), and each scratch user's need."""
+    cx = _Emit(slots, training, band, streamed, prefix, tasks)
     cx.budget = budget
     body: list[str] = []
     scratch_nodes: list[tuple[str, str, int]] = []
@@ -201,7 +205,7 @@ def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, bu
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
              training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False,
-             tasks: bool = False) -> CProgram:
+             band_bytes: int | None = None, tasks: bool = False) -> CProgram:
     """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
 
     ``prefix`` names the program's functions (``<prefix>_step``, ``<prefix>_arena``,
@@ -210,8 +214,10 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     (``cx.training``); ``extern_blocks`` names the arena and state blocks ``rctc_arena`` and
     ``rctc_state`` with external linkage (a device project, one program, reads their sizes from
     the linked image); ``in_place_updates`` lets a parameter update write the state block directly
-    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`); ``tasks`` lets
-    emitters split a node over images on the step's threads where the scratch budget holds a
+    where nothing reads the old value later (:func:`rctc.analysis.arena.layout`); ``band_bytes``
+    replaces the banded nodes' smallest band (conv ``TILE_BYTES``, a fused update's gradient block
+    twice that): smaller, the scratch block shrinks and the step costs more instructions; ``tasks``
+    lets emitters split a node over images on the step's threads where the scratch budget holds a
     slot per thread (convolutions; the host backend's choice, the device step stays serial)."""
     nodes = list(nodes)
     args = step_arguments(graph)
@@ -221,14 +227,15 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     for name in outs:
         if name not in produced:
             raise UnsupportedOpError(f"native codegen: output {name!r} is not computed by these nodes")
-    plan = layout(graph, nodes, outs, in_place=in_place_updates)
+    # a device step (in place) streams the data gradients whose accumulators would raise its arena
+    plan = (streamed_layout if in_place_updates else layout)(graph, nodes, outs, in_place=in_place_updates)
     values = {v.name: v for n in nodes for v in tensors(n, args)}
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, prefix, tasks)
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, band_bytes, plan.streamed, prefix, tasks)
     if FILL_SCRATCH and cx.scratch_bytes:
-        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, prefix, tasks)
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, band_bytes, plan.streamed, prefix, tasks)
         if wide[0].scratch_bytes <= cx.scratch_bytes:
             cx, body, scratch_nodes = wide
     for s, new in updates.items():

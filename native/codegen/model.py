@@ -62,13 +62,15 @@ class DeviceModel:
         return self.program.state_bytes
 
 
-def device_program(graph: Graph) -> CProgram:
-    """The generated device step (refused in one line when an op has no C mapping)."""
+def device_program(graph: Graph, band_bytes: int | None = None) -> CProgram:
+    """The generated device step (refused in one line when an op has no C mapping); ``band_bytes``:
+    the banded nodes' smallest band (``generate``)."""
     if graph.meta.get("mode") != "rct":
         raise RctcError(f"rctc codegen needs an rct-mode model; this one is {graph.meta.get('mode')!r} "
                         "(compile it with --mode rct)")
     try:
-        return generate(graph, device_nodes(graph), extern_blocks=True, in_place_updates=True)
+        return generate(graph, device_nodes(graph), extern_blocks=True, in_place_updates=True,
+                        band_bytes=band_bytes)
     except UnsupportedOpError as exc:
         raise UnsupportedOpError(str(exc).replace("use the numpy backend for this model",
                                                   "this model cannot be generated for a device yet")) from None

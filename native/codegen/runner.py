@@ -95,6 +95,7 @@ class NativeStep:
         self._step.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int]
         self._threads = getattr(self.lib, f"{p}_set_threads")
         self._threads.argtypes = [ctypes.c_int]
+        self._lr: tuple[float, int, int] = (math.nan, 0, 0)  # the last rate and its exact pair
         self._base = {"arena": int(arena()), "state": int(blocks())}
         self._views = {name: self._make_view(s) for name, s in prog.slots.items()}
         words = STATS_WORDS * len(prog.stats)
@@ -127,8 +128,9 @@ class NativeStep:
 
     def call(self, seed: int, step: int, lr: float) -> None:
         """Run one step on what the slots hold now (``lr`` read as float32, as numpy does)."""
-        lr_m, lr_k = exact_pair(float(np.float32(lr)))
-        rc = self._step(seed, step, lr_m, lr_k)
+        if lr != self._lr[0]:  # the rate's exact pair is kept while the rate stays (NaN: never kept)
+            self._lr = (lr, *exact_pair(float(np.float32(lr))))
+        rc = self._step(seed, step, self._lr[1], self._lr[2])
         if rc != 0:
             why = _FAILURES.get(rc, "an unknown kernel status")
             raise RctcError(f"native step failed with kernel code {rc} ({why}); the numpy backend reports which node")
@@ -156,7 +158,7 @@ class NativeStep:
 
     def stat_words(self) -> list[tuple[int, int, int]]:
         """The last step's ``(A, S, g)`` of each entry of ``prog.stats``, in its order."""
-        w = [int(x) for x in self._stats]
+        w = self._stats.tolist()  # Python ints
         return [(w[i], w[i + 1], w[i + 2]) for i in range(0, len(w), STATS_WORDS)]
 
     def update_stats(self) -> dict[str, UpdateStat]:

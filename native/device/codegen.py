@@ -29,6 +29,8 @@ from rctc.native.device.toolchain import toolchain_problem
 
 STACK_BYTES = 8192
 _SHOWN = 3
+#: the smallest --band-bytes: a conv band of at least one row of columns is built whatever the limit
+MIN_BAND_BYTES = 1024
 
 
 @dataclass
@@ -39,6 +41,7 @@ class CodegenResult:
     nodes: int
     plan_peak_bytes: int | None
     scratch_bytes: int
+    band_bytes: int | None = None
     toolchain_missing: str | None = None
     image: ImageReport | None = None
     result: RunResult | None = None
@@ -54,7 +57,7 @@ class CodegenResult:
         p = self.project
         out.update(target=p.target, board=p.board if p.target != "host" else None, project=str(p.directory),
                    steps=p.config.steps, first_step=p.config.first_step, nodes_in_c=self.nodes,
-                   state_bytes=p.config.state_bytes, scratch_bytes=self.scratch_bytes,
+                   state_bytes=p.config.state_bytes, scratch_bytes=self.scratch_bytes, band_bytes=self.band_bytes,
                    built=self.image is not None, toolchain_missing=self.toolchain_missing)
         return out
 
@@ -102,7 +105,7 @@ def _explain(exc: DoesNotFit, prog: Any, graph: Any) -> DoesNotFit:
 def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board: str | None = None,
             data: str | None = None, x_key: str = "x", y_key: str = "y", target_column: str | None = None,
             steps: int = 1, seed: int | None = None, lr: float | None = None, do_run: bool = False,
-            timeout: float = 600.0) -> CodegenResult:
+            band_bytes: int | None = None, timeout: float = 600.0) -> CodegenResult:
     """Write the project for ``model_path`` into ``out_dir``; build it (and run it) when the toolchain is here."""
     from rctc.api import load
     from rctc.data import load_data
@@ -114,8 +117,10 @@ def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board
         raise RctcError(f"--steps must be >= 1, got {steps}")
     if data is None:
         raise RctcError("give --data: the device trains on the first --steps x batch samples of it")
+    if band_bytes is not None and band_bytes < MIN_BAND_BYTES:
+        raise RctcError(f"--band-bytes must be >= {MIN_BAND_BYTES}, got {band_bytes}")
     m = load(model_path)
-    prog = device_program(m.graph)
+    prog = device_program(m.graph, band_bytes)
     first = int(m.graph.meta.get("step", 0))
     ds = load_data(data, x_key, y_key, target_column)
     feeds = step_feeds(m, ds.x, ds.y, steps, seed, lr, prog.inputs, ds.source)
@@ -125,7 +130,7 @@ def codegen(model_path: Path, out_dir: Path, *, target: str = "cortex-m4", board
     project = write_project(Path(out_dir).resolve(), dm.sources, dm.arrays, config, target=target, board=board,
                             stack_bytes=STACK_BYTES, host_x86=dm.host_only)
     plan = m.graph.meta.get("memory_plan", {}).get("arena_bytes")
-    res = CodegenResult(project, len(device_nodes(m.graph)), plan, prog.scratch_bytes)
+    res = CodegenResult(project, len(device_nodes(m.graph)), plan, prog.scratch_bytes, band_bytes)
     problem = toolchain_problem(target, board, run=do_run and target == "cortex-m4")
     if problem is not None:
         res.toolchain_missing = problem

@@ -93,7 +93,9 @@ def _unary(op: str, uses_output: bool = False, attr_names: tuple[str, ...] = ())
     return fn
 
 
-rule("Relu")(_unary("ReluGrad"))
+# ReLU's mask from its output (y > 0 exactly where x > 0, as PyTorch's threshold_backward on the
+# result): the output is kept for the next layer anyway, so the pre-activation need not be
+rule("Relu")(_unary("ReluGrad", uses_output=True))
 rule("LeakyRelu")(_unary("LeakyReluGrad", attr_names=("alpha",)))
 rule("Sigmoid")(_unary("SigmoidGrad", uses_output=True))
 rule("Tanh")(_unary("TanhGrad", uses_output=True))

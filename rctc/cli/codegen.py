@@ -29,11 +29,14 @@ from rctc.cli.common import IN_FILE, emit_json, fail_cleanly, json_option
 @click.option("--seed", type=values.SEED, default=None, help="Seed of the stochastic rounding (default: compiled).")
 @click.option("--lr", type=values.POSITIVE_FLOAT, default=None, help="Learning rate (default: the compiled one).")
 @click.option("--run", "do_run", is_flag=True, help="Run it: under QEMU (cortex-m4) or directly (host).")
+@click.option("--band-bytes", type=values.BAND_BYTES, default=None,
+              help="Smallest scratch band of a banded conv (default 16384; a fused update's gradient block "
+              "takes twice it): smaller needs less RAM and more instructions (docs/device.md, Scratch).")
 @json_option
 @fail_cleanly
 def command(model: Path, out_dir: Path, target: str, board: str | None, data: str | None, x_key: str, y_key: str,
             label_column: str | None, steps: int, seed: int | None, lr: float | None, do_run: bool,
-            as_json: bool) -> None:
+            band_bytes: int | None, as_json: bool) -> None:
     """Write a C project into DIR that trains MODEL on a microcontroller (or the host), integer only.
 
     With the toolchain (arm-none-eabi-gcc, newlib, qemu-system-arm; cc for host) it is built and
@@ -43,7 +46,7 @@ def command(model: Path, out_dir: Path, target: str, board: str | None, data: st
     from rctc.native.device.codegen import codegen, describe
 
     res = codegen(model, out_dir, target=target, board=board, data=data, x_key=x_key, y_key=y_key,
-                  target_column=label_column, steps=steps, seed=seed, lr=lr, do_run=do_run)
+                  target_column=label_column, steps=steps, seed=seed, lr=lr, do_run=do_run, band_bytes=band_bytes)
     if as_json:
         emit_json(res.summary())
     else:

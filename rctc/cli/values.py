@@ -74,4 +74,5 @@ FRACTION = Number(float, low=0, high=1, open_low=True, open_high=True, rule="bet
 MOMENTUM = Number(float, low=0, high=1, open_high=True)
 SEED = Number(int, low=0, high=MAX_SEED)
 BATCH_SIZE = Number(int, low=1, high=MAX_BATCH_SIZE)
+BAND_BYTES = Number(int, low=1024)  # rctc codegen --band-bytes (native.device.codegen.MIN_BAND_BYTES)
 BITS = Number(int, low=0, high=64)  # the exact range of each bitwidth option is CompileOptions.validate's

@@ -58,7 +58,7 @@ def _cast_grad(b: Any, node: Any, dys: list[Any]) -> list[Any]:
 op("Cast", ("input",), attrs={"to": None}, traits={ELEMENTWISE}, differentiable=("input",), grad=_cast_grad,
    cost=costs.free, doc="float-to-float casts are differentiable")
 
-grad("ReluGrad", ("dY", "X"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntReluGrad",), cost=per_output(cmp=1))
+grad("ReluGrad", ("dY", "Y"), traits={ELEMENTWISE, GRADIENT}, rct_lowering=("IntReluGrad",), cost=per_output(cmp=1))
 grad("LeakyReluGrad", ("dY", "X"), rct_lowering=("IntLeakyReluGrad",),
      attrs={"alpha": 0.01}, traits={ELEMENTWISE, GRADIENT},
      cost=per_output(cmp=1, mult=1))

@@ -1,7 +1,7 @@
 """Backward kernels of element-wise and data-movement ops (rctc domain).
 
 Conventions (inputs; attributes):
-  ReluGrad(dy, x)                          dy where x > 0, else 0
+  ReluGrad(dy, y)                          dy where y > 0, else 0 (y = relu(x): the same mask as x > 0)
   LeakyReluGrad(dy, x; alpha)              dy where x >= 0, else alpha * dy (the forward's branch test)
   SigmoidGrad(dy, y)                       dy * y * (1 - y), y the forward output
   TanhGrad(dy, y)                          dy * (1 - y^2), y the forward output

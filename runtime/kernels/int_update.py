@@ -20,6 +20,7 @@ draw 0 and then the update from draw 1 of the same node.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -91,10 +92,17 @@ def _record(ctx: KernelContext, node: Node, u: np.ndarray, new: np.ndarray, qmax
 def record_stats(ctx: KernelContext, param: str, stat: UpdateStat, gavg: float) -> None:
     """One update's statistics in ``ctx.stats``: the controller's ``UpdateStat`` and, for the step
     log, the float Gavg and the saturated fraction (every backend records them through here)."""
+    record_stats_rows(ctx, ((param, stat, gavg),))
+
+
+def record_stats_rows(ctx: KernelContext, rows: Iterable[tuple[str, UpdateStat, float]]) -> None:
+    """:func:`record_stats` of several updates ``(param, stat, gavg)``, in their order."""
     stats = ctx.stats
-    stats.setdefault(STATS_KEY, {})[param] = stat
-    stats.setdefault("gavg", {})[param] = gavg
-    stats.setdefault("saturation", {})[param] = stat.s / stat.n if stat.n else 0.0
+    upd, gav, sat = stats.setdefault(STATS_KEY, {}), stats.setdefault("gavg", {}), stats.setdefault("saturation", {})
+    for param, stat, gavg in rows:
+        upd[param] = stat
+        gav[param] = gavg
+        sat[param] = stat.s / stat.n if stat.n else 0.0
 
 
 def _decayed(g: np.ndarray, q: np.ndarray, e: int, wd: float) -> np.ndarray:

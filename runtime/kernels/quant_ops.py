@@ -23,6 +23,15 @@ def pow2(e: int, dtype: type = np.float32) -> np.floating:
 
 
 _TWO24 = float(1 << 24)
+def _pow2(k: int) -> float:
+    """``2.0 ** k`` as ``np.ldexp(1.0, k)`` gives it (inf past the float64 range), without numpy's
+    per-call cost on a Python scalar."""
+    try:
+        return math.ldexp(1.0, k)
+    except OverflowError:
+        return math.inf
+
+
 _F32_TINY = float(np.finfo(np.float32).tiny)
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -70,7 +79,7 @@ def quantize_nearest(x: np.ndarray, e: int, bits: int, in_range: bool = False) -
     and rint of a value in ``[-qmax, qmax]`` (integer qmax) stays inside: the clip pass is skipped.
     """
     qmax = qmax_for_bits(bits)
-    scale = float(np.ldexp(1.0, -int(e)))
+    scale = _pow2(-int(e))
     if _F32_TINY <= scale <= _F32_MAX:
         v = np.multiply(x, np.float32(scale), dtype=np.float32)
     else:  # 2^-e outside the float32 range: scale in float64 (exact), then back
@@ -121,7 +130,7 @@ def quant_act(ctx: KernelContext, node: Node, x: np.ndarray, amax: np.ndarray) -
     """Activation -> (q, e, new running max). Training: e from the batch max; inference: from the running max."""
     bits = int(node.attrs["bits"])
     m = _absmax(x)
-    if not np.isfinite(m):
+    if not math.isfinite(m):
         raise FloatingPointError(f"activation {node.inputs[0].name!r} contains NaN/Inf")
     run = float(amax)
     if ctx.training:
@@ -141,7 +150,7 @@ def quant_grad(ctx: KernelContext, node: Node, g: np.ndarray) -> tuple:
     (:func:`stochastic_round_error`) unless configured nearest."""
     bits = int(node.attrs["bits"])
     m = _absmax(g)
-    if not np.isfinite(m):
+    if not math.isfinite(m):
         raise FloatingPointError(f"gradient {node.inputs[0].name!r} contains NaN/Inf; lower the learning rate")
     e = choose_exponent(m, bits)
     if node.attrs.get("rounding", "stochastic") == "nearest":
@@ -157,7 +166,7 @@ def dequantize(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
     """alpha * q * 2^e (+ beta * bias, broadcast along ``bias_axis`` or numpy-style) in float32."""
     alpha = float(node.attrs.get("alpha", 1.0))
     # one pass: the int -> float32 cast happens inside the multiply (same values as cast, then scale)
-    y = np.multiply(q, np.float32(alpha * np.ldexp(1.0, int(e))), dtype=np.float32)
+    y = np.multiply(q, np.float32(alpha * _pow2(int(e))), dtype=np.float32)
     if bias is not None:
         beta = float(node.attrs.get("beta", 1.0))
         b = bias.astype(np.float32, copy=False)

@@ -11,13 +11,14 @@ def _sram_capacity(result: dict) -> int:
 
 
 def test_lenet_baselines_spill_to_dram_and_the_text_says_so() -> None:
-    result = rctc.compile("models/lenet.onnx", mode="rct", batch_size=32).estimate()
+    # batch 48: at 32 the float step fits SRAM since ReLU's backward reads its output, not its input
+    result = rctc.compile("models/lenet.onnx", mode="rct", batch_size=48).estimate()
     cap = _sram_capacity(result)
     assert result["predicted"]["placement"]["activations"] == "sram"
     for mode in ("fp32", "qat"):
         s = result["savings"][f"vs_{mode}"]
         spilled = s["baseline"]["peak_memory_bytes"] > cap
-        assert spilled, "LeNet's float step at batch 32 no longer exceeds SRAM: revisit this test"
+        assert spilled, "LeNet's float step at batch 48 no longer exceeds SRAM: revisit this test"
         assert s["placement_differs"] == ["activations"]
         assert s["baseline"]["placement"]["activations"] == "dram"
         assert f"the {mode.upper()} step keeps activations in dram" in result["text"]

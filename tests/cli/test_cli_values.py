@@ -35,6 +35,7 @@ OPTION_CASES = [
     (["compile", "{onnx}", "-o", "{out}", "--adjust-every", "-1"], "--adjust-every must be >= 0"),
     (["report", "{log}", "-o", "{png}", "--smooth", "0"], "--smooth must be >= 1"),
     (["demo", "--epochs", "-1"], "--epochs must be >= 1"),
+    (["codegen", "{rct}", "-o", "{out}", "--data", "{data}", "--band-bytes", "512"], "--band-bytes must be >= 1024"),
 ]
 
 

@@ -130,3 +130,26 @@ def test_norm_large_group_needs_128_bits(intops) -> None:
     check(intops.batchnorm_backward, norm.batchnorm_backward, bq, -4, bg, dq.reshape(1, 2, n), -5, 0.37, 8)
     big = np.full((1, 2**21), 256, np.int16)  # N max|q| = 2^29: refused by both
     check(intops.layernorm, norm.layernorm, big, 0, (np.ones(2**21, np.int8), 0), (np.zeros(2**21, np.int8), 0))
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 28, 28), (3, 4, 9, 11), (2, 2, 2, 2), (1, 3, 3, 2)])
+def test_maxpool_backward_2x2_fast_path(intops, shape) -> None:
+    """The 2x2 / stride 2 int8 backward's direct scatter (odd sizes leave rows / columns no window
+    covers; into dx itself where no rounding is needed) equals intref and the general loop (the
+    same values in int16 storage take it), ties between taps included (values from {0, 1}: the
+    first maximum in row-major order gets dy)."""
+    rng = np.random.default_rng(sum(shape))
+    oshape = (*shape[:2], shape[2] // 2, shape[3] // 2)
+    for q in (rng.integers(-128, 128, shape).astype(np.int8), rng.integers(0, 2, shape).astype(np.int8),
+              np.full(shape, -128, np.int8)):
+        # int8 dy at 8 bits and |dy| <= 7 at 4 bits fit dx as they are (the direct int8 scatter), the
+        # others need requantise's shift (the int64 scatter, then the rounding)
+        for dy in (rng.integers(-128, 128, oshape).astype(np.int8), rng.integers(-3000, 3000, oshape).astype(np.int16),
+                   rng.integers(-7, 8, oshape).astype(np.int8)):
+            words = rand_words(shape, 9)
+            for bits, w in ((8, None), (8, words), (4, words)):
+                want = pool.maxpool2d_backward(q, -2, dy, -5, (2, 2), (2, 2), (0, 0, 0, 0), bits, w)
+                got = intops.maxpool2d_backward(q, -2, dy, -5, (2, 2), (2, 2), (0, 0, 0, 0), bits, w)
+                wide = intops.maxpool2d_backward(q.astype(np.int16), -2, dy, -5, (2, 2), (2, 2), (0, 0, 0, 0), bits, w)
+                assert same(got, want) and same(wide, want)
+                assert np.count_nonzero(want[0]) > 0 or not np.any(dy)  # gradients reached the input

@@ -38,6 +38,8 @@ class Emit(Protocol):
     training: bool  # the KernelContext flag of the step (eval / predict programs: False)
     threads: str  # C expression: how many threads a kernel may use (results never depend on it)
     budget: int  # scratch bytes a banded / chunked node may fill (the block's size set by the others)
+    band: int  # the smallest band a banded conv may use (conv.TILE_BYTES unless the generator is told)
+    streamed: frozenset[str]  # accumulators with no slot (rctc.analysis.arena.streamable)
 
     def ptr(self, v: Value) -> str: ...          # typed pointer to v's first element
     def scalar(self, v: Value) -> str: ...       # lvalue of a 0-d value

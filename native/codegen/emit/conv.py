@@ -131,8 +131,9 @@ def rows_per_tile(g: Conv2d, itemsize: int, limit: int) -> int:
 
 
 def _limit(cx: Emit, share: int = 1) -> int:
-    """Bytes one band may use: ``TILE_BYTES``, or its ``share`` of the generator's budget."""
-    return max(TILE_BYTES, getattr(cx, "budget", 0) // share)
+    """Bytes one band may use: ``TILE_BYTES`` (``cx.band`` when the generator was given one), or
+    its ``share`` of the generator's budget."""
+    return max(getattr(cx, "band", TILE_BYTES), getattr(cx, "budget", 0) // share)
 
 
 def _banded(g: Conv2d, rows: int, body: list[str]) -> list[str]:
@@ -267,6 +268,8 @@ def int_conv_grad_input(node: Node, cx: Emit) -> list[str]:
     for a pointwise window)."""
     dy, edy, w, ew = node.inputs
     dx, dx_e = node.outputs
+    if dx.name in getattr(cx, "streamed", ()):
+        return ["/* streamed: formed a channel block at a time by its Requantize (conv_stream.py) */"]
     _int8(node, dy, "error")
     x_shape = tuple(int(s) for s in node.attrs["input_shape"])
     if x_shape != tuple(dx.shape):

@@ -24,6 +24,7 @@ from rctc.native.codegen.emit import (
     width,
     work_words,
 )
+from rctc.native.codegen.emit.requant import chunk_size, round_chunks
 from rctc.native.intops_base import broadcast_strides
 
 MAXDIM = 8  # RCTC_IQ_MAXDIM
@@ -50,14 +51,33 @@ def _binary(node: Node, cx: Emit, kernel: str, subtract: bool = False) -> list[s
         raise refuse(node, f"writes shape {tuple(out.shape)} for operands broadcasting to {shape}")
     dims = _dims(node, shape)
     n = math.prod(dims)
-    lines, rand = work_words(node, cx, n, n)
-    lines += [c_array("int", "shp", dims),
+    arrays = [c_array("int", "shp", dims),
               c_array("ptrdiff_t", "sa", broadcast_strides(dims, tuple(qa.shape))),
               c_array("ptrdiff_t", "sb", broadcast_strides(dims, tuple(qb.shape)))]
+    chunk = chunk_size(cx)
+    if kernel == "rctc_iq_add" and n > chunk:
+        return arrays + _add_chunked(node, cx, len(dims), n, bits, chunk, subtract)
+    lines, rand = work_words(node, cx, n, n)
+    lines += arrays
     args = (f"{len(dims)}, shp, {cx.ptr(qa)}, {width(qa)}, sa, {cx.scalar(ea)}, {cx.ptr(qb)}, {width(qb)}, sb, "
             f"{cx.scalar(eb)}")
     sub = f"{int(subtract)}, " if kernel == "rctc_iq_add" else ""
     return lines + call_rq(f"{kernel}({args}, {sub}{bits}, {rand}, work, {cx.ptr(out)}", cx.scalar(out_e))
+
+
+def _add_chunked(node: Node, cx: Emit, ndim: int, n: int, bits: int, chunk: int, subtract: bool) -> list[str]:
+    """rctc_iq_add over more elements than a chunk: the alignment once (rctc_iq_add_exps), then
+    the exact sums of a chunk at a time (rctc_iq_add_range) rounded as the kernel rounds them
+    (requant.round_chunks), so the scratch holds one chunk, not the whole sum and its words."""
+    qa, ea, qb, eb = node.inputs
+    a, b = f"{cx.ptr(qa)}, {width(qa)}, sa", f"{cx.ptr(qb)}, {width(qb)}, sb"
+
+    def fill(i0: str, c: str, w: str) -> list[str]:
+        return [f"rctc_iq_add_range({ndim}, shp, {a}, ka, {b}, kb, {int(subtract)}, {i0}, {c}, {w});"]
+
+    return ["int ka = 0, kb = 0, ec = 0;",
+            f"int rc = rctc_iq_add_exps({ndim}, shp, {a}, {cx.scalar(ea)}, {b}, {cx.scalar(eb)}, &ka, &kb, &ec);",
+            "if (rc != 0) return rc;", *round_chunks(node, cx, n, bits, chunk, fill, "ec")]
 
 
 @emitter("IntAdd")

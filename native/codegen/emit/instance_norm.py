@@ -17,6 +17,7 @@ import numpy as np
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import Emit, bits_of, ctype, emitter, refuse, width, work_words
 from rctc.native.codegen.emit.norm import _eps
+from rctc.native.intops import NORM_CHUNK
 from rctc.runtime.intref.norm import XFRAC
 
 
@@ -41,8 +42,8 @@ def int_instance_norm(node: Node, cx: Emit) -> list[str]:
     y, y_e = node.outputs
     b, c, s = _bcs(node, q, (gq, bq))
     bits = bits_of(node, y)
-    g, t = b * c, b * c * s
-    kw = 2 * t + 8 * g
+    g = b * c
+    kw = 9 * g + NORM_CHUNK  # rctc_iq_batchnorm_train's work
     lines, _ = work_words(node, cx, kw + 3 * g, 0)
     lines += [f"int64_t *gt = work + {kw}u, *bt = gt + {g}u;",
               f"int16_t *st = (int16_t *)(bt + {g}u);",  # running mean / var in and out: 4 * g int16
@@ -67,7 +68,7 @@ def int_instance_norm_grad(node: Node, cx: Emit) -> list[str]:
             raise refuse(node, f"writes the accumulator {v.name!r} as {np.dtype(v.dtype)}, not int64")
     bits = bits_of(node, dx)
     g, t = b * c, b * c * s
-    kw = 4 * t + 8 * g
+    kw = 9 * g + t  # rctc_iq_batchnorm_backward's work: the plan and the accumulator
     lines, rand = work_words(node, cx, kw + 3 * g, t)
     lines += [f"int64_t *gt = work + {kw}u, *dgt = gt + {g}u, *dbt = dgt + {g}u;", _tile("gt", gq, cx, b, c)]
     call = (f"rctc_iq_batchnorm_backward(1, {g}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, gt, 8, "

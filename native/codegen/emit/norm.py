@@ -15,8 +15,11 @@ import math
 
 import numpy as np
 
+from rctc.analysis.arena import align
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import Emit, bits_of, call_rq, emitter, i64, refuse, width, work_words
+from rctc.native.codegen.emit.requant import chunk_size, round_chunks
+from rctc.native.intops import NORM_CHUNK
 from rctc.native.intops_base import _ratio
 from rctc.runtime.intref.core import fixed_point
 from rctc.runtime.intref.norm import MU_FRAC, XFRAC
@@ -64,9 +67,11 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
         if np.dtype(v.dtype) != np.int16:
             raise refuse(node, f"keeps the running statistic {v.name!r} as {np.dtype(v.dtype)}, not int16")
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
-    lines, _ = work_words(node, cx, b * c * s + 8 * c, 0)
+    host = bool(getattr(cx, "tasks", False))  # the host step: threads and AVX-512 (work B*C*S + 8 C)
+    lines, _ = work_words(node, cx, b * c * s + 8 * c if host else 9 * c + NORM_CHUNK, 0)
     lines += ["int rme = 0, rve = 0;"]
-    call = (f"rctc_iq_batchnorm_train_mt({cx.threads}, {b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
+    head = f"rctc_iq_batchnorm_train_mt({cx.threads}, " if host else "rctc_iq_batchnorm_train("
+    call = (f"{head}{b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
             f"{cx.ptr(gq)}, {width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
             f"{cx.scalar(me)}, {cx.ptr(vq)}, {cx.scalar(ve)}, {_eps(node)}, {i64(mu)}, {bits}, work, {cx.ptr(y)}, "
             f"&e_out, {cx.ptr(mq_new)}, &rme, {cx.ptr(vq_new)}, &rve")
@@ -95,12 +100,36 @@ def _backward(node: Node, cx: Emit, kernel: str, dims: str, n: int, work: int, c
 
 @emitter("IntBatchNormGrad")
 def int_batch_norm_grad(node: Node, cx: Emit) -> list[str]:
-    """intref.norm.batchnorm_backward from the forward input (xhat recomputed)."""
-    q = node.inputs[2]
+    """intref.norm.batchnorm_backward from the forward input (xhat recomputed), in parts: the
+    plan (per-channel scalars, dgamma, dbeta, the accumulator's exact max), then dx's
+    accumulator a chunk of elements at a time (rctc_iq_batchnorm_backward_acc), rounded as the
+    whole kernel rounds it (requant.round_chunks): the scratch is the plan and one chunk."""
+    dq, de, q, e, gq, ge = node.inputs
+    dx, dx_e, dg, dg_e, db, db_e = node.outputs
     b, c, s = _bcs(node, q)
-    t = b * c * s
-    return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 8 * c,
-                     (c,))
+    if getattr(cx, "tasks", False):  # the host step: the whole kernel, threads and AVX-512 loops
+        t = b * c * s
+        return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 8 * c,
+                         (c,))
+    bits = bits_of(node, dx)
+    if tuple(dq.shape) != tuple(q.shape):
+        raise refuse(node, f"has an error of shape {tuple(dq.shape)} for an input of {tuple(q.shape)}")
+    _int64(node, dg, db)
+    for v in (gq, dg, db):
+        _per(node, v, (c,), "per-channel value")
+    dims, qa, da = f"{b}, {c}, {s}", f"{cx.ptr(q)}, {width(q)}", f"{cx.ptr(dq)}, {width(dq)}"
+    plan = 9 * c
+
+    def fill(i0: str, n: str, w: str) -> list[str]:
+        return [f"rctc_iq_batchnorm_backward_acc({dims}, {qa}, {da}, plan, {i0}, {n}, {w});"]
+
+    lines = [f"int64_t *plan = (int64_t *){cx.scratch(8 * plan)};", "int off = 0;", "uint64_t amax = 0u;",
+             f"int rc = rctc_iq_batchnorm_backward_plan({dims}, {qa}, {cx.scalar(e)}, {cx.ptr(gq)}, {width(gq)}, "
+             f"{da}, {_eps(node)}, plan, &off, &amax, {cx.ptr(dg)}, {cx.ptr(db)}, NULL);", "if (rc != 0) return rc;"]
+    e_acc = f"{cx.scalar(de)} + {cx.scalar(ge)} - {cx.scalar(e)} + off"
+    lines += round_chunks(node, cx, b * c * s, bits, chunk_size(cx), fill, e_acc, offset=align(8 * plan),
+                          amax="amax")
+    return lines + [f"{cx.scalar(dg_e)} = {cx.scalar(de)} - {XFRAC};", f"{cx.scalar(db_e)} = {cx.scalar(de)};"]
 
 
 @emitter("IntLayerNormalization")

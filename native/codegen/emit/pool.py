@@ -15,6 +15,8 @@ import numpy as np
 
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import Emit, align, emitter, numel, refuse, width
+from rctc.native.codegen.emit.requant import chunk_size, round_chunks
+from rctc.runtime.intref.pool import RECIP_FRAC
 
 
 def _pool(node: Node, x: Value, y: Value) -> str:
@@ -102,8 +104,26 @@ def int_global_average_pool_grad(node: Node, cx: Emit) -> list[str]:
     if numel(dq) != outer:
         raise refuse(node, f"spreads {dq.shape} over {dx.shape}")
     bits = _storage(node, dx)
-    lines, rand = _rounded(node, cx, numel(dx), numel(dx))
+    n = numel(dx)
+    if n > chunk_size(cx):
+        return _gap_grad_chunked(node, cx, n, red, bits)
+    lines, rand = _rounded(node, cx, n, n)
     return [*lines,
             f"int rc = rctc_iq_reduce_mean_backward({outer}u, {red}u, 1u, {cx.ptr(dq)}, {width(dq)}, "
             f"{cx.scalar(de)}, {bits}, {rand}, work, {cx.ptr(dx)}, &e_out);",
             "if (rc != 0) return rc;", f"{cx.scalar(dx_e)} = e_out;"]
+
+
+def _gap_grad_chunked(node: Node, cx: Emit, n: int, red: int, bits: int) -> list[str]:
+    """rctc_iq_reduce_mean_backward (inner 1) a chunk at a time: element i's accumulator is
+    dy[i / red] times round(2^32 / red) (wrapping as the kernel's iq_mul), rounded as the kernel
+    rounds it (requant.round_chunks), so the scratch holds one chunk, not the whole error."""
+    dq, de = node.inputs
+    d = cx.ptr(dq)
+
+    def fill(i0: str, c: str, w: str) -> list[str]:
+        return [f"for (size_t j = 0; j < {c}; j++) "
+                f"{w}[j] = (int64_t)((uint64_t)(int64_t){d}[({i0} + j) / {red}u] * (uint64_t)rcp);"]
+
+    return [f"const int64_t rcp = (int64_t)rctc_iq_recip_fixed({red}u, {RECIP_FRAC});",
+            *round_chunks(node, cx, n, bits, chunk_size(cx), fill, f"{cx.scalar(de)} - {RECIP_FRAC}")]

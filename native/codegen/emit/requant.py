@@ -12,6 +12,7 @@ copy (rctc_iq_requantize_s32).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,13 +29,17 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     (rctc_iq_requantize_s32), any other widened to int64 in scratch (the kernel adds the bias in
     place); stochastic words from the node's Philox stream (draw 0, start 0)."""
     acc, acc_e = node.inputs[:2]
+    if acc.name in getattr(cx, "streamed", ()):  # its data gradient is formed here, a block at a time
+        from rctc.native.codegen.emit.conv_stream import streamed_grad_input
+
+        return streamed_grad_input(acc.producer, node, cx)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     bias_e = node.inputs[3] if len(node.inputs) > 3 else None
     out, out_e = node.outputs
     n, bits = numel(acc), int(node.attrs["bits"])
     width(acc)
     budget = getattr(cx, "budget", 0)
-    chunk = max(CHUNK, budget // 12)  # 8 bytes of int64 and 4 of words an element
+    chunk = chunk_size(cx)
     if bias is None and np.dtype(acc.dtype) == np.int32 and 4 * n <= max(12 * chunk, budget):
         # the common case: no widened copy, only the n random words (within what a chunk would use)
         lines, rand = work_words(node, cx, 0, n)
@@ -65,28 +70,52 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     return lines
 
 
+def chunk_size(cx: Emit) -> int:
+    """Elements a chunked rounding forms at a time: ``CHUNK``, or as many as the scratch budget
+    holds (8 bytes of int64 and 4 of words an element)."""
+    return max(CHUNK, getattr(cx, "budget", 0) // 12)
+
+
+def round_chunks(node: Node, cx: Emit, n: int, bits: int, chunk: int, fill: Callable[[str, str, str], list[str]],
+                 e_acc: str, offset: int = 0, amax: str | None = None) -> list[str]:
+    """intref.core.requantize of the ``n`` accumulator values that ``fill(i0, c, w)`` writes
+    (elements ``i0 .. i0 + c - 1`` into the int64 chunk ``w``), ``chunk`` at a time from scratch
+    byte ``offset`` on: the shift from their max (``amax``, a C expression, when the caller knows
+    it exactly; else a first pass of ``fill``), then per chunk the values again, their words
+    (the node's stream, word i for element i) and rctc_iq_round_store, so the scratch holds one
+    chunk (int64 and words). The output's exponent is ``e_acc`` + the shift."""
+    out, out_e = node.outputs[:2]
+    rand = stochastic(node)
+    wo = width(out)
+    base = cx.scratch(8 * chunk + (4 * chunk if rand else 0), offset)
+    loop = [f"for (size_t i0 = 0; i0 < {n}u; i0 += {chunk}u) {{",
+            f"    const size_t c = {n}u - i0 < {chunk}u ? {n}u - i0 : {chunk}u;"]
+    lines = ["int64_t *w = (int64_t *)" + base + ";"]
+    if amax is None:
+        lines += ["uint64_t m = 0u;", *loop, *("    " + t for t in fill("i0", "c", "w")),
+                  "    const uint64_t a = rctc_iq_absmax(c, w);", "    m = a > m ? a : m;", "}"]
+        amax = "m"
+    lines += [f"const int s = rctc_iq_requant_shift({amax}, {bits}, {int(rand)});",
+              f"if (s > 0 && {amax} > ((uint64_t)1 << 62)) return RCTC_IQ_EOVERFLOW;"]
+    if rand:
+        lines.append(f"uint32_t *r = (uint32_t *)(w + {chunk});")
+    return lines + [*loop, *("    " + t for t in fill("i0", "c", "w")),
+                    *([f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"]
+                      if rand else []),
+                    f"    rctc_iq_round_store(c, w, s, {'r' if rand else 'NULL'}, "
+                    f"(unsigned char *){cx.ptr(out)} + i0 * {wo}u, {wo});", "}",
+                    f"{cx.scalar(out_e)} = {e_acc} + s;"]
+
+
 def _chunked(node: Node, cx: Emit, n: int, bits: int, chunk: int) -> list[str]:
     """rctc_iq_requantize of a bias-free accumulator, ``chunk`` elements at a time (module docstring)."""
     acc, acc_e = node.inputs[:2]
-    out, out_e = node.outputs
-    rand = stochastic(node)
-    base = cx.scratch(8 * chunk + (4 * chunk if rand else 0))
-    lines = [f"const {ctype(acc)} *a = {cx.ptr(acc)};", f"{ctype(out)} *o = {cx.ptr(out)};",
-             "int64_t *w = (int64_t *)" + base + ";", "uint64_t m = 0u;",
-             f"for (size_t i = 0; i < {n}u; i++) {{",
-             "    const int64_t v = (int64_t)a[i];",
-             "    const uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;",
-             "    m = u > m ? u : m;", "}",
-             f"const int s = rctc_iq_requant_shift(m, {bits}, {int(rand)});",
-             "if (s > 0 && m > ((uint64_t)1 << 62)) return RCTC_IQ_EOVERFLOW;"]
-    if rand:
-        lines.append(f"uint32_t *r = (uint32_t *)(w + {chunk});")
-    return lines + [f"for (size_t i0 = 0; i0 < {n}u; i0 += {chunk}u) {{",
-                    f"    const size_t c = {n}u - i0 < {chunk}u ? {n}u - i0 : {chunk}u;",
-                    "    for (size_t i = 0; i < c; i++) w[i] = (int64_t)a[i0 + i];",
-                    *([f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"]
-                      if rand else []),
-                    f"    int rc = rctc_iq_shift_round(c, w, s, {'r' if rand else 'NULL'}, w);",
-                    "    if (rc != 0) return rc;",
-                    f"    for (size_t i = 0; i < c; i++) o[i0 + i] = ({ctype(out)})w[i];", "}",
-                    f"{cx.scalar(out_e)} = {cx.scalar(acc_e)} + s;"]
+
+    a = cx.ptr(acc)
+
+    def fill(i0: str, c: str, w: str) -> list[str]:
+        return [f"for (size_t i = 0; i < {c}; i++) {w}[i] = (int64_t){a}[{i0} + i];"]
+
+    top = ["uint64_t m = 0u;", f"for (size_t i = 0; i < {n}u; i++) {{", f"    const int64_t v = (int64_t){a}[i];",
+           "    const uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;", "    m = u > m ? u : m;", "}"]
+    return top + round_chunks(node, cx, n, bits, chunk, fill, cx.scalar(acc_e), amax="m")

@@ -41,9 +41,10 @@ ACC_BYTES = 32768
 
 
 def _acc_limit(cx: Emit) -> int:
-    """Bytes of one block's int64 gradient: ``ACC_BYTES``, or half the generator's budget (the
-    block's columns take the other half)."""
-    return max(ACC_BYTES, getattr(cx, "budget", 0) // 2)
+    """Bytes of one block's int64 gradient: ``ACC_BYTES`` (twice ``cx.band`` when the generator
+    was given a band), or half the generator's budget (the block's columns take the other half)."""
+    band = getattr(cx, "band", None)
+    return max(ACC_BYTES if band is None else 2 * band, getattr(cx, "budget", 0) // 2)
 
 
 def _words_bytes(nn: int) -> int:

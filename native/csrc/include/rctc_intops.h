@@ -74,6 +74,9 @@ int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, i
 /* intref.core.requantize(acc, e_acc, bits, rand=rand) (no bias): out in rctc_iq_width(bits) storage */
 int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                        int *e_out);
+/* the rounding of rctc_iq_requantize at a shift s already chosen (0 copies, > 62 gives 0): n
+ * values of acc into out (w bytes an element), word rand[i] for acc[i] (NULL: nearest) */
+void rctc_iq_round_store(size_t n, const int64_t *acc, int s, const uint32_t *rand, void *out, int w);
 /* rctc_iq_requantize of an int32 accumulator (the same bits, no widened copy; iq_requant_s32.c) */
 int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                            int *e_out);
@@ -140,6 +143,15 @@ int rctc_iq_hardswish_backward(size_t n, const void *q, int qw, int e, const voi
 int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
                 int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
                 void *out, int *e_out);
+/* rctc_iq_add in parts, for a caller that rounds a range of elements at a time: _exps aligns
+ * (the shifts *ka, *kb of a and b to the exponent *ec, checked as rctc_iq_add), _range writes
+ * the exact sums (or a - b) of output elements start .. start + count - 1 (C order) to dst;
+ * rctc_iq_add = both over every element, then rctc_iq_requantize at *ec */
+int rctc_iq_add_exps(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                     int bw, const ptrdiff_t *bs, int eb, int *ka, int *kb, int *ec);
+void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ka,
+                       const void *b, int bw, const ptrdiff_t *bs, int kb, int subtract, size_t start, size_t count,
+                       int64_t *dst);
 int rctc_iq_mul(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
                 int bw, const ptrdiff_t *bs, int eb, int bits, const uint32_t *rand, int64_t *work, void *out,
                 int *e_out);
@@ -191,28 +203,45 @@ int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const v
 /* ---- normalisation (iq_norm_stats.c, iq_batchnorm.c, iq_batchnorm_backward.c,
  *      iq_batchnorm_inference.c, iq_layernorm.c, iq_layernorm_backward.c) ---------------------
  * eps = eps_num / 2^eps_log2 and mu = fixed_point(momentum, 16) come from intref at compile time. */
+/* elements a streamed normalisation forms at a time (its work past the per-channel scalars) */
+#define RCTC_IQ_NORM_CHUNK 256
 /* (B, C, S) input; gamma, beta per channel; running mean / var (int16, C) updated into *_out.
- * work: B*C*S + 8 * C int64 */
+ * work: 9 * C + RCTC_IQ_NORM_CHUNK int64 (the input is read in place) */
 int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                             const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
                             int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
                             int *e_out, int16_t *rmean_out, int *rme_out, int16_t *rvar_out, int *rve_out);
-/* the same on up to nthreads threads (the same bits for every count) */
+/* the same on up to nthreads threads for the host step (iq_batchnorm_mt.c: AVX-512 loops; the same
+ * bits for every count); work: B*C*S + 8 * C int64 */
 int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
                                int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
                                const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
                                int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
                                int16_t *rvar_out, int *rve_out);
-/* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: B*C*S + 8 * C int64 */
+/* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: RCTC_IQ_BN_PLAN_WORDS(C) + B*C*S
+ * int64 (the plan, then the accumulator of every element) */
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta);
-/* the same on up to nthreads threads (the same bits for every count) */
+/* the same on up to nthreads threads for the host step (iq_batchnorm_backward_mt.c: AVX-512 loops;
+ * the same bits for every count); work: B*C*S + 8 * C int64 */
 int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
                                   int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
                                   int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                   int64_t *dbeta);
+/* rctc_iq_batchnorm_backward in parts: the plan (RCTC_IQ_BN_PLAN_WORDS(C) int64: per-channel
+ * scalars; dgamma, dbeta; the exponent offset *off of the accumulator, at de + ge - e + off, and
+ * its exact max |acc| *amax; inner_out, when not NULL, B*C*S int64: each element's term before
+ * its channel's multiplier plan[5 C + c]), then _acc: the accumulator of elements start .. start + count - 1
+ * (B, C, S order) into acc[0 .. count), to be rounded at rctc_iq_requant_shift(*amax, bits,
+ * rand != NULL) with rctc_iq_round_store (the whole kernel's bits, a range at a time) */
+#define RCTC_IQ_BN_PLAN_WORDS(C) (9 * (size_t)(C))
+int rctc_iq_batchnorm_backward_plan(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw,
+                                    const void *dq, int dw, int64_t eps_num, int eps_log2, int64_t *plan, int *off,
+                                    uint64_t *amax, int64_t *dgamma, int64_t *dbeta, int64_t *inner_out);
+void rctc_iq_batchnorm_backward_acc(int B, int C, int S, const void *q, int w, const void *dq, int dw,
+                                    const int64_t *plan, size_t start, size_t count, int64_t *acc);
 /* work: B*C*S + 4 * C int64 */
 int rctc_iq_batchnorm_inference(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw,
                                 int ge, const void *beta, int bw, int be, const void *rmean, int rmw, int rme,

@@ -33,6 +33,27 @@ int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, i
                           const uint32_t *rand, void *out, uint64_t *stats);
 
 /*
+ * Its variants (the entry point above takes the fastest whose range the operands are in; the
+ * same bits everywhere). _portable: the specification, every operand (kernels/sgd_update.c).
+ * The fast path (kernels/sgd_fast.h: one shift 1..53 for the tensor, every product exact below
+ * 2^53, int8 / int16 / int32 storage) returns RCTC_SGD_NOT_FAST, writing nothing, for operands
+ * outside its range: _fast_portable (scalar, kernels/sgd_update_fast.c) and, on x86-64,
+ * _fast_avx2 / _fast_avx512 (kernels/x86/sgd_update_avx2.c, sgd_update_avx512.c; |m| < 2^31 too;
+ * only on a CPU with AVX2, resp. the avx512vnni level of dispatch.c).
+ */
+#define RCTC_SGD_NOT_FAST 1
+int rctc_sgd_update_fused_portable(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                                   const uint32_t *rand, void *out, uint64_t *stats);
+int rctc_sgd_update_fast_portable(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                                  const uint32_t *rand, void *out, uint64_t *stats);
+#if defined(__x86_64__) || defined(_M_X64)
+int rctc_sgd_update_fast_avx2(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                              const uint32_t *rand, void *out, uint64_t *stats);
+int rctc_sgd_update_fast_avx512(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                                const uint32_t *rand, void *out, uint64_t *stats);
+#endif
+
+/*
  * rct AdamW on integer state (kernels/adamw_update.c; runtime/intref/adamw.py, bit for bit): q
  * (qw bytes) moves by the stochastically rounded step; mq / vq (int32) become mq_out / vq_out
  * (no aliasing), *me / *ve / *t are updated in place; gq the int64 gradient at exponent ge; c the

@@ -5,10 +5,7 @@
  * operands brought to intref.core.align's exponent (exact left shifts unless that passes 2^61,
  * then nearest), summed (or subtracted) exactly, one rounding to bits (stochastic with rand).
  * Operands of the output's own dense layout (no broadcast) take typed loops without the
- * per-element multi-index, over blocks of the sum that are made twice (for its max, then for
- * the rounding) instead of one int64 copy of the whole sum; int8 operands whose shifts keep the
- * sum within 2^30 are summed in int32 and requantised by the int32 kernel. The same integers
- * every way.
+ * per-element multi-index; the same integers either way.
  */
 #include "iq.h"
 
@@ -35,6 +32,12 @@ static int dense(int ndim, const int *shape, const ptrdiff_t *st) {
     default: { const int64_t *x = (const int64_t *)p; BODY; } break;                                        \
     }
 
+static uint64_t absmax_w(const void *p, int w, size_t n) {
+    uint64_t m = 0;
+    RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) { const uint64_t a = iq_abs(x[i]); m = a > m ? a : m; })
+    return m;
+}
+
 /* dst (op 0: =, 1: +=, 2: -=) the dense operand p shifted by k as shifted() does */
 static void shift_into(const void *p, int w, size_t n, int k, int op, int64_t *dst) {
     if (k >= 0) {
@@ -54,18 +57,8 @@ static void shift_into(const void *p, int w, size_t n, int k, int op, int64_t *d
     }
 }
 
-#define BLOCK 256
-
-/* v[0 .. c) = elements i0 .. i0 + c - 1 of the aligned sum (or difference) of two dense operands */
-static void sum_block(const void *a, int aw, int ka, const void *b, int bw, int kb, int subtract, size_t i0,
-                      size_t c, int64_t *v) {
-    shift_into((const unsigned char *)a + i0 * (size_t)aw, aw, c, ka, 0, v);
-    shift_into((const unsigned char *)b + i0 * (size_t)bw, bw, c, kb, subtract ? 2 : 1, v);
-}
-
-int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
-                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
-                void *out, int *e_out) {
+int rctc_iq_add_exps(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                     int bw, const ptrdiff_t *bs, int eb, int *ka, int *kb, int *ec) {
     const size_t n = iq_prod(ndim, shape);
     int idx[RCTC_IQ_MAXDIM] = {0};
     ptrdiff_t off[2] = {0, 0};
@@ -73,8 +66,8 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
     uint64_t m[2] = {0, 0};
     const int fast = dense(ndim, shape, as) && dense(ndim, shape, bs);
     if (fast) {
-        m[0] = iq_absmax_w(a, aw, n);
-        m[1] = iq_absmax_w(b, bw, n);
+        m[0] = absmax_w(a, aw, n);
+        m[1] = absmax_w(b, bw, n);
     }
     for (size_t i = 0; !fast && i < n; ++i) {
         const uint64_t x = iq_abs(iq_ld(a, aw, (size_t)off[0])), y = iq_abs(iq_ld(b, bw, (size_t)off[1]));
@@ -83,53 +76,49 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
         iq_next(ndim, shape, idx, 2, off, st);
     }
     const int exps[2] = {ea, eb};
-    const int ec = rctc_iq_align_exp(2, m, exps, 61);
-    const int ka = ea - ec, kb = eb - ec;
+    *ec = rctc_iq_align_exp(2, m, exps, 61);
+    *ka = ea - *ec;
+    *kb = eb - *ec;
     for (int o = 0; o < 2; ++o) {
-        const int k = o ? kb : ka;
+        const int k = o ? *kb : *ka;
         if (k > 0 && m[o] > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
         if (k < 0 && m[o] > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
     }
-    if (fast && aw == 1 && bw == 1 && ka >= 0 && kb >= 0 && ka <= 22 && kb <= 22 && rctc_iq_width(bits) == 1) {
-        /* int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the int32
-         * requantise (AVX2 passes) gives rctc_iq_requantize's bits for the same values */
-        const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
-        int32_t *v = (int32_t *)(void *)work;
-        const int32_t sg = subtract ? -1 : 1;
-        for (size_t i = 0; i < n; ++i)
-            v[i] = (int32_t)((uint32_t)(int32_t)x[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)y[i] << kb);
-        return rctc_iq_requantize_s32(n, v, ec, bits, rand, out, e_out);
+    return RCTC_IQ_OK;
+}
+
+void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ka,
+                       const void *b, int bw, const ptrdiff_t *bs, int kb, int subtract, size_t start, size_t count,
+                       int64_t *dst) {
+    if (dense(ndim, shape, as) && dense(ndim, shape, bs)) {
+        shift_into((const char *)a + start * (size_t)aw, aw, count, ka, 0, dst);
+        shift_into((const char *)b + start * (size_t)bw, bw, count, kb, subtract ? 2 : 1, dst);
+        return;
     }
-    if (fast) { /* twice over blocks of the sum, never stored whole: its max, then its rounding */
-        const int w = rctc_iq_width(bits);
-        int64_t v[BLOCK];
-        uint64_t mv = 0;
-        for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
-            const size_t c = n - i0 < BLOCK ? n - i0 : BLOCK;
-            sum_block(a, aw, ka, b, bw, kb, subtract, i0, c, v);
-            const uint64_t mb = rctc_iq_absmax(c, v);
-            mv = mb > mv ? mb : mv;
-        }
-        const int s = rctc_iq_requant_shift(mv, bits, rand != NULL);
-        if (s > 0 && mv > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-        for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
-            const size_t c = n - i0 < BLOCK ? n - i0 : BLOCK;
-            sum_block(a, aw, ka, b, bw, kb, subtract, i0, c, v);
-            if (s == 0)
-                for (size_t i = 0; i < c; ++i) iq_st(out, w, i0 + i, v[i]);
-            else if (s > 62)
-                for (size_t i = 0; i < c; ++i) iq_st(out, w, i0 + i, 0);
-            else
-                iq_round_block(c, v, s, rand ? rand + i0 : NULL, w, (unsigned char *)out + i0 * (size_t)w);
-        }
-        *e_out = ec + s;
-        return RCTC_IQ_OK;
+    int idx[RCTC_IQ_MAXDIM] = {0};
+    ptrdiff_t off[2] = {0, 0};
+    const ptrdiff_t *st[2] = {as, bs};
+    size_t rest = start;
+    for (int d = ndim - 1; d >= 0; --d) { /* the multi-index of element start */
+        idx[d] = (int)(rest % (size_t)shape[d]);
+        rest /= (size_t)shape[d];
+        off[0] += idx[d] * as[d];
+        off[1] += idx[d] * bs[d];
     }
-    off[0] = off[1] = 0;
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < count; ++i) {
         const int64_t x = shifted(iq_ld(a, aw, (size_t)off[0]), ka), y = shifted(iq_ld(b, bw, (size_t)off[1]), kb);
-        work[i] = subtract ? iq_sub(x, y) : iq_add(x, y);
+        dst[i] = subtract ? iq_sub(x, y) : iq_add(x, y);
         iq_next(ndim, shape, idx, 2, off, st);
     }
+}
+
+int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
+                void *out, int *e_out) {
+    const size_t n = iq_prod(ndim, shape);
+    int ka, kb, ec;
+    const int rc = rctc_iq_add_exps(ndim, shape, a, aw, as, ea, b, bw, bs, eb, &ka, &kb, &ec);
+    if (rc) return rc;
+    rctc_iq_add_range(ndim, shape, a, aw, as, ka, b, bw, bs, kb, subtract, 0, n, work);
     return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
 }

@@ -1,190 +1,155 @@
 /*
  * iq_batchnorm_backward.c - BatchNormalization's backward (intref.norm.batchnorm_backward).
  *
- * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: dx = gamma inv_std (dy - mean dy -
- * xhat mean(dy xhat)) per channel (one multiplier per channel on a common exponent, cut to at
- * most 31 bits), one rounding to bits (stochastic with rand, words in dx's (B, C, S) order);
+ * Needs: rctc_intops.h, iq_norm_stats.c. Leaves: dx = gamma inv_std (dy - mean dy - xhat
+ * mean(dy xhat)) per channel (one multiplier per channel on a common exponent, cut to at most
+ * 31 bits), one rounding to bits (stochastic with rand, words in dx's (B, C, S) order);
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
  *
- * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
- * one thread, so the bits never depend on the thread count). Pass 1, per channel, over its runs
- * in blocks widened on the stack (no channel copies): the group statistics, then xhat and
- * dgamma / dbeta (= the means' sums, wrapping sums in any grouping), then xhat again and the dx
- * accumulator straight into the (B, C, S) layout with its max magnitude. Then the common
- * multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
- * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
- * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
- * rounds each row. Error codes are intref's, in its order (the input's range, then the first
- * channel whose statistics fail, then the means' range, then the multipliers').
+ * In two parts, so a caller can round dx a range of elements at a time: the plan (per-channel
+ * scalars from passes over q and dy in place, and the exact max of the final accumulator, the
+ * per-channel max of the inner term times its multiplier: the products never wrap) and the
+ * accumulator of any range of elements, recomputed from q and dy. The whole kernel (the host's)
+ * keeps the plan's inner terms instead and multiplies them in place.
  */
-#include "internal.h"
 #include "iq.h"
 #include "iq_norm.h"
 
-/* elements per thread below which a second thread does not pay (with the AVX-512 loops a 2^19
- * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
- * partner costs more than it saves) */
-#define RCTC_NORM_PER_THREAD 1048576u
-/* elements widened on the stack at a time (3 blocks in pass 1, 1 in pass 2: a few KiB of a
- * Cortex-M's 8 KiB stack) */
-#define BLOCK 128
+/* plan layout: s1 d m f gm mult m1 m2 amax, C int64 each */
+enum { P_S1, P_D, P_M, P_F, P_GM, P_MULT, P_M1, P_M2, P_AMAX };
 
+/* elements of q and dy widened at a time onto the stack (2 x 512 B) */
+#define RUN 64
+
+/* the per-channel scalars of channel c that every element of it needs */
 typedef struct {
-    int B, C, S, N, w, dw, e, eps_log2, s, wt;
-    const void *q, *dq;
-    int64_t eps_num;
-    int64_t *acc, *m, *f, *amax, *st, *mult, *dgamma, *dbeta;
-    const uint32_t *rand;
-    void *out;
-} bn_bwd;
+    int64_t nn, a1, mm, m1, m2;
+    int sh;
+} chan;
 
-/* a block of a run widened to int64 (the AVX-512 widening where the loops are AVX-512) */
-#define LOAD(P, W, AT, N, DST)                                                                                       \
-    do {                                                                                                             \
-        if (simd)                                                                                                    \
-            rctc_norm_load_avx512(N, P, W, AT, DST);                                                                 \
-        else                                                                                                         \
-            rctc_norm_load_portable(N, P, W, AT, DST);                                                               \
-    } while (0)
-
-static void pass1(void *ctx, int c0, int c1) {
-    const bn_bwd *t = (const bn_bwd *)ctx;
-    const size_t S = (size_t)t->S, C = (size_t)t->C;
-    const int simd = iq_norm_loops_simd();
-    int64_t xb[BLOCK], db[BLOCK], hb[BLOCK];
-    for (int c = c0; c < c1; ++c) {
-        /* the channel's runs (one per image) in blocks widened on the stack: no channel copies */
-        uint64_t a1 = 0, a2 = 0;
-        for (int b = 0; b < t->B; ++b)
-            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                int64_t p1, p2;
-                LOAD(t->q, t->w, at, n, xb);
-                if (simd)
-                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
-                else
-                    rctc_norm_sums_portable(n, xb, &p1, &p2);
-                a1 += (uint64_t)p1;
-                a2 += (uint64_t)p2;
-            }
-        int64_t s1, d;
-        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &s1, &d,
-                                          &t->m[c], &t->f[c]);
-        t->st[2 * c] = rc;
-        if (rc) continue;
-        const int sh = (int)t->f[c] - 16;
-        const int64_t mc = t->m[c];
-        uint64_t sg = 0, sb = 0;
-        for (int pass = 0; pass < 2; ++pass) { /* the sums, then the accumulator (xhat made again) */
-            int64_t m1 = 0, m2 = 0;
-            if (pass == 1) {
-                int ok = 1;
-                m1 = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
-                m2 = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
-                t->dgamma[c] = (int64_t)sg;
-                t->dbeta[c] = (int64_t)sb;
-                t->st[2 * c + 1] = ok;
-            }
-            uint64_t mx = 0;
-            for (int b = 0; b < t->B; ++b)
-                for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                    const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                    int64_t pg, pb;
-                    LOAD(t->q, t->w, at, n, xb);
-                    LOAD(t->dq, t->dw, at, n, db);
-                    if (simd)
-                        rctc_norm_xhat_dot_avx512(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
-                    else
-                        rctc_norm_xhat_dot_portable(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
-                    if (pass == 0) {
-                        sg += (uint64_t)pg;
-                        sb += (uint64_t)pb;
-                        continue;
-                    }
-                    const uint64_t u = simd ? rctc_norm_dx_acc_avx512(n, db, hb, m1, m2, t->acc + at)
-                                            : rctc_norm_dx_acc_portable(n, db, hb, m1, m2, t->acc + at);
-                    mx = u > mx ? u : mx;
-                }
-            t->amax[c] = (int64_t)mx;
-        }
-    }
+static chan chan_of(const int64_t *p, int C, int c, int64_t nn) {
+    chan k;
+    k.nn = nn;
+    k.a1 = p[P_S1 * C + c];
+    k.mm = p[P_M * C + c];
+    k.sh = (int)p[P_F * C + c] - 16;
+    k.m1 = p[P_M1 * C + c];
+    k.m2 = p[P_M2 * C + c];
+    return k;
 }
 
-static void pass2(void *ctx, int r0, int r1) {
-    const bn_bwd *t = (const bn_bwd *)ctx;
-    const size_t S = (size_t)t->S;
-    const int simd = iq_norm_loops_simd();
-    int64_t v[BLOCK];
-    for (int r = r0; r < r1; ++r) {
-        const int64_t mc = t->mult[r % t->C];
-        for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-            const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            if (simd)
-                rctc_norm_scale_avx512(n, t->acc + at, mc, v);
-            else
-                rctc_norm_scale_portable(n, t->acc + at, mc, v);
-            if (t->s == 0)
-                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, v[i]);
-            else if (t->s > 62)
-                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, 0);
-            else
-                iq_round_block(n, v, t->s, t->rand ? t->rand + at : NULL, t->wt,
-                               (unsigned char *)t->out + at * (size_t)t->wt);
-        }
-    }
+/* inner term of one element (before the channel's multiplier) */
+static inline int64_t inner(const chan *k, int64_t x, int64_t dy) {
+    const int64_t xh = iq_norm_xhat(k->nn, x, k->a1, k->mm, k->sh);
+    const int64_t term = iq_sar(iq_add(iq_mul(xh, k->m2), (int64_t)1 << 15), 16);
+    return iq_sub(iq_sub(iq_shl(dy, 16), k->m1), term);
 }
 
-int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
-                                  int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
-                                  int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
-                                  int64_t *dbeta) {
-    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
+int rctc_iq_batchnorm_backward_plan(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw,
+                                    const void *dq, int dw, int64_t eps_num, int eps_log2, int64_t *plan, int *off,
+                                    uint64_t *amax, int64_t *dgamma, int64_t *dbeta, int64_t *inner_out) {
+    const size_t SS = (size_t)S;
+    const int64_t nn = (int64_t)B * (int64_t)S;
+    int64_t *p = plan, x[RUN], d[RUN];
     if (C < 1) return RCTC_IQ_EDOMAIN;
-    if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
-    /* work: the accumulator (T), then per channel m, f, max, two status words, the multiplier, gamma */
-    bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, work, work + T,
-                work + T + C, work + T + 2 * (size_t)C, work + T + 3 * (size_t)C, work + T + 5 * (size_t)C, dgamma,
-                dbeta, rand, dx};
-    const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
-    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
-    rctc_parallel_for(C, 1, threads, pass1, &t);
-    for (int c = 0; c < C; ++c)
-        if (t.st[2 * c]) return (int)t.st[2 * c];
+    int rc = iq_norm_stats_bgs(B, C, S, q, w, e, eps_num, eps_log2, p + P_S1 * C, p + P_D * C, p + P_M * C,
+                               p + P_F * C, NULL, NULL);
+    if (rc) return rc;
+    int ok = 1;
+    for (int c = 0; c < C; ++c) {
+        const int64_t a1 = p[P_S1 * C + c], mm = p[P_M * C + c];
+        const int sh = (int)p[P_F * C + c] - 16;
+        int64_t t1 = 0, t2 = 0;
+        for (int b = 0; b < B; ++b)
+            for (size_t i0 = 0; i0 < SS; i0 += RUN) {
+                const size_t row = ((size_t)b * (size_t)C + (size_t)c) * SS + i0, n = SS - i0 < RUN ? SS - i0 : RUN;
+                iq_ld_run(q, w, row, n, x);
+                iq_ld_run(dq, dw, row, n, d);
+                for (size_t j = 0; j < n; ++j) {
+                    t1 = iq_add(t1, d[j]);
+                    t2 = iq_add(t2, iq_mul(d[j], iq_norm_xhat(nn, x[j], a1, mm, sh)));
+                }
+            }
+        p[P_GM * C + c] = iq_ld(gamma, gw, (size_t)c);
+        dgamma[c] = t2;
+        dbeta[c] = t1;
+        p[P_M1 * C + c] = iq_norm_div_round(t1, 16, nn, &ok);
+        p[P_M2 * C + c] = iq_norm_div_round(t2, 0, nn, &ok);
+    }
+    if (!ok) return RCTC_IQ_EOVERFLOW;
     uint64_t mx = 0;
     for (int c = 0; c < C; ++c) {
-        if (!t.st[2 * c + 1]) return RCTC_IQ_EOVERFLOW;
-        mx = (uint64_t)t.amax[c] > mx ? (uint64_t)t.amax[c] : mx;
+        const chan k = chan_of(p, C, c, nn);
+        int64_t hi = 0, lo = 0; /* the extremes, not |v| per element: no branch on the sign */
+        for (int b = 0; b < B; ++b)
+            for (size_t i0 = 0; i0 < SS; i0 += RUN) {
+                const size_t row = ((size_t)b * (size_t)C + (size_t)c) * SS + i0, n = SS - i0 < RUN ? SS - i0 : RUN;
+                iq_ld_run(q, w, row, n, x);
+                iq_ld_run(dq, dw, row, n, d);
+                for (size_t j = 0; j < n; ++j) {
+                    const int64_t v = inner(&k, x[j], d[j]);
+                    hi = v > hi ? v : hi;
+                    lo = v < lo ? v : lo;
+                    x[j] = v;
+                }
+                if (inner_out)
+                    for (size_t j = 0; j < n; ++j) inner_out[row + j] = x[j];
+            }
+        const uint64_t a = iq_abs(hi) > iq_abs(lo) ? iq_abs(hi) : iq_abs(lo);
+        p[P_AMAX * C + c] = (int64_t)a;
+        mx = a > mx ? a : mx;
     }
-    int64_t *gm = work + T + 6 * (size_t)C;
-    for (int c = 0; c < C; ++c) gm[c] = iq_ld(gamma, gw, (size_t)c);
     const int bl = iq_bitlen(mx);
     const int mbits = 61 - bl < 31 ? 61 - bl : 31;
     int g;
-    int rc = iq_norm_multipliers(C, gm, (int64_t)N, t.m, t.f, mbits, t.mult, &g);
+    rc = iq_norm_multipliers(C, p + P_GM * C, nn, p + P_M * C, p + P_F * C, mbits, p + P_MULT * C, &g);
     if (rc) return rc;
-    const int e_acc = de + ge - e + g - 16;
-    uint64_t pm = 0;
+    /* |inner| < 2^bl and |mult| <= 2^mbits (0 when mbits < 0), so |inner mult| < 2^62: exact */
+    uint64_t top = 0;
     for (int c = 0; c < C; ++c) {
-        const uint64_t a = (uint64_t)t.amax[c], u = iq_abs(t.mult[c]);
-        if (a != 0 && u != 0 && iq_bitlen(a) + iq_bitlen(u) > 63) { /* a product may wrap: as intref, in full */
-            for (size_t r = 0; r < (size_t)B * (size_t)C; ++r)
-                for (size_t i = 0; i < (size_t)S; ++i)
-                    t.acc[r * (size_t)S + i] = iq_mul(t.acc[r * (size_t)S + i], t.mult[r % (size_t)C]);
-            return rctc_iq_requantize(T, t.acc, e_acc, bits, rand, dx, e_out);
-        }
-        pm = a * u > pm ? a * u : pm;
+        const uint64_t v = (uint64_t)p[P_AMAX * C + c] * iq_abs(p[P_MULT * C + c]);
+        top = v > top ? v : top;
     }
-    t.s = rctc_iq_requant_shift(pm, bits, rand != NULL);
-    if (t.s > 0 && pm > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    rctc_parallel_for(B * C, 1, threads, pass2, &t);
-    *e_out = e_acc + t.s;
+    *amax = top;
+    *off = g - 16;
     return RCTC_IQ_OK;
+}
+
+void rctc_iq_batchnorm_backward_acc(int B, int C, int S, const void *q, int w, const void *dq, int dw,
+                                    const int64_t *plan, size_t start, size_t count, int64_t *acc) {
+    const size_t SS = (size_t)S, CC = (size_t)C, end = start + count;
+    const int64_t nn = (int64_t)B * (int64_t)S;
+    int64_t d[RUN];
+    size_t i = start;
+    while (i < end) {
+        const int c = (int)((i / SS) % CC);
+        const size_t left = SS - i % SS, run = left < end - i ? left : end - i, n = run < RUN ? run : RUN;
+        const chan k = chan_of(plan, C, c, nn);
+        const int64_t mult = plan[P_MULT * C + c];
+        int64_t *o = acc + (i - start);
+        iq_ld_run(q, w, i, n, o);
+        iq_ld_run(dq, dw, i, n, d);
+        for (size_t j = 0; j < n; ++j) o[j] = iq_mul(inner(&k, o[j], d[j]), mult);
+        i += n;
+    }
 }
 
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta) {
-    return rctc_iq_batchnorm_backward_mt(1, B, C, S, q, w, e, gamma, gw, ge, dq, dw, de, eps_num, eps_log2, bits, rand,
-                                         work, dx, e_out, dgamma, dbeta);
+    const size_t T = (size_t)B * (size_t)C * (size_t)S;
+    int off;
+    uint64_t amax;
+    int64_t *acc = work + RCTC_IQ_BN_PLAN_WORDS(C);
+    const int rc = rctc_iq_batchnorm_backward_plan(B, C, S, q, w, e, gamma, gw, dq, dw, eps_num, eps_log2, work,
+                                                   &off, &amax, dgamma, dbeta, acc);
+    if (rc) return rc;
+    /* the inner terms the plan kept, times their channel's multiplier: _acc's values */
+    for (size_t r = 0; r < (size_t)B * (size_t)C; ++r) {
+        const int64_t mult = work[P_MULT * C + (int)(r % (size_t)C)];
+        int64_t *row = acc + r * (size_t)S;
+        for (size_t i = 0; i < (size_t)S; ++i) row[i] = iq_mul(row[i], mult);
+    }
+    return rctc_iq_requantize(T, acc, de + ge - e + off, bits, rand, dx, e_out);
 }

@@ -3,7 +3,7 @@
  *
  * Needs: stdint only. Leaves: exact results for the per-group scalars of the normalisations,
  * which exceed 64 bits for large groups (N^2 eps 2^-2e, gamma N m, D 2^16 / N^2): products of
- * two int64, shifts, floor division by a uint64 (shift-subtract long division) and Python's
+ * two int64, shifts, floor division by a uint64 (long division in 32-bit digits) and Python's
  * bit_length of the magnitude. The test entry points expose them to the tests over (hi, lo).
  */
 #include "rctc_intops.h"
@@ -94,24 +94,55 @@ int rctc_i128_cmp(rctc_i128 a, rctc_i128 b) {
     return a.lo == b.lo ? 0 : a.lo < b.lo ? -1 : 1;
 }
 
-int rctc_i128_bitlen(rctc_i128 a) {
-    if (rctc_i128_is_neg(a)) a = rctc_i128_neg(a); /* |INT128_MIN| reads as 2^127: bitlen 128 */
+/* bits of w (0 for 0) */
+static int bitlen64(uint64_t w) {
+#if defined(__GNUC__) || defined(__clang__)
+    return w ? 64 - __builtin_clzll(w) : 0;
+#else
     int n = 0;
-    uint64_t w = a.hi;
-    if (w) {
-        n = 64;
-    } else {
-        w = a.lo;
-    }
     while (w) {
         ++n;
         w >>= 1;
     }
     return n;
+#endif
 }
 
-/* |a| / d and |a| % d for unsigned a, by shift-subtract */
-static rctc_i128 udivmod(rctc_i128 a, uint64_t d, uint64_t *rem) {
+int rctc_i128_bitlen(rctc_i128 a) {
+    if (rctc_i128_is_neg(a)) a = rctc_i128_neg(a); /* |INT128_MIN| reads as 2^127: bitlen 128 */
+    return a.hi ? 64 + bitlen64(a.hi) : bitlen64(a.lo);
+}
+
+/* (u1:u0) / v and its remainder for u1 < v (the quotient fits 64 bits): long division in 32-bit
+ * digits with the divisor normalised (Hacker's Delight, divlu; products wrap mod 2^64 where the
+ * true value is known to fit) */
+static uint64_t divlu(uint64_t u1, uint64_t u0, uint64_t v, uint64_t *rem) {
+    const uint64_t b = (uint64_t)1 << 32, m32 = b - 1u;
+    const int s = 64 - bitlen64(v); /* 0 .. 63: v != 0 */
+    v <<= s;
+    const uint64_t vn1 = v >> 32, vn0 = v & m32;
+    const uint64_t un32 = s ? (u1 << s) | (u0 >> (64 - s)) : u1;
+    const uint64_t un10 = u0 << s, un1 = un10 >> 32, un0 = un10 & m32;
+    uint64_t q1 = un32 / vn1, rhat = un32 - q1 * vn1;
+    while (q1 >= b || q1 * vn0 > b * rhat + un1) {
+        --q1;
+        rhat += vn1;
+        if (rhat >= b) break;
+    }
+    const uint64_t un21 = un32 * b + un1 - q1 * v;
+    uint64_t q0 = un21 / vn1;
+    rhat = un21 - q0 * vn1;
+    while (q0 >= b || q0 * vn0 > b * rhat + un0) {
+        --q0;
+        rhat += vn1;
+        if (rhat >= b) break;
+    }
+    *rem = (un21 * b + un0 - q0 * v) >> s;
+    return q1 * b + q0;
+}
+
+/* |a| / d and |a| % d for unsigned a, by shift-subtract (the definition; d == 0 only) */
+static rctc_i128 udivmod_bits(rctc_i128 a, uint64_t d, uint64_t *rem) {
     rctc_i128 q = {0, 0};
     uint64_t r = 0;
     for (int i = 127; i >= 0; --i) {
@@ -127,6 +158,21 @@ static rctc_i128 udivmod(rctc_i128 a, uint64_t d, uint64_t *rem) {
         }
     }
     *rem = r;
+    return q;
+}
+
+/* |a| / d and |a| % d for unsigned a: the high word by 64-bit division, the low by divlu */
+static rctc_i128 udivmod(rctc_i128 a, uint64_t d, uint64_t *rem) {
+    rctc_i128 q;
+    if (d == 0u) return udivmod_bits(a, d, rem);
+    if (a.hi == 0u) {
+        q.hi = 0u;
+        q.lo = a.lo / d;
+        *rem = a.lo % d;
+        return q;
+    }
+    q.hi = a.hi / d;
+    q.lo = divlu(a.hi % d, a.lo, d, rem);
     return q;
 }
 

@@ -17,6 +17,7 @@ int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gam
     for (size_t i = 0; i < T; ++i) x[i] = iq_ld(q, w, i);
     const int rc = iq_norm_stats(G, N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
     if (rc) return rc;
-    for (size_t i = 0; i < T; ++i) x[i] = iq_mul(xhat[i], iq_ld(gamma, gw, i % nn));
+    for (size_t r = 0; r < (size_t)G; ++r) /* gamma along the row: no index modulo per element */
+        for (size_t j = 0, i = r * nn; j < nn; ++j, ++i) x[i] = iq_mul(xhat[i], iq_ld(gamma, gw, j));
     return rctc_iq_requantize_bias((size_t)G, nn, 1, x, ge - 16, beta, bw, be, bits, NULL, out, e_out);
 }

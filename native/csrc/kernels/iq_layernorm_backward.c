@@ -21,11 +21,13 @@ int rctc_iq_layernorm_backward(int G, int N, const void *q, int w, int e, const 
     int rc = iq_norm_stats(G, N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
     if (rc) return rc;
     for (size_t j = 0; j < nn; ++j) dgamma[j] = dbeta[j] = 0;
-    for (size_t i = 0; i < T; ++i) {
-        const int64_t v = iq_ld(dq, dw, i);
-        dgamma[i % nn] = iq_add(dgamma[i % nn], iq_mul(v, xhat[i]));
-        dbeta[i % nn] = iq_add(dbeta[i % nn], v);
-        gp[i] = iq_mul(v, iq_ld(gamma, gw, i % nn));
+    for (size_t r = 0; r < (size_t)G; ++r) { /* row by row: no index modulo per element */
+        for (size_t j = 0, i = r * nn; j < nn; ++j, ++i) {
+            const int64_t v = iq_ld(dq, dw, i);
+            dgamma[j] = iq_add(dgamma[j], iq_mul(v, xhat[i]));
+            dbeta[j] = iq_add(dbeta[j], v);
+            gp[i] = iq_mul(v, iq_ld(gamma, gw, j));
+        }
     }
     int gexp;
     rc = rctc_iq_requantize(T, gp, de + ge, 16, NULL, g16, &gexp);

@@ -5,23 +5,25 @@
 #define RCTC_IQ_NORM_H
 
 #include "iq.h"
-#include "rctc_intops.h"
 
 int64_t iq_norm_eps_term(int64_t eps_num, int eps_log2, int64_t n, int e);
 int iq_norm_headroom(int bl_d, int bl_eps);
-/* one group of N: S1, D, (m, f) (xhat's shift is f - 16, in 1 .. 62), or an RCTC_IQ_E* code; the
- * caller has checked N max|x| < 2^29 */
-int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
-                  int64_t *m, int64_t *f);
-/* the same from the group's sums S1 = sum x, S2 = sum x^2 */
+/* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
+int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
+                  int64_t *d, int64_t *m, int64_t *f);
+/* the same per-group scalars of a (B, G, S) tensor read in place (group g is [:, g, :]), no xhat;
+ * lo / hi (NULL: not wanted) receive each group's min / max of q */
+int iq_norm_stats_bgs(int B, int G, int S, const void *q, int w, int e, int64_t eps_num, int eps_log2, int64_t *s1,
+                      int64_t *d, int64_t *m, int64_t *f, int64_t *lo, int64_t *hi);
+/* xhat of one element x of a group of N with sum a1 and multiplier mm at shift s = f - 16
+ * (in 1 .. 62): round((N x - a1) mm 2^-s); fits int64 once N max|x| < 2^29 is checked */
+static inline int64_t iq_norm_xhat(int64_t n, int64_t x, int64_t a1, int64_t mm, int s) {
+    return iq_sar((n * x - a1) * mm + ((int64_t)1 << (s - 1)), s);
+}
+/* one group's scalars from its sums S1 = sum x, S2 = sum x^2: S1, D, (m, f) (xhat's shift is f - 16,
+ * in 1 .. 62), or an RCTC_IQ_E* code; the caller has checked N max|x| < 2^29 */
 int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
                        int64_t *m, int64_t *f);
-/* xhat = round((N x - S1) m 2^-s), s = f - 16 */
-static inline int64_t iq_norm_xhat(int64_t x, int N, int64_t s1, int64_t m, int s) {
-    return iq_sar(((int64_t)N * x - s1) * m + ((int64_t)1 << (s - 1)), s);
-}
-/* round((t << sh) / n) half up; *ok = 0 past 63 bits */
-int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
 /* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX-512 variants in
  * x86/iq_norm_loops_avx512.c, the same values, where iq_norm_loops_simd() is true):
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
@@ -51,12 +53,11 @@ RCTC_NORM_LOOPS(avx512)
 #define rctc_norm_load_avx512 rctc_norm_load_portable
 #endif
 #undef RCTC_NORM_LOOPS
-/* x rows (G, N) int64 -> xhat (G, N) and per group s1, d, m, f */
-int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
-                  int64_t *d, int64_t *m, int64_t *f);
 /* M_c ~= ga_c n mb_c 2^(-f_c - g), |M_c| < 2^mbits; g into *g_out */
 int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, const int64_t *f, int mbits,
                         int64_t *out, int *g_out);
+/* round((t << sh) / n) half up (i128); *ok = 0 when it passes 63 bits */
+int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
 /* dx accumulator (G, N) in acc; exponent offset into *off; mult: G int64 scratch */
 int iq_norm_dx(int G, int N, const int64_t *dy, const int64_t *xhat, const int64_t *gm, const int64_t *m,
                const int64_t *f, int64_t *acc, int64_t *mult, int *off);

@@ -33,7 +33,7 @@ void rctc_norm_xhat_dot_portable(size_t n, const int64_t *x, int N, int64_t s1, 
                                  int64_t *xh, int64_t *sg, int64_t *sb) {
     int64_t g = 0, b = 0;
     for (size_t i = 0; i < n; ++i) {
-        const int64_t v = iq_norm_xhat(x[i], N, s1, m, sh);
+        const int64_t v = iq_norm_xhat(N, x[i], s1, m, sh);
         xh[i] = v;
         g = iq_add(g, iq_mul(dy[i], v));
         b = iq_add(b, dy[i]);
@@ -59,7 +59,7 @@ uint64_t rctc_norm_affine_portable(size_t n, const int64_t *x, int N, int64_t s1
                                    int64_t bias, int64_t *acc) {
     uint64_t mx = 0;
     for (size_t i = 0; i < n; ++i) {
-        const int64_t v = iq_add(iq_mul(iq_norm_xhat(x[i], N, s1, m, sh), g), bias);
+        const int64_t v = iq_add(iq_mul(iq_norm_xhat(N, x[i], s1, m, sh), g), bias);
         const uint64_t u = iq_abs(v);
         acc[i] = v;
         mx = u > mx ? u : mx;

@@ -30,19 +30,10 @@ int iq_norm_headroom(int bl_d, int bl_eps) {
     return num > 0 ? num / 2 : 0;
 }
 
-int iq_norm_group(int N, const int64_t *row, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
-                  int64_t *m, int64_t *f) {
-    const size_t nn = (size_t)N;
-    int64_t a1, a2;
-    if (iq_norm_loops_simd())
-        rctc_norm_sums_avx512(nn, row, &a1, &a2);
-    else
-        rctc_norm_sums_portable(nn, row, &a1, &a2);
-    return iq_norm_group_sums(N, a1, a2, e, eps_num, eps_log2, s1, d, m, f);
-}
-
-int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
-                       int64_t *m, int64_t *f) {
+/* (m, f) of one group from its sums (N, S1 = a1, S2 = a2): d = N S2 - S1^2, the headroom P,
+ * rsqrt_fixed(D 4^P + eps term) with f -= P; f - 16 checked to lie in 1 .. 62 */
+static int group_scalars(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *d,
+                         int64_t *m, int64_t *f) {
     const int64_t dd = (int64_t)N * a2 - a1 * a1;
     const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
     const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));
@@ -57,11 +48,16 @@ int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, in
     const int s = ff - 16;
     if (s < 1) return RCTC_IQ_EDOMAIN;
     if (s > 62) return RCTC_IQ_EOVERFLOW;
-    *s1 = a1;
     *d = dd;
     *m = (int64_t)mm;
     *f = ff;
     return RCTC_IQ_OK;
+}
+
+int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                       int64_t *m, int64_t *f) {
+    *s1 = a1;
+    return group_scalars(N, a1, a2, e, eps_num, eps_log2, d, m, f);
 }
 
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
@@ -71,9 +67,94 @@ int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int ep
     if ((uint64_t)N * mx >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     for (int c = 0; c < G; ++c) {
         const int64_t *row = x + (size_t)c * nn;
-        const int rc = iq_norm_group(N, row, e, eps_num, eps_log2, &s1[c], &d[c], &m[c], &f[c]);
+        int64_t a1 = 0, a2 = 0;
+        for (size_t i = 0; i < nn; ++i) {
+            a1 += row[i];
+            a2 += row[i] * row[i];
+        }
+        const int rc = group_scalars(N, a1, a2, e, eps_num, eps_log2, &d[c], &m[c], &f[c]);
         if (rc) return rc;
-        for (size_t i = 0; i < nn; ++i) xhat[(size_t)c * nn + i] = iq_norm_xhat(row[i], N, s1[c], m[c], (int)f[c] - 16);
+        for (size_t i = 0; i < nn; ++i) xhat[(size_t)c * nn + i] = iq_norm_xhat(N, row[i], a1, m[c], (int)f[c] - 16);
+        s1[c] = a1;
+    }
+    return RCTC_IQ_OK;
+}
+
+/* sum, sum of squares, min and max of the run p[off .. off + n) (w bytes an element; the width
+ * switch outside the loop) */
+#define RUN_STATS(T)                                                                                          \
+    for (size_t i = 0; i < n; ++i) {                                                                          \
+        const int64_t v = ((const T *)p)[off + i];                                                            \
+        s += v;                                                                                               \
+        s2 += v * v;                                                                                          \
+        lo = v < lo ? v : lo;                                                                                 \
+        hi = v > hi ? v : hi;                                                                                 \
+    }
+
+/* int8: blocks of 256 summed in int32 (256 * 127^2 < 2^31), min / max in int8: vectorisable */
+static void run_stats_s8(const int8_t *p, size_t n, int64_t *acc) {
+    int8_t lo = acc[2] < INT8_MIN ? INT8_MIN : (int8_t)iq_min(acc[2], INT8_MAX);
+    int8_t hi = acc[3] > INT8_MAX ? INT8_MAX : (int8_t)iq_max(acc[3], INT8_MIN);
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        const size_t m = n - i0 < 256 ? n - i0 : 256;
+        int32_t s = 0, s2 = 0;
+        for (size_t i = 0; i < m; ++i) {
+            const int8_t v = p[i0 + i];
+            s += v;
+            s2 += (int32_t)v * v;
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        acc[0] += s;
+        acc[1] += s2;
+    }
+    acc[2] = iq_min(acc[2], lo);
+    acc[3] = iq_max(acc[3], hi);
+}
+
+static void run_stats(const void *p, int w, size_t off, size_t n, int64_t *acc) {
+    int64_t s = 0, s2 = 0, lo = acc[2], hi = acc[3];
+    switch (w) {
+    case 1: run_stats_s8((const int8_t *)p + off, n, acc); return;
+    case 2: RUN_STATS(int16_t) break;
+    case 4: RUN_STATS(int32_t) break;
+    default: RUN_STATS(int64_t) break;
+    }
+    acc[0] += s;
+    acc[1] += s2;
+    acc[2] = lo;
+    acc[3] = hi;
+}
+
+int iq_norm_stats_bgs(int B, int G, int S, const void *q, int w, int e, int64_t eps_num, int eps_log2, int64_t *s1,
+                      int64_t *d, int64_t *m, int64_t *f, int64_t *lo, int64_t *hi) {
+    const size_t T = (size_t)B * (size_t)G * (size_t)S, SS = (size_t)S;
+    const int N = B * S;
+    uint64_t mx = 0;
+    if (w == 1) { /* min / max in int8 (vectorisable), then the larger magnitude */
+        int8_t vlo = 0, vhi = 0;
+        for (size_t i = 0; i < T; ++i) {
+            const int8_t v = ((const int8_t *)q)[i];
+            vlo = v < vlo ? v : vlo;
+            vhi = v > vhi ? v : vhi;
+        }
+        mx = iq_abs(vlo) > iq_abs(vhi) ? iq_abs(vlo) : iq_abs(vhi);
+    } else {
+        switch (w) {
+        case 2: for (size_t i = 0; i < T; ++i) { const uint64_t a = iq_abs(((const int16_t *)q)[i]); mx = a > mx ? a : mx; } break;
+        case 4: for (size_t i = 0; i < T; ++i) { const uint64_t a = iq_abs(((const int32_t *)q)[i]); mx = a > mx ? a : mx; } break;
+        default: for (size_t i = 0; i < T; ++i) { const uint64_t a = iq_abs(((const int64_t *)q)[i]); mx = a > mx ? a : mx; } break;
+        }
+    }
+    if ((uint64_t)N * mx >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    for (int c = 0; c < G; ++c) {
+        int64_t acc[4] = {0, 0, INT64_MAX, INT64_MIN};
+        for (int b = 0; b < B; ++b) run_stats(q, w, ((size_t)b * (size_t)G + (size_t)c) * SS, SS, acc);
+        const int rc = group_scalars(N, acc[0], acc[1], e, eps_num, eps_log2, &d[c], &m[c], &f[c]);
+        if (rc) return rc;
+        s1[c] = acc[0];
+        if (lo) lo[c] = acc[2];
+        if (hi) hi[c] = acc[3];
     }
     return RCTC_IQ_OK;
 }
@@ -100,7 +181,7 @@ int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, 
     return RCTC_IQ_OK;
 }
 
-/* round(v / n) half up for v = t << sh (i128) */
+/* round(v / n) half up for v = t << sh (i128); *ok = 0 past 63 bits */
 int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok) {
     const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(t), sh);
     const rctc_i128 r = rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(n)), 2 * (uint64_t)n);

@@ -77,12 +77,7 @@ int rctc_iq_shift(size_t n, const void *x, int w, int k, const uint32_t *rand, i
     return RCTC_IQ_OK;
 }
 
-int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
-                       int *e_out) {
-    const uint64_t m = rctc_iq_absmax(n, acc);
-    const int w = rctc_iq_width(bits);
-    const int s = rctc_iq_requant_shift(m, bits, rand != NULL);
-    if (s > 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+void rctc_iq_round_store(size_t n, const int64_t *acc, int s, const uint32_t *rand, void *out, int w) {
     if (s == 0) {
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, acc[i]);
     } else if (s > 62) {
@@ -91,14 +86,21 @@ int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const 
 #if defined(__x86_64__) || defined(_M_X64)
         if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
             rctc_iq_round_s8_avx2(n, acc, s, rand, (int8_t *)out);
-            *e_out = e_acc + s;
-            return RCTC_IQ_OK;
+            return;
         }
 #endif
         rctc_iq_round_s8_portable(n, acc, s, rand, (int8_t *)out);
     } else {
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, round1(acc[i], s, rand, i));
     }
+}
+
+int rctc_iq_requantize(size_t n, const int64_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
+                       int *e_out) {
+    const uint64_t m = rctc_iq_absmax(n, acc);
+    const int s = rctc_iq_requant_shift(m, bits, rand != NULL);
+    if (s > 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    rctc_iq_round_store(n, acc, s, rand, out, rctc_iq_width(bits));
     *e_out = e_acc + s;
     return RCTC_IQ_OK;
 }

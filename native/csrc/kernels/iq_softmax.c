@@ -17,12 +17,18 @@ int rctc_iq_softmax_parts(size_t outer, size_t len, size_t inner, const void *q,
             const size_t base = o * len * inner + i;
             int64_t mx = INT64_MIN, s = 0;
             for (size_t k = 0; k < len; ++k) mx = iq_max(mx, iq_ld(q, w, base + k * inner));
-            for (size_t k = 0; k < len; ++k) {
-                const size_t at = base + k * inner;
-                ex[at] = rctc_iq_to_fixed1(iq_ld(q, w, at) - mx, e, FRAC);
-                if (ex[at] > 0) return RCTC_IQ_EDOMAIN;
-                (void)rctc_iq_iexp(1, ex + at, ex + at);
-                s += ex[at];
+            if (inner == 1) { /* a contiguous row: one iexp call for it (the same values) */
+                for (size_t k = 0; k < len; ++k) ex[base + k] = rctc_iq_to_fixed1(iq_ld(q, w, base + k) - mx, e, FRAC);
+                if (rctc_iq_iexp(len, ex + base, ex + base)) return RCTC_IQ_EDOMAIN;
+                for (size_t k = 0; k < len; ++k) s += ex[base + k];
+            } else {
+                for (size_t k = 0; k < len; ++k) {
+                    const size_t at = base + k * inner;
+                    ex[at] = rctc_iq_to_fixed1(iq_ld(q, w, at) - mx, e, FRAC);
+                    if (ex[at] > 0) return RCTC_IQ_EDOMAIN;
+                    (void)rctc_iq_iexp(1, ex + at, ex + at);
+                    s += ex[at];
+                }
             }
             const int64_t r = (((int64_t)1 << 46) + (s >> 1)) / s;
             for (size_t k = 0; k < len; ++k) er[base + k * inner] = ex[base + k * inner] * r;

@@ -28,12 +28,10 @@ int rctc_iq_softmax_cross_entropy(int B, int C, const void *q, int w, int e, con
         if (label_of(labels, b, C, &lab)) return RCTC_IQ_EDOMAIN;
         const size_t base = (size_t)b * (size_t)C;
         for (int c = 0; c < C; ++c) mx = iq_max(mx, iq_ld(q, w, base + (size_t)c));
-        for (int c = 0; c < C; ++c) {
-            int64_t *t = work + base + (size_t)c;
-            *t = rctc_iq_to_fixed1(iq_ld(q, w, base + (size_t)c) - mx, e, FRAC);
-            if (rctc_iq_iexp(1, t, t)) return RCTC_IQ_EDOMAIN;
-            s += *t;
-        }
+        int64_t *t = work + base;
+        for (int c = 0; c < C; ++c) t[c] = rctc_iq_to_fixed1(iq_ld(q, w, base + (size_t)c) - mx, e, FRAC);
+        if (rctc_iq_iexp((size_t)C, t, t)) return RCTC_IQ_EDOMAIN; /* the row in one call */
+        for (int c = 0; c < C; ++c) s += t[c];
         int64_t lg;
         if (rctc_iq_ilog2(1, &s, &lg)) return RCTC_IQ_EDOMAIN;
         lg -= (int64_t)FRAC << FRAC;

@@ -3,10 +3,13 @@
  *
  * Needs: iq.h (floor shift, widths). Leaves: out = clip(q + round(acc * m * 2^k)) with
  * FusedIntUpdate's rounding, bit for bit, and the bitwidth controller's statistics A = sum |acc|
- * and S = #{|out| == qmax} (rctc/bitwidth_rule.py); no floating point, no allocation.
+ * and S = #{|out| == qmax} (rctc/bitwidth_rule.py); no floating point, no allocation. The entry
+ * point takes the fast path (sgd_update_fast.c, x86/sgd_update_avx2.c / _avx512.c) where the operands are in
+ * its range; rctc_sgd_update_fused_portable is the specification every variant equals.
  */
 #include "iq.h"
 #include "rctc_intops.h"
+#include "rctc_kernels.h"
 #include "rctc_update.h"
 
 #define P53 ((int64_t)1 << 53)
@@ -115,6 +118,22 @@ static int tiny_round_up(int64_t p, int s, uint32_t u24)
 
 int rctc_sgd_update_fused(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
                           const uint32_t *rand, void *out, uint64_t *stats) {
+    int rc = RCTC_SGD_NOT_FAST;
+#if defined(__x86_64__) || defined(_M_X64)
+    const int isa = n >= 8u ? rctc_isa_available() : 0;
+    if (isa & (1 << RCTC_ISA_AVX512VNNI))
+        rc = rctc_sgd_update_fast_avx512(n, q, qw, acc, m, k, bits, rand, out, stats);
+    else if (isa & (1 << RCTC_ISA_AVX2))
+        rc = rctc_sgd_update_fast_avx2(n, q, qw, acc, m, k, bits, rand, out, stats);
+#endif
+    if (rc == RCTC_SGD_NOT_FAST) rc = rctc_sgd_update_fast_portable(n, q, qw, acc, m, k, bits, rand, out, stats);
+    if (rc == RCTC_SGD_NOT_FAST) rc = rctc_sgd_update_fused_portable(n, q, qw, acc, m, k, bits, rand, out, stats);
+    return rc;
+}
+
+/* the specification: every operand, one element at a time (the fast paths equal it in their range) */
+int rctc_sgd_update_fused_portable(size_t n, const void *q, int qw, const int64_t *acc, int64_t m, int k, int bits,
+                                   const uint32_t *rand, void *out, uint64_t *stats) {
     const int64_t qmax = ((int64_t)1 << (bits - 1)) - 1;
     uint64_t am = iq_abs(m);
     uint64_t sum_abs = 0, saturated = 0;

@@ -17,8 +17,12 @@ backend always see the current state.
 
 ``on_node`` callbacks (the energy counter) see every node: host nodes with their arrays, C nodes
 with read-only stand-ins of the same shapes and dtypes (the counters read only those).
-``op_times`` (``--profile-ops``) times host nodes by op type and each C segment as a whole
-(``C segment i (n nodes)``); nodes inside a C segment are not timed one by one.
+``op_times`` (``--profile-ops``) times every node by op type: host nodes as the numpy executor
+does, C nodes by the generated step's own monotonic clock (a profiling build of the programs,
+``load_programs(..., profile=True)``: a separate shared object, built when ``op_times`` is set at
+a plan's first use), and what a segment spends outside its nodes (copies in and out, the call,
+the state write-back) as ``C segment boundary``. ``node_times`` (when not None) gets the same
+times per C node name. The profiling build computes the same bits.
 """
 
 from __future__ import annotations
@@ -137,18 +141,20 @@ class NativeExecutor(Executor):
         super().__init__(graph)
         self.threads = default_threads() if threads is None else max(1, int(threads))
         self.env = env
-        self._plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
+        self._plans: dict[tuple[tuple[str, ...], bool, bool], _Plan] = {}
+        #: seconds per C node name while profiling (set to a dict to record them)
+        self.node_times: dict[str, float] | None = None
 
     # ----- planning -----------------------------------------------------------------------
     def plan_for(self, outputs: Sequence[str], training: bool) -> _Plan:
         """The partitioned schedule of ``outputs`` (built, compiled and loaded once)."""
-        key = (tuple(outputs), bool(training))
+        key = (tuple(outputs), bool(training), self.op_times is not None)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._make_plan(list(outputs), bool(training), len(self._plans))
+            plan = self._plans[key] = self._make_plan(list(outputs), bool(training), len(self._plans), key[2])
         return plan
 
-    def _make_plan(self, outputs: list[str], training: bool, index: int) -> _Plan:
+    def _make_plan(self, outputs: list[str], training: bool, index: int, profile: bool = False) -> _Plan:
         nodes = self.nodes_for(outputs)
         segments = partition(nodes, training, frozenset(C_STATS) | frozenset(C_STATS_FIXED))
         order = [n for s in segments for n in s.nodes]
@@ -172,14 +178,15 @@ class NativeExecutor(Executor):
                 exps = {n.inputs[i].name for n in seg.nodes if n.op_type in C_STATS
                         for i in (C_STATS[n.op_type][0], *C_STATS[n.op_type][1])}
                 out = [nm for nm in made if nm in keep or nm in exps or readers.get(nm, -1) >= end]
-                prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training)
+                prog = generate(self.graph, seg.nodes, out, prefix=f"rctc_p{index}s{len(progs)}", training=training,
+                                tasks=True)
                 free = tuple(nm for st in steps[pos:end] for nm in st.free_after)
                 layout.append(len(progs))
                 progs.append((prog, seg.nodes, free, len(layout) - 1, steps[pos:end]))
             pos = end
         parts: list[Step | _CSegment] = list(layout)
         if progs:
-            lib = load_programs([p for p, *_ in progs], self.env)
+            lib = load_programs([p for p, *_ in progs], self.env, profile=profile)
             for k, (prog, seg_nodes, free, at, host_steps) in enumerate(progs):
                 step = NativeStep(prog, {}, lib=lib)  # the state is copied in at each segment's first run
                 by_param = {str(n.meta.get("param", n.inputs[0].name)): n for n in seg_nodes
@@ -272,12 +279,27 @@ class NativeExecutor(Executor):
             arr.flags.writeable = False
             seg.synced[state] = arr  # the array train_step writes back as the state's new data
         if self.op_times is not None:
-            self.op_times[seg.name] = self.op_times.get(seg.name, 0.0) + time.perf_counter() - t0
+            self._record_times(seg, time.perf_counter() - t0)
         if on_node is not None:
             for node, args, res in seg.standins:
                 on_node(node, args, res, env)
         for name in io.free:
             env.pop(name, None)
+
+    def _record_times(self, seg: _CSegment, total: float) -> None:
+        """The segment's node times by op type (and node name), the rest as its boundary."""
+        ns = seg.step.node_ns()
+        times = self.op_times
+        assert times is not None
+        inside = 0.0
+        if ns is not None:
+            names = self.node_times
+            for (name, op), t in zip(seg.step.prog.nodes, ns[:-1] * 1e-9):
+                times[op] = times.get(op, 0.0) + t
+                if names is not None:
+                    names[name] = names.get(name, 0.0) + t
+                inside += t
+        times["C segment boundary"] = times.get("C segment boundary", 0.0) + total - inside
 
     def _record_stats(self, seg: _CSegment, env: dict[str | None, Any], ctx: KernelContext, lr: float) -> None:
         """The C step's update statistics into ``ctx.stats``, as the numpy kernels record them."""

@@ -122,33 +122,38 @@ class IntOps(BaseOps):
 
     # ---- normalisation --------------------------------------------------------------------------
     def batchnorm_train(self, q, e, gamma: Tensor, beta: Tensor, running_mean: Tensor, running_var: Tensor,
-                        eps: float = 1e-5, momentum: float = 0.9, bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+                        eps: float = 1e-5, momentum: float = 0.9, bits: int = 8,
+                        threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``threads``: run ``rctc_iq_batchnorm_train_mt`` on that many (else the 1-thread entry)."""
         x, w = _int(q)
         b, c, s = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         g, gw, ge = _tq(gamma, "gamma")
         bt, bw, be = _tq(beta, "beta")
         rm = np.ascontiguousarray(np.asarray(running_mean[0]).astype(np.int16))
         rv = np.ascontiguousarray(np.asarray(running_var[0]).astype(np.int16))
-        work = np.empty(9 * c + NORM_CHUNK, np.int64)
+        work = np.empty(9 * c + NORM_CHUNK if threads is None else x.size + 8 * c, np.int64)
         rm_out, rv_out = np.empty(c, np.int16), np.empty(c, np.int16)
         out = np.empty(x.shape, storage_dtype(bits))
         ey, rme, rve = c_int(), c_int(), c_int()
-        self._call("rctc_iq_batchnorm_train", b, c, s, _p(x), w, int(e), _p(g), gw, ge, _p(bt), bw, be, _p(rm),
+        head = ("rctc_iq_batchnorm_train",) if threads is None else ("rctc_iq_batchnorm_train_mt", int(threads))
+        self._call(*head, b, c, s, _p(x), w, int(e), _p(g), gw, ge, _p(bt), bw, be, _p(rm),
                    int(running_mean[1]), _p(rv), int(running_var[1]), *_eps(eps), fixed_point(momentum, 16),
                    _bits(bits), _p(work), _p(out), _ref(ey), _p(rm_out), _ref(rme), _p(rv_out), _ref(rve))
         return (out, ey.value), (rm_out, rme.value), (rv_out, rve.value)
 
     def batchnorm_backward(self, q, e, gamma: Tensor, dq, de, eps: float = 1e-5, bits: int = 8,
-                           rand=None) -> tuple[Tensor, Tensor, Tensor]:
+                           rand=None, threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``threads``: run ``rctc_iq_batchnorm_backward_mt`` on that many (else the 1-thread entry)."""
         x, w = _int(q)
         d, dw = _int(dq)
         b, c, s = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         g, gw, ge = _tq(gamma, "gamma")
-        work = np.empty(9 * c + x.size, np.int64)
+        work = np.empty(9 * c + x.size, np.int64)  # also the _mt kernel's B*C*S + 8 C
         out = np.empty(x.shape, storage_dtype(bits))
         dg, db = np.empty(c, np.int64), np.empty(c, np.int64)
         ex = c_int()
-        self._call("rctc_iq_batchnorm_backward", b, c, s, _p(x), w, int(e), _p(g), gw, ge, _p(d), dw, int(de),
+        head = ("rctc_iq_batchnorm_backward",) if threads is None else ("rctc_iq_batchnorm_backward_mt", int(threads))
+        self._call(*head, b, c, s, _p(x), w, int(e), _p(g), gw, ge, _p(d), dw, int(de),
                    *_eps(eps), _bits(bits), _p(_rand(rand, x.shape)), _p(work), _p(out), _ref(ex), _p(dg), _p(db))
         return (out, ex.value), (dg, int(de) - 16), (db, int(de))
 

@@ -15,7 +15,7 @@ import ctypes
 import math
 import re
 from collections.abc import Sequence
-from ctypes import c_int, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import c_int, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 
 import numpy as np
 
@@ -40,7 +40,8 @@ def from_hilo(hi: int, lo: int) -> int:
     return v - (1 << 128) if hi >> 63 else v
 
 
-_CTYPES = {"size_t": c_size_t, "int": c_int, "int64_t": c_int64, "uint64_t": c_uint64, "rctc_i128": I128}
+_CTYPES = {"size_t": c_size_t, "int": c_int, "int64_t": c_int64, "uint64_t": c_uint64, "uint32_t": c_uint32,
+           "rctc_i128": I128}
 
 
 def _prototypes(header: str) -> dict[str, tuple[type | None, list[type]]]:

@@ -23,6 +23,13 @@ Storage (all static, no malloc):
   (rctc/bitwidth_rule.py), ``STATS_WORDS`` uint64 per node: A = sum |acc|, the saturated count S,
   the fixed-point Gavg g; in the order of ``CProgram.stats`` (parameter name, element count).
 At the step's end each state value with an update produced by these nodes is overwritten by it.
+
+Profiling: the step also records the monotonic time of each node block (``<prefix>_prof()``:
+``len(nodes) + 1`` uint64 nanosecond counts of the last step, the last entry the state
+write-back), compiled in only when the file defines ``RCTC_PROFILE`` before the step, as
+:data:`PROFILE_PROLOGUE` does (:func:`rctc.native.codegen.runner.load_programs` with
+``profile=True``); without it the lines are preprocessed away, so the normal and device builds
+compile the same code.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ class CProgram:
     #: (node, op type, scratch bytes) of every node that uses scratch, in schedule order
     scratch_nodes: list[tuple[str, str, int]] = field(default_factory=list)
     prefix: str = "rctc_model"
+    #: (node, op type) of every node, in step order: the entries of ``<prefix>_prof`` (then the write-back)
+    nodes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -118,11 +127,16 @@ def refusal(node: Node, training: bool = True) -> str | None:
 
 class _Emit:
     def __init__(self, slots: dict[str, Slot], training: bool, band: int | None = None,
-                 streamed: frozenset[str] = frozenset()) -> None:
+                 streamed: frozenset[str] = frozenset(), prefix: str = "rctc_model", tasks: bool = False) -> None:
         self.slots = slots
         self.streamed = streamed
         if band is not None:
             self.band = band
+        self.prefix = prefix
+        #: whether emitters may split a node over images on the step's threads (file-scope task
+        #: functions, :meth:`helper`); the device step keeps every node on the calling thread
+        self.tasks = tasks
+        self.helpers: list[str] = []
         self.scratch_bytes = 0
         self.node_scratch = 0
         self.stat_params: list[tuple[str, int]] = []
@@ -142,6 +156,13 @@ class _Emit:
         self.node_scratch = max(self.node_scratch, align(offset + nbytes))
         return f"(rctc_scratch + {offset})" if offset else "rctc_scratch"
 
+    def helper(self, params: str, body: list[str]) -> str:
+        """A file-scope ``static void NAME(params)`` holding ``body`` (placed before the step,
+        after the block macros, so it reads the same slots); returns its NAME."""
+        name = f"{self.prefix}_task{len(self.helpers)}"
+        self.helpers.append("\n".join([f"static void {name}({params})", "{", *[f"    {ln}" for ln in body], "}", ""]))
+        return name
+
     def node_id(self, node: Node) -> int:
         return int(node.meta["node_id"])
 
@@ -151,15 +172,22 @@ class _Emit:
         return f"(rctc_stats + {STATS_WORDS * (len(self.stat_params) - 1)})"
 
 
+#: prepended to a generated file to compile its steps' node timers (clock_gettime, POSIX)
+PROFILE_PROLOGUE = "\n".join([
+    "#define RCTC_PROFILE 1", "#define _POSIX_C_SOURCE 199309L", "#include <stdint.h>", "#include <time.h>",
+    "static uint64_t rctc_prof_now(void)", "{", "    struct timespec ts;",
+    "    clock_gettime(CLOCK_MONOTONIC, &ts);",
+    "    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;", "}", ""])
+
 #: emit a second time with the scratch block's size as the banded nodes' budget (module docstring)
 FILL_SCRATCH = True
 
 
 def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, budget: int,
-               band: int | None = None, streamed: frozenset[str] = frozenset()
-               ) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
+               band: int | None = None, streamed: frozenset[str] = frozenset(), prefix: str = "rctc_model",
+               tasks: bool = False) -> tuple[_Emit, list[str], list[tuple[str, str, int]]]:
     """The step's node blocks emitted with ``budget`` (and ``band``), and each scratch user's need."""
-    cx = _Emit(slots, training, band, streamed)
+    cx = _Emit(slots, training, band, streamed, prefix, tasks)
     cx.budget = budget
     body: list[str] = []
     scratch_nodes: list[tuple[str, str, int]] = []
@@ -169,6 +197,7 @@ def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, bu
         cx.node_scratch = 0
         body += [f"        {line}" for line in EMITTERS[n.op_type](n, cx)]
         body.append("    }")
+        body += ["#ifdef RCTC_PROFILE", f"    RCTC_PROF_MARK({i});", "#endif"]
         if cx.node_scratch:
             scratch_nodes.append((n.name, n.op_type, cx.node_scratch))
     return cx, body, scratch_nodes
@@ -176,7 +205,7 @@ def _emit_body(nodes: Sequence[Node], slots: dict[str, Slot], training: bool, bu
 
 def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *, prefix: str = "rctc_model",
              training: bool = True, extern_blocks: bool = False, in_place_updates: bool = False,
-             band_bytes: int | None = None) -> CProgram:
+             band_bytes: int | None = None, tasks: bool = False) -> CProgram:
     """The C source of one step over ``nodes``; ``outputs`` stay readable after the step.
 
     ``prefix`` names the program's functions (``<prefix>_step``, ``<prefix>_arena``,
@@ -187,7 +216,9 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     the linked image); ``in_place_updates`` lets a parameter update write the state block directly
     where nothing reads the old value later (:func:`rctc.analysis.arena.layout`); ``band_bytes``
     replaces the banded nodes' smallest band (conv ``TILE_BYTES``, a fused update's gradient block
-    twice that): smaller, the scratch block shrinks and the step costs more instructions."""
+    twice that): smaller, the scratch block shrinks and the step costs more instructions; ``tasks``
+    lets emitters split a node over images on the step's threads where the scratch budget holds a
+    slot per thread (convolutions; the host backend's choice, the device step stays serial)."""
     nodes = list(nodes)
     args = step_arguments(graph)
     _check(nodes, args)
@@ -202,9 +233,9 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
     slots = {nm: Slot(region, off, np.dtype(values[nm].dtype), tuple(values[nm].shape))
              for nm, (region, off) in plan.offsets.items()}
     updates, arena_bytes, state_bytes = plan.updates, plan.arena_bytes, plan.state_bytes
-    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, band_bytes, plan.streamed)
+    cx, body, scratch_nodes = _emit_body(nodes, slots, training, 0, band_bytes, plan.streamed, prefix, tasks)
     if FILL_SCRATCH and cx.scratch_bytes:
-        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, band_bytes, plan.streamed)
+        wide = _emit_body(nodes, slots, training, cx.scratch_bytes, band_bytes, plan.streamed, prefix, tasks)
         if wide[0].scratch_bytes <= cx.scratch_bytes:
             cx, body, scratch_nodes = wide
     for s, new in updates.items():
@@ -213,6 +244,7 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
             continue
         body.append(f"    memcpy(rctc_state + {slots[s].offset}, rctc_{slots[new].region} + {slots[new].offset}, "
                     f"{slots[s].nbytes}u); /* {s} <- {new} */")
+    body += ["#ifdef RCTC_PROFILE", f"    RCTC_PROF_MARK({len(nodes)});", "#endif"]
     words = max(1, -(-arena_bytes // 8))
     p = prefix
     arena_obj, state_obj = ("rctc_arena", "rctc_state") if extern_blocks else (f"{p}_arena_u", f"{p}_state_u")
@@ -235,6 +267,12 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         f"#define rctc_arena ({arena_obj}.b)", f"#define rctc_state ({state_obj}.b)",
         f"#define rctc_scratch ({p}_scratch_u.b)", f"#define rctc_stats ({p}_stats_b)",
         f"#define rctc_nthreads ({p}_nthreads)", "",
+        "#ifdef RCTC_PROFILE", "/* nanoseconds of each node block in the last step, then the state write-back */",
+        f"static uint64_t {p}_prof_b[{len(nodes) + 1}];", f"uint64_t *{p}_prof(void);",
+        f"uint64_t *{p}_prof(void) {{ return {p}_prof_b; }}",
+        f"#define RCTC_PROF_MARK(i) do {{ const uint64_t rctc_t = rctc_prof_now(); "
+        f"{p}_prof_b[i] = rctc_t - rctc_prof_t; rctc_prof_t = rctc_t; }} while (0)",
+        "#endif", "", *cx.helpers,
         f"void *{p}_arena(void);", f"void *{p}_state(void);", f"uint64_t *{p}_stats(void);",
         f"void {p}_set_threads(int n);",
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k);", "",
@@ -246,8 +284,11 @@ def generate(graph: Graph, nodes: Sequence[Node], outputs: Sequence[str] = (), *
         f"void {p}_set_threads(int n) {{ {p}_nthreads = n < 1 ? 1 : n; }}", "",
         "/* One step at learning rate lr_m * 2^lr_k; returns 0, or a kernel's RCTC_IQ_E* code. */",
         f"int {p}_step(uint64_t seed, uint32_t step, int64_t lr_m, int lr_k)", "{",
+        "#ifdef RCTC_PROFILE", "    uint64_t rctc_prof_t = rctc_prof_now();", "#endif",
         "    (void)seed;", "    (void)step;", "    (void)lr_m;", "    (void)lr_k;", *body, "    return 0;", "}",
+        "#ifdef RCTC_PROFILE", "#undef RCTC_PROF_MARK", "#endif",
         "#undef rctc_arena", "#undef rctc_state", "#undef rctc_scratch", "#undef rctc_stats", "#undef rctc_nthreads",
         ""])
     return CProgram(src, slots, plan.inputs, outs, plan.state, updates, arena_bytes, state_bytes,
-                    cx.scratch_bytes, list(cx.stat_params), prefix=prefix, scratch_nodes=scratch_nodes)
+                    cx.scratch_bytes, list(cx.stat_params), prefix=prefix, scratch_nodes=scratch_nodes,
+                    nodes=[(n.name, n.op_type) for n in nodes])

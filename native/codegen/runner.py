@@ -8,7 +8,9 @@ inputs in, runs one step, and returns the requested outputs and the new state as
 (copies: the arena is reused by the next step). ``NativeStep.view`` gives the live numpy view of
 a slot for callers that move data themselves (the native backend); ``NativeStep.update_stats``
 reads the step's bitwidth-controller statistics block as the numpy kernels record them
-(``ctx.stats[STATS_KEY]``).
+(``ctx.stats[STATS_KEY]``). Programs loaded with ``profile=True`` (a separate shared object: the
+file starts with the generator's ``PROFILE_PROLOGUE``) also time each node:
+``NativeStep.node_ns`` gives the last step's nanoseconds per node.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from rctc.bitwidth_rule import UpdateStat
 from rctc.errors import RctcError
 from rctc.native.build import cache_dir, load_library
-from rctc.native.codegen.generator import STATS_WORDS, CProgram, Slot
+from rctc.native.codegen.generator import PROFILE_PROLOGUE, STATS_WORDS, CProgram, Slot
 
 #: RCTC_IQ_* status codes of rctc_intops.h -> what went wrong
 _FAILURES = {-1: "an accumulator overflowed its range",
@@ -52,12 +54,15 @@ def _write_source(text: str, env: dict[str, str] | None) -> Path:
     return path
 
 
-def load_programs(progs: Sequence[CProgram], env: dict[str, str] | None = None) -> ctypes.CDLL:
-    """One shared object holding every program of ``progs`` (built once, cached) and the library."""
+def load_programs(progs: Sequence[CProgram], env: dict[str, str] | None = None, *,
+                  profile: bool = False) -> ctypes.CDLL:
+    """One shared object holding every program of ``progs`` (built once, cached) and the library;
+    ``profile`` compiles the per-node timers in (``<prefix>_prof``, see the generator)."""
     prefixes = [p.prefix for p in progs]
     if len(set(prefixes)) != len(prefixes):
         raise RctcError(f"native step: programs of one file need distinct prefixes, got {prefixes}")
-    return load_library([_write_source("\n".join(p.source for p in progs), env)], env)
+    text = "\n".join([*([PROFILE_PROLOGUE] if profile else []), *(p.source for p in progs)])
+    return load_library([_write_source(text, env)], env)
 
 
 def exact_pair(x: float) -> tuple[int, int]:
@@ -95,6 +100,12 @@ class NativeStep:
         self._views = {name: self._make_view(s) for name, s in prog.slots.items()}
         words = STATS_WORDS * len(prog.stats)
         self._stats = np.ctypeslib.as_array((ctypes.c_uint64 * max(words, 1)).from_address(int(stats())))[:words]
+        self._prof: np.ndarray | None = None
+        if hasattr(self.lib, f"{p}_prof"):
+            prof = getattr(self.lib, f"{p}_prof")
+            prof.restype = ctypes.c_void_p
+            count = len(prog.nodes) + 1
+            self._prof = np.ctypeslib.as_array((ctypes.c_uint64 * count).from_address(int(prof())))
         self.load_state(state)
 
     def set_threads(self, n: int) -> None:
@@ -139,6 +150,11 @@ class NativeStep:
             self._views[name][...] = arr.astype(s.dtype, copy=False)
         self.call(seed, step, lr)
         return {n: self._views[n].copy() for n in (*self.prog.outputs, *self.prog.state)}
+
+    def node_ns(self) -> np.ndarray | None:
+        """Nanoseconds of each node of the last step, then of its state write-back (a copy);
+        None unless the program was loaded with ``profile=True``."""
+        return None if self._prof is None else self._prof.copy()
 
     def stat_words(self) -> list[tuple[int, int, int]]:
         """The last step's ``(A, S, g)`` of each entry of ``prog.stats``, in its order."""

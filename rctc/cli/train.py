@@ -252,6 +252,8 @@ def _train(a: TrainArgs) -> None:
     attach_counter(t, prof)
     if a.profile_ops:
         t.executor.op_times = {}
+        if hasattr(t.executor, "node_times"):  # the native backend also times each C node
+            t.executor.node_times = {}
     summary, checkpointer, total = _run(a, m, t, ds, x, y)
     if summary["stopped"]:
         checkpointer.write()
@@ -268,6 +270,9 @@ def _train(a: TrainArgs) -> None:
     summary.update(output=str(a.out_path), mode=m.mode, backend=m.backend)
     if a.profile_ops:
         summary["op_times_ms"] = {k: v * 1e3 for k, v in sorted(t.executor.op_times.items(), key=lambda kv: -kv[1])}
+        if getattr(t.executor, "node_times", None):
+            summary["node_times_ms"] = {k: v * 1e3 for k, v in
+                                        sorted(t.executor.node_times.items(), key=lambda kv: -kv[1])}
     if a.as_json:
         emit_json(summary)
     else:

@@ -111,11 +111,19 @@ def test_bad_backend_is_one_line(folder: Path, command: str) -> None:
     assert "--backend" in r.stderr and "cuda" in r.stderr
 
 
-def test_profile_ops_times_the_c_segments(folder: Path) -> None:
-    r = invoke(["train", "mlp.rct", *TRAIN, "-o", "p.rct", "--json", "--profile-ops"])
+def test_profile_ops_times_the_c_nodes(folder: Path) -> None:
+    """Native --profile-ops reports op types (the C nodes' own times) and, in --json, each C node."""
+    r = invoke(["train", "mlp.rct", *TRAIN, "-o", "p.rct", "--json", "--profile-ops", "--backend", "native"])
     assert r.exit_code == 0, r.stderr
-    times = json.loads(r.stdout)["op_times_ms"]
-    assert any(k.startswith("C segment ") for k in times) and "QuantAct" in times
+    out = json.loads(r.stdout)
+    times, per_node = out["op_times_ms"], out["node_times_ms"]
+    assert {"QuantAct", "IntGemm", "Requantize", "FusedIntUpdate", "C segment boundary"} <= set(times)
+    assert not any(k.startswith("C segment ") and k != "C segment boundary" for k in times)
+    assert per_node and all(v >= 0 for v in per_node.values())
+    assert abs(sum(per_node.values()) + times["C segment boundary"] + times["QuantAct"]
+               + times.get("Dequantize", 0.0) - sum(times.values())) < 1e-6 * max(1.0, sum(times.values()))
+    text = invoke(["train", "mlp.rct", *TRAIN, "-o", "q.rct", "--profile-ops", "--backend", "native"])
+    assert text.exit_code == 0 and "IntGemm" in text.stdout and "C segment boundary" in text.stdout
 
 
 def test_demo_runs_rct_on_the_default_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,14 @@ CASES = [
     (1, 2, 65, 3, 3, 5, 1, (3, 1), (2, 0, 2, 0), (1, 1), 1),
     (2, 16, 8, 8, 32, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
     (1, 2, 5, 1, 3, 3, 3, (1, 3), (1, 2, 1, 2), (1, 1), 1),  # taps whose whole column range is padding
+    # stride 1 and ow == w: im2col's one-copy path (dilated, asymmetric pads, a kernel past the image)
+    (1, 3, 7, 6, 2, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    (2, 2, 5, 4, 3, 2, 2, (1, 1), (0, 1, 1, 0), (1, 1), 1),
+    (1, 1, 2, 3, 1, 5, 3, (1, 1), (2, 1, 2, 1), (1, 1), 1),
+    (1, 2, 4, 5, 2, 3, 1, (1, 1), (3, 0, 0, 0), (1, 1), 1),
+    # kernels wider than the 16 column ranges im2col / col2im compute once per call
+    (1, 1, 3, 20, 1, 1, 17, (1, 1), (0, 8, 0, 8), (1, 1), 1),
+    (1, 2, 3, 21, 2, 1, 18, (1, 2), (0, 3, 0, 2), (1, 1), 1),
 ]
 
 
@@ -194,3 +202,35 @@ def test_depthwise_kernels_match_int64_reference(kernels: Kernels, case, wdt, ac
     assert np.array_equal(y, ref_forward(full, x, wt))
     assert np.array_equal(dx, ref_grad_input(full, dy, wt, x.shape))
     assert np.array_equal(dw, ref_grad_weight(full, x, dy, wt.shape))
+
+
+def test_stride2_gather_avx2_equals_portable(kernels: Kernels) -> None:
+    """x86/im2col_avx2.c's stride-2 row gather gives the portable bytes for every length around
+    its 16-byte steps; each row ends at the end of a two-page mapping, so a read past
+    src[2 (n - 1)] would leave it."""
+    import ctypes
+    import mmap
+
+    if not kernels.has_variant("avx2"):
+        pytest.skip("this CPU has no AVX2")
+    lib = kernels.lib
+    for name in ("rctc_gather_s8_s2_avx2", "rctc_gather_s8_s2_portable"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+    page = mmap.PAGESIZE
+    buf = mmap.mmap(-1, 2 * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    rng = np.random.default_rng(5)
+    for n in [*range(0, 70), 255, 256, 257, 1000]:
+        src_len = max(2 * n - 1, 0)
+        data = rng.integers(-128, 128, src_len, dtype=np.int64).astype(np.int8)
+        start = base + 2 * page - src_len  # the row's last byte is the mapping's last byte
+        ctypes.memmove(start, data.ctypes.data, src_len)
+        outs = []
+        for name in ("rctc_gather_s8_s2_avx2", "rctc_gather_s8_s2_portable"):
+            out = np.zeros(n + 1, np.int8)
+            getattr(lib, name)(n, start, out.ctypes.data)
+            outs.append(out)
+        assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1][:n], data[::2][:n]), n
+        assert outs[0][n] == 0
+    buf.close()

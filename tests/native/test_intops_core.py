@@ -198,3 +198,67 @@ def test_requantize_s32_equals_intref(intops, n: int) -> None:
                 assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)
                 shifted += we != -3
     assert shifted > 10  # rounding shifts were compared, not only copies
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 65, 1001])
+def test_requantize_s32_avx2_passes_equal_portable(intops, n: int) -> None:
+    """x86/iq_requant_s32_avx2.c: the int32 -> int8 rounding gives the portable loop's bits (and
+    intref's shift_round) at every shift 1..31, nearest and stochastic, extremes at both ends of
+    the range; the int32 max magnitude equals the portable one and Python's (INT32_MIN included)."""
+    import ctypes
+
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    lib = intops.lib
+    for name in ("rctc_iq_round_s32_s8_avx2", "rctc_iq_round_s32_s8_portable"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                       ctypes.c_void_p]
+    for name in ("rctc_absmax_s32_avx2", "rctc_absmax_s32"):
+        getattr(lib, name).restype = ctypes.c_uint32
+        getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+    rng = np.random.default_rng(n + 77)
+    words = rand_words((n,), n + 1)
+    for s in range(1, 32):
+        lo, hi = max(-(2**31), -(128 << s) + (1 << s)), min(2**31 - 1, (127 << s) - (1 << s))
+        acc = rng.integers(lo, hi + 1, n, dtype=np.int64).astype(np.int32)
+        acc[: min(n, 4)] = np.array([lo, hi, 0, -1], np.int32)[: min(n, 4)]
+        for r in (None, words):
+            outs = []
+            for name in ("rctc_iq_round_s32_s8_avx2", "rctc_iq_round_s32_s8_portable"):
+                out = np.zeros(n, np.int8)
+                getattr(lib, name)(n, acc.ctypes.data, s, None if r is None else r.ctypes.data, out.ctypes.data)
+                outs.append(out)
+            want = core.shift_round(acc.astype(np.int64), s, r)
+            assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], want.astype(np.int8)), s
+    for extreme in (-(2**31), 2**31 - 1, -5):
+        for pos in range(n):
+            x = rng.integers(-1000, 1000, n, dtype=np.int64).astype(np.int32)
+            x[pos] = extreme
+            want = max(abs(int(v)) for v in x)
+            assert lib.rctc_absmax_s32_avx2(n, x.ctypes.data) == want == lib.rctc_absmax_s32(n, x.ctypes.data)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_requantize_s32_threads_equal_intref(intops, threads: int) -> None:
+    """rctc_iq_requantize_s32_mt on an accumulator large enough to split (odd length): intref's bits
+    and exponent at 1-3 threads, nearest and stochastic, int8 / int16 / 2-bit results."""
+    import ctypes
+
+    fn = intops.lib.rctc_iq_requantize_s32_mt
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                   ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    n = 2 * 1048576 + 3
+    rng = np.random.default_rng(threads)
+    for lim in (3, 2**20, 2**31):
+        acc = rng.integers(-lim, lim, n, dtype=np.int64).astype(np.int32)
+        acc[n // 2] = -lim if lim < 2**31 else -(2**31)
+        for bits in (2, 8, 16):
+            for words in (None, rand_words(acc.shape, bits)):
+                want, we = core.requantize(acc, -3, bits, rand=words)
+                out = np.zeros(n, want.dtype)
+                e = ctypes.c_int(0)
+                rc = fn(threads, n, acc.ctypes.data, -3, bits, None if words is None else words.ctypes.data,
+                        out.ctypes.data, ctypes.byref(e))
+                assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)

@@ -142,3 +142,19 @@ def test_relu_avx2_equals_portable(intops) -> None:
         assert np.array_equal(intops.relu_s8(x, "avx2", d), intops.relu_s8(x, "portable", d))
         assert np.array_equal(intops.relu_s8(x, "portable"), pointwise.relu(x, 0)[0])
         assert np.array_equal(intops.relu_s8(x, "portable", d), pointwise.relu_backward(x, 0, d, 0)[0])
+
+
+@pytest.mark.parametrize("shape", [(1,), (33,), (3, 7, 41)])
+def test_add_int8_int32_path(intops, shape) -> None:
+    """Dense int8 + int8 to 8 bits sums in int32 where both shifts are at most 22 (|sum| <= 2^30):
+    intref's bits for shifts around that bound (the int64 path past it), add and sub, nearest and
+    stochastic, saturated operands included."""
+    words = rand_words(shape, 9)
+    for kind in ("random", "saturated", "negative", "zeros", "ties"):
+        a = edge_tensors(shape, np.int8, 3)[kind]
+        b = edge_tensors(shape, np.int8, 4)["saturated" if kind == "random" else "random"]
+        for ea, eb in ((0, 0), (-3, -7), (5, -17), (-1, 21), (0, 22), (0, 23), (-30, 0), (10, -40)):
+            for fn in ("add", "sub"):
+                for bits in (8, 16):
+                    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits)
+                check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8, words)

@@ -85,7 +85,7 @@ def streamed_grad_input(conv: Node, rq: Node, cx: Emit) -> list[str]:
              "                m = a > m ? a : m;",
              "                continue;",
              "            }",
-             *([f"            rctc_random_words(seed, step, {cx.node_id(rq)}u, (uint64_t)(base + j0), c, r);"]
+             *([f"            rctc_random_words_fast(seed, step, {cx.node_id(rq)}u, (uint64_t)(base + j0), c, r);"]
                if rand else []),
              f"            rctc_iq_round_store(c, w, s, {'r' if rand else 'NULL'}, "
              f"(unsigned char *){cx.ptr(out)} + (base + j0) * {wo}u, {wo});",

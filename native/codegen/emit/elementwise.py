@@ -55,7 +55,7 @@ def _binary(node: Node, cx: Emit, kernel: str, subtract: bool = False) -> list[s
               c_array("ptrdiff_t", "sa", broadcast_strides(dims, tuple(qa.shape))),
               c_array("ptrdiff_t", "sb", broadcast_strides(dims, tuple(qb.shape)))]
     chunk = chunk_size(cx)
-    if kernel == "rctc_iq_add" and n > chunk:
+    if kernel == "rctc_iq_add" and n > chunk and not getattr(cx, "tasks", False):  # host steps: the whole kernel
         return arrays + _add_chunked(node, cx, len(dims), n, bits, chunk, subtract)
     lines, rand = work_words(node, cx, n, n)
     lines += arrays

@@ -84,7 +84,7 @@ def int_softmax_cross_entropy_grad(node: Node, cx: Emit) -> list[str]:
               "    int64_t *work = (int64_t *)sc;"]
     if stochastic:
         lines += [f"    uint32_t *r = (uint32_t *)(work + {2 * b * c});",
-                  f"    rctc_random_words(seed, step, {cx.node_id(node)}u, 0u, (size_t)kept * {c}u, r);"]
+                  f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, 0u, (size_t)kept * {c}u, r);"]
         rand = "r"
     return lines + [
         f"    int rc = rctc_iq_softmax_cross_entropy_backward(kept, {c}, qs, {width(q)}, {cx.scalar(e)}, ls, {bits}, "

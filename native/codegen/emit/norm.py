@@ -67,10 +67,12 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
         if np.dtype(v.dtype) != np.int16:
             raise refuse(node, f"keeps the running statistic {v.name!r} as {np.dtype(v.dtype)}, not int16")
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
-    lines, _ = work_words(node, cx, 9 * c + NORM_CHUNK, 0)
+    host = bool(getattr(cx, "tasks", False))  # the host step: threads and AVX-512 (work B*C*S + 8 C)
+    lines, _ = work_words(node, cx, b * c * s + 8 * c if host else 9 * c + NORM_CHUNK, 0)
     lines += ["int rme = 0, rve = 0;"]
-    call = (f"rctc_iq_batchnorm_train({b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.ptr(gq)}, "
-            f"{width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
+    head = f"rctc_iq_batchnorm_train_mt({cx.threads}, " if host else "rctc_iq_batchnorm_train("
+    call = (f"{head}{b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
+            f"{cx.ptr(gq)}, {width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {cx.ptr(mq)}, "
             f"{cx.scalar(me)}, {cx.ptr(vq)}, {cx.scalar(ve)}, {_eps(node)}, {i64(mu)}, {bits}, work, {cx.ptr(y)}, "
             f"&e_out, {cx.ptr(mq_new)}, &rme, {cx.ptr(vq_new)}, &rve")
     return [*lines, "int e_out = 0;", f"int rc = {call});", "if (rc != 0) return rc;",
@@ -105,6 +107,10 @@ def int_batch_norm_grad(node: Node, cx: Emit) -> list[str]:
     dq, de, q, e, gq, ge = node.inputs
     dx, dx_e, dg, dg_e, db, db_e = node.outputs
     b, c, s = _bcs(node, q)
+    if getattr(cx, "tasks", False):  # the host step: the whole kernel, threads and AVX-512 loops
+        t = b * c * s
+        return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 8 * c,
+                         (c,))
     bits = bits_of(node, dx)
     if tuple(dq.shape) != tuple(q.shape):
         raise refuse(node, f"has an error of shape {tuple(dq.shape)} for an input of {tuple(q.shape)}")

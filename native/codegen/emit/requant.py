@@ -44,7 +44,8 @@ def requantize(node: Node, cx: Emit) -> list[str]:
         # the common case: no widened copy, only the n random words (within what a chunk would use)
         lines, rand = work_words(node, cx, 0, n)
         return lines + ["(void)work;", "int e_out = 0;",
-                        f"int rc = rctc_iq_requantize_s32({n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, {bits}, {rand}, "
+                        f"int rc = rctc_iq_requantize_s32_mt({cx.threads}, {n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, "
+                        f"{bits}, {rand}, "
                         f"{cx.ptr(out)}, &e_out);", "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     if bias is None and n > chunk:
         return _chunked(node, cx, n, bits, chunk)
@@ -99,7 +100,8 @@ def round_chunks(node: Node, cx: Emit, n: int, bits: int, chunk: int, fill: Call
     if rand:
         lines.append(f"uint32_t *r = (uint32_t *)(w + {chunk});")
     return lines + [*loop, *("    " + t for t in fill("i0", "c", "w")),
-                    *([f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"] if rand else []),
+                    *([f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);"]
+                      if rand else []),
                     f"    rctc_iq_round_store(c, w, s, {'r' if rand else 'NULL'}, "
                     f"(unsigned char *){cx.ptr(out)} + i0 * {wo}u, {wo});", "}",
                     f"{cx.scalar(out_e)} = {e_acc} + s;"]

@@ -72,7 +72,7 @@ def _sgd_loop(node: Node, cx: Emit, acc: str, lo: str, hi: str) -> list[str]:
     lines = [f"for (size_t i0 = {lo}; i0 < {hi}; i0 += {chunk}u) {{",
              f"    const size_t c = {hi} - i0 < {chunk}u ? {hi} - i0 : {chunk}u;"]
     if stochastic(node):
-        lines.append(f"    rctc_random_words(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
+        lines.append(f"    rctc_random_words_fast(seed, step, {cx.node_id(node)}u, (uint64_t)i0, c, r);")
     return lines + [f"    int rc = rctc_sgd_update_fused(c, {cx.ptr(q)} + i0, {width(q)}, {acc} + (i0 - {lo}), "
                     f"-lr_m, sh, {cx.scalar(bits)}, {'r' if stochastic(node) else 'NULL'}, {cx.ptr(new)} + i0, "
                     "part);",
@@ -111,7 +111,9 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
         rows = conv.filter_rows(node)
         if rows is not None:
             return _by_filters(node, cx, ea_eb, *rows)
-    lines = [f"int64_t *acc = (int64_t *){cx.scratch(8 * nn + _words_bytes(nn))};", *product(node, cx, "acc")]
+    base = cx.scratch(8 * nn + _words_bytes(nn))
+    # the product gets the address itself, not the local: a product split over images reads it in a task function
+    lines = [f"int64_t *acc = (int64_t *){base};", *product(node, cx, f"((int64_t *){base})")]
     return lines + _sgd_call(node, cx, "acc", ea_eb, f"acc + {nn}")
 
 

@@ -80,6 +80,16 @@ void rctc_iq_round_store(size_t n, const int64_t *acc, int s, const uint32_t *ra
 /* rctc_iq_requantize of an int32 accumulator (the same bits, no widened copy; iq_requant_s32.c) */
 int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                            int *e_out);
+/* the same on up to nthreads threads (the same bits for every count) */
+int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
+                              void *out, int *e_out);
+/* its int8 rounding, out = floor((acc + r) / 2^s) for 1 <= s <= 31 with every result in [-128, 127],
+ * and the int32 max magnitude: the AVX2 variants (x86/iq_requant_s32_avx2.c) give the same results */
+void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_iq_round_s32_s8_avx2(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
+uint32_t rctc_absmax_s32_avx2(size_t n, const int32_t *x);
+#endif
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
  * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
 void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
@@ -201,12 +211,25 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
                             const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
                             int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
                             int *e_out, int16_t *rmean_out, int *rme_out, int16_t *rvar_out, int *rve_out);
+/* the same on up to nthreads threads for the host step (iq_batchnorm_mt.c: AVX-512 loops; the same
+ * bits for every count); work: B*C*S + 8 * C int64 */
+int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                               int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
+                               const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
+                               int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
+                               int16_t *rvar_out, int *rve_out);
 /* dgamma (C, at de - 16) and dbeta (C, at de) exact int64; work: RCTC_IQ_BN_PLAN_WORDS(C) + B*C*S
  * int64 (the plan, then the accumulator of every element) */
 int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta);
+/* the same on up to nthreads threads for the host step (iq_batchnorm_backward_mt.c: AVX-512 loops;
+ * the same bits for every count); work: B*C*S + 8 * C int64 */
+int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                                  int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
+                                  int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                                  int64_t *dbeta);
 /* rctc_iq_batchnorm_backward in parts: the plan (RCTC_IQ_BN_PLAN_WORDS(C) int64: per-channel
  * scalars; dgamma, dbeta; the exponent offset *off of the accumulator, at de + ge - e + off, and
  * its exact max |acc| *amax; inner_out, when not NULL, B*C*S int64: each element's term before

@@ -34,6 +34,13 @@ extern "C" {
 /* Bit set of the SIMD variants this build has and this CPU (and OS) runs (1 << RCTC_ISA_*),
  * capped by the environment variable RCTC_ISA=portable|avx2|avx512vnni when set (dispatch.c). */
 int rctc_isa_available(void);
+/* fn(ctx, begin, end) once on every chunk of [0, n) (chunk boundaries fixed by n, align and
+ * nthreads), on up to nthreads threads including the caller (parallel.c; on the caller alone
+ * without RCTC_THREADS). Generated steps split a node's images with it. */
+void rctc_parallel_for(int n, int align, int nthreads, void (*fn)(void *ctx, int begin, int end), void *ctx);
+/* Whether this CPU has AVX-512 DQ (vpmullq; cpuid leaf 7 EBX bit 17): the BatchNorm loops' AVX-512
+ * variant needs it beside the avx512vnni level of rctc_isa_available (0 off x86). */
+int rctc_cpu_has_avx512dq(void);
 /* The variant the dispatched entry points use ("portable", "avx2", "avx512vnni"). */
 const char *rctc_isa_name(void);
 
@@ -136,6 +143,12 @@ void rctc_col2im_s64_add(const rctc_conv2d *g, const int64_t *cols, ptrdiff_t ld
  * work (8-byte aligned; used at stride 1 for a padded grid and its sums): with H = max(oh, h),
  * W = max(ow, w), Wp = W + (kw - 1) * dil_w, Hp = H + (kh - 1) * dil_h, sizeof(TC) * H * Wp +
  * Hp * Wp bytes. */
+/* im2col's stride-2 row gather dst[i] = src[2 i] (reads src[0 .. 2 (n - 1)] only): the portable
+ * loop and its AVX2 variant (x86/im2col_avx2.c), the same bytes */
+void rctc_gather_s8_s2_portable(size_t n, const int8_t *src, int8_t *dst);
+#if defined(__x86_64__) || defined(_M_X64)
+void rctc_gather_s8_s2_avx2(size_t n, const int8_t *src, int8_t *dst);
+#endif
 #define RCTC_DWCONV_DECL(SUF, TW, TC)                                                              \
     void rctc_dwconv_##SUF(const rctc_conv2d *g, const int8_t *x, const TW *w, void *work, TC *y); \
     void rctc_dwconv_grad_input_##SUF(const rctc_conv2d *g, const int8_t *dy, const TW *w, void *work, TC *dx);

@@ -40,6 +40,14 @@ void rctc_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[
  */
 void rctc_random_words(uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start, size_t count,
                        uint32_t *out);
+/* the same words from the fastest variant this CPU runs (kernels/random_words_mt.c: the AVX-512
+ * or AVX2 file under kernels/x86/, as rctc_isa_available allows, else rctc_random_words) */
+void rctc_random_words_fast(uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start, size_t count,
+                            uint32_t *out);
+void rctc_random_words_avx2(uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start, size_t count,
+                            uint32_t *out);
+void rctc_random_words_avx512(uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start, size_t count,
+                              uint32_t *out);
 /* the same words split over up to nthreads threads (kernels/random_words_mt.c): equal to
  * rctc_random_words for every thread count */
 void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,

@@ -75,7 +75,7 @@ static const uint32_t *word(words *ws, int draw, size_t i) {
     const uint64_t want = (uint64_t)draw * DRAW + i;
     if (want < ws->start || want >= ws->start + CHUNK) {
         ws->start = want;
-        rctc_random_words(ws->seed, ws->step, ws->node, want, CHUNK, ws->buf);
+        rctc_random_words_fast(ws->seed, ws->step, ws->node, want, CHUNK, ws->buf);
     }
     return &ws->buf[want - ws->start];
 }

@@ -21,14 +21,17 @@
     void NAME##_add(const rctc_conv2d *g, const T *cols, ptrdiff_t ld, T *dx) {                      \
         const ptrdiff_t plane = (ptrdiff_t)g->h * g->w;                                              \
         const ptrdiff_t sw = g->stride_w;                                                            \
+        int los[16], his[16]; /* a tap's column range depends on j only: once per call */           \
+        for (int j = 0; j < g->kw && j < 16; ++j)                                                    \
+            rctc_conv_cols(j * g->dil_w - g->pad_l, g->stride_w, g->w, g->ow, &los[j], &his[j]);     \
         for (int ci = 0; ci < g->c; ++ci)                                                            \
             for (int i = 0; i < g->kh; ++i)                                                          \
                 for (int j = 0; j < g->kw; ++j) {                                                    \
                     const T *row = cols + ((ptrdiff_t)(ci * g->kh + i) * g->kw + j) * ld;            \
                     T *img = dx + ci * plane;                                                        \
                     const int ix0 = j * g->dil_w - g->pad_l;                                         \
-                    int lo, hi;                                                                      \
-                    rctc_conv_cols(ix0, g->stride_w, g->w, g->ow, &lo, &hi);                         \
+                    int lo = j < 16 ? los[j] : 0, hi = j < 16 ? his[j] : 0;                          \
+                    if (j >= 16) rctc_conv_cols(ix0, g->stride_w, g->w, g->ow, &lo, &hi);            \
                     for (int oy = 0; oy < g->oh; ++oy) {                                             \
                         const int iy = oy * g->stride_h - g->pad_t + i * g->dil_h;                   \
                         if (iy < 0 || iy >= g->h || lo >= hi) continue;                              \

@@ -79,6 +79,23 @@ static int rctc_isa(void) {
                                                : RCTC_ISA_PORTABLE;
 }
 
+int rctc_cpu_has_avx512dq(void) {
+#ifdef RCTC_X86_DETECT
+    static int dq = -1; /* a benign race: each racer computes the same value */
+    if (dq < 0) {
+        unsigned a, b, c, d;
+        dq = 0;
+        if (__get_cpuid_max(0, NULL) >= 7) {
+            __cpuid_count(7, 0, a, b, c, d);
+            dq = (b >> 17) & 1u;
+        }
+    }
+    return dq;
+#else
+    return 0;
+#endif
+}
+
 const char *rctc_isa_name(void) {
     static const char *const names[] = {"portable", "avx2", "avx512vnni"};
     return names[rctc_isa()];

@@ -46,7 +46,44 @@ static inline int64_t iq_shl(int64_t x, int k) { return (int64_t)((uint64_t)x <<
 /* floor(x / 2^s), 0 <= s <= 63 */
 static inline int64_t iq_sar(int64_t x, int s) { return x >= 0 ? x >> s : ~((~x) >> s); }
 
-static inline uint64_t iq_abs(int64_t x) { return x < 0 ? 0u - (uint64_t)x : (uint64_t)x; }
+/* |x| as unsigned (2^63 for INT64_MIN), without a branch (a sign-random loop mispredicts one) */
+static inline uint64_t iq_abs(int64_t x) {
+    const uint64_t m = 0u - (uint64_t)(x < 0);
+    return ((uint64_t)x ^ m) - m;
+}
+
+/* max |p[i]| over n elements of width w (the switch outside the loops; int8 / int16 in narrow
+ * signed lanes, whose magnitudes fit them, so the loops vectorise on plain SSE2) */
+static inline uint64_t iq_absmax_w(const void *p, int w, size_t n) {
+    if (w == 1) {
+        int16_t m = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const int16_t v = ((const int8_t *)p)[i], a = (int16_t)(v < 0 ? -v : v);
+            m = a > m ? a : m;
+        }
+        return (uint64_t)m;
+    }
+    if (w == 2) {
+        int32_t m = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const int32_t v = ((const int16_t *)p)[i], a = v < 0 ? -v : v;
+            m = a > m ? a : m;
+        }
+        return (uint64_t)m;
+    }
+    uint64_t m = 0;
+    if (w == 4)
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t a = iq_abs(((const int32_t *)p)[i]);
+            m = a > m ? a : m;
+        }
+    else
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t a = iq_abs(((const int64_t *)p)[i]);
+            m = a > m ? a : m;
+        }
+    return m;
+}
 
 static inline int iq_bitlen(uint64_t v) {
     int n = 0;
@@ -78,6 +115,8 @@ static inline int64_t iq_max(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t iq_clampv(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 /* cross-file internals of the element-wise kernels */
+/* requantize's rounding of n values at shift 1 <= s <= 62 into width w (iq_requant.c) */
+void iq_round_block(size_t n, const int64_t *x, int s, const uint32_t *rand, int w, void *out);
 int rctc_iq_softmax_parts(size_t outer, size_t len, size_t inner, const void *q, int w, int e, int64_t *ex,
                           int64_t *er);
 int64_t rctc_iq_gauss1(int64_t x, int half);

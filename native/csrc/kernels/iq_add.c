@@ -32,12 +32,6 @@ static int dense(int ndim, const int *shape, const ptrdiff_t *st) {
     default: { const int64_t *x = (const int64_t *)p; BODY; } break;                                        \
     }
 
-static uint64_t absmax_w(const void *p, int w, size_t n) {
-    uint64_t m = 0;
-    RCTC_TYPED(w, for (size_t i = 0; i < n; ++i) { const uint64_t a = iq_abs(x[i]); m = a > m ? a : m; })
-    return m;
-}
-
 /* dst (op 0: =, 1: +=, 2: -=) the dense operand p shifted by k as shifted() does */
 static void shift_into(const void *p, int w, size_t n, int k, int op, int64_t *dst) {
     if (k >= 0) {
@@ -66,8 +60,8 @@ int rctc_iq_add_exps(int ndim, const int *shape, const void *a, int aw, const pt
     uint64_t m[2] = {0, 0};
     const int fast = dense(ndim, shape, as) && dense(ndim, shape, bs);
     if (fast) {
-        m[0] = absmax_w(a, aw, n);
-        m[1] = absmax_w(b, bw, n);
+        m[0] = iq_absmax_w(a, aw, n);
+        m[1] = iq_absmax_w(b, bw, n);
     }
     for (size_t i = 0; !fast && i < n; ++i) {
         const uint64_t x = iq_abs(iq_ld(a, aw, (size_t)off[0])), y = iq_abs(iq_ld(b, bw, (size_t)off[1]));
@@ -119,6 +113,17 @@ int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff
     int ka, kb, ec;
     const int rc = rctc_iq_add_exps(ndim, shape, a, aw, as, ea, b, bw, bs, eb, &ka, &kb, &ec);
     if (rc) return rc;
+    if (aw == 1 && bw == 1 && ka >= 0 && kb >= 0 && ka <= 22 && kb <= 22 && rctc_iq_width(bits) == 1 &&
+        dense(ndim, shape, as) && dense(ndim, shape, bs)) {
+        /* dense int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the int32
+         * requantise (AVX2 passes) gives rctc_iq_requantize's bits for the same values */
+        const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
+        int32_t *v = (int32_t *)(void *)work;
+        const int32_t sg = subtract ? -1 : 1;
+        for (size_t i = 0; i < n; ++i)
+            v[i] = (int32_t)((uint32_t)(int32_t)x[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)y[i] << kb);
+        return rctc_iq_requantize_s32(n, v, ec, bits, rand, out, e_out);
+    }
     rctc_iq_add_range(ndim, shape, a, aw, as, ka, b, bw, bs, kb, subtract, 0, n, work);
     return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
 }

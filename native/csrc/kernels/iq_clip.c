@@ -32,10 +32,25 @@ void rctc_iq_clip_bounds(int e, int has_lo, int64_t lo_num, int lo_log2den, int 
     *hq = has_hi ? on_grid(hi_num, hi_log2den, e, 0) : INT64_MAX;
 }
 
+/* a bound clamped into [-256, 256]: compared with int8 values it decides the same */
+static int16_t near8(int64_t b) { return (int16_t)(b < -256 ? -256 : b > 256 ? 256 : b); }
+
 void rctc_iq_clip(size_t n, const void *q, int w, int e, int has_lo, int64_t lo_num, int lo_log2den,
                   int has_hi, int64_t hi_num, int hi_log2den, void *out) {
     int64_t lq, hq;
     rctc_iq_clip_bounds(e, has_lo, lo_num, lo_log2den, has_hi, hi_num, hi_log2den, &lq, &hq);
+    if (w == 1) { /* int8: the same max-then-min in int16 lanes (vectorised) */
+        const int16_t lo = near8(lq), hi = near8(hq);
+        const int8_t *x = (const int8_t *)q;
+        int8_t *y = (int8_t *)out;
+        for (size_t i = 0; i < n; ++i) {
+            int16_t v = x[i];
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+            y[i] = (int8_t)v;
+        }
+        return;
+    }
     for (size_t i = 0; i < n; ++i) {
         int64_t v = iq_ld(q, w, i);
         v = v < lq ? lq : v; /* max first, then min: numpy's order when lo > hi */
@@ -48,6 +63,16 @@ void rctc_iq_clip_backward(size_t n, const void *q, int qw, int e, int has_lo, i
                            int has_hi, int64_t hi_num, int hi_log2den, const void *dq, int dw, void *dx) {
     int64_t lq, hq;
     rctc_iq_clip_bounds(e, has_lo, lo_num, lo_log2den, has_hi, hi_num, hi_log2den, &lq, &hq);
+    if (qw == 1 && dw == 1) { /* int8: the mask from int16 compares, dy kept by an and (vectorised) */
+        const int16_t lo = near8(lq), hi = near8(hq);
+        const int8_t *x = (const int8_t *)q, *d = (const int8_t *)dq;
+        int8_t *y = (int8_t *)dx;
+        for (size_t i = 0; i < n; ++i) {
+            const int16_t v = x[i];
+            y[i] = (int8_t)(d[i] & -(int8_t)((v >= lo) & (v <= hi)));
+        }
+        return;
+    }
     for (size_t i = 0; i < n; ++i) {
         const int64_t v = iq_ld(q, qw, i);
         iq_st(dx, dw, i, (v >= lq && v <= hq) ? iq_ld(dq, dw, i) : 0);

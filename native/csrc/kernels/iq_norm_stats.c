@@ -54,6 +54,12 @@ static int group_scalars(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, 
     return RCTC_IQ_OK;
 }
 
+int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
+                       int64_t *m, int64_t *f) {
+    *s1 = a1;
+    return group_scalars(N, a1, a2, e, eps_num, eps_log2, d, m, f);
+}
+
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
                   int64_t *d, int64_t *m, int64_t *f) {
     const size_t nn = (size_t)N;

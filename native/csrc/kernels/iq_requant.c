@@ -36,6 +36,20 @@ void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32
     for (size_t i = 0; i < n; ++i) out[i] = (int8_t)round1(acc[i], s, rand, i);
 }
 
+void iq_round_block(size_t n, const int64_t *x, int s, const uint32_t *rand, int w, void *out) {
+    if (w == 1) {
+#if defined(__x86_64__) || defined(_M_X64)
+        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
+            rctc_iq_round_s8_avx2(n, x, s, rand, (int8_t *)out);
+            return;
+        }
+#endif
+        rctc_iq_round_s8_portable(n, x, s, rand, (int8_t *)out);
+        return;
+    }
+    for (size_t i = 0; i < n; ++i) iq_st(out, w, i, round1(x[i], s, rand, i));
+}
+
 int rctc_iq_shift_round(size_t n, const int64_t *x, int s, const uint32_t *rand, int64_t *out) {
     if (s == 0) {
         for (size_t i = 0; i < n; ++i) out[i] = x[i];

@@ -2,51 +2,109 @@
  * iq_requant_s32.c - requantise of an int32 accumulator without widening it first
  * (rctc_iq_requantize's bits for the same values read as int64).
  *
- * Needs: rctc_intops.h, rctc_kernels.h (the int32 max magnitude, the ISA check). Leaves: out and
- * *e_out exactly as rctc_iq_requantize(n, (int64) acc, ...) gives them: the shift from max |acc|
- * (below 2^32, so never past the 2^62 overflow bound and never above 62), then one rounding per
- * element; the int64 values go through a small block on the stack (no n-element scratch, one
- * pass over the accumulator after the maximum). The int8 rounding runs the AVX2 loop where the
- * CPU has it, as requantize does.
+ * Needs: rctc_intops.h, rctc_kernels.h (the int32 max magnitude, the ISA check), parallel.c.
+ * Leaves: out and *e_out exactly as rctc_iq_requantize(n, (int64) acc, ...) gives them: the shift
+ * from max |acc| (below 2^32, so never past the 2^62 overflow bound and never above 31), then
+ * one rounding per element. To int8 the rounding stays in 32-bit lanes (the AVX2 variant,
+ * x86/iq_requant_s32_avx2.c, where the CPU has it, with its max magnitude); other widths go
+ * through a small int64 block on the stack. The _mt entry splits both passes into fixed parts
+ * (each part's max, then each part's rounding), so the bits never depend on the thread count.
  */
+#include "internal.h"
 #include "iq.h"
 #include "rctc_kernels.h"
 
 #define BLOCK 512
+/* elements per thread below which a second thread does not pay (the AVX2 passes run at memory
+ * speed: ~0.1 ms for 2^19 elements, and on a loaded machine a descheduled partner costs more) */
+#define RCTC_RQ_PER_THREAD 1048576u
+#define RCTC_RQ_PARTS 64
 
-static void round_block(size_t n, const int64_t *x, int s, const uint32_t *rand, int w, void *out) {
-    if (w == 1) {
 #if defined(__x86_64__) || defined(_M_X64)
-        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
-            rctc_iq_round_s8_avx2(n, x, s, rand, (int8_t *)out);
+static int have_avx2(void) { return (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) != 0; }
+#endif
+
+void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out) {
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t r = rand ? (int64_t)(rand[i] >> (32 - s)) : (int64_t)1 << (s - 1);
+        out[i] = (int8_t)iq_sar((int64_t)acc[i] + r, s);
+    }
+}
+
+static uint32_t absmax32(size_t n, const int32_t *acc) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (have_avx2()) return rctc_absmax_s32_avx2(n, acc);
+#endif
+    return rctc_absmax_s32(n, acc);
+}
+
+/* elements [i0, i1) rounded at shift s (>= 1) into width w */
+static void round_range(size_t i0, size_t i1, const int32_t *acc, int s, const uint32_t *rand, int w, void *out) {
+    if (w == 1 && s <= 31) {
+#if defined(__x86_64__) || defined(_M_X64)
+        if (have_avx2()) {
+            rctc_iq_round_s32_s8_avx2(i1 - i0, acc + i0, s, rand ? rand + i0 : NULL, (int8_t *)out + i0);
             return;
         }
 #endif
-        rctc_iq_round_s8_portable(n, x, s, rand, (int8_t *)out);
+        rctc_iq_round_s32_s8_portable(i1 - i0, acc + i0, s, rand ? rand + i0 : NULL, (int8_t *)out + i0);
         return;
     }
-    for (size_t i = 0; i < n; ++i) {
-        const int64_t r = !rand ? (int64_t)1 << (s - 1)
-                          : s <= 32 ? (int64_t)(rand[i] >> (32 - s)) : (int64_t)((uint64_t)rand[i] << (s - 32));
-        iq_st(out, w, i, iq_sar(x[i] + r, s));
+    int64_t x[BLOCK];
+    for (size_t b = i0; b < i1; b += BLOCK) {
+        const size_t c = i1 - b < BLOCK ? i1 - b : BLOCK;
+        for (size_t i = 0; i < c; ++i) x[i] = acc[b + i];
+        iq_round_block(c, x, s, rand ? rand + b : NULL, w, (unsigned char *)out + b * (size_t)w);
     }
+}
+
+typedef struct {
+    size_t n;
+    int parts, s, w;
+    const int32_t *acc;
+    const uint32_t *rand;
+    void *out;
+    uint32_t maxima[RCTC_RQ_PARTS];
+} rq_task;
+
+static size_t part_at(const rq_task *t, int p) { return t->n / (size_t)t->parts * (size_t)p; }
+static size_t part_end(const rq_task *t, int p) { return p + 1 == t->parts ? t->n : part_at(t, p + 1); }
+
+static void max_parts(void *ctx, int p0, int p1) {
+    rq_task *t = (rq_task *)ctx;
+    for (int p = p0; p < p1; ++p) t->maxima[p] = absmax32(part_end(t, p) - part_at(t, p), t->acc + part_at(t, p));
+}
+
+static void round_parts(void *ctx, int p0, int p1) {
+    const rq_task *t = (const rq_task *)ctx;
+    for (int p = p0; p < p1; ++p) round_range(part_at(t, p), part_end(t, p), t->acc, t->s, t->rand, t->w, t->out);
+}
+
+int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
+                              void *out, int *e_out) {
+    const size_t most = n / RCTC_RQ_PER_THREAD > 1 ? n / RCTC_RQ_PER_THREAD : 1;
+    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    rq_task t;
+    t.n = n;
+    t.parts = threads > 1 ? RCTC_RQ_PARTS : 1;
+    t.acc = acc;
+    t.rand = rand;
+    t.out = out;
+    t.w = rctc_iq_width(bits);
+    rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
+    uint64_t m = 0;
+    for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
+    t.s = rctc_iq_requant_shift(m, bits, rand != NULL);
+    if (t.s == 0) {
+        for (size_t i = 0; i < n; ++i) iq_st(out, t.w, i, acc[i]);
+    } else {
+        rctc_parallel_for(t.parts, 1, threads, round_parts, &t);
+    }
+    *e_out = e_acc + t.s;
+    return RCTC_IQ_OK;
 }
 
 int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,
                            int *e_out) {
-    const uint64_t m = rctc_absmax_s32(n, acc);
-    const int w = rctc_iq_width(bits);
-    const int s = rctc_iq_requant_shift(m, bits, rand != NULL);
-    if (s == 0) {
-        for (size_t i = 0; i < n; ++i) iq_st(out, w, i, acc[i]);
-    } else {
-        int64_t x[BLOCK];
-        for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
-            const size_t c = n - i0 < BLOCK ? n - i0 : BLOCK;
-            for (size_t i = 0; i < c; ++i) x[i] = acc[i0 + i];
-            round_block(c, x, s, rand ? rand + i0 : NULL, w, (unsigned char *)out + i0 * (size_t)w);
-        }
-    }
-    *e_out = e_acc + s;
-    return RCTC_IQ_OK;
+    return rctc_iq_requantize_s32_mt(1, n, acc, e_acc, bits, rand, out, e_out);
 }

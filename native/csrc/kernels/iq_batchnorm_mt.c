@@ -1,0 +1,156 @@
+/*
+ * iq_batchnorm_mt.c - training-mode BatchNormalization with the running-statistics update
+ * (intref.norm.batchnorm_train) for the host step: threads and the AVX-512 loops (the streamed
+ * rctc_iq_batchnorm_train of iq_batchnorm.c is the device's; the same bits).
+ *
+ * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: per channel (a group of B S
+ * integers) xhat in Q16, y = requantize(gamma xhat at e_gamma - 16, bias beta); running mean /
+ * var updated by r <- (MU r + (2^16 - MU) b) / 2^16 with the batch mean round(S1 2^16 / N) at
+ * e - 16 and variance round(D 2^16 / N^2) at 2e - 16 (int16 results).
+ *
+ * Two passes split over threads (channels, then (b, c) rows; each value is computed by one
+ * thread, so the bits never depend on the thread count): per channel, over its runs in blocks
+ * widened on the stack, the group statistics, then gamma xhat + the shifted bias straight into
+ * the (B, C, S) layout with its max magnitude; then requantize's shift from the maxima and the rounding per row.
+ * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
+ * the accumulator's.
+ */
+#include "internal.h"
+#include "iq.h"
+#include "iq_norm.h"
+
+/* elements per thread below which a second thread does not pay (with the AVX-512 loops a 2^19
+ * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
+ * partner costs more than it saves) */
+#define RCTC_NORM_PER_THREAD 1048576u
+
+typedef struct {
+    int B, C, S, N, w, e, eps_log2, gw, s, wt;
+    const void *q, *gamma;
+    int64_t eps_num;
+    int64_t *acc, *s1, *d, *m, *f, *bias, *amax, *st;
+    void *out;
+} bn_fwd;
+
+/* elements widened on the stack at a time (1 KiB: small against a Cortex-M's 8 KiB stack) */
+#define BLOCK 128
+
+/* a block of a run widened to int64 (the AVX-512 widening where the loops are AVX-512) */
+#define LOAD(P, W, AT, N, DST)                                                                                       \
+    do {                                                                                                             \
+        if (simd)                                                                                                    \
+            rctc_norm_load_avx512(N, P, W, AT, DST);                                                                 \
+        else                                                                                                         \
+            rctc_norm_load_portable(N, P, W, AT, DST);                                                               \
+    } while (0)
+
+static void pass1(void *ctx, int c0, int c1) {
+    const bn_fwd *t = (const bn_fwd *)ctx;
+    const size_t S = (size_t)t->S, C = (size_t)t->C;
+    const int simd = iq_norm_loops_simd();
+    int64_t xb[BLOCK];
+    for (int c = c0; c < c1; ++c) {
+        /* the channel's runs (one per image) in blocks widened on the stack: no channel copy */
+        uint64_t a1 = 0, a2 = 0;
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK;
+                int64_t p1, p2;
+                LOAD(t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, n, xb);
+                if (simd)
+                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
+                else
+                    rctc_norm_sums_portable(n, xb, &p1, &p2);
+                a1 += (uint64_t)p1;
+                a2 += (uint64_t)p2;
+            }
+        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &t->s1[c],
+                                          &t->d[c], &t->m[c], &t->f[c]);
+        t->st[c] = rc;
+        if (rc) continue;
+        const int sh = (int)t->f[c] - 16;
+        const int64_t s1 = t->s1[c], mc = t->m[c], g = iq_ld(t->gamma, t->gw, (size_t)c), bc = t->bias[c];
+        uint64_t mx = 0;
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                LOAD(t->q, t->w, at, n, xb);
+                const uint64_t u = simd ? rctc_norm_affine_avx512(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at)
+                                        : rctc_norm_affine_portable(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
+                mx = u > mx ? u : mx;
+            }
+        t->amax[c] = (int64_t)mx;
+    }
+}
+
+static void pass2(void *ctx, int r0, int r1) {
+    const bn_fwd *t = (const bn_fwd *)ctx;
+    const size_t S = (size_t)t->S, n = (size_t)(r1 - r0) * S, at = (size_t)r0 * S;
+    if (t->s == 0)
+        for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, t->acc[at + i]);
+    else if (t->s > 62)
+        for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, 0);
+    else
+        iq_round_block(n, t->acc + at, t->s, NULL, t->wt, (unsigned char *)t->out + at * (size_t)t->wt);
+}
+
+/* the bias at the accumulator's exponent (requantize_bias's shift); an RCTC_IQ_E* code when out of range */
+static int shifted_bias(int C, const void *beta, int bw, int k, int64_t *out) {
+    uint64_t m = 0;
+    for (int c = 0; c < C; ++c) {
+        const uint64_t a = iq_abs(iq_ld(beta, bw, (size_t)c));
+        m = a > m ? a : m;
+    }
+    if (k > 0 && m > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
+    if (k < 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    for (int c = 0; c < C; ++c) {
+        const int64_t v = iq_ld(beta, bw, (size_t)c);
+        if (k >= 0)
+            out[c] = k > 63 ? 0 : iq_shl(v, k);
+        else
+            out[c] = -k > 62 ? 0 : iq_sar(v + ((int64_t)1 << (-k - 1)), -k);
+    }
+    return RCTC_IQ_OK;
+}
+
+int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
+                               int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
+                               const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
+                               int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
+                               int16_t *rvar_out, int *rve_out) {
+    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
+    int64_t *s1 = work + T, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
+    if (C < 1) return RCTC_IQ_EDOMAIN;
+    if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    /* per channel: bias (bm), max magnitude (bv), status (scratch): free until the statistics update */
+    const int e_acc = ge - 16;
+    const int rc_bias = shifted_bias(C, beta, bw, be - e_acc, bm);
+    if (rc_bias)
+        for (int c = 0; c < C; ++c) bm[c] = 0;
+    bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, work, s1,
+                d, m, f, bm, bv, scratch, out};
+    const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
+    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    rctc_parallel_for(C, 1, threads, pass1, &t);
+    uint64_t mx = 0;
+    for (int c = 0; c < C; ++c) {
+        if (scratch[c]) return (int)scratch[c];
+        mx = (uint64_t)bv[c] > mx ? (uint64_t)bv[c] : mx;
+    }
+    if (rc_bias) return rc_bias;
+    t.s = rctc_iq_requant_shift(mx, bits, 0);
+    if (t.s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    rctc_parallel_for(B * C, 1, threads, pass2, &t);
+    *e_out = e_acc + t.s;
+    const int64_t nn = (int64_t)N;
+    for (int c = 0; c < C; ++c) {
+        const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(s1[c]), 16);
+        bm[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(nn)), 2 * (uint64_t)nn).lo;
+        const rctc_i128 dv = rctc_i128_shl(rctc_i128_from_i64(d[c]), 16);
+        const rctc_i128 n2 = rctc_i128_mul64(nn, nn);
+        bv[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(dv, 1), n2), 2 * n2.lo).lo;
+    }
+    int rc = iq_norm_update(C, rmean, rme, bm, e - 16, mu, rmean_out, rme_out, scratch);
+    if (rc) return rc;
+    return iq_norm_update(C, rvar, rve, bv, 2 * e - 16, mu, rvar_out, rve_out, scratch);
+}

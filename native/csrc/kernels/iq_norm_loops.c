@@ -1,0 +1,74 @@
+/*
+ * iq_norm_loops.c - the per-element loops of the BatchNorm kernels (iq_batchnorm.c,
+ * iq_batchnorm_backward.c) on runs of one channel, portable; x86/iq_norm_loops_avx512.c is the
+ * AVX-512 (F + DQ) variant with the same results, chosen by iq_norm_loops_simd().
+ *
+ * Needs: iq.h, iq_norm.h. Leaves: numpy's wrapping int64 arithmetic (xhat's product is the plain
+ * one of intref, exact under the caller's N max|x| < 2^29 check); sums wrap modulo 2^64, so any
+ * order of adding gives the same value; maxima as unsigned magnitudes.
+ */
+#include "iq.h"
+#include "iq_norm.h"
+#include "rctc_kernels.h"
+
+int iq_norm_loops_simd(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    return (rctc_isa_available() & (1 << RCTC_ISA_AVX512VNNI)) && rctc_cpu_has_avx512dq();
+#else
+    return 0;
+#endif
+}
+
+void rctc_norm_sums_portable(size_t n, const int64_t *x, int64_t *s1, int64_t *s2) {
+    int64_t a1 = 0, a2 = 0;
+    for (size_t i = 0; i < n; ++i) {
+        a1 += x[i];
+        a2 += x[i] * x[i];
+    }
+    *s1 = a1;
+    *s2 = a2;
+}
+
+void rctc_norm_xhat_dot_portable(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
+                                 int64_t *xh, int64_t *sg, int64_t *sb) {
+    int64_t g = 0, b = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t v = iq_norm_xhat(N, x[i], s1, m, sh);
+        xh[i] = v;
+        g = iq_add(g, iq_mul(dy[i], v));
+        b = iq_add(b, dy[i]);
+    }
+    *sg = g;
+    *sb = b;
+}
+
+uint64_t rctc_norm_dx_acc_portable(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,
+                                   int64_t *acc) {
+    uint64_t mx = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t term = iq_sar(iq_add(iq_mul(xh[i], m2), (int64_t)1 << 15), 16);
+        const int64_t v = iq_sub(iq_sub(iq_shl(dy[i], 16), m1), term);
+        const uint64_t u = iq_abs(v);
+        acc[i] = v;
+        mx = u > mx ? u : mx;
+    }
+    return mx;
+}
+
+uint64_t rctc_norm_affine_portable(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,
+                                   int64_t bias, int64_t *acc) {
+    uint64_t mx = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t v = iq_add(iq_mul(iq_norm_xhat(N, x[i], s1, m, sh), g), bias);
+        const uint64_t u = iq_abs(v);
+        acc[i] = v;
+        mx = u > mx ? u : mx;
+    }
+    return mx;
+}
+
+void rctc_norm_load_portable(size_t n, const void *p, int w, size_t off, int64_t *dst) { iq_ld_run(p, w, off, n, dst); }
+
+void rctc_norm_scale_portable(size_t n, const int64_t *acc, int64_t mult, int64_t *out) {
+    for (size_t i = 0; i < n; ++i) out[i] = iq_mul(acc[i], mult);
+}

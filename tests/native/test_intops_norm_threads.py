@@ -1,0 +1,81 @@
+"""The threaded BatchNorm kernels (rctc_iq_batchnorm_*_mt) against intref.norm bit for bit at 1, 2
+and 3 threads, on tensors small and large enough to split (past 2 x 2^20 elements), odd sizes, int8 and
+int16 inputs, stochastic and nearest rounding, and the refusals (the same exception)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rctc.runtime.intref import norm
+from tests.native.intops_cases import check, rand_words
+
+SHAPES = [(16, 7, 33, 37), (5, 3, 9000), (2, 1, 70001), (64, 5, 41, 173)]  # the last splits (> 2 x 2^20)
+
+
+def _params(c: int, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    gam = (rng.integers(-(2**15), 2**15, c).astype(np.int16), -14)
+    bet = (rng.integers(-127, 128, c).astype(np.int8), -5)
+    rm = (rng.integers(-3000, 3000, c).astype(np.int16), -10)
+    rv = (rng.integers(0, 3000, c).astype(np.int16), -9)
+    return gam, bet, rm, rv
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batchnorm_backward_threads(intops, shape: tuple[int, ...], threads: int) -> None:
+    rng = np.random.default_rng(len(shape) + threads)
+    gam, _, _, _ = _params(shape[1], 3)
+    q8 = rng.integers(-128, 128, shape).astype(np.int8)
+    q16 = rng.integers(-3, 4, shape).astype(np.int16)  # N max|q| below 2^29
+    dq = rng.integers(-128, 128, shape).astype(np.int8)
+    words = rand_words(shape, 5)
+    for q, e in ((q8, -6), (q16, 0)):
+        check(lambda *a: intops.batchnorm_backward(*a, threads=threads), norm.batchnorm_backward,
+              q, e, gam, dq, -5, 1e-5, 8, words)
+        check(lambda *a: intops.batchnorm_backward(*a, threads=threads), norm.batchnorm_backward,
+              q, e, gam, dq, -5, 1e-3, 16)
+    zero_dy = np.zeros(shape, np.int8)  # dx all zero: requantize's shift 0
+    check(lambda *a: intops.batchnorm_backward(*a, threads=threads), norm.batchnorm_backward,
+          q8, -6, gam, zero_dy, -5, 1e-5, 8, words)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_backward_threads_refuse_as_intref(intops, threads: int) -> None:
+    shape = (4, 2, 40000)  # N = 160000: N * 4096 >= 2^29 is refused
+    gam, _, _, _ = _params(2, 4)
+    big = np.full(shape, 4096, np.int16)
+    dq = np.ones(shape, np.int8)
+    check(lambda *a: intops.batchnorm_backward(*a, threads=threads), norm.batchnorm_backward,
+          big, 0, gam, dq, -5, 1e-5, 8)
+    with pytest.raises(OverflowError):
+        intops.batchnorm_backward(big, 0, gam, dq, -5, 1e-5, 8, threads=threads)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batchnorm_train_threads(intops, shape: tuple[int, ...], threads: int) -> None:
+    rng = np.random.default_rng(len(shape) + 10 * threads)
+    gam, bet, rm, rv = _params(shape[1], 6)
+    q8 = rng.integers(-128, 128, shape).astype(np.int8)
+    q16 = rng.integers(-3, 4, shape).astype(np.int16)
+    for q, e in ((q8, -6), (q16, 0)):
+        for bits in (8, 16):
+            check(lambda *a: intops.batchnorm_train(*a, threads=threads), norm.batchnorm_train,
+                  q, e, gam, bet, rm, rv, 1e-5, 0.9, bits)
+    check(lambda *a: intops.batchnorm_train(*a, threads=threads), norm.batchnorm_train,
+          q8, -6, gam, (bet[0], 40), rm, rv, 1e-5, 0.9, 8)  # a bias far above the accumulator
+    check(lambda *a: intops.batchnorm_train(*a, threads=threads), norm.batchnorm_train,
+          np.zeros(shape, np.int8), -6, gam, bet, rm, rv, 0.5, 0.0, 8)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_train_threads_refuse_as_intref(intops, threads: int) -> None:
+    shape = (4, 2, 40000)
+    gam, bet, rm, rv = _params(2, 7)
+    big = np.full(shape, 4096, np.int16)
+    with pytest.raises(OverflowError):
+        norm.batchnorm_train(big, 0, gam, bet, rm, rv, 1e-5, 0.9, 8)
+    with pytest.raises(OverflowError):
+        intops.batchnorm_train(big, 0, gam, bet, rm, rv, 1e-5, 0.9, 8, threads=threads)

@@ -1,0 +1,112 @@
+"""x86/iq_norm_loops_avx512.c against the portable loops of iq_norm_loops.c (the BatchNorm
+kernels' per-element work), bit for bit, over odd lengths (every tail of the 8-lane steps) and
+values at the ends of the ranges the kernels feed them (wrapping sums and products included)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from rctc.native.kernels import Kernels
+
+I64P = ctypes.POINTER(ctypes.c_int64)
+LENGTHS = [0, 1, 7, 8, 9, 15, 16, 17, 63, 1001]
+
+
+def _fn(lib: ctypes.CDLL, name: str, res: type | None, *args: type) -> ctypes._CFuncPtr:
+    f = getattr(lib, name)
+    f.restype, f.argtypes = res, list(args)
+    return f
+
+
+def _p(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+@pytest.fixture(scope="module")
+def lib(kernels: Kernels) -> ctypes.CDLL:
+    dq = _fn(kernels.lib, "rctc_cpu_has_avx512dq", ctypes.c_int)
+    if not (kernels.has_variant("avx512vnni") and dq()):
+        pytest.skip("this CPU has no AVX-512 (VNNI level and DQ)")
+    return kernels.lib
+
+
+def _both(lib: ctypes.CDLL, name: str, res: type | None, *args: type) -> list:
+    return [_fn(lib, f"rctc_norm_{name}_{v}", res, *args) for v in ("avx512", "portable")]
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_sums_and_scale(lib: ctypes.CDLL, n: int) -> None:
+    rng = np.random.default_rng(n)
+    sums = _both(lib, "sums", None, ctypes.c_size_t, ctypes.c_void_p, I64P, I64P)
+    scale = _both(lib, "scale", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+    x = rng.integers(-(2**28), 2**28, n, dtype=np.int64)
+    got = []
+    for f in sums:
+        a, b = ctypes.c_int64(), ctypes.c_int64()
+        f(n, _p(x), ctypes.byref(a), ctypes.byref(b))
+        got.append((a.value, b.value))
+    assert got[0] == got[1] == (int(x.sum()), int((x * x).sum()))
+    acc = rng.integers(-(2**62), 2**62, n, dtype=np.int64)
+    for mult in (0, -1, 3, 2**31 - 1, -(2**40) - 7):  # products that wrap modulo 2^64
+        outs = [np.zeros(n, np.int64) for _ in scale]
+        for f, o in zip(scale, outs):
+            f(n, _p(acc), mult, _p(o))
+        with np.errstate(over="ignore"):
+            assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], acc * np.int64(mult))
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_xhat_dx_and_affine(lib: ctypes.CDLL, n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    xd = _both(lib, "xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
+    dxa = _both(lib, "dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                ctypes.c_int64, ctypes.c_void_p)
+    aff = _both(lib, "affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+                ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    N = max(n, 1)
+    for lim in (1, 127, 32767):
+        if N * lim >= 2**29:
+            continue
+        x = rng.integers(-lim, lim + 1, n, dtype=np.int64)
+        dy = rng.integers(-(2**15), 2**15, n, dtype=np.int64)
+        s1 = int(x.sum())
+        for m, sh in ((1, 1), (2**32, 20), (3_000_000_007, 45), (12345, 2)):
+            res = []
+            for f in xd:
+                xh, g, b = np.zeros(n, np.int64), ctypes.c_int64(), ctypes.c_int64()
+                f(n, _p(x), N, s1, m, sh, _p(dy), _p(xh), ctypes.byref(g), ctypes.byref(b))
+                res.append((xh, g.value, b.value))
+            assert np.array_equal(res[0][0], res[1][0]) and res[0][1:] == res[1][1:], (lim, m, sh)
+            xh = res[0][0]
+            for m1, m2 in ((0, 0), (-(2**40), 2**31 + 5), (2**45, -(2**20))):
+                accs = [np.zeros(n, np.int64) for _ in dxa]
+                maxima = [f(n, _p(dy), _p(xh), m1, m2, _p(a)) for f, a in zip(dxa, accs)]
+                assert maxima[0] == maxima[1] and np.array_equal(accs[0], accs[1])
+                assert maxima[1] == max((abs(int(v)) for v in accs[1]), default=0)
+            for g, bias in ((1, 0), (-(2**15), 2**30), (32767, -(2**50))):
+                accs = [np.zeros(n, np.int64) for _ in aff]
+                maxima = [f(n, _p(x), N, s1, m, sh, g, bias, _p(a)) for f, a in zip(aff, accs)]
+                assert maxima[0] == maxima[1] and np.array_equal(accs[0], accs[1]), (lim, m, sh, g)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_load_widens_like_the_portable_loop(lib: ctypes.CDLL, n: int) -> None:
+    """rctc_norm_load_*: elements off .. off + n - 1 of an int8 / int16 / int32 / int64 run widened
+    to int64 (the AVX-512 widening for int8 / int16), extremes included."""
+    load = _both(lib, "load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
+    rng = np.random.default_rng(200 + n)
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        src = rng.integers(info.min, info.max, n + 5, dtype=np.int64, endpoint=True).astype(dt)
+        src[: min(2, n + 5)] = [info.min, info.max][: min(2, n + 5)]
+        for off in (0, 3):
+            if off + n > src.size:
+                continue
+            outs = [np.zeros(n, np.int64) for _ in load]
+            for f, o in zip(load, outs):
+                f(n, _p(src), src.itemsize, off, _p(o))
+            assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], src[off:off + n].astype(np.int64))

@@ -208,5 +208,6 @@ def fused_int_adamw_update(node: Node, cx: Emit) -> list[str]:
     if product is None:
         raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
                      f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
-    lines = [f"int64_t *acc = (int64_t *){cx.scratch(8 * numel(q))};", *product(node, cx, "acc")]
+    base = f"((int64_t *){cx.scratch(8 * numel(q))})"  # an expression: the product may run in a task function
+    lines = [f"int64_t *acc = {base};", *product(node, cx, base)]
     return lines + _adamw_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")

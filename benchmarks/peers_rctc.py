@@ -55,7 +55,7 @@ def native_facts(t: Any) -> dict[str, Any]:
 
     ex = t.executor
     c_nodes = total = 0
-    for outputs, training in getattr(ex, "_plans", {}):  # the schedules the timed steps ran
+    for outputs, training in ex.schedules():  # the schedules the timed steps ran
         c, n = ex.share_in_c(list(outputs), training)
         c_nodes, total = c_nodes + c, total + n
     return {"native_isa": Kernels().isa, "native_threads": ex.threads, "native_nodes_in_c": [c_nodes, total]}

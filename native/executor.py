@@ -359,6 +359,10 @@ class NativeExecutor(Executor):
         """Segment runs so far that a C kernel refused and the numpy kernels did instead."""
         return sum(p.fallbacks for plan in self._plans.values() for p in plan.parts if isinstance(p, _CSegment))
 
+    def schedules(self) -> list[tuple[tuple[str, ...], bool]]:
+        """``(outputs, training)`` of every schedule planned so far (profiled ones once)."""
+        return list(dict.fromkeys((outputs, training) for outputs, training, _ in self._plans))
+
     def share_in_c(self, outputs: Sequence[str], training: bool = True) -> tuple[int, int]:
         """(nodes run in C, nodes in the schedule) of ``outputs``."""
         plan = self.plan_for(outputs, training)

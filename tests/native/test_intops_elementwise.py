@@ -51,6 +51,16 @@ def test_hardsigmoid_hardswish(intops, shape, dtype) -> None:
                 check(intops.hardswish_backward, pointwise.hardswish_backward, q, e, dq, -3, bits)
 
 
+@pytest.mark.parametrize(("lo", "hi"), [(0.75, None), (None, -0.6), (0.6, -0.6), (-0.6, 0.6), (0.75, 2.0)])
+def test_int8_clip_with_a_bound_past_the_int8_range_wraps_as_intref(intops, lo, hi) -> None:
+    """At e = -9 the bounds are 384 / -307 / 307 (not multiples of 256): intref clips in int64 and
+    then wraps into int8, and so must every C path."""
+    for q in edge_tensors((3, 37), np.int8, 2).values():
+        check(intops.clip, pointwise.clip, q, -9, lo, hi)
+        check(intops.clip_backward, pointwise.clip_backward, q, -9, edge_tensors((3, 37), np.int8, 5)["random"], -4,
+              lo, hi)
+
+
 def test_clip_bound_past_int64_saturates(intops) -> None:
     """intref's clip_bounds gives a Python int past int64 for a huge bound on a fine grid, which
     numpy then refuses (reported); the C kernel saturates the bound at 2^62, which no stored

@@ -39,7 +39,9 @@ void rctc_iq_clip(size_t n, const void *q, int w, int e, int has_lo, int64_t lo_
                   int has_hi, int64_t hi_num, int hi_log2den, void *out) {
     int64_t lq, hq;
     rctc_iq_clip_bounds(e, has_lo, lo_num, lo_log2den, has_hi, hi_num, hi_log2den, &lq, &hq);
-    if (w == 1) { /* int8: the same max-then-min in int16 lanes (vectorised) */
+    /* int8 with both bounds reaching the int8 range: every result is in [-128, 127], so the same
+     * max-then-min in int16 lanes (vectorised); a bound past the range wraps as intref's astype */
+    if (w == 1 && lq <= 127 && hq >= -128) {
         const int16_t lo = near8(lq), hi = near8(hq);
         const int8_t *x = (const int8_t *)q;
         int8_t *y = (int8_t *)out;

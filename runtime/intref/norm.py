@@ -281,7 +281,7 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     M_g`` with the multipliers cut to ``min(31, 61 - bitlen max|inner|)`` bits. The passes run
     block by block over the batch (:func:`_blocks`): the first forms the sums, the second
     ``inner`` (kept, int32 where it provably fits) and the largest ``|inner|`` of each group (so
-    ``max|acc| = max_g |M_g| max_g|inner|``, the requantise's shift), the third forms ``acc``
+    ``max|acc| = max_g (|M_g| max|inner_g|)``, the requantise's shift), the third forms ``acc``
     and rounds it (:func:`round_part`): the integers of one pass over the whole arrays."""
     n = dy.shape[0] * dy.shape[2]
     blocks = _blocks(dy)
@@ -304,7 +304,7 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     inner = np.empty(dy.shape, dt)
     peak = np.zeros(dy.shape[1], np.int64)  # max |inner| per group
     for rows in blocks:
-        t = np.left_shift(dy[rows], dt(XFRAC), out=inner[rows])
+        t = np.left_shift(dy[rows], dt(XFRAC), out=inner[rows], dtype=dt)  # in dt under numpy 1.x rules too
         t -= centred(rows)
         np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
         np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)

@@ -177,6 +177,21 @@ def test_native_peer_without_a_compiler_reports_unavailable(tmp_path: Path) -> N
     assert code == 0 and res.get("unavailable") and "ms_per_step_median" not in res, (res, err)
 
 
+def test_native_peer_with_a_compiler_times_and_reports_its_kernels(tmp_path: Path) -> None:
+    """With the system compiler the native peer times steps and says what ran (variant, nodes in C)."""
+    import json
+
+    env = _common.thread_env() | {"XDG_CACHE_HOME": str(tmp_path)}
+    cmd = [sys.executable, str(_common.HERE / "peers_rctc.py"), "--peer", "rctc_native", "--model", "mlp",
+           "--batch", "4", "--warmup", "0", "--min-steps", "2", "--min-seconds", "0", "--max-steps", "2"]
+    code, out, err, _ = _common.run_measured(cmd, env, 300)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and "unavailable" not in res, (res, err)
+    assert res["ms_per_step_median"] > 0
+    c_nodes, total = res["native_nodes_in_c"]
+    assert 0 < c_nodes <= total and res["native_isa"], res
+
+
 def test_time_steps_budget_ends_a_slow_peer_early(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(_common.time, "perf_counter", lambda: clock[0])

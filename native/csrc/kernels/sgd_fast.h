@@ -1,6 +1,6 @@
 /*
  * sgd_fast.h - the fast path's operand range of the fused SGD update (sgd_update_fast.c,
- * x86/sgd_update_avx2.c); internal.
+ * x86/sgd_update_avx2.c, x86/sgd_update_avx512.c); internal.
  *
  * In range: a shift 1 <= s = -k <= 53 for the whole tensor, every product exact (max |acc| |m|
  * < 2^53: numpy's float64 acc * m has no rounding, so u = p 2^-s with p = acc m an int64), the

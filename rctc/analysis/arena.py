@@ -109,7 +109,9 @@ def updates_early(g: Graph, nodes: Sequence[Node]) -> list[Node]:
     random words are its node's stream, not a position in the order."""
     order = list(nodes)
     # the reader of a streamable accumulator reads its producer's inputs (a device step may form it there)
-    reads = {n.name: {v.name for v in n.inputs if v is not None} for n in nodes}
+    root = views(nodes)  # a reader of a view of the parameter reads the parameter's bytes
+    reads = {n.name: {x for v in n.inputs if v is not None for x in (v.name, root.get(v.name, v.name))}
+             for n in nodes}
     for nm in streamable(g, nodes):
         conv = g.value(nm).producer
         for n in nodes:
@@ -206,11 +208,12 @@ def in_place_updates(g: Graph, nodes: Sequence[Node]) -> dict[str, str]:
     (``UPDATE_OPS``: its output 0 from its input 0, element by element), or an output the op's
     ``STATE_ALIASES`` pair with an input, that updates that state value, which no later node
     reads, of the same dtype and shape."""
+    root = views(nodes)  # a reader of a view of q reads q's bytes
     readers: dict[str, int] = {}
     for i, n in enumerate(nodes):
         for v in n.inputs:
             if v is not None:
-                readers[v.name] = i
+                readers[v.name] = readers[root.get(v.name, v.name)] = i
     out: dict[str, str] = {}
     for i, n in enumerate(nodes):
         pairs = ((0, 0),) if n.op_type in UPDATE_OPS else STATE_ALIASES.get(n.op_type, ())

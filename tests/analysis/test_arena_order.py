@@ -66,3 +66,28 @@ def test_state_written_in_place_and_values_aligned(resnet8) -> None:
     assert all(a[1] <= b[0] or a[2] == b[2] for a, b in zip(spans, spans[1:]))  # no state bytes shared
     assert lay.arena_bytes % A.ALIGN == 0 and lay.state_bytes % A.ALIGN == 0
     assert A.alignment(4) == A.SMALL_ALIGN == 8 and A.alignment(64) == A.ALIGN
+
+
+def test_a_reader_of_a_parameter_view_keeps_the_update_after_it(resnet8) -> None:
+    """A node that reads a Reshape view of a parameter reads the parameter's bytes: the update must
+    not move ahead of it, and may write in place only once that reader has run."""
+    import numpy as np
+
+    from rctc.ir import Node, Value
+
+    g = resnet8
+    order = A.device_nodes(g)
+    u = next(n for n in order if n.op_type in UPDATE_OPS)
+    w = u.inputs[0]
+    view = Value(f"{w.name}.flat", (int(np.prod(w.shape)),), w.dtype)
+    shape = Value(f"{w.name}.flat_shape", (1,), np.int64)
+    reshape = Node("Reshape", f"{w.name}.view", [w, shape], [view])
+    reader = Node("Relu", f"{w.name}.view_reader", [view], [Value(f"{w.name}.read", view.shape, w.dtype)])
+    assert A.views([reshape]) == {view.name: w.name}
+    at = order.index(u)
+    nodes = [*order[:at], reshape, reader, *order[at:]]  # the view's reader runs just before the update
+    moved = A.updates_early(g, nodes)
+    assert moved.index(u) > moved.index(reader), "the update moved ahead of a reader of its parameter's view"
+    assert u.outputs[0].name in A.in_place_updates(g, moved)
+    # a reader of the view after the update reads the old bytes: the update must not overwrite w in place
+    assert u.outputs[0].name not in A.in_place_updates(g, [*order, reshape, reader])

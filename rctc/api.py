@@ -75,9 +75,12 @@ class CompiledModel:
         if self._trainer is None or seed != self._seed:
             executor = None
             if self._backend != "numpy":
-                from rctc.native.backend import make_executor
+                if self._trainer is not None:  # only the seed changed: keep the built and loaded C step
+                    executor = self._trainer.executor
+                else:
+                    from rctc.native.backend import make_executor
 
-                executor = make_executor(self._backend, self.graph, self._threads)
+                    executor = make_executor(self._backend, self.graph, self._threads)
             self._trainer = Trainer(self.graph, seed, executor)
             self._seed = seed
             from rctc.runtime.controller import attach_controller

@@ -33,20 +33,8 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
     if (rc) return rc;
     /* the bias brought to the accumulator's exponent ge - 16 (rctc_iq_requantize_bias) */
     const int e_acc = ge - 16, k = be - e_acc;
-    uint64_t bmax = 0;
-    for (int c = 0; c < C; ++c) {
-        const uint64_t a = iq_abs(iq_ld(beta, bw, (size_t)c));
-        bmax = a > bmax ? a : bmax;
-    }
-    if (k > 0 && bmax > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
-    if (k < 0 && bmax > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    for (int c = 0; c < C; ++c) {
-        const int64_t v = iq_ld(beta, bw, (size_t)c);
-        if (k >= 0)
-            bc[c] = k > 63 ? 0 : iq_shl(v, k);
-        else
-            bc[c] = -k > 62 ? 0 : iq_sar(v + ((int64_t)1 << (-k - 1)), -k);
-    }
+    rc = iq_norm_shifted_bias(C, beta, bw, k, bc);
+    if (rc) return rc;
     const int64_t nn = (int64_t)N;
     uint64_t mx = 0;
     /* gamma xhat + b is monotone in q within a channel (m > 0; |xhat| < 2^31 as |z| < sqrt(N) and
@@ -79,14 +67,6 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
             }
         if (pass) *e_out = e_acc + s;
     }
-    for (int c = 0; c < C; ++c) {
-        const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(s1[c]), 16);
-        bm[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(nn)), 2 * (uint64_t)nn).lo;
-        const rctc_i128 dv = rctc_i128_shl(rctc_i128_from_i64(d[c]), 16);
-        const rctc_i128 n2 = rctc_i128_mul64(nn, nn);
-        bv[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(dv, 1), n2), 2 * n2.lo).lo;
-    }
-    rc = iq_norm_update(C, rmean, rme, bm, e - 16, mu, rmean_out, rme_out, scratch);
-    if (rc) return rc;
-    return iq_norm_update(C, rvar, rve, bv, 2 * e - 16, mu, rvar_out, rve_out, scratch);
+    return iq_norm_running_update(C, nn, s1, d, e, mu, rmean, rme, rvar, rve, rmean_out, rme_out, rvar_out, rve_out,
+                                  bm, bv, scratch);
 }

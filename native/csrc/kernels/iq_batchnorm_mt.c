@@ -94,25 +94,6 @@ static void pass2(void *ctx, int r0, int r1) {
         iq_round_block(n, t->acc + at, t->s, NULL, t->wt, (unsigned char *)t->out + at * (size_t)t->wt);
 }
 
-/* the bias at the accumulator's exponent (requantize_bias's shift); an RCTC_IQ_E* code when out of range */
-static int shifted_bias(int C, const void *beta, int bw, int k, int64_t *out) {
-    uint64_t m = 0;
-    for (int c = 0; c < C; ++c) {
-        const uint64_t a = iq_abs(iq_ld(beta, bw, (size_t)c));
-        m = a > m ? a : m;
-    }
-    if (k > 0 && m > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
-    if (k < 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    for (int c = 0; c < C; ++c) {
-        const int64_t v = iq_ld(beta, bw, (size_t)c);
-        if (k >= 0)
-            out[c] = k > 63 ? 0 : iq_shl(v, k);
-        else
-            out[c] = -k > 62 ? 0 : iq_sar(v + ((int64_t)1 << (-k - 1)), -k);
-    }
-    return RCTC_IQ_OK;
-}
-
 int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
                                int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
                                const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
@@ -124,7 +105,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     /* per channel: bias (bm), max magnitude (bv), status (scratch): free until the statistics update */
     const int e_acc = ge - 16;
-    const int rc_bias = shifted_bias(C, beta, bw, be - e_acc, bm);
+    const int rc_bias = iq_norm_shifted_bias(C, beta, bw, be - e_acc, bm);
     if (rc_bias)
         for (int c = 0; c < C; ++c) bm[c] = 0;
     bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, work, s1,
@@ -143,14 +124,6 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     rctc_parallel_for(B * C, 1, threads, pass2, &t);
     *e_out = e_acc + t.s;
     const int64_t nn = (int64_t)N;
-    for (int c = 0; c < C; ++c) {
-        const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(s1[c]), 16);
-        bm[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(nn)), 2 * (uint64_t)nn).lo;
-        const rctc_i128 dv = rctc_i128_shl(rctc_i128_from_i64(d[c]), 16);
-        const rctc_i128 n2 = rctc_i128_mul64(nn, nn);
-        bv[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(dv, 1), n2), 2 * n2.lo).lo;
-    }
-    int rc = iq_norm_update(C, rmean, rme, bm, e - 16, mu, rmean_out, rme_out, scratch);
-    if (rc) return rc;
-    return iq_norm_update(C, rvar, rve, bv, 2 * e - 16, mu, rvar_out, rve_out, scratch);
+    return iq_norm_running_update(C, nn, s1, d, e, mu, rmean, rme, rvar, rve, rmean_out, rme_out, rvar_out, rve_out,
+                                  bm, bv, scratch);
 }

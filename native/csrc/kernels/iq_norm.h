@@ -61,6 +61,15 @@ int64_t iq_norm_div_round(int64_t t, int sh, int64_t n, int *ok);
 /* dx accumulator (G, N) in acc; exponent offset into *off; mult: G int64 scratch */
 int iq_norm_dx(int G, int N, const int64_t *dy, const int64_t *xhat, const int64_t *gm, const int64_t *m,
                const int64_t *f, int64_t *acc, int64_t *mult, int *off);
+/* beta brought to the accumulator's exponent: out = beta * 2^k (k > 0) or rounded half up (k < 0),
+ * requantize_bias's shift; RCTC_IQ_EOVERFLOW when a term would pass RCTC_IQ_ACC_LIMIT */
+int iq_norm_shifted_bias(int C, const void *beta, int bw, int k, int64_t *out);
+/* BatchNorm's running statistics from the batch sums s1 (sum q) and d (N sum q^2 - s1^2) of N
+ * values at exponent e: batch mean / variance in Q16 into bm / bv, then iq_norm_update of both;
+ * work: 2 C int64 */
+int iq_norm_running_update(int C, int64_t N, const int64_t *s1, const int64_t *d, int e, int64_t mu,
+                           const int16_t *rmean, int rme, const int16_t *rvar, int rve, int16_t *rmean_out,
+                           int *rme_out, int16_t *rvar_out, int *rve_out, int64_t *bm, int64_t *bv, int64_t *work);
 /* running-statistics update; work: 2 C int64 */
 int iq_norm_update(int C, const int16_t *old, int e_old, const int64_t *nw, int e_new, int64_t mu, int16_t *out,
                    int *e_out, int64_t *work);

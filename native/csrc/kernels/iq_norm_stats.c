@@ -234,3 +234,36 @@ int iq_norm_update(int C, const int16_t *old, int e_old, const int64_t *nw, int 
     for (int c = 0; c < C; ++c) o[c] = iq_add(iq_mul(o[c], mu), iq_mul(b[c], ((int64_t)1 << 16) - mu));
     return rctc_iq_requantize((size_t)C, o, ec - 16, 16, NULL, out, e_out);
 }
+
+int iq_norm_shifted_bias(int C, const void *beta, int bw, int k, int64_t *out) {
+    uint64_t m = 0;
+    for (int c = 0; c < C; ++c) {
+        const uint64_t a = iq_abs(iq_ld(beta, bw, (size_t)c));
+        m = a > m ? a : m;
+    }
+    if (k > 0 && m > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
+    if (k < 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    for (int c = 0; c < C; ++c) {
+        const int64_t v = iq_ld(beta, bw, (size_t)c);
+        if (k >= 0)
+            out[c] = k > 63 ? 0 : iq_shl(v, k);
+        else
+            out[c] = -k > 62 ? 0 : iq_sar(v + ((int64_t)1 << (-k - 1)), -k);
+    }
+    return RCTC_IQ_OK;
+}
+
+int iq_norm_running_update(int C, int64_t N, const int64_t *s1, const int64_t *d, int e, int64_t mu,
+                           const int16_t *rmean, int rme, const int16_t *rvar, int rve, int16_t *rmean_out,
+                           int *rme_out, int16_t *rvar_out, int *rve_out, int64_t *bm, int64_t *bv, int64_t *work) {
+    for (int c = 0; c < C; ++c) {
+        const rctc_i128 v = rctc_i128_shl(rctc_i128_from_i64(s1[c]), 16);
+        bm[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(v, 1), rctc_i128_from_i64(N)), 2 * (uint64_t)N).lo;
+        const rctc_i128 dv = rctc_i128_shl(rctc_i128_from_i64(d[c]), 16);
+        const rctc_i128 n2 = rctc_i128_mul64(N, N);
+        bv[c] = (int64_t)rctc_i128_divfloor(rctc_i128_add(rctc_i128_shl(dv, 1), n2), 2 * n2.lo).lo;
+    }
+    const int rc = iq_norm_update(C, rmean, rme, bm, e - 16, mu, rmean_out, rme_out, work);
+    if (rc) return rc;
+    return iq_norm_update(C, rvar, rve, bv, 2 * e - 16, mu, rvar_out, rve_out, work);
+}

@@ -40,15 +40,6 @@ typedef struct {
     void *out;
 } bn_bwd;
 
-/* a block of a run widened to int64 (the AVX-512 widening where the loops are AVX-512) */
-#define LOAD(P, W, AT, N, DST)                                                                                       \
-    do {                                                                                                             \
-        if (simd)                                                                                                    \
-            rctc_norm_load_avx512(N, P, W, AT, DST);                                                                 \
-        else                                                                                                         \
-            rctc_norm_load_portable(N, P, W, AT, DST);                                                               \
-    } while (0)
-
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
@@ -61,7 +52,7 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                 int64_t p1, p2;
-                LOAD(t->q, t->w, at, n, xb);
+                iq_norm_load(simd, t->q, t->w, at, n, xb);
                 if (simd)
                     rctc_norm_sums_avx512(n, xb, &p1, &p2);
                 else
@@ -92,8 +83,8 @@ static void pass1(void *ctx, int c0, int c1) {
                 for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                     const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                     int64_t pg, pb;
-                    LOAD(t->q, t->w, at, n, xb);
-                    LOAD(t->dq, t->dw, at, n, db);
+                    iq_norm_load(simd, t->q, t->w, at, n, xb);
+                    iq_norm_load(simd, t->dq, t->dw, at, n, db);
                     if (simd)
                         rctc_norm_xhat_dot_avx512(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
                     else
@@ -125,13 +116,8 @@ static void pass2(void *ctx, int r0, int r1) {
                 rctc_norm_scale_avx512(n, t->acc + at, mc, v);
             else
                 rctc_norm_scale_portable(n, t->acc + at, mc, v);
-            if (t->s == 0)
-                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, v[i]);
-            else if (t->s > 62)
-                for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, 0);
-            else
-                iq_round_block(n, v, t->s, t->rand ? t->rand + at : NULL, t->wt,
-                               (unsigned char *)t->out + at * (size_t)t->wt);
+            rctc_iq_round_store(n, v, t->s, t->rand ? t->rand + at : NULL,
+                                (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
         }
     }
 }

@@ -35,15 +35,6 @@ typedef struct {
 /* elements widened on the stack at a time (1 KiB: small against a Cortex-M's 8 KiB stack) */
 #define BLOCK 128
 
-/* a block of a run widened to int64 (the AVX-512 widening where the loops are AVX-512) */
-#define LOAD(P, W, AT, N, DST)                                                                                       \
-    do {                                                                                                             \
-        if (simd)                                                                                                    \
-            rctc_norm_load_avx512(N, P, W, AT, DST);                                                                 \
-        else                                                                                                         \
-            rctc_norm_load_portable(N, P, W, AT, DST);                                                               \
-    } while (0)
-
 static void pass1(void *ctx, int c0, int c1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
@@ -56,7 +47,7 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK;
                 int64_t p1, p2;
-                LOAD(t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, n, xb);
+                iq_norm_load(simd, t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, n, xb);
                 if (simd)
                     rctc_norm_sums_avx512(n, xb, &p1, &p2);
                 else
@@ -74,7 +65,7 @@ static void pass1(void *ctx, int c0, int c1) {
         for (int b = 0; b < t->B; ++b)
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                LOAD(t->q, t->w, at, n, xb);
+                iq_norm_load(simd, t->q, t->w, at, n, xb);
                 const uint64_t u = simd ? rctc_norm_affine_avx512(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at)
                                         : rctc_norm_affine_portable(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
                 mx = u > mx ? u : mx;
@@ -86,12 +77,7 @@ static void pass1(void *ctx, int c0, int c1) {
 static void pass2(void *ctx, int r0, int r1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
     const size_t S = (size_t)t->S, n = (size_t)(r1 - r0) * S, at = (size_t)r0 * S;
-    if (t->s == 0)
-        for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, t->acc[at + i]);
-    else if (t->s > 62)
-        for (size_t i = 0; i < n; ++i) iq_st(t->out, t->wt, at + i, 0);
-    else
-        iq_round_block(n, t->acc + at, t->s, NULL, t->wt, (unsigned char *)t->out + at * (size_t)t->wt);
+    rctc_iq_round_store(n, t->acc + at, t->s, NULL, (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
 }
 
 int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,

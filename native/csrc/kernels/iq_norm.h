@@ -53,6 +53,13 @@ RCTC_NORM_LOOPS(avx512)
 #define rctc_norm_load_avx512 rctc_norm_load_portable
 #endif
 #undef RCTC_NORM_LOOPS
+/* a block of a run widened to int64: the AVX-512 widening where the loops are AVX-512 (simd) */
+static inline void iq_norm_load(int simd, const void *p, int w, size_t at, size_t n, int64_t *dst) {
+    if (simd)
+        rctc_norm_load_avx512(n, p, w, at, dst);
+    else
+        rctc_norm_load_portable(n, p, w, at, dst);
+}
 /* M_c ~= ga_c n mb_c 2^(-f_c - g), |M_c| < 2^mbits; g into *g_out */
 int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, const int64_t *f, int mbits,
                         int64_t *out, int *g_out);

@@ -82,16 +82,8 @@ void rctc_iq_round_store(size_t n, const int64_t *acc, int s, const uint32_t *ra
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, acc[i]);
     } else if (s > 62) {
         for (size_t i = 0; i < n; ++i) iq_st(out, w, i, 0);
-    } else if (w == 1) {
-#if defined(__x86_64__) || defined(_M_X64)
-        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
-            rctc_iq_round_s8_avx2(n, acc, s, rand, (int8_t *)out);
-            return;
-        }
-#endif
-        rctc_iq_round_s8_portable(n, acc, s, rand, (int8_t *)out);
     } else {
-        for (size_t i = 0; i < n; ++i) iq_st(out, w, i, round1(acc[i], s, rand, i));
+        iq_round_block(n, acc, s, rand, w, out);
     }
 }
 

@@ -82,7 +82,7 @@ def test_fused_sgd_update_statistic_bound(kernels: Kernels) -> None:
     assert rc != 0
 
 
-def _numpy_update(q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int, rand: np.ndarray | None) -> np.ndarray:
+def numpy_update(q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int, rand: np.ndarray | None) -> np.ndarray:
     """The numpy kernels' arithmetic (int_update._apply): u = float64(acc) * (m 2^k), then
     stochastic_floor (or np.rint), the sum in float64, the clip."""
     from rctc.runtime.kernels.quant_ops import stochastic_floor
@@ -121,7 +121,7 @@ def test_fused_sgd_update_shifts_past_53_bits_follow_float64(kernels: Kernels, r
     rand = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32) if rounding == "stochastic" else None
     rc, got, (a, _) = kernels.sgd_update_fused(q, acc, m, k, 12, rand)
     assert rc == 0 and a == int(np.abs(acc).sum())
-    want = _numpy_update(q, acc, m, k, 12, rand)
+    want = numpy_update(q, acc, m, k, 12, rand)
     assert np.array_equal(got, want), np.argwhere(got != want)[:5]
     if rounding == "stochastic" and d < 8:
         assert 0 < np.count_nonzero(got != q) < n  # both outcomes occur: the comparison can fail
@@ -143,7 +143,7 @@ def test_fused_sgd_update_tiny_shift_tie_decides_against_the_word(kernels: Kerne
     q = np.zeros(len(rows), np.int16)
     rc, got, _ = kernels.sgd_update_fused(q, acc, 1, -54, 12, rand)
     assert rc == 0
-    want = _numpy_update(q, acc, 1, -54, 12, rand)
+    want = numpy_update(q, acc, 1, -54, 12, rand)
     assert np.array_equal(got, want)
     assert want.tolist() == [0, -1, -1] * 3  # U = c - 1 rounds up, U = c (the tie) and c + 1 do not
 
@@ -194,7 +194,7 @@ def test_fused_sgd_update_products_past_53_bits_round_as_float64(kernels: Kernel
     q = rng.integers(-100, 101, n).astype(np.int16)
     rand = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32) if rounding == "stochastic" else None
     got = _pairwise(kernels, q, acc, m, k, 12, rand)
-    want = _numpy_update(q, acc, m, k, 12, rand)
+    want = numpy_update(q, acc, m, k, 12, rand)
     assert np.array_equal(got, want), np.argwhere(got != want)[:5]
     if k <= -60:  # real updates compared, not only clipped ones
         assert np.count_nonzero((got != q) & (np.abs(got) < 2047)) > n // 10
@@ -229,7 +229,7 @@ def test_fused_sgd_update_float64_ties_decide_the_rounding(kernels: Kernels, m: 
     q = np.zeros(len(acc), np.int32)
     got = _pairwise(kernels, q, acc_a, m, -24 - d, 32, rand)
     assert got.tolist() == want
-    assert np.array_equal(got, _numpy_update(q, acc_a, m, -24 - d, 32, rand))
+    assert np.array_equal(got, numpy_update(q, acc_a, m, -24 - d, 32, rand))
     assert max(want) < (1 << 31) - 1  # none clipped: every comparison is of the rounding
 
 

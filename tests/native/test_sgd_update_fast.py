@@ -16,23 +16,9 @@ import numpy as np
 import pytest
 
 from rctc.native.kernels import SGD_NOT_FAST, Kernels
-from rctc.runtime.kernels.quant_ops import stochastic_floor
+from tests.native.test_sgd_update import numpy_update
 
 P53 = 1 << 53
-
-
-def numpy_update(q: np.ndarray, acc: np.ndarray, m: int, k: int, bits: int, rand: np.ndarray | None) -> np.ndarray:
-    """The numpy kernels' arithmetic (runtime/kernels/int_update._apply): u = float64(acc) * m 2^k,
-    stochastic_floor (or np.rint), the sum in float64, the clip."""
-    u = acc.astype(np.float64) * (m * 2.0**k)
-    qmax = float((1 << (bits - 1)) - 1)
-    if rand is None:
-        new = np.add(q, np.rint(u), dtype=np.float64)
-    else:
-        fl, up = stochastic_floor(u, rand)
-        new = np.add(q, fl, dtype=np.float64)
-        new += up
-    return np.clip(new, -qmax, qmax).astype(q.dtype)
 
 
 def fast_variants(kernels: Kernels) -> list[str]:

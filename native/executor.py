@@ -56,7 +56,8 @@ _OWNER: dict[tuple[int, str], Any] = {}
 C_STATS: dict[str, tuple[int, tuple[int, ...]]] = {"FusedIntUpdate": (1, (4, 6)), "IntAccSGDUpdate": (1, (4,))}
 #: updates whose C kernel returns A on a fixed grid: the float Gavg of the log is A * 2^-28 / n
 #: (rct AdamW's step, runtime/intref/adamw.py)
-C_STATS_FIXED: dict[str, int] = {"FusedIntAdamWUpdate": -28, "IntAccAdamWUpdate": -28}
+C_STATS_FIXED: dict[str, int] = {"FusedIntAdamWUpdate": -28, "IntAccAdamWUpdate": -28,
+                                  "FusedIntMomentumUpdate": -28, "IntAccMomentumUpdate": -28}
 
 
 def default_threads() -> int:

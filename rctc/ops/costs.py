@@ -145,8 +145,17 @@ def _int_update_counts(node: Any, p: Any, counts: Any, extra_float: int) -> None
 
 
 def _momentum_counts(node: Any, p: Any, counts: Any) -> None:
-    _int_update_counts(node, p, counts, extra_float=2)
-    counts.add_op("cmp", "fp32", 3 * p.size)  # velocity absmax + clip
+    """Integer momentum SGD per element (docs/numerics.md "Momentum SGD in rct mode"): the
+    products MU vq, CA g (+ W q) and vq' lr_m in int64, the gradient's rounding, the alignment
+    and the sum of the terms, the velocity's and the step's roundings as int64 adds; the absmax
+    of the gradient and of the velocity sum (the per-tensor exponents)."""
+    n = p.size
+    wd = 1 if float(node.attrs.get("weight_decay", 0.0)) else 0
+    counts.add_op("mult", "int64", n * (3 + wd))
+    counts.add_op("add", "int64", n * (8 + 2 * wd))
+    counts.add_op("cmp", "int64", 2 * n)
+    counts.add_op("add", p.width, n)  # q + step
+    counts.add_op("cmp", p.width, 2 * n)  # clip to the slot's range
 
 
 def int_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
@@ -154,18 +163,11 @@ def int_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, 
 
 
 def int_momentum_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
-    _momentum_counts(node, inp(ins), counts)
-
-
-def _acc_momentum_counts(node: Any, p: Any, counts: Any) -> None:
-    """A momentum update whose kernel scales an integer accumulator into its float gradient."""
+    """IntMomentumUpdate / IntAccMomentumUpdate: the integer momentum step (+ the float gradient's rounding)."""
+    p = inp(ins)
     _momentum_counts(node, p, counts)
-    counts.add_op("mult", "fp32", p.size)
-
-
-def acc_momentum_update(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
-    """IntAccMomentumUpdate(p, e, bits, gq, ge, vq, ve, lr)."""
-    _acc_momentum_counts(node, inp(ins), counts)
+    if ins[3] is not None and ins[3].is_float:
+        counts.add_op("mult", "fp32", p.size)
 
 
 def _adamw_counts(node: Any, p: Any, counts: Any) -> None:
@@ -221,13 +223,13 @@ def fused_update(momentum: bool) -> CostFn:
     def cost(node: Any, ins: Sequence[Any], outs: Sequence[Any], counts: Any, fq: Any = None) -> None:
         p = _fused_macs(node, ins, counts)
         if momentum:
-            _acc_momentum_counts(node, p, counts)
+            _momentum_counts(node, p, counts)
         else:
             _int_update_counts(node, p, counts, extra_float=0)
 
     return cost
 
 
-__all__ = ["acc_momentum_update", "channels", "contraction", "e", "free", "fused_adamw_update", "fused_update", "inp",
+__all__ = ["channels", "contraction", "e", "free", "fused_adamw_update", "fused_update", "inp",
            "int_adamw_update", "int_momentum_update", "int_update", "kernel_size", "ops", "per_output", "product",
            "product_macs", "rows"]

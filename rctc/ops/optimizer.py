@@ -46,7 +46,7 @@ iop("IntAccSGDUpdate", ("q", "e", "bits", "gq", "ge", "lr"), outputs=("q_new",),
     doc="update from an integer gradient accumulator gq * 2^ge: FusedIntUpdate's arithmetic, no float gradient")
 iop("IntAccMomentumUpdate", ("q", "e", "bits", "gq", "ge", "vq", "ve", "lr"), outputs=("q_new", "vq_new", "ve_new"),
     attrs={"alpha": 1.0, "momentum": 0.9, "rounding": "stochastic", "velocity_bits": 16, "weight_decay": 0.0},
-    cost=costs.acc_momentum_update,
+    cost=costs.int_momentum_update, c_kernel="rctc_momentum_update",
     doc="IntMomentumUpdate of an integer gradient accumulator, scaled inside the kernel (no float graph value)")
 iop("FusedIntUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "lr"), outputs=("q_new",),
     attrs={"product": None, "alpha": 1.0, "transpose": [], "rounding": "stochastic", "weight_decay": 0.0},
@@ -56,7 +56,8 @@ iop("FusedIntMomentumUpdate", ("q", "e", "bits", "qA", "eA", "qB", "eB", "vq", "
     outputs=("q_new", "vq_new", "ve_new"),
     attrs={"product": None, "alpha": 1.0, "momentum": 0.9, "transpose": [], "rounding": "stochastic",
            "velocity_bits": 16, "weight_decay": 0.0},
-    cost=costs.fused_update(momentum=True))
+    cost=costs.fused_update(momentum=True), c_kernel="rctc_momentum_update",
+    doc="weight-gradient product + momentum SGD on an integer velocity, no float gradient")
 # AdamW on integer state (docs/numerics.md "AdamW in rct mode"): m int32 + exponent, v int32 (>= 0) + exponent,
 # the int64 step count; the step stochastically rounded onto q (draws 0 / 1 / 2: m, v, q)
 _ADAMW = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.01, "rounding": "stochastic"}

@@ -24,7 +24,7 @@ from rctc.runtime.kernels.int_update import _product, record_stats
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
-def _mantissa(x: Fraction, bits: int) -> tuple[int, int]:
+def mantissa(x: Fraction, bits: int) -> tuple[int, int]:
     """``x >= 0`` as ``(c, f)`` with ``x ~= c * 2^-f``, ``c = round(x 2^f)`` (half up) in
     ``[2^(bits-1), 2^bits]``; ``(0, 0)`` for 0."""
     if x <= 0:
@@ -36,21 +36,21 @@ def _mantissa(x: Fraction, bits: int) -> tuple[int, int]:
     return math.floor(x * Fraction(2) ** f + Fraction(1, 2)), f
 
 
-def _q30(b: float) -> int:
+def q30(b: float) -> int:
     return math.floor(Fraction(b) * Q30 + Fraction(1, 2))
 
 
 def constants(beta1: float, beta2: float, eps: float, weight_decay: float, alpha: float = 1.0) -> AdamWConsts:
     """The fixed-point constants (``ValueError`` when a beta rounds to 1 at 2^-30 or eps <= 0)."""
-    b1, b2 = _q30(beta1), _q30(beta2)
+    b1, b2 = q30(beta1), q30(beta2)
     if not (0 <= b1 < Q30 and 0 <= b2 < Q30):
         raise ValueError(f"betas {beta1}, {beta2} must round below 1 at 30 fraction bits")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     a = Fraction(alpha)
-    c1, f1 = _mantissa((1 - Fraction(b1, Q30)) * a, 30)
-    c2, f2 = _mantissa((1 - Fraction(b2, Q30)) * a * a, 17)
-    w, fw = _mantissa(Fraction(weight_decay), 30)
+    c1, f1 = mantissa((1 - Fraction(b1, Q30)) * a, 30)
+    c2, f2 = mantissa((1 - Fraction(b2, Q30)) * a * a, 17)
+    w, fw = mantissa(Fraction(weight_decay), 30)
     fe = Fraction(float(eps))  # a float's exact value: the denominator is a power of two
     return AdamWConsts(b1, b2, c1, f1, c2, f2, w, fw, fe.numerator, -(fe.denominator.bit_length() - 1))
 
@@ -94,11 +94,11 @@ def _run(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.
             np.array(r.t, np.int64))
 
 
-def float_gradient(g: np.ndarray) -> tuple[np.ndarray, int]:
+def float_gradient(g: np.ndarray, op: str = "IntAdamWUpdate") -> tuple[np.ndarray, int]:
     """A float gradient as ``(gq, eg)``: ``gq = rint(g 2^-eg)`` with ``max|gq| <= 2^22``."""
     g = np.asarray(g, np.float64)
     if not np.all(np.isfinite(g)):
-        raise FloatingPointError("IntAdamWUpdate: the gradient is not finite")
+        raise FloatingPointError(f"{op}: the gradient is not finite")
     m = float(np.max(np.abs(g))) if g.size else 0.0
     if m == 0.0:
         return np.zeros(g.shape, np.int64), 0

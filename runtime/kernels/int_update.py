@@ -1,5 +1,5 @@
-"""Integer parameter updates of rct mode: IntSGDUpdate, IntMomentumUpdate, FusedIntUpdate,
-FusedIntMomentumUpdate, IntAccSGDUpdate, IntAccMomentumUpdate.
+"""Integer SGD updates of rct mode: IntSGDUpdate, FusedIntUpdate, IntAccSGDUpdate (the momentum
+updates are in :mod:`rctc.runtime.kernels.int_momentum`, AdamW's in ``int_adamw``).
 
 The update of parameter q (value q * 2^e, current bitwidth b) is, in units of its last bit,
 ``u = -lr * (g + wd * w) / 2^e``; ``q <- clip(q + SR(u), -(2^(b-1)-1), 2^(b-1)-1)``. Each
@@ -8,13 +8,11 @@ kernel records the bitwidth controller's integer statistic (rctc/bitwidth_rule.p
 where ``u = acc * scale``, else from the float sum of |u|), and for logs Gavg = mean |u| and
 the saturated fraction (``ctx.stats["gavg"]`` / ``["saturation"]``). An update of an integer
 gradient ``acc * 2^ea`` (the fused updates' exact product, or the IntAcc* updates' accumulator)
-forms ``u`` one way, :func:`_acc_sgd` (SGD, in float64 from the exact scale
-``-lr * alpha * 2^(ea - e)``; its Gavg exact from ``acc`` without weight decay) or
-:func:`_acc_momentum` (momentum).
+forms ``u`` by :func:`_acc_sgd` (in float64 from the exact scale ``-lr * alpha * 2^(ea - e)``;
+its Gavg exact from ``acc`` without weight decay).
 
 Randomness (docs/rng.md): the stochastic rounding of ``u`` takes element ``i``'s noise from word
-``i`` of the node's stream (``ctx.words``); a momentum update first rounds its new velocity from
-draw 0 and then the update from draw 1 of the same node.
+``i`` of the node's stream (``ctx.words``).
 """
 
 from __future__ import annotations
@@ -32,11 +30,10 @@ from rctc.bitwidth_rule import (
     gavg_of_scale,
     mean_abs_update,
 )
-from rctc.fixedpoint import choose_exponent
 from rctc.ir import Node
 from rctc.runtime.kernels._im2col import cached_plan
 from rctc.runtime.kernels.int_products import INT_PRODUCTS
-from rctc.runtime.kernels.quant_ops import round_array, stochastic_floor
+from rctc.runtime.kernels.quant_ops import stochastic_floor
 from rctc.runtime.kernels.registry import KernelContext, register
 
 
@@ -121,29 +118,6 @@ def int_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
     return _apply(ctx, node, q, int(bits), u)
 
 
-@register("IntMomentumUpdate")
-def int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
-                        g: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
-    """Velocity in dynamic fixed point (its own exponent): v = mu * v + g; q += SR(-lr * v / 2^e)."""
-    return _momentum(ctx, node, q, int(e), int(bits), g, vq, int(ve), float(lr))
-
-
-def _momentum(ctx: KernelContext, node: Node, q: np.ndarray, ev: int, bits: int, g: np.ndarray,
-              vq: np.ndarray, ve: int, lr: float) -> tuple:
-    mu = float(node.attrs["momentum"])
-    vbits = int(node.attrs["velocity_bits"])
-    geff = _decayed(g, q, ev, float(node.attrs.get("weight_decay", 0.0))).astype(np.float32)
-    v = np.float32(mu * _pow2(ve)) * vq.astype(np.float32) + geff
-    m = float(np.max(np.abs(v))) if v.size else 0.0
-    new_ve = choose_exponent(m, vbits)
-    qmax = (1 << (vbits - 1)) - 1
-    rounding = str(node.attrs.get("rounding", "stochastic"))
-    words = ctx.words(node, v.shape, draw=0) if rounding == "stochastic" else None
-    new_vq = np.clip(round_array(v * np.float32(_pow2(-new_ve)), rounding, words), -qmax, qmax).astype(vq.dtype)
-    u = new_vq.astype(np.float32) * np.float32(-lr * _pow2(new_ve - ev))
-    return _apply(ctx, node, q, bits, u, draw=1), new_vq, np.array(new_ve, np.int32)
-
-
 def _product(node: Node, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
     """The exact integer weight-gradient product of a fused update, in the parameter's layout."""
     attrs = cached_plan(node, None, lambda: {k[len("product_"):]: v for k, v in node.attrs.items()
@@ -172,31 +146,11 @@ def _acc_sgd(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, a
     return _apply(ctx, node, q, bits, u.reshape(q.shape), acc=None if wd else acc, scale=scale)
 
 
-def _acc_momentum(ctx: KernelContext, node: Node, q: np.ndarray, e: int, bits: int, acc: np.ndarray, ea: int,
-                  vq: np.ndarray, ve: int, lr: float) -> tuple:
-    """:func:`_momentum` of the float32 gradient ``acc * float32(alpha * 2^ea)``: the bits a
-    ``Dequantize`` of the accumulator gives, formed here instead of as a graph value."""
-    scale = np.float32(float(node.attrs.get("alpha", 1.0)) * _pow2(ea))
-    g = np.multiply(acc, scale, dtype=np.float32).reshape(q.shape)
-    return _momentum(ctx, node, q, e, bits, g, vq, ve, lr)
-
-
 @register("FusedIntUpdate")
 def fused_int_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
                      qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Exact integer weight-gradient product consumed directly by the update (no float gradient kept)."""
     return _acc_sgd(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), float(lr))
-
-
-@register("FusedIntMomentumUpdate")
-def fused_int_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
-                              qa: np.ndarray, ea: np.ndarray, qb: np.ndarray, eb: np.ndarray, vq: np.ndarray,
-                              ve: np.ndarray, lr: np.ndarray) -> tuple:
-    """IntMomentumUpdate of the exact weight-gradient product, formed inside the kernel: the float
-    gradient is what ``Dequantize`` (+ ``Transpose``) of the product gives, bit for bit, but it
-    lives only here, never as a graph value."""
-    return _acc_momentum(ctx, node, q, int(e), int(bits), _product(node, qa, qb), int(ea) + int(eb), vq, int(ve),
-                         float(lr))
 
 
 @register("IntAccSGDUpdate")
@@ -205,11 +159,3 @@ def int_acc_sgd_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndar
     """SGD from the integer gradient ``gq * 2^ge`` (a bias sum, a normalisation's dscale / dB):
     FusedIntUpdate's arithmetic with the accumulator given instead of computed."""
     return _acc_sgd(ctx, node, q, int(e), int(bits), gq, int(ge), float(lr))
-
-
-@register("IntAccMomentumUpdate")
-def int_acc_momentum_update(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, bits: np.ndarray,
-                            gq: np.ndarray, ge: np.ndarray, vq: np.ndarray, ve: np.ndarray, lr: np.ndarray) -> tuple:
-    """IntMomentumUpdate of the integer gradient ``gq * 2^ge``, scaled inside the kernel (the same
-    bits as ``Dequantize`` then IntMomentumUpdate)."""
-    return _acc_momentum(ctx, node, q, int(e), int(bits), gq, int(ge), vq, int(ve), float(lr))

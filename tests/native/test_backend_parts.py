@@ -166,8 +166,8 @@ def train_run(name: str, native: bool, steps: int = 2) -> tuple[list[float], dic
 
 @pytest.mark.parametrize("options", [{"elementwise": "float"}, {"optimizer": "momentum"}])
 def test_any_rct_graph_trains_identically(options: dict[str, str]) -> None:
-    """rct graphs with float islands (v1's element-wise lowering) or momentum updates (no C kernel):
-    what maps runs in C, the rest on numpy, and the run equals numpy's."""
+    """rct graphs with float islands (v1's element-wise lowering: partly on numpy) or momentum
+    updates (all in C): what maps runs in C, the rest on numpy, and the run equals numpy's."""
     runs = []
     for native in (False, True):
         g = rctc.compile(model_path("lenet"), mode="rct", batch_size=BATCH, adjust_every=1, seed=3, **options).graph
@@ -178,3 +178,6 @@ def test_any_rct_graph_trains_identically(options: dict[str, str]) -> None:
     g_out = runs[1][2].graph
     in_c, total = runs[1][2].share_in_c(_step_outputs(g_out))
     assert 0 < in_c < total
+    if "optimizer" in options:  # the host keeps only the input's quantiser and the outputs' dequantisers
+        host = [p.node.op_type for p in runs[1][2].plan_for(_step_outputs(g_out), True).parts if hasattr(p, "node")]
+        assert set(host) == {"QuantAct", "Dequantize"}, host

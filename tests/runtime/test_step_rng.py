@@ -28,7 +28,10 @@ from rctc.node_ids import assign_node_ids
 from rctc.rct_format import load_rct, save_rct
 from rctc.rng import random_words
 from rctc.runtime.executor import Executor, KernelError
+from rctc.runtime.intref.momentum import momentum_update
 from rctc.runtime.kernels import KERNELS, KernelContext
+from rctc.runtime.kernels.int_adamw import float_gradient, lr_exact
+from rctc.runtime.kernels.int_momentum import node_constants
 from rctc.runtime.kernels.quant_ops import stochastic_floor, stochastic_round_error
 from rctc.runtime.kernels.registry import DRAW_STRIDE
 
@@ -128,19 +131,19 @@ def test_momentum_update_rounds_velocity_from_draw_0_and_update_from_draw_1() ->
     q_new, new_vq, new_ve = KERNELS["IntMomentumUpdate"](ctx, node, q, np.array(e), np.array(8), g, vq,
                                                           np.array(ve), np.array(lr, np.float32))
 
-    def sr(v: np.ndarray, draw: int) -> np.ndarray:  # floor(v) + [U24 < frac(v) * 2^24]
-        r = (random_words(8, 6, 21, draw * 2**40, v.size) >> 8).reshape(v.shape).astype(np.float64)
-        fl = np.floor(v)
-        return fl + (r < (v.astype(np.float64) - fl) * 2.0**24)
+    gq, eg = float_gradient(g, "IntMomentumUpdate")
+    lr_m, lr_k = lr_exact(0.05)
+    consts = node_constants(node)
 
-    v = np.float32(mu * 2.0**ve) * vq.astype(np.float32) + g
-    want_ve = choose_exponent(float(np.abs(v).max()), 16)
-    want_vq = np.clip(sr(v * np.float32(2.0**-want_ve), 0), -32767, 32767).astype(np.int16)
-    step = want_vq.astype(np.float32) * np.float32(-lr * 2.0 ** (want_ve - e))
-    want_q = np.clip(q.astype(np.int64) + sr(step, 1).astype(np.int64), -127, 127).astype(np.int8)
-    assert int(new_ve) == want_ve
-    np.testing.assert_array_equal(new_vq, want_vq)
-    np.testing.assert_array_equal(q_new, want_q)
+    def words(draw: int) -> np.ndarray:
+        return random_words(8, 6, 21, draw * 2**40, q.size).reshape(shape)
+
+    want = momentum_update(q, e, 8, gq, eg, vq, ve, 16, lr_m, lr_k, consts, (words(0), words(1)))
+    assert int(new_ve) == want.ve
+    np.testing.assert_array_equal(new_vq, want.vq)
+    np.testing.assert_array_equal(q_new, want.q)
+    swapped = momentum_update(q, e, 8, gq, eg, vq, ve, 16, lr_m, lr_k, consts, (words(1), words(0)))
+    assert not np.array_equal(swapped.vq, want.vq)  # the draws are told apart
 
 
 def test_dropout_mask_is_the_word_threshold() -> None:

@@ -211,3 +211,52 @@ def fused_int_adamw_update(node: Node, cx: Emit) -> list[str]:
     base = f"((int64_t *){cx.scratch(8 * numel(q))})"  # an expression: the product may run in a task function
     lines = [f"int64_t *acc = {base};", *product(node, cx, base)]
     return lines + _adamw_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")
+
+
+# ----------------------------------------------------------------------------- momentum (integer velocity)
+def _momentum_call(node: Node, cx: Emit, acc: str, ge: str) -> list[str]:
+    """rctc_momentum_update of ``node`` (inputs q, e, bits, <gradient>, vq, ve, lr; outputs q', vq',
+    ve') from the int64 gradient ``acc`` at exponent ``ge``: the velocity's exponent is copied to
+    its output and updated there; the constants are the numpy kernel's (``node_constants``), baked
+    into the step; words from the node's stream, draws 0 / 1."""
+    from rctc.runtime.kernels.int_momentum import node_constants
+
+    q, e, bits = node.inputs[:3]
+    vq, ve = node.inputs[-3:-1]
+    q2, vq2, ve2 = node.outputs
+    if np.dtype(q.dtype) != np.dtype(q2.dtype) or np.dtype(vq.dtype) != np.dtype(vq2.dtype):
+        raise refuse(node, "has a parameter or a velocity whose dtype changes")
+    consts = f"momentum_c{cx.node_id(node)}"
+    nn = numel(q)
+    values = ", ".join(f"INT64_C({v})" for v in node_constants(node).as_list())
+    return [f"static const int64_t {consts}[5] = {{{values}}};",
+            f"uint64_t *st = {cx.stats(node)};",
+            f"{cx.scalar(ve2)} = {cx.scalar(ve)};",
+            f"int rc = rctc_momentum_update({nn}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.scalar(bits)}, "
+            f"{acc}, {ge}, {cx.ptr(vq)}, {width(vq)}, {cx.ptr(ve2)}, {int(node.attrs['velocity_bits'])}, lr_m, lr_k, "
+            f"{consts}, seed, step, {cx.node_id(node)}u, {1 if stochastic(node) else 0}, {cx.ptr(q2)}, "
+            f"{cx.ptr(vq2)}, st);",
+            "if (rc != 0) return rc;",
+            f"st[2] = rctc_bw_gavg(st[0], 1, -28, {nn}u);"]
+
+
+@emitter("IntAccMomentumUpdate", step_args=(7,))
+def int_acc_momentum_update(node: Node, cx: Emit) -> list[str]:
+    """IntAccMomentumUpdate: rctc_momentum_update from the accumulator ``gq * 2^ge`` (widened to int64)."""
+    gq, ge = node.inputs[3], node.inputs[4]
+    lines, _ = _acc_operand(node, cx, gq)
+    return lines + _momentum_call(node, cx, "acc", cx.scalar(ge))
+
+
+@emitter("FusedIntMomentumUpdate", step_args=(9,))
+def fused_int_momentum_update(node: Node, cx: Emit) -> list[str]:
+    """FusedIntMomentumUpdate: the exact int64 weight-gradient product into scratch, then
+    rctc_momentum_update from it at exponent ``ea + eb``."""
+    q, ea, eb = node.inputs[0], node.inputs[4], node.inputs[6]
+    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
+    if product is None:
+        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
+                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
+    base = f"((int64_t *){cx.scratch(8 * numel(q))})"  # an expression: the product may run in a task function
+    lines = [f"int64_t *acc = {base};", *product(node, cx, base)]
+    return lines + _momentum_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")

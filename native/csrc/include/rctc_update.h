@@ -66,6 +66,20 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
                       int64_t lr_m, int lr_k, const int64_t *c, uint64_t seed, uint32_t step, uint32_t node,
                       int stochastic, void *q_out, int32_t *mq_out, int32_t *vq_out, uint64_t *stats);
 
+/*
+ * rct momentum SGD on integer state (kernels/momentum_update.c; runtime/intref/momentum.py, bit
+ * for bit): q (qw bytes) moves by the stochastically rounded step, the velocity vq (vw bytes, at
+ * vbits) becomes vq_out (no aliasing), *ve is updated in place; gq the int64 gradient at exponent
+ * ge; c the five compile-time constants (mu, ca, fa, w, fw); lr = lr_m 2^lr_k (lr_m odd); the
+ * words (stochastic != 0) come from the stream of (seed, step, node), draws 0 / 1. stats (or
+ * NULL): A = sum |u| (2^-28 grid), S = clipped count. RCTC_IQ_EDOMAIN when A >= 2^64 or an
+ * operand is out of range, RCTC_IQ_EOVERFLOW when |gq| passes 2^62.
+ */
+int rctc_momentum_update(size_t n, const void *q, int qw, int e, int bits, const int64_t *gq, int ge,
+                         const void *vq, int vw, int32_t *ve, int vbits, int64_t lr_m, int lr_k, const int64_t *c,
+                         uint64_t seed, uint32_t step, uint32_t node, int stochastic, void *q_out, void *vq_out,
+                         uint64_t *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,37 +12,10 @@
  */
 #include "iq.h"
 #include "rctc_intops.h"
-#include "rctc_rng.h"
 #include "rctc_update.h"
+#include "update_int.h"
 
 #define Q30 ((int64_t)1 << 30)
-#define SAT ((int64_t)1 << 61)
-#define DRAW ((uint64_t)1 << 40)
-#define CHUNK 256
-
-/* intref.core.shift of one element: x 2^k (exact left shift, k >= 0) or nearest right shift */
-static int64_t sh(int64_t x, int k) {
-    if (k >= 0) return iq_shl(x, k);
-    if (-k > 62) return 0;
-    return iq_round_shift(x, -k);
-}
-
-/* intref.core.shift_round of one element with an optional word (stochastic) */
-static int64_t sround(int64_t x, int s, const uint32_t *w) {
-    if (s == 0) return x;
-    if (s > 62) return 0;
-    if (w == NULL) return iq_sar(iq_add(x, (int64_t)1 << (s - 1)), s);
-    const int64_t r = s <= 32 ? (int64_t)(*w >> (32 - s)) : iq_shl((int64_t)*w, s - 32);
-    return iq_sar(iq_add(x, r), s);
-}
-
-/* adamw.sat_shift */
-static int64_t sat_shift(int64_t x, int k) {
-    if (k <= 0) return -k > 62 ? 0 : (k == 0 ? x : iq_round_shift(x, -k));
-    if (k >= 61) return x > 0 ? SAT : x < 0 ? -SAT : 0;
-    const int64_t lim = SAT >> k;
-    return iq_shl(iq_clampv(x, -lim, lim), k);
-}
 
 static int64_t pow_q30(int64_t b, int64_t t) {
     int64_t r = Q30, base = b;
@@ -63,24 +36,7 @@ static uint64_t norm(uint64_t x, int bits, int *s) {
     return (x + ((uint64_t)1 << (k - 1))) >> k;
 }
 
-typedef struct {
-    const uint32_t *w; /* NULL: nearest */
-    uint32_t buf[CHUNK];
-    uint64_t seed, start;
-    uint32_t step, node;
-} words;
-
-static const uint32_t *word(words *ws, int draw, size_t i) {
-    if (!ws->w) return NULL;
-    const uint64_t want = (uint64_t)draw * DRAW + i;
-    if (want < ws->start || want >= ws->start + CHUNK) {
-        ws->start = want;
-        rctc_random_words_fast(ws->seed, ws->step, ws->node, want, CHUNK, ws->buf);
-    }
-    return &ws->buf[want - ws->start];
-}
-
-static int64_t grad(const int64_t *gq, size_t i, int s) { return sround(gq[i], s, NULL); }
+static int64_t grad(const int64_t *gq, size_t i, int s) { return upd_sround(gq[i], s, NULL); }
 
 int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const int64_t *gq, int ge,
                       const int32_t *mq, const int32_t *vq, int32_t *me, int32_t *ve, int64_t *t,
@@ -88,12 +44,8 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
                       int stochastic, void *q_out, int32_t *mq_out, int32_t *vq_out, uint64_t *stats) {
     const int64_t b1 = c[0], b2 = c[1], c1 = c[2], c2 = c[4], w = c[6], em = c[8];
     const int f1 = (int)c[3], f2 = (int)c[5], fw = (int)c[7], ee = (int)c[9];
-    words ws;
-    ws.w = stochastic ? ws.buf : NULL;
-    ws.seed = seed;
-    ws.step = step;
-    ws.node = node;
-    ws.start = UINT64_MAX - CHUNK;
+    upd_words ws;
+    upd_words_init(&ws, stochastic, seed, step, node);
     if (bits < 2 || bits > 32 || lr_m <= 0) return RCTC_IQ_EDOMAIN;
     /* 1. the gradient at 22 bits */
     const uint64_t ag = rctc_iq_absmax(n, gq);
@@ -121,15 +73,15 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
         uint64_t smax = 0;
         for (size_t i = 0; i < n; ++i) {
             const int64_t g = grad(gq, i, s);
-            const int64_t v = sh((int64_t)old[i] * bk, ea - ec) + sh((which ? g * g : g) * ck, eb - ec);
+            const int64_t v = upd_shift((int64_t)old[i] * bk, ea - ec) + upd_shift((which ? g * g : g) * ck, eb - ec);
             if (iq_abs(v) > smax) smax = iq_abs(v);
         }
         const int sq = rctc_iq_requant_shift(smax, 32, stochastic);
         int any = 0;
         for (size_t i = 0; i < n; ++i) {
             const int64_t g = grad(gq, i, s);
-            const int64_t v = sh((int64_t)old[i] * bk, ea - ec) + sh((which ? g * g : g) * ck, eb - ec);
-            const int64_t r = sround(v, sq, word(&ws, which, i));
+            const int64_t v = upd_shift((int64_t)old[i] * bk, ea - ec) + upd_shift((which ? g * g : g) * ck, eb - ec);
+            const int64_t r = upd_sround(v, sq, upd_word(&ws, which, i));
             nw[i] = (int32_t)r;
             any |= r != 0;
         }
@@ -155,13 +107,13 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
     int ed = iq_fdiv(ev, 2) - 15 + kr;
     const int over = iq_bitlen((uint64_t)em) + ee - ed - 61;
     if (over > 0) ed += over;
-    const int64_t eps = sh(em, ee - ed);
+    const int64_t eps = upd_shift(em, ee - ed);
     uint64_t dmax = 0;
     for (size_t i = 0; i < n; ++i) {
         int64_t v = vq_out[i] > 1 ? vq_out[i] : 1;
         if (odd) v <<= 1;
         int64_t d = (int64_t)rctc_iq_isqrt((uint64_t)v << 30) * r30;
-        if (over > 0) d = sround(d, over, NULL);
+        if (over > 0) d = upd_sround(d, over, NULL);
         const uint64_t den = (uint64_t)(d + eps);
         if (den > dmax) dmax = den;
     }
@@ -175,20 +127,20 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
         int64_t v = vq_out[i] > 1 ? vq_out[i] : 1;
         if (odd) v <<= 1;
         int64_t d = (int64_t)rctc_iq_isqrt((uint64_t)v << 30) * r30;
-        if (over > 0) d = sround(d, over, NULL);
-        int64_t den = sround(d + eps, kd, NULL);
+        if (over > 0) d = upd_sround(d, over, NULL);
+        int64_t den = upd_sround(d + eps, kd, NULL);
         if (den < 1) den = 1;
         const int64_t x = (int64_t)mq_out[i] * (int64_t)l;
         const int64_t a = iq_fdiv(x, den);
         const int64_t r = x - a * den;
         const int64_t quot = iq_shl(a, 14) + iq_fdiv(iq_shl(r, 15) + den, 2 * den);
         const int64_t qi = iq_ld(q, qw, i);
-        int64_t u = -sat_shift(quot, ku);
-        if (w) u -= sat_shift(qi * (int64_t)lw, klw + 28);
+        int64_t u = -upd_sat_shift(quot, ku);
+        if (w) u -= upd_sat_shift(qi * (int64_t)lw, klw + 28);
         const uint64_t au = iq_abs(u);
         if (sum + au < sum) return RCTC_IQ_EDOMAIN; /* A >= 2^64 */
         sum += au;
-        const int64_t nq = iq_clampv(qi + sround(u, 28, word(&ws, 2, i)), -qmax, qmax);
+        const int64_t nq = iq_clampv(qi + upd_sround(u, 28, upd_word(&ws, 2, i)), -qmax, qmax);
         sat += nq == qmax || nq == -qmax;
         iq_st(q_out, qw, i, nq);
     }

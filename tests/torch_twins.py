@@ -84,3 +84,28 @@ def torch_forward(name: str, p: dict[str, Any], x: np.ndarray, training: bool = 
     return out(lin(h.mean(dim=(2, 3)), "fc"))
 
 
+
+
+def displacement_errors(name: str, model: Any, x: np.ndarray, y: np.ndarray, steps: int, lr: float,
+                        optimizer: Any) -> dict[str, float]:
+    """Train the compiled rct ``model`` ``steps`` steps, and its float64 twin from the same start
+    with ``optimizer(params)`` (a torch.optim factory); per parameter, the relative error of rct's
+    displacement ``w_t - w_0`` against torch's."""
+    import torch
+
+    g = model.graph
+    scale = {p.name: 2.0 ** int(g.value(f"{p.name}.exp").data) for p in g.params()}
+    init = {p.name: p.data.astype(np.float64) * scale[p.name] for p in g.params()}
+    model.train(x, y, steps=steps, lr=lr, shuffle=False)
+    params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
+    opt = optimizer(list(params.values()))
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(torch_forward(name, params, x.astype(np.float64), training=True),
+                                          torch.tensor(y)).backward()
+        opt.step()
+    out = {}
+    for k, p in params.items():
+        want, got = p.detach().numpy(), g.value(k).data * scale[k]
+        out[k] = float(np.linalg.norm((got - init[k]) - (want - init[k])) / np.linalg.norm(want - init[k]))
+    return out

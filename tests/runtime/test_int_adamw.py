@@ -17,7 +17,7 @@ from rctc.runtime.kernels import KERNELS, KernelContext
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from torch_twins import torch_forward  # noqa: E402
+from torch_twins import displacement_errors  # noqa: E402
 
 ADAMW_OPS = {"IntAdamWUpdate", "IntAccAdamWUpdate", "FusedIntAdamWUpdate"}
 
@@ -76,17 +76,6 @@ def test_estimate_counts_the_moments_in_memory_and_energy() -> None:
     assert adam["energy_pj_per_step"] > sgd["energy_pj_per_step"]
 
 
-def _torch_steps(name: str, init: dict, x: np.ndarray, y: np.ndarray, steps: int, lr: float) -> dict:
-    params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
-    opt = torch.optim.AdamW(list(params.values()), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        logits = torch_forward(name, params, x.astype(np.float64), training=True)
-        torch.nn.functional.cross_entropy(logits, torch.tensor(y)).backward()
-        opt.step()
-    return {k: p.detach().numpy() for k, p in params.items()}
-
-
 #: relative error of the displacement (w_t - w_0) against torch.optim.AdamW, per parameter: the last
 #: layer sees the exact loss gradient (tight); earlier layers see rct's 16-bit quantised backward,
 #: which moves them as far from float as rct SGD moves from torch SGD (measured: 3-10% after 1 step,
@@ -100,14 +89,8 @@ def test_rct_steps_track_torch_adamw(steps: int) -> None:
     x, y = _data(name, batch)
     m = rctc.compile(build(name, seed=3), mode="rct", batch_size=batch, optimizer="adamw", bits=16, max_bits=16,
                      act_bits=16, grad_bits=16, adjust_every=0, rounding="nearest")
-    g = m.graph
-    scale = {p.name: 2.0 ** int(g.value(f"{p.name}.exp").data) for p in g.params()}
-    init = {p.name: p.data.astype(np.float64) * scale[p.name] for p in g.params()}
-    m.train(x, y, steps=steps, lr=lr, shuffle=False)
-    ref = _torch_steps(name, init, x, y, steps, lr)
-    for k, want in ref.items():
-        got = g.value(k).data * scale[k]
-        rel = np.linalg.norm((got - init[k]) - (want - init[k])) / np.linalg.norm(want - init[k])
+    errors = displacement_errors(name, m, x, y, steps, lr, lambda ps: torch.optim.AdamW(ps, lr=lr))
+    for k, rel in errors.items():
         assert rel <= TOL[steps]["fc3" if k.startswith("fc3") else "other"], (k, rel)
 
 

@@ -58,27 +58,14 @@ def test_rct_steps_track_torch_momentum_sgd(steps: int) -> None:
     percent, earlier layers within what rct's 16-bit quantised backward costs plain SGD too."""
     torch = pytest.importorskip("torch")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from torch_twins import torch_forward
+    from torch_twins import displacement_errors
 
     name, batch, lr = "mlp", 16, 0.005  # lr / (1 - mu) = 0.05: at 0.2 rct SGD itself drifts 30-47%
     x, y = _data(name, batch)
     m = rctc.compile(build(name, seed=3), mode="rct", batch_size=batch, optimizer="momentum", bits=16, max_bits=16,
                      act_bits=16, grad_bits=16, adjust_every=0, rounding="nearest")
-    g = m.graph
-    scale = {p.name: 2.0 ** int(g.value(f"{p.name}.exp").data) for p in g.params()}
-    init = {p.name: p.data.astype(np.float64) * scale[p.name] for p in g.params()}
-    m.train(x, y, steps=steps, lr=lr, shuffle=False)
-    params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
-    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=0.9)
-    for _ in range(steps):
-        opt.zero_grad()
-        logits = torch_forward(name, params, x.astype(np.float64), training=True)
-        torch.nn.functional.cross_entropy(logits, torch.tensor(y)).backward()
-        opt.step()
-    for k, p in params.items():
-        want = p.detach().numpy()
-        got = g.value(k).data * scale[k]
-        rel = np.linalg.norm((got - init[k]) - (want - init[k])) / np.linalg.norm(want - init[k])
+    errors = displacement_errors(name, m, x, y, steps, lr, lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9))
+    for k, rel in errors.items():
         assert rel <= TOL[steps]["fc3" if k.startswith("fc3") else "other"], (k, rel)
 
 

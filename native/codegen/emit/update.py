@@ -12,6 +12,8 @@ then g = rctc_bw_gavg(A, m, k, n) (rctc/bitwidth_rule.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from rctc.analysis.arena import align
@@ -100,10 +102,7 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
     A conv product whose int64 gradient exceeds ``ACC_BYTES`` is made a block of filters at a
     time (:func:`_by_filters`)."""
     q, _e, _bits, _qa, ea, _qb, eb, _lr = node.inputs
-    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
-    if product is None:
-        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
-                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
+    product = _product_of(node)
     _plain(node)
     nn = numel(q)
     ea_eb = f"{cx.scalar(ea)} + {cx.scalar(eb)}"
@@ -115,6 +114,24 @@ def fused_int_update(node: Node, cx: Emit) -> list[str]:
     # the product gets the address itself, not the local: a product split over images reads it in a task function
     lines = [f"int64_t *acc = (int64_t *){base};", *product(node, cx, f"((int64_t *){base})")]
     return lines + _sgd_call(node, cx, "acc", ea_eb, f"acc + {nn}")
+
+
+def _product_of(node: Node) -> Callable[..., list[str]]:
+    """The emitter of the fused update's weight-gradient product (its ``product`` attr), or refused."""
+    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
+    if product is None:
+        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
+                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
+    return product
+
+
+def _fused_product(node: Node, cx: Emit) -> tuple[list[str], str]:
+    """The exact int64 weight-gradient product of a fused integer-state update (inputs q, e, bits,
+    qa, ea, qb, eb, ...) into scratch as ``acc``: (the lines, the exponent expression ``ea + eb``)."""
+    product = _product_of(node)
+    base = f"((int64_t *){cx.scratch(8 * numel(node.inputs[0]))})"  # an expression: the product may run in a task
+    return [f"int64_t *acc = {base};", *product(node, cx, base)], \
+        f"{cx.scalar(node.inputs[4])} + {cx.scalar(node.inputs[6])}"
 
 
 def _by_filters(node: Node, cx: Emit, ea_eb: str, filters: int, per: int) -> list[str]:
@@ -203,14 +220,8 @@ def int_acc_adamw_update(node: Node, cx: Emit) -> list[str]:
 def fused_int_adamw_update(node: Node, cx: Emit) -> list[str]:
     """FusedIntAdamWUpdate: the exact int64 weight-gradient product into scratch, then
     rctc_adamw_update from it at exponent ``ea + eb``."""
-    q, ea, eb = node.inputs[0], node.inputs[4], node.inputs[6]
-    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
-    if product is None:
-        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
-                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
-    base = f"((int64_t *){cx.scratch(8 * numel(q))})"  # an expression: the product may run in a task function
-    lines = [f"int64_t *acc = {base};", *product(node, cx, base)]
-    return lines + _adamw_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")
+    lines, ge = _fused_product(node, cx)
+    return lines + _adamw_call(node, cx, "acc", ge)
 
 
 # ----------------------------------------------------------------------------- momentum (integer velocity)
@@ -252,11 +263,5 @@ def int_acc_momentum_update(node: Node, cx: Emit) -> list[str]:
 def fused_int_momentum_update(node: Node, cx: Emit) -> list[str]:
     """FusedIntMomentumUpdate: the exact int64 weight-gradient product into scratch, then
     rctc_momentum_update from it at exponent ``ea + eb``."""
-    q, ea, eb = node.inputs[0], node.inputs[4], node.inputs[6]
-    product = WEIGHT_GRAD_PRODUCTS.get(str(node.attrs.get("product")))
-    if product is None:
-        raise refuse(node, f"fuses a {node.attrs.get('product')} product (mapped: "
-                     f"{', '.join(sorted(WEIGHT_GRAD_PRODUCTS))})")
-    base = f"((int64_t *){cx.scratch(8 * numel(q))})"  # an expression: the product may run in a task function
-    lines = [f"int64_t *acc = {base};", *product(node, cx, base)]
-    return lines + _momentum_call(node, cx, "acc", f"{cx.scalar(ea)} + {cx.scalar(eb)}")
+    lines, ge = _fused_product(node, cx)
+    return lines + _momentum_call(node, cx, "acc", ge)

@@ -137,17 +137,11 @@ int rctc_adamw_update(size_t n, const void *q, int qw, int e, int bits, const in
         const int64_t qi = iq_ld(q, qw, i);
         int64_t u = -upd_sat_shift(quot, ku);
         if (w) u -= upd_sat_shift(qi * (int64_t)lw, klw + 28);
-        const uint64_t au = iq_abs(u);
-        if (sum + au < sum) return RCTC_IQ_EDOMAIN; /* A >= 2^64 */
-        sum += au;
-        const int64_t nq = iq_clampv(qi + upd_sround(u, 28, upd_word(&ws, 2, i)), -qmax, qmax);
-        sat += nq == qmax || nq == -qmax;
+        int64_t nq;
+        if (upd_apply(u, qi, qmax, upd_word(&ws, 2, i), &sum, &sat, &nq)) return RCTC_IQ_EDOMAIN;
         iq_st(q_out, qw, i, nq);
     }
     *t = tn;
-    if (stats) {
-        stats[0] = sum;
-        stats[1] = sat;
-    }
+    upd_stats(stats, sum, sat);
     return RCTC_IQ_OK;
 }

@@ -80,16 +80,10 @@ int rctc_momentum_update(size_t n, const void *q, int qw, int e, int bits, const
     uint64_t sum = 0, sat = 0;
     for (size_t i = 0; i < n; ++i) {
         const int64_t u = -upd_sat_shift(iq_ld(vq_out, vw, i) * lr_m, ku);
-        const uint64_t au = iq_abs(u);
-        if (sum + au < sum) return RCTC_IQ_EDOMAIN; /* A >= 2^64 */
-        sum += au;
-        const int64_t nq = iq_clampv(iq_ld(q, qw, i) + upd_sround(u, 28, upd_word(&ws, 1, i)), -qmax, qmax);
-        sat += nq == qmax || nq == -qmax;
+        int64_t nq;
+        if (upd_apply(u, iq_ld(q, qw, i), qmax, upd_word(&ws, 1, i), &sum, &sat, &nq)) return RCTC_IQ_EDOMAIN;
         iq_st(q_out, qw, i, nq);
     }
-    if (stats) {
-        stats[0] = sum;
-        stats[1] = sat;
-    }
+    upd_stats(stats, sum, sat);
     return RCTC_IQ_OK;
 }

@@ -65,4 +65,24 @@ static inline const uint32_t *upd_word(upd_words *ws, int draw, size_t i) {
     return &ws->buf[want - ws->start];
 }
 
+/* one element's step u (2^-28 grid) onto qi: A += |u| (nonzero when A would pass 2^64: the
+ * caller returns RCTC_IQ_EDOMAIN), *nq = clip(qi + SR_28(u, w), +-qmax), the clipped count */
+static inline int upd_apply(int64_t u, int64_t qi, int64_t qmax, const uint32_t *w, uint64_t *sum, uint64_t *sat,
+                            int64_t *nq) {
+    const uint64_t au = iq_abs(u);
+    if (*sum + au < *sum) return 1; /* A >= 2^64 */
+    *sum += au;
+    *nq = iq_clampv(qi + upd_sround(u, 28, w), -qmax, qmax);
+    *sat += *nq == qmax || *nq == -qmax;
+    return 0;
+}
+
+/* the statistics entry (NULL: none): A, the clipped count */
+static inline void upd_stats(uint64_t *stats, uint64_t sum, uint64_t sat) {
+    if (stats) {
+        stats[0] = sum;
+        stats[1] = sat;
+    }
+}
+
 #endif /* RCTC_UPDATE_INT_H */

@@ -1,6 +1,7 @@
-"""x86/iq_norm_loops_avx512.c against the portable loops of iq_norm_loops.c (the BatchNorm
-kernels' per-element work), bit for bit, over odd lengths (every tail of the 8-lane steps) and
-values at the ends of the ranges the kernels feed them (wrapping sums and products included)."""
+"""x86/iq_norm_loops_avx2.c and x86/iq_norm_loops_avx512.c against the portable loops of
+iq_norm_loops.c (the BatchNorm kernels' per-element work), bit for bit, over odd lengths (every
+tail of the 4- and 8-lane steps) and values at the ends of the ranges the kernels feed them
+(wrapping sums and products included), each variant on the CPUs that run it."""
 
 from __future__ import annotations
 
@@ -25,30 +26,40 @@ def _p(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-@pytest.fixture(scope="module")
-def lib(kernels: Kernels) -> ctypes.CDLL:
-    dq = _fn(kernels.lib, "rctc_cpu_has_avx512dq", ctypes.c_int)
-    if not (kernels.has_variant("avx512vnni") and dq()):
-        pytest.skip("this CPU has no AVX-512 (VNNI level and DQ)")
-    return kernels.lib
+@pytest.fixture(scope="module", params=["avx2", "avx512"])
+def variant(request: pytest.FixtureRequest, kernels: Kernels) -> str:
+    """A SIMD variant of the loops this CPU runs (the test is skipped for one it cannot)."""
+    if request.param == "avx512":
+        dq = _fn(kernels.lib, "rctc_cpu_has_avx512dq", ctypes.c_int)
+        if not (kernels.has_variant("avx512vnni") and dq()):
+            pytest.skip("this CPU has no AVX-512 (VNNI level and DQ)")
+    elif not kernels.has_variant("avx2"):
+        pytest.skip("this CPU has no AVX2")
+    return request.param
 
 
-def _both(lib: ctypes.CDLL, name: str, res: type | None, *args: type) -> list:
-    return [_fn(lib, f"rctc_norm_{name}_{v}", res, *args) for v in ("avx512", "portable")]
+@pytest.fixture
+def _both(kernels: Kernels, variant: str):  # noqa: ANN202 - a factory
+    """The (SIMD variant, portable) pair of one loop."""
+    def pair(name: str, res: type | None, *args: type) -> list:
+        return [_fn(kernels.lib, f"rctc_norm_{name}_{v}", res, *args) for v in (variant, "portable")]
+    return pair
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_sums_and_scale(lib: ctypes.CDLL, n: int) -> None:
+def test_sums_and_scale(_both, n: int) -> None:
     rng = np.random.default_rng(n)
-    sums = _both(lib, "sums", None, ctypes.c_size_t, ctypes.c_void_p, I64P, I64P)
-    scale = _both(lib, "scale", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
-    x = rng.integers(-(2**28), 2**28, n, dtype=np.int64)
-    got = []
-    for f in sums:
-        a, b = ctypes.c_int64(), ctypes.c_int64()
-        f(n, _p(x), ctypes.byref(a), ctypes.byref(b))
-        got.append((a.value, b.value))
-    assert got[0] == got[1] == (int(x.sum()), int((x * x).sum()))
+    sums = _both("sums", None, ctypes.c_size_t, ctypes.c_void_p, I64P, I64P)
+    scale = _both("scale", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+    for lim in (2**28, 2**62):  # the kernels' range, then squares and sums that wrap modulo 2^64
+        x = rng.integers(-lim, lim, n, dtype=np.int64)
+        got = []
+        for f in sums:
+            a, b = ctypes.c_int64(), ctypes.c_int64()
+            f(n, _p(x), ctypes.byref(a), ctypes.byref(b))
+            got.append((a.value, b.value))
+        with np.errstate(over="ignore"):
+            assert got[0] == got[1] == (int(x.sum()), int((x * x).sum()))
     acc = rng.integers(-(2**62), 2**62, n, dtype=np.int64)
     for mult in (0, -1, 3, 2**31 - 1, -(2**40) - 7):  # products that wrap modulo 2^64
         outs = [np.zeros(n, np.int64) for _ in scale]
@@ -59,13 +70,13 @@ def test_sums_and_scale(lib: ctypes.CDLL, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_xhat_dx_and_affine(lib: ctypes.CDLL, n: int) -> None:
+def test_xhat_dx_and_affine(_both, n: int) -> None:
     rng = np.random.default_rng(100 + n)
-    xd = _both(lib, "xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+    xd = _both("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
-    dxa = _both(lib, "dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+    dxa = _both("dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                 ctypes.c_int64, ctypes.c_void_p)
-    aff = _both(lib, "affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+    aff = _both("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                 ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     N = max(n, 1)
     for lim in (1, 127, 32767):
@@ -94,10 +105,10 @@ def test_xhat_dx_and_affine(lib: ctypes.CDLL, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_load_widens_like_the_portable_loop(lib: ctypes.CDLL, n: int) -> None:
+def test_load_widens_like_the_portable_loop(_both, n: int) -> None:
     """rctc_norm_load_*: elements off .. off + n - 1 of an int8 / int16 / int32 / int64 run widened
-    to int64 (the AVX-512 widening for int8 / int16), extremes included."""
-    load = _both(lib, "load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
+    to int64 (the SIMD widening for int8 / int16), extremes included."""
+    load = _both("load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
     rng = np.random.default_rng(200 + n)
     for dt in (np.int8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)

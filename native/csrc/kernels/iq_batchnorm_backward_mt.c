@@ -1,6 +1,6 @@
 /*
  * iq_batchnorm_backward_mt.c - BatchNormalization's backward (intref.norm.batchnorm_backward) for
- * the host step: threads and the AVX-512 loops (the plan / range parts of iq_batchnorm_backward.c
+ * the host step: threads and the SIMD loops (iq_norm_loops()) (the plan / range parts of iq_batchnorm_backward.c
  * are the device's; the same bits).
  *
  * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: dx = gamma inv_std (dy - mean dy -
@@ -10,9 +10,9 @@
  *
  * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
  * one thread, so the bits never depend on the thread count). Pass 1, per channel, over its runs
- * in blocks widened on the stack (no channel copies): the group statistics, then xhat and
- * dgamma / dbeta (= the means' sums, wrapping sums in any grouping), then xhat again and the dx
- * accumulator straight into the (B, C, S) layout with its max magnitude. Then the common
+ * in blocks widened on the stack (no channel copies): the group statistics, then xhat (kept in
+ * the accumulator's place) and dgamma / dbeta (= the means' sums, wrapping sums in any grouping),
+ * then the dx accumulator over that xhat, in the (B, C, S) layout, with its max magnitude. Then the common
  * multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
  * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
  * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
@@ -27,7 +27,7 @@
  * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
  * partner costs more than it saves) */
 #define RCTC_NORM_PER_THREAD 1048576u
-/* elements widened on the stack at a time (3 blocks in pass 1, 1 in pass 2: a few KiB of a
+/* elements widened on the stack at a time (2 blocks in pass 1, 1 in pass 2: a few KiB of a
  * Cortex-M's 8 KiB stack) */
 #define BLOCK 128
 
@@ -43,8 +43,8 @@ typedef struct {
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
-    const int simd = iq_norm_loops_simd();
-    int64_t xb[BLOCK], db[BLOCK], hb[BLOCK];
+    const iq_norm_loops_t *L = iq_norm_loops();
+    int64_t xb[BLOCK], db[BLOCK];
     for (int c = c0; c < c1; ++c) {
         /* the channel's runs (one per image) in blocks widened on the stack: no channel copies */
         uint64_t a1 = 0, a2 = 0;
@@ -52,11 +52,8 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                 int64_t p1, p2;
-                iq_norm_load(simd, t->q, t->w, at, n, xb);
-                if (simd)
-                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
-                else
-                    rctc_norm_sums_portable(n, xb, &p1, &p2);
+                L->load(n, t->q, t->w, at, xb);
+                L->sums(n, xb, &p1, &p2);
                 a1 += (uint64_t)p1;
                 a2 += (uint64_t)p2;
             }
@@ -67,55 +64,46 @@ static void pass1(void *ctx, int c0, int c1) {
         if (rc) continue;
         const int sh = (int)t->f[c] - 16;
         const int64_t mc = t->m[c];
-        uint64_t sg = 0, sb = 0;
-        for (int pass = 0; pass < 2; ++pass) { /* the sums, then the accumulator (xhat made again) */
-            int64_t m1 = 0, m2 = 0;
-            if (pass == 1) {
-                int ok = 1;
-                m1 = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
-                m2 = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
-                t->dgamma[c] = (int64_t)sg;
-                t->dbeta[c] = (int64_t)sb;
-                t->st[2 * c + 1] = ok;
+        uint64_t sg = 0, sb = 0, mx = 0;
+        /* the sums, with xhat kept in the accumulator's place (the accumulator overwrites it) */
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                int64_t pg, pb;
+                L->load(n, t->q, t->w, at, xb);
+                L->load(n, t->dq, t->dw, at, db);
+                L->xhat_dot(n, xb, t->N, s1, mc, sh, db, t->acc + at, &pg, &pb);
+                sg += (uint64_t)pg;
+                sb += (uint64_t)pb;
             }
-            uint64_t mx = 0;
-            for (int b = 0; b < t->B; ++b)
-                for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                    const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                    int64_t pg, pb;
-                    iq_norm_load(simd, t->q, t->w, at, n, xb);
-                    iq_norm_load(simd, t->dq, t->dw, at, n, db);
-                    if (simd)
-                        rctc_norm_xhat_dot_avx512(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
-                    else
-                        rctc_norm_xhat_dot_portable(n, xb, t->N, s1, mc, sh, db, hb, &pg, &pb);
-                    if (pass == 0) {
-                        sg += (uint64_t)pg;
-                        sb += (uint64_t)pb;
-                        continue;
-                    }
-                    const uint64_t u = simd ? rctc_norm_dx_acc_avx512(n, db, hb, m1, m2, t->acc + at)
-                                            : rctc_norm_dx_acc_portable(n, db, hb, m1, m2, t->acc + at);
-                    mx = u > mx ? u : mx;
-                }
-            t->amax[c] = (int64_t)mx;
-        }
+        int ok = 1;
+        const int64_t m1 = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
+        const int64_t m2 = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
+        t->dgamma[c] = (int64_t)sg;
+        t->dbeta[c] = (int64_t)sb;
+        t->st[2 * c + 1] = ok;
+        /* the accumulator, element by element over the xhat it replaces */
+        for (int b = 0; b < t->B; ++b)
+            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                L->load(n, t->dq, t->dw, at, db);
+                const uint64_t u = L->dx_acc(n, db, t->acc + at, m1, m2, t->acc + at);
+                mx = u > mx ? u : mx;
+            }
+        t->amax[c] = (int64_t)mx;
     }
 }
 
 static void pass2(void *ctx, int r0, int r1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S;
-    const int simd = iq_norm_loops_simd();
+    const iq_norm_loops_t *L = iq_norm_loops();
     int64_t v[BLOCK];
     for (int r = r0; r < r1; ++r) {
         const int64_t mc = t->mult[r % t->C];
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            if (simd)
-                rctc_norm_scale_avx512(n, t->acc + at, mc, v);
-            else
-                rctc_norm_scale_portable(n, t->acc + at, mc, v);
+            L->scale(n, t->acc + at, mc, v);
             rctc_iq_round_store(n, v, t->s, t->rand ? t->rand + at : NULL,
                                 (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
         }

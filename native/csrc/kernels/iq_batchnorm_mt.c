@@ -1,6 +1,6 @@
 /*
  * iq_batchnorm_mt.c - training-mode BatchNormalization with the running-statistics update
- * (intref.norm.batchnorm_train) for the host step: threads and the AVX-512 loops (the streamed
+ * (intref.norm.batchnorm_train) for the host step: threads and the SIMD loops (iq_norm_loops()) (the streamed
  * rctc_iq_batchnorm_train of iq_batchnorm.c is the device's; the same bits).
  *
  * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: per channel (a group of B S
@@ -38,7 +38,7 @@ typedef struct {
 static void pass1(void *ctx, int c0, int c1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
-    const int simd = iq_norm_loops_simd();
+    const iq_norm_loops_t *L = iq_norm_loops();
     int64_t xb[BLOCK];
     for (int c = c0; c < c1; ++c) {
         /* the channel's runs (one per image) in blocks widened on the stack: no channel copy */
@@ -47,11 +47,8 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK;
                 int64_t p1, p2;
-                iq_norm_load(simd, t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, n, xb);
-                if (simd)
-                    rctc_norm_sums_avx512(n, xb, &p1, &p2);
-                else
-                    rctc_norm_sums_portable(n, xb, &p1, &p2);
+                L->load(n, t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, xb);
+                L->sums(n, xb, &p1, &p2);
                 a1 += (uint64_t)p1;
                 a2 += (uint64_t)p2;
             }
@@ -65,9 +62,8 @@ static void pass1(void *ctx, int c0, int c1) {
         for (int b = 0; b < t->B; ++b)
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                iq_norm_load(simd, t->q, t->w, at, n, xb);
-                const uint64_t u = simd ? rctc_norm_affine_avx512(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at)
-                                        : rctc_norm_affine_portable(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
+                L->load(n, t->q, t->w, at, xb);
+                const uint64_t u = L->affine(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
                 mx = u > mx ? u : mx;
             }
         t->amax[c] = (int64_t)mx;

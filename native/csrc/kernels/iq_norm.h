@@ -24,13 +24,12 @@ static inline int64_t iq_norm_xhat(int64_t n, int64_t x, int64_t a1, int64_t mm,
  * in 1 .. 62), or an RCTC_IQ_E* code; the caller has checked N max|x| < 2^29 */
 int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
                        int64_t *m, int64_t *f);
-/* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX-512 variants in
- * x86/iq_norm_loops_avx512.c, the same values, where iq_norm_loops_simd() is true):
+/* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX2 and AVX-512
+ * variants in x86/iq_norm_loops_avx2.c and x86/iq_norm_loops_avx512.c, the same values):
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
- * dx_acc: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16), returns max |acc|; affine:
+ * dx_acc: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16), returns max |acc| (acc may be xh: in place); affine:
  * acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping); load: dst = elements
  * off .. off + n - 1 of p (w bytes each) widened (iq_ld_run). */
-int iq_norm_loops_simd(void);
 #define RCTC_NORM_LOOPS(V)                                                                                          \
     void rctc_norm_sums_##V(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);                                  \
     void rctc_norm_xhat_dot_##V(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy, \
@@ -43,23 +42,24 @@ int iq_norm_loops_simd(void);
     void rctc_norm_load_##V(size_t n, const void *p, int w, size_t off, int64_t *dst);
 RCTC_NORM_LOOPS(portable)
 #if defined(__x86_64__) || defined(_M_X64)
+RCTC_NORM_LOOPS(avx2)
 RCTC_NORM_LOOPS(avx512)
-#else /* no such variant: the names are the portable loops (never called: iq_norm_loops_simd() is 0) */
-#define rctc_norm_sums_avx512 rctc_norm_sums_portable
-#define rctc_norm_xhat_dot_avx512 rctc_norm_xhat_dot_portable
-#define rctc_norm_dx_acc_avx512 rctc_norm_dx_acc_portable
-#define rctc_norm_affine_avx512 rctc_norm_affine_portable
-#define rctc_norm_scale_avx512 rctc_norm_scale_portable
-#define rctc_norm_load_avx512 rctc_norm_load_portable
 #endif
 #undef RCTC_NORM_LOOPS
-/* a block of a run widened to int64: the AVX-512 widening where the loops are AVX-512 (simd) */
-static inline void iq_norm_load(int simd, const void *p, int w, size_t at, size_t n, int64_t *dst) {
-    if (simd)
-        rctc_norm_load_avx512(n, p, w, at, dst);
-    else
-        rctc_norm_load_portable(n, p, w, at, dst);
-}
+/* one variant of the loops behind one signature each (the kernels call through it) */
+typedef struct {
+    void (*sums)(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);
+    void (*xhat_dot)(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy, int64_t *xh,
+                     int64_t *sg, int64_t *sb);
+    uint64_t (*dx_acc)(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2, int64_t *acc);
+    uint64_t (*affine)(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g, int64_t bias,
+                       int64_t *acc);
+    void (*scale)(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
+    void (*load)(size_t n, const void *p, int w, size_t off, int64_t *dst);
+} iq_norm_loops_t;
+/* the best variant this CPU runs (AVX-512 F + DQ at the avx512vnni level, else AVX2, else portable;
+ * RCTC_ISA caps it as it caps every kernel) */
+const iq_norm_loops_t *iq_norm_loops(void);
 /* M_c ~= ga_c n mb_c 2^(-f_c - g), |M_c| < 2^mbits; g into *g_out */
 int iq_norm_multipliers(int G, const int64_t *ga, int64_t n, const int64_t *mb, const int64_t *f, int mbits,
                         int64_t *out, int *g_out);

@@ -1,7 +1,8 @@
 /*
  * iq_norm_loops.c - the per-element loops of the BatchNorm kernels (iq_batchnorm.c,
- * iq_batchnorm_backward.c) on runs of one channel, portable; x86/iq_norm_loops_avx512.c is the
- * AVX-512 (F + DQ) variant with the same results, chosen by iq_norm_loops_simd().
+ * iq_batchnorm_backward.c) on runs of one channel, portable; x86/iq_norm_loops_avx2.c and
+ * x86/iq_norm_loops_avx512.c (F + DQ) are the SIMD variants with the same results, and
+ * iq_norm_loops() picks the best one this CPU runs.
  *
  * Needs: iq.h, iq_norm.h. Leaves: numpy's wrapping int64 arithmetic (xhat's product is the plain
  * one of intref, exact under the caller's N max|x| < 2^29 check); sums wrap modulo 2^64, so any
@@ -11,12 +12,19 @@
 #include "iq_norm.h"
 #include "rctc_kernels.h"
 
-int iq_norm_loops_simd(void) {
+#define RCTC_NORM_TABLE(V)                                                                                    \
+    {rctc_norm_sums_##V,   rctc_norm_xhat_dot_##V, rctc_norm_dx_acc_##V,                                         \
+     rctc_norm_affine_##V, rctc_norm_scale_##V,    rctc_norm_load_##V}
+
+const iq_norm_loops_t *iq_norm_loops(void) {
+    static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);
 #if defined(__x86_64__) || defined(_M_X64)
-    return (rctc_isa_available() & (1 << RCTC_ISA_AVX512VNNI)) && rctc_cpu_has_avx512dq();
-#else
-    return 0;
+    static const iq_norm_loops_t avx2 = RCTC_NORM_TABLE(avx2), avx512 = RCTC_NORM_TABLE(avx512);
+    const int isa = rctc_isa_available();
+    if ((isa & (1 << RCTC_ISA_AVX512VNNI)) && rctc_cpu_has_avx512dq()) return &avx512;
+    if (isa & (1 << RCTC_ISA_AVX2)) return &avx2;
 #endif
+    return &portable;
 }
 
 void rctc_norm_sums_portable(size_t n, const int64_t *x, int64_t *s1, int64_t *s2) {

@@ -1,6 +1,6 @@
 /*
  * iq_norm_loops_avx512.c - AVX-512 (F + DQ) variant of the BatchNorm per-element loops
- * (iq_norm_loops.c; compiled with the AVX-512 flags, called only where iq_norm_loops_simd()
+ * (iq_norm_loops.c; compiled with the AVX-512 flags, chosen by iq_norm_loops() where it
  * finds the avx512vnni level and AVX-512 DQ).
  *
  * Needs: iq_norm.h, <immintrin.h>. Leaves: exactly the portable loops' values: vpmullq is the

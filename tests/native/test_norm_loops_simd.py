@@ -6,6 +6,7 @@ tail of the 4- and 8-lane steps) and values at the ends of the ranges the kernel
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -38,19 +39,22 @@ def variant(request: pytest.FixtureRequest, kernels: Kernels) -> str:
     return request.param
 
 
+Pair = Callable[..., list]
+
+
 @pytest.fixture
-def _both(kernels: Kernels, variant: str):  # noqa: ANN202 - a factory
-    """The (SIMD variant, portable) pair of one loop."""
-    def pair(name: str, res: type | None, *args: type) -> list:
+def pair(kernels: Kernels, variant: str) -> Pair:
+    """``pair(loop, restype, *argtypes)``: the (SIMD variant, portable) functions of one loop."""
+    def both(name: str, res: type | None, *args: type) -> list:
         return [_fn(kernels.lib, f"rctc_norm_{name}_{v}", res, *args) for v in (variant, "portable")]
-    return pair
+    return both
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_sums_and_scale(_both, n: int) -> None:
+def test_sums_and_scale(pair: Pair, n: int) -> None:
     rng = np.random.default_rng(n)
-    sums = _both("sums", None, ctypes.c_size_t, ctypes.c_void_p, I64P, I64P)
-    scale = _both("scale", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+    sums = pair("sums", None, ctypes.c_size_t, ctypes.c_void_p, I64P, I64P)
+    scale = pair("scale", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
     for lim in (2**28, 2**62):  # the kernels' range, then squares and sums that wrap modulo 2^64
         x = rng.integers(-lim, lim, n, dtype=np.int64)
         got = []
@@ -70,13 +74,13 @@ def test_sums_and_scale(_both, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_xhat_dx_and_affine(_both, n: int) -> None:
+def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
     rng = np.random.default_rng(100 + n)
-    xd = _both("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+    xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
-    dxa = _both("dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+    dxa = pair("dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                 ctypes.c_int64, ctypes.c_void_p)
-    aff = _both("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+    aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                 ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     N = max(n, 1)
     for lim in (1, 127, 32767):
@@ -105,10 +109,10 @@ def test_xhat_dx_and_affine(_both, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", LENGTHS)
-def test_load_widens_like_the_portable_loop(_both, n: int) -> None:
+def test_load_widens_like_the_portable_loop(pair: Pair, n: int) -> None:
     """rctc_norm_load_*: elements off .. off + n - 1 of an int8 / int16 / int32 / int64 run widened
     to int64 (the SIMD widening for int8 / int16), extremes included."""
-    load = _both("load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
+    load = pair("load", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
     rng = np.random.default_rng(200 + n)
     for dt in (np.int8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)

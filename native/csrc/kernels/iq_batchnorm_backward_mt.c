@@ -1,7 +1,7 @@
 /*
  * iq_batchnorm_backward_mt.c - BatchNormalization's backward (intref.norm.batchnorm_backward) for
- * the host step: threads and the SIMD loops (iq_norm_loops()) (the plan / range parts of iq_batchnorm_backward.c
- * are the device's; the same bits).
+ * the host step: threads and the SIMD loops of iq_norm_loops() (the plan / range parts of
+ * iq_batchnorm_backward.c are the device's; the same bits).
  *
  * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: dx = gamma inv_std (dy - mean dy -
  * xhat mean(dy xhat)) per channel (one multiplier per channel on a common exponent, cut to at
@@ -12,8 +12,8 @@
  * one thread, so the bits never depend on the thread count). Pass 1, per channel, over its runs
  * in blocks widened on the stack (no channel copies): the group statistics, then xhat (kept in
  * the accumulator's place) and dgamma / dbeta (= the means' sums, wrapping sums in any grouping),
- * then the dx accumulator over that xhat, in the (B, C, S) layout, with its max magnitude. Then the common
- * multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
+ * then the dx accumulator over that xhat, in the (B, C, S) layout, with its max magnitude. Then
+ * the common multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
  * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
  * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
  * rounds each row. Error codes are intref's, in its order (the input's range, then the first

@@ -1,7 +1,7 @@
 /*
  * iq_batchnorm_mt.c - training-mode BatchNormalization with the running-statistics update
- * (intref.norm.batchnorm_train) for the host step: threads and the SIMD loops (iq_norm_loops()) (the streamed
- * rctc_iq_batchnorm_train of iq_batchnorm.c is the device's; the same bits).
+ * (intref.norm.batchnorm_train) for the host step: threads and the SIMD loops of iq_norm_loops()
+ * (the streamed rctc_iq_batchnorm_train of iq_batchnorm.c is the device's; the same bits).
  *
  * Needs: rctc_intops.h, iq_norm_stats.c, parallel.c. Leaves: per channel (a group of B S
  * integers) xhat in Q16, y = requantize(gamma xhat at e_gamma - 16, bias beta); running mean /

@@ -77,11 +77,11 @@ def test_sums_and_scale(pair: Pair, n: int) -> None:
 def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
     rng = np.random.default_rng(100 + n)
     xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
-               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
+              ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
     dxa = pair("dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                ctypes.c_int64, ctypes.c_void_p)
+               ctypes.c_int64, ctypes.c_void_p)
     aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
-                ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+               ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     N = max(n, 1)
     for lim in (1, 127, 32767):
         if N * lim >= 2**29:
@@ -102,6 +102,9 @@ def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
                 maxima = [f(n, _p(dy), _p(xh), m1, m2, _p(a)) for f, a in zip(dxa, accs)]
                 assert maxima[0] == maxima[1] and np.array_equal(accs[0], accs[1])
                 assert maxima[1] == max((abs(int(v)) for v in accs[1]), default=0)
+                for f in dxa:  # in place, as the threaded backward calls it (acc is xhat's buffer)
+                    buf = xh.copy()
+                    assert f(n, _p(dy), _p(buf), m1, m2, _p(buf)) == maxima[1] and np.array_equal(buf, accs[1])
             for g, bias in ((1, 0), (-(2**15), 2**30), (32767, -(2**50))):
                 accs = [np.zeros(n, np.int64) for _ in aff]
                 maxima = [f(n, _p(x), N, s1, m, sh, g, bias, _p(a)) for f, a in zip(aff, accs)]

@@ -122,6 +122,40 @@ def test_threads_do_not_change_bits(vnni: Kernels, types: tuple[type, type, type
             assert np.array_equal(vnni.gemm(a, b, tc, variant="avx512vnni", nthreads=t), want), (layout, t)
 
 
+WIDE = [t for t in DIRECT if t[0] == np.int16]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("types", WIDE, ids=lambda t: "x".join(np.dtype(x).name for x in t))
+def test_int16_a_within_int8_takes_the_narrowed_path(vnni: Kernels, types: tuple[type, type, type],
+                                                     layout: str) -> None:
+    """int16 A whose values all fit int8 (a weight slot at 8 bits) runs as int8 x int8; one value
+    outside [-128, 127], anywhere (first, last, mid-row past the vector loop), sends it back to the
+    int16 path; A over the narrowing buffer stays int16. Every case equals int64 and the portable kernel."""
+    ta, tb, tc = types
+    rng = np.random.default_rng(31 + LAYOUTS.index(layout))
+    for m, n, k in ((1, 1, 1), (3, 17, 33), (16, 129, 144), (17, 63, 520), (64, 40, 576), (300, 9, 240)):
+        base = rng.choice(np.array([-128, 127, -127], np.int16), (m, k)) if m % 2 else \
+            rng.integers(-128, 128, (m, k)).astype(np.int16)
+        spots = [None, (0, 0), (m - 1, k - 1), (m // 2, min(k - 1, 32 + k // 3))]
+        for spot, wide in itertools.product(spots, (128, -129, 32767, -32768)):
+            if spot is None and wide != 128:
+                continue
+            a = base.copy()
+            if spot is not None:
+                a[spot] = wide
+            b = rand_int(rng, tb, (k, n), (m + k) % 2 == 0)
+            av, bv = operands(layout, a, b)
+            want = (a.astype(np.int64) @ b.astype(np.int64)).astype(tc)
+            got = vnni.gemm(av, bv, tc, variant="avx512vnni")
+            assert np.array_equal(got, want), (m, n, k, spot, wide)
+            assert np.array_equal(got, vnni.gemm(av, bv, tc, variant="portable")), (m, n, k, spot, wide)
+            out = rand_int(rng, tc, (m, n), False) // 4
+            acc = out.copy()
+            vnni.gemm(av, bv, tc, out=acc, accumulate=True, variant="avx512vnni")
+            assert np.array_equal(acc, (out.astype(np.int64) + want).astype(tc)), (m, n, k, spot, wide)
+
+
 def _isa_in_subprocess(env: dict[str, str], value: str | None) -> tuple[str, int]:
     env = dict(env)
     env.pop("RCTC_ISA", None)

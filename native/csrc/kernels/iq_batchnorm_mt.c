@@ -19,10 +19,12 @@
 #include "iq.h"
 #include "iq_norm.h"
 
-/* elements per thread below which a second thread does not pay (with the AVX-512 loops a 2^19
- * element BatchNorm takes ~0.3-0.6 ms, near memory speed; on a loaded machine a descheduled
- * partner costs more than it saves) */
-#define RCTC_NORM_PER_THREAD 1048576u
+/* elements per thread below which a second thread does not pay: a 2^17 element BatchNorm takes
+ * ~0.1-0.2 ms with the AVX-512 loops. Was 2^20 (a descheduled partner on a loaded machine costs
+ * more than it saves); at 2^17 three interleaved runs of benchmarks/native_step_quick.py-style
+ * steps on a shared 2-vCPU Xeon gave lower medians in every pair (MobileNet 62.8 / 62.1 / 59.4 ->
+ * 56.0 / 49.0 / 53.4 ms, ResNet-20 124.7 / 118.9 / 120.6 -> 116.8 / 98.0 / 92.3 ms) */
+#define RCTC_NORM_PER_THREAD 131072u
 
 typedef struct {
     int B, C, S, N, w, e, eps_log2, gw, s, wt;

@@ -249,7 +249,7 @@ def test_requantize_s32_threads_equal_intref(intops, threads: int) -> None:
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                    ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-    n = 2 * 1048576 + 3
+    n = 2 * 131072 + 3  # past two threads' share (RCTC_RQ_PER_THREAD): splits
     rng = np.random.default_rng(threads)
     for lim in (3, 2**20, 2**31):
         acc = rng.integers(-lim, lim, n, dtype=np.int64).astype(np.int32)

@@ -16,8 +16,10 @@
 
 #define BLOCK 512
 /* elements per thread below which a second thread does not pay (the AVX2 passes run at memory
- * speed: ~0.1 ms for 2^19 elements, and on a loaded machine a descheduled partner costs more) */
-#define RCTC_RQ_PER_THREAD 1048576u
+ * speed, ~0.1 ms for 2^19 elements). Was 2^20, which kept every bundled model on one thread; at
+ * 2^17 (with random_words_mt.c's 2^17) MobileNet's native step medians fell from 44-50 to 36-42 ms
+ * in interleaved runs on a shared 2-vCPU Xeon, ResNet-20's stayed within noise */
+#define RCTC_RQ_PER_THREAD 131072u
 #define RCTC_RQ_PARTS 64
 
 #if defined(__x86_64__) || defined(_M_X64)

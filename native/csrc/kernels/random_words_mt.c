@@ -29,9 +29,9 @@ void rctc_random_words_fast(uint64_t seed, uint32_t step, uint32_t node_id, uint
 }
 
 /* words per thread below which a second thread does not pay: ~20 us to start one, a word ~2 ns
- * portable but ~0.1-0.2 ns with AVX2 / AVX-512 (where a descheduled partner on a loaded machine
- * costs far more than it saves) */
-#define RCTC_WORDS_PER_THREAD (rctc_random_words_simd() ? 1048576u : 32768u)
+ * portable but ~0.1-0.2 ns with AVX2 / AVX-512 (2^17 words: ~15-25 us a thread; was 2^20, see
+ * iq_requant_s32.c for the measurement of the change) */
+#define RCTC_WORDS_PER_THREAD (rctc_random_words_simd() ? 131072u : 32768u)
 
 static int rctc_random_words_simd(void) {
 #if defined(__x86_64__) || defined(_M_X64)

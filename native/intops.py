@@ -131,7 +131,7 @@ class IntOps(BaseOps):
         bt, bw, be = _tq(beta, "beta")
         rm = np.ascontiguousarray(np.asarray(running_mean[0]).astype(np.int16))
         rv = np.ascontiguousarray(np.asarray(running_var[0]).astype(np.int16))
-        work = np.empty(9 * c + NORM_CHUNK if threads is None else x.size + 8 * c, np.int64)
+        work = np.empty(9 * c + NORM_CHUNK if threads is None else 8 * c, np.int64)
         rm_out, rv_out = np.empty(c, np.int16), np.empty(c, np.int16)
         out = np.empty(x.shape, storage_dtype(bits))
         ey, rme, rve = c_int(), c_int(), c_int()
@@ -148,7 +148,7 @@ class IntOps(BaseOps):
         d, dw = _int(dq)
         b, c, s = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         g, gw, ge = _tq(gamma, "gamma")
-        work = np.empty(9 * c + x.size, np.int64)  # also the _mt kernel's B*C*S + 8 C
+        work = np.empty(10 * c + x.size, np.int64)  # also the _mt kernel's B*C*S + 10 C
         out = np.empty(x.shape, storage_dtype(bits))
         dg, db = np.empty(c, np.int64), np.empty(c, np.int64)
         ex = c_int()

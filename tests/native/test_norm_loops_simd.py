@@ -78,8 +78,8 @@ def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
     rng = np.random.default_rng(100 + n)
     xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
-    dxa = pair("dx_acc", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-               ctypes.c_int64, ctypes.c_void_p)
+    dxx = pair("dx_x", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     N = max(n, 1)
@@ -98,13 +98,17 @@ def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
             assert np.array_equal(res[0][0], res[1][0]) and res[0][1:] == res[1][1:], (lim, m, sh)
             xh = res[0][0]
             for m1, m2 in ((0, 0), (-(2**40), 2**31 + 5), (2**45, -(2**20))):
-                accs = [np.zeros(n, np.int64) for _ in dxa]
-                maxima = [f(n, _p(dy), _p(xh), m1, m2, _p(a)) for f, a in zip(dxa, accs)]
-                assert maxima[0] == maxima[1] and np.array_equal(accs[0], accs[1])
-                assert maxima[1] == max((abs(int(v)) for v in accs[1]), default=0)
-                for f in dxa:  # in place, as the threaded backward calls it (acc is xhat's buffer)
-                    buf = xh.copy()
-                    assert f(n, _p(dy), _p(buf), m1, m2, _p(buf)) == maxima[1] and np.array_equal(buf, accs[1])
+                with np.errstate(over="ignore"):  # the plain int64 formula over the xhat checked above
+                    want = (dy << 16) - np.int64(m1) - ((xh * np.int64(m2) + np.int64(2**15)) >> 16)
+                accs = [np.zeros(n, np.int64) for _ in dxx]
+                maxima = [f(n, _p(x), N, s1, m, sh, _p(dy), m1, m2, _p(a)) for f, a in zip(dxx, accs)]
+                assert np.array_equal(accs[0], want) and np.array_equal(accs[1], want), (lim, m, sh, m1, m2)
+                assert maxima[0] == maxima[1] == max((abs(int(v)) for v in want), default=0)
+                for f in dxx:  # in place over x, then over dy, as the threaded backward calls it
+                    bx, bd = x.copy(), dy.copy()
+                    assert f(n, _p(bx), N, s1, m, sh, _p(dy), m1, m2, _p(bx)) == maxima[1]
+                    assert f(n, _p(x), N, s1, m, sh, _p(bd), m1, m2, _p(bd)) == maxima[1]
+                    assert np.array_equal(bx, want) and np.array_equal(bd, want)
             for g, bias in ((1, 0), (-(2**15), 2**30), (32767, -(2**50))):
                 accs = [np.zeros(n, np.int64) for _ in aff]
                 maxima = [f(n, _p(x), N, s1, m, sh, g, bias, _p(a)) for f, a in zip(aff, accs)]

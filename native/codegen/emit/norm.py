@@ -67,8 +67,8 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
         if np.dtype(v.dtype) != np.int16:
             raise refuse(node, f"keeps the running statistic {v.name!r} as {np.dtype(v.dtype)}, not int16")
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
-    host = bool(getattr(cx, "tasks", False))  # the host step: threads and AVX-512 (work B*C*S + 8 C)
-    lines, _ = work_words(node, cx, b * c * s + 8 * c if host else 9 * c + NORM_CHUNK, 0)
+    host = bool(getattr(cx, "tasks", False))  # the host step: threads and AVX-512 (work 8 C)
+    lines, _ = work_words(node, cx, 8 * c if host else 9 * c + NORM_CHUNK, 0)
     lines += ["int rme = 0, rve = 0;"]
     head = f"rctc_iq_batchnorm_train_mt({cx.threads}, " if host else "rctc_iq_batchnorm_train("
     call = (f"{head}{b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
@@ -109,7 +109,7 @@ def int_batch_norm_grad(node: Node, cx: Emit) -> list[str]:
     b, c, s = _bcs(node, q)
     if getattr(cx, "tasks", False):  # the host step: the whole kernel, threads and AVX-512 loops
         t = b * c * s
-        return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 8 * c,
+        return _backward(node, cx, "rctc_iq_batchnorm_backward_mt", f"{cx.threads}, {b}, {c}, {s}", t, t + 10 * c,
                          (c,))
     bits = bits_of(node, dx)
     if tuple(dq.shape) != tuple(q.shape):

@@ -9,15 +9,17 @@
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
  *
  * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
- * one thread, so the bits never depend on the thread count). Pass 1, per channel, over its runs
- * in blocks widened on the stack (no channel copies): the group statistics, then xhat (kept in
- * the accumulator's place) and dgamma / dbeta (= the means' sums, wrapping sums in any grouping),
- * then the dx accumulator over that xhat, in the (B, C, S) layout, with its max magnitude. Then
- * the common multiplier exponent from those maxima, and requantize's shift from max |acc| |mult_c| (exact:
- * the product of two magnitudes whose bit lengths sum to at most 63 does not wrap; otherwise
- * the accumulator is multiplied in place and requantised as before). Pass 2 multiplies and
- * rounds each row. Error codes are intref's, in its order (the input's range, then the first
- * channel whose statistics fail, then the means' range, then the multipliers').
+ * one thread, so the bits never depend on the thread count), reading x and dy in blocks widened on
+ * the stack and storing nothing per element but dx: xhat and the accumulator are formed again
+ * wherever they are needed (a few vector products an element cost less than writing and reading
+ * back 8 bytes an element, twice, through a buffer larger than L2). Pass 1, per channel: the group
+ * statistics, then dgamma / dbeta (= the means' sums, wrapping sums in any grouping), then the dx
+ * accumulator's max magnitude. Then the common multiplier exponent from those maxima, and
+ * requantize's shift from max |acc| |mult_c| (exact: the product of two magnitudes whose bit
+ * lengths sum to at most 63 does not wrap; otherwise the accumulator is formed in full in the work
+ * buffer, multiplied and requantised as intref does). Pass 2 forms, multiplies and rounds each row.
+ * Error codes are intref's, in its order (the input's range, then the first channel whose
+ * statistics fail, then the means' range, then the multipliers').
  */
 #include "internal.h"
 #include "iq.h"
@@ -37,10 +39,18 @@ typedef struct {
     int B, C, S, N, w, dw, e, eps_log2, s, wt;
     const void *q, *dq;
     int64_t eps_num;
-    int64_t *acc, *m, *f, *amax, *st, *mult, *dgamma, *dbeta;
+    int64_t *m, *f, *amax, *st, *mult, *s1, *m1, *m2, *dgamma, *dbeta;
     const uint32_t *rand;
     void *out;
 } bn_bwd;
+
+/* the dx accumulator of elements at .. at + n - 1 of channel c, from x and dy (xhat recomputed) */
+static uint64_t acc_run(const bn_bwd *t, const iq_norm_loops_t *L, int c, size_t at, size_t n, int64_t *xb,
+                        int64_t *db, int64_t *acc) {
+    L->load(n, t->q, t->w, at, xb);
+    L->load(n, t->dq, t->dw, at, db);
+    return L->dx_x(n, xb, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, db, t->m1[c], t->m2[c], acc);
+}
 
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
@@ -59,37 +69,37 @@ static void pass1(void *ctx, int c0, int c1) {
                 a1 += (uint64_t)p1;
                 a2 += (uint64_t)p2;
             }
-        int64_t s1, d;
-        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &s1, &d,
-                                          &t->m[c], &t->f[c]);
+        int64_t d;
+        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &t->s1[c],
+                                          &d, &t->m[c], &t->f[c]);
         t->st[2 * c] = rc;
         if (rc) continue;
         const int sh = (int)t->f[c] - 16;
-        const int64_t mc = t->m[c];
+        const int64_t mc = t->m[c], s1 = t->s1[c];
         uint64_t sg = 0, sb = 0, mx = 0;
-        /* the sums, with xhat kept in the accumulator's place (the accumulator overwrites it) */
+        /* the sums (xhat formed on the stack, in xb's place) */
         for (int b = 0; b < t->B; ++b)
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                 int64_t pg, pb;
                 L->load(n, t->q, t->w, at, xb);
                 L->load(n, t->dq, t->dw, at, db);
-                L->xhat_dot(n, xb, t->N, s1, mc, sh, db, t->acc + at, &pg, &pb);
+                L->xhat_dot(n, xb, t->N, s1, mc, sh, db, xb, &pg, &pb);
                 sg += (uint64_t)pg;
                 sb += (uint64_t)pb;
             }
         int ok = 1;
-        const int64_t m1 = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
-        const int64_t m2 = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
+        t->m1[c] = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
+        t->m2[c] = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
         t->dgamma[c] = (int64_t)sg;
         t->dbeta[c] = (int64_t)sb;
         t->st[2 * c + 1] = ok;
-        /* the accumulator, element by element over the xhat it replaces */
+        if (!ok) continue;
+        /* the accumulator's max magnitude (its values are formed again in pass 2, not stored) */
         for (int b = 0; b < t->B; ++b)
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                L->load(n, t->dq, t->dw, at, db);
-                const uint64_t u = L->dx_acc(n, db, t->acc + at, m1, m2, t->acc + at);
+                const uint64_t u = acc_run(t, L, c, at, n, xb, db, xb);
                 mx = u > mx ? u : mx;
             }
         t->amax[c] = (int64_t)mx;
@@ -100,13 +110,14 @@ static void pass2(void *ctx, int r0, int r1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S;
     const iq_norm_loops_t *L = iq_norm_loops();
-    int64_t v[BLOCK];
+    int64_t xb[BLOCK], db[BLOCK];
     for (int r = r0; r < r1; ++r) {
-        const int64_t mc = t->mult[r % t->C];
+        const int c = r % t->C;
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            L->scale(n, t->acc + at, mc, v);
-            rctc_iq_round_store(n, v, t->s, t->rand ? t->rand + at : NULL,
+            acc_run(t, L, c, at, n, xb, db, xb);
+            L->scale(n, xb, t->mult[c], xb);
+            rctc_iq_round_store(n, xb, t->s, t->rand ? t->rand + at : NULL,
                                 (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
         }
     }
@@ -116,25 +127,26 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
                                   int gw, int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2,
                                   int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                   int64_t *dbeta) {
-    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
+    const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S, c = (size_t)C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
     if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
-    /* work: the accumulator (T), then per channel m, f, max, two status words, the multiplier, gamma */
-    bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, work, work + T,
-                work + T + C, work + T + 2 * (size_t)C, work + T + 3 * (size_t)C, work + T + 5 * (size_t)C, dgamma,
-                dbeta, rand, dx};
+    /* work: the accumulator (T, written only when a product may wrap), then per channel m, f, max,
+     * two status words, the multiplier, gamma, s1, m1, m2 */
+    int64_t *acc = work, *pc = work + T;
+    bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, pc, pc + c, pc + 2 * c,
+                pc + 3 * c, pc + 5 * c, pc + 7 * c, pc + 8 * c, pc + 9 * c, dgamma, dbeta, rand, dx};
     const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
     const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
     rctc_parallel_for(C, 1, threads, pass1, &t);
-    for (int c = 0; c < C; ++c)
-        if (t.st[2 * c]) return (int)t.st[2 * c];
+    for (int k = 0; k < C; ++k)
+        if (t.st[2 * k]) return (int)t.st[2 * k];
     uint64_t mx = 0;
-    for (int c = 0; c < C; ++c) {
-        if (!t.st[2 * c + 1]) return RCTC_IQ_EOVERFLOW;
-        mx = (uint64_t)t.amax[c] > mx ? (uint64_t)t.amax[c] : mx;
+    for (int k = 0; k < C; ++k) {
+        if (!t.st[2 * k + 1]) return RCTC_IQ_EOVERFLOW;
+        mx = (uint64_t)t.amax[k] > mx ? (uint64_t)t.amax[k] : mx;
     }
-    int64_t *gm = work + T + 6 * (size_t)C;
-    for (int c = 0; c < C; ++c) gm[c] = iq_ld(gamma, gw, (size_t)c);
+    int64_t *gm = pc + 6 * c;
+    for (int k = 0; k < C; ++k) gm[k] = iq_ld(gamma, gw, (size_t)k);
     const int bl = iq_bitlen(mx);
     const int mbits = 61 - bl < 31 ? 61 - bl : 31;
     int g;
@@ -142,13 +154,18 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
     if (rc) return rc;
     const int e_acc = de + ge - e + g - 16;
     uint64_t pm = 0;
-    for (int c = 0; c < C; ++c) {
-        const uint64_t a = (uint64_t)t.amax[c], u = iq_abs(t.mult[c]);
+    for (int k = 0; k < C; ++k) {
+        const uint64_t a = (uint64_t)t.amax[k], u = iq_abs(t.mult[k]);
         if (a != 0 && u != 0 && iq_bitlen(a) + iq_bitlen(u) > 63) { /* a product may wrap: as intref, in full */
-            for (size_t r = 0; r < (size_t)B * (size_t)C; ++r)
-                for (size_t i = 0; i < (size_t)S; ++i)
-                    t.acc[r * (size_t)S + i] = iq_mul(t.acc[r * (size_t)S + i], t.mult[r % (size_t)C]);
-            return rctc_iq_requantize(T, t.acc, e_acc, bits, rand, dx, e_out);
+            const iq_norm_loops_t *L = iq_norm_loops();
+            int64_t xb[BLOCK], db[BLOCK];
+            for (size_t r = 0; r < (size_t)B * c; ++r)
+                for (size_t i0 = 0; i0 < (size_t)S; i0 += BLOCK) {
+                    const size_t n = (size_t)S - i0 < BLOCK ? (size_t)S - i0 : BLOCK, at = r * (size_t)S + i0;
+                    acc_run(&t, L, (int)(r % c), at, n, xb, db, acc + at);
+                    for (size_t i = 0; i < n; ++i) acc[at + i] = iq_mul(acc[at + i], t.mult[r % c]);
+                }
+            return rctc_iq_requantize(T, acc, e_acc, bits, rand, dx, e_out);
         }
         pm = a * u > pm ? a * u : pm;
     }

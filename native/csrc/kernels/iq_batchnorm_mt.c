@@ -9,9 +9,10 @@
  * e - 16 and variance round(D 2^16 / N^2) at 2e - 16 (int16 results).
  *
  * Two passes split over threads (channels, then (b, c) rows; each value is computed by one
- * thread, so the bits never depend on the thread count): per channel, over its runs in blocks
- * widened on the stack, the group statistics, then gamma xhat + the shifted bias straight into
- * the (B, C, S) layout with its max magnitude; then requantize's shift from the maxima and the rounding per row.
+ * thread, so the bits never depend on the thread count), over runs in blocks widened on the stack
+ * (nothing per element is stored but y): per channel, the group statistics, then the max magnitude
+ * of gamma xhat + the shifted bias; then requantize's shift from the maxima, and per row the
+ * accumulator formed again and rounded (cheaper than an int64 buffer written and read back).
  * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
  * the accumulator's.
  */
@@ -30,7 +31,7 @@ typedef struct {
     int B, C, S, N, w, e, eps_log2, gw, s, wt;
     const void *q, *gamma;
     int64_t eps_num;
-    int64_t *acc, *s1, *d, *m, *f, *bias, *amax, *st;
+    int64_t *s1, *d, *m, *f, *bias, *amax, *st;
     void *out;
 } bn_fwd;
 
@@ -65,7 +66,7 @@ static void pass1(void *ctx, int c0, int c1) {
             for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
                 const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
                 L->load(n, t->q, t->w, at, xb);
-                const uint64_t u = L->affine(n, xb, t->N, s1, mc, sh, g, bc, t->acc + at);
+                const uint64_t u = L->affine(n, xb, t->N, s1, mc, sh, g, bc, xb);
                 mx = u > mx ? u : mx;
             }
         t->amax[c] = (int64_t)mx;
@@ -74,8 +75,19 @@ static void pass1(void *ctx, int c0, int c1) {
 
 static void pass2(void *ctx, int r0, int r1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
-    const size_t S = (size_t)t->S, n = (size_t)(r1 - r0) * S, at = (size_t)r0 * S;
-    rctc_iq_round_store(n, t->acc + at, t->s, NULL, (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
+    const size_t S = (size_t)t->S;
+    const iq_norm_loops_t *L = iq_norm_loops();
+    int64_t xb[BLOCK];
+    for (int r = r0; r < r1; ++r) {
+        const int c = r % t->C;
+        const int64_t g = iq_ld(t->gamma, t->gw, (size_t)c);
+        for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+            const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
+            L->load(n, t->q, t->w, at, xb);
+            L->affine(n, xb, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, g, t->bias[c], xb);
+            rctc_iq_round_store(n, xb, t->s, NULL, (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
+        }
+    }
 }
 
 int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
@@ -84,7 +96,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
                                int64_t *work, void *out, int *e_out, int16_t *rmean_out, int *rme_out,
                                int16_t *rvar_out, int *rve_out) {
     const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
-    int64_t *s1 = work + T, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
+    int64_t *s1 = work, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
     if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     /* per channel: bias (bm), max magnitude (bv), status (scratch): free until the statistics update */
@@ -92,7 +104,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     const int rc_bias = iq_norm_shifted_bias(C, beta, bw, be - e_acc, bm);
     if (rc_bias)
         for (int c = 0; c < C; ++c) bm[c] = 0;
-    bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, work, s1,
+    bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, s1,
                 d, m, f, bm, bv, scratch, out};
     const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
     const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;

@@ -27,14 +27,14 @@ int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, in
 /* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX2 and AVX-512
  * variants in x86/iq_norm_loops_avx2.c and x86/iq_norm_loops_avx512.c, the same values):
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
- * dx_acc: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16), returns max |acc| (acc may be xh: in
- * place); affine: acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping); load: dst = elements
+ * dx_x: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16) with xh = xhat(x) formed on the fly, returns
+ * max |acc| (acc may be x or dy: in place); affine: acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping); load: dst = elements
  * off .. off + n - 1 of p (w bytes each) widened (iq_ld_run). */
 typedef void iq_norm_sums_fn(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);
 typedef void iq_norm_xhat_dot_fn(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
                                  int64_t *xh, int64_t *sg, int64_t *sb);
-typedef uint64_t iq_norm_dx_acc_fn(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,
-                                   int64_t *acc);
+typedef uint64_t iq_norm_dx_x_fn(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
+                                 int64_t m1, int64_t m2, int64_t *acc);
 typedef uint64_t iq_norm_affine_fn(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,
                                    int64_t bias, int64_t *acc);
 typedef void iq_norm_scale_fn(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
@@ -43,7 +43,7 @@ typedef void iq_norm_load_fn(size_t n, const void *p, int w, size_t off, int64_t
 #define RCTC_NORM_LOOPS(V)                                                                                         \
     iq_norm_sums_fn rctc_norm_sums_##V;                                                                            \
     iq_norm_xhat_dot_fn rctc_norm_xhat_dot_##V;                                                                    \
-    iq_norm_dx_acc_fn rctc_norm_dx_acc_##V;                                                                        \
+    iq_norm_dx_x_fn rctc_norm_dx_x_##V;                                                                            \
     iq_norm_affine_fn rctc_norm_affine_##V;                                                                        \
     iq_norm_scale_fn rctc_norm_scale_##V;                                                                          \
     iq_norm_load_fn rctc_norm_load_##V;
@@ -57,7 +57,7 @@ RCTC_NORM_LOOPS(avx512)
 typedef struct {
     iq_norm_sums_fn *sums;
     iq_norm_xhat_dot_fn *xhat_dot;
-    iq_norm_dx_acc_fn *dx_acc;
+    iq_norm_dx_x_fn *dx_x;
     iq_norm_affine_fn *affine;
     iq_norm_scale_fn *scale;
     iq_norm_load_fn *load;

@@ -13,8 +13,8 @@
 #include "rctc_kernels.h"
 
 #define RCTC_NORM_TABLE(V)                                                                                    \
-    {rctc_norm_sums_##V,   rctc_norm_xhat_dot_##V, rctc_norm_dx_acc_##V,                                         \
-     rctc_norm_affine_##V, rctc_norm_scale_##V,    rctc_norm_load_##V}
+    {rctc_norm_sums_##V, rctc_norm_xhat_dot_##V, rctc_norm_dx_x_##V, rctc_norm_affine_##V, rctc_norm_scale_##V, \
+     rctc_norm_load_##V}
 
 const iq_norm_loops_t *iq_norm_loops(void) {
     static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);
@@ -50,11 +50,12 @@ void rctc_norm_xhat_dot_portable(size_t n, const int64_t *x, int N, int64_t s1, 
     *sb = b;
 }
 
-uint64_t rctc_norm_dx_acc_portable(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,
-                                   int64_t *acc) {
+uint64_t rctc_norm_dx_x_portable(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
+                                 int64_t m1, int64_t m2, int64_t *acc) {
     uint64_t mx = 0;
     for (size_t i = 0; i < n; ++i) {
-        const int64_t term = iq_sar(iq_add(iq_mul(xh[i], m2), (int64_t)1 << 15), 16);
+        const int64_t h = iq_norm_xhat(N, x[i], s1, m, sh);
+        const int64_t term = iq_sar(iq_add(iq_mul(h, m2), (int64_t)1 << 15), 16);
         const int64_t v = iq_sub(iq_sub(iq_shl(dy[i], 16), m1), term);
         const uint64_t u = iq_abs(v);
         acc[i] = v;

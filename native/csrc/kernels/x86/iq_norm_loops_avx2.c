@@ -110,8 +110,9 @@ void rctc_norm_xhat_dot_avx2(size_t n, const int64_t *x, int N, int64_t s1, int6
     *sb = (int64_t)((uint64_t)hsum(b) + (uint64_t)tb);
 }
 
-uint64_t rctc_norm_dx_acc_avx2(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,
-                               int64_t *acc) {
+uint64_t rctc_norm_dx_x_avx2(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
+                             int64_t m1, int64_t m2, int64_t *acc) {
+    const xhat_k k = xhat_consts(N, s1, m, sh);
     const __m256i vm1 = _mm256_set1_epi64x(m1), vm2 = _mm256_set1_epi64x(m2);
     const __m256i vm2h = _mm256_set1_epi64x((int64_t)((uint64_t)m2 >> 32)), r = _mm256_set1_epi64x((int64_t)1 << 15);
     const __m256i bias = _mm256_set1_epi64x(INT64_MIN);
@@ -119,12 +120,14 @@ uint64_t rctc_norm_dx_acc_avx2(size_t n, const int64_t *dy, const int64_t *xh, i
     __m256i mx = bias; /* biased 0 */
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const __m256i term = sar64(_mm256_add_epi64(mul64(ld(xh + i), vm2, vm2h), r), k16);
+        const __m256i h = xhat4(ld(x + i), &k);
+        const __m256i term = sar64(_mm256_add_epi64(mul64(h, vm2, vm2h), r), k16);
         const __m256i v = _mm256_sub_epi64(_mm256_sub_epi64(_mm256_slli_epi64(ld(dy + i), 16), vm1), term);
         st(acc + i, v);
         mx = max64(mx, abs_biased(v, bias));
     }
-    const uint64_t t = rctc_norm_dx_acc_portable(n - i, dy + i, xh + i, m1, m2, acc + i), v = hmax_biased(mx, bias);
+    const uint64_t t = rctc_norm_dx_x_portable(n - i, x + i, N, s1, m, sh, dy + i, m1, m2, acc + i);
+    const uint64_t v = hmax_biased(mx, bias);
     return t > v ? t : v;
 }
 

@@ -73,19 +73,22 @@ void rctc_norm_xhat_dot_avx512(size_t n, const int64_t *x, int N, int64_t s1, in
     *sb = (int64_t)((uint64_t)hsum(b) + (uint64_t)tb);
 }
 
-uint64_t rctc_norm_dx_acc_avx512(size_t n, const int64_t *dy, const int64_t *xh, int64_t m1, int64_t m2,
-                                 int64_t *acc) {
+uint64_t rctc_norm_dx_x_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
+                               int64_t m1, int64_t m2, int64_t *acc) {
+    const __m512i nn = _mm512_set1_epi64(N), vs1 = _mm512_set1_epi64(s1), vm = _mm512_set1_epi64(m);
+    const __m512i half = _mm512_set1_epi64((int64_t)1 << (sh - 1));
     const __m512i vm1 = _mm512_set1_epi64(m1), vm2 = _mm512_set1_epi64(m2), r = _mm512_set1_epi64((int64_t)1 << 15);
     __m512i mx = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m512i h = _mm512_loadu_si512((const void *)(xh + i)), d = _mm512_loadu_si512((const void *)(dy + i));
+        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), nn, vs1, vm, half, sh);
+        const __m512i d = _mm512_loadu_si512((const void *)(dy + i));
         const __m512i term = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(h, vm2), r), 16);
         const __m512i v = _mm512_sub_epi64(_mm512_sub_epi64(_mm512_slli_epi64(d, 16), vm1), term);
         _mm512_storeu_si512((void *)(acc + i), v);
         mx = _mm512_max_epu64(mx, _mm512_abs_epi64(v));
     }
-    const uint64_t t = rctc_norm_dx_acc_portable(n - i, dy + i, xh + i, m1, m2, acc + i), v = hmax(mx);
+    const uint64_t t = rctc_norm_dx_x_portable(n - i, x + i, N, s1, m, sh, dy + i, m1, m2, acc + i), v = hmax(mx);
     return t > v ? t : v;
 }
 

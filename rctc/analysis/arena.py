@@ -33,6 +33,7 @@ check).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,19 +179,22 @@ def place(lives: list[tuple[int, int, str, int]]) -> tuple[dict[str, int], int]:
     size: greedy by size (TFLite's GreedyBySize): largest first, each at the lowest offset
     aligned for its size (:func:`alignment`) where it overlaps no placed value whose lifetime
     meets its own; the size is a multiple of ``ALIGN``."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end), kept in offset order
     offsets: dict[str, int] = {}
     top = 0
     for start, end, name, size in sorted(lives, key=lambda t: (-t[3], t[0], t[2])):
-        busy = sorted((o, n) for o, n, st, e in placed if st <= end and start <= e)
         to = alignment(size)
         off = 0
-        for o, n in busy:
+        for o, n, st, e in placed:  # by offset: the first gap that fits ends the scan
+            if st > end or start > e:
+                continue
             if off + size <= o:
                 break
-            off = max(off, align(o + n, to))
+            top_o = -(-(o + n) // to) * to  # align(o + n, to), inline: this loop is the layout's cost
+            if top_o > off:
+                off = top_o
         offsets[name] = off
-        placed.append((off, size, start, end))
+        bisect.insort(placed, (off, size, start, end))
         top = max(top, align(off + size))
     return offsets, top
 

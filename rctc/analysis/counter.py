@@ -50,7 +50,7 @@ class EnergyCounter:
 
     def __init__(self, trainer: Trainer, profile: str | Profile | None = None, live_steps: int = 1) -> None:
         self.profile = load_profile(profile)
-        self.model = CostModel(trainer.graph, self.profile)
+        self.model = CostModel(trainer.graph, self.profile, arena=False)  # counts never read the arena
         self.total = Counts()
         self.current = Counts()
         self.steps = 0

@@ -22,7 +22,9 @@ peak counts).
 (``rctc.analysis.arena``: the step less the host's input quantiser and metrics, every
 transient and step input at an offset, 64-byte aligned, placed greedy by size, a parameter's new value
 in the parameter's own slot where nothing reads the old one later), the layout the code
-generator places tensors by, so a device image's ``rctc_arena`` is this size.
+generator places tensors by, so a device image's ``rctc_arena`` is this size. Laying it out is
+the plan's one costly part (about 0.7 s for a ResNet-20 at batch 32): ``compute_plan(...,
+arena=False)`` leaves it ``None`` (the runtime's counters, which never read it).
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ def _nbytes(v: Value) -> int:
     return math.prod(v.shape or ()) * (v.dtype.itemsize if v.dtype is not None else 0)
 
 
-def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | None = None) -> dict[str, Any]:
-    """The buffer plan of one training step of ``g`` (a JSON-serialisable dict; reads only)."""
+def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | None = None,
+                 arena: bool = True) -> dict[str, Any]:
+    """The buffer plan of one training step of ``g`` (a JSON-serialisable dict; reads only);
+    ``arena=False``: no device arena layout (``arena_bytes`` is None)."""
     info = info or ValueInfo(g)
     nodes = step_nodes(g) if nodes is None else nodes
     params = g.params()
@@ -139,7 +143,7 @@ def compute_plan(g: Graph, info: ValueInfo | None = None, nodes: list[Node] | No
         "state_bytes": state,
         "peak_bytes": state + inputs + peak,
         "arena_nodes": len(on_device),
-        "arena_bytes": device_layout(g).arena_bytes,
+        "arena_bytes": device_layout(g).arena_bytes if arena else None,
     }
 
 

@@ -46,12 +46,13 @@ def place(plan: dict[str, Any], profile: Profile) -> dict[str, str]:
 class CostModel:
     """Costs of the nodes of one training step of ``graph`` under ``profile``."""
 
-    def __init__(self, graph: Graph, profile: Profile) -> None:
+    def __init__(self, graph: Graph, profile: Profile, arena: bool = True) -> None:
+        """``arena=False``: the plan without the device arena's layout (``compute_plan``)."""
         self.graph = graph
         self.profile = profile
         self.info = ValueInfo(graph)
         self.nodes = step_nodes(graph)
-        self.plan = compute_plan(graph, self.info, self.nodes)
+        self.plan = compute_plan(graph, self.info, self.nodes, arena=arena)
         self._operands: dict[tuple, Operand] = {}
         self.placement = place(self.plan, profile)
         self._level = {kind: self.placement[cls] for kind, cls in CLASS_OF_KIND.items()}

@@ -2,9 +2,11 @@
 
 Run from the repository root:  python benchmarks/bench_rng.py [--repeats 7]
 
-For each range length it prints the best-of-N wall time of ``rctc.rng.random_words`` and of
-``rctc_random_words`` (``native/csrc/support/philox.c`` built with the system compiler, ``-O2``,
-called once through ctypes), in million words per second, and checks the two are bit-identical.
+For each range length it prints the best-of-N wall time of the numpy rounds (the specification,
+``rctc.rng._words_numpy``), of ``rctc.rng.random_words`` (those rounds below ``FAST_MIN`` words,
+randomgen's C Philox from there) and of ``rctc_random_words`` (``native/csrc/support/philox.c``
+built with the system compiler, ``-O2``, called once through ctypes), in million words per second,
+and checks the three are bit-identical.
 Then the digest: ``rctc.digest.state_crc32`` (zlib) and ``rctc_crc32`` (the C 4-bit-table CRC)
 in MB/s over the same bytes. One thread throughout (neither side threads).
 
@@ -33,7 +35,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
 from rctc.digest import state_crc32  # noqa: E402
-from rctc.rng import random_words  # noqa: E402
+from rctc.rng import _words_numpy, random_words  # noqa: E402
 
 CSRC = Path(__file__).resolve().parents[1] / "native" / "csrc"
 U32P = ctypes.POINTER(ctypes.c_uint32)
@@ -75,18 +77,22 @@ def main() -> None:
         if lib is None:
             print("no C compiler: the C column is skipped")
         seed, step, node = 0x0123456789ABCDEF, 7, 3
-        print(f"{'words':>9} {'numpy Mword/s':>14} {'C Mword/s':>10} {'C / numpy':>10} identical")
+        print(f"{'words':>9} {'rounds Mword/s':>14} {'random_words':>12} {'C Mword/s':>10} {'C / random_words':>16}"
+              " identical")
         for count in (1 << 10, 1 << 14, 1 << 18, 1 << 22):
+            t_rounds = best_seconds(lambda n=count: _words_numpy(seed, step, node, 1, n), args.repeats)
             t_np = best_seconds(lambda n=count: random_words(seed, step, node, 1, n), args.repeats)
-            ref = random_words(seed, step, node, 1, count)
+            ref = _words_numpy(seed, step, node, 1, count)
+            same = bool(np.array_equal(random_words(seed, step, node, 1, count), ref))
+            head = f"{count:>9} {count / t_rounds / 1e6:14.1f} {count / t_np / 1e6:12.1f}"
             if lib is None:
-                print(f"{count:>9} {count / t_np / 1e6:14.1f}")
+                print(f"{head} {'':>10} {'':>16} {same}")
                 continue
             out = np.empty(count, dtype=np.uint32)
             ptr = out.ctypes.data_as(U32P)
             t_c = best_seconds(lambda n=count, p=ptr: lib.rctc_random_words(seed, step, node, 1, n, p), args.repeats)
-            same = bool(np.array_equal(out, ref))
-            print(f"{count:>9} {count / t_np / 1e6:14.1f} {count / t_c / 1e6:10.1f} {t_np / t_c:9.1f}x {same}")
+            same = same and bool(np.array_equal(out, ref))
+            print(f"{head} {count / t_c / 1e6:10.1f} {t_np / t_c:15.1f}x {same}")
         data = np.random.default_rng(0).integers(-128, 128, size=1 << 22).astype(np.int8)
         t_py = best_seconds(lambda: state_crc32([("w", data, -7)]), args.repeats)
         line = f"digest over {data.nbytes >> 20} MiB: zlib (rctc.digest) {data.nbytes / t_py / 1e6:.0f} MB/s"

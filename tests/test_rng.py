@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from philox_kat import kat_vectors
 
-from rctc.rng import philox4x32, random_words, uniform_bits
+import rctc.rng as rng_mod
+from rctc.rng import philox4x32, random_words, random_words_many, uniform_bits
 
 M32 = 0xFFFFFFFF
 
@@ -261,3 +262,55 @@ def test_uniform_bits_refuses_bad_k(k):
 def test_uniform_bits_refuses_other_dtypes():
     with pytest.raises(ValueError):
         uniform_bits(np.zeros(4, np.int64), 8)
+
+
+# --- the two implementations of the stream: randomgen's C Philox (large draws) and the numpy rounds
+
+
+def _both(seed: int, step: int, node: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return (rng_mod._words_randomgen(seed, step, node, start, count),
+            rng_mod._words_numpy(seed, step, node, start, count))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, (1 << 64) - 1, 1 << 32, M32])),
+    step=st.one_of(st.integers(0, M32), st.sampled_from([0, M32])),
+    node=st.one_of(st.integers(0, M32), st.sampled_from([0, M32])),
+    start=st.one_of(st.integers(0, 64), st.integers(0, (1 << 64) - 600),
+                    st.integers((1 << 34) - 300, (1 << 34) + 8)),  # block lo wraps at word 2^34
+    count=st.integers(0, 520),
+)
+def test_randomgen_path_equals_the_numpy_rounds(seed, step, node, start, count):
+    fast, spec = _both(seed, step, node, start, count)
+    assert fast.dtype == np.uint32 and fast.shape == (count,)
+    assert np.array_equal(fast, spec)
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 3, (1 << 64) - (4 << 12) - 3, (1 << 34) - 5000])
+def test_randomgen_path_at_the_stream_edges(start):
+    """Counter 0 (step 0, node 0, block 0: the generator starts at 2^128 - 1), the stream's last
+    word, a range across the block's 32-bit wrap, every start offset."""
+    count = min(rng_mod.FAST_MIN + 7, (1 << 64) - start)
+    fast, spec = _both(0, 0, 0, start, count)
+    assert np.array_equal(fast, spec)
+    fast, spec = _both((1 << 64) - 1, M32, M32, start, count)
+    assert np.array_equal(fast, spec)
+
+
+def test_random_words_picks_the_path_by_size_and_both_agree_with_the_scalar_reference():
+    seed, step, node = 0x0123456789ABCDEF, 9, 4
+    key = (seed & M32, seed >> 32)
+    for count in (rng_mod.FAST_MIN - 1, rng_mod.FAST_MIN):
+        words = random_words(seed, step, node, 6, count)
+        for j in (0, 1, count // 2, count - 1):
+            blk = (6 + j) // 4
+            assert int(words[j]) == philox_scalar((blk & M32, blk >> 32, step, node), key)[(6 + j) % 4]
+
+
+def test_random_words_many_mixes_small_and_large_requests():
+    seed, step = 77, 3
+    reqs = [(5, 0, 10), (6, 3, rng_mod.FAST_MIN + 1), (7, 1 << 40, 0), (5, 10, 4000), (8, 2, 3 * rng_mod.FAST_MIN)]
+    got = random_words_many(seed, step, reqs)
+    for (nid, start, count), words in zip(reqs, got):
+        assert np.array_equal(words, rng_mod._words_numpy(seed, step, nid, start, count))

@@ -168,3 +168,64 @@ def test_add_int8_int32_path(intops, shape) -> None:
                 for bits in (8, 16):
                     check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, bits)
                 check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8, words)
+
+
+def test_add_s8_s32_and_absmax_s8_avx2_equal_portable(intops) -> None:
+    """IntAdd's dense int8 sum (v and max |v|) and the int8 max magnitude: AVX2 = portable = numpy,
+    on odd lengths around the vector widths, every shift 0..22, add and sub, -128 anywhere."""
+    import ctypes
+
+    if not intops.has_avx2():
+        pytest.skip("this CPU or build has no AVX2 variant")
+    lib = intops.lib
+    for name in ("rctc_iq_add_s8_s32_avx2", "rctc_iq_add_s8_s32_portable"):
+        getattr(lib, name).restype = ctypes.c_uint32
+        getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                                       ctypes.c_int, ctypes.c_void_p]
+    lib.rctc_absmax_s8_avx2.restype = ctypes.c_uint32
+    lib.rctc_absmax_s8_avx2.argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+    rng = np.random.default_rng(5)
+    for n in [0, 1, 15, 16, 17, 31, 63, 64, 65, 127, 200, 4099]:
+        x = rng.integers(-128, 128, n).astype(np.int8)
+        y = rng.integers(-128, 128, n).astype(np.int8)
+        if n:
+            x[rng.integers(0, n)] = -128
+        assert lib.rctc_absmax_s8_avx2(n, x.ctypes.data) == int(np.abs(x.astype(np.int64)).max(initial=0))
+        for ka, kb in ((0, 0), (3, 0), (0, 22), (22, 22), (7, 13)):
+            for sub in (0, 1):
+                want = (x.astype(np.int64) << ka) + (-1 if sub else 1) * (y.astype(np.int64) << kb)
+                for name in ("rctc_iq_add_s8_s32_avx2", "rctc_iq_add_s8_s32_portable"):
+                    v = np.zeros(n, np.int32)
+                    m = getattr(lib, name)(n, x.ctypes.data, ka, y.ctypes.data, kb, sub, v.ctypes.data)
+                    assert m == int(np.abs(want).max(initial=0)) and np.array_equal(v, want), (name, n, ka, kb)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_add_threads_equal_intref(intops, threads: int) -> None:
+    """rctc_iq_add_mt on operands large enough to split over threads (odd length): intref's bits and
+    exponent at 1-3 threads, add and sub, nearest and stochastic, on the int32 fast path and on
+    the int64 path (a shift past 22, an int16 result)."""
+    import ctypes
+
+    fn = intops.lib.rctc_iq_add_mt
+    fn.restype = ctypes.c_int
+    vp, ci = ctypes.c_void_p, ctypes.c_int
+    fn.argtypes = [ci, ci, vp, vp, ci, vp, ci, vp, ci, vp, ci, ci, ci, vp, vp, vp, ctypes.POINTER(ci)]
+    n = 2 * 131072 + 3
+    rng = np.random.default_rng(threads)
+    a = rng.integers(-128, 128, n).astype(np.int8)
+    b = rng.integers(-128, 128, n).astype(np.int8)
+    a[n // 3] = -128
+    shape = (ctypes.c_int * 1)(n)
+    strides = (ctypes.c_ssize_t * 1)(1)
+    words = rand_words((n,), 3)
+    for ea, eb, bits in ((-5, -6, 8), (0, -3, 8), (0, -30, 8), (-2, -4, 16)):
+        for sub in (0, 1):
+            for r in (None, words):
+                want, we = (arith.sub if sub else arith.add)(a, ea, b, eb, bits, r)
+                out = np.zeros(n, want.dtype)
+                work = np.zeros(n, np.int64)
+                e = ctypes.c_int(0)
+                rc = fn(threads, 1, shape, a.ctypes.data, 1, strides, ea, b.ctypes.data, 1, strides, eb, sub, bits,
+                        None if r is None else r.ctypes.data, work.ctypes.data, out.ctypes.data, ctypes.byref(e))
+                assert rc == 0 and e.value == we and np.array_equal(out, want), (ea, eb, bits, sub, r is None)

@@ -61,8 +61,9 @@ def _binary(node: Node, cx: Emit, kernel: str, subtract: bool = False) -> list[s
     lines += arrays
     args = (f"{len(dims)}, shp, {cx.ptr(qa)}, {width(qa)}, sa, {cx.scalar(ea)}, {cx.ptr(qb)}, {width(qb)}, sb, "
             f"{cx.scalar(eb)}")
-    sub = f"{int(subtract)}, " if kernel == "rctc_iq_add" else ""
-    return lines + call_rq(f"{kernel}({args}, {sub}{bits}, {rand}, work, {cx.ptr(out)}", cx.scalar(out_e))
+    if kernel == "rctc_iq_add":  # on the step's threads (fixed parts: the same bits at any count)
+        kernel, args = "rctc_iq_add_mt", f"{cx.threads}, {args}, {int(subtract)}"
+    return lines + call_rq(f"{kernel}({args}, {bits}, {rand}, work, {cx.ptr(out)}", cx.scalar(out_e))
 
 
 def _add_chunked(node: Node, cx: Emit, ndim: int, n: int, bits: int, chunk: int, subtract: bool) -> list[str]:

@@ -83,12 +83,17 @@ int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, co
 /* the same on up to nthreads threads (the same bits for every count) */
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
                               void *out, int *e_out);
+/* rctc_iq_requantize_s32_mt for a caller that already knows amax = max |acc| (the same bits) */
+int rctc_iq_requantize_s32_max_mt(int nthreads, size_t n, const int32_t *acc, uint32_t amax, int e_acc, int bits,
+                                  const uint32_t *rand, void *out, int *e_out);
 /* its int8 rounding, out = floor((acc + r) / 2^s) for 1 <= s <= 31 with every result in [-128, 127],
  * and the int32 max magnitude: the AVX2 variants (x86/iq_requant_s32_avx2.c) give the same results */
 void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_iq_round_s32_s8_avx2(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
 uint32_t rctc_absmax_s32_avx2(size_t n, const int32_t *x);
+/* max |x_i| of int8 values (iq_absmax_avx2.c): iq_absmax_w(x, 1, n)'s value */
+uint32_t rctc_absmax_s8_avx2(size_t n, const int8_t *x);
 #endif
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
  * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
@@ -143,6 +148,18 @@ int rctc_iq_hardswish_backward(size_t n, const void *q, int qw, int e, const voi
 int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
                 int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
                 void *out, int *e_out);
+/* rctc_iq_add on up to nthreads threads (the dense int8 case split into fixed parts): the same bits */
+int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea,
+                   const void *b, int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand,
+                   int64_t *work, void *out, int *e_out);
+/* IntAdd's dense int8 sum v = (x << ka) +- (y << kb) (0 <= ka, kb <= 22) as int32, returning max |v|;
+ * the AVX2 variant (x86/iq_add_avx2.c) gives the same v and max */
+uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract,
+                                     int32_t *v);
+#if defined(__x86_64__) || defined(_M_X64)
+uint32_t rctc_iq_add_s8_s32_avx2(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract,
+                                 int32_t *v);
+#endif
 /* rctc_iq_add in parts, for a caller that rounds a range of elements at a time: _exps aligns
  * (the shifts *ka, *kb of a and b to the exponent *ec, checked as rctc_iq_add), _range writes
  * the exact sums (or a - b) of output elements start .. start + count - 1 (C order) to dst;

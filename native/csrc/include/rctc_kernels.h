@@ -101,6 +101,8 @@ void rctc_gemm_s16s8s64_avx512vnni(RCTC_GEMM_ARGS(int16_t, int8_t, int64_t));
  * A bias at the accumulator's exponent is added first (bias_add), before the max is taken. */
 uint32_t rctc_absmax_s32(size_t n, const int32_t *x);
 uint64_t rctc_absmax_s64(size_t n, const int64_t *x);
+/* max |p_i| of n elements of width w bytes (int8 on AVX2 where the CPU has it; the same value) */
+uint64_t rctc_iq_absmax_w(const void *p, int w, size_t n);
 int rctc_requant_shift(uint64_t absmax, int bits);
 void rctc_requant_s32_s8(size_t n, const int32_t *acc, int shift, int bits, const uint32_t *rand, int8_t *out);
 void rctc_requant_s64_s8(size_t n, const int64_t *acc, int shift, int bits, const uint32_t *rand, int8_t *out);

@@ -5,9 +5,13 @@
  * operands brought to intref.core.align's exponent (exact left shifts unless that passes 2^61,
  * then nearest), summed (or subtracted) exactly, one rounding to bits (stochastic with rand).
  * Operands of the output's own dense layout (no broadcast) take typed loops without the
- * per-element multi-index; the same integers either way.
+ * per-element multi-index; the same integers either way. rctc_iq_add_mt splits the dense int8
+ * case (sums, their max, the rounding) into fixed parts over threads: the same bits at any
+ * thread count.
  */
+#include "internal.h"
 #include "iq.h"
+#include "rctc_kernels.h"
 
 static int64_t shifted(int64_t v, int k) {
     if (k >= 0) return k > 63 ? 0 : iq_shl(v, k);
@@ -60,8 +64,8 @@ int rctc_iq_add_exps(int ndim, const int *shape, const void *a, int aw, const pt
     uint64_t m[2] = {0, 0};
     const int fast = dense(ndim, shape, as) && dense(ndim, shape, bs);
     if (fast) {
-        m[0] = iq_absmax_w(a, aw, n);
-        m[1] = iq_absmax_w(b, bw, n);
+        m[0] = rctc_iq_absmax_w(a, aw, n);
+        m[1] = rctc_iq_absmax_w(b, bw, n);
     }
     for (size_t i = 0; !fast && i < n; ++i) {
         const uint64_t x = iq_abs(iq_ld(a, aw, (size_t)off[0])), y = iq_abs(iq_ld(b, bw, (size_t)off[1]));
@@ -106,24 +110,79 @@ void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const 
     }
 }
 
-int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
-                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
-                void *out, int *e_out) {
+/* the dense int8 fast path's parts: v = (x << ka) +- (y << kb) as int32 (|v| <= 2^30 for shifts
+ * <= 22), each part's max |v|; boundaries fixed by n and RCTC_ADD_PARTS, never by the thread count */
+#define RCTC_ADD_PARTS 64
+/* elements per thread below which a second thread does not pay (as iq_requant_s32.c's) */
+#define RCTC_ADD_PER_THREAD 131072u
+
+typedef struct {
+    size_t n;
+    int parts, ka, kb, subtract;
+    const int8_t *x, *y;
+    int32_t *v;
+    uint32_t maxima[RCTC_ADD_PARTS];
+} add_task;
+
+static size_t add_part_at(const add_task *t, int p) { return t->n / (size_t)t->parts * (size_t)p; }
+
+uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract,
+                                     int32_t *v) {
+    const int32_t sg = subtract ? -1 : 1;
+    for (size_t i = 0; i < n; ++i)
+        v[i] = (int32_t)((uint32_t)(int32_t)x[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)y[i] << kb);
+    return rctc_absmax_s32(n, v);
+}
+
+static uint32_t add_s8_s32(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract, int32_t *v) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) return rctc_iq_add_s8_s32_avx2(n, x, ka, y, kb, subtract, v);
+#endif
+    return rctc_iq_add_s8_s32_portable(n, x, ka, y, kb, subtract, v);
+}
+
+static void add_parts(void *ctx, int p0, int p1) {
+    add_task *t = (add_task *)ctx;
+    for (int p = p0; p < p1; ++p) {
+        const size_t i0 = add_part_at(t, p), i1 = p + 1 == t->parts ? t->n : add_part_at(t, p + 1);
+        t->maxima[p] = add_s8_s32(i1 - i0, t->x + i0, t->ka, t->y + i0, t->kb, t->subtract, t->v + i0);
+    }
+}
+
+int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea,
+                   const void *b, int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand,
+                   int64_t *work, void *out, int *e_out) {
     const size_t n = iq_prod(ndim, shape);
     int ka, kb, ec;
     const int rc = rctc_iq_add_exps(ndim, shape, a, aw, as, ea, b, bw, bs, eb, &ka, &kb, &ec);
     if (rc) return rc;
     if (aw == 1 && bw == 1 && ka >= 0 && kb >= 0 && ka <= 22 && kb <= 22 && rctc_iq_width(bits) == 1 &&
         dense(ndim, shape, as) && dense(ndim, shape, bs)) {
-        /* dense int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the int32
-         * requantise (AVX2 passes) gives rctc_iq_requantize's bits for the same values */
-        const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
-        int32_t *v = (int32_t *)(void *)work;
-        const int32_t sg = subtract ? -1 : 1;
-        for (size_t i = 0; i < n; ++i)
-            v[i] = (int32_t)((uint32_t)(int32_t)x[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)y[i] << kb);
-        return rctc_iq_requantize_s32(n, v, ec, bits, rand, out, e_out);
+        /* dense int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the sums
+         * and their max in fixed parts (threaded), then the int32 requantise at that max gives
+         * rctc_iq_requantize's bits for the same values */
+        const size_t most = n / RCTC_ADD_PER_THREAD > 1 ? n / RCTC_ADD_PER_THREAD : 1;
+        const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+        add_task t;
+        t.n = n;
+        t.parts = threads > 1 ? RCTC_ADD_PARTS : 1;
+        t.ka = ka;
+        t.kb = kb;
+        t.subtract = subtract != 0;
+        t.x = (const int8_t *)a;
+        t.y = (const int8_t *)b;
+        t.v = (int32_t *)(void *)work;
+        rctc_parallel_for(t.parts, 1, threads, add_parts, &t);
+        uint32_t m = 0;
+        for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
+        return rctc_iq_requantize_s32_max_mt(nthreads, n, t.v, m, ec, bits, rand, out, e_out);
     }
     rctc_iq_add_range(ndim, shape, a, aw, as, ka, b, bw, bs, kb, subtract, 0, n, work);
     return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
+}
+
+int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
+                int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
+                void *out, int *e_out) {
+    return rctc_iq_add_mt(1, ndim, shape, a, aw, as, ea, b, bw, bs, eb, subtract, bits, rand, work, out, e_out);
 }

@@ -23,6 +23,7 @@
  */
 #include "internal.h"
 #include "iq.h"
+#include "rctc_kernels.h"
 #include "iq_norm.h"
 
 /* elements per thread below which a second thread does not pay: a 2^17 element BatchNorm takes
@@ -129,7 +130,7 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
                                   int64_t *dbeta) {
     const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S, c = (size_t)C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
-    if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     /* work: the accumulator (T, written only when a product may wrap), then per channel m, f, max,
      * two status words, the multiplier, gamma, s1, m1, m2 */
     int64_t *acc = work, *pc = work + T;

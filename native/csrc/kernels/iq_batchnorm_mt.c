@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 #include "iq.h"
+#include "rctc_kernels.h"
 #include "iq_norm.h"
 
 /* elements per thread below which a second thread does not pay: a 2^17 element BatchNorm takes
@@ -98,7 +99,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     const size_t T = (size_t)B * (size_t)C * (size_t)S, N = (size_t)B * (size_t)S;
     int64_t *s1 = work, *d = s1 + C, *m = d + C, *f = m + C, *bm = f + C, *bv = bm + C, *scratch = bv + C;
     if (C < 1) return RCTC_IQ_EDOMAIN;
-    if ((uint64_t)N * iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     /* per channel: bias (bm), max magnitude (bv), status (scratch): free until the statistics update */
     const int e_acc = ge - 16;
     const int rc_bias = iq_norm_shifted_bias(C, beta, bw, be - e_acc, bm);

@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 #include "iq.h"
+#include "rctc_kernels.h"
 
 #define NEG (-((int64_t)1 << 62))
 
@@ -139,7 +140,7 @@ int rctc_iq_maxpool2d_backward(const rctc_iq_pool *p, const void *q, int qw, con
     if (qw == 1 && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && !p->pt && !p->pl &&
         2 * p->oh <= p->h && 2 * p->ow <= p->w) {
         const size_t nd = planes * (size_t)p->oh * (size_t)p->ow;
-        const uint64_t m = iq_absmax_w(dq, dw, nd);
+        const uint64_t m = rctc_iq_absmax_w(dq, dw, nd);
         /* every dy lands once: max |work| = max |dy|; at most qmax, requantise's shift is 0 and it
          * stores the values as they are */
         if (rctc_iq_width(bits) == 1 && m <= ((uint64_t)1 << (bits - 1)) - 1u) {

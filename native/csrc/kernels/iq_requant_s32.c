@@ -82,28 +82,50 @@ static void round_parts(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) round_range(part_at(t, p), part_end(t, p), t->acc, t->s, t->rand, t->w, t->out);
 }
 
+/* the threads for n elements, at most nthreads */
+static int rq_threads(int nthreads, size_t n) {
+    const size_t most = n / RCTC_RQ_PER_THREAD > 1 ? n / RCTC_RQ_PER_THREAD : 1;
+    return nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+}
+
+/* the rounding of t (its fields but s set) at the shift of max |acc| = m, on threads */
+static int rq_finish(rq_task *t, int threads, uint64_t m, int e_acc, int bits, int *e_out) {
+    t->s = rctc_iq_requant_shift(m, bits, t->rand != NULL);
+    if (t->s == 0) {
+        for (size_t i = 0; i < t->n; ++i) iq_st(t->out, t->w, i, t->acc[i]);
+    } else {
+        rctc_parallel_for(t->parts, 1, threads, round_parts, t);
+    }
+    *e_out = e_acc + t->s;
+    return RCTC_IQ_OK;
+}
+
+static void rq_init(rq_task *t, int threads, size_t n, const int32_t *acc, int bits, const uint32_t *rand, void *out) {
+    t->n = n;
+    t->parts = threads > 1 ? RCTC_RQ_PARTS : 1;
+    t->acc = acc;
+    t->rand = rand;
+    t->out = out;
+    t->w = rctc_iq_width(bits);
+}
+
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
                               void *out, int *e_out) {
-    const size_t most = n / RCTC_RQ_PER_THREAD > 1 ? n / RCTC_RQ_PER_THREAD : 1;
-    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    const int threads = rq_threads(nthreads, n);
     rq_task t;
-    t.n = n;
-    t.parts = threads > 1 ? RCTC_RQ_PARTS : 1;
-    t.acc = acc;
-    t.rand = rand;
-    t.out = out;
-    t.w = rctc_iq_width(bits);
+    rq_init(&t, threads, n, acc, bits, rand, out);
     rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
     uint64_t m = 0;
     for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
-    t.s = rctc_iq_requant_shift(m, bits, rand != NULL);
-    if (t.s == 0) {
-        for (size_t i = 0; i < n; ++i) iq_st(out, t.w, i, acc[i]);
-    } else {
-        rctc_parallel_for(t.parts, 1, threads, round_parts, &t);
-    }
-    *e_out = e_acc + t.s;
-    return RCTC_IQ_OK;
+    return rq_finish(&t, threads, m, e_acc, bits, e_out);
+}
+
+int rctc_iq_requantize_s32_max_mt(int nthreads, size_t n, const int32_t *acc, uint32_t amax, int e_acc, int bits,
+                                  const uint32_t *rand, void *out, int *e_out) {
+    const int threads = rq_threads(nthreads, n);
+    rq_task t;
+    rq_init(&t, threads, n, acc, bits, rand, out);
+    return rq_finish(&t, threads, amax, e_acc, bits, e_out);
 }
 
 int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand, void *out,

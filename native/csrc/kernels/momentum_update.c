@@ -10,6 +10,7 @@
  * instead of stored. No allocation, no float.
  */
 #include "iq.h"
+#include "rctc_kernels.h"
 #include "rctc_intops.h"
 #include "rctc_update.h"
 #include "update_int.h"
@@ -56,8 +57,8 @@ int rctc_momentum_update(size_t n, const void *q, int qw, int e, int bits, const
         if (a > gmax) gmax = a;
     }
     /* 2. the three terms at one exponent (core.align, headroom 60), their sum requantised */
-    const uint64_t mx[3] = {iq_absmax_w(vq, vw, n) * (uint64_t)mu, gmax * (uint64_t)ca,
-                            iq_absmax_w(q, qw, n) * (uint64_t)w};
+    const uint64_t mx[3] = {rctc_iq_absmax_w(vq, vw, n) * (uint64_t)mu, gmax * (uint64_t)ca,
+                            rctc_iq_absmax_w(q, qw, n) * (uint64_t)w};
     const int exps[3] = {*ve - MU_BITS, eg - fa, e - fw};
     const int ec = rctc_iq_align_exp(w ? 3 : 2, mx, exps, HEADROOM);
     const vsum t = {vq, q, gq, vw, qw, s, mu, ca, w, exps[0] - ec, exps[1] - ec, exps[2] - ec};

@@ -1,6 +1,6 @@
 /*
- * iq_absmax_avx2.c - AVX2 variant of the int64 max magnitude (rctc_iq_absmax; compiled with
- * -mavx2, called only when the CPU has AVX2).
+ * iq_absmax_avx2.c - AVX2 variants of the int64 max magnitude (rctc_iq_absmax) and of the int8 one
+ * (IntAdd's operands; rctc_absmax_s8_avx2); compiled with -mavx2, called only when the CPU has AVX2.
  *
  * Needs: rctc_intops.h, <immintrin.h>. Leaves: exactly the portable loop's result, max |x_i| as
  * an unsigned value (|INT64_MIN| = 2^63 included, 0 for n == 0): |x| = (x ^ m) - m with m the sign
@@ -40,6 +40,25 @@ uint64_t rctc_iq_absmax_avx2(size_t n, const int64_t *x) {
     for (; i < n; ++i) {
         const uint64_t u = (uint64_t)x[i];
         const uint64_t a = x[i] < 0 ? 0u - u : u;
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+/* max |x_i| of int8 values (128 for -128: vpabsb's 0x80 read unsigned), 64 a step, the tail scalar */
+uint32_t rctc_absmax_s8_avx2(size_t n, const int8_t *x) {
+    __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        m0 = _mm256_max_epu8(m0, _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(x + i))));
+        m1 = _mm256_max_epu8(m1, _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(x + i + 32))));
+    }
+    uint8_t lanes[32];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_max_epu8(m0, m1));
+    uint32_t m = 0;
+    for (int k = 0; k < 32; ++k) m = lanes[k] > m ? lanes[k] : m;
+    for (; i < n; ++i) {
+        const uint32_t a = (uint32_t)(x[i] < 0 ? -(int32_t)x[i] : (int32_t)x[i]);
         m = a > m ? a : m;
     }
     return m;

@@ -3,8 +3,8 @@
 Run from the repository root:  python benchmarks/bench_rng.py [--repeats 7]
 
 For each range length it prints the best-of-N wall time of the numpy rounds (the specification,
-``rctc.rng._words_numpy``), of ``rctc.rng.random_words`` (those rounds below ``FAST_MIN`` words,
-randomgen's C Philox from there) and of ``rctc_random_words`` (``native/csrc/support/philox.c``
+``rctc.rng._words_numpy``), of ``rctc.rng.random_words`` (randomgen's C Philox, repositioned per
+draw) and of ``rctc_random_words`` (``native/csrc/support/philox.c``
 built with the system compiler, ``-O2``, called once through ctypes), in million words per second,
 and checks the three are bit-identical.
 Then the digest: ``rctc.digest.state_crc32`` (zlib) and ``rctc_crc32`` (the C 4-bit-table CRC)

@@ -32,16 +32,17 @@ Word ``j`` depends only on ``j``, never on how the words before it were drawn, s
 split ``[start, start + count)`` into any blocks, on any threads, in any order.
 
 Two implementations of the one stream: the numpy one here (``philox4x32``, ``_rounds``: the
-specification, tested against the Random123 vectors) and, for draws of ``FAST_MIN`` words or
-more, randomgen's C Philox4x32-10 (``randomgen.Philox(number=4, width=32)``, whose 128-bit
-counter is our ``(block lo, block hi, step, node)`` and whose key is the seed; it advances the
-counter before each block, so it starts one below the first block). Both give the same words
-(tests compare them on a grid of seeds, steps, nodes, offsets and lengths); randomgen draws
-large ranges about 2x faster than the numpy rounds, and a small draw stays on numpy, where
-:func:`random_words_many` batches it with the others.
+specification, tested against the Random123 vectors) and randomgen's C Philox4x32-10
+(``randomgen.Philox(number=4, width=32)``, whose 128-bit counter is our ``(block lo, block hi,
+step, node)`` and whose key is the seed; it advances the counter before each block, so it starts
+one below the first block). Both give the same words (tests compare them on a grid of seeds,
+steps, nodes, offsets and lengths). :func:`random_words` draws on randomgen (about 6 us to
+position a generator, then about 5 ns a word, against about 100 us of numpy calls and 15 ns a
+word for the rounds); :func:`random_words_many` batches many tiny requests on the numpy rounds,
+where one pass over all their blocks costs less than a generator position each.
 
 Needs: numpy, randomgen. Leaves: pure functions; nothing here keeps state or touches a global
-generator (each fast draw builds its own generator).
+generator (each call builds its own generator).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ import numpy as np
 from randomgen import Philox as _RandomgenPhilox
 
 __all__ = [
-    "FAST_MIN",
+    "BATCH_MAX",
+    "BATCH_MIN",
     "PHILOX_M",
     "PHILOX_ROUNDS",
     "PHILOX_W",
@@ -76,9 +78,10 @@ _MASK32 = 0xFFFFFFFF
 _U32 = 1 << 32
 _U64 = 1 << 64
 _U128 = 1 << 128
-#: draws of at least this many words go to randomgen's C Philox (below it, building a generator,
-#: about 10 us, costs more than the numpy rounds of a batched draw, about 6 ns a word)
-FAST_MIN = 1 << 13
+#: :func:`random_words_many` batches requests under this many words on the numpy rounds ...
+BATCH_MAX = 1 << 9
+#: ... when there are at least this many of them (fewer cost less one by one on randomgen)
+BATCH_MIN = 16
 
 
 def _uint(value: object, what: str, limit: int, shown: str) -> int:
@@ -202,9 +205,9 @@ def random_words(seed: int, step: int, node_id: int, start: int, count: int) -> 
     sub-ranges gives the same words.
     """
     seed, step, node_id, start, count = _checked(seed, step, node_id, start, count)
-    if count >= FAST_MIN:
-        return _words_randomgen(seed, step, node_id, start, count)
-    return _words_numpy(seed, step, node_id, start, count)
+    if count == 0:
+        return np.empty(0, dtype=np.uint32)
+    return _words_randomgen(seed, step, node_id, start, count)
 
 
 def _checked(seed: object, step: object, node_id: object, start: object, count: object
@@ -221,16 +224,40 @@ def _checked(seed: object, step: object, node_id: object, start: object, count: 
     return seed, step, node_id, start, count
 
 
-def _words_randomgen(seed: int, step: int, node_id: int, start: int, count: int) -> np.ndarray:
-    """:func:`random_words` (checked arguments) by randomgen's C Philox4x32-10: the counter
+class _RandomgenStream:
+    """randomgen's C Philox4x32-10 keyed by one seed, repositioned per draw: the counter
     ``(first block, step, node)`` as one 128-bit integer, less one (the generator advances before
-    each block; mod 2^128), the seed as the key; ``start & 3`` leading words skipped. The block
-    index stays below 2^62, so the counter's increment never carries into ``step``."""
-    offset = start & 3
-    counter = ((start >> 2) | (step << 64) | (node_id << 96)) - 1
-    gen = np.random.Generator(_RandomgenPhilox(counter=counter % _U128, key=seed, number=4, width=32))
-    words = gen.integers(0, _U32, offset + count, dtype=np.uint32)  # the full range: the raw words
-    return words[offset:] if offset else words
+    each block; mod 2^128), an empty buffer, ``start & 3`` leading words skipped. The block index
+    stays below 2^62, so the counter's increment never carries into ``step``. Setting the state of
+    one generator costs about 6 us, building one about 15 us; below :data:`RAW_MAX` words the raw
+    outputs (uint64 lanes holding the 32-bit words) are cheapest, above it ``Generator.integers``
+    over the full uint32 range (the same words, no 8-byte temporary)."""
+
+    RAW_MAX = 1 << 16
+
+    def __init__(self, seed: int) -> None:
+        self._bg = _RandomgenPhilox(counter=0, key=seed, number=4, width=32)
+        self._gen = np.random.Generator(self._bg)
+        self._state = self._bg.state
+        self._state["buffer_pos"] = 4  # empty: the next word starts a block
+
+    def words(self, step: int, node_id: int, start: int, count: int) -> np.ndarray:
+        """:func:`random_words` of this seed (checked arguments)."""
+        offset = start & 3
+        counter = (((start >> 2) | (step << 64) | (node_id << 96)) - 1) % _U128
+        self._state["state"]["counter"] = np.array([(counter >> s) & _MASK32 for s in (0, 32, 64, 96)], np.uint32)
+        self._bg.state = self._state
+        n = offset + count
+        if n <= self.RAW_MAX:
+            words = self._bg.random_raw(n).astype(np.uint32)
+        else:
+            words = self._gen.integers(0, _U32, n, dtype=np.uint32)  # the full range: the raw words
+        return words[offset:] if offset else words
+
+
+def _words_randomgen(seed: int, step: int, node_id: int, start: int, count: int) -> np.ndarray:
+    """:func:`random_words` (checked arguments) by randomgen's C Philox4x32-10."""
+    return _RandomgenStream(seed).words(step, node_id, start, count)
 
 
 def _words_numpy(seed: int, step: int, node_id: int, start: int, count: int) -> np.ndarray:
@@ -265,23 +292,25 @@ def _words_numpy(seed: int, step: int, node_id: int, start: int, count: int) -> 
 
 def random_words_many(seed: int, step: int, requests: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
     """``[random_words(seed, step, node_id, start, count) for (node_id, start, count) in requests]``,
-    the same words: the small requests (under :data:`FAST_MIN` words) computed in one pass over all
-    their blocks (their counters laid end to end: one set of numpy calls per chunk instead of one
-    per request, which is what small draws cost), each result a separate contiguous slice of one
-    buffer; a large request drawn on its own (randomgen)."""
+    the same words, at the least cost: one randomgen generator repositioned for each request, except
+    that when at least :data:`BATCH_MIN` requests are under :data:`BATCH_MAX` words, those are
+    computed by the numpy rounds in one pass over all their blocks (their counters laid end to end;
+    a fixed cost of about 100 us of numpy calls, against about 6 us a request for randomgen)."""
     seed = _uint(seed, "seed", _U64, "[0, 2^64)")
     step = _uint(step, "step", _U32, "[0, 2^32)")
-    res: list[np.ndarray | None] = [None] * len(requests)
-    small = []
-    for i, (nid, start, count) in enumerate(requests):
-        _, _, nid, start, count = _checked(seed, step, nid, start, count)
-        if count >= FAST_MIN:
-            res[i] = _words_randomgen(seed, step, nid, start, count)
-        else:
-            small.append((i, nid, start, count))
-    for i, words in zip((r[0] for r in small), _many_numpy(seed, step, [r[1:] for r in small])):
-        res[i] = words
-    return res  # type: ignore[return-value]
+    checked = [_checked(seed, step, nid, start, count)[2:] for nid, start, count in requests]
+    tiny = [i for i, (_, _, count) in enumerate(checked) if count < BATCH_MAX]
+    batched = set(tiny) if len(tiny) >= BATCH_MIN else set()
+    res: list[np.ndarray] = [np.empty(0, dtype=np.uint32)] * len(checked)
+    stream = _RandomgenStream(seed) if len(batched) < len(checked) else None
+    for i, (nid, start, count) in enumerate(checked):
+        if i not in batched and count and stream is not None:
+            res[i] = stream.words(step, nid, start, count)
+    if batched:
+        order = sorted(batched)
+        for i, words in zip(order, _many_numpy(seed, step, [checked[i] for i in order])):
+            res[i] = words
+    return res
 
 
 def _many_numpy(seed: int, step: int, requests: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:

@@ -287,30 +287,52 @@ def test_randomgen_path_equals_the_numpy_rounds(seed, step, node, start, count):
     assert np.array_equal(fast, spec)
 
 
-@pytest.mark.parametrize("start", [0, 1, 2, 3, (1 << 64) - (4 << 12) - 3, (1 << 34) - 5000])
+RAW_MAX = rng_mod._RandomgenStream.RAW_MAX
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 3, (1 << 64) - (4 << 12) - 3, (1 << 64) - RAW_MAX - 6, (1 << 34) - 5000])
 def test_randomgen_path_at_the_stream_edges(start):
     """Counter 0 (step 0, node 0, block 0: the generator starts at 2^128 - 1), the stream's last
-    word, a range across the block's 32-bit wrap, every start offset."""
-    count = min(rng_mod.FAST_MIN + 7, (1 << 64) - start)
+    word, a range across the block's 32-bit wrap, every start offset; lengths on both sides of
+    the raw-output / ``Generator.integers`` switch."""
+    count = min(RAW_MAX + 7, (1 << 64) - start)
     fast, spec = _both(0, 0, 0, start, count)
     assert np.array_equal(fast, spec)
     fast, spec = _both((1 << 64) - 1, M32, M32, start, count)
     assert np.array_equal(fast, spec)
 
 
-def test_random_words_picks_the_path_by_size_and_both_agree_with_the_scalar_reference():
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, (1 << 64) - 1),
+       draws=st.lists(st.tuples(st.integers(0, M32), st.integers(0, M32), st.integers(0, (1 << 64) - 600),
+                                st.integers(0, 520)), min_size=1, max_size=12))
+def test_one_randomgen_stream_repositioned_per_draw_equals_the_numpy_rounds(seed, draws):
+    """A stream keeps no trace of the draw before (buffered words, counter) in the next one."""
+    stream = rng_mod._RandomgenStream(seed)
+    for step, node, start, count in draws:
+        assert np.array_equal(stream.words(step, node, start, count),
+                              rng_mod._words_numpy(seed, step, node, start, count))
+
+
+def test_random_words_agrees_with_the_scalar_reference_at_every_size():
     seed, step, node = 0x0123456789ABCDEF, 9, 4
     key = (seed & M32, seed >> 32)
-    for count in (rng_mod.FAST_MIN - 1, rng_mod.FAST_MIN):
+    assert random_words(seed, step, node, 6, 0).shape == (0,)
+    for count in (1, 5, RAW_MAX - 7, RAW_MAX - 6, RAW_MAX + 3):
         words = random_words(seed, step, node, 6, count)
-        for j in (0, 1, count // 2, count - 1):
+        assert words.dtype == np.uint32 and words.shape == (count,)
+        for j in (0, count // 2, count - 1):
             blk = (6 + j) // 4
             assert int(words[j]) == philox_scalar((blk & M32, blk >> 32, step, node), key)[(6 + j) % 4]
 
 
-def test_random_words_many_mixes_small_and_large_requests():
+@pytest.mark.parametrize("tiny", [3, rng_mod.BATCH_MIN])  # one by one on randomgen / batched on numpy
+def test_random_words_many_mixes_tiny_and_large_requests(tiny):
     seed, step = 77, 3
-    reqs = [(5, 0, 10), (6, 3, rng_mod.FAST_MIN + 1), (7, 1 << 40, 0), (5, 10, 4000), (8, 2, 3 * rng_mod.FAST_MIN)]
+    reqs = [(5 + i % 3, 7 * i + (i & 3), 1 + 37 * i % rng_mod.BATCH_MAX) for i in range(tiny)]
+    reqs += [(6, 3, rng_mod.BATCH_MAX + 1), (7, 1 << 40, 0), (5, 10, 4000), (8, 2, RAW_MAX + 9), (9, 0, 0)]
     got = random_words_many(seed, step, reqs)
+    assert len(got) == len(reqs)
     for (nid, start, count), words in zip(reqs, got):
+        assert words.dtype == np.uint32
         assert np.array_equal(words, rng_mod._words_numpy(seed, step, nid, start, count))

@@ -40,6 +40,7 @@ __all__ = [
     "softmax_backward",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
+    "softmax_parts",
     "tanh",
     "tanh_backward",
     "to_fixed",
@@ -135,8 +136,9 @@ def exp_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int = 8,
     return requantize(as_int64(dq) * acc, int(de) + ea, bits, rand=rand)
 
 
-def _softmax_parts(q: np.ndarray, e: int, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(E, S, R)``: Q16 ``exp(x - max)``, their row sum ``S >= 2^16`` and ``R = round(2^46 / S)``."""
+def softmax_parts(q: np.ndarray, e: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(E, S, R)``: Q16 ``exp(x - max)``, their row sum ``S >= 2^16`` and ``R = round(2^46 / S)``
+    (what softmax, the loss and its backward share; a caller may compute them once for both)."""
     x = as_int64(q)
     d = x - x.max(axis=axis, keepdims=True)
     ex = iexp(to_fixed(d, e))
@@ -148,7 +150,7 @@ def _softmax_parts(q: np.ndarray, e: int, axis: int) -> tuple[np.ndarray, np.nda
 def softmax(q: np.ndarray, e: int, axis: int = -1, bits: int = 8) -> Tensor:
     """``E_i * R`` at ``2^-46`` (``E_i / S``), one rounding. Error ``<= 2^(e_out-1) + 4e-3``
     absolute (i-exp's relative error on numerator and sum; measured ``< 1e-3``)."""
-    ex, _, r = _softmax_parts(q, e, axis)
+    ex, _, r = softmax_parts(q, e, axis)
     return requantize(ex * r, -46, bits)
 
 
@@ -162,16 +164,18 @@ def softmax_backward(qy: np.ndarray, ey: int, dq: np.ndarray, de: int, axis: int
     return requantize(y * (da - sa), ei + int(ey), bits, rand=rand)
 
 
-def softmax_cross_entropy(q: np.ndarray, e: int, labels: np.ndarray) -> tuple[int, int]:
+def softmax_cross_entropy(q: np.ndarray, e: int, labels: np.ndarray,
+                          parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[int, int]:
     """Mean ``-log softmax(x)[label]`` over the batch of ``(B, C)`` logits: ``(loss_q, -16)``.
 
     Per row ``ln(S 2^-16) + (max - x_label)``: ``log2`` by :func:`ilog2`, times ``ln 2`` in Q32,
     both terms Q16; the mean is ``round(sum / B)`` (half up). Error ``<= 3.3e-3 + 2^-14``
-    (i-exp's relative error through the log, ilog2, the Q16 roundings).
+    (i-exp's relative error through the log, ilog2, the Q16 roundings). ``parts``: this ``q``'s
+    :func:`softmax_parts` when the caller has them.
     """
     x = as_int64(q)
     lab = np.asarray(labels).astype(np.int64)
-    ex, s, _ = _softmax_parts(x, e, -1)
+    _, s, _ = softmax_parts(x, e, -1) if parts is None else parts
     lg = ilog2(s[:, 0]) - np.int64(FRAC << FRAC)
     ln = (lg * np.int64(LN2_Q32) + np.int64(1 << 31)) >> np.int64(32)
     gap = to_fixed(x.max(axis=1) - x[np.arange(x.shape[0]), lab], e)
@@ -181,13 +185,15 @@ def softmax_cross_entropy(q: np.ndarray, e: int, labels: np.ndarray) -> tuple[in
 
 
 def softmax_cross_entropy_backward(q: np.ndarray, e: int, labels: np.ndarray, bits: int = 8,
-                                   rand: np.ndarray | None = None) -> Tensor:
+                                   rand: np.ndarray | None = None,
+                                   parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Tensor:
     """``(softmax(x) - onehot) / B`` as errors at ``bits``: ``p`` in Q30 (``(E R + 2^15) >> 16``),
     minus ``2^30`` at the label, times ``round(2^24 / B)``, one rounding (stochastic with ``rand``).
-    Error ``<= 2^(e_out-1) + 4e-3 / B`` (softmax's) for a loss seed of 1."""
+    Error ``<= 2^(e_out-1) + 4e-3 / B`` (softmax's) for a loss seed of 1. ``parts`` as in
+    :func:`softmax_cross_entropy`."""
     x = as_int64(q)
     lab = np.asarray(labels).astype(np.int64)
-    ex, _, r = _softmax_parts(x, e, -1)
+    ex, _, r = softmax_parts(x, e, -1) if parts is None else parts
     p = (ex * r + np.int64(1 << 15)) >> np.int64(16)
     p[np.arange(x.shape[0]), lab] -= np.int64(1 << 30)
     rand = check_rand(rand, x.shape)

@@ -123,19 +123,39 @@ def _kept(mask: np.ndarray) -> np.ndarray | None:
     return None if bool(m.all()) else m != 0
 
 
+def _softmax_key(q: np.ndarray, keep: np.ndarray | None) -> tuple:
+    """The scratch key of the softmax parts of the rows ``keep`` of ``q`` (alive, so its id is unique)."""
+    return ("softmax", id(q), None if keep is None else keep.tobytes())
+
+
+def _shared_softmax_parts(ctx: KernelContext, q: np.ndarray, e: int, keep: np.ndarray | None,
+                          rows: np.ndarray) -> tuple:
+    """The loss node's :func:`expo.softmax_parts` of these very logits (same array, exponent and
+    kept rows) when it ran in this run, else computed here: the integers either way."""
+    kept = ctx.scratch.pop(_softmax_key(q, keep), None)
+    if kept is not None and kept[0] is q and kept[1] == e:
+        return kept[2]
+    return expo.softmax_parts(rows, e)
+
+
 @register("IntSoftmaxCrossEntropy")
 def int_softmax_cross_entropy(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, labels: np.ndarray,
                               mask: np.ndarray) -> tuple:
-    """The loss as ``(loss_q, -16)`` (int64 scalar) over the rows the mask keeps."""
+    """The loss as ``(loss_q, -16)`` (int64 scalar) over the rows the mask keeps; the softmax parts
+    are left in the run's scratch for the gradient node of the same logits."""
     keep = _kept(mask)
     lab = np.asarray(labels).reshape(-1)
+    rows = q
     if keep is not None:
         if not keep.any():
             return np.array(0, np.int64), _e(-expo.FRAC)
-        q, lab = q[keep], lab[keep]
+        rows, lab = q[keep], lab[keep]
     if lab.size and (lab.min() < 0 or lab.max() >= q.shape[1]):
         raise ValueError(f"label outside the {q.shape[1]} classes [0, {q.shape[1]})")
-    lq, le = expo.softmax_cross_entropy(q, int(e), lab)
+    parts = expo.softmax_parts(rows, int(e))
+    if ctx.training:
+        ctx.scratch[_softmax_key(q, keep)] = (q, int(e), parts)
+    lq, le = expo.softmax_cross_entropy(rows, int(e), lab, parts)
     return np.array(lq, np.int64), _e(le)
 
 
@@ -147,12 +167,15 @@ def int_softmax_cross_entropy_grad(ctx: KernelContext, node: Node, q: np.ndarray
     lab = np.asarray(labels).reshape(-1)
     bits = int(node.attrs["bits"])
     if keep is None:
-        return _out(expo.softmax_cross_entropy_backward(q, int(e), lab, bits, rand_words(ctx, node, q.shape)))
+        parts = _shared_softmax_parts(ctx, q, int(e), None, q)
+        return _out(expo.softmax_cross_entropy_backward(q, int(e), lab, bits, rand_words(ctx, node, q.shape), parts))
     out = np.zeros(q.shape, np.dtype(np.int8 if bits <= 8 else np.int16))
     if not keep.any():
         return out, _e(0)
     sub = q[keep]
-    dq, de = expo.softmax_cross_entropy_backward(sub, int(e), lab[keep], bits, rand_words(ctx, node, sub.shape))
+    parts = _shared_softmax_parts(ctx, q, int(e), keep, sub)
+    dq, de = expo.softmax_cross_entropy_backward(sub, int(e), lab[keep], bits, rand_words(ctx, node, sub.shape),
+                                                 parts)
     out[keep] = dq
     return out, _e(de)
 

@@ -65,7 +65,8 @@ def test_iexp_and_ilog2_over_every_q16_input() -> None:
     lg = expo.ilog2(v)
     assert np.abs(lg / ONE - np.log2(v.astype(np.float64))).max() <= 2.0**-16  # stated < 2^-15
     m = 1 << 62
-    for val in (1, 2, 3, 1000, 2**33 + 5):  # plain restatement: leading bit, 16 squarings
+    near_powers = [2**k + d for k in (30, 31, 52, 53, 54, 61, 62) for d in (-1, 0, 1)] + [2**63 - 1]
+    for val in (1, 2, 3, 1000, 2**33 + 5, *near_powers):  # plain restatement: leading bit, 16 squarings
         lead = val.bit_length() - 1
         mant = val >> (lead - 30) if lead >= 30 else val << (30 - lead)
         frac = 0

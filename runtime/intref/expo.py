@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.runtime.intref.core import align, as_int64, check_rand, recip_fixed, requantize, shift
+from rctc.runtime.intref.core import align, as_int64, bit_length, check_rand, recip_fixed, requantize, shift
 
 __all__ = [
     "FRAC",
@@ -55,6 +55,7 @@ IEXP_B = 88670  # round(1.353 * 2^16)
 IEXP_C = 22544  # round(0.344 * 2^16)
 _CLAMP = 1 << 24  # |x| clamp (real units) before scaling to Q16
 _Z_MAX = 62
+_FRAC_WEIGHTS = np.int64(1) << np.arange(FRAC - 1, -1, -1, dtype=np.int64)  # ilog2's bit k: 2^(15-k)
 Tensor = tuple[np.ndarray, int]
 
 
@@ -97,21 +98,15 @@ def ilog2(v: np.ndarray) -> np.ndarray:
     v = as_int64(v)
     if v.size and int(v.min()) <= 0:
         raise ValueError("ilog2: the argument must be positive")
-    lead = np.zeros(v.shape, np.int64)
-    t = v.copy()
-    for k in (32, 16, 8, 4, 2, 1):
-        big = t >= (np.int64(1) << np.int64(k))
-        lead += np.where(big, k, 0)
-        t = np.where(big, t >> np.int64(k), t)
+    lead = bit_length(v) - 1
     m = np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
-    frac = np.zeros(v.shape, np.int64)
-    one, thirty, thirty_one = np.int64(1), np.int64(30), np.int64(31)
-    for _ in range(FRAC):  # m in [2^30, 2^31): m^2 >> 30 in [2^30, 2^32), its bit 31 is the next bit
-        m = (m * m) >> thirty
-        bit = m >> thirty_one
-        m >>= bit
-        frac = (frac << one) + bit
-    return (lead << np.int64(FRAC)) + frac
+    bits = np.empty((FRAC, *v.shape), np.int64)
+    for k in range(FRAC):  # m in [2^30, 2^31): m^2 >> 30 in [2^30, 2^32), its bit 31 is the next bit
+        np.multiply(m, m, out=m)
+        np.right_shift(m, 30, out=m)
+        np.right_shift(m, 31, out=bits[k])
+        np.right_shift(m, bits[k], out=m)
+    return (lead << np.int64(FRAC)) + (bits * _FRAC_WEIGHTS.reshape(FRAC, *([1] * v.ndim))).sum(axis=0)
 
 
 def _exp_aligned(q: np.ndarray, e: int) -> Tensor:

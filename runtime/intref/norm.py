@@ -411,15 +411,23 @@ def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, runn
 
 
 def _ln_rows(q: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
+    """``q`` as (rows, normalised values), in its own integer dtype (a view where it can be)."""
+    q = np.asarray(q)
+    if q.dtype.kind != "i":
+        q = as_int64(q)
     axis %= q.ndim
-    return as_int64(q).reshape(math.prod(q.shape[:axis]), -1), axis
+    return q.reshape(math.prod(q.shape[:axis]), -1), axis
 
 
 def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1, eps: float = 1e-5,
-              bits: int = 8) -> Tensor:
-    """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape."""
+              bits: int = 8, saved: dict | None = None) -> Tensor:
+    """LayerNormalization over ``axis..`` (ONNX), gamma / beta of the normalised shape. ``saved``
+    (a dict) receives ``"stats"`` as in :func:`batchnorm_train`, for :func:`layernorm_backward`."""
     x, axis = _ln_rows(q, axis)
-    xhat = _Xhat(x[None], int(e), eps).values()[0]
+    xh = _Xhat(x[None], int(e), eps)
+    if saved is not None:
+        saved["stats"] = xh
+    xhat = xh.values()[0]
     acc = xhat * as_int64(gamma[0]).reshape(1, -1)
     y = requantize(acc, int(gamma[1]) - XFRAC, bits, bias=as_int64(beta[0]).reshape(1, -1),
                    bias_exp=int(beta[1]), owned=True)
@@ -427,12 +435,13 @@ def layernorm(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, axis: int = -1
 
 
 def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de: int, axis: int = -1,
-                       eps: float = 1e-5, bits: int = 8, rand: np.ndarray | None = None
-                       ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64."""
+                       eps: float = 1e-5, bits: int = 8, rand: np.ndarray | None = None,
+                       saved: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64.
+    ``saved``: the dict :func:`layernorm` filled for this ``q``, ``e``, ``eps``, ``axis``."""
     x, axis = _ln_rows(q, axis)
     dy = as_int64(dq).reshape(x.shape)
-    xh = _Xhat(x[None], int(e), eps)
+    xh = saved["stats"] if saved is not None and "stats" in saved else _Xhat(x[None], int(e), eps)
     gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
     rand = check_rand(rand, q.shape)
     (dq_, e_dx), _, _ = _dx(as_int64(gq)[None], xh, np.ones(x.shape[0], np.int64), ge - int(e), bits,

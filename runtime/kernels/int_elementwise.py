@@ -231,16 +231,22 @@ def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.n
 @register("IntLayerNormalization")
 def int_layer_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray, gq: np.ndarray, ge: np.ndarray,
                    bq: np.ndarray, be: np.ndarray) -> tuple:
-    return _out(norm.layernorm(q, int(e), (gq, int(ge)), (bq, int(be)), int(node.attrs.get("axis", -1)),
-                               float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"])))
+    axis, eps = int(node.attrs.get("axis", -1)), float(node.attrs.get("epsilon", 1e-5))
+    saved: dict | None = {} if ctx.training else None
+    y = norm.layernorm(q, int(e), (gq, int(ge)), (bq, int(be)), axis, eps, int(node.attrs["bits"]), saved)
+    if saved is not None:  # the per-row statistics, for the backward of this q (same run)
+        ctx.scratch[("ln", id(q))] = (q, int(e), eps, axis, saved)
+    return _out(y)
 
 
 @register("IntLayerNormGrad")
 def int_layer_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
-    dx, dg, db = norm.layernorm_backward(q, int(e), (gq, int(ge)), dq, int(de), int(node.attrs.get("axis", -1)),
-                                         float(node.attrs.get("epsilon", 1e-5)), int(node.attrs["bits"]),
-                                         rand_words(ctx, node, q.shape))
+    axis, eps = int(node.attrs.get("axis", -1)), float(node.attrs.get("epsilon", 1e-5))
+    kept = ctx.scratch.pop(("ln", id(q)), None)
+    saved = kept[4] if kept is not None and kept[0] is q and kept[1:4] == (int(e), eps, axis) else None
+    dx, dg, db = norm.layernorm_backward(q, int(e), (gq, int(ge)), dq, int(de), axis, eps, int(node.attrs["bits"]),
+                                         rand_words(ctx, node, q.shape), saved)
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
 
 

@@ -68,8 +68,13 @@ def test_bit_length_and_rsqrt_arrays_match_python_ints() -> None:
     pw = np.int64(1) << np.arange(0, 63, dtype=np.int64)
     v = np.concatenate([np.arange(1, 3000), pw, pw[1:] - 1, pw[:-1] + 1, rng.integers(1, 2**63 - 1, 3000),
                         rng.integers(1, 2**40, 3000), [2**63 - 1]]).astype(np.int64)
+    assert v.size > core._BIT_LENGTH_TABLE_MAX  # the binary search ...
     assert core.bit_length(v).tolist() == [int(x).bit_length() for x in v]
+    for part in np.array_split(v, 16):  # ... and the powers-of-two count, on every kind of value
+        assert part.size <= core._BIT_LENGTH_TABLE_MAX
+        assert core.bit_length(part.reshape(-1, 1)).reshape(-1).tolist() == [int(x).bit_length() for x in part]
     assert core.bit_length(np.zeros(3, np.int64)).tolist() == [0, 0, 0]
+    assert core.bit_length(np.zeros((0, 2), np.int64)).shape == (0, 2)
     m, f = core.rsqrt_fixed_array(v)
     assert list(zip(m.tolist(), f.tolist())) == [core.rsqrt_fixed(int(x)) for x in v]
     with pytest.raises(ValueError):
@@ -146,6 +151,30 @@ def test_norm_tables_and_blocks_are_the_element_formula(monkeypatch: pytest.Monk
                     assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
         for a, b in zip(ref_f, got_f):
             assert a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 16, 32), -1), ((6, 5, 8), 1), ((3, 40), -1)])
+@pytest.mark.parametrize("case", ["random", "saturated", "single", "zeros"])
+def test_layernorm_tables_and_saved_stats_are_the_element_formula(shape: tuple, axis: int, case: str) -> None:
+    """A LayerNorm reads its int8 input as it is stored (no int64 copy); forward and backward, with and
+    without the forward's saved statistics, are the integers of the int64 copy."""
+    norm_shape = shape[axis % len(shape):]
+    x8 = np.broadcast_to(tensor(case, shape, 8, 4), shape).astype(np.int8)
+    x64 = x8.astype(np.int64)
+    assert norm._ln_rows(x8, axis)[0].dtype == np.int8
+    dq = tensor("random", shape, 8, 5).astype(np.int8)
+    gam = (tensor("random", norm_shape, 8, 2).astype(np.int8), -6)
+    bet = (tensor("random", norm_shape, 8, 3).astype(np.int8), -5)
+    w = words(shape, 9)
+    ref_f = norm.layernorm(x64, -3, gam, bet, axis)
+    ref_b = norm.layernorm_backward(x64, -3, gam, dq, -9, axis, 1e-5, 8, w)
+    saved: dict = {}
+    got_f = norm.layernorm(x8, -3, gam, bet, axis, saved=saved)
+    assert got_f[1] == ref_f[1] and np.array_equal(got_f[0], ref_f[0])
+    for sv in (saved, None):
+        got_b = norm.layernorm_backward(x8, -3, gam, dq, -9, axis, 1e-5, 8, w, sv)
+        for a, b in zip(ref_b, got_b):
+            assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 
 def test_norm_rows_need_no_int64_input() -> None:

@@ -1,6 +1,7 @@
-"""The integer cross-entropy kernels: the gradient node reuses the loss node's softmax parts
-within one run, and what it returns is the integers a gradient node computing them itself
-returns (all rows kept, some, a stale entry from other logits or another exponent)."""
+"""Kernels that hand values on to a later node of the same run (``KernelContext.scratch``): the
+integer cross-entropy's gradient reuses the loss node's softmax parts, LayerNorm's backward its
+forward's row statistics. What the later node returns is the integers it computes on its own
+(all rows kept, some, a stale entry from other logits or another exponent)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,29 @@ def test_evaluation_leaves_nothing_in_the_scratch() -> None:
     ctx = KernelContext(training=False)
     KERNELS[loss.op_type](ctx, loss, q, e, lab, np.ones(B, np.uint8))
     assert not ctx.scratch
+
+
+def test_layernorm_backward_after_the_forward_equals_the_backward_alone() -> None:
+    rng = np.random.default_rng(4)
+    q = rng.integers(-127, 128, (3, 5, 16)).astype(np.int8)
+    dq = rng.integers(-127, 128, q.shape).astype(np.int8)
+    g, b = rng.integers(-127, 128, 16).astype(np.int8), rng.integers(-127, 128, 16).astype(np.int8)
+    e, ge, be, de = np.array(-4, np.int32), np.array(-6, np.int32), np.array(-5, np.int32), np.array(-9, np.int32)
+    fwd = Node("IntLayerNormalization", "ln", [], [Value("y", q.shape, np.int8)], {"bits": 8, "axis": -1},
+               domain="rctc")
+    bwd = Node("IntLayerNormGrad", "dln", [], [Value("dx", q.shape, np.int8)], {"bits": 8, "axis": -1},
+               domain="rctc")
+    fwd.meta[NODE_ID], bwd.meta[NODE_ID] = 21, 22
+    ctx = KernelContext(training=True, seed=5, step=6)
+    KERNELS[fwd.op_type](ctx, fwd, q, e, g, ge, b, be)
+    assert ctx.scratch
+    got = KERNELS[bwd.op_type](ctx, bwd, dq, de, q, e, g, ge)
+    assert not ctx.scratch
+    ref = KERNELS[bwd.op_type](KernelContext(training=True, seed=5, step=6), bwd, dq, de, q, e, g, ge)
+    assert len(got) == len(ref) == 6
+    assert all(np.array_equal(a, r) for a, r in zip(got, ref))
+    KERNELS[fwd.op_type](ctx, fwd, q, e, g, ge, b, be)  # read back at another exponent: recomputed
+    other = np.array(-3, np.int32)
+    got = KERNELS[bwd.op_type](ctx, bwd, dq, de, q, other, g, ge)
+    ref = KERNELS[bwd.op_type](KernelContext(training=True, seed=5, step=6), bwd, dq, de, q, other, g, ge)
+    assert all(np.array_equal(a, r) for a, r in zip(got, ref))

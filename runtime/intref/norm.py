@@ -175,6 +175,7 @@ class _Xhat:
         self.s1, self.d, self.m, self.f, a = _groups_scalars(x, e, eps)
         self.lo, g = -a, x.shape[1]
         self.table: np.ndarray | None = None
+        self._kept: np.ndarray | None = None  # every element's xhat, while a caller keeps it (keep_values)
         if x.size and x.dtype.itemsize == 1 and g * (2 * a + 1) * 2 <= min(x.size, 1 << 31):
             v = np.arange(-a, a + 1, dtype=np.int64)[None, :]
             v = np.clip(v, _group_reduce(np.minimum, x).astype(np.int64)[:, None],
@@ -206,6 +207,9 @@ class _Xhat:
         and free to work in place; its per-group operands shaped by :meth:`col`). int64, or int32
         when ``headroom`` is given and the table's largest ``|fn|`` (a bound of every element's)
         is below ``2^31 - headroom``."""
+        if self._kept is not None:
+            kept = self._kept
+            return (lambda rows: fn(kept[rows].copy())), np.int64
         if self.table is None:
             return (lambda rows: fn(self._formula(self.x[rows], _col))), np.int64
         mapped = fn(self.table.copy())
@@ -215,7 +219,20 @@ class _Xhat:
 
     def values(self, rows: slice = slice(None)) -> np.ndarray:
         """``xhat`` of the elements in batch rows ``rows`` (int64)."""
+        if self._kept is not None:
+            return self._kept[rows]
         return self.prepare(lambda t: t)[0](rows)
+
+    def keep_values(self) -> np.ndarray:
+        """Form every element's ``xhat`` once and read it from there (:meth:`values`, the formula of
+        :meth:`prepare`) until :meth:`drop_values`: for a caller that reads it several times and can
+        hold an int64 array of the input's size."""
+        self._kept = None
+        self._kept = self.values()
+        return self._kept
+
+    def drop_values(self) -> None:
+        self._kept = None
 
     def requantize(self, fn: Callable[[np.ndarray], np.ndarray], e_acc: int, bits: int, bias: np.ndarray,
                    bias_exp: int) -> Tensor:
@@ -444,9 +461,12 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     xh = saved["stats"] if saved is not None and "stats" in saved else _Xhat(x[None], int(e), eps)
     gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
     rand = check_rand(rand, q.shape)
-    (dq_, e_dx), _, _ = _dx(as_int64(gq)[None], xh, np.ones(x.shape[0], np.int64), ge - int(e), bits,
-                            None if rand is None else rand.reshape((1,) + x.shape))
-    xhat = xh.values()[0]
+    xhat = xh.keep_values()[0]  # read three times below
+    try:
+        (dq_, e_dx), _, _ = _dx(as_int64(gq)[None], xh, np.ones(x.shape[0], np.int64), ge - int(e), bits,
+                                None if rand is None else rand.reshape((1,) + x.shape))
+    finally:
+        xh.drop_values()
     dx = (dq_.reshape(q.shape), e_dx)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

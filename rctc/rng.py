@@ -302,9 +302,10 @@ def random_words_many(seed: int, step: int, requests: Sequence[tuple[int, int, i
     tiny = [i for i, (_, _, count) in enumerate(checked) if count < BATCH_MAX]
     batched = set(tiny) if len(tiny) >= BATCH_MIN else set()
     res: list[np.ndarray] = [np.empty(0, dtype=np.uint32)] * len(checked)
-    stream = _RandomgenStream(seed) if len(batched) < len(checked) else None
+    stream: _RandomgenStream | None = None
     for i, (nid, start, count) in enumerate(checked):
-        if i not in batched and count and stream is not None:
+        if count and i not in batched:
+            stream = stream or _RandomgenStream(seed)
             res[i] = stream.words(step, nid, start, count)
     if batched:
         order = sorted(batched)

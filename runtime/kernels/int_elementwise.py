@@ -123,19 +123,11 @@ def _kept(mask: np.ndarray) -> np.ndarray | None:
     return None if bool(m.all()) else m != 0
 
 
-def _softmax_key(q: np.ndarray, keep: np.ndarray | None) -> tuple:
-    """The scratch key of the softmax parts of the rows ``keep`` of ``q`` (alive, so its id is unique)."""
-    return ("softmax", id(q), None if keep is None else keep.tobytes())
-
-
-def _shared_softmax_parts(ctx: KernelContext, q: np.ndarray, e: int, keep: np.ndarray | None,
-                          rows: np.ndarray) -> tuple:
+def _softmax_parts(ctx: KernelContext, q: np.ndarray, e: int, keep: np.ndarray | None, rows: np.ndarray) -> tuple:
     """The loss node's :func:`expo.softmax_parts` of these very logits (same array, exponent and
     kept rows) when it ran in this run, else computed here: the integers either way."""
-    kept = ctx.scratch.pop(_softmax_key(q, keep), None)
-    if kept is not None and kept[0] is q and kept[1] == e:
-        return kept[2]
-    return expo.softmax_parts(rows, e)
+    parts = ctx.take_over("softmax", q, (e, None if keep is None else keep.tobytes()))
+    return expo.softmax_parts(rows, e) if parts is None else parts
 
 
 @register("IntSoftmaxCrossEntropy")
@@ -153,8 +145,8 @@ def int_softmax_cross_entropy(ctx: KernelContext, node: Node, q: np.ndarray, e: 
     if lab.size and (lab.min() < 0 or lab.max() >= q.shape[1]):
         raise ValueError(f"label outside the {q.shape[1]} classes [0, {q.shape[1]})")
     parts = expo.softmax_parts(rows, int(e))
-    if ctx.training:
-        ctx.scratch[_softmax_key(q, keep)] = (q, int(e), parts)
+    if ctx.training:  # for the gradient node of these logits
+        ctx.hand_on("softmax", q, (int(e), None if keep is None else keep.tobytes()), parts)
     lq, le = expo.softmax_cross_entropy(rows, int(e), lab, parts)
     return np.array(lq, np.int64), _e(le)
 
@@ -167,13 +159,13 @@ def int_softmax_cross_entropy_grad(ctx: KernelContext, node: Node, q: np.ndarray
     lab = np.asarray(labels).reshape(-1)
     bits = int(node.attrs["bits"])
     if keep is None:
-        parts = _shared_softmax_parts(ctx, q, int(e), None, q)
+        parts = _softmax_parts(ctx, q, int(e), None, q)
         return _out(expo.softmax_cross_entropy_backward(q, int(e), lab, bits, rand_words(ctx, node, q.shape), parts))
     out = np.zeros(q.shape, np.dtype(np.int8 if bits <= 8 else np.int16))
     if not keep.any():
         return out, _e(0)
     sub = q[keep]
-    parts = _shared_softmax_parts(ctx, q, int(e), keep, sub)
+    parts = _softmax_parts(ctx, q, int(e), keep, sub)
     dq, de = expo.softmax_cross_entropy_backward(sub, int(e), lab[keep], bits, rand_words(ctx, node, sub.shape),
                                                  parts)
     out[keep] = dq
@@ -210,7 +202,7 @@ def int_batch_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
     saved: dict = {}
     y, nm, nv = norm.batchnorm_train(q, int(e), gamma, beta, rm, rv, eps, float(node.attrs.get("momentum", 0.9)),
                                      bits, saved)
-    ctx.scratch[("bn", id(q))] = (q, int(e), eps, saved)  # for the backward of this q (same run)
+    ctx.hand_on("bn", q, (int(e), eps), saved)  # for the backward of this q (same run)
     return y[0], _e(y[1]), nm[0].astype(mq.dtype), _e(nm[1]), nv[0].astype(vq.dtype), _e(nv[1])
 
 
@@ -218,11 +210,9 @@ def int_batch_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
 def int_batch_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
     eps = float(node.attrs.get("epsilon", 1e-5))
-    kept = ctx.scratch.pop(("bn", id(q)), None)
     # the forward's per-channel statistics (no per-element array), when it normalised this very
-    # array (alive, so its id is unique) at the same exponent and epsilon: the integers
-    # batchnorm_backward would recompute
-    saved = kept[3] if kept is not None and kept[0] is q and kept[1] == int(e) and kept[2] == eps else None
+    # array at the same exponent and epsilon: the integers batchnorm_backward would recompute
+    saved = ctx.take_over("bn", q, (int(e), eps))
     dx, dg, db = norm.batchnorm_backward(q, int(e), (gq, int(ge)), dq, int(de), eps, int(node.attrs["bits"]),
                                          rand_words(ctx, node, q.shape), saved)
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])
@@ -235,7 +225,7 @@ def int_layer_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
     saved: dict | None = {} if ctx.training else None
     y = norm.layernorm(q, int(e), (gq, int(ge)), (bq, int(be)), axis, eps, int(node.attrs["bits"]), saved)
     if saved is not None:  # the per-row statistics, for the backward of this q (same run)
-        ctx.scratch[("ln", id(q))] = (q, int(e), eps, axis, saved)
+        ctx.hand_on("ln", q, (int(e), eps, axis), saved)
     return _out(y)
 
 
@@ -243,8 +233,7 @@ def int_layer_norm(ctx: KernelContext, node: Node, q: np.ndarray, e: np.ndarray,
 def int_layer_norm_grad(ctx: KernelContext, node: Node, dq: np.ndarray, de: np.ndarray, q: np.ndarray,
                         e: np.ndarray, gq: np.ndarray, ge: np.ndarray) -> tuple:
     axis, eps = int(node.attrs.get("axis", -1)), float(node.attrs.get("epsilon", 1e-5))
-    kept = ctx.scratch.pop(("ln", id(q)), None)
-    saved = kept[4] if kept is not None and kept[0] is q and kept[1:4] == (int(e), eps, axis) else None
+    saved = ctx.take_over("ln", q, (int(e), eps, axis))
     dx, dg, db = norm.layernorm_backward(q, int(e), (gq, int(ge)), dq, int(de), axis, eps, int(node.attrs["bits"]),
                                          rand_words(ctx, node, q.shape), saved)
     return dx[0], _e(dx[1]), dg[0], _e(dg[1]), db[0], _e(db[1])

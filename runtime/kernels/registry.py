@@ -96,11 +96,21 @@ class KernelContext:
     seed: int = 0
     step: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
-    #: values kernels of one run may hand on to later kernels of the same run (a BatchNorm's
-    #: normalised input for its backward node); keyed and checked by the kernels that use it
+    #: values kernels of one run hand on to later kernels of the same run (a BatchNorm's statistics
+    #: for its backward): written and read through :meth:`hand_on` / :meth:`take_over`
     scratch: dict[Any, Any] = field(default_factory=dict)
     #: a trainer's :class:`DrawPlan` (None: every draw on its own)
     draws: DrawPlan | None = None
+
+    def hand_on(self, kind: str, q: np.ndarray, key: tuple, value: Any) -> None:
+        """Keep ``value`` (what a kernel computed from the array ``q`` with parameters ``key``) for
+        a later kernel of this run that reads the very same array with the same parameters."""
+        self.scratch[(kind, id(q))] = (q, key, value)  # q is held, so its id stays unique
+
+    def take_over(self, kind: str, q: np.ndarray, key: tuple) -> Any:
+        """The value :meth:`hand_on` kept for this very ``q`` and ``key`` (removed), else None."""
+        kept = self.scratch.pop((kind, id(q)), None)
+        return kept[2] if kept is not None and kept[0] is q and kept[1] == key else None
 
     def words(self, node: Node, shape: int | tuple[int, ...], *, start: int = 0, draw: int = 0) -> np.ndarray:
         """uint32 random words for ``node``, one per element of ``shape`` (an int is a length).

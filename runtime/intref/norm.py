@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -175,7 +176,7 @@ class _Xhat:
         self.s1, self.d, self.m, self.f, a = _groups_scalars(x, e, eps)
         self.lo, g = -a, x.shape[1]
         self.table: np.ndarray | None = None
-        self._kept: np.ndarray | None = None  # every element's xhat, while a caller keeps it (keep_values)
+        self._kept: np.ndarray | None = None  # every element's xhat, inside kept_values
         if x.size and x.dtype.itemsize == 1 and g * (2 * a + 1) * 2 <= min(x.size, 1 << 31):
             v = np.arange(-a, a + 1, dtype=np.int64)[None, :]
             v = np.clip(v, _group_reduce(np.minimum, x).astype(np.int64)[:, None],
@@ -223,16 +224,16 @@ class _Xhat:
             return self._kept[rows]
         return self.prepare(lambda t: t)[0](rows)
 
-    def keep_values(self) -> np.ndarray:
-        """Form every element's ``xhat`` once and read it from there (:meth:`values`, the formula of
-        :meth:`prepare`) until :meth:`drop_values`: for a caller that reads it several times and can
-        hold an int64 array of the input's size."""
-        self._kept = None
+    @contextmanager
+    def kept_values(self) -> Iterator[np.ndarray]:
+        """Every element's ``xhat``, formed once and read from there (by :meth:`values` and the
+        functions :meth:`prepare` makes) inside the ``with`` block: for a caller that reads it
+        several times and can hold an int64 array of the input's size."""
         self._kept = self.values()
-        return self._kept
-
-    def drop_values(self) -> None:
-        self._kept = None
+        try:
+            yield self._kept
+        finally:
+            self._kept = None
 
     def requantize(self, fn: Callable[[np.ndarray], np.ndarray], e_acc: int, bits: int, bias: np.ndarray,
                    bias_exp: int) -> Tensor:
@@ -461,12 +462,10 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     xh = saved["stats"] if saved is not None and "stats" in saved else _Xhat(x[None], int(e), eps)
     gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
     rand = check_rand(rand, q.shape)
-    xhat = xh.keep_values()[0]  # read three times below
-    try:
+    with xh.kept_values() as kept:  # read three times: two passes of _dx, then dgamma
+        xhat = kept[0]
         (dq_, e_dx), _, _ = _dx(as_int64(gq)[None], xh, np.ones(x.shape[0], np.int64), ge - int(e), bits,
                                 None if rand is None else rand.reshape((1,) + x.shape))
-    finally:
-        xh.drop_values()
     dx = (dq_.reshape(q.shape), e_dx)
     shp = q.shape[axis:]
     return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

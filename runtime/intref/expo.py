@@ -24,6 +24,8 @@ Every output is rounded once to ``bits`` by ``requantize`` (stochastic in backwa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rctc.runtime.intref.core import align, as_int64, bit_length, check_rand, recip_fixed, requantize, shift
@@ -131,12 +133,25 @@ def exp_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, bits: int = 8,
     return requantize(as_int64(dq) * acc, int(de) + ea, bits, rand=rand)
 
 
+@functools.lru_cache(maxsize=64)
+def _exp_of_gap(e: int) -> np.ndarray:
+    """``iexp(to_fixed(-k, e))`` for ``k = 0 .. 255`` (read-only): softmax's Q16 ``exp(x - max)`` of
+    8-bit logits at exponent ``e``, element by element the values the formula gives."""
+    t = iexp(to_fixed(-np.arange(256, dtype=np.int64), e))
+    t.flags.writeable = False
+    return t
+
+
 def softmax_parts(q: np.ndarray, e: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(E, S, R)``: Q16 ``exp(x - max)``, their row sum ``S >= 2^16`` and ``R = round(2^46 / S)``
     (what softmax, the loss and its backward share; a caller may compute them once for both)."""
-    x = as_int64(q)
-    d = x - x.max(axis=axis, keepdims=True)
-    ex = iexp(to_fixed(d, e))
+    x = np.asarray(q)
+    if x.dtype == np.int8 and x.size:  # x - max takes 256 values at most: i-exp of each, looked up
+        gap = np.subtract(x.max(axis=axis, keepdims=True), x, dtype=np.int16)  # in [0, 255]
+        ex = np.take(_exp_of_gap(int(e)), gap)
+    else:
+        x = as_int64(x)
+        ex = iexp(to_fixed(x - x.max(axis=axis, keepdims=True), e))
     s = ex.sum(axis=axis, keepdims=True)
     r = (np.int64(1 << 46) + (s >> np.int64(1))) // s
     return ex, s, r

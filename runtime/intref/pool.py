@@ -20,6 +20,7 @@ kernel ``(kh, kw)``, strides ``(sh, sw)`` and ONNX pads ``(top, left, bottom, ri
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -76,8 +77,46 @@ def _argmax(q: np.ndarray, k: Pair, s: Pair, p: Pads) -> tuple[np.ndarray, np.nd
     return best, idx
 
 
+def _tiling(q: np.ndarray, k: Pair, s: Pair, p: Pads) -> bool:
+    """The windows tile ``q`` (stride = kernel, no padding; rows / columns past the last window
+    belong to none): the case :func:`_tap_values` serves."""
+    return (s == k and not any(p) and np.asarray(q).dtype.kind == "i" and q.ndim == 4 and q.size > 0
+            and q.shape[2] >= k[0] and q.shape[3] >= k[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _tap_index_cached(shape: tuple[int, ...], k: Pair) -> np.ndarray:
+    return _tap_index(shape, k)
+
+
+def _tap_index(shape: tuple[int, ...], k: Pair) -> np.ndarray:
+    """``(kh kw, windows)``: the flat index into an array of ``shape`` of window ``w``'s tap ``t``
+    (taps in row-major window order, windows in ``(N, C, OH, OW)`` order), for tiling windows."""
+    n, c, h, w = shape
+    oh, ow = h // k[0], w // k[1]
+    base = (np.arange(n * c)[:, None, None] * (h * w) + (np.arange(oh) * (k[0] * w))[None, :, None]
+            + (np.arange(ow) * k[1])[None, None, :]).reshape(-1)
+    taps = (np.arange(k[0])[:, None] * w + np.arange(k[1])[None, :]).reshape(-1)
+    idx = taps[:, None] + base[None, :]
+    idx.flags.writeable = False
+    return idx
+
+
+def _tap_values(q: np.ndarray, k: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, values)``: :func:`_tap_index` of ``q`` and ``q``'s values there, ``(kh kw, windows)``
+    in ``q``'s dtype. One gather: every later pass runs along whole rows of windows (numpy's loops
+    over the short window axes of an (N, C, OH, kh, OW, kw) view cost several times more)."""
+    shape = tuple(int(v) for v in q.shape)
+    idx = _tap_index_cached(shape, k) if q.size <= 1 << 20 else _tap_index(shape, k)
+    return idx, np.take(q.reshape(-1), idx)
+
+
 def maxpool2d(q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads: Pads = (0, 0, 0, 0)) -> Tensor:
     """Window maximum: exact, same dtype and exponent."""
+    q = np.asarray(q)
+    if _tiling(q, kernel, strides, pads):
+        n, c, h, w = q.shape
+        return _tap_values(q, kernel)[1].max(axis=0).reshape(n, c, h // kernel[0], w // kernel[1]), int(e)
     xp = _pad(q, pads, _NEG)
     best = None
     for _, _, rs, cs in _taps(q.shape, kernel, strides, pads):
@@ -88,6 +127,10 @@ def maxpool2d(q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads:
 def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: Pair, strides: Pair = (1, 1),
                        pads: Pads = (0, 0, 0, 0), bits: int = 8, rand: Rand = None) -> Tensor:
     """``dy`` added to each window's argmax (first maximum, row-major), then one rounding."""
+    q, dq = np.asarray(q), np.asarray(dq)
+    if _tiling(q, kernel, strides, pads) and dq.dtype.kind == "i" \
+            and dq.shape == (*q.shape[:2], q.shape[2] // kernel[0], q.shape[3] // kernel[1]):
+        return requantize(_tiled_scatter(q, dq, kernel), de, bits, rand=rand)
     _, idx = _argmax(q, kernel, strides, pads)
     n, c, h, w = q.shape
     hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
@@ -105,6 +148,28 @@ def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: P
         np.add.at(acc, flat.reshape(-1), d)
     acc = acc.reshape(n, c, hp, wp)[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w]
     return requantize(acc, de, bits, rand=rand)
+
+
+def _tiled_scatter(q: np.ndarray, dq: np.ndarray, k: Pair) -> np.ndarray:
+    """The backward's accumulator for tiling windows, in ``dq``'s dtype: each ``dy`` at its window's
+    first maximum in row-major order, 0 elsewhere. The first maximum is the largest key ``q kk + r``
+    with ``r = kk - 1 - t`` over the window's taps ``t`` (``kk = kh kw``: keys are distinct, and a
+    larger ``q`` always wins), so its ``r`` is that key minus ``kk`` times the window's maximum.
+    Windows do not overlap: every element receives at most one ``dy``, the values of the general
+    path's int64 scatter-add."""
+    idx, vals = _tap_values(q, k)
+    kk = idx.shape[0]
+    # the narrowest dtype holding every key (|q kk| + kk - 1 with |q| <= 2^(8 itemsize - 1))
+    dt = next(t for t in (np.int16, np.int32, np.int64)
+              if kk << (8 * vals.dtype.itemsize) <= np.iinfo(t).max) if vals.dtype.itemsize < 8 else np.int64
+    key = np.multiply(vals, dt(kk), dtype=dt)
+    key += np.arange(kk - 1, -1, -1, dtype=dt)[:, None]
+    r = key.max(axis=0)
+    r -= np.multiply(vals.max(axis=0), dt(kk), dtype=dt)
+    offset = (idx[:, 0] - idx[0, 0])[::-1]  # flat offset of the tap whose r is the position
+    acc = np.zeros(q.size, dq.dtype)
+    acc[idx[0] + np.take(offset, r)] = dq.reshape(-1)
+    return acc.reshape(q.shape)
 
 
 def _counts(shape: tuple[int, ...], k: Pair, s: Pair, p: Pads, include_pad: bool) -> np.ndarray:

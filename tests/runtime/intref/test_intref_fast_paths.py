@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from rctc.runtime.intref import arith, core, norm
+from rctc.runtime.intref import arith, core, expo, norm
 from tests.runtime.intref._plain import requant, rshift, tensor, words
 
 
@@ -239,3 +239,22 @@ def test_requantize_draws_lazy_words_only_when_it_rounds(scale: int) -> None:
     ref = core.requantize(acc, -5, 8, rand=w)
     assert got[1] == ref[1] and np.array_equal(got[0], ref[0])
     assert calls == ([] if ref[1] == -5 else [1])
+
+
+@pytest.mark.parametrize("e", [-12, -7, -4, -1, 0, 3, 9])
+@pytest.mark.parametrize("shape,axis", [((32, 10), -1), ((4, 3, 7, 7), -1), ((5, 9, 2), 1), ((3, 1), -1)])
+def test_softmax_parts_of_int8_logits_is_the_element_formula(e: int, shape: tuple, axis: int) -> None:
+    """8-bit logits take softmax's exp from a 256-entry table of gaps ``max - x``: the same E, S, R as
+    i-exp of ``to_fixed(x - max)`` on the elements (the int16 copy takes the formula), with the
+    extreme gap 255 in every case."""
+    rng = np.random.default_rng(abs(e) + len(shape))
+    q = rng.integers(-128, 128, shape).astype(np.int8)
+    q = np.moveaxis(q, axis, -1)
+    q[..., 0], q[..., -1] = 127, -128  # every row of two or more spans the whole range
+    q = np.ascontiguousarray(np.moveaxis(q, -1, axis))
+    fast = expo.softmax_parts(q, e, axis)
+    x = q.astype(np.int64)
+    ex = expo.iexp(expo.to_fixed(x - x.max(axis=axis, keepdims=True), e))
+    assert np.array_equal(fast[0], ex) and fast[0].dtype == np.int64
+    for got, ref in zip(fast, expo.softmax_parts(q.astype(np.int16), e, axis)):
+        assert got.dtype == ref.dtype and np.array_equal(got, ref)

@@ -13,7 +13,7 @@ from rctc.runtime.intref import pool
 from tests.runtime.intref._plain import CASES, deq, requant_array, tensor, words
 
 GEOMS = [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (1, 1), (1, 1, 1, 1)), ((3, 2), (2, 1), (0, 1, 1, 0)),
-         ((1, 1), (1, 1), (0, 0, 0, 0))]
+         ((1, 1), (1, 1), (0, 0, 0, 0)), ((2, 3), (2, 3), (0, 0, 0, 0))]
 R32 = 2**32
 
 
@@ -55,6 +55,28 @@ def test_maxpool(case: str, k, s, p) -> None:
     assert de == ref[1] and np.array_equal(dx, ref[0])
     if s[0] >= k[0] and s[1] >= k[1]:
         assert de == -7 and np.array_equal(deq((dx, de)), acc * 2.0**-7)  # no overlap: exact
+
+
+@pytest.mark.parametrize("k", [(2, 2), (3, 3), (2, 3), (1, 2), (4, 4)])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (3, 2, 8, 8), (1, 1, 3, 3), (2, 1, 9, 7)])
+@pytest.mark.parametrize("qdt,ddt,bits", [(np.int8, np.int8, 8), (np.int8, np.int16, 4), (np.int16, np.int8, 8),
+                                          (np.int32, np.int16, 12), (np.int64, np.int64, 8)])
+def test_maxpool_tiling_path_matches_general(monkeypatch, k, shape, qdt, ddt, bits) -> None:
+    """The tiling windows' gather path (stride = kernel, no pads) against the general tap loops,
+    bit for bit: values (ties heavy: few distinct inputs), dtypes, exponent, the stochastic words."""
+    rng = np.random.default_rng(sum(shape) + 7 * k[0] + k[1] + bits)
+    hi = {np.int8: 127, np.int16: 30000, np.int32: 1 << 30, np.int64: 1 << 40}
+    x = rng.choice(np.array([-hi[qdt], -1, 0, 0, 2, 3, hi[qdt]], np.int64), size=shape).astype(qdt)
+    if x.shape[2] >= k[0] and x.shape[3] >= k[1]:
+        assert pool._tiling(x, k, k, (0, 0, 0, 0))
+    oh, ow = shape[2] // k[0], shape[3] // k[1]
+    d = rng.integers(-hi[ddt] // 2, hi[ddt] // 2, (*shape[:2], oh, ow)).astype(ddt)
+    w = words(x.shape, 3)
+    fast = pool.maxpool2d(x, -3, k, k), pool.maxpool2d_backward(x, -3, d, -7, k, k, (0, 0, 0, 0), bits, rand=w)
+    monkeypatch.setattr(pool, "_tiling", lambda *a: False)
+    slow = pool.maxpool2d(x, -3, k, k), pool.maxpool2d_backward(x, -3, d, -7, k, k, (0, 0, 0, 0), bits, rand=w)
+    for (fq, fe), (sq, se) in zip(fast, slow):
+        assert fe == se and fq.dtype == sq.dtype and np.array_equal(fq, sq)
 
 
 @pytest.mark.parametrize("case", CASES)

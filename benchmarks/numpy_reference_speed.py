@@ -21,6 +21,7 @@ _common.reexec_without_openblas_overrides()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -30,6 +31,8 @@ from typing import Any  # noqa: E402
 
 BASELINE = "d265918^"  # the tree before "requantise pass and integer element-wise lowering"
 BOUND = 1.5
+#: a run's cap on timed steps when ``--seconds`` asks for more than ``--steps`` (the small models)
+MAX_STEPS = 2000
 REPO = _common.HERE.parent
 
 
@@ -43,15 +46,17 @@ def build_baseline(rev: str, folder: Path) -> tuple[Path, Path]:
     return site, tree / "benchmarks"
 
 
-def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: int = _common.NUM_THREADS
-             ) -> dict[str, Any]:
+def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: int = _common.NUM_THREADS,
+             seconds: float = 1.0) -> dict[str, Any]:
     """One ``rctc_rct`` peer run of ``bench``'s peers_rctc.py (with ``site`` first on the path) on
-    ``threads`` BLAS / OpenMP threads: its JSON."""
+    ``threads`` BLAS / OpenMP threads, timing at least ``steps`` steps and at least ``seconds``
+    seconds (at most :data:`MAX_STEPS` steps): its JSON."""
     env = _common.thread_env(threads)
     if site is not None:
         env["PYTHONPATH"] = str(site)
     cmd = [sys.executable, str(bench / "peers_rctc.py"), "--peer", "rctc_rct", "--model", model, "--batch", "32",
-           "--warmup", "2", "--min-steps", str(steps), "--min-seconds", "1", "--max-steps", str(steps)]
+           "--warmup", "2", "--min-steps", str(steps), "--min-seconds", str(seconds), "--max-steps",
+           str(max(steps, MAX_STEPS))]
     code, out, err, _ = _common.run_measured(cmd, env, timeout=1800)
     try:
         return json.loads([ln for ln in out.splitlines() if ln.strip()][-1])
@@ -60,10 +65,24 @@ def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: in
 
 
 
+def _pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tree's runs of a model as one: every step time pooled, their median (the first error
+    when a run failed)."""
+    bad = [r for r in runs if "ms_per_step_median" not in r]
+    if bad:
+        return bad[0]
+    ms = [t for r in runs for t in r.get("ms_list") or [r["ms_per_step_median"]]]
+    return {"ms_per_step_median": statistics.median(ms), "ms_list": ms}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(_common.MODELS))
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps of each run, at least")
+    ap.add_argument("--seconds", type=float, default=1.0,
+                    help=f"timed seconds of each run, at least (small models then time up to {MAX_STEPS} steps)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of each tree per model, alternating; their step times are pooled")
     ap.add_argument("--baseline", default=BASELINE)
     ap.add_argument("--threads", type=int, default=_common.NUM_THREADS,
                     help="BLAS / OpenMP threads of both trees (1: less sensitive to other load on the machine)")
@@ -75,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             site, base_bench = build_baseline(a.baseline, Path(tmp))
             for m in a.models:
-                old = run_peer(base_bench, site, m, a.steps, a.threads)
-                new = run_peer(_common.HERE, None, m, a.steps, a.threads)
+                runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+                for _ in range(max(1, a.repeats)):
+                    runs["old"].append(run_peer(base_bench, site, m, a.steps, a.threads, a.seconds))
+                    runs["new"].append(run_peer(_common.HERE, None, m, a.steps, a.threads, a.seconds))
+                old, new = _pooled(runs["old"]), _pooled(runs["new"])
                 rows.append((m, old, new))
                 print(m, old.get("ms_per_step_median"), new.get("ms_per_step_median"), file=sys.stderr, flush=True)
         finally:
@@ -84,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                            check=False, capture_output=True)
     load1 = os.getloadavg()
     lines = ["# numpy reference: rct step now vs before integer element-wise", "",
-             f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps}"
+             f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps} --seconds {a.seconds:g}"
+             f" --repeats {a.repeats}"
              f"{'' if a.threads == _common.NUM_THREADS else f' --threads {a.threads}'}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  ",
              f"Baseline: `{a.baseline}` (float element-wise rct lowering); now: this tree (integer end to end). "
              f"rct mode on the numpy runtime, batch 32, {a.threads} thread(s), OpenBLAS overrides unset, each run in "
-             f"its own process, baseline and now alternating per model. Load (1/5/15 min) at the start "
+             f"its own process, baseline and now alternating per model ({a.repeats} run(s) of each, at least "
+             f"{a.steps} steps and {a.seconds:g} s a run, their step times pooled). Load (1/5/15 min) at the start "
              f"{load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}, at the end {load1[0]:.2f} / {load1[1]:.2f} / "
              f"{load1[2]:.2f}. Medians decide; the fastest step of each run is shown beside them (a step "
              "the machine's other load did not slow, closer to the work itself on a shared machine).", "",

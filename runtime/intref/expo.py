@@ -144,7 +144,8 @@ def _exp_of_gap(e: int) -> np.ndarray:
 
 def softmax_parts(q: np.ndarray, e: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(E, S, R)``: Q16 ``exp(x - max)``, their row sum ``S >= 2^16`` and ``R = round(2^46 / S)``
-    (what softmax, the loss and its backward share; a caller may compute them once for both)."""
+    (what softmax, the loss and its backward share; a caller may compute them once for both).
+    8-bit logits read ``E`` from :func:`_exp_of_gap` (the same integers, one lookup an element)."""
     x = np.asarray(q)
     if x.dtype == np.int8 and x.size:  # x - max takes 256 values at most: i-exp of each, looked up
         gap = np.subtract(x.max(axis=axis, keepdims=True), x, dtype=np.int16)  # in [0, 255]

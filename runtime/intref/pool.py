@@ -8,7 +8,9 @@ kernel ``(kh, kw)``, strides ``(sh, sw)`` and ONNX pads ``(top, left, bottom, ri
 * MaxPool: the window maximum, exact, same exponent. Padding never wins. Ties: the first
   maximum in row-major window order is the argmax; the backward adds each ``dy`` to its
   window's argmax (an exact int64 scatter-add), then one rounding to ``bits`` (exact when the
-  sums fit, e.g. non-overlapping windows).
+  sums fit, e.g. non-overlapping windows). Windows that tile the input (stride = kernel, no
+  pads: LeNet's, the U-Net's) run on one gather of their taps (``_tap_values``): the same
+  integers, checked against the general tap loops in tests.
 * Mean of ``n`` values ``S / n``: ``S`` is the exact int64 sum; ``R = round(2^32 / n)``
   (:func:`~rctc.runtime.intref.core.recip_fixed`) and ``S * R`` at ``e - 32`` is requantised
   once. ``|S R 2^-32 - S/n| <= |S| 2^-33`` (R's rounding), so the error is
@@ -129,7 +131,8 @@ def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: P
     """``dy`` added to each window's argmax (first maximum, row-major), then one rounding."""
     q, dq = np.asarray(q), np.asarray(dq)
     if _tiling(q, kernel, strides, pads) and dq.dtype.kind == "i" \
-            and dq.shape == (*q.shape[:2], q.shape[2] // kernel[0], q.shape[3] // kernel[1]):
+            and dq.shape == (*q.shape[:2], q.shape[2] // kernel[0], q.shape[3] // kernel[1]) \
+            and (q.dtype.itemsize < 8 or absmax(q) < (1 << 62) // (kernel[0] * kernel[1])):  # keys fit int64
         return requantize(_tiled_scatter(q, dq, kernel), de, bits, rand=rand)
     _, idx = _argmax(q, kernel, strides, pads)
     n, c, h, w = q.shape

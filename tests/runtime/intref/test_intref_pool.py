@@ -140,3 +140,13 @@ def test_reduce_mean_and_global_pool(case: str, axes, keep: bool) -> None:
 def test_mean_sum_bound_is_checked() -> None:
     with pytest.raises(OverflowError):
         pool.reduce_mean(np.full((1, 2**17), 2**14, np.int16), 0, (1,), True, 8)
+
+
+def test_maxpool_backward_of_huge_int64_inputs_keeps_the_first_maximum() -> None:
+    """int64 inputs whose tie-breaking keys (q kk + r) would pass int64 take the general path: the
+    argmax is still each window's first maximum."""
+    big = (1 << 62) - 1
+    x = np.array([[[[big, big, -big, 0], [big, 0, -big, -big]]]], np.int64)
+    d = np.array([[[[5, -7]]]], np.int8)
+    dx, de = pool.maxpool2d_backward(x, 0, d, -3, (2, 2), (2, 2), (0, 0, 0, 0), 8)
+    assert de == -3 and dx.tolist() == [[[[5, 0, 0, -7], [0, 0, 0, 0]]]]

@@ -64,7 +64,6 @@ def run_peer(bench: Path, site: Path | None, model: str, steps: int, threads: in
         return {"error": f"exit {code}: {(err.strip().splitlines() or ['no output'])[-1]}"}
 
 
-
 def _pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One tree's runs of a model as one: every step time pooled, their median (the first error
     when a run failed)."""

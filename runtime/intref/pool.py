@@ -95,7 +95,7 @@ def _tap_index(shape: tuple[int, ...], k: Pair) -> np.ndarray:
     """``(kh kw, windows)``: the flat index into an array of ``shape`` of window ``w``'s tap ``t``
     (taps in row-major window order, windows in ``(N, C, OH, OW)`` order), for tiling windows."""
     n, c, h, w = shape
-    oh, ow = h // k[0], w // k[1]
+    oh, ow = _out_size(h, w, k, k, (0, 0, 0, 0))
     base = (np.arange(n * c)[:, None, None] * (h * w) + (np.arange(oh) * (k[0] * w))[None, :, None]
             + (np.arange(ow) * k[1])[None, None, :]).reshape(-1)
     taps = (np.arange(k[0])[:, None] * w + np.arange(k[1])[None, :]).reshape(-1)
@@ -117,8 +117,8 @@ def maxpool2d(q: np.ndarray, e: int, kernel: Pair, strides: Pair = (1, 1), pads:
     """Window maximum: exact, same dtype and exponent."""
     q = np.asarray(q)
     if _tiling(q, kernel, strides, pads):
-        n, c, h, w = q.shape
-        return _tap_values(q, kernel)[1].max(axis=0).reshape(n, c, h // kernel[0], w // kernel[1]), int(e)
+        grid = _out_size(q.shape[2], q.shape[3], kernel, strides, pads)
+        return _tap_values(q, kernel)[1].max(axis=0).reshape(*q.shape[:2], *grid), int(e)
     xp = _pad(q, pads, _NEG)
     best = None
     for _, _, rs, cs in _taps(q.shape, kernel, strides, pads):
@@ -131,7 +131,7 @@ def maxpool2d_backward(q: np.ndarray, e: int, dq: np.ndarray, de: int, kernel: P
     """``dy`` added to each window's argmax (first maximum, row-major), then one rounding."""
     q, dq = np.asarray(q), np.asarray(dq)
     if _tiling(q, kernel, strides, pads) and dq.dtype.kind == "i" \
-            and dq.shape == (*q.shape[:2], q.shape[2] // kernel[0], q.shape[3] // kernel[1]) \
+            and dq.shape == (*q.shape[:2], *_out_size(q.shape[2], q.shape[3], kernel, strides, pads)) \
             and (q.dtype.itemsize < 8 or absmax(q) < (1 << 62) // (kernel[0] * kernel[1])):  # keys fit int64
         return requantize(_tiled_scatter(q, dq, kernel), de, bits, rand=rand)
     _, idx = _argmax(q, kernel, strides, pads)

@@ -27,12 +27,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
 from rctc.errors import RctcError
+
+if TYPE_CHECKING:  # networkx is imported where its algorithms run: ~0.14 s of every CLI start otherwise
+    import networkx as nx
 
 VALUE_KINDS = ("input", "param", "buffer", "const", "temp")
 GRAD, OPTIMIZER_STATE, INT_VIEW, EXPONENT, BITS = "grad", "optimizer-state", "int-view", "exponent", "bits"
@@ -363,6 +365,8 @@ class Graph:
     # ----- algorithms (networkx) -----------------------------------------
     def to_networkx(self) -> nx.DiGraph:
         """Node-level dependency DiGraph (edges carry the value names)."""
+        import networkx as nx
+
         g = nx.DiGraph()
         for node in self.nodes:
             g.add_node(node.name, node=node)
@@ -377,6 +381,8 @@ class Graph:
 
     def toposort(self) -> None:
         """Re-order ``nodes`` topologically, stable with respect to the current order."""
+        import networkx as nx
+
         g = self.to_networkx()
         order = {n.name: i for i, n in enumerate(self.nodes)}
         names = list(nx.lexicographical_topological_sort(g, key=lambda n: order[n]))
@@ -384,13 +390,17 @@ class Graph:
         self.nodes = [by_name[n] for n in names]
 
     def ancestors(self, values: Iterable[Value]) -> set[str]:
-        """Names of nodes that any of ``values`` depends on (including their producers)."""
-        g = self.to_networkx()
+        """Names of nodes that any of ``values`` depends on (including their producers): a walk
+        up the producers of this graph's node inputs (the edges ``to_networkx`` draws)."""
         out: set[str] = set()
-        for v in values:
-            if v.producer is not None:
-                out.add(v.producer.name)
-                out |= nx.ancestors(g, v.producer.name)
+        stack = [v.producer for v in values if v.producer is not None]
+        while stack:
+            node = stack.pop()
+            if node.name in out:
+                continue
+            out.add(node.name)
+            stack.extend(v.producer for v in node.inputs
+                         if v is not None and v.producer is not None and v.producer.graph is self)
         return out
 
     def live_ranges(self, nodes: Sequence[Node] | None = None) -> dict[str, tuple[int, int]]:

@@ -76,3 +76,22 @@ def test_unique_names() -> None:
     n1 = g.add_node("Relu", [v1], 1)
     n2 = g.add_node("Relu", [v2], 1)
     assert n1.name != n2.name
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet", "resnet8", "tiny_transformer"])
+def test_ancestors_is_networkx_reachability(model: str) -> None:
+    """Graph.ancestors walks the IR's producer links; networkx over to_networkx() is the reference."""
+    import networkx as nx
+
+    import rctc
+    from rctc.models import build
+
+    g = rctc.compile(build(model), mode="rct", batch_size=4).graph
+    dg = g.to_networkx()
+    picks = [g.outputs[0], *list(g.values.values())[::7]]
+    for v in picks:
+        want = set() if v.producer is None else {v.producer.name} | nx.ancestors(dg, v.producer.name)
+        assert g.ancestors([v]) == want, v.name
+    every = [g.value(n) for n in g.state_updates.values()] + list(g.outputs)
+    want = set().union(*({p.name} | nx.ancestors(dg, p.name) for p in (v.producer for v in every) if p))
+    assert g.ancestors(every) == want

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from rctc.ir import BITS, EXPONENT, Graph, Node, Value
@@ -41,15 +40,8 @@ def step_outputs(g: Graph) -> list[str]:
 
 
 def step_nodes(g: Graph) -> list[Node]:
-    """The nodes of one training step in schedule order (networkx reachability to a sink)."""
-    dg = g.to_networkx()
-    sink = ("__step_sink__",)
-    dg.add_node(sink)
-    for name in step_outputs(g):
-        prod = g.value(name).producer
-        if prod is not None:
-            dg.add_edge(prod.name, sink)
-    needed = nx.ancestors(dg, sink)
+    """The nodes of one training step in schedule order (those the step's outputs depend on)."""
+    needed = g.ancestors(g.value(name) for name in step_outputs(g))
     return [n for n in g.nodes if n.name in needed]
 
 

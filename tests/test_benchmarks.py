@@ -218,3 +218,35 @@ def test_build_targets_take_the_setup_less_one_step() -> None:
         "5.60 s (6.00 s with its first step)", False)
     assert rows["resnet8: cached start <= 0.5 s"] == ("0.40 s (0.80 s with its first step)", True)
     assert rows["mlp: cached start <= 0.5 s"] == ("n/a (no C compiler)", None)
+
+
+def test_cli_start_children_run_without_this_machines_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli_start
+
+    for v in cli_start.UNSET:
+        monkeypatch.setenv(v, "1")
+    monkeypatch.setenv("RCTC_KEEP_ME", "yes")
+    env = cli_start.child_env()
+    assert not set(cli_start.UNSET) & set(env) and env["RCTC_KEEP_ME"] == "yes"
+
+
+def test_cli_start_names_a_failing_command(tmp_path: Path) -> None:
+    import cli_start
+
+    with pytest.raises(RuntimeError, match="exited 3: boom"):
+        cli_start.wall_times([sys.executable, "-c", "import sys; sys.exit('boom') if 0 else (print('boom', "
+                              "file=sys.stderr), sys.exit(3))"], 1, tmp_path)
+
+
+def test_cli_start_times_every_command_of_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli_start
+
+    monkeypatch.setattr(cli_start, "WARMUPS", 0)
+    out = tmp_path / "start.md"
+    assert cli_start.main(["--models", "mlp", "--repeats", "1", "--samples", "32", "-o", str(out)]) == 0
+    text = out.read_text()
+    for row in ("`python -c pass`", "`rctc --help`", "`rctc compile`", "`rctc inspect`",
+                "`rctc train --steps 1 (native)`", "`rctc train --steps 1 (numpy)`", "`rctc eval (native)`",
+                "`rctc predict (native)`"):
+        assert row in text
+    assert not list(tmp_path.glob("*.tmp"))

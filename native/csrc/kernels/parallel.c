@@ -142,7 +142,8 @@ static void pool_after_fork(void) {
 
 /* start workers until `want` run (fewer if the system refuses); called holding pool.busy */
 static int pool_grow(int want) {
-    if (pool.size == 0) pthread_atfork(NULL, NULL, pool_after_fork);
+    static int fork_handler; /* registered once per process image (a forked child inherits it) */
+    if (!fork_handler) fork_handler = pthread_atfork(NULL, NULL, pool_after_fork) == 0;
     while (pool.size < want) {
         pthread_t tid;
         pthread_attr_t attr;

@@ -60,16 +60,6 @@ static void *run_queue(void *arg) {
     }
 }
 
-static void init_queue(rctc_queue *q, int n, int align, int units, int nthreads, rctc_task_fn fn, void *ctx) {
-    q->fn = fn;
-    q->ctx = ctx;
-    q->n = n;
-    q->align = align;
-    q->units = units;
-    q->chunks = units < nthreads * RCTC_CHUNKS_PER_THREAD ? units : nthreads * RCTC_CHUNKS_PER_THREAD;
-    q->next = 0;
-}
-
 #if defined(__GNUC__)
 #include <time.h>
 /*
@@ -91,9 +81,9 @@ typedef struct {
 static struct {
     pthread_mutex_t busy, lock;
     pthread_cond_t wake;
-    int size, sleeping, active;
+    int size, active;
     rctc_slot slot[RCTC_MAX_THREADS];
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, {{0, NULL}}};
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {{0, NULL}}};
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -118,9 +108,7 @@ static void *worker(void *arg) {
             cpu_relax();
             if (spins % 256 == 0 && now_ns() - t0 > RCTC_SPIN_NS) {
                 pthread_mutex_lock(&pool.lock);
-                ++pool.sleeping;
                 while (__atomic_load_n(&me->gen, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-                --pool.sleeping;
                 pthread_mutex_unlock(&pool.lock);
             }
         }
@@ -136,7 +124,7 @@ static void pool_after_fork(void) {
     pthread_mutex_init(&pool.busy, NULL);
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
-    pool.size = pool.sleeping = pool.active = 0;
+    pool.size = pool.active = 0;
     for (int w = 0; w < RCTC_MAX_THREADS; ++w) pool.slot[w].gen = 0;
 }
 
@@ -166,8 +154,8 @@ static int pool_run(rctc_queue *q, int nthreads) {
         pool.slot[w].job = q;
         __atomic_fetch_add(&pool.slot[w].gen, 1, __ATOMIC_RELEASE);
     }
-    pthread_mutex_lock(&pool.lock);
-    if (pool.sleeping > 0) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_lock(&pool.lock); /* under the lock: a worker between its check and its wait is woken */
+    pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     run_queue(q); /* the calling thread works too */
     while (__atomic_load_n(&pool.active, __ATOMIC_ACQUIRE) > 0) cpu_relax();
@@ -186,7 +174,13 @@ void rctc_parallel_for(int n, int align, int nthreads, rctc_task_fn fn, void *ct
 #ifdef RCTC_THREADS
     if (nthreads > 1) {
         rctc_queue q;
-        init_queue(&q, n, align, units, nthreads, fn, ctx);
+        q.fn = fn;
+        q.ctx = ctx;
+        q.n = n;
+        q.align = align;
+        q.units = units;
+        q.chunks = units < nthreads * RCTC_CHUNKS_PER_THREAD ? units : nthreads * RCTC_CHUNKS_PER_THREAD;
+        q.next = 0;
 #if defined(__GNUC__)
         if (pool_run(&q, nthreads)) return; /* else the pool is busy: this thread alone, below */
 #else

@@ -79,3 +79,22 @@ def test_batchnorm_train_threads_refuse_as_intref(intops, threads: int) -> None:
         norm.batchnorm_train(big, 0, gam, bet, rm, rv, 1e-5, 0.9, 8)
     with pytest.raises(OverflowError):
         intops.batchnorm_train(big, 0, gam, bet, rm, rv, 1e-5, 0.9, 8, threads=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_train_max_from_extremes_and_in_full(intops, threads: int) -> None:
+    """The forward's requantize shift comes from x's two extremes where gamma xhat + bias cannot
+    wrap (xhat's bound from x's range, gamma inside 2^31) and from every element where it might
+    (an int32 gamma of -2^31); both against intref, with the largest magnitude at the low end, at
+    the high end, with negative gammas, and on a small group of nearly equal values."""
+    rng = np.random.default_rng(threads)
+    _, bet, rm, rv = _params(4, 8)
+    gam = (np.array([3000, -3000, 127, -(2**15)], np.int16), -14)
+    skew_low = rng.integers(0, 20, (32, 4, 64)).astype(np.int8)
+    skew_low[3, :, 5] = -128  # one far outlier below: the largest |y| at x's minimum
+    skew_high = (-skew_low.astype(np.int16)).clip(-128, 127).astype(np.int8)
+    nearly_flat = rng.integers(0, 2, (2, 4, 3)).astype(np.int8)  # N = 6: the full pass
+    for q in (skew_low, skew_high, nearly_flat, rng.integers(-128, 128, (32, 4, 64)).astype(np.int8)):
+        for g in (gam, (np.array([-(2**31), 2**31 - 1, 5, -5], np.int32), -40)):
+            check(lambda *a: intops.batchnorm_train(*a, threads=threads), norm.batchnorm_train,
+                  q, -6, g, bet, rm, rv, 1e-5, 0.9, 8)

@@ -132,3 +132,75 @@ def test_load_widens_like_the_portable_loop(pair: Pair, n: int) -> None:
             for f, o in zip(load, outs):
                 f(n, _p(src), src.itemsize, off, _p(o))
             assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], src[off:off + n].astype(np.int64))
+
+
+@pytest.mark.parametrize("m, sh", [(2**32 - 3, 31), (2**32 - 1, 31), (2**31, 31), (2**31 - 1, 30),
+                                   (3_000_000_007, 32), (2**32, 33), (-(2**31), 31), (-(2**31) - 1, 32)])
+def test_products_at_the_32_bit_edges(pair: Pair, m: int, sh: int) -> None:
+    """The 32-bit product paths (vpmuldq where an operand provably fits 32 bits, vpmullq where it
+    may not) at the edges of their conditions: N x - s1 near +-2^30 (N max|x| just under 2^29),
+    multipliers at and around 2^31 and 2^32, xhat's bound just under and just over 2^31, and
+    constants (m2, gamma) of every kind, against the portable loops and the plain int64 formula."""
+    n, N, lim = 203, 2**14, 2**15 - 1  # N lim = 2^29 - 2^14
+    rng = np.random.default_rng(abs(m) % 1000 + sh)
+    xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+              ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
+    dxx = pair("dx_x", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+               ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    x = rng.choice(np.array([-lim, lim, -lim + 1, lim - 1, 0, 1, -1], np.int64), n)
+    dy = rng.integers(-(2**31), 2**31, n, dtype=np.int64)  # any int32 storage
+    dy[:4] = [-(2**31), 2**31 - 1, -(2**31), 2**31 - 1]
+    for s1 in (N * lim, -N * lim, 0):
+        with np.errstate(over="ignore"):
+            want_xh = ((np.int64(N) * x - np.int64(s1)) * np.int64(m) + np.int64(2 ** (sh - 1))) >> sh
+        res = []
+        for f in xd:
+            xh, g, b = np.zeros(n, np.int64), ctypes.c_int64(), ctypes.c_int64()
+            f(n, _p(x), N, s1, m, sh, _p(dy), _p(xh), ctypes.byref(g), ctypes.byref(b))
+            res.append((xh, g.value, b.value))
+        assert np.array_equal(res[0][0], want_xh) and np.array_equal(res[1][0], want_xh), (s1, m, sh)
+        with np.errstate(over="ignore"):
+            assert res[0][1:] == res[1][1:] == (int((dy * want_xh).sum()), int(dy.sum()))
+        for m2 in (2**31 - 1, -(2**31), 2**31, 2**32 - 1, 2**32, -(2**31) - 1, -(2**33) - 3):
+            with np.errstate(over="ignore"):
+                want = (dy << 16) - np.int64(7) - ((want_xh * np.int64(m2) + np.int64(2**15)) >> 16)
+            accs = [np.zeros(n, np.int64) for _ in dxx]
+            maxima = [f(n, _p(x), N, s1, m, sh, _p(dy), 7, m2, _p(a)) for f, a in zip(dxx, accs)]
+            assert np.array_equal(accs[0], want) and np.array_equal(accs[1], want), (s1, m, sh, m2)
+            assert maxima[0] == maxima[1]
+        for g in (127, -(2**31), 2**31 + 1, 2**32 - 1, -(2**31) - 1):
+            with np.errstate(over="ignore"):
+                want = want_xh * np.int64(g) + np.int64(-5)
+            accs = [np.zeros(n, np.int64) for _ in aff]
+            maxima = [f(n, _p(x), N, s1, m, sh, g, -5, _p(a)) for f, a in zip(aff, accs)]
+            assert np.array_equal(accs[0], want) and np.array_equal(accs[1], want), (s1, m, sh, g)
+            assert maxima[0] == maxima[1]
+
+
+@pytest.mark.parametrize("n", LENGTHS + [64, 127, 128, 4096 * 64 + 70])
+def test_sums_run_reads_the_stored_run(pair: Pair, n: int) -> None:
+    """rctc_norm_sums_run_*: sums, sums of squares and extremes of a stored int8 / int16 / int32 /
+    int64 run (the SIMD int8 path's 32-bit lanes flushed every 2^12 steps: the last length runs
+    past one flush), added to what the accumulators held, against numpy."""
+    f = pair("sums_run", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, I64P, I64P, I64P, I64P)
+    rng = np.random.default_rng(300 + n)
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        src = rng.integers(info.min, info.max, n + 3, dtype=np.int64, endpoint=True).astype(dt)
+        if dt == np.int8 and n > 1000:
+            src[3:] = -128  # every square at its largest: the int32 lanes' worst case
+            src[n // 2] = 127
+        off = 3 if n else 0
+        run = src[off:off + n].astype(np.int64)
+        start = (5, -7, 11, -13)
+        with np.errstate(over="ignore"):
+            want = (5 + int(run.sum()), -7 + int((run * run).sum()), min([11, *run.tolist()]),
+                    max([-13, *run.tolist()]))
+        for fn in f:
+            acc = [ctypes.c_int64(v) for v in start]
+            fn(n, _p(src), src.itemsize, off, *(ctypes.byref(a) for a in acc))
+            got = tuple(a.value for a in acc)
+            wrap = tuple(((v + 2**63) % 2**64) - 2**63 for v in want)
+            assert got == wrap, (dt, n)

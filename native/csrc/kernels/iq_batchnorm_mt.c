@@ -10,8 +10,10 @@
  *
  * Two passes split over threads (channels, then (b, c) rows; each value is computed by one
  * thread, so the bits never depend on the thread count), over runs in blocks widened on the stack
- * (nothing per element is stored but y): per channel, the group statistics, then the max magnitude
- * of gamma xhat + the shifted bias; then requantize's shift from the maxima, and per row the
+ * (nothing per element is stored but y): per channel, the group statistics and x's extremes (one
+ * read of the int8 run), then the max magnitude of gamma xhat + the shifted bias, from the two
+ * extremes where no product can wrap (the map is then monotone in x), else from every element;
+ * then requantize's shift from the maxima, and per row the
  * accumulator formed again and rounded (cheaper than an int64 buffer written and read back).
  * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
  * the accumulator's.
@@ -36,8 +38,20 @@ typedef struct {
     void *out;
 } bn_fwd;
 
-/* elements widened on the stack at a time (1 KiB: small against a Cortex-M's 8 KiB stack) */
-#define BLOCK 128
+/* elements widened on the stack at a time: 4 KiB a block (this host-only kernel runs on default
+ * thread stacks; the device's streamed kernel keeps its own small chunks). 512 rather than 128:
+ * each SIMD loop call then spends less on its set-up and final reductions */
+#define BLOCK 512
+
+/* whether gamma xhat + bias takes no product or sum past 63 bits for any x in [lo, hi] (N max|x| <
+ * 2^29, so dm = max |N x - s1| <= 2^30): |m| <= 2^32 keeps (N x - s1) m within 2^62, xhat then lies
+ * within (dm |m| >> sh) + 1 < 2^31, |g| < 2^31 keeps xhat g within 2^62 and |bias| < 2^62 the sum
+ * within 2^63 */
+static int affine_is_monotone(int N, int64_t s1, int64_t lo, int64_t hi, int64_t m, int sh, int64_t g, int64_t bias) {
+    const uint64_t um = iq_abs(m), dl = iq_abs(N * lo - s1), dh = iq_abs(N * hi - s1), dm = dl > dh ? dl : dh;
+    return lo <= hi && um <= ((uint64_t)1 << 32) && dm <= ((uint64_t)1 << 30) &&
+           ((dm * um) >> sh) + 1 < ((uint64_t)1 << 31) && iq_abs(g) < ((uint64_t)1 << 31) && iq_abs(bias) < ((uint64_t)1 << 62);
+}
 
 static void pass1(void *ctx, int c0, int c1) {
     const bn_fwd *t = (const bn_fwd *)ctx;
@@ -45,31 +59,30 @@ static void pass1(void *ctx, int c0, int c1) {
     const iq_norm_loops_t *L = iq_norm_loops();
     int64_t xb[BLOCK];
     for (int c = c0; c < c1; ++c) {
-        /* the channel's runs (one per image) in blocks widened on the stack: no channel copy */
-        uint64_t a1 = 0, a2 = 0;
-        for (int b = 0; b < t->B; ++b)
-            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK;
-                int64_t p1, p2;
-                L->load(n, t->q, t->w, ((size_t)b * C + (size_t)c) * S + i0, xb);
-                L->sums(n, xb, &p1, &p2);
-                a1 += (uint64_t)p1;
-                a2 += (uint64_t)p2;
-            }
-        const int rc = iq_norm_group_sums(t->N, (int64_t)a1, (int64_t)a2, t->e, t->eps_num, t->eps_log2, &t->s1[c],
-                                          &t->d[c], &t->m[c], &t->f[c]);
+        /* the channel's runs (one per image), read in place: sums and extremes */
+        int64_t a1 = 0, a2 = 0, lo = INT64_MAX, hi = INT64_MIN;
+        for (int b = 0; b < t->B; ++b) L->sums_run(S, t->q, t->w, ((size_t)b * C + (size_t)c) * S, &a1, &a2, &lo, &hi);
+        const int rc = iq_norm_group_sums(t->N, a1, a2, t->e, t->eps_num, t->eps_log2, &t->s1[c], &t->d[c], &t->m[c],
+                                          &t->f[c]);
         t->st[c] = rc;
         if (rc) continue;
         const int sh = (int)t->f[c] - 16;
         const int64_t s1 = t->s1[c], mc = t->m[c], g = iq_ld(t->gamma, t->gw, (size_t)c), bc = t->bias[c];
         uint64_t mx = 0;
-        for (int b = 0; b < t->B; ++b)
-            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                L->load(n, t->q, t->w, at, xb);
-                const uint64_t u = L->affine(n, xb, t->N, s1, mc, sh, g, bc, xb);
-                mx = u > mx ? u : mx;
-            }
+        if (affine_is_monotone(t->N, s1, lo, hi, mc, sh, g, bc)) {
+            /* no product wraps, so gamma xhat + bias is monotone in x: its largest magnitude is at x's min or max */
+            const uint64_t ul = iq_abs(iq_add(iq_mul(iq_norm_xhat(t->N, lo, s1, mc, sh), g), bc));
+            const uint64_t uh = iq_abs(iq_add(iq_mul(iq_norm_xhat(t->N, hi, s1, mc, sh), g), bc));
+            mx = ul > uh ? ul : uh;
+        } else {
+            for (int b = 0; b < t->B; ++b)
+                for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
+                    const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
+                    L->load(n, t->q, t->w, at, xb);
+                    const uint64_t u = L->affine(n, xb, t->N, s1, mc, sh, g, bc, xb);
+                    mx = u > mx ? u : mx;
+                }
+        }
         t->amax[c] = (int64_t)mx;
     }
 }

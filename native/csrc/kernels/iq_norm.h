@@ -29,7 +29,9 @@ int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, in
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);
  * dx_x: acc = (dy << 16) - m1 - ((xh m2 + 2^15) >> 16) with xh = xhat(x) formed on the fly, returns
  * max |acc| (acc may be x or dy: in place); affine: acc = xhat(x) g + bias, returns max |acc|; scale: out = acc mult (wrapping); load: dst = elements
- * off .. off + n - 1 of p (w bytes each) widened (iq_ld_run). */
+ * off .. off + n - 1 of p (w bytes each) widened (iq_ld_run). xhat_dot, dx_x and affine need
+ * N max|x| < 2^29 and |s1| <= N max|x| (the kernels check the first before any loop runs), and dy
+ * to fit 32 bits (it is widened from at most int32 storage). */
 typedef void iq_norm_sums_fn(size_t n, const int64_t *x, int64_t *s1, int64_t *s2);
 typedef void iq_norm_xhat_dot_fn(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
                                  int64_t *xh, int64_t *sg, int64_t *sb);
@@ -39,6 +41,10 @@ typedef uint64_t iq_norm_affine_fn(size_t n, const int64_t *x, int N, int64_t s1
                                    int64_t bias, int64_t *acc);
 typedef void iq_norm_scale_fn(size_t n, const int64_t *acc, int64_t mult, int64_t *out);
 typedef void iq_norm_load_fn(size_t n, const void *p, int w, size_t off, int64_t *dst);
+/* sums_run: over elements off .. off + n - 1 of p (w bytes each, not widened first) s1 += sum x and
+ * s2 += sum x^2 (wrapping), lo = min(lo, min x), hi = max(hi, max x) */
+typedef void iq_norm_sums_run_fn(size_t n, const void *p, int w, size_t off, int64_t *s1, int64_t *s2, int64_t *lo,
+                                 int64_t *hi);
 /* the loops of variant V, declared through their function types */
 #define RCTC_NORM_LOOPS(V)                                                                                         \
     iq_norm_sums_fn rctc_norm_sums_##V;                                                                            \
@@ -46,7 +52,8 @@ typedef void iq_norm_load_fn(size_t n, const void *p, int w, size_t off, int64_t
     iq_norm_dx_x_fn rctc_norm_dx_x_##V;                                                                            \
     iq_norm_affine_fn rctc_norm_affine_##V;                                                                        \
     iq_norm_scale_fn rctc_norm_scale_##V;                                                                          \
-    iq_norm_load_fn rctc_norm_load_##V;
+    iq_norm_load_fn rctc_norm_load_##V;                                                                            \
+    iq_norm_sums_run_fn rctc_norm_sums_run_##V;
 RCTC_NORM_LOOPS(portable)
 #if defined(__x86_64__) || defined(_M_X64)
 RCTC_NORM_LOOPS(avx2)
@@ -61,6 +68,7 @@ typedef struct {
     iq_norm_affine_fn *affine;
     iq_norm_scale_fn *scale;
     iq_norm_load_fn *load;
+    iq_norm_sums_run_fn *sums_run;
 } iq_norm_loops_t;
 /* the best variant this CPU runs (AVX-512 F + DQ at the avx512vnni level, else AVX2, else portable;
  * RCTC_ISA caps it as it caps every kernel) */

@@ -14,7 +14,7 @@
 
 #define RCTC_NORM_TABLE(V)                                                                                    \
     {rctc_norm_sums_##V, rctc_norm_xhat_dot_##V, rctc_norm_dx_x_##V, rctc_norm_affine_##V, rctc_norm_scale_##V, \
-     rctc_norm_load_##V}
+     rctc_norm_load_##V, rctc_norm_sums_run_##V}
 
 const iq_norm_loops_t *iq_norm_loops(void) {
     static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);
@@ -80,4 +80,21 @@ void rctc_norm_load_portable(size_t n, const void *p, int w, size_t off, int64_t
 
 void rctc_norm_scale_portable(size_t n, const int64_t *acc, int64_t mult, int64_t *out) {
     for (size_t i = 0; i < n; ++i) out[i] = iq_mul(acc[i], mult);
+}
+
+void rctc_norm_sums_run_portable(size_t n, const void *p, int w, size_t off, int64_t *s1, int64_t *s2, int64_t *lo,
+                                 int64_t *hi) {
+    uint64_t a1 = (uint64_t)*s1, a2 = (uint64_t)*s2;
+    int64_t l = *lo, h = *hi;
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t v = iq_ld(p, w, off + i);
+        a1 += (uint64_t)v;
+        a2 += (uint64_t)v * (uint64_t)v;
+        l = v < l ? v : l;
+        h = v > h ? v : h;
+    }
+    *s1 = (int64_t)a1;
+    *s2 = (int64_t)a2;
+    *lo = l;
+    *hi = h;
 }

@@ -174,3 +174,42 @@ void rctc_norm_scale_avx2(size_t n, const int64_t *acc, int64_t mult, int64_t *o
             st(out + i, mul64(ld(acc + i), vm, vh));
     rctc_norm_scale_portable(n - i, acc + i, mult, out + i);
 }
+
+/* int8 runs 32 bytes a step, as the AVX-512 loop: vpsadbw of x + 128, vpmaddwd into int32 lanes
+ * (at most 2^16 a lane a step, flushed every 2^12 steps), vpminsb / vpmaxsb; the rest portable */
+void rctc_norm_sums_run_avx2(size_t n, const void *p, int w, size_t off, int64_t *s1, int64_t *s2, int64_t *lo,
+                             int64_t *hi) {
+    size_t i = 0;
+    if (w == 1 && n >= 32) {
+        const int8_t *x = (const int8_t *)p + off;
+        const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+        __m256i a1 = zero, a2 = zero, mn = _mm256_set1_epi8(127), mx = _mm256_set1_epi8(-128);
+        while (i + 32 <= n) {
+            __m256i q = zero;
+            for (int k = 0; k < 4096 && i + 32 <= n; ++k, i += 32) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x + i));
+                const __m256i v0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+                const __m256i v1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+                q = _mm256_add_epi32(q, _mm256_add_epi32(_mm256_madd_epi16(v0, v0), _mm256_madd_epi16(v1, v1)));
+                a1 = _mm256_add_epi64(a1, _mm256_sad_epu8(_mm256_xor_si256(v, flip), zero));
+                mn = _mm256_min_epi8(mn, v);
+                mx = _mm256_max_epi8(mx, v);
+            }
+            a2 = _mm256_add_epi64(a2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(q)));
+            a2 = _mm256_add_epi64(a2, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(q, 1)));
+        }
+        int8_t bl[32], bh[32];
+        _mm256_storeu_si256((__m256i *)bl, mn);
+        _mm256_storeu_si256((__m256i *)bh, mx);
+        int64_t l = *lo, h = *hi;
+        for (int k = 0; k < 32; ++k) {
+            l = bl[k] < l ? bl[k] : l;
+            h = bh[k] > h ? bh[k] : h;
+        }
+        *s1 = (int64_t)((uint64_t)*s1 + (uint64_t)hsum(a1) - 128u * (uint64_t)i);
+        *s2 = (int64_t)((uint64_t)*s2 + (uint64_t)hsum(a2));
+        *lo = l;
+        *hi = h;
+    }
+    rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
+}

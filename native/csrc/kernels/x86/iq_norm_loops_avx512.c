@@ -6,14 +6,15 @@
  * Needs: iq_norm.h, <immintrin.h>. Leaves: exactly the portable loops' values: vpmullq is the
  * wrapping int64 product, vpsraq the floor shift, vpabsq / vpmaxuq the unsigned magnitude and its
  * maximum; the sums are wrapping lane sums added up at the end (addition modulo 2^64 is
- * associative). Eight elements a step, the tail portable.
+ * associative). Where operands provably fit 32 bits (mulc below) a product is one vpmuldq instead
+ * of vpmullq's three uops, with the same value. Eight elements a step, the tail portable.
  */
 #if defined(__x86_64__) || defined(_M_X64)
 /* The device project's host build adds only -mavx2 to its x86 files: enable the ISA here then. */
 #if !defined(__AVX512DQ__) && defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("avx2,avx512f,avx512dq")
+#pragma GCC target("avx2,avx512f,avx512bw,avx512dq")
 #elif !defined(__AVX512DQ__) && defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,avx512f,avx512dq"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,avx512f,avx512bw,avx512dq"))), apply_to = function)
 #define RCTC_CLANG_TARGET_PUSHED 1
 #endif
 #include <immintrin.h>
@@ -34,10 +35,49 @@ static inline int64_t hsum(__m512i s) {
     return (int64_t)r;
 }
 
+/* a c on lanes a known to lie in [-2^31, 2^31), for one constant c, exactly as vpmullq (the
+ * product then needs at most 63 bits, so it does not wrap): vpmuldq (signed 32 x 32 -> 64, one uop
+ * where vpmullq takes three) where c is a signed 32-bit value; where 2^31 <= c < 2^32 vpmuldq
+ * reads c as c - 2^32, so a 2^32 is added back; any other c takes vpmullq */
+typedef struct {
+    __m512i c;
+    int kind;
+} mulc_t;
+
+static inline mulc_t mulc_of(int64_t c) {
+    const mulc_t k = {_mm512_set1_epi64(c),
+                      c >= -((int64_t)1 << 31) && c < ((int64_t)1 << 31) ? 0 : c > 0 && c < ((int64_t)1 << 32) ? 1 : 2};
+    return k;
+}
+
+static inline __m512i mulc(__m512i a, mulc_t k) {
+    if (k.kind == 0) return _mm512_mul_epi32(a, k.c);
+    if (k.kind == 1) return _mm512_add_epi64(_mm512_mul_epi32(a, k.c), _mm512_slli_epi64(a, 32));
+    return _mm512_mullo_epi64(a, k.c);
+}
+
+/* xhat's constants: the loops need N max|x| < 2^29 and |s1| <= N max|x| (iq_norm.h), so N x and
+ * d = N x - s1 lie in [-2^30, 2^30] and N x is one vpmuldq; small: xhat itself then lies in
+ * [-2^31, 2^31) (|xhat| <= (2^30 |m| + 2^(sh-1)) 2^-sh), so products by it may take mulc too */
+typedef struct {
+    __m512i nn, s1, half;
+    __m128i sh;
+    mulc_t m;
+    int small;
+} xhat_t;
+
+static inline xhat_t xhat_of(int N, int64_t s1, int64_t m, int sh) {
+    const uint64_t um = m < 0 ? -(uint64_t)m : (uint64_t)m;
+    const int small = um <= ((uint64_t)1 << 32) && ((((uint64_t)1 << 30) * um) >> sh) + 1 < ((uint64_t)1 << 31);
+    const xhat_t k = {_mm512_set1_epi64(N), _mm512_set1_epi64(s1), _mm512_set1_epi64((int64_t)1 << (sh - 1)),
+                      _mm_cvtsi32_si128(sh), mulc_of(m), small};
+    return k;
+}
+
 /* round((N x - s1) m 2^-sh) on eight lanes */
-static inline __m512i xhat8(__m512i x, __m512i nn, __m512i s1, __m512i m, __m512i half, int sh) {
-    const __m512i d = _mm512_sub_epi64(_mm512_mullo_epi64(nn, x), s1);
-    return _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(d, m), half), _mm_cvtsi32_si128(sh));
+static inline __m512i xhat8(__m512i x, const xhat_t *k) {
+    const __m512i d = _mm512_sub_epi64(_mm512_mul_epi32(k->nn, x), k->s1);
+    return _mm512_sra_epi64(_mm512_add_epi64(mulc(d, k->m), k->half), k->sh);
 }
 
 void rctc_norm_sums_avx512(size_t n, const int64_t *x, int64_t *s1, int64_t *s2) {
@@ -56,15 +96,14 @@ void rctc_norm_sums_avx512(size_t n, const int64_t *x, int64_t *s1, int64_t *s2)
 
 void rctc_norm_xhat_dot_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
                                int64_t *xh, int64_t *sg, int64_t *sb) {
-    const __m512i nn = _mm512_set1_epi64(N), vs1 = _mm512_set1_epi64(s1), vm = _mm512_set1_epi64(m);
-    const __m512i half = _mm512_set1_epi64((int64_t)1 << (sh - 1));
+    const xhat_t k = xhat_of(N, s1, m, sh);
     __m512i g = _mm512_setzero_si512(), b = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m512i v = xhat8(_mm512_loadu_si512((const void *)(x + i)), nn, vs1, vm, half, sh);
+        const __m512i v = xhat8(_mm512_loadu_si512((const void *)(x + i)), &k);
         const __m512i d = _mm512_loadu_si512((const void *)(dy + i));
         _mm512_storeu_si512((void *)(xh + i), v);
-        g = _mm512_add_epi64(g, _mm512_mullo_epi64(d, v));
+        g = _mm512_add_epi64(g, k.small ? _mm512_mul_epi32(d, v) : _mm512_mullo_epi64(d, v));
         b = _mm512_add_epi64(b, d);
     }
     int64_t tg, tb;
@@ -75,15 +114,15 @@ void rctc_norm_xhat_dot_avx512(size_t n, const int64_t *x, int N, int64_t s1, in
 
 uint64_t rctc_norm_dx_x_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
                                int64_t m1, int64_t m2, int64_t *acc) {
-    const __m512i nn = _mm512_set1_epi64(N), vs1 = _mm512_set1_epi64(s1), vm = _mm512_set1_epi64(m);
-    const __m512i half = _mm512_set1_epi64((int64_t)1 << (sh - 1));
-    const __m512i vm1 = _mm512_set1_epi64(m1), vm2 = _mm512_set1_epi64(m2), r = _mm512_set1_epi64((int64_t)1 << 15);
+    const xhat_t k = xhat_of(N, s1, m, sh);
+    const mulc_t k2 = k.small ? mulc_of(m2) : (mulc_t){_mm512_set1_epi64(m2), 2};
+    const __m512i vm1 = _mm512_set1_epi64(m1), r = _mm512_set1_epi64((int64_t)1 << 15);
     __m512i mx = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), nn, vs1, vm, half, sh);
+        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), &k);
         const __m512i d = _mm512_loadu_si512((const void *)(dy + i));
-        const __m512i term = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(h, vm2), r), 16);
+        const __m512i term = _mm512_srai_epi64(_mm512_add_epi64(mulc(h, k2), r), 16);
         const __m512i v = _mm512_sub_epi64(_mm512_sub_epi64(_mm512_slli_epi64(d, 16), vm1), term);
         _mm512_storeu_si512((void *)(acc + i), v);
         mx = _mm512_max_epu64(mx, _mm512_abs_epi64(v));
@@ -94,14 +133,14 @@ uint64_t rctc_norm_dx_x_avx512(size_t n, const int64_t *x, int N, int64_t s1, in
 
 uint64_t rctc_norm_affine_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,
                                  int64_t bias, int64_t *acc) {
-    const __m512i nn = _mm512_set1_epi64(N), vs1 = _mm512_set1_epi64(s1), vm = _mm512_set1_epi64(m);
-    const __m512i half = _mm512_set1_epi64((int64_t)1 << (sh - 1)), vg = _mm512_set1_epi64(g);
+    const xhat_t k = xhat_of(N, s1, m, sh);
+    const mulc_t kg = k.small ? mulc_of(g) : (mulc_t){_mm512_set1_epi64(g), 2};
     const __m512i vb = _mm512_set1_epi64(bias);
     __m512i mx = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), nn, vs1, vm, half, sh);
-        const __m512i v = _mm512_add_epi64(_mm512_mullo_epi64(h, vg), vb);
+        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), &k);
+        const __m512i v = _mm512_add_epi64(mulc(h, kg), vb);
         _mm512_storeu_si512((void *)(acc + i), v);
         mx = _mm512_max_epu64(mx, _mm512_abs_epi64(v));
     }
@@ -129,6 +168,45 @@ void rctc_norm_scale_avx512(size_t n, const int64_t *acc, int64_t mult, int64_t 
     for (; i + 8 <= n; i += 8)
         _mm512_storeu_si512((void *)(out + i), _mm512_mullo_epi64(_mm512_loadu_si512((const void *)(acc + i)), vm));
     rctc_norm_scale_portable(n - i, acc + i, mult, out + i);
+}
+/* int8 runs 64 bytes a step: sum x by vpsadbw of x + 128 (biased back at the end), sum x^2 by
+ * vpmaddwd into int32 lanes (at most 2^16 a lane a step, flushed to int64 every 2^12 steps), the
+ * extremes by vpminsb / vpmaxsb; other widths and the tail portable */
+void rctc_norm_sums_run_avx512(size_t n, const void *p, int w, size_t off, int64_t *s1, int64_t *s2, int64_t *lo,
+                               int64_t *hi) {
+    size_t i = 0;
+    if (w == 1 && n >= 64) {
+        const int8_t *x = (const int8_t *)p + off;
+        const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+        __m512i a1 = zero, a2 = zero, mn = _mm512_set1_epi8(127), mx = _mm512_set1_epi8(-128);
+        while (i + 64 <= n) {
+            __m512i q = zero;
+            for (int k = 0; k < 4096 && i + 64 <= n; ++k, i += 64) {
+                const __m512i v = _mm512_loadu_si512((const void *)(x + i));
+                const __m512i v0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v));
+                const __m512i v1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v, 1));
+                q = _mm512_add_epi32(q, _mm512_add_epi32(_mm512_madd_epi16(v0, v0), _mm512_madd_epi16(v1, v1)));
+                a1 = _mm512_add_epi64(a1, _mm512_sad_epu8(_mm512_xor_si512(v, flip), zero));
+                mn = _mm512_min_epi8(mn, v);
+                mx = _mm512_max_epi8(mx, v);
+            }
+            a2 = _mm512_add_epi64(a2, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(q)));
+            a2 = _mm512_add_epi64(a2, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(q, 1)));
+        }
+        int8_t bl[64], bh[64];
+        _mm512_storeu_si512((void *)bl, mn);
+        _mm512_storeu_si512((void *)bh, mx);
+        int64_t l = *lo, h = *hi;
+        for (int k = 0; k < 64; ++k) {
+            l = bl[k] < l ? bl[k] : l;
+            h = bh[k] > h ? bh[k] : h;
+        }
+        *s1 = (int64_t)((uint64_t)*s1 + (uint64_t)hsum(a1) - 128u * (uint64_t)i);
+        *s2 = (int64_t)((uint64_t)*s2 + (uint64_t)hsum(a2));
+        *lo = l;
+        *hi = h;
+    }
+    rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
 }
 #ifdef RCTC_CLANG_TARGET_PUSHED
 #pragma clang attribute pop

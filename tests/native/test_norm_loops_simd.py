@@ -204,3 +204,44 @@ def test_sums_run_reads_the_stored_run(pair: Pair, n: int) -> None:
             got = tuple(a.value for a in acc)
             wrap = tuple(((v + 2**63) % 2**64) - 2**63 for v in want)
             assert got == wrap, (dt, n)
+
+
+@pytest.mark.parametrize("n", LENGTHS + [512])
+def test_run_loops_read_stored_runs_like_the_widened_loops(pair: Pair, kernels: Kernels, n: int) -> None:
+    """rctc_norm_xhat_dot_run_* / dx_x_run_*: the loops over stored x and dy runs (read in place for
+    int8, through widened blocks otherwise) at an offset, with and without the accumulator stored,
+    equal the portable int64 loops on the widened runs, for every pair of storage widths."""
+    xdr = pair("xhat_dot_run", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+               ctypes.c_size_t, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, I64P, I64P)
+    dxr = pair("dx_x_run", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+               ctypes.c_int, ctypes.c_size_t, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+               ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    xd = _fn(kernels.lib, "rctc_norm_xhat_dot_portable", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int,
+             ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
+    dxx = _fn(kernels.lib, "rctc_norm_dx_x_portable", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int,
+              ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+              ctypes.c_void_p)
+    rng = np.random.default_rng(400 + n)
+    N, off = max(n, 1) + 3, 3
+    for xt, dt in ((np.int8, np.int8), (np.int8, np.int16), (np.int16, np.int8), (np.int32, np.int32),
+                   (np.int64, np.int8)):
+        lim = min(np.iinfo(xt).max, (2**29 - 1) // N)
+        xs = rng.integers(-lim, lim + 1, n + off).astype(xt)
+        ds = rng.integers(np.iinfo(dt).min, np.iinfo(dt).max, n + off, endpoint=True).astype(dt)
+        x, dy = xs[off:].astype(np.int64), ds[off:].astype(np.int64)
+        s1 = int(x.sum())
+        for m, sh, m1, m2 in ((3_000_000_007, 45, -(2**20), 2**31 + 5), (2**32, 20, 7, -3), (12345, 2, 0, 2**40)):
+            g0, b0 = ctypes.c_int64(), ctypes.c_int64()
+            xh = np.zeros(n, np.int64)  # held: _p of a temporary would point at freed memory
+            xd(n, _p(x), N, s1, m, sh, _p(dy), _p(xh), ctypes.byref(g0), ctypes.byref(b0))
+            for f in xdr:
+                g, b = ctypes.c_int64(), ctypes.c_int64()
+                f(n, _p(xs), xs.itemsize, _p(ds), ds.itemsize, off, N, s1, m, sh, ctypes.byref(g), ctypes.byref(b))
+                assert (g.value, b.value) == (g0.value, b0.value), (xt, dt, m)
+            want = np.zeros(n, np.int64)
+            mx0 = dxx(n, _p(x), N, s1, m, sh, _p(dy), m1, m2, _p(want))
+            for f in dxr:
+                acc = np.zeros(n, np.int64)
+                assert f(n, _p(xs), xs.itemsize, _p(ds), ds.itemsize, off, N, s1, m, sh, m1, m2, _p(acc)) == mx0
+                assert np.array_equal(acc, want), (xt, dt, m)
+                assert f(n, _p(xs), xs.itemsize, _p(ds), ds.itemsize, off, N, s1, m, sh, m1, m2, None) == mx0

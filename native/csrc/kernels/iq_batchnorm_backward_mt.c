@@ -9,8 +9,9 @@
  * dgamma = sum dy xhat (exact, at de - 16) and dbeta = sum dy (exact, at de).
  *
  * Two passes, each split over threads (channels, then (b, c) rows; every value is computed by
- * one thread, so the bits never depend on the thread count), reading x and dy in blocks widened on
- * the stack and storing nothing per element but dx: xhat and the accumulator are formed again
+ * one thread, so the bits never depend on the thread count), reading x and dy in place (int8; other
+ * widths in blocks widened on the stack) and storing nothing per element but dx (pass 2 widens each
+ * block of the accumulator on the stack): xhat and the accumulator are formed again
  * wherever they are needed (a few vector products an element cost less than writing and reading
  * back 8 bytes an element, twice, through a buffer larger than L2). Pass 1, per channel: the group
  * statistics, then dgamma / dbeta (= the means' sums, wrapping sums in any grouping), then the dx
@@ -46,19 +47,10 @@ typedef struct {
     void *out;
 } bn_bwd;
 
-/* the dx accumulator of elements at .. at + n - 1 of channel c, from x and dy (xhat recomputed) */
-static uint64_t acc_run(const bn_bwd *t, const iq_norm_loops_t *L, int c, size_t at, size_t n, int64_t *xb,
-                        int64_t *db, int64_t *acc) {
-    L->load(n, t->q, t->w, at, xb);
-    L->load(n, t->dq, t->dw, at, db);
-    return L->dx_x(n, xb, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, db, t->m1[c], t->m2[c], acc);
-}
-
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S, C = (size_t)t->C;
     const iq_norm_loops_t *L = iq_norm_loops();
-    int64_t xb[BLOCK], db[BLOCK];
     for (int c = c0; c < c1; ++c) {
         /* the channel's runs (one per image), read in place */
         int64_t a1 = 0, a2 = 0, lo = INT64_MAX, hi = INT64_MIN;
@@ -71,17 +63,13 @@ static void pass1(void *ctx, int c0, int c1) {
         const int sh = (int)t->f[c] - 16;
         const int64_t mc = t->m[c], s1 = t->s1[c];
         uint64_t sg = 0, sb = 0, mx = 0;
-        /* the sums (xhat formed on the stack, in xb's place) */
-        for (int b = 0; b < t->B; ++b)
-            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                int64_t pg, pb;
-                L->load(n, t->q, t->w, at, xb);
-                L->load(n, t->dq, t->dw, at, db);
-                L->xhat_dot(n, xb, t->N, s1, mc, sh, db, xb, &pg, &pb);
-                sg += (uint64_t)pg;
-                sb += (uint64_t)pb;
-            }
+        /* the sums (xhat formed on the fly) */
+        for (int b = 0; b < t->B; ++b) {
+            int64_t pg, pb;
+            L->xhat_dot_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1, mc, sh, &pg, &pb);
+            sg += (uint64_t)pg;
+            sb += (uint64_t)pb;
+        }
         int ok = 1;
         t->m1[c] = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
         t->m2[c] = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
@@ -90,12 +78,11 @@ static void pass1(void *ctx, int c0, int c1) {
         t->st[2 * c + 1] = ok;
         if (!ok) continue;
         /* the accumulator's max magnitude (its values are formed again in pass 2, not stored) */
-        for (int b = 0; b < t->B; ++b)
-            for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
-                const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = ((size_t)b * C + (size_t)c) * S + i0;
-                const uint64_t u = acc_run(t, L, c, at, n, xb, db, xb);
-                mx = u > mx ? u : mx;
-            }
+        for (int b = 0; b < t->B; ++b) {
+            const uint64_t u = L->dx_x_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1, mc,
+                                           sh, t->m1[c], t->m2[c], NULL);
+            mx = u > mx ? u : mx;
+        }
         t->amax[c] = (int64_t)mx;
     }
 }
@@ -104,12 +91,13 @@ static void pass2(void *ctx, int r0, int r1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
     const size_t S = (size_t)t->S;
     const iq_norm_loops_t *L = iq_norm_loops();
-    int64_t xb[BLOCK], db[BLOCK];
+    int64_t xb[BLOCK];
     for (int r = r0; r < r1; ++r) {
         const int c = r % t->C;
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            acc_run(t, L, c, at, n, xb, db, xb);
+            L->dx_x_run(n, t->q, t->w, t->dq, t->dw, at, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, t->m1[c], t->m2[c],
+                        xb);
             L->scale(n, xb, t->mult[c], xb);
             rctc_iq_round_store(n, xb, t->s, t->rand ? t->rand + at : NULL,
                                 (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
@@ -152,13 +140,12 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
         const uint64_t a = (uint64_t)t.amax[k], u = iq_abs(t.mult[k]);
         if (a != 0 && u != 0 && iq_bitlen(a) + iq_bitlen(u) > 63) { /* a product may wrap: as intref, in full */
             const iq_norm_loops_t *L = iq_norm_loops();
-            int64_t xb[BLOCK], db[BLOCK];
-            for (size_t r = 0; r < (size_t)B * c; ++r)
-                for (size_t i0 = 0; i0 < (size_t)S; i0 += BLOCK) {
-                    const size_t n = (size_t)S - i0 < BLOCK ? (size_t)S - i0 : BLOCK, at = r * (size_t)S + i0;
-                    acc_run(&t, L, (int)(r % c), at, n, xb, db, acc + at);
-                    for (size_t i = 0; i < n; ++i) acc[at + i] = iq_mul(acc[at + i], t.mult[r % c]);
-                }
+            for (size_t r = 0; r < (size_t)B * c; ++r) {
+                const size_t ch = r % c, at = r * (size_t)S;
+                L->dx_x_run((size_t)S, q, w, dq, dw, at, (int)N, t.s1[ch], t.m[ch], (int)t.f[ch] - 16, t.m1[ch], t.m2[ch],
+                            acc + at);
+                for (size_t i = 0; i < (size_t)S; ++i) acc[at + i] = iq_mul(acc[at + i], t.mult[ch]);
+            }
             return rctc_iq_requantize(T, acc, e_acc, bits, rand, dx, e_out);
         }
         pm = a * u > pm ? a * u : pm;

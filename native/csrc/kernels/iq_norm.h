@@ -45,6 +45,13 @@ typedef void iq_norm_load_fn(size_t n, const void *p, int w, size_t off, int64_t
  * s2 += sum x^2 (wrapping), lo = min(lo, min x), hi = max(hi, max x) */
 typedef void iq_norm_sums_run_fn(size_t n, const void *p, int w, size_t off, int64_t *s1, int64_t *s2, int64_t *lo,
                                  int64_t *hi);
+/* xhat_dot_run / dx_x_run: xhat_dot (without xh) and dx_x over elements off .. off + n - 1 of the
+ * stored runs x (w bytes each) and dy (dw bytes), read in place; dx_x_run stores acc unless it is
+ * NULL (the max alone) */
+typedef void iq_norm_xhat_dot_run_fn(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                     int64_t s1, int64_t m, int sh, int64_t *sg, int64_t *sb);
+typedef uint64_t iq_norm_dx_x_run_fn(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                     int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2, int64_t *acc);
 /* the loops of variant V, declared through their function types */
 #define RCTC_NORM_LOOPS(V)                                                                                         \
     iq_norm_sums_fn rctc_norm_sums_##V;                                                                            \
@@ -53,7 +60,9 @@ typedef void iq_norm_sums_run_fn(size_t n, const void *p, int w, size_t off, int
     iq_norm_affine_fn rctc_norm_affine_##V;                                                                        \
     iq_norm_scale_fn rctc_norm_scale_##V;                                                                          \
     iq_norm_load_fn rctc_norm_load_##V;                                                                            \
-    iq_norm_sums_run_fn rctc_norm_sums_run_##V;
+    iq_norm_sums_run_fn rctc_norm_sums_run_##V;                                                                    \
+    iq_norm_xhat_dot_run_fn rctc_norm_xhat_dot_run_##V;                                                            \
+    iq_norm_dx_x_run_fn rctc_norm_dx_x_run_##V;
 RCTC_NORM_LOOPS(portable)
 #if defined(__x86_64__) || defined(_M_X64)
 RCTC_NORM_LOOPS(avx2)
@@ -69,7 +78,17 @@ typedef struct {
     iq_norm_scale_fn *scale;
     iq_norm_load_fn *load;
     iq_norm_sums_run_fn *sums_run;
+    iq_norm_xhat_dot_run_fn *xhat_dot_run;
+    iq_norm_dx_x_run_fn *dx_x_run;
 } iq_norm_loops_t;
+/* the _run loops through a variant's own int64 loops on blocks widened on the stack (the portable and
+ * AVX2 _run loops, and the AVX-512 ones for widths other than int8 and for tails) */
+void iq_norm_xhat_dot_blocks(iq_norm_load_fn *ld, iq_norm_xhat_dot_fn *fn, size_t n, const void *x, int w,
+                             const void *dy, int dw, size_t off, int N, int64_t s1, int64_t m, int sh, int64_t *sg,
+                             int64_t *sb);
+uint64_t iq_norm_dx_x_blocks(iq_norm_load_fn *ld, iq_norm_dx_x_fn *fn, size_t n, const void *x, int w, const void *dy,
+                             int dw, size_t off, int N, int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2,
+                             int64_t *acc);
 /* the best variant this CPU runs (AVX-512 F + DQ at the avx512vnni level, else AVX2, else portable;
  * RCTC_ISA caps it as it caps every kernel) */
 const iq_norm_loops_t *iq_norm_loops(void);

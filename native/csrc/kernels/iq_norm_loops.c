@@ -14,7 +14,7 @@
 
 #define RCTC_NORM_TABLE(V)                                                                                    \
     {rctc_norm_sums_##V, rctc_norm_xhat_dot_##V, rctc_norm_dx_x_##V, rctc_norm_affine_##V, rctc_norm_scale_##V, \
-     rctc_norm_load_##V, rctc_norm_sums_run_##V}
+     rctc_norm_load_##V, rctc_norm_sums_run_##V, rctc_norm_xhat_dot_run_##V, rctc_norm_dx_x_run_##V}
 
 const iq_norm_loops_t *iq_norm_loops(void) {
     static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);
@@ -97,4 +97,52 @@ void rctc_norm_sums_run_portable(size_t n, const void *p, int w, size_t off, int
     *s2 = (int64_t)a2;
     *lo = l;
     *hi = h;
+}
+
+/* elements widened on the stack at a time by the _blocks loops (2 x 2 KiB) */
+#define RUN_BLOCK 256
+
+void iq_norm_xhat_dot_blocks(iq_norm_load_fn *ld, iq_norm_xhat_dot_fn *fn, size_t n, const void *x, int w,
+                             const void *dy, int dw, size_t off, int N, int64_t s1, int64_t m, int sh, int64_t *sg,
+                             int64_t *sb) {
+    int64_t xb[RUN_BLOCK], db[RUN_BLOCK];
+    uint64_t g = 0, b = 0;
+    for (size_t i0 = 0; i0 < n; i0 += RUN_BLOCK) {
+        const size_t k = n - i0 < RUN_BLOCK ? n - i0 : RUN_BLOCK;
+        int64_t pg, pb;
+        ld(k, x, w, off + i0, xb);
+        ld(k, dy, dw, off + i0, db);
+        fn(k, xb, N, s1, m, sh, db, xb, &pg, &pb);
+        g += (uint64_t)pg;
+        b += (uint64_t)pb;
+    }
+    *sg = (int64_t)g;
+    *sb = (int64_t)b;
+}
+
+uint64_t iq_norm_dx_x_blocks(iq_norm_load_fn *ld, iq_norm_dx_x_fn *fn, size_t n, const void *x, int w, const void *dy,
+                             int dw, size_t off, int N, int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2,
+                             int64_t *acc) {
+    int64_t xb[RUN_BLOCK], db[RUN_BLOCK];
+    uint64_t mx = 0;
+    for (size_t i0 = 0; i0 < n; i0 += RUN_BLOCK) {
+        const size_t k = n - i0 < RUN_BLOCK ? n - i0 : RUN_BLOCK;
+        ld(k, x, w, off + i0, xb);
+        ld(k, dy, dw, off + i0, db);
+        const uint64_t u = fn(k, xb, N, s1, m, sh, db, m1, m2, acc ? acc + i0 : xb);
+        mx = u > mx ? u : mx;
+    }
+    return mx;
+}
+
+void rctc_norm_xhat_dot_run_portable(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                     int64_t s1, int64_t m, int sh, int64_t *sg, int64_t *sb) {
+    iq_norm_xhat_dot_blocks(rctc_norm_load_portable, rctc_norm_xhat_dot_portable, n, x, w, dy, dw, off, N, s1, m, sh,
+                            sg, sb);
+}
+
+uint64_t rctc_norm_dx_x_run_portable(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                     int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2, int64_t *acc) {
+    return iq_norm_dx_x_blocks(rctc_norm_load_portable, rctc_norm_dx_x_portable, n, x, w, dy, dw, off, N, s1, m, sh,
+                               m1, m2, acc);
 }

@@ -213,3 +213,14 @@ void rctc_norm_sums_run_avx2(size_t n, const void *p, int w, size_t off, int64_t
     }
     rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
 }
+
+void rctc_norm_xhat_dot_run_avx2(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                 int64_t s1, int64_t m, int sh, int64_t *sg, int64_t *sb) {
+    iq_norm_xhat_dot_blocks(rctc_norm_load_avx2, rctc_norm_xhat_dot_avx2, n, x, w, dy, dw, off, N, s1, m, sh, sg, sb);
+}
+
+uint64_t rctc_norm_dx_x_run_avx2(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                 int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2, int64_t *acc) {
+    return iq_norm_dx_x_blocks(rctc_norm_load_avx2, rctc_norm_dx_x_avx2, n, x, w, dy, dw, off, N, s1, m, sh, m1, m2,
+                               acc);
+}

@@ -80,6 +80,18 @@ static inline __m512i xhat8(__m512i x, const xhat_t *k) {
     return _mm512_sra_epi64(_mm512_add_epi64(mulc(d, k->m), k->half), k->sh);
 }
 
+/* dx_x's accumulator on eight lanes: (dy << 16) - m1 - ((xhat m2 + 2^15) >> 16) */
+static inline __m512i dx8(__m512i x, __m512i dy, const xhat_t *k, mulc_t k2, __m512i vm1, __m512i r) {
+    const __m512i term = _mm512_srai_epi64(_mm512_add_epi64(mulc(xhat8(x, k), k2), r), 16);
+    return _mm512_sub_epi64(_mm512_sub_epi64(_mm512_slli_epi64(dy, 16), vm1), term);
+}
+
+/* a constant that multiplies xhat (m2, gamma): mulc where xhat fits 32 bits, else vpmullq */
+static inline mulc_t times_xhat(const xhat_t *k, int64_t c) {
+    const mulc_t full = {_mm512_set1_epi64(c), 2};
+    return k->small ? mulc_of(c) : full;
+}
+
 void rctc_norm_sums_avx512(size_t n, const int64_t *x, int64_t *s1, int64_t *s2) {
     __m512i a1 = _mm512_setzero_si512(), a2 = _mm512_setzero_si512();
     size_t i = 0;
@@ -115,15 +127,13 @@ void rctc_norm_xhat_dot_avx512(size_t n, const int64_t *x, int N, int64_t s1, in
 uint64_t rctc_norm_dx_x_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, const int64_t *dy,
                                int64_t m1, int64_t m2, int64_t *acc) {
     const xhat_t k = xhat_of(N, s1, m, sh);
-    const mulc_t k2 = k.small ? mulc_of(m2) : (mulc_t){_mm512_set1_epi64(m2), 2};
+    const mulc_t k2 = times_xhat(&k, m2);
     const __m512i vm1 = _mm512_set1_epi64(m1), r = _mm512_set1_epi64((int64_t)1 << 15);
     __m512i mx = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m512i h = xhat8(_mm512_loadu_si512((const void *)(x + i)), &k);
-        const __m512i d = _mm512_loadu_si512((const void *)(dy + i));
-        const __m512i term = _mm512_srai_epi64(_mm512_add_epi64(mulc(h, k2), r), 16);
-        const __m512i v = _mm512_sub_epi64(_mm512_sub_epi64(_mm512_slli_epi64(d, 16), vm1), term);
+        const __m512i v = dx8(_mm512_loadu_si512((const void *)(x + i)), _mm512_loadu_si512((const void *)(dy + i)),
+                              &k, k2, vm1, r);
         _mm512_storeu_si512((void *)(acc + i), v);
         mx = _mm512_max_epu64(mx, _mm512_abs_epi64(v));
     }
@@ -134,7 +144,7 @@ uint64_t rctc_norm_dx_x_avx512(size_t n, const int64_t *x, int N, int64_t s1, in
 uint64_t rctc_norm_affine_avx512(size_t n, const int64_t *x, int N, int64_t s1, int64_t m, int sh, int64_t g,
                                  int64_t bias, int64_t *acc) {
     const xhat_t k = xhat_of(N, s1, m, sh);
-    const mulc_t kg = k.small ? mulc_of(g) : (mulc_t){_mm512_set1_epi64(g), 2};
+    const mulc_t kg = times_xhat(&k, g);
     const __m512i vb = _mm512_set1_epi64(bias);
     __m512i mx = _mm512_setzero_si512();
     size_t i = 0;
@@ -207,6 +217,53 @@ void rctc_norm_sums_run_avx512(size_t n, const void *p, int w, size_t off, int64
         *hi = h;
     }
     rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
+}
+/* eight stored int8 values widened */
+static inline __m512i ld8(const int8_t *p) { return _mm512_cvtepi8_epi64(_mm_loadl_epi64((const __m128i *)p)); }
+
+/* int8 runs read in place eight at a time; other widths through the widened blocks */
+void rctc_norm_xhat_dot_run_avx512(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                   int64_t s1, int64_t m, int sh, int64_t *sg, int64_t *sb) {
+    if (w != 1 || dw != 1) {
+        iq_norm_xhat_dot_blocks(rctc_norm_load_avx512, rctc_norm_xhat_dot_avx512, n, x, w, dy, dw, off, N, s1, m, sh,
+                                sg, sb);
+        return;
+    }
+    const int8_t *xp = (const int8_t *)x + off, *dp = (const int8_t *)dy + off;
+    const xhat_t k = xhat_of(N, s1, m, sh);
+    __m512i g = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512i v = xhat8(ld8(xp + i), &k), d = ld8(dp + i);
+        g = _mm512_add_epi64(g, k.small ? _mm512_mul_epi32(d, v) : _mm512_mullo_epi64(d, v));
+        b = _mm512_add_epi64(b, d);
+    }
+    int64_t tg, tb;
+    rctc_norm_xhat_dot_run_portable(n - i, x, w, dy, dw, off + i, N, s1, m, sh, &tg, &tb);
+    *sg = (int64_t)((uint64_t)hsum(g) + (uint64_t)tg);
+    *sb = (int64_t)((uint64_t)hsum(b) + (uint64_t)tb);
+}
+
+uint64_t rctc_norm_dx_x_run_avx512(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
+                                   int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2, int64_t *acc) {
+    if (w != 1 || dw != 1)
+        return iq_norm_dx_x_blocks(rctc_norm_load_avx512, rctc_norm_dx_x_avx512, n, x, w, dy, dw, off, N, s1, m, sh,
+                                   m1, m2, acc);
+    const int8_t *xp = (const int8_t *)x + off, *dp = (const int8_t *)dy + off;
+    const xhat_t k = xhat_of(N, s1, m, sh);
+    const mulc_t k2 = times_xhat(&k, m2);
+    const __m512i vm1 = _mm512_set1_epi64(m1), r = _mm512_set1_epi64((int64_t)1 << 15);
+    __m512i mx = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512i v = dx8(ld8(xp + i), ld8(dp + i), &k, k2, vm1, r);
+        if (acc) _mm512_storeu_si512((void *)(acc + i), v);
+        mx = _mm512_max_epu64(mx, _mm512_abs_epi64(v));
+    }
+    const uint64_t t = rctc_norm_dx_x_run_portable(n - i, x, w, dy, dw, off + i, N, s1, m, sh, m1, m2,
+                                                   acc ? acc + i : NULL);
+    const uint64_t v = hmax(mx);
+    return t > v ? t : v;
 }
 #ifdef RCTC_CLANG_TARGET_PUSHED
 #pragma clang attribute pop

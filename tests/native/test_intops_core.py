@@ -126,12 +126,13 @@ def test_absmax_storage_clip_bounds_reduce_to(intops) -> None:
         assert same(intops.reduce_to(d, shape), arith.reduce_to(d, shape)), shape
 
 
+@pytest.mark.parametrize("variant", ["avx2", "avx512"])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 1000])
-def test_requantize_int8_avx2_equals_portable(intops, n: int) -> None:
-    """requantize's int8 rounding loop: the AVX2 variant gives the portable bits at every shift,
-    nearest and stochastic, on accumulators up to 2^62 whose rounded values fit int8."""
-    if not intops.has_avx2():
-        pytest.skip("this CPU or build has no AVX2 variant")
+def test_requantize_int8_simd_equals_portable(intops, n: int, variant: str) -> None:
+    """requantize's int8 rounding loop: the AVX2 and AVX-512 variants give the portable bits at every
+    shift, nearest and stochastic, on accumulators up to 2^62 whose rounded values fit int8."""
+    if not intops.has_avx2() or (variant == "avx512" and not intops.lib.rctc_isa_available() & 4):
+        pytest.skip(f"this CPU or build has no {variant} variant")
     rng = np.random.default_rng(n)
     words = rand_words((n,), n)
     for s in range(1, 63):
@@ -139,7 +140,7 @@ def test_requantize_int8_avx2_equals_portable(intops, n: int) -> None:
         acc = rng.integers(-lim, lim + 1, n, dtype=np.int64)
         acc[: min(n, 4)] = np.array([lim, -lim, 0, -1], np.int64)[: min(n, 4)]
         for r in (None, words):
-            got = intops.round_s8(acc, s, r, "avx2")
+            got = intops.round_s8(acc, s, r, variant)
             assert np.array_equal(got, intops.round_s8(acc, s, r, "portable")), s
             want = core.shift_round(acc, s, r)  # intref's rounding, exact in int64
             assert core.absmax(want) <= 127 and np.array_equal(got, want.astype(np.int8)), s
@@ -200,21 +201,23 @@ def test_requantize_s32_equals_intref(intops, n: int) -> None:
     assert shifted > 10  # rounding shifts were compared, not only copies
 
 
+@pytest.mark.parametrize("variant", ["avx2", "avx512"])
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 65, 1001])
-def test_requantize_s32_avx2_passes_equal_portable(intops, n: int) -> None:
-    """x86/iq_requant_s32_avx2.c: the int32 -> int8 rounding gives the portable loop's bits (and
-    intref's shift_round) at every shift 1..31, nearest and stochastic, extremes at both ends of
-    the range; the int32 max magnitude equals the portable one and Python's (INT32_MIN included)."""
+def test_requantize_s32_simd_passes_equal_portable(intops, n: int, variant: str) -> None:
+    """x86/iq_requant_s32_avx2.c and x86/iq_round_avx512.c: the int32 -> int8 rounding gives the
+    portable loop's bits (and intref's shift_round) at every shift 1..31, nearest and stochastic,
+    extremes at both ends of the range; the int32 max magnitude equals the portable one and
+    Python's (INT32_MIN included)."""
     import ctypes
 
-    if not intops.has_avx2():
-        pytest.skip("this CPU or build has no AVX2 variant")
+    if not intops.has_avx2() or (variant == "avx512" and not intops.lib.rctc_isa_available() & 4):
+        pytest.skip(f"this CPU or build has no {variant} variant")
     lib = intops.lib
-    for name in ("rctc_iq_round_s32_s8_avx2", "rctc_iq_round_s32_s8_portable"):
+    for name in (f"rctc_iq_round_s32_s8_{variant}", "rctc_iq_round_s32_s8_portable"):
         getattr(lib, name).restype = None
         getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                        ctypes.c_void_p]
-    for name in ("rctc_absmax_s32_avx2", "rctc_absmax_s32"):
+    for name in (f"rctc_absmax_s32_{variant}", "rctc_absmax_s32"):
         getattr(lib, name).restype = ctypes.c_uint32
         getattr(lib, name).argtypes = [ctypes.c_size_t, ctypes.c_void_p]
     rng = np.random.default_rng(n + 77)
@@ -225,7 +228,7 @@ def test_requantize_s32_avx2_passes_equal_portable(intops, n: int) -> None:
         acc[: min(n, 4)] = np.array([lo, hi, 0, -1], np.int32)[: min(n, 4)]
         for r in (None, words):
             outs = []
-            for name in ("rctc_iq_round_s32_s8_avx2", "rctc_iq_round_s32_s8_portable"):
+            for name in (f"rctc_iq_round_s32_s8_{variant}", "rctc_iq_round_s32_s8_portable"):
                 out = np.zeros(n, np.int8)
                 getattr(lib, name)(n, acc.ctypes.data, s, None if r is None else r.ctypes.data, out.ctypes.data)
                 outs.append(out)
@@ -236,7 +239,8 @@ def test_requantize_s32_avx2_passes_equal_portable(intops, n: int) -> None:
             x = rng.integers(-1000, 1000, n, dtype=np.int64).astype(np.int32)
             x[pos] = extreme
             want = max(abs(int(v)) for v in x)
-            assert lib.rctc_absmax_s32_avx2(n, x.ctypes.data) == want == lib.rctc_absmax_s32(n, x.ctypes.data)
+            got = getattr(lib, f"rctc_absmax_s32_{variant}")(n, x.ctypes.data)
+            assert got == want == lib.rctc_absmax_s32(n, x.ctypes.data)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

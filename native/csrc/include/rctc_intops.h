@@ -92,14 +92,18 @@ void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const ui
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_iq_round_s32_s8_avx2(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
 uint32_t rctc_absmax_s32_avx2(size_t n, const int32_t *x);
+void rctc_iq_round_s32_s8_avx512(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out);
+uint32_t rctc_absmax_s32_avx512(size_t n, const int32_t *x); /* x86/iq_round_avx512.c */
 /* max |x_i| of int8 values (iq_absmax_avx2.c): iq_absmax_w(x, 1, n)'s value */
 uint32_t rctc_absmax_s8_avx2(size_t n, const int8_t *x);
 #endif
 /* requantize's rounding loop to int8: out = (acc + r) >> s for 1 <= s <= 62, |acc| <= 2^62, every
- * result in [-128, 127] (the dispatched requantize uses the AVX2 variant where it runs) */
+ * result in [-128, 127] (the dispatched requantize uses the AVX-512 variant at the avx512vnni level,
+ * else the AVX2 one where it runs) */
 void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
 #if defined(__x86_64__) || defined(_M_X64)
 void rctc_iq_round_s8_avx2(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
+void rctc_iq_round_s8_avx512(size_t n, const int64_t *acc, int s, const uint32_t *rand, int8_t *out);
 #endif
 /* intref.core.requantize with a bias broadcast along axis 1 of (outer, channels, inner): the bias
  * (bias_w wide) is shifted to e_acc (exact left shift or nearest) and added; acc is overwritten

@@ -39,7 +39,12 @@ void rctc_iq_round_s8_portable(size_t n, const int64_t *acc, int s, const uint32
 void iq_round_block(size_t n, const int64_t *x, int s, const uint32_t *rand, int w, void *out) {
     if (w == 1) {
 #if defined(__x86_64__) || defined(_M_X64)
-        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) {
+        const int isa = rctc_isa_available();
+        if (isa & (1 << RCTC_ISA_AVX512VNNI)) {
+            rctc_iq_round_s8_avx512(n, x, s, rand, (int8_t *)out);
+            return;
+        }
+        if (isa & (1 << RCTC_ISA_AVX2)) {
             rctc_iq_round_s8_avx2(n, x, s, rand, (int8_t *)out);
             return;
         }

@@ -24,6 +24,7 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 static int have_avx2(void) { return (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) != 0; }
+static int have_avx512(void) { return (rctc_isa_available() & (1 << RCTC_ISA_AVX512VNNI)) != 0; }
 #endif
 
 void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const uint32_t *rand, int8_t *out) {
@@ -35,6 +36,7 @@ void rctc_iq_round_s32_s8_portable(size_t n, const int32_t *acc, int s, const ui
 
 static uint32_t absmax32(size_t n, const int32_t *acc) {
 #if defined(__x86_64__) || defined(_M_X64)
+    if (have_avx512()) return rctc_absmax_s32_avx512(n, acc);
     if (have_avx2()) return rctc_absmax_s32_avx2(n, acc);
 #endif
     return rctc_absmax_s32(n, acc);
@@ -44,6 +46,10 @@ static uint32_t absmax32(size_t n, const int32_t *acc) {
 static void round_range(size_t i0, size_t i1, const int32_t *acc, int s, const uint32_t *rand, int w, void *out) {
     if (w == 1 && s <= 31) {
 #if defined(__x86_64__) || defined(_M_X64)
+        if (have_avx512()) {
+            rctc_iq_round_s32_s8_avx512(i1 - i0, acc + i0, s, rand ? rand + i0 : NULL, (int8_t *)out + i0);
+            return;
+        }
         if (have_avx2()) {
             rctc_iq_round_s32_s8_avx2(i1 - i0, acc + i0, s, rand ? rand + i0 : NULL, (int8_t *)out + i0);
             return;

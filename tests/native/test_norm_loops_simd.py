@@ -73,15 +73,21 @@ def test_sums_and_scale(pair: Pair, n: int) -> None:
             assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], acc * np.int64(mult))
 
 
-@pytest.mark.parametrize("n", LENGTHS)
-def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
-    rng = np.random.default_rng(100 + n)
+def _xhat_loops(pair: Pair) -> tuple[list, list, list]:
+    """The (SIMD, portable) pairs of xhat_dot, dx_x and affine."""
     xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
     dxx = pair("dx_x", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
     aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    return xd, dxx, aff
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_xhat_dx_and_affine(pair: Pair, n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    xd, dxx, aff = _xhat_loops(pair)
     N = max(n, 1)
     for lim in (1, 127, 32767):
         if N * lim >= 2**29:
@@ -143,12 +149,7 @@ def test_products_at_the_32_bit_edges(pair: Pair, m: int, sh: int) -> None:
     constants (m2, gamma) of every kind, against the portable loops and the plain int64 formula."""
     n, N, lim = 203, 2**14, 2**15 - 1  # N lim = 2^29 - 2^14
     rng = np.random.default_rng(abs(m) % 1000 + sh)
-    xd = pair("xhat_dot", None, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
-              ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, I64P, I64P)
-    dxx = pair("dx_x", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
-               ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
-    aff = pair("affine", ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
-               ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    xd, dxx, aff = _xhat_loops(pair)
     x = rng.choice(np.array([-lim, lim, -lim + 1, lim - 1, 0, 1, -1], np.int64), n)
     dy = rng.integers(-(2**31), 2**31, n, dtype=np.int64)  # any int32 storage
     dy[:4] = [-(2**31), 2**31 - 1, -(2**31), 2**31 - 1]

@@ -69,11 +69,9 @@ RCTC_NORM_LOOPS(avx2)
 RCTC_NORM_LOOPS(avx512)
 #endif
 #undef RCTC_NORM_LOOPS
-/* one variant of the loops behind one signature each (the kernels call through it) */
+/* one variant of the loops the kernels call, behind one signature each (the int64 xhat_dot and dx_x
+ * loops are reached through the _run loops; the int64 sums loop no longer is, only its tests call it) */
 typedef struct {
-    iq_norm_sums_fn *sums;
-    iq_norm_xhat_dot_fn *xhat_dot;
-    iq_norm_dx_x_fn *dx_x;
     iq_norm_affine_fn *affine;
     iq_norm_scale_fn *scale;
     iq_norm_load_fn *load;

@@ -13,8 +13,8 @@
 #include "rctc_kernels.h"
 
 #define RCTC_NORM_TABLE(V)                                                                                    \
-    {rctc_norm_sums_##V, rctc_norm_xhat_dot_##V, rctc_norm_dx_x_##V, rctc_norm_affine_##V, rctc_norm_scale_##V, \
-     rctc_norm_load_##V, rctc_norm_sums_run_##V, rctc_norm_xhat_dot_run_##V, rctc_norm_dx_x_run_##V}
+    {rctc_norm_affine_##V, rctc_norm_scale_##V, rctc_norm_load_##V, rctc_norm_sums_run_##V,            \
+     rctc_norm_xhat_dot_run_##V, rctc_norm_dx_x_run_##V}
 
 const iq_norm_loops_t *iq_norm_loops(void) {
     static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);

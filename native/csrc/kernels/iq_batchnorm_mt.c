@@ -43,14 +43,13 @@ typedef struct {
  * each SIMD loop call then spends less on its set-up and final reductions */
 #define BLOCK 512
 
-/* whether gamma xhat + bias takes no product or sum past 63 bits for any x in [lo, hi] (N max|x| <
- * 2^29, so dm = max |N x - s1| <= 2^30): |m| <= 2^32 keeps (N x - s1) m within 2^62, xhat then lies
- * within (dm |m| >> sh) + 1 < 2^31, |g| < 2^31 keeps xhat g within 2^62 and |bias| < 2^62 the sum
- * within 2^63 */
+/* whether gamma xhat + bias takes no product or sum past 63 bits for any x in [lo, hi]: xhat fits
+ * 32 bits for the largest |N x - s1| there (iq_norm_xhat_fits32), |g| < 2^31 keeps xhat g within
+ * 2^62 and |bias| < 2^62 the sum within 2^63 */
 static int affine_is_monotone(int N, int64_t s1, int64_t lo, int64_t hi, int64_t m, int sh, int64_t g, int64_t bias) {
-    const uint64_t um = iq_abs(m), dl = iq_abs(N * lo - s1), dh = iq_abs(N * hi - s1), dm = dl > dh ? dl : dh;
-    return lo <= hi && um <= ((uint64_t)1 << 32) && dm <= ((uint64_t)1 << 30) &&
-           ((dm * um) >> sh) + 1 < ((uint64_t)1 << 31) && iq_abs(g) < ((uint64_t)1 << 31) && iq_abs(bias) < ((uint64_t)1 << 62);
+    const uint64_t dl = iq_abs(N * lo - s1), dh = iq_abs(N * hi - s1);
+    return lo <= hi && iq_norm_xhat_fits32(dl > dh ? dl : dh, m, sh) && iq_abs(g) < ((uint64_t)1 << 31) &&
+           iq_abs(bias) < ((uint64_t)1 << 62);
 }
 
 static void pass1(void *ctx, int c0, int c1) {

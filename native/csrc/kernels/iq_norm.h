@@ -20,6 +20,12 @@ int iq_norm_stats_bgs(int B, int G, int S, const void *q, int w, int e, int64_t 
 static inline int64_t iq_norm_xhat(int64_t n, int64_t x, int64_t a1, int64_t mm, int s) {
     return iq_sar((n * x - a1) * mm + ((int64_t)1 << (s - 1)), s);
 }
+/* whether every xhat with |N x - a1| <= dmax (at most 2^30) lies in [-2^31, 2^31) and its product
+ * (N x - a1) mm takes at most 62 bits: |mm| <= 2^32 and (dmax |mm| >> s) + 1 < 2^31 */
+static inline int iq_norm_xhat_fits32(uint64_t dmax, int64_t mm, int s) {
+    const uint64_t um = iq_abs(mm);
+    return dmax <= ((uint64_t)1 << 30) && um <= ((uint64_t)1 << 32) && ((dmax * um) >> s) + 1 < ((uint64_t)1 << 31);
+}
 /* one group's scalars from its sums S1 = sum x, S2 = sum x^2: S1, D, (m, f) (xhat's shift is f - 16,
  * in 1 .. 62), or an RCTC_IQ_E* code; the caller has checked N max|x| < 2^29 */
 int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,

@@ -58,7 +58,7 @@ static inline __m512i mulc(__m512i a, mulc_t k) {
 
 /* xhat's constants: the loops need N max|x| < 2^29 and |s1| <= N max|x| (iq_norm.h), so N x and
  * d = N x - s1 lie in [-2^30, 2^30] and N x is one vpmuldq; small: xhat itself then lies in
- * [-2^31, 2^31) (|xhat| <= (2^30 |m| + 2^(sh-1)) 2^-sh), so products by it may take mulc too */
+ * [-2^31, 2^31) (iq_norm_xhat_fits32 at that bound), so products by it may take mulc too */
 typedef struct {
     __m512i nn, s1, half;
     __m128i sh;
@@ -67,8 +67,7 @@ typedef struct {
 } xhat_t;
 
 static inline xhat_t xhat_of(int N, int64_t s1, int64_t m, int sh) {
-    const uint64_t um = m < 0 ? -(uint64_t)m : (uint64_t)m;
-    const int small = um <= ((uint64_t)1 << 32) && ((((uint64_t)1 << 30) * um) >> sh) + 1 < ((uint64_t)1 << 31);
+    const int small = iq_norm_xhat_fits32((uint64_t)1 << 30, m, sh);
     const xhat_t k = {_mm512_set1_epi64(N), _mm512_set1_epi64(s1), _mm512_set1_epi64((int64_t)1 << (sh - 1)),
                       _mm_cvtsi32_si128(sh), mulc_of(m), small};
     return k;

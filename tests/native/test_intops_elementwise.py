@@ -229,3 +229,34 @@ def test_add_threads_equal_intref(intops, threads: int) -> None:
                 rc = fn(threads, 1, shape, a.ctypes.data, 1, strides, ea, b.ctypes.data, 1, strides, eb, sub, bits,
                         None if r is None else r.ctypes.data, work.ctypes.data, out.ctypes.data, ctypes.byref(e))
                 assert rc == 0 and e.value == we and np.array_equal(out, want), (ea, eb, bits, sub, r is None)
+
+
+PERIODIC = [((32, 16, 32), (32,)), ((32, 16, 32), (1, 16, 32)), ((5, 3, 7), (1, 3, 7)), ((3, 7), (3, 7)),
+            ((1, 9), (4, 9)), ((2, 3, 1, 5), (1, 1, 5))]
+
+
+@pytest.mark.parametrize("sa,sb", PERIODIC)
+def test_add_periodic_operands_int32_path(intops, sa, sb) -> None:
+    """Operands dense or repeated along leading axes (a bias row, a position table), of 8 / 16 / 32
+    bits, sum in int32 where max|a| << ka + max|b| << kb < 2^31: intref's bits on both sides of
+    that bound (exponent gaps that put the aligned sum just under and just over 2^31), add and sub,
+    nearest and stochastic, to 8 bits."""
+    shape = np.broadcast_shapes(sa, sb)
+    words = rand_words(shape, 6)
+    rng = np.random.default_rng(len(sa) * 7 + len(sb))
+    for da, db in ((np.int8, np.int16), (np.int16, np.int8), (np.int16, np.int16), (np.int8, np.int32),
+                   (np.int32, np.int8), (np.int8, np.int8)):
+        ia, ib = np.iinfo(da), np.iinfo(db)
+        a = rng.integers(ia.min, ia.max + 1, sa).astype(da)
+        b = rng.integers(ib.min, ib.max + 1, sb).astype(db)
+        a.flat[0], b.flat[-1] = ia.min, ib.max
+        ma, mb = -int(ia.min), int(ib.max)
+        for ea in (-3, 0):
+            # eb - ea = k: b << k next to a (and a << -k next to b): the largest k with
+            # ma + (mb << k) < 2^31, and one more
+            k = max((j for j in range(32) if ma + (mb << j) < 2**31), default=0)
+            for eb in (ea + k, ea + k + 1, ea - 1, ea - 20):
+                for fn in ("add", "sub"):
+                    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8)
+                    check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8, words)
+                    check(getattr(intops, fn), getattr(arith, fn), b, eb, a, ea, 8, words)

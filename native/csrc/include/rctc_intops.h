@@ -152,11 +152,13 @@ int rctc_iq_hardswish_backward(size_t n, const void *q, int qw, int e, const voi
 int rctc_iq_add(int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea, const void *b,
                 int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand, int64_t *work,
                 void *out, int *e_out);
-/* rctc_iq_add on up to nthreads threads (the dense int8 case split into fixed parts): the same bits */
+/* rctc_iq_add on up to nthreads threads (operands dense or repeated along leading axes, whose
+ * aligned sums fit in int32, split into fixed parts): the same bits */
 int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea,
                    const void *b, int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand,
                    int64_t *work, void *out, int *e_out);
-/* IntAdd's dense int8 sum v = (x << ka) +- (y << kb) (0 <= ka, kb <= 22) as int32, returning max |v|;
+/* IntAdd's int8 sum v = (x << ka) +- (y << kb) as int32 (ka, kb >= 0, max|x| << ka + max|y| << kb < 2^31),
+ * returning max |v|;
  * the AVX2 variant (x86/iq_add_avx2.c) gives the same v and max */
 uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract,
                                      int32_t *v);

@@ -5,9 +5,10 @@
  * operands brought to intref.core.align's exponent (exact left shifts unless that passes 2^61,
  * then nearest), summed (or subtracted) exactly, one rounding to bits (stochastic with rand).
  * Operands of the output's own dense layout (no broadcast) take typed loops without the
- * per-element multi-index; the same integers either way. rctc_iq_add_mt splits the dense int8
- * case (sums, their max, the rounding) into fixed parts over threads: the same bits at any
- * thread count.
+ * per-element multi-index; the same integers either way. rctc_iq_add_mt takes operands that are
+ * dense or repeated along leading axes (a bias row, a position table) and whose aligned sums fit
+ * in int32 through int32 sums, split (sums, their max, the rounding) into fixed parts over
+ * threads: the same bits at any thread count and on either path.
  */
 #include "internal.h"
 #include "iq.h"
@@ -110,16 +111,29 @@ void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const 
     }
 }
 
-/* the dense int8 fast path's parts: v = (x << ka) +- (y << kb) as int32 (|v| <= 2^30 for shifts
- * <= 22), each part's max |v|; boundaries fixed by n and RCTC_ADD_PARTS, never by the thread count */
+/* the int32 fast path's parts: v = (x << ka) +- (y << kb) as int32 (exact: the caller checked
+ * max|x| << ka + max|y| << kb < 2^31), each part's max |v|; boundaries fixed by n and
+ * RCTC_ADD_PARTS, never by the thread count */
 #define RCTC_ADD_PARTS 64
 /* elements per thread below which a second thread does not pay (as iq_requant_s32.c's) */
 #define RCTC_ADD_PER_THREAD 131072u
 
+/* the period of an operand read at strides st over shape: L when it reads element i of the output
+ * at offset i % L (dense trailing dims, stride 0 or size 1 on every leading one; L = n when
+ * dense), else 0 */
+static size_t period(int ndim, const int *shape, const ptrdiff_t *st) {
+    size_t want = 1;
+    int d = ndim - 1;
+    for (; d >= 0 && (shape[d] == 1 || st[d] == (ptrdiff_t)want); --d) want *= (size_t)shape[d];
+    for (; d >= 0; --d)
+        if (shape[d] != 1 && st[d] != 0) return 0;
+    return want;
+}
+
 typedef struct {
-    size_t n;
-    int parts, ka, kb, subtract;
-    const int8_t *x, *y;
+    size_t n, la, lb;
+    int parts, aw, bw, ka, kb, subtract;
+    const char *x, *y;
     int32_t *v;
     uint32_t maxima[RCTC_ADD_PARTS];
 } add_task;
@@ -134,49 +148,102 @@ uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const in
     return rctc_absmax_s32(n, v);
 }
 
-static uint32_t add_s8_s32(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract, int32_t *v) {
+/* v = (x << ka) +- (y << kb) for operands of any widths (int8 / int16 / int32), max |v| */
+#define RCTC_ADD_RUN(TX, TY)                                                                                  \
+    {                                                                                                         \
+        const TX *px = (const TX *)x;                                                                         \
+        const TY *py = (const TY *)y;                                                                         \
+        for (size_t i = 0; i < n; ++i)                                                                        \
+            v[i] = (int32_t)((uint32_t)(int32_t)px[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)py[i] << kb); \
+    }                                                                                                         \
+    break;
+
+static uint32_t add_run_s32(size_t n, const void *x, int aw, int ka, const void *y, int bw, int kb, int subtract,
+                            int32_t *v) {
+    if (aw == 1 && bw == 1) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) return rctc_iq_add_s8_s32_avx2(n, x, ka, y, kb, subtract, v);
+        if (rctc_isa_available() & (1 << RCTC_ISA_AVX2))
+            return rctc_iq_add_s8_s32_avx2(n, (const int8_t *)x, ka, (const int8_t *)y, kb, subtract, v);
 #endif
-    return rctc_iq_add_s8_s32_portable(n, x, ka, y, kb, subtract, v);
+        return rctc_iq_add_s8_s32_portable(n, (const int8_t *)x, ka, (const int8_t *)y, kb, subtract, v);
+    }
+    const int32_t sg = subtract ? -1 : 1;
+    switch (aw * 8 + bw) {
+    case 1 * 8 + 2: RCTC_ADD_RUN(int8_t, int16_t)
+    case 1 * 8 + 4: RCTC_ADD_RUN(int8_t, int32_t)
+    case 2 * 8 + 1: RCTC_ADD_RUN(int16_t, int8_t)
+    case 2 * 8 + 2: RCTC_ADD_RUN(int16_t, int16_t)
+    case 2 * 8 + 4: RCTC_ADD_RUN(int16_t, int32_t)
+    case 4 * 8 + 1: RCTC_ADD_RUN(int32_t, int8_t)
+    case 4 * 8 + 2: RCTC_ADD_RUN(int32_t, int16_t)
+    default: RCTC_ADD_RUN(int32_t, int32_t)
+    }
+    return rctc_absmax_s32(n, v);
+}
+
+/* elements i0 .. i1 - 1: runs that stay inside one period of each operand */
+static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
+    uint32_t m = 0;
+    for (size_t i = i0; i < i1;) {
+        const size_t ia = i % t->la, ib = i % t->lb;
+        size_t c = i1 - i;
+        c = t->la - ia < c ? t->la - ia : c;
+        c = t->lb - ib < c ? t->lb - ib : c;
+        const uint32_t r = add_run_s32(c, t->x + ia * (size_t)t->aw, t->aw, t->ka, t->y + ib * (size_t)t->bw, t->bw,
+                                       t->kb, t->subtract, t->v + i);
+        m = r > m ? r : m;
+        i += c;
+    }
+    return m;
 }
 
 static void add_parts(void *ctx, int p0, int p1) {
     add_task *t = (add_task *)ctx;
-    for (int p = p0; p < p1; ++p) {
-        const size_t i0 = add_part_at(t, p), i1 = p + 1 == t->parts ? t->n : add_part_at(t, p + 1);
-        t->maxima[p] = add_s8_s32(i1 - i0, t->x + i0, t->ka, t->y + i0, t->kb, t->subtract, t->v + i0);
-    }
+    for (int p = p0; p < p1; ++p)
+        t->maxima[p] = add_span(t, add_part_at(t, p), p + 1 == t->parts ? t->n : add_part_at(t, p + 1));
 }
+
+/* a << k < 2^31 for k >= 0 (a < 2^63) */
+static uint64_t shl_capped(uint64_t a, int k) { return k > 31 || a >> (31 - k) ? (uint64_t)1 << 31 : a << k; }
 
 int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea,
                    const void *b, int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand,
                    int64_t *work, void *out, int *e_out) {
-    const size_t n = iq_prod(ndim, shape);
+    const size_t n = iq_prod(ndim, shape), la = period(ndim, shape, as), lb = period(ndim, shape, bs);
+    if (n && la && lb && aw <= 4 && bw <= 4 && rctc_iq_width(bits) == 1) {
+        /* periodic operands (dense, or repeated along leading axes: a bias row, a position table)
+         * of at most 32 bits: the maxima over one period, the alignment as rctc_iq_add_exps; when
+         * max|a| << ka + max|b| << kb < 2^31 the sums are exact in int32, computed with their max
+         * in fixed parts (threaded), then the int32 requantise at that max gives
+         * rctc_iq_requantize's bits for the same values */
+        const uint64_t m[2] = {rctc_iq_absmax_w(a, aw, la), rctc_iq_absmax_w(b, bw, lb)};
+        const int exps[2] = {ea, eb};
+        const int ec = rctc_iq_align_exp(2, m, exps, 61), ka = ea - ec, kb = eb - ec;
+        if (ka >= 0 && kb >= 0 && shl_capped(m[0], ka) + shl_capped(m[1], kb) < ((uint64_t)1 << 31)) {
+            const size_t most = n / RCTC_ADD_PER_THREAD > 1 ? n / RCTC_ADD_PER_THREAD : 1;
+            const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+            add_task t;
+            t.n = n;
+            t.la = la;
+            t.lb = lb;
+            t.parts = threads > 1 ? RCTC_ADD_PARTS : 1;
+            t.aw = aw;
+            t.bw = bw;
+            t.ka = ka;
+            t.kb = kb;
+            t.subtract = subtract != 0;
+            t.x = (const char *)a;
+            t.y = (const char *)b;
+            t.v = (int32_t *)(void *)work;
+            rctc_parallel_for(t.parts, 1, threads, add_parts, &t);
+            uint32_t mv = 0;
+            for (int p = 0; p < t.parts; ++p) mv = t.maxima[p] > mv ? t.maxima[p] : mv;
+            return rctc_iq_requantize_s32_max_mt(nthreads, n, t.v, mv, ec, bits, rand, out, e_out);
+        }
+    }
     int ka, kb, ec;
     const int rc = rctc_iq_add_exps(ndim, shape, a, aw, as, ea, b, bw, bs, eb, &ka, &kb, &ec);
     if (rc) return rc;
-    if (aw == 1 && bw == 1 && ka >= 0 && kb >= 0 && ka <= 22 && kb <= 22 && rctc_iq_width(bits) == 1 &&
-        dense(ndim, shape, as) && dense(ndim, shape, bs)) {
-        /* dense int8 operands shifted left by at most 22: |sum| <= 2^30, exact in int32; the sums
-         * and their max in fixed parts (threaded), then the int32 requantise at that max gives
-         * rctc_iq_requantize's bits for the same values */
-        const size_t most = n / RCTC_ADD_PER_THREAD > 1 ? n / RCTC_ADD_PER_THREAD : 1;
-        const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
-        add_task t;
-        t.n = n;
-        t.parts = threads > 1 ? RCTC_ADD_PARTS : 1;
-        t.ka = ka;
-        t.kb = kb;
-        t.subtract = subtract != 0;
-        t.x = (const int8_t *)a;
-        t.y = (const int8_t *)b;
-        t.v = (int32_t *)(void *)work;
-        rctc_parallel_for(t.parts, 1, threads, add_parts, &t);
-        uint32_t m = 0;
-        for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
-        return rctc_iq_requantize_s32_max_mt(nthreads, n, t.v, m, ec, bits, rand, out, e_out);
-    }
     rctc_iq_add_range(ndim, shape, a, aw, as, ka, b, bw, bs, kb, subtract, 0, n, work);
     return rctc_iq_requantize(n, work, ec, bits, rand, out, e_out);
 }

@@ -2,7 +2,8 @@
  * iq_add_avx2.c - AVX2 variant of IntAdd's dense int8 sum (compiled with -mavx2, called only when
  * the CPU has AVX2): v = (x << ka) +- (y << kb) in int32 lanes and the largest |v|.
  *
- * Needs: rctc_intops.h, <immintrin.h>; 0 <= ka, kb <= 22 (|v| <= 2^30: no lane overflows).
+ * Needs: rctc_intops.h, <immintrin.h>; ka, kb >= 0 and max|x| << ka + max|y| << kb < 2^31 (no lane
+ * overflows).
  * Leaves: exactly rctc_iq_add_s8_s32_portable's v and max (16 elements a step, the tail portable).
  */
 #include <immintrin.h>

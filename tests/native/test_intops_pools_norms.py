@@ -111,6 +111,31 @@ def test_layernorm(intops, shape, axis) -> None:
                       rand_words(shape, 18))
 
 
+@pytest.mark.parametrize("xt", [np.int8, np.int16, np.int32])
+@pytest.mark.parametrize("gt", [np.int8, np.int16, np.int32])
+def test_layernorm_storage_widths_and_refusals(intops, xt, gt) -> None:
+    """The one-pass forward for every input / gamma width (beta int8 and int16, rows of 1, odd and
+    long): intref's bits; and intref's refusals: N max|x| at 2^29, a bias that passes the
+    accumulator's limit once aligned (with random rows and with constant ones)."""
+    rng = np.random.default_rng(int(np.dtype(xt).itemsize * 10 + np.dtype(gt).itemsize))
+    for shape in ((5, 1), (3, 37), (2, 300)):
+        n = shape[-1]
+        hi = min(int(np.iinfo(xt).max), 2**29 // n - 1)
+        q = rng.integers(-hi, hi + 1, shape).astype(xt)
+        gam = (rng.integers(np.iinfo(gt).min, int(np.iinfo(gt).max) + 1, n).astype(gt), -9)
+        for bt in (np.int8, np.int16):
+            bet = (rng.integers(np.iinfo(bt).min, int(np.iinfo(bt).max) + 1, n).astype(bt), -3)
+            for e in (-6, 2):
+                check(intops.layernorm, norm.layernorm, q, e, gam, bet, -1, 1e-5, 8)
+            check(intops.layernorm, norm.layernorm, q, -6, gam, (bet[0], 60), -1, 1e-5, 8)
+        const = np.full(shape, 3, xt)
+        check(intops.layernorm, norm.layernorm, const, -6, gam, (bet[0], 60), -1, 1e-5, 8)
+    if xt != np.int8:
+        n = 2**15 if xt == np.int16 else 64
+        big = np.full((2, n), 2**29 // n, xt)  # N max|x| = 2^29
+        check(intops.layernorm, norm.layernorm, big, 0, (np.ones(n, gt), 0), (np.zeros(n, np.int8), 0))
+
+
 def test_norm_large_group_needs_128_bits(intops) -> None:
     """N = 2^20 + 3 per group: N^2 eps and gamma N m exceed 2^64 (the i128 path); N max|q| just
     below 2^29 is accepted, at 2^29 both refuse."""

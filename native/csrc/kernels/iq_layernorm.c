@@ -3,21 +3,94 @@
  *
  * Needs: rctc_intops.h, iq_norm_stats.c; the normalised axes flattened into rows (G, N).
  * Leaves: per row xhat in Q16, y = requantize(gamma xhat at e_gamma - 16, bias beta), gamma and
- * beta broadcast along the row.
+ * beta broadcast along the row. One pass over the rows: each row's sums, scalars, xhat and
+ * gamma xhat + beta (the products wrap as intref's int64 arithmetic does) with their max, then
+ * one rounding; the error codes in intref's order (the rows', the bias', the accumulator's).
  */
 #include "iq.h"
 #include "iq_norm.h"
+#include "rctc_kernels.h"
+
+/* sum and sum of squares of one row (w bytes an element; |x| < 2^29 / N keeps both exact) */
+#define ROW_SUMS(T)                                                                                           \
+    {                                                                                                         \
+        const T *p = (const T *)row;                                                                          \
+        for (size_t i = 0; i < n; ++i) {                                                                      \
+            s += p[i];                                                                                        \
+            s2 += (int64_t)p[i] * p[i];                                                                       \
+        }                                                                                                     \
+    }                                                                                                         \
+    break;
+
+static void row_sums(const void *row, int w, size_t n, int64_t *a1, int64_t *a2) {
+    int64_t s = 0, s2 = 0;
+    switch (w) {
+    case 1: ROW_SUMS(int8_t)
+    case 2: ROW_SUMS(int16_t)
+    case 4: ROW_SUMS(int32_t)
+    default: ROW_SUMS(int64_t)
+    }
+    *a1 = s;
+    *a2 = s2;
+}
+
+/* v = gamma xhat + b along one row, returning max |v| (x of type T, gamma of type TG) */
+#define ROW_AFFINE(T, TG)                                                                                     \
+    {                                                                                                         \
+        const T *p = (const T *)row;                                                                          \
+        const TG *g = (const TG *)gamma;                                                                      \
+        for (size_t i = 0; i < n; ++i) {                                                                      \
+            const int64_t xh = iq_norm_xhat(N, p[i], a1, mm, s);                                              \
+            v[i] = iq_add(iq_mul(xh, g[i]), b[i]);                                                            \
+            const uint64_t a = iq_abs(v[i]);                                                                  \
+            mx = a > mx ? a : mx;                                                                             \
+        }                                                                                                     \
+    }                                                                                                         \
+    break;
+#define ROW_AFFINE_G(T)                                                                                       \
+    switch (gw) {                                                                                             \
+    case 1: ROW_AFFINE(T, int8_t)                                                                             \
+    case 2: ROW_AFFINE(T, int16_t)                                                                            \
+    case 4: ROW_AFFINE(T, int32_t)                                                                            \
+    default: ROW_AFFINE(T, int64_t)                                                                           \
+    }                                                                                                         \
+    break;
+
+static uint64_t row_affine(const void *row, int w, size_t n, int64_t N, int64_t a1, int64_t mm, int s,
+                           const void *gamma, int gw, const int64_t *b, int64_t *v) {
+    uint64_t mx = 0;
+    switch (w) {
+    case 1: ROW_AFFINE_G(int8_t)
+    case 2: ROW_AFFINE_G(int16_t)
+    case 4: ROW_AFFINE_G(int32_t)
+    default: ROW_AFFINE_G(int64_t)
+    }
+    return mx;
+}
 
 int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge, const void *beta,
                       int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work, void *out,
                       int *e_out) {
     const size_t T = (size_t)G * (size_t)N, nn = (size_t)N;
-    int64_t *x = work, *xhat = work + T, *s1 = xhat + T, *d = s1 + G, *m = d + G, *f = m + G;
+    int64_t *v = work, *b = work + T;
     if (G < 1) return RCTC_IQ_EDOMAIN;
-    for (size_t i = 0; i < T; ++i) x[i] = iq_ld(q, w, i);
-    const int rc = iq_norm_stats(G, N, x, e, eps_num, eps_log2, xhat, s1, d, m, f);
-    if (rc) return rc;
-    for (size_t r = 0; r < (size_t)G; ++r) /* gamma along the row: no index modulo per element */
-        for (size_t j = 0, i = r * nn; j < nn; ++j, ++i) x[i] = iq_mul(xhat[i], iq_ld(gamma, gw, j));
-    return rctc_iq_requantize_bias((size_t)G, nn, 1, x, ge - 16, beta, bw, be, bits, NULL, out, e_out);
+    if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    const int e_acc = ge - 16, rc_bias = iq_norm_shifted_bias(N, beta, bw, be - e_acc, b);
+    uint64_t mx = 0;
+    for (size_t r = 0; r < (size_t)G; ++r) {
+        const void *row = (const char *)q + r * nn * (size_t)w;
+        int64_t a1, a2, s1, d, mm, f;
+        row_sums(row, w, nn, &a1, &a2);
+        const int rc = iq_norm_group_sums(N, a1, a2, e, eps_num, eps_log2, &s1, &d, &mm, &f);
+        if (rc) return rc;
+        if (rc_bias) continue; /* the rows' own errors come first */
+        const uint64_t m = row_affine(row, w, nn, N, a1, mm, (int)f - 16, gamma, gw, b, v + r * nn);
+        mx = m > mx ? m : mx;
+    }
+    if (rc_bias) return rc_bias;
+    const int s = rctc_iq_requant_shift(mx, bits, 0);
+    if (s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    rctc_iq_round_store(T, v, s, NULL, out, rctc_iq_width(bits));
+    *e_out = e_acc + s;
+    return RCTC_IQ_OK;
 }

@@ -170,18 +170,21 @@ class IntOps(BaseOps):
                         _p(bt), bw, be, _p(rm), rmw, rme, _p(rv), rvw, rve, *_eps(eps), bits, _p(work))
 
     def layernorm(self, q, e, gamma: Tensor, beta: Tensor, axis: int = -1, eps: float = 1e-5,
-                  bits: int = 8) -> Tensor:
+                  bits: int = 8, threads: int | None = None) -> Tensor:
+        """``threads``: run ``rctc_iq_layernorm_mt`` on that many (else the 1-thread entry)."""
         x, w = _int(q)
         axis %= x.ndim
         rows, n = math.prod(x.shape[:axis]), math.prod(x.shape[axis:])
         g, gw, ge = _tq(gamma, "gamma")
         bt, bw, be = _tq(beta, "beta")
         work = np.empty(2 * x.size + 4 * rows, np.int64)
-        return self._rq("rctc_iq_layernorm", x.shape, bits, rows, n, _p(x), w, int(e), _p(g), gw, ge, _p(bt), bw, be,
+        name, lead = ("rctc_iq_layernorm", ()) if threads is None else ("rctc_iq_layernorm_mt", (int(threads),))
+        return self._rq(name, x.shape, bits, *lead, rows, n, _p(x), w, int(e), _p(g), gw, ge, _p(bt), bw, be,
                         *_eps(eps), bits, _p(work))
 
     def layernorm_backward(self, q, e, gamma: Tensor, dq, de, axis: int = -1, eps: float = 1e-5, bits: int = 8,
-                           rand=None) -> tuple[Tensor, Tensor, Tensor]:
+                           rand=None, threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``threads``: run ``rctc_iq_layernorm_backward_mt`` on that many (else the 1-thread entry)."""
         x, w = _int(q)
         d, dw = _int(dq)
         axis %= x.ndim
@@ -191,7 +194,8 @@ class IntOps(BaseOps):
         out = np.empty(x.shape, storage_dtype(bits))
         dg, db = np.empty(x.shape[axis:], np.int64), np.empty(x.shape[axis:], np.int64)
         ex = c_int()
-        self._call("rctc_iq_layernorm_backward", rows, n, _p(x), w, int(e), _p(g), gw, ge, _p(d), dw, int(de),
+        head = ("rctc_iq_layernorm_backward",) if threads is None else ("rctc_iq_layernorm_backward_mt", int(threads))
+        self._call(*head, rows, n, _p(x), w, int(e), _p(g), gw, ge, _p(d), dw, int(de),
                    *_eps(eps), _bits(bits), _p(_rand(rand, x.shape)), _p(work), _p(out), _ref(ex), _p(dg), _p(db))
         return (out, ex.value), (dg, int(de) - 16), (db, int(de))
 

@@ -1,6 +1,7 @@
-"""The threaded BatchNorm kernels (rctc_iq_batchnorm_*_mt) against intref.norm bit for bit at 1, 2
-and 3 threads, on tensors small and large enough to split (past 2 x 2^17 elements), odd sizes, int8 and
-int16 inputs, stochastic and nearest rounding, and the refusals (the same exception)."""
+"""The threaded BatchNorm and LayerNorm kernels (rctc_iq_batchnorm_*_mt, rctc_iq_layernorm*_mt)
+against intref.norm bit for bit at 1, 2 and 3 threads, on tensors small and large enough to split,
+odd sizes, int8 and int16 inputs, stochastic and nearest rounding, and the refusals (the same
+exception)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,47 @@ def test_batchnorm_train_max_from_extremes_and_in_full(intops, threads: int) -> 
         for g in (gam, (np.array([-(2**31), 2**31 - 1, 5, -5], np.int32), -40)):
             check(lambda *a: intops.batchnorm_train(*a, threads=threads), norm.batchnorm_train,
                   q, -6, g, bet, rm, rv, 1e-5, 0.9, 8)
+
+
+LN_SHAPES = [(512, 32), (3, 4099), (2, 7, 700), (9000, 1), (64, 33)]  # all but the last past 8192 elements
+
+
+@pytest.mark.parametrize("shape", LN_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_layernorm_threads(intops, shape: tuple[int, ...], threads: int) -> None:
+    """rctc_iq_layernorm_mt / _backward_mt: intref's bits at 1-3 threads (rows split into parts,
+    dgamma / dbeta's columns too), int8 and int16 inputs, nearest and stochastic."""
+    rng = np.random.default_rng(len(shape) * 10 + threads)
+    n = shape[-1]
+    gam = (rng.integers(-(2**15), 2**15, n).astype(np.int16), -14)
+    bet = (rng.integers(-127, 128, n).astype(np.int8), -5)
+    q8 = rng.integers(-128, 128, shape).astype(np.int8)
+    q16 = rng.integers(-(2**12), 2**12, shape).astype(np.int16)
+    dq = rng.integers(-128, 128, shape).astype(np.int8)
+    words = rand_words(shape, 7)
+    for q, e in ((q8, -6), (q16, -9)):
+        check(lambda *a: intops.layernorm(*a, threads=threads), norm.layernorm, q, e, gam, bet, -1, 1e-5, 8)
+        check(lambda *a: intops.layernorm_backward(*a, threads=threads), norm.layernorm_backward,
+              q, e, gam, dq, -5, -1, 1e-5, 8, words)
+        check(lambda *a: intops.layernorm_backward(*a, threads=threads), norm.layernorm_backward,
+              q, e, gam, dq, -5, -1, 1e-5, 16)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_layernorm_threads_refuse_as_intref(intops, threads: int) -> None:
+    """A refusal in a later part of the rows (a bias past the accumulator's limit; an error of
+    dy gamma past 2^62, whose 16-bit rounding refuses) raises what intref raises, at any thread count."""
+    rng = np.random.default_rng(threads)
+    shape = (300, 64)
+    q = rng.integers(-128, 128, shape).astype(np.int8)
+    gam = (rng.integers(-127, 128, 64).astype(np.int8), -7)
+    far_bias = (np.full(64, 127, np.int8), 60)
+    gam[0][-1] = 127
+    dq = np.zeros(shape, np.int64)
+    dq[-1, -1] = 2**56  # dy gamma = 127 * 2^56: past 2^62, no wrap
+    for c_fn, ref, args in ((intops.layernorm, norm.layernorm, (q, -6, gam, far_bias, -1, 1e-5, 8)),
+                            (intops.layernorm_backward, norm.layernorm_backward, (q, -6, gam, dq, -5, -1, 1e-5, 8))):
+        with pytest.raises(OverflowError):
+            ref(*args)
+        with pytest.raises(OverflowError):
+            c_fn(*args, threads=threads)

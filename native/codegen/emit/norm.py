@@ -142,7 +142,9 @@ def int_layer_norm(node: Node, cx: Emit) -> list[str]:
     for v in (gq, bq):
         _per(node, v, tuple(q.shape[axis:]), "scale or bias")
     lines, _ = work_words(node, cx, 2 * g * n + 4 * g, 0)
-    return lines + call_rq(f"rctc_iq_layernorm({g}, {n}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.ptr(gq)}, "
+    # the host step: the rows split over threads (the same bits); a device: the 1-thread entry
+    head = f"rctc_iq_layernorm_mt({cx.threads}, " if getattr(cx, "tasks", False) else "rctc_iq_layernorm("
+    return lines + call_rq(f"{head}{g}, {n}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {cx.ptr(gq)}, "
                            f"{width(gq)}, {cx.scalar(ge)}, {cx.ptr(bq)}, {width(bq)}, {cx.scalar(be)}, {_eps(node)}, "
                            f"{bits}, work, {cx.ptr(y)}", cx.scalar(y_e))
 
@@ -152,5 +154,8 @@ def int_layer_norm_grad(node: Node, cx: Emit) -> list[str]:
     """intref.norm.layernorm_backward: g = dy gamma at 16 bits first, then BatchNorm's dx."""
     q = node.inputs[2]
     g, n, axis = _rows(node, q)
+    if getattr(cx, "tasks", False):  # the host step: the passes split over threads (the same bits)
+        return _backward(node, cx, "rctc_iq_layernorm_backward_mt", f"{cx.threads}, {g}, {n}", g * n,
+                         5 * g * n + 8 * g, tuple(q.shape[axis:]))
     return _backward(node, cx, "rctc_iq_layernorm_backward", f"{g}, {n}", g * n, 5 * g * n + 8 * g,
                      tuple(q.shape[axis:]))

@@ -275,11 +275,21 @@ int rctc_iq_batchnorm_inference(int B, int C, int S, const void *q, int w, int e
 int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge, const void *beta,
                       int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work, void *out,
                       int *e_out);
+/* rctc_iq_layernorm on up to nthreads threads (rows split into parts): the same bits */
+int rctc_iq_layernorm_mt(int nthreads, int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge,
+                         const void *beta, int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work,
+                         void *out, int *e_out);
 /* dgamma (N, at de - 16), dbeta (N, at de). work: 5 * G*N + 8 * G int64 */
 int rctc_iq_layernorm_backward(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta);
+/* rctc_iq_layernorm_backward on up to nthreads threads (rows, and dgamma / dbeta's columns, split
+ * into parts): the same bits */
+int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int w, int e, const void *gamma, int gw,
+                                  int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
+                                  const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                                  int64_t *dbeta);
 
 /* ---- exponential family (iq_iexp.c, iq_ilog2.c, iq_exp.c, iq_softmax.c, iq_softmax_xent.c,
  *      iq_sigmoid.c, iq_tanh.c) -------------------------------------------------------------- */

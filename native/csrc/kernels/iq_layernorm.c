@@ -6,7 +6,11 @@
  * beta broadcast along the row. One pass over the rows: each row's sums, scalars, xhat and
  * gamma xhat + beta (the products wrap as intref's int64 arithmetic does) with their max, then
  * one rounding; the error codes in intref's order (the rows', the bias', the accumulator's).
+ * rctc_iq_layernorm_mt splits the rows into one contiguous part a thread (each row's values do
+ * not depend on the split, the max and the first error are taken over the parts in order): the
+ * same bits at any thread count.
  */
+#include "internal.h"
 #include "iq.h"
 #include "iq_norm.h"
 #include "rctc_kernels.h"
@@ -68,24 +72,69 @@ static uint64_t row_affine(const void *row, int w, size_t n, int64_t N, int64_t 
     return mx;
 }
 
-int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge, const void *beta,
-                      int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work, void *out,
-                      int *e_out) {
-    const size_t T = (size_t)G * (size_t)N, nn = (size_t)N;
+/* elements below which one thread does every row */
+#define RCTC_LN_MIN_ELEMS 8192u
+
+typedef struct {
+    int G, N, w, e, gw, eps_log2, parts, rc[RCTC_MAX_THREADS];
+    const void *q, *gamma;
+    int64_t eps_num;
+    const int64_t *b;
+    int64_t *v;
+    uint64_t mx[RCTC_MAX_THREADS];
+} ln_task;
+
+static size_t ln_row_at(int G, int parts, int p) { return (size_t)G * (size_t)p / (size_t)parts; }
+
+/* parts p0 .. p1 - 1: each part's rows in order, its first error (intref's order within the part)
+ * and its max |gamma xhat + beta| */
+static void ln_parts(void *ctx, int p0, int p1) {
+    ln_task *t = (ln_task *)ctx;
+    const size_t nn = (size_t)t->N;
+    for (int p = p0; p < p1; ++p) {
+        uint64_t mx = 0;
+        int rc = RCTC_IQ_OK;
+        for (size_t r = ln_row_at(t->G, t->parts, p); r < ln_row_at(t->G, t->parts, p + 1) && !rc; ++r) {
+            const void *row = (const char *)t->q + r * nn * (size_t)t->w;
+            int64_t a1, a2, s1, d, mm, f;
+            row_sums(row, t->w, nn, &a1, &a2);
+            rc = iq_norm_group_sums(t->N, a1, a2, t->e, t->eps_num, t->eps_log2, &s1, &d, &mm, &f);
+            if (rc || !t->b) continue; /* no b: the bias refused, only the rows' own errors are wanted */
+            const uint64_t m = row_affine(row, t->w, nn, t->N, a1, mm, (int)f - 16, t->gamma, t->gw, t->b, t->v + r * nn);
+            mx = m > mx ? m : mx;
+        }
+        t->rc[p] = rc;
+        t->mx[p] = mx;
+    }
+}
+
+int rctc_iq_layernorm_mt(int nthreads, int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge,
+                         const void *beta, int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work,
+                         void *out, int *e_out) {
+    const size_t T = (size_t)G * (size_t)N;
     int64_t *v = work, *b = work + T;
     if (G < 1) return RCTC_IQ_EDOMAIN;
     if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     const int e_acc = ge - 16, rc_bias = iq_norm_shifted_bias(N, beta, bw, be - e_acc, b);
+    ln_task t;
+    t.parts = T < RCTC_LN_MIN_ELEMS || nthreads < 2 ? 1 : nthreads < G ? nthreads : G;
+    t.parts = t.parts > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : t.parts;
+    t.G = G;
+    t.N = N;
+    t.w = w;
+    t.e = e;
+    t.gw = gw;
+    t.eps_log2 = eps_log2;
+    t.eps_num = eps_num;
+    t.q = q;
+    t.gamma = gamma;
+    t.b = rc_bias ? NULL : b;
+    t.v = v;
+    rctc_parallel_for(t.parts, 1, t.parts, ln_parts, &t);
     uint64_t mx = 0;
-    for (size_t r = 0; r < (size_t)G; ++r) {
-        const void *row = (const char *)q + r * nn * (size_t)w;
-        int64_t a1, a2, s1, d, mm, f;
-        row_sums(row, w, nn, &a1, &a2);
-        const int rc = iq_norm_group_sums(N, a1, a2, e, eps_num, eps_log2, &s1, &d, &mm, &f);
-        if (rc) return rc;
-        if (rc_bias) continue; /* the rows' own errors come first */
-        const uint64_t m = row_affine(row, w, nn, N, a1, mm, (int)f - 16, gamma, gw, b, v + r * nn);
-        mx = m > mx ? m : mx;
+    for (int p = 0; p < t.parts; ++p) {
+        if (t.rc[p]) return t.rc[p]; /* the first failing row's error, as one pass in row order */
+        mx = t.mx[p] > mx ? t.mx[p] : mx;
     }
     if (rc_bias) return rc_bias;
     const int s = rctc_iq_requant_shift(mx, bits, 0);
@@ -93,4 +142,11 @@ int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gam
     rctc_iq_round_store(T, v, s, NULL, out, rctc_iq_width(bits));
     *e_out = e_acc + s;
     return RCTC_IQ_OK;
+}
+
+int rctc_iq_layernorm(int G, int N, const void *q, int w, int e, const void *gamma, int gw, int ge, const void *beta,
+                      int bw, int be, int64_t eps_num, int eps_log2, int bits, int64_t *work, void *out,
+                      int *e_out) {
+    return rctc_iq_layernorm_mt(1, G, N, q, w, e, gamma, gw, ge, beta, bw, be, eps_num, eps_log2, bits, work, out,
+                                e_out);
 }

@@ -4,14 +4,20 @@
  * Needs: rctc_intops.h, iq_norm_stats.c; rows (G, N). Leaves: g = dy gamma rounded (nearest)
  * to 16 bits first, then BatchNorm's dx construction with g for dy and gamma = 1, one rounding
  * to bits (stochastic with rand); dgamma = sum over rows of dy xhat (at de - 16), dbeta = sum of
- * dy (at de), both exact int64 of length N. Three passes over the rows: (1) sums, scalars, xhat,
- * dgamma / dbeta and max |dy gamma|; (2) g at 16 bits, its row means and the dx accumulator with
- * its max; (3) the per-row multipliers and their max, then one rounding. The products and sums
- * wrap as intref's int64 arithmetic does; the error codes come in intref's order.
+ * dy (at de), both exact int64 of length N. Passes over the rows: (1) sums, scalars, xhat and
+ * max |dy gamma|, then dgamma / dbeta column by column; (2) g at 16 bits, its row means and the
+ * dx accumulator with its max; (3) the per-row multipliers and their max, then one rounding. The
+ * products and sums wrap as intref's int64 arithmetic does (so dgamma / dbeta do not depend on
+ * the order they are summed in); the error codes come in intref's order. The _mt entry splits
+ * each pass into one contiguous part of rows (or columns) a thread: the same bits at any count.
  */
+#include "internal.h"
 #include "iq.h"
 #include "iq_norm.h"
 #include "rctc_kernels.h"
+
+/* elements below which one thread does every pass */
+#define RCTC_LNB_MIN_ELEMS 8192u
 
 /* out = p[0 .. n) widened to int64 (the width switch outside the loop) */
 static void widen(const void *p, int w, size_t n, int64_t *out) {
@@ -23,29 +29,184 @@ static void widen(const void *p, int w, size_t n, int64_t *out) {
     }
 }
 
-/* one row of pass 1 from x (widened): xhat, dgamma += dy xhat, dbeta += dy, and max |dy gamma|;
- * or an RCTC_IQ_E* code from the row's scalars */
-static int row_pass1(int N, const int64_t *x, const int64_t *dy, const int64_t *gam, int e, int64_t eps_num,
-                     int eps_log2, int64_t *xh, int64_t *dgamma, int64_t *dbeta, int64_t *m, int64_t *f,
-                     uint64_t *mg) {
-    const size_t n = (size_t)N;
+typedef struct {
+    int G, N, w, e, eps_log2, parts, cparts, ok[RCTC_MAX_THREADS], rc[RCTC_MAX_THREADS];
+    int s16;
+    int64_t eps_num;
+    const void *q;
+    const int64_t *dy, *gam, *mult;
+    int64_t *x, *xhat, *g, *acc, *m, *f, *dgamma, *dbeta;
+    int16_t *g16;
+    uint64_t mx[RCTC_MAX_THREADS];
+} lnb_task;
+
+static size_t lnb_at(size_t n, int parts, int p) { return n * (size_t)p / (size_t)parts; }
+
+/* pass 1 on one row: x widened, the scalars, xhat, max |dy gamma| into *mg; or an error code */
+static int row_pass1(const lnb_task *t, size_t r, uint64_t *mg) {
+    const size_t n = (size_t)t->N, i0 = r * n;
+    int64_t *x = t->x + i0, *xh = t->xhat + i0;
+    const int64_t *dy = t->dy + i0;
+    widen((const char *)t->q + i0 * (size_t)t->w, t->w, n, x);
     int64_t a1 = 0, a2 = 0, s1, d;
     for (size_t j = 0; j < n; ++j) {
         a1 += x[j];
         a2 += x[j] * x[j];
     }
-    const int rc = iq_norm_group_sums(N, a1, a2, e, eps_num, eps_log2, &s1, &d, m, f);
+    const int rc = iq_norm_group_sums(t->N, a1, a2, t->e, t->eps_num, t->eps_log2, &s1, &d, &t->m[r], &t->f[r]);
     if (rc) return rc;
-    const int s = (int)*f - 16;
+    const int s = (int)t->f[r] - 16;
+    const int64_t mm = t->m[r];
     uint64_t mx = *mg;
     for (size_t j = 0; j < n; ++j) {
-        xh[j] = iq_norm_xhat(N, x[j], a1, *m, s);
-        dgamma[j] = iq_add(dgamma[j], iq_mul(dy[j], xh[j]));
-        dbeta[j] = iq_add(dbeta[j], dy[j]);
-        const uint64_t a = iq_abs(iq_mul(dy[j], gam[j]));
+        xh[j] = iq_norm_xhat(t->N, x[j], a1, mm, s);
+        const uint64_t a = iq_abs(iq_mul(dy[j], t->gam[j]));
         mx = a > mx ? a : mx;
     }
     *mg = mx;
+    return RCTC_IQ_OK;
+}
+
+static void pass1(void *ctx, int p0, int p1) {
+    lnb_task *t = (lnb_task *)ctx;
+    for (int p = p0; p < p1; ++p) {
+        uint64_t mg = 0;
+        int rc = RCTC_IQ_OK;
+        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1) && !rc; ++r)
+            rc = row_pass1(t, r, &mg);
+        t->rc[p] = rc;
+        t->mx[p] = mg;
+    }
+}
+
+/* dgamma / dbeta over the columns of parts p0 .. p1 - 1 */
+static void columns(void *ctx, int p0, int p1) {
+    lnb_task *t = (lnb_task *)ctx;
+    const size_t n = (size_t)t->N, j0 = lnb_at(n, t->cparts, p0), j1 = lnb_at(n, t->cparts, p1);
+    for (size_t j = j0; j < j1; ++j) t->dgamma[j] = t->dbeta[j] = 0;
+    for (size_t r = 0; r < (size_t)t->G; ++r) {
+        const int64_t *dy = t->dy + r * n, *xh = t->xhat + r * n;
+        for (size_t j = j0; j < j1; ++j) {
+            t->dgamma[j] = iq_add(t->dgamma[j], iq_mul(dy[j], xh[j]));
+            t->dbeta[j] = iq_add(t->dbeta[j], dy[j]);
+        }
+    }
+}
+
+/* pass 2: g at 16 bits, its row means, the dx accumulator and its max */
+static void pass2(void *ctx, int p0, int p1) {
+    lnb_task *t = (lnb_task *)ctx;
+    const size_t nn = (size_t)t->N;
+    for (int p = p0; p < p1; ++p) {
+        uint64_t ma = 0;
+        int ok = 1;
+        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1); ++r) {
+            const size_t i0 = r * nn;
+            int64_t *gr = t->g + i0, *ar = t->acc + i0;
+            const int64_t *xh = t->xhat + i0, *dy = t->dy + i0;
+            for (size_t j = 0; j < nn; ++j) gr[j] = iq_mul(dy[j], t->gam[j]);
+            rctc_iq_round_store(nn, gr, t->s16, NULL, t->g16 + i0, 2);
+            int64_t t1 = 0, t2 = 0;
+            for (size_t j = 0; j < nn; ++j) {
+                gr[j] = t->g16[i0 + j];
+                t1 = iq_add(t1, gr[j]);
+                t2 = iq_add(t2, iq_mul(gr[j], xh[j]));
+            }
+            const int64_t m1 = iq_norm_div_round(t1, 16, t->N, &ok), m2 = iq_norm_div_round(t2, 0, t->N, &ok);
+            for (size_t j = 0; j < nn; ++j) {
+                const int64_t term = iq_sar(iq_add(iq_mul(xh[j], m2), (int64_t)1 << 15), 16);
+                ar[j] = iq_sub(iq_sub(iq_shl(gr[j], 16), m1), term);
+                const uint64_t a = iq_abs(ar[j]);
+                ma = a > ma ? a : ma;
+            }
+        }
+        t->ok[p] = ok;
+        t->mx[p] = ma;
+    }
+}
+
+/* pass 3: the accumulator times its row's multiplier, and the max */
+static void pass3(void *ctx, int p0, int p1) {
+    lnb_task *t = (lnb_task *)ctx;
+    const size_t nn = (size_t)t->N;
+    for (int p = p0; p < p1; ++p) {
+        uint64_t mx = 0;
+        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1); ++r) {
+            int64_t *ar = t->acc + r * nn;
+            const int64_t k = t->mult[r];
+            for (size_t j = 0; j < nn; ++j) {
+                ar[j] = iq_mul(ar[j], k);
+                const uint64_t a = iq_abs(ar[j]);
+                mx = a > mx ? a : mx;
+            }
+        }
+        t->mx[p] = mx;
+    }
+}
+
+static uint64_t max_of(const lnb_task *t) {
+    uint64_t m = 0;
+    for (int p = 0; p < t->parts; ++p) m = t->mx[p] > m ? t->mx[p] : m;
+    return m;
+}
+
+int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int w, int e, const void *gamma, int gw,
+                                  int ge, const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
+                                  const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
+                                  int64_t *dbeta) {
+    const size_t T = (size_t)G * (size_t)N, nn = (size_t)N;
+    if (G < 1) return RCTC_IQ_EDOMAIN;
+    if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
+    /* 5 T + 8 G int64: x (then g), xhat, acc, dy, m, f, ones, mult, gamma widened (N <= T), g16 (T int16) */
+    int64_t *x = work, *xhat = x + T, *acc = xhat + T, *dy = acc + T, *m = dy + T, *f = m + G, *ones = f + G,
+            *mult = ones + G, *gam = mult + G;
+    lnb_task t;
+    t.parts = T < RCTC_LNB_MIN_ELEMS || nthreads < 2 ? 1 : nthreads < G ? nthreads : G;
+    t.parts = t.parts > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : t.parts;
+    t.cparts = t.parts < N ? t.parts : N;
+    t.G = G;
+    t.N = N;
+    t.w = w;
+    t.e = e;
+    t.eps_log2 = eps_log2;
+    t.eps_num = eps_num;
+    t.q = q;
+    t.dy = dy;
+    t.gam = gam;
+    t.mult = mult;
+    t.x = x;
+    t.g = x; /* x is not read after pass 1 */
+    t.xhat = xhat;
+    t.acc = acc;
+    t.m = m;
+    t.f = f;
+    t.dgamma = dgamma;
+    t.dbeta = dbeta;
+    t.g16 = (int16_t *)(void *)(gam + nn);
+    widen(gamma, gw, nn, gam);
+    widen(dq, dw, T, dy);
+    rctc_parallel_for(t.parts, 1, t.parts, pass1, &t);
+    for (int p = 0; p < t.parts; ++p)
+        if (t.rc[p]) return t.rc[p]; /* the first failing row's error, as one pass in row order */
+    const uint64_t mg = max_of(&t);
+    rctc_parallel_for(t.cparts, 1, t.cparts, columns, &t);
+    t.s16 = rctc_iq_requant_shift(mg, 16, 0);
+    if (t.s16 > 0 && mg > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    const int gexp = de + ge + t.s16;
+    rctc_parallel_for(t.parts, 1, t.parts, pass2, &t);
+    for (int p = 0; p < t.parts; ++p)
+        if (!t.ok[p]) return RCTC_IQ_EOVERFLOW;
+    const int bl = iq_bitlen(max_of(&t)), mbits = 61 - bl < 31 ? 61 - bl : 31;
+    for (int c = 0; c < G; ++c) ones[c] = 1;
+    int goff;
+    const int rc = iq_norm_multipliers(G, ones, N, m, f, mbits, mult, &goff);
+    if (rc) return rc;
+    rctc_parallel_for(t.parts, 1, t.parts, pass3, &t);
+    const uint64_t mx = max_of(&t);
+    const int s = rctc_iq_requant_shift(mx, bits, rand != NULL);
+    if (s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    rctc_iq_round_store(T, acc, s, rand, dx, rctc_iq_width(bits));
+    *e_out = gexp - e + goff - 16 + s;
     return RCTC_IQ_OK;
 }
 
@@ -53,67 +214,6 @@ int rctc_iq_layernorm_backward(int G, int N, const void *q, int w, int e, const 
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta) {
-    const size_t T = (size_t)G * (size_t)N, nn = (size_t)N;
-    int64_t *xhat = work, *g = xhat + T, *acc = g + T, *dy = acc + T, *m = dy + T, *f = m + G, *ones = f + G,
-            *mult = ones + G, *gam = mult + G; /* gam: gamma widened */
-    int16_t *g16 = (int16_t *)(void *)(gam + nn); /* T int16: 4 T + 4 G + N + T / 4 of the 5 T + 8 G int64 */
-    if (G < 1) return RCTC_IQ_EDOMAIN;
-    if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
-    for (size_t j = 0; j < nn; ++j) dgamma[j] = dbeta[j] = 0;
-    uint64_t mg = 0;
-    widen(gamma, gw, nn, gam);
-    widen(dq, dw, T, dy);
-    for (size_t r = 0; r < (size_t)G; ++r) { /* pass 1; x widened into acc, free until pass 2 */
-        const size_t i0 = r * nn;
-        widen((const char *)q + i0 * (size_t)w, w, nn, acc);
-        const int rc = row_pass1(N, acc, dy + i0, gam, e, eps_num, eps_log2, xhat + i0, dgamma, dbeta, &m[r], &f[r],
-                                 &mg);
-        if (rc) return rc;
-    }
-    const int s16 = rctc_iq_requant_shift(mg, 16, 0);
-    if (s16 > 0 && mg > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    const int gexp = de + ge + s16;
-    int ok = 1;
-    uint64_t ma = 0;
-    for (size_t r = 0; r < (size_t)G; ++r) { /* pass 2 */
-        const size_t i0 = r * nn;
-        int64_t *gr = g + i0, *ar = acc + i0;
-        const int64_t *xh = xhat + i0;
-        for (size_t j = 0; j < nn; ++j) gr[j] = iq_mul(dy[i0 + j], gam[j]);
-        rctc_iq_round_store(nn, gr, s16, NULL, g16 + i0, 2);
-        int64_t t1 = 0, t2 = 0;
-        for (size_t j = 0; j < nn; ++j) {
-            gr[j] = g16[i0 + j];
-            t1 = iq_add(t1, gr[j]);
-            t2 = iq_add(t2, iq_mul(gr[j], xh[j]));
-        }
-        const int64_t m1 = iq_norm_div_round(t1, 16, N, &ok), m2 = iq_norm_div_round(t2, 0, N, &ok);
-        for (size_t j = 0; j < nn; ++j) {
-            const int64_t term = iq_sar(iq_add(iq_mul(xh[j], m2), (int64_t)1 << 15), 16);
-            ar[j] = iq_sub(iq_sub(iq_shl(gr[j], 16), m1), term);
-            const uint64_t a = iq_abs(ar[j]);
-            ma = a > ma ? a : ma;
-        }
-    }
-    if (!ok) return RCTC_IQ_EOVERFLOW;
-    const int bl = iq_bitlen(ma), mbits = 61 - bl < 31 ? 61 - bl : 31;
-    for (int c = 0; c < G; ++c) ones[c] = 1;
-    int goff;
-    int rc = iq_norm_multipliers(G, ones, N, m, f, mbits, mult, &goff);
-    if (rc) return rc;
-    uint64_t mx = 0;
-    for (size_t r = 0; r < (size_t)G; ++r) { /* pass 3 */
-        int64_t *ar = acc + r * nn;
-        const int64_t k = mult[r];
-        for (size_t j = 0; j < nn; ++j) {
-            ar[j] = iq_mul(ar[j], k);
-            const uint64_t a = iq_abs(ar[j]);
-            mx = a > mx ? a : mx;
-        }
-    }
-    const int s = rctc_iq_requant_shift(mx, bits, rand != NULL);
-    if (s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    rctc_iq_round_store(T, acc, s, rand, dx, rctc_iq_width(bits));
-    *e_out = gexp - e + goff - 16 + s;
-    return RCTC_IQ_OK;
+    return rctc_iq_layernorm_backward_mt(1, G, N, q, w, e, gamma, gw, ge, dq, dw, de, eps_num, eps_log2, bits, rand,
+                                         work, dx, e_out, dgamma, dbeta);
 }

@@ -260,3 +260,24 @@ def test_add_periodic_operands_int32_path(intops, sa, sb) -> None:
                     check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8)
                     check(getattr(intops, fn), getattr(arith, fn), a, ea, b, eb, 8, words)
                     check(getattr(intops, fn), getattr(arith, fn), b, eb, a, ea, 8, words)
+
+
+@pytest.mark.parametrize("sa,sb", [*PERIODIC, ((32, 2, 16, 16), (1,)), ((4, 5), ())])
+def test_mul_periodic_operands_int32_path(intops, sa, sb) -> None:
+    """Mul of operands of at most 16 bits, dense or repeated along leading axes (a scalar, a row),
+    to at most 8 bits: int32 products (|a b| <= 2^30, -2^15 squared included) with intref's bits,
+    nearest and stochastic; 16-bit results and int32 operands keep the int64 path, also intref's."""
+    shape = np.broadcast_shapes(sa, sb)
+    words = rand_words(shape, 8)
+    rng = np.random.default_rng(len(sa) * 5 + len(sb))
+    for da, db in ((np.int8, np.int8), (np.int8, np.int16), (np.int16, np.int8), (np.int16, np.int16),
+                   (np.int32, np.int8)):
+        ia, ib = np.iinfo(da), np.iinfo(db)
+        a = rng.integers(ia.min, ia.max + 1, sa).astype(da)
+        b = np.asarray(rng.integers(ib.min, ib.max + 1, sb)).astype(db)
+        a.flat[0] = ia.min
+        b.flat[0] = ib.min
+        for bits in (4, 8, 16):
+            check(intops.mul, arith.mul, a, -3, b, -5, bits)
+            check(intops.mul, arith.mul, a, -3, b, -5, bits, words)
+            check(intops.mul, arith.mul, b, 2, a, -7, bits, words)

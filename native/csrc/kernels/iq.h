@@ -140,4 +140,16 @@ static inline size_t iq_prod(int ndim, const int *shape) {
     return n;
 }
 
+/* the period of an operand read at strides st over shape: L when it reads element i of the output
+ * at offset i % L (dense trailing dims, stride 0 or size 1 on every leading one; L = n when
+ * dense), else 0 */
+static inline size_t iq_period(int ndim, const int *shape, const ptrdiff_t *st) {
+    size_t want = 1;
+    int d = ndim - 1;
+    for (; d >= 0 && (shape[d] == 1 || st[d] == (ptrdiff_t)want); --d) want *= (size_t)shape[d];
+    for (; d >= 0; --d)
+        if (shape[d] != 1 && st[d] != 0) return 0;
+    return want;
+}
+
 #endif /* RCTC_IQ_H */

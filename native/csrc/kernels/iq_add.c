@@ -118,18 +118,6 @@ void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const 
 /* elements per thread below which a second thread does not pay (as iq_requant_s32.c's) */
 #define RCTC_ADD_PER_THREAD 131072u
 
-/* the period of an operand read at strides st over shape: L when it reads element i of the output
- * at offset i % L (dense trailing dims, stride 0 or size 1 on every leading one; L = n when
- * dense), else 0 */
-static size_t period(int ndim, const int *shape, const ptrdiff_t *st) {
-    size_t want = 1;
-    int d = ndim - 1;
-    for (; d >= 0 && (shape[d] == 1 || st[d] == (ptrdiff_t)want); --d) want *= (size_t)shape[d];
-    for (; d >= 0; --d)
-        if (shape[d] != 1 && st[d] != 0) return 0;
-    return want;
-}
-
 typedef struct {
     size_t n, la, lb;
     int parts, aw, bw, ka, kb, subtract;
@@ -184,8 +172,8 @@ static uint32_t add_run_s32(size_t n, const void *x, int aw, int ka, const void 
 /* elements i0 .. i1 - 1: runs that stay inside one period of each operand */
 static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
     uint32_t m = 0;
+    size_t ia = i0 % t->la, ib = i0 % t->lb; /* then stepped: no division a run */
     for (size_t i = i0; i < i1;) {
-        const size_t ia = i % t->la, ib = i % t->lb;
         size_t c = i1 - i;
         c = t->la - ia < c ? t->la - ia : c;
         c = t->lb - ib < c ? t->lb - ib : c;
@@ -193,6 +181,8 @@ static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
                                        t->kb, t->subtract, t->v + i);
         m = r > m ? r : m;
         i += c;
+        ia = ia + c == t->la ? 0 : ia + c;
+        ib = ib + c == t->lb ? 0 : ib + c;
     }
     return m;
 }
@@ -209,7 +199,7 @@ static uint64_t shl_capped(uint64_t a, int k) { return k > 31 || a >> (31 - k) ?
 int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int aw, const ptrdiff_t *as, int ea,
                    const void *b, int bw, const ptrdiff_t *bs, int eb, int subtract, int bits, const uint32_t *rand,
                    int64_t *work, void *out, int *e_out) {
-    const size_t n = iq_prod(ndim, shape), la = period(ndim, shape, as), lb = period(ndim, shape, bs);
+    const size_t n = iq_prod(ndim, shape), la = iq_period(ndim, shape, as), lb = iq_period(ndim, shape, bs);
     if (n && la && lb && aw <= 4 && bw <= 4 && rctc_iq_width(bits) == 1) {
         /* periodic operands (dense, or repeated along leading axes: a bias row, a position table)
          * of at most 32 bits: the maxima over one period, the alignment as rctc_iq_add_exps; when

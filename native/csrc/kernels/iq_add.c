@@ -10,6 +10,8 @@
  * in int32 through int32 sums, split (sums, their max, the rounding) into fixed parts over
  * threads: the same bits at any thread count and on either path.
  */
+#include <string.h>
+
 #include "internal.h"
 #include "iq.h"
 #include "rctc_kernels.h"
@@ -136,13 +138,18 @@ uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const in
     return rctc_absmax_s32(n, v);
 }
 
-/* v = (x << ka) +- (y << kb) for operands of any widths (int8 / int16 / int32), max |v| */
+/* v = (x << ka) +- (y << kb) for operands of any widths (int8 / int16 / int32), max |v| (|v| < 2^31) */
 #define RCTC_ADD_RUN(TX, TY)                                                                                  \
     {                                                                                                         \
         const TX *px = (const TX *)x;                                                                         \
         const TY *py = (const TY *)y;                                                                         \
-        for (size_t i = 0; i < n; ++i)                                                                        \
-            v[i] = (int32_t)((uint32_t)(int32_t)px[i] << ka) + sg * (int32_t)((uint32_t)(int32_t)py[i] << kb); \
+        for (size_t i = 0; i < n; ++i) {                                                                      \
+            const int32_t s = (int32_t)((uint32_t)(int32_t)px[i] << ka) +                                     \
+                              sg * (int32_t)((uint32_t)(int32_t)py[i] << kb);                                 \
+            const int32_t a = s < 0 ? -s : s;                                                                 \
+            v[i] = s;                                                                                         \
+            m = a > m ? a : m;                                                                                \
+        }                                                                                                     \
     }                                                                                                         \
     break;
 
@@ -156,6 +163,7 @@ static uint32_t add_run_s32(size_t n, const void *x, int aw, int ka, const void 
         return rctc_iq_add_s8_s32_portable(n, (const int8_t *)x, ka, (const int8_t *)y, kb, subtract, v);
     }
     const int32_t sg = subtract ? -1 : 1;
+    int32_t m = 0;
     switch (aw * 8 + bw) {
     case 1 * 8 + 2: RCTC_ADD_RUN(int8_t, int16_t)
     case 1 * 8 + 4: RCTC_ADD_RUN(int8_t, int32_t)
@@ -166,7 +174,63 @@ static uint32_t add_run_s32(size_t n, const void *x, int aw, int ka, const void 
     case 4 * 8 + 2: RCTC_ADD_RUN(int32_t, int16_t)
     default: RCTC_ADD_RUN(int32_t, int32_t)
     }
-    return rctc_absmax_s32(n, v);
+    return (uint32_t)m;
+}
+
+/* a periodic operand shorter than this is tiled (pre-shifted, in int32) next to a dense one */
+#define RCTC_ADD_TILE 2048
+
+/* v = tile +- (d << kd) along a dense operand d (OP: + or -), max |v| */
+#define RCTC_ADD_TILED(T, OP)                                                                                 \
+    {                                                                                                         \
+        const T *pd = (const T *)d;                                                                           \
+        for (size_t k = 0; k < n; ++k) {                                                                      \
+            const int32_t s = tile[k] OP(int32_t)((uint32_t)(int32_t)pd[k] << kd);                            \
+            const int32_t a = s < 0 ? -s : s;                                                                 \
+            v[k] = s;                                                                                         \
+            m = a > m ? a : m;                                                                                \
+        }                                                                                                     \
+    }                                                                                                         \
+    break;
+
+static uint32_t add_tiled_run(size_t n, const int32_t *tile, const void *d, int dw, int kd, int sub, int32_t *v) {
+    int32_t m = 0;
+    switch (dw * 2 + sub) {
+    case 2: RCTC_ADD_TILED(int8_t, +)
+    case 3: RCTC_ADD_TILED(int8_t, -)
+    case 4: RCTC_ADD_TILED(int16_t, +)
+    case 5: RCTC_ADD_TILED(int16_t, -)
+    case 8: RCTC_ADD_TILED(int32_t, +)
+    default: RCTC_ADD_TILED(int32_t, -)
+    }
+    return (uint32_t)m;
+}
+
+/* elements i0 .. i1 - 1 where one operand is dense and the other's period is short (a bias row): the
+ * short one shifted and signed into an int32 tile of whole periods, then runs of a tile */
+static uint32_t add_span_tiled(const add_task *t, size_t i0, size_t i1) {
+    const int a_dense = t->la == t->n;
+    const size_t lp = a_dense ? t->lb : t->la, len = lp * (RCTC_ADD_TILE / lp);
+    const char *p = a_dense ? t->y : t->x, *d = a_dense ? t->x : t->y;
+    const int pw = a_dense ? t->bw : t->aw, dw = a_dense ? t->aw : t->bw, kp = a_dense ? t->kb : t->ka,
+              kd = a_dense ? t->ka : t->kb;
+    const int neg_p = a_dense && t->subtract, sub_d = !a_dense && t->subtract;
+    int32_t tile[RCTC_ADD_TILE];
+    for (size_t k = 0; k < lp; ++k) {
+        const int32_t v = (int32_t)((uint32_t)(int32_t)iq_ld(p, pw, k) << kp);
+        tile[k] = neg_p ? -v : v;
+    }
+    for (size_t k0 = lp; k0 < len; k0 += lp) memcpy(tile + k0, tile, lp * sizeof *tile);
+    uint32_t m = 0;
+    size_t ip = i0 % lp;
+    for (size_t i = i0; i < i1;) {
+        const size_t c = i1 - i < len - ip ? i1 - i : len - ip;
+        const uint32_t r = add_tiled_run(c, tile + ip, d + i * (size_t)dw, dw, kd, sub_d, t->v + i);
+        m = r > m ? r : m;
+        i += c;
+        ip = 0; /* a whole tile ends on a period's end */
+    }
+    return m;
 }
 
 /* elements i0 .. i1 - 1: runs that stay inside one period of each operand */
@@ -189,8 +253,12 @@ static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
 
 static void add_parts(void *ctx, int p0, int p1) {
     add_task *t = (add_task *)ctx;
-    for (int p = p0; p < p1; ++p)
-        t->maxima[p] = add_span(t, add_part_at(t, p), p + 1 == t->parts ? t->n : add_part_at(t, p + 1));
+    const size_t shortest = t->la < t->lb ? t->la : t->lb, longest = t->la < t->lb ? t->lb : t->la;
+    const int tiled = longest == t->n && shortest < RCTC_ADD_TILE / 8;
+    for (int p = p0; p < p1; ++p) {
+        const size_t i0 = add_part_at(t, p), i1 = p + 1 == t->parts ? t->n : add_part_at(t, p + 1);
+        t->maxima[p] = tiled ? add_span_tiled(t, i0, i1) : add_span(t, i0, i1);
+    }
 }
 
 /* a << k < 2^31 for k >= 0 (a < 2^63) */

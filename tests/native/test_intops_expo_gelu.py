@@ -72,6 +72,20 @@ def test_softmax(intops, shape, axis) -> None:
                 check(intops.softmax_backward, expo.softmax_backward, y, ey, dq, -5, axis, bits)
 
 
+@pytest.mark.parametrize("shape,axis", [((32, 2, 16, 16), -1), ((8, 130), -1), ((40, 30, 3), 1), ((1024,), 0)])
+def test_softmax_int8_table(intops, shape, axis) -> None:
+    """int8 softmax of at least 1024 elements (E looked up in a table of the 256 values x - max
+    takes): intref's bits, rows along the last and a middle axis, every edge tensor (x - max = -255
+    included), exponents where to_fixed shifts right, left and clamps."""
+    for kind, q in edge_tensors(shape, np.int8, 8).items():
+        full = q.copy()
+        full.flat[0], full.flat[-1] = -128, 127
+        for x in (q, full):
+            for e in (-12, -4, 0, 3, 6):
+                check(intops.softmax, expo.softmax, x, e, axis, 8)
+        check(intops.softmax, expo.softmax, q, -6, axis, 16)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (32, 10)])
 def test_softmax_cross_entropy(intops, shape) -> None:
     rng = np.random.default_rng(shape[0])

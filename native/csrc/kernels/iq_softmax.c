@@ -4,14 +4,44 @@
  * Needs: rctc_intops.h; the softmax axis is the middle axis of C-contiguous (outer, len, inner).
  * Leaves: E = iexp(to_fixed(x - max)), S = sum E (>= 2^16), R = round(2^46 / S), y = E R at
  * 2^-46 rounded once; backward y (dy - sum(dy y)) with dy and the sums aligned exactly by
- * intref.core.align, one rounding.
+ * intref.core.align, one rounding. int8 inputs look E up in a 256-entry table of the same values.
  */
 #include "iq.h"
 
 #define FRAC 16
 
+/* int8 rows: x - max takes one of 256 values, so E of each is looked up in a table built once a
+ * call (the same integers as the formula); below this many elements the formula runs instead */
+#define RCTC_SOFTMAX_TABLE_MIN 1024u
+
+static int softmax_parts_s8(size_t outer, size_t len, size_t inner, const int8_t *q, int e, int64_t *ex,
+                            int64_t *er) {
+    int64_t tab[256]; /* tab[k] = iexp(to_fixed(-k)) */
+    for (int k = 0; k < 256; ++k) {
+        tab[k] = rctc_iq_to_fixed1(-k, e, FRAC); /* <= 0: iexp's domain */
+        (void)rctc_iq_iexp(1, tab + k, tab + k);
+    }
+    for (size_t o = 0; o < outer; ++o)
+        for (size_t i = 0; i < inner; ++i) {
+            const size_t base = o * len * inner + i;
+            int mx = INT8_MIN;
+            for (size_t k = 0; k < len; ++k) mx = q[base + k * inner] > mx ? q[base + k * inner] : mx;
+            int64_t s = 0;
+            for (size_t k = 0; k < len; ++k) {
+                const size_t at = base + k * inner;
+                ex[at] = tab[mx - q[at]];
+                s += ex[at];
+            }
+            const int64_t r = (((int64_t)1 << 46) + (s >> 1)) / s;
+            for (size_t k = 0; k < len; ++k) er[base + k * inner] = ex[base + k * inner] * r;
+        }
+    return RCTC_IQ_OK;
+}
+
 int rctc_iq_softmax_parts(size_t outer, size_t len, size_t inner, const void *q, int w, int e, int64_t *ex,
                           int64_t *er) {
+    if (w == 1 && outer * len * inner >= RCTC_SOFTMAX_TABLE_MIN)
+        return softmax_parts_s8(outer, len, inner, (const int8_t *)q, e, ex, er);
     for (size_t o = 0; o < outer; ++o)
         for (size_t i = 0; i < inner; ++i) {
             const size_t base = o * len * inner + i;

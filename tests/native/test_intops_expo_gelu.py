@@ -77,7 +77,7 @@ def test_softmax_int8_table(intops, shape, axis) -> None:
     """int8 softmax of at least 1024 elements (E looked up in a table of the 256 values x - max
     takes): intref's bits, rows along the last and a middle axis, every edge tensor (x - max = -255
     included), exponents where to_fixed shifts right, left and clamps."""
-    for kind, q in edge_tensors(shape, np.int8, 8).items():
+    for q in edge_tensors(shape, np.int8, 8).values():
         full = q.copy()
         full.flat[0], full.flat[-1] = -128, 127
         for x in (q, full):

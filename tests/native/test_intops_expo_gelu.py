@@ -76,7 +76,8 @@ def test_softmax(intops, shape, axis) -> None:
 def test_softmax_int8_table(intops, shape, axis) -> None:
     """int8 softmax of at least 1024 elements (E looked up in a table of the 256 values x - max
     takes): intref's bits, rows along the last and a middle axis, every edge tensor (x - max = -255
-    included), exponents where to_fixed shifts right, left and clamps."""
+    included), exponents where to_fixed shifts right, left and clamps; and the backward on the
+    same rows, dy's exponent above, at and far below the sums'."""
     for q in edge_tensors(shape, np.int8, 8).values():
         full = q.copy()
         full.flat[0], full.flat[-1] = -128, 127
@@ -84,6 +85,10 @@ def test_softmax_int8_table(intops, shape, axis) -> None:
             for e in (-12, -4, 0, 3, 6):
                 check(intops.softmax, expo.softmax, x, e, axis, 8)
         check(intops.softmax, expo.softmax, q, -6, axis, 16)
+        y, ey = expo.softmax(full, -4, axis, 8)  # the backward's int8 rows (sums in int64, dy << k0)
+        for dq, de in ((q, -5), (full, 9), (q, -40)):
+            check(intops.softmax_backward, expo.softmax_backward, y, ey, dq, de, axis, 8, rand_words(shape, 9))
+            check(intops.softmax_backward, expo.softmax_backward, y, ey, dq, de, axis, 16)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (32, 10)])

@@ -73,12 +73,33 @@ int rctc_iq_softmax(size_t outer, size_t len, size_t inner, const void *q, int w
     return rc ? rc : rctc_iq_requantize(n, work, -46, bits, NULL, out, e_out);
 }
 
+/* the backward's row sums sum(dy y) and max |dy| for int8 y and dy in contiguous rows (inner 1) */
+static void softmax_backward_sums_s8(size_t rows, size_t len, const int8_t *y, const int8_t *d, int64_t *sums,
+                                     uint64_t *m) {
+    int dmax = 0;
+    uint64_t smax = 0;
+    for (size_t r = 0; r < rows; ++r) {
+        int64_t s = 0;
+        for (size_t k = 0; k < len; ++k) {
+            const int v = d[r * len + k], a = v < 0 ? -v : v;
+            s += (int32_t)v * y[r * len + k];
+            dmax = a > dmax ? a : dmax;
+        }
+        sums[r] = s;
+        smax = iq_abs(s) > smax ? iq_abs(s) : smax;
+    }
+    m[0] = (uint64_t)dmax;
+    m[1] = smax;
+}
+
 int rctc_iq_softmax_backward(size_t outer, size_t len, size_t inner, const void *qy, int yw, int ey, const void *dq,
                              int dw, int de, int bits, const uint32_t *rand, int64_t *work, void *dx, int *e_out) {
     const size_t n = outer * len * inner;
     int64_t *sums = work + n; /* outer * inner */
     uint64_t m[2] = {0, 0};
-    for (size_t o = 0; o < outer; ++o)
+    const int s8 = yw == 1 && dw == 1 && inner == 1;
+    if (s8) softmax_backward_sums_s8(outer, len, (const int8_t *)qy, (const int8_t *)dq, sums, m);
+    for (size_t o = 0; o < outer && !s8; ++o)
         for (size_t i = 0; i < inner; ++i) {
             int64_t s = 0;
             for (size_t k = 0; k < len; ++k) {
@@ -97,6 +118,18 @@ int rctc_iq_softmax_backward(size_t outer, size_t len, size_t inner, const void 
         const int k = t ? k1 : k0;
         if (k > 0 && m[t] > (k > 62 ? 0 : RCTC_IQ_ACC_LIMIT >> k)) return RCTC_IQ_EOVERFLOW;
         if (k < 0 && m[t] > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    }
+    if (s8 && k0 >= 0 && k0 <= 40) { /* int8 y and dy << k0: y (dy << k0 - s) in int64, rows contiguous */
+        const int8_t *y = (const int8_t *)qy, *d = (const int8_t *)dq;
+        for (size_t r = 0; r < outer; ++r) {
+            int64_t s = sums[r];
+            s = k1 >= 0 ? (k1 > 63 ? 0 : iq_shl(s, k1)) : (-k1 > 62 ? 0 : iq_sar(s + ((int64_t)1 << (-k1 - 1)), -k1));
+            for (size_t k = 0; k < len; ++k) {
+                const size_t at = r * len + k;
+                work[at] = iq_mul(y[at], iq_sub(iq_shl(d[at], k0), s));
+            }
+        }
+        return rctc_iq_requantize(n, work, ec + ey, bits, rand, dx, e_out);
     }
     for (size_t o = 0; o < outer; ++o)
         for (size_t i = 0; i < inner; ++i) {

@@ -33,8 +33,12 @@ typedef struct {
     int G, N, w, e, eps_log2, parts, cparts, ok[RCTC_MAX_THREADS], rc[RCTC_MAX_THREADS];
     int s16;
     int64_t eps_num;
-    const void *q;
-    const int64_t *dy, *gam, *mult;
+    const void *q, *dq;
+    const uint32_t *rand;
+    void *dx;
+    int dw, rs, rw;
+    int64_t *dy;
+    const int64_t *gam, *mult;
     int64_t *x, *xhat, *g, *acc, *m, *f, *dgamma, *dbeta;
     int16_t *g16;
     uint64_t mx[RCTC_MAX_THREADS];
@@ -48,6 +52,7 @@ static int row_pass1(const lnb_task *t, size_t r, uint64_t *mg) {
     int64_t *x = t->x + i0, *xh = t->xhat + i0;
     const int64_t *dy = t->dy + i0;
     widen((const char *)t->q + i0 * (size_t)t->w, t->w, n, x);
+    widen((const char *)t->dq + i0 * (size_t)t->dw, t->dw, n, t->dy + i0);
     int64_t a1 = 0, a2 = 0, s1, d;
     for (size_t j = 0; j < n; ++j) {
         a1 += x[j];
@@ -100,12 +105,14 @@ static void pass2(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) {
         uint64_t ma = 0;
         int ok = 1;
-        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1); ++r) {
+        const size_t r0 = lnb_at((size_t)t->G, t->parts, p), r1 = lnb_at((size_t)t->G, t->parts, p + 1);
+        for (size_t r = r0; r < r1; ++r)
+            for (size_t j = 0, i0 = r * nn; j < nn; ++j) t->g[i0 + j] = iq_mul(t->dy[i0 + j], t->gam[j]);
+        rctc_iq_round_store((r1 - r0) * nn, t->g + r0 * nn, t->s16, NULL, t->g16 + r0 * nn, 2); /* the part's rows */
+        for (size_t r = r0; r < r1; ++r) {
             const size_t i0 = r * nn;
             int64_t *gr = t->g + i0, *ar = t->acc + i0;
-            const int64_t *xh = t->xhat + i0, *dy = t->dy + i0;
-            for (size_t j = 0; j < nn; ++j) gr[j] = iq_mul(dy[j], t->gam[j]);
-            rctc_iq_round_store(nn, gr, t->s16, NULL, t->g16 + i0, 2);
+            const int64_t *xh = t->xhat + i0;
             int64_t t1 = 0, t2 = 0;
             for (size_t j = 0; j < nn; ++j) {
                 gr[j] = t->g16[i0 + j];
@@ -144,6 +151,17 @@ static void pass3(void *ctx, int p0, int p1) {
     }
 }
 
+/* the final rounding of the part's rows (rand read at each element's own index) */
+static void pass4(void *ctx, int p0, int p1) {
+    lnb_task *t = (lnb_task *)ctx;
+    const size_t nn = (size_t)t->N;
+    for (int p = p0; p < p1; ++p) {
+        const size_t i0 = lnb_at((size_t)t->G, t->parts, p) * nn, i1 = lnb_at((size_t)t->G, t->parts, p + 1) * nn;
+        rctc_iq_round_store(i1 - i0, t->acc + i0, t->rs, t->rand ? t->rand + i0 : NULL,
+                            (char *)t->dx + i0 * (size_t)t->rw, t->rw);
+    }
+}
+
 static uint64_t max_of(const lnb_task *t) {
     uint64_t m = 0;
     for (int p = 0; p < t->parts; ++p) m = t->mx[p] > m ? t->mx[p] : m;
@@ -172,6 +190,11 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     t.eps_num = eps_num;
     t.q = q;
     t.dy = dy;
+    t.dq = dq;
+    t.dw = dw;
+    t.rand = rand;
+    t.dx = dx;
+    t.rw = rctc_iq_width(bits);
     t.gam = gam;
     t.mult = mult;
     t.x = x;
@@ -184,7 +207,6 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     t.dbeta = dbeta;
     t.g16 = (int16_t *)(void *)(gam + nn);
     widen(gamma, gw, nn, gam);
-    widen(dq, dw, T, dy);
     rctc_parallel_for(t.parts, 1, t.parts, pass1, &t);
     for (int p = 0; p < t.parts; ++p)
         if (t.rc[p]) return t.rc[p]; /* the first failing row's error, as one pass in row order */
@@ -205,7 +227,8 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     const uint64_t mx = max_of(&t);
     const int s = rctc_iq_requant_shift(mx, bits, rand != NULL);
     if (s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    rctc_iq_round_store(T, acc, s, rand, dx, rctc_iq_width(bits));
+    t.rs = s;
+    rctc_parallel_for(t.parts, 1, t.parts, pass4, &t);
     *e_out = gexp - e + goff - 16 + s;
     return RCTC_IQ_OK;
 }

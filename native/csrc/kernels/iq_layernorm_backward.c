@@ -84,16 +84,23 @@ static void pass1(void *ctx, int p0, int p1) {
     }
 }
 
-/* dgamma / dbeta over the columns of parts p0 .. p1 - 1 */
+/* dgamma / dbeta over the columns of parts p0 .. p1 - 1, 64 columns at a time in local sums */
 static void columns(void *ctx, int p0, int p1) {
     lnb_task *t = (lnb_task *)ctx;
     const size_t n = (size_t)t->N, j0 = lnb_at(n, t->cparts, p0), j1 = lnb_at(n, t->cparts, p1);
-    for (size_t j = j0; j < j1; ++j) t->dgamma[j] = t->dbeta[j] = 0;
-    for (size_t r = 0; r < (size_t)t->G; ++r) {
-        const int64_t *dy = t->dy + r * n, *xh = t->xhat + r * n;
-        for (size_t j = j0; j < j1; ++j) {
-            t->dgamma[j] = iq_add(t->dgamma[j], iq_mul(dy[j], xh[j]));
-            t->dbeta[j] = iq_add(t->dbeta[j], dy[j]);
+    for (size_t b0 = j0; b0 < j1; b0 += 64) {
+        const size_t c = j1 - b0 < 64 ? j1 - b0 : 64;
+        int64_t sg[64] = {0}, sb[64] = {0};
+        for (size_t r = 0; r < (size_t)t->G; ++r) {
+            const int64_t *dy = t->dy + r * n + b0, *xh = t->xhat + r * n + b0;
+            for (size_t j = 0; j < c; ++j) {
+                sg[j] = iq_add(sg[j], iq_mul(dy[j], xh[j]));
+                sb[j] = iq_add(sb[j], dy[j]);
+            }
+        }
+        for (size_t j = 0; j < c; ++j) {
+            t->dgamma[b0 + j] = sg[j];
+            t->dbeta[b0 + j] = sb[j];
         }
     }
 }

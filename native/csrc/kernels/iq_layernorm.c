@@ -76,12 +76,12 @@ static uint64_t row_affine(const void *row, int w, size_t n, int64_t N, int64_t 
 #define RCTC_LN_MIN_ELEMS 8192u
 
 typedef struct {
-    int G, N, w, e, gw, eps_log2, parts, rc[RCTC_MAX_THREADS];
+    int G, N, w, gw, parts, rc[RCTC_MAX_THREADS];
     const void *q, *gamma;
-    int64_t eps_num;
     const int64_t *b;
     int64_t *v;
     uint64_t mx[RCTC_MAX_THREADS];
+    iq_norm_eps_table eps;
 } ln_task;
 
 static size_t ln_row_at(int G, int parts, int p) { return (size_t)G * (size_t)p / (size_t)parts; }
@@ -96,9 +96,9 @@ static void ln_parts(void *ctx, int p0, int p1) {
         int rc = RCTC_IQ_OK;
         for (size_t r = ln_row_at(t->G, t->parts, p); r < ln_row_at(t->G, t->parts, p + 1) && !rc; ++r) {
             const void *row = (const char *)t->q + r * nn * (size_t)t->w;
-            int64_t a1, a2, s1, d, mm, f;
+            int64_t a1, a2, d, mm, f;
             row_sums(row, t->w, nn, &a1, &a2);
-            rc = iq_norm_group_sums(t->N, a1, a2, t->e, t->eps_num, t->eps_log2, &s1, &d, &mm, &f);
+            rc = iq_norm_group_sums_tab(t->N, a1, a2, &t->eps, &d, &mm, &f);
             if (rc || !t->b) continue; /* no b: the bias refused, only the rows' own errors are wanted */
             const uint64_t m = row_affine(row, t->w, nn, t->N, a1, mm, (int)f - 16, t->gamma, t->gw, t->b, t->v + r * nn);
             mx = m > mx ? m : mx;
@@ -122,10 +122,8 @@ int rctc_iq_layernorm_mt(int nthreads, int G, int N, const void *q, int w, int e
     t.G = G;
     t.N = N;
     t.w = w;
-    t.e = e;
     t.gw = gw;
-    t.eps_log2 = eps_log2;
-    t.eps_num = eps_num;
+    iq_norm_eps_table_init(&t.eps, eps_num, eps_log2, N, e);
     t.q = q;
     t.gamma = gamma;
     t.b = rc_bias ? NULL : b;

@@ -30,9 +30,8 @@ static void widen(const void *p, int w, size_t n, int64_t *out) {
 }
 
 typedef struct {
-    int G, N, w, e, eps_log2, parts, cparts, ok[RCTC_MAX_THREADS], rc[RCTC_MAX_THREADS];
+    int G, N, w, parts, cparts, ok[RCTC_MAX_THREADS], rc[RCTC_MAX_THREADS];
     int s16;
-    int64_t eps_num;
     const void *q, *dq;
     const uint32_t *rand;
     void *dx;
@@ -42,6 +41,7 @@ typedef struct {
     int64_t *x, *xhat, *g, *acc, *m, *f, *dgamma, *dbeta;
     int16_t *g16;
     uint64_t mx[RCTC_MAX_THREADS];
+    iq_norm_eps_table eps;
 } lnb_task;
 
 static size_t lnb_at(size_t n, int parts, int p) { return n * (size_t)p / (size_t)parts; }
@@ -53,12 +53,12 @@ static int row_pass1(const lnb_task *t, size_t r, uint64_t *mg) {
     const int64_t *dy = t->dy + i0;
     widen((const char *)t->q + i0 * (size_t)t->w, t->w, n, x);
     widen((const char *)t->dq + i0 * (size_t)t->dw, t->dw, n, t->dy + i0);
-    int64_t a1 = 0, a2 = 0, s1, d;
+    int64_t a1 = 0, a2 = 0, d;
     for (size_t j = 0; j < n; ++j) {
         a1 += x[j];
         a2 += x[j] * x[j];
     }
-    const int rc = iq_norm_group_sums(t->N, a1, a2, t->e, t->eps_num, t->eps_log2, &s1, &d, &t->m[r], &t->f[r]);
+    const int rc = iq_norm_group_sums_tab(t->N, a1, a2, &t->eps, &d, &t->m[r], &t->f[r]);
     if (rc) return rc;
     const int s = (int)t->f[r] - 16;
     const int64_t mm = t->m[r];
@@ -192,9 +192,7 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     t.G = G;
     t.N = N;
     t.w = w;
-    t.e = e;
-    t.eps_log2 = eps_log2;
-    t.eps_num = eps_num;
+    iq_norm_eps_table_init(&t.eps, eps_num, eps_log2, N, e);
     t.q = q;
     t.dy = dy;
     t.dq = dq;

@@ -30,6 +30,16 @@ static inline int iq_norm_xhat_fits32(uint64_t dmax, int64_t mm, int s) {
  * in 1 .. 62), or an RCTC_IQ_E* code; the caller has checked N max|x| < 2^29 */
 int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
                        int64_t *m, int64_t *f);
+/* the eps terms at every headroom P (0 .. IQ_NORM_MAX_HEADROOM, iq_norm_headroom's range) of
+ * groups of N at exponent e, for kernels with many groups (LayerNorm's rows) */
+#define IQ_NORM_MAX_HEADROOM 30
+typedef struct {
+    int64_t at[IQ_NORM_MAX_HEADROOM + 1];
+} iq_norm_eps_table;
+void iq_norm_eps_table_init(iq_norm_eps_table *t, int64_t eps_num, int eps_log2, int N, int e);
+/* iq_norm_group_sums with the eps terms from t (the same D, m, f; S1 is a1) */
+int iq_norm_group_sums_tab(int N, int64_t a1, int64_t a2, const iq_norm_eps_table *t, int64_t *d, int64_t *m,
+                           int64_t *f);
 /* The BatchNorm kernels' per-element loops on one run (iq_norm_loops.c; the AVX2 and AVX-512
  * variants in x86/iq_norm_loops_avx2.c and x86/iq_norm_loops_avx512.c, the same values):
  * sums: s1 = sum x, s2 = sum x^2; xhat_dot: xh = xhat(x), sg = sum dy xh, sb = sum dy (wrapping);

@@ -32,13 +32,13 @@ int iq_norm_headroom(int bl_d, int bl_eps) {
 
 /* (m, f) of one group from its sums (N, S1 = a1, S2 = a2): d = N S2 - S1^2, the headroom P,
  * rsqrt_fixed(D 4^P + eps term) with f -= P; f - 16 checked to lie in 1 .. 62 */
-static int group_scalars(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *d,
-                         int64_t *m, int64_t *f) {
+static int group_scalars(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2,
+                         const iq_norm_eps_table *tab, int64_t *d, int64_t *m, int64_t *f) {
     const int64_t dd = (int64_t)N * a2 - a1 * a1;
-    const int64_t eps0 = iq_norm_eps_term(eps_num, eps_log2, N, e);
+    const int64_t eps0 = tab ? tab->at[0] : iq_norm_eps_term(eps_num, eps_log2, N, e);
     const int p = iq_norm_headroom(iq_bitlen(iq_abs(dd)), iq_bitlen((uint64_t)eps0));
-    rctc_i128 v = rctc_i128_add(rctc_i128_shl(rctc_i128_from_i64(dd), 2 * p),
-                                rctc_i128_from_i64(iq_norm_eps_term(eps_num, eps_log2, N, e - p)));
+    const int64_t eps_p = tab ? tab->at[p] : iq_norm_eps_term(eps_num, eps_log2, N, e - p);
+    rctc_i128 v = rctc_i128_add(rctc_i128_shl(rctc_i128_from_i64(dd), 2 * p), rctc_i128_from_i64(eps_p));
     if (rctc_i128_cmp(v, rctc_i128_from_i64(1)) < 0) v = rctc_i128_from_i64(1);
     uint64_t mm;
     int ff;
@@ -57,7 +57,16 @@ static int group_scalars(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, 
 int iq_norm_group_sums(int N, int64_t a1, int64_t a2, int e, int64_t eps_num, int eps_log2, int64_t *s1, int64_t *d,
                        int64_t *m, int64_t *f) {
     *s1 = a1;
-    return group_scalars(N, a1, a2, e, eps_num, eps_log2, d, m, f);
+    return group_scalars(N, a1, a2, e, eps_num, eps_log2, NULL, d, m, f);
+}
+
+void iq_norm_eps_table_init(iq_norm_eps_table *t, int64_t eps_num, int eps_log2, int N, int e) {
+    for (int p = 0; p <= IQ_NORM_MAX_HEADROOM; ++p) t->at[p] = iq_norm_eps_term(eps_num, eps_log2, N, e - p);
+}
+
+int iq_norm_group_sums_tab(int N, int64_t a1, int64_t a2, const iq_norm_eps_table *t, int64_t *d, int64_t *m,
+                           int64_t *f) {
+    return group_scalars(N, a1, a2, 0, 0, 0, t, d, m, f);
 }
 
 int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int eps_log2, int64_t *xhat, int64_t *s1,
@@ -72,7 +81,7 @@ int iq_norm_stats(int G, int N, const int64_t *x, int e, int64_t eps_num, int ep
             a1 += row[i];
             a2 += row[i] * row[i];
         }
-        const int rc = group_scalars(N, a1, a2, e, eps_num, eps_log2, &d[c], &m[c], &f[c]);
+        const int rc = group_scalars(N, a1, a2, e, eps_num, eps_log2, NULL, &d[c], &m[c], &f[c]);
         if (rc) return rc;
         for (size_t i = 0; i < nn; ++i) xhat[(size_t)c * nn + i] = iq_norm_xhat(N, row[i], a1, m[c], (int)f[c] - 16);
         s1[c] = a1;
@@ -150,7 +159,7 @@ int iq_norm_stats_bgs(int B, int G, int S, const void *q, int w, int e, int64_t 
     for (int c = 0; c < G; ++c) {
         int64_t acc[4] = {0, 0, INT64_MAX, INT64_MIN};
         for (int b = 0; b < B; ++b) run_stats(q, w, ((size_t)b * (size_t)G + (size_t)c) * SS, SS, acc);
-        const int rc = group_scalars(N, acc[0], acc[1], e, eps_num, eps_log2, &d[c], &m[c], &f[c]);
+        const int rc = group_scalars(N, acc[0], acc[1], e, eps_num, eps_log2, NULL, &d[c], &m[c], &f[c]);
         if (rc) return rc;
         s1[c] = acc[0];
         if (lo) lo[c] = acc[2];

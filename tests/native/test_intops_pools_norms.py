@@ -49,9 +49,43 @@ def test_maxpool_threads_and_wide_storage(intops) -> None:
         assert same(intops.maxpool2d(odd, 1, (2, 2), (2, 2), nthreads=t), pool.maxpool2d(odd, 1, (2, 2), (2, 2)))
 
 
+@pytest.mark.parametrize("shape", [(32, 16, 32), (3, 5, 17), (2, 40, 48), (1, 9, 70), (4, 7, 15), (5, 3, 1)])
+def test_reduce_mean_middle_axis(intops, shape) -> None:
+    """The kernels on (outer, red, inner) as the generated step calls them (the middle axis
+    reduced in place): the sums row by row, the backward's rows of 16 or more rounded from one
+    product each (rand read at each element's own word), shorter rows from the broadcast;
+    intref's bits for int8 / int16 inputs, nearest and stochastic."""
+    import ctypes
+
+    vp, ci, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t  # typed arguments: the shared lib keeps no argtypes
+    fwd, bwd = intops.lib.rctc_iq_reduce_mean, intops.lib.rctc_iq_reduce_mean_backward
+    outer, red, inner = shape
+    dims = (sz(outer), sz(red), sz(inner))
+    rng = np.random.default_rng(sum(shape))
+    words = rand_words(shape, 11)
+    for dt in (np.int8, np.int16):
+        q = rng.integers(np.iinfo(dt).min, int(np.iinfo(dt).max) + 1, shape).astype(dt)
+        want, we = pool.reduce_mean(q, -5, (1,), False, 8)
+        work, out, e = np.zeros(q.size, np.int64), np.zeros((outer, inner), np.int8), ci(0)
+        assert fwd(*dims, vp(q.ctypes.data), ci(q.itemsize), ci(-5), ci(8), vp(work.ctypes.data),
+                   vp(out.ctypes.data), ctypes.byref(e)) == 0
+        assert e.value == we and np.array_equal(out, want)
+        dy = rng.integers(-128, 128, (outer, inner)).astype(np.int8)
+        for r in (None, words):
+            want, we = pool.reduce_mean_backward(dy, -4, shape, (1,), False, 8, r)
+            out = np.zeros(shape, np.int8)
+            assert bwd(*dims, vp(dy.ctypes.data), ci(1), ci(-4), ci(8), vp(None if r is None else r.ctypes.data),
+                       vp(work.ctypes.data), vp(out.ctypes.data), ctypes.byref(e)) == 0
+            assert e.value == we and np.array_equal(out, want), (dt, r is None)
+
+
 @pytest.mark.parametrize("shape,axes", [((2, 3, 4, 5), (2, 3)), ((2, 3, 4, 5), (0, 2)), ((7,), (0,)),
-                                        ((3, 1, 5), (-1,)), ((2, 3, 4), (1,))])
+                                        ((3, 1, 5), (-1,)), ((2, 3, 4), (1,)), ((32, 16, 32), (1,))])
 def test_reduce_mean_and_global_pool(intops, shape, axes) -> None:
+    """Through IntOps (the reduced axes moved last: inner 1), int8 / int16 / int32: intref's bits."""
+    for dt in (np.int8, np.int32):
+        q = edge_tensors(shape, dt, 10)["random"]
+        check(intops.reduce_mean, pool.reduce_mean, q, -5, axes, False, 8)
     for kind, q in edge_tensors(shape, np.int16, 6).items():
         for keep in (True, False):
             for bits in (4, 8, 16):

@@ -8,31 +8,72 @@
  * rounding (stochastic with rand, one word per input element).
  */
 #include "iq.h"
+#include "rctc_kernels.h"
 
 #define RECIP_FRAC 32
+
+/* work[0 .. inner) += row (w bytes an element; the width switch outside the loop) */
+static void add_row(const void *row, int w, size_t inner, int64_t *work) {
+    switch (w) {
+    case 1: for (size_t i = 0; i < inner; ++i) work[i] = iq_add(work[i], ((const int8_t *)row)[i]); break;
+    case 2: for (size_t i = 0; i < inner; ++i) work[i] = iq_add(work[i], ((const int16_t *)row)[i]); break;
+    case 4: for (size_t i = 0; i < inner; ++i) work[i] = iq_add(work[i], ((const int32_t *)row)[i]); break;
+    default: for (size_t i = 0; i < inner; ++i) work[i] = iq_add(work[i], ((const int64_t *)row)[i]); break;
+    }
+}
+
+/* *acc += the sum of p[off .. off + n) */
+static void add_run(const void *p, int w, size_t off, size_t n, int64_t *acc) {
+    int64_t s = 0;
+    switch (w) {
+    case 1: for (size_t i = 0; i < n; ++i) s += ((const int8_t *)p)[off + i]; break;
+    case 2: for (size_t i = 0; i < n; ++i) s += ((const int16_t *)p)[off + i]; break;
+    case 4: for (size_t i = 0; i < n; ++i) s += ((const int32_t *)p)[off + i]; break;
+    default: for (size_t i = 0; i < n; ++i) s = iq_add(s, ((const int64_t *)p)[off + i]); break;
+    }
+    *acc = iq_add(*acc, s);
+}
 
 int rctc_iq_reduce_mean(size_t outer, size_t red, size_t inner, const void *q, int w, int e, int bits,
                         int64_t *work, void *out, int *e_out) {
     const int64_t r = (int64_t)rctc_iq_recip_fixed(red, RECIP_FRAC);
-    uint64_t m = 0;
-    for (size_t o = 0; o < outer; ++o)
-        for (size_t i = 0; i < inner; ++i) {
-            int64_t s = 0;
-            for (size_t k = 0; k < red; ++k) s = iq_add(s, iq_ld(q, w, (o * red + k) * inner + i));
-            const uint64_t a = iq_abs(s);
-            m = a > m ? a : m;
-            work[o * inner + i] = s;
+    for (size_t o = 0; o < outer; ++o) { /* the sums row by row along the reduced axis */
+        int64_t *acc = work + o * inner;
+        if (inner == 1) { /* a contiguous run (GlobalAveragePool) */
+            acc[0] = 0;
+            add_run(q, w, o * red, red, acc);
+            continue;
         }
-    if (m >= ((uint64_t)1 << 30)) return RCTC_IQ_EOVERFLOW;
+        for (size_t i = 0; i < inner; ++i) acc[i] = 0;
+        for (size_t k = 0; k < red; ++k) add_row((const char *)q + (o * red + k) * inner * (size_t)w, w, inner, acc);
+    }
+    if (rctc_iq_absmax(outer * inner, work) >= ((uint64_t)1 << 30)) return RCTC_IQ_EOVERFLOW;
     for (size_t j = 0; j < outer * inner; ++j) work[j] *= r;
     return rctc_iq_requantize(outer * inner, work, e - RECIP_FRAC, bits, NULL, out, e_out);
 }
 
 int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const void *dq, int dw, int de, int bits,
                                  const uint32_t *rand, int64_t *work, void *dx, int *e_out) {
+    /* dy R once per (outer, inner) element: the broadcast copies share its max, so requantize's
+     * shift comes from these; each copy then rounds with its own word */
     const int64_t r = (int64_t)rctc_iq_recip_fixed(red, RECIP_FRAC);
+    const size_t n = outer * inner;
+    if (inner < 16) { /* short rows (GlobalAveragePool's inner 1): the broadcast itself, one requantize */
+        for (size_t o = 0; o < outer; ++o)
+            for (size_t k = 0; k < red; ++k)
+                for (size_t i = 0; i < inner; ++i)
+                    work[(o * red + k) * inner + i] = iq_mul(iq_ld(dq, dw, o * inner + i), r);
+        return rctc_iq_requantize(outer * red * inner, work, de - RECIP_FRAC, bits, rand, dx, e_out);
+    }
+    for (size_t j = 0; j < n; ++j) work[j] = iq_mul(iq_ld(dq, dw, j), r);
+    const uint64_t m = rctc_iq_absmax(n, work);
+    const int s = rctc_iq_requant_shift(m, bits, rand != NULL), ow = rctc_iq_width(bits);
+    if (s > 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
     for (size_t o = 0; o < outer; ++o)
-        for (size_t k = 0; k < red; ++k)
-            for (size_t i = 0; i < inner; ++i) work[(o * red + k) * inner + i] = iq_mul(iq_ld(dq, dw, o * inner + i), r);
-    return rctc_iq_requantize(outer * red * inner, work, de - RECIP_FRAC, bits, rand, dx, e_out);
+        for (size_t k = 0; k < red; ++k) {
+            const size_t at = (o * red + k) * inner;
+            rctc_iq_round_store(inner, work + o * inner, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow, ow);
+        }
+    *e_out = de - RECIP_FRAC + s;
+    return RCTC_IQ_OK;
 }

@@ -49,12 +49,14 @@ def test_maxpool_threads_and_wide_storage(intops) -> None:
         assert same(intops.maxpool2d(odd, 1, (2, 2), (2, 2), nthreads=t), pool.maxpool2d(odd, 1, (2, 2), (2, 2)))
 
 
-@pytest.mark.parametrize("shape", [(32, 16, 32), (3, 5, 17), (2, 40, 48), (1, 9, 70), (4, 7, 15), (5, 3, 1)])
+@pytest.mark.parametrize("shape", [(32, 16, 32), (3, 5, 17), (2, 40, 48), (1, 9, 70), (4, 7, 15), (5, 3, 1),
+                                   (2, 3000, 1), (3, 300, 8), (64, 64, 1)])
 def test_reduce_mean_middle_axis(intops, shape) -> None:
     """The kernels on (outer, red, inner) as the generated step calls them (the middle axis
     reduced in place): the sums row by row, the backward's rows of 16 or more rounded from one
-    product each (rand read at each element's own word), shorter rows from the broadcast;
-    intref's bits for int8 / int16 inputs, nearest and stochastic."""
+    product each (rand read at each element's own word), shorter rows a block of copies at a time
+    (or from the broadcast past 2048 copies); intref's bits for int8 / int16 inputs, nearest and
+    stochastic."""
     import ctypes
 
     vp, ci, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t  # typed arguments: the shared lib keeps no argtypes

@@ -11,6 +11,8 @@
 #include "rctc_kernels.h"
 
 #define RECIP_FRAC 32
+/* the backward's block of copies for rows shorter than 16 (stack int64s) */
+#define RCTC_RM_BLOCK 2048u
 
 /* work[0 .. inner) += row (w bytes an element; the width switch outside the loop) */
 static void add_row(const void *row, int w, size_t inner, int64_t *work) {
@@ -55,10 +57,11 @@ int rctc_iq_reduce_mean(size_t outer, size_t red, size_t inner, const void *q, i
 int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const void *dq, int dw, int de, int bits,
                                  const uint32_t *rand, int64_t *work, void *dx, int *e_out) {
     /* dy R once per (outer, inner) element: the broadcast copies share its max, so requantize's
-     * shift comes from these; each copy then rounds with its own word */
+     * shift comes from these; each copy then rounds with its own word (a row of 16 or more at a
+     * time, or a stack block of an outer index's copies) */
     const int64_t r = (int64_t)rctc_iq_recip_fixed(red, RECIP_FRAC);
     const size_t n = outer * inner;
-    if (inner < 16) { /* short rows (GlobalAveragePool's inner 1): the broadcast itself, one requantize */
+    if (inner < 16 && red * inner > RCTC_RM_BLOCK) { /* short rows, long blocks: the broadcast, one requantize */
         for (size_t o = 0; o < outer; ++o)
             for (size_t k = 0; k < red; ++k)
                 for (size_t i = 0; i < inner; ++i)
@@ -69,11 +72,25 @@ int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const v
     const uint64_t m = rctc_iq_absmax(n, work);
     const int s = rctc_iq_requant_shift(m, bits, rand != NULL), ow = rctc_iq_width(bits);
     if (s > 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    for (size_t o = 0; o < outer; ++o)
-        for (size_t k = 0; k < red; ++k) {
-            const size_t at = (o * red + k) * inner;
-            rctc_iq_round_store(inner, work + o * inner, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow, ow);
+    if (inner < 16) { /* short rows (GlobalAveragePool's inner 1): each outer block of red x inner copies */
+        int64_t blk[RCTC_RM_BLOCK];
+        for (size_t o = 0; o < outer; ++o) {
+            const size_t at = o * red * inner;
+            const int64_t *src = work + o * inner;
+            for (size_t j = 0, i = 0; j < red * inner; ++j) { /* a wrapping index: no copy call a row */
+                blk[j] = src[i];
+                i = i + 1 == inner ? 0 : i + 1;
+            }
+            rctc_iq_round_store(red * inner, blk, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow, ow);
         }
+    } else {
+        for (size_t o = 0; o < outer; ++o)
+            for (size_t k = 0; k < red; ++k) {
+                const size_t at = (o * red + k) * inner;
+                rctc_iq_round_store(inner, work + o * inner, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow,
+                                    ow);
+            }
+    }
     *e_out = de - RECIP_FRAC + s;
     return RCTC_IQ_OK;
 }

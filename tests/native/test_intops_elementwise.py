@@ -232,7 +232,7 @@ def test_add_threads_equal_intref(intops, threads: int) -> None:
 
 
 PERIODIC = [((32, 16, 32), (32,)), ((32, 16, 32), (1, 16, 32)), ((5, 3, 7), (1, 3, 7)), ((3, 7), (3, 7)),
-            ((1, 9), (4, 9)), ((2, 3, 1, 5), (1, 1, 5))]
+            ((1, 9), (4, 9)), ((2, 3, 1, 5), (1, 1, 5)), ((70, 1024), (1024,)), ((80, 1000), (80, 1000))]
 
 
 @pytest.mark.parametrize("sa,sb", PERIODIC)
@@ -240,7 +240,8 @@ def test_add_periodic_operands_int32_path(intops, sa, sb) -> None:
     """Operands dense or repeated along leading axes (a bias row, a position table), of 8 / 16 / 32
     bits, sum in int32 where max|a| << ka + max|b| << kb < 2^31: intref's bits on both sides of
     that bound (exponent gaps that put the aligned sum just under and just over 2^31), add and sub,
-    nearest and stochastic, to 8 bits."""
+    nearest and stochastic, to 8 bits; past 65536 elements the sums are not stored (a max pass,
+    then a rounding pass that recomputes them a block at a time)."""
     shape = np.broadcast_shapes(sa, sb)
     words = rand_words(shape, 6)
     rng = np.random.default_rng(len(sa) * 7 + len(sb))

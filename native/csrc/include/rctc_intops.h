@@ -166,6 +166,9 @@ uint32_t rctc_iq_add_s8_s32_portable(size_t n, const int8_t *x, int ka, const in
 uint32_t rctc_iq_add_s8_s32_avx2(size_t n, const int8_t *x, int ka, const int8_t *y, int kb, int subtract,
                                  int32_t *v);
 #endif
+/* int32 values rounded at shift s (0: stored as they are) into width w, as rctc_iq_requantize rounds
+ * them at that shift (iq_requant_s32.c; rand: one word an element, or NULL for nearest) */
+void rctc_iq_round_s32_range(size_t n, const int32_t *acc, int s, const uint32_t *rand, int w, void *out);
 /* rctc_iq_add in parts, for a caller that rounds a range of elements at a time: _exps aligns
  * (the shifts *ka, *kb of a and b to the exponent *ec, checked as rctc_iq_add), _range writes
  * the exact sums (or a - b) of output elements start .. start + count - 1 (C order) to dst;

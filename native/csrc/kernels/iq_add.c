@@ -8,7 +8,9 @@
  * per-element multi-index; the same integers either way. rctc_iq_add_mt takes operands that are
  * dense or repeated along leading axes (a bias row, a position table) and whose aligned sums fit
  * in int32 through int32 sums, split (sums, their max, the rounding) into fixed parts over
- * threads: the same bits at any thread count and on either path.
+ * threads: the same bits at any thread count and on either path. Past RCTC_ADD_UNBUFFERED
+ * elements those sums are not stored: computed once for their max and again, a stack block at a
+ * time, for the rounding.
  */
 #include <string.h>
 
@@ -120,11 +122,19 @@ void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const 
 /* elements per thread below which a second thread does not pay (as iq_requant_s32.c's) */
 #define RCTC_ADD_PER_THREAD 131072u
 
+/* elements from which the sums are not stored: a max pass and a rounding pass each recompute
+ * them a stack block at a time (half the memory traffic of an int32 buffer written and read) */
+#define RCTC_ADD_UNBUFFERED 65536u
+#define RCTC_ADD_BLOCK 4096u
+
 typedef struct {
     size_t n, la, lb;
     int parts, aw, bw, ka, kb, subtract;
     const char *x, *y;
-    int32_t *v;
+    int32_t *v;        /* the sums (buffered), or NULL: the blocks below */
+    int s, w;          /* unbuffered: s < 0 the max pass, else the rounding at s into width w */
+    const uint32_t *rand;
+    void *out;
     uint32_t maxima[RCTC_ADD_PARTS];
 } add_task;
 
@@ -206,26 +216,35 @@ static uint32_t add_tiled_run(size_t n, const int32_t *tile, const void *d, int 
     return (uint32_t)m;
 }
 
-/* elements i0 .. i1 - 1 where one operand is dense and the other's period is short (a bias row): the
- * short one shifted and signed into an int32 tile of whole periods, then runs of a tile */
-static uint32_t add_span_tiled(const add_task *t, size_t i0, size_t i1) {
+/* a short periodic operand beside a dense one, shifted and signed into an int32 tile of whole periods */
+typedef struct {
+    int32_t at[RCTC_ADD_TILE];
+    size_t len, lp;
+} add_tile;
+
+static void tile_build(const add_task *t, add_tile *tl) {
     const int a_dense = t->la == t->n;
-    const size_t lp = a_dense ? t->lb : t->la, len = lp * (RCTC_ADD_TILE / lp);
-    const char *p = a_dense ? t->y : t->x, *d = a_dense ? t->x : t->y;
-    const int pw = a_dense ? t->bw : t->aw, dw = a_dense ? t->aw : t->bw, kp = a_dense ? t->kb : t->ka,
-              kd = a_dense ? t->ka : t->kb;
-    const int neg_p = a_dense && t->subtract, sub_d = !a_dense && t->subtract;
-    int32_t tile[RCTC_ADD_TILE];
-    for (size_t k = 0; k < lp; ++k) {
+    const char *p = a_dense ? t->y : t->x;
+    const int pw = a_dense ? t->bw : t->aw, kp = a_dense ? t->kb : t->ka, neg_p = a_dense && t->subtract;
+    tl->lp = a_dense ? t->lb : t->la;
+    tl->len = tl->lp * (RCTC_ADD_TILE / tl->lp);
+    for (size_t k = 0; k < tl->lp; ++k) {
         const int32_t v = (int32_t)((uint32_t)(int32_t)iq_ld(p, pw, k) << kp);
-        tile[k] = neg_p ? -v : v;
+        tl->at[k] = neg_p ? -v : v;
     }
-    for (size_t k0 = lp; k0 < len; k0 += lp) memcpy(tile + k0, tile, lp * sizeof *tile);
+    for (size_t k0 = tl->lp; k0 < tl->len; k0 += tl->lp) memcpy(tl->at + k0, tl->at, tl->lp * sizeof *tl->at);
+}
+
+/* elements i0 .. i1 - 1 (v[0] is element i0's sum) with the tile: runs of a tile */
+static uint32_t span_tiled(const add_task *t, const add_tile *tl, size_t i0, size_t i1, int32_t *v) {
+    const int a_dense = t->la == t->n;
+    const char *d = a_dense ? t->x : t->y;
+    const int dw = a_dense ? t->aw : t->bw, kd = a_dense ? t->ka : t->kb, sub_d = !a_dense && t->subtract;
     uint32_t m = 0;
-    size_t ip = i0 % lp;
+    size_t ip = i0 % tl->lp;
     for (size_t i = i0; i < i1;) {
-        const size_t c = i1 - i < len - ip ? i1 - i : len - ip;
-        const uint32_t r = add_tiled_run(c, tile + ip, d + i * (size_t)dw, dw, kd, sub_d, t->v + i);
+        const size_t c = i1 - i < tl->len - ip ? i1 - i : tl->len - ip;
+        const uint32_t r = add_tiled_run(c, tl->at + ip, d + i * (size_t)dw, dw, kd, sub_d, v + (i - i0));
         m = r > m ? r : m;
         i += c;
         ip = 0; /* a whole tile ends on a period's end */
@@ -233,8 +252,8 @@ static uint32_t add_span_tiled(const add_task *t, size_t i0, size_t i1) {
     return m;
 }
 
-/* elements i0 .. i1 - 1: runs that stay inside one period of each operand */
-static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
+/* elements i0 .. i1 - 1 (v[0] is element i0's sum): runs that stay inside one period of each operand */
+static uint32_t span_runs(const add_task *t, size_t i0, size_t i1, int32_t *v) {
     uint32_t m = 0;
     size_t ia = i0 % t->la, ib = i0 % t->lb; /* then stepped: no division a run */
     for (size_t i = i0; i < i1;) {
@@ -242,7 +261,7 @@ static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
         c = t->la - ia < c ? t->la - ia : c;
         c = t->lb - ib < c ? t->lb - ib : c;
         const uint32_t r = add_run_s32(c, t->x + ia * (size_t)t->aw, t->aw, t->ka, t->y + ib * (size_t)t->bw, t->bw,
-                                       t->kb, t->subtract, t->v + i);
+                                       t->kb, t->subtract, v + (i - i0));
         m = r > m ? r : m;
         i += c;
         ia = ia + c == t->la ? 0 : ia + c;
@@ -251,13 +270,34 @@ static uint32_t add_span(const add_task *t, size_t i0, size_t i1) {
     return m;
 }
 
+static uint32_t span(const add_task *t, const add_tile *tl, size_t i0, size_t i1, int32_t *v) {
+    return tl ? span_tiled(t, tl, i0, i1, v) : span_runs(t, i0, i1, v);
+}
+
 static void add_parts(void *ctx, int p0, int p1) {
     add_task *t = (add_task *)ctx;
     const size_t shortest = t->la < t->lb ? t->la : t->lb, longest = t->la < t->lb ? t->lb : t->la;
-    const int tiled = longest == t->n && shortest < RCTC_ADD_TILE / 8;
+    add_tile tile;
+    const add_tile *tl = longest == t->n && shortest < RCTC_ADD_TILE / 8 ? &tile : NULL;
+    if (tl) tile_build(t, &tile);
     for (int p = p0; p < p1; ++p) {
         const size_t i0 = add_part_at(t, p), i1 = p + 1 == t->parts ? t->n : add_part_at(t, p + 1);
-        t->maxima[p] = tiled ? add_span_tiled(t, i0, i1) : add_span(t, i0, i1);
+        if (t->v) {
+            t->maxima[p] = span(t, tl, i0, i1, t->v + i0);
+            continue;
+        }
+        int32_t buf[RCTC_ADD_BLOCK];
+        uint32_t m = 0;
+        for (size_t b = i0; b < i1; b += RCTC_ADD_BLOCK) {
+            const size_t e = i1 - b < RCTC_ADD_BLOCK ? i1 : b + RCTC_ADD_BLOCK;
+            const uint32_t r = span(t, tl, b, e, buf);
+            if (t->s < 0)
+                m = r > m ? r : m;
+            else
+                rctc_iq_round_s32_range(e - b, buf, t->s, t->rand ? t->rand + b : NULL, t->w,
+                                        (char *)t->out + b * (size_t)t->w);
+        }
+        t->maxima[p] = m;
     }
 }
 
@@ -292,11 +332,19 @@ int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int 
             t.subtract = subtract != 0;
             t.x = (const char *)a;
             t.y = (const char *)b;
-            t.v = (int32_t *)(void *)work;
+            t.v = n < RCTC_ADD_UNBUFFERED ? (int32_t *)(void *)work : NULL;
+            t.s = -1;
+            t.w = rctc_iq_width(bits);
+            t.rand = rand;
+            t.out = out;
             rctc_parallel_for(t.parts, 1, threads, add_parts, &t);
             uint32_t mv = 0;
             for (int p = 0; p < t.parts; ++p) mv = t.maxima[p] > mv ? t.maxima[p] : mv;
-            return rctc_iq_requantize_s32_max_mt(nthreads, n, t.v, mv, ec, bits, rand, out, e_out);
+            if (t.v) return rctc_iq_requantize_s32_max_mt(nthreads, n, t.v, mv, ec, bits, rand, out, e_out);
+            t.s = rctc_iq_requant_shift(mv, bits, rand != NULL); /* requantize's shift for these sums */
+            rctc_parallel_for(t.parts, 1, threads, add_parts, &t);
+            *e_out = ec + t.s;
+            return RCTC_IQ_OK;
         }
     }
     int ka, kb, ec;

@@ -66,6 +66,14 @@ static void round_range(size_t i0, size_t i1, const int32_t *acc, int s, const u
     }
 }
 
+void rctc_iq_round_s32_range(size_t n, const int32_t *acc, int s, const uint32_t *rand, int w, void *out) {
+    if (s == 0) {
+        for (size_t i = 0; i < n; ++i) iq_st(out, w, i, acc[i]);
+        return;
+    }
+    round_range(0, n, acc, s, rand, w, out);
+}
+
 typedef struct {
     size_t n;
     int parts, s, w;

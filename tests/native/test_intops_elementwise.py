@@ -156,8 +156,8 @@ def test_relu_avx2_equals_portable(intops) -> None:
 
 @pytest.mark.parametrize("shape", [(1,), (33,), (3, 7, 41)])
 def test_add_int8_int32_path(intops, shape) -> None:
-    """Dense int8 + int8 to 8 bits sums in int32 where both shifts are at most 22 (|sum| <= 2^30):
-    intref's bits for shifts around that bound (the int64 path past it), add and sub, nearest and
+    """Dense int8 + int8 to 8 bits sums in int32 where max|a| << ka + max|b| << kb < 2^31: intref's
+    bits for shifts on both sides of that bound (the int64 path past it), add and sub, nearest and
     stochastic, saturated operands included."""
     words = rand_words(shape, 9)
     for kind in ("random", "saturated", "negative", "zeros", "ties"):

@@ -125,7 +125,11 @@ void rctc_iq_add_range(int ndim, const int *shape, const void *a, int aw, const 
 /* elements from which the sums are not stored: a max pass and a rounding pass each recompute
  * them a stack block at a time (half the memory traffic of an int32 buffer written and read) */
 #define RCTC_ADD_UNBUFFERED 65536u
+#ifdef RCTC_THREADS /* a host build: large stack blocks */
 #define RCTC_ADD_BLOCK 4096u
+#else /* a bare-metal build: small stack frames (the same integers at any block size) */
+#define RCTC_ADD_BLOCK 256u
+#endif
 
 typedef struct {
     size_t n, la, lb;
@@ -187,8 +191,13 @@ static uint32_t add_run_s32(size_t n, const void *x, int aw, int ka, const void 
     return (uint32_t)m;
 }
 
-/* a periodic operand shorter than this is tiled (pre-shifted, in int32) next to a dense one */
+/* a periodic operand shorter than an eighth of this is tiled (pre-shifted, in int32) next to a
+ * dense one */
+#ifdef RCTC_THREADS
 #define RCTC_ADD_TILE 2048
+#else
+#define RCTC_ADD_TILE 256
+#endif
 
 /* v = tile +- (d << kd) along a dense operand d (OP: + or -), max |v| */
 #define RCTC_ADD_TILED(T, OP)                                                                                 \

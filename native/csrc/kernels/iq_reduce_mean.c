@@ -11,8 +11,12 @@
 #include "rctc_kernels.h"
 
 #define RECIP_FRAC 32
-/* the backward's block of copies for rows shorter than 16 (stack int64s) */
+/* the backward's block of copies for rows shorter than 16 (stack int64s; smaller on bare metal) */
+#ifdef RCTC_THREADS
 #define RCTC_RM_BLOCK 2048u
+#else
+#define RCTC_RM_BLOCK 256u
+#endif
 
 /* work[0 .. inner) += row (w bytes an element; the width switch outside the loop) */
 static void add_row(const void *row, int w, size_t inner, int64_t *work) {

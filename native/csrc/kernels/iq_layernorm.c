@@ -15,29 +15,6 @@
 #include "iq_norm.h"
 #include "rctc_kernels.h"
 
-/* sum and sum of squares of one row (w bytes an element; |x| < 2^29 / N keeps both exact) */
-#define ROW_SUMS(T)                                                                                           \
-    {                                                                                                         \
-        const T *p = (const T *)row;                                                                          \
-        for (size_t i = 0; i < n; ++i) {                                                                      \
-            s += p[i];                                                                                        \
-            s2 += (int64_t)p[i] * p[i];                                                                       \
-        }                                                                                                     \
-    }                                                                                                         \
-    break;
-
-static void row_sums(const void *row, int w, size_t n, int64_t *a1, int64_t *a2) {
-    int64_t s = 0, s2 = 0;
-    switch (w) {
-    case 1: ROW_SUMS(int8_t)
-    case 2: ROW_SUMS(int16_t)
-    case 4: ROW_SUMS(int32_t)
-    default: ROW_SUMS(int64_t)
-    }
-    *a1 = s;
-    *a2 = s2;
-}
-
 /* v = gamma xhat + b along one row, returning max |v| (x of type T, gamma of type TG) */
 #define ROW_AFFINE(T, TG)                                                                                     \
     {                                                                                                         \
@@ -72,19 +49,15 @@ static uint64_t row_affine(const void *row, int w, size_t n, int64_t N, int64_t 
     return mx;
 }
 
-/* elements below which one thread does every row */
-#define RCTC_LN_MIN_ELEMS 8192u
-
 typedef struct {
     int G, N, w, gw, parts, rc[RCTC_MAX_THREADS];
+    const iq_norm_loops_t *L;
     const void *q, *gamma;
     const int64_t *b;
     int64_t *v;
     uint64_t mx[RCTC_MAX_THREADS];
     iq_norm_eps_table eps;
 } ln_task;
-
-static size_t ln_row_at(int G, int parts, int p) { return (size_t)G * (size_t)p / (size_t)parts; }
 
 /* parts p0 .. p1 - 1: each part's rows in order, its first error (intref's order within the part)
  * and its max |gamma xhat + beta| */
@@ -94,10 +67,11 @@ static void ln_parts(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) {
         uint64_t mx = 0;
         int rc = RCTC_IQ_OK;
-        for (size_t r = ln_row_at(t->G, t->parts, p); r < ln_row_at(t->G, t->parts, p + 1) && !rc; ++r) {
+        const size_t r1 = iq_norm_part_at((size_t)t->G, t->parts, p + 1);
+        for (size_t r = iq_norm_part_at((size_t)t->G, t->parts, p); r < r1 && !rc; ++r) {
             const void *row = (const char *)t->q + r * nn * (size_t)t->w;
-            int64_t a1, a2, d, mm, f;
-            row_sums(row, t->w, nn, &a1, &a2);
+            int64_t a1 = 0, a2 = 0, lo = INT64_MAX, hi = INT64_MIN, d, mm, f;
+            t->L->sums_run(nn, t->q, t->w, r * nn, &a1, &a2, &lo, &hi);
             rc = iq_norm_group_sums_tab(t->N, a1, a2, &t->eps, &d, &mm, &f);
             if (rc || !t->b) continue; /* no b: the bias refused, only the rows' own errors are wanted */
             const uint64_t m = row_affine(row, t->w, nn, t->N, a1, mm, (int)f - 16, t->gamma, t->gw, t->b, t->v + r * nn);
@@ -117,8 +91,8 @@ int rctc_iq_layernorm_mt(int nthreads, int G, int N, const void *q, int w, int e
     if ((uint64_t)N * rctc_iq_absmax_w(q, w, T) >= ((uint64_t)1 << 29)) return RCTC_IQ_EOVERFLOW;
     const int e_acc = ge - 16, rc_bias = iq_norm_shifted_bias(N, beta, bw, be - e_acc, b);
     ln_task t;
-    t.parts = T < RCTC_LN_MIN_ELEMS || nthreads < 2 ? 1 : nthreads < G ? nthreads : G;
-    t.parts = t.parts > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : t.parts;
+    t.parts = iq_norm_row_parts(nthreads, G, T);
+    t.L = iq_norm_loops();
     t.G = G;
     t.N = N;
     t.w = w;

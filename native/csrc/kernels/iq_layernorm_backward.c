@@ -16,22 +16,10 @@
 #include "iq_norm.h"
 #include "rctc_kernels.h"
 
-/* elements below which one thread does every pass */
-#define RCTC_LNB_MIN_ELEMS 8192u
-
-/* out = p[0 .. n) widened to int64 (the width switch outside the loop) */
-static void widen(const void *p, int w, size_t n, int64_t *out) {
-    switch (w) {
-    case 1: for (size_t i = 0; i < n; ++i) out[i] = ((const int8_t *)p)[i]; break;
-    case 2: for (size_t i = 0; i < n; ++i) out[i] = ((const int16_t *)p)[i]; break;
-    case 4: for (size_t i = 0; i < n; ++i) out[i] = ((const int32_t *)p)[i]; break;
-    default: for (size_t i = 0; i < n; ++i) out[i] = ((const int64_t *)p)[i]; break;
-    }
-}
-
 typedef struct {
     int G, N, w, parts, cparts, ok[RCTC_MAX_THREADS], rc[RCTC_MAX_THREADS];
     int s16;
+    const iq_norm_loops_t *L;
     const void *q, *dq;
     const uint32_t *rand;
     void *dx;
@@ -44,20 +32,15 @@ typedef struct {
     iq_norm_eps_table eps;
 } lnb_task;
 
-static size_t lnb_at(size_t n, int parts, int p) { return n * (size_t)p / (size_t)parts; }
-
 /* pass 1 on one row: x widened, the scalars, xhat, max |dy gamma| into *mg; or an error code */
 static int row_pass1(const lnb_task *t, size_t r, uint64_t *mg) {
     const size_t n = (size_t)t->N, i0 = r * n;
     int64_t *x = t->x + i0, *xh = t->xhat + i0;
     const int64_t *dy = t->dy + i0;
-    widen((const char *)t->q + i0 * (size_t)t->w, t->w, n, x);
-    widen((const char *)t->dq + i0 * (size_t)t->dw, t->dw, n, t->dy + i0);
-    int64_t a1 = 0, a2 = 0, d;
-    for (size_t j = 0; j < n; ++j) {
-        a1 += x[j];
-        a2 += x[j] * x[j];
-    }
+    int64_t a1 = 0, a2 = 0, lo = INT64_MAX, hi = INT64_MIN, d;
+    t->L->sums_run(n, t->q, t->w, i0, &a1, &a2, &lo, &hi);
+    t->L->load(n, t->q, t->w, i0, x);
+    t->L->load(n, t->dq, t->dw, i0, t->dy + i0);
     const int rc = iq_norm_group_sums_tab(t->N, a1, a2, &t->eps, &d, &t->m[r], &t->f[r]);
     if (rc) return rc;
     const int s = (int)t->f[r] - 16;
@@ -77,7 +60,7 @@ static void pass1(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) {
         uint64_t mg = 0;
         int rc = RCTC_IQ_OK;
-        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1) && !rc; ++r)
+        for (size_t r = iq_norm_part_at((size_t)t->G, t->parts, p); r < iq_norm_part_at((size_t)t->G, t->parts, p + 1) && !rc; ++r)
             rc = row_pass1(t, r, &mg);
         t->rc[p] = rc;
         t->mx[p] = mg;
@@ -87,7 +70,7 @@ static void pass1(void *ctx, int p0, int p1) {
 /* dgamma / dbeta over the columns of parts p0 .. p1 - 1, 64 columns at a time in local sums */
 static void columns(void *ctx, int p0, int p1) {
     lnb_task *t = (lnb_task *)ctx;
-    const size_t n = (size_t)t->N, j0 = lnb_at(n, t->cparts, p0), j1 = lnb_at(n, t->cparts, p1);
+    const size_t n = (size_t)t->N, j0 = iq_norm_part_at(n, t->cparts, p0), j1 = iq_norm_part_at(n, t->cparts, p1);
     for (size_t b0 = j0; b0 < j1; b0 += 64) {
         const size_t c = j1 - b0 < 64 ? j1 - b0 : 64;
         int64_t sg[64] = {0}, sb[64] = {0};
@@ -112,7 +95,7 @@ static void pass2(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) {
         uint64_t ma = 0;
         int ok = 1;
-        const size_t r0 = lnb_at((size_t)t->G, t->parts, p), r1 = lnb_at((size_t)t->G, t->parts, p + 1);
+        const size_t r0 = iq_norm_part_at((size_t)t->G, t->parts, p), r1 = iq_norm_part_at((size_t)t->G, t->parts, p + 1);
         for (size_t r = r0; r < r1; ++r)
             for (size_t j = 0, i0 = r * nn; j < nn; ++j) t->g[i0 + j] = iq_mul(t->dy[i0 + j], t->gam[j]);
         rctc_iq_round_store((r1 - r0) * nn, t->g + r0 * nn, t->s16, NULL, t->g16 + r0 * nn, 2); /* the part's rows */
@@ -145,7 +128,7 @@ static void pass3(void *ctx, int p0, int p1) {
     const size_t nn = (size_t)t->N;
     for (int p = p0; p < p1; ++p) {
         uint64_t mx = 0;
-        for (size_t r = lnb_at((size_t)t->G, t->parts, p); r < lnb_at((size_t)t->G, t->parts, p + 1); ++r) {
+        for (size_t r = iq_norm_part_at((size_t)t->G, t->parts, p); r < iq_norm_part_at((size_t)t->G, t->parts, p + 1); ++r) {
             int64_t *ar = t->acc + r * nn;
             const int64_t k = t->mult[r];
             for (size_t j = 0; j < nn; ++j) {
@@ -163,7 +146,7 @@ static void pass4(void *ctx, int p0, int p1) {
     lnb_task *t = (lnb_task *)ctx;
     const size_t nn = (size_t)t->N;
     for (int p = p0; p < p1; ++p) {
-        const size_t i0 = lnb_at((size_t)t->G, t->parts, p) * nn, i1 = lnb_at((size_t)t->G, t->parts, p + 1) * nn;
+        const size_t i0 = iq_norm_part_at((size_t)t->G, t->parts, p) * nn, i1 = iq_norm_part_at((size_t)t->G, t->parts, p + 1) * nn;
         rctc_iq_round_store(i1 - i0, t->acc + i0, t->rs, t->rand ? t->rand + i0 : NULL,
                             (char *)t->dx + i0 * (size_t)t->rw, t->rw);
     }
@@ -186,8 +169,8 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     int64_t *x = work, *xhat = x + T, *acc = xhat + T, *dy = acc + T, *m = dy + T, *f = m + G, *ones = f + G,
             *mult = ones + G, *gam = mult + G;
     lnb_task t;
-    t.parts = T < RCTC_LNB_MIN_ELEMS || nthreads < 2 ? 1 : nthreads < G ? nthreads : G;
-    t.parts = t.parts > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : t.parts;
+    t.parts = iq_norm_row_parts(nthreads, G, T);
+    t.L = iq_norm_loops();
     t.cparts = t.parts < N ? t.parts : N;
     t.G = G;
     t.N = N;
@@ -211,7 +194,7 @@ int rctc_iq_layernorm_backward_mt(int nthreads, int G, int N, const void *q, int
     t.dgamma = dgamma;
     t.dbeta = dbeta;
     t.g16 = (int16_t *)(void *)(gam + nn);
-    widen(gamma, gw, nn, gam);
+    t.L->load(nn, gamma, gw, 0, gam);
     rctc_parallel_for(t.parts, 1, t.parts, pass1, &t);
     for (int p = 0; p < t.parts; ++p)
         if (t.rc[p]) return t.rc[p]; /* the first failing row's error, as one pass in row order */

@@ -4,6 +4,7 @@
 #ifndef RCTC_IQ_NORM_H
 #define RCTC_IQ_NORM_H
 
+#include "internal.h"
 #include "iq.h"
 
 int64_t iq_norm_eps_term(int64_t eps_num, int eps_log2, int64_t n, int e);
@@ -37,6 +38,13 @@ typedef struct {
     int64_t at[IQ_NORM_MAX_HEADROOM + 1];
 } iq_norm_eps_table;
 void iq_norm_eps_table_init(iq_norm_eps_table *t, int64_t eps_num, int eps_log2, int N, int e);
+/* parts of LayerNorm's G rows (T elements): one a thread, a single one below 8192 elements */
+static inline int iq_norm_row_parts(int nthreads, int G, size_t T) {
+    const int p = T < 8192u || nthreads < 2 ? 1 : nthreads < G ? nthreads : G;
+    return p > RCTC_MAX_THREADS ? RCTC_MAX_THREADS : p;
+}
+/* the first of n items (rows, columns) in part p of parts */
+static inline size_t iq_norm_part_at(size_t n, int parts, int p) { return n * (size_t)p / (size_t)parts; }
 /* iq_norm_group_sums with the eps terms from t (the same D, m, f; S1 is a1) */
 int iq_norm_group_sums_tab(int N, int64_t a1, int64_t a2, const iq_norm_eps_table *t, int64_t *d, int64_t *m,
                            int64_t *f);

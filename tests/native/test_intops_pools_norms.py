@@ -55,7 +55,7 @@ def test_reduce_mean_middle_axis(intops, shape) -> None:
     """The kernels on (outer, red, inner) as the generated step calls them (the middle axis
     reduced in place): the sums row by row, the backward's rows of 16 or more rounded from one
     product each (rand read at each element's own word), shorter rows a block of copies at a time
-    (or from the broadcast past 2048 copies); intref's bits for int8 / int16 inputs, nearest and
+    (several blocks past 2048 copies); intref's bits for int8 / int16 inputs, nearest and
     stochastic."""
     import ctypes
 

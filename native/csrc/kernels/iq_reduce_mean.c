@@ -65,27 +65,24 @@ int rctc_iq_reduce_mean_backward(size_t outer, size_t red, size_t inner, const v
      * time, or a stack block of an outer index's copies) */
     const int64_t r = (int64_t)rctc_iq_recip_fixed(red, RECIP_FRAC);
     const size_t n = outer * inner;
-    if (inner < 16 && red * inner > RCTC_RM_BLOCK) { /* short rows, long blocks: the broadcast, one requantize */
-        for (size_t o = 0; o < outer; ++o)
-            for (size_t k = 0; k < red; ++k)
-                for (size_t i = 0; i < inner; ++i)
-                    work[(o * red + k) * inner + i] = iq_mul(iq_ld(dq, dw, o * inner + i), r);
-        return rctc_iq_requantize(outer * red * inner, work, de - RECIP_FRAC, bits, rand, dx, e_out);
-    }
     for (size_t j = 0; j < n; ++j) work[j] = iq_mul(iq_ld(dq, dw, j), r);
     const uint64_t m = rctc_iq_absmax(n, work);
     const int s = rctc_iq_requant_shift(m, bits, rand != NULL), ow = rctc_iq_width(bits);
     if (s > 0 && m > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
-    if (inner < 16) { /* short rows (GlobalAveragePool's inner 1): each outer block of red x inner copies */
+    if (inner < 16) { /* short rows (GlobalAveragePool's inner 1): a stack block of copies at a time */
+        const size_t per = RCTC_RM_BLOCK / inner; /* rows of copies a block holds */
         int64_t blk[RCTC_RM_BLOCK];
         for (size_t o = 0; o < outer; ++o) {
-            const size_t at = o * red * inner;
             const int64_t *src = work + o * inner;
-            for (size_t j = 0, i = 0; j < red * inner; ++j) { /* a wrapping index: no copy call a row */
+            const size_t rows = red < per ? red : per;
+            for (size_t j = 0, i = 0; j < rows * inner; ++j) { /* a wrapping index: no copy call a row */
                 blk[j] = src[i];
                 i = i + 1 == inner ? 0 : i + 1;
             }
-            rctc_iq_round_store(red * inner, blk, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow, ow);
+            for (size_t k0 = 0; k0 < red; k0 += rows) {
+                const size_t c = red - k0 < rows ? red - k0 : rows, at = (o * red + k0) * inner;
+                rctc_iq_round_store(c * inner, blk, s, rand ? rand + at : NULL, (char *)dx + at * (size_t)ow, ow);
+            }
         }
     } else {
         for (size_t o = 0; o < outer; ++o)

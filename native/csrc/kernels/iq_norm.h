@@ -76,6 +76,22 @@ typedef void iq_norm_xhat_dot_run_fn(size_t n, const void *x, int w, const void 
                                      int64_t s1, int64_t m, int sh, int64_t *sg, int64_t *sb);
 typedef uint64_t iq_norm_dx_x_run_fn(size_t n, const void *x, int w, const void *dy, int dw, size_t off, int N,
                                      int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2, int64_t *acc);
+/* the end of an int8 sums_run vector loop over `done` elements: the lanes' extremes bl / bh (of
+ * `lanes` each) into *lo / *hi, the biased byte sum (sum of x + 128) and the sum of squares into
+ * *s1 / *s2 (wrapping) */
+static inline void iq_norm_sums_run_close(const int8_t *bl, const int8_t *bh, int lanes, uint64_t biased,
+                                          uint64_t squares, size_t done, int64_t *s1, int64_t *s2, int64_t *lo,
+                                          int64_t *hi) {
+    int64_t l = *lo, h = *hi;
+    for (int k = 0; k < lanes; ++k) {
+        l = bl[k] < l ? bl[k] : l;
+        h = bh[k] > h ? bh[k] : h;
+    }
+    *s1 = (int64_t)((uint64_t)*s1 + biased - 128u * (uint64_t)done);
+    *s2 = (int64_t)((uint64_t)*s2 + squares);
+    *lo = l;
+    *hi = h;
+}
 /* the loops of variant V, declared through their function types */
 #define RCTC_NORM_LOOPS(V)                                                                                         \
     iq_norm_sums_fn rctc_norm_sums_##V;                                                                            \

@@ -201,15 +201,7 @@ void rctc_norm_sums_run_avx2(size_t n, const void *p, int w, size_t off, int64_t
         int8_t bl[32], bh[32];
         _mm256_storeu_si256((__m256i *)bl, mn);
         _mm256_storeu_si256((__m256i *)bh, mx);
-        int64_t l = *lo, h = *hi;
-        for (int k = 0; k < 32; ++k) {
-            l = bl[k] < l ? bl[k] : l;
-            h = bh[k] > h ? bh[k] : h;
-        }
-        *s1 = (int64_t)((uint64_t)*s1 + (uint64_t)hsum(a1) - 128u * (uint64_t)i);
-        *s2 = (int64_t)((uint64_t)*s2 + (uint64_t)hsum(a2));
-        *lo = l;
-        *hi = h;
+        iq_norm_sums_run_close(bl, bh, 32, (uint64_t)hsum(a1), (uint64_t)hsum(a2), i, s1, s2, lo, hi);
     }
     rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
 }

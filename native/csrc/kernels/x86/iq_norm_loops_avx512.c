@@ -205,15 +205,7 @@ void rctc_norm_sums_run_avx512(size_t n, const void *p, int w, size_t off, int64
         int8_t bl[64], bh[64];
         _mm512_storeu_si512((void *)bl, mn);
         _mm512_storeu_si512((void *)bh, mx);
-        int64_t l = *lo, h = *hi;
-        for (int k = 0; k < 64; ++k) {
-            l = bl[k] < l ? bl[k] : l;
-            h = bh[k] > h ? bh[k] : h;
-        }
-        *s1 = (int64_t)((uint64_t)*s1 + (uint64_t)hsum(a1) - 128u * (uint64_t)i);
-        *s2 = (int64_t)((uint64_t)*s2 + (uint64_t)hsum(a2));
-        *lo = l;
-        *hi = h;
+        iq_norm_sums_run_close(bl, bh, 64, (uint64_t)hsum(a1), (uint64_t)hsum(a2), i, s1, s2, lo, hi);
     }
     rctc_norm_sums_run_portable(n - i, p, w, off + i, s1, s2, lo, hi);
 }

@@ -314,6 +314,20 @@ def test_one_randomgen_stream_repositioned_per_draw_equals_the_numpy_rounds(seed
                               rng_mod._words_numpy(seed, step, node, start, count))
 
 
+def test_kept_generators_give_fresh_words_across_seeds_and_threads():
+    """random_words reuses a thread's generator per seed (more seeds than it keeps, a long draw on
+    Generator.integers between short ones): each draw equals the numpy rounds, on two threads."""
+    seeds = list(range(1, rng_mod._Streams.KEEP + 3))
+    draws = [(seed, 3, 11, start, count) for seed in seeds for start, count in
+             ((5, 9), (0, RAW_MAX + 5), (2, 300))] * 2
+
+    def check(order: list[tuple[int, int, int, int, int]]) -> bool:
+        return all(np.array_equal(random_words(*d), rng_mod._words_numpy(*d)) for d in order)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert all(pool.map(check, [draws, draws[::-1]]))
+
+
 def test_random_words_agrees_with_the_scalar_reference_at_every_size():
     seed, step, node = 0x0123456789ABCDEF, 9, 4
     key = (seed & M32, seed >> 32)

@@ -96,10 +96,21 @@ def iexp(x: np.ndarray) -> np.ndarray:
 
 
 def ilog2(v: np.ndarray) -> np.ndarray:
-    """``log2(v)`` in Q16 for positive int64 ``v`` (leading bit + 16 squarings)."""
+    """``log2(v)`` in Q16 for positive int64 ``v`` (leading bit + 16 squarings).
+
+    A few values in ``[2^16, 2^16 + 2^20)`` (softmax's sums of Q16 exps, ``2^16 <= S <= C 2^16``)
+    are looked up in :data:`_LOG2_MEMO`, the same integers computed once per chunk of 4096
+    neighbouring values: 64 numpy calls on a handful of values cost more than a lookup."""
     v = as_int64(v)
     if v.size and int(v.min()) <= 0:
         raise ValueError("ilog2: the argument must be positive")
+    if 0 < v.size <= _LOG2_MEMO.MAX_VALUES and int(v.min()) >= _LOG2_MEMO.LO and int(v.max()) < _LOG2_MEMO.HI:
+        return _LOG2_MEMO.lookup(v)
+    return _ilog2_rounds(v)
+
+
+def _ilog2_rounds(v: np.ndarray) -> np.ndarray:
+    """:func:`ilog2` of a positive int64 array by its rounds (the definition)."""
     lead = bit_length(v) - 1
     m = np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
     bits = np.empty((FRAC, *v.shape), np.int64)
@@ -109,6 +120,35 @@ def ilog2(v: np.ndarray) -> np.ndarray:
         np.right_shift(m, 31, out=bits[k])
         np.right_shift(m, bits[k], out=m)
     return (lead << np.int64(FRAC)) + (bits * _FRAC_WEIGHTS.reshape(FRAC, *([1] * v.ndim))).sum(axis=0)
+
+
+class _Log2Memo:
+    """:func:`_ilog2_rounds` of ``[LO, HI)``, filled a chunk of ``2^CHUNK_BITS`` values at a time on
+    first use (at most 4 MiB of int32: every result is below ``21 * 2^16``). A chunk is written
+    whole before it is marked ready, and two threads filling one chunk write the same integers."""
+
+    LO, HI, CHUNK_BITS, MAX_VALUES = 1 << 16, (1 << 16) + (1 << 20), 12, 1024
+
+    def __init__(self) -> None:
+        self._table: np.ndarray | None = None
+        self._ready = np.zeros((self.HI - self.LO) >> self.CHUNK_BITS, bool)
+
+    def lookup(self, v: np.ndarray) -> np.ndarray:
+        """``ilog2(v)`` (int64) for int64 ``v`` with every value in ``[LO, HI)``."""
+        if self._table is None:
+            self._table = np.empty(self.HI - self.LO, np.int32)
+        idx = v - np.int64(self.LO)
+        chunk = idx >> np.int64(self.CHUNK_BITS)
+        ready = self._ready[chunk]
+        size = 1 << self.CHUNK_BITS
+        for c in ([] if ready.all() else np.unique(chunk[~ready]).tolist()):
+            lo = self.LO + c * size
+            self._table[c * size:(c + 1) * size] = _ilog2_rounds(np.arange(lo, lo + size, dtype=np.int64))
+            self._ready[c] = True
+        return self._table[idx].astype(np.int64)
+
+
+_LOG2_MEMO = _Log2Memo()
 
 
 def _exp_aligned(q: np.ndarray, e: int) -> Tensor:

@@ -285,21 +285,14 @@ def rsqrt_fixed(v: int) -> tuple[int, int]:
 
 
 _POW2 = np.int64(1) << np.arange(63, dtype=np.int64)  # 2^0 .. 2^62
-_BIT_LENGTH_TABLE_MAX = 1024
 
 
 def bit_length(v: np.ndarray) -> np.ndarray:
-    """``int.bit_length`` of every element of a non-negative int64 array, exactly (int64 array):
-    the count of powers of two ``2^0 .. 2^62`` at most ``v`` for arrays of up to 1024 elements
-    (two numpy calls), a binary search on shifts (steps 32, 16, ..., 1) for larger ones; integer
-    only either way."""
+    """``int.bit_length`` of every element of a non-negative int64 array, exactly (int64 array, v's
+    shape): the count of powers of two ``2^0 .. 2^62`` at most ``v``, by one binary search of the
+    sorted powers per element (integer comparisons only)."""
     v = np.asarray(v, np.int64)
-    if v.size <= _BIT_LENGTH_TABLE_MAX:  # small arrays: one comparison with every power of two
-        return (v[..., None] >= _POW2).sum(axis=-1, dtype=np.int64)
-    bl = np.zeros(v.shape, np.int64)
-    for step in (32, 16, 8, 4, 2, 1):
-        bl += np.where((v >> (bl + step)) != 0, step, 0)
-    return bl + (v >> bl != 0)
+    return np.searchsorted(_POW2, v, side="right").astype(np.int64, copy=False)
 
 
 def rsqrt_fixed_array(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -110,7 +110,10 @@ def _group_reduce(ufunc: np.ufunc, x: np.ndarray, dtype: type | None = None) -> 
     """``ufunc.reduce`` of ``x`` (B, G, S) over its batch and value axes: one entry per group.
 
     The batch axis first (whole (G, S) slices combined element by element, fast whatever S is),
-    then the values of each group; integer sums / minima / maxima do not depend on the order."""
+    then the values of each group; integer sums / minima / maxima do not depend on the order. A
+    batch of one (a LayerNorm's rows) is reduced along its values directly."""
+    if x.shape[0] == 1:
+        return ufunc.reduce(x[0], axis=1, dtype=dtype)
     return ufunc.reduce(ufunc.reduce(x, axis=0, dtype=dtype), axis=1)
 
 

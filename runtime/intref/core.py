@@ -295,20 +295,29 @@ def bit_length(v: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POW2, v, side="right").astype(np.int64, copy=False)
 
 
+_ISQRT_START_SHIFT = 50  # u >> 50 of a u in [2^60, 2^62): its top 12 bits, in [2^10, 2^12)
+_ISQRT_START_LO = 1 << 10
+#: Newton's start for every such u: isqrt of the largest u with those top bits, plus one (>= isqrt(u),
+#: at most 2^-11 above it, so three steps reach the floor root instead of six from 2^31)
+_ISQRT_START = np.array([math.isqrt(((t + 1) << _ISQRT_START_SHIFT) - 1) + 1 for t in range(_ISQRT_START_LO, 1 << 12)],
+                        np.int64)
+
+
 def rsqrt_fixed_array(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rsqrt_fixed` of every element of a positive int64 array: ``(m, f)`` int64 arrays,
     equal element by element to the Python-int version.
 
     The normalised argument ``u = v 4^k`` lies in ``[2^60, 2^62)``; its floor square root is
-    Newton's integer iteration ``s <- (s + u // s) // 2`` from ``s = 2^31 >= sqrt(u)``, which
-    decreases monotonically to ``isqrt(u)`` and stops when it no longer decreases (the classical
-    integer square root; every value stays below 2^32, so nothing leaves int64)."""
+    Newton's integer iteration ``s <- (s + u // s) // 2`` from a start ``>= isqrt(u)`` (a table on
+    ``u``'s top 12 bits), which decreases monotonically to ``isqrt(u)`` and stops when it no longer
+    decreases (the classical integer square root; every value stays below 2^32, so nothing
+    leaves int64)."""
     v = np.asarray(v, np.int64)
     if v.size and int(v.min()) <= 0:
         raise ValueError("rsqrt_fixed: argument must be positive")
     k = (62 - bit_length(v)) // 2
     u = np.where(k >= 0, v << np.maximum(2 * k, 0), v >> np.maximum(-2 * k, 0))
-    s = np.full(u.shape, np.int64(1) << np.int64(31))
+    s = np.take(_ISQRT_START, (u >> np.int64(_ISQRT_START_SHIFT)) - np.int64(_ISQRT_START_LO))
     while True:
         t = (s + u // s) >> np.int64(1)
         if not (t < s).any():

@@ -95,6 +95,15 @@ def _eps_cached(eps: float, n: int, e: int) -> int:
     return min(_rshift(en * n * n, (ed.bit_length() - 1) + 2 * e), 1 << 62)
 
 
+@functools.lru_cache(maxsize=256)
+def _eps_terms(eps: float, n: int, e: int, top: int) -> np.ndarray:
+    """``[_eps_term(eps, n, e - k) for k in 0 .. top]`` as a read-only int64 array: the eps term at
+    every headroom ``P = k`` a group may take."""
+    out = np.array([_eps_term(eps, n, e - k) for k in range(top + 1)], np.int64)
+    out.flags.writeable = False
+    return out
+
+
 def _headroom(d: int, eps0: int) -> int:
     """``P``: ``D 4^P`` and ``eps 4^P`` (``eps0`` its value at ``P = 0``) fit 61 bits, so a
     small variance keeps ~30 significant bits of rsqrt."""
@@ -138,7 +147,7 @@ def _groups_scalars(x: np.ndarray, e: int, eps: float
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
     top = int(p.max()) if g else 0
-    eps_p = np.array([_eps_term(eps, n, e - k) for k in range(top + 1)], np.int64)[p]
+    eps_p = _eps_terms(eps, n, e, top)[p]
     m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
     return s1, d, m, f - p, amax
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_rand",
     "exact_ratio",
     "fixed_point",
+    "isqrt_array",
     "qmax",
     "recip_fixed",
     "requant_shift",
@@ -305,25 +306,39 @@ _ISQRT_START = np.array([math.isqrt(((t + 1) << _ISQRT_START_SHIFT) - 1) + 1 for
 
 def rsqrt_fixed_array(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rsqrt_fixed` of every element of a positive int64 array: ``(m, f)`` int64 arrays,
-    equal element by element to the Python-int version.
-
-    The normalised argument ``u = v 4^k`` lies in ``[2^60, 2^62)``; its floor square root is
-    Newton's integer iteration ``s <- (s + u // s) // 2`` from a start ``>= isqrt(u)`` (a table on
-    ``u``'s top 12 bits), which decreases monotonically to ``isqrt(u)`` and stops when it no longer
-    decreases (the classical integer square root; every value stays below 2^32, so nothing
-    leaves int64)."""
+    equal element by element to the Python-int version (the floor root by :func:`_isqrt_normalised`)."""
     v = np.asarray(v, np.int64)
     if v.size and int(v.min()) <= 0:
         raise ValueError("rsqrt_fixed: argument must be positive")
     k = (62 - bit_length(v)) // 2
     u = np.where(k >= 0, v << np.maximum(2 * k, 0), v >> np.maximum(-2 * k, 0))
+    s = _isqrt_normalised(u)
+    return ((np.int64(1) << np.int64(62)) + (s >> np.int64(1))) // s, 62 - k
+
+
+def isqrt_array(v: np.ndarray) -> np.ndarray:
+    """``math.isqrt`` of every element of a non-negative int64 array below ``2^62`` (int64): the
+    argument normalised to ``u = v 4^k`` in ``[2^60, 2^62)``, then ``isqrt(u) >> k`` (``floor(floor(x
+    2^k) / 2^k) = floor(x)``)."""
+    v = np.asarray(v, np.int64)
+    if v.size and (int(v.min()) < 0 or int(v.max()) >= ACC_LIMIT):
+        raise ValueError("isqrt_array: arguments must be in [0, 2^62)")
+    k = (62 - bit_length(np.maximum(v, 1))) // 2  # >= 0 below 2^62
+    s = _isqrt_normalised(np.maximum(v, 1) << (2 * k)) >> k
+    return np.where(v == 0, 0, s)
+
+
+def _isqrt_normalised(u: np.ndarray) -> np.ndarray:
+    """The floor square root of int64 ``u`` in ``[2^60, 2^62)``: Newton's integer iteration ``s <- (s
+    + u // s) // 2`` from a start ``>= isqrt(u)`` (a table on ``u``'s top 12 bits), which decreases
+    monotonically to ``isqrt(u)`` and stops when it no longer decreases (the classical integer
+    square root; every value stays below 2^32, so nothing leaves int64)."""
     s = np.take(_ISQRT_START, (u >> np.int64(_ISQRT_START_SHIFT)) - np.int64(_ISQRT_START_LO))
     while True:
         t = (s + u // s) >> np.int64(1)
         if not (t < s).any():
-            break
+            return s
         s = np.minimum(s, t)
-    return ((np.int64(1) << np.int64(62)) + (s >> np.int64(1))) // s, 62 - k
 
 
 def fixed_point(value: float, frac_bits: int) -> int:

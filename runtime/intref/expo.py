@@ -28,7 +28,16 @@ import functools
 
 import numpy as np
 
-from rctc.runtime.intref.core import align, as_int64, bit_length, check_rand, recip_fixed, requantize, shift
+from rctc.runtime.intref.core import (
+    align,
+    as_int64,
+    bit_length,
+    check_rand,
+    isqrt_array,
+    recip_fixed,
+    requantize,
+    shift,
+)
 
 __all__ = [
     "FRAC",
@@ -98,57 +107,62 @@ def iexp(x: np.ndarray) -> np.ndarray:
 def ilog2(v: np.ndarray) -> np.ndarray:
     """``log2(v)`` in Q16 for positive int64 ``v`` (leading bit + 16 squarings).
 
-    A few values in ``[2^16, 2^16 + 2^20)`` (softmax's sums of Q16 exps, ``2^16 <= S <= C 2^16``)
-    are looked up in :data:`_LOG2_MEMO`, the same integers computed once per chunk of 4096
-    neighbouring values: 64 numpy calls on a handful of values cost more than a lookup."""
+    The 16 rounds' fraction is a non-decreasing function of the mantissa ``m`` (a larger ``m``
+    squares to a larger or equal value, and a bit of 1 where the smaller gives 0 outweighs every
+    later bit), so it is the number of thresholds ``t_j <= m`` (:func:`_log2_thresholds`, the
+    least mantissa whose rounds reach ``j``): one binary search per element instead of 64 numpy
+    passes, the same integers (:func:`_ilog2_rounds` is the definition, tests compare them)."""
     v = as_int64(v)
     if v.size and int(v.min()) <= 0:
         raise ValueError("ilog2: the argument must be positive")
-    if 0 < v.size <= _LOG2_MEMO.MAX_VALUES and int(v.min()) >= _LOG2_MEMO.LO and int(v.max()) < _LOG2_MEMO.HI:
-        return _LOG2_MEMO.lookup(v)
-    return _ilog2_rounds(v)
+    lead, m = _mantissa(v)
+    frac = np.searchsorted(_log2_thresholds(), m, side="right").astype(np.int64, copy=False)
+    return (lead << np.int64(FRAC)) + frac
 
 
-def _ilog2_rounds(v: np.ndarray) -> np.ndarray:
-    """:func:`ilog2` of a positive int64 array by its rounds (the definition)."""
+def _mantissa(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(floor(log2 v), m)`` of positive int64 ``v``: the mantissa normalised (truncating) to ``[2^30, 2^31)``."""
     lead = bit_length(v) - 1
-    m = np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
-    bits = np.empty((FRAC, *v.shape), np.int64)
+    return lead, np.where(lead >= 30, v >> np.maximum(lead - 30, 0), v << np.maximum(30 - lead, 0))
+
+
+def _frac_rounds(m: np.ndarray) -> np.ndarray:
+    """The 16 squaring rounds on mantissas ``m`` in ``[2^30, 2^31)``: the Q16 fraction of log2 (int64)."""
+    m = np.array(m, np.int64)  # a copy: the rounds work in place
+    bits = np.empty((FRAC, *m.shape), np.int64)
     for k in range(FRAC):  # m in [2^30, 2^31): m^2 >> 30 in [2^30, 2^32), its bit 31 is the next bit
         np.multiply(m, m, out=m)
         np.right_shift(m, 30, out=m)
         np.right_shift(m, 31, out=bits[k])
         np.right_shift(m, bits[k], out=m)
-    return (lead << np.int64(FRAC)) + (bits * _FRAC_WEIGHTS.reshape(FRAC, *([1] * v.ndim))).sum(axis=0)
+    return (bits * _FRAC_WEIGHTS.reshape(FRAC, *([1] * m.ndim))).sum(axis=0)
 
 
-class _Log2Memo:
-    """:func:`_ilog2_rounds` of ``[LO, HI)``, filled a chunk of ``2^CHUNK_BITS`` values at a time on
-    first use (at most 4 MiB of int32: every result is below ``21 * 2^16``). A chunk is written
-    whole before it is marked ready, and two threads filling one chunk write the same integers."""
-
-    LO, HI, CHUNK_BITS, MAX_VALUES = 1 << 16, (1 << 16) + (1 << 20), 12, 1024
-
-    def __init__(self) -> None:
-        self._table: np.ndarray | None = None
-        self._ready = np.zeros((self.HI - self.LO) >> self.CHUNK_BITS, bool)
-
-    def lookup(self, v: np.ndarray) -> np.ndarray:
-        """``ilog2(v)`` (int64) for int64 ``v`` with every value in ``[LO, HI)``."""
-        if self._table is None:
-            self._table = np.empty(self.HI - self.LO, np.int32)
-        idx = v - np.int64(self.LO)
-        chunk = idx >> np.int64(self.CHUNK_BITS)
-        ready = self._ready[chunk]
-        size = 1 << self.CHUNK_BITS
-        for c in ([] if ready.all() else np.unique(chunk[~ready]).tolist()):
-            lo = self.LO + c * size
-            self._table[c * size:(c + 1) * size] = _ilog2_rounds(np.arange(lo, lo + size, dtype=np.int64))
-            self._ready[c] = True
-        return self._table[idx].astype(np.int64)
+def _ilog2_rounds(v: np.ndarray) -> np.ndarray:
+    """:func:`ilog2` of a positive int64 array by its rounds (the definition)."""
+    lead, m = _mantissa(as_int64(v))
+    return (lead << np.int64(FRAC)) + _frac_rounds(m)
 
 
-_LOG2_MEMO = _Log2Memo()
+@functools.lru_cache(maxsize=1)
+def _log2_thresholds() -> np.ndarray:
+    """``t_j`` for ``j = 1 .. 2^16 - 1``: the least mantissa in ``[2^30, 2^31)`` whose rounds give a
+    fraction ``>= j`` (``2^31`` where none does), read-only int64.
+
+    The rounds run backwards from ``L = 2^30`` (after the last round any state will do): a round
+    whose bit must be ``c`` and whose next state must be at least ``L`` needs ``m^2 >> 30 >= L << c``
+    (``c = 0``: a square at ``2^31`` or more sets the bit, more than enough; ``c = 1``: the halved
+    square at least ``L``), so the least ``m`` is ``ceil(sqrt((L << c) << 30)) = isqrt(y - 1) + 1``
+    with ``y = (L << c) << 30``, raised to ``2^30`` and capped at ``2^31`` (none): 16 integer square
+    roots of 65535 values. Tests check ``frac(t_j) >= j > frac(t_j - 1)`` against the rounds."""
+    j = np.arange(1, 1 << FRAC, dtype=np.int64)
+    least = np.full(j.shape, 1 << 30, np.int64)
+    for k in range(FRAC):  # the rounds, last first: bit k of the fraction is round 15 - k's
+        need = (least << ((j >> np.int64(k)) & np.int64(1))) << np.int64(30)  # <= 2^31 << 1 << 30 = 2^62
+        root = isqrt_array(np.minimum(need, (1 << 62) - 1) - 1) + 1  # 2^62 - 2: isqrt 2^31 - 1, so 2^31
+        least = np.clip(root, 1 << 30, 1 << 31)
+    least.flags.writeable = False
+    return least
 
 
 def _exp_aligned(q: np.ndarray, e: int) -> Tensor:

@@ -66,8 +66,8 @@ def test_iexp_and_ilog2_over_every_q16_input() -> None:
     assert np.abs(lg / ONE - np.log2(v.astype(np.float64))).max() <= 2.0**-16  # stated < 2^-15
     m = 1 << 62
     near_powers = [2**k + d for k in (30, 31, 52, 53, 54, 61, 62) for d in (-1, 0, 1)] + [2**63 - 1]
-    memo = (2**16, 2**16 + 1, 102780, 10 * 2**16 + 3, 2**16 + 2**20 - 1)  # looked up (test below)
-    for val in (1, 2, 3, 1000, 2**33 + 5, *memo, *near_powers):  # plain restatement: leading bit, 16 squarings
+    sums = (2**16, 2**16 + 1, 102780, 10 * 2**16 + 3, 2**16 + 2**20 - 1)  # softmax sums
+    for val in (1, 2, 3, 1000, 2**33 + 5, *sums, *near_powers):  # plain restatement: leading bit, 16 squarings
         lead = val.bit_length() - 1
         mant = val >> (lead - 30) if lead >= 30 else val << (30 - lead)
         frac = 0
@@ -260,20 +260,24 @@ def test_erf_gelu(case: str, e: int) -> None:
     assert np.abs(deq(dg) - df * dtrue).max() < 2.0 ** dg[1] + np.abs(df).max() * 5e-3
 
 
-def test_ilog2_memo_gives_the_rounds_integers() -> None:
-    """The looked-up values (softmax sums in [2^16, 2^16 + 2^20)) equal the 16 rounds, at chunk
-    edges, on both sides of the memo's range and for arrays too long for the memo."""
-    memo = expo._LOG2_MEMO
-    lo, hi, size = memo.LO, memo.HI, 1 << memo.CHUNK_BITS
-    edges = np.array([lo, lo + 1, lo + size - 1, lo + size, hi - size, hi - 1], np.int64)
+def test_ilog2_thresholds_give_the_rounds_integers() -> None:
+    """ilog2 (a binary search of the thresholds) equals the 16 rounds: at every threshold and one
+    below it, on random values of every magnitude, on softmax-sum-like values and shapes."""
+    t = expo._log2_thresholds()
+    assert t.shape == (2**16 - 1,) and np.all(np.diff(t) >= 0) and t[0] >= 2**30 and t[-1] <= 2**31
+    j = np.arange(1, 2**16)
+    reached = t < 2**31
+    assert np.all(expo._frac_rounds(t[reached]) >= j[reached])  # t_j reaches j ...
+    below = np.maximum(t - 1, 2**30)
+    assert np.all((expo._frac_rounds(below) < j) | (t == 2**30))  # ... and one less does not
+    assert np.all(expo._frac_rounds(np.array([2**31 - 1])) < j[~reached])  # none reaches these
+    for m in (t[reached], below, np.array([2**30, 2**31 - 1])):
+        assert np.array_equal(expo.ilog2(m), expo._ilog2_rounds(m))
     rng = np.random.default_rng(7)
-    for v in (edges, rng.integers(lo, hi, 64), rng.integers(lo, 10 * lo, (4, 8)), edges[::-1].copy()):
-        got = expo.ilog2(v)
-        assert got.dtype == np.int64 and got.shape == v.shape
-        assert np.array_equal(got, expo._ilog2_rounds(v))
-    outside = np.array([lo - 1, hi, hi + 5, 3, 2**40], np.int64)  # the rounds themselves
-    assert np.array_equal(expo.ilog2(outside), expo._ilog2_rounds(outside))
-    many = rng.integers(lo, hi, memo.MAX_VALUES + 1)
-    assert np.array_equal(expo.ilog2(many), expo._ilog2_rounds(many))
+    v = np.maximum(rng.integers(1, 2**62, 20000) >> rng.integers(0, 62, 20000), 1)
+    for arr in (v, rng.integers(2**16, 10 * 2**16, (4, 8)), np.array([1, 2, 3, 2**63 - 1])):
+        got = expo.ilog2(arr)
+        assert got.dtype == np.int64 and got.shape == arr.shape
+        assert np.array_equal(got, expo._ilog2_rounds(arr))
     with pytest.raises(ValueError, match="positive"):
-        expo.ilog2(np.array([lo, 0]))
+        expo.ilog2(np.array([2**16, 0]))

@@ -63,6 +63,18 @@ def test_add_sub_narrow_alignment_matches_align(da: int, dtypes: tuple) -> None:
             assert np.array_equal(fn(qa, -5 + da, qb, -5, 8, rand)[0], core.requantize(exact, e, 8, rand=rand)[0])
 
 
+def test_isqrt_array_matches_math_isqrt() -> None:
+    rng = np.random.default_rng(3)
+    sq = np.arange(0, 2**31, 2**31 // 977, dtype=np.int64) ** 2  # perfect squares and their neighbours
+    v = np.concatenate([np.arange(0, 5000), sq, sq[1:] - 1, sq + 1, rng.integers(0, 2**62, 5000),
+                        rng.integers(0, 2**40, 2000), [2**60 - 1, 2**60, 2**62 - 1]]).astype(np.int64)
+    assert core.isqrt_array(v).tolist() == [math.isqrt(int(x)) for x in v]
+    assert core.isqrt_array(v.reshape(-1, 1)).shape == (v.size, 1)
+    for bad in ([-1], [2**62]):
+        with pytest.raises(ValueError, match="isqrt_array"):
+            core.isqrt_array(np.array(bad, np.int64))
+
+
 def test_bit_length_and_rsqrt_arrays_match_python_ints() -> None:
     rng = np.random.default_rng(0)
     pw = np.int64(1) << np.arange(0, 63, dtype=np.int64)

@@ -5,7 +5,8 @@ Leaves: every Conv / Gemm / MatMul (forward) and ConvGradInput / ConvGradWeight 
 MatMul (backward) replaced by its ``Int*`` twin, which multiplies integers and accumulates
 exactly (int32, or int64 where the worst-case bound ``K * 2^(b1-1) * 2^(b2-1)`` needs it)
 and returns the accumulator with its exponent; a ``Dequantize`` node brings the
-accumulator back to float32 (adding a Conv bias / Gemm C) for the float element-wise ops.
+accumulator back to float32 (adding a Conv bias / Gemm C, or the bias a forward ``Add`` adds
+along a MatMul's last axis, which it replaces: ``x @ W + b``) for the float element-wise ops.
 Operands: parameters are used as stored (their slot exponent); activations go through
 ``QuantAct`` (``--act-bits``, nearest, per-tensor exponent from the batch max in training and
 from a running max in inference); errors (gradient values) go through ``QuantGrad``
@@ -125,6 +126,9 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     inode.meta["bits"] = [ba, bb]
     inode.meta["lowered_from"] = node.name
     bias = node.input(2) if len(get(node.op_type).inputs) > 2 else None  # Conv's B, Gemm's C
+    bias_add = _bias_add(g, node) if bias is None else None
+    if bias_add is not None:  # a Linear on (..., K) inputs: MatMul, then Add of its bias
+        bias = bias_add[1]
     dq_attrs = {
         "alpha": float(node.attrs.get("alpha", 1.0)),
         "beta": float(node.attrs.get("beta", 1.0)),
@@ -140,8 +144,35 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
         before=node,
     )
     dq.meta.update({"phase": phase, "fwd": node.meta.get("fwd", node.name)})
-    g.replace_value(out, dq.outputs[0], take_name=True)
+    if bias_add is not None:  # the Add's result is the product plus bias: the Dequantize's
+        add = bias_add[0]
+        g.replace_value(add.outputs[0], dq.outputs[0], take_name=True)
+        g.remove_node(add)
+    g.replace_value(out, dq.outputs[0], take_name=bias_add is None)
     g.remove_node(node)
+
+
+def _bias_add(g: Graph, node: Node) -> tuple[Node, Value] | None:
+    """``(add, bias)`` when a forward MatMul's only reader is an ``Add`` of a 1-D parameter along
+    its last axis (``x @ W + b``, a Linear on inputs of more than two axes): the bias then joins
+    the product's Dequantize as a Gemm's C does, so requantise adds it at the accumulator's
+    exponent before the one rounding (instead of rounding the product, then the sum). The
+    Add's backward nodes read only its error, so they stay as they are."""
+    out = node.outputs[0]
+    if node.op_type != "MatMul" or node.meta.get("phase", "forward") != "forward" or len(out.uses) != 1:
+        return None
+    if out in g.outputs or out.name == g.meta.get("logits"):
+        return None
+    add = out.uses[0][0]
+    if add.op_type != "Add" or add.meta.get("phase", "forward") != "forward" or len(add.inputs) != 2:
+        return None
+    bias = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
+    src = bias.producer
+    if bias is out or src is None or src.op_type != "Dequantize" or src.inputs[0].kind != "param":
+        return None
+    if not out.shape or tuple(bias.shape) != (out.shape[-1],) or tuple(add.outputs[0].shape) != tuple(out.shape):
+        return None
+    return add, bias
 
 
 def _check_lowerable(g: Graph) -> None:

@@ -91,7 +91,9 @@ EXACT_INTEGER = {"mlp", "lenet"}
 def test_rct_export_matches_predict(tmp_path: Path, name: str, steps: int, batch: int) -> None:
     """The default integer graph: bit-exact where rctc's forward is exact or a requantise, else
     within 2% of max |logit| with argmax agreeing on >= 99% of samples (module docstring)."""
-    m, x = _trained(name, "rct", steps, batch)
+    # the transformer's logits are close together: 64 samples would make "99%" mean "all", so it
+    # is measured on 512 (its export agrees on 99.2% of them, 508 / 512)
+    m, x = _trained(name, "rct", steps, batch, n=512 if name == "tiny_transformer" else 64)
     assert m.graph.meta["rct"]["elementwise"] == "integer"
     ref = m.predict(x)["logits"]
     for fmt in ("qdq", "float"):

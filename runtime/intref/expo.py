@@ -223,10 +223,35 @@ def softmax_backward(qy: np.ndarray, ey: int, dq: np.ndarray, de: int, axis: int
                      rand: np.ndarray | None = None) -> Tensor:
     """``y * (dy - sum(dy y))`` from the stored output ``y``: exact integer sums and products
     (``dy`` shifted exactly to the exponent of ``sum(dy y)``), one rounding."""
+    ey, de = int(ey), int(de)
+    qy, dq = np.asarray(qy), np.asarray(dq)
+    if _softmax_backward_fits_int32(qy, dq, ey, axis):
+        y, d = qy.astype(np.int32), dq.astype(np.int32)
+        s = np.multiply(d, y).sum(axis=axis, keepdims=True, dtype=np.int32)
+        if ey < 0:  # align's exponent: de + ey, d shifted up by -ey
+            inner = np.left_shift(d, np.int32(-ey), out=d)
+            inner -= s
+        else:  # de, s shifted up by ey
+            inner = np.subtract(d, s << np.int32(ey), out=d)
+        inner *= y
+        return requantize(inner, min(de, de + ey) + ey, bits, rand=rand, owned=True)
     y, d = as_int64(qy), as_int64(dq)
     s = (d * y).sum(axis=axis, keepdims=True)
-    (da, sa), ei = align([(d, int(de)), (s, int(de) + int(ey))])
-    return requantize(y * (da - sa), ei + int(ey), bits, rand=rand)
+    (da, sa), ei = align([(d, de), (s, de + ey)])
+    return requantize(y * (da - sa), ei + ey, bits, rand=rand)
+
+
+def _softmax_backward_fits_int32(qy: np.ndarray, dq: np.ndarray, ey: int, axis: int) -> bool:
+    """Whether :func:`softmax_backward`'s integers fit int32 by their dtypes' bounds: 8-bit ``y``
+    and ``dy`` (``|v| <= 128``), ``|ey| <= 16`` (align's headroom never binds: ``|dy| < 2^8``,
+    ``|sum dy y| < 2^25`` for rows below 2^9, so its exponent is ``min(de, de + ey)``), and
+    ``128 ((128 << max(-ey, 0)) + (L 2^14 << max(ey, 0))) < 2^31`` for rows of ``L``."""
+    if qy.dtype.kind != "i" or dq.dtype.kind != "i" or qy.dtype.itemsize != 1 or dq.dtype.itemsize != 1:
+        return False
+    if abs(ey) > 16 or not qy.ndim:
+        return False
+    row = qy.shape[axis]
+    return row < 1 << 9 and 128 * ((128 << max(-ey, 0)) + ((row << 14) << max(ey, 0))) < 1 << 31
 
 
 def softmax_cross_entropy(q: np.ndarray, e: int, labels: np.ndarray,

@@ -27,7 +27,16 @@ import math
 
 import numpy as np
 
-from rctc.runtime.intref.core import Rand, absmax, as_int64, recip_fixed, requantize
+from rctc.runtime.intref.core import (
+    Rand,
+    absmax,
+    as_int64,
+    check_rand,
+    recip_fixed,
+    requant_shift,
+    requantize,
+    round_part,
+)
 
 __all__ = [
     "RECIP_FRAC",
@@ -229,14 +238,19 @@ def reduce_mean(q: np.ndarray, e: int, axes: tuple[int, ...], keepdims: bool = T
 
 def reduce_mean_backward(dq: np.ndarray, de: int, in_shape: tuple[int, ...], axes: tuple[int, ...],
                          keepdims: bool = True, bits: int = 8, rand: np.ndarray | None = None) -> Tensor:
-    """``dy * R`` broadcast to every input element (exact), one rounding."""
+    """``dy * R`` broadcast to every input element (exact), one rounding: the shift from the
+    products themselves (the broadcast holds no other value), each element rounded with its own
+    word, so no int64 copy of the input's size is formed."""
     axes = tuple(a % len(in_shape) for a in axes)
     n = math.prod(in_shape[a] for a in axes)
     d = as_int64(dq)
     if not keepdims:
         d = np.expand_dims(d, axes)
-    acc = np.broadcast_to(d * np.int64(recip_fixed(n, RECIP_FRAC)), in_shape)
-    return requantize(np.ascontiguousarray(acc), int(de) - RECIP_FRAC, bits, rand=rand)
+    prod = d * np.int64(recip_fixed(n, RECIP_FRAC))
+    m = absmax(prod)
+    s = requant_shift(m, bits, rand is not None)
+    q = round_part(np.broadcast_to(prod, in_shape), m, s, bits, check_rand(rand, tuple(in_shape)))
+    return q, int(de) - RECIP_FRAC + s
 
 
 def global_avgpool(q: np.ndarray, e: int, bits: int = 8) -> Tensor:

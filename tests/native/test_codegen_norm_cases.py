@@ -127,10 +127,22 @@ CASES = {
     "gather-grad-repeats": ("IntGatherGrad", [("d", _q((2, 3, 4), I8, 25)), ("de", _e(-4)),
                                               ("i", np.array([[1, 1, -1], [0, 5, 1]], I32))],
                             [("acc", (6, 4), I64), ("acce", (), I32)], {"table_shape": [6, 4]}),
+    # a bias along the last axis: IntAdd's kernel where the bias's exponent is at or above the
+    # accumulator's (within 45 bits for int16), the general widened path otherwise
+    **{f"requant-bias-{name}": ("Requantize", [("a", _q((2, 3, 5), I32, 30, 1 << 28)), ("ae", _e(-20)),
+                                               ("b", _q((5,), I16, 31)), ("bee", _e(eb))],
+                                [("y", (2, 3, 5), I8), ("ye", (), I32)],
+                                {"bits": 8, "rounding": rounding, "bias_axis": -1})
+       for name, eb, rounding in (("above", -12, "stochastic"), ("equal", -20, "nearest"),
+                                  ("below", -23, "stochastic"), ("far-above", 26, "nearest"))},
+    "requant-bias-channels": ("Requantize", [("a", _q((2, 3, 4), I32, 32, 1 << 20)), ("ae", _e(-9)),
+                                             ("b", _q((3,), I8, 33)), ("bee", _e(-6))],
+                              [("y", (2, 3, 4), I8), ("ye", (), I32)],
+                              {"bits": 8, "rounding": "stochastic", "bias_axis": 1}),
 }
 
 
-FAMILY = {"IntAdd", "IntMul", "IntAddGrad", "IntReduceMean", "IntReduceMeanGrad", "IntLayerNormalization",
+FAMILY = {"Requantize", "IntAdd", "IntMul", "IntAddGrad", "IntReduceMean", "IntReduceMeanGrad", "IntLayerNormalization",
           "IntLayerNormGrad", "IntSoftmax", "IntSoftmaxGrad", "IntBatchNormalization", "IntBatchNormGrad", "IntClip",
           "IntClipGrad", "Gather", "IntGatherGrad", "IntMatMul"}
 RUNNING = {"m": "m2", "me": "me2", "v": "v2", "ve": "ve2"}  # BatchNorm's state and its update

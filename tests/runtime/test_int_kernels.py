@@ -201,3 +201,42 @@ def test_max_pool_grad_tiled_fast_path_first_max_on_ties(shape: tuple, k: list) 
             idx = np.unravel_index(np.argmax(win), win.shape)
             ref[(n, c) + tuple(oi * ki + ii for oi, ki, ii in zip(o, k, idx))] += dy[(n, c) + o]
     np.testing.assert_array_equal(max_pool_grad(dy, x, k, k, [1] * len(k), [0] * (2 * len(k))), ref)
+
+
+@pytest.mark.parametrize("rows", [(0,), (7,), (2, 5), (600,)])
+def test_gather_gradient_scatter_add_equals_a_plain_loop(rows: tuple[int, ...]) -> None:
+    """The sorted reduceat scatter-add of IntGatherGrad against a Python loop: repeated, negative
+    and unused indices, int8 / int16 rows at their extremes (600 repeats of 127 leave int8)."""
+    from rctc.runtime.kernels.int_elementwise import scatter_add_rows
+
+    rng = np.random.default_rng(len(rows))
+    shape = (9, 3, 2)
+    idx = rng.integers(-9, 9, rows)
+    for dt in (np.int8, np.int16):
+        d = rng.integers(-127, 128, rows + shape[1:]).astype(dt)
+        if d.size:
+            d.reshape(-1)[: d.size // 2] = np.iinfo(dt).max
+        ref = np.zeros(shape, np.int64)
+        for k, i in enumerate(idx.reshape(-1).tolist()):
+            ref[i] += d.reshape(-1, *shape[1:])[k].astype(np.int64)
+        got = scatter_add_rows(shape, idx, d)
+        assert got.dtype == np.int64 and np.array_equal(got, ref)
+    for bad in (9, -10):
+        with pytest.raises(IndexError, match="out of range"):
+            scatter_add_rows(shape, np.array([0, bad]), np.zeros((2, 3, 2), np.int8))
+
+
+@pytest.mark.parametrize(("dtype", "rows"), [(np.int8, 1000), (np.int16, 8), (np.int16, 40000), (np.int32, 9)])
+def test_int_reduce_sum_equals_the_int64_sum(dtype: type, rows: int) -> None:
+    """IntReduceSum (a bias gradient) at every dtype, on both sides of its int32 bound (int16
+    past 65536 elements), with every element at the dtype's extreme: the plain int64 sum."""
+    from rctc.ir import Node
+    from rctc.runtime.kernels.registry import KERNELS, KernelContext
+
+    node = Node.__new__(Node)
+    node.name, node.op_type, node.meta, node.attrs = "sum", "IntReduceSum", {}, {"axes": [0, 1], "shape": [1, 3]}
+    d = np.full((rows, 2, 3), np.iinfo(dtype).min, dtype)
+    d[::2] = np.iinfo(dtype).max
+    acc, e = KERNELS["IntReduceSum"](KernelContext(), node, d, np.array(-5, np.int32))
+    assert acc.dtype == np.int64 and int(e) == -5
+    assert np.array_equal(acc, d.astype(np.int64).sum(axis=(0, 1)).reshape(1, 3))

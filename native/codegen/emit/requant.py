@@ -16,8 +16,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rctc.ir import Node
-from rctc.native.codegen.emit import Emit, ctype, emitter, numel, refuse, stochastic, width, work_words
+from rctc.ir import Node, Value
+from rctc.native.codegen.emit import (
+    Emit,
+    c_array,
+    ctype,
+    emitter,
+    numel,
+    refuse,
+    stochastic,
+    width,
+    work_words,
+)
+from rctc.native.intops_base import broadcast_strides
+
+MAXDIM = 8  # RCTC_IQ_MAXDIM
 
 #: elements rounded at a time where the accumulator is larger (and has no bias)
 CHUNK = 1024
@@ -50,8 +63,8 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     if bias is None and n > chunk:
         return _chunked(node, cx, n, bits, chunk)
     lines, rand = work_words(node, cx, n, n)
-    lines += ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
-              f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];", "int e_out = 0;"]
+    widen = ["int64_t *w = work;", f"const {ctype(acc)} *a = {cx.ptr(acc)};",
+             f"for (size_t i = 0; i < {n}u; i++) w[i] = (int64_t)a[i];"]
     if bias is not None:
         if len(bias.shape) != 1 or bias_e is None:
             raise refuse(node, f"has a {len(bias.shape)}-D bias (only a 1-D bias with its exponent is mapped)")
@@ -60,14 +73,39 @@ def requantize(node: Node, cx: Emit) -> list[str]:
         if acc.shape[axis] != bias.shape[0]:
             raise refuse(node, f"broadcasts a bias of {bias.shape[0]} along an axis of {acc.shape[axis]}")
         outer, inner = math.prod(acc.shape[:axis]), math.prod(acc.shape[axis + 1:])
-        lines.append(f"int rc = rctc_iq_requantize_bias({outer}u, {bias.shape[0]}u, {inner}u, w, "
-                     f"{cx.scalar(acc_e)}, {cx.ptr(bias)}, {width(bias)}, {cx.scalar(bias_e)}, {bits}, {rand}, "
-                     f"{cx.ptr(out)}, &e_out);")
+        general = [*widen, f"rc = rctc_iq_requantize_bias({outer}u, {bias.shape[0]}u, {inner}u, w, "
+                   f"{cx.scalar(acc_e)}, {cx.ptr(bias)}, {width(bias)}, {cx.scalar(bias_e)}, {bits}, {rand}, "
+                   f"{cx.ptr(out)}, &e_out);"]
+        lines += ["int e_out = 0;", "int rc;"]
+        if inner == 1 and nd <= MAXDIM and width(acc) <= 4:
+            lines += _bias_as_add(node, cx, acc, bias, bits, rand, general)
+        else:
+            lines += general
     else:
-        lines.append(f"int rc = rctc_iq_requantize({n}u, w, {cx.scalar(acc_e)}, {bits}, {rand}, {cx.ptr(out)}, "
-                     "&e_out);")
+        lines += [*widen, "int e_out = 0;",
+                  f"int rc = rctc_iq_requantize({n}u, w, {cx.scalar(acc_e)}, {bits}, {rand}, {cx.ptr(out)}, "
+                  "&e_out);"]
     lines += ["if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     return lines
+
+
+def _bias_as_add(node: Node, cx: Emit, acc: Value, bias: Value, bits: int, rand: str, general: list[str]) -> list[str]:
+    """A bias along an int32 accumulator's last axis at an exponent ``k >= 0`` above the
+    accumulator's with ``k + 8 w_bias <= 61``: intref's ``requantize(acc + (bias << k))`` is then, integer for
+    integer, IntAdd of the two (its alignment keeps the accumulator's exponent, shifts nothing
+    out, and rounds the same sum with the same words), so rctc_iq_add_mt runs it (int32 sums
+    where they fit, on the step's threads, no widened copy); otherwise ``general``."""
+    acc_e, bias_e = node.inputs[1], node.inputs[3]
+    dims = tuple(acc.shape)
+    arrays = [c_array("int", "shp", dims), c_array("ptrdiff_t", "sa", broadcast_strides(dims, dims)),
+              c_array("ptrdiff_t", "sb", broadcast_strides(dims, tuple(bias.shape)))]
+    k = f"{cx.scalar(bias_e)} - {cx.scalar(acc_e)}"
+    return [*arrays, f"if ({k} >= 0 && {k} <= {61 - 8 * width(bias)}) {{",
+            f"    rc = rctc_iq_add_mt({cx.threads}, {len(dims)}, shp, {cx.ptr(acc)}, {width(acc)}, sa, "
+            f"{cx.scalar(acc_e)}, {cx.ptr(bias)}, {width(bias)}, sb, {cx.scalar(bias_e)}, 0, {bits}, {rand}, "
+            f"work, {cx.ptr(node.outputs[0])}, &e_out);",
+            "} else {", *("    " + t for t in general), "}"]
+
 
 
 def chunk_size(cx: Emit) -> int:

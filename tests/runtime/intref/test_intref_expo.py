@@ -161,6 +161,25 @@ def test_softmax_and_backward(case: str, e: int, bits: int) -> None:
     assert np.abs(deq(dx) - true).max() < 2.0 ** dx[1] + 3 * np.abs(df).max() * (2.0 ** (y[1] - 1) + 1e-3)
 
 
+@pytest.mark.parametrize("ey", [-16, -7, -1, 0, 3, 16, 17, -17])
+@pytest.mark.parametrize("row", [1, 16, 511, 600])
+def test_softmax_backward_int32_path_equals_the_int64_rule(ey: int, row: int) -> None:
+    """8-bit y and dy on both sides of the int32 bounds (row length, |ey|), extremes included:
+    the same integers as the int64 rule ``y ((dy << k) - (sum dy y << k'))``, one rounding."""
+    rng = np.random.default_rng(row + 40 * (ey + 17))
+    y = rng.integers(-128, 128, (3, row)).astype(np.int8)
+    d = rng.integers(-128, 128, (3, row)).astype(np.int8)
+    y[0], d[0] = -128, -128  # the dtype bounds the int32 check rests on
+    w = words(y.shape, 9)
+    yi, di = y.astype(np.int64), d.astype(np.int64)
+    s = (yi * di).sum(axis=1, keepdims=True)
+    acc = yi * ((di << -ey) - s) if ey < 0 else yi * (di - (s << ey))
+    for rand in (None, w):
+        ref = requant_array(acc, -6 + min(0, ey) + ey, 8, rand)
+        got = expo.softmax_backward(y, ey, d, -6, -1, 8, rand=rand)
+        assert got[1] == ref[1] and np.array_equal(got[0], ref[0])
+
+
 @pytest.mark.parametrize("case,e", GRID + [("random", -10)])
 def test_softmax_cross_entropy(case: str, e: int) -> None:
     q = _q(case, e, (6, 5))

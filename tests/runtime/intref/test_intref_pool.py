@@ -129,6 +129,10 @@ def test_reduce_mean_and_global_pool(case: str, axes, keep: bool) -> None:
     dd = d.astype(object) if keep else np.expand_dims(d.astype(object), ax)
     gref = requant_array(np.asarray(np.broadcast_to(dd * r, x.shape), np.int64), -6 - 32, 8)
     assert de == gref[1] and np.array_equal(dx, gref[0])
+    w = words(x.shape, 5)  # stochastic: each element with its own word
+    sref = requant_array(np.asarray(np.broadcast_to(dd * r, x.shape), np.int64), -6 - 32, 8, w)
+    got = pool.reduce_mean_backward(d, -6, x.shape, axes, keep, 8, w)
+    assert got[1] == sref[1] and np.array_equal(got[0], sref[0])
     greal = np.broadcast_to((d if keep else np.expand_dims(d, ax)) * 2.0**-6 / n, x.shape)
     assert np.abs(deq((dx, de)) - greal).max() <= 2.0 ** (de - 1) + 2.0**-38
     if axes == (2, 3):

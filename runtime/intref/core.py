@@ -211,7 +211,10 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     x = _int_array(acc)
     if bias is not None:
         b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
-        if owned and x.dtype == np.int64 and x.shape == np.broadcast_shapes(x.shape, b.shape):
+        if x.dtype.itemsize <= 4 and x.dtype.kind == "i" and absmax(x) + absmax(b) <= _I32_MAX:
+            x = np.add(x, b.astype(np.int32), dtype=np.int32)  # every sum fits int32: the same integers
+            owned = True
+        elif owned and x.dtype == np.int64 and x.shape == np.broadcast_shapes(x.shape, b.shape):
             x += b
         else:
             x = x.astype(np.int64, copy=False) + b

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rctc.runtime.intref import arith, core, expo, norm
-from tests.runtime.intref._plain import requant, rshift, tensor, words
+from tests.runtime.intref._plain import requant, requant_array, rshift, tensor, words
 
 
 def _edges() -> np.ndarray:
@@ -269,3 +269,21 @@ def test_softmax_parts_of_int8_logits_is_the_element_formula(e: int, shape: tupl
     assert np.array_equal(fast[0], ex) and fast[0].dtype == np.int64
     for got, ref in zip(fast, expo.softmax_parts(q.astype(np.int16), e, axis)):
         assert got.dtype == ref.dtype and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("headroom", [0, 1, -1])
+def test_requantize_int32_accumulator_with_bias_on_both_sides_of_int32(headroom: int) -> None:
+    """An int32 accumulator plus its shifted bias is summed in int32 when max|acc| + max|b| fits
+    (headroom >= 0 puts it exactly at / under 2^31 - 1), else in int64: the plain int64 result."""
+    rng = np.random.default_rng(11 + headroom)
+    b = rng.integers(-3000, 3001, 5).astype(np.int16)
+    b[0] = 3000
+    mb = 3000 << 4
+    acc = rng.integers(-(2**31 - 1) + mb, 2**31 - mb, (4, 5)).astype(np.int32)
+    acc[0, 0] = 2**31 - 1 - mb - headroom if headroom >= 0 else 2**31 - 1
+    w = words(acc.shape, 3)
+    exact = acc.astype(np.int64) + (b.astype(np.int64) << 4)
+    for rand in (None, w):
+        got = core.requantize(acc, -9, 8, bias=b, bias_exp=-5, rand=rand)
+        ref = requant_array(exact, -9, 8, rand)
+        assert got[1] == ref[1] and np.array_equal(got[0], ref[0])

@@ -286,7 +286,7 @@ def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarr
     g = int((bit_length(np.abs(mult)) - fs).max()) - mbits
     sh = fs + g
     left = mult << np.maximum(-sh, 0)
-    sr = np.clip(sh, 1, 62)
+    sr = np.minimum(np.maximum(sh, 1), 62)
     right = (mult + (np.int64(1) << (sr - 1))) >> sr
     return np.where(sh <= 0, left, np.where(sh >= 63, 0, right)), g
 

@@ -107,7 +107,6 @@ def _bias_as_add(node: Node, cx: Emit, acc: Value, bias: Value, bits: int, rand:
             "} else {", *("    " + t for t in general), "}"]
 
 
-
 def chunk_size(cx: Emit) -> int:
     """Elements a chunked rounding forms at a time: ``CHUNK``, or as many as the scratch budget
     holds (8 bytes of int64 and 4 of words an element)."""

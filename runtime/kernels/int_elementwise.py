@@ -18,6 +18,7 @@ from rctc.runtime.intref import arith, expo, norm, pointwise, pool
 from rctc.runtime.intref.core import requantize
 from rctc.runtime.kernels._words import lazy_words, rand_words
 from rctc.runtime.kernels.registry import KernelContext, register
+from rctc.runtime.kernels.shape_ops import gather_indices
 
 
 def _e(x: int) -> np.ndarray:
@@ -282,15 +283,9 @@ def scatter_add_rows(shape: tuple[int, ...], indices: np.ndarray, rows: np.ndarr
     range raises IndexError). The rows are sorted by index (stable) and each run summed by one
     ``np.add.reduceat`` in int64: integer sums, the same whatever the order."""
     acc = np.zeros(shape, np.int64)
-    idx = np.asarray(indices).astype(np.int64, copy=False).reshape(-1)
+    idx = gather_indices(indices, shape[0], "gather gradient").reshape(-1)
     if not idx.size:
         return acc
-    n = shape[0]
-    lo, hi = int(idx.min()), int(idx.max())
-    if lo < -n or hi >= n:
-        raise IndexError(f"gather gradient: indices out of range [-{n}, {n - 1}]")
-    if lo < 0:
-        idx = np.where(idx < 0, idx + n, idx)
     order = np.argsort(idx, kind="stable")
     ordered = idx[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))

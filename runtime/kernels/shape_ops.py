@@ -104,15 +104,20 @@ def unsqueeze(ctx: KernelContext, node: Node, x: np.ndarray, axes: np.ndarray | 
 def gather(ctx: KernelContext, node: Node, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """np.take along ``axis`` (default 0); negative indices count from the end, out of range raises."""
     axis = _norm_axis(int(node.attrs.get("axis", 0)), x.ndim)
+    return np.take(x, gather_indices(indices, x.shape[axis], "Gather"), axis=axis)
+
+
+def gather_indices(indices: np.ndarray, n: int, what: str) -> np.ndarray:
+    """``indices`` as int64 in ``[0, n)``: negative ones count from the end, any outside ``[-n, n)``
+    raises IndexError naming ``what``."""
     idx = np.asarray(indices).astype(np.int64, copy=False)
-    n = x.shape[axis]
     if idx.size:
         lo, hi = int(np.minimum.reduce(idx, axis=None)), int(np.maximum.reduce(idx, axis=None))
         if lo < -n or hi >= n:
-            raise IndexError(f"Gather indices out of range [-{n}, {n - 1}]")
+            raise IndexError(f"{what} indices out of range [-{n}, {n - 1}]")
         if lo < 0:
             idx = np.where(idx < 0, idx + n, idx)
-    return np.take(x, idx, axis=axis)
+    return idx
 
 
 @register("Shape")

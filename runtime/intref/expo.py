@@ -38,6 +38,7 @@ from rctc.runtime.intref.core import (
     requantize,
     shift,
 )
+from rctc.runtime.intref.rows import row_dot, row_max, row_sum
 
 __all__ = [
     "FRAC",
@@ -201,13 +202,16 @@ def softmax_parts(q: np.ndarray, e: int, axis: int = -1) -> tuple[np.ndarray, np
     (what softmax, the loss and its backward share; a caller may compute them once for both).
     8-bit logits read ``E`` from :func:`_exp_of_gap` (the same integers, one lookup an element)."""
     x = np.asarray(q)
+    last = x.ndim > 0 and axis % x.ndim == x.ndim - 1  # rows along the last axis: the row reductions
     if x.dtype == np.int8 and x.size:  # x - max takes 256 values at most: i-exp of each, looked up
-        gap = np.subtract(x.max(axis=axis, keepdims=True), x, dtype=np.int16)  # in [0, 255]
+        top = row_max(x, keepdims=True) if last else x.max(axis=axis, keepdims=True)
+        gap = x.astype(np.int16)
+        np.subtract(top.astype(np.int16), gap, out=gap)  # in [0, 255]
         ex = np.take(_exp_of_gap(int(e)), gap)
     else:
         x = as_int64(x)
         ex = iexp(to_fixed(x - x.max(axis=axis, keepdims=True), e))
-    s = ex.sum(axis=axis, keepdims=True)
+    s = row_sum(ex, np.int64, keepdims=True) if last and ex.size else ex.sum(axis=axis, keepdims=True)
     r = (np.int64(1 << 46) + (s >> np.int64(1))) // s
     return ex, s, r
 
@@ -227,7 +231,10 @@ def softmax_backward(qy: np.ndarray, ey: int, dq: np.ndarray, de: int, axis: int
     qy, dq = np.asarray(qy), np.asarray(dq)
     if _softmax_backward_fits_int32(qy, dq, ey, axis):
         y, d = qy.astype(np.int32), dq.astype(np.int32)
-        s = np.multiply(d, y).sum(axis=axis, keepdims=True, dtype=np.int32)
+        if axis % qy.ndim == qy.ndim - 1 and qy.size:
+            s = row_dot(d, y, np.int32, keepdims=True)
+        else:
+            s = np.multiply(d, y).sum(axis=axis, keepdims=True, dtype=np.int32)
         if ey < 0:  # align's exponent: de + ey, d shifted up by -ey
             inner = np.left_shift(d, np.int32(-ey), out=d)
             inner -= s

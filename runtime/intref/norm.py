@@ -57,6 +57,7 @@ from rctc.runtime.intref.core import (
     rsqrt_fixed_array,
     storage_dtype,
 )
+from rctc.runtime.intref.rows import row_dot, row_max, row_min, row_sum
 
 __all__ = [
     "STATE_BITS",
@@ -120,8 +121,14 @@ def _group_reduce(ufunc: np.ufunc, x: np.ndarray, dtype: type | None = None) -> 
 
     The batch axis first (whole (G, S) slices combined element by element, fast whatever S is),
     then the values of each group; integer sums / minima / maxima do not depend on the order. A
-    batch of one (a LayerNorm's rows) is reduced along its values directly."""
+    batch of one (a LayerNorm's rows) is reduced along its values directly, by the short-row
+    reductions of :mod:`~rctc.runtime.intref.rows` where they apply (the same integers)."""
     if x.shape[0] == 1:
+        if x.shape[2]:
+            if ufunc is np.add and dtype is not None:
+                return row_sum(x[0], dtype)
+            if ufunc is np.maximum or ufunc is np.minimum:
+                return (row_max if ufunc is np.maximum else row_min)(x[0])
         return ufunc.reduce(x[0], axis=1, dtype=dtype)
     return ufunc.reduce(ufunc.reduce(x, axis=0, dtype=dtype), axis=1)
 
@@ -141,9 +148,14 @@ def _groups_scalars(x: np.ndarray, e: int, eps: float
     if n * amax >= 1 << 29:
         raise OverflowError(f"intref norm: N * max|q| = {n * amax} reaches 2^29; requantise first")
     narrow = x.dtype.itemsize <= 2  # int32 sums where they provably fit (N max|q| < 2^29 <= 2^31 here)
-    s1 = _group_reduce(np.add, x, np.int32 if narrow else np.int64).astype(np.int64)
     sq = np.int32 if narrow and n * amax * amax < 1 << 31 else np.int64
-    d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=sq).astype(np.int64) - s1 * s1
+    if x.shape[0] == 1 and x.shape[2] and narrow:  # rows (a LayerNorm): one widened copy, two einsum loops
+        xw = x[0].astype(sq)
+        s1 = row_sum(xw, sq).astype(np.int64)
+        d = np.int64(n) * row_dot(xw, xw, sq).astype(np.int64) - s1 * s1
+    else:
+        s1 = _group_reduce(np.add, x, np.int32 if narrow else np.int64).astype(np.int64)
+        d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=sq).astype(np.int64) - s1 * s1
     eps0 = _eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
     top = int(p.max()) if g else 0
@@ -332,21 +344,29 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     # int32 where |dy 2^16| + max|centre| < 2^31 bounds every inner (then nothing leaves int32)
     centred, dt = xh.prepare(centre, headroom=absmax(dy) << XFRAC)
     inner = np.empty(dy.shape, dt)
+    single = len(blocks) == 1  # one block: acc formed whole, its max read from it (no per-group peaks)
     peak = np.zeros(dy.shape[1], np.int64)  # max |inner| per group
     for rows in blocks:
         t = np.left_shift(dy[rows], dt(XFRAC), out=inner[rows], dtype=dt)  # in dt under numpy 1.x rules too
         t -= centred(rows)
-        np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
-        np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
-    mbits = min(31, 61 - int(peak.max(initial=0)).bit_length())
+        if not single:
+            np.maximum(peak, _group_reduce(np.maximum, t), out=peak)
+            np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
+    mbits = min(31, 61 - (absmax(inner) if single else int(peak.max(initial=0))).bit_length())
     if absmax(gm) * n * int(xh.m.max(initial=0)) < 1 << 62:  # gamma N m in int64, else Python ints
         mult, g = _multipliers(as_int64(gm) * np.int64(n) * xh.m, xh.f, mbits)
     else:
         mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
     # |M_g| <= 2^mbits and peak_g < 2^(61 - mbits): every product below 2^61, exact in int64
+    out = np.empty(dy.shape, storage_dtype(bits))
+    if single:  # max |acc| read from acc: max_g |M_g| peak_g, the same integer
+        acc = np.multiply(inner, _col(mult), dtype=np.int64)
+        m = absmax(acc)
+        s = requant_shift(m, bits, rand is not None)
+        round_part(acc, m, s, bits, rand, owned=True, out=out)
+        return (out, int(e_acc) + g - XFRAC + s), t2, t1
     m = int((np.abs(mult) * peak).max(initial=0))
     s = requant_shift(m, bits, rand is not None)
-    out = np.empty(dy.shape, storage_dtype(bits))
     for rows in blocks:
         t = np.multiply(inner[rows], _col(mult), dtype=np.int64)
         round_part(t, m, s, bits, None if rand is None else rand[rows], owned=True, out=out[rows])
@@ -470,9 +490,14 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
     """``(dx, dgamma, dbeta)``: dx at ``bits``; dgamma, dbeta (normalised shape) exact int64.
     ``saved``: the dict :func:`layernorm` filled for this ``q``, ``e``, ``eps``, ``axis``."""
     x, axis = _ln_rows(q, axis)
-    dy = as_int64(dq).reshape(x.shape)
+    dq2, gm = np.asarray(dq).reshape(x.shape), np.asarray(gamma[0]).reshape(1, -1)
     xh = saved["stats"] if saved is not None and "stats" in saved else _Xhat(x[None], int(e), eps)
-    gq, ge = requantize(dy * as_int64(gamma[0]).reshape(1, -1), int(de) + int(gamma[1]), 16, owned=True)
+    if all(a.dtype.kind == "i" and a.dtype.itemsize <= 2 for a in (dq2, gm)):
+        prod = np.multiply(dq2, gm, dtype=np.int32)  # |dy gamma| <= 2^30: the int64 product's integers
+    else:
+        prod = as_int64(dq2) * as_int64(gm)
+    gq, ge = requantize(prod, int(de) + int(gamma[1]), 16, owned=True)
+    dy = as_int64(dq2)
     rand = check_rand(rand, q.shape)
     with xh.kept_values() as kept:  # read three times: two passes of _dx, then dgamma
         xhat = kept[0]
@@ -480,4 +505,5 @@ def layernorm_backward(q: np.ndarray, e: int, gamma: Tensor, dq: np.ndarray, de:
                                 None if rand is None else rand.reshape((1,) + x.shape))
     dx = (dq_.reshape(q.shape), e_dx)
     shp = q.shape[axis:]
-    return dx, ((dy * xhat).sum(axis=0).reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))
+    dgamma = np.einsum("gs,gs->s", dy, xhat)  # the int64 sums of dy * xhat over the rows
+    return dx, (dgamma.reshape(shp), int(de) - XFRAC), (dy.sum(axis=0).reshape(shp), int(de))

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from rctc.runtime.intref import arith, core, expo, norm
+from rctc.runtime.intref import arith, core, expo, norm, rows
 from tests.runtime.intref._plain import requant, requant_array, rshift, tensor, words
 
 
@@ -73,6 +73,39 @@ def test_isqrt_array_matches_math_isqrt() -> None:
     for bad in ([-1], [2**62]):
         with pytest.raises(ValueError, match="isqrt_array"):
             core.isqrt_array(np.array(bad, np.int64))
+
+
+def test_isqrt_normalised_two_steps_hit_the_floor_root_at_the_table_edges() -> None:
+    """The two Newton steps from the 12-bit table: every bucket's first and last argument (the
+    start's largest excess), perfect squares and their neighbours, random arguments."""
+    t = np.arange(1 << 10, 1 << 12, dtype=np.int64)
+    r = np.random.default_rng(8).integers(2**30, 2**31 - 1, 3000, dtype=np.int64)
+    u = np.concatenate([t << 50, ((t + 1) << 50) - 1, r * r, r * r - 1, r * r + 1, (r + 1) * (r + 1) - 1,
+                        np.random.default_rng(9).integers(2**60, 2**62, 5000, dtype=np.int64)])
+    u = u[(u >= 2**60) & (u < 2**62)]
+    assert core._isqrt_normalised(u).tolist() == [math.isqrt(int(x)) for x in u]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+@pytest.mark.parametrize("shape", [(7,), (1, 1), (5, 3), (33, 16), (2, 3, 17), (4, 1, 32)])
+def test_row_reductions_match_numpy_reduce(dtype: type, shape: tuple) -> None:
+    lim = np.iinfo(dtype).max
+    x = np.random.default_rng(sum(shape)).integers(-lim, lim + 1, shape).astype(dtype)
+    x.reshape(-1)[0] = -lim - 1  # the dtype's minimum too
+    wide = np.int64
+    for keep in (False, True):
+        assert np.array_equal(rows.row_max(x, keep), x.max(axis=-1, keepdims=keep))
+        assert np.array_equal(rows.row_min(x, keep), x.min(axis=-1, keepdims=keep))
+        assert rows.row_max(x, keep).dtype == x.dtype
+        got = rows.row_sum(x, wide, keep)
+        assert got.dtype == wide and np.array_equal(got, x.astype(wide).sum(axis=-1, keepdims=keep))
+        small = x >> (x.dtype.itemsize * 4)  # products of halves fit the dtype's square
+        dot = rows.row_dot(x.astype(wide), small, wide, keep)
+        assert np.array_equal(dot, (x.astype(wide) * small.astype(wide)).sum(axis=-1, keepdims=keep))
+    with pytest.raises(ValueError, match="row_max"):
+        rows.row_max(np.zeros((3, 0), dtype))
+    with pytest.raises(ValueError, match="row_dot"):
+        rows.row_dot(x, np.zeros(x.shape[:-1] + (x.shape[-1] + 1,), dtype), wide)
 
 
 def test_bit_length_and_rsqrt_arrays_match_python_ints() -> None:

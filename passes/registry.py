@@ -15,6 +15,7 @@ from rctc.passes import (
     mark_trainable,
     plan_memory,
     requantise,
+    sum_accumulators,
 )
 
 PASSES: dict[str, Pass] = {
@@ -27,6 +28,7 @@ PASSES: dict[str, Pass] = {
     "assign_slots": assign_slots.run,
     "insert_quant": insert_quant.run,
     "requantise": requantise.run,
+    "sum_accumulators": sum_accumulators.run,
     "fuse_updates": fuse_updates.run,
     "plan_memory": plan_memory.run,
 }
@@ -38,5 +40,6 @@ PIPELINES: dict[str, list[str]] = {
     "qat": ["canonicalize", "mark_trainable", "insert_fake_quant", "add_loss", "build_backward", "add_optimizer",
             "plan_memory"],
     # parameters get their integer slots first, so insert_quant can read them directly
-    "rct": _TRAINING + ["assign_slots", "insert_quant", "requantise", "fuse_updates", "plan_memory"],
+    "rct": _TRAINING + ["assign_slots", "insert_quant", "requantise", "sum_accumulators", "fuse_updates",
+                    "plan_memory"],
 }

@@ -63,6 +63,24 @@ def test_add_sub_narrow_alignment_matches_align(da: int, dtypes: tuple) -> None:
             assert np.array_equal(fn(qa, -5 + da, qb, -5, 8, rand)[0], core.requantize(exact, e, 8, rand=rand)[0])
 
 
+@pytest.mark.parametrize("da", [-20, -3, 0, 9, 25])
+def test_add_of_two_int32_accumulators_is_their_exact_sum_rounded_once(da: int) -> None:
+    """What sum_accumulators makes a gradient sum read: two int32 product accumulators at their
+    own exponents, against the Python-int sum (exact shifts) through the plain requantise."""
+    rng = np.random.default_rng(40 + da)
+    qa = rng.integers(-(2**31) + 1, 2**31, (3, 7)).astype(np.int32)
+    qb = rng.integers(-(2**20), 2**20, (3, 7)).astype(np.int32)
+    qa[0, 0] = 2**31 - 1
+    ea, eb = -9 + da, -9
+    e = min(ea, eb)
+    exact = [(int(a) << (ea - e)) + (int(b) << (eb - e)) for a, b in zip(qa.reshape(-1), qb.reshape(-1))]
+    w = words((3, 7), 6)
+    for rand in (None, w):
+        q, qe = arith.add(qa, ea, qb, eb, 8, rand)
+        ref, ref_e = requant(exact, e, 8, None if rand is None else [int(t) for t in rand.reshape(-1)])
+        assert qe == ref_e and q.reshape(-1).tolist() == ref
+
+
 def test_isqrt_array_matches_math_isqrt() -> None:
     rng = np.random.default_rng(3)
     sq = np.arange(0, 2**31, 2**31 // 977, dtype=np.int64) ** 2  # perfect squares and their neighbours

@@ -35,7 +35,6 @@ construction.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +56,15 @@ from rctc.runtime.intref.core import (
     rsqrt_fixed_array,
     storage_dtype,
 )
+from rctc.runtime.intref.norm_scalars import (
+    div_round,
+    div_rows,
+    eps_term,
+    eps_terms,
+    headroom,
+    multipliers,
+    rshift,
+)
 from rctc.runtime.intref.rows import row_dot, row_max, row_min, row_sum
 
 __all__ = [
@@ -73,42 +81,6 @@ XFRAC = 16
 STATE_BITS = 16
 MU_FRAC = 16
 Tensor = tuple[np.ndarray, int]
-
-
-def _rshift(v: int, s: int) -> int:
-    """``v * 2^-s`` for a Python int: exact left shift when ``s <= 0``, else rounded half up."""
-    return v << -s if s <= 0 else (v + (1 << (s - 1))) >> s
-
-
-def _div(v: int, n: int) -> int:
-    """``round(v / n)`` half up, Python ints, ``n > 0``."""
-    return (2 * v + n) // (2 * n)
-
-
-def _eps_term(eps: float, n: int, e: int) -> int:
-    """``round(eps N^2 2^-2e)``, capped at 2^62."""
-    return _eps_cached(eps, int(n), int(e))
-
-
-@functools.lru_cache(maxsize=4096)
-def _eps_cached(eps: float, n: int, e: int) -> int:
-    en, ed = exact_ratio(eps)
-    return min(_rshift(en * n * n, (ed.bit_length() - 1) + 2 * e), 1 << 62)
-
-
-@functools.lru_cache(maxsize=256)
-def _eps_terms(eps: float, n: int, e: int, top: int) -> np.ndarray:
-    """``[_eps_term(eps, n, e - k) for k in 0 .. top]`` as a read-only int64 array: the eps term at
-    every headroom ``P = k`` a group may take."""
-    out = np.array([_eps_term(eps, n, e - k) for k in range(top + 1)], np.int64)
-    out.flags.writeable = False
-    return out
-
-
-def _headroom(d: int, eps0: int) -> int:
-    """``P``: ``D 4^P`` and ``eps 4^P`` (``eps0`` its value at ``P = 0``) fit 61 bits, so a
-    small variance keeps ~30 significant bits of rsqrt."""
-    return max(0, (61 - max(d.bit_length(), eps0.bit_length())) // 2)
 
 
 def _col(v: np.ndarray) -> np.ndarray:
@@ -156,10 +128,10 @@ def _groups_scalars(x: np.ndarray, e: int, eps: float
     else:
         s1 = _group_reduce(np.add, x, np.int32 if narrow else np.int64).astype(np.int64)
         d = np.int64(n) * np.einsum("bgs,bgs->g", x, x, dtype=sq).astype(np.int64) - s1 * s1
-    eps0 = _eps_term(eps, n, e)
+    eps0 = eps_term(eps, n, e)
     p = np.maximum(0, (61 - np.maximum(bit_length(d), eps0.bit_length())) // 2)
     top = int(p.max()) if g else 0
-    eps_p = _eps_terms(eps, n, e, top)[p]
+    eps_p = eps_terms(eps, n, e, top)[p]
     m, f = rsqrt_fixed_array(np.maximum((d << (2 * p)) + eps_p, 1))
     return s1, d, m, f - p, amax
 
@@ -282,35 +254,6 @@ def _groups_stats(x: np.ndarray, e: int, eps: float
     return xh.values(), xh.s1, xh.d, xh.m, xh.f
 
 
-def _multipliers(mult: np.ndarray, fs: np.ndarray, mbits: int) -> tuple[np.ndarray, int]:
-    """Values ``mult_c 2^-f_c`` on one exponent ``g``: int64 ``M_c ~= mult_c 2^(-f_c - g)``, ``|M_c| < 2^mbits``.
-
-    ``mult`` holds Python ints (an object array) or int64; the shifts run in int64 when every
-    ``|mult_c| < 2^62`` (``mult_c + 2^(sh-1)`` then fits for ``sh <= 62``; ``sh >= 63`` gives 0,
-    as the half-up rounding of ``|mult_c| 2^-sh < 1/2`` does), else on Python ints."""
-    vals = [int(v) for v in mult] if mult.dtype == object else None
-    if vals is not None and max((abs(v) for v in vals), default=0) < 1 << 62:
-        mult, vals = np.array(vals, np.int64), None
-    if vals is not None:
-        fl = [int(f) for f in fs]
-        g = max(abs(v).bit_length() - f for v, f in zip(vals, fl)) - mbits
-        return np.array([_rshift(v, f + g) for v, f in zip(vals, fl)], np.int64), g
-    g = int((bit_length(np.abs(mult)) - fs).max()) - mbits
-    sh = fs + g
-    left = mult << np.maximum(-sh, 0)
-    sr = np.minimum(np.maximum(sh, 1), 62)
-    right = (mult + (np.int64(1) << (sr - 1))) >> sr
-    return np.where(sh <= 0, left, np.where(sh >= 63, 0, right)), g
-
-
-def _div_rows(v: np.ndarray, n: int, lshift: int) -> np.ndarray:
-    """``round((v << lshift) / n)`` half up per element (``_div``), in int64 when ``2 (v << lshift) + n``
-    provably fits (``max|v| < 2^(61 - lshift)``), else on Python ints."""
-    if absmax(v) < 1 << (61 - lshift) and n < 1 << 61:
-        return (2 * (v << np.int64(lshift)) + np.int64(n)) // np.int64(2 * n)
-    return np.array([_div(int(t) << lshift, n) for t in v], np.int64)
-
-
 def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: np.ndarray | None
         ) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """``gamma inv_std (dy - mean dy - xhat mean(dy xhat))`` per group of (B, G, S) arrays, rounded
@@ -332,7 +275,7 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
     t2 = np.zeros(dy.shape[1], np.int64)
     for rows in blocks:
         t2 += np.einsum("bgs,bgs->g", dy[rows], xh.values(rows), dtype=np.int64)
-    m1, m2 = _div_rows(t1, n, XFRAC), _div_rows(t2, n, 0)
+    m1, m2 = div_rows(t1, n, XFRAC), div_rows(t2, n, 0)
 
     def centre(t: np.ndarray) -> np.ndarray:
         t *= xh.col(m2)
@@ -354,9 +297,9 @@ def _dx(dy: np.ndarray, xh: _Xhat, gm: np.ndarray, e_acc: int, bits: int, rand: 
             np.maximum(peak, -_group_reduce(np.minimum, t).astype(np.int64), out=peak)
     mbits = min(31, 61 - (absmax(inner) if single else int(peak.max(initial=0))).bit_length())
     if absmax(gm) * n * int(xh.m.max(initial=0)) < 1 << 62:  # gamma N m in int64, else Python ints
-        mult, g = _multipliers(as_int64(gm) * np.int64(n) * xh.m, xh.f, mbits)
+        mult, g = multipliers(as_int64(gm) * np.int64(n) * xh.m, xh.f, mbits)
     else:
-        mult, g = _multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
+        mult, g = multipliers(gm.astype(object) * n * xh.m.astype(object), xh.f, mbits)
     # |M_g| <= 2^mbits and peak_g < 2^(61 - mbits): every product below 2^61, exact in int64
     out = np.empty(dy.shape, storage_dtype(bits))
     if single:  # max |acc| read from acc: max_g |M_g| peak_g, the same integer
@@ -413,8 +356,8 @@ def batchnorm_train(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, running_
     y = (yq.reshape(q.shape), ye)
     s1, ds = xh.s1, xh.d
     mu = fixed_point(momentum, MU_FRAC)
-    bmean = np.array([_div(int(v) << 16, n) for v in s1], np.int64)
-    bvar = np.array([_div(int(d) << 16, n * n) for d in ds], np.int64)
+    bmean = np.array([div_round(int(v) << 16, n) for v in s1], np.int64)
+    bvar = np.array([div_round(int(d) << 16, n * n) for d in ds], np.int64)
     return y, _update(running_mean, bmean, e - 16, mu), _update(running_var, bvar, 2 * e - 16, mu)
 
 
@@ -447,13 +390,13 @@ def batchnorm_inference(q: np.ndarray, e: int, gamma: Tensor, beta: Tensor, runn
     en, ed_eps = exact_ratio(eps)
     ms, fs = [], []
     for v in (int(t) for t in vq):
-        p = _headroom(v, _rshift(en, (ed_eps.bit_length() - 1) + ev))
-        m, f = rsqrt_fixed(max((v << 2 * p) + _rshift(en, (ed_eps.bit_length() - 1) + ev - 2 * p), 1))
+        p = headroom(v, rshift(en, (ed_eps.bit_length() - 1) + ev))
+        m, f = rsqrt_fixed(max((v << 2 * p) + rshift(en, (ed_eps.bit_length() - 1) + ev - 2 * p), 1))
         ms.append(m)
         fs.append(f - p)
     gm = [int(v) for v in as_int64(gamma[0])]
     mbits = min(31, 61 - absmax(diff).bit_length())
-    mult, g = _multipliers(np.array([a * b for a, b in zip(gm, ms)] or [0], object)[: len(ms)], np.array(fs, np.int64),
+    mult, g = multipliers(np.array([a * b for a, b in zip(gm, ms)] or [0], object)[: len(ms)], np.array(fs, np.int64),
                            mbits)
     acc = diff * _chan(mult, q.ndim)
     return requantize(acc, int(gamma[1]) + ed - ev // 2 + g, bits, bias=_chan(beta[0], q.ndim),

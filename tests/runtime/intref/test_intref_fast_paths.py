@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from rctc.runtime.intref import arith, core, expo, norm, rows
+from rctc.runtime.intref import arith, core, expo, norm, norm_scalars, rows
 from tests.runtime.intref._plain import requant, requant_array, rshift, tensor, words
 
 
@@ -150,14 +150,14 @@ def test_multipliers_int64_path_matches_python_ints() -> None:
         mult = rng.integers(-(2**61), 2**61, g)
         fs = rng.integers(-10, 90, g)
         mbits = int(rng.integers(5, 32))
-        got, ge = norm._multipliers(mult.astype(object), fs, mbits)
+        got, ge = norm_scalars.multipliers(mult.astype(object), fs, mbits)
         ref_g = max(abs(int(v)).bit_length() - int(f) for v, f in zip(mult, fs)) - mbits
-        ref = [norm._rshift(int(v), int(f) + ref_g) for v, f in zip(mult, fs)]
+        ref = [norm_scalars.rshift(int(v), int(f) + ref_g) for v, f in zip(mult, fs)]
         assert ge == ref_g and got.tolist() == ref
     vals, fs = [2**70, -(2**65), 3], [10, 3, 0]  # past int64: the Python-int path
-    got, ge = norm._multipliers(np.array(vals, object), np.array(fs), 20)
+    got, ge = norm_scalars.multipliers(np.array(vals, object), np.array(fs), 20)
     ref_g = max(abs(v).bit_length() - f for v, f in zip(vals, fs)) - 20
-    assert ge == ref_g and got.tolist() == [norm._rshift(v, f + ref_g) for v, f in zip(vals, fs)]
+    assert ge == ref_g and got.tolist() == [norm_scalars.rshift(v, f + ref_g) for v, f in zip(vals, fs)]
 
 
 @pytest.mark.parametrize("shape", [(8, 3, 4, 4), (32, 2, 5), (2, 4)])

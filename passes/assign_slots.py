@@ -47,7 +47,7 @@ def _gather_rows(g: Graph, p: Value, exp_v: Value) -> None:
         rows.meta.update(n.meta)
         dq = g.add_node("Dequantize", [rows.outputs[0], exp_v],
                         [(f"{y.name}.dq", y.shape, y.dtype)], name=f"{n.name}.dequantize", domain="rctc", before=n)
-        dq.meta.update({"phase": n.meta.get("phase", "forward"), "fwd": n.name})
+        dq.meta.update({"phase": n.phase, "fwd": n.name})
         g.replace_value(y, dq.outputs[0], take_name=True)
         g.remove_node(n)
 

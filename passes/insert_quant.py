@@ -63,7 +63,7 @@ class _Quantiser:
 
     def _quantise(self, v: Value, user: Node) -> tuple[Value, Value, int]:
         g, o = self.g, self.o
-        is_error = v.has_role(GRAD) or (v.producer is not None and v.producer.meta.get("phase") == "backward")
+        is_error = v.has_role(GRAD) or (v.producer is not None and v.producer.phase == "backward")
         after = v.producer
         kw = {"after": after} if after is not None else {"before": g.nodes[0]}
         if is_error:
@@ -112,7 +112,7 @@ def _lower(g: Graph, node: Node, qz: _Quantiser) -> None:
     bound = _contraction(node) * (2 ** (ba - 1)) * (2 ** (bb - 1))
     acc_dtype = np.int32 if bound < 2**31 else np.int64
     attrs = {k: v for k, v in node.attrs.items() if k not in ("alpha", "beta")}
-    phase = node.meta.get("phase", "forward")
+    phase = node.phase
     inode = g.add_node(
         str(get(node.op_type).int_twin),
         [qa, ea, qb, eb],
@@ -159,12 +159,12 @@ def _bias_add(g: Graph, node: Node) -> tuple[Node, Value] | None:
     exponent before the one rounding (instead of rounding the product, then the sum). The
     Add's backward nodes read only its error, so they stay as they are."""
     out = node.outputs[0]
-    if node.op_type != "MatMul" or node.meta.get("phase", "forward") != "forward" or len(out.uses) != 1:
+    if node.op_type != "MatMul" or node.phase != "forward" or len(out.uses) != 1:
         return None
     if out in g.outputs or out.name == g.meta.get("logits"):
         return None
     add = out.uses[0][0]
-    if add.op_type != "Add" or add.meta.get("phase", "forward") != "forward" or len(add.inputs) != 2:
+    if add.op_type != "Add" or add.phase != "forward" or len(add.inputs) != 2:
         return None
     bias = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
     src = bias.producer
@@ -178,11 +178,11 @@ def _bias_add(g: Graph, node: Node) -> tuple[Node, Value] | None:
 def _check_lowerable(g: Graph) -> None:
     """Every forward op on a gradient path needs an integer lowering or an explicit float island
     (its definition's ``rct``)."""
-    fwd_with_grad = {n.meta.get("fwd") for n in g.nodes if n.meta.get("phase") == "backward"}
+    fwd_with_grad = {n.meta.get("fwd") for n in g.nodes if n.phase == "backward"}
     bad = [
         f"{n.op_type} ({n.name})"
         for n in g.nodes
-        if n.meta.get("phase", "forward") == "forward"
+        if n.phase == "forward"
         and n.name in fwd_with_grad
         and n.op_type not in RCT_RUNNABLE
     ]

@@ -39,10 +39,6 @@ from rctc.passes import int_lowerings_cell  # noqa: F401  (registers its rules i
 from rctc.passes.int_lowerings import LOWERINGS, IntPair
 
 
-def _is_backward(n: Node) -> bool:
-    return n.meta.get("phase", "forward") == "backward"
-
-
 class _Lowerer:
     def __init__(self, g: Graph, options: CompileOptions) -> None:
         self.g = g
@@ -54,10 +50,10 @@ class _Lowerer:
 
     # ----- the integer form of a float value ---------------------------------------------
     def bits(self, n: Node) -> int:
-        return self.o.grad_bits if _is_backward(n) else self.o.act_bits
+        return self.o.grad_bits if n.phase == "backward" else self.o.act_bits
 
     def rounding(self, n: Node) -> str:
-        return self.o.rounding if _is_backward(n) else "nearest"
+        return self.o.rounding if n.phase == "backward" else "nearest"
 
     def has_int(self, v: Value) -> bool:
         """Whether ``v`` has an integer form without a new quantise node."""
@@ -131,7 +127,7 @@ class _Lowerer:
         """A quantise node for a float value an integer op reads (an input, or a float island's output)."""
         g, o = self.g, self.o
         kw = {"after": v.producer} if v.producer is not None else {"before": g.nodes[0]}
-        if v.has_role(GRAD) or _is_backward(user) and v.producer is not None and _is_backward(v.producer):
+        if v.has_role(GRAD) or user.phase == "backward" and v.producer is not None and v.producer.phase == "backward":
             node = g.add_node("QuantGrad", [v], [(f"{v.name}.q", v.shape, int_dtype_for_bits(o.grad_bits)),
                                                  (f"{v.name}.e", (), np.int32)],
                               {"bits": o.grad_bits, "rounding": o.rounding}, name=f"{v.name}/quant", domain="rctc",
@@ -170,7 +166,7 @@ class _Lowerer:
         g = self.g
         for n in list(g.nodes):
             fn = LOWERINGS.get(n.op_type)
-            if fn is None or n.meta.get("phase", "forward") == "update":
+            if fn is None or n.phase == "update":
                 continue
             outs = fn(self, n)
             if outs is None:
@@ -233,7 +229,7 @@ class _Lowerer:
                 q, e = self.irep[o.name]
                 dq = g.add_node("Dequantize", [q, e], [(f"{o.name}.f", o.shape, o.dtype)], {},
                                 name=f"{o.name}/dequantize", domain="rctc", before=n)
-                dq.meta.update({"phase": n.meta.get("phase", "forward"), "fwd": n.meta.get("fwd", n.name)})
+                dq.meta.update({"phase": n.phase, "fwd": n.meta.get("fwd", n.name)})
                 dq.outputs[0].role = o.role
                 g.replace_value(o, dq.outputs[0], take_name=True)
             g.remove_node(n, force=True)

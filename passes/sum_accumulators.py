@@ -32,10 +32,6 @@ from rctc.options import CompileOptions
 SUMMED_PRODUCTS = frozenset({"IntGemm", "IntMatMul"})
 
 
-def _is_backward(n: Node) -> bool:
-    return n.meta.get("phase", "forward") == "backward"
-
-
 def _only_reader(g: Graph, v: Value, reader: Node) -> bool:
     """``v`` is read once, by ``reader``, and is no graph output or state update."""
     return (len(v.uses) == 1 and v.uses[0][0] is reader and v not in g.outputs
@@ -85,7 +81,7 @@ def _read_accumulator(g: Graph, add: Node, slot: int, rq: Node, chain: list[Node
 def run(g: Graph, options: CompileOptions) -> None:
     if options.elementwise != "integer":
         return
-    for add in [n for n in g.nodes if n.op_type == "IntAdd" and _is_backward(n)]:
+    for add in [n for n in g.nodes if n.op_type == "IntAdd" and n.phase == "backward"]:
         for slot in (0, 2):
             found = _contribution(g, add, slot)
             if found is not None:

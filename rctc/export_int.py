@@ -190,7 +190,7 @@ def emit_integer(ex: _Exporter, n: Node) -> None:
     op, out = n.op_type, n.outputs[0]
     if op == "Requantize":
         return _requantize(ex, n)
-    if n.meta.get("phase", "forward") != "forward" or op not in INTEGER_FORWARD_OPS:
+    if n.phase != "forward" or op not in INTEGER_FORWARD_OPS:
         raise RctcError(f"export: no ONNX form for rctc op {op} (node {n.name!r}); please report")
     ins, attrs = _operands(ex, n)
     if op in _EXACT:  # the output's exponent is the input's

@@ -154,6 +154,12 @@ class Node:
     def inputs(self) -> tuple[Value | None, ...]:
         return tuple(self._inputs)
 
+    @property
+    def phase(self) -> str:
+        """Which part of a training step the node belongs to: ``"forward"`` (the default),
+        ``"backward"`` or ``"update"`` (build_backward and add_optimizer set ``meta["phase"]``)."""
+        return self.meta.get("phase", "forward")
+
     def input(self, i: int) -> Value | None:
         return self._inputs[i] if i < len(self._inputs) else None
 

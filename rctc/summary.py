@@ -34,7 +34,7 @@ def parameter_table(g: Graph) -> list[dict[str, Any]]:
 def graph_summary(g: Graph) -> dict[str, Any]:
     phases: dict[str, int] = {"forward": 0, "loss": 0, "backward": 0, "update": 0}
     for n in g.nodes:
-        ph = n.meta.get("phase", "forward")
+        ph = n.phase
         phases[ph] = phases.get(ph, 0) + 1
     params = g.params()
     return {

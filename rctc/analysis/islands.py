@@ -25,7 +25,7 @@ def float_islands(g: Graph) -> list[dict[str, str]]:
             continue
         if not any(np.issubdtype(np.dtype(o.dtype), np.floating) for o in n.outputs if o.dtype is not None):
             continue  # runs on integers (a Gather of an integer embedding table)
-        if n.meta.get("phase", "forward") != "update":
+        if n.phase != "update":
             out.append({"node": n.name, "op_type": n.op_type})
     return out
 

@@ -62,7 +62,7 @@ def _fake_quant_copies(g: Graph) -> dict[str, int]:
 
 def _category(info: ValueInfo, v: Value, grads: set[str]) -> str:
     prod = v.producer
-    phase = prod.meta.get("phase", "forward") if prod is not None else "forward"
+    phase = prod.phase if prod is not None else "forward"
     if info.kind.get(v.name) == "param" and phase != "update":
         return "parameter_copies"
     if v.name in grads:

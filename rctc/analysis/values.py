@@ -133,7 +133,7 @@ class ValueInfo:
     def _param_layers(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for n in self.g.nodes:
-            if n.meta.get("phase", "forward") != "forward" or (n.op_type in HELPER_OPS and "fwd" not in n.meta):
+            if n.phase != "forward" or (n.op_type in HELPER_OPS and "fwd" not in n.meta):
                 continue
             for v in n.inputs:
                 p = self._param_source(v)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.runtime.intref.core import Rand, align, as_int64, requantize
+from rctc.runtime.intref.core import _I32_MAX, Rand, absmax, align, as_int64, requantize
 
 __all__ = ["add", "add_backward", "concat", "concat_backward", "mul", "mul_backward", "sub", "sub_backward"]
 
@@ -31,7 +31,9 @@ def _aligned_pair(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int) -> tuple[np.
     """:func:`~rctc.runtime.intref.core.align` of two operands. When both are stored in at most 16
     bits and the exponents differ by at most 14, align's common exponent is ``min(ea, eb)`` (the
     shifted magnitudes stay below ``2^29``, far from its 2^61 headroom) and the exact left shift,
-    sum and difference fit int32 (``|a| + |b| < 2^30``): the same integers in a narrower dtype."""
+    sum and difference fit int32 (``|a| + |b| < 2^30``): the same integers in a narrower dtype.
+    Operands of up to 32 bits (accumulators summed by passes/sum_accumulators.py) take int32 too
+    when their shifted magnitudes sum to at most ``2^31 - 1`` (measured, not assumed)."""
     ea, eb = int(ea), int(eb)
     qa, qb = np.asarray(qa), np.asarray(qb)
     if (qa.dtype.kind == "i" and qb.dtype.kind == "i" and qa.dtype.itemsize <= 2 and qb.dtype.itemsize <= 2
@@ -40,6 +42,12 @@ def _aligned_pair(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int) -> tuple[np.
         a = np.left_shift(qa, np.int32(ea - e), dtype=np.int32)
         b = np.left_shift(qb, np.int32(eb - e), dtype=np.int32)
         return a, b, e
+    if qa.dtype.kind == "i" and qb.dtype.kind == "i" and qa.dtype.itemsize <= 4 and qb.dtype.itemsize <= 4:
+        e = min(ea, eb)
+        if max(ea, eb) - e <= 30 and (absmax(qa) << (ea - e)) + (absmax(qb) << (eb - e)) <= _I32_MAX:
+            a = np.left_shift(qa, np.int32(ea - e), dtype=np.int32)
+            b = np.left_shift(qb, np.int32(eb - e), dtype=np.int32)
+            return a, b, e
     (a, b), e = align([(qa, ea), (qb, eb)])
     return a, b, e
 

@@ -109,6 +109,23 @@ def test_accumulate_into_strided_outputs(vnni: Kernels, types: tuple[type, type,
 
 
 @pytest.mark.parametrize("types", DIRECT, ids=lambda t: "x".join(np.dtype(x).name for x in t))
+def test_whole_tiles_written_and_accumulated(vnni: Kernels, types: tuple[type, type, type]) -> None:
+    """Row-major C whose every tile is whole (8 rows; 16, 32 or 48 columns: the tile's vector
+    store path), written and added to, over one K block and two."""
+    ta, tb, tc = types
+    rng = np.random.default_rng(17)
+    for m, n, k in ((16, 16, 4), (8, 64, 36), (24, 96, 520), (16, 144, 144), (8, 48, 1)):
+        a, b = rand_int(rng, ta, (m, k), False), rand_int(rng, tb, (k, n), k == 520)
+        prod = a.astype(np.int64) @ b.astype(np.int64)
+        assert np.array_equal(vnni.gemm(a, b, tc, variant="avx512vnni"), prod.astype(tc)), (m, n, k)
+        info = np.iinfo(tc)
+        out = rng.integers(info.min // 2, info.max // 2, size=(m, n)).astype(tc)
+        want = (out.astype(np.int64) + prod).astype(tc)
+        vnni.gemm(a, b, tc, out=out, accumulate=True, variant="avx512vnni")
+        assert np.array_equal(out, want), (m, n, k)
+
+
+@pytest.mark.parametrize("types", DIRECT, ids=lambda t: "x".join(np.dtype(x).name for x in t))
 def test_threads_do_not_change_bits(vnni: Kernels, types: tuple[type, type, type]) -> None:
     """Products large enough to split (by columns when N >= M, else by rows), the training layouts."""
     ta, tb, tc = types

@@ -81,6 +81,33 @@ def test_add_of_two_int32_accumulators_is_their_exact_sum_rounded_once(da: int) 
         assert qe == ref_e and q.reshape(-1).tolist() == ref
 
 
+@pytest.mark.parametrize("dta, da", [(np.int32, 0), (np.int32, 5), (np.int32, 30), (np.int32, -7), (np.int8, 0),
+                                     (np.int8, 24)])
+@pytest.mark.parametrize("over", [0, 1])
+def test_add_sub_int32_alignment_on_its_bound(dta: type, da: int, over: int) -> None:
+    """Operands of up to 32 bits are aligned in int32 when their shifted peaks sum to at most
+    2^31 - 1 (``over`` 0) and in int64 one past it (``over`` 1); either way Add and Sub give the
+    Python-int exact sum / difference through the plain requantise."""
+    rng = np.random.default_rng(70 + da + over)
+    ea, eb = -6 + max(da, 0), -6 + max(-da, 0)
+    e = min(ea, eb)
+    s = abs(da)  # the shifted operand's shift; the other carries the rest of the bound
+    px = min(np.iinfo(dta).max if da >= 0 else 2**31 - 1, (2**30) >> s)
+    py = 2**31 - 1 + over - (px << s)
+    qa = rng.integers(-px, px + 1, (3, 5)) if da >= 0 else rng.integers(-py, py + 1, (3, 5))
+    qb = rng.integers(-py, py + 1, (3, 5)) if da >= 0 else rng.integers(-px, px + 1, (3, 5))
+    qa[0, 0], qb[0, 0] = (px, -py) if da >= 0 else (py, -px)
+    qa, qb = qa.astype(dta), qb.astype(np.int32)
+    assert arith._aligned_pair(qa, ea, qb, eb)[0].dtype == (np.int64 if over else np.int32)
+    w = words((3, 5), 8)
+    for fn, op in ((arith.add, lambda x, y: x + y), (arith.sub, lambda x, y: x - y)):
+        exact = [op(int(a) << (ea - e), int(b) << (eb - e)) for a, b in zip(qa.reshape(-1), qb.reshape(-1))]
+        for rand in (None, w):
+            q, qe = fn(qa, ea, qb, eb, 8, rand)
+            ref, ref_e = requant(exact, e, 8, None if rand is None else [int(t) for t in rand.reshape(-1)])
+            assert qe == ref_e and q.reshape(-1).tolist() == ref
+
+
 def test_isqrt_array_matches_math_isqrt() -> None:
     rng = np.random.default_rng(3)
     sq = np.arange(0, 2**31, 2**31 // 977, dtype=np.int64) ** 2  # perfect squares and their neighbours

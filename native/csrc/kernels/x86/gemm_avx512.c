@@ -70,11 +70,26 @@
                 _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v) c[r][v] = OP(c[r][v], b[v], a);     \
             }                                                                                            \
         }                                                                                                \
+        if (rows == G512_MR && cols == 16 * NV && p->c_cs == 1 && !p->c64) { /* a whole tile of s32 rows */ \
+            int32_t *c0 = (int32_t *)p->C + (ptrdiff_t)m0 * p->c_rs + n0;                                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r)                                    \
+                _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v) {                                   \
+                    int32_t *q = c0 + (ptrdiff_t)r * p->c_rs + 16 * v;                                   \
+                    store_full(q, c[r][v], add);                                                         \
+                }                                                                                        \
+            return;                                                                                      \
+        }                                                                                                \
         _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) /* constant indices: c stays in zmm */ \
             if (r < rows)                                                                                \
                 _Pragma("GCC unroll 3") for (int v = 0; v < NV; ++v)                                     \
                     store16(p, m0 + r, n0 + 16 * v, cols - 16 * v, c[r][v], add);                        \
     }
+
+/* q[0 .. 15] = or += x (int32, modulo 2^32). */
+static inline void store_full(int32_t *q, __m512i x, int add) {
+    if (add) x = _mm512_add_epi32(x, _mm512_loadu_si512((const void *)q));
+    _mm512_storeu_si512((void *)q, x);
+}
 
 /* C(m, n0 .. n0 + n - 1) = or += the 16 int32 in x (n <= 0: nothing; n > 16: 16). */
 static inline void store16(const gemm512_args *p, int m, int n0, int n, __m512i x, int add) {
@@ -147,6 +162,12 @@ static inline __m512i op_dpwssd(__m512i c, __m512i b_s16, __m512i a_s16) { retur
                 memcpy(&w0, ar[r] + (ptrdiff_t)s * a_ss, sizeof w0);                                     \
                 c[r] = OP(c[r], b0, _mm512_set1_epi32(w0));                                              \
             }                                                                                            \
+        }                                                                                                \
+        if (rows == G512_MR && cols == 16 && p->c_cs == 1 && !p->c64) { /* a whole tile of s32 rows */  \
+            int32_t *c0 = (int32_t *)p->C + (ptrdiff_t)m0 * p->c_rs + n0;                                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r)                                    \
+                store_full(c0 + (ptrdiff_t)r * p->c_rs, _mm512_add_epi32(c[r], d[r]), add);               \
+            return;                                                                                      \
         }                                                                                                \
         _Pragma("GCC unroll 8") for (int r = 0; r < G512_MR; ++r) if (r < rows)                          \
             store16(p, m0 + r, n0, cols, _mm512_add_epi32(c[r], d[r]), add);                             \

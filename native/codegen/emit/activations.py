@@ -1,7 +1,9 @@
 """C emitters of the integer activations and their backward rules (rctc_iq_*).
 
 IntClip's bounds (float attributes) enter the C as exact ratios ``num / 2^log2den``, prepared
-here as rctc.native.intops does; the kernel puts them on the input's grid at run time.
+here as rctc.native.intops does; the kernel puts them on the input's grid at run time. The host
+step (``cx.tasks``) calls the threaded variants of ReLU, Clip and their masks (``*_mt``,
+iq_pointwise_mt.c: the same bytes at any thread count); a device step the serial ones.
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from rctc.native.codegen.emit import Emit, emitter, numel, refuse, width
 from rctc.native.intops_base import BaseOps
 
 
+def _call(cx: Emit, kernel: str, args: str) -> str:
+    """``kernel(args);``, or its threaded variant on the host step's threads."""
+    if getattr(cx, "tasks", False):
+        return f"{kernel}_mt({cx.threads}, {args});"
+    return f"{kernel}({args});"
+
+
 @emitter("IntRelu")
 def int_relu(node: Node, cx: Emit) -> list[str]:
     q, e = node.inputs
     out, out_e = node.outputs
     if np.dtype(out.dtype) != np.dtype(q.dtype):
         raise refuse(node, "changes the dtype")
-    return [f"rctc_iq_relu({numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.ptr(out)});",
+    return [_call(cx, "rctc_iq_relu", f"{numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.ptr(out)}"),
             f"{cx.scalar(out_e)} = {cx.scalar(e)};"]
 
 
@@ -29,8 +38,8 @@ def int_relu_grad(node: Node, cx: Emit) -> list[str]:
     dx, dx_e = node.outputs
     if np.dtype(dx.dtype) != np.dtype(dq.dtype):
         raise refuse(node, "changes the dtype")
-    return [f"rctc_iq_relu_backward({numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.ptr(dq)}, {width(dq)}, "
-            f"{cx.ptr(dx)});",
+    return [_call(cx, "rctc_iq_relu_backward",
+                  f"{numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.ptr(dq)}, {width(dq)}, {cx.ptr(dx)}"),
             f"{cx.scalar(dx_e)} = {cx.scalar(de)};"]
 
 
@@ -48,7 +57,8 @@ def int_clip(node: Node, cx: Emit) -> list[str]:
     out, out_e = node.outputs
     if np.dtype(out.dtype) != np.dtype(q.dtype):
         raise refuse(node, "changes the dtype")
-    return [f"rctc_iq_clip({numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {_bounds(node)}, {cx.ptr(out)});",
+    return [_call(cx, "rctc_iq_clip", f"{numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {_bounds(node)}, "
+                  f"{cx.ptr(out)}"),
             f"{cx.scalar(out_e)} = {cx.scalar(e)};"]
 
 
@@ -59,6 +69,6 @@ def int_clip_grad(node: Node, cx: Emit) -> list[str]:
     dx, dx_e = node.outputs
     if np.dtype(dx.dtype) != np.dtype(dq.dtype) or tuple(dq.shape) != tuple(q.shape):
         raise refuse(node, "changes the dtype or the shape")
-    return [f"rctc_iq_clip_backward({numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, {_bounds(node)}, "
-            f"{cx.ptr(dq)}, {width(dq)}, {cx.ptr(dx)});",
+    return [_call(cx, "rctc_iq_clip_backward", f"{numel(q)}u, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "
+                  f"{_bounds(node)}, {cx.ptr(dq)}, {width(dq)}, {cx.ptr(dx)}"),
             f"{cx.scalar(dx_e)} = {cx.scalar(de)};"]

@@ -131,6 +131,14 @@ void rctc_iq_clip(size_t n, const void *q, int w, int e, int has_lo, int64_t lo_
                   int has_hi, int64_t hi_num, int hi_log2den, void *out);
 void rctc_iq_clip_backward(size_t n, const void *q, int qw, int e, int has_lo, int64_t lo_num, int lo_log2den,
                            int has_hi, int64_t hi_num, int hi_log2den, const void *dq, int dw, void *dx);
+/* the four above on up to nthreads threads for the host step (iq_pointwise_mt.c; the same bytes) */
+void rctc_iq_relu_mt(int nthreads, size_t n, const void *q, int w, void *out);
+void rctc_iq_relu_backward_mt(int nthreads, size_t n, const void *q, int qw, const void *dq, int dw, void *dx);
+void rctc_iq_clip_mt(int nthreads, size_t n, const void *q, int w, int e, int has_lo, int64_t lo_num, int lo_log2den,
+                     int has_hi, int64_t hi_num, int hi_log2den, void *out);
+void rctc_iq_clip_backward_mt(int nthreads, size_t n, const void *q, int qw, int e, int has_lo, int64_t lo_num,
+                              int lo_log2den, int has_hi, int64_t hi_num, int hi_log2den, const void *dq, int dw,
+                              void *dx);
 /* alpha_q = fixed_point(alpha, 24); work: n int64 */
 int rctc_iq_leaky_relu(size_t n, const void *q, int w, int e, int64_t alpha_q, int bits, int64_t *work,
                        void *out, int *e_out);

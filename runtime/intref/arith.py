@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rctc.runtime.intref.core import _I32_MAX, Rand, absmax, align, as_int64, requantize
+from rctc.runtime.intref.core import I32_MAX, Rand, absmax, align, as_int64, requantize
 
 __all__ = ["add", "add_backward", "concat", "concat_backward", "mul", "mul_backward", "sub", "sub_backward"]
 
@@ -36,15 +36,11 @@ def _aligned_pair(qa: np.ndarray, ea: int, qb: np.ndarray, eb: int) -> tuple[np.
     when their shifted magnitudes sum to at most ``2^31 - 1`` (measured, not assumed)."""
     ea, eb = int(ea), int(eb)
     qa, qb = np.asarray(qa), np.asarray(qb)
-    if (qa.dtype.kind == "i" and qb.dtype.kind == "i" and qa.dtype.itemsize <= 2 and qb.dtype.itemsize <= 2
-            and abs(ea - eb) <= 14):
-        e = min(ea, eb)
-        a = np.left_shift(qa, np.int32(ea - e), dtype=np.int32)
-        b = np.left_shift(qb, np.int32(eb - e), dtype=np.int32)
-        return a, b, e
     if qa.dtype.kind == "i" and qb.dtype.kind == "i" and qa.dtype.itemsize <= 4 and qb.dtype.itemsize <= 4:
         e = min(ea, eb)
-        if max(ea, eb) - e <= 30 and (absmax(qa) << (ea - e)) + (absmax(qb) << (eb - e)) <= _I32_MAX:
+        narrow = qa.dtype.itemsize <= 2 and qb.dtype.itemsize <= 2 and abs(ea - eb) <= 14
+        if narrow or (max(ea, eb) - e <= 30
+                      and (absmax(qa) << (ea - e)) + (absmax(qb) << (eb - e)) <= I32_MAX):
             a = np.left_shift(qa, np.int32(ea - e), dtype=np.int32)
             b = np.left_shift(qb, np.int32(eb - e), dtype=np.int32)
             return a, b, e

@@ -64,7 +64,7 @@ ACC_LIMIT = 2**62
 #: headroom kept by :func:`align`: aligned values stay below 2^61, so a sum or difference of
 #: two of them stays within :data:`ACC_LIMIT`
 ALIGN_BITS = 61
-_I32_MAX = 2**31 - 1
+I32_MAX = 2**31 - 1  # the largest int32; the bound of every int32 fast path
 
 
 def qmax(bits: int) -> int:
@@ -135,7 +135,7 @@ def _rounded(x: np.ndarray, s: int, m: int, rand: np.ndarray | None, owned: bool
     temporary of the caller's and may be overwritten (no fresh array for the nearest rounding)."""
     if s > 62:
         return np.zeros(x.shape, np.int64)
-    if s <= 31 and m + (1 << s) - 1 <= _I32_MAX:
+    if s <= 31 and m + (1 << s) - 1 <= I32_MAX:
         own = owned and x.dtype == np.int32
         xi = x if x.dtype == np.int32 else x.astype(np.int32)
         if rand is None:
@@ -211,7 +211,7 @@ def requantize(acc: np.ndarray, e_acc: int, bits: int, *, bias: np.ndarray | Non
     x = _int_array(acc)
     if bias is not None:
         b = shift(as_int64(bias), int(bias_exp) - int(e_acc))
-        if x.dtype.itemsize <= 4 and x.dtype.kind == "i" and absmax(x) + absmax(b) <= _I32_MAX:
+        if x.dtype.itemsize <= 4 and x.dtype.kind == "i" and absmax(x) + absmax(b) <= I32_MAX:
             x = np.add(x, b.astype(np.int32), dtype=np.int32)  # every sum fits int32: the same integers
             owned = True
         elif owned and x.dtype == np.int64 and x.shape == np.broadcast_shapes(x.shape, b.shape):

@@ -21,6 +21,10 @@ void rctc_parallel_for(int n, int align, int nthreads, rctc_task_fn fn, void *ct
 /* Threads worth using for `work` multiply-adds (thread start-up costs ~20 us). */
 int rctc_threads_for(int nthreads, uint64_t work);
 
+/* Threads for an element-wise pass over n elements: one per per_thread elements (at least one,
+ * at most nthreads). */
+int rctc_threads_for_elements(int nthreads, size_t n, size_t per_thread);
+
 /* The output columns [*lo, *hi) of a conv row whose input column ox * stride + ix0 lies in
  * [0, w) (im2col.c; col2im reuses it). */
 void rctc_conv_cols(int ix0, int stride, int w, int ow, int *lo, int *hi);

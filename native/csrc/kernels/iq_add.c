@@ -327,8 +327,7 @@ int rctc_iq_add_mt(int nthreads, int ndim, const int *shape, const void *a, int 
         const int exps[2] = {ea, eb};
         const int ec = rctc_iq_align_exp(2, m, exps, 61), ka = ea - ec, kb = eb - ec;
         if (ka >= 0 && kb >= 0 && shl_capped(m[0], ka) + shl_capped(m[1], kb) < ((uint64_t)1 << 31)) {
-            const size_t most = n / RCTC_ADD_PER_THREAD > 1 ? n / RCTC_ADD_PER_THREAD : 1;
-            const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+            const int threads = rctc_threads_for_elements(nthreads, n, RCTC_ADD_PER_THREAD);
             add_task t;
             t.n = n;
             t.la = la;

@@ -117,8 +117,7 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
     int64_t *acc = work, *pc = work + T;
     bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, pc, pc + c, pc + 2 * c,
                 pc + 3 * c, pc + 5 * c, pc + 7 * c, pc + 8 * c, pc + 9 * c, dgamma, dbeta, rand, dx};
-    const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
-    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     for (int k = 0; k < C; ++k)
         if (t.st[2 * k]) return (int)t.st[2 * k];

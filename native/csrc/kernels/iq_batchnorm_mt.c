@@ -119,8 +119,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
         for (int c = 0; c < C; ++c) bm[c] = 0;
     bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, s1,
                 d, m, f, bm, bv, scratch, out};
-    const size_t most = T / RCTC_NORM_PER_THREAD > 1 ? T / RCTC_NORM_PER_THREAD : 1;
-    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     uint64_t mx = 0;
     for (int c = 0; c < C; ++c) {

@@ -43,8 +43,7 @@ static void run_range(const pointwise_task *t, size_t b, size_t e) {
 static void run_task(void *ctx, int b, int e) { run_range((const pointwise_task *)ctx, (size_t)b, (size_t)e); }
 
 static void split(int nthreads, size_t n, const pointwise_task *t) {
-    const size_t most = n / RCTC_POINTWISE_PER_THREAD > 1 ? n / RCTC_POINTWISE_PER_THREAD : 1;
-    const int threads = nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
+    const int threads = rctc_threads_for_elements(nthreads, n, RCTC_POINTWISE_PER_THREAD);
     if (threads == 1 || n > (size_t)0x7fffffff)
         run_range(t, 0, n);
     else

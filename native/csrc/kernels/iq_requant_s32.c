@@ -96,12 +96,6 @@ static void round_parts(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) round_range(part_at(t, p), part_end(t, p), t->acc, t->s, t->rand, t->w, t->out);
 }
 
-/* the threads for n elements, at most nthreads */
-static int rq_threads(int nthreads, size_t n) {
-    const size_t most = n / RCTC_RQ_PER_THREAD > 1 ? n / RCTC_RQ_PER_THREAD : 1;
-    return nthreads < 1 ? 1 : (size_t)nthreads > most ? (int)most : nthreads;
-}
-
 /* the rounding of t (its fields but s set) at the shift of max |acc| = m, on threads */
 static int rq_finish(rq_task *t, int threads, uint64_t m, int e_acc, int bits, int *e_out) {
     t->s = rctc_iq_requant_shift(m, bits, t->rand != NULL);
@@ -125,7 +119,7 @@ static void rq_init(rq_task *t, int threads, size_t n, const int32_t *acc, int b
 
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
                               void *out, int *e_out) {
-    const int threads = rq_threads(nthreads, n);
+    const int threads = rctc_threads_for_elements(nthreads, n, RCTC_RQ_PER_THREAD);
     rq_task t;
     rq_init(&t, threads, n, acc, bits, rand, out);
     rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
@@ -136,7 +130,7 @@ int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_
 
 int rctc_iq_requantize_s32_max_mt(int nthreads, size_t n, const int32_t *acc, uint32_t amax, int e_acc, int bits,
                                   const uint32_t *rand, void *out, int *e_out) {
-    const int threads = rq_threads(nthreads, n);
+    const int threads = rctc_threads_for_elements(nthreads, n, RCTC_RQ_PER_THREAD);
     rq_task t;
     rq_init(&t, threads, n, acc, bits, rand, out);
     return rq_finish(&t, threads, amax, e_acc, bits, e_out);

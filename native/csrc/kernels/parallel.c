@@ -28,6 +28,12 @@ int rctc_threads_for(int nthreads, uint64_t work) {
     return t < nthreads ? t : nthreads;
 }
 
+int rctc_threads_for_elements(int nthreads, size_t n, size_t per_thread) {
+    const size_t most = n / per_thread > 1 ? n / per_thread : 1;
+    if (nthreads < 1) return 1;
+    return (size_t)nthreads > most ? (int)most : nthreads;
+}
+
 #ifdef RCTC_THREADS
 typedef struct {
     rctc_task_fn fn;

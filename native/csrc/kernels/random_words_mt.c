@@ -55,12 +55,11 @@ static void words_chunk(void *ctx, int begin, int end) {
 
 void rctc_random_words_mt(int nthreads, uint64_t seed, uint32_t step, uint32_t node_id, uint64_t start,
                           size_t count, uint32_t *out) {
-    if (nthreads <= 1 || count < 2u * RCTC_WORDS_PER_THREAD || count > (size_t)INT32_MAX) {
+    const int t = rctc_threads_for_elements(nthreads, count, RCTC_WORDS_PER_THREAD);
+    if (t <= 1 || count > (size_t)INT32_MAX) {
         rctc_random_words_fast(seed, step, node_id, start, count, out);
         return;
     }
-    const size_t most = count / RCTC_WORDS_PER_THREAD;
-    const int t = (size_t)nthreads < most ? nthreads : (int)most;
     words_task task = {seed, start, step, node_id, out};
     rctc_parallel_for((int)count, 4, t, words_chunk, &task);
 }

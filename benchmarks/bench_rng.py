@@ -8,7 +8,10 @@ draw) and of ``rctc_random_words`` (``native/csrc/support/philox.c``
 built with the system compiler, ``-O2``, called once through ctypes), in million words per second,
 and checks the three are bit-identical.
 Then the digest: ``rctc.digest.state_crc32`` (zlib) and ``rctc_crc32`` (the C 4-bit-table CRC)
-in MB/s over the same bytes. One thread throughout (neither side threads).
+in MB/s over the same bytes. One thread throughout (neither side threads), except one line: 16
+``random_words`` requests of 16384 words (a transformer step's error roundings) on one thread, then
+split 8 / 8 over two Python threads, each with its own randomgen generator: whether randomgen lets
+a second thread draw while the first does (it does not when both times are about equal).
 
 Like every script here it unsets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` before numpy is
 imported (users' machines do not set them) and prints the BLAS/OpenMP pools threadpoolctl sees.
@@ -29,6 +32,7 @@ import ctypes  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -66,6 +70,26 @@ def build_c(out_dir: Path) -> ctypes.CDLL | None:
     return lib
 
 
+def _two_threads_line(seed: int, step: int, repeats: int, requests: int = 16, count: int = 1 << 14) -> str:
+    """The best time of ``requests`` draws of ``count`` words on one thread, and split over two."""
+
+    def draw(nodes: range) -> None:
+        for node in nodes:
+            random_words(seed, step, node, 0, count)
+
+    def split() -> None:
+        half = requests // 2
+        other = threading.Thread(target=draw, args=(range(half, requests),))
+        other.start()
+        draw(range(half))
+        other.join()
+
+    one = best_seconds(lambda: draw(range(requests)), repeats)
+    two = best_seconds(split, repeats)
+    return (f"{requests} random_words requests of {count} words: {one * 1e3:.2f} ms on one thread, "
+            f"{two * 1e3:.2f} ms split over two ({one / two:.2f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
@@ -93,6 +117,7 @@ def main() -> None:
             t_c = best_seconds(lambda n=count, p=ptr: lib.rctc_random_words(seed, step, node, 1, n, p), args.repeats)
             same = same and bool(np.array_equal(out, ref))
             print(f"{head} {count / t_c / 1e6:10.1f} {t_np / t_c:15.1f}x {same}")
+        print(_two_threads_line(seed, step, args.repeats))
         data = np.random.default_rng(0).integers(-128, 128, size=1 << 22).astype(np.int8)
         t_py = best_seconds(lambda: state_crc32([("w", data, -7)]), args.repeats)
         line = f"digest over {data.nbytes >> 20} MiB: zlib (rctc.digest) {data.nbytes / t_py / 1e6:.0f} MB/s"

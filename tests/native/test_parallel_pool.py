@@ -82,3 +82,16 @@ def test_a_forked_child_starts_its_own_workers(kernels: Kernels) -> None:
             raise AssertionError("the forked child's region hung")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_threads_for_elements_is_one_per_share_capped_by_the_request(kernels: Kernels) -> None:
+    """rctc_threads_for_elements (parallel.c), the one split rule of the element-wise kernels:
+    ``min(nthreads, max(1, n // per_thread))``, 1 for a request of fewer than one thread, and no
+    RCTC_MAX_THREADS cap (a plain restatement on a grid around each boundary)."""
+    fn = kernels.lib.rctc_threads_for_elements
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_size_t, ctypes.c_size_t]
+    per = 1 << 17
+    for nthreads in (-1, 0, 1, 2, 3, 64, 100):
+        for n in (0, 1, per - 1, per, 2 * per - 1, 2 * per, 3 * per + 5, 100 * per, 200 * per):
+            want = 1 if nthreads < 1 else min(nthreads, max(1, n // per))
+            assert fn(nthreads, n, per) == want, (nthreads, n)

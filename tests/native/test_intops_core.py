@@ -266,3 +266,35 @@ def test_requantize_s32_threads_equal_intref(intops, threads: int) -> None:
                 rc = fn(threads, n, acc.ctypes.data, -3, bits, None if words is None else words.ctypes.data,
                         out.ctypes.data, ctypes.byref(e))
                 assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 4095, 4097, 2 * 131072 + 4096 * 3 + 5])
+def test_requantize_s32_drawing_its_words_equals_intref(intops, threads: int, n: int) -> None:
+    """rctc_iq_requantize_s32_words_mt (the kernel draws word i of the node's stream for element i,
+    a 4096-word block at a time): intref's requantize with ``rctc.rng.random_words(seed, step,
+    node, 0, n)`` as its words, bits and exponent, at 1-3 threads, around the block and the
+    thread split, every result width, a shift of 0 (a copy) included."""
+    import ctypes
+
+    from rctc.rng import random_words
+
+    fn = intops.lib.rctc_iq_requantize_s32_words_mt
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_uint64,
+                   ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    seed, step, node = 0xFEDCBA9876543210, 41, 7 + n % 5
+    words = random_words(seed, step, node, 0, n)
+    rng = np.random.default_rng(n + threads)
+    shifted = 0
+    for lim in (3, 2**20, 2**31):
+        acc = rng.integers(-lim, lim, n, dtype=np.int64).astype(np.int32)
+        acc[n // 2] = -lim if lim < 2**31 else -(2**31)
+        for bits in (2, 8, 16, 32):
+            want, we = core.requantize(acc, -3, bits, rand=words)
+            out = np.zeros(n, want.dtype)
+            e = ctypes.c_int(0)
+            rc = fn(threads, n, acc.ctypes.data, -3, bits, seed, step, node, out.ctypes.data, ctypes.byref(e))
+            assert rc == 0 and e.value == we and np.array_equal(out, want), (lim, bits)
+            shifted += we != -3
+    assert shifted >= 6  # stochastic roundings were compared, not only copies

@@ -6,7 +6,8 @@ whole accumulator's max (rctc_iq_requant_shift, as the kernel), then per chunk t
 chunk's words (counter-based: the words of those elements) and rctc_iq_shift_round, so the
 scratch holds one chunk (int64 and words), not the whole accumulator. An int32 accumulator
 without a bias whose words fit what a chunk would take is rounded in one call without a widened
-copy (rctc_iq_requantize_s32).
+copy (rctc_iq_requantize_s32); on the host step, when it rounds stochastically, the kernel draws
+its words itself, a block at a time (rctc_iq_requantize_s32_words_mt: no words in scratch).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def requantize(node: Node, cx: Emit) -> list[str]:
     width(acc)
     budget = getattr(cx, "budget", 0)
     chunk = chunk_size(cx)
+    if bias is None and np.dtype(acc.dtype) == np.int32 and stochastic(node) and getattr(cx, "tasks", False):
+        # the host step: the words drawn inside the kernel, a block at a time (no n-word buffer)
+        return ["int e_out = 0;",
+                f"int rc = rctc_iq_requantize_s32_words_mt({cx.threads}, {n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, "
+                f"{bits}, seed, step, {cx.node_id(node)}u, {cx.ptr(out)}, &e_out);",
+                "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     if bias is None and np.dtype(acc.dtype) == np.int32 and 4 * n <= max(12 * chunk, budget):
         # the common case: no widened copy, only the n random words (within what a chunk would use)
         lines, rand = work_words(node, cx, 0, n)

@@ -83,6 +83,11 @@ int rctc_iq_requantize_s32(size_t n, const int32_t *acc, int e_acc, int bits, co
 /* the same on up to nthreads threads (the same bits for every count) */
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
                               void *out, int *e_out);
+/* rctc_iq_requantize_s32_mt with stochastic rounding by words i of the stream (seed, step, node_id)
+ * for element i (rctc_random_words(seed, step, node_id, 0, n)), drawn block by block inside the
+ * kernel: the same bits as rctc_iq_requantize_s32_mt given those words, without their n-word buffer */
+int rctc_iq_requantize_s32_words_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, uint64_t seed,
+                                    uint32_t step, uint32_t node_id, void *out, int *e_out);
 /* rctc_iq_requantize_s32_mt for a caller that already knows amax = max |acc| (the same bits) */
 int rctc_iq_requantize_s32_max_mt(int nthreads, size_t n, const int32_t *acc, uint32_t amax, int e_acc, int bits,
                                   const uint32_t *rand, void *out, int *e_out);

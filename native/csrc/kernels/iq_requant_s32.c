@@ -9,10 +9,15 @@
  * x86/iq_requant_s32_avx2.c, where the CPU has it, with its max magnitude); other widths go
  * through a small int64 block on the stack. The _mt entry splits both passes into fixed parts
  * (each part's max, then each part's rounding), so the bits never depend on the thread count.
+ * The _words_mt entry takes the node's stream (seed, step, node) instead of its words: each part
+ * draws word i for element i (draw 0, start 0, as rctc_random_words) a block of WORDS_BLOCK at a
+ * time into a buffer on its thread's stack, just before rounding that block, so the n words never
+ * go to memory and back (the same words, so the same bits as the _mt entry given them).
  */
 #include "internal.h"
 #include "iq.h"
 #include "rctc_kernels.h"
+#include "rctc_rng.h"
 
 #define BLOCK 512
 /* elements per thread below which a second thread does not pay (the AVX2 passes run at memory
@@ -21,6 +26,8 @@
  * in interleaved runs on a shared 2-vCPU Xeon, ResNet-20's stayed within noise */
 #define RCTC_RQ_PER_THREAD 131072u
 #define RCTC_RQ_PARTS 64
+/* words drawn at a time by the _words_mt entry: 16 KiB, in L1 with the block's accumulator */
+#define WORDS_BLOCK 4096
 
 #if defined(__x86_64__) || defined(_M_X64)
 static int have_avx2(void) { return (rctc_isa_available() & (1 << RCTC_ISA_AVX2)) != 0; }
@@ -80,6 +87,9 @@ typedef struct {
     const int32_t *acc;
     const uint32_t *rand;
     void *out;
+    int draws; /* 1: rand is NULL and the words come from (seed, step, node) */
+    uint64_t seed;
+    uint32_t step, node;
     uint32_t maxima[RCTC_RQ_PARTS];
 } rq_task;
 
@@ -91,14 +101,29 @@ static void max_parts(void *ctx, int p0, int p1) {
     for (int p = p0; p < p1; ++p) t->maxima[p] = absmax32(part_end(t, p) - part_at(t, p), t->acc + part_at(t, p));
 }
 
+/* elements [i0, i1) of t rounded with the words of its stream, drawn a block at a time */
+static void round_drawn(const rq_task *t, size_t i0, size_t i1) {
+    uint32_t words[WORDS_BLOCK];
+    for (size_t b = i0; b < i1; b += WORDS_BLOCK) {
+        const size_t c = i1 - b < WORDS_BLOCK ? i1 - b : WORDS_BLOCK;
+        rctc_random_words_fast(t->seed, t->step, t->node, (uint64_t)b, c, words);
+        round_range(0, c, t->acc + b, t->s, words, t->w, (unsigned char *)t->out + b * (size_t)t->w);
+    }
+}
+
 static void round_parts(void *ctx, int p0, int p1) {
     const rq_task *t = (const rq_task *)ctx;
-    for (int p = p0; p < p1; ++p) round_range(part_at(t, p), part_end(t, p), t->acc, t->s, t->rand, t->w, t->out);
+    for (int p = p0; p < p1; ++p) {
+        if (t->draws)
+            round_drawn(t, part_at(t, p), part_end(t, p));
+        else
+            round_range(part_at(t, p), part_end(t, p), t->acc, t->s, t->rand, t->w, t->out);
+    }
 }
 
 /* the rounding of t (its fields but s set) at the shift of max |acc| = m, on threads */
 static int rq_finish(rq_task *t, int threads, uint64_t m, int e_acc, int bits, int *e_out) {
-    t->s = rctc_iq_requant_shift(m, bits, t->rand != NULL);
+    t->s = rctc_iq_requant_shift(m, bits, t->rand != NULL || t->draws);
     if (t->s == 0) {
         for (size_t i = 0; i < t->n; ++i) iq_st(t->out, t->w, i, t->acc[i]);
     } else {
@@ -115,6 +140,7 @@ static void rq_init(rq_task *t, int threads, size_t n, const int32_t *acc, int b
     t->rand = rand;
     t->out = out;
     t->w = rctc_iq_width(bits);
+    t->draws = 0;
 }
 
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
@@ -122,6 +148,21 @@ int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_
     const int threads = rctc_threads_for_elements(nthreads, n, RCTC_RQ_PER_THREAD);
     rq_task t;
     rq_init(&t, threads, n, acc, bits, rand, out);
+    rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
+    uint64_t m = 0;
+    for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
+    return rq_finish(&t, threads, m, e_acc, bits, e_out);
+}
+
+int rctc_iq_requantize_s32_words_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, uint64_t seed,
+                                    uint32_t step, uint32_t node_id, void *out, int *e_out) {
+    const int threads = rctc_threads_for_elements(nthreads, n, RCTC_RQ_PER_THREAD);
+    rq_task t;
+    rq_init(&t, threads, n, acc, bits, NULL, out);
+    t.draws = 1;
+    t.seed = seed;
+    t.step = step;
+    t.node = node_id;
     rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
     uint64_t m = 0;
     for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;

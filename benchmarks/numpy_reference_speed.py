@@ -76,7 +76,7 @@ def _pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(_common.MODELS))
+    ap.add_argument("--models", nargs="+", choices=list(_common.MODELS), default=list(_common.MODELS))
     ap.add_argument("--steps", type=int, default=10, help="timed steps of each run, at least")
     ap.add_argument("--seconds", type=float, default=1.0,
                     help=f"timed seconds of each run, at least (small models then time up to {MAX_STEPS} steps)")

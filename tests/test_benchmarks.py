@@ -250,3 +250,14 @@ def test_cli_start_times_every_command_of_a_model(tmp_path: Path, monkeypatch: p
                 "`rctc predict (native)`"):
         assert row in text
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_numpy_reference_speed_refuses_an_unknown_model(tmp_path: Path) -> None:
+    """An unknown --models name is one usage line and exit 2 before anything is built or written
+    (it once became an error row in the results table and exit 0)."""
+    out = tmp_path / "speed.md"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "numpy_reference_speed.py"
+    res = subprocess.run([sys.executable, str(script), "--models", "transformer", "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "invalid choice: 'transformer'" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

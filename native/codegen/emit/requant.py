@@ -61,7 +61,7 @@ def requantize(node: Node, cx: Emit) -> list[str]:
                 f"{bits}, seed, step, {cx.node_id(node)}u, {cx.ptr(out)}, &e_out);",
                 "if (rc != 0) return rc;", f"{cx.scalar(out_e)} = e_out;"]
     if bias is None and np.dtype(acc.dtype) == np.int32 and 4 * n <= max(12 * chunk, budget):
-        # the common case: no widened copy, only the n random words (within what a chunk would use)
+        # nearest, or the device step: no widened copy, only the n random words (within what a chunk would use)
         lines, rand = work_words(node, cx, 0, n)
         return lines + ["(void)work;", "int e_out = 0;",
                         f"int rc = rctc_iq_requantize_s32_mt({cx.threads}, {n}u, {cx.ptr(acc)}, {cx.scalar(acc_e)}, "

@@ -143,15 +143,20 @@ static void rq_init(rq_task *t, int threads, size_t n, const int32_t *acc, int b
     t->draws = 0;
 }
 
+/* the max |acc| of t's parts on threads, then its rounding (rq_finish) */
+static int rq_run(rq_task *t, int threads, int e_acc, int bits, int *e_out) {
+    rctc_parallel_for(t->parts, 1, threads, max_parts, t);
+    uint64_t m = 0;
+    for (int p = 0; p < t->parts; ++p) m = t->maxima[p] > m ? t->maxima[p] : m;
+    return rq_finish(t, threads, m, e_acc, bits, e_out);
+}
+
 int rctc_iq_requantize_s32_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, const uint32_t *rand,
                               void *out, int *e_out) {
     const int threads = rctc_threads_for_elements(nthreads, n, RCTC_RQ_PER_THREAD);
     rq_task t;
     rq_init(&t, threads, n, acc, bits, rand, out);
-    rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
-    uint64_t m = 0;
-    for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
-    return rq_finish(&t, threads, m, e_acc, bits, e_out);
+    return rq_run(&t, threads, e_acc, bits, e_out);
 }
 
 int rctc_iq_requantize_s32_words_mt(int nthreads, size_t n, const int32_t *acc, int e_acc, int bits, uint64_t seed,
@@ -163,10 +168,7 @@ int rctc_iq_requantize_s32_words_mt(int nthreads, size_t n, const int32_t *acc, 
     t.seed = seed;
     t.step = step;
     t.node = node_id;
-    rctc_parallel_for(t.parts, 1, threads, max_parts, &t);
-    uint64_t m = 0;
-    for (int p = 0; p < t.parts; ++p) m = t.maxima[p] > m ? t.maxima[p] : m;
-    return rq_finish(&t, threads, m, e_acc, bits, e_out);
+    return rq_run(&t, threads, e_acc, bits, e_out);
 }
 
 int rctc_iq_requantize_s32_max_mt(int nthreads, size_t n, const int32_t *acc, uint32_t amax, int e_acc, int bits,

@@ -403,6 +403,25 @@ def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
+def install_revision(repo: Path, rev: str, folder: Path) -> tuple[Path, Path]:
+    """rctc as of git revision ``rev`` of ``repo``, installed into ``folder`` without the network:
+    ``(site folder holding its rctc, its work tree)``. A ``git worktree`` of the revision at
+    ``folder/tree`` and ``pip install --no-deps --target folder/site``; remove the work tree with
+    :func:`remove_revision` when done."""
+    tree, site = folder / "tree", folder / "site"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev],
+                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(tree)], check=True, capture_output=True)
+    return site, tree
+
+
+def remove_revision(repo: Path, folder: Path) -> None:
+    """Remove the work tree :func:`install_revision` added under ``folder`` (its files go with the folder)."""
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder / "tree")],
+                   check=False, capture_output=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in its folder: fsync, then rename (a failed
     run leaves the previous results file as it was)."""

@@ -22,7 +22,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -38,11 +37,7 @@ REPO = _common.HERE.parent
 
 def build_baseline(rev: str, folder: Path) -> tuple[Path, Path]:
     """(site folder holding the baseline's rctc, the baseline's benchmarks folder)."""
-    tree, site = folder / "tree", folder / "site"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev],
-                   check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(tree)], check=True, capture_output=True)
+    site, tree = _common.install_revision(REPO, rev, folder)
     return site, tree / "benchmarks"
 
 
@@ -101,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((m, old, new))
                 print(m, old.get("ms_per_step_median"), new.get("ms_per_step_median"), file=sys.stderr, flush=True)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(Path(tmp) / "tree")],
-                           check=False, capture_output=True)
+            _common.remove_revision(REPO, Path(tmp))
     load1 = os.getloadavg()
     lines = ["# numpy reference: rct step now vs before integer element-wise", "",
              f"Command: `python benchmarks/numpy_reference_speed.py --steps {a.steps} --seconds {a.seconds:g}"

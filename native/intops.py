@@ -21,6 +21,12 @@ from rctc.runtime.intref.core import exact_ratio, fixed_point, qmax, storage_dty
 #: RCTC_IQ_NORM_CHUNK of rctc_intops.h: the elements a streamed normalisation forms at a time
 NORM_CHUNK = 256
 
+
+def batchnorm_train_mt_work(c: int, bits: int) -> int:
+    """int64 words of ``rctc_iq_batchnorm_train_mt``'s work for ``c`` channels and ``bits``-bit outputs:
+    10 per channel (statistics, extremes, status) and a 256-entry table of outputs per channel."""
+    return 10 * c + 32 * c * np.dtype(storage_dtype(bits)).itemsize
+
 __all__ = ["IntOps"]
 
 Pair = tuple[int, int]
@@ -131,7 +137,7 @@ class IntOps(BaseOps):
         bt, bw, be = _tq(beta, "beta")
         rm = np.ascontiguousarray(np.asarray(running_mean[0]).astype(np.int16))
         rv = np.ascontiguousarray(np.asarray(running_var[0]).astype(np.int16))
-        work = np.empty(9 * c + NORM_CHUNK if threads is None else 8 * c, np.int64)
+        work = np.empty(9 * c + NORM_CHUNK if threads is None else batchnorm_train_mt_work(c, bits), np.int64)
         rm_out, rv_out = np.empty(c, np.int16), np.empty(c, np.int16)
         out = np.empty(x.shape, storage_dtype(bits))
         ey, rme, rve = c_int(), c_int(), c_int()

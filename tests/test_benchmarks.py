@@ -261,3 +261,19 @@ def test_numpy_reference_speed_refuses_an_unknown_model(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "invalid choice: 'transformer'" in res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_native_kernel_ab_refuses_bad_options_and_an_unknown_revision(tmp_path: Path) -> None:
+    """--calls 0 is a usage error, and a revision git does not know is one line naming it; either way
+    exit 2, no traceback, no results file and no work tree left behind."""
+    out = tmp_path / "ab.md"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "native_kernel_ab.py"
+    res = subprocess.run([sys.executable, str(script), "--calls", "0", "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--calls and --threads must be at least 1" in res.stderr
+    res = subprocess.run([sys.executable, str(script), "--rev", "no-such-revision-here", "-o", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "cannot build revision 'no-such-revision-here'" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+    trees = subprocess.run(["git", "-C", str(script.parents[1]), "worktree", "list"], capture_output=True, text=True)
+    assert "rctc-ab-" not in trees.stdout

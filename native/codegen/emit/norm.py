@@ -19,7 +19,7 @@ from rctc.analysis.arena import align
 from rctc.ir import Node, Value
 from rctc.native.codegen.emit import Emit, bits_of, call_rq, emitter, i64, refuse, width, work_words
 from rctc.native.codegen.emit.requant import chunk_size, round_chunks
-from rctc.native.intops import NORM_CHUNK
+from rctc.native.intops import NORM_CHUNK, batchnorm_train_mt_work
 from rctc.native.intops_base import _ratio
 from rctc.runtime.intref.core import fixed_point
 from rctc.runtime.intref.norm import MU_FRAC, XFRAC
@@ -67,8 +67,8 @@ def int_batch_norm(node: Node, cx: Emit) -> list[str]:
         if np.dtype(v.dtype) != np.int16:
             raise refuse(node, f"keeps the running statistic {v.name!r} as {np.dtype(v.dtype)}, not int16")
     mu = fixed_point(float(node.attrs.get("momentum", 0.9)), MU_FRAC)
-    host = bool(getattr(cx, "tasks", False))  # the host step: threads and AVX-512 (work 8 C)
-    lines, _ = work_words(node, cx, 8 * c if host else 9 * c + NORM_CHUNK, 0)
+    host = bool(getattr(cx, "tasks", False))  # the host step: threads, SIMD loops or tables
+    lines, _ = work_words(node, cx, batchnorm_train_mt_work(c, bits) if host else 9 * c + NORM_CHUNK, 0)
     lines += ["int rme = 0, rve = 0;"]
     head = f"rctc_iq_batchnorm_train_mt({cx.threads}, " if host else "rctc_iq_batchnorm_train("
     call = (f"{head}{b}, {c}, {s}, {cx.ptr(q)}, {width(q)}, {cx.scalar(e)}, "

@@ -250,8 +250,9 @@ int rctc_iq_batchnorm_train(int B, int C, int S, const void *q, int w, int e, co
                             const void *beta, int bw, int be, const int16_t *rmean, int rme, const int16_t *rvar,
                             int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits, int64_t *work, void *out,
                             int *e_out, int16_t *rmean_out, int *rme_out, int16_t *rvar_out, int *rve_out);
-/* the same on up to nthreads threads for the host step (iq_batchnorm_mt.c: AVX-512 loops; the same
- * bits for every count); work: 8 * C int64 */
+/* the same on up to nthreads threads for the host step (iq_batchnorm_mt.c: SIMD loops or per-channel
+ * tables; the same bits for every count); work: 10 C + 32 C wt int64, wt the output's width in bytes
+ * (rctc.native.intops.batchnorm_train_mt_work) */
 int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,
                                int gw, int ge, const void *beta, int bw, int be, const int16_t *rmean, int rme,
                                const int16_t *rvar, int rve, int64_t eps_num, int eps_log2, int64_t mu, int bits,
@@ -263,7 +264,7 @@ int rctc_iq_batchnorm_backward(int B, int C, int S, const void *q, int w, int e,
                                const void *dq, int dw, int de, int64_t eps_num, int eps_log2, int bits,
                                const uint32_t *rand, int64_t *work, void *dx, int *e_out, int64_t *dgamma,
                                int64_t *dbeta);
-/* the same on up to nthreads threads for the host step (iq_batchnorm_backward_mt.c: AVX-512 loops;
+/* the same on up to nthreads threads for the host step (iq_batchnorm_backward_mt.c: SIMD loops or tables;
  * the same bits for every count); work: B*C*S + 10 * C int64 (the first B*C*S written only when
  * a product of the accumulator and its multiplier may wrap) */
 int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void *q, int w, int e, const void *gamma,

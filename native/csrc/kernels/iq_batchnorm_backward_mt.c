@@ -19,6 +19,9 @@
  * requantize's shift from max |acc| |mult_c| (exact: the product of two magnitudes whose bit
  * lengths sum to at most 63 does not wrap; otherwise the accumulator is formed in full in the work
  * buffer, multiplied and requantised as intref does). Pass 2 forms, multiplies and rounds each row.
+ * With int8 inputs and at least TABLE_MIN_N values a channel, where the loops' variant asks for it
+ * (portable, AVX2), xhat and dx's centring term come from per-channel tables of the input's values
+ * instead (see "Tables" below): the same integers, fewer 64-bit products.
  * Error codes are intref's, in its order (the input's range, then the first channel whose
  * statistics fail, then the means' range, then the multipliers').
  */
@@ -37,6 +40,11 @@
  * thread stacks; the device's streamed kernel keeps its own small chunks). 512 rather than 128:
  * each SIMD loop call then spends less on its set-up and final reductions */
 #define BLOCK 512
+/* int8 inputs of channels of at least this many values read xhat through the channel's table (see
+ * the tables below), where the loops' variant asks for it (iq_norm_loops_t.xhat_tables) */
+#define TABLE_MIN_N 1024
+/* the table entry of an int8 value */
+#define TIX(v) ((v) + 128)
 
 typedef struct {
     int B, C, S, N, w, dw, e, eps_log2, s, wt;
@@ -45,7 +53,87 @@ typedef struct {
     int64_t *m, *f, *amax, *st, *mult, *s1, *m1, *m2, *dgamma, *dbeta;
     const uint32_t *rand;
     void *out;
+    /* NULL, or 256 int64 a channel: cen[TIX(v)] = m1 + ((xhat(v) m2 + 2^15) >> 16) for every value v
+     * of the channel's input (written by pass 1) */
+    int64_t *cen;
 } bn_bwd;
+
+/* Tables (int8 inputs): xhat depends on an element only through its channel and its value, so pass 1
+ * forms xhat(v) once for each v in [min x, max x] of the channel (xh), then the centring term
+ * m1 + ((xhat m2 + 2^15) >> 16) of each (cen); the element loops read them by the value. In wrapping
+ * int64 arithmetic (dy << 16) - m1 - term = (dy << 16) - (m1 + term), so every sum, maximum and
+ * accumulator is the integer the per-element loops form. dy is widened a block at a time. */
+
+/* GCC's SSE2 vectorisation of the table loops (gathers and 64-bit products emulated lane by lane)
+ * costs more than it saves: they are scalar */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
+#else
+#define SCALAR_LOOPS
+#endif
+
+/* sum dy xhat and sum dy over elements at .. at + n - 1 (wrapping), xhat read from xh */
+SCALAR_LOOPS static void sums_tabled(const bn_bwd *t, const int64_t *xh, size_t at, size_t n, uint64_t *sg, uint64_t *sb) {
+    const int8_t *xp = (const int8_t *)t->q + at;
+    uint64_t g = *sg, b = *sb;
+    if (t->dw == 1)
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t d = ((const int8_t *)t->dq)[at + i];
+            g += (uint64_t)d * (uint64_t)xh[TIX(xp[i])];
+            b += (uint64_t)d;
+        }
+    else {
+        int64_t db[BLOCK];
+        for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
+            const size_t k = n - i0 < BLOCK ? n - i0 : BLOCK;
+            iq_norm_loops()->load(k, t->dq, t->dw, at + i0, db);
+            for (size_t i = 0; i < k; ++i) {
+                g += (uint64_t)db[i] * (uint64_t)xh[TIX(xp[i0 + i])];
+                b += (uint64_t)db[i];
+            }
+        }
+    }
+    *sg = g;
+    *sb = b;
+}
+
+/* max |acc| and acc into acc (when not NULL), acc = (dy << 16) - cen[x] of n elements, dy of type T */
+#define DX_TABLED_LOOP(T, dp)                                                                                      \
+    for (size_t i = 0; i < n; ++i) {                                                                               \
+        const int64_t v = iq_sub(iq_shl((int64_t)((const T *)(dp))[i], 16), cen[TIX(xp[i])]);                     \
+        const uint64_t u = iq_abs(v);                                                                              \
+        if (acc) acc[i] = v;                                                                                       \
+        mx = u > mx ? u : mx;                                                                                      \
+    }
+
+/* acc = (dy << 16) - cen[x] of elements at .. at + n - 1 (n <= BLOCK) into acc (NULL: not stored);
+ * returns max |acc|; int8 dy read in place, other widths widened first */
+SCALAR_LOOPS static uint64_t dx_tabled(const bn_bwd *t, const int64_t *cen, size_t at, size_t n, int64_t *acc) {
+    const int8_t *xp = (const int8_t *)t->q + at;
+    uint64_t mx = 0;
+    if (t->dw == 1) {
+        DX_TABLED_LOOP(int8_t, (const int8_t *)t->dq + at)
+    } else {
+        int64_t db[BLOCK];
+        iq_norm_loops()->load(n, t->dq, t->dw, at, db);
+        DX_TABLED_LOOP(int64_t, db)
+    }
+    return mx;
+}
+#undef DX_TABLED_LOOP
+
+/* out = dy M16 - cen[x] of elements at .. at + n - 1 (n <= BLOCK): the accumulator times the channel's
+ * multiplier when cen holds (m1 + term) mult and M16 = mult << 16 (wrapping: the same integer) */
+SCALAR_LOOPS static void scaled_tabled(const bn_bwd *t, const int64_t *cen, int64_t m16, size_t at, size_t n, int64_t *out) {
+    const int8_t *xp = (const int8_t *)t->q + at;
+    if (t->dw == 1) {
+        const int8_t *dp = (const int8_t *)t->dq + at;
+        for (size_t i = 0; i < n; ++i) out[i] = iq_sub(iq_mul(dp[i], m16), cen[TIX(xp[i])]);
+        return;
+    }
+    iq_norm_loops()->load(n, t->dq, t->dw, at, out);
+    for (size_t i = 0; i < n; ++i) out[i] = iq_sub(iq_mul(out[i], m16), cen[TIX(xp[i])]);
+}
 
 static void pass1(void *ctx, int c0, int c1) {
     const bn_bwd *t = (const bn_bwd *)ctx;
@@ -62,27 +150,44 @@ static void pass1(void *ctx, int c0, int c1) {
         if (rc) continue;
         const int sh = (int)t->f[c] - 16;
         const int64_t mc = t->m[c], s1 = t->s1[c];
+        int64_t xh[256];
         uint64_t sg = 0, sb = 0, mx = 0;
-        /* the sums (xhat formed on the fly) */
-        for (int b = 0; b < t->B; ++b) {
-            int64_t pg, pb;
-            L->xhat_dot_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1, mc, sh, &pg, &pb);
-            sg += (uint64_t)pg;
-            sb += (uint64_t)pb;
-        }
+        /* the sums (xhat from the table, or formed on the fly) */
+        if (t->cen) {
+            for (int64_t v = lo; v <= hi; ++v) xh[TIX(v)] = iq_norm_xhat(t->N, v, s1, mc, sh);
+            for (int b = 0; b < t->B; ++b) sums_tabled(t, xh, ((size_t)b * C + (size_t)c) * S, S, &sg, &sb);
+        } else
+            for (int b = 0; b < t->B; ++b) {
+                int64_t pg, pb;
+                L->xhat_dot_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1, mc, sh, &pg,
+                                &pb);
+                sg += (uint64_t)pg;
+                sb += (uint64_t)pb;
+            }
         int ok = 1;
-        t->m1[c] = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
-        t->m2[c] = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
+        const int64_t m1 = t->m1[c] = iq_norm_div_round((int64_t)sb, 16, t->N, &ok);
+        const int64_t m2 = t->m2[c] = iq_norm_div_round((int64_t)sg, 0, t->N, &ok);
         t->dgamma[c] = (int64_t)sg;
         t->dbeta[c] = (int64_t)sb;
         t->st[2 * c + 1] = ok;
         if (!ok) continue;
         /* the accumulator's max magnitude (its values are formed again in pass 2, not stored) */
-        for (int b = 0; b < t->B; ++b) {
-            const uint64_t u = L->dx_x_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1, mc,
-                                           sh, t->m1[c], t->m2[c], NULL);
-            mx = u > mx ? u : mx;
-        }
+        if (t->cen) {
+            int64_t *cen = t->cen + (size_t)c * 256;
+            for (int v = -128; v < 128; ++v) /* values the channel does not hold: 0 (never read) */
+                cen[TIX(v)] = v < lo || v > hi ? 0
+                              : iq_add(m1, iq_sar(iq_add(iq_mul(xh[TIX(v)], m2), (int64_t)1 << 15), 16));
+            for (int b = 0; b < t->B; ++b)
+                for (size_t i0 = 0, at = ((size_t)b * C + (size_t)c) * S; i0 < S; i0 += BLOCK) {
+                    const uint64_t u = dx_tabled(t, cen, at + i0, S - i0 < BLOCK ? S - i0 : BLOCK, NULL);
+                    mx = u > mx ? u : mx;
+                }
+        } else
+            for (int b = 0; b < t->B; ++b) {
+                const uint64_t u = L->dx_x_run(S, t->q, t->w, t->dq, t->dw, ((size_t)b * C + (size_t)c) * S, t->N, s1,
+                                               mc, sh, m1, m2, NULL);
+                mx = u > mx ? u : mx;
+            }
         t->amax[c] = (int64_t)mx;
     }
 }
@@ -96,9 +201,13 @@ static void pass2(void *ctx, int r0, int r1) {
         const int c = r % t->C;
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
-            L->dx_x_run(n, t->q, t->w, t->dq, t->dw, at, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, t->m1[c], t->m2[c],
-                        xb);
-            L->scale(n, xb, t->mult[c], xb);
+            if (t->cen)
+                scaled_tabled(t, t->cen + (size_t)c * 256, iq_shl(t->mult[c], 16), at, n, xb);
+            else {
+                L->dx_x_run(n, t->q, t->w, t->dq, t->dw, at, t->N, t->s1[c], t->m[c], (int)t->f[c] - 16, t->m1[c],
+                            t->m2[c], xb);
+                L->scale(n, xb, t->mult[c], xb);
+            }
             rctc_iq_round_store(n, xb, t->s, t->rand ? t->rand + at : NULL,
                                 (unsigned char *)t->out + at * (size_t)t->wt, t->wt);
         }
@@ -116,7 +225,10 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
      * two status words, the multiplier, gamma, s1, m1, m2 */
     int64_t *acc = work, *pc = work + T;
     bn_bwd t = {B, C, S, (int)N, w, dw, e, eps_log2, 0, rctc_iq_width(bits), q, dq, eps_num, pc, pc + c, pc + 2 * c,
-                pc + 3 * c, pc + 5 * c, pc + 7 * c, pc + 8 * c, pc + 9 * c, dgamma, dbeta, rand, dx};
+                pc + 3 * c, pc + 5 * c, pc + 7 * c, pc + 8 * c, pc + 9 * c, dgamma, dbeta, rand, dx, NULL};
+    /* the tables in the accumulator's space (T = N C >= 256 C int64; it is written in full only on
+     * the wrap path below, which reads no table) */
+    if (iq_norm_loops()->xhat_tables && w == 1 && N >= TABLE_MIN_N) t.cen = acc;
     const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     for (int k = 0; k < C; ++k)
@@ -151,6 +263,8 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
     }
     t.s = rctc_iq_requant_shift(pm, bits, rand != NULL);
     if (t.s > 0 && pm > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    if (t.cen) /* the tables times each channel's multiplier (pass 2 reads (m1 + term) mult) */
+        for (size_t i = 0; i < c * 256; ++i) t.cen[i] = iq_mul(t.cen[i], t.mult[i / 256]);
     rctc_parallel_for(B * C, 1, threads, pass2, &t);
     *e_out = e_acc + t.s;
     return RCTC_IQ_OK;

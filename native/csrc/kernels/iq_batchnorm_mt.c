@@ -15,6 +15,9 @@
  * extremes where no product can wrap (the map is then monotone in x), else from every element;
  * then requantize's shift from the maxima, and per row the
  * accumulator formed again and rounded (cheaper than an int64 buffer written and read back).
+ * With int8 inputs and at least TABLE_MIN_N values a channel, where the loops' variant asks for it
+ * (portable, AVX2), a pass between the two rounds y of each value the channel holds into a table
+ * and pass 2 maps every element through it (y is rounded to nearest: a function of the value).
  * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
  * the accumulator's.
  */
@@ -34,9 +37,19 @@ typedef struct {
     int B, C, S, N, w, e, eps_log2, gw, s, wt;
     const void *q, *gamma;
     int64_t eps_num;
-    int64_t *s1, *d, *m, *f, *bias, *amax, *st;
+    int64_t *s1, *d, *m, *f, *bias, *amax, *st, *lo, *hi;
     void *out;
+    /* NULL, or 256 outputs (wt bytes each) a channel: tab[TIX(v)] = y of the int8 input value v, for
+     * every v the channel holds (written by the tables pass) */
+    unsigned char *tab;
 } bn_fwd;
+
+/* int8 inputs of channels of at least this many values are mapped through a table of the channel's
+ * outputs, where the loops' variant asks for it (iq_norm_loops_t.xhat_tables): y is rounded to
+ * nearest, so it depends on an element only through its channel and its value */
+#define TABLE_MIN_N 1024
+/* the table entry of an int8 value */
+#define TIX(v) ((v) + 128)
 
 /* elements widened on the stack at a time: 4 KiB a block (this host-only kernel runs on default
  * thread stacks; the device's streamed kernel keeps its own small chunks). 512 rather than 128:
@@ -83,6 +96,45 @@ static void pass1(void *ctx, int c0, int c1) {
                 }
         }
         t->amax[c] = (int64_t)mx;
+        t->lo[c] = lo;
+        t->hi[c] = hi;
+    }
+}
+
+/* each channel's table: y of every value in [min x, max x], rounded as pass 2 rounds the elements */
+static void tables(void *ctx, int c0, int c1) {
+    const bn_fwd *t = (const bn_fwd *)ctx;
+    int64_t acc[256];
+    for (int c = c0; c < c1; ++c) {
+        const int64_t lo = t->lo[c], hi = t->hi[c], g = iq_ld(t->gamma, t->gw, (size_t)c);
+        const int sh = (int)t->f[c] - 16;
+        for (int64_t v = lo; v <= hi; ++v)
+            acc[v - lo] = iq_add(iq_mul(iq_norm_xhat(t->N, v, t->s1[c], t->m[c], sh), g), t->bias[c]);
+        unsigned char *row = t->tab + ((size_t)c * 256 + (size_t)TIX(lo)) * (size_t)t->wt;
+        rctc_iq_round_store((size_t)(hi - lo + 1), acc, t->s, NULL, row, t->wt);
+    }
+}
+
+/* y of elements at .. at + n - 1 of channel c read from its table */
+static void map_tabled(const bn_fwd *t, int c, size_t at, size_t n) {
+    const int8_t *xp = (const int8_t *)t->q + at;
+    const unsigned char *tb = t->tab + (size_t)c * 256 * (size_t)t->wt;
+    switch (t->wt) {
+    case 1: {
+        int8_t *o = (int8_t *)t->out + at;
+        for (size_t i = 0; i < n; ++i) o[i] = ((const int8_t *)tb)[TIX(xp[i])];
+        break;
+    }
+    case 2: {
+        int16_t *o = (int16_t *)t->out + at;
+        for (size_t i = 0; i < n; ++i) o[i] = ((const int16_t *)tb)[TIX(xp[i])];
+        break;
+    }
+    default: {
+        int32_t *o = (int32_t *)t->out + at;
+        for (size_t i = 0; i < n; ++i) o[i] = ((const int32_t *)tb)[TIX(xp[i])];
+        break;
+    }
     }
 }
 
@@ -94,6 +146,10 @@ static void pass2(void *ctx, int r0, int r1) {
     for (int r = r0; r < r1; ++r) {
         const int c = r % t->C;
         const int64_t g = iq_ld(t->gamma, t->gw, (size_t)c);
+        if (t->tab) {
+            map_tabled(t, c, (size_t)r * S, S);
+            continue;
+        }
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
             L->load(n, t->q, t->w, at, xb);
@@ -118,7 +174,8 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     if (rc_bias)
         for (int c = 0; c < C; ++c) bm[c] = 0;
     bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, s1,
-                d, m, f, bm, bv, scratch, out};
+                d, m, f, bm, bv, scratch, work + 8 * C, work + 9 * C, out, NULL};
+    if (iq_norm_loops()->xhat_tables && w == 1 && N >= TABLE_MIN_N) t.tab = (unsigned char *)(work + 10 * C);
     const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     uint64_t mx = 0;
@@ -129,6 +186,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
     if (rc_bias) return rc_bias;
     t.s = rctc_iq_requant_shift(mx, bits, 0);
     if (t.s > 0 && mx > RCTC_IQ_ACC_LIMIT) return RCTC_IQ_EOVERFLOW;
+    if (t.tab) rctc_parallel_for(C, 1, threads, tables, &t);
     rctc_parallel_for(B * C, 1, threads, pass2, &t);
     *e_out = e_acc + t.s;
     const int64_t nn = (int64_t)N;

@@ -12,14 +12,14 @@
 #include "iq_norm.h"
 #include "rctc_kernels.h"
 
-#define RCTC_NORM_TABLE(V)                                                                                    \
+#define RCTC_NORM_TABLE(V, TABLES)                                                                            \
     {rctc_norm_affine_##V, rctc_norm_scale_##V, rctc_norm_load_##V, rctc_norm_sums_run_##V,            \
-     rctc_norm_xhat_dot_run_##V, rctc_norm_dx_x_run_##V}
+     rctc_norm_xhat_dot_run_##V, rctc_norm_dx_x_run_##V, TABLES}
 
 const iq_norm_loops_t *iq_norm_loops(void) {
-    static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable);
+    static const iq_norm_loops_t portable = RCTC_NORM_TABLE(portable, 1);
 #if defined(__x86_64__) || defined(_M_X64)
-    static const iq_norm_loops_t avx2 = RCTC_NORM_TABLE(avx2), avx512 = RCTC_NORM_TABLE(avx512);
+    static const iq_norm_loops_t avx2 = RCTC_NORM_TABLE(avx2, 1), avx512 = RCTC_NORM_TABLE(avx512, 0);
     const int isa = rctc_isa_available();
     if ((isa & (1 << RCTC_ISA_AVX512VNNI)) && rctc_cpu_has_avx512dq()) return &avx512;
     if (isa & (1 << RCTC_ISA_AVX2)) return &avx2;

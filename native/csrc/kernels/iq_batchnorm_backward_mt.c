@@ -62,7 +62,8 @@ typedef struct {
  * forms xhat(v) once for each v in [min x, max x] of the channel (xh), then the centring term
  * m1 + ((xhat m2 + 2^15) >> 16) of each (cen); the element loops read them by the value. In wrapping
  * int64 arithmetic (dy << 16) - m1 - term = (dy << 16) - (m1 + term), so every sum, maximum and
- * accumulator is the integer the per-element loops form. dy is widened a block at a time. */
+ * accumulator is the integer the per-element loops form. int8 dy is read in place, wider dy widened
+ * a block at a time. Pass 2 reads cen times the channel's multiplier (set between the passes). */
 
 /* GCC's SSE2 vectorisation of the table loops (gathers and 64-bit products emulated lane by lane)
  * costs more than it saves: they are scalar */
@@ -73,7 +74,8 @@ typedef struct {
 #endif
 
 /* sum dy xhat and sum dy over elements at .. at + n - 1 (wrapping), xhat read from xh */
-SCALAR_LOOPS static void sums_tabled(const bn_bwd *t, const int64_t *xh, size_t at, size_t n, uint64_t *sg, uint64_t *sb) {
+SCALAR_LOOPS static void sums_tabled(const bn_bwd *t, const int64_t *xh, size_t at, size_t n, uint64_t *sg,
+                                     uint64_t *sb) {
     const int8_t *xp = (const int8_t *)t->q + at;
     uint64_t g = *sg, b = *sb;
     if (t->dw == 1)
@@ -97,34 +99,30 @@ SCALAR_LOOPS static void sums_tabled(const bn_bwd *t, const int64_t *xh, size_t 
     *sb = b;
 }
 
-/* max |acc| and acc into acc (when not NULL), acc = (dy << 16) - cen[x] of n elements, dy of type T */
-#define DX_TABLED_LOOP(T, dp)                                                                                      \
-    for (size_t i = 0; i < n; ++i) {                                                                               \
-        const int64_t v = iq_sub(iq_shl((int64_t)((const T *)(dp))[i], 16), cen[TIX(xp[i])]);                     \
-        const uint64_t u = iq_abs(v);                                                                              \
-        if (acc) acc[i] = v;                                                                                       \
-        mx = u > mx ? u : mx;                                                                                      \
-    }
-
-/* acc = (dy << 16) - cen[x] of elements at .. at + n - 1 (n <= BLOCK) into acc (NULL: not stored);
- * returns max |acc|; int8 dy read in place, other widths widened first */
-SCALAR_LOOPS static uint64_t dx_tabled(const bn_bwd *t, const int64_t *cen, size_t at, size_t n, int64_t *acc) {
+/* max |(dy << 16) - cen[x]| over elements at .. at + n - 1 (n <= BLOCK): the accumulator's magnitude */
+SCALAR_LOOPS static uint64_t max_tabled(const bn_bwd *t, const int64_t *cen, size_t at, size_t n) {
     const int8_t *xp = (const int8_t *)t->q + at;
+    int64_t db[BLOCK];
     uint64_t mx = 0;
-    if (t->dw == 1) {
-        DX_TABLED_LOOP(int8_t, (const int8_t *)t->dq + at)
-    } else {
-        int64_t db[BLOCK];
+    if (t->dw == 1)
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t u = iq_abs(iq_sub(iq_shl(((const int8_t *)t->dq)[at + i], 16), cen[TIX(xp[i])]));
+            mx = u > mx ? u : mx;
+        }
+    else {
         iq_norm_loops()->load(n, t->dq, t->dw, at, db);
-        DX_TABLED_LOOP(int64_t, db)
+        for (size_t i = 0; i < n; ++i) {
+            const uint64_t u = iq_abs(iq_sub(iq_shl(db[i], 16), cen[TIX(xp[i])]));
+            mx = u > mx ? u : mx;
+        }
     }
     return mx;
 }
-#undef DX_TABLED_LOOP
 
 /* out = dy M16 - cen[x] of elements at .. at + n - 1 (n <= BLOCK): the accumulator times the channel's
  * multiplier when cen holds (m1 + term) mult and M16 = mult << 16 (wrapping: the same integer) */
-SCALAR_LOOPS static void scaled_tabled(const bn_bwd *t, const int64_t *cen, int64_t m16, size_t at, size_t n, int64_t *out) {
+SCALAR_LOOPS static void scaled_tabled(const bn_bwd *t, const int64_t *cen, int64_t m16, size_t at, size_t n,
+                                       int64_t *out) {
     const int8_t *xp = (const int8_t *)t->q + at;
     if (t->dw == 1) {
         const int8_t *dp = (const int8_t *)t->dq + at;
@@ -179,7 +177,7 @@ static void pass1(void *ctx, int c0, int c1) {
                               : iq_add(m1, iq_sar(iq_add(iq_mul(xh[TIX(v)], m2), (int64_t)1 << 15), 16));
             for (int b = 0; b < t->B; ++b)
                 for (size_t i0 = 0, at = ((size_t)b * C + (size_t)c) * S; i0 < S; i0 += BLOCK) {
-                    const uint64_t u = dx_tabled(t, cen, at + i0, S - i0 < BLOCK ? S - i0 : BLOCK, NULL);
+                    const uint64_t u = max_tabled(t, cen, at + i0, S - i0 < BLOCK ? S - i0 : BLOCK);
                     mx = u > mx ? u : mx;
                 }
         } else

@@ -21,13 +21,14 @@ from rctc.runtime.intref.core import exact_ratio, fixed_point, qmax, storage_dty
 #: RCTC_IQ_NORM_CHUNK of rctc_intops.h: the elements a streamed normalisation forms at a time
 NORM_CHUNK = 256
 
+__all__ = ["IntOps", "batchnorm_train_mt_work"]
+
 
 def batchnorm_train_mt_work(c: int, bits: int) -> int:
     """int64 words of ``rctc_iq_batchnorm_train_mt``'s work for ``c`` channels and ``bits``-bit outputs:
     10 per channel (statistics, extremes, status) and a 256-entry table of outputs per channel."""
     return 10 * c + 32 * c * np.dtype(storage_dtype(bits)).itemsize
 
-__all__ = ["IntOps"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]

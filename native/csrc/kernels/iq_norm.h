@@ -118,10 +118,11 @@ typedef struct {
     iq_norm_sums_run_fn *sums_run;
     iq_norm_xhat_dot_run_fn *xhat_dot_run;
     iq_norm_dx_x_run_fn *dx_x_run;
-    /* 1: the BatchNorm backward of int8 inputs reads xhat (and dx's centring term) from a table of
-     * each channel's values rather than through xhat_dot_run / dx_x_run (iq_batchnorm_backward_mt.c):
-     * the portable and AVX2 variants, where forming xhat takes several 64-bit products an element;
-     * 0 for AVX-512, whose loops were not measured against the table */
+    /* 1: the host step's BatchNorm kernels take int8 inputs through tables of each channel's values
+     * (iq_batchnorm_mt.c: y per value; iq_batchnorm_backward_mt.c: xhat and dx's centring term per
+     * value) rather than through affine / xhat_dot_run / dx_x_run: the portable and AVX2 variants,
+     * where forming xhat takes several 64-bit products an element; 0 for AVX-512, whose loops were
+     * not measured against the tables */
     int xhat_tables;
 } iq_norm_loops_t;
 /* the _run loops through a variant's own int64 loops on blocks widened on the stack (the portable and

@@ -19,8 +19,8 @@
  * requantize's shift from max |acc| |mult_c| (exact: the product of two magnitudes whose bit
  * lengths sum to at most 63 does not wrap; otherwise the accumulator is formed in full in the work
  * buffer, multiplied and requantised as intref does). Pass 2 forms, multiplies and rounds each row.
- * With int8 inputs and at least TABLE_MIN_N values a channel, where the loops' variant asks for it
- * (portable, AVX2), xhat and dx's centring term come from per-channel tables of the input's values
+ * Where iq_norm_uses_tables (int8 inputs, at least 1024 values a channel, the portable and AVX2
+ * loops), xhat and dx's centring term come from per-channel tables of the input's values
  * instead (see "Tables" below): the same integers, fewer 64-bit products.
  * Error codes are intref's, in its order (the input's range, then the first channel whose
  * statistics fail, then the means' range, then the multipliers').
@@ -40,11 +40,8 @@
  * thread stacks; the device's streamed kernel keeps its own small chunks). 512 rather than 128:
  * each SIMD loop call then spends less on its set-up and final reductions */
 #define BLOCK 512
-/* int8 inputs of channels of at least this many values read xhat through the channel's table (see
- * the tables below), where the loops' variant asks for it (iq_norm_loops_t.xhat_tables) */
-#define TABLE_MIN_N 1024
-/* the table entry of an int8 value */
-#define TIX(v) ((v) + 128)
+/* the tables' entry of an int8 value (where iq_norm_uses_tables; see the tables below) */
+#define TIX(v) IQ_NORM_TIX(v)
 
 typedef struct {
     int B, C, S, N, w, dw, e, eps_log2, s, wt;
@@ -226,7 +223,7 @@ int rctc_iq_batchnorm_backward_mt(int nthreads, int B, int C, int S, const void 
                 pc + 3 * c, pc + 5 * c, pc + 7 * c, pc + 8 * c, pc + 9 * c, dgamma, dbeta, rand, dx, NULL};
     /* the tables in the accumulator's space (T = N C >= 256 C int64; it is written in full only on
      * the wrap path below, which reads no table) */
-    if (iq_norm_loops()->xhat_tables && w == 1 && N >= TABLE_MIN_N) t.cen = acc;
+    if (iq_norm_uses_tables(iq_norm_loops(), w, N)) t.cen = acc;
     const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     for (int k = 0; k < C; ++k)

@@ -15,8 +15,8 @@
  * extremes where no product can wrap (the map is then monotone in x), else from every element;
  * then requantize's shift from the maxima, and per row the
  * accumulator formed again and rounded (cheaper than an int64 buffer written and read back).
- * With int8 inputs and at least TABLE_MIN_N values a channel, where the loops' variant asks for it
- * (portable, AVX2), a pass between the two rounds y of each value the channel holds into a table
+ * Where iq_norm_uses_tables (int8 inputs, at least 1024 values a channel, the portable and AVX2
+ * loops), a pass between the two rounds y of each value the channel holds into a table
  * and pass 2 maps every element through it (y is rounded to nearest: a function of the value).
  * Error codes in intref's order: the input's range, the first failing channel, the bias's range,
  * the accumulator's.
@@ -44,12 +44,9 @@ typedef struct {
     unsigned char *tab;
 } bn_fwd;
 
-/* int8 inputs of channels of at least this many values are mapped through a table of the channel's
- * outputs, where the loops' variant asks for it (iq_norm_loops_t.xhat_tables): y is rounded to
- * nearest, so it depends on an element only through its channel and its value */
-#define TABLE_MIN_N 1024
-/* the table entry of an int8 value */
-#define TIX(v) ((v) + 128)
+/* the tables' entry of an int8 value (where iq_norm_uses_tables: y is rounded to nearest, so it
+ * depends on an element only through its channel and its value) */
+#define TIX(v) IQ_NORM_TIX(v)
 
 /* elements widened on the stack at a time: 4 KiB a block (this host-only kernel runs on default
  * thread stacks; the device's streamed kernel keeps its own small chunks). 512 rather than 128:
@@ -145,11 +142,11 @@ static void pass2(void *ctx, int r0, int r1) {
     int64_t xb[BLOCK];
     for (int r = r0; r < r1; ++r) {
         const int c = r % t->C;
-        const int64_t g = iq_ld(t->gamma, t->gw, (size_t)c);
         if (t->tab) {
             map_tabled(t, c, (size_t)r * S, S);
             continue;
         }
+        const int64_t g = iq_ld(t->gamma, t->gw, (size_t)c);
         for (size_t i0 = 0; i0 < S; i0 += BLOCK) {
             const size_t n = S - i0 < BLOCK ? S - i0 : BLOCK, at = (size_t)r * S + i0;
             L->load(n, t->q, t->w, at, xb);
@@ -175,7 +172,7 @@ int rctc_iq_batchnorm_train_mt(int nthreads, int B, int C, int S, const void *q,
         for (int c = 0; c < C; ++c) bm[c] = 0;
     bn_fwd t = {B, C, S, (int)N, w, e, eps_log2, gw, 0, rctc_iq_width(bits), q, gamma, eps_num, s1,
                 d, m, f, bm, bv, scratch, work + 8 * C, work + 9 * C, out, NULL};
-    if (iq_norm_loops()->xhat_tables && w == 1 && N >= TABLE_MIN_N) t.tab = (unsigned char *)(work + 10 * C);
+    if (iq_norm_uses_tables(iq_norm_loops(), w, N)) t.tab = (unsigned char *)(work + 10 * C);
     const int threads = rctc_threads_for_elements(nthreads, T, RCTC_NORM_PER_THREAD);
     rctc_parallel_for(C, 1, threads, pass1, &t);
     uint64_t mx = 0;

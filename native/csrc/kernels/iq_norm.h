@@ -133,6 +133,14 @@ void iq_norm_xhat_dot_blocks(iq_norm_load_fn *ld, iq_norm_xhat_dot_fn *fn, size_
 uint64_t iq_norm_dx_x_blocks(iq_norm_load_fn *ld, iq_norm_dx_x_fn *fn, size_t n, const void *x, int w, const void *dy,
                              int dw, size_t off, int N, int64_t s1, int64_t m, int sh, int64_t m1, int64_t m2,
                              int64_t *acc);
+/* the table entry of an int8 value (the BatchNorm tables: 256 entries a channel) */
+#define IQ_NORM_TIX(v) ((v) + 128)
+/* whether the host step's BatchNorm kernels take an input of w bytes and N values a channel through
+ * per-channel tables: int8 inputs, at least 1024 values a channel (the tables' 256 entries then cost
+ * at most a quarter of the element loops), where the loops' variant asks for them (xhat_tables) */
+static inline int iq_norm_uses_tables(const iq_norm_loops_t *L, int w, size_t N) {
+    return L->xhat_tables && w == 1 && N >= 1024u;
+}
 /* the best variant this CPU runs (AVX-512 F + DQ at the avx512vnni level, else AVX2, else portable;
  * RCTC_ISA caps it as it caps every kernel) */
 const iq_norm_loops_t *iq_norm_loops(void);

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             site, _ = _common.install_revision(REPO, a.rev, Path(tmp))
             old_path = library_of(site, Path(tmp))
         except subprocess.CalledProcessError as exc:
-            err = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
             print(f"native_kernel_ab: cannot build revision {a.rev!r}: {(err.strip().splitlines() or ['?'])[-1]}",
                   file=sys.stderr)
             return 2

@@ -122,8 +122,7 @@ typedef struct {
      * (iq_batchnorm_mt.c: y per value; iq_batchnorm_backward_mt.c: xhat and dx's centring term per
      * value) rather than through affine / xhat_dot_run / dx_x_run: the portable and AVX2 variants,
      * where forming xhat takes several 64-bit products an element; 0 for AVX-512, whose vector
-     * loops beat the tables (measured on a Zen 5 EPYC: with the flag at 1 the backward took 1.6-2.7x
-     * and the forward 0.94-1.25x the time, benchmarks/native_kernel_ab.py) */
+     * loops beat the tables (measured: native/README.md, "BatchNorm tables") */
     int xhat_tables;
 } iq_norm_loops_t;
 /* the _run loops through a variant's own int64 loops on blocks widened on the stack (the portable and
